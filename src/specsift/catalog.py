@@ -1,0 +1,66 @@
+"""The catalog every model returns: Redrock-compatible columns first, then ours.
+
+Columns: TARGETID, SOURCE, Z, ZERR, ZWARN, SPECTYPE, SUBTYPE, DELTACHI2, CLASS_LABEL,
+PROB_<label> for each label of the model's class set, ANOMALY_SCORE, MODEL.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.table import Table
+
+from .classes import labels, spectype_of, subtype_of
+from .flags import ZWARN, zwarn_from_input
+
+__all__ = ["make_catalog", "CATALOG_COLUMNS", "LOW_CONFIDENCE"]
+
+CATALOG_COLUMNS = ("TARGETID", "SOURCE", "Z", "ZERR", "ZWARN", "SPECTYPE", "SUBTYPE",
+                   "DELTACHI2", "CLASS_LABEL")
+
+#: Highest class probability below which ZWARN bit 17 (LOW_CLASS_CONFIDENCE) is set.
+LOW_CONFIDENCE = 0.6
+
+
+def make_catalog(meta: Table, class_set: str, probs: np.ndarray, z: np.ndarray,
+                 zerr: np.ndarray, model: str, zwarn: np.ndarray | None = None,
+                 deltachi2: np.ndarray | None = None,
+                 anomaly_score: np.ndarray | None = None) -> Table:
+    """Assemble the standard catalog from a model's raw outputs.
+
+    ``probs`` is (N, K) over ``labels(class_set)``.  ZWARN combines the model's own bits
+    with those implied by the input flags in ``meta`` and the class confidence; spectra
+    with no usable data get Z = ZERR = -1 and CLASS_LABEL '' but keep their row.
+    """
+    names = labels(class_set)
+    n = len(meta)
+    probs = np.asarray(probs, dtype=np.float32).reshape(n, len(names))
+    best = probs.argmax(axis=1) if n else np.zeros(0, int)
+    label = np.array([names[k] for k in best], dtype="U24")
+    zw = np.zeros(n, np.int64) if zwarn is None else np.asarray(zwarn, np.int64).copy()
+    if "INPUT_FLAGS" in meta.colnames:
+        zw |= zwarn_from_input(meta["INPUT_FLAGS"])
+    zw[probs.max(axis=1, initial=0) < LOW_CONFIDENCE] |= ZWARN.LOW_CLASS_CONFIDENCE
+    nodata = (zw & (ZWARN.NODATA | ZWARN.BAD_INPUT)) != 0
+    z = np.where(nodata, -1.0, np.asarray(z, np.float64))
+    zerr = np.where(nodata, -1.0, np.asarray(zerr, np.float64))
+    nodata_only = (zw & ZWARN.NODATA) != 0
+    label[nodata_only] = ""
+    out = Table()
+    out["TARGETID"] = (np.asarray(meta["TARGETID"], np.int64) if "TARGETID" in meta.colnames
+                       else np.arange(n, dtype=np.int64))
+    out["SOURCE"] = (np.asarray(meta["SOURCE"], dtype=str) if "SOURCE" in meta.colnames
+                     else np.full(n, "", dtype="U1"))
+    out["Z"] = z
+    out["ZERR"] = zerr
+    out["ZWARN"] = zw
+    out["SPECTYPE"] = np.array([spectype_of(s) if s else "" for s in label], dtype="U6")
+    out["SUBTYPE"] = np.array([subtype_of(s) if s else "" for s in label], dtype="U20")
+    out["DELTACHI2"] = (np.full(n, np.nan) if deltachi2 is None
+                        else np.asarray(deltachi2, np.float64))
+    out["CLASS_LABEL"] = label
+    for k, name in enumerate(names):
+        out[f"PROB_{name}"] = probs[:, k]
+    out["ANOMALY_SCORE"] = (np.full(n, np.nan, np.float32) if anomaly_score is None
+                            else np.asarray(anomaly_score, np.float32))
+    out["MODEL"] = np.full(n, model, dtype=f"U{max(len(model), 1)}")
+    return out

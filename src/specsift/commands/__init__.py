@@ -1,0 +1,1 @@
+"""One module per `specsift` subcommand; each keeps its logic in the library."""

@@ -1,0 +1,168 @@
+"""Chunked HDF5 store of spectra on one grid: append batches, iterate them back.
+
+Memory stays bounded by the batch size however many spectra the file holds, which is
+what simulations, training sets and million-spectrum pools need.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+from astropy.table import Table
+
+from ..spectra import LogGrid, SpectraBatch
+
+__all__ = ["SpectralStore"]
+
+_FORMAT = "specsift-store-1"
+
+
+def _h5_column(col: np.ndarray) -> np.ndarray:
+    """Astropy/numpy column → something h5py can store (unicode → fixed bytes)."""
+    a = np.asarray(col)
+    if a.dtype.kind == "U":
+        return np.char.encode(a, "utf-8")
+    if a.dtype.kind == "O":
+        return np.char.encode(a.astype(str), "utf-8")
+    return a
+
+
+class SpectralStore:
+    """HDF5 file with datasets ``loglam`` (P,), ``flux``/``ivar`` (N, P) float32, ``mask``
+    (N, P) bool and a ``meta`` group holding one dataset per metadata column.
+
+    Open with mode ``'r'`` to read, ``'w'`` to create, ``'a'`` to append.
+    """
+
+    def __init__(self, path, mode: str = "r", chunk_rows: int = 256,
+                 compression: str | None = "lzf"):
+        self.path = Path(path)
+        self.mode = mode
+        self.chunk_rows = chunk_rows
+        self.compression = compression
+        if mode == "r" and not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: no such store")
+        try:
+            self._h5 = h5py.File(self.path, mode)
+        except OSError as exc:
+            raise OSError(f"{self.path}: not a readable HDF5 store ({exc})") from None
+        if mode == "r" and "flux" not in self._h5:
+            self._h5.close()
+            raise ValueError(f"{self.path}: HDF5 file has no 'flux' dataset; not a specsift store")
+
+    # -- context manager ------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        if self._h5.id.valid:
+            self._h5.close()
+
+    # -- writing --------------------------------------------------------------
+    def append(self, batch: SpectraBatch) -> None:
+        """Append a batch (same grid and meta columns as what is already stored)."""
+        h5 = self._h5
+        n = len(batch)
+        if "flux" not in h5:
+            self._create(batch)
+        elif not np.allclose(h5["loglam"][:], batch.loglam, rtol=0, atol=1e-7):
+            raise ValueError(f"{self.path}: batch is on another wavelength grid than the store")
+        start = h5["flux"].shape[0]
+        for name, data in (("flux", batch.flux), ("ivar", batch.ivar), ("mask", batch.mask)):
+            h5[name].resize(start + n, axis=0)
+            h5[name][start:] = data
+        meta = h5["meta"]
+        for name in meta:
+            ds = meta[name]
+            ds.resize(start + n, axis=0)
+            if name in batch.meta.colnames:
+                values = _h5_column(batch.meta[name])
+                if values.dtype.kind == "S" and values.dtype.itemsize > ds.dtype.itemsize:
+                    raise ValueError(f"{self.path}: meta column {name} value longer than "
+                                     f"{ds.dtype.itemsize} bytes")
+                ds[start:] = values
+            else:
+                ds[start:] = np.zeros(n, dtype=ds.dtype)
+        h5.flush()
+
+    def _create(self, batch: SpectraBatch) -> None:
+        h5, p, c = self._h5, batch.npix, self.chunk_rows
+        h5.attrs["format"] = _FORMAT
+        h5.create_dataset("loglam", data=batch.loglam)
+        for name, dtype in (("flux", "f4"), ("ivar", "f4"), ("mask", "bool")):
+            h5.create_dataset(name, shape=(0, p), maxshape=(None, p), dtype=dtype,
+                              chunks=(c, p), compression=self.compression)
+        meta = h5.create_group("meta")
+        for name in batch.meta.colnames:
+            col = _h5_column(batch.meta[name])
+            if col.ndim != 1:
+                continue  # vector columns (e.g. χ² curves) do not belong in the store
+            dtype = col.dtype
+            if dtype.kind == "S":
+                dtype = np.dtype(f"S{max(dtype.itemsize, 64)}")
+            meta.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype,
+                                chunks=(max(c, 1024),))
+
+    @property
+    def attrs(self):
+        """Free-form attributes (e.g. how a simulation was made)."""
+        return self._h5.attrs
+
+    # -- reading --------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._h5["flux"].shape[0] if "flux" in self._h5 else 0
+
+    @property
+    def loglam(self) -> np.ndarray:
+        return self._h5["loglam"][:]
+
+    @property
+    def grid(self) -> LogGrid:
+        return LogGrid.from_loglam(self.loglam)
+
+    @property
+    def meta_columns(self) -> list[str]:
+        return list(self._h5["meta"]) if "meta" in self._h5 else []
+
+    def read_meta(self, columns=None) -> Table:
+        """All metadata rows (small: a few columns × N) without touching the fluxes."""
+        g = self._h5["meta"]
+        cols = columns or list(g)
+        return Table({c: _decode(g[c][:]) for c in cols})
+
+    def read(self, index) -> SpectraBatch:
+        """Spectra at a slice or an index array (sorted internally for h5py)."""
+        h5 = self._h5
+        if isinstance(index, slice):
+            sel, order = index, None
+        else:
+            idx = np.asarray(index, dtype=np.int64)
+            sel, inverse = np.unique(idx, return_inverse=True)
+            order = inverse
+        flux, ivar, mask = h5["flux"][sel], h5["ivar"][sel], h5["mask"][sel]
+        meta = Table({c: _decode(h5["meta"][c][sel]) for c in h5["meta"]})
+        if order is not None:
+            flux, ivar, mask, meta = flux[order], ivar[order], mask[order], meta[order]
+        out = object.__new__(SpectraBatch)
+        out.loglam = h5["loglam"][:]
+        out.flux, out.ivar, out.mask, out.meta = flux, ivar, mask, meta
+        return out
+
+    def iter_batches(self, batch_size: int = 1024, start: int = 0,
+                     stop: int | None = None) -> Iterator[SpectraBatch]:
+        """Consecutive batches from ``start`` to ``stop``; constant memory."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        for lo in range(start, stop, batch_size):
+            yield self.read(slice(lo, min(lo + batch_size, stop)))
+
+
+def _decode(a: np.ndarray) -> np.ndarray:
+    if a.dtype.kind == "S":
+        return np.char.decode(a, "utf-8")
+    return a

@@ -1,0 +1,306 @@
+"""The one data model every reader produces and every model consumes.
+
+A :class:`SpectraBatch` holds N spectra on one shared log10-wavelength grid with
+inverse variance and a bad-pixel mask, plus an astropy ``Table`` of per-spectrum
+metadata.  Nothing downstream needs to know which survey a spectrum came from.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from astropy.table import Table, vstack
+
+from .flags import InputFlag
+
+__all__ = ["LogGrid", "DEFAULT_GRID", "SpectraBatch", "rebin_matrix", "pixel_edges"]
+
+
+@dataclass(frozen=True)
+class LogGrid:
+    """A regular grid in log10(wavelength / Å), defined by start, step and size."""
+
+    start: float
+    step: float
+    size: int
+
+    @classmethod
+    def from_range(cls, start: float, stop: float, step: float) -> "LogGrid":
+        """Grid from ``start`` to ``stop`` inclusive (both log10 Å)."""
+        size = int(round((stop - start) / step)) + 1
+        return cls(float(start), float(step), size)
+
+    @classmethod
+    def from_loglam(cls, loglam: np.ndarray, rtol: float = 1e-3) -> "LogGrid":
+        """Recognise a regular log grid; raise ValueError if the steps are not uniform."""
+        loglam = np.asarray(loglam, dtype=np.float64)
+        if loglam.ndim != 1 or loglam.size < 2:
+            raise ValueError("a log-lambda grid needs at least two points in a 1-D array")
+        steps = np.diff(loglam)
+        step = float(np.median(steps))
+        if step <= 0 or np.any(np.abs(steps - step) > rtol * step):
+            raise ValueError("wavelength grid is not a regular increasing log10 grid")
+        return cls(float(loglam[0]), step, loglam.size)
+
+    @property
+    def loglam(self) -> np.ndarray:
+        return self.start + self.step * np.arange(self.size, dtype=np.float64)
+
+    @property
+    def wave(self) -> np.ndarray:
+        return 10.0 ** self.loglam
+
+    def matches(self, loglam: np.ndarray, atol: float | None = None) -> bool:
+        """True when ``loglam`` is this grid (to a small fraction of a pixel)."""
+        loglam = np.asarray(loglam)
+        if loglam.shape != (self.size,):
+            return False
+        atol = 0.01 * self.step if atol is None else atol
+        return bool(np.allclose(loglam, self.loglam, rtol=0, atol=atol))
+
+    def to_dict(self) -> dict:
+        return {"start": self.start, "step": self.step, "size": self.size}
+
+    def __str__(self) -> str:
+        w = self.wave
+        return (f"log10 λ {self.start:.4f}…{self.loglam[-1]:.4f} step {self.step:g} "
+                f"({self.size} px, {w[0]:.0f}–{w[-1]:.0f} Å)")
+
+
+#: SDSS / GaSNet grid: log10 λ 3.5563 → 3.9638, step 1e-4 (4076 px, 3600–9200 Å).
+DEFAULT_GRID = LogGrid.from_range(3.5563, 3.9638, 1e-4)
+
+
+def pixel_edges(loglam: np.ndarray) -> np.ndarray:
+    """Pixel boundaries (log10 Å) half-way between centres, extrapolated at the ends."""
+    loglam = np.asarray(loglam, dtype=np.float64)
+    mid = 0.5 * (loglam[1:] + loglam[:-1])
+    first = loglam[0] - (mid[0] - loglam[0])
+    last = loglam[-1] + (loglam[-1] - mid[-1])
+    return np.concatenate([[first], mid, [last]])
+
+
+def rebin_matrix(loglam_in: np.ndarray, loglam_out: np.ndarray) -> sp.csr_matrix:
+    """Sparse (P_out, P_in) matrix of overlap fractions for flux-conserving rebinning.
+
+    Entry (j, i) is the length in wavelength of the overlap of input pixel i with output
+    pixel j, divided by the width of output pixel j.  Applying it to a flux density
+    gives the mean flux density over each output pixel, so ∫f dλ is conserved over
+    every output pixel that lies inside the input coverage.
+    """
+    e_in = 10.0 ** pixel_edges(loglam_in)
+    e_out = 10.0 ** pixel_edges(loglam_out)
+    if np.any(np.diff(e_in) <= 0):
+        raise ValueError("input wavelength grid is not strictly increasing")
+    # Every boundary of either grid cuts the wavelength axis into segments that each
+    # lie in exactly one input and one output pixel (or outside one of the grids).
+    cuts = np.union1d(e_in, e_out)
+    lo, hi = cuts[:-1], cuts[1:]
+    centre = 0.5 * (lo + hi)
+    i = np.searchsorted(e_in, centre) - 1
+    j = np.searchsorted(e_out, centre) - 1
+    inside = (i >= 0) & (i < e_in.size - 1) & (j >= 0) & (j < e_out.size - 1)
+    i, j, length = i[inside], j[inside], (hi - lo)[inside]
+    width_out = np.diff(e_out)
+    weights = length / width_out[j]
+    return sp.csr_matrix((weights, (j, i)), shape=(e_out.size - 1, e_in.size - 1))
+
+
+def _to_table(meta: Table | None, n: int) -> Table:
+    if meta is None:
+        meta = Table()
+    elif not isinstance(meta, Table):
+        meta = Table(meta)
+    if len(meta.colnames) and len(meta) != n:
+        raise ValueError(f"meta has {len(meta)} rows for {n} spectra")
+    if not len(meta.colnames):
+        meta = Table({"TARGETID": np.arange(n, dtype=np.int64)})
+    if "INPUT_FLAGS" not in meta.colnames:
+        meta["INPUT_FLAGS"] = np.zeros(n, dtype=np.int32)
+    return meta
+
+
+class SpectraBatch:
+    """N spectra on one log10-λ grid.
+
+    Attributes
+    ----------
+    loglam : (P,) float64, log10 wavelength in Å of pixel centres (vacuum as given by the survey)
+    flux, ivar : (N, P) float32, flux density (SDSS units 1e-17 erg/s/cm²/Å) and its inverse variance
+    mask : (N, P) bool, True where a pixel is bad; always ``ivar == 0`` there
+    meta : astropy Table with one row per spectrum (TARGETID, SOURCE, labels, INPUT_FLAGS …)
+    """
+
+    def __init__(self, loglam, flux, ivar=None, mask=None, meta: Table | None = None,
+                 source: str = "<arrays>"):
+        loglam = np.asarray(loglam, dtype=np.float64)
+        flux = np.atleast_2d(np.asarray(flux, dtype=np.float32))
+        n, p = flux.shape
+        if loglam.shape != (p,):
+            raise ValueError(f"{source}: wavelength grid has {loglam.size} pixels, "
+                             f"flux has {p}")
+        if p > 1 and not np.all(np.diff(loglam) > 0):
+            raise ValueError(f"{source}: wavelength grid is not strictly increasing")
+        ivar = (np.ones_like(flux) if ivar is None
+                else np.atleast_2d(np.asarray(ivar, dtype=np.float32)))
+        if ivar.shape != flux.shape:
+            raise ValueError(f"{source}: ivar shape {ivar.shape} does not match flux "
+                             f"shape {flux.shape}")
+        mask = (np.zeros(flux.shape, bool) if mask is None
+                else np.atleast_2d(np.asarray(mask, dtype=bool)))
+        if mask.shape != flux.shape:
+            raise ValueError(f"{source}: mask shape {mask.shape} does not match flux "
+                             f"shape {flux.shape}")
+        self.loglam, self.flux, self.ivar, self.mask = loglam, flux, ivar, mask
+        self.meta = _to_table(meta, n)
+        self._sanitise(source)
+
+    # -- construction helpers -------------------------------------------------
+    def _sanitise(self, source: str) -> None:
+        """Mask non-finite flux and negative/non-finite ivar; flag the spectra concerned."""
+        flags = np.asarray(self.meta["INPUT_FLAGS"], dtype=np.int32).copy()
+        bad_flux = ~np.isfinite(self.flux)
+        bad_ivar = ~np.isfinite(self.ivar) | (self.ivar < 0)
+        if bad_flux.any() or bad_ivar.any():
+            # copy so that a caller's arrays are never modified behind its back
+            self.flux, self.ivar = self.flux.copy(), self.ivar.copy()
+        flags[bad_flux.any(axis=1)] |= InputFlag.NONFINITE_FLUX
+        flags[bad_ivar.any(axis=1)] |= InputFlag.BAD_IVAR
+        self.flux[bad_flux] = 0.0
+        self.ivar[bad_ivar | bad_flux] = 0.0
+        self.mask = self.mask | bad_flux | bad_ivar | (self.ivar <= 0)
+        self.ivar[self.mask] = 0.0
+        empty = ~(~self.mask).any(axis=1)
+        flags[empty] |= InputFlag.NO_GOOD_PIXELS
+        n_bad = int(((bad_flux | bad_ivar).any(axis=1) | empty).sum())
+        if n_bad:
+            warnings.warn(f"{source}: {n_bad} spectrum(s) with NaN/inf flux, negative ivar "
+                          f"or no good pixels were masked and flagged in INPUT_FLAGS",
+                          stacklevel=3)
+        self.meta["INPUT_FLAGS"] = flags
+
+    @classmethod
+    def from_spectra(cls, waves: Sequence[np.ndarray], fluxes: Sequence[np.ndarray],
+                     ivars: Sequence[np.ndarray | None], masks: Sequence[np.ndarray | None] | None = None,
+                     meta: Table | None = None, grid: LogGrid = DEFAULT_GRID,
+                     source: str = "<arrays>") -> "SpectraBatch":
+        """Put spectra with their own wavelength arrays (Å) on ``grid``.
+
+        Spectra sharing one wavelength array are rebinned together with one sparse matrix.
+        """
+        n = len(fluxes)
+        masks = masks if masks is not None else [None] * n
+        out_f = np.zeros((n, grid.size), np.float32)
+        out_i = np.zeros((n, grid.size), np.float32)
+        out_m = np.ones((n, grid.size), bool)
+        for k in range(n):
+            one = cls(np.log10(np.asarray(waves[k], dtype=np.float64)), fluxes[k], ivars[k],
+                      masks[k], meta=None, source=source)
+            r = one.resample(grid)
+            out_f[k], out_i[k], out_m[k] = r.flux[0], r.ivar[0], r.mask[0]
+            if one.meta["INPUT_FLAGS"][0]:
+                meta = _to_table(meta, n)
+                meta["INPUT_FLAGS"][k] |= one.meta["INPUT_FLAGS"][0]
+        return cls(grid.loglam, out_f, out_i, out_m, meta, source=source)
+
+    # -- basic container behaviour -------------------------------------------
+    def __len__(self) -> int:
+        return self.flux.shape[0]
+
+    @property
+    def npix(self) -> int:
+        return self.flux.shape[1]
+
+    @property
+    def wave(self) -> np.ndarray:
+        return 10.0 ** self.loglam
+
+    def __getitem__(self, index) -> "SpectraBatch":
+        """Select spectra by int, slice, boolean mask or index array (always a batch)."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        out = object.__new__(SpectraBatch)
+        out.loglam = self.loglam
+        out.flux, out.ivar, out.mask = self.flux[index], self.ivar[index], self.mask[index]
+        out.meta = self.meta[index]
+        return out
+
+    select = __getitem__
+
+    def __iter__(self):
+        for k in range(len(self)):
+            yield self[k]
+
+    def __repr__(self) -> str:
+        return (f"<SpectraBatch {len(self)} spectra × {self.npix} px, "
+                f"{self.wave[0]:.0f}–{self.wave[-1]:.0f} Å>")
+
+    @classmethod
+    def concatenate(cls, batches: Iterable["SpectraBatch"]) -> "SpectraBatch":
+        """Stack batches that share a grid (raises if grids differ)."""
+        batches = list(batches)
+        if not batches:
+            raise ValueError("nothing to concatenate")
+        ref = batches[0].loglam
+        for b in batches[1:]:
+            if b.loglam.shape != ref.shape or not np.allclose(b.loglam, ref, rtol=0, atol=1e-7):
+                raise ValueError("cannot concatenate batches on different wavelength grids; "
+                                 "resample them to one grid first")
+        out = object.__new__(SpectraBatch)
+        out.loglam = ref
+        out.flux = np.concatenate([b.flux for b in batches])
+        out.ivar = np.concatenate([b.ivar for b in batches])
+        out.mask = np.concatenate([b.mask for b in batches])
+        out.meta = vstack([b.meta for b in batches], join_type="outer", metadata_conflicts="silent")
+        return out
+
+    # -- physics helpers -------------------------------------------------------
+    def resample(self, grid: LogGrid | np.ndarray = DEFAULT_GRID,
+                 min_coverage: float = 0.5) -> "SpectraBatch":
+        """Flux-conserving rebinning onto ``grid`` with inverse-variance propagation.
+
+        Each output pixel is the mean flux density of the good input pixels it overlaps,
+        weighted by overlap length w_i; its variance is Σ w_i² σ_i² / (Σ w_i)².  An output
+        pixel whose good-pixel coverage is below ``min_coverage`` of its width, or that lies
+        outside the spectrum, gets ivar = 0 and mask = True.
+        """
+        loglam_out = grid.loglam if isinstance(grid, LogGrid) else np.asarray(grid, float)
+        if loglam_out.shape == self.loglam.shape and np.allclose(loglam_out, self.loglam,
+                                                                 rtol=0, atol=1e-9):
+            return self
+        W = rebin_matrix(self.loglam, loglam_out)            # (P_out, P_in)
+        good = (~self.mask).astype(np.float64)               # (N, P_in)
+        var = np.where(self.mask, 0.0, 1.0 / np.where(self.ivar > 0, self.ivar, 1.0))
+        cover = (W @ good.T).T                               # Σ w_i over good pixels
+        num = (W @ (self.flux * good).T).T
+        var_num = ((W.multiply(W)) @ (var * good).T).T       # Σ w_i² σ_i²
+        ok = cover >= min_coverage
+        safe = np.where(ok, cover, 1.0)
+        flux = np.where(ok, num / safe, 0.0)
+        var_out = var_num / safe**2
+        ivar = np.where(ok & (var_out > 0), 1.0 / np.where(var_out > 0, var_out, 1.0), 0.0)
+        out = object.__new__(SpectraBatch)
+        out.loglam = loglam_out
+        out.flux, out.ivar = flux.astype(np.float32), ivar.astype(np.float32)
+        out.mask = ~ok | (out.ivar <= 0)
+        out.meta = self.meta.copy(copy_data=True)
+        flags = np.asarray(out.meta["INPUT_FLAGS"], dtype=np.int32)
+        flags[~(~out.mask).any(axis=1)] |= InputFlag.NO_GOOD_PIXELS
+        out.meta["INPUT_FLAGS"] = flags
+        return out
+
+    def median_snr(self) -> np.ndarray:
+        """Median of flux·√ivar over good pixels, per spectrum (0 when none)."""
+        snr = np.where(self.mask, np.nan, self.flux * np.sqrt(self.ivar))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out = np.nanmedian(snr, axis=1)
+        return np.nan_to_num(out, nan=0.0).astype(np.float32)
+
+    def good_fraction(self) -> np.ndarray:
+        """Fraction of good (unmasked) pixels per spectrum."""
+        return (~self.mask).mean(axis=1)
