@@ -14,6 +14,8 @@ CLASS_SETS: dict[str, tuple[str, ...]] = {
                  "GALAXY_AGN") + tuple(f"STAR_{s}" for s in STAR_SUBTYPES_13),
     "galaxy-types": ("S0", "Sa", "Sb", "Sc"),
     "three": ("STAR", "GALAXY", "QSO"),
+    # Ondřejov / LAMOST emission-line star scheme (active learning, `vgg1d`): all are stars
+    "ondrejov": ("ABSORPTION", "EMISSION", "DOUBLE_PEAK"),
 }
 
 
@@ -75,7 +77,7 @@ def map_sdss(cls, subclass, class_set: str) -> np.ndarray:
 def spectype_of(label: str) -> str:
     """Redrock SPECTYPE (GALAXY/QSO/STAR) and SUBTYPE of a label of any class set."""
     label = str(label)
-    if label.startswith("STAR"):
+    if label.startswith("STAR") or label in CLASS_SETS["ondrejov"]:
         return "STAR"
     if label.startswith("QSO"):
         return "QSO"
@@ -84,7 +86,7 @@ def spectype_of(label: str) -> str:
 
 def subtype_of(label: str) -> str:
     label = str(label)
-    if label in ("S0", "Sa", "Sb", "Sc"):
+    if label in ("S0", "Sa", "Sb", "Sc") or label in CLASS_SETS["ondrejov"]:
         return label
     head, _, tail = label.partition("_")
     return tail

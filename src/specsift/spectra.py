@@ -124,6 +124,36 @@ def _to_table(meta: Table | None, n: int) -> Table:
     return meta
 
 
+def _stack_meta(tables: list[Table]) -> Table:
+    """Stack meta tables; a column missing from some gets '' / NaN / -1 / False there
+    (never a masked column, whose hidden values would leak into stores and catalogs),
+    and a column whose types clash between tables is dropped with a warning."""
+    if len(tables) == 1:
+        return tables[0].copy()
+    names = list(dict.fromkeys(c for t in tables for c in t.colnames))
+    kinds: dict[str, set] = {}
+    for t in tables:
+        for c in t.colnames:
+            k = t[c].dtype.kind
+            kinds.setdefault(c, set()).add("num" if k in "iufb" else "str" if k in "US" else k)
+    clash = [c for c in names if len(kinds[c]) > 1]
+    if clash:
+        warnings.warn(f"meta column(s) {', '.join(clash)} have different types in the "
+                      f"batches being joined and were dropped", stacklevel=3)
+        tables = [t[[c for c in t.colnames if c not in clash]] for t in tables]
+    out = vstack(tables, join_type="outer", metadata_conflicts="silent")
+    for name in out.colnames:
+        col = out[name]
+        if getattr(col, "mask", None) is None or not np.any(col.mask):
+            if hasattr(col, "mask"):
+                out[name] = np.asarray(col)
+            continue
+        k = col.dtype.kind
+        fill = "" if k in "US" else np.nan if k in "fc" else False if k == "b" else -1
+        out[name] = col.filled(fill)
+    return out
+
+
 class SpectraBatch:
     """N spectra on one log10-λ grid.
 
@@ -165,7 +195,7 @@ class SpectraBatch:
         flags = np.asarray(self.meta["INPUT_FLAGS"], dtype=np.int32).copy()
         bad_flux = ~np.isfinite(self.flux)
         bad_ivar = ~np.isfinite(self.ivar) | (self.ivar < 0)
-        if bad_flux.any() or bad_ivar.any():
+        if bad_flux.any() or bad_ivar.any() or (self.mask & (self.ivar != 0)).any():
             # copy so that a caller's arrays are never modified behind its back
             self.flux, self.ivar = self.flux.copy(), self.ivar.copy()
         flags[bad_flux.any(axis=1)] |= InputFlag.NONFINITE_FLUX
@@ -255,7 +285,7 @@ class SpectraBatch:
         out.flux = np.concatenate([b.flux for b in batches])
         out.ivar = np.concatenate([b.ivar for b in batches])
         out.mask = np.concatenate([b.mask for b in batches])
-        out.meta = vstack([b.meta for b in batches], join_type="outer", metadata_conflicts="silent")
+        out.meta = _stack_meta([b.meta for b in batches])
         return out
 
     # -- physics helpers -------------------------------------------------------

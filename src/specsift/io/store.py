@@ -21,7 +21,11 @@ _FORMAT = "specsift-store-1"
 
 
 def _h5_column(col: np.ndarray) -> np.ndarray:
-    """Astropy/numpy column → something h5py can store (unicode → fixed bytes)."""
+    """Astropy/numpy column → something h5py can store (unicode → bytes; masked entries
+    filled with '' / NaN / 0 rather than their hidden values)."""
+    if hasattr(col, "mask") and np.any(col.mask):
+        k = col.dtype.kind
+        col = col.filled("" if k in "US" else np.nan if k == "f" else 0)
     a = np.asarray(col)
     if a.dtype.kind == "U":
         return np.char.encode(a, "utf-8")
@@ -83,10 +87,15 @@ class SpectralStore:
             ds.resize(start + n, axis=0)
             if name in batch.meta.colnames:
                 values = _h5_column(batch.meta[name])
+                if h5py.check_string_dtype(ds.dtype) is not None:
+                    ds[start:] = np.char.decode(values.astype("S"), "utf-8").astype(object)
+                    continue
                 if values.dtype.kind == "S" and values.dtype.itemsize > ds.dtype.itemsize:
                     raise ValueError(f"{self.path}: meta column {name} value longer than "
                                      f"{ds.dtype.itemsize} bytes")
                 ds[start:] = values
+            elif h5py.check_string_dtype(ds.dtype) is not None:
+                ds[start:] = np.full(n, "", dtype=object)
             else:
                 ds[start:] = np.zeros(n, dtype=ds.dtype)
         h5.flush()
@@ -105,7 +114,8 @@ class SpectralStore:
                 continue  # vector columns (e.g. χ² curves) do not belong in the store
             dtype = col.dtype
             if dtype.kind == "S":
-                dtype = np.dtype(f"S{max(dtype.itemsize, 64)}")
+                # variable-length UTF-8: paths and labels of any length, no truncation
+                dtype = h5py.string_dtype("utf-8")
             meta.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype,
                                 chunks=(max(c, 1024),))
 
@@ -142,9 +152,14 @@ class SpectralStore:
         if isinstance(index, slice):
             sel, order = index, None
         else:
-            idx = np.asarray(index, dtype=np.int64)
+            idx = np.asarray(index, dtype=np.int64).ravel()
+            if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+                raise IndexError(f"{self.path}: index out of range for {len(self)} spectra")
+            idx = np.where(idx < 0, idx + len(self), idx)
             sel, inverse = np.unique(idx, return_inverse=True)
             order = inverse
+            if sel.size == 0:
+                sel, order = slice(0, 0), None
         flux, ivar, mask = h5["flux"][sel], h5["ivar"][sel], h5["mask"][sel]
         meta = Table({c: _decode(h5["meta"][c][sel]) for c in h5["meta"]})
         if order is not None:
@@ -165,4 +180,7 @@ class SpectralStore:
 def _decode(a: np.ndarray) -> np.ndarray:
     if a.dtype.kind == "S":
         return np.char.decode(a, "utf-8")
+    if a.dtype.kind == "O":  # variable-length strings come back as bytes objects
+        return np.array([x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in a],
+                        dtype=str) if a.size else np.zeros(0, dtype="U1")
     return a

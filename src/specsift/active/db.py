@@ -1,0 +1,312 @@
+"""The label database: one SQLite file (WAL mode) holding everything an active-learning run
+needs to stop and resume — configuration, every label event with who/when, the batches the
+strategy asked about, per-iteration state, metrics and model checkpoint paths, and the
+progress of background jobs started from the web page.
+
+Labels are an append-only event log: labelling, skipping and undoing never overwrite a row,
+so two people labelling at once lose nothing and the history of every decision is kept.
+The *current* label of a spectrum is its latest event that is a label (not a skip) and not
+undone.  Every connection uses WAL with a busy timeout and writes in ``BEGIN IMMEDIATE``
+transactions, so concurrent writers from threads or processes serialise instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+__all__ = ["LabelDB", "now_iso", "SKIP"]
+
+SKIP = None          # a skip is stored as an event with label NULL
+_SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    item INTEGER NOT NULL,          -- row of the pool
+    ident TEXT NOT NULL DEFAULT '', -- human identifier (file, TARGETID) for exports
+    label TEXT,                     -- class name; NULL = skipped
+    who TEXT NOT NULL,
+    at TEXT NOT NULL,               -- ISO-8601 UTC
+    source TEXT NOT NULL DEFAULT 'web',
+    iteration INTEGER,
+    undone_at TEXT
+);
+CREATE INDEX IF NOT EXISTS events_item ON events(item);
+CREATE INDEX IF NOT EXISTS events_who ON events(who);
+CREATE TABLE IF NOT EXISTS queue (
+    iteration INTEGER NOT NULL, rank INTEGER NOT NULL, item INTEGER NOT NULL,
+    score REAL, probs TEXT, PRIMARY KEY (iteration, item));
+CREATE TABLE IF NOT EXISTS iterations (
+    iteration INTEGER PRIMARY KEY, state TEXT NOT NULL, n_labelled INTEGER,
+    checkpoint TEXT, metrics TEXT, started_at TEXT, updated_at TEXT);
+CREATE TABLE IF NOT EXISTS claims (item INTEGER PRIMARY KEY, who TEXT NOT NULL, until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, state TEXT NOT NULL,
+    progress REAL NOT NULL DEFAULT 0, message TEXT NOT NULL DEFAULT '',
+    started_at TEXT, finished_at TEXT);
+"""
+
+_CURRENT = """
+SELECT e.item, e.ident, e.label, e.who, e.at, e.source, e.iteration FROM events e
+JOIN (SELECT item, MAX(id) AS id FROM events
+      WHERE label IS NOT NULL AND undone_at IS NULL GROUP BY item) last ON last.id = e.id
+"""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class LabelDB:
+    """Thread-safe handle on a label database (one SQLite connection per thread)."""
+
+    def __init__(self, path, create: bool = True):
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: no such label database")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        conn = self._conn()
+        try:
+            conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(f"{self.path}: not a label database ({exc})") from None
+        if self.get_meta("schema_version") is None:
+            self.set_meta("schema_version", _SCHEMA_VERSION)
+
+    # -- connections ----------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.DatabaseError as exc:
+                raise ValueError(f"{self.path}: cannot open label database ({exc})") from None
+            conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def write(self):
+        """A write transaction that takes the lock up front (no deadlock on upgrade)."""
+        conn = self._conn()
+        for attempt in range(20):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:       # busy beyond the timeout: retry
+                if "locked" not in str(exc) or attempt == 19:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def query(self, sql: str, params=()) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @property
+    def journal_mode(self) -> str:
+        return self.query("PRAGMA journal_mode")[0][0]
+
+    # -- configuration --------------------------------------------------------
+    def get_meta(self, key: str, default=None):
+        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else default
+
+    def set_meta(self, key: str, value) -> None:
+        with self.write() as c:
+            c.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE "
+                      "SET value = excluded.value", (key, json.dumps(value)))
+
+    def config(self) -> dict:
+        return {r["key"]: json.loads(r["value"]) for r in self.query("SELECT key, value FROM meta")}
+
+    # -- labels ---------------------------------------------------------------
+    def add_label(self, item: int, label: str | None, who: str, ident: str = "",
+                  source: str = "web", iteration: int | None = None) -> int:
+        """Append one label (``None`` = skip) event; returns its event id."""
+        with self.write() as c:
+            cur = c.execute("INSERT INTO events(item, ident, label, who, at, source, iteration) "
+                            "VALUES(?,?,?,?,?,?,?)",
+                            (int(item), ident, label, who, now_iso(), source, iteration))
+            c.execute("DELETE FROM claims WHERE item = ?", (int(item),))
+            return int(cur.lastrowid)
+
+    def add_labels(self, rows, who: str, source: str = "oracle", iteration: int | None = None) -> int:
+        """Many (item, label[, ident]) at once in one transaction (the simulated oracle)."""
+        at = now_iso()
+        data = [(int(r[0]), r[2] if len(r) > 2 else "", r[1], who, at, source, iteration)
+                for r in rows]
+        with self.write() as c:
+            c.executemany("INSERT INTO events(item, ident, label, who, at, source, iteration) "
+                          "VALUES(?,?,?,?,?,?,?)", data)
+        return len(data)
+
+    def undo(self, who: str) -> dict | None:
+        """Undo ``who``'s latest not-yet-undone event (label or skip); returns it or None."""
+        with self.write() as c:
+            row = c.execute("SELECT id, item, ident, label FROM events WHERE who = ? AND "
+                            "undone_at IS NULL ORDER BY id DESC LIMIT 1", (who,)).fetchone()
+            if row is None:
+                return None
+            c.execute("UPDATE events SET undone_at = ? WHERE id = ?", (now_iso(), row["id"]))
+            return dict(row)
+
+    def current_labels(self) -> dict[int, str]:
+        """item → current label (latest non-undone, non-skip event)."""
+        return {int(r["item"]): r["label"] for r in self.query(_CURRENT)}
+
+    def label_rows(self) -> list[dict]:
+        """Current labels with who/when/ident, ordered by item (for exports)."""
+        return [dict(r) for r in self.query(_CURRENT + " ORDER BY e.item")]
+
+    def events(self, who: str | None = None) -> list[dict]:
+        sql = "SELECT * FROM events" + (" WHERE who = ?" if who else "") + " ORDER BY id"
+        return [dict(r) for r in self.query(sql, (who,) if who else ())]
+
+    def handled_by(self, who: str) -> set[int]:
+        """Items ``who`` has labelled or skipped (not undone): not shown to them again."""
+        return {int(r[0]) for r in self.query(
+            "SELECT DISTINCT item FROM events WHERE who = ? AND undone_at IS NULL", (who,))}
+
+    def counts(self) -> dict[str, int]:
+        rows = self.query("SELECT label, COUNT(*) FROM (" + _CURRENT + ") GROUP BY label")
+        return {r[0]: int(r[1]) for r in rows}
+
+    # -- the strategy's batches ----------------------------------------------
+    def set_queue(self, iteration: int, items, scores, probs) -> None:
+        with self.write() as c:
+            c.execute("DELETE FROM queue WHERE iteration = ?", (iteration,))
+            c.executemany("INSERT INTO queue(iteration, rank, item, score, probs) VALUES(?,?,?,?,?)",
+                          [(iteration, r, int(i), float(s), json.dumps([round(float(x), 5) for x in p]))
+                           for r, (i, s, p) in enumerate(zip(items, scores, probs))])
+
+    def queue(self, iteration: int | None = None) -> list[dict]:
+        if iteration is None:
+            iteration = self.latest_queue_iteration()
+            if iteration is None:
+                return []
+        return [dict(r, probs=json.loads(r["probs"]) if r["probs"] else None) for r in self.query(
+            "SELECT * FROM queue WHERE iteration = ? ORDER BY rank", (iteration,))]
+
+    def latest_queue_iteration(self) -> int | None:
+        r = self.query("SELECT MAX(iteration) FROM queue")[0][0]
+        return None if r is None else int(r)
+
+    def queued_items(self) -> set[int]:
+        return {int(r[0]) for r in self.query("SELECT DISTINCT item FROM queue")}
+
+    def pending(self, iteration: int | None = None) -> list[dict]:
+        """Queued rows of ``iteration`` (default latest) that have no current label yet."""
+        done = self.current_labels()
+        return [q for q in self.queue(iteration) if q["item"] not in done]
+
+    def next_for(self, who: str, n: int = 1, claim_seconds: float = 120.0) -> list[dict]:
+        """The next ``n`` queued spectra for ``who``: not labelled, not handled by them, not
+        claimed by somebody else in the last ``claim_seconds`` (so two people labelling at
+        once see different spectra); the rows returned are claimed for ``who``."""
+        handled = self.handled_by(who)
+        now = time.time()
+        with self.write() as c:
+            claimed = {int(r[0]) for r in c.execute(
+                "SELECT item FROM claims WHERE who != ? AND until > ?", (who, now))}
+            done = {int(r[0]) for r in c.execute(
+                "SELECT item FROM (" + _CURRENT + ")")}
+            it = c.execute("SELECT MAX(iteration) FROM queue").fetchone()[0]
+            rows = [] if it is None else c.execute(
+                "SELECT * FROM queue WHERE iteration = ? ORDER BY rank", (it,)).fetchall()
+            out = []
+            for r in rows:
+                item = int(r["item"])
+                if item in done or item in handled or item in claimed:
+                    continue
+                out.append(dict(r, probs=json.loads(r["probs"]) if r["probs"] else None))
+                c.execute("INSERT INTO claims(item, who, until) VALUES(?,?,?) ON CONFLICT(item) "
+                          "DO UPDATE SET who = excluded.who, until = excluded.until",
+                          (item, who, now + claim_seconds))
+                if len(out) >= n:
+                    break
+            return out
+
+    # -- iterations -----------------------------------------------------------
+    def set_iteration(self, iteration: int, state: str, **fields) -> None:
+        cols = {"state": state, "updated_at": now_iso()}
+        for k in ("n_labelled", "checkpoint"):
+            if k in fields:
+                cols[k] = fields[k]
+        if "metrics" in fields:
+            cols["metrics"] = json.dumps(fields["metrics"])
+        with self.write() as c:
+            c.execute("INSERT INTO iterations(iteration, state, started_at, updated_at) "
+                      "VALUES(?,?,?,?) ON CONFLICT(iteration) DO NOTHING",
+                      (iteration, state, cols["updated_at"], cols["updated_at"]))
+            sets = ", ".join(f"{k} = ?" for k in cols)
+            c.execute(f"UPDATE iterations SET {sets} WHERE iteration = ?",
+                      (*cols.values(), iteration))
+
+    def iterations(self) -> list[dict]:
+        return [dict(r, metrics=json.loads(r["metrics"]) if r["metrics"] else {})
+                for r in self.query("SELECT * FROM iterations ORDER BY iteration")]
+
+    def last_iteration(self) -> dict | None:
+        its = self.iterations()
+        return its[-1] if its else None
+
+    def latest_checkpoint(self) -> str | None:
+        r = self.query("SELECT checkpoint FROM iterations WHERE checkpoint IS NOT NULL "
+                       "ORDER BY iteration DESC LIMIT 1")
+        return r[0][0] if r else None
+
+    # -- background jobs ------------------------------------------------------
+    def start_job(self, kind: str) -> int | None:
+        """Register a job unless one of this kind is already running (returns None then)."""
+        with self.write() as c:
+            if c.execute("SELECT 1 FROM jobs WHERE kind = ? AND state = 'running'",
+                         (kind,)).fetchone():
+                return None
+            cur = c.execute("INSERT INTO jobs(kind, state, started_at) VALUES(?, 'running', ?)",
+                            (kind, now_iso()))
+            return int(cur.lastrowid)
+
+    def update_job(self, job: int, progress: float | None = None, message: str | None = None,
+                   state: str | None = None) -> None:
+        sets, vals = [], []
+        if progress is not None:
+            sets.append("progress = ?"); vals.append(float(progress))
+        if message is not None:
+            sets.append("message = ?"); vals.append(message)
+        if state is not None:
+            sets.append("state = ?"); vals.append(state)
+            if state != "running":
+                sets.append("finished_at = ?"); vals.append(now_iso())
+        if sets:
+            with self.write() as c:
+                c.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*vals, job))
+
+    def job(self, job: int | None = None) -> dict | None:
+        sql = "SELECT * FROM jobs " + ("WHERE id = ?" if job is not None else "") + \
+              " ORDER BY id DESC LIMIT 1"
+        r = self.query(sql, (job,) if job is not None else ())
+        return dict(r[0]) if r else None

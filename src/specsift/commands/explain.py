@@ -1,0 +1,72 @@
+"""`specsift explain`: integrated-gradients saliency along wavelength with the known lines
+marked at the observed wavelength, per spectrum, plus a per-class rest-frame summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def register(subparsers, name, help_):
+    p = subparsers.add_parser(name, help=help_, description=__doc__.splitlines()[0])
+    p.add_argument("input", nargs="+", help="spectra files, folders or a store")
+    p.add_argument("--model", required=True, help="model file or registered name")
+    p.add_argument("-o", "--output", required=True, help="output folder for PNGs and JSON")
+    p.add_argument("--n-plots", type=int, default=12, help="spectra drawn one by one")
+    p.add_argument("--limit", type=int, default=500, help="spectra used for the class summary")
+    p.add_argument("--steps", type=int, default=32, help="integrated-gradients steps")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..explain import integrated_gradients, line_attention, plot_class_attention, plot_explanation
+    from ..io import iter_read
+    from ..models.base import load_model
+
+    model = load_model(args.model)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    per_class: dict[str, dict] = {}
+    rows, n, plotted = [], 0, 0
+    for batch in iter_read(args.input, batch_size=64, grid=model.grid):
+        batch = batch[: max(0, args.limit - n)]
+        if len(batch) == 0:
+            break
+        cat = model.predict(batch)
+        sal = integrated_gradients(model, batch, steps=args.steps)
+        z = np.asarray(cat["Z"], float)
+        labels = np.asarray(cat["CLASS_LABEL"], str)
+        for k in range(len(batch)):
+            tid = int(cat["TARGETID"][k])
+            row = {"TARGETID": tid, "CLASS_LABEL": labels[k], "Z": float(z[k])}
+            if plotted < args.n_plots and labels[k]:
+                f = plot_explanation(batch, k, sal, z[k], labels[k], out / f"explain-{n + k:05d}.png",
+                                     title=f"{tid}: {labels[k]}  z = {z[k]:.4f}")
+                row["plot"] = f.name
+                plotted += 1
+            rows.append(row)
+        for name in np.unique(labels[labels != ""]):
+            sel = labels == name
+            att = line_attention(sal[sel], batch.loglam, z[sel])
+            acc = per_class.setdefault(name, {"rest_wave": [], "counts": {}, "n": 0})
+            acc["rest_wave"] += att["rest_wave"]
+            acc["n"] += int(sel.sum())
+            for line, frac in att["near_line_fraction"].items():
+                if frac is not None:
+                    c = acc["counts"].setdefault(line, [0.0, 0])
+                    c[0] += frac * int(sel.sum())
+                    c[1] += int(sel.sum())
+        n += len(batch)
+        print(f"\rexplained {n} spectra", end="", flush=True)
+    print()
+    if not rows:
+        raise ValueError(f"{' '.join(args.input)}: no spectra")
+    plot_class_attention(per_class, out / "class_attention.png")
+    summary = {name: {"n": d["n"], "near_line_fraction": {ln: c[0] / c[1] for ln, c in d["counts"].items()}}
+               for name, d in per_class.items()}
+    (out / "explain.json").write_text(json.dumps({"model": model.tag, "spectra": rows,
+                                                  "per_class": summary}, indent=1))
+    print(f"wrote {plotted} spectrum plots, class_attention.png and explain.json to {out}")
+    return 0

@@ -1,0 +1,62 @@
+"""`specsift train`: train any registered model on a store (thin; the loop is specsift.training)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "device", "checkpoint_dir",
+           "resume", "patience", "num_workers")
+
+
+def register(subparsers, name, help_):
+    p = subparsers.add_parser(name, help=help_, description=(
+        "Train a model on a SpectralStore (HDF5 made by `specsift simulate` or `specsift convert`). "
+        "Checkpoints every epoch; --resume continues an interrupted run exactly."))
+    p.add_argument("--model", required=True, help="registered model name (e.g. speccznet)")
+    p.add_argument("--data", required=True, help="training store (.h5)")
+    p.add_argument("--val", help="validation store (.h5); enables early stopping")
+    p.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
+    p.add_argument("--class-set", help="class set (default: the model's own)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda")
+    p.add_argument("--checkpoint-dir", help="default: OUTPUT with suffix .ckpt")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--patience", type=int, help="early-stop after this many epochs without "
+                   "validation-loss improvement")
+    p.add_argument("--num-workers", type=int, default=0, help="data-loading processes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..models.base import model_class
+
+    for path in [args.data] + ([args.val] if args.val else []):
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no such store")
+    cls = model_class(args.model)
+    kwargs = {"class_set": args.class_set} if args.class_set else {}
+    model = cls(**kwargs)
+    ckpt = args.checkpoint_dir or str(Path(args.output).with_suffix(".ckpt"))
+    given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
+    given["checkpoint_dir"] = ckpt
+    sig = inspect.signature(model.fit)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    opts = {k: v for k, v in given.items() if takes_any or k in sig.parameters}
+    if "progress" in sig.parameters or takes_any:
+        opts["progress"] = not args.no_progress
+    skipped = sorted(set(given) - set(opts))
+    if skipped:
+        print(f"note: {args.model} ignores {', '.join(skipped)}")
+    model.fit(args.data, args.val, **opts)
+    out = model.save(args.output)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    if model.metrics:
+        print("validation: " + json.dumps(model.metrics))
+    return 0

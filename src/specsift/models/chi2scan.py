@@ -1,0 +1,315 @@
+"""Vectorised χ² scan of spectra against shifted linear bases (the heart of ``eigen``).
+
+Geometry.  Observed and rest-frame grids share one log10-λ step δ, so a redshift is an
+integer pixel shift ``j`` with log10(1+z) = j·δ.  A basis (template) of K rest-frame
+vectors T (K, R) covers shifts ``jmin … jmax``; its rest grid starts at
+``obs_start − jmax·δ`` and has R = P + jmax − jmin pixels, so that at shift j the model
+in observed pixel p is ``T[p + u]`` with ``u = jmax − j``.
+
+Linear fit at every shift.  The model is Σ_k a_k T_k(shift) + Σ_m c_m Q_m(p), where Q is
+a low-order Legendre polynomial in observed pixel, orthonormalised per spectrum with
+the weights w = ivar (so ΣwQ_mQ_n = δ_mn).  A polynomial in log λ keeps the same span
+after any shift, so "continuum polynomial in the observed frame" and "in the rest frame"
+are the same model.  Eliminating the polynomial gives, for every shift,
+
+    χ²(j) = Σwf² − |b_Q|² − b'ᵀ S⁻¹ b',   b' = b_T − C b_Q,   S = A_TT − C Cᵀ
+
+with b_T,k = Σ_p w f T_k[p+u], A_TT,kl = Σ_p w T_kT_l[p+u], C_km = Σ_p wQ_m T_k[p+u] and
+b_Q = Σ w f Q.  Every u-dependent sum is a cross-correlation of a per-spectrum array
+(wf, w, wQ_m) with a fixed array (T_k or T_kT_l): one FFT per spectrum array and one
+inverse FFT per (array, template product) pair gives it for ALL shifts at once
+(``direct`` GEMMs instead when there are only a few shifts, e.g. stars).  The K×K systems
+are solved for all spectra and shifts together by an unrolled symmetric elimination
+over (N, U) tensors — far faster than a LAPACK call per matrix — with pivots below a
+relative tolerance dropped (singular/degenerate directions contribute nothing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["ScanBasis", "Chi2Scanner", "legendre", "orthonormal_poly", "C_KMS"]
+
+C_KMS = 299792.458
+
+
+def legendre(npix: int, npoly: int) -> np.ndarray:
+    """(npoly, npix) Legendre polynomials P_0…P_{npoly-1} on x ∈ [-1, 1] over the grid."""
+    x = np.linspace(-1.0, 1.0, npix)
+    out = np.empty((npoly, npix))
+    for m in range(npoly):
+        c = np.zeros(m + 1)
+        c[m] = 1.0
+        out[m] = np.polynomial.legendre.legval(x, c)
+    return out
+
+
+def orthonormal_poly(w: torch.Tensor, poly: torch.Tensor) -> torch.Tensor:
+    """Per-spectrum w-orthonormal polynomial basis Q (N, M, P): Σ_p w Q_m Q_n = δ_mn.
+
+    Columns with (almost) no weight are zeroed instead of blowing up.
+    """
+    n, m = w.shape[0], poly.shape[0]
+    gram = torch.einsum("np,mp,lp->nml", w, poly, poly)
+    scale = torch.diagonal(gram, dim1=1, dim2=2).clamp_min(1e-30)
+    d = scale.rsqrt()
+    g = gram * d[:, :, None] * d[:, None, :]
+    g = g + 1e-9 * torch.eye(m, dtype=w.dtype)
+    chol, info = torch.linalg.cholesky_ex(g)
+    bad = info != 0
+    if bad.any():  # degenerate coverage: fall back to the first polynomial only
+        eye = torch.eye(m, dtype=w.dtype).expand(int(bad.sum()), m, m).clone()
+        chol[bad] = eye
+    # Q = L⁻¹ D P  (rows), so that Q W Qᵀ = L⁻¹ g L⁻ᵀ = I
+    dp = d[:, :, None] * poly[None]
+    q = torch.linalg.solve_triangular(chol, dp, upper=False)
+    empty = (torch.diagonal(gram, dim1=1, dim2=2) <= 1e-20)
+    q[empty[:, :, None].expand_as(q)] = 0.0
+    return q
+
+
+@dataclass
+class ScanBasis:
+    """One class's linear basis on its rest grid and the shifts it is scanned over."""
+
+    label: str
+    basis: np.ndarray          # (K, R) rest-frame vectors, R = P + jmax - jmin
+    jmin: int                  # smallest shift (log10(1+z_min)/δ)
+    jmax: int                  # largest shift
+
+    @property
+    def nshift(self) -> int:
+        return self.jmax - self.jmin + 1
+
+    @property
+    def nvec(self) -> int:
+        return int(self.basis.shape[0])
+
+    def redshifts(self, step: float) -> np.ndarray:
+        """z of every shift of the scan."""
+        j = np.arange(self.jmin, self.jmax + 1, dtype=np.float64)
+        return 10.0 ** (j * step) - 1.0
+
+
+def _pairs(k: int) -> list[tuple[int, int]]:
+    return [(a, b) for a in range(k) for b in range(a, k)]
+
+
+class _Prepared:
+    """Per-basis precomputation: template (product) spectra or their FFTs."""
+
+    def __init__(self, sb: ScanBasis, npix: int, dtype, method: str):
+        t = torch.as_tensor(np.asarray(sb.basis, dtype=np.float64))
+        k, r = t.shape
+        if r != npix + sb.jmax - sb.jmin:
+            raise ValueError(f"basis {sb.label!r}: rest grid has {r} px, expected "
+                             f"{npix + sb.jmax - sb.jmin} for {npix} px and shifts "
+                             f"{sb.jmin}…{sb.jmax}")
+        self.sb, self.k, self.nu = sb, k, sb.nshift
+        self.pairs = _pairs(k)
+        ia = torch.tensor([a for a, _ in self.pairs])
+        ib = torch.tensor([b for _, b in self.pairs])
+        tt = t[ia] * t[ib]                                          # (KK, R)
+        self.method = method if method != "auto" else ("direct" if self.nu <= 96 else "fft")
+        if self.method == "fft":
+            self.nfft = _fast_len(r)
+            self.ft = torch.fft.rfft(t, n=self.nfft).to(_cdtype(dtype))       # (K, F)
+            self.ftt = torch.fft.rfft(tt, n=self.nfft).to(_cdtype(dtype))     # (KK, F)
+        elif self.method == "direct":
+            # windows[u, k, p] = T_k[p + u]  →  (P, U*K) matrices for GEMMs
+            win = t.unfold(1, npix, 1)                          # (K, U, P)
+            wtt = tt.unfold(1, npix, 1)                         # (KK, U, P)
+            self.wt = win.permute(2, 1, 0).reshape(npix, -1).to(dtype).contiguous()
+            self.wtt = wtt.permute(2, 1, 0).reshape(npix, -1).to(dtype).contiguous()
+        else:
+            raise ValueError(f"unknown scan method {method!r} (use 'fft', 'direct' or 'auto')")
+
+    def correlate(self, wf, w, wq):
+        """b (N,K,U), A (N,KK,U), C (N,M,K,U) for all shifts u = jmax - j."""
+        n, m = wq.shape[0], wq.shape[1]
+        k, kk, nu = self.k, len(self.pairs), self.nu
+        if self.method == "direct":
+            b = (wf @ self.wt).reshape(n, nu, k).permute(0, 2, 1)
+            a = (w @ self.wtt).reshape(n, nu, kk).permute(0, 2, 1)
+            c = (wq.reshape(n * m, -1) @ self.wt).reshape(n, m, nu, k).permute(0, 1, 3, 2)
+            return b, a, c
+        L = self.nfft
+        stack = torch.cat([wf[:, None], w[:, None], wq], dim=1)   # (N, 2+M, P)
+        fs = torch.fft.rfft(stack, n=L).conj_physical()
+        nf = fs.shape[-1]
+        # products written in place into one (N, terms, F) tensor → a single irfft call
+        prod = torch.empty((n, k + kk + m * k, nf), dtype=fs.dtype)
+        torch.mul(fs[:, 0:1], self.ft[None], out=prod[:, :k])
+        torch.mul(fs[:, 1:2], self.ftt[None], out=prod[:, k:k + kk])
+        torch.mul(fs[:, 2:, None], self.ft[None, None],
+                  out=prod[:, k + kk:].view(n, m, k, nf))
+        out = torch.fft.irfft(prod, n=L)[..., :nu]
+        del prod
+        b = out[:, :k]
+        a = out[:, k:k + kk]
+        c = out[:, k + kk:].reshape(n, m, k, nu)
+        return b, a, c
+
+
+def _cdtype(dtype):
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+def _fast_len(n: int) -> int:
+    """Smallest 2^a 3^b 5^c ≥ n (fast FFT sizes)."""
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < 2 * n:
+        p35 = p5
+        while p35 < 2 * n:
+            v = p35
+            while v < n:
+                v *= 2
+            best = min(best, v)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def quadform_sym(s: torch.Tensor, b: torch.Tensor, pairs, k: int, rtol: float = 1e-7):
+    """bᵀ S⁻¹ b for symmetric S given as packed upper pairs (…, KK, U) and b (…, K, U).
+
+    Unrolled Gaussian elimination on whole (N, U) slabs.  A pivot ≤ rtol·(its original
+    diagonal) means that direction is (nearly) a combination of the others or of the
+    polynomial: it is dropped, i.e. contributes nothing — the guard against singular
+    systems (e.g. no good pixels under the template, or a basis vector ≈ polynomial).
+    """
+    idx = {p: i for i, p in enumerate(pairs)}
+    S = {p: s[:, i].clone() for p, i in idx.items()}
+    bb = [b[:, i].clone() for i in range(k)]
+    diag0 = [S[(i, i)].abs() for i in range(k)]
+    q = torch.zeros_like(bb[0])
+    for i in range(k):
+        piv = S[(i, i)]
+        ok = piv > rtol * diag0[i] + 1e-30
+        inv = torch.where(ok, 1.0 / torch.where(ok, piv, torch.ones_like(piv)),
+                          torch.zeros_like(piv))
+        q += bb[i] * bb[i] * inv
+        for j in range(i + 1, k):
+            f = S[(i, j)] * inv
+            bb[j] = bb[j] - f * bb[i]
+            for l in range(j, k):
+                S[(j, l)] = S[(j, l)] - f * S[(i, l)]
+    return q
+
+
+class Chi2Scanner:
+    """χ²(shift) of N spectra against several bases, plus a polynomial continuum.
+
+    ``scan(flux, ivar)`` returns one (N, nshift) χ² array per basis (index 0 = jmin).
+    """
+
+    def __init__(self, bases: list[ScanBasis], npix: int, npoly: int = 3,
+                 dtype=torch.float64, method: str = "auto", chunk: int = 16):
+        if not bases:
+            raise ValueError("Chi2Scanner needs at least one basis")
+        self.bases, self.npix, self.npoly = list(bases), int(npix), int(npoly)
+        self.dtype, self.chunk = dtype, int(chunk)
+        self.poly = torch.as_tensor(legendre(npix, npoly), dtype=torch.float64)
+        self._prep = [_Prepared(sb, npix, dtype, method) for sb in self.bases]
+
+    def scan(self, flux, ivar) -> list[np.ndarray]:
+        flux = torch.as_tensor(np.asarray(flux, dtype=np.float64))
+        ivar = torch.as_tensor(np.asarray(ivar, dtype=np.float64))
+        if flux.shape != ivar.shape or flux.ndim != 2 or flux.shape[1] != self.npix:
+            raise ValueError(f"flux/ivar must both be (N, {self.npix}); got "
+                             f"{tuple(flux.shape)} and {tuple(ivar.shape)}")
+        outs = [np.empty((flux.shape[0], p.nu), dtype=np.float64) for p in self._prep]
+        for lo in range(0, flux.shape[0], self.chunk):
+            hi = min(lo + self.chunk, flux.shape[0])
+            for o, c in zip(outs, self._scan_chunk(flux[lo:hi], ivar[lo:hi])):
+                o[lo:hi] = c
+        return outs
+
+    def _scan_chunk(self, f, w):
+        w = torch.where(torch.isfinite(w) & (w > 0), w, torch.zeros_like(w))
+        f = torch.where(w > 0, f, torch.zeros_like(f))
+        # Unit-free: divide by the rms flux (χ² is unchanged: f/s, w·s²).
+        ngood = (w > 0).sum(1).clamp_min(1)
+        s = torch.sqrt((f * f).sum(1) / ngood).clamp_min(1e-30)[:, None]
+        f, w = f / s, w * s * s
+        q = orthonormal_poly(w, self.poly)                          # (N, M, P)
+        wf = w * f
+        bq = torch.einsum("np,nmp->nm", wf, q)
+        chi0 = (wf * f).sum(1) - (bq * bq).sum(1)                    # after the polynomial
+        dt = self.dtype
+        wf_, w_, wq_ = wf.to(dt), w.to(dt), (w[:, None] * q).to(dt)
+        bq_ = bq.to(dt)
+        res = []
+        for p in self._prep:
+            b, a, c = p.correlate(wf_, w_, wq_)
+            bprime = b - torch.einsum("nmku,nm->nku", c, bq_)
+            s_pack = torch.stack([a[:, i] - (c[:, :, ka] * c[:, :, kb]).sum(1)
+                                  for i, (ka, kb) in enumerate(p.pairs)], dim=1)
+            quad = quadform_sym(s_pack, bprime, p.pairs, p.k)
+            # correlation index u = jmax - j  →  flip so that column 0 is jmin
+            res.append((chi0[:, None] - quad.to(torch.float64)).flip(-1).numpy())
+        return res
+
+    # ------------------------------------------------------------------ exact fits
+    def fit_at(self, flux, ivar, index: int, shift, return_model: bool = True):
+        """Exact (float64) best fit of basis ``index`` at given, possibly fractional, shifts.
+
+        The scan itself may run in float32; the values that decide z, ZERR and DELTACHI2
+        are recomputed here.  For a fractional shift the rest vectors are linearly
+        interpolated, so the model is that of the refined redshift (reconstructions,
+        residuals, anomaly score).  Returns (model (N,P) or None, coeff (N,K+M), chi2 (N,)).
+        """
+        f = torch.as_tensor(np.asarray(flux, np.float64))
+        w = torch.as_tensor(np.asarray(ivar, np.float64))
+        w = torch.where(torch.isfinite(w) & (w > 0), w, torch.zeros_like(w))
+        f = torch.where(w > 0, f, torch.zeros_like(f))
+        n = f.shape[0]
+        shift = np.broadcast_to(np.asarray(shift, np.float64), (n,))
+        x = torch.as_tensor(self.design(index, shift))              # (N, K+M, P)
+        xw = x * w[:, None, :]
+        ata = xw @ x.transpose(1, 2)
+        atb = (xw @ f[:, :, None])[..., 0]
+        nk = ata.shape[1]
+        diag = torch.diagonal(ata, dim1=1, dim2=2)
+        ridge = 1e-10 * diag.amax(dim=1, keepdim=True) + 1e-30
+        a_reg = ata + torch.diag_embed(ridge.expand(n, nk))
+        coeff = torch.linalg.solve(a_reg, atb[..., None])[..., 0]
+        model = (coeff[:, None, :] @ x)[:, 0]
+        chi2 = (w * (f - model) ** 2).sum(1)
+        return (model.numpy() if return_model else None), coeff.numpy(), chi2.numpy()
+
+    def design(self, index: int, shift) -> np.ndarray:
+        """(N, K+M, P) shifted basis vectors then the polynomials, at fractional shifts."""
+        sb = self.bases[index]
+        shift = np.atleast_1d(np.asarray(shift, np.float64))
+        u = sb.jmax - shift                                         # fractional offsets
+        u0 = np.clip(np.floor(u).astype(int), 0, sb.nshift - 1)
+        frac = np.clip(u - u0, 0.0, 1.0)
+        p = np.arange(self.npix)
+        t = np.asarray(sb.basis, np.float64)
+        t_pad = np.concatenate([t, t[:, -1:]], axis=1)
+        idx = u0[:, None] + p[None]
+        lo = t_pad[:, idx]                                          # (K, N, P)
+        hi = t_pad[:, idx + 1]
+        vec = (lo * (1 - frac)[None, :, None] + hi * frac[None, :, None]).transpose(1, 0, 2)
+        poly = np.broadcast_to(self.poly.numpy()[None], (shift.size, self.npoly, self.npix))
+        return np.concatenate([vec, poly], axis=1)
+
+
+def shift_to_z(shift, step: float):
+    """z for a (fractional) pixel shift: 1+z = 10^(shift·δ)."""
+    return 10.0 ** (np.asarray(shift, np.float64) * step) - 1.0
+
+
+def z_to_shift(z, step: float):
+    return np.log10(1.0 + np.asarray(z, np.float64)) / step
+
+
+def velocity_pixels(dv_kms: float, step: float) -> float:
+    """Pixel shift equivalent to a velocity difference (same at every z on a log grid)."""
+    return math.log10(1.0 + dv_kms / C_KMS) / step

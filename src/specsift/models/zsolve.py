@@ -1,0 +1,167 @@
+"""From χ² curves to redshift, its error, DELTACHI2, the degeneracy ratio and ZWARN.
+
+The curves come from :class:`~specsift.models.chi2scan.Chi2Scanner` (possibly float32);
+every number that is reported is recomputed exactly with ``Chi2Scanner.fit_at`` at the
+integer shifts involved, then refined by a parabola through the minimum and its two
+neighbours:
+
+* z from the vertex, ZERR from the curvature: χ² ≈ χ²_min + a·x², so Δχ² = 1 at
+  x = 1/√a pixels, and dz/dx = ln10·δ·(1+z) on a log grid.
+* DELTACHI2 (Redrock's definition): χ² of the best local minimum of any class whose
+  velocity differs from the best solution by more than 1000 km/s, minus the best χ²
+  (0 when there is none, as in Redrock).  On a log-λ grid a velocity difference is a
+  fixed number of pixels at every z (1000 km/s ≈ 14.5 px for δ = 1e-4), so the
+  exclusion window is the same for every class.
+* Degeneracy ratio (GaSNet-III): R = (χ²₂ − χ²₁)/χ²₁ with the same second minimum.
+* ZWARN: SMALL_DELTA_CHI2 when DELTACHI2 < 9, Z_FITLIMIT when the best minimum is the
+  first or last shift of its class's range, NODATA when a spectrum has no good pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..flags import ZWARN
+from .chi2scan import Chi2Scanner, velocity_pixels
+
+__all__ = ["ZSolution", "solve_redshifts", "parabola", "local_minima", "MIN_DELTACHI2",
+           "MAX_VELO_DIFF"]
+
+MIN_DELTACHI2 = 9.0
+MAX_VELO_DIFF = 1000.0     # km/s
+
+
+@dataclass
+class ZSolution:
+    best_class: np.ndarray     # (N,) index into the scanner's bases
+    shift: np.ndarray          # (N,) refined fractional shift of the best solution
+    z: np.ndarray
+    zerr: np.ndarray
+    chi2: np.ndarray           # (N,) refined best χ²
+    chi2_class: np.ndarray     # (N, C) exact χ² at each class's own integer minimum
+    z_class: np.ndarray        # (N, C) redshift of each class's integer minimum
+    chi2_second: np.ndarray    # (N,) χ² of the next-best solution > 1000 km/s away
+    second_class: np.ndarray   # (N,) its class (-1 when none)
+    z_second: np.ndarray
+    deltachi2: np.ndarray
+    degeneracy: np.ndarray
+    zwarn: np.ndarray
+
+
+def parabola(ym, y0, yp):
+    """Vertex offset x ∈ [-1, 1], vertex value and curvature a of y = y0 + b·x + a·x²."""
+    a = 0.5 * (ym + yp - 2.0 * y0)
+    b = 0.5 * (yp - ym)
+    good = a > 0
+    safe = np.where(good, a, 1.0)
+    x = np.where(good, np.clip(-b / (2.0 * safe), -1.0, 1.0), 0.0)
+    val = np.where(good, y0 + b * x + a * x * x, y0)
+    return x, val, np.where(good, a, np.nan)
+
+
+def local_minima(curve: np.ndarray) -> np.ndarray:
+    """(N, U) bool: y[i] ≤ both neighbours (an edge point counts if ≤ its one neighbour)."""
+    lm = np.ones(curve.shape, bool)
+    if curve.shape[1] > 1:
+        lm[:, 1:] &= curve[:, 1:] <= curve[:, :-1]
+        lm[:, :-1] &= curve[:, :-1] <= curve[:, 1:]
+    return lm & np.isfinite(curve)
+
+
+def _exact(scanner, flux, ivar, cls, shift):
+    """Exact χ² for rows with per-row class ``cls`` and integer ``shift`` (NaN where cls<0)."""
+    out = np.full(len(cls), np.nan)
+    for c in np.unique(cls[cls >= 0]):
+        rows = np.nonzero(cls == c)[0]
+        _, _, chi2 = scanner.fit_at(flux[rows], ivar[rows], int(c), shift[rows],
+                                    return_model=False)
+        out[rows] = chi2
+    return out
+
+
+def _refine(scanner, flux, ivar, cls, idx, curves):
+    """Exact χ² at idx-1, idx, idx+1 of class cls → (x offset, χ²_min, curvature, edge)."""
+    n = len(cls)
+    jmin = np.array([scanner.bases[c].jmin for c in cls]) if n else np.zeros(0, int)
+    nsh = np.array([scanner.bases[c].nshift for c in cls]) if n else np.zeros(0, int)
+    edge = (idx <= 0) | (idx >= nsh - 1)
+    y0 = _exact(scanner, flux, ivar, cls, jmin + idx)
+    inner = ~edge & (cls >= 0)
+    ym = np.full(n, np.nan)
+    yp = np.full(n, np.nan)
+    ci = np.where(inner, cls, -1)
+    ym[inner] = _exact(scanner, flux, ivar, ci, jmin + idx - 1)[inner]
+    yp[inner] = _exact(scanner, flux, ivar, ci, jmin + idx + 1)[inner]
+    x, val, a = parabola(np.where(inner, ym, y0), y0, np.where(inner, yp, y0))
+    x = np.where(inner, x, 0.0)
+    val = np.where(inner, val, y0)
+    return x, val, np.where(inner, a, np.nan), edge, jmin + idx
+
+
+def solve_redshifts(scanner: Chi2Scanner, curves: list[np.ndarray], flux, ivar,
+                    step: float, ngood: np.ndarray | None = None) -> ZSolution:
+    """Turn the per-class χ² curves of N spectra into the redshift solution."""
+    flux = np.asarray(flux, np.float64)
+    ivar = np.asarray(ivar, np.float64)
+    n, ncls = flux.shape[0], len(curves)
+    mins = np.stack([c.min(axis=1) for c in curves], axis=1)            # (N, C)
+    argm = np.stack([c.argmin(axis=1) for c in curves], axis=1)
+    # exact χ² at each class's own integer minimum (class probabilities use these)
+    chi2_class = np.empty((n, ncls))
+    z_class = np.empty((n, ncls))
+    for c in range(ncls):
+        sb = scanner.bases[c]
+        _, _, chi2_class[:, c] = scanner.fit_at(flux, ivar, c, sb.jmin + argm[:, c],
+                                                return_model=False)
+        z_class[:, c] = 10.0 ** ((sb.jmin + argm[:, c]) * step) - 1.0
+    best = np.argmin(np.where(np.isfinite(chi2_class), chi2_class, np.inf), axis=1)
+    rows = np.arange(n)
+    bidx = argm[rows, best]
+    x1, chi1, a1, edge1, j1 = _refine(scanner, flux, ivar, best, bidx, curves)
+    # next-best local minimum > 1000 km/s from the best, over every class
+    win = velocity_pixels(MAX_VELO_DIFF, step)
+    sec_val = np.full(n, np.inf)
+    sec_cls = np.full(n, -1)
+    sec_idx = np.zeros(n, int)
+    for c, cur in enumerate(curves):
+        sb = scanner.bases[c]
+        j = sb.jmin + np.arange(sb.nshift)
+        far = np.abs(j[None, :] - (j1 + x1)[:, None]) > win
+        cand = np.where(local_minima(cur) & far, cur, np.inf)
+        k = cand.argmin(axis=1)
+        v = cand[rows, k]
+        better = v < sec_val
+        sec_val[better], sec_cls[better], sec_idx[better] = v[better], c, k[better]
+    has2 = np.isfinite(sec_val)
+    x2, chi2v, a2, edge2, j2 = _refine(scanner, flux, ivar, np.where(has2, sec_cls, -1),
+                                       sec_idx, curves)
+    chi2v = np.where(has2, chi2v, np.nan)
+    # the exact values may reorder the two solutions (float32 scan): keep the lower first
+    swap = has2 & (chi2v < chi1)
+    if swap.any():
+        best, sec_cls = np.where(swap, sec_cls, best), np.where(swap, best, sec_cls)
+        x1, x2 = np.where(swap, x2, x1), np.where(swap, x1, x2)
+        j1, j2 = np.where(swap, j2, j1), np.where(swap, j1, j2)
+        chi1, chi2v = np.where(swap, chi2v, chi1), np.where(swap, chi1, chi2v)
+        a1 = np.where(swap, a2, a1)
+        edge1 = np.where(swap, edge2, edge1)
+    shift1 = j1 + x1
+    z = 10.0 ** (shift1 * step) - 1.0
+    sig_px = np.where(np.isfinite(a1) & (a1 > 0), 1.0 / np.sqrt(np.where(a1 > 0, a1, 1.0)), 1.0)
+    zerr = math.log(10.0) * step * (1.0 + z) * sig_px
+    deltachi2 = np.where(has2, chi2v - chi1, 0.0)
+    degeneracy = np.where(has2 & (chi1 > 0), deltachi2 / np.where(chi1 > 0, chi1, 1.0), 0.0)
+    zwarn = np.zeros(n, np.int64)
+    zwarn[deltachi2 < MIN_DELTACHI2] |= int(ZWARN.SMALL_DELTA_CHI2)
+    zwarn[edge1] |= int(ZWARN.Z_FITLIMIT)
+    if ngood is not None:
+        zwarn[np.asarray(ngood) == 0] |= int(ZWARN.NODATA)
+    chi2_class[rows, best] = np.minimum(chi2_class[rows, best], chi1)
+    return ZSolution(best_class=best, shift=shift1, z=z, zerr=zerr, chi2=chi1,
+                     chi2_class=chi2_class, z_class=z_class, chi2_second=chi2v,
+                     second_class=np.where(has2, sec_cls, -1),
+                     z_second=np.where(has2, 10.0 ** ((j2 + x2) * step) - 1.0, np.nan),
+                     deltachi2=deltachi2, degeneracy=degeneracy, zwarn=zwarn)

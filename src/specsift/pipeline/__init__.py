@@ -1,0 +1,10 @@
+"""Streaming, resumable, multi-core and distributed `specsift predict` (see docs/scaling.md).
+
+``predict(inputs, output, model=None, ...)`` is the whole job; :mod:`.units` cuts inputs
+into work units, :mod:`.local` / :mod:`.dask_engine` / :mod:`.ray_engine` compute them,
+:mod:`.parts` records progress and :mod:`.output` merges the catalog atomically.
+"""
+
+from .run import ENGINES, PredictResult, default_model_name, predict
+
+__all__ = ["predict", "default_model_name", "PredictResult", "ENGINES"]

@@ -1,0 +1,189 @@
+"""Engines on one machine: a reading thread feeding inference, or N worker processes.
+
+Every engine is a generator of events for the orchestrator (:mod:`.run`), which alone
+writes part files and done markers:
+
+* ``("part", unit, batch, arrow_table, errors)`` — catalog rows of one batch; ``errors``
+  lists ``(source, message)`` of files that could not be read (their rows are flagged);
+* ``("unit", unit, n_batches)`` — every batch of ``unit`` has been sent.
+
+The single-process engine reads in a background thread through a bounded queue, so reading
+and preprocessing (numpy, h5py, astropy: mostly GIL-free) overlap with inference while at
+most ``queue_size`` batches are in memory: memory stays flat whatever the number of spectra.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import queue
+import threading
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Iterator
+
+import numpy as np
+
+from ..flags import InputFlag
+from ..spectra import LogGrid, SpectraBatch
+from .parts import table_to_arrow
+from .units import Unit, iter_unit
+
+__all__ = ["prepare_model", "predict_batch", "run_unit", "local_engine", "pool_engine"]
+
+_END = object()
+
+
+def prepare_model(model, device: str = "cpu", threads: int | None = None):
+    """Put ``model`` in inference shape: eval mode, device, torch thread count."""
+    import torch
+    if threads:
+        torch.set_num_threads(int(threads))
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+    if hasattr(model, "to") and callable(model.to):
+        model.to(dev)
+    elif dev.type != "cpu":
+        net = getattr(model, "net", None)
+        if net is None:
+            raise ValueError(f"model {model.tag} cannot run on {device}")
+        net.to(dev)
+    model.device = dev
+    net = getattr(model, "net", None)
+    if net is not None and hasattr(net, "eval"):
+        net.eval()
+    return model
+
+
+def predict_batch(model, batch: SpectraBatch, save_chi2: bool = False):
+    """``model.predict`` under ``torch.inference_mode`` (no autograd bookkeeping)."""
+    import torch
+    kwargs = {}
+    if save_chi2:
+        if "save_chi2" not in inspect.signature(model.predict).parameters:
+            raise ValueError(f"model {model.tag} computes no χ² curves; --save-chi2 needs a "
+                             f"χ² model such as 'eigen'")
+        kwargs["save_chi2"] = True
+    with torch.inference_mode():
+        return model.predict(batch, **kwargs)
+
+
+def read_errors(batch: SpectraBatch) -> list[tuple[str, str]]:
+    """(source, message) of the placeholder rows standing for unreadable files."""
+    meta = batch.meta
+    if "INPUT_FLAGS" not in meta.colnames:
+        return []
+    bad = np.flatnonzero((np.asarray(meta["INPUT_FLAGS"]) & InputFlag.READ_ERROR) != 0)
+    msgs = meta["ERROR"] if "ERROR" in meta.colnames else None
+    return [(str(meta["SOURCE"][k]), str(msgs[k]) if msgs is not None else "unreadable")
+            for k in bad]
+
+
+def run_unit(model, unit: Unit, batch_size: int, grid: LogGrid, skip=frozenset(),
+             save_chi2: bool = False) -> list[tuple[int, object, list]]:
+    """All batches of one unit → ``[(batch, arrow table | None if skipped, errors)]``."""
+    out = []
+    for k, batch in iter_unit(unit, batch_size, grid, skip):
+        if batch is None:
+            out.append((k, None, []))
+            continue
+        out.append((k, table_to_arrow(predict_batch(model, batch, save_chi2)),
+                    read_errors(batch)))
+    return out
+
+
+# ------------------------------------------------------------------------- one process
+def local_engine(model, todo: list[tuple[int, Unit, set]], batch_size: int, grid: LogGrid,
+                 save_chi2: bool = False, queue_size: int = 3) -> Iterator[tuple]:
+    """Reading thread → bounded queue → inference in this thread."""
+    q: queue.Queue = queue.Queue(maxsize=queue_size)
+    stop = threading.Event()
+
+    def reader():
+        try:
+            for idx, unit, skip in todo:
+                n = 0
+                for k, batch in iter_unit(unit, batch_size, grid, skip):
+                    n = k + 1
+                    if batch is not None:
+                        _put(q, ("batch", idx, k, batch), stop)
+                _put(q, ("unit", idx, n), stop)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer to re-raise
+            _put(q, ("error", exc), stop)
+        finally:
+            _put(q, _END, stop)
+
+    t = threading.Thread(target=reader, name="specsift-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                break
+            if item[0] == "error":
+                raise item[1]
+            if item[0] == "unit":
+                yield item
+                continue
+            _, idx, k, batch = item
+            table = predict_batch(model, batch, save_chi2)
+            yield ("part", idx, k, table_to_arrow(table), read_errors(batch))
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.2)
+            return
+        except queue.Full:
+            continue
+
+
+# ------------------------------------------------------------------------- N processes
+_WORKER: dict = {}
+
+
+def _init_worker(model_ref: str, device: str, threads: int) -> None:
+    from .. import load_model
+    _WORKER["model"] = prepare_model(load_model(model_ref), device, threads)
+
+
+def _work(unit: Unit, batch_size: int, grid: dict, skip, save_chi2: bool):
+    return run_unit(_WORKER["model"], unit, batch_size, LogGrid(**grid), skip, save_chi2)
+
+
+def pool_engine(model_ref: str, todo, batch_size: int, grid: LogGrid, workers: int,
+                device: str = "cpu", save_chi2: bool = False) -> Iterator[tuple]:
+    """``workers`` processes, each with its own model and ``cores / workers`` torch threads;
+    at most 2 units per worker in flight so memory stays bounded."""
+    import multiprocessing as mp
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")     # fork after torch threads start can deadlock
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(model_ref, device, threads)) as pool:
+        pending, it = {}, iter(todo)
+        while True:
+            while len(pending) < 2 * workers:
+                nxt = next(it, None)
+                if nxt is None:
+                    break
+                idx, unit, skip = nxt
+                fut = pool.submit(_work, unit, batch_size, grid.to_dict(), set(skip), save_chi2)
+                pending[fut] = idx
+            if not pending:
+                return
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                idx = pending.pop(fut)
+                yield from unit_events(idx, fut.result())
+
+
+def unit_events(idx: int, results) -> Iterator[tuple]:
+    """Events for one unit's collected results (the shape every remote engine returns)."""
+    for k, at, errors in results:
+        if at is not None:
+            yield ("part", idx, k, at, errors)
+    yield ("unit", idx, len(results))

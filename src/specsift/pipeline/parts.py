@@ -1,0 +1,176 @@
+"""The run directory beside the catalog: plan, part files, progress record.
+
+Layout of ``CATALOG.parts/``::
+
+    plan.json              inputs cut into units, batch size, model, grid (fixed at start)
+    u000012-b0003.parquet  catalog rows of batch 3 of unit 12 (written to a temp name, renamed)
+    u000012.done           unit 12 finished: its number of batches and rows
+    progress.json          summary for people and monitors, rewritten atomically
+
+Why files and renames rather than a database: a rename is atomic on every POSIX file
+system, so after a SIGKILL each part is either complete or absent; nothing can be
+half-recorded, and resuming needs no repair step.  The done markers are the progress
+record; ``progress.json`` only summarises them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from astropy.table import Table
+
+from .units import Unit, fingerprint
+
+__all__ = ["RunDir", "table_to_arrow", "arrow_to_table", "ResumeError"]
+
+_PART = re.compile(r"^u(\d{6})-b(\d{4,})\.parquet$")
+_DONE = re.compile(r"^u(\d{6})\.done$")
+
+
+class ResumeError(ValueError):
+    """An unfinished run is in the way, or ``--resume`` was asked with other settings."""
+
+
+def table_to_arrow(t: Table) -> pa.Table:
+    """Astropy catalog → Arrow (vector columns as fixed-size lists)."""
+    cols = {}
+    for name in t.colnames:
+        a = np.asarray(t[name])
+        if a.ndim > 1:
+            flat = pa.array(np.ascontiguousarray(a).reshape(-1))
+            cols[name] = pa.FixedSizeListArray.from_arrays(flat, int(np.prod(a.shape[1:])))
+        elif a.dtype.kind in "US":
+            cols[name] = pa.array(a.astype(str), pa.string())
+        else:
+            cols[name] = pa.array(a)
+    return pa.table(cols)
+
+
+def arrow_to_table(at: pa.Table) -> Table:
+    out = Table()
+    for name in at.column_names:
+        col = at.column(name).combine_chunks()
+        if pa.types.is_fixed_size_list(col.type):
+            size = col.type.list_size
+            out[name] = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, size)
+        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            out[name] = np.array(col.to_pylist(), dtype=str) if len(col) else np.zeros(0, "U1")
+        else:
+            out[name] = col.to_numpy(zero_copy_only=False)
+    return out
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """Parts and progress of one predict run, in ``<catalog>.parts/``."""
+
+    def __init__(self, catalog: Path):
+        self.catalog = Path(catalog)
+        self.path = self.catalog.with_name(self.catalog.name + ".parts")
+        self.started = time.time()
+
+    # -- starting / resuming -------------------------------------------------------
+    def start(self, plan: dict, resume: bool) -> list[Unit]:
+        """Create the directory for a new run, or check ``plan`` against the one on disk."""
+        plan_file = self.path / "plan.json"
+        if plan_file.exists():
+            if not resume:
+                raise ResumeError(f"{self.path}: an unfinished run of this catalog is here; "
+                                  f"add --resume to continue it, or delete the folder to start again")
+            old = json.loads(plan_file.read_text())
+            for key in ("batch_size", "model", "grid", "save_chi2", "units"):
+                if old.get(key) != plan.get(key):
+                    what = "inputs (or their sizes / dates)" if key == "units" else key
+                    raise ResumeError(f"{self.path}: cannot resume, the {what} differ from the "
+                                      f"interrupted run ({key}: {str(old.get(key))[:80]} …); "
+                                      f"delete the folder to start again")
+        else:
+            if self.path.exists():
+                shutil.rmtree(self.path)          # a folder without a plan: nothing to keep
+            self.path.mkdir(parents=True)
+            _write_json_atomic(plan_file, plan)
+        self.plan = plan
+        for tmp in [*self.path.glob(".*.tmp"),   # temp files of a killed writer
+                    *self.catalog.parent.glob(f".{self.catalog.name}.*.tmp")]:
+            tmp.unlink(missing_ok=True)
+        return [Unit.from_dict(u["unit"]) for u in plan["units"]]
+
+    @staticmethod
+    def make_plan(units: list[Unit], batch_size: int, model: str, grid: dict,
+                  save_chi2: bool) -> dict:
+        return {"format": "specsift-predict-run-1", "batch_size": batch_size, "model": model,
+                "grid": grid, "save_chi2": save_chi2,
+                "units": [{"unit": u.to_dict(), "files": fingerprint(u)} for u in units]}
+
+    # -- state -------------------------------------------------------------------
+    def done_units(self) -> dict[int, dict]:
+        out = {}
+        for p in self.path.iterdir():
+            m = _DONE.match(p.name)
+            if m:
+                out[int(m.group(1))] = json.loads(p.read_text())
+        return out
+
+    def done_batches(self) -> dict[int, set[int]]:
+        out: dict[int, set[int]] = {}
+        for p in self.path.iterdir():
+            m = _PART.match(p.name)
+            if m:
+                out.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+        return out
+
+    # -- writing -----------------------------------------------------------------
+    def part_path(self, unit: int, batch: int) -> Path:
+        return self.path / f"u{unit:06d}-b{batch:04d}.parquet"
+
+    def write_part(self, unit: int, batch: int, table: Table | pa.Table) -> int:
+        """Write one batch's catalog rows atomically; returns the number of rows."""
+        at = table if isinstance(table, pa.Table) else table_to_arrow(table)
+        final = self.part_path(unit, batch)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        pq.write_table(at, tmp, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        return at.num_rows
+
+    def finish_unit(self, unit: int, n_batches: int) -> None:
+        rows = sum(pq.read_metadata(self.part_path(unit, b)).num_rows for b in range(n_batches))
+        _write_json_atomic(self.path / f"u{unit:06d}.done", {"batches": n_batches, "rows": rows})
+
+    def write_progress(self, n_units: int, rows_this_run: int, errors: int) -> None:
+        done = self.done_units()
+        _write_json_atomic(self.path / "progress.json", {
+            "units_done": len(done), "units_total": n_units,
+            "rows_done": int(sum(d["rows"] for d in done.values())),
+            "rows_this_run": rows_this_run, "read_errors_this_run": errors,
+            "seconds_this_run": round(time.time() - self.started, 1),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+    # -- finishing -----------------------------------------------------------------
+    def ordered_parts(self, n_units: int) -> list[Path]:
+        """Every part in (unit, batch) order; raises if any unit is unfinished."""
+        done = self.done_units()
+        missing = [u for u in range(n_units) if u not in done]
+        if missing:
+            raise RuntimeError(f"{self.path}: units {missing[:5]} not finished")
+        return [self.part_path(u, b) for u in range(n_units) for b in range(done[u]["batches"])]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

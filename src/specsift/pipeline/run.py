@@ -1,0 +1,152 @@
+"""`specsift predict` end to end: plan units, run an engine, record parts, merge atomically.
+
+The orchestrator is the only writer of the run directory: engines (local thread, worker
+processes, Dask) only compute.  So resuming, progress and the final merge are the same
+code for every engine, and the catalog of a ``--workers 4`` or ``--engine dask`` run is the
+local one row for row.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .local import local_engine, pool_engine, prepare_model, unit_events  # noqa: F401
+from .output import merge_parts
+from .parts import RunDir
+from .units import plan_units
+
+__all__ = ["predict", "default_model_name", "PredictResult", "ENGINES"]
+
+ENGINES = ("local", "dask", "ray")
+#: Bundled models in order of preference for the default.
+_PREFERENCE = ("gasnet", "speccznet", "eigen")
+
+
+def default_model_name() -> str:
+    """``gasnet`` when its pretrained weights are bundled, else the best bundled model."""
+    from ..models.base import _bundled
+    for name in _PREFERENCE:
+        if _bundled(name) is not None:
+            return name
+    raise FileNotFoundError("no pretrained model is bundled with this installation; pass "
+                            "--model PATH to a model file made by `specsift train`")
+
+
+@dataclass
+class PredictResult:
+    catalog: Path
+    rows: int                        # rows in the final catalog
+    rows_this_run: int               # rows predicted by this call (less when resuming)
+    seconds: float
+    read_errors: list = field(default_factory=list)   # (source, message)
+    model: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.rows_this_run / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _model_ref(model) -> tuple[object, str]:
+    """(loaded model, a reference another process can load: registered name or path)."""
+    from .. import load_model
+    if model is None:
+        model = default_model_name()
+    if isinstance(model, (str, Path)):
+        ref = str(model)
+        if Path(ref).exists():
+            ref = str(Path(ref).resolve())
+        return load_model(ref), ref
+    path = Path(tempfile.mkdtemp(prefix="specsift-model-")) / "model.pt"
+    model.save(path)                               # an in-memory model: workers load a copy
+    return model, str(path)
+
+
+def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "cpu",
+            workers: int = 1, resume: bool = False, engine: str = "local",
+            save_chi2: bool = False, progress: bool = True, threads: int | None = None,
+            address: str | None = None, log=None) -> PredictResult:
+    """Predict every spectrum in ``inputs`` into the catalog ``output``.
+
+    ``model``: registered name, model file or a loaded SpectralModel (default:
+    :func:`default_model_name`).  ``workers``: processes (local) or cluster workers
+    started for ``engine='dask'`` when no ``address`` of a running scheduler is given.
+    ``resume``: continue an interrupted run of the same catalog.  Returns a summary;
+    files that could not be read are listed in ``read_errors`` and flagged in ZWARN.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if batch_size < 1 or workers < 1:
+        raise ValueError("--batch-size and --workers must be at least 1")
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    output = Path(output)
+    run_dir = RunDir(output)
+    if resume and output.exists() and not (run_dir.path / "plan.json").exists():
+        log(f"{output}: already complete, nothing to resume")
+        return PredictResult(output, _count_rows(output), 0, 0.0, [], "")
+    model_obj, ref = _model_ref(model)
+    units = plan_units(inputs if isinstance(inputs, (list, tuple)) else [inputs], batch_size)
+    plan = RunDir.make_plan(units, batch_size, model_obj.tag, model_obj.grid.to_dict(), save_chi2)
+    units = run_dir.start(plan, resume)
+    done_units = run_dir.done_units()
+    done_batches = run_dir.done_batches()
+    todo = [(i, u, done_batches.get(i, set())) for i, u in enumerate(units) if i not in done_units]
+    if resume and done_units:
+        log(f"resuming: {len(done_units)} of {len(units)} units already done")
+    grid = model_obj.grid
+
+    if engine == "local" and workers == 1:
+        prepare_model(model_obj, device, threads)
+        events = local_engine(model_obj, todo, batch_size, grid, save_chi2)
+    elif engine == "local":
+        events = pool_engine(ref, todo, batch_size, grid, workers, device, save_chi2)
+    elif engine == "dask":
+        from .dask_engine import dask_engine
+        events = dask_engine(ref, todo, batch_size, grid, workers, device, save_chi2, address)
+    else:
+        from .ray_engine import ray_engine
+        events = ray_engine(ref, todo, batch_size, grid, workers, device, save_chi2, address)
+
+    t0 = time.perf_counter()
+    rows, errors = 0, []
+    bar = _bar(len(units), len(done_units), progress)
+    try:
+        for ev in events:
+            if ev[0] == "part":
+                _, idx, k, table, errs = ev
+                rows += run_dir.write_part(idx, k, table)
+                for src, msg in errs:
+                    errors.append((src, msg))
+                    bar.write(f"specsift predict: {src}: could not be read, row flagged "
+                              f"BAD_INPUT ({msg[:200]})")
+                bar.set_postfix_str(f"{rows / max(time.perf_counter() - t0, 1e-9):.0f} spec/s",
+                                    refresh=False)
+            else:
+                run_dir.finish_unit(ev[1], ev[2])
+                bar.update(1)
+                run_dir.write_progress(len(units), rows, len(errors))
+    finally:
+        bar.close()
+        if hasattr(events, "close"):
+            events.close()
+    parts = run_dir.ordered_parts(len(units))
+    n = merge_parts(parts, output, {"MODEL": model_obj.tag})
+    run_dir.remove()
+    return PredictResult(output, n, rows, time.perf_counter() - t0, errors, model_obj.tag)
+
+
+def _count_rows(path: Path) -> int:
+    from ..io import read_catalog
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+        return pq.read_metadata(path).num_rows
+    return len(read_catalog(path))
+
+
+def _bar(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, unit="unit", desc="predict", disable=not enabled,
+                dynamic_ncols=True, file=sys.stderr)

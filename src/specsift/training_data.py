@@ -1,0 +1,181 @@
+"""Streaming spectra to a network: the normalisation and the shuffled-chunk dataset.
+
+Split from :mod:`specsift.training` (which re-exports both names) to keep files short.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Callable
+
+import numpy as np
+from torch.utils.data import IterableDataset, get_worker_info
+
+from .spectra import SpectraBatch
+
+__all__ = ["normalise", "StoreDataset"]
+
+
+# ---------------------------------------------------------------------------- normalisation
+def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None,
+              clip: float = 50.0) -> np.ndarray:
+    """Spectra → (N, 2, P) float32 network input, independent of flux units and brightness.
+
+    Channel 0: flux / s, with s = max(|median f|, 1.4826·MAD f) over good pixels, clipped to
+    ±``clip`` (so a bright emission line cannot dominate, and a flat faint continuum is not
+    blown up to noise-only scale).  Channel 1: log1p(s·√ivar), the per-pixel S/N of one unit
+    of scaled flux, 0 at bad pixels — it tells the network how much to trust each pixel.
+    Bad pixels (mask or ivar ≤ 0) are 0 in both channels; a spectrum with no good pixel is
+    all zeros.
+    """
+    flux = np.atleast_2d(np.asarray(flux, np.float32))
+    ivar = np.atleast_2d(np.asarray(ivar, np.float32))
+    good = ivar > 0
+    if mask is not None:
+        good &= ~np.atleast_2d(np.asarray(mask, bool))
+    good &= np.isfinite(flux)
+    f = np.where(good, flux, np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(f, axis=1, keepdims=True)
+        mad = 1.4826 * np.nanmedian(np.abs(f - med), axis=1, keepdims=True)
+    scale = np.fmax(np.abs(med), mad)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0).astype(np.float32)
+    out = np.zeros((flux.shape[0], 2, flux.shape[1]), np.float32)
+    out[:, 0] = np.where(good, np.clip(np.nan_to_num(flux / scale), -clip, clip), 0.0)
+    sn = np.sqrt(np.where(good, ivar, 0.0)) * scale
+    out[:, 1] = np.log1p(np.clip(np.nan_to_num(sn), 0.0, 1e4))
+    return out
+
+
+# ---------------------------------------------------------------------------- data streaming
+class StoreDataset(IterableDataset):
+    """Stream ready-made mini-batches ``(inputs, targets)`` from a store or a batch.
+
+    ``source`` is a :class:`SpectralStore`, the path of one, or a :class:`SpectraBatch`.
+    Rows are read ``chunk_size`` at a time (chunk order shuffled per epoch), ``buffer_chunks``
+    chunks are pooled and permuted, and mini-batches of ``batch_size`` are cut from the pool
+    (left-over rows carry to the next pool, so every row is seen exactly once per epoch).
+    The order depends only on ``(seed, epoch)``; call :meth:`set_epoch` before iterating.
+    With several DataLoader workers each takes every n-th chunk.  ``indices`` restricts the
+    dataset to a subset of rows (e.g. a train/val split of one store).
+    """
+
+    def __init__(self, source, make_inputs: Callable, make_targets: Callable | None = None,
+                 batch_size: int = 128, chunk_size: int = 2048, buffer_chunks: int = 4,
+                 shuffle: bool = True, seed: int = 0, indices: np.ndarray | None = None):
+        self.source = source
+        self.make_inputs, self.make_targets = make_inputs, make_targets
+        self.batch_size, self.chunk_size = int(batch_size), int(chunk_size)
+        self.buffer_chunks, self.shuffle, self.seed = max(1, int(buffer_chunks)), shuffle, seed
+        self.epoch = 0
+        if isinstance(source, SpectraBatch):
+            n = len(source)
+        else:
+            with _open_store(source) as store:
+                n = len(store)
+        self.indices = np.arange(n) if indices is None else np.sort(np.asarray(indices, np.int64))
+        if self.indices.size == 0:
+            raise ValueError(f"{_name(source)}: no spectra to train on")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _chunks(self) -> list[np.ndarray]:
+        idx = self.indices
+        return [idx[i:i + self.chunk_size] for i in range(0, idx.size, self.chunk_size)]
+
+    def _worker_chunks(self, worker: int, n_workers: int) -> list[np.ndarray]:
+        chunks = self._chunks()
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(chunks))
+            chunks = [chunks[i] for i in order]
+        return chunks[worker::n_workers]
+
+    def n_batches(self, n_workers: int = 0) -> int:
+        """Mini-batches per epoch (sum over workers)."""
+        total = 0
+        for w in range(max(1, n_workers)):
+            rows = sum(c.size for c in self._worker_chunks(w, max(1, n_workers)))
+            total += math.ceil(rows / self.batch_size)
+        return total
+
+    def __len__(self) -> int:
+        return self.n_batches(0)
+
+    def _read(self, store, rows: np.ndarray) -> SpectraBatch:
+        contiguous = rows.size and rows[-1] - rows[0] + 1 == rows.size
+        if isinstance(store, SpectraBatch):
+            return store[slice(int(rows[0]), int(rows[-1]) + 1)] if contiguous else store[rows]
+        return store.read(slice(int(rows[0]), int(rows[-1]) + 1) if contiguous else rows)
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, n_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        rng = np.random.default_rng([self.seed, self.epoch, worker, 1])
+        chunks = self._worker_chunks(worker, n_workers)
+        owns = not isinstance(self.source, SpectraBatch)
+        store = _open_store(self.source) if owns else self.source
+        try:
+            carry: SpectraBatch | None = None
+            for start in range(0, len(chunks), self.buffer_chunks):
+                parts = [self._read(store, c) for c in chunks[start:start + self.buffer_chunks]]
+                if carry is not None:
+                    parts.insert(0, carry)
+                pool = parts[0] if len(parts) == 1 else SpectraBatch.concatenate(parts)
+                if self.shuffle:
+                    pool = pool[rng.permutation(len(pool))]
+                last = start + self.buffer_chunks >= len(chunks)
+                n_full = len(pool) if last else (len(pool) // self.batch_size) * self.batch_size
+                for lo in range(0, n_full, self.batch_size):
+                    yield self._convert(pool[lo:min(lo + self.batch_size, n_full)])
+                carry = pool[n_full:] if n_full < len(pool) else None
+        finally:
+            if owns:
+                store.close()
+
+    def _convert(self, batch: SpectraBatch):
+        x = self.make_inputs(batch)
+        y = self.make_targets(batch) if self.make_targets is not None else None
+        return x, y
+
+
+def _name(source) -> str:
+    return str(getattr(source, "path", source if not isinstance(source, SpectraBatch) else "<batch>"))
+
+
+class _NoClose:
+    """Wrap an already-open store so that the dataset does not close the caller's handle."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def __len__(self):
+        return len(self._store)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def close(self):
+        pass
+
+
+def _open_store(source):
+    from .io.store import SpectralStore
+    if isinstance(source, (str, os.PathLike)):
+        return SpectralStore(source, "r")
+    if isinstance(source, SpectralStore):
+        # h5py handles do not survive a fork safely: re-open by path in every reader
+        if source._h5.id.valid and source.mode == "r":
+            return SpectralStore(source.path, "r") if get_worker_info() else _NoClose(source)
+        return SpectralStore(source.path, "r")
+    raise TypeError(f"cannot train on {type(source).__name__}: give a SpectralStore, its path "
+                    f"or a SpectraBatch")

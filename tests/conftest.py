@@ -1,0 +1,22 @@
+"""Shared test fixtures.
+
+Real data lives in ``../shared/data`` beside the repository (CI clones the repo with
+``shared/`` next to it).  Tests that need it take the ``shared_data`` fixture, which skips
+only when that folder is truly absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ``../shared/data`` (read-only real spectra, templates and catalogues)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent")
+    return SHARED_DATA

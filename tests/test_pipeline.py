@@ -1,0 +1,123 @@
+"""Predict pipeline mechanics: order, flags of bad input, formats, resume, --workers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _pipeline_data import as_plain, assert_same_catalog, make_inputs, make_model
+from specsift.catalog import CATALOG_COLUMNS
+from specsift.classes import labels
+from specsift.flags import ZWARN
+from specsift.io import read_catalog, write_catalog
+from specsift.pipeline import predict
+from specsift.pipeline.parts import ResumeError, RunDir
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipe")
+    d = make_inputs(root)
+    d["model"] = make_model(root / "tiny.pt")
+    return d
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """One uninterrupted single-process run over files and store."""
+    out = tmp_path_factory.mktemp("ref") / "cat.parquet"
+    res = predict([data["files"], data["store"]], out, model=data["model"], batch_size=64,
+                  progress=False)
+    return res, read_catalog(out)
+
+
+def test_schema_and_rows(data, reference):
+    res, cat = reference
+    assert res.rows == len(cat) == data["n_files_rows"] + data["n_store"]
+    want = list(CATALOG_COLUMNS) + [f"PROB_{k}" for k in labels("three")] + ["ANOMALY_SCORE",
+                                                                               "MODEL"]
+    assert cat.colnames == want
+    assert cat["TARGETID"].dtype == np.int64 and cat["ZWARN"].dtype == np.int64
+    ids = np.asarray(cat["TARGETID"])
+    real = ids[ids >= 0]
+    assert len(np.unique(real)) == len(real)
+    # the planned order is kept: files sorted by name, then the store
+    src = as_plain(cat)["SOURCE"]
+    assert src[0].endswith("a_good.fits") and src[-1].endswith("store.h5")
+    np.testing.assert_array_equal(ids[-600:], np.arange(10_000, 10_600))
+
+
+def test_unreadable_file_in_the_middle_is_flagged_and_run_completes(data, reference):
+    res, cat = reference
+    c = as_plain(cat)
+    bad = np.flatnonzero(np.char.endswith(c["SOURCE"], "b_broken.fits"))
+    assert bad.size == 1
+    k = bad[0]
+    assert c["ZWARN"][k] & ZWARN.BAD_INPUT and c["ZWARN"][k] & ZWARN.NODATA
+    assert c["Z"][k] == -1 and c["ZERR"][k] == -1 and c["CLASS_LABEL"][k] == ""
+    assert 0 < k < len(cat) - 1                       # rows before and after it exist
+    assert [s for s, _ in res.read_errors] == [str(data["files"] / "b_broken.fits")]
+    # rows of good files carry no input bits
+    good = np.char.endswith(c["SOURCE"], "a_good.fits") | np.char.endswith(c["SOURCE"], "store.h5")
+    input_bits = ZWARN.BAD_INPUT | ZWARN.NODATA | ZWARN.LITTLE_COVERAGE
+    assert not (c["ZWARN"][good] & input_bits).any()
+
+
+def test_zwarn_bits_for_each_bad_input(reference):
+    c = as_plain(reference[1])
+    ids = c["TARGETID"]
+    zw = dict(zip(ids.tolist(), c["ZWARN"].tolist()))
+    assert zw[2000] & ZWARN.BAD_INPUT and not zw[2000] & ZWARN.NODATA   # NaN flux
+    assert zw[2001] & ZWARN.NODATA                                       # all ivar = 0
+    assert c["Z"][ids == 2001][0] == -1
+    assert not zw[2002] & (ZWARN.BAD_INPUT | ZWARN.NODATA)               # clean row, same file
+    for t in (3000, 3001, 3002):                                         # 20 % of the grid
+        assert zw[t] & ZWARN.LITTLE_COVERAGE
+
+
+@pytest.mark.parametrize("ext", [".fits", ".csv"])
+def test_streamed_formats_equal_write_catalog(data, reference, tmp_path, ext):
+    out = tmp_path / f"cat{ext}"
+    predict([data["files"], data["store"]], out, model=data["model"], batch_size=64,
+            progress=False)
+    ref = tmp_path / f"ref{ext}"
+    write_catalog(reference[1], ref)
+    assert_same_catalog(read_catalog(out), read_catalog(ref))
+
+
+def test_resume_after_crash_gives_the_uninterrupted_catalog(data, reference, tmp_path,
+                                                            monkeypatch):
+    out = tmp_path / "cat.parquet"
+    real = RunDir.write_part
+    calls = {"n": 0}
+
+    def crashing(self, unit, batch, table):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt                    # dies mid-run, parts on disk
+        return real(self, unit, batch, table)
+
+    monkeypatch.setattr(RunDir, "write_part", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        predict([data["files"], data["store"]], out, model=data["model"], batch_size=64,
+                progress=False)
+    monkeypatch.setattr(RunDir, "write_part", real)
+    assert not out.exists()
+    with pytest.raises(ResumeError, match="--resume"):       # never silently restarts
+        predict([data["files"], data["store"]], out, model=data["model"], batch_size=64,
+                progress=False)
+    with pytest.raises(ResumeError, match="batch_size"):     # other settings: refused
+        predict([data["files"], data["store"]], out, model=data["model"], batch_size=32,
+                resume=True, progress=False)
+    res = predict([data["files"], data["store"]], out, model=data["model"], batch_size=64,
+                  resume=True, progress=False)
+    assert res.rows_this_run < res.rows                      # earlier parts were kept
+    assert_same_catalog(read_catalog(out), reference[1], rtol=0)
+    assert not RunDir(out).path.exists()
+
+
+def test_workers_2_equal_workers_1(data, reference, tmp_path):
+    out = tmp_path / "cat.parquet"
+    predict([data["files"], data["store"]], out, model=data["model"], batch_size=64,
+            workers=2, progress=False)
+    assert_same_catalog(read_catalog(out), reference[1])

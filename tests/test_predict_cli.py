@@ -1,0 +1,87 @@
+"""`specsift predict` as a user runs it: SIGKILL mid-run then --resume, exit codes, default model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from _pipeline_data import assert_same_catalog, make_model, make_store
+from specsift.io import read_catalog
+from specsift.pipeline import default_model_name, predict
+
+
+def _cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "specsift.cli", "predict", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
+    store = make_store(tmp_path / "big.h5", 3000, seed=7)
+    model = make_model(tmp_path / "m.pt")
+    out = tmp_path / "cat.parquet"
+    parts = tmp_path / "cat.parquet.parts"
+    args = (store, "-o", out, "--model", model, "--batch-size", "16", "--no-progress",
+            "--threads", "1")
+    proc = _cli(*args)
+    deadline = time.time() + 90
+    while time.time() < deadline and proc.poll() is None:
+        if parts.is_dir() and len(list(parts.glob("u*-b*.parquet"))) >= 6:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, f"run ended before it could be killed: {proc.communicate()}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()
+    n_parts = len(list(parts.glob("u*-b*.parquet")))
+    assert 6 <= n_parts < 3000 // 16 + 1                    # killed mid-run
+
+    # without --resume the half-done run is protected
+    p = _cli(*args)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "--resume" in err
+
+    p = _cli(*args, "--resume")
+    stdout, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert "resuming" in err and "3000 rows" in stdout
+    cat = read_catalog(out)
+    assert len(cat) == 3000
+    ids = np.asarray(cat["TARGETID"])
+    assert len(np.unique(ids)) == 3000 and (np.diff(ids) == 1).all()
+    ref = tmp_path / "ref.parquet"
+    predict([store], ref, model=model, batch_size=16, progress=False, threads=1)
+    assert_same_catalog(cat, read_catalog(ref), rtol=0)
+
+    p = _cli(*args, "--resume")                             # finished: nothing to do
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and "already complete" in err
+
+
+def test_bad_arguments_give_one_line_errors(tmp_path):
+    model = make_model(tmp_path / "m.pt")
+    p = _cli(tmp_path / "missing_dir_*.fits", "-o", tmp_path / "c.fits", "--model", model)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "no files match" in err
+    store = make_store(tmp_path / "s.h5", 10)
+    p = _cli(store, "-o", tmp_path / "c.txt", "--model", model, "--no-progress")
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "extension" in err
+
+
+def test_default_model_prefers_gasnet(monkeypatch, tmp_path):
+    import specsift.models.base as base
+    bundled = {"speccznet": tmp_path / "speccznet.pt", "eigen": tmp_path / "eigen.pt"}
+    monkeypatch.setattr(base, "_bundled", lambda name: bundled.get(name))
+    assert default_model_name() == "speccznet"
+    bundled["gasnet"] = tmp_path / "gasnet.pt"
+    assert default_model_name() == "gasnet"
+    bundled.clear()
+    with pytest.raises(FileNotFoundError, match="--model"):
+        default_model_name()

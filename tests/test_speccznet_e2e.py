@@ -1,0 +1,63 @@
+"""Tiny end-to-end run through the CLI: simulate → train → evaluate → explain."""
+
+import json
+
+import numpy as np
+import pytest
+
+from specsift.cli import main
+from specsift.io import read_catalog
+from specsift.io.store import SpectralStore
+
+from _toy_spectra import labelled_batch
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    d = tmp_path_factory.mktemp("e2e")
+    for name, n, seed in (("train", 600, 11), ("val", 150, 12)):
+        with SpectralStore(d / f"{name}.h5", "w") as s:
+            s.append(labelled_batch(n, "five", seed=seed))
+    return d
+
+
+def test_train_predict_evaluate_explain(stores, capsys):
+    d = stores
+    model = d / "m.pt"
+    rc = main(["train", "--model", "speccznet", "--data", str(d / "train.h5"), "--val",
+               str(d / "val.h5"), "-o", str(model), "--epochs", "3", "--batch-size", "32",
+               "--lr", "3e-3", "--no-progress"])
+    assert rc == 0 and model.exists()
+    assert model.stat().st_size < 5e6                    # small weights
+    assert (d / "m.ckpt" / "last.pt").exists()
+    # resume after the last epoch is a no-op that still writes the model
+    assert main(["train", "--model", "speccznet", "--data", str(d / "train.h5"), "-o",
+                 str(d / "m2.pt"), "--epochs", "3", "--resume", "--checkpoint-dir",
+                 str(d / "m.ckpt"), "--no-progress"]) == 0
+
+    out = d / "eval"
+    assert main(["evaluate", "--model", str(model), "--data", str(d / "val.h5"), "-o", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_matched"] == 150
+    acc = m["classification"]["accuracy"]
+    assert acc > 0.5, acc                                    # chance is 0.2
+    assert m["redshift"]["n"] == 150 and m["redshift"]["GF_0.01"] > 0.2
+    for png in ("confusion_matrix.png", "z_pred_vs_true.png", "dz_vs_snr.png", "reliability.png"):
+        assert (out / png).stat().st_size > 1000
+    assert "Per class" in (out / "report.md").read_text()
+
+    # catalog-vs-truth form gives the same numbers
+    out2 = d / "eval2"
+    assert main(["evaluate", str(out / "catalog.fits"), "--truth", str(d / "val.h5"),
+                 "-o", str(out2)]) == 0
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    assert m2["classification"]["accuracy"] == pytest.approx(acc)
+    cat = read_catalog(out / "catalog.fits")
+    assert set(np.unique(cat["SPECTYPE"])) <= {"STAR", "GALAXY", "QSO", ""}
+
+    ex = d / "explain"
+    assert main(["explain", "--model", str(model), str(d / "val.h5"), "-o", str(ex),
+                 "--limit", "24", "--n-plots", "2", "--steps", "4"]) == 0
+    info = json.loads((ex / "explain.json").read_text())
+    assert len(info["spectra"]) == 24 and (ex / "class_attention.png").exists()
+    assert sum(1 for r in info["spectra"] if "plot" in r) == 2
