@@ -18,7 +18,9 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/specsift demo -o out/demo
 
+# The browser test drives Debian's Chromium (installed here when missing) via Playwright.
 test: setup
+	VENV=$(VENV) sh tests/browser_setup.sh
 	$(BIN)/python -m pytest -n 2 -q
 
 clean:

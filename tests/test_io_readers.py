@@ -16,6 +16,7 @@ from specsift.flags import InputFlag
 from specsift.io import (SpectralStore, detect_format, expand_paths, iter_read, read,
                          read_catalog, write_catalog)
 from specsift.io._common import air_to_vacuum, estimate_ivar
+from specsift.io.sdss import BAD_AND_MASK
 from specsift.spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 
 
@@ -27,7 +28,12 @@ def _quiet():
 
 
 # -- SDSS --------------------------------------------------------------------------------
-def test_sdss_spec_file_labels(shared_data):
+def h_ivar(path):
+    with fits.open(path) as h:
+        return np.asarray(h["COADD"].data["ivar"])
+
+
+def test_sdss_spec_file_labels(shared_data, monkeypatch):
     f = shared_data / "sdss" / "spec-0266-51602-0013.fits"
     assert detect_format(f) == "sdss"
     b = read(f)
@@ -43,7 +49,13 @@ def test_sdss_spec_file_labels(shared_data):
         am = h["COADD"].data["and_mask"]
     native = read(f, grid=None)
     assert native.npix == am.size
-    np.testing.assert_array_equal(native.mask[0] & (am != 0), am != 0)  # and_mask ≠ 0 → masked
+    bad = (am.astype(np.int64) & BAD_AND_MASK) != 0
+    np.testing.assert_array_equal(native.mask[0] & bad, bad)         # bad bits → masked
+    info_only = (am != 0) & ~bad & (h_ivar(f) > 0)
+    assert info_only.sum() > 1000 and not native.mask[0][info_only].any()  # MANYBADCOLUMNS kept
+    monkeypatch.setenv("SDSS_AND_MASK", "all")
+    strict = read(f, grid=None)
+    np.testing.assert_array_equal(strict.mask[0] & (am != 0), am != 0)  # and_mask ≠ 0 → masked
     assert LogGrid.from_loglam(native.loglam).step == pytest.approx(1e-4)
 
 

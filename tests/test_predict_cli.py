@@ -11,9 +11,17 @@ import time
 import numpy as np
 import pytest
 
-from _pipeline_data import assert_same_catalog, make_model, make_store
+from _pipeline_data import HALPHA_STORE_GRID, assert_same_catalog, make_model, make_store
 from specsift.io import read_catalog
 from specsift.pipeline import default_model_name, predict
+
+
+def _main(capsys, *args) -> tuple[int, str, str]:
+    """The CLI in this process (saves a Python + torch start-up per call)."""
+    from specsift.cli import main
+    rc = main(["predict", *map(str, args)])
+    out, err = capsys.readouterr()
+    return rc, out, err
 
 
 def _cli(*args, **kw):
@@ -21,12 +29,12 @@ def _cli(*args, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
-    store = make_store(tmp_path / "big.h5", 3000, seed=7)
-    model = make_model(tmp_path / "m.pt")
+def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, capsys):
+    store = make_store(tmp_path / "big.h5", 1000, seed=7, grid=HALPHA_STORE_GRID)
+    model = make_model(tmp_path / "m.pt", window=True)
     out = tmp_path / "cat.parquet"
     parts = tmp_path / "cat.parquet.parts"
-    args = (store, "-o", out, "--model", model, "--batch-size", "16", "--no-progress",
+    args = (store, "-o", out, "--model", model, "--batch-size", "10", "--no-progress",
             "--threads", "1")
     proc = _cli(*args)
     deadline = time.time() + 90
@@ -40,39 +48,35 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
     n_parts = len(list(parts.glob("u*-b*.parquet")))
-    assert 6 <= n_parts < 3000 // 16 + 1                    # killed mid-run
+    assert 6 <= n_parts < 1000 // 10                        # killed mid-run
 
-    # without --resume the half-done run is protected
-    p = _cli(*args)
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 2 and "--resume" in err
-
-    p = _cli(*args, "--resume")
-    stdout, err = p.communicate(timeout=120)
-    assert p.returncode == 0, err
-    assert "resuming" in err and "3000 rows" in stdout
+    rc, _, err = _main(capsys, *args)               # without --resume the run is protected
+    assert rc == 2 and "--resume" in err
+    rc, stdout, err = _main(capsys, *args, "--resume")
+    assert rc == 0, err
+    assert "resuming" in err and "1000 rows" in stdout
     cat = read_catalog(out)
-    assert len(cat) == 3000
+    assert len(cat) == 1000
     ids = np.asarray(cat["TARGETID"])
-    assert len(np.unique(ids)) == 3000 and (np.diff(ids) == 1).all()
+    assert len(np.unique(ids)) == 1000 and (np.diff(ids) == 1).all()
     ref = tmp_path / "ref.parquet"
-    predict([store], ref, model=model, batch_size=16, progress=False, threads=1)
+    predict([store], ref, model=model, batch_size=10, progress=False, threads=1)
     assert_same_catalog(cat, read_catalog(ref), rtol=0)
 
-    p = _cli(*args, "--resume")                             # finished: nothing to do
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 0 and "already complete" in err
+    rc, _, err = _main(capsys, *args, "--resume")           # finished: nothing to do
+    assert rc == 0 and "already complete" in err
 
 
-def test_bad_arguments_give_one_line_errors(tmp_path):
+def test_bad_arguments_give_one_line_errors(tmp_path, capsys):
     model = make_model(tmp_path / "m.pt")
-    p = _cli(tmp_path / "missing_dir_*.fits", "-o", tmp_path / "c.fits", "--model", model)
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 2 and "no files match" in err
+    rc, _, err = _main(capsys, tmp_path / "missing_dir_*.fits", "-o", tmp_path / "c.fits",
+                       "--model", model)
+    assert rc == 2 and "no files match" in err
     store = make_store(tmp_path / "s.h5", 10)
-    p = _cli(store, "-o", tmp_path / "c.txt", "--model", model, "--no-progress")
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 2 and "extension" in err
+    rc, _, err = _main(capsys, store, "-o", tmp_path / "c.txt", "--model", model, "--no-progress")
+    assert rc == 2 and "extension" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = _main(capsys, store, "-o", tmp_path / "c.fits", "--model", tmp_path / "nope.pt")
+    assert rc == 2 and "nope.pt" in err
 
 
 def test_default_model_prefers_gasnet(monkeypatch, tmp_path):

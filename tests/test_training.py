@@ -10,6 +10,15 @@ from specsift.spectra import SpectraBatch
 from specsift.training import StoreDataset, normalise, train
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a busy 2-core runner more threads only contend."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _toy(n=300, p=64, seed=0):
     """Two classes: a bump at pixel 20 or at pixel 40, plus noise."""
     rng = np.random.default_rng(seed)
@@ -126,7 +135,7 @@ from specsift.models.base import load_model  # noqa: E402
 from specsift.models.speccznet import SpecCZNet  # noqa: E402
 from specsift.spectra import LogGrid  # noqa: E402
 
-from _toy_spectra import labelled_batch  # noqa: E402
+from specsift.simulate import simulate_batch as labelled_batch  # noqa: E402
 
 TINY = dict(n_bins=48, widths=(8, 8, 8, 8, 8), head_channels=4, hidden=16, z_hidden=8)
 
@@ -134,6 +143,7 @@ TINY = dict(n_bins=48, widths=(8, 8, 8, 8, 8), head_channels=4, hidden=16, z_hid
 @pytest.fixture(scope="module")
 def tiny_model():
     data = labelled_batch(96, "five", seed=5)
+    torch.set_num_threads(1)
     return SpecCZNet("five", **TINY).fit(data, None, epochs=1, batch_size=32, progress=False,
                                          log=None), data
 

@@ -229,7 +229,7 @@ def train(module: torch.nn.Module, loss_fn: Callable, train_data, val_data=None,
           batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0,
           device="auto", checkpoint_dir=None, resume: bool = False, patience: int | None = None,
           progress: bool = True, val_metrics_fn: Callable | None = None,
-          schedule: str = "cosine", num_workers: int = 0, chunk_size: int = 2048,
+          schedule: str = "cosine", num_workers: int = 0, chunk_size: int = 1024,
           buffer_chunks: int = 4, grad_clip: float | None = 5.0,
           val_reduce_fn: Callable | None = None,
           train_indices=None, val_indices=None, max_epochs_this_run: int | None = None,
@@ -273,8 +273,9 @@ def train(module: torch.nn.Module, loss_fn: Callable, train_data, val_data=None,
         try:
             module.load_state_dict(ck["model"])
         except RuntimeError as exc:
+            detail = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             raise ValueError(f"{ckpt_path}: checkpoint does not fit this model "
-                             f"({str(exc).splitlines()[0]})") from None
+                             f"({' '.join(detail[:2])[:300]})") from None
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         _set_rng_state(ck["rng"])

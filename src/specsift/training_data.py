@@ -64,7 +64,7 @@ class StoreDataset(IterableDataset):
     """
 
     def __init__(self, source, make_inputs: Callable, make_targets: Callable | None = None,
-                 batch_size: int = 128, chunk_size: int = 2048, buffer_chunks: int = 4,
+                 batch_size: int = 128, chunk_size: int = 1024, buffer_chunks: int = 4,
                  shuffle: bool = True, seed: int = 0, indices: np.ndarray | None = None):
         self.source = source
         self.make_inputs, self.make_targets = make_inputs, make_targets

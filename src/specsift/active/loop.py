@@ -156,6 +156,10 @@ class ActiveLoop:
         """Run until ``iterations`` more batches were queued, ``max_labels`` labels exist,
         or (without ``wait``) labels are needed from a person."""
         queued = 0
+        last = self.db.last_iteration()
+        if (last is not None and last["state"] == "trained" and max_labels is not None
+                and len(self.db.current_labels()) >= max_labels):
+            return self.status()                      # already finished: resuming is a no-op
         while True:
             state = self.step()
             if (state == "trained" and max_labels is not None
@@ -174,27 +178,13 @@ class ActiveLoop:
     # -- transitions ----------------------------------------------------------------
     def _queue_random(self, it: int) -> str:
         rng = np.random.default_rng(self.config.seed)
-        ids = []
-        for chunk_ids, _ in self._iter_ids():
-            ids.append(chunk_ids)
-        ids = np.concatenate(ids)
+        ids = np.concatenate(list(self.pool.iter_ids()))
         pick = rng.choice(ids, size=min(self.config.initial, ids.size), replace=False)
         self.db.set_iteration(it, "labelling", n_labelled=len(self.db.current_labels()))
         k = len(self._labels())
         self.db.set_queue(it, pick, np.zeros(pick.size), np.full((pick.size, k), 1.0 / k))
         self.log(f"iteration {it}: {pick.size} random spectra queued for labelling")
         return "labelling"
-
-    def _iter_ids(self):
-        """All pool ids without reading fluxes where possible."""
-        from .pool import StorePool
-        if isinstance(self.pool, StorePool):
-            n = len(self.pool)
-            for lo in range(0, n, 1 << 20):
-                yield np.arange(lo, min(n, lo + (1 << 20)), dtype=np.int64), None
-        else:
-            for ids, b in self.pool.iter_batches(self.config.score_batch):
-                yield ids, b
 
     def _train(self, it: int) -> str:
         c = self.config

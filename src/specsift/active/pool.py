@@ -47,6 +47,10 @@ class Pool:
         """One spectrum at its own resolution (for display)."""
         return self.read([item])
 
+    def iter_ids(self, chunk: int = 1 << 20) -> Iterator[np.ndarray]:
+        """Pool ids without reading fluxes (for the random first batch)."""
+        raise NotImplementedError
+
     def ident(self, item: int) -> str:
         raise NotImplementedError
 
@@ -81,6 +85,10 @@ class StorePool(Pool):
         for lo in range(0, self._n, batch_size):
             hi = min(lo + batch_size, self._n)
             yield np.arange(lo, hi, dtype=np.int64), self._grid(self.store.read(slice(lo, hi)), grid)
+
+    def iter_ids(self, chunk=1 << 20):
+        for lo in range(0, self._n, chunk):
+            yield np.arange(lo, min(self._n, lo + chunk), dtype=np.int64)
 
     def read(self, ids, grid=None):
         ids = np.asarray(ids, np.int64)
@@ -145,6 +153,13 @@ class FilesPool(Pool):
                 ids, parts, n = [], [], 0
         if parts:
             yield np.concatenate(ids), SpectraBatch.concatenate(parts)
+
+    def iter_ids(self, chunk=1 << 20):
+        """The first spectrum of every file (opening a million files just to count rows would
+        take long; further rows of multi-spectrum files are reached by scoring)."""
+        n = len(self.files)
+        for lo in range(0, n, chunk):
+            yield np.arange(lo, min(n, lo + chunk), dtype=np.int64) << ROW_BITS
 
     def _split(self, item):
         item = int(item)

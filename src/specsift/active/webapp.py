@@ -9,8 +9,6 @@ Retraining started from the page runs in a background thread; its progress is in
 database's ``jobs`` table, which the page polls.
 """
 
-from __future__ import annotations
-
 import csv
 import hmac
 import io
@@ -21,6 +19,9 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from fastapi import Body, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from .db import LabelDB
 from .loop import ActiveLoop, LoopConfig
@@ -61,16 +62,14 @@ def _clean(v):
         v = v.item()
     if isinstance(v, float) and not np.isfinite(v):
         return None
+    if isinstance(v, int) and abs(v) > 2**53:      # JavaScript numbers would round it
+        return str(v)
     return v
 
 
 def create_app(pool: Pool | str, db: LabelDB | str, token: str | None = None,
                config: LoopConfig | None = None):
     """Build the FastAPI app (``specsift label`` serves it with uvicorn)."""
-    from fastapi import Body, FastAPI, HTTPException, Request
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-    from fastapi.staticfiles import StaticFiles
-
     pool = open_pool(pool)
     db = db if isinstance(db, LabelDB) else LabelDB(db)
     loop = ActiveLoop(db, pool, config, log=None)
@@ -119,6 +118,10 @@ def create_app(pool: Pool | str, db: LabelDB | str, token: str | None = None,
     def index():
         return (static / "index.html").read_text(encoding="utf-8")
 
+    @app.get("/favicon.ico")
+    def favicon():
+        return Response(status_code=204)
+
     @app.get("/static/plotly.min.js")
     def plotly_js():
         return FileResponse(plotly_js_path(), media_type="application/javascript")
@@ -145,6 +148,10 @@ def create_app(pool: Pool | str, db: LabelDB | str, token: str | None = None,
         except (OSError, ValueError, KeyError) as exc:
             raise HTTPException(422, f"spectrum {item} cannot be read: {exc}")
         wave, flux, mask = b.wave, b.flux[0].astype(float), b.mask[0]
+        if points < _MAX_POINTS:                     # gallery thumbnails: the Hα region only
+            near = np.abs(wave - LINES[0][1]) < 90
+            if near.sum() > 10:
+                wave, flux, mask = wave[near], flux[near], mask[near]
         if wave.size > points:                       # thin very long spectra for the browser
             step = int(np.ceil(wave.size / points))
             wave, flux, mask = wave[::step], flux[::step], mask[::step]

@@ -32,6 +32,8 @@ def register(subparsers, name, help_):
                    help="local (default); dask: distributed (tested); ray: Ray Data")
     p.add_argument("--address", default=None, metavar="HOST:PORT",
                    help="scheduler of a running Dask (tcp://…) or Ray cluster")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
+                   help="CPU inference variant (see docs/scaling.md for accuracy per model)")
     p.add_argument("--save-chi2", action="store_true",
                    help="keep χ² curves in the catalog (χ² models such as eigen)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -47,7 +49,8 @@ def run(args) -> int:
         res = predict(args.inputs, args.output, model=args.model, batch_size=args.batch_size,
                       device=args.device, workers=args.workers, resume=args.resume,
                       engine=args.engine, save_chi2=args.save_chi2,
-                      progress=not args.no_progress, threads=args.threads, address=args.address)
+                      progress=not args.no_progress, threads=args.threads, address=args.address,
+                      precision=args.precision)
     except ResumeError as exc:
         print(f"specsift predict: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,9 @@ def register(subparsers, name, help_):
     p.add_argument("--val", help="validation store (.h5); enables early stopping")
     p.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
     p.add_argument("--class-set", help="class set (default: the model's own)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="model constructor option, e.g. --set n_bins=300 --set widths=16,24,32,48,64 "
+                        "(values parsed as Python literals; repeatable)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -34,6 +37,21 @@ def register(subparsers, name, help_):
     p.set_defaults(func=run)
 
 
+def parse_sets(items) -> dict:
+    """['a=1', 'w=8,16'] → {'a': 1, 'w': (8, 16)}; strings stay strings."""
+    import ast
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value
+    return out
+
+
 def run(args) -> int:
     from ..models.base import model_class
 
@@ -42,8 +60,19 @@ def run(args) -> int:
             raise FileNotFoundError(f"{path}: no such store")
     cls = model_class(args.model)
     kwargs = {"class_set": args.class_set} if args.class_set else {}
-    model = cls(**kwargs)
+    kwargs.update(parse_sets(args.set))
     ckpt = args.checkpoint_dir or str(Path(args.output).with_suffix(".ckpt"))
+    # the constructor options travel with the checkpoint, so --resume rebuilds the same model
+    args_file = Path(ckpt) / "model_args.json"
+    if args.resume and args_file.exists():
+        saved = json.loads(args_file.read_text())
+        if saved["model"] != args.model:
+            raise ValueError(f"{ckpt}: checkpoint is for model {saved['model']!r}, not {args.model!r}")
+        kwargs = {**saved["kwargs"], **kwargs}
+    elif not args.resume:
+        args_file.parent.mkdir(parents=True, exist_ok=True)
+        args_file.write_text(json.dumps({"model": args.model, "kwargs": kwargs}))
+    model = cls(**kwargs)
     given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
     given["checkpoint_dir"] = ckpt
     sig = inspect.signature(model.fit)

@@ -76,11 +76,17 @@ def open_fits(path: Path):
     if size == 0:
         raise ValueError(f"{path}: empty file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             hdul = fits.open(path, memmap=True, lazy_load_hdus=False)
     except OSError as exc:
         raise ValueError(f"{path}: not a readable FITS file ({exc})") from None
+    for w in caught:
+        text = str(w.message)
+        if "corrupted" in text or "truncated" in text:
+            hdul.close()
+            first = " ".join(text.split())
+            raise ValueError(f"{path}: truncated FITS file ({first})")
     if any(h.header.get("NAXIS", 0) and ("BZERO" in h.header or "BSCALE" in h.header
                                         or "BLANK" in h.header) for h in hdul):
         # scaled integer images cannot be memory-mapped; astropy still reads HDUs lazily

@@ -1,13 +1,19 @@
 """SDSS / BOSS ``spec-PLATE-MJD-FIBER.fits`` files.
 
 HDU ``COADD`` holds ``loglam`` (log10 Å, vacuum), ``flux`` (1e-17 erg/s/cm²/Å), ``ivar`` and
-``and_mask``; a pixel with any ``and_mask`` bit set is masked.  Labels come from ``SPECOBJ``
+``and_mask``.  A pixel is masked when its ``and_mask`` has one of the bits that mean the data
+are bad (:data:`BAD_AND_MASK`: NOPLUG, BADTRACE, BADFLAT, BADARC, FULLREJECT, NODATA,
+BADFLUXFACTOR, BADSKYCHI); informational bits such as MANYBADCOLUMNS or BRIGHTSKY, which the
+pipeline sets over whole halves of good spectra (masking Hα in spec-0266-51602-0013), are
+kept.  ``SDSS_AND_MASK=all`` in the environment masks any bit, as a strict reading of
+``and_mask ≠ 0`` would.  Labels come from ``SPECOBJ``
 (SDSS-I/II, DR8+ layout) or ``SPALL`` (BOSS): CLASS, SUBCLASS, Z, Z_ERR→ZERR, PLATE, MJD,
 FIBERID.  SDSS wavelengths are vacuum, so no conversion is needed.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -17,7 +23,11 @@ from astropy.table import Table
 from ..spectra import LogGrid, SpectraBatch
 from ._common import finalize, header_str, sdss_targetid
 
-__all__ = ["sniff", "read_file"]
+__all__ = ["sniff", "read_file", "BAD_AND_MASK"]
+
+#: SPPIXMASK bits that mark bad data: NOPLUG 0, BADTRACE 1, BADFLAT 2, BADARC 3,
+#: FULLREJECT 18, NODATA 24, BADFLUXFACTOR 26, BADSKYCHI 27.
+BAD_AND_MASK = sum(1 << b for b in (0, 1, 2, 3, 18, 24, 26, 27))
 
 _LABELS = {"CLASS": "CLASS", "SUBCLASS": "SUBCLASS", "Z": "Z", "Z_ERR": "ZERR",
            "ZERR": "ZERR", "ZWARNING": "SDSS_ZWARNING", "PLATE": "PLATE", "MJD": "MJD",
@@ -58,7 +68,8 @@ def read_file(path: Path, hdul, grid: LogGrid | None, batch_size: int) -> Iterat
     ivar = np.asarray(coadd[names["ivar"]], np.float32)
     mask = None
     if "and_mask" in names:
-        mask = np.asarray(coadd[names["and_mask"]]) != 0
+        bits = -1 if os.environ.get("SDSS_AND_MASK", "bad").lower() == "all" else BAD_AND_MASK
+        mask = (np.asarray(coadd[names["and_mask"]]).astype(np.int64) & bits) != 0
     meta = Table()
     for hduname in ("SPECOBJ", "SPALL"):
         if hduname in hdul and len(hdul[hduname].data):

@@ -75,11 +75,21 @@ def _solve_coeffs(X, f, w, ridge=1e-8):
 
 def train_basis(flux, ivar, shift, jmin: int, jmax: int, nvec: int, npoly: int = 3,
                 iterations: int = 30, ridge: float = 1e-3, val=None, seed: int = 0,
-                progress: bool = True, label: str = "") -> tuple[np.ndarray, dict]:
+                progress: bool = True, label: str = "", clip: float | None = None,
+                init: np.ndarray | None = None,
+                smooth_below: float | None = None, smooth_px: float = 8.0,
+                rest_start: float | None = None, step: float = 1e-4) -> tuple[np.ndarray, dict]:
     """Eigenspectra (nvec, R) of one class from spectra at known fractional shifts.
 
     ``val`` = (flux, ivar, shift) of held-out spectra of the class for monitoring.
-    Returns the basis (rows orthonormal, first one the mean shape) and a history.
+    ``clip``: from the third iteration on, pixels more than ``clip`` σ from the current
+    fit get zero weight (off by default: for stars every sky line sits at the same rest
+    pixel, so clipping leaves the basis unconstrained there; the model's excess
+    variance handles sky residuals instead).  ``init``: start from this basis instead
+    of the weighted PCA.  ``smooth_below`` (Å, rest):
+    the basis is Gaussian-smoothed by ``smooth_px`` pixels blueward of it after every
+    update — the Lyα forest is random from object to object, and a basis with forest-like
+    noise would fit noise at any shift.  Returns the basis (rows orthonormal) and a history.
     """
     torch.manual_seed(seed)
     p = np.asarray(flux).shape[1]
@@ -96,18 +106,31 @@ def train_basis(flux, ivar, shift, jmin: int, jmax: int, nvec: int, npoly: int =
     s = torch.sqrt(((f * f) * (w > 0)).sum(1) / ng).clamp_min(1e-30)[:, None]
     f, w = f / s, w * s * s
     poly = torch.as_tensor(_poly_rest(nrest, npoly))
+    w0 = w.clone()
+    nsmooth = 0
+    if smooth_below is not None and rest_start is not None:
+        nsmooth = int(np.clip((np.log10(smooth_below) - rest_start) / step, 0, nrest))
     # ---- weighted PCA start: fill gaps with the weighted mean, SVD of the centred data
     cover = (w > 0).double()
     mean = (w * f).sum(0) / w.sum(0).clamp_min(1e-30)
     filled = torch.where(w > 0, f, mean[None, :].expand_as(f))
     wt = torch.sqrt(cover.sum(0) / cover.shape[0])           # down-weight rarely seen pixels
-    _, _, v = torch.linalg.svd((filled - mean) * wt, full_matrices=False)
-    E = torch.cat([mean[None], v[: nvec - 1] * mean.abs().max()], dim=0)
+    if init is not None:
+        E = torch.as_tensor(np.asarray(init, np.float64)).clone()
+    elif nvec > 1:
+        _, _, v = torch.svd_lowrank((filled - mean) * wt, q=min(nvec + 4, *f.shape), niter=3)
+        E = torch.cat([mean[None], v.T[: nvec - 1] * mean.abs().max()], dim=0)
+    else:
+        E = mean[None].clone()
     hist = {"train_chi2": [], "val_chi2": []}
     it = tqdm(range(iterations), desc=f"eigen {label}", disable=not progress, leave=False)
-    for _ in it:
+    for iteration in it:
         X = torch.cat([E, poly])
         coef, chi2 = _solve_coeffs(X, f, w)
+        if clip and iteration >= 2:
+            resid = (f - coef @ X) * torch.sqrt(w0)
+            w = torch.where(resid.abs() < clip, w0, torch.zeros_like(w0))
+            coef, chi2 = _solve_coeffs(X, f, w)
         a, c = coef[:, :nvec], coef[:, nvec:]
         y = f - c @ poly                                     # data minus continuum
         # per rest pixel: (Σ_n w a aᵀ + λ) E_r = Σ_n w y a
@@ -120,12 +143,17 @@ def train_basis(flux, ivar, shift, jmin: int, jmax: int, nvec: int, npoly: int =
         lam = ridge * torch.diagonal(H, dim1=1, dim2=2).mean() + 1e-12
         H = H + lam * torch.eye(nvec, dtype=torch.float64)
         E = torch.linalg.solve(H, rhs[..., None])[..., 0].T.contiguous()
+        if nsmooth > 0:
+            from scipy.ndimage import gaussian_filter1d
+            sm = gaussian_filter1d(E[:, : nsmooth + 4 * int(smooth_px)].numpy(), smooth_px, axis=1)
+            E[:, :nsmooth] = torch.as_tensor(sm[:, :nsmooth])
         # orthonormalise (the span is what matters): mean-like direction first
         u_, sv, vh = torch.linalg.svd(E, full_matrices=False)
         E = vh * np.sqrt(nrest)
         if E[0].sum() < 0:
             E[0] = -E[0]
         tr = float(chi2.sum() / w.gt(0).sum())
+        hist.setdefault("clipped_fraction", []).append(float(1 - w.gt(0).sum() / w0.gt(0).sum()))
         hist["train_chi2"].append(tr)
         if val is not None:
             hist["val_chi2"].append(basis_chi2(E.numpy(), *val, jmax=jmax, npoly=npoly))

@@ -150,8 +150,11 @@ class RunDir:
         os.replace(tmp, final)
         return at.num_rows
 
-    def finish_unit(self, unit: int, n_batches: int) -> None:
-        rows = sum(pq.read_metadata(self.part_path(unit, b)).num_rows for b in range(n_batches))
+    def finish_unit(self, unit: int, n_batches: int, known: dict[int, int] | None = None) -> None:
+        """Mark ``unit`` done; ``known`` rows per batch spare re-reading fresh parts."""
+        known = known or {}
+        rows = sum(known[b] if b in known else pq.read_metadata(self.part_path(unit, b)).num_rows
+                   for b in range(n_batches))
         _write_json_atomic(self.path / f"u{unit:06d}.done", {"batches": n_batches, "rows": rows})
 
     def write_progress(self, n_units: int, rows_this_run: int, errors: int) -> None:

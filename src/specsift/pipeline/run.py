@@ -68,7 +68,7 @@ def _model_ref(model) -> tuple[object, str]:
 def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "cpu",
             workers: int = 1, resume: bool = False, engine: str = "local",
             save_chi2: bool = False, progress: bool = True, threads: int | None = None,
-            address: str | None = None, log=None) -> PredictResult:
+            address: str | None = None, precision: str = "fp32", log=None) -> PredictResult:
     """Predict every spectrum in ``inputs`` into the catalog ``output``.
 
     ``model``: registered name, model file or a loaded SpectralModel (default:
@@ -77,6 +77,8 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
     ``resume``: continue an interrupted run of the same catalog.  Returns a summary;
     files that could not be read are listed in ``read_errors`` and flagged in ZWARN.
     """
+    if precision != "fp32" and (engine != "local" or workers != 1):
+        raise ValueError("--precision other than fp32 is for the single-process engine")
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if batch_size < 1 or workers < 1:
@@ -100,6 +102,9 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
 
     if engine == "local" and workers == 1:
         prepare_model(model_obj, device, threads)
+        if precision != "fp32":
+            from .speed import optimise
+            optimise(model_obj, precision)
         events = local_engine(model_obj, todo, batch_size, grid, save_chi2)
     elif engine == "local":
         events = pool_engine(ref, todo, batch_size, grid, workers, device, save_chi2)
@@ -111,13 +116,15 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
         events = ray_engine(ref, todo, batch_size, grid, workers, device, save_chi2, address)
 
     t0 = time.perf_counter()
-    rows, errors = 0, []
+    rows, errors, unit_rows = 0, [], {}
     bar = _bar(len(units), len(done_units), progress)
     try:
         for ev in events:
             if ev[0] == "part":
                 _, idx, k, table, errs = ev
-                rows += run_dir.write_part(idx, k, table)
+                written = run_dir.write_part(idx, k, table)
+                unit_rows.setdefault(idx, {})[k] = written
+                rows += written
                 for src, msg in errs:
                     errors.append((src, msg))
                     bar.write(f"specsift predict: {src}: could not be read, row flagged "
@@ -125,7 +132,7 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
                 bar.set_postfix_str(f"{rows / max(time.perf_counter() - t0, 1e-9):.0f} spec/s",
                                     refresh=False)
             else:
-                run_dir.finish_unit(ev[1], ev[2])
+                run_dir.finish_unit(ev[1], ev[2], unit_rows.pop(ev[1], None))
                 bar.update(1)
                 run_dir.write_progress(len(units), rows, len(errors))
     finally:

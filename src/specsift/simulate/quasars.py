@@ -13,7 +13,7 @@ import numpy as np
 from ..spectra import LogGrid
 from .instrument import add_gaussian_lines, convolve_gaussian
 from .lines import C_KMS, LINES
-from .templates import galaxy_templates, gather
+from .templates import galaxy_templates, gather_many
 
 __all__ = ["make_quasars", "lya_forest_transmission"]
 
@@ -103,8 +103,8 @@ def make_quasars(rng: np.random.Generator, z, grid: LogGrid, weak=None, bal_frac
     t = galaxy_templates()
     rg = t["grid"]
     ll_rest = grid.loglam[None, :] - np.log10(1 + z)[:, None]
-    fe_uv = gather(t["feii_uv"], rg, ll_rest)
-    fe_opt = gather(t["feii_opt"], rg, ll_rest)
+    fe_uv, fe_opt, host = gather_many([t["feii_uv"], t["feii_opt"],
+                                       t["ssp"][0] * 0.7 + t["ssp"][1] * 0.3], rg, ll_rest)
     c2500 = (2500 / 5000.0) ** (-(2 + a_nu))
     c4600 = (4600 / 5000.0) ** (-(2 + a_nu))
     s_uv, s_opt = rng.uniform(0.05, 0.35, n), rng.uniform(0.05, 0.5, n)
@@ -117,7 +117,6 @@ def make_quasars(rng: np.random.Generator, z, grid: LogGrid, weak=None, bal_frac
     flux = flux + fe
     # host galaxy (old population) at low z: fraction of the 5100 Å light
     host_frac = np.clip(rng.uniform(0, 0.6, n) * (1 - z / 0.8), 0, None)
-    host = gather(t["ssp"][0] * 0.7 + t["ssp"][1] * 0.3, rg, ll_rest)
     i51 = int(round((np.log10(5100) - rg.start) / rg.step))
     h51 = float((t["ssp"][0] * 0.7 + t["ssp"][1] * 0.3)[i51])
     c5100 = (5100 / 5000.0) ** (-(2 + a_nu_red))
@@ -136,10 +135,9 @@ def make_quasars(rng: np.random.Generator, z, grid: LogGrid, weak=None, bal_frac
     hi = np.array([_BROAD[k][2] for k in names])
     wc = w0[None, :] * np.where(hi[None, :], 1 - blueshift[:, None] / C_KMS, 1.0)
     fl = np.zeros_like(flux, dtype=np.float32)
+    zl = (1 + z[:, None]) * wc / w0[None, :] - 1                # per-line redshift (blueshifts)
     for frac, wid in ((0.6, 1.0), (0.4, 2.5)):
-        for j in range(len(names)):
-            add_gaussian_lines(fl, grid, (1 + z) * wc[:, j] / w0[j] - 1, [w0[j]],
-                               (frac * lf[:, j])[:, None], (sig_b * fac[0, j] * wid)[:, None])
+        add_gaussian_lines(fl, grid, zl, w0, frac * lf, sig_b[:, None] * fac * wid)
     # narrow lines (σ ~ 200–400 km/s unresolved-ish NLR)
     nn = list(_NARROW)
     nw = np.array([LINES[k] for k in nn])

@@ -15,7 +15,7 @@ from astropy.table import Table
 from ..classes import labels as class_labels
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 from .galaxies import make_galaxies, make_galaxy_types
-from .instrument import NANOMAGGY_R_TO_FLAM, apply_instrument
+from .instrument import NANOMAGGY_R_TO_FLAM, apply_instrument, masked_median
 from .quasars import make_quasars
 from .stars import make_stars
 from .templates import survey_priors
@@ -199,7 +199,7 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
     good = ~mask
     with np.errstate(invalid="ignore", divide="ignore"):
         snr_pix = np.where(good, out * np.sqrt(ivar), np.nan)
-        meta["SNR_MEASURED"] = np.nan_to_num(np.nanmedian(snr_pix, axis=1))
+        meta["SNR_MEASURED"] = np.nan_to_num(masked_median(snr_pix, mask))
     qso = meta["SPECTYPE"] == "QSO"
     if qso.any():
         meta["BROADLINE_SNR"][qso] = _broadline_snr(info["noiseless"][qso], ivar[qso],
@@ -208,21 +208,23 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
 
 
 def _broadline_snr(flux, ivar, grid, z):
-    """Best S/N of a broad-line flux measurement (line minus a linear continuum from side
-    bands) among Lyα, C IV, C III], Mg II, Hβ, Hα — what SDSS's BROADLINE test looks at."""
+    """Best S/N of a broad-line flux measurement (line minus the mean of ±3 % side bands)
+    among Lyα, C IV, C III], Mg II, Hβ, Hα: what SDSS's BROADLINE test looks at."""
+    lam = grid.wave[None, :]
+    dl = np.gradient(grid.wave)[None, :]
+    good = ivar > 0
+    var = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0)
     best = np.zeros(len(z))
-    lam = grid.wave
     for w0 in (1215.67, 1549.06, 1908.73, 2799.49, 4862.68, 6564.61):
-        lo, hi = w0 * (1 + z) * (1 - 0.02), w0 * (1 + z) * (1 + 0.02)
-        for i in range(len(z)):
-            core = (lam > lo[i]) & (lam < hi[i]) & (ivar[i] > 0)
-            side = (((lam > lo[i] * 0.97) & (lam < lo[i])) | ((lam > hi[i]) & (lam < hi[i] * 1.03))) & (ivar[i] > 0)
-            if core.sum() < 5 or side.sum() < 5:
-                continue
-            cont = np.median(flux[i, side])
-            line = ((flux[i, core] - cont) * np.gradient(lam)[core]).sum()
-            err = np.sqrt((np.gradient(lam)[core] ** 2 / ivar[i, core]).sum())
-            best[i] = max(best[i], line / err)
+        c = (w0 * (1 + z))[:, None]
+        core = (lam > c * 0.98) & (lam < c * 1.02) & good
+        side = (((lam > c * 0.95) & (lam < c * 0.98)) | ((lam > c * 1.02) & (lam < c * 1.05))) & good
+        ns, nc = side.sum(axis=1), core.sum(axis=1)
+        cont = (flux * side).sum(axis=1) / np.maximum(ns, 1)
+        line = ((flux - cont[:, None]) * dl * core).sum(axis=1)
+        err = np.sqrt((dl ** 2 * var * core).sum(axis=1))
+        s = np.where((ns >= 5) & (nc >= 5) & (err > 0), line / np.where(err > 0, err, 1), 0.0)
+        best = np.maximum(best, s)
     return best
 
 

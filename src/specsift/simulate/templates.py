@@ -14,7 +14,7 @@ import numpy as np
 from ..spectra import LogGrid
 
 __all__ = ["template_dir", "galaxy_templates", "star_templates", "instrument_curves",
-           "survey_priors", "gather"]
+           "survey_priors", "gather", "gather_many"]
 
 
 def template_dir() -> Path:
@@ -59,10 +59,10 @@ def survey_priors() -> dict:
 
 
 def gather(table: np.ndarray, grid: LogGrid, loglam: np.ndarray) -> np.ndarray:
-    """Linear interpolation of rows of ``table`` (on ``grid``) at per-row positions ``loglam``.
+    """Linear interpolation of ``table`` (on ``grid``) at positions ``loglam`` (n, P).
 
-    ``table`` is (T, P_t) indexed by ``rows`` implicitly when ``loglam`` is (n, P) and table
-    is (n, P_t); values outside the grid are 0.  Vectorised: one fancy-index per call.
+    ``table`` is one spectrum (P_t,) shared by all rows, or one per row (n, P_t); values
+    outside the grid are 0.  Vectorised: one fancy-index per call.
     """
     x = (loglam - grid.start) / grid.step
     i = np.floor(x).astype(np.int64)
@@ -75,3 +75,13 @@ def gather(table: np.ndarray, grid: LogGrid, loglam: np.ndarray) -> np.ndarray:
         r = np.arange(table.shape[0])[:, None]
         out = table[r, i] * (1 - f) + table[r, i + 1] * f
     return np.where(ok, out, 0.0).astype(np.float32)
+
+
+def gather_many(tables, grid: LogGrid, loglam: np.ndarray) -> list[np.ndarray]:
+    """:func:`gather` of several 1-D tables at the same positions (indices computed once)."""
+    x = (loglam - grid.start) / grid.step
+    i = np.floor(x).astype(np.int64)
+    f = (x - i).astype(np.float32)
+    ok = (i >= 0) & (i < grid.size - 1)
+    i = np.clip(i, 0, grid.size - 2)
+    return [np.where(ok, t[i] * (1 - f) + t[i + 1] * f, 0.0).astype(np.float32) for t in tables]

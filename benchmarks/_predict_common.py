@@ -1,0 +1,79 @@
+"""Shared by the predict benchmarks: a model to time, simulated stores, child-process runs.
+
+Model: ``--model NAME|PATH``; default: the bundled default model (gasnet when shipped).
+When no weights are bundled yet, an *untrained* gasnet of the default architecture is
+saved (seed 0) so timing and memory can still be measured; accuracy columns then say so.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "out" / "bench"
+
+CHILD = """
+import resource, sys, time
+from specsift.cli import main
+t = time.perf_counter()
+rc = main(sys.argv[1:])
+dt = time.perf_counter() - t
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(f"RESULT {rc} {dt:.3f} {ru.ru_utime + ru.ru_stime:.3f} {ru.ru_maxrss}")
+"""
+
+
+def model_for_bench(name_or_path: str | None) -> tuple[str, str]:
+    """(model reference, description)."""
+    from specsift.pipeline import default_model_name
+    if name_or_path:
+        return name_or_path, name_or_path
+    try:
+        name = default_model_name()
+        return name, f"{name} (bundled)"
+    except FileNotFoundError:
+        import torch
+
+        from specsift.models.gasnet import GaSNet
+        path = CACHE / "gasnet-untrained.pt"
+        if not path.exists():
+            torch.manual_seed(0)
+            m = GaSNet()
+            m._build()
+            m.save(path)
+        return str(path), "gasnet architecture, UNTRAINED weights (no bundled model yet: timing only)"
+
+
+def sim_store(n: int, seed: int = 11, class_set: str = "thirteen") -> Path:
+    """A simulated store of ``n`` spectra (cached under out/bench/)."""
+    from specsift.simulate import simulate_to_store
+    path = CACHE / f"sim-{class_set}-{n}-s{seed}.h5"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.h5")
+        simulate_to_store(tmp, n=n, class_set=class_set, seed=seed, progress=True)
+        os.replace(tmp, path)
+    return path
+
+
+def run_child(args: list[str], threads: int | None = None) -> dict:
+    """`specsift ARGS` in a fresh process: wall seconds, CPU seconds, peak RSS (MB)."""
+    env = dict(os.environ)
+    if threads:
+        for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[k] = str(threads)
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], env=env,
+                       capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    line = next((s for s in p.stdout.splitlines() if s.startswith("RESULT")), None)
+    if p.returncode or line is None:
+        raise RuntimeError(f"specsift {' '.join(map(str, args))} failed:\n{p.stderr[-2000:]}")
+    _, rc, dt, cpu, rss = line.split()
+    return {"rc": int(rc), "seconds": float(dt), "process_seconds": wall, "cpu": float(cpu),
+            "rss_mb": int(rss) / 1024, "stdout": p.stdout, "stderr": p.stderr}

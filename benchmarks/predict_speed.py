@@ -1,0 +1,118 @@
+"""Spectra/s per CPU core end to end (reading → catalog) for a model, stage by stage, and
+for each CPU inference variant with its accuracy.
+
+    .venv/bin/python benchmarks/predict_speed.py [--n 4000] [--model NAME|PATH]
+                                                 [--precision fp32 bf16 int8]
+
+One torch thread (one core).  Stages: reading (store → batches on the model grid), the
+network forward pass, the rest of ``model.predict`` (normalisation, heads, catalog), and
+writing (Arrow + Parquet part).  End to end = ``specsift.pipeline.predict`` on a
+simulated store (``thirteen`` class mix) to a Parquet catalog; accuracy = GF(0.003),
+GF(0.01) and class accuracy against the simulation's truth, per precision, so a variant
+is acceptable only where GF(0.003) stays within 0.002 of fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _predict_common import model_for_bench, sim_store  # noqa: E402
+
+
+def stages(model, store: Path, batch_size: int) -> dict:
+    """Seconds per stage over the whole store (single thread)."""
+    import pyarrow.parquet as pq
+
+    from specsift.pipeline.local import predict_batch
+    from specsift.pipeline.parts import table_to_arrow
+    from specsift.pipeline.units import plan_units, iter_unit
+
+    fwd = {"t": 0.0}
+    net = getattr(model, "net", None)
+    if net is not None:
+        net.register_forward_pre_hook(lambda *a: fwd.__setitem__("t0", time.perf_counter()))
+        net.register_forward_hook(lambda *a: fwd.__setitem__(
+            "t", fwd["t"] + time.perf_counter() - fwd["t0"]))
+    t = {"read": 0.0, "predict": 0.0, "write": 0.0}
+    n = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for unit in plan_units([store], batch_size):
+            it = iter_unit(unit, batch_size, model.grid)
+            while True:
+                t0 = time.perf_counter()
+                nxt = next(it, None)
+                t["read"] += time.perf_counter() - t0
+                if nxt is None:
+                    break
+                _, batch = nxt
+                t0 = time.perf_counter()
+                cat = predict_batch(model, batch)
+                t["predict"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                pq.write_table(table_to_arrow(cat), Path(tmp) / "p.parquet")
+                t["write"] += time.perf_counter() - t0
+                n += len(batch)
+    t["forward"] = fwd["t"]
+    t["predict_rest"] = t["predict"] - fwd["t"]
+    t["n"] = n
+    return t
+
+
+def accuracy(catalog: Path, store: Path, class_set: str) -> dict:
+    from specsift.io import SpectralStore, read_catalog
+    from specsift.metrics import evaluate_catalog
+    with SpectralStore(store) as st:
+        truth = st.read_meta()
+    m = evaluate_catalog(read_catalog(catalog), truth, class_set)
+    return {"GF_0.003": m["redshift"]["GF_0.003"], "GF_0.01": m["redshift"]["GF_0.01"],
+            "acc": m.get("classification", {}).get("accuracy")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=4000)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16", "int8"])
+    a = ap.parse_args()
+    import torch
+
+    from specsift import load_model
+    from specsift.pipeline import predict
+    torch.set_num_threads(1)
+    ref, desc = model_for_bench(a.model)
+    store = sim_store(a.n)
+    model = load_model(ref)
+    print(f"model: {desc}; {a.n} simulated spectra; 1 torch thread; batch {a.batch_size}")
+    s = stages(model, store, a.batch_size)
+    n = s["n"]
+    print("\n| stage | seconds | µs / spectrum | share |")
+    print("|---|---|---|---|")
+    total = s["read"] + s["predict"] + s["write"]
+    for k in ("read", "forward", "predict_rest", "write"):
+        print(f"| {k} | {s[k]:.2f} | {1e6 * s[k] / n:.0f} | {100 * s[k] / total:.0f}% |")
+    print(f"| total | {total:.2f} | {1e6 * total / n:.0f} | 100% |")
+
+    print("\n| precision | end-to-end spectra/s (1 core) | GF(0.003) | GF(0.01) | class accuracy |")
+    print("|---|---|---|---|---|")
+    base = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in a.precision:
+            out = Path(tmp) / f"{p}.parquet"
+            r = predict([store], out, model=ref, batch_size=a.batch_size, threads=1,
+                        precision=p, progress=False)
+            acc = accuracy(out, store, load_model(ref).class_set)
+            base = base or acc
+            ok = abs(acc["GF_0.003"] - base["GF_0.003"]) <= 0.002
+            print(f"| {p} | {r.rate:.0f} | {acc['GF_0.003']:.4f} | {acc['GF_0.01']:.4f} | "
+                  f"{acc['acc'] if acc['acc'] is None else round(acc['acc'], 4)} |"
+                  + ("" if ok else " (GF(0.003) off by > 0.002: not acceptable)"))
+
+
+if __name__ == "__main__":
+    main()

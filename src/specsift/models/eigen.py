@@ -1,0 +1,347 @@
+"""``eigen``: a generative eigenspectrum model with a χ² scan over redshift and class.
+
+Each class of the class set has K eigenspectra on its own rest-frame log-λ grid (step δ
+= the data's, 1e-4), wide enough for the class's redshift range (:data:`DEFAULT_CLASSES`).
+A spectrum is fitted at every integer pixel shift of every class by
+Σ a_k E_k(shifted) + quadratic continuum (:mod:`.chi2scan`); the global minimum gives class
+and z, the curve around it ZERR, the other minima DELTACHI2 and the degeneracy ratio
+(:mod:`.zsolve`); the fit's residuals give an anomaly score (:mod:`specsift.anomaly`).
+Class probabilities are p_c ∝ exp(−(χ²_c − χ²_min)/(2T)) with the temperature T fitted
+on validation data (maximum likelihood of the true classes).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from astropy.table import Table
+
+from ..anomaly import AnomalyCalibration, residual_features
+from ..catalog import make_catalog
+from ..classes import labels as class_labels
+from ..flags import ZWARN
+from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
+from .base import SpectralModel, register_model
+from .chi2scan import Chi2Scanner, ScanBasis
+from .eigen_train import basis_chi2, train_basis
+from .zsolve import solve_redshifts
+
+__all__ = ["EigenModel", "DEFAULT_CLASSES"]
+
+#: per class: number of eigenspectra and the scanned redshift range.  Stars: ±1200 km/s;
+#: galaxies: −1500 km/s … 1.2 (SDSS main + LRG, with margin); quasars 0 … 5 (the blue
+#: end of the rest grid is then 3600/6 = 600 Å; Lyα leaves the grid red end at z ≈ 6.6).
+DEFAULT_CLASSES = {
+    "STAR": {"nvec": 8, "zmin": -0.004, "zmax": 0.004},
+    "GALAXY": {"nvec": 5, "zmin": -0.005, "zmax": 1.2},
+    "QSO": {"nvec": 5, "zmin": 0.0, "zmax": 5.0, "smooth_below": 1200.0},
+}
+
+
+def _labels_of(batch: SpectraBatch, class_set: str) -> np.ndarray:
+    from ..metrics import truth_labels
+    return truth_labels(batch.meta, class_set)
+
+
+def _load(data, per_class: int | None, class_set: str, seed: int) -> SpectraBatch:
+    """A store / path / batch → one in-memory batch, at most ``per_class`` rows per label."""
+    from ..io.store import SpectralStore
+    if isinstance(data, SpectraBatch):
+        batch = data
+        lab = _labels_of(batch, class_set)
+        idx = _cap(lab, per_class, seed)
+        return batch[idx] if len(idx) < len(batch) else batch
+    store = data if isinstance(data, SpectralStore) else SpectralStore(data, "r")
+    cols = [c for c in ("CLASS_LABEL", "CLASS", "SUBCLASS", "SPECTYPE", "SUBTYPE", "Z")
+            if c in store.meta_columns]
+    from ..metrics import truth_labels
+    lab = truth_labels(store.read_meta(cols), class_set)
+    return store.read(_cap(lab, per_class, seed))
+
+
+def _cap(lab, per_class, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for name in np.unique(lab[lab != ""]):
+        rows = np.nonzero(lab == name)[0]
+        if per_class is not None and rows.size > per_class:
+            rows = np.sort(rng.choice(rows, per_class, replace=False))
+        out.append(rows)
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, int)
+
+
+@register_model("eigen")
+class EigenModel(SpectralModel):
+    """Eigenspectra per class + χ² scan; see the module docstring."""
+
+    version = "1"
+
+    def __init__(self, class_set: str = "three", grid: LogGrid = DEFAULT_GRID,
+                 classes: dict | None = None, npoly: int = 3):
+        super().__init__(class_set, grid)
+        names = class_labels(class_set)
+        cfg = classes or {k: dict(v) for k, v in DEFAULT_CLASSES.items() if k in names}
+        unknown = set(cfg) - set(names)
+        if unknown:
+            raise ValueError(f"eigen: classes {sorted(unknown)} are not in class set {class_set!r}")
+        if not cfg:
+            raise ValueError(f"eigen: no class configuration for class set {class_set!r}; "
+                             f"pass classes={{label: {{'nvec', 'zmin', 'zmax'}}}}")
+        self.config = {k: dict(v) for k, v in cfg.items()}
+        self.npoly = int(npoly)
+        self.bases: list[ScanBasis] = []
+        self.temperature = 1.0
+        self.anomaly = AnomalyCalibration()
+        self.scan_dtype = "float32"
+        self.var_boost = np.zeros(grid.size, np.float32)
+        self._scanner = None
+
+    # ------------------------------------------------------------------ geometry
+    def shift_range(self, label: str) -> tuple[int, int]:
+        c = self.config[label]
+        step = self.grid.step
+        return (int(math.floor(math.log10(1 + c["zmin"]) / step)),
+                int(math.ceil(math.log10(1 + c["zmax"]) / step)))
+
+    @property
+    def scanner(self) -> Chi2Scanner:
+        if self._scanner is None:
+            if not self.bases:
+                raise RuntimeError("eigen model has no eigenspectra yet: fit() or load it first")
+            dt = torch.float64 if self.scan_dtype == "float64" else torch.float32
+            self._scanner = Chi2Scanner(self.bases, self.grid.size, self.npoly, dtype=dt)
+        return self._scanner
+
+    # ------------------------------------------------------------------ training
+    def fit(self, train, val=None, *, per_class: int = 1500, iterations: int = 25,
+            ridge: float = 1e-3, clip: float | None = None, sky_rounds: int = 1,
+            seed: int = 0, progress: bool = True,
+            anomaly_quantile: float = 0.99, val_max: int = 600, **options) -> "EigenModel":
+        """Learn the eigenspectra of every class (ALS on the χ², see :mod:`.eigen_train`),
+        then fit the probability temperature and the anomaly calibration on ``val``.
+
+        ``train``/``val``: SpectraBatch, SpectralStore or store path with Z and class truth.
+        """
+        if options:
+            unknown = ", ".join(sorted(options))
+            raise TypeError(f"eigen.fit: unknown options {unknown}")
+        t0 = time.time()
+        tb = self.check_batch(_load(train, per_class, self.class_set, seed))
+        lab = _labels_of(tb, self.class_set)
+        z = np.asarray(tb.meta["Z"], float)
+        vb = None
+        if val is not None:
+            vb = self.check_batch(_load(val, max(1, val_max // len(self.config)),
+                                        self.class_set, seed + 1))
+        self.bases, self._scanner = [], None
+        self.var_boost = np.zeros(self.grid.size, np.float32)
+        history: dict = {}
+        for rnd in range(1 + int(sky_rounds)):
+            # round 0: plain ivar; then ivar deflated where training residuals show extra
+            # scatter at fixed observed pixels (sky lines), and the bases trained again
+            init = {b.label: b.basis for b in self.bases} if rnd else {}
+            self.bases, self._scanner = [], None
+            for name, cfg in self.config.items():
+                basis, hist = self._train_class(name, cfg, tb, lab, z, vb, init.get(name),
+                                                iterations if rnd == 0 else max(iterations // 2, 3),
+                                                ridge, clip, seed, progress)
+                history[f"{name}/round{rnd}"] = hist
+            if rnd < sky_rounds:
+                self.var_boost = self._estimate_var_boost(tb, lab, z)
+        self.training = {"n_train": int(len(tb)), "per_class": per_class, "clip": clip,
+                         "sky_rounds": sky_rounds,
+                         "iterations": iterations, "ridge": ridge, "seed": seed,
+                         "classes": self.config, "npoly": self.npoly, "history": history,
+                         "train_seconds": round(time.time() - t0, 1)}
+        self.calibrate(vb if vb is not None else tb[: min(len(tb), val_max)],
+                       anomaly_quantile=anomaly_quantile)
+        return self
+
+    def _ivar(self, batch: SpectraBatch) -> tuple[np.ndarray, np.ndarray]:
+        """(flux, effective ivar): masked pixels zeroed, ivar deflated by ``var_boost``."""
+        ivar = np.where(batch.mask, 0.0, batch.ivar) / (1.0 + self.var_boost[None, :])
+        return np.where(batch.mask, 0.0, batch.flux), ivar
+
+    def _train_class(self, name, cfg, tb, lab, z, vb, init, iterations, ridge, clip, seed,
+                     progress):
+        jmin, jmax = self.shift_range(name)
+        sel = (lab == name) & np.isfinite(z) & (z >= cfg["zmin"]) & (z <= cfg["zmax"])
+        if sel.sum() < cfg["nvec"] + 1:
+            raise ValueError(f"eigen.fit: {int(sel.sum())} training spectra of class "
+                             f"{name!r} with z in [{cfg['zmin']}, {cfg['zmax']}]")
+        flux, ivar = self._ivar(tb[sel])
+        shift = np.log10(1 + z[sel]) / self.grid.step
+        vtuple = None
+        if vb is not None:
+            vl, vz = _labels_of(vb, self.class_set), np.asarray(vb.meta["Z"], float)
+            vs = (vl == name) & np.isfinite(vz) & (vz >= cfg["zmin"]) & (vz <= cfg["zmax"])
+            if vs.any():
+                vf, vi = self._ivar(vb[vs])
+                vtuple = (vf, vi, np.log10(1 + vz[vs]) / self.grid.step)
+        basis, hist = train_basis(flux, ivar, shift, jmin, jmax, int(cfg["nvec"]), self.npoly,
+                                  iterations=iterations, ridge=ridge, val=vtuple, seed=seed,
+                                  progress=progress, label=name, clip=clip, init=init,
+                                  smooth_below=cfg.get("smooth_below"),
+                                  rest_start=self.grid.start - jmax * self.grid.step,
+                                  step=self.grid.step)
+        self.bases.append(ScanBasis(name, basis, jmin, jmax))
+        return basis, {"n_train": int(sel.sum()), **hist}
+
+    def _estimate_var_boost(self, tb, lab, z, chunk: int = 256) -> np.ndarray:
+        """Per observed pixel, how much more the training residuals scatter than ivar says.
+
+        r = (f − model)·√ivar at the true z; for r ~ N(0, 1 + α) the median of r² is
+        0.455·(1 + α), so α_p = max(0, median_n r²_np / 0.455 − 1).  Unit-free, so it
+        carries over to other flux units; large only at sky lines (and wherever every
+        class's model misses at the same observed wavelength).
+        """
+        sc = self.scanner
+        r2 = np.full((len(tb), self.grid.size), np.nan, np.float32)
+        for k, b in enumerate(self.bases):
+            rows = np.nonzero((lab == b.label) & np.isfinite(z))[0]
+            for lo in range(0, rows.size, chunk):
+                rr = rows[lo:lo + chunk]
+                flux, ivar = self._ivar(tb[rr])
+                model, _, _ = sc.fit_at(flux, ivar, k, np.log10(1 + z[rr]) / self.grid.step)
+                raw = np.where(tb.mask[rr], 0.0, tb.ivar[rr])
+                r2[rr] = np.where(raw > 0, (flux - model) ** 2 * raw, np.nan)
+        with np.errstate(all="ignore"):
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = np.nanmedian(r2, axis=0)
+        return np.clip(np.nan_to_num(med / 0.455 - 1.0, nan=0.0), 0.0, 1e4).astype(np.float32)
+
+    def calibrate(self, val: SpectraBatch, anomaly_quantile: float = 0.99) -> dict:
+        """Temperature of the class probabilities and the anomaly scale/threshold."""
+        from ..metrics import evaluate_catalog
+        val = self.check_batch(val)
+        lab = _labels_of(val, self.class_set)
+        res = self._run(val)
+        names = [b.label for b in self.bases]
+        y = np.array([names.index(x) if x in names else -1 for x in lab])
+        ok = (y >= 0) & np.all(np.isfinite(res["chi2_class"]), axis=1)
+        d = res["chi2_class"][ok] - res["chi2_class"][ok].min(1, keepdims=True)
+        best_t, best_nll = 1.0, np.inf
+        for t in np.logspace(-1, 4, 101):
+            lp = -d / (2 * t)
+            lp = lp - np.log(np.exp(lp - lp.max(1, keepdims=True)).sum(1, keepdims=True)) \
+                - lp.max(1, keepdims=True)
+            nll = -lp[np.arange(ok.sum()), y[ok]].mean()
+            if nll < best_nll:
+                best_t, best_nll = float(t), float(nll)
+        self.temperature = best_t
+        self.anomaly = AnomalyCalibration.fit(res["features"], quantile=anomaly_quantile)
+        cat = self._catalog(val, res)
+        ev = evaluate_catalog(cat, val.meta, self.class_set)
+        self.metrics = {"n_val": int(len(val)), "temperature": best_t, "nll": best_nll,
+                        "anomaly_threshold": self.anomaly.threshold,
+                        "accuracy": ev.get("classification", {}).get("accuracy"),
+                        "redshift": ev.get("redshift"),
+                        "redshift_per_class": ev.get("redshift_per_class")}
+        return self.metrics
+
+    # ------------------------------------------------------------------ inference
+    def _run(self, batch: SpectraBatch, save_chi2: bool = False) -> dict:
+        """Scan, solve, fit the best model and compute anomaly features."""
+        sc = self.scanner
+        flux, ivar = self._ivar(batch)
+        curves = sc.scan(flux, ivar)
+        ngood = (ivar > 0).sum(1)
+        sol = solve_redshifts(sc, curves, flux, ivar, self.grid.step, ngood=ngood)
+        model = np.zeros_like(flux, dtype=np.float64)
+        for c in np.unique(sol.best_class):
+            rows = np.nonzero(sol.best_class == c)[0]
+            model[rows], _, _ = sc.fit_at(flux[rows], ivar[rows], int(c), sol.shift[rows])
+        npar = max(b.nvec for b in self.bases) + self.npoly
+        feats = residual_features(flux, ivar, model, npar)
+        out = {"sol": sol, "chi2_class": sol.chi2_class, "features": feats, "model": model,
+               "ngood": ngood}
+        if save_chi2:
+            out["curves"] = curves
+        return out
+
+    def _catalog(self, batch: SpectraBatch, res: dict) -> Table:
+        sol = res["sol"]
+        names = class_labels(self.class_set)
+        d = res["chi2_class"] - np.nanmin(res["chi2_class"], axis=1, keepdims=True)
+        lp = -np.nan_to_num(d, nan=np.inf) / (2 * self.temperature)
+        pb = np.exp(lp - lp.max(1, keepdims=True))
+        pb /= pb.sum(1, keepdims=True)
+        probs = np.zeros((len(batch), len(names)))
+        for k, b in enumerate(self.bases):
+            probs[:, names.index(b.label)] = pb[:, k]
+        score = self.anomaly.score(res["features"])
+        zwarn = sol.zwarn.copy()
+        zwarn[score > self.anomaly.threshold] |= int(ZWARN.ANOMALY)
+        cat = make_catalog(batch.meta, self.class_set, probs, sol.z, sol.zerr, self.tag,
+                           zwarn=zwarn, deltachi2=sol.deltachi2, anomaly_score=score)
+        nodata = res["ngood"] == 0
+        cat["CHI2_MIN"] = np.where(nodata, np.nan, sol.chi2)
+        cat["RCHI2"] = np.where(nodata, np.nan, res["features"]["rchi2"])
+        cat["DEGENERACY"] = np.where(nodata, np.nan, sol.degeneracy)
+        return cat
+
+    def predict(self, batch: SpectraBatch, save_chi2: bool = False) -> Table:
+        """Catalog with DELTACHI2, ANOMALY_SCORE, CHI2_MIN, RCHI2, DEGENERACY.
+
+        ``save_chi2`` adds one vector column ``CHI2_<label>`` per class (the χ² at every
+        shift); its redshifts are z = 10^(j·δ) − 1 for j = ``CHI2_<label>_JMIN`` … in the
+        table meta, with δ = meta['LOGLAM_STEP'].
+        """
+        batch = self.check_batch(batch)
+        res = self._run(batch, save_chi2=save_chi2)
+        cat = self._catalog(batch, res)
+        if save_chi2:
+            cat.meta["LOGLAM_STEP"] = self.grid.step
+            for b, cur in zip(self.bases, res["curves"]):
+                cat[f"CHI2_{b.label}"] = cur.astype(np.float32)
+                cat.meta[f"CHI2_{b.label}_JMIN"] = b.jmin
+        return cat
+
+    def explain(self, batch: SpectraBatch) -> dict:
+        """Reconstruction, residual and χ² curves for plotting (``specsift explain``)."""
+        batch = self.check_batch(batch)
+        res = self._run(batch, save_chi2=True)
+        cat = self._catalog(batch, res)
+        return {"catalog": cat, "loglam": batch.loglam, "flux": batch.flux,
+                "ivar": batch.ivar, "model": res["model"],
+                "residual": (batch.flux - res["model"]) * np.sqrt(batch.ivar),
+                "chi2": {b.label: (b.redshifts(self.grid.step), cur)
+                         for b, cur in zip(self.bases, res["curves"])}}
+
+    # ------------------------------------------------------------------ persistence
+    def get_state(self) -> dict:
+        return {"config": self.config, "npoly": self.npoly, "temperature": self.temperature,
+                "anomaly": self.anomaly.to_dict(), "scan_dtype": self.scan_dtype,
+                "var_boost": torch.as_tensor(self.var_boost),
+                "bases": [{"label": b.label, "jmin": b.jmin, "jmax": b.jmax,
+                           "basis": torch.as_tensor(np.asarray(b.basis, np.float32))}
+                          for b in self.bases]}
+
+    def set_state(self, state: dict) -> None:
+        self.config = state["config"]
+        self.npoly = int(state["npoly"])
+        self.temperature = float(state["temperature"])
+        self.anomaly = AnomalyCalibration.from_dict(state["anomaly"])
+        self.scan_dtype = state.get("scan_dtype", "float32")
+        self.var_boost = np.asarray(state["var_boost"], np.float32)
+        self.bases = [ScanBasis(b["label"], np.asarray(b["basis"], np.float32),
+                                int(b["jmin"]), int(b["jmax"])) for b in state["bases"]]
+        self._scanner = None
+
+    def val_chi2(self, batch: SpectraBatch) -> dict:
+        """Reduced χ² at the true z per class (a training diagnostic)."""
+        batch = self.check_batch(batch)
+        lab = _labels_of(batch, self.class_set)
+        z = np.asarray(batch.meta["Z"], float)
+        out = {}
+        for b in self.bases:
+            s = lab == b.label
+            if s.any():
+                out[b.label] = basis_chi2(b.basis, batch.flux[s], batch.ivar[s],
+                                          np.log10(1 + z[s]) / self.grid.step, b.jmax, self.npoly)
+        return out

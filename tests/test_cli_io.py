@@ -1,0 +1,98 @@
+"""`specsift info`, `convert` and `demo` through specsift.cli.main, and once as a process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from specsift.cli import main
+from specsift.io import SpectralStore
+
+
+def test_info_sdss_file(shared_data, capsys):
+    rc = main(["info", str(shared_data / "sdss" / "spec-0266-51602-0013.fits")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "spectra: 1" in out and "CLASS GALAXY 1" in out and "z 0.1213" in out
+    assert "3803.6–9202.4 Å" in out and "median S/N: 10.5" in out
+
+
+def test_info_every_shared_file(shared_data, capsys):
+    rc = main(["info", str(shared_data / "sdss"), str(shared_data / "lamost"),
+               str(shared_data / "desi")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    n_files = sum(1 for d in ("sdss", "lamost", "desi")
+                  for p in (shared_data / d).rglob("*.fits"))
+    assert out.count("\n  spectra: ") + out.count("[redrock") == n_files
+    assert "CLASS STAR 20, QSO 16, GALAXY 14" in out             # sdss-labelled-50
+    assert "CLASS STAR 1; SUBCLASS K5 1" in out                  # a LAMOST DR2 star
+    assert "ESTIMATED_IVAR 1" in out                             # Ondřejov spectra
+    assert "z 0.3687–0.3687" in out                              # DESI coadd + Redrock
+
+
+def test_info_h5_and_errors(tmp_path, capsys):
+    f = tmp_path / "arr.h5"
+    with h5py.File(f, "w") as h5:
+        h5["flux"] = np.ones((4, 300))
+        h5["ivar"] = np.full((4, 300), 4.0)
+        h5["loglam"] = 3.6 + 1e-4 * np.arange(300)
+    assert main(["info", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "spectra: 4" in out and "median S/N: 2.00" in out and "[hdf5]" in out
+    rc = main(["info", str(tmp_path / "missing.fits")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "missing.fits: no such file" in err
+
+
+def test_convert_and_resume(shared_data, tmp_path, capsys):
+    out = tmp_path / "sdss.h5"
+    inputs = [str(shared_data / "sdss" / "spec-0266-51602-0013.fits"),
+              str(shared_data / "sdss" / "sdss-qso-10.fits")]
+    assert main(["convert", *inputs, "-o", str(out), "--batch-size", "4"]) == 0
+    with SpectralStore(out) as st:
+        assert len(st) == 11 and st.loglam.size == 4076
+        assert st.read_meta(["CLASS"])["CLASS"][0] == "GALAXY"
+    # refuses to overwrite; --resume on a finished store is a no-op
+    assert main(["convert", *inputs, "-o", str(out)]) == 2
+    assert main(["convert", *inputs, "-o", str(out), "--resume"]) == 0
+    # an interrupted run (store with only 4 rows, not done) is completed by --resume
+    with SpectralStore(out, "a") as st:
+        first = st.read(slice(0, 4))
+        key = st.attrs["convert_inputs"]
+    partial = tmp_path / "partial.h5"
+    with SpectralStore(partial, "w") as st:
+        st.append(first)
+        st.attrs["convert_inputs"] = key
+        st.attrs["convert_done"] = False
+    assert main(["convert", *inputs, "-o", str(partial), "--resume"]) == 0
+    with SpectralStore(partial) as a, SpectralStore(out) as b:
+        assert len(a) == 11
+        np.testing.assert_array_equal(a.read(slice(None)).flux, b.read(slice(None)).flux)
+    assert main(["convert", *inputs, "-o", str(tmp_path / "g.h5"), "--grid", "3.6:3.9:2e-4"]) == 0
+    with SpectralStore(tmp_path / "g.h5") as st:
+        assert st.loglam.size == 1501
+    assert main(["convert", *inputs, "-o", str(tmp_path / "x.h5"), "--grid", "bad"]) == 2
+    capsys.readouterr()
+
+
+def test_demo_writes_plot(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    png = tmp_path / "demo_spectra.png"
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+    assert "58 spectra" in out and "CLASS GALAXY 1" in out
+
+
+def test_info_as_a_process(shared_data):
+    r = subprocess.run([sys.executable, "-m", "specsift.cli", "info",
+                        str(shared_data / "lamost" / "oe270005.fits"), "/nonexistent/x.fits"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "[wcs1d]" in r.stdout and "ESTIMATED_IVAR" in r.stdout
+    assert r.stderr.strip().splitlines() == ["specsift info: error: /nonexistent/x.fits: no such file"]
+    assert "Traceback" not in r.stderr
