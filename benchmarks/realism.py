@@ -53,8 +53,10 @@ def simulate_twins(real, per=3, seed=0):
         got = 0
         k = 0
         while got < per:
+            # same coverage era as the real one (SDSS-I starts at ~3800 Å, BOSS at 3600 Å)
+            s1 = float(real["ivar"][i][:150].max() == 0)
             b = simulate_batch(n=13, class_set="thirteen", seed=seed * 100000 + i * 10 + k,
-                               z=zz, snr=max(snr, 0.5))
+                               z=zz, snr=max(snr, 0.5), sdss1_fraction=s1)
             k += 1
             sel = np.nonzero(np.asarray(b.meta["CLASS_LABEL"]) == lab)[0][:per - got]
             for j in sel:

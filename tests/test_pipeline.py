@@ -121,3 +121,9 @@ def test_workers_2_equal_workers_1(data, reference, tmp_path):
     predict([data["files"], data["store"]], out, model=data["model"], batch_size=64,
             workers=2, progress=False)
     assert_same_catalog(read_catalog(out), reference[1])
+
+
+def test_save_chi2_needs_a_chi2_model(data, tmp_path):
+    with pytest.raises(ValueError, match="χ²"):
+        predict([data["store"]], tmp_path / "c.fits", model=data["model"], save_chi2=True,
+                progress=False)

@@ -39,6 +39,7 @@ def _plots(metrics: dict, pred: Table, truth: Table, outdir: Path, snr) -> list[
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     made = []
     cls = metrics.get("classification")
@@ -82,6 +83,7 @@ def _plots(metrics: dict, pred: Table, truth: Table, outdir: Path, snr) -> list[
             ax.scatter(snr[sel], np.maximum(d[sel], 1e-6), s=3, alpha=0.5)
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.axhline(0.01, color="r", lw=0.8, ls="--", label="catastrophic (0.01)")
             ax.axhline(0.001, color="g", lw=0.8, ls=":", label="0.001")
             ax.set_xlabel("S/N (median per pixel)")

@@ -64,7 +64,7 @@ class StoreDataset(IterableDataset):
     """
 
     def __init__(self, source, make_inputs: Callable, make_targets: Callable | None = None,
-                 batch_size: int = 128, chunk_size: int = 1024, buffer_chunks: int = 4,
+                 batch_size: int = 128, chunk_size: int = 512, buffer_chunks: int = 4,
                  shuffle: bool = True, seed: int = 0, indices: np.ndarray | None = None):
         self.source = source
         self.make_inputs, self.make_targets = make_inputs, make_targets
@@ -124,7 +124,9 @@ class StoreDataset(IterableDataset):
                 parts = [self._read(store, c) for c in chunks[start:start + self.buffer_chunks]]
                 if carry is not None:
                     parts.insert(0, carry)
+                    carry = None
                 pool = parts[0] if len(parts) == 1 else SpectraBatch.concatenate(parts)
+                del parts                        # at most two copies of the pool alive
                 if self.shuffle:
                     pool = pool[rng.permutation(len(pool))]
                 last = start + self.buffer_chunks >= len(chunks)

@@ -175,18 +175,23 @@ def _fast_len(n: int) -> int:
     return best
 
 
-def quadform_sym(s: torch.Tensor, b: torch.Tensor, pairs, k: int, rtol: float = 1e-7):
-    """bᵀ S⁻¹ b for symmetric S given as packed upper pairs (…, KK, U) and b (…, K, U).
+def quadform_sym(s: torch.Tensor, b: torch.Tensor, pairs, k: int, rtol: float = 1e-7,
+                 scale: torch.Tensor | None = None):
+    """bᵀ S⁻¹ b for symmetric S given as packed upper pairs (N, KK, U) and b (N, K, U).
 
-    Unrolled Gaussian elimination on whole (N, U) slabs.  A pivot ≤ rtol·(its original
-    diagonal) means that direction is (nearly) a combination of the others or of the
-    polynomial: it is dropped, i.e. contributes nothing — the guard against singular
-    systems (e.g. no good pixels under the template, or a basis vector ≈ polynomial).
+    Unrolled Gaussian elimination on whole (N, U) slabs.  A pivot ≤ rtol·scale_i (scale:
+    (N, K), by default each diagonal's largest value over the shifts — the size that FFT
+    round-off is relative to) means that direction is (nearly) absent at that shift or a
+    combination of the others or of the polynomial: it is dropped, i.e. contributes
+    nothing — the guard against singular systems (a basis vector shifted off the data,
+    no good pixels under it, a vector ≈ polynomial).
     """
     idx = {p: i for i, p in enumerate(pairs)}
     S = {p: s[:, i].clone() for p, i in idx.items()}
     bb = [b[:, i].clone() for i in range(k)]
-    diag0 = [S[(i, i)].abs() for i in range(k)]
+    if scale is None:
+        scale = torch.stack([S[(i, i)].abs().amax(-1) for i in range(k)], dim=1)
+    diag0 = [scale[:, i:i + 1].expand_as(bb[0]) for i in range(k)]
     q = torch.zeros_like(bb[0])
     for i in range(k):
         piv = S[(i, i)]
@@ -216,6 +221,7 @@ class Chi2Scanner:
         self.dtype, self.chunk = dtype, int(chunk)
         self.poly = torch.as_tensor(legendre(npix, npoly), dtype=torch.float64)
         self._prep = [_Prepared(sb, npix, dtype, method) for sb in self.bases]
+        self._padded: dict = {}
 
     def scan(self, flux, ivar) -> list[np.ndarray]:
         flux = torch.as_tensor(np.asarray(flux, dtype=np.float64))
@@ -250,7 +256,10 @@ class Chi2Scanner:
             bprime = b - torch.einsum("nmku,nm->nku", c, bq_)
             s_pack = torch.stack([a[:, i] - (c[:, :, ka] * c[:, :, kb]).sum(1)
                                   for i, (ka, kb) in enumerate(p.pairs)], dim=1)
-            quad = quadform_sym(s_pack, bprime, p.pairs, p.k)
+            dscale = torch.stack([a[:, p.pairs.index((i, i))].abs().amax(-1)
+                                  for i in range(p.k)], dim=1)
+            quad = quadform_sym(s_pack, bprime, p.pairs, p.k, scale=dscale,
+                                rtol=1e-5 if dt == torch.float32 else 1e-11)
             # correlation index u = jmax - j  →  flip so that column 0 is jmin
             res.append((chi0[:, None] - quad.to(torch.float64)).flip(-1).numpy())
         return res
@@ -270,7 +279,7 @@ class Chi2Scanner:
         f = torch.where(w > 0, f, torch.zeros_like(f))
         n = f.shape[0]
         shift = np.broadcast_to(np.asarray(shift, np.float64), (n,))
-        x = torch.as_tensor(self.design(index, shift))              # (N, K+M, P)
+        x = self.design(index, shift)                               # (N, K+M, P)
         xw = x * w[:, None, :]
         ata = xw @ x.transpose(1, 2)
         atb = (xw @ f[:, :, None])[..., 0]
@@ -283,22 +292,27 @@ class Chi2Scanner:
         chi2 = (w * (f - model) ** 2).sum(1)
         return (model.numpy() if return_model else None), coeff.numpy(), chi2.numpy()
 
-    def design(self, index: int, shift) -> np.ndarray:
-        """(N, K+M, P) shifted basis vectors then the polynomials, at fractional shifts."""
+    def design(self, index: int, shift) -> torch.Tensor:
+        """(N, K+M, P) float64 shifted basis vectors then the polynomials.
+
+        Fractional shifts interpolate the rest vectors linearly; integer ones are exact
+        windows of the basis (no interpolation cost).
+        """
         sb = self.bases[index]
+        if index not in self._padded:
+            t = torch.as_tensor(np.asarray(sb.basis, np.float64))
+            self._padded[index] = torch.cat([t, t[:, -1:]], dim=1)
+        t_pad = self._padded[index]
         shift = np.atleast_1d(np.asarray(shift, np.float64))
         u = sb.jmax - shift                                         # fractional offsets
-        u0 = np.clip(np.floor(u).astype(int), 0, sb.nshift - 1)
-        frac = np.clip(u - u0, 0.0, 1.0)
-        p = np.arange(self.npix)
-        t = np.asarray(sb.basis, np.float64)
-        t_pad = np.concatenate([t, t[:, -1:]], axis=1)
-        idx = u0[:, None] + p[None]
-        lo = t_pad[:, idx]                                          # (K, N, P)
-        hi = t_pad[:, idx + 1]
-        vec = (lo * (1 - frac)[None, :, None] + hi * frac[None, :, None]).transpose(1, 0, 2)
-        poly = np.broadcast_to(self.poly.numpy()[None], (shift.size, self.npoly, self.npix))
-        return np.concatenate([vec, poly], axis=1)
+        u0 = np.clip(np.floor(u + 1e-9).astype(np.int64), 0, sb.nshift - 1)
+        frac = torch.as_tensor(np.clip(u - u0, 0.0, 1.0))
+        idx = torch.as_tensor(u0)[:, None] + torch.arange(self.npix)[None]
+        vec = t_pad[:, idx]                                         # (K, N, P)
+        if bool((frac > 1e-9).any()):
+            vec = vec + (t_pad[:, idx + 1] - vec) * frac[None, :, None]
+        poly = self.poly[None].expand(shift.size, -1, -1)
+        return torch.cat([vec.transpose(0, 1), poly], dim=1)
 
 
 def shift_to_z(shift, step: float):

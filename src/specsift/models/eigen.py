@@ -73,6 +73,34 @@ def _cap(lab, per_class, seed):
     return np.sort(np.concatenate(out)) if out else np.zeros(0, int)
 
 
+def _fit_temperature(chi2_class: np.ndarray, y: np.ndarray):
+    """Temperature T and per-class χ² penalties b (b of the first class fixed at 0) that
+    minimise the validation NLL of p_c ∝ exp(−(χ²_c + b_c)/(2T))."""
+    from scipy.optimize import minimize
+    ok = (y >= 0) & np.all(np.isfinite(chi2_class), axis=1)
+    x, yy = chi2_class[ok], y[ok]
+    ncls = x.shape[1]
+    if len(yy) == 0:
+        return 1.0, np.zeros(ncls), float("nan")
+
+    def nll(theta):
+        t = np.exp(theta[0])
+        b = np.concatenate([[0.0], theta[1:]])
+        lp = -(x + b) / (2 * t)
+        lp = lp - lp.max(1, keepdims=True)
+        lp = lp - np.log(np.exp(lp).sum(1, keepdims=True))
+        return -lp[np.arange(len(yy)), yy].mean()
+
+    best = None
+    for t0 in (1.0, 10.0, 100.0, 1000.0):
+        r = minimize(nll, np.r_[np.log(t0), np.zeros(ncls - 1)], method="Nelder-Mead",
+                     options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 4000})
+        if best is None or r.fun < best.fun:
+            best = r
+    pen = np.concatenate([[0.0], best.x[1:]])
+    return float(np.exp(best.x[0])), pen - pen.min(), float(best.fun)
+
+
 @register_model("eigen")
 class EigenModel(SpectralModel):
     """Eigenspectra per class + χ² scan; see the module docstring."""
@@ -94,6 +122,7 @@ class EigenModel(SpectralModel):
         self.npoly = int(npoly)
         self.bases: list[ScanBasis] = []
         self.temperature = 1.0
+        self.penalty = np.zeros(len(self.config))
         self.anomaly = AnomalyCalibration()
         self.scan_dtype = "float32"
         self.var_boost = np.zeros(grid.size, np.float32)
@@ -220,24 +249,20 @@ class EigenModel(SpectralModel):
         from ..metrics import evaluate_catalog
         val = self.check_batch(val)
         lab = _labels_of(val, self.class_set)
-        res = self._run(val)
+        self.penalty = np.zeros(len(self.bases))
+        res = self._run(val, save_chi2=True)
         names = [b.label for b in self.bases]
         y = np.array([names.index(x) if x in names else -1 for x in lab])
-        ok = (y >= 0) & np.all(np.isfinite(res["chi2_class"]), axis=1)
-        d = res["chi2_class"][ok] - res["chi2_class"][ok].min(1, keepdims=True)
-        best_t, best_nll = 1.0, np.inf
-        for t in np.logspace(-1, 4, 101):
-            lp = -d / (2 * t)
-            lp = lp - np.log(np.exp(lp - lp.max(1, keepdims=True)).sum(1, keepdims=True)) \
-                - lp.max(1, keepdims=True)
-            nll = -lp[np.arange(ok.sum()), y[ok]].mean()
-            if nll < best_nll:
-                best_t, best_nll = float(t), float(nll)
-        self.temperature = best_t
+        raw = res["chi2_class"] - self.penalty[None, :]
+        self.temperature, self.penalty, nll = _fit_temperature(raw, y)
+        best_t = self.temperature
+        if np.any(self.penalty != 0):    # class choice changed: solve again
+            res = self._run(val, curves=res["curves"])
         self.anomaly = AnomalyCalibration.fit(res["features"], quantile=anomaly_quantile)
         cat = self._catalog(val, res)
         ev = evaluate_catalog(cat, val.meta, self.class_set)
-        self.metrics = {"n_val": int(len(val)), "temperature": best_t, "nll": best_nll,
+        self.metrics = {"n_val": int(len(val)), "temperature": best_t, "nll": nll,
+                        "penalty": dict(zip(names, self.penalty.tolist())),
                         "anomaly_threshold": self.anomaly.threshold,
                         "accuracy": ev.get("classification", {}).get("accuracy"),
                         "redshift": ev.get("redshift"),
@@ -245,17 +270,16 @@ class EigenModel(SpectralModel):
         return self.metrics
 
     # ------------------------------------------------------------------ inference
-    def _run(self, batch: SpectraBatch, save_chi2: bool = False) -> dict:
-        """Scan, solve, fit the best model and compute anomaly features."""
+    def _run(self, batch: SpectraBatch, save_chi2: bool = False, curves=None) -> dict:
+        """Scan (unless ``curves`` are given), solve, compute the anomaly features."""
         sc = self.scanner
         flux, ivar = self._ivar(batch)
-        curves = sc.scan(flux, ivar)
+        if curves is None:
+            curves = sc.scan(flux, ivar)
         ngood = (ivar > 0).sum(1)
-        sol = solve_redshifts(sc, curves, flux, ivar, self.grid.step, ngood=ngood)
-        model = np.zeros_like(flux, dtype=np.float64)
-        for c in np.unique(sol.best_class):
-            rows = np.nonzero(sol.best_class == c)[0]
-            model[rows], _, _ = sc.fit_at(flux[rows], ivar[rows], int(c), sol.shift[rows])
+        sol = solve_redshifts(sc, curves, flux, ivar, self.grid.step, ngood=ngood,
+                              penalty=self.penalty)
+        model = sol.model
         npar = max(b.nvec for b in self.bases) + self.npoly
         feats = residual_features(flux, ivar, model, npar)
         out = {"sol": sol, "chi2_class": sol.chi2_class, "features": feats, "model": model,
@@ -280,7 +304,7 @@ class EigenModel(SpectralModel):
         cat = make_catalog(batch.meta, self.class_set, probs, sol.z, sol.zerr, self.tag,
                            zwarn=zwarn, deltachi2=sol.deltachi2, anomaly_score=score)
         nodata = res["ngood"] == 0
-        cat["CHI2_MIN"] = np.where(nodata, np.nan, sol.chi2)
+        cat["CHI2_MIN"] = np.where(nodata, np.nan, sol.chi2 - self.penalty[sol.best_class])
         cat["RCHI2"] = np.where(nodata, np.nan, res["features"]["rchi2"])
         cat["DEGENERACY"] = np.where(nodata, np.nan, sol.degeneracy)
         return cat
@@ -326,6 +350,7 @@ class EigenModel(SpectralModel):
         self.config = state["config"]
         self.npoly = int(state["npoly"])
         self.temperature = float(state["temperature"])
+        self.penalty = np.asarray(state.get("penalty", np.zeros(len(state["bases"]))), float)
         self.anomaly = AnomalyCalibration.from_dict(state["anomaly"])
         self.scan_dtype = state.get("scan_dtype", "float32")
         self.var_boost = np.asarray(state["var_boost"], np.float32)

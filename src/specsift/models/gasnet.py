@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -52,7 +51,7 @@ class GaSNet(SpectralModel):
                        "anomaly_threshold": float(anomaly_threshold), "net": dict(net_options),
                        "z_head": "bins", "temperature": 1.0, "sigma_cal": {}, "ood": None}
         self.net: GaSNetModule | None = None
-        self._aug_calls, self._seed = 0, 0
+        self._aug_calls, self._seed, self._fused = 0, 0, None
 
     # -- pieces ----------------------------------------------------------------
     @property
@@ -222,6 +221,7 @@ class GaSNet(SpectralModel):
                        progress=progress, val_metrics_fn=val_metrics, val_reduce_fn=reduce,
                        num_workers=num_workers, log=log, **train_options)
         self.net.cpu().eval()
+        self._fused = None
         cal = self.calibrate(val, log=log)
         best = next((h for h in result.history if h["epoch"] == result.best_epoch), result.last)
         self.training = {"data": _describe(train_data), "val": _describe(val),
@@ -243,10 +243,13 @@ class GaSNet(SpectralModel):
             return make_catalog(batch.meta, self.class_set, np.zeros((0, k)), np.zeros(0),
                                 np.zeros(0), self.tag, zwarn=np.zeros(0, np.int64),
                                 anomaly_score=np.zeros(0))
+        if getattr(self, "_fused", None) is None:
+            self._fused = self.net.fused_trunk()
         parts = []
         with torch.no_grad():
             for lo in range(0, len(batch), batch_size):
-                parts.append(self.heads(self.net(self.make_inputs(batch[lo:lo + batch_size]))))
+                x = self.make_inputs(batch[lo:lo + batch_size])
+                parts.append(self.heads(self.net(x, trunk=self._fused)))
         logits = np.concatenate([p["logits"] for p in parts])
         emb = np.concatenate([p["emb"] for p in parts])
         h = self.config["z_head"]
@@ -279,7 +282,7 @@ class GaSNet(SpectralModel):
 
     def set_state(self, state: dict) -> None:
         self.config = dict(state["config"])
-        self._aug_calls, self._seed = 0, 0
+        self._aug_calls, self._seed, self._fused = 0, 0, None
         self._build()
         self.net.load_state_dict({k: v.float() if v.is_floating_point() else v
                                   for k, v in state["weights"].items()})
@@ -293,9 +296,8 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def _median_snr(flux, ivar, good) -> np.ndarray:
-    """Median |f|·√ivar over good pixels (0 when none), like SDSS's SN_MEDIAN."""
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        sn = np.where(good, np.abs(flux) * np.sqrt(np.where(good, ivar, 0)), np.nan)
-        out = np.nanmedian(sn, axis=1) if sn.shape[1] else np.zeros(len(sn))
+    """Median |f|·√ivar over good pixels (0 when none), like SDSS's SN_MEDIAN (lower median
+    for even counts: torch's nanmedian is several times faster than numpy's)."""
+    sn = np.where(good, np.abs(flux) * np.sqrt(np.where(good, ivar, 0)), np.nan)
+    out = torch.nanmedian(torch.from_numpy(sn.astype(np.float32)), dim=1).values.numpy()
     return np.nan_to_num(out, nan=0.0)

@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 import torch
+from astropy.table import Table
 from torch import nn
 from torch.nn import functional as F
 
@@ -237,7 +238,7 @@ class SpecCZNet(SpectralModel):
         self.metrics = {k: v for k, v in best.items() if k not in ("epoch", "lr", "seconds")}
         return self
 
-    def predict(self, batch: SpectraBatch, batch_size: int = 512) -> "Table":  # noqa: F821
+    def predict(self, batch: SpectraBatch, batch_size: int = 512) -> Table:
         if self.net is None:
             raise RuntimeError("speccznet: model is not trained; call fit() or load a model file")
         batch = self.check_batch(batch)

@@ -1,11 +1,12 @@
 """From χ² curves to redshift, its error, DELTACHI2, the degeneracy ratio and ZWARN.
 
-The curves come from :class:`~specsift.models.chi2scan.Chi2Scanner` (possibly float32);
-every number that is reported is recomputed exactly with ``Chi2Scanner.fit_at`` at the
-integer shifts involved, then refined by a parabola through the minimum and its two
-neighbours:
+The curves come from :class:`~specsift.models.chi2scan.Chi2Scanner` (possibly float32).
+The χ² of the best and of the second solution are recomputed exactly (float64 direct
+fits, ``Chi2Scanner.fit_at``) at their integer shifts, and each is refined by a parabola
+through the minimum and its two neighbours:
 
-* z from the vertex, ZERR from the curvature: χ² ≈ χ²_min + a·x², so Δχ² = 1 at
+* z from the vertex (of the scan curve, whose float32 values are accurate to ≪ 1 near a
+  minimum), ZERR from the curvature: χ² ≈ χ²_min + a·x², so Δχ² = 1 at
   x = 1/√a pixels, and dz/dx = ln10·δ·(1+z) on a log grid.
 * DELTACHI2 (Redrock's definition): χ² of the best local minimum of any class whose
   velocity differs from the best solution by more than 1000 km/s, minus the best χ²
@@ -49,6 +50,7 @@ class ZSolution:
     deltachi2: np.ndarray
     degeneracy: np.ndarray
     zwarn: np.ndarray
+    model: np.ndarray | None = None   # (N, P) best-fit model at the best integer shift
 
 
 def parabola(ym, y0, yp):
@@ -71,56 +73,62 @@ def local_minima(curve: np.ndarray) -> np.ndarray:
     return lm & np.isfinite(curve)
 
 
-def _exact(scanner, flux, ivar, cls, shift):
-    """Exact χ² for rows with per-row class ``cls`` and integer ``shift`` (NaN where cls<0)."""
+def _exact(scanner, flux, ivar, cls, shift, want_model=False):
+    """Exact χ² (and model) for rows with class ``cls`` at integer ``shift`` (NaN: cls<0)."""
     out = np.full(len(cls), np.nan)
+    model = np.zeros(flux.shape) if want_model else None
     for c in np.unique(cls[cls >= 0]):
         rows = np.nonzero(cls == c)[0]
-        _, _, chi2 = scanner.fit_at(flux[rows], ivar[rows], int(c), shift[rows],
-                                    return_model=False)
+        m, _, chi2 = scanner.fit_at(flux[rows], ivar[rows], int(c), shift[rows],
+                                    return_model=want_model)
         out[rows] = chi2
-    return out
+        if want_model:
+            model[rows] = m
+    return out, model
 
 
-def _refine(scanner, flux, ivar, cls, idx, curves):
-    """Exact χ² at idx-1, idx, idx+1 of class cls → (x offset, χ²_min, curvature, edge)."""
+def _vertex(curves, cls, idx, nsh):
+    """Parabola through the curve at idx-1, idx, idx+1 of each row's class."""
     n = len(cls)
-    jmin = np.array([scanner.bases[c].jmin for c in cls]) if n else np.zeros(0, int)
-    nsh = np.array([scanner.bases[c].nshift for c in cls]) if n else np.zeros(0, int)
+    y0, ym, yp = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    for c in np.unique(cls[cls >= 0]):
+        rows = np.nonzero(cls == c)[0]
+        cur = curves[c]
+        i = idx[rows]
+        y0[rows] = cur[rows, i]
+        ym[rows] = cur[rows, np.clip(i - 1, 0, cur.shape[1] - 1)]
+        yp[rows] = cur[rows, np.clip(i + 1, 0, cur.shape[1] - 1)]
     edge = (idx <= 0) | (idx >= nsh - 1)
-    y0 = _exact(scanner, flux, ivar, cls, jmin + idx)
-    inner = ~edge & (cls >= 0)
-    ym = np.full(n, np.nan)
-    yp = np.full(n, np.nan)
-    ci = np.where(inner, cls, -1)
-    ym[inner] = _exact(scanner, flux, ivar, ci, jmin + idx - 1)[inner]
-    yp[inner] = _exact(scanner, flux, ivar, ci, jmin + idx + 1)[inner]
-    x, val, a = parabola(np.where(inner, ym, y0), y0, np.where(inner, yp, y0))
-    x = np.where(inner, x, 0.0)
-    val = np.where(inner, val, y0)
-    return x, val, np.where(inner, a, np.nan), edge, jmin + idx
+    x, val, a = parabola(np.where(edge, y0, ym), y0, np.where(edge, y0, yp))
+    return np.where(edge, 0.0, x), np.where(edge, y0, val), np.where(edge, np.nan, a), edge, y0
 
 
 def solve_redshifts(scanner: Chi2Scanner, curves: list[np.ndarray], flux, ivar,
-                    step: float, ngood: np.ndarray | None = None) -> ZSolution:
-    """Turn the per-class χ² curves of N spectra into the redshift solution."""
+                    step: float, ngood: np.ndarray | None = None,
+                    penalty=None) -> ZSolution:
+    """Turn the per-class χ² curves of N spectra into the redshift solution.
+
+    The curves locate the minima and give the parabola's shape; the χ² of the best and
+    the second solution are then recomputed exactly (two direct fits per spectrum, the
+    first also giving the best-fit model, kept in ``ZSolution.model``).
+    ``penalty`` (C,): a constant added to each class's χ² (−2 ln prior, as Redrock adds
+    its penalties to zchi2); every χ² in the solution includes it.
+    """
+    pen = np.zeros(len(curves)) if penalty is None else np.asarray(penalty, float)
+    curves = [c + p for c, p in zip(curves, pen)]
     flux = np.asarray(flux, np.float64)
     ivar = np.asarray(ivar, np.float64)
     n, ncls = flux.shape[0], len(curves)
-    mins = np.stack([c.min(axis=1) for c in curves], axis=1)            # (N, C)
-    argm = np.stack([c.argmin(axis=1) for c in curves], axis=1)
-    # exact χ² at each class's own integer minimum (class probabilities use these)
-    chi2_class = np.empty((n, ncls))
-    z_class = np.empty((n, ncls))
-    for c in range(ncls):
-        sb = scanner.bases[c]
-        _, _, chi2_class[:, c] = scanner.fit_at(flux, ivar, c, sb.jmin + argm[:, c],
-                                                return_model=False)
-        z_class[:, c] = 10.0 ** ((sb.jmin + argm[:, c]) * step) - 1.0
-    best = np.argmin(np.where(np.isfinite(chi2_class), chi2_class, np.inf), axis=1)
     rows = np.arange(n)
+    chi2_class = np.stack([c.min(axis=1) for c in curves], axis=1)      # (N, C)
+    argm = np.stack([c.argmin(axis=1) for c in curves], axis=1)
+    jmins = np.array([b.jmin for b in scanner.bases])
+    nshs = np.array([b.nshift for b in scanner.bases])
+    z_class = 10.0 ** ((jmins[None, :] + argm) * step) - 1.0
+    best = np.argmin(np.where(np.isfinite(chi2_class), chi2_class, np.inf), axis=1)
     bidx = argm[rows, best]
-    x1, chi1, a1, edge1, j1 = _refine(scanner, flux, ivar, best, bidx, curves)
+    x1, v1, a1, edge1, y01 = _vertex(curves, best, bidx, nshs[best])
+    j1 = jmins[best] + bidx
     # next-best local minimum > 1000 km/s from the best, over every class
     win = velocity_pixels(MAX_VELO_DIFF, step)
     sec_val = np.full(n, np.inf)
@@ -136,10 +144,15 @@ def solve_redshifts(scanner: Chi2Scanner, curves: list[np.ndarray], flux, ivar,
         better = v < sec_val
         sec_val[better], sec_cls[better], sec_idx[better] = v[better], c, k[better]
     has2 = np.isfinite(sec_val)
-    x2, chi2v, a2, edge2, j2 = _refine(scanner, flux, ivar, np.where(has2, sec_cls, -1),
-                                       sec_idx, curves)
-    chi2v = np.where(has2, chi2v, np.nan)
-    # the exact values may reorder the two solutions (float32 scan): keep the lower first
+    sc2 = np.where(has2, sec_cls, 0)
+    x2, v2, a2, edge2, y02 = _vertex(curves, np.where(has2, sec_cls, -1), sec_idx, nshs[sc2])
+    j2 = jmins[sc2] + sec_idx
+    # exact χ² at the two integer minima; the parabola keeps its (scan) depth below them
+    e1, model = _exact(scanner, flux, ivar, best, j1, want_model=True)
+    e2, _ = _exact(scanner, flux, ivar, np.where(has2, sec_cls, -1), j2)
+    chi1 = e1 + pen[best] - (y01 - v1)
+    chi2v = np.where(has2, e2 + pen[sc2] - (y02 - v2), np.nan)
+    # exact values may reorder the two solutions (float32 scan): keep the lower first
     swap = has2 & (chi2v < chi1)
     if swap.any():
         best, sec_cls = np.where(swap, sec_cls, best), np.where(swap, best, sec_cls)
@@ -148,6 +161,8 @@ def solve_redshifts(scanner: Chi2Scanner, curves: list[np.ndarray], flux, ivar,
         chi1, chi2v = np.where(swap, chi2v, chi1), np.where(swap, chi1, chi2v)
         a1 = np.where(swap, a2, a1)
         edge1 = np.where(swap, edge2, edge1)
+        sw = np.nonzero(swap)[0]
+        model[sw] = _exact(scanner, flux[sw], ivar[sw], best[sw], j1[sw], want_model=True)[1]
     shift1 = j1 + x1
     z = 10.0 ** (shift1 * step) - 1.0
     sig_px = np.where(np.isfinite(a1) & (a1 > 0), 1.0 / np.sqrt(np.where(a1 > 0, a1, 1.0)), 1.0)
@@ -159,9 +174,11 @@ def solve_redshifts(scanner: Chi2Scanner, curves: list[np.ndarray], flux, ivar,
     zwarn[edge1] |= int(ZWARN.Z_FITLIMIT)
     if ngood is not None:
         zwarn[np.asarray(ngood) == 0] |= int(ZWARN.NODATA)
-    chi2_class[rows, best] = np.minimum(chi2_class[rows, best], chi1)
+    chi2_class[rows, best] = chi1
+    s2 = np.nonzero(has2)[0]
+    chi2_class[s2, sec_cls[s2]] = np.minimum(chi2_class[s2, sec_cls[s2]], chi2v[s2])
     return ZSolution(best_class=best, shift=shift1, z=z, zerr=zerr, chi2=chi1,
                      chi2_class=chi2_class, z_class=z_class, chi2_second=chi2v,
                      second_class=np.where(has2, sec_cls, -1),
                      z_second=np.where(has2, 10.0 ** ((j2 + x2) * step) - 1.0, np.nan),
-                     deltachi2=deltachi2, degeneracy=degeneracy, zwarn=zwarn)
+                     deltachi2=deltachi2, degeneracy=degeneracy, zwarn=zwarn, model=model)

@@ -8,6 +8,7 @@ local one row for row.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import tempfile
 import time
@@ -90,6 +91,9 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
         log(f"{output}: already complete, nothing to resume")
         return PredictResult(output, _count_rows(output), 0, 0.0, [], "")
     model_obj, ref = _model_ref(model)
+    if save_chi2 and "save_chi2" not in inspect.signature(model_obj.predict).parameters:
+        raise ValueError(f"model {model_obj.tag} computes no χ² curves; --save-chi2 needs a "
+                         f"χ² model such as 'eigen'")
     units = plan_units(inputs if isinstance(inputs, (list, tuple)) else [inputs], batch_size)
     plan = RunDir.make_plan(units, batch_size, model_obj.tag, model_obj.grid.to_dict(), save_chi2)
     units = run_dir.start(plan, resume)
@@ -128,7 +132,7 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
                 for src, msg in errs:
                     errors.append((src, msg))
                     bar.write(f"specsift predict: {src}: could not be read, row flagged "
-                              f"BAD_INPUT ({msg[:200]})")
+                              f"BAD_INPUT ({msg[:200]})", file=sys.stderr)
                 bar.set_postfix_str(f"{rows / max(time.perf_counter() - t0, 1e-9):.0f} spec/s",
                                     refresh=False)
             else:

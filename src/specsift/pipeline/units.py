@@ -82,7 +82,8 @@ def plan_units(inputs, batch_size: int) -> list[Unit]:
     """
     from ..io import expand_paths
 
-    paths = expand_paths(inputs)
+    # absolute (links kept): workers of a cluster may start in another directory
+    paths = [Path(os.path.abspath(p)) for p in expand_paths(inputs)]
     if not paths:
         raise FileNotFoundError(f"{' '.join(map(str, inputs))}: no spectra files found")
     units: list[Unit] = []

@@ -172,7 +172,8 @@ def masked_median(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def apply_instrument(flux: np.ndarray, grid: LogGrid, snr, rng: np.random.Generator,
                      resolution=None, extra_sigma_kms=0.0, convolve: bool = True,
                      sky_scale=None, read_frac: float = 0.15, sky_residual: float = 0.02,
-                     bad_pixel_rate: float = 0.3, blue_cut=None, noiseless: bool = False):
+                     bad_pixel_rate: float = 0.3, blue_cut=None, noiseless: bool = False,
+                     noise_corr: float = 0.28):
     """Observe true f_λ (n, P) on ``grid`` (1e-17 erg/s/cm²/Å, at the telescope).
 
     1. LSF convolution (``resolution``: None/'sdss' → SDSS curve, or a number R);
@@ -182,7 +183,8 @@ def apply_instrument(flux: np.ndarray, grid: LogGrid, snr, rng: np.random.Genera
     3. Gaussian noise, sky-subtraction residuals (``sky_residual`` × the sky's line
        structure), bad-pixel runs (cosmic rays, bad columns: ``bad_pixel_rate`` runs per
        spectrum on average) and an optional blue cut-off per spectrum (SDSS-I starts at
-       3800 Å, BOSS at 3600 Å) are masked with ivar = 0.
+       3800 Å, BOSS at 3600 Å) are masked with ivar = 0; ``noise_corr`` is the lag-1
+       correlation of neighbouring pixels' noise (0.28 measured on real SDSS spectra).
 
     Returns flux, ivar (float32), mask (bool) and a dict of per-spectrum extras.
     """
@@ -217,6 +219,11 @@ def apply_instrument(flux: np.ndarray, grid: LogGrid, snr, rng: np.random.Genera
     med = np.where(np.isfinite(med) & (med > 0), med, 1.0)
     a = snr / med                                            # √k
     e = rng.standard_normal((n, p)).astype(np.float32)
+    if noise_corr > 0:
+        # SDSS's resampling of exposures onto the final grid correlates neighbouring pixels
+        # (measured lag-1 ρ ≈ 0.28 on real spectra): kernel [c, 1, c], unit variance kept
+        c = (1 - np.sqrt(max(1 - 2 * noise_corr ** 2, 0))) / (2 * noise_corr)
+        e[:, 1:-1] = (e[:, 1:-1] + c * (e[:, :-2] + e[:, 2:])) / np.float32(np.sqrt(1 + 2 * c * c))
     if not noiseless:
         # secant refinement of √k on the measured median of (a·q + e)
         for _ in range(3):

@@ -3,7 +3,9 @@
 Each coefficient row reproduces one real (DESI/Redrock training) star.  At bundling time every
 row was given the SDSS stellar SUBCLASS of its best-fitting SDSS spEigenStar-53724 template
 (A0, F5, F9, G2, K1, K3, K5, M2 …), so a simulated ``STAR_K3`` is a star SDSS would call K3.
-Radial velocities are N(0, 150 km/s) clipped at ±500 km/s; small extra reddening and ±2 %
+For the named thirteen-set subtypes the row is blended (40–80 %) with SDSS's template of that
+subtype (which is already at SDSS resolution, so those stars end up ~√2 × the LSF in the
+features it contributes).  Radial velocities are N(0, 150 km/s) clipped at ±500 km/s; small extra reddening and ±2 %
 coefficient jitter add diversity.  Coverage: 3467–9550 Å (zero, and ``coverage`` False, outside).
 """
 
@@ -79,8 +81,26 @@ def make_stars(rng: np.random.Generator, subtype, grid: LogGrid):
     ebv = rng.uniform(0, 0.1, n)
     jit = rng.normal(0, 0.02, (n, t["coeff"].shape[1]))
     flux = star_spectrum(rows, grid, rv, ebv, jit)
+    named = np.isin(subtype, t["sub13"])
+    if named.any():
+        # Blend with SDSS's own spEigenStar template of that subtype (real SDSS stars at SDSS
+        # resolution; defined from 3785 Å, the Redrock row alone below): keeps the absorption
+        # features SDSS keys its SUBCLASS on, which some Redrock rows show only weakly.
+        k = np.nonzero(named)[0]
+        ti = np.array([list(t["sub13"]).index(x) for x in subtype[k]])
+        ll = grid.loglam[None, :] - np.log10(1 + rv[k] / C_KMS)[:, None]
+        tpl = np.stack(
+            [gather(t["sdss13"][j], t["grid"], ll[i:i + 1])[0] for i, j in enumerate(ti)])
+        lam = grid.wave
+        tpl *= 10 ** (-0.4 * ebv[k, None] * calzetti_klambda(lam)[None, :]).astype(np.float32)
+        band = (lam > 5400) & (lam < 5600)
+        tpl /= np.median(tpl[:, band], axis=1)[:, None] if band.any() else 1.0
+        lo_t = float(t["sdss13_range"][0]) * 1.003
+        alpha = rng.uniform(0.4, 0.8, k.size)[:, None] * (lam[None, :] > lo_t)
+        flux[k] = (alpha * tpl + (1 - alpha) * flux[k]).astype(np.float32)
     lo, hi = 10 ** t["grid"].start, 10 ** t["grid"].loglam[-1]
-    params = {"TEMPLATE": np.char.add(np.char.add("RR-STAR-", t["type"][rows]),
+    params = {"TEMPLATE": np.char.add(np.char.add(np.where(named, "SDSS+RR-STAR-", "RR-STAR-"),
+                                                  t["type"][rows]),
                                       np.char.add("-", rows.astype(str))),
               "SUBTYPE": t["subtype"][rows], "RV": rv, "Z": rv / C_KMS, "EBV": ebv,
               "coverage": (grid.wave >= lo) & (grid.wave <= hi)}

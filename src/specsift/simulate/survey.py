@@ -91,6 +91,22 @@ def _prior_rows(label):
     return _ROW_CACHE[label]
 
 
+_SNR_FLUX: list = []
+
+
+def _flux_for_snr(rng, snr):
+    """r-band nanomaggies typical of an SDSS spectrum of median S/N ``snr`` (fixed exposure):
+    a log-log fit to the catalogue rows, with their scatter."""
+    if not _SNR_FLUX:
+        pr = survey_priors()
+        ok = (pr["snr"] > 0.5) & (pr["rflux"] > 0.3)
+        x, y = np.log10(pr["snr"][ok]), np.log10(pr["rflux"][ok])
+        coef = np.polyfit(x, y, 1)
+        _SNR_FLUX.extend([coef, float(np.std(y - np.polyval(coef, x)))])
+    coef, sd = _SNR_FLUX
+    return 10 ** (np.polyval(coef, np.log10(snr)) + rng.normal(0, sd, np.shape(snr)))
+
+
 def _draw_conditions(rng, label, m, z, snr):
     """(z, snr, r-band nanomaggies) for m objects of ``label``: catalogue rows (jittered)
     unless the caller fixed z or S/N."""
@@ -99,7 +115,7 @@ def _draw_conditions(rng, label, m, z, snr):
     if gen == "star":
         zz = np.zeros(m)                                  # stars: RV set by the generator
         ss = np.clip(10 ** rng.normal(np.log10(20), 0.3, m), 2.0, 100.0)
-        ff = 10 ** (-0.4 * (rng.uniform(15.0, 20.0, m) - 22.5))
+        ff = _flux_for_snr(rng, ss)
     else:
         rows = rng.choice(_prior_rows(label), m)
         zz = pr["z"][rows].astype(float) * (1 + rng.normal(0, 0.02, m))
@@ -110,6 +126,7 @@ def _draw_conditions(rng, label, m, z, snr):
         zz = (rng.uniform(z[0], z[1], m) if np.ndim(z) else np.full(m, float(z)))
     if snr is not None:
         ss = (rng.uniform(snr[0], snr[1], m) if np.ndim(snr) else np.full(m, float(snr)))
+        ff = _flux_for_snr(rng, ss)          # keep source/sky consistent with the S/N asked for
     return zz, np.clip(ss, 0.5, 300.0), ff
 
 
@@ -123,7 +140,7 @@ def _empty_meta(n):
 
 
 def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, bad_pixels,
-           bal_fraction):
+           bal_fraction, sdss1_fraction=0.5):
     """Spectra b·BLOCK … (b+1)·BLOCK − 1 (complete block, sliced by the caller)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(b)]))
     labs = np.array(class_labels(class_set))
@@ -173,7 +190,7 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
     level = np.where(level > 1e-6, level, np.maximum(np.abs(flux).mean(axis=1), 1e-6))
     flux *= (NANOMAGGY_R_TO_FLAM * fs / level)[:, None].astype(np.float32)
     # SDSS-I spectra start near 3800 Å and stop near 9200 Å; BOSS covers 3600–10400 Å
-    sdss1 = rng.random(BLOCK) < 0.5
+    sdss1 = rng.random(BLOCK) < sdss1_fraction
     blue = np.where(sdss1, rng.uniform(3795, 3830, BLOCK), 0.0)
     out, ivar, mask, info = apply_instrument(
         flux, grid, ss, rng, resolution=resolution, bad_pixel_rate=0.3 if bad_pixels else 0.0,
@@ -230,7 +247,7 @@ def _broadline_snr(flux, ivar, grid, z):
 
 def iter_blocks(n, class_set="five", seed=1, z=None, snr=None, balanced=True,
                 grid: LogGrid = DEFAULT_GRID, resolution=None, noiseless=False,
-                bad_pixels=True, bal_fraction=0.1, start=0):
+                bad_pixels=True, bal_fraction=0.1, sdss1_fraction=0.5, start=0):
     """Yield SpectraBatch pieces covering spectra ``start`` … ``n − 1`` in order."""
     class_labels(class_set)
     if n < 0:
@@ -240,7 +257,7 @@ def iter_blocks(n, class_set="five", seed=1, z=None, snr=None, balanced=True,
     b0 = start // BLOCK
     for b in range(b0, (n + BLOCK - 1) // BLOCK):
         out, ivar, mask, meta = _block(b, seed, class_set, z, snr, balanced, grid, resolution,
-                                       noiseless, bad_pixels, bal_fraction)
+                                       noiseless, bad_pixels, bal_fraction, sdss1_fraction)
         lo = max(start - b * BLOCK, 0)
         hi = min(n - b * BLOCK, BLOCK)
         batch = object.__new__(SpectraBatch)
@@ -272,7 +289,8 @@ def simulate_batch(n=1000, class_set="five", seed=1, z=None, snr=None, balanced=
 
     z: None (class priors from SDSS catalogues), (zmin, zmax) uniform, or a float; stars keep
     their radial-velocity z.  snr: None (catalogue S/N mix), (lo, hi) uniform, or a float.
-    Extra keywords: resolution (None = SDSS curve, or R), noiseless, bad_pixels, bal_fraction.
+    Extra keywords: resolution (None = SDSS curve, or R), noiseless, bad_pixels, bal_fraction,
+    sdss1_fraction (share of spectra with SDSS-I coverage from ~3800 Å instead of BOSS 3600 Å).
     """
     parts = list(iter_blocks(n, class_set, seed, z, snr, balanced, grid, **kw))
     if not parts:
