@@ -127,3 +127,14 @@ def test_save_chi2_needs_a_chi2_model(data, tmp_path):
     with pytest.raises(ValueError, match="χ²"):
         predict([data["store"]], tmp_path / "c.fits", model=data["model"], save_chi2=True,
                 progress=False)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_cpu_precision_variants_run_and_stay_close(data, reference, tmp_path, precision):
+    out = tmp_path / "c.parquet"
+    predict([data["files"], data["store"]], out, model=data["model"], batch_size=64,
+            precision=precision, progress=False)
+    a, b = as_plain(read_catalog(out)), as_plain(reference[1])
+    np.testing.assert_array_equal(a["TARGETID"], b["TARGETID"])
+    np.testing.assert_array_equal(a["ZWARN"] & ZWARN.BAD_INPUT, b["ZWARN"] & ZWARN.BAD_INPUT)
+    np.testing.assert_allclose(a["PROB_GALAXY"], b["PROB_GALAXY"], atol=0.05)

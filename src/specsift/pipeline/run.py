@@ -51,7 +51,7 @@ class PredictResult:
         return self.rows_this_run / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _model_ref(model) -> tuple[object, str]:
+def _model_ref(model) -> tuple[object, str | None]:
     """(loaded model, a reference another process can load: registered name or path)."""
     from .. import load_model
     if model is None:
@@ -61,9 +61,14 @@ def _model_ref(model) -> tuple[object, str]:
         if Path(ref).exists():
             ref = str(Path(ref).resolve())
         return load_model(ref), ref
+    return model, None                             # saved for workers only when needed
+
+
+def _saved(model) -> str:
+    """An in-memory model saved where worker processes can load a copy."""
     path = Path(tempfile.mkdtemp(prefix="specsift-model-")) / "model.pt"
-    model.save(path)                               # an in-memory model: workers load a copy
-    return model, str(path)
+    model.save(path)
+    return str(path)
 
 
 def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "cpu",
@@ -103,6 +108,8 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
     if resume and done_units:
         log(f"resuming: {len(done_units)} of {len(units)} units already done")
     grid = model_obj.grid
+    if ref is None and (engine != "local" or workers > 1):
+        ref = _saved(model_obj)
 
     if engine == "local" and workers == 1:
         prepare_model(model_obj, device, threads)

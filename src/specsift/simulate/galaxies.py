@@ -70,7 +70,9 @@ def galaxy_with_lines(rng, grid: LogGrid, z, ssp_weights, ebv_gas, vdisp, line_n
     att = 10 ** (-0.4 * np.asarray(ebv_gas)[:, None] * calzetti_klambda(waves)[None, :])
     obs_rel = line_rel * att
     obs_rel = obs_rel / obs_rel[:, line_names.index("Halpha")][:, None]
-    f_ha = np.asarray(ew_halpha) * cont_ha                    # integrated flux, rest units
+    # rest EW × continuum is the rest-frame line flux; on the observed grid (where f_λ keeps
+    # its rest-frame amplitude) a line spans (1+z)× more Å, so its integral is (1+z)× larger
+    f_ha = np.asarray(ew_halpha) * cont_ha * (1 + z)
     add_gaussian_lines(flux, grid, z, waves, obs_rel * f_ha[:, None],
                        np.broadcast_to(np.asarray(gas_sigma)[:, None], obs_rel.shape))
     return flux, obs_rel

@@ -1,0 +1,90 @@
+"""The `eigen` model end to end on a tiny simulated survey: fit, predict, anomalies, files."""
+
+import numpy as np
+import pytest
+
+from specsift.anomaly_inject import bad_columns, flux_jump
+from specsift.flags import ZWARN
+from specsift.models.base import load_model
+from specsift.models.eigen import EigenModel
+from specsift.simulate import simulate_batch
+
+SMALL = {"STAR": {"nvec": 4, "zmin": -0.004, "zmax": 0.004},
+         "GALAXY": {"nvec": 3, "zmin": -0.005, "zmax": 0.6},
+         "QSO": {"nvec": 3, "zmin": 0.0, "zmax": 0.6}}
+
+
+@pytest.fixture(scope="module")
+def data():
+    kw = dict(class_set="three", z=(0.05, 0.45), snr=(8.0, 30.0), bal_fraction=0.0)
+    return simulate_batch(384, seed=101, **kw), simulate_batch(192, seed=102, **kw)
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    train, val = data
+    return EigenModel("three", classes=SMALL).fit(train, val, iterations=6, progress=False)
+
+
+@pytest.fixture(scope="module")
+def catalog(model, data):
+    return model.predict(data[1])
+
+
+def test_fit_predicts_classes_and_redshifts(model, data, catalog):
+    val = data[1]
+    for col in ("Z", "ZERR", "ZWARN", "DELTACHI2", "CHI2_MIN", "RCHI2", "DEGENERACY",
+                "ANOMALY_SCORE", "PROB_STAR", "PROB_GALAXY", "PROB_QSO"):
+        assert col in catalog.colnames
+    truth = np.asarray(val.meta["CLASS_LABEL"])
+    assert np.mean(catalog["CLASS_LABEL"] == truth) > 0.85
+    zt = np.asarray(val.meta["Z"])
+    dz = np.abs(catalog["Z"] - zt) / (1 + zt)
+    gal = truth == "GALAXY"
+    assert np.mean(dz[gal] < 3e-3) > 0.85
+    probs = np.stack([catalog[f"PROB_{c}"] for c in ("STAR", "GALAXY", "QSO")], 1)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    assert np.all(catalog["DELTACHI2"] >= 0)
+    small = (catalog["ZWARN"] & ZWARN.SMALL_DELTA_CHI2) != 0
+    np.testing.assert_array_equal(small, catalog["DELTACHI2"] < 9)
+    # training monitored the χ²: it decreased from the PCA start
+    hist = model.training["history"]["GALAXY/round0"]["train_chi2"]
+    assert hist[-1] < hist[0]
+
+
+def test_injected_anomalies_score_above_normals(model, data, catalog):
+    rng = np.random.default_rng(5)
+    val = data[1]
+    normal = np.asarray(catalog["ANOMALY_SCORE"])
+    for inject in (bad_columns, flux_jump):
+        odd = model.predict(inject(val, rng))["ANOMALY_SCORE"]
+        # ROC AUC of anomalies vs normals (Mann–Whitney)
+        auc = np.mean(np.asarray(odd)[:, None] > normal[None, :])
+        assert auc > 0.8, (inject.__name__, auc)
+        assert np.median(odd) > np.quantile(normal, 0.9)
+
+
+def test_save_load_round_trip_and_chi2_curves(model, data, catalog, tmp_path):
+    path = model.save(tmp_path / "eigen.pt")
+    again = load_model(path)
+    cat2 = again.predict(data[1][:20], save_chi2=True)
+    for col in ("Z", "ZERR", "DELTACHI2", "ANOMALY_SCORE", "CLASS_LABEL"):
+        np.testing.assert_array_equal(np.asarray(cat2[col]), np.asarray(catalog[col][:20]))
+    for b in again.bases:
+        assert cat2[f"CHI2_{b.label}"].shape == (20, b.nshift)
+        assert cat2.meta[f"CHI2_{b.label}_JMIN"] == b.jmin
+    with pytest.raises(ValueError, match="class set"):
+        load_model(path, class_set="five")
+
+
+def test_spectrum_without_data_keeps_its_row(model, data):
+    b = data[1][:3]
+    b.ivar = b.ivar.copy()
+    b.mask = b.mask.copy()
+    b.ivar[1] = 0
+    b.mask[1] = True
+    cat = model.predict(b)
+    assert len(cat) == 3
+    assert cat["ZWARN"][1] & ZWARN.NODATA
+    assert cat["Z"][1] == -1
+    assert not cat["ZWARN"][0] & ZWARN.NODATA
