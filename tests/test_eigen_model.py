@@ -17,13 +17,13 @@ SMALL = {"STAR": {"nvec": 4, "zmin": -0.004, "zmax": 0.004},
 @pytest.fixture(scope="module")
 def data():
     kw = dict(class_set="three", z=(0.05, 0.45), snr=(8.0, 30.0), bal_fraction=0.0)
-    return simulate_batch(384, seed=101, **kw), simulate_batch(192, seed=102, **kw)
+    return simulate_batch(240, seed=101, **kw), simulate_batch(120, seed=102, **kw)
 
 
 @pytest.fixture(scope="module")
 def model(data):
     train, val = data
-    return EigenModel("three", classes=SMALL).fit(train, val, iterations=6, progress=False)
+    return EigenModel("three", classes=SMALL).fit(train, val, iterations=5, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +56,18 @@ def test_injected_anomalies_score_above_normals(model, data, catalog):
     rng = np.random.default_rng(5)
     val = data[1]
     normal = np.asarray(catalog["ANOMALY_SCORE"])
-    for inject in (bad_columns, flux_jump):
-        odd = model.predict(inject(val, rng))["ANOMALY_SCORE"]
+    sub = val[:48]
+    for name, odd_batch in (("bad_columns", bad_columns(sub, rng)),
+                            ("flux_jump", flux_jump(sub, rng, size=(0.3, 0.5)))):
+        cat = model.predict(odd_batch)
+        odd = np.asarray(cat["ANOMALY_SCORE"])
         # ROC AUC of anomalies vs normals (Mann–Whitney)
-        auc = np.mean(np.asarray(odd)[:, None] > normal[None, :])
-        assert auc > 0.8, (inject.__name__, auc)
-        assert np.median(odd) > np.quantile(normal, 0.9)
+        auc = np.mean(odd[:, None] > normal[None, :])
+        assert auc > 0.8, (name, auc)
+        if name == "bad_columns":
+            assert np.median(odd) > np.quantile(normal, 0.95)
+            flagged = (cat["ZWARN"] & ZWARN.ANOMALY) != 0
+            assert flagged.mean() > 0.5
 
 
 def test_save_load_round_trip_and_chi2_curves(model, data, catalog, tmp_path):
@@ -69,7 +75,11 @@ def test_save_load_round_trip_and_chi2_curves(model, data, catalog, tmp_path):
     again = load_model(path)
     cat2 = again.predict(data[1][:20], save_chi2=True)
     for col in ("Z", "ZERR", "DELTACHI2", "ANOMALY_SCORE", "CLASS_LABEL"):
-        np.testing.assert_array_equal(np.asarray(cat2[col]), np.asarray(catalog[col][:20]))
+        a, b = np.asarray(cat2[col]), np.asarray(catalog[col][:20])
+        if a.dtype.kind == "f":
+            np.testing.assert_allclose(a, b, rtol=1e-9)
+        else:
+            np.testing.assert_array_equal(a, b)
     for b in again.bases:
         assert cat2[f"CHI2_{b.label}"].shape == (20, b.nshift)
         assert cat2.meta[f"CHI2_{b.label}_JMIN"] == b.jmin

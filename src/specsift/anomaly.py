@@ -5,7 +5,8 @@ Features (per spectrum, from data f, weights w and the best-fit model m):
 * ``rchi2`` — χ²/(n_good − n_par) at the best solution;
 * ``excursion_W`` for a few window widths W — the largest |running mean| of the
   normalised residual r = (f − m)·√w over W consecutive good pixels, times √W, i.e. in
-  σ units of a mean of W independent N(0,1).  Narrow windows catch sky-line residuals
+  σ units of a mean of W independent N(0,1), divided by the spectrum's robust residual
+  scale √max(1, median r²/0.455) (local structure against the spectrum's typical misfit).  Narrow windows catch sky-line residuals
   and bad columns, wide ones calibration jumps, troughs and a second object's lines.
 
 Each feature is put on a common scale with the normal population of validation data:
@@ -52,8 +53,18 @@ def residual_features(flux, ivar, model, npar: int, windows=WINDOWS) -> dict:
     ng = good.sum(1)
     dof = np.maximum(ng - npar, 1)
     feats = {"rchi2": (r * r).sum(1) / dof}
+    # robust residual scale (median r² of N(0, s²) is 0.455 s²): local excursions are
+    # measured against the spectrum's own typical misfit, so a bad column stands out
+    # even where a bright spectrum's overall fit is imperfect
+    with np.errstate(all="ignore"):
+        r2 = np.where(good, r * r, np.nan)
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            s2 = np.nan_to_num(np.nanmedian(r2, axis=1) / 0.455, nan=1.0)
+    norm = np.sqrt(np.maximum(s2, 1.0))
     for wdt in windows:
-        feats[f"excursion_{wdt}"] = _max_running_mean(r, good, wdt)
+        feats[f"excursion_{wdt}"] = _max_running_mean(r, good, wdt) / norm
     return feats
 
 

@@ -35,9 +35,9 @@ def _worker_model(key: str, blob, device: str, threads: int | None):
     if key not in _MODELS:
         from .. import load_model
         if isinstance(blob, bytes):
-            d = Path(tempfile.mkdtemp(prefix="specsift-worker-"))
-            (d / "model.pt").write_bytes(blob)
-            model = load_model(d / "model.pt")
+            with tempfile.TemporaryDirectory(prefix="specsift-worker-") as d:
+                (Path(d) / "model.pt").write_bytes(blob)
+                model = load_model(Path(d) / "model.pt")     # read fully: the file can go
         else:
             model = load_model(blob)                # a registered name with bundled weights
         _MODELS.clear()

@@ -31,9 +31,10 @@ class _Predictor:
         from pathlib import Path
 
         from .. import load_model
-        path = Path(tempfile.mkdtemp(prefix="specsift-ray-")) / "model.pt"
-        path.write_bytes(blob)
-        self.model = prepare_model(load_model(path), device, threads)
+        with tempfile.TemporaryDirectory(prefix="specsift-ray-") as d:
+            (Path(d) / "model.pt").write_bytes(blob)
+            model = load_model(Path(d) / "model.pt")
+        self.model = prepare_model(model, device, threads)
         self.batch_size, self.grid, self.save_chi2 = batch_size, LogGrid(**grid), save_chi2
 
     def __call__(self, batch: dict) -> dict:

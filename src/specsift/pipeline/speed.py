@@ -8,6 +8,8 @@ docs/scaling.md says which one holds for the default model.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -59,5 +61,8 @@ def optimise(model, precision: str = "fp32"):
     if precision == "bf16":
         model.net = _Autocast(net)
     else:
-        model.net = torch.ao.quantization.quantize_dynamic(net, {nn.Linear}, dtype=torch.qint8)
+        with warnings.catch_warnings():           # the eager-mode API is deprecated, still works
+            warnings.simplefilter("ignore")
+            model.net = torch.ao.quantization.quantize_dynamic(net, {nn.Linear},
+                                                               dtype=torch.qint8)
     return model
