@@ -29,7 +29,7 @@ def _sim_part(model, data, names):
     from specsift.calibration import SigmaCalibration
     from specsift.classes import spectype_of
     from specsift.metrics import calibration, redshift_metrics, truth_labels, zerr_coverage
-    from specsift.models.gasnet import _softmax
+    from specsift.models.gasnet import _excess, _softmax
 
     meta = data.meta if hasattr(data, "meta") else data.read_meta(["CLASS_LABEL", "Z"])
     y_lab = truth_labels(meta, "thirteen")
@@ -51,9 +51,10 @@ def _sim_part(model, data, names):
            "ECE_raw": calibration(_softmax(raw["logits"]), y)["ECE"],
            "calibration": calibration(probs, y), "seconds_raw": dt, "heads": {}}
     for h in ("bins", "mdn"):
-        u, s, _, _ = raw[h]
+        u, s, sf, _, _ = raw[h]
         zp = np.expm1(u)
-        zerr = SigmaCalibration(model.config["sigma_cal"].get(h)).apply(s, st_pred) * np.exp(u)
+        zerr = SigmaCalibration(model.config["sigma_cal"].get(h)).apply(
+            s, st_pred, _excess(s, sf)) * np.exp(u)
         row = {}
         for cls in ("GALAXY", "QSO", "STAR"):
             sel = st_true == cls

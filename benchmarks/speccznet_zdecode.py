@@ -23,8 +23,9 @@ from specsift.models.base import load_model
 def window_mean(p: torch.Tensor, centres: torch.Tensor, w: int = 4) -> torch.Tensor:
     peak = p.argmax(1)
     offs = torch.arange(-w, w + 1)
-    idx = (peak[:, None] + offs).clamp(0, p.shape[1] - 1)
-    pw = p.gather(1, idx)
+    raw = peak[:, None] + offs
+    idx = raw.clamp(0, p.shape[1] - 1)
+    pw = p.gather(1, idx) * ((raw >= 0) & (raw < p.shape[1]))   # no double counting at edges
     return (pw * centres[idx]).sum(1) / pw.sum(1).clamp_min(1e-12)
 
 

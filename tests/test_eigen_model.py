@@ -57,7 +57,7 @@ def test_injected_anomalies_score_above_normals(model, data, catalog):
     val = data[1]
     normal = np.asarray(catalog["ANOMALY_SCORE"])
     sub = val[:48]
-    for name, odd_batch in (("bad_columns", bad_columns(sub, rng)),
+    for name, odd_batch in (("bad_columns", bad_columns(sub, rng, nsigma=(10.0, 20.0))),
                             ("flux_jump", flux_jump(sub, rng, size=(0.3, 0.5)))):
         cat = model.predict(odd_batch)
         odd = np.asarray(cat["ANOMALY_SCORE"])

@@ -37,12 +37,18 @@ def test_bin_refinement_recovers_position_between_bins():
     width = float(centres[1] - centres[0])
     u0 = torch.tensor([0.3137, 0.5555, 0.0471])
     zlog = -0.5 * ((centres[None] - u0[:, None]) / width) ** 2
-    u, s, mass = decode_bins(zlog, torch.zeros_like(zlog), centres, width)
+    u, s, s_full, p_near = decode_bins(zlog, torch.zeros_like(zlog), centres, width, near=0.05)
     assert torch.allclose(u, u0, atol=0.05 * width)
     assert (s > 0.5 * width).all() and (s < 2 * width).all()
-    assert (mass > 0.95).all()
+    assert torch.allclose(s_full, s, rtol=0.05) and (p_near > 0.95).all()
+    # a second peak far away: same z, but σ_full and p_near say "not unique"
+    zlog2 = torch.logaddexp(zlog, -0.5 * ((centres[None] - 0.9) / width) ** 2 - 0.7)
+    u3, s3, s_full3, p_near3 = decode_bins(zlog2[:2], torch.zeros_like(zlog2[:2]), centres, width,
+                                           near=0.05)
+    assert torch.allclose(u3, u0[:2], atol=0.05 * width)
+    assert (s_full3 > 10 * s3).all() and (p_near3 < 0.6).all()
     # offsets move the estimate: all bins pointing +0.5 bin shift u by about that much
-    u2, _, _ = decode_bins(zlog, torch.full_like(zlog, float(np.arctanh(0.5))), centres, width)
+    u2, _, _, _ = decode_bins(zlog, torch.full_like(zlog, float(np.arctanh(0.5))), centres, width)
     assert torch.allclose(u2 - u, torch.full_like(u, 0.5 * width), atol=0.05 * width)
 
 
@@ -65,8 +71,27 @@ def test_sigma_calibration_hits_coverage_targets():
     c = zerr_coverage(du[3000:], np.zeros(3000), s)
     assert abs(c["coverage_1sigma"] - 0.683) < 0.03
     assert abs(c["coverage_2sigma"] - 0.954) < 0.02
-    a, _ = cal.params["GALAXY"]
+    a, _, _ = cal.params["GALAXY"]
     assert 2.0 < a < 3.0
+
+
+def test_sigma_calibration_uses_other_peaks():
+    """10 % catastrophic errors the distribution knew about (large σ_x): the fit uses σ_x
+    and reaches 95 % at 2σ, which no single scale of σ alone can."""
+    rng = np.random.default_rng(3)
+    n = 6000
+    sigma = np.full(n, 0.002)
+    bad = rng.random(n) < 0.1
+    du = np.where(bad, rng.normal(0, 0.3, n), rng.normal(0, sigma))
+    extra = np.where(bad, 0.3, 0.0)
+    g = np.full(n, "QSO")
+    cal = SigmaCalibration().fit(du[:3000], sigma[:3000], g[:3000], extra[:3000])
+    c = zerr_coverage(du[3000:], np.zeros(3000), cal.apply(sigma[3000:], g[3000:], extra[3000:]))
+    assert abs(c["coverage_1sigma"] - 0.683) < 0.03 and abs(c["coverage_2sigma"] - 0.954) < 0.02
+    assert cal.params["QSO"][2] > 0
+    plain = SigmaCalibration().fit(du[:3000], sigma[:3000], g[:3000])
+    c0 = zerr_coverage(du[3000:], np.zeros(3000), plain.apply(sigma[3000:], g[3000:]))
+    assert c0["coverage_2sigma"] < 0.93
 
 
 def test_mahalanobis_ood_flags_far_embeddings():

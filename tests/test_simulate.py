@@ -45,7 +45,7 @@ def test_bpt_ratios_are_those_of_the_injected_lines():
     from specsift.simulate import galaxy_with_lines
     from specsift.simulate.lines import galaxy_line_fluxes, sample_agn_ratios
     rng = np.random.default_rng(3)
-    n, grid, z = 5, DEFAULT_GRID, np.full(5, 0.05)
+    n, grid, z = 5, DEFAULT_GRID, np.full(5, 0.3)
     x, y = sample_agn_ratios(rng, n)
     names, rel = galaxy_line_fluxes(rng, x, y, np.ones(n, bool))
     w = np.zeros((n, 20))
@@ -57,7 +57,7 @@ def test_bpt_ratios_are_those_of_the_injected_lines():
     lam = grid.wave
 
     def flux_in(w0):
-        core = np.abs(lam - w0 * 1.05) < 10
+        core = np.abs(lam - w0 * 1.3) < 13
         return (lines[:, core] * np.gradient(lam)[core]).sum(1)
 
     assert np.allclose(np.log10(flux_in(LINES["NII_6584"]) / flux_in(LINES["Halpha"])),
@@ -65,9 +65,9 @@ def test_bpt_ratios_are_those_of_the_injected_lines():
     ratio = flux_in(LINES["OIII_5007"]) / flux_in(LINES["Hbeta"])
     assert np.all(is_agn(np.log10(obs_rel[:, names.index("NII_6584")]), np.log10(ratio)))
     # EW(Hα) at rest = line flux / continuum, observed EW = rest EW × (1+z)
-    cont = np.median(without[:, np.abs(lam - LINES["Halpha"] * 1.05) < 60], axis=1)
+    cont = np.median(without[:, np.abs(lam - LINES["Halpha"] * 1.3) < 80], axis=1)
     ew_obs = flux_in(LINES["Halpha"]) / cont
-    assert np.allclose(ew_obs / 1.05, 20.0, rtol=0.04)  # would fail without the (1+z)
+    assert np.allclose(ew_obs / 1.3, 20.0, rtol=0.05)   # z=0.3: a (1+z) slip fails by 30 %
 
 
 def test_line_lands_at_redshifted_wavelength():

@@ -2,12 +2,14 @@
 
 * :func:`fit_temperature` — temperature scaling of class logits (Guo et al. 2017): one T
   minimising the validation negative log-likelihood; it changes confidence, never the argmax.
-* :class:`SigmaCalibration` — redshift errors: σ_cal = √((a·σ)² + b²) in u = ln(1+z), one
-  (a, b) per predicted spectral type, fitted so that the fraction with |u − u_true| < kσ is
-  68.3 % (k = 1) and 95.4 % (k = 2).  ``a`` fixes a network that is over/under-confident;
-  ``b`` is a floor for the precision the network cannot resolve.  Catastrophic failures
-  (wrong line identification) cannot be covered by a Gaussian width, so the fit weighs
-  both coverages equally rather than chasing 95 % with a huge a.
+* :class:`SigmaCalibration` — redshift errors: σ_cal = √(a²(σ² + w·σ_x²) + b²) in
+  u = ln(1+z), one (a, b, w) per predicted spectral type, fitted so that the fraction with
+  |u − u_true| < kσ is 68.3 % (k = 1) and 95.4 % (k = 2).  σ is the width of the chosen peak
+  of p(z) and σ_x² the rest of its variance (other peaks: possible line misidentification);
+  ``a`` fixes an over/under-confident network, ``b`` is a floor for the precision it cannot
+  resolve, ``w`` how much the other peaks count.  Catastrophic failures the network is sure
+  about cannot be covered by any width, so the fit weighs both coverages equally rather
+  than chasing 95 % with a huge floor.
 * :class:`MahalanobisOOD` — an out-of-distribution score (Lee et al. 2018): squared
   Mahalanobis distance of the network embedding to the nearest class mean (shared
   covariance), divided by its 99th percentile on validation data.  1 ≈ "as odd as the
@@ -59,47 +61,64 @@ def _coverages(du: np.ndarray, s: np.ndarray) -> tuple[float, float]:
 
 
 class SigmaCalibration:
-    """σ_cal = √((a σ)² + b²) per group (spectral type); see the module docstring."""
+    """σ_cal = √(a²(σ² + w·σ_x²) + b²) per group (spectral type); see the module docstring.
+
+    ``sigma`` is the width of the chosen peak of p(z); the optional ``extra`` σ_x² is the
+    rest of p(z)'s variance (other peaks), so spectra whose p(z) is multimodal get a wide
+    ZERR and confident ones keep a narrow one; w = 0 ignores it.
+    """
+
+    A_GRID = np.exp(np.linspace(np.log(0.05), np.log(50), 50))
+    W_GRID = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
     def __init__(self, params: dict | None = None):
-        self.params = dict(params or {})           # group → (a, b)
+        self.params = {k: tuple(v) for k, v in (params or {}).items()}   # group → (a, b, w)
 
-    @staticmethod
-    def fit_one(du: np.ndarray, sigma: np.ndarray) -> tuple[float, float]:
-        """(a, b) minimising the squared distance of the 1σ/2σ coverages to their targets."""
+    @classmethod
+    def fit_one(cls, du, sigma, extra=None) -> tuple[float, float, float]:
+        """(a, b, w) minimising the squared distance of the 1σ/2σ coverages to their targets."""
         du, sigma = np.abs(np.asarray(du, float)), np.asarray(sigma, float)
-        ok = np.isfinite(du) & np.isfinite(sigma) & (sigma > 0)
-        du, sigma = du[ok], sigma[ok]
+        extra = np.zeros_like(sigma) if extra is None else np.asarray(extra, float)
+        ok = np.isfinite(du) & np.isfinite(sigma) & (sigma > 0) & np.isfinite(extra)
+        du, sigma, extra = du[ok], sigma[ok], np.maximum(extra[ok], 0)
         if du.size < 20:
-            return 1.0, 0.0
+            return 1.0, 0.0, 0.0
         med = float(np.median(sigma))
-        best, cost = (1.0, 0.0), np.inf
-        for a in np.exp(np.linspace(np.log(0.05), np.log(50), 70)):
-            for bf in (0.0, *np.exp(np.linspace(np.log(0.01), np.log(30), 40))):
-                s = np.sqrt((a * sigma) ** 2 + (bf * med) ** 2)
-                c1, c2 = _coverages(du, s)
-                c = (c1 - COVERAGE_TARGETS[0]) ** 2 + (c2 - COVERAGE_TARGETS[1]) ** 2
-                if c < cost:
-                    best, cost = (float(a), float(bf * med)), c
+        best, cost = (1.0, 0.0, 0.0), np.inf
+        b_grid = (0.0, *(med * np.exp(np.linspace(np.log(0.01), np.log(30), 30))))
+        for w in (cls.W_GRID if extra.any() else (0.0,)):
+            s0 = np.sqrt(sigma ** 2 + w * extra ** 2)
+            for a in cls.A_GRID:
+                for b in b_grid:
+                    s = np.sqrt((a * s0) ** 2 + b ** 2)
+                    c1, c2 = _coverages(du, s)
+                    c = (c1 - COVERAGE_TARGETS[0]) ** 2 + (c2 - COVERAGE_TARGETS[1]) ** 2
+                    if c < cost - 1e-12:
+                        best, cost = (float(a), float(b), float(w)), c
         return best
 
-    def fit(self, du, sigma, groups) -> "SigmaCalibration":
+    def fit(self, du, sigma, groups, extra=None) -> "SigmaCalibration":
         groups = np.asarray(groups, str)
-        self.params = {"*": self.fit_one(du, sigma)}
+        du, sigma = np.asarray(du, float), np.asarray(sigma, float)
+        extra = None if extra is None else np.asarray(extra, float)
+        self.params = {"*": self.fit_one(du, sigma, extra)}
         for g in np.unique(groups):
             sel = groups == g
             if sel.sum() >= 50:
-                self.params[str(g)] = self.fit_one(np.asarray(du)[sel], np.asarray(sigma)[sel])
+                self.params[str(g)] = self.fit_one(du[sel], sigma[sel],
+                                                   None if extra is None else extra[sel])
         return self
 
-    def apply(self, sigma, groups) -> np.ndarray:
+    def apply(self, sigma, groups, extra=None) -> np.ndarray:
         sigma = np.asarray(sigma, float)
+        extra = np.zeros_like(sigma) if extra is None else np.maximum(np.asarray(extra, float), 0)
         out = np.empty_like(sigma)
         groups = np.asarray(groups, str)
         for g in np.unique(groups) if groups.size else []:
-            a, b = self.params.get(str(g), self.params.get("*", (1.0, 0.0)))
+            a, b, *w = self.params.get(str(g), self.params.get("*", (1.0, 0.0, 0.0)))
+            w = w[0] if w else 0.0
             sel = groups == g
-            out[sel] = np.sqrt((a * sigma[sel]) ** 2 + b ** 2)
+            out[sel] = np.sqrt(a ** 2 * (sigma[sel] ** 2 + w * extra[sel] ** 2) + b ** 2)
         return out
 
 

@@ -46,20 +46,32 @@ def _labels_of(batch: SpectraBatch, class_set: str) -> np.ndarray:
     return truth_labels(batch.meta, class_set)
 
 
-def _load(data, per_class: int | None, class_set: str, seed: int) -> SpectraBatch:
-    """A store / path / batch → one in-memory batch, at most ``per_class`` rows per label."""
+def _load(data, per_class: int | None, class_set: str, seed: int,
+          exclude=()) -> SpectraBatch:
+    """A store / path / batch → one in-memory batch, at most ``per_class`` rows per label,
+    without rows whose SUBTYPE/SUBCLASS starts with one of ``exclude``."""
     from ..io.store import SpectralStore
-    if isinstance(data, SpectraBatch):
-        batch = data
-        lab = _labels_of(batch, class_set)
-        idx = _cap(lab, per_class, seed)
-        return batch[idx] if len(idx) < len(batch) else batch
-    store = data if isinstance(data, SpectralStore) else SpectralStore(data, "r")
-    cols = [c for c in ("CLASS_LABEL", "CLASS", "SUBCLASS", "SPECTYPE", "SUBTYPE", "Z")
-            if c in store.meta_columns]
     from ..metrics import truth_labels
-    lab = truth_labels(store.read_meta(cols), class_set)
-    return store.read(_cap(lab, per_class, seed))
+    if isinstance(data, SpectraBatch):
+        meta, store = data.meta, None
+    else:
+        store = data if isinstance(data, SpectralStore) else SpectralStore(data, "r")
+        cols = [c for c in ("CLASS_LABEL", "CLASS", "SUBCLASS", "SPECTYPE", "SUBTYPE", "Z")
+                if c in store.meta_columns]
+        meta = store.read_meta(cols)
+    lab = truth_labels(meta, class_set)
+    if exclude:
+        for col in ("SUBTYPE", "SUBCLASS"):
+            if col in meta.colnames:
+                sub = np.char.upper(np.asarray(meta[col], str))
+                drop = np.zeros(len(sub), bool)
+                for e in exclude:
+                    drop |= np.char.startswith(sub, str(e).upper())
+                lab = np.where(drop, "", lab)
+    idx = _cap(lab, per_class, seed)
+    if store is None:
+        return data[idx] if len(idx) < len(data) else data
+    return store.read(idx)
 
 
 def _cap(lab, per_class, seed):
@@ -108,7 +120,7 @@ class EigenModel(SpectralModel):
     version = "1"
 
     def __init__(self, class_set: str = "three", grid: LogGrid = DEFAULT_GRID,
-                 classes: dict | None = None, npoly: int = 3):
+                 classes: dict | None = None, npoly: int = 3, exclude_subtypes=()):
         super().__init__(class_set, grid)
         names = class_labels(class_set)
         cfg = classes or {k: dict(v) for k, v in DEFAULT_CLASSES.items() if k in names}
@@ -120,6 +132,9 @@ class EigenModel(SpectralModel):
                              f"pass classes={{label: {{'nvec', 'zmin', 'zmax'}}}}")
         self.config = {k: dict(v) for k, v in cfg.items()}
         self.npoly = int(npoly)
+        #: training rows with these SUBTYPEs are left out (e.g. WD, CV: kept unseen so they
+        #: can test the anomaly score)
+        self.exclude_subtypes = tuple(str(x) for x in exclude_subtypes)
         self.bases: list[ScanBasis] = []
         self.temperature = 1.0
         self.penalty = np.zeros(len(self.config))
@@ -145,7 +160,7 @@ class EigenModel(SpectralModel):
         return self._scanner
 
     # ------------------------------------------------------------------ training
-    def fit(self, train, val=None, *, per_class: int = 1500, iterations: int = 25,
+    def fit(self, train, val=None, *, per_class: int = 2000, iterations: int = 25,
             ridge: float = 1e-3, clip: float | None = None, sky_rounds: int = 1,
             seed: int = 0, progress: bool = True,
             anomaly_quantile: float = 0.99, val_max: int = 600, **options) -> "EigenModel":
@@ -154,17 +169,25 @@ class EigenModel(SpectralModel):
 
         ``train``/``val``: SpectraBatch, SpectralStore or store path with Z and class truth.
         """
-        if options:
-            unknown = ", ".join(sorted(options))
-            raise TypeError(f"eigen.fit: unknown options {unknown}")
+        # `specsift train` passes the neural loop's options: ALS iterations play the role
+        # of epochs; the rest (learning rate, batch size, device, …) have no meaning here
+        if options.get("epochs"):
+            iterations = int(options.pop("epochs"))
+        ignored = sorted(k for k, v in options.items() if v is not None and k not in
+                         ("checkpoint_dir", "device", "num_workers", "resume"))
+        if ignored:
+            import warnings
+            warnings.warn(f"eigen.fit ignores options {', '.join(ignored)} (closed-form ALS "
+                          f"training, see specsift.models.eigen_train)", stacklevel=2)
         t0 = time.time()
-        tb = self.check_batch(_load(train, per_class, self.class_set, seed))
+        tb = self.check_batch(_load(train, per_class, self.class_set, seed,
+                                    self.exclude_subtypes))
         lab = _labels_of(tb, self.class_set)
         z = np.asarray(tb.meta["Z"], float)
         vb = None
         if val is not None:
             vb = self.check_batch(_load(val, max(1, val_max // len(self.config)),
-                                        self.class_set, seed + 1))
+                                        self.class_set, seed + 1, self.exclude_subtypes))
         self.bases, self._scanner = [], None
         self.var_boost = np.zeros(self.grid.size, np.float32)
         history: dict = {}
@@ -181,6 +204,7 @@ class EigenModel(SpectralModel):
             if rnd < sky_rounds:
                 self.var_boost = self._estimate_var_boost(tb, lab, z)
         self.training = {"n_train": int(len(tb)), "per_class": per_class, "clip": clip,
+                         "exclude_subtypes": list(self.exclude_subtypes),
                          "sky_rounds": sky_rounds,
                          "iterations": iterations, "ridge": ridge, "seed": seed,
                          "classes": self.config, "npoly": self.npoly, "history": history,
@@ -339,7 +363,8 @@ class EigenModel(SpectralModel):
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict:
-        return {"config": self.config, "npoly": self.npoly, "temperature": self.temperature,
+        return {"config": self.config, "npoly": self.npoly,
+                "exclude_subtypes": list(self.exclude_subtypes), "temperature": self.temperature,
                 "anomaly": self.anomaly.to_dict(), "scan_dtype": self.scan_dtype,
                 "var_boost": torch.as_tensor(self.var_boost),
                 "bases": [{"label": b.label, "jmin": b.jmin, "jmax": b.jmax,
@@ -349,6 +374,7 @@ class EigenModel(SpectralModel):
     def set_state(self, state: dict) -> None:
         self.config = state["config"]
         self.npoly = int(state["npoly"])
+        self.exclude_subtypes = tuple(state.get("exclude_subtypes", ()))
         self.temperature = float(state["temperature"])
         self.penalty = np.asarray(state.get("penalty", np.zeros(len(state["bases"]))), float)
         self.anomaly = AnomalyCalibration.from_dict(state["anomaly"])

@@ -140,8 +140,11 @@ def train_basis(flux, ivar, shift, jmin: int, jmax: int, nvec: int, npoly: int =
         H[:, ia, ib] = h
         H[:, ib, ia] = h
         rhs = (w * y).T @ a
-        lam = ridge * torch.diagonal(H, dim1=1, dim2=2).mean() + 1e-12
-        H = H + lam * torch.eye(nvec, dtype=torch.float64)
+        # ridge per component, relative to that component's own mean curvature: invariant
+        # to the rescaling done by the orthonormalisation below (a common λ would damp
+        # the minor components a little more at every iteration)
+        lam = ridge * torch.diagonal(H, dim1=1, dim2=2).mean(0) + 1e-12
+        H = H + torch.diag(lam)
         E = torch.linalg.solve(H, rhs[..., None])[..., 0].T.contiguous()
         if nsmooth > 0:
             from scipy.ndimage import gaussian_filter1d

@@ -8,7 +8,7 @@ percentile of simulated spectra).  Network and heads: :mod:`.gasnet_net`; calibr
 
 ZWARN bits set here (on top of the input flags make_catalog adds): NODATA (no good pixel),
 POORDATA (median per-pixel S/N below ``poor_snr``), Z_FITLIMIT (peak in the first/last bin),
-SMALL_DELTA_CHI2 (less than half of p(z) near the chosen peak: z not unique), ANOMALY
+SMALL_DELTA_CHI2 (p(z) gives > 30 % probability to |Δz|/(1+z) > 0.01: z not unique), ANOMALY
 (score above ``anomaly_threshold``); make_catalog adds LOW_CLASS_CONFIDENCE (max P < 0.6).
 """
 
@@ -100,14 +100,15 @@ class GaSNet(SpectralModel):
         return gasnet_loss(out, target, self.bin_centres, self.bin_width, self.config["u_range"])
 
     def heads(self, out: dict) -> dict:
-        """Raw network outputs → numpy: logits, embedding, and (u, σ_u, mass, edge) per head."""
-        u_b, s_b, m_b = decode_bins(out["zlog"], out["zoff"], self.bin_centres, self.bin_width)
+        """Raw network outputs → numpy: logits, embedding, and per head the tuple
+        (u, σ_loc, σ_full, p_near, at_edge) of :func:`~.gasnet_net.decode_bins`."""
+        bins = decode_bins(out["zlog"], out["zoff"], self.bin_centres, self.bin_width)
         peak = out["zlog"].argmax(1)
-        u_m, s_m, m_m = decode_mdn(out["mdn"], self.config["u_range"])
+        mdn = decode_mdn(out["mdn"], self.config["u_range"])
         edge = ((peak == 0) | (peak == self.config["n_bins"] - 1)).numpy()
         return {"logits": out["cls"].float().numpy(), "emb": out["emb"].float().numpy(),
-                "bins": (u_b.numpy(), s_b.numpy(), m_b.numpy(), edge),
-                "mdn": (u_m.numpy(), s_m.numpy(), m_m.numpy(), np.zeros_like(edge))}
+                "bins": tuple(t.numpy() for t in bins) + (edge,),
+                "mdn": tuple(t.numpy() for t in mdn) + (np.zeros_like(edge),)}
 
     def raw(self, data, batch_size: int = 1024) -> dict:
         """:meth:`heads` over a whole store/batch (in order), concatenated."""
@@ -121,7 +122,7 @@ class GaSNet(SpectralModel):
                 parts.append(run(x))
         out = {k: np.concatenate([p[k] for p in parts]) for k in ("logits", "emb")}
         for h in ("bins", "mdn"):
-            out[h] = tuple(np.concatenate([p[h][i] for p in parts]) for i in range(4))
+            out[h] = tuple(np.concatenate([p[h][i] for p in parts]) for i in range(5))
         return out
 
     def _spectypes(self, probs: np.ndarray) -> np.ndarray:
@@ -146,17 +147,18 @@ class GaSNet(SpectralModel):
         best, best_key = None, None
         half = len(zt) // 2                       # fit on one half, check on the other
         for h in ("bins", "mdn"):
-            u, s, _, _ = out[h]
-            cal = SigmaCalibration().fit((u - ut)[:half], s[:half], st[:half])
+            u, s, sf, _, _ = out[h]
+            x = _excess(s, sf)
+            cal = SigmaCalibration().fit((u - ut)[:half], s[:half], st[:half], x[:half])
             z = np.expm1(u)
-            zerr = cal.apply(s, st) * np.exp(u)
+            zerr = cal.apply(s, st, x) * np.exp(u)
             r = redshift_metrics(z[half:], zt[half:])
             cov = zerr_coverage(z[half:], zt[half:], zerr[half:])
             row = {"GF_0.003": r["GF_0.003"], "GF_0.01": r["GF_0.01"],
                    "sigma_NMAD": r["sigma_NMAD"], "coverage_1sigma": cov["coverage_1sigma"],
                    "coverage_2sigma": cov["coverage_2sigma"]}
             report["heads"][h] = row
-            self.config["sigma_cal"][h] = SigmaCalibration().fit(u - ut, s, st).params
+            self.config["sigma_cal"][h] = SigmaCalibration().fit(u - ut, s, st, x).params
             key = (round(row["GF_0.003"], 3), -row["sigma_NMAD"])
             if best_key is None or key > best_key:
                 best, best_key = h, key
@@ -253,14 +255,14 @@ class GaSNet(SpectralModel):
         logits = np.concatenate([p["logits"] for p in parts])
         emb = np.concatenate([p["emb"] for p in parts])
         h = self.config["z_head"]
-        u, s, mass, edge = (np.concatenate([p[h][i] for p in parts]) for i in range(4))
+        u, s, sf, p_near, edge = (np.concatenate([p[h][i] for p in parts]) for i in range(5))
         probs = _softmax(logits / self.config["temperature"])
         st = self._spectypes(probs)
-        s_cal = SigmaCalibration(self.config["sigma_cal"].get(h)).apply(s, st)
+        s_cal = SigmaCalibration(self.config["sigma_cal"].get(h)).apply(s, st, _excess(s, sf))
         z, zerr = np.expm1(u), s_cal * np.exp(u)
         zwarn = np.zeros(len(batch), np.int64)
         zwarn[edge] |= int(ZWARN.Z_FITLIMIT)
-        zwarn[mass < 0.5] |= int(ZWARN.SMALL_DELTA_CHI2)
+        zwarn[p_near < 1 - self.config.get("max_p_catastrophic", 0.3)] |= int(ZWARN.SMALL_DELTA_CHI2)
         good = (batch.ivar > 0) & ~batch.mask & np.isfinite(batch.flux)
         ngood = good.sum(1)
         zwarn[ngood == 0] |= int(ZWARN.NODATA)
@@ -293,6 +295,11 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _excess(s_loc, s_full) -> np.ndarray:
+    """√(σ_full² − σ_loc²): the part of p(z)'s spread that comes from its other peaks."""
+    return np.sqrt(np.maximum(np.asarray(s_full, float) ** 2 - np.asarray(s_loc, float) ** 2, 0))
 
 
 def _median_snr(flux, ivar, good) -> np.ndarray:

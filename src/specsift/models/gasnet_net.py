@@ -29,6 +29,7 @@ from .layers import SqueezeExcite
 __all__ = ["GaSNetModule", "gasnet_loss", "decode_bins", "decode_mdn", "augment", "SKY_LINES"]
 
 WINDOW = 3          # bins each side of the peak used for the refined z and its width
+NEAR = 0.01         # |Δu| beyond which a redshift counts as a catastrophic failure
 
 
 class GaSNetModule(nn.Module):
@@ -123,9 +124,12 @@ def gasnet_loss(out: dict, target, centres: torch.Tensor, width: float, u_range,
     return loss
 
 
-def decode_bins(zlog: torch.Tensor, zoff: torch.Tensor, centres: torch.Tensor, width: float):
-    """Bin head → (u, σ_u raw, probability mass near the peak).  u is the probability-weighted
-    refined position over ±WINDOW bins around the peak of p(u): no bin artefacts in N(z)."""
+def decode_bins(zlog: torch.Tensor, zoff: torch.Tensor, centres: torch.Tensor, width: float,
+                near: float = NEAR):
+    """Bin head → (u, σ_loc, σ_full, p_near).  u is the probability-weighted refined position
+    over ±WINDOW bins around the peak of p(u) (no bin artefacts in N(z)); σ_loc the spread of
+    that window, σ_full the spread of all of p(u) about u (large when p(u) has other peaks),
+    p_near the probability that |u_true − u| ≤ ``near`` (not a catastrophic failure)."""
     p = torch.softmax(zlog.float(), dim=1)
     pos = bin_positions(zoff.float(), centres, width)
     n, b = p.shape
@@ -138,16 +142,24 @@ def decode_bins(zlog: torch.Tensor, zoff: torch.Tensor, centres: torch.Tensor, w
     mass = pw.sum(dim=1).clamp_min(1e-12)
     uw = pos.gather(1, idx)
     u = (pw * uw).sum(1) / mass
-    var = (pw * (uw - u[:, None]) ** 2).sum(1) / mass
-    return u, torch.sqrt(var + (0.1 * width) ** 2), mass
+    var = (pw * (uw - u[:, None]) ** 2).sum(1) / mass + (0.1 * width) ** 2
+    d = pos - u[:, None]
+    var_full = (p * d ** 2).sum(1).clamp_min(var)
+    p_near = (p * (d.abs() <= near)).sum(1)
+    return u, torch.sqrt(var), torch.sqrt(var_full), p_near
 
 
-def decode_mdn(raw: torch.Tensor, u_range):
-    """MDN head → (u, σ_u raw, weight of the chosen component): the component with the
-    highest peak density π_k/σ_k gives u and σ (its mean and width)."""
+def decode_mdn(raw: torch.Tensor, u_range, near: float = NEAR):
+    """MDN head → (u, σ_loc, σ_full, p_near): the component with the highest peak density
+    π_k/σ_k gives u and σ_loc; σ_full is the mixture's spread about u."""
     logw, mu, sig = mdn_params(raw.float(), u_range)
     k = (logw - torch.log(sig)).argmax(dim=1, keepdim=True)
-    return mu.gather(1, k)[:, 0], sig.gather(1, k)[:, 0], logw.exp().gather(1, k)[:, 0]
+    u, s = mu.gather(1, k)[:, 0], sig.gather(1, k)[:, 0]
+    w = logw.exp()
+    var_full = (w * (sig ** 2 + (mu - u[:, None]) ** 2)).sum(1).clamp_min(s ** 2)
+    nd = torch.distributions.Normal(mu, sig)
+    p_near = (w * (nd.cdf(u[:, None] + near) - nd.cdf(u[:, None] - near))).sum(1)
+    return u, s, torch.sqrt(var_full), p_near
 
 
 # ---------------------------------------------------------------------------- augmentation

@@ -11,7 +11,8 @@ Architecture (see docs/speccznet.md)::
     └─ one redshift branch per class: logits over B bins of u = ln(1+z)
 final p(u) = Σ_k P(k) p_k(u) (the branches gated by the class probabilities); Z from the
 probability-weighted mean of u in a ±4-bin window around the peak of p(u), ZERR from the
-width of that window's distribution (⊕ bin width/√12).
+width of that window's distribution (⊕ bin width/√12), times one factor fitted on the
+validation set so that 68 % of it has |Δz| < ZERR (:meth:`SpecCZNet.calibrate_zerr`).
 
 Why bins in ln(1+z): a shift in ln λ is exactly ln(1+z), so one bin is the same number of
 pixels at every redshift; a distribution (not one number) keeps the alternatives when lines
@@ -173,11 +174,32 @@ class SpecCZNet(SpectralModel):
         su = torch.sqrt((pw * (uc - u[:, None]) ** 2).sum(dim=1) / mass
                         + self.bin_width ** 2 / 12)
         z = torch.expm1(u)
-        zerr = torch.exp(u) * su
+        zerr = torch.exp(u) * su * float(self.config.get("zerr_scale", 1.0))
         zwarn = torch.zeros(n, dtype=torch.int64)
         zwarn[(peak == 0) | (peak == b - 1)] |= int(ZWARN.Z_FITLIMIT)
         zwarn[pw.sum(dim=1) < 0.5] |= int(ZWARN.SMALL_DELTA_CHI2)   # z not unique
         return probs.numpy(), z.numpy(), zerr.numpy(), zwarn.numpy()
+
+    def calibrate_zerr(self, data, quantile: float = 0.6827, batch_size: int = 512) -> float:
+        """Scale ZERR so that a fraction ``quantile`` of ``data`` (labelled, e.g. the
+        validation set) has |Δz| < ZERR.  Why: the branch distributions are trained against a
+        1-bin Gaussian, so their width says little about the error of their mean; one global
+        factor makes the 1σ coverage right on average (per-spectrum calibration is later work)."""
+        from ..training import StoreDataset
+        self.config["zerr_scale"] = 1.0
+        ds = StoreDataset(data, self.make_inputs, self.make_targets, batch_size=batch_size,
+                          shuffle=False)
+        ratios = []
+        self.net.eval()
+        with torch.no_grad():
+            for x, (y, u) in ds:
+                _, z, zerr, _ = self.decode(*self.net(x))
+                ok = (y.numpy() >= 0) & np.isfinite(u.numpy()) & (zerr > 0)
+                ratios.append(np.abs(z - np.expm1(u.numpy()))[ok] / zerr[ok])
+        r = np.concatenate(ratios) if ratios else np.zeros(0)
+        scale = float(np.clip(np.quantile(r, quantile), 0.02, 50.0)) if r.size else 1.0
+        self.config["zerr_scale"] = scale
+        return scale
 
     # -- the interface --------------------------------------------------------
     def fit(self, train_data, val=None, *, epochs: int | None = None, batch_size: int | None = None,
@@ -229,6 +251,8 @@ class SpecCZNet(SpectralModel):
                        val_reduce_fn=reduce, num_workers=num_workers,
                        max_epochs_this_run=max_epochs_this_run, log=log, **train_options)
         self.net.cpu().eval()
+        if val is not None:
+            self.calibrate_zerr(val)
         best = next((h for h in result.history if h["epoch"] == result.best_epoch), result.last)
         self.training = {"data": _describe(train_data), "val": _describe(val) if val is not None else None,
                          "n_train": int(len(meta_train)), "seed": seed, **opts,

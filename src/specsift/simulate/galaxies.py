@@ -70,9 +70,10 @@ def galaxy_with_lines(rng, grid: LogGrid, z, ssp_weights, ebv_gas, vdisp, line_n
     att = 10 ** (-0.4 * np.asarray(ebv_gas)[:, None] * calzetti_klambda(waves)[None, :])
     obs_rel = line_rel * att
     obs_rel = obs_rel / obs_rel[:, line_names.index("Halpha")][:, None]
-    # rest EW × continuum is the rest-frame line flux; on the observed grid (where f_λ keeps
-    # its rest-frame amplitude) a line spans (1+z)× more Å, so its integral is (1+z)× larger
-    f_ha = np.asarray(ew_halpha) * cont_ha * (1 + z)
+    # rest EW × rest continuum = line flux; redshift_rest has divided the continuum by (1+z),
+    # so this integral over observed Å gives observed EW = rest EW × (1+z), as it must.
+    # (Unlike quasars.py, whose continuum keeps its rest amplitude and so needs the (1+z).)
+    f_ha = np.asarray(ew_halpha) * cont_ha
     add_gaussian_lines(flux, grid, z, waves, obs_rel * f_ha[:, None],
                        np.broadcast_to(np.asarray(gas_sigma)[:, None], obs_rel.shape))
     return flux, obs_rel
