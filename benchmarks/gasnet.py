@@ -71,7 +71,7 @@ def _sim_part(model, data, names):
 
 def _real_part(model):
     """Every real SDSS spectrum in ../shared/data/sdss, with GaSNet-III's numbers."""
-    from astropy.table import Table, vstack
+    from astropy.table import Table
     from specsift import io as sio
     from specsift.metrics import calibration, redshift_metrics, truth_labels, zerr_coverage
     from specsift.spectra import SpectraBatch

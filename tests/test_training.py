@@ -68,6 +68,18 @@ def test_normalise_scale_free_and_masks():
     assert np.all(d[0, :, :10] == 0) and np.all(d[1] == 0) and np.all(d[0, 1, 10:] > 0)
 
 
+def test_row_median_matches_nanmedian():
+    from specsift.training_data import _row_median
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(40, 101)).astype(np.float32)
+    a[rng.random(a.shape) < 0.3] = np.nan
+    a[3] = np.nan
+    got = _row_median(a, np.isfinite(a).sum(1))
+    with pytest.warns(RuntimeWarning):
+        ref = np.nanmedian(a, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, ref, rtol=1e-6)           # NaN where NaN, too
+
+
 def test_dataset_streams_every_row_once_and_reshuffles(tmp_path):
     b = _toy(250)
     with SpectralStore(tmp_path / "s.h5", "w", chunk_rows=32) as s:

