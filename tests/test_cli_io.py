@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -80,12 +81,20 @@ def test_convert_and_resume(shared_data, tmp_path, capsys):
     capsys.readouterr()
 
 
-def test_demo_writes_plot(tmp_path, capsys):
+def test_demo_predicts_the_bundled_spectra(tmp_path, capsys):
+    """The main job: predict with the default bundled model, table next to SDSS, report."""
+    from specsift.io import read_catalog
     assert main(["demo", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
+    cat = read_catalog(tmp_path / "catalog.fits")
+    assert len(cat) == 58 and np.unique(cat["TARGETID"]).size == 58
+    assert {"Z", "ZERR", "ZWARN", "CLASS_LABEL", "SPECTYPE", "MODEL"} <= set(cat.colnames)
+    assert "spec-0266-51602-0013.fits" in out and "three-class accuracy" in out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n_matched"] == 58 and 0.0 <= metrics["three_class_accuracy"] <= 1.0
     png = tmp_path / "demo_spectra.png"
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
-    assert "58 spectra" in out and "CLASS GALAXY 1" in out
+    assert "demo_spectra.png" in (tmp_path / "index.html").read_text()
 
 
 def test_info_as_a_process(shared_data):

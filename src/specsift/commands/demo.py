@@ -32,7 +32,8 @@ def plot_spectra(batch, catalog, path: Path, rows) -> Path:
     import matplotlib.pyplot as plt
     from scipy.ndimage import uniform_filter1d
 
-    from ..lines import MAJOR_LINES, lines_in_range
+    from ..lines import LINES, MAJOR_LINES, lines_in_range
+    stellar = tuple(ln for ln in LINES if ln.kind != "emission" and ln.wave > 3000)
 
     fig, axes = plt.subplots(len(rows), 1, figsize=(11, 2.0 * len(rows)), sharex=True,
                              squeeze=False)
@@ -47,7 +48,8 @@ def plot_spectra(batch, catalog, path: Path, rows) -> Path:
         for z, colour in ((zt, "0.6"), (zp, "tab:blue")):
             if z < 0 or (colour == "0.6" and abs(z - zp) < 0.003 * (1 + z)):
                 continue
-            for line, obs in lines_in_range(z, wave[0], wave[-1], MAJOR_LINES):
+            marks = stellar if str(c["SPECTYPE"]) == "STAR" else MAJOR_LINES
+            for line, obs in lines_in_range(z, wave[0], wave[-1], marks):
                 ax.axvline(obs, color=colour, lw=0.6, alpha=0.7)
                 ax.text(obs, 0.98, line.name, transform=ax.get_xaxis_transform(), fontsize=6,
                         rotation=90, va="top", ha="right", color=colour)
