@@ -37,7 +37,7 @@ from ..classes import labels
 from ..flags import ZWARN
 from ..metrics import classification_metrics, redshift_metrics, truth_labels
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
-from ..training import normalise, train
+from ..training import _to, normalise, train
 from .base import SpectralModel, register_model
 from .layers import ConvSEBlock, GaborConv1d
 
@@ -267,11 +267,13 @@ class SpecCZNet(SpectralModel):
             raise RuntimeError("speccznet: model is not trained; call fit() or load a model file")
         batch = self.check_batch(batch)
         self.net.eval()
+        dev = next(self.net.parameters()).device      # where `predict --device` put the net
         parts = []
         with torch.no_grad():
             for lo in range(0, len(batch), batch_size):
                 sub = batch[lo:lo + batch_size]
-                parts.append(self.decode(*self.net(self.make_inputs(sub))))
+                out = self.net(_to(self.make_inputs(sub), dev))
+                parts.append(self.decode(*(o.cpu() for o in out)))
         if parts:
             probs, z, zerr, zwarn = (np.concatenate(a) for a in zip(*parts))
         else:
