@@ -113,6 +113,8 @@ class _Prepared:
         self.pairs = _pairs(k)
         ia = torch.tensor([a for a, _ in self.pairs])
         ib = torch.tensor([b for _, b in self.pairs])
+        self.ia, self.ib = ia, ib
+        self.idiag = torch.tensor([self.pairs.index((i, i)) for i in range(k)])
         tt = t[ia] * t[ib]                                          # (KK, R)
         self.method = method if method != "auto" else ("direct" if self.nu <= 96 else "fft")
         if self.method == "fft":
@@ -128,27 +130,39 @@ class _Prepared:
         else:
             raise ValueError(f"unknown scan method {method!r} (use 'fft', 'direct' or 'auto')")
 
-    def correlate(self, wf, w, wq):
-        """b (N,K,U), A (N,KK,U), C (N,M,K,U) for all shifts u = jmax - j."""
+    def correlate(self, wr, w, wq, fft_chunk: int = 4):
+        """b' (N,K,U), A (N,KK,U), C (N,M,K,U) for all shifts u = jmax - j.
+
+        ``wr`` is w·(f − polynomial fit): correlating it with T gives b' = b_T − C b_Q
+        directly (linearity), so the polynomial needs no separate correction of b.
+        FFT path: spectra are multiplied and inverse-transformed ``fft_chunk`` at a time,
+        which keeps the (spectra, terms, frequencies) product in cache — at 16 spectra
+        per block it is ~30 MB and the complex multiply and irFFT ran 2–5× slower.
+        """
         n, m = wq.shape[0], wq.shape[1]
         k, kk, nu = self.k, len(self.pairs), self.nu
         if self.method == "direct":
-            b = (wf @ self.wt).reshape(n, nu, k).permute(0, 2, 1)
+            b = (wr @ self.wt).reshape(n, nu, k).permute(0, 2, 1)
             a = (w @ self.wtt).reshape(n, nu, kk).permute(0, 2, 1)
             c = (wq.reshape(n * m, -1) @ self.wt).reshape(n, m, nu, k).permute(0, 1, 3, 2)
             return b, a, c
         L = self.nfft
-        stack = torch.cat([wf[:, None], w[:, None], wq], dim=1)   # (N, 2+M, P)
+        stack = torch.cat([wr[:, None], w[:, None], wq], dim=1)   # (N, 2+M, P)
         fs = torch.fft.rfft(stack, n=L).conj_physical()
         nf = fs.shape[-1]
-        # products written in place into one (N, terms, F) tensor → a single irfft call
-        prod = torch.empty((n, k + kk + m * k, nf), dtype=fs.dtype)
-        torch.mul(fs[:, 0:1], self.ft[None], out=prod[:, :k])
-        torch.mul(fs[:, 1:2], self.ftt[None], out=prod[:, k:k + kk])
-        torch.mul(fs[:, 2:, None], self.ft[None, None],
-                  out=prod[:, k + kk:].view(n, m, k, nf))
-        out = torch.fft.irfft(prod, n=L)[..., :nu]
-        del prod
+        nterm = k + kk + m * k
+        out = torch.empty((n, nterm, nu), dtype=wr.dtype)
+        h = max(1, min(int(fft_chunk), n))
+        prod = torch.empty((h, nterm, nf), dtype=fs.dtype)
+        for lo in range(0, n, h):
+            hi = min(lo + h, n)
+            pr, f = prod[: hi - lo], fs[lo:hi]
+            # products written in place into one tensor → a single irfft call per block
+            torch.mul(f[:, 0:1], self.ft[None], out=pr[:, :k])
+            torch.mul(f[:, 1:2], self.ftt[None], out=pr[:, k:k + kk])
+            torch.mul(f[:, 2:, None], self.ft[None, None],
+                      out=pr[:, k + kk:].view(hi - lo, m, k, nf))
+            out[lo:hi] = torch.fft.irfft(pr, n=L)[..., :nu]
         b = out[:, :k]
         a = out[:, k:k + kk]
         c = out[:, k + kk:].reshape(n, m, k, nu)
@@ -160,19 +174,9 @@ def _cdtype(dtype):
 
 
 def _fast_len(n: int) -> int:
-    """Smallest 2^a 3^b 5^c ≥ n (fast FFT sizes)."""
-    best = 1 << (n - 1).bit_length()
-    p5 = 1
-    while p5 < 2 * n:
-        p35 = p5
-        while p35 < 2 * n:
-            v = p35
-            while v < n:
-                v *= 2
-            best = min(best, v)
-            p35 *= 3
-        p5 *= 5
-    return best
+    """Smallest 2^a 3^b 5^c ≥ n (fast FFT sizes; scipy's ``next_fast_len``)."""
+    from scipy.fft import next_fast_len
+    return int(next_fast_len(int(n), real=True))
 
 
 def quadform_sym(s: torch.Tensor, b: torch.Tensor, pairs, k: int, rtol: float = 1e-7,
@@ -187,17 +191,16 @@ def quadform_sym(s: torch.Tensor, b: torch.Tensor, pairs, k: int, rtol: float = 
     no good pixels under it, a vector ≈ polynomial).
     """
     idx = {p: i for i, p in enumerate(pairs)}
-    S = {p: s[:, i].clone() for p, i in idx.items()}
-    bb = [b[:, i].clone() for i in range(k)]
+    S = {p: s[:, i] for p, i in idx.items()}        # never modified in place: no copies
+    bb = [b[:, i] for i in range(k)]
     if scale is None:
         scale = torch.stack([S[(i, i)].abs().amax(-1) for i in range(k)], dim=1)
-    diag0 = [scale[:, i:i + 1].expand_as(bb[0]) for i in range(k)]
+    thresh = rtol * scale + 1e-30                     # (N, K)
     q = torch.zeros_like(bb[0])
     for i in range(k):
         piv = S[(i, i)]
-        ok = piv > rtol * diag0[i] + 1e-30
-        inv = torch.where(ok, 1.0 / torch.where(ok, piv, torch.ones_like(piv)),
-                          torch.zeros_like(piv))
+        ok = piv > thresh[:, i:i + 1]
+        inv = torch.where(ok, piv, torch.ones_like(piv)).reciprocal_().mul_(ok)
         q += bb[i] * bb[i] * inv
         for j in range(i + 1, k):
             f = S[(i, j)] * inv
@@ -214,7 +217,7 @@ class Chi2Scanner:
     """
 
     def __init__(self, bases: list[ScanBasis], npix: int, npoly: int = 3,
-                 dtype=torch.float64, method: str = "auto", chunk: int = 16):
+                 dtype=torch.float64, method: str = "auto", chunk: int = 8):
         if not bases:
             raise ValueError("Chi2Scanner needs at least one basis")
         self.bases, self.npix, self.npoly = list(bases), int(npix), int(npoly)
@@ -247,17 +250,16 @@ class Chi2Scanner:
         wf = w * f
         bq = torch.einsum("np,nmp->nm", wf, q)
         chi0 = (wf * f).sum(1) - (bq * bq).sum(1)                    # after the polynomial
+        wq = w[:, None] * q
+        wr = wf - torch.einsum("nmp,nm->np", wq, bq)                 # w·(f − poly fit)
         dt = self.dtype
-        wf_, w_, wq_ = wf.to(dt), w.to(dt), (w[:, None] * q).to(dt)
-        bq_ = bq.to(dt)
+        wr_, w_, wq_ = wr.to(dt), w.to(dt), wq.to(dt)
         res = []
         for p in self._prep:
-            b, a, c = p.correlate(wf_, w_, wq_)
-            bprime = b - torch.einsum("nmku,nm->nku", c, bq_)
-            s_pack = torch.stack([a[:, i] - (c[:, :, ka] * c[:, :, kb]).sum(1)
-                                  for i, (ka, kb) in enumerate(p.pairs)], dim=1)
-            dscale = torch.stack([a[:, p.pairs.index((i, i))].abs().amax(-1)
-                                  for i in range(p.k)], dim=1)
+            bprime, a, c = p.correlate(wr_, w_, wq_)
+            # S = A_TT − C Cᵀ for all packed pairs at once
+            s_pack = a - (c[:, :, p.ia] * c[:, :, p.ib]).sum(1)
+            dscale = a[:, p.idiag].abs().amax(-1)
             quad = quadform_sym(s_pack, bprime, p.pairs, p.k, scale=dscale,
                                 rtol=1e-5 if dt == torch.float32 else 1e-11)
             # correlation index u = jmax - j  →  flip so that column 0 is jmin
