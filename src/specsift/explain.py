@@ -19,7 +19,8 @@ import torch
 from .lines import LINES, MAJOR_LINES, lines_in_range
 from .spectra import SpectraBatch
 
-__all__ = ["integrated_gradients", "plot_explanation", "line_attention", "plot_class_attention"]
+__all__ = ["integrated_gradients", "plot_explanation", "line_attention", "plot_class_attention",
+           "plot_chi2_explanation"]
 
 
 def _logits(out):
@@ -147,5 +148,61 @@ def plot_class_attention(per_class: dict, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_chi2_explanation(info: dict, k: int, path, title: str = "") -> Path:
+    """A χ²-scan model's own explanation of spectrum ``k`` (``EigenModel.explain`` output):
+    data and best-fit reconstruction, residual in σ units, and χ²(z) of every class
+    (penalty included, relative to the best) with the chosen minimum, the next-best
+    minimum > 1000 km/s away and DELTACHI2 marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cat = info["catalog"]
+    wave = 10.0 ** np.asarray(info["loglam"])
+    bad = np.asarray(info["mask"][k]) | (np.asarray(info["ivar"][k]) <= 0)
+    flux = np.where(bad, np.nan, info["flux"][k])
+    model = np.where(bad, np.nan, info["model"][k])
+    resid = np.where(bad, np.nan, info["residual"][k])
+    z, dchi2 = float(cat["Z"][k]), float(cat["DELTACHI2"][k])
+    z2, c2 = float(info["z_second"][k]), str(info["class_second"][k])
+    fig, (ax, ax2, ax3) = plt.subplots(3, 1, figsize=(11, 7.5),
+                                       gridspec_kw={"height_ratios": [3, 1.2, 2.2]})
+    ax.plot(wave, flux, lw=0.5, color="k", label="data")
+    ax.plot(wave, model, lw=0.9, color="tab:red", label="best fit")
+    if np.isfinite(flux).any():
+        lo, hi = np.nanpercentile(flux, [1, 99.5])
+        ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.2 * (hi - lo))
+    ax.set_ylabel("flux")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(title or f"{cat['CLASS_LABEL'][k]}  z = {z:.4f}")
+    ax2.plot(wave, resid, lw=0.4, color="0.3")
+    ax2.axhline(0, color="tab:red", lw=0.6)
+    ax2.set_ylim(-6, 6)
+    ax2.set_ylabel("residual (σ)")
+    ax2.set_xlabel("observed wavelength (Å)")
+    ax2.sharex(ax)
+    curves = {lab: (zs, cur[k] + info["penalty"].get(lab, 0.0))
+              for lab, (zs, cur) in info["chi2"].items()}
+    best = min(np.nanmin(c) for _, c in curves.values() if np.isfinite(c).any()) \
+        if any(np.isfinite(c).any() for _, c in curves.values()) else 0.0
+    for lab, (zs, c) in curves.items():
+        ax3.plot(np.log10(1 + zs), c - best, lw=0.6, label=lab)
+    ax3.set_yscale("symlog", linthresh=10.0)
+    ax3.axvline(np.log10(1 + z), color="k", lw=0.9, label=f"best z = {z:.4f}")
+    if c2 and np.isfinite(z2):
+        ax3.axvline(np.log10(1 + z2), color="k", lw=0.9, ls="--",
+                    label=f"next {c2} z = {z2:.4f}")
+    ax3.text(0.01, 0.95, f"DELTACHI2 = {dchi2:.1f}", transform=ax3.transAxes, va="top",
+             fontsize=9)
+    ax3.set_xlabel("log10(1 + z)")
+    ax3.set_ylabel("χ² − χ²_best")
+    ax3.legend(loc="lower right", fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

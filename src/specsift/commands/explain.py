@@ -1,5 +1,7 @@
 """`specsift explain`: integrated-gradients saliency along wavelength with the known lines
-marked at the observed wavelength, per spectrum, plus a per-class rest-frame summary."""
+marked at the observed wavelength, per spectrum, plus a per-class rest-frame summary.
+χ²-scan models (eigen) explain themselves instead: data, best-fit reconstruction,
+residual in σ and the χ²(z) curve of every class with both minima and DELTACHI2."""
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ def run(args) -> int:
     model = load_model(args.model)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    if getattr(model, "net", None) is None and callable(getattr(model, "explain", None)):
+        return _run_chi2(model, args, out)
     per_class: dict[str, dict] = {}
     rows, n, plotted = [], 0, 0
     for batch in iter_read(args.input, batch_size=64, grid=model.grid):
@@ -69,4 +73,41 @@ def run(args) -> int:
     (out / "explain.json").write_text(json.dumps({"model": model.tag, "spectra": rows,
                                                   "per_class": summary}, indent=1))
     print(f"wrote {plotted} spectrum plots, class_attention.png and explain.json to {out}")
+    return 0
+
+
+def _run_chi2(model, args, out: Path) -> int:
+    """Models with their own ``explain(batch)`` (χ² scans): one reconstruction + χ²(z)
+    plot per spectrum and explain.json with the solution of every spectrum."""
+    from ..explain import plot_chi2_explanation
+    from ..io import iter_read
+
+    rows, n, plotted = [], 0, 0
+    for batch in iter_read(args.input, batch_size=64, grid=model.grid):
+        batch = batch[: max(0, args.limit - n)]
+        if len(batch) == 0:
+            break
+        info = model.explain(batch)
+        cat = info["catalog"]
+        for k in range(len(batch)):
+            tid, lab, z = int(cat["TARGETID"][k]), str(cat["CLASS_LABEL"][k]), float(cat["Z"][k])
+            row = {"TARGETID": tid, "CLASS_LABEL": lab, "Z": z, "ZERR": float(cat["ZERR"][k]),
+                   "DELTACHI2": float(cat["DELTACHI2"][k]), "ZWARN": int(cat["ZWARN"][k]),
+                   "Z_SECOND": float(info["z_second"][k]),
+                   "CLASS_SECOND": str(info["class_second"][k]),
+                   "ANOMALY_SCORE": float(cat["ANOMALY_SCORE"][k])}
+            if plotted < args.n_plots and lab:
+                f = plot_chi2_explanation(info, k, out / f"explain-{n + k:05d}.png",
+                                          title=f"{tid}: {lab}  z = {z:.4f}")
+                row["plot"] = f.name
+                plotted += 1
+            rows.append(row)
+        n += len(batch)
+        print(f"\rexplained {n} spectra", end="", flush=True)
+    print()
+    if not rows:
+        raise ValueError(f"{' '.join(args.input)}: no spectra")
+    (out / "explain.json").write_text(json.dumps({"model": model.tag, "spectra": rows},
+                                                 indent=1, allow_nan=True))
+    print(f"wrote {plotted} spectrum plots and explain.json to {out}")
     return 0

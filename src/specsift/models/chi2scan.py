@@ -217,7 +217,7 @@ class Chi2Scanner:
     """
 
     def __init__(self, bases: list[ScanBasis], npix: int, npoly: int = 3,
-                 dtype=torch.float64, method: str = "auto", chunk: int = 8):
+                 dtype=torch.float64, method: str = "auto", chunk: int = 16):
         if not bases:
             raise ValueError("Chi2Scanner needs at least one basis")
         self.bases, self.npix, self.npoly = list(bases), int(npix), int(npoly)
@@ -257,9 +257,12 @@ class Chi2Scanner:
         res = []
         for p in self._prep:
             bprime, a, c = p.correlate(wr_, w_, wq_)
-            # S = A_TT − C Cᵀ for all packed pairs at once
-            s_pack = a - (c[:, :, p.ia] * c[:, :, p.ib]).sum(1)
             dscale = a[:, p.idiag].abs().amax(-1)
+            # S = A_TT − C Cᵀ, in place over A's (N, U) slabs (cache-sized pieces)
+            s_pack = a
+            for i, (ka, kb) in enumerate(p.pairs):
+                for mm in range(c.shape[1]):
+                    s_pack[:, i].addcmul_(c[:, mm, ka], c[:, mm, kb], value=-1.0)
             quad = quadform_sym(s_pack, bprime, p.pairs, p.k, scale=dscale,
                                 rtol=1e-5 if dt == torch.float32 else 1e-11)
             # correlation index u = jmax - j  →  flip so that column 0 is jmin
@@ -309,12 +312,16 @@ class Chi2Scanner:
         u = sb.jmax - shift                                         # fractional offsets
         u0 = np.clip(np.floor(u + 1e-9).astype(np.int64), 0, sb.nshift - 1)
         frac = torch.as_tensor(np.clip(u - u0, 0.0, 1.0))
-        idx = torch.as_tensor(u0)[:, None] + torch.arange(self.npix)[None]
-        vec = t_pad[:, idx]                                         # (K, N, P)
-        if bool((frac > 1e-9).any()):
-            vec = vec + (t_pad[:, idx + 1] - vec) * frac[None, :, None]
-        poly = self.poly[None].expand(shift.size, -1, -1)
-        return torch.cat([vec.transpose(0, 1), poly], dim=1)
+        # windows[u] = T[:, u:u+P]: whole rows copied per spectrum, no per-pixel gather
+        k, n = t_pad.shape[0], shift.size
+        x = torch.empty((n, k + self.npoly, self.npix), dtype=torch.float64)
+        fr = frac.numpy()
+        for i, ui in enumerate(u0.tolist()):
+            x[i, :k] = t_pad[:, ui:ui + self.npix]
+            if fr[i] > 1e-9:
+                x[i, :k] += (t_pad[:, ui + 1:ui + 1 + self.npix] - x[i, :k]) * fr[i]
+        x[:, k:] = self.poly[None]
+        return x
 
 
 def shift_to_z(shift, step: float):

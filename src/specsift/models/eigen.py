@@ -141,6 +141,9 @@ class EigenModel(SpectralModel):
         self.anomaly = AnomalyCalibration()
         self.scan_dtype = "float32"
         self.var_boost = np.zeros(grid.size, np.float32)
+        #: per-class factor on the Δχ² = 1 ZERR (model mismatch is not in ivar), fitted by
+        #: :meth:`calibrate_zerr` so that |Δz| < ZERR for 68.3 % of validation spectra
+        self.zerr_scale = np.ones(len(self.config))
         self._scanner = None
 
     # ------------------------------------------------------------------ geometry
@@ -283,15 +286,47 @@ class EigenModel(SpectralModel):
         if np.any(self.penalty != 0):    # class choice changed: solve again
             res = self._run(val, curves=res["curves"])
         self.anomaly = AnomalyCalibration.fit(res["features"], quantile=anomaly_quantile)
+        zcal = self.calibrate_zerr(val, res=res)
         cat = self._catalog(val, res)
         ev = evaluate_catalog(cat, val.meta, self.class_set)
         self.metrics = {"n_val": int(len(val)), "temperature": best_t, "nll": nll,
                         "penalty": dict(zip(names, self.penalty.tolist())),
                         "anomaly_threshold": self.anomaly.threshold,
+                        "zerr_calibration": zcal,
                         "accuracy": ev.get("classification", {}).get("accuracy"),
                         "redshift": ev.get("redshift"),
                         "redshift_per_class": ev.get("redshift_per_class")}
         return self.metrics
+
+    def calibrate_zerr(self, val: SpectraBatch, coverage: float = 0.6827,
+                       res: dict | None = None) -> dict:
+        """Per-class ZERR scale so that |z − z_true| < ZERR for ``coverage`` of ``val``.
+
+        The Δχ² = 1 error only knows the pixel noise; template mismatch (line blueshifts,
+        continuum shapes the basis lacks) widens the real scatter, differently per
+        class.  The scale of class c is the ``coverage`` quantile of |Δz|/ZERR_raw over
+        the validation spectra *predicted* as c (how it is applied), failures included.
+        Returns the 1σ coverage per class before and after (by predicted class).
+        """
+        val = self.check_batch(val)
+        if res is None:
+            res = self._run(val)
+        sol = res["sol"]
+        zt = np.asarray(val.meta["Z"], float)
+        ratio = np.abs(sol.z - zt) / np.where(sol.zerr > 0, sol.zerr, np.nan)
+        scale = np.ones(len(self.bases))
+        out = {"coverage_target": coverage, "n": {}, "scale": {}, "before": {}, "after": {}}
+        for c, b in enumerate(self.bases):
+            r = ratio[(sol.best_class == c) & np.isfinite(ratio) & (res["ngood"] > 0)]
+            out["n"][b.label] = int(r.size)
+            if r.size < 10:            # too few to fit a quantile: keep the raw errors
+                continue
+            scale[c] = max(float(np.quantile(r, coverage)), 1e-3)
+            out["before"][b.label] = float(np.mean(r < 1.0))
+            out["after"][b.label] = float(np.mean(r < scale[c]))
+        self.zerr_scale = scale
+        out["scale"] = dict(zip([b.label for b in self.bases], scale.tolist()))
+        return out
 
     # ------------------------------------------------------------------ inference
     def _run(self, batch: SpectraBatch, save_chi2: bool = False, curves=None) -> dict:
@@ -325,7 +360,8 @@ class EigenModel(SpectralModel):
         score = self.anomaly.score(res["features"])
         zwarn = sol.zwarn.copy()
         zwarn[score > self.anomaly.threshold] |= int(ZWARN.ANOMALY)
-        cat = make_catalog(batch.meta, self.class_set, probs, sol.z, sol.zerr, self.tag,
+        zerr = sol.zerr * np.asarray(self.zerr_scale, float)[sol.best_class]
+        cat = make_catalog(batch.meta, self.class_set, probs, sol.z, zerr, self.tag,
                            zwarn=zwarn, deltachi2=sol.deltachi2, anomaly_score=score)
         nodata = res["ngood"] == 0
         cat["CHI2_MIN"] = np.where(nodata, np.nan, sol.chi2 - self.penalty[sol.best_class])
@@ -344,28 +380,45 @@ class EigenModel(SpectralModel):
         res = self._run(batch, save_chi2=save_chi2)
         cat = self._catalog(batch, res)
         if save_chi2:
-            cat.meta["LOGLAM_STEP"] = self.grid.step
+            cat.meta.update(self.catalog_meta(save_chi2=True))
             for b, cur in zip(self.bases, res["curves"]):
                 cat[f"CHI2_{b.label}"] = cur.astype(np.float32)
-                cat.meta[f"CHI2_{b.label}_JMIN"] = b.jmin
         return cat
+
+    def catalog_meta(self, save_chi2: bool = False) -> dict:
+        """Catalog header entries: the z grid of the CHI2_<label> columns (the predict
+        pipeline writes them into the FITS header / Parquet metadata)."""
+        if not save_chi2:
+            return {}
+        out = {"LOGLAM_STEP": self.grid.step}
+        out.update({f"CHI2_{b.label}_JMIN": b.jmin for b in self.bases})
+        return out
 
     def explain(self, batch: SpectraBatch) -> dict:
         """Reconstruction, residual and χ² curves for plotting (``specsift explain``)."""
         batch = self.check_batch(batch)
         res = self._run(batch, save_chi2=True)
         cat = self._catalog(batch, res)
+        sol = res["sol"]
+        labels = [b.label for b in self.bases]
+        ivar = np.where(batch.mask, 0.0, batch.ivar)
         return {"catalog": cat, "loglam": batch.loglam, "flux": batch.flux,
-                "ivar": batch.ivar, "model": res["model"],
-                "residual": (batch.flux - res["model"]) * np.sqrt(batch.ivar),
+                "ivar": ivar, "mask": batch.mask, "model": res["model"],
+                "residual": (batch.flux - res["model"]) * np.sqrt(ivar),
+                # raw χ²(z) per class; the decision adds the class penalty (−2 ln prior)
                 "chi2": {b.label: (b.redshifts(self.grid.step), cur)
-                         for b, cur in zip(self.bases, res["curves"])}}
+                         for b, cur in zip(self.bases, res["curves"])},
+                "penalty": dict(zip(labels, np.asarray(self.penalty, float).tolist())),
+                "z_second": sol.z_second,
+                "class_second": np.array([labels[c] if c >= 0 else "" for c in sol.second_class])}
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict:
         return {"config": self.config, "npoly": self.npoly,
                 "exclude_subtypes": list(self.exclude_subtypes), "temperature": self.temperature,
                 "anomaly": self.anomaly.to_dict(), "scan_dtype": self.scan_dtype,
+                "penalty": [float(x) for x in self.penalty],
+                "zerr_scale": [float(x) for x in self.zerr_scale],
                 "var_boost": torch.as_tensor(self.var_boost),
                 "bases": [{"label": b.label, "jmin": b.jmin, "jmax": b.jmax,
                            "basis": torch.as_tensor(np.asarray(b.basis, np.float32))}
@@ -379,6 +432,8 @@ class EigenModel(SpectralModel):
         self.penalty = np.asarray(state.get("penalty", np.zeros(len(state["bases"]))), float)
         self.anomaly = AnomalyCalibration.from_dict(state["anomaly"])
         self.scan_dtype = state.get("scan_dtype", "float32")
+        # models saved before the ZERR calibration: raw Δχ² = 1 errors
+        self.zerr_scale = np.asarray(state.get("zerr_scale", np.ones(len(state["bases"]))), float)
         self.var_boost = np.asarray(state["var_boost"], np.float32)
         self.bases = [ScanBasis(b["label"], np.asarray(b["basis"], np.float32),
                                 int(b["jmin"]), int(b["jmax"])) for b in state["bases"]]

@@ -179,7 +179,8 @@ def _fits(parts, tmp: Path, meta: dict) -> int:
     header = hdu.header
     header["NAXIS2"] = n
     for k, v in meta.items():
-        header[k[:8].upper()] = str(v)[:68]
+        key = k.upper()                              # long keys as HIERARCH, not cut to 8
+        header[key if len(key) <= 8 else f"HIERARCH {key}"] = str(v)[:60]
     if header["NAXIS1"] != dtype.itemsize:
         raise RuntimeError(f"FITS row size mismatch ({header['NAXIS1']} ≠ {dtype.itemsize})")
     with open(tmp, "wb") as fh:

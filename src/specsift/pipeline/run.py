@@ -151,7 +151,10 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
         if hasattr(events, "close"):
             events.close()
     parts = run_dir.ordered_parts(len(units))
-    n = merge_parts(parts, output, {"MODEL": model_obj.tag})
+    meta = {"MODEL": model_obj.tag}
+    if save_chi2 and hasattr(model_obj, "catalog_meta"):   # e.g. the χ² curves' z grid
+        meta.update(model_obj.catalog_meta(save_chi2=True))
+    n = merge_parts(parts, output, meta)
     run_dir.remove()
     return PredictResult(output, n, rows, time.perf_counter() - t0, errors, model_obj.tag)
 
