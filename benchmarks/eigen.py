@@ -1,6 +1,7 @@
 """Targets table of the `eigen` model: simulated test set, scan speed, real SDSS spectra.
 
     python benchmarks/eigen.py [--model eigen] [--n-test 1536] [--seed 23] [--speed-n 128]
+        [--speed-reps 3] [--baseline-scanner OLD_chi2scan.py] [--skip sim speed real]
 
 Prints one markdown table (with this command line) per part:
 1. simulated test set (``simulate_batch(n, 'three', seed, bal_fraction=0)``): 3-class
@@ -62,22 +63,65 @@ def simulated(model, n, seed):
           f"{len(b) / dt:.0f} spectra/s with {torch.get_num_threads()} threads)")
 
 
-def speed(model, n, seed):
+def _time_predict(model, b, reps):
+    """(wall, CPU) seconds of ``model.predict(b)``, each the best and the median of reps.
+
+    The development machine is shared: wall time includes waiting for a core, CPU time
+    (``time.process_time``) does not, so both are reported."""
+    wall, cpu = [], []
+    for _ in range(reps):
+        t, c = time.perf_counter(), time.process_time()
+        model.predict(b)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return np.array(wall), np.array(cpu)
+
+
+def speed(model, n, seed, reps=3, baseline=None):
+    """Full scan speed for 1 and 2 torch threads; ``baseline``: a chi2scan.py file (e.g.
+    the original implementation) timed alternately with the current one on 1 thread."""
     from specsift.simulate import simulate_batch
     b = simulate_batch(n, class_set="three", seed=seed + 1000, bal_fraction=0.0)
     model.predict(b[:16])                                # warm-up (FFT plans, caches)
     print(f"\n### Full scan speed ({n} spectra; scan + solve + anomaly features; "
-          f"{sum(x.nshift for x in model.bases)} shifts over {len(model.bases)} classes)\n")
-    print("| torch threads | spectra/s | s/spectrum/core | load average at start |")
-    print("|---|---|---|---|")
+          f"{sum(x.nshift for x in model.bases)} shifts over {len(model.bases)} classes; "
+          f"best / median of {reps})\n")
+    print("| scanner | torch threads | spectra/s (wall) | spectra/s (CPU time) | "
+          "s/spectrum/core (CPU) | load average at start |")
+    print("|---|---|---|---|---|---|")
+    scanners = [("current", model.scanner)]
+    if baseline:
+        scanners.insert(0, ("baseline", _baseline_scanner(model, baseline)))
     for th in (1, 2):
         torch.set_num_threads(th)
+        if th == 2 and baseline:
+            scanners = scanners[1:]
+        res = {name: ([], []) for name, _ in scanners}
         load = os.getloadavg()[0]
-        t = time.perf_counter()
-        model.predict(b)
-        dt = time.perf_counter() - t
-        print(f"| {th} | {n / dt:.1f} | {dt * th / n:.4f} | {load:.1f} |")
+        for _ in range(reps):                            # alternate: same load for both
+            for name, sc in scanners:
+                model._scanner = sc
+                w, c = _time_predict(model, b, 1)
+                res[name][0].append(w[0])
+                res[name][1].append(c[0])
+        for name, (w, c) in res.items():
+            w, c = np.array(w), np.array(c)
+            print(f"| {name} | {th} | {n / w.min():.0f} / {n / np.median(w):.0f} | "
+                  f"{n / c.min():.0f} / {n / np.median(c):.0f} | {np.median(c) / n:.4f} | "
+                  f"{load:.1f} |")
+    model._scanner = None
     torch.set_num_threads(1)
+
+
+def _baseline_scanner(model, path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("chi2scan_baseline", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["chi2scan_baseline"] = mod
+    spec.loader.exec_module(mod)
+    bases = [mod.ScanBasis(x.label, x.basis, x.jmin, x.jmax) for x in model.bases]
+    dt = torch.float64 if model.scan_dtype == "float64" else torch.float32
+    return mod.Chi2Scanner(bases, model.grid.size, model.npoly, dtype=dt)
 
 
 def real(model):
@@ -119,6 +163,10 @@ def main(argv=None):
     ap.add_argument("--n-test", type=int, default=1536)
     ap.add_argument("--seed", type=int, default=23)
     ap.add_argument("--speed-n", type=int, default=128)
+    ap.add_argument("--speed-reps", type=int, default=3)
+    ap.add_argument("--baseline-scanner", default=None, metavar="chi2scan.py",
+                    help="time this chi2scan.py too (e.g. `git show f18fe3f:src/specsift/"
+                         "models/chi2scan.py > /tmp/chi2scan_f18fe3f.py`)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["sim", "speed", "real"])
     args = ap.parse_args(argv)
     import specsift
@@ -130,7 +178,7 @@ def main(argv=None):
     if "sim" not in args.skip:
         simulated(model, args.n_test, args.seed)
     if "speed" not in args.skip:
-        speed(model, args.speed_n, args.seed)
+        speed(model, args.speed_n, args.seed, args.speed_reps, args.baseline_scanner)
     if "real" not in args.skip:
         real(model)
 
