@@ -100,7 +100,7 @@ def mdn_params(raw: torch.Tensor, u_range) -> tuple[torch.Tensor, torch.Tensor, 
 def gasnet_loss(out: dict, target, centres: torch.Tensor, width: float, u_range,
                 w_mdn: float = 1.0, label_smoothing: float = 0.02) -> torch.Tensor:
     """Class cross-entropy + bin cross-entropy (Gaussian target, σ = 1 bin) + L1 on the
-    refined u of the three bins around the truth + w_mdn × mixture negative log-likelihood."""
+    refined u of the bins within 1.5 bins of the truth + w_mdn/5 × mixture negative log-likelihood."""
     y, u = target
     logits = out["cls"]
     known = y >= 0
