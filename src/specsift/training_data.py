@@ -15,7 +15,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .spectra import SpectraBatch
 
-__all__ = ["normalise", "StoreDataset"]
+__all__ = ["normalise", "StoreDataset", "class_and_logz_targets"]
 
 
 # ---------------------------------------------------------------------------- normalisation
@@ -192,3 +192,16 @@ def _open_store(source):
         return SpectralStore(source.path, "r")
     raise TypeError(f"cannot train on {type(source).__name__}: give a SpectralStore, its path "
                     f"or a SpectraBatch")
+
+
+def class_and_logz_targets(meta, class_set: str, names) -> tuple:
+    """Training targets shared by the classifier+redshift networks: class index (−1 where
+    the truth has no label of ``class_set``) and u = ln(1+z) (NaN where z is unknown), so
+    a spectrum without one of them still trains the other head."""
+    import torch
+
+    from .metrics import truth_labels
+    idx = {n: i for i, n in enumerate(names)}
+    y = torch.tensor([idx.get(s, -1) for s in truth_labels(meta, class_set)], dtype=torch.long)
+    z = np.asarray(meta["Z"], np.float64) if "Z" in meta.colnames else np.full(len(meta), np.nan)
+    return y, np.log1p(np.where(z > -1, z, np.nan))

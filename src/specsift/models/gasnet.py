@@ -27,6 +27,7 @@ from ..flags import ZWARN
 from ..metrics import calibration, classification_metrics, redshift_metrics, truth_labels, zerr_coverage
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 from ..training import StoreDataset, normalise, train
+from ..training_data import class_and_logz_targets
 from .base import SpectralModel, register_model
 from .gasnet_net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_loss
 from .speccznet import _describe, _meta_and_check
@@ -86,12 +87,7 @@ class GaSNet(SpectralModel):
         return torch.from_numpy(normalise(f, iv, m))
 
     def make_targets(self, batch: SpectraBatch):
-        lab = truth_labels(batch.meta, self.class_set)
-        idx = {n: i for i, n in enumerate(self.names)}
-        y = torch.tensor([idx.get(s, -1) for s in lab], dtype=torch.long)
-        z = (np.asarray(batch.meta["Z"], np.float64) if "Z" in batch.meta.colnames
-             else np.full(len(batch), np.nan))
-        u = np.log1p(np.where(z > -1, z, np.nan))
+        y, u = class_and_logz_targets(batch.meta, self.class_set, self.names)
         lo, hi = self.config["u_range"]
         u = np.where((u >= lo) & (u <= hi), u, np.nan)        # outside the bins: class only
         return y, torch.from_numpy(u.astype(np.float32))
@@ -245,13 +241,15 @@ class GaSNet(SpectralModel):
             return make_catalog(batch.meta, self.class_set, np.zeros((0, k)), np.zeros(0),
                                 np.zeros(0), self.tag, zwarn=np.zeros(0, np.int64),
                                 anomaly_score=np.zeros(0))
-        if getattr(self, "_fused", None) is None:
-            self._fused = self.net.fused_trunk()
+        dev = next(self.net.parameters()).device      # where `predict --device` put the net
+        if getattr(self, "_fused", None) is None or self._fused_device != dev:
+            self._fused, self._fused_device = self.net.fused_trunk(), dev
         parts = []
         with torch.no_grad():
             for lo in range(0, len(batch), batch_size):
-                x = self.make_inputs(batch[lo:lo + batch_size])
-                parts.append(self.heads(self.net(x, trunk=self._fused)))
+                x = self.make_inputs(batch[lo:lo + batch_size]).to(dev)
+                out = self.net(x, trunk=self._fused)
+                parts.append(self.heads({k: v.cpu() for k, v in out.items()}))
         logits = np.concatenate([p["logits"] for p in parts])
         emb = np.concatenate([p["emb"] for p in parts])
         h = self.config["z_head"]

@@ -38,6 +38,7 @@ from ..flags import ZWARN
 from ..metrics import classification_metrics, redshift_metrics, truth_labels
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 from ..training import _to, normalise, train
+from ..training_data import class_and_logz_targets
 from .base import SpectralModel, register_model
 from .layers import ConvSEBlock, GaborConv1d
 
@@ -131,13 +132,8 @@ class SpecCZNet(SpectralModel):
         return torch.from_numpy(normalise(batch.flux, batch.ivar, batch.mask))
 
     def make_targets(self, batch: SpectraBatch):
-        lab = truth_labels(batch.meta, self.class_set)
-        idx = {n: i for i, n in enumerate(self.names)}
-        y = torch.tensor([idx.get(s, -1) for s in lab], dtype=torch.long)
-        z = (np.asarray(batch.meta["Z"], np.float64) if "Z" in batch.meta.colnames
-             else np.full(len(batch), np.nan))
-        u = torch.from_numpy(np.log1p(np.where(z > -1, z, np.nan)).astype(np.float32))
-        return y, u
+        y, u = class_and_logz_targets(batch.meta, self.class_set, self.names)
+        return y, torch.from_numpy(u.astype(np.float32))
 
     def loss(self, out, target) -> torch.Tensor:
         logits, zlog = out
