@@ -82,6 +82,15 @@ def detect_format(path) -> str:
     """Name of the reader for ``path``, from its content: 'sdss', 'desi', 'lamost',
     'lamost-dr8', 'wcs1d', 'fits-table', 'redrock', 'store', 'hdf5', 'npz'."""
     path = Path(path)
+    kind = _container(path)
+    if kind != "fits":
+        return kind
+    with open_fits(path) as hdul:
+        return _fits_kind(path, hdul)
+
+
+def _container(path: Path) -> str:
+    """'store', 'hdf5', 'npz' or 'fits', from the first bytes of the file."""
     file_size_ok(path)
     with open(path, "rb") as fh:
         head = fh.read(8)
@@ -91,8 +100,7 @@ def detect_format(path) -> str:
     if head[:4] == b"PK\x03\x04":
         return "npz"
     if head[:6] == b"SIMPLE" or head[:2] == b"\x1f\x8b":
-        with open_fits(path) as hdul:
-            return _fits_kind(path, hdul)
+        return "fits"
     raise ValueError(f"{path}: not a spectra file (neither FITS, HDF5 nor NPZ by content)")
 
 
@@ -117,15 +125,17 @@ def _fits_kind(path: Path, hdul) -> str:
 
 
 def _read_one(path: Path, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
-    """Batches (≤ batch_size) from one file; errors name the file."""
-    kind = detect_format(path)
-    if kind in ("store", "hdf5", "npz"):
+    """Batches (≤ batch_size) from one file; errors name the file.  A FITS file is opened
+    once (format sniffing and reading share the HDU list: ~half the per-file cost)."""
+    kind = _container(path)
+    if kind != "fits":
         from . import arrays
         yield from arrays.read_file(path, kind, grid, batch_size)
         return
     from . import desi, fits_table, lamost, sdss
 
     with open_fits(path) as hdul:
+        kind = _fits_kind(path, hdul)
         if kind == "sdss":
             yield from sdss.read_file(path, hdul, grid, batch_size)
         elif kind == "desi":
