@@ -68,16 +68,20 @@ def test_normalise_scale_free_and_masks():
     assert np.all(d[0, :, :10] == 0) and np.all(d[1] == 0) and np.all(d[0, 1, 10:] > 0)
 
 
-def test_row_median_matches_nanmedian():
-    from specsift.training_data import _row_median
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=(40, 101)).astype(np.float32)
-    a[rng.random(a.shape) < 0.3] = np.nan
+@pytest.mark.parametrize("width", [1, 2, 7, 101])
+def test_row_median_mad_matches_nanmedian(width):
+    from specsift.training_data import row_median_mad
+    rng = np.random.default_rng(width)
+    a = rng.normal(size=(200, width)).astype(np.float32)
+    a[::3] = np.round(a[::3])                                  # ties
+    a[rng.random(a.shape) < rng.random((200, 1))] = np.nan     # 0–100 % bad per row
     a[3] = np.nan
-    got = _row_median(a, np.isfinite(a).sum(1))
+    med, mad = row_median_mad(a, np.isfinite(a).sum(1))
     with pytest.warns(RuntimeWarning):
         ref = np.nanmedian(a, axis=1, keepdims=True)
-    np.testing.assert_allclose(got, ref, rtol=1e-6)           # NaN where NaN, too
+        ref_mad = np.nanmedian(np.abs(a - ref), axis=1, keepdims=True)
+    np.testing.assert_allclose(med, ref, rtol=1e-6)            # NaN where NaN, too
+    np.testing.assert_allclose(mad, ref_mad, rtol=1e-6, atol=1e-7)
 
 
 def test_dataset_streams_every_row_once_and_reshuffles(tmp_path):

@@ -40,25 +40,73 @@ def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None
     n_good = good.sum(axis=1)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        med = _row_median(f, n_good)
-        mad = 1.4826 * _row_median(np.abs(f - med), n_good)
+        med, mad = row_median_mad(f, n_good)
+        mad *= 1.4826
     scale = np.fmax(np.abs(med), mad)
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0).astype(np.float32)
-    out = np.zeros((flux.shape[0], 2, flux.shape[1]), np.float32)
-    out[:, 0] = np.where(good, np.clip(np.nan_to_num(flux / scale), -clip, clip), 0.0)
-    sn = np.sqrt(np.where(good, ivar, 0.0)) * scale
-    out[:, 1] = np.log1p(np.clip(np.nan_to_num(sn), 0.0, 1e4))
+    # in place on one output array: this runs on every spectrum at inference
+    out = np.empty((flux.shape[0], 2, flux.shape[1]), np.float32)
+    x0, x1 = out[:, 0], out[:, 1]
+    with np.errstate(all="ignore"):
+        np.divide(f, scale, out=x0)                         # NaN at bad pixels
+        np.clip(x0, -clip, clip, out=x0)
+        np.copyto(x0, 0.0, where=~good)
+        np.copyto(x1, ivar)
+        np.copyto(x1, 0.0, where=~good)                     # also NaN/negative ivar
+        np.sqrt(x1, out=x1)
+        x1 *= scale
+        np.clip(x1, 0.0, 1e4, out=x1)
+        np.log1p(x1, out=x1)
     return out
 
 
-def _row_median(a: np.ndarray, n_good: np.ndarray) -> np.ndarray:
-    """Median of the finite values of each row ((N, 1), NaN where none): one sort puts the
-    NaNs last, then the middle of the first ``n_good`` values.  ~3× faster than nanmedian."""
+def row_median_mad(a: np.ndarray, n_good: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and median absolute deviation of the finite values of each row ((N, 1) each,
+    NaN where a row has none), exact, from a single sort.
+
+    The sort puts NaNs last, so the median is the middle of the first ``n_good`` values.
+    The absolute deviations are then two sorted runs (below the median, read backwards, and
+    above it), so their k-th smallest is found by a binary search over how many come from
+    each run, vectorised over rows — instead of a second sort (it is on the inference hot
+    path: one sort of a 1000 × 4000 batch costs ~50 ms on one core)."""
     s = np.sort(a, axis=1)
-    lo = np.clip((n_good - 1) // 2, 0, a.shape[1] - 1)[:, None]
-    hi = np.clip(n_good // 2, 0, a.shape[1] - 1)[:, None]
-    med = 0.5 * (np.take_along_axis(s, lo, 1) + np.take_along_axis(s, hi, 1))
-    return np.where(n_good[:, None] > 0, med, np.nan)
+    n_rows, p = s.shape
+    n = n_good.astype(np.int64)
+    rows = np.arange(n_rows)
+
+    def at(idx):
+        return s[rows, np.clip(idx, 0, p - 1)]
+
+    med = 0.5 * (at((n - 1) // 2) + at(n // 2))
+    below = (s < med[:, None]).sum(axis=1)                 # run A: med − s[below-1-t]
+    size_b = n - below                                    # run B: s[below+t] − med
+
+    def dev_a(t):
+        return np.where(t < below, med - at(below - 1 - t), np.inf)
+
+    def dev_b(t):
+        return np.where(t < size_b, at(below + t) - med, np.inf)
+
+    def kth(k):
+        lo = np.maximum(0, k + 1 - size_b)
+        hi = np.minimum(below, k + 1)
+        for _ in range(int(np.ceil(np.log2(p + 1))) + 1):
+            i = (lo + hi) // 2
+            j = k + 1 - i
+            more = (lo < hi) & (dev_a(i) < np.where(j > 0, dev_b(j - 1), -np.inf))
+            lo = np.where(more, i + 1, lo)
+            hi = np.where((lo < hi) & ~more, i, hi)
+        i = lo
+        j = k + 1 - i
+        return np.maximum(np.where(i > 0, dev_a(i - 1), -np.inf),
+                          np.where(j > 0, dev_b(j - 1), -np.inf))
+
+    with np.errstate(invalid="ignore"):                   # rows without finite values
+        mad = 0.5 * (kth((n - 1) // 2) + kth(n // 2))
+    none = n <= 0
+    med = np.where(none, np.nan, med)[:, None]
+    mad = np.where(none, np.nan, mad)[:, None]
+    return med, mad
 
 
 # ---------------------------------------------------------------------------- data streaming

@@ -67,6 +67,17 @@ def header_str(header, key, default: str = "") -> str:
     return default if v is None else str(v).strip()
 
 
+def table_columns(hdu) -> list[str]:
+    """Column names of a FITS binary/ASCII table from its TTYPEn keywords ([] for images).
+
+    Cheaper than ``hdu.columns``, which builds astropy Column objects: format sniffing
+    looks at every HDU of every file."""
+    hdr = hdu.header
+    if hdr.get("XTENSION", "").strip() not in ("BINTABLE", "TABLE"):
+        return []
+    return [str(hdr.get(f"TTYPE{i}", "")) for i in range(1, int(hdr.get("TFIELDS", 0)) + 1)]
+
+
 def open_fits(path: Path):
     """Open a FITS file (memory-mapped) with errors that name the file and the problem;
     a file shorter than its headers promise is reported as truncated."""

@@ -27,7 +27,7 @@ from astropy.table import Table
 from ..flags import InputFlag
 from ..spectra import LogGrid, SpectraBatch
 from ._common import (air_to_vacuum, estimate_ivar, finalize, header_str, sdss_targetid,
-                      stable_id)
+                      stable_id, table_columns)
 
 __all__ = ["sniff", "read_file", "find_table_hdu", "row_table_batches"]
 
@@ -54,8 +54,7 @@ def _pick(names: dict[str, str], candidates) -> str | None:
 def find_table_hdu(hdul):
     """Index of the first binary table with a ``flux`` column, or None."""
     for k, hdu in enumerate(hdul):
-        cols = getattr(hdu, "columns", None)
-        if cols is not None and "flux" in _lower(cols.names) and hdu.data is not None:
+        if "flux" in _lower(table_columns(hdu)):
             return k
     return None
 

@@ -27,7 +27,8 @@ from astropy.table import Table
 
 from ..flags import InputFlag
 from ..spectra import LogGrid, SpectraBatch
-from ._common import air_to_vacuum, estimate_ivar, finalize, header_str, stable_id
+from ._common import (air_to_vacuum, estimate_ivar, finalize, header_str, stable_id,
+                      table_columns)
 
 __all__ = ["sniff", "read_file", "header_labels", "is_air"]
 
@@ -35,8 +36,7 @@ _DR8_COLS = {"flux", "ivar", "wavelength"}
 
 
 def _table_cols(hdu) -> set[str]:
-    cols = getattr(hdu, "columns", None)
-    return {c.lower() for c in cols.names} if cols is not None else set()
+    return {c.lower() for c in table_columns(hdu)}
 
 
 def _is_lamost_header(hdr) -> bool:

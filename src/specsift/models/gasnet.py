@@ -27,7 +27,7 @@ from ..flags import ZWARN
 from ..metrics import calibration, classification_metrics, redshift_metrics, truth_labels, zerr_coverage
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 from ..training import StoreDataset, normalise, train
-from ..training_data import class_and_logz_targets
+from ..training_data import class_and_logz_targets, row_median_mad
 from .base import SpectralModel, register_model
 from .gasnet_net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_loss
 from .speccznet import _describe, _meta_and_check
@@ -300,9 +300,13 @@ def _excess(s_loc, s_full) -> np.ndarray:
     return np.sqrt(np.maximum(np.asarray(s_full, float) ** 2 - np.asarray(s_loc, float) ** 2, 0))
 
 
-def _median_snr(flux, ivar, good) -> np.ndarray:
-    """Median |f|·√ivar over good pixels (0 when none), like SDSS's SN_MEDIAN (lower median
-    for even counts: torch's nanmedian is several times faster than numpy's)."""
-    sn = np.where(good, np.abs(flux) * np.sqrt(np.where(good, ivar, 0)), np.nan)
-    out = torch.nanmedian(torch.from_numpy(sn.astype(np.float32)), dim=1).values.numpy()
-    return np.nan_to_num(out, nan=0.0)
+def _median_snr(flux, ivar, good, step: int = 4) -> np.ndarray:
+    """Median |f|·√ivar over good pixels (0 when none), like SDSS's SN_MEDIAN, from every
+    ``step``-th pixel: it only decides the POORDATA flag, and a median of ~1000 pixels is
+    within a few per cent of the full one at a quarter of the cost (a sort per spectrum
+    is a sizeable part of the inference time)."""
+    g = good[:, ::step]
+    sn = np.where(g, np.abs(flux[:, ::step]) * np.sqrt(np.where(g, ivar[:, ::step], 0)),
+                  np.nan)
+    med, _ = row_median_mad(sn, g.sum(axis=1))
+    return np.nan_to_num(med[:, 0], nan=0.0)
