@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_temperature", "SigmaCalibration", "MahalanobisOOD", "COVERAGE_TARGETS"]
+__all__ = ["fit_temperature", "fit_chi2_temperature", "SigmaCalibration", "MahalanobisOOD", "COVERAGE_TARGETS"]
 
 COVERAGE_TARGETS = (0.6827, 0.9545)
 
@@ -53,6 +53,36 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
         else:
             lo = a
     return float((lo + hi) / 2)
+
+
+def fit_chi2_temperature(chi2_class: np.ndarray, y: np.ndarray):
+    """Temperature T and per-class χ² penalties b (b of the first class fixed at 0) that
+    minimise the validation NLL of p_c ∝ exp(−(χ²_c + b_c)/(2T)): class probabilities of
+    a χ² scan (the eigen model), where raw χ² differences are far too sharp to be
+    probabilities.  Returns (T, b shifted to min 0, NLL)."""
+    from scipy.optimize import minimize
+    ok = (y >= 0) & np.all(np.isfinite(chi2_class), axis=1)
+    x, yy = chi2_class[ok], y[ok]
+    ncls = x.shape[1]
+    if len(yy) == 0:
+        return 1.0, np.zeros(ncls), float("nan")
+
+    def nll(theta):
+        t = np.exp(theta[0])
+        b = np.concatenate([[0.0], theta[1:]])
+        lp = -(x + b) / (2 * t)
+        lp = lp - lp.max(1, keepdims=True)
+        lp = lp - np.log(np.exp(lp).sum(1, keepdims=True))
+        return -lp[np.arange(len(yy)), yy].mean()
+
+    best = None
+    for t0 in (1.0, 10.0, 100.0, 1000.0):
+        r = minimize(nll, np.r_[np.log(t0), np.zeros(ncls - 1)], method="Nelder-Mead",
+                     options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 4000})
+        if best is None or r.fun < best.fun:
+            best = r
+    pen = np.concatenate([[0.0], best.x[1:]])
+    return float(np.exp(best.x[0])), pen - pen.min(), float(best.fun)
 
 
 def _coverages(du: np.ndarray, s: np.ndarray) -> tuple[float, float]:

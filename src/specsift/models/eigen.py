@@ -20,13 +20,14 @@ import torch
 from astropy.table import Table
 
 from ..anomaly import AnomalyCalibration, residual_features
+from ..calibration import fit_chi2_temperature
 from ..catalog import make_catalog
 from ..classes import labels as class_labels
 from ..flags import ZWARN
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 from .base import SpectralModel, register_model
 from .chi2scan import Chi2Scanner, ScanBasis
-from .eigen_train import basis_chi2, train_basis
+from .eigen_train import basis_chi2, labels_of, load_training_rows, train_basis
 from .zsolve import solve_redshifts
 
 __all__ = ["EigenModel", "DEFAULT_CLASSES"]
@@ -39,78 +40,6 @@ DEFAULT_CLASSES = {
     "GALAXY": {"nvec": 5, "zmin": -0.005, "zmax": 1.2},
     "QSO": {"nvec": 5, "zmin": 0.0, "zmax": 5.0, "smooth_below": 1200.0},
 }
-
-
-def _labels_of(batch: SpectraBatch, class_set: str) -> np.ndarray:
-    from ..metrics import truth_labels
-    return truth_labels(batch.meta, class_set)
-
-
-def _load(data, per_class: int | None, class_set: str, seed: int,
-          exclude=()) -> SpectraBatch:
-    """A store / path / batch → one in-memory batch, at most ``per_class`` rows per label,
-    without rows whose SUBTYPE/SUBCLASS starts with one of ``exclude``."""
-    from ..io.store import SpectralStore
-    from ..metrics import truth_labels
-    if isinstance(data, SpectraBatch):
-        meta, store = data.meta, None
-    else:
-        store = data if isinstance(data, SpectralStore) else SpectralStore(data, "r")
-        cols = [c for c in ("CLASS_LABEL", "CLASS", "SUBCLASS", "SPECTYPE", "SUBTYPE", "Z")
-                if c in store.meta_columns]
-        meta = store.read_meta(cols)
-    lab = truth_labels(meta, class_set)
-    if exclude:
-        for col in ("SUBTYPE", "SUBCLASS"):
-            if col in meta.colnames:
-                sub = np.char.upper(np.asarray(meta[col], str))
-                drop = np.zeros(len(sub), bool)
-                for e in exclude:
-                    drop |= np.char.startswith(sub, str(e).upper())
-                lab = np.where(drop, "", lab)
-    idx = _cap(lab, per_class, seed)
-    if store is None:
-        return data[idx] if len(idx) < len(data) else data
-    return store.read(idx)
-
-
-def _cap(lab, per_class, seed):
-    rng = np.random.default_rng(seed)
-    out = []
-    for name in np.unique(lab[lab != ""]):
-        rows = np.nonzero(lab == name)[0]
-        if per_class is not None and rows.size > per_class:
-            rows = np.sort(rng.choice(rows, per_class, replace=False))
-        out.append(rows)
-    return np.sort(np.concatenate(out)) if out else np.zeros(0, int)
-
-
-def _fit_temperature(chi2_class: np.ndarray, y: np.ndarray):
-    """Temperature T and per-class χ² penalties b (b of the first class fixed at 0) that
-    minimise the validation NLL of p_c ∝ exp(−(χ²_c + b_c)/(2T))."""
-    from scipy.optimize import minimize
-    ok = (y >= 0) & np.all(np.isfinite(chi2_class), axis=1)
-    x, yy = chi2_class[ok], y[ok]
-    ncls = x.shape[1]
-    if len(yy) == 0:
-        return 1.0, np.zeros(ncls), float("nan")
-
-    def nll(theta):
-        t = np.exp(theta[0])
-        b = np.concatenate([[0.0], theta[1:]])
-        lp = -(x + b) / (2 * t)
-        lp = lp - lp.max(1, keepdims=True)
-        lp = lp - np.log(np.exp(lp).sum(1, keepdims=True))
-        return -lp[np.arange(len(yy)), yy].mean()
-
-    best = None
-    for t0 in (1.0, 10.0, 100.0, 1000.0):
-        r = minimize(nll, np.r_[np.log(t0), np.zeros(ncls - 1)], method="Nelder-Mead",
-                     options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 4000})
-        if best is None or r.fun < best.fun:
-            best = r
-    pen = np.concatenate([[0.0], best.x[1:]])
-    return float(np.exp(best.x[0])), pen - pen.min(), float(best.fun)
 
 
 @register_model("eigen")
@@ -183,13 +112,13 @@ class EigenModel(SpectralModel):
             warnings.warn(f"eigen.fit ignores options {', '.join(ignored)} (closed-form ALS "
                           f"training, see specsift.models.eigen_train)", stacklevel=2)
         t0 = time.time()
-        tb = self.check_batch(_load(train, per_class, self.class_set, seed,
+        tb = self.check_batch(load_training_rows(train, per_class, self.class_set, seed,
                                     self.exclude_subtypes))
-        lab = _labels_of(tb, self.class_set)
+        lab = labels_of(tb, self.class_set)
         z = np.asarray(tb.meta["Z"], float)
         vb = None
         if val is not None:
-            vb = self.check_batch(_load(val, max(1, val_max // len(self.config)),
+            vb = self.check_batch(load_training_rows(val, max(1, val_max // len(self.config)),
                                         self.class_set, seed + 1, self.exclude_subtypes))
         self.bases, self._scanner = [], None
         self.var_boost = np.zeros(self.grid.size, np.float32)
@@ -232,7 +161,7 @@ class EigenModel(SpectralModel):
         shift = np.log10(1 + z[sel]) / self.grid.step
         vtuple = None
         if vb is not None:
-            vl, vz = _labels_of(vb, self.class_set), np.asarray(vb.meta["Z"], float)
+            vl, vz = labels_of(vb, self.class_set), np.asarray(vb.meta["Z"], float)
             vs = (vl == name) & np.isfinite(vz) & (vz >= cfg["zmin"]) & (vz <= cfg["zmax"])
             if vs.any():
                 vf, vi = self._ivar(vb[vs])
@@ -275,13 +204,13 @@ class EigenModel(SpectralModel):
         """Temperature of the class probabilities and the anomaly scale/threshold."""
         from ..metrics import evaluate_catalog
         val = self.check_batch(val)
-        lab = _labels_of(val, self.class_set)
+        lab = labels_of(val, self.class_set)
         self.penalty = np.zeros(len(self.bases))
         res = self._run(val, save_chi2=True)
         names = [b.label for b in self.bases]
         y = np.array([names.index(x) if x in names else -1 for x in lab])
         raw = res["chi2_class"] - self.penalty[None, :]
-        self.temperature, self.penalty, nll = _fit_temperature(raw, y)
+        self.temperature, self.penalty, nll = fit_chi2_temperature(raw, y)
         best_t = self.temperature
         if np.any(self.penalty != 0):    # class choice changed: solve again
             res = self._run(val, curves=res["curves"])
@@ -442,7 +371,7 @@ class EigenModel(SpectralModel):
     def val_chi2(self, batch: SpectraBatch) -> dict:
         """Reduced χ² at the true z per class (a training diagnostic)."""
         batch = self.check_batch(batch)
-        lab = _labels_of(batch, self.class_set)
+        lab = labels_of(batch, self.class_set)
         z = np.asarray(batch.meta["Z"], float)
         out = {}
         for b in self.bases:

@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["to_rest", "train_basis"]
+from ..spectra import SpectraBatch
+
+__all__ = ["to_rest", "train_basis", "basis_chi2", "labels_of", "load_training_rows"]
 
 
 def to_rest(flux, ivar, shift, jmax: int, nrest: int):
@@ -175,3 +177,49 @@ def basis_chi2(E, flux, ivar, shift, jmax: int, npoly: int = 3) -> float:
     _, chi2 = _solve_coeffs(X, f, w)
     dof = (w > 0).sum() - f.shape[0] * X.shape[0]
     return float(chi2.sum() / max(int(dof), 1))
+
+
+# ---------------------------------------------------------------------------- training rows
+def labels_of(batch: SpectraBatch, class_set: str) -> np.ndarray:
+    """True label of every row in ``class_set`` ('' where it has none)."""
+    from ..metrics import truth_labels
+    return truth_labels(batch.meta, class_set)
+
+
+def load_training_rows(data, per_class: int | None, class_set: str, seed: int,
+          exclude=()) -> SpectraBatch:
+    """A store / path / batch → one in-memory batch, at most ``per_class`` rows per label,
+    without rows whose SUBTYPE/SUBCLASS starts with one of ``exclude``."""
+    from ..io.store import SpectralStore
+    from ..metrics import truth_labels
+    if isinstance(data, SpectraBatch):
+        meta, store = data.meta, None
+    else:
+        store = data if isinstance(data, SpectralStore) else SpectralStore(data, "r")
+        cols = [c for c in ("CLASS_LABEL", "CLASS", "SUBCLASS", "SPECTYPE", "SUBTYPE", "Z")
+                if c in store.meta_columns]
+        meta = store.read_meta(cols)
+    lab = truth_labels(meta, class_set)
+    if exclude:
+        for col in ("SUBTYPE", "SUBCLASS"):
+            if col in meta.colnames:
+                sub = np.char.upper(np.asarray(meta[col], str))
+                drop = np.zeros(len(sub), bool)
+                for e in exclude:
+                    drop |= np.char.startswith(sub, str(e).upper())
+                lab = np.where(drop, "", lab)
+    idx = _cap(lab, per_class, seed)
+    if store is None:
+        return data[idx] if len(idx) < len(data) else data
+    return store.read(idx)
+
+
+def _cap(lab, per_class, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for name in np.unique(lab[lab != ""]):
+        rows = np.nonzero(lab == name)[0]
+        if per_class is not None and rows.size > per_class:
+            rows = np.sort(rng.choice(rows, per_class, replace=False))
+        out.append(rows)
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, int)
