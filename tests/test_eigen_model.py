@@ -139,3 +139,24 @@ def test_zerr_calibrated_to_68_percent_and_applied(model, data, catalog):
     np.testing.assert_allclose(catalog["ZERR"][:10],
                                res["sol"].zerr * model.zerr_scale[res["sol"].best_class],
                                rtol=5e-3)
+
+
+def test_anomaly_calibration_judges_a_faint_spectrum_against_faint_normals():
+    """Normal misfit grows with S/N; a faint spectrum with a bright spectrum's usual misfit
+    is odd. Only the S/N-conditioned calibration sees it, and it survives a round trip."""
+    from specsift.anomaly import AnomalyCalibration
+    rng = np.random.default_rng(0)
+    snr = np.exp(rng.uniform(np.log(2), np.log(50), 2000))
+    feats = {"rchi2": 1.0 + 0.002 * snr ** 2 * rng.lognormal(0, 0.1, snr.size),
+             "excursion_3": 2.0 + 0.05 * snr * rng.lognormal(0, 0.1, snr.size)}
+    odd = {"rchi2": np.array([1.0 + 0.002 * 40 ** 2]), "excursion_3": np.array([2.0 + 0.05 * 40])}
+    plain = AnomalyCalibration.fit(feats)
+    cond = AnomalyCalibration.fit(feats, snr=snr)
+    assert plain.score(odd)[0] < plain.threshold                   # blind to it
+    assert cond.score(odd, np.array([3.0]))[0] > 3 * cond.threshold
+    assert cond.score(odd, np.array([40.0]))[0] < cond.threshold   # normal when bright
+    assert np.mean(cond.score(feats, snr) > cond.threshold) == pytest.approx(0.01, abs=0.002)
+    again = AnomalyCalibration.from_dict(cond.to_dict())
+    np.testing.assert_allclose(again.score(odd, np.array([3.0])), cond.score(odd, np.array([3.0])))
+    with pytest.raises(ValueError, match="snr"):
+        cond.score(odd)

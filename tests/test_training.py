@@ -70,7 +70,7 @@ def test_normalise_scale_free_and_masks():
 
 @pytest.mark.parametrize("width", [1, 2, 7, 101])
 def test_row_median_mad_matches_nanmedian(width):
-    from specsift.training_data import row_median_mad
+    from specsift.spectra import row_median_mad
     rng = np.random.default_rng(width)
     a = rng.normal(size=(200, width)).astype(np.float32)
     a[::3] = np.round(a[::3])                                  # ties

@@ -17,7 +17,8 @@ from astropy.table import Table, vstack
 
 from .flags import InputFlag
 
-__all__ = ["LogGrid", "DEFAULT_GRID", "SpectraBatch", "rebin_matrix", "pixel_edges"]
+__all__ = ["LogGrid", "DEFAULT_GRID", "SpectraBatch", "rebin_matrix", "pixel_edges",
+           "row_median_mad"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,55 @@ class LogGrid:
 
 #: SDSS / GaSNet grid: log10 λ 3.5563 → 3.9638, step 1e-4 (4076 px, 3600–9200 Å).
 DEFAULT_GRID = LogGrid.from_range(3.5563, 3.9638, 1e-4)
+
+
+def row_median_mad(a: np.ndarray, n_good: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and median absolute deviation of the finite values of each row ((N, 1) each,
+    NaN where a row has none), exact, from a single sort.
+
+    The sort puts NaNs last, so the median is the middle of the first ``n_good`` values.
+    The absolute deviations are then two sorted runs (below the median, read backwards, and
+    above it), so their k-th smallest is found by a binary search over how many come from
+    each run, vectorised over rows — instead of a second sort (it is on the inference hot
+    path: one sort of a 1000 × 4000 batch costs ~50 ms on one core)."""
+    s = np.sort(a, axis=1)
+    n_rows, p = s.shape
+    n = n_good.astype(np.int64)
+    rows = np.arange(n_rows)
+
+    def at(idx):
+        return s[rows, np.clip(idx, 0, p - 1)]
+
+    med = 0.5 * (at((n - 1) // 2) + at(n // 2))
+    below = (s < med[:, None]).sum(axis=1)                 # run A: med − s[below-1-t]
+    size_b = n - below                                    # run B: s[below+t] − med
+
+    def dev_a(t):
+        return np.where(t < below, med - at(below - 1 - t), np.inf)
+
+    def dev_b(t):
+        return np.where(t < size_b, at(below + t) - med, np.inf)
+
+    def kth(k):
+        lo = np.maximum(0, k + 1 - size_b)
+        hi = np.minimum(below, k + 1)
+        for _ in range(int(np.ceil(np.log2(p + 1))) + 1):
+            i = (lo + hi) // 2
+            j = k + 1 - i
+            more = (lo < hi) & (dev_a(i) < np.where(j > 0, dev_b(j - 1), -np.inf))
+            lo = np.where(more, i + 1, lo)
+            hi = np.where((lo < hi) & ~more, i, hi)
+        i = lo
+        j = k + 1 - i
+        return np.maximum(np.where(i > 0, dev_a(i - 1), -np.inf),
+                          np.where(j > 0, dev_b(j - 1), -np.inf))
+
+    with np.errstate(invalid="ignore"):                   # rows without finite values
+        mad = 0.5 * (kth((n - 1) // 2) + kth(n // 2))
+    none = n <= 0
+    med = np.where(none, np.nan, med)[:, None]
+    mad = np.where(none, np.nan, mad)[:, None]
+    return med, mad
 
 
 def pixel_edges(loglam: np.ndarray) -> np.ndarray:
@@ -326,10 +376,8 @@ class SpectraBatch:
     def median_snr(self) -> np.ndarray:
         """Median of flux·√ivar over good pixels, per spectrum (0 when none)."""
         snr = np.where(self.mask, np.nan, self.flux * np.sqrt(self.ivar))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out = np.nanmedian(snr, axis=1)
-        return np.nan_to_num(out, nan=0.0).astype(np.float32)
+        med, _ = row_median_mad(snr, np.isfinite(snr).sum(axis=1))
+        return np.nan_to_num(med[:, 0], nan=0.0).astype(np.float32)
 
     def good_fraction(self) -> np.ndarray:
         """Fraction of good (unmasked) pixels per spectrum."""

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .spectra import SpectraBatch
+from .spectra import SpectraBatch, row_median_mad
 
 __all__ = ["normalise", "StoreDataset", "class_and_logz_targets"]
 
@@ -58,55 +58,6 @@ def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None
         np.clip(x1, 0.0, 1e4, out=x1)
         np.log1p(x1, out=x1)
     return out
-
-
-def row_median_mad(a: np.ndarray, n_good: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median and median absolute deviation of the finite values of each row ((N, 1) each,
-    NaN where a row has none), exact, from a single sort.
-
-    The sort puts NaNs last, so the median is the middle of the first ``n_good`` values.
-    The absolute deviations are then two sorted runs (below the median, read backwards, and
-    above it), so their k-th smallest is found by a binary search over how many come from
-    each run, vectorised over rows — instead of a second sort (it is on the inference hot
-    path: one sort of a 1000 × 4000 batch costs ~50 ms on one core)."""
-    s = np.sort(a, axis=1)
-    n_rows, p = s.shape
-    n = n_good.astype(np.int64)
-    rows = np.arange(n_rows)
-
-    def at(idx):
-        return s[rows, np.clip(idx, 0, p - 1)]
-
-    med = 0.5 * (at((n - 1) // 2) + at(n // 2))
-    below = (s < med[:, None]).sum(axis=1)                 # run A: med − s[below-1-t]
-    size_b = n - below                                    # run B: s[below+t] − med
-
-    def dev_a(t):
-        return np.where(t < below, med - at(below - 1 - t), np.inf)
-
-    def dev_b(t):
-        return np.where(t < size_b, at(below + t) - med, np.inf)
-
-    def kth(k):
-        lo = np.maximum(0, k + 1 - size_b)
-        hi = np.minimum(below, k + 1)
-        for _ in range(int(np.ceil(np.log2(p + 1))) + 1):
-            i = (lo + hi) // 2
-            j = k + 1 - i
-            more = (lo < hi) & (dev_a(i) < np.where(j > 0, dev_b(j - 1), -np.inf))
-            lo = np.where(more, i + 1, lo)
-            hi = np.where((lo < hi) & ~more, i, hi)
-        i = lo
-        j = k + 1 - i
-        return np.maximum(np.where(i > 0, dev_a(i - 1), -np.inf),
-                          np.where(j > 0, dev_b(j - 1), -np.inf))
-
-    with np.errstate(invalid="ignore"):                   # rows without finite values
-        mad = 0.5 * (kth((n - 1) // 2) + kth(n // 2))
-    none = n <= 0
-    med = np.where(none, np.nan, med)[:, None]
-    mad = np.where(none, np.nan, mad)[:, None]
-    return med, mad
 
 
 # ---------------------------------------------------------------------------- data streaming

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from astropy.table import Table
 
-from ..anomaly import AnomalyCalibration, residual_features
+from ..anomaly import AnomalyCalibration, median_snr, residual_features
 from ..calibration import fit_chi2_temperature
 from ..catalog import make_catalog
 from ..classes import labels as class_labels
@@ -214,7 +214,7 @@ class EigenModel(SpectralModel):
         best_t = self.temperature
         if np.any(self.penalty != 0):    # class choice changed: solve again
             res = self._run(val, curves=res["curves"])
-        self.anomaly = AnomalyCalibration.fit(res["features"], quantile=anomaly_quantile)
+        self.calibrate_anomaly(res, anomaly_quantile)
         zcal = self.calibrate_zerr(val, res=res)
         cat = self._catalog(val, res)
         ev = evaluate_catalog(cat, val.meta, self.class_set)
@@ -226,6 +226,14 @@ class EigenModel(SpectralModel):
                         "redshift": ev.get("redshift"),
                         "redshift_per_class": ev.get("redshift_per_class")}
         return self.metrics
+
+    def calibrate_anomaly(self, val, quantile: float = 0.99) -> float:
+        """Fit the anomaly calibration (S/N-conditioned) on normal spectra — a batch or the
+        result of :meth:`_run` on one — and return the flagging threshold."""
+        res = val if isinstance(val, dict) else self._run(self.check_batch(val))
+        self.anomaly = AnomalyCalibration.fit(res["features"], quantile=quantile,
+                                              snr=res["snr"])
+        return self.anomaly.threshold
 
     def calibrate_zerr(self, val: SpectraBatch, coverage: float = 0.6827,
                        res: dict | None = None) -> dict:
@@ -271,7 +279,7 @@ class EigenModel(SpectralModel):
         npar = max(b.nvec for b in self.bases) + self.npoly
         feats = residual_features(flux, ivar, model, npar)
         out = {"sol": sol, "chi2_class": sol.chi2_class, "features": feats, "model": model,
-               "ngood": ngood}
+               "ngood": ngood, "snr": median_snr(flux, ivar)}
         if save_chi2:
             out["curves"] = curves
         return out
@@ -286,7 +294,7 @@ class EigenModel(SpectralModel):
         probs = np.zeros((len(batch), len(names)))
         for k, b in enumerate(self.bases):
             probs[:, names.index(b.label)] = pb[:, k]
-        score = self.anomaly.score(res["features"])
+        score = self.anomaly.score(res["features"], res["snr"])
         zwarn = sol.zwarn.copy()
         zwarn[score > self.anomaly.threshold] |= int(ZWARN.ANOMALY)
         zerr = sol.zerr * np.asarray(self.zerr_scale, float)[sol.best_class]

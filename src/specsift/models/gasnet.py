@@ -25,9 +25,9 @@ from ..catalog import make_catalog
 from ..classes import labels, spectype_of
 from ..flags import ZWARN
 from ..metrics import calibration, classification_metrics, redshift_metrics, truth_labels, zerr_coverage
-from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
+from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch, row_median_mad
 from ..training import StoreDataset, normalise, train
-from ..training_data import class_and_logz_targets, row_median_mad
+from ..training_data import class_and_logz_targets
 from .base import SpectralModel, register_model
 from .gasnet_net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_loss
 from .speccznet import _describe, _meta_and_check
