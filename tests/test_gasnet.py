@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from specsift.calibration import MahalanobisOOD, SigmaCalibration, fit_temperature
+from specsift.calibration import MahalanobisOOD, SigmaCalibration, SigmaRegression, fit_temperature
 from specsift.catalog import CATALOG_COLUMNS
 from specsift.classes import labels
 from specsift.flags import ZWARN
@@ -93,6 +93,38 @@ def test_sigma_calibration_uses_other_peaks():
     c0 = zerr_coverage(du[3000:], np.zeros(3000), plain.apply(sigma[3000:], g[3000:]))
     assert c0["coverage_2sigma"] < 0.93
 
+
+
+def test_sigma_regression_learns_snr_dependence():
+    """Same quoted peak width, but the faintest spectra err 20× more than the brightest: a
+    per-type scale cannot cover the faint ones; the regression (t likelihood, then the
+    per-type 1σ/2σ scaling on top, as gasnet composes them) covers both ends."""
+    rng = np.random.default_rng(4)
+    n = 8000
+    sigma = np.full(n, 0.001)
+    snr = np.exp(rng.uniform(np.log(1), np.log(50), n))
+    true = 0.001 * (30 / snr) ** 0.8
+    du = rng.normal(0, true)
+    g, extra, p_near = np.full(n, "QSO"), np.zeros(n), np.ones(n)
+    h = n // 2
+    reg = SigmaRegression().fit(du[:h], sigma[:h], g[:h], extra[:h], snr[:h], p_near[:h])
+    cal = SigmaCalibration().fit(du[:h], reg.apply(sigma[:h], g[:h], extra[:h], snr[:h],
+                                                   p_near[:h]), g[:h])
+    s = cal.apply(reg.apply(sigma[h:], g[h:], extra[h:], snr[h:], p_near[h:]), g[h:])
+    r = np.abs(du[h:]) / s
+    for lo, hi in ((1, 4), (12, 50)):                  # right at both ends of the S/N range
+        sel = (snr[h:] >= lo) & (snr[h:] < hi)
+        assert abs(np.mean(r[sel] < 1) - 0.683) < 0.05
+        assert abs(np.mean(r[sel] < 2) - 0.954) < 0.04
+    plain = SigmaCalibration().fit(du[:h], sigma[:h], g[:h]).apply(sigma[h:], g[h:])
+    faint = snr[h:] < 4
+    assert np.mean(np.abs(du[h:][faint]) / plain[faint] < 1) < 0.5
+    theta = reg.params["theta"]                        # [c0, c1, c_extra, c_lnsnr, ...]
+    s_lo = reg.apply(np.array([0.001]), ["QSO"], [0.0], [2.0], [1.0])[0]
+    s_hi = reg.apply(np.array([0.001]), ["QSO"], [0.0], [40.0], [1.0])[0]
+    assert s_lo > 5 * s_hi and len(theta) == 2 + 4
+    # a spectral type unseen in fitting still gets a finite σ
+    assert np.isfinite(reg.apply(np.array([0.001]), ["STAR"], [0.0], [10.0], [1.0])).all()
 
 def test_mahalanobis_ood_flags_far_embeddings():
     rng = np.random.default_rng(2)

@@ -10,6 +10,13 @@
   resolve, ``w`` how much the other peaks count.  Catastrophic failures the network is sure
   about cannot be covered by any width, so the fit weighs both coverages equally rather
   than chasing 95 % with a huge floor.
+* :class:`SigmaRegression` — the step before: a heteroscedastic error model
+  ln σ = (c₀ + c₁ ln σ_peak)_type + c₂ ln σ_x + c₃ ln S/N + c₄ ln² S/N + c₅ ln(1 − p_near),
+  fitted by the likelihood of a Student t with ν = 3 on validation residuals (its heavy
+  tails keep the few catastrophic failures from widening every error; a capped Gaussian
+  would be unbounded as σ → 0).  A per-type scale alone cannot cover
+  1σ and 2σ at once when faint spectra have much wider errors than bright ones of the same
+  peak width; S/N is what separates them.
 * :class:`MahalanobisOOD` — an out-of-distribution score (Lee et al. 2018): squared
   Mahalanobis distance of the network embedding to the nearest class mean (shared
   covariance), divided by its 99th percentile on validation data.  1 ≈ "as odd as the
@@ -20,7 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_temperature", "fit_chi2_temperature", "SigmaCalibration", "MahalanobisOOD", "COVERAGE_TARGETS"]
+__all__ = ["fit_temperature", "fit_chi2_temperature", "SigmaCalibration", "SigmaRegression",
+           "MahalanobisOOD", "COVERAGE_TARGETS"]
 
 COVERAGE_TARGETS = (0.6827, 0.9545)
 
@@ -150,6 +158,67 @@ class SigmaCalibration:
             sel = groups == g
             out[sel] = np.sqrt(a ** 2 * (sigma[sel] ** 2 + w * extra[sel] ** 2) + b ** 2)
         return out
+
+
+class SigmaRegression:
+    """ln σ from the peak width, the other peaks' spread, S/N and p_near (module docstring).
+
+    ``params`` = {"groups": [...], "theta": [...]}; a group unseen in fitting gets the mean
+    of the fitted groups' coefficients.
+    """
+
+    NU = 3.0              # Student-t degrees of freedom of the likelihood
+
+    def __init__(self, params: dict | None = None):
+        self.params = dict(params or {})
+
+    @staticmethod
+    def _shared(sigma, extra, snr, p_near) -> np.ndarray:
+        ln_snr = np.log(np.clip(np.asarray(snr, float), 0.3, 100.0))
+        return np.column_stack([np.log(np.asarray(extra, float) + 1e-5), ln_snr, ln_snr ** 2,
+                                np.log(np.clip(1 - np.asarray(p_near, float), 1e-4, 1.0))])
+
+    def _design(self, sigma, groups, extra, snr, p_near) -> np.ndarray:
+        ln_s = np.log(np.asarray(sigma, float))
+        groups = np.asarray(groups, str)
+        known = self.params["groups"]
+        seen = np.isin(groups, known)
+        cols = []
+        for g in known:         # unseen groups get 1/n of every group's intercept and slope
+            w = np.where(groups == g, 1.0, np.where(seen, 0.0, 1.0 / len(known)))
+            cols += [w, w * ln_s]
+        return np.column_stack(cols + [self._shared(sigma, extra, snr, p_near)])
+
+    def fit(self, du, sigma, groups, extra, snr, p_near) -> "SigmaRegression":
+        from scipy.optimize import minimize
+        du, sigma = np.asarray(du, float), np.asarray(sigma, float)
+        ok = (np.isfinite(du) & np.isfinite(sigma) & (sigma > 0) & np.isfinite(extra)
+              & np.isfinite(snr) & np.isfinite(p_near))
+        groups = np.asarray(groups, str)
+        self.params = {"groups": sorted(set(groups[ok].tolist())) or ["*"]}
+        x = self._design(sigma[ok], groups[ok], np.asarray(extra)[ok], np.asarray(snr)[ok],
+                         np.asarray(p_near)[ok])
+        d2 = du[ok] ** 2
+
+        nu = self.NU
+
+        def nll(theta):
+            ln_sig = x @ theta
+            q = d2 * np.exp(-2 * ln_sig) / nu
+            grad = x.T @ (1 - (nu + 1) * q / (1 + q)) / len(d2)
+            return np.mean(ln_sig + (nu + 1) / 2 * np.log1p(q)), grad
+
+        theta0 = np.zeros(x.shape[1])
+        theta0[0:2 * len(self.params["groups"]):2] = np.log(np.median(np.abs(du[ok])) + 1e-12)
+        theta = minimize(nll, theta0, jac=True, method="L-BFGS-B").x if d2.size >= 20 else theta0
+        self.params["theta"] = [float(t) for t in theta]
+        return self
+
+    def apply(self, sigma, groups, extra, snr, p_near) -> np.ndarray:
+        if not self.params:
+            return np.asarray(sigma, float)
+        x = self._design(sigma, groups, extra, snr, p_near)
+        return np.exp(x @ np.asarray(self.params["theta"]))
 
 
 class MahalanobisOOD:

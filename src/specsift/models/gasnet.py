@@ -1,8 +1,8 @@
 """`gasnet`: GaSNet-style classifier over `thirteen` with redshift as a calibrated distribution.
 
 Outputs per spectrum: class probabilities P_i (temperature-scaled), Z (the refined mode of
-p(z)), ZERR (σ of p(z) near its mode, recalibrated so 68 %/95 % of |Δz| fall within 1σ/2σ on
-validation data) and ANOMALY_SCORE (Mahalanobis distance of the embedding, 1 = the 99th
+p(z)), ZERR (σ of p(z) near its mode, the spread of its other peaks and the spectrum's S/N,
+mapped by an error model fitted on validation data so that 68 %/95 % of |Δz| fall within 1σ/2σ) and ANOMALY_SCORE (Mahalanobis distance of the embedding, 1 = the 99th
 percentile of simulated spectra).  Network and heads: :mod:`.gasnet_net`; calibration:
 :mod:`specsift.calibration`; docs: docs/gasnet.md.
 
@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from ..calibration import MahalanobisOOD, SigmaCalibration, fit_temperature
+from ..calibration import MahalanobisOOD, SigmaCalibration, SigmaRegression, fit_temperature
 from ..catalog import make_catalog
 from ..classes import labels, spectype_of
 from ..flags import ZWARN
@@ -50,7 +50,8 @@ class GaSNet(SpectralModel):
         self.config = {"n_bins": int(n_bins), "u_range": [-0.006, math.log1p(z_max)],
                        "augment": bool(augment), "poor_snr": float(poor_snr),
                        "anomaly_threshold": float(anomaly_threshold), "net": dict(net_options),
-                       "z_head": "bins", "temperature": 1.0, "sigma_cal": {}, "ood": None}
+                       "z_head": "bins", "temperature": 1.0, "sigma_cal": {}, "sigma_reg": {},
+                       "ood": None}
         self.net: GaSNetModule | None = None
         self._aug_calls, self._seed, self._fused = 0, 0, None
 
@@ -107,16 +108,21 @@ class GaSNet(SpectralModel):
                 "mdn": tuple(t.numpy() for t in mdn) + (np.zeros_like(edge),)}
 
     def raw(self, data, batch_size: int = 1024) -> dict:
-        """:meth:`heads` over a whole store/batch (in order), concatenated."""
-        def run(x):
-            return self.heads(self.net(x))
+        """:meth:`heads` over a whole store/batch (in order), concatenated, and each
+        spectrum's median S/N."""
+        snr = []
+
+        def inputs(b):
+            snr.append(_median_snr(b.flux, b.ivar, (b.ivar > 0) & ~b.mask & np.isfinite(b.flux)))
+            return self.make_inputs(b)
         self.net.eval()
-        ds = StoreDataset(data, self.make_inputs, None, batch_size=batch_size, shuffle=False)
+        ds = StoreDataset(data, inputs, None, batch_size=batch_size, shuffle=False)
         parts = []
         with torch.no_grad():
             for x, _ in ds:
-                parts.append(run(x))
+                parts.append(self.heads(self.net(x)))
         out = {k: np.concatenate([p[k] for p in parts]) for k in ("logits", "emb")}
+        out["snr"] = np.concatenate(snr)
         for h in ("bins", "mdn"):
             out[h] = tuple(np.concatenate([p[h][i] for p in parts]) for i in range(5))
         return out
@@ -126,7 +132,7 @@ class GaSNet(SpectralModel):
 
     # -- calibration -------------------------------------------------------------
     def calibrate(self, val, log=print) -> dict:
-        """Fit temperature, σ scaling for both heads, the OOD model, and pick the z head."""
+        """Fit temperature, the ZERR model of both heads, the OOD model, and pick the z head."""
         meta = _meta_and_check(val, self.grid, "calibration data")
         y = np.array([self.names.index(s) if s in self.names else -1
                       for s in truth_labels(meta, self.class_set)])
@@ -141,20 +147,23 @@ class GaSNet(SpectralModel):
                   "ECE_after": calibration(probs, y)["ECE"], "heads": {}}
         ut = np.log1p(zt)
         best, best_key = None, None
+        self.config.setdefault("sigma_reg", {})
         half = len(zt) // 2                       # fit on one half, check on the other
         for h in ("bins", "mdn"):
-            u, s, sf, _, _ = out[h]
-            x = _excess(s, sf)
-            cal = SigmaCalibration().fit((u - ut)[:half], s[:half], st[:half], x[:half])
+            u, s, sf, p_near, _ = out[h]
+            feats = (st, _excess(s, sf), out["snr"], p_near)
+            first, second = (tuple(f[sl] for f in feats) for sl in (slice(None, half), slice(half, None)))
+            reg, cal = _fit_zerr((u - ut)[:half], s[:half], *first)
             z = np.expm1(u)
-            zerr = cal.apply(s, st, x) * np.exp(u)
+            zerr = cal.apply(reg.apply(s[half:], *second), st[half:]) * np.exp(u[half:])
             r = redshift_metrics(z[half:], zt[half:])
-            cov = zerr_coverage(z[half:], zt[half:], zerr[half:])
+            cov = zerr_coverage(z[half:], zt[half:], zerr)
             row = {"GF_0.003": r["GF_0.003"], "GF_0.01": r["GF_0.01"],
                    "sigma_NMAD": r["sigma_NMAD"], "coverage_1sigma": cov["coverage_1sigma"],
                    "coverage_2sigma": cov["coverage_2sigma"]}
             report["heads"][h] = row
-            self.config["sigma_cal"][h] = SigmaCalibration().fit(u - ut, s, st, x).params
+            reg, cal = _fit_zerr(u - ut, s, *feats)
+            self.config["sigma_reg"][h], self.config["sigma_cal"][h] = reg.params, cal.params
             key = (round(row["GF_0.003"], 3), -row["sigma_NMAD"])
             if best_key is None or key > best_key:
                 best, best_key = h, key
@@ -255,22 +264,32 @@ class GaSNet(SpectralModel):
         h = self.config["z_head"]
         u, s, sf, p_near, edge = (np.concatenate([p[h][i] for p in parts]) for i in range(5))
         probs = _softmax(logits / self.config["temperature"])
-        st = self._spectypes(probs)
-        s_cal = SigmaCalibration(self.config["sigma_cal"].get(h)).apply(s, st, _excess(s, sf))
-        z, zerr = np.expm1(u), s_cal * np.exp(u)
+        good = (batch.ivar > 0) & ~batch.mask & np.isfinite(batch.flux)
+        snr = _median_snr(batch.flux, batch.ivar, good)
+        z, zerr = np.expm1(u), self.zerr(h, u, s, sf, p_near, snr, self._spectypes(probs))
         zwarn = np.zeros(len(batch), np.int64)
         zwarn[edge] |= int(ZWARN.Z_FITLIMIT)
         zwarn[p_near < 1 - self.config.get("max_p_catastrophic", 0.3)] |= int(ZWARN.SMALL_DELTA_CHI2)
-        good = (batch.ivar > 0) & ~batch.mask & np.isfinite(batch.flux)
         ngood = good.sum(1)
         zwarn[ngood == 0] |= int(ZWARN.NODATA)
-        snr = _median_snr(batch.flux, batch.ivar, good)
         zwarn[(ngood > 0) & (snr < self.config["poor_snr"])] |= int(ZWARN.POORDATA)
         score = (MahalanobisOOD(self.config["ood"]).score(emb) if self.config["ood"]
                  else np.full(len(batch), np.nan, np.float32))
         zwarn[score > self.config["anomaly_threshold"]] |= int(ZWARN.ANOMALY)
         return make_catalog(batch.meta, self.class_set, probs, z, zerr, self.tag, zwarn=zwarn,
                             anomaly_score=score)
+
+    def zerr(self, head, u, s, sf, p_near, snr, spectype) -> np.ndarray:
+        """Calibrated ZERR of one z head's outputs; files from before the σ regression
+        (no ``sigma_reg``) keep their per-type scaling with the other-peaks term."""
+        reg = self.config.get("sigma_reg", {}).get(head)
+        cal = SigmaCalibration(self.config["sigma_cal"].get(head))
+        if reg:
+            sigma = cal.apply(SigmaRegression(reg).apply(s, spectype, _excess(s, sf), snr, p_near),
+                              spectype)
+        else:
+            sigma = cal.apply(s, spectype, _excess(s, sf))
+        return sigma * np.exp(u)
 
     def get_state(self) -> dict:
         if self.net is None:
@@ -293,6 +312,12 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _fit_zerr(du, s, spectype, extra, snr, p_near):
+    """σ regression, then the per-type 1σ/2σ scaling of its output (calibration module)."""
+    reg = SigmaRegression().fit(du, s, spectype, extra, snr, p_near)
+    return reg, SigmaCalibration().fit(du, reg.apply(s, spectype, extra, snr, p_near), spectype)
 
 
 def _excess(s_loc, s_full) -> np.ndarray:
