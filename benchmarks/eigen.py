@@ -61,6 +61,17 @@ def simulated(model, n, seed):
         print(f"| {r[0]} | {r[1]} | " + " | ".join(f"{x:.3f}" for x in r[2:]) + " |")
     print(f"\n(predict wall time {dt:.1f} s for {len(b)} spectra: "
           f"{len(b) / dt:.0f} spectra/s with {torch.get_num_threads()} threads)")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _catalogue_mix import catalogue_mix
+    q = lab == "QSO"
+    mix = catalogue_mix(np.asarray(cat["Z"], float)[q], zt[q], snr[q])
+    if mix:
+        print("\nQuasars reweighted to the (S/N, z) mix of each GaSNet-III catalogue:\n")
+        print("| catalogue | median S/N | GF(0.003) / GF(0.01) eigen | GaSNet-III on those real spectra |")
+        print("|---|---|---|---|")
+        for k, v in mix.items():
+            print(f"| {k} | {v['median_snr']:.1f} | {v['GF_0.003']:.3f} / {v['GF_0.01']:.3f} | "
+                  f"{v['published_GF_0.003']:.3f} / {v['published_GF_0.01']:.3f} |")
 
 
 def _time_predict(model, b, reps):
