@@ -160,3 +160,29 @@ def test_anomaly_calibration_judges_a_faint_spectrum_against_faint_normals():
     np.testing.assert_allclose(again.score(odd, np.array([3.0])), cond.score(odd, np.array([3.0])))
     with pytest.raises(ValueError, match="snr"):
         cond.score(odd)
+
+
+def test_anomaly_top2_wants_two_symptoms_and_reads_the_degeneracy():
+    """With ``top2`` one feature at 1.5× its normal 99th percentile is not enough (it is
+    with ``max``); the same excess in two features is. A tiny degeneracy ratio R is such
+    a symptom; no second solution is not."""
+    from specsift.anomaly import AnomalyCalibration, degeneracy_feature
+    rng = np.random.default_rng(1)
+    n = 4000
+    snr = np.full(n, 10.0)
+    feats = {f"f{i}": np.exp(rng.normal(0, 0.3, n)) for i in range(3)}
+    feats["degenerate"] = degeneracy_feature(np.exp(rng.normal(0, 1, n)), np.ones(n, bool))
+    top2 = AnomalyCalibration.fit(feats, snr=snr)
+    single = AnomalyCalibration.fit(feats, snr=snr, combine="max")
+    assert top2.combine == "top2"
+    q = {k: np.quantile(np.log(v), 0.99) for k, v in feats.items()}
+    typical = {k: np.array([np.median(v)]) for k, v in feats.items()}
+    one = dict(typical, f0=np.array([np.exp(1.5 * q["f0"])]))
+    two = dict(one, degenerate=degeneracy_feature(np.array([1e-4]), np.array([True])))
+    ten = np.array([10.0])
+    assert single.score(one, ten)[0] > single.threshold
+    assert top2.score(one, ten)[0] < top2.threshold
+    assert top2.score(two, ten)[0] > top2.threshold
+    assert degeneracy_feature(np.array([0.0]), np.array([False]))[0] < 0.01
+    assert AnomalyCalibration.from_dict(top2.to_dict()).combine == "top2"
+    assert AnomalyCalibration.from_dict({"names": ["x"]}).combine == "max"     # old files

@@ -7,11 +7,19 @@ Features (per spectrum, from data f, weights w and the best-fit model m):
   normalised residual r = (f − m)·√w over W consecutive good pixels, times √W, i.e. in
   σ units of a mean of W independent N(0,1), divided by the spectrum's robust residual
   scale √max(1, median r²/0.455) (local structure against the spectrum's typical misfit).  Narrow windows catch sky-line residuals
-  and bad columns, wide ones calibration jumps, troughs and a second object's lines.
+  and bad columns, wide ones calibration jumps, troughs and a second object's lines;
+* ``degenerate`` (added by the eigen model from its χ² scan) — 1/(R + 0.001) with
+  GaSNet-III's degeneracy ratio R = (χ²₂ − χ²₁)/χ²₁ between the best and the next-best
+  solution: an object unlike every class (a white dwarf, two objects in one fibre) is
+  fitted about equally badly by several, so R is small where a normal spectrum of the
+  same S/N has a clear winner.
 
 Each feature is put on a common scale with the normal population of validation data, and
-the score is the largest of them, so 1 ≈ "as odd as the 1 % oddest normal spectrum in its
-most telling feature".  The normal level depends on S/N (a bright spectrum shows its
+the score is the mean of the two largest (``combine="top2"``), so 1 ≈ "as odd as the 1 %
+oddest normal spectrum in its two most telling features". Two features rather than one:
+with ``degenerate`` among them, the single largest lets every normal spectrum's noisiest
+feature through, while the mean of two needs a second symptom.
+(Old model files keep ``combine="max"``.)  The normal level depends on S/N (a bright spectrum shows its
 model mismatch, a faint one hides it in noise), so log x is regressed on (1, ℓ, ℓ²) with
 ℓ = ln(median S/N) over the validation normals and each feature's residual is divided by
 its 99th percentile: a faint spectrum is judged against faint normals (mean injected-anomaly
@@ -29,7 +37,8 @@ import numpy as np
 
 from .spectra import row_median_mad
 
-__all__ = ["residual_features", "median_snr", "AnomalyCalibration", "WINDOWS"]
+__all__ = ["residual_features", "degeneracy_feature", "median_snr", "AnomalyCalibration",
+           "WINDOWS"]
 
 WINDOWS = (3, 15, 75, 375)
 
@@ -75,6 +84,13 @@ def residual_features(flux, ivar, model, npar: int, windows=WINDOWS) -> dict:
     return feats
 
 
+def degeneracy_feature(degeneracy, has_second) -> np.ndarray:
+    """1/(R + 0.001): large when the next-best solution fits almost as well (module
+    docstring); a spectrum with no second solution counts as not degenerate."""
+    r = np.asarray(degeneracy, float)
+    return np.where(np.asarray(has_second, bool), 1.0 / (np.maximum(r, 0.0) + 1e-3), 1e-3)
+
+
 def median_snr(flux, ivar) -> np.ndarray:
     """Median |f|·√ivar over pixels with ivar > 0 (0 when none): the conditioning S/N."""
     good = (ivar > 0) & np.isfinite(flux)
@@ -93,16 +109,20 @@ class AnomalyCalibration:
     S/N-conditioned when fitted with ``snr`` (see the module docstring)."""
 
     def __init__(self, names=None, median=None, q99=None, threshold: float = 1.0,
-                 snr_coef=None):
+                 snr_coef=None, combine: str = "max"):
         self.names = list(names or [])
         self.median = np.asarray(median if median is not None else [], float)
         self.q99 = np.asarray(q99 if q99 is not None else [], float)
         self.threshold = float(threshold)
         #: (3, n_features) coefficients of log x on (1, ℓ, ℓ²); None: unconditioned
         self.snr_coef = None if snr_coef is None else np.asarray(snr_coef, float)
+        if combine not in ("max", "top2"):
+            raise ValueError(f"anomaly combine rule must be 'max' or 'top2', not {combine!r}")
+        self.combine = combine
 
     @classmethod
-    def fit(cls, feats: dict, quantile: float = 0.99, snr=None) -> "AnomalyCalibration":
+    def fit(cls, feats: dict, quantile: float = 0.99, snr=None,
+            combine: str = "top2") -> "AnomalyCalibration":
         names = sorted(feats)
         x = np.stack([np.asarray(feats[k], float) for k in names], axis=1)
         ok = np.all(np.isfinite(x), axis=1)
@@ -113,13 +133,14 @@ class AnomalyCalibration:
         if snr is None:
             med = np.median(x[ok], axis=0)
             q = np.quantile(x[ok], 0.99, axis=0)
-            cal = cls(names, med, q)
+            cal = cls(names, med, q, combine=combine)
         else:
             a = _design(np.asarray(snr, float)[ok])
             lx = np.log(np.maximum(x[ok], 1e-6))
             coef = np.linalg.lstsq(a, lx, rcond=None)[0]
             res = lx - a @ coef
-            cal = cls(names, np.zeros(len(names)), np.quantile(res, 0.99, axis=0), snr_coef=coef)
+            cal = cls(names, np.zeros(len(names)), np.quantile(res, 0.99, axis=0), snr_coef=coef,
+                      combine=combine)
         cal.q99 = np.where(cal.q99 - cal.median > 1e-9, cal.q99, cal.median + 1e-9)
         cal.threshold = float(np.quantile(cal.score(feats, snr)[ok], quantile))
         return cal
@@ -135,14 +156,18 @@ class AnomalyCalibration:
                 raise ValueError("this anomaly calibration is S/N-conditioned: pass snr")
             res = np.log(np.maximum(x, 1e-6)) - _design(snr) @ self.snr_coef
             z = res / self.q99
-        return np.nan_to_num(z, nan=0.0).max(axis=1)
+        z = np.nan_to_num(z, nan=0.0)
+        if self.combine == "top2" and z.shape[1] > 1:
+            return np.partition(z, -2, axis=1)[:, -2:].mean(axis=1)
+        return z.max(axis=1)
 
     def to_dict(self) -> dict:
         return {"names": self.names, "median": self.median.tolist(), "q99": self.q99.tolist(),
                 "threshold": self.threshold,
-                "snr_coef": None if self.snr_coef is None else self.snr_coef.tolist()}
+                "snr_coef": None if self.snr_coef is None else self.snr_coef.tolist(),
+                "combine": self.combine}
 
     @classmethod
     def from_dict(cls, d: dict) -> "AnomalyCalibration":
         return cls(d.get("names"), d.get("median"), d.get("q99"), d.get("threshold", 1.0),
-                   d.get("snr_coef"))
+                   d.get("snr_coef"), d.get("combine", "max"))

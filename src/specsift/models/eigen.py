@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from astropy.table import Table
 
-from ..anomaly import AnomalyCalibration, median_snr, residual_features
+from ..anomaly import AnomalyCalibration, degeneracy_feature, median_snr, residual_features
 from ..calibration import fit_chi2_temperature
 from ..catalog import make_catalog
 from ..classes import labels as class_labels
@@ -278,6 +278,7 @@ class EigenModel(SpectralModel):
         model = sol.model
         npar = max(b.nvec for b in self.bases) + self.npoly
         feats = residual_features(flux, ivar, model, npar)
+        feats["degenerate"] = degeneracy_feature(sol.degeneracy, sol.second_class >= 0)
         out = {"sol": sol, "chi2_class": sol.chi2_class, "features": feats, "model": model,
                "ngood": ngood, "snr": median_snr(flux, ivar)}
         if save_chi2:
