@@ -186,3 +186,35 @@ def test_anomaly_top2_wants_two_symptoms_and_reads_the_degeneracy():
     assert degeneracy_feature(np.array([0.0]), np.array([False]))[0] < 0.01
     assert AnomalyCalibration.from_dict(top2.to_dict()).combine == "top2"
     assert AnomalyCalibration.from_dict({"names": ["x"]}).combine == "max"     # old files
+
+
+def test_rest_model_error_learns_a_line_the_basis_cannot_follow():
+    """Normal spectra whose one rest-frame line varies in strength (the basis cannot follow
+    it) at several redshifts: ε² peaks at the line's rest pixel and nowhere else, and the
+    deflated weights shrink the line's residuals but leave a bad column elsewhere intact."""
+    from types import SimpleNamespace
+
+    from specsift.anomaly import residual_features
+    from specsift.models.eigen_modelerror import deflate_ivar, fit_rest_model_error
+    rng = np.random.default_rng(5)
+    n, p, jmax, line = 400, 300, 50, 120              # rest pixel of the line
+    basis = SimpleNamespace(jmax=jmax, basis=np.zeros((1, p + jmax)))
+    shift = rng.integers(0, jmax + 1, n).astype(float)
+    model = np.full((n, p), 10.0)
+    ivar = np.full((n, p), 4.0)                       # σ = 0.5: S/N 20
+    cols = np.arange(p)[None, :] + jmax - shift[:, None].astype(int)
+    bump = np.exp(-0.5 * ((cols - line) / 1.5) ** 2) * rng.normal(0, 3.0, (n, 1))
+    flux = model + bump + rng.normal(0, 0.5, (n, p))
+    best = np.zeros(n, int)
+    eps2 = fit_rest_model_error([basis], flux, ivar, model, best, shift)[0]
+    assert abs(int(np.argmax(eps2)) - line) <= 1
+    assert eps2[line] > 20 * np.median(eps2[jmax:p])
+    w = deflate_ivar([basis], [eps2], ivar, model, best, shift)
+    plain = residual_features(flux, ivar, model, 1)["excursion_3"]
+    deflated = residual_features(flux, w, model, 1)["excursion_3"]
+    assert np.quantile(deflated, 0.9) < 0.4 * np.quantile(plain, 0.9)   # the line no longer dominates
+    odd = flux[:1].copy()
+    odd[0, 20:24] += 5 * 0.5                              # a 5σ bad column away from the line
+    f_odd = residual_features(odd, w[:1], model[:1], 1)["excursion_3"][0]
+    assert f_odd > np.quantile(deflated, 0.99)
+    assert deflate_ivar([basis], None, ivar, model, best, shift) is ivar

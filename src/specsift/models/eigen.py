@@ -27,7 +27,8 @@ from ..flags import ZWARN
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 from .base import SpectralModel, register_model
 from .chi2scan import Chi2Scanner, ScanBasis
-from .eigen_train import basis_chi2, labels_of, load_training_rows, train_basis
+from .eigen_modelerror import deflate_ivar, fit_rest_model_error
+from .eigen_train import labels_of, load_training_rows, train_basis
 from .zsolve import solve_redshifts
 
 __all__ = ["EigenModel", "DEFAULT_CLASSES"]
@@ -70,6 +71,9 @@ class EigenModel(SpectralModel):
         self.anomaly = AnomalyCalibration()
         self.scan_dtype = "float32"
         self.var_boost = np.zeros(grid.size, np.float32)
+        #: per class, ε² of the rest-frame model error used by the anomaly features
+        #: (:mod:`.eigen_modelerror`); None: plain ivar
+        self.rest_model_error: list[np.ndarray] | None = None
         #: per-class factor on the Δχ² = 1 ZERR (model mismatch is not in ivar), fitted by
         #: :meth:`calibrate_zerr` so that |Δz| < ZERR for 68.3 % of validation spectra
         self.zerr_scale = np.ones(len(self.config))
@@ -231,8 +235,11 @@ class EigenModel(SpectralModel):
         """Fit the anomaly calibration (S/N-conditioned) on normal spectra — a batch or the
         result of :meth:`_run` on one — and return the flagging threshold."""
         res = val if isinstance(val, dict) else self._run(self.check_batch(val))
-        self.anomaly = AnomalyCalibration.fit(res["features"], quantile=quantile,
-                                              snr=res["snr"])
+        sol = res["sol"]
+        self.rest_model_error = fit_rest_model_error(self.bases, res["flux"], res["ivar"],
+                                                     res["model"], sol.best_class, sol.shift)
+        feats = self._features(res["flux"], res["ivar"], res["model"], sol)
+        self.anomaly = AnomalyCalibration.fit(feats, quantile=quantile, snr=res["snr"])
         return self.anomaly.threshold
 
     def calibrate_zerr(self, val: SpectraBatch, coverage: float = 0.6827,
@@ -276,14 +283,26 @@ class EigenModel(SpectralModel):
         sol = solve_redshifts(sc, curves, flux, ivar, self.grid.step, ngood=ngood,
                               penalty=self.penalty)
         model = sol.model
-        npar = max(b.nvec for b in self.bases) + self.npoly
-        feats = residual_features(flux, ivar, model, npar)
-        feats["degenerate"] = degeneracy_feature(sol.degeneracy, sol.second_class >= 0)
-        out = {"sol": sol, "chi2_class": sol.chi2_class, "features": feats, "model": model,
+        dof = np.maximum(ngood - self._npar, 1)
+        good = (ivar > 0) & np.isfinite(flux)
+        rchi2 = np.where(good, (flux - model) ** 2 * ivar, 0.0).sum(1) / dof
+        out = {"sol": sol, "chi2_class": sol.chi2_class, "model": model, "rchi2": rchi2,
+               "features": self._features(flux, ivar, model, sol), "flux": flux, "ivar": ivar,
                "ngood": ngood, "snr": median_snr(flux, ivar)}
         if save_chi2:
             out["curves"] = curves
         return out
+
+    @property
+    def _npar(self) -> int:
+        return max(b.nvec for b in self.bases) + self.npoly
+
+    def _features(self, flux, ivar, model, sol) -> dict:
+        """Anomaly features: residual structure against the model error, degeneracy."""
+        w = deflate_ivar(self.bases, self.rest_model_error, ivar, model, sol.best_class, sol.shift)
+        feats = residual_features(flux, w, model, self._npar)
+        feats["degenerate"] = degeneracy_feature(sol.degeneracy, sol.second_class >= 0)
+        return feats
 
     def _catalog(self, batch: SpectraBatch, res: dict) -> Table:
         sol = res["sol"]
@@ -303,7 +322,7 @@ class EigenModel(SpectralModel):
                            zwarn=zwarn, deltachi2=sol.deltachi2, anomaly_score=score)
         nodata = res["ngood"] == 0
         cat["CHI2_MIN"] = np.where(nodata, np.nan, sol.chi2 - self.penalty[sol.best_class])
-        cat["RCHI2"] = np.where(nodata, np.nan, res["features"]["rchi2"])
+        cat["RCHI2"] = np.where(nodata, np.nan, res["rchi2"])
         cat["DEGENERACY"] = np.where(nodata, np.nan, sol.degeneracy)
         return cat
 
@@ -358,6 +377,8 @@ class EigenModel(SpectralModel):
                 "penalty": [float(x) for x in self.penalty],
                 "zerr_scale": [float(x) for x in self.zerr_scale],
                 "var_boost": torch.as_tensor(self.var_boost),
+                "rest_model_error": (None if self.rest_model_error is None else
+                                     [torch.as_tensor(e) for e in self.rest_model_error]),
                 "bases": [{"label": b.label, "jmin": b.jmin, "jmax": b.jmax,
                            "basis": torch.as_tensor(np.asarray(b.basis, np.float32))}
                           for b in self.bases]}
@@ -373,19 +394,8 @@ class EigenModel(SpectralModel):
         # models saved before the ZERR calibration: raw Δχ² = 1 errors
         self.zerr_scale = np.asarray(state.get("zerr_scale", np.ones(len(state["bases"]))), float)
         self.var_boost = np.asarray(state["var_boost"], np.float32)
+        rme = state.get("rest_model_error")       # absent in files from before it
+        self.rest_model_error = None if rme is None else [np.asarray(e, np.float32) for e in rme]
         self.bases = [ScanBasis(b["label"], np.asarray(b["basis"], np.float32),
                                 int(b["jmin"]), int(b["jmax"])) for b in state["bases"]]
         self._scanner = None
-
-    def val_chi2(self, batch: SpectraBatch) -> dict:
-        """Reduced χ² at the true z per class (a training diagnostic)."""
-        batch = self.check_batch(batch)
-        lab = labels_of(batch, self.class_set)
-        z = np.asarray(batch.meta["Z"], float)
-        out = {}
-        for b in self.bases:
-            s = lab == b.label
-            if s.any():
-                out[b.label] = basis_chi2(b.basis, batch.flux[s], batch.ivar[s],
-                                          np.log10(1 + z[s]) / self.grid.step, b.jmax, self.npoly)
-        return out
