@@ -73,3 +73,31 @@ def test_train_predict_evaluate_explain(stores, capsys):
     info = json.loads((ex / "explain.json").read_text())
     assert len(info["spectra"]) == 24 and (ex / "class_attention.png").exists()
     assert sum(1 for r in info["spectra"] if "plot" in r) == 2
+
+
+def test_train_init_fine_tunes_from_a_model_file(stores, capsys):
+    """--init starts from the file's weights (at lr ≈ 0 they stay), records where it came
+    from, and refuses another model kind or new constructor options."""
+    from specsift.models.base import load_model
+    d = stores
+    base = d / "base.pt"
+    common = ["--data", str(d / "train.h5"), "--val", str(d / "val.h5"), "--batch-size", "64",
+              "--no-progress"]
+    assert main(["train", "--model", "speccznet", *common, "-o", str(base), "--epochs", "1",
+                 "--set", "widths=8,8,8,8,8", "--set", "n_bins=100"]) == 0
+    tuned = d / "tuned.pt"
+    assert main(["train", "--model", "speccznet", *common, "-o", str(tuned), "--epochs", "1",
+                 "--lr", "1e-12", "--weight-decay", "0", "--init", str(base)]) == 0
+    a, b = load_model(base), load_model(tuned)
+    assert b.training["init"] == str(base)
+    for (name, pa), pb in zip(a.net.state_dict().items(), b.net.state_dict().values()):
+        if pa.is_floating_point() and "running" not in name:
+            torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-4)
+    capsys.readouterr()
+    assert main(["train", "--model", "gasnet", *common, "-o", str(d / "x.pt"),
+                 "--init", str(base)]) != 0
+    assert "not a 'gasnet'" in capsys.readouterr().err
+    assert main(["train", "--model", "speccznet", *common, "-o", str(d / "x.pt"), "--init",
+                 str(base), "--set", "n_bins=50"]) != 0
+    assert "drop --class-set/--set" in capsys.readouterr().err
+    assert not (d / "x.pt").exists()

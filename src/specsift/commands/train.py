@@ -30,6 +30,9 @@ def register(subparsers, name, help_):
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda")
     p.add_argument("--checkpoint-dir", help="default: OUTPUT with suffix .ckpt")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--init", metavar="MODEL.pt",
+                   help="fine-tune: start from this model file's weights and settings (same "
+                        "model kind) with a fresh schedule, e.g. on more or survey-specific data")
     p.add_argument("--patience", type=int, help="early-stop after this many epochs without "
                    "validation-loss improvement")
     p.add_argument("--num-workers", type=int, default=0, help="data-loading processes")
@@ -72,7 +75,10 @@ def run(args) -> int:
     elif not args.resume:
         args_file.parent.mkdir(parents=True, exist_ok=True)
         args_file.write_text(json.dumps({"model": args.model, "kwargs": kwargs}))
-    model = cls(**kwargs)
+    if args.init:
+        model = _initial_model(args.init, args.model, kwargs)
+    else:
+        model = cls(**kwargs)
     given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
     given["checkpoint_dir"] = ckpt
     sig = inspect.signature(model.fit)
@@ -84,8 +90,25 @@ def run(args) -> int:
     if skipped:
         print(f"note: {args.model} ignores {', '.join(skipped)}")
     model.fit(args.data, args.val, **opts)
+    if args.init:
+        model.training["init"] = str(args.init)
     out = model.save(args.output)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     if model.metrics:
         print("validation: " + json.dumps(model.metrics))
     return 0
+
+
+def _initial_model(path, name: str, kwargs: dict):
+    """The model file to fine-tune; its class set, grid and architecture are kept, so
+    constructor options cannot be changed at the same time."""
+    from ..models.base import load_model
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such model file (--init)")
+    model = load_model(path)
+    if model.name != name:
+        raise ValueError(f"{path}: --init model is a {model.name!r}, not a {name!r}")
+    if kwargs:
+        raise ValueError(f"--init keeps {path}'s settings; drop --class-set/--set "
+                         f"({', '.join(sorted(kwargs))})")
+    return model
