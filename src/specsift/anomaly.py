@@ -15,18 +15,17 @@ passes weights that include its rest-frame model error, :mod:`.models.eigen_mode
   fitted about equally badly by several, so R is small where a normal spectrum of the
   same S/N has a clear winner.
 
-Each feature is put on a common scale with the normal population of validation data, and
-the score is the mean of the two largest (``combine="top2"``), so 1 ≈ "as odd as the 1 %
-oddest normal spectrum in its two most telling features". Two features rather than one:
-with ``degenerate`` among them, the single largest lets every normal spectrum's noisiest
-feature through, while the mean of two needs a second symptom.
-(Old model files keep ``combine="max"``.)  The normal level depends on S/N (a bright spectrum shows its
-model mismatch, a faint one hides it in noise), so log x is regressed on (1, ℓ, ℓ²) with
-ℓ = ln(median S/N) over the validation normals and each feature's residual is divided by
-its 99th percentile: a faint spectrum is judged against faint normals (mean injected-anomaly
-AUC 0.907 → 0.927, docs/eigen.md).  Model files from before that use the unconditioned
-(x − median)/(q99 − median).  ZWARN bit 16 (ANOMALY) is set above a threshold chosen on
-validation normals (default their 99th percentile).
+Each feature's normal level depends on S/N (a bright spectrum shows its model mismatch, a
+faint one hides it in noise), so log x is regressed on (1, ℓ, ℓ²) with ℓ = ln(median S/N)
+over the validation normals, and each feature's residual is divided by its 99th
+percentile: a faint spectrum is judged against faint normals. The score is the mean of the
+two largest of these (``combine="top2"``), so 1 ≈ "as odd as the 1 % oddest normal
+spectrum in its two most telling features". Two rather than one: with ``degenerate``
+among the features, the single largest lets every normal spectrum's noisiest feature
+through, while the mean of two needs a second symptom (docs/eigen.md has the AUCs).
+Older model files keep what they were fitted with: ``combine="max"``, and without S/N
+the unconditioned (x − median)/(q99 − median). ZWARN bit 16 (ANOMALY) is set above a
+threshold chosen on validation normals (default their 99th percentile).
 
 Injection functions for benchmarks and tests (kinds the model never saw in training)
 are in :mod:`specsift.anomaly_inject`.
@@ -36,10 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spectra import row_median_mad
-
-__all__ = ["residual_features", "degeneracy_feature", "median_snr", "AnomalyCalibration",
-           "WINDOWS"]
+__all__ = ["residual_features", "degeneracy_feature", "AnomalyCalibration", "WINDOWS"]
 
 WINDOWS = (3, 15, 75, 375)
 
@@ -90,14 +86,6 @@ def degeneracy_feature(degeneracy, has_second) -> np.ndarray:
     docstring); a spectrum with no second solution counts as not degenerate."""
     r = np.asarray(degeneracy, float)
     return np.where(np.asarray(has_second, bool), 1.0 / (np.maximum(r, 0.0) + 1e-3), 1e-3)
-
-
-def median_snr(flux, ivar) -> np.ndarray:
-    """Median |f|·√ivar over pixels with ivar > 0 (0 when none): the conditioning S/N."""
-    good = (ivar > 0) & np.isfinite(flux)
-    sn = np.where(good, np.abs(flux) * np.sqrt(np.where(good, ivar, 0.0)), np.nan)
-    med, _ = row_median_mad(sn, good.sum(axis=1))
-    return np.nan_to_num(med[:, 0], nan=0.0)
 
 
 def _design(snr) -> np.ndarray:

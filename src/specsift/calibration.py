@@ -173,7 +173,7 @@ class SigmaRegression:
         self.params = dict(params or {})
 
     @staticmethod
-    def _shared(sigma, extra, snr, p_near) -> np.ndarray:
+    def _shared(extra, snr, p_near) -> np.ndarray:
         ln_snr = np.log(np.clip(np.asarray(snr, float), 0.3, 100.0))
         return np.column_stack([np.log(np.asarray(extra, float) + 1e-5), ln_snr, ln_snr ** 2,
                                 np.log(np.clip(1 - np.asarray(p_near, float), 1e-4, 1.0))])
@@ -187,7 +187,7 @@ class SigmaRegression:
         for g in known:         # unseen groups get 1/n of every group's intercept and slope
             w = np.where(groups == g, 1.0, np.where(seen, 0.0, 1.0 / len(known)))
             cols += [w, w * ln_s]
-        return np.column_stack(cols + [self._shared(sigma, extra, snr, p_near)])
+        return np.column_stack(cols + [self._shared(extra, snr, p_near)])
 
     def fit(self, du, sigma, groups, extra, snr, p_near) -> "SigmaRegression":
         from scipy.optimize import minimize

@@ -18,7 +18,7 @@ from astropy.table import Table, vstack
 from .flags import InputFlag
 
 __all__ = ["LogGrid", "DEFAULT_GRID", "SpectraBatch", "rebin_matrix", "pixel_edges",
-           "row_median_mad"]
+           "row_median_mad", "median_snr"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,20 @@ def row_median_mad(a: np.ndarray, n_good: np.ndarray) -> tuple[np.ndarray, np.nd
     med = np.where(none, np.nan, med)[:, None]
     mad = np.where(none, np.nan, mad)[:, None]
     return med, mad
+
+
+def median_snr(flux, ivar, good=None, step: int = 1) -> np.ndarray:
+    """Median |f|·√ivar per spectrum over ``good`` pixels (default: ivar > 0 and finite
+    flux), like SDSS's SN_MEDIAN; 0 when none. ``step`` > 1 uses every step-th pixel: a
+    median of ~1000 pixels is within a few per cent of the full one at a fraction of the
+    cost of the sort, which matters on an inference hot path."""
+    if good is None:
+        good = (ivar > 0) & np.isfinite(flux)
+    g = good[:, ::step]
+    sn = np.where(g, np.abs(flux[:, ::step]) * np.sqrt(np.where(g, ivar[:, ::step], 0.0)),
+                  np.nan)
+    med, _ = row_median_mad(sn, g.sum(axis=1))
+    return np.nan_to_num(med[:, 0], nan=0.0)
 
 
 def pixel_edges(loglam: np.ndarray) -> np.ndarray:

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from astropy.table import Table
 
-from ..anomaly import AnomalyCalibration, degeneracy_feature, median_snr, residual_features
+from ..anomaly import AnomalyCalibration, degeneracy_feature, residual_features
 from ..calibration import fit_chi2_temperature
 from ..catalog import make_catalog
 from ..classes import labels as class_labels
 from ..flags import ZWARN
-from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
+from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
 from .base import SpectralModel, register_model
 from .chi2scan import Chi2Scanner, ScanBasis
 from .eigen_modelerror import deflate_ivar, fit_rest_model_error

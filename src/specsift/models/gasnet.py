@@ -25,7 +25,7 @@ from ..catalog import make_catalog
 from ..classes import labels, spectype_of
 from ..flags import ZWARN
 from ..metrics import calibration, classification_metrics, redshift_metrics, truth_labels, zerr_coverage
-from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch, row_median_mad
+from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
 from ..training import StoreDataset, normalise, train
 from ..training_data import class_and_logz_targets
 from .base import SpectralModel, register_model
@@ -33,6 +33,9 @@ from .gasnet_net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_l
 from .speccznet import _describe, _meta_and_check
 
 __all__ = ["GaSNet"]
+
+#: median S/N (POORDATA flag and ZERR model, fitted and applied alike) from every 4th pixel
+SNR_STEP = 4
 
 
 @register_model("gasnet")
@@ -113,7 +116,8 @@ class GaSNet(SpectralModel):
         snr = []
 
         def inputs(b):
-            snr.append(_median_snr(b.flux, b.ivar, (b.ivar > 0) & ~b.mask & np.isfinite(b.flux)))
+            snr.append(median_snr(b.flux, b.ivar, (b.ivar > 0) & ~b.mask & np.isfinite(b.flux),
+                                  step=SNR_STEP))
             return self.make_inputs(b)
         self.net.eval()
         ds = StoreDataset(data, inputs, None, batch_size=batch_size, shuffle=False)
@@ -265,7 +269,7 @@ class GaSNet(SpectralModel):
         u, s, sf, p_near, edge = (np.concatenate([p[h][i] for p in parts]) for i in range(5))
         probs = _softmax(logits / self.config["temperature"])
         good = (batch.ivar > 0) & ~batch.mask & np.isfinite(batch.flux)
-        snr = _median_snr(batch.flux, batch.ivar, good)
+        snr = median_snr(batch.flux, batch.ivar, good, step=SNR_STEP)
         z, zerr = np.expm1(u), self.zerr(h, u, s, sf, p_near, snr, self._spectypes(probs))
         zwarn = np.zeros(len(batch), np.int64)
         zwarn[edge] |= int(ZWARN.Z_FITLIMIT)
@@ -323,15 +327,3 @@ def _fit_zerr(du, s, spectype, extra, snr, p_near):
 def _excess(s_loc, s_full) -> np.ndarray:
     """√(σ_full² − σ_loc²): the part of p(z)'s spread that comes from its other peaks."""
     return np.sqrt(np.maximum(np.asarray(s_full, float) ** 2 - np.asarray(s_loc, float) ** 2, 0))
-
-
-def _median_snr(flux, ivar, good, step: int = 4) -> np.ndarray:
-    """Median |f|·√ivar over good pixels (0 when none), like SDSS's SN_MEDIAN, from every
-    ``step``-th pixel: it only decides the POORDATA flag, and a median of ~1000 pixels is
-    within a few per cent of the full one at a quarter of the cost (a sort per spectrum
-    is a sizeable part of the inference time)."""
-    g = good[:, ::step]
-    sn = np.where(g, np.abs(flux[:, ::step]) * np.sqrt(np.where(g, ivar[:, ::step], 0)),
-                  np.nan)
-    med, _ = row_median_mad(sn, g.sum(axis=1))
-    return np.nan_to_num(med[:, 0], nan=0.0)
