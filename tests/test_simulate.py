@@ -138,6 +138,26 @@ def test_thirteen_and_galaxy_types_subtypes():
     assert np.all(np.median(sc[:, -200:], axis=1) > 0)
 
 
+def test_boss_fraction_adds_high_redshift_galaxies_only():
+    """The SDSS-I/II catalogue priors stop at z ≈ 0.45; boss_fraction moves that share of
+    galaxies (and nothing else) to BOSS-like z and S/N, and 0 leaves every spectrum as it was."""
+    from specsift.simulate.survey import BOSS_SNR, BOSS_Z
+    base = simulate_batch(n=256, class_set="thirteen", seed=4)
+    assert np.array_equal(base.flux, simulate_batch(n=256, class_set="thirteen", seed=4,
+                                                    boss_fraction=0.0).flux)
+    gal = np.char.startswith(np.asarray(base.meta["CLASS_LABEL"], str), "GALAXY")
+    assert np.max(base.meta["Z"][gal]) < 0.8
+    b = simulate_batch(n=256, class_set="thirteen", seed=4, boss_fraction=1.0)
+    z, snr = np.asarray(b.meta["Z"]), np.asarray(b.meta["SNR"])
+    assert np.all((z[gal] >= BOSS_Z[0]) & (z[gal] <= BOSS_Z[1]))
+    assert np.all((snr[gal] >= BOSS_SNR[0]) & (snr[gal] <= BOSS_SNR[1]))
+    assert np.array_equal(b.meta["CLASS_LABEL"], base.meta["CLASS_LABEL"])
+    # the measured S/N is what was asked for, as for every other simulated spectrum
+    assert abs(np.median(np.asarray(b.meta["SNR_MEASURED"])[gal] / snr[gal]) - 1) < 0.05
+    with pytest.raises(ValueError, match="boss_fraction"):
+        simulate_batch(n=5, boss_fraction=1.5)
+
+
 def test_apply_instrument_other_grid_and_resolution():
     """Reusable on a LAMOST-like grid at R=1800: S/N honoured, LSF width right."""
     grid = LogGrid.from_range(np.log10(3700), np.log10(9000), 1e-4)

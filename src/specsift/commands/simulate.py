@@ -43,6 +43,9 @@ def register(subparsers, name, help_):
     p.add_argument("--chunk", type=int, default=1024, help="spectra written per chunk")
     p.add_argument("--bal-fraction", type=float, default=0.1,
                    help="fraction of z>1.5 quasars with BAL troughs")
+    p.add_argument("--boss-fraction", type=float, default=0.0,
+                   help="fraction of galaxies at BOSS/eBOSS redshifts 0.4–1.0 (S/N 1.5–10); "
+                        "the SDSS-I/II catalogue priors have almost none above z = 0.45")
     p.add_argument("--no-bad-pixels", action="store_true", help="no random bad-pixel runs")
     p.add_argument("--resume", action="store_true", help="continue a partial output file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -57,7 +60,8 @@ def run(args) -> int:
     simulate_to_store(args.output, n=args.n, class_set=args.classes, seed=args.seed,
                       chunk=args.chunk, progress=not args.quiet, resume=args.resume, z=args.z,
                       snr=args.snr, balanced=args.balanced, resolution=args.resolution,
-                      bad_pixels=not args.no_bad_pixels, bal_fraction=args.bal_fraction)
+                      bad_pixels=not args.no_bad_pixels, bal_fraction=args.bal_fraction,
+                      boss_fraction=args.boss_fraction)
     dt = time.perf_counter() - t0
     print(f"wrote {args.n} spectra ({args.classes}) to {args.output} in {dt:.1f} s "
           f"({args.n / dt:.0f} spectra/s)")

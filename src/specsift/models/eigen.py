@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -197,11 +198,9 @@ class EigenModel(SpectralModel):
                 model, _, _ = sc.fit_at(flux, ivar, k, np.log10(1 + z[rr]) / self.grid.step)
                 raw = np.where(tb.mask[rr], 0.0, tb.ivar[rr])
                 r2[rr] = np.where(raw > 0, (flux - model) ** 2 * raw, np.nan)
-        with np.errstate(all="ignore"):
-            import warnings
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                med = np.nanmedian(r2, axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)     # pixels no spectrum covers
+            med = np.nanmedian(r2, axis=0)
         return np.clip(np.nan_to_num(med / 0.455 - 1.0, nan=0.0), 0.0, 1e4).astype(np.float32)
 
     def calibrate(self, val: SpectraBatch, anomaly_quantile: float = 0.99) -> dict:

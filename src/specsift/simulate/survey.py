@@ -107,9 +107,15 @@ def _flux_for_snr(rng, snr):
     return 10 ** (np.polyval(coef, np.log10(snr)) + rng.normal(0, sd, np.shape(snr)))
 
 
-def _draw_conditions(rng, label, m, z, snr):
+#: BOSS/eBOSS-like galaxies (CMASS and LRG z 0.43–1.0, ELG to 1.1) that the SDSS-I/II
+#: catalogue rows lack (6 of 7888 above z = 0.45): redshift range and median S/N range
+BOSS_Z, BOSS_SNR = (0.4, 1.0), (1.5, 10.0)
+
+
+def _draw_conditions(rng, label, m, z, snr, boss_fraction=0.0):
     """(z, snr, r-band nanomaggies) for m objects of ``label``: catalogue rows (jittered)
-    unless the caller fixed z or S/N."""
+    unless the caller fixed z or S/N; a ``boss_fraction`` of the galaxies instead at
+    BOSS-like z and S/N (:data:`BOSS_Z`, :data:`BOSS_SNR`, uniform in z and log S/N)."""
     pr = survey_priors()
     gen = LABEL_SPECS[label][0]
     if gen == "star":
@@ -122,6 +128,11 @@ def _draw_conditions(rng, label, m, z, snr):
         zz = np.clip(zz, 0.003, 5.0)
         ss = pr["snr"][rows].astype(float) * rng.lognormal(0, 0.1, m)
         ff = np.clip(pr["rflux"][rows].astype(float), 0.3, None) * rng.lognormal(0, 0.1, m)
+        if boss_fraction > 0 and gen == "galaxy":     # no draws at 0: default sims unchanged
+            b = np.nonzero(rng.random(m) < boss_fraction)[0]
+            zz[b] = rng.uniform(*BOSS_Z, b.size)
+            ss[b] = np.exp(rng.uniform(*np.log(BOSS_SNR), b.size))
+            ff[b] = _flux_for_snr(rng, ss[b])
     if z is not None and gen != "star":
         zz = (rng.uniform(z[0], z[1], m) if np.ndim(z) else np.full(m, float(z)))
     if snr is not None:
@@ -140,7 +151,7 @@ def _empty_meta(n):
 
 
 def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, bad_pixels,
-           bal_fraction, sdss1_fraction=0.5):
+           bal_fraction, sdss1_fraction=0.5, boss_fraction=0.0):
     """Spectra b·BLOCK … (b+1)·BLOCK − 1 (complete block, sliced by the caller)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(b)]))
     labs = np.array(class_labels(class_set))
@@ -162,7 +173,7 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
     zs, ss, fs = np.zeros(BLOCK), np.zeros(BLOCK), np.zeros(BLOCK)
     for g in np.unique(gen_lab):
         sel = np.nonzero(gen_lab == g)[0]
-        zs[sel], ss[sel], fs[sel] = _draw_conditions(rng, g, sel.size, z, snr)
+        zs[sel], ss[sel], fs[sel] = _draw_conditions(rng, g, sel.size, z, snr, boss_fraction)
     for gen in ("galaxy", "galtype", "qso", "star"):
         sel = np.nonzero([LABEL_SPECS[g][0] == gen for g in gen_lab])[0]
         if not sel.size:
@@ -247,17 +258,21 @@ def _broadline_snr(flux, ivar, grid, z):
 
 def iter_blocks(n, class_set="five", seed=1, z=None, snr=None, balanced=True,
                 grid: LogGrid = DEFAULT_GRID, resolution=None, noiseless=False,
-                bad_pixels=True, bal_fraction=0.1, sdss1_fraction=0.5, start=0):
+                bad_pixels=True, bal_fraction=0.1, sdss1_fraction=0.5, boss_fraction=0.0,
+                start=0):
     """Yield SpectraBatch pieces covering spectra ``start`` … ``n − 1`` in order."""
     class_labels(class_set)
     if n < 0:
         raise ValueError("n must be ≥ 0")
     z = _check_range("z", z, -0.01, 7.0)
     snr = _check_range("snr", snr, 0.1, 1000.0)
+    if not 0.0 <= boss_fraction <= 1.0:
+        raise ValueError(f"boss_fraction={boss_fraction} must be in [0, 1]")
     b0 = start // BLOCK
     for b in range(b0, (n + BLOCK - 1) // BLOCK):
         out, ivar, mask, meta = _block(b, seed, class_set, z, snr, balanced, grid, resolution,
-                                       noiseless, bad_pixels, bal_fraction, sdss1_fraction)
+                                       noiseless, bad_pixels, bal_fraction, sdss1_fraction,
+                                       boss_fraction)
         lo = max(start - b * BLOCK, 0)
         hi = min(n - b * BLOCK, BLOCK)
         batch = object.__new__(SpectraBatch)
@@ -290,7 +305,9 @@ def simulate_batch(n=1000, class_set="five", seed=1, z=None, snr=None, balanced=
     z: None (class priors from SDSS catalogues), (zmin, zmax) uniform, or a float; stars keep
     their radial-velocity z.  snr: None (catalogue S/N mix), (lo, hi) uniform, or a float.
     Extra keywords: resolution (None = SDSS curve, or R), noiseless, bad_pixels, bal_fraction,
-    sdss1_fraction (share of spectra with SDSS-I coverage from ~3800 Å instead of BOSS 3600 Å).
+    sdss1_fraction (share of spectra with SDSS-I coverage from ~3800 Å instead of BOSS 3600 Å),
+    boss_fraction (share of galaxies at BOSS/eBOSS z 0.4–1.0 and S/N 1.5–10 instead of the
+    SDSS-I/II catalogue's z < 0.45; default 0, the catalogue mix the benchmarks use).
     """
     parts = list(iter_blocks(n, class_set, seed, z, snr, balanced, grid, **kw))
     if not parts:
