@@ -8,7 +8,7 @@ import torch
 
 from specsift.calibration import MahalanobisOOD, SigmaCalibration, SigmaRegression, fit_temperature
 from specsift.catalog import CATALOG_COLUMNS
-from specsift.classes import labels
+from specsift.classes import condition_on_redshift, labels
 from specsift.flags import ZWARN
 from specsift.metrics import zerr_coverage
 from specsift.models.base import _bundled, load_model
@@ -59,6 +59,28 @@ def test_temperature_scaling_recovers_overconfidence():
     y = np.array([rng.choice(5, p=row) for row in p])
     t = fit_temperature(3.0 * true_logits, y)          # a network 3× too confident
     assert 2.5 < t < 3.6
+
+
+def test_class_probabilities_conditioned_on_the_reported_redshift():
+    """A galaxy at z = 4.7 or a star at z = 0.4 becomes the likeliest class that can have
+    that z; consistent rows, and rows no class fits, are left exactly as they were."""
+    names = labels("thirteen")
+    k = {n: i for i, n in enumerate(names)}
+    p = np.full((4, len(names)), 0.01)
+    p[0, k["GALAXY_AGN"]], p[0, k["QSO"]] = 0.7, 0.1        # galaxy head, z head says 4.7
+    p[1, k["STAR_K5"]], p[1, k["GALAXY"]] = 0.8, 0.05       # star head, z = 0.4
+    p[2, k["GALAXY"]] = 0.8                                 # consistent: a galaxy at 0.1
+    p[3, k["STAR_A0"]] = 0.8                                # z = −0.05: no class has it
+    p /= p.sum(1, keepdims=True)
+    z = np.array([4.7, 0.4, 0.1, -0.05])
+    q, changed = condition_on_redshift(p, names, z)
+    assert [names[i] for i in q.argmax(1)] == ["QSO", "GALAXY", "GALAXY", "STAR_A0"]
+    assert changed.tolist() == [True, True, False, False]
+    assert np.allclose(q.sum(1), 1)
+    assert np.array_equal(q[2:], p[2:])
+    assert q[0, k["GALAXY_AGN"]] == 0 and q[1, k["STAR_K5"]] == 0
+    # the ratio between classes that fit is kept
+    assert np.isclose(q[0, k["QSO"]] / q[0, k["QSO_BROADLINE"]], 10.0)
 
 
 def test_sigma_calibration_hits_coverage_targets():

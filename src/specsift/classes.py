@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CLASS_SETS", "labels", "map_sdss", "spectype_of", "subtype_of", "STAR_SUBTYPES_13"]
+__all__ = ["CLASS_SETS", "labels", "map_sdss", "spectype_of", "subtype_of", "STAR_SUBTYPES_13",
+           "SPECTYPE_Z_RANGE", "condition_on_redshift"]
 
 STAR_SUBTYPES_13 = ("A0", "F5", "F9", "G2", "K1", "K3", "K5")
 
@@ -90,3 +91,30 @@ def subtype_of(label: str) -> str:
         return label
     head, _, tail = label.partition("_")
     return tail
+
+
+#: redshifts each spectral type can have: stars within ±1500 km/s, galaxies up to z 1.2
+#: (past BOSS/eBOSS), quasars from z 0.02 (SDSS has almost none below)
+SPECTYPE_Z_RANGE = {"STAR": (-0.005, 0.005), "GALAXY": (-0.005, 1.2), "QSO": (0.02, 7.5)}
+
+
+def condition_on_redshift(probs, names, z) -> tuple[np.ndarray, np.ndarray]:
+    """Where the top class cannot have the reported redshift, the class probabilities
+    given it: p(c | z) ∝ p(c)·[z in c's range].
+
+    Why: a network whose class and redshift heads are separate can report a star at
+    z = 0.4 or a galaxy at z = 4.7, a catalog row that contradicts itself. Zeroing the
+    classes whose spectral type cannot have that z (:data:`SPECTYPE_Z_RANGE`) and
+    renormalising keeps Z and makes CLASS_LABEL agree with it. Rows whose top class fits,
+    and rows no class fits, keep their probabilities exactly (so does the probability
+    calibration). Returns (probabilities, rows that were conditioned)."""
+    probs = np.asarray(probs, float)
+    z = np.asarray(z, float)[:, None]
+    rng = np.array([SPECTYPE_Z_RANGE[spectype_of(n)] for n in names])
+    fits = (z >= rng[None, :, 0]) & (z <= rng[None, :, 1])
+    kept = np.where(fits, probs, 0.0)
+    mass = kept.sum(axis=1, keepdims=True)
+    top_fits = np.take_along_axis(fits, probs.argmax(axis=1)[:, None], axis=1)[:, 0]
+    use = ~top_fits & (mass[:, 0] > 0)
+    out = np.where(use[:, None], kept / np.where(mass > 0, mass, 1.0), probs)
+    return out, use

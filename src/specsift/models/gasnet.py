@@ -9,7 +9,10 @@ percentile of simulated spectra).  Network and heads: :mod:`.gasnet_net`; calibr
 ZWARN bits set here (on top of the input flags make_catalog adds): NODATA (no good pixel),
 POORDATA (median per-pixel S/N below ``poor_snr``), Z_FITLIMIT (peak in the first/last bin),
 SMALL_DELTA_CHI2 (p(z) gives > 30 % probability to |Δz|/(1+z) > 0.01: z not unique), ANOMALY
-(score above ``anomaly_threshold``); make_catalog adds LOW_CLASS_CONFIDENCE (max P < 0.6).
+(score above ``anomaly_threshold``), LOW_CLASS_CONFIDENCE where the top class could not
+have the reported z and the probabilities were conditioned on it
+(:func:`~specsift.classes.condition_on_redshift`); make_catalog adds LOW_CLASS_CONFIDENCE
+also where max P < 0.6.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 
 from ..calibration import MahalanobisOOD, SigmaCalibration, SigmaRegression, fit_temperature
 from ..catalog import make_catalog
-from ..classes import labels, spectype_of
+from ..classes import condition_on_redshift, labels, spectype_of
 from ..flags import ZWARN
 from ..metrics import calibration, classification_metrics, redshift_metrics, truth_labels, zerr_coverage
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
@@ -267,11 +270,14 @@ class GaSNet(SpectralModel):
         emb = np.concatenate([p["emb"] for p in parts])
         h = self.config["z_head"]
         u, s, sf, p_near, edge = (np.concatenate([p[h][i] for p in parts]) for i in range(5))
-        probs = _softmax(logits / self.config["temperature"])
         good = (batch.ivar > 0) & ~batch.mask & np.isfinite(batch.flux)
         snr = median_snr(batch.flux, batch.ivar, good, step=SNR_STEP)
-        z, zerr = np.expm1(u), self.zerr(h, u, s, sf, p_near, snr, self._spectypes(probs))
+        z = np.expm1(u)
+        probs, changed = condition_on_redshift(_softmax(logits / self.config["temperature"]),
+                                               self.names, z)
+        zerr = self.zerr(h, u, s, sf, p_near, snr, self._spectypes(probs))
         zwarn = np.zeros(len(batch), np.int64)
+        zwarn[changed] |= int(ZWARN.LOW_CLASS_CONFIDENCE)
         zwarn[edge] |= int(ZWARN.Z_FITLIMIT)
         zwarn[p_near < 1 - self.config.get("max_p_catastrophic", 0.3)] |= int(ZWARN.SMALL_DELTA_CHI2)
         ngood = good.sum(1)
