@@ -28,7 +28,7 @@ import numpy as np
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _boss_galaxies import boss_galaxy_quality, boss_row  # noqa: E402
+from boss_galaxies import boss_galaxy_quality, boss_row  # noqa: E402
 from _catalogue_mix import catalogue_mix  # noqa: E402
 
 

@@ -1,4 +1,6 @@
-"""Shared by the gasnet and eigen benchmarks: galaxies at BOSS/eBOSS redshifts.
+"""Galaxies at BOSS/eBOSS redshifts: a line of the gasnet and eigen benchmarks, and a script.
+
+    python benchmarks/boss_galaxies.py gasnet speccznet eigen [PATH.pt …]
 
 The main simulated test sets follow the SDSS-I/II catalogue mix, where 6 of 7888 galaxies
 are above z = 0.45. Real SDSS-III/IV spectra are mostly BOSS galaxies at z 0.4–0.8, so a
@@ -6,6 +8,8 @@ model is also scored on simulated galaxies at z 0.4–1.0 and S/N 1.5–10
 (``simulate_batch(..., boss_fraction=1.0)``)."""
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 
@@ -30,3 +34,20 @@ def boss_row(q: dict) -> str:
     """One markdown table cell text for :func:`boss_galaxy_quality`."""
     return (f"GF(0.003) {q['GF_0.003']:.3f}, GF(0.01) {q['GF_0.01']:.3f}, "
             f"called GALAXY {q['galaxy_fraction']:.3f} (n={q['n']}, seed {q['seed']})")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", help="model names or files")
+    ap.add_argument("--n", type=int, default=1024, help="thirteen-class simulations drawn")
+    ap.add_argument("--seed", type=int, default=901)
+    args = ap.parse_args(argv)
+    import specsift
+    print("| model | galaxies at BOSS z 0.4–1.0, S/N 1.5–10 |\n|---|---|")
+    for name in args.models:
+        q = boss_galaxy_quality(specsift.load_model(name), args.n, args.seed)
+        print(f"| {name} | {boss_row(q)} |")
+
+
+if __name__ == "__main__":
+    main()
