@@ -150,7 +150,7 @@ def main() -> None:
                          f"benchmarks/.venv-redrock/bin/pip install redrock")
     model, desc = model_for_bench(a.model)
     from specsift.io import SpectralStore
-    rows = []
+    rows, q = [], None
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         # simulated: a store of exactly n spectra (reading order = store order)
@@ -184,6 +184,20 @@ def main() -> None:
     for name, tool, n, rate, wrate, s in rows:
         print(f"| {name} | {tool} | {n} | {rate:.2f} | {wrate:.2f} | {s['GF_0.003']:.3f} | "
               f"{s['GF_0.01']:.3f} | {s['acc']:.3f} | {s['cat']:.3f} |")
+    if q is not None:
+        bundled_on_quasars(q)
+
+
+def bundled_on_quasars(batch) -> None:
+    """Every bundled model on the same simulated quasars (in-process, no speed)."""
+    from specsift import load_model
+    zt = np.asarray(batch.meta["Z"], float)
+    print(f"\nBundled models on the same {len(batch)} simulated quasars:\n")
+    print("| model | GF(0.003) | GF(0.01) |\n|---|---|---|")
+    for name in ("gasnet", "speccznet", "eigen"):
+        z = np.asarray(load_model(name).predict(batch)["Z"], float)
+        dz = np.abs(z - zt) / (1 + zt)
+        print(f"| {name} | {np.mean(dz <= 0.003):.3f} | {np.mean(dz <= 0.01):.3f} |")
 
 
 if __name__ == "__main__":
