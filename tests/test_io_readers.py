@@ -70,6 +70,30 @@ def test_sdss_all_spec_files(shared_data):
     assert list(b.meta["SURVEY"]).count("BOSS") == 2
 
 
+def test_sdss_label_row_from_a_wide_specobj(tmp_path):
+    """Labels come from a few of SPECOBJ's many columns, with their types; an empty SPECOBJ
+    gives a spectrum without labels, not an error."""
+    loglam = 3.58 + 1e-4 * np.arange(3000)
+    coadd = fits.BinTableHDU(Table({"loglam": loglam, "flux": np.ones(3000),
+                                    "ivar": np.ones(3000)}), name="COADD")
+    cols = {f"EXTRA{k}": np.arange(1, dtype=np.float32) for k in range(150)}
+    cols.update({"CLASS": ["QSO   "], "SUBCLASS": [""], "Z": [np.float32(2.5)],
+                 "ZWARNING": np.array([4], np.int32), "PLATE": [1234], "MJD": [56000],
+                 "FIBERID": [7]})
+    fits.HDUList([fits.PrimaryHDU(), coadd,
+                  fits.BinTableHDU(Table(cols), name="SPECOBJ")]).writeto(tmp_path / "spec-wide.fits")
+    m = read(tmp_path / "spec-wide.fits").meta
+    assert (m["CLASS"][0], m["SUBCLASS"][0]) == ("QSO", "")
+    assert m["Z"][0] == pytest.approx(2.5) and m["SDSS_ZWARNING"].dtype == np.int32
+    assert m["TARGETID"][0] == 1234 * 10**10 + 56000 * 10**4 + 7
+    assert not any(c.startswith("EXTRA") for c in m.colnames)
+    empty = Table(cols)[:0]
+    fits.HDUList([fits.PrimaryHDU(), coadd,
+                  fits.BinTableHDU(empty, name="SPECOBJ")]).writeto(tmp_path / "spec-empty.fits")
+    b = read(tmp_path / "spec-empty.fits")
+    assert len(b) == 1 and "CLASS" not in b.meta.colnames
+
+
 def test_fits_row_table(shared_data):
     f = shared_data / "sdss" / "sdss-labelled-50.fits"
     assert detect_format(f) == "fits-table"
