@@ -191,13 +191,14 @@ def main() -> None:
 def bundled_on_quasars(batch) -> None:
     """Every bundled model on the same simulated quasars (in-process, no speed)."""
     from specsift import load_model
-    zt = np.asarray(batch.meta["Z"], float)
+    from specsift.metrics import truth_labels
+    true_label, true_z = truth_labels(batch.meta, "three"), np.asarray(batch.meta["Z"], float)
     print(f"\nBundled models on the same {len(batch)} simulated quasars:\n")
     print("| model | GF(0.003) | GF(0.01) |\n|---|---|---|")
     for name in ("gasnet", "speccznet", "eigen"):
-        z = np.asarray(load_model(name).predict(batch)["Z"], float)
-        dz = np.abs(z - zt) / (1 + zt)
-        print(f"| {name} | {np.mean(dz <= 0.003):.3f} | {np.mean(dz <= 0.01):.3f} |")
+        cat = load_model(name).predict(batch)
+        s = scores(cat["SPECTYPE"], cat["Z"], true_label, true_z)
+        print(f"| {name} | {s['GF_0.003']:.3f} | {s['GF_0.01']:.3f} |")
 
 
 if __name__ == "__main__":
