@@ -105,9 +105,10 @@ def open_fits(path: Path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
-    for k in range(len(hdul)):
-        info = hdul.fileinfo(k)
-        if info is not None and info["datLoc"] + info["datSpan"] > size:
+    for k, hdu in enumerate(hdul):
+        # the HDU's own fileinfo: HDUList.fileinfo re-serialises every header on each call
+        info = hdu.fileinfo()
+        if info and info["datLoc"] + info["datSpan"] > size:
             hdul.close()
             raise ValueError(f"{path}: truncated FITS file (HDU {k} needs "
                              f"{info['datLoc'] + info['datSpan']} bytes, file has {size})")
