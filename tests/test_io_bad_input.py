@@ -51,10 +51,11 @@ def test_empty_file(tmp_path):
 
 def test_truncated_fits(tmp_path):
     whole = _good_spec(tmp_path).read_bytes()
-    f = tmp_path / "cut.fits"
-    f.write_bytes(whole[: len(whole) - 4000])
-    with pytest.raises(ValueError, match=r"cut\.fits: truncated FITS file"):
-        read(f)
+    for cut in (4000, 2880):     # mid-block, and a whole data block (headers all intact)
+        f = tmp_path / f"cut{cut}.fits"
+        f.write_bytes(whole[: len(whole) - cut])
+        with pytest.raises(ValueError, match=rf"cut{cut}\.fits: truncated FITS file"):
+            read(f)
     g = tmp_path / "cut-header.fits"
     g.write_bytes(whole[:1000])
     with pytest.raises(ValueError, match=r"cut-header\.fits"):
