@@ -3,6 +3,8 @@ with no real file here (LAMOST DR8+ binary table, synthetic DESI arms, HDF5/NPZ)
 
 from __future__ import annotations
 
+import gzip
+import shutil
 import warnings
 from collections import Counter
 
@@ -15,7 +17,7 @@ from astropy.table import Table
 from specsift.flags import InputFlag
 from specsift.io import (SpectralStore, detect_format, expand_paths, iter_read, read,
                          read_catalog, write_catalog)
-from specsift.io._common import air_to_vacuum, estimate_ivar
+from specsift.io._common import air_to_vacuum, estimate_ivar, first_row, open_fits
 from specsift.io.sdss import BAD_AND_MASK
 from specsift.spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 
@@ -92,6 +94,48 @@ def test_sdss_label_row_from_a_wide_specobj(tmp_path):
                   fits.BinTableHDU(empty, name="SPECOBJ")]).writeto(tmp_path / "spec-empty.fits")
     b = read(tmp_path / "spec-empty.fits")
     assert len(b) == 1 and "CLASS" not in b.meta.colnames
+
+
+def _mixed_table(path):
+    cols = [fits.Column("U16", "I", bzero=32768, array=np.array([65535, 1], np.uint16)),
+            fits.Column("U32", "J", bzero=2**31, array=np.array([4000000000, 2], np.uint32)),
+            fits.Column("U64", "K", bzero=2**63, array=np.array([2**64 - 5, 3], np.uint64)),
+            fits.Column("SCALED", "I", array=np.array([7, 2], np.int16)),
+            fits.Column("FLAG", "L", array=np.array([True, False])),
+            fits.Column("BITS", "12X", array=np.zeros((2, 12), bool)),
+            fits.Column("NAME", "8A", array=np.array(["QSO  ", "STAR"])),
+            fits.Column("IMG", "6E", dim="(3,2)", array=np.arange(12, dtype=np.float32).reshape(2, 2, 3)),
+            fits.Column("VLA", "PJ()", array=np.array([np.arange(3), np.arange(5)], dtype=object)),
+            fits.Column("Z", "D", array=np.array([2.5, 0.1])),
+            fits.Column("B", "B", array=np.array([7, 8], np.uint8))]
+    table = fits.BinTableHDU.from_columns(cols, name="T")
+    table.header["TSCAL4"], table.header["TZERO4"] = 0.5, 10.0     # stored 7 → 13.5
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(path)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_first_row_matches_astropy(tmp_path, gz):
+    """SDSS label rows are decoded from the file's bytes, not by astropy: check every
+    binary-table type a label can have against astropy's row, plain and gzipped."""
+    f = tmp_path / "mixed.fits"
+    _mixed_table(f)
+    if gz:
+        with open(f, "rb") as src, gzip.open(tmp_path / "mixed.fits.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        f = tmp_path / "mixed.fits.gz"
+    want = ["U16", "U32", "U64", "SCALED", "FLAG", "NAME", "IMG", "Z", "B"]
+    with open_fits(f) as h:
+        mine = first_row(h["T"], want)
+        ref = h["T"].data[0]
+        for c in want:
+            if c == "NAME":
+                assert mine[c] == ref[c].rstrip() == "QSO"
+            else:
+                np.testing.assert_array_equal(mine[c], ref[c])
+                assert np.asarray(mine[c]).dtype.kind == np.asarray(ref[c]).dtype.kind
+        assert mine["U64"] == 2**64 - 5 and mine["SCALED"] == 13.5 and mine["IMG"].shape == (2, 3)
+        with pytest.raises(ValueError, match="VLA: type P"):
+            first_row(h["T"], ["VLA"])
 
 
 def test_fits_row_table(shared_data):

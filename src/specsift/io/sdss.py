@@ -8,7 +8,7 @@ pipeline sets over whole halves of good spectra (masking Hα in spec-0266-51602-
 kept.  ``SDSS_AND_MASK=all`` in the environment masks any bit, as a strict reading of
 ``and_mask ≠ 0`` would.  Labels come from ``SPECOBJ``
 (SDSS-I/II, DR8+ layout) or ``SPALL`` (BOSS): CLASS, SUBCLASS, Z, Z_ERR→ZERR, PLATE, MJD,
-FIBERID, read with fitsio (only those columns).  SDSS wavelengths are vacuum, so no
+FIBERID, read straight from the file (only those columns).  SDSS wavelengths are vacuum, so no
 conversion is needed.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..spectra import LogGrid, SpectraBatch
-from ._common import finalize, header_str, sdss_targetid, table_columns
+from ._common import finalize, first_row, header_str, sdss_targetid, table_columns
 
 __all__ = ["sniff", "read_file", "BAD_AND_MASK"]
 
@@ -57,11 +57,8 @@ def snap_loglam(loglam: np.ndarray, step: float = 1e-4) -> np.ndarray:
 
 
 def _label_row(path: Path, hdul) -> dict:
-    """The pipeline's labels from the first row of SPECOBJ (SDSS) or SPALL (BOSS).
-
-    Read with fitsio, column by column: astropy would build a Column object for each of the
-    126–500 columns first, ≈ 40 ms a file, most of the cost of reading an SDSS spectrum."""
-    import fitsio
+    """The pipeline's labels from the first row of SPECOBJ (SDSS) or SPALL (BOSS), label
+    columns only (:func:`~._common.first_row`: without astropy's per-column set-up)."""
     for name in ("SPECOBJ", "SPALL"):
         if name not in hdul or not hdul[name].header.get("NAXIS2", 0):
             continue
@@ -70,10 +67,9 @@ def _label_row(path: Path, hdul) -> dict:
         if not want:
             return {}
         try:
-            row = fitsio.read(str(path), ext=name, columns=want, rows=[0])[0]
+            return first_row(hdul[name], want)
         except (OSError, ValueError) as exc:
             raise ValueError(f"{path}: HDU {name} could not be read ({exc})") from None
-        return {c: row[c].decode() if isinstance(row[c], bytes) else row[c] for c in want}
     return {}
 
 
