@@ -22,7 +22,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..spectra import LogGrid, SpectraBatch
-from ._common import finalize, first_row, header_str, sdss_targetid, table_columns
+from ._common import finalize, first_row, header_str, sdss_targetid
 
 __all__ = ["sniff", "read_file", "BAD_AND_MASK"]
 
@@ -62,12 +62,8 @@ def _label_row(path: Path, hdul) -> dict:
     for name in ("SPECOBJ", "SPALL"):
         if name not in hdul or not hdul[name].header.get("NAXIS2", 0):
             continue
-        present = set(table_columns(hdul[name]))
-        want = [c for c in _LABELS if c in present]
-        if not want:
-            return {}
         try:
-            return first_row(hdul[name], want)
+            return first_row(hdul[name], _LABELS)
         except (OSError, ValueError) as exc:
             raise ValueError(f"{path}: HDU {name} could not be read ({exc})") from None
     return {}
