@@ -127,7 +127,7 @@ def main(argv=None):
     ns = np.asarray(ncat["ANOMALY_SCORE"], float)
     flag = lambda c: np.mean((np.asarray(c["ZWARN"]) & (1 << 16)) != 0)  # noqa: E731
     print("command: python benchmarks/anomalies.py " + " ".join(sys.argv[1:] if argv is None else argv))
-    print(f"model: {args.model} ({model.tag}); threshold {model.anomaly.threshold:.2f}; "
+    print(f"model: {args.model} ({model.tag}); threshold {model.anomaly_.threshold:.2f}; "
           f"normals n={len(normal)}, flagged {flag(ncat):.3f}\n")
     print("| kind | n | ROC AUC | precision @ 50 % recall | precision @ 80 % recall | "
           "flagged (bit 16) | median score |")

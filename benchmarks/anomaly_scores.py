@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     from specsift.simulate import simulate_batch
 
     model = specsift.load_model("eigen")
-    model.rest_model_error = None                   # plain ivar first
+    model.rest_model_error_ = None                   # plain ivar first
     normal, kinds = build(args.n, args.seed)
     val = simulate_batch(args.val_n, class_set="three", seed=args.val_seed, bal_fraction=0.0)
     sub = np.char.upper(np.asarray(val.meta["SUBTYPE"], str))
@@ -111,8 +111,8 @@ def main(argv=None) -> None:
         ns = rule(*test["normal"])
         aucs = [auc(rule(*test[k]), ns) for k in kind_names]
         print(f"| {name} | " + " | ".join(f"{a:.3f}" for a in aucs) + f" | {np.mean(aucs):.3f} |")
-    ns = model.anomaly.score(*test_me["normal"])
-    aucs = [auc(model.anomaly.score(*test_me[k]), ns) for k in kind_names]
+    ns = model.anomaly_.score(*test_me["normal"])
+    aucs = [auc(model.anomaly_.score(*test_me[k]), ns) for k in kind_names]
     print("| top-2 mean, S/N regression, + degeneracy, + rest-frame model error (shipped) | "
           + " | ".join(f"{a:.3f}" for a in aucs) + f" | {np.mean(aucs):.3f} |")
 

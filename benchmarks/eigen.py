@@ -98,7 +98,7 @@ def speed(model, n, seed, reps=3, baseline=None):
     b = simulate_batch(n, class_set="three", seed=seed + 1000, bal_fraction=0.0)
     model.predict(b[:16])                                # warm-up (FFT plans, caches)
     print(f"\n### Full scan speed ({n} spectra; scan + solve + anomaly features; "
-          f"{sum(x.nshift for x in model.bases)} shifts over {len(model.bases)} classes; "
+          f"{sum(x.nshift for x in model.bases_)} shifts over {len(model.bases_)} classes; "
           f"best / median of {reps})\n")
     print("| scanner | torch threads | spectra/s (wall) | spectra/s (CPU time) | "
           "s/spectrum/core (CPU) | load average at start |")
@@ -133,7 +133,7 @@ def _baseline_scanner(model, path):
     mod = importlib.util.module_from_spec(spec)
     sys.modules["chi2scan_baseline"] = mod
     spec.loader.exec_module(mod)
-    bases = [mod.ScanBasis(x.label, x.basis, x.jmin, x.jmax) for x in model.bases]
+    bases = [mod.ScanBasis(x.label, x.basis, x.jmin, x.jmax) for x in model.bases_]
     dt = torch.float64 if model.scan_dtype == "float64" else torch.float32
     return mod.Chi2Scanner(bases, model.grid.size, model.npoly, dtype=dt)
 
@@ -188,7 +188,7 @@ def main(argv=None):
     model = specsift.load_model(args.model)
     print("command: python benchmarks/eigen.py " + " ".join(sys.argv[1:] if argv is None else argv))
     print(f"model: {args.model} ({model.tag}); classes "
-          + ", ".join(f"{b.label} K={b.nvec} shifts {b.jmin}…{b.jmax}" for b in model.bases))
+          + ", ".join(f"{b.label} K={b.nvec} shifts {b.jmin}…{b.jmax}" for b in model.bases_))
     if "sim" not in args.skip:
         simulated(model, args.n_test, args.seed)
     if "speed" not in args.skip:

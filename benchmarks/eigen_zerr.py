@@ -38,8 +38,8 @@ def main(argv=None):
     m = specsift.load_model(args.model)
     if args.restore_penalty:
         pen = m.metrics.get("penalty", {})
-        m.penalty = np.array([float(pen.get(b.label, 0.0)) for b in m.bases])
-        print("class penalties restored:", dict(zip([b.label for b in m.bases], m.penalty)))
+        m.penalty_ = np.array([float(pen.get(b.label, 0.0)) for b in m.bases_])
+        print("class penalties restored:", dict(zip([b.label for b in m.bases_], m.penalty_)))
     b = simulate_batch(args.n, class_set="three", seed=args.seed, bal_fraction=0.0)
     sub = np.char.upper(np.asarray(b.meta["SUBTYPE"], str))
     b = b[np.nonzero(~np.isin(np.char.partition(sub, " ")[:, 0], ["WD", "CV"]))[0]]

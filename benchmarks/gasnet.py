@@ -36,7 +36,7 @@ def _sim_part(model, data, names):
     """Both z heads + class calibration on simulated data (the same spectra for each)."""
     from specsift.classes import spectype_of
     from specsift.metrics import calibration, redshift_metrics, truth_labels, zerr_coverage
-    from specsift.models.gasnet import _softmax
+    from specsift.calibration import softmax as _softmax
 
     meta = data.meta if hasattr(data, "meta") else data.read_meta(["CLASS_LABEL", "Z", "SNR"])
     y_lab = truth_labels(meta, "thirteen")
@@ -45,7 +45,7 @@ def _sim_part(model, data, names):
     t0 = time.perf_counter()
     raw = model.raw(data)
     dt = time.perf_counter() - t0
-    probs = _softmax(raw["logits"] / model.config["temperature"])
+    probs = _softmax(raw["logits"] / model.temperature_)
     pred = probs.argmax(1)
     st_pred = np.array([spectype_of(names[k]) for k in pred])
     st_true = np.array([spectype_of(s) for s in y_lab])
@@ -252,7 +252,7 @@ def main(argv=None) -> int:
     real, _, _ = _real_part(model)
     speed = _speed(model, args.threads, args.sim)
     _reliability_png(sim["calibration"], real["calibration"], out / "reliability.png")
-    head = model.config["z_head"]
+    head = model.z_head_
     hs = sim["heads"][head]
     lines = [f"# gasnet benchmark — model {model.tag} (z head: {head})", "",
              f"Simulated: {sim_desc}. Real: {real['n']} SDSS spectra in ../shared/data/sdss.", "",
@@ -267,7 +267,7 @@ def main(argv=None) -> int:
                f"GaSNet-III on those real spectra: {_fmt(v['published_GF_0.003'])} / {_fmt(v['published_GF_0.01'])} |"
                for k, v in hs.get("QSO_catalogue_mix", {}).items()],
              f"| sim σ coverage 1σ / 2σ | 0.68±0.03 / 0.95±0.02 | {_fmt(hs['all']['coverage_1sigma'])} / {_fmt(hs['all']['coverage_2sigma'])} | |",
-             f"| sim ECE raw → temperature-scaled | – | {_fmt(sim['ECE_raw'])} → {_fmt(sim['calibration']['ECE'])} | T = {model.config['temperature']:.3f} |",
+             f"| sim ECE raw → temperature-scaled | – | {_fmt(sim['ECE_raw'])} → {_fmt(sim['calibration']['ECE'])} | T = {model.temperature_:.3f} |",
              f"| real three-class accuracy | – | {_fmt(real['three_class_accuracy'])} (n={real['n']}) | |",
              f"| real thirteen accuracy | – | {_fmt(real['thirteen_accuracy'])} | |",
              f"| real σ coverage 1σ / 2σ | – | {_fmt(real['coverage']['coverage_1sigma'])} / {_fmt(real['coverage']['coverage_2sigma'])} | |",

@@ -73,14 +73,14 @@ def test_injected_anomalies_score_above_normals(model, data, catalog):
 def test_save_load_round_trip_and_chi2_curves(model, data, catalog, tmp_path):
     path = model.save(tmp_path / "eigen.pt")
     again = load_model(path)
-    cat2 = again.predict(data[1][:20], save_chi2=True)
+    cat2 = again.predict(data[1][:20], options={"save_chi2": True})
     for col in ("Z", "ZERR", "DELTACHI2", "ANOMALY_SCORE", "CLASS_LABEL"):
         a, b = np.asarray(cat2[col]), np.asarray(catalog[col][:20])
         if a.dtype.kind == "f":
             np.testing.assert_allclose(a, b, rtol=1e-9)
         else:
             np.testing.assert_array_equal(a, b)
-    for b in again.bases:
+    for b in again.bases_:
         assert cat2[f"CHI2_{b.label}"].shape == (20, b.nshift)
         assert cat2.meta[f"CHI2_{b.label}_JMIN"] == b.jmin
     with pytest.raises(ValueError, match="class set"):
@@ -125,19 +125,19 @@ def test_zerr_calibrated_to_68_percent_and_applied(model, data, catalog):
     """calibrate() fitted the per-class ZERR scale on the validation batch; predict applies it."""
     val = data[1]
     cal = model.metrics["zerr_calibration"]
-    assert model.zerr_scale.shape == (len(model.bases),) and np.all(model.zerr_scale > 0)
+    assert model.zerr_scale_.shape == (len(model.bases_),) and np.all(model.zerr_scale_ > 0)
     zt = np.asarray(val.meta["Z"])
     inside = np.abs(np.asarray(catalog["Z"]) - zt) < np.asarray(catalog["ZERR"])
-    for k, b in enumerate(model.bases):
+    for k, b in enumerate(model.bases_):
         sel = np.asarray(catalog["CLASS_LABEL"]) == b.label
         if b.label in cal["after"]:
             assert abs(inside[sel].mean() - 0.6827) < 0.08, (b.label, inside[sel].mean())
-            assert cal["scale"][b.label] == pytest.approx(model.zerr_scale[k])
+            assert cal["scale"][b.label] == pytest.approx(model.zerr_scale_[k])
     # the raw Δχ² = 1 error times the scale is what the catalog holds (float32 scan: a
     # different batch gives curves equal to ~1e-6, so the curvature to ~1e-3)
     res = model._run(val[:10])
     np.testing.assert_allclose(catalog["ZERR"][:10],
-                               res["sol"].zerr * model.zerr_scale[res["sol"].best_class],
+                               res["sol"].zerr * model.zerr_scale_[res["sol"].best_class],
                                rtol=5e-3)
 
 

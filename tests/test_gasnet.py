@@ -180,7 +180,7 @@ def test_catalog_schema_and_roundtrip(tiny_model, tmp_path):
     assert np.allclose(probs.sum(1), 1, atol=1e-4)
     assert np.all(cat["ZERR"] > 0) and np.all(np.isfinite(cat["Z"]))
     assert set(cat["SPECTYPE"]) <= {"GALAXY", "QSO", "STAR"}
-    assert model.config["z_head"] in ("bins", "mdn")
+    assert model.z_head_ in ("bins", "mdn")
     assert set(model.metrics["calibration"]["heads"]) == {"bins", "mdn"}
     path = model.save(tmp_path / "g.pt")
     again = load_model(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
+from .constants import C_KMS
 from .spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 
 __all__ = ["sky_residuals", "bad_columns", "flux_jump", "superpose", "from_rest_templates",
@@ -98,7 +99,7 @@ def from_rest_templates(wave_aa: np.ndarray, spectra: np.ndarray, rng: np.random
     model at S/N drawn from ``snr`` and a radial velocity N(0, rv_kms)."""
     from .simulate.instrument import apply_instrument
     n = spectra.shape[0]
-    z = rng.normal(0.0, rv_kms, n) / 299792.458
+    z = rng.normal(0.0, rv_kms, n) / C_KMS
     flux = np.empty((n, grid.size), np.float32)
     for i in range(n):
         flux[i] = np.interp(grid.wave / (1 + z[i]), wave_aa, spectra[i], left=np.nan, right=np.nan)

@@ -27,15 +27,24 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_temperature", "fit_chi2_temperature", "SigmaCalibration", "SigmaRegression",
+__all__ = ["softmax", "log_softmax", "fit_temperature", "fit_chi2_temperature", "SigmaCalibration", "SigmaRegression",
            "MahalanobisOOD", "COVERAGE_TARGETS"]
 
 COVERAGE_TARGETS = (0.6827, 0.9545)
 
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise log softmax (max subtracted first: no overflow)."""
     x = x - x.max(axis=1, keepdims=True)
     return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+
+def softmax(x: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Row-wise softmax computed in float64 (max subtracted first), returned as ``dtype``;
+    the one softmax of class scores (network logits, −χ²/2T) in specsift."""
+    x = np.asarray(x, np.float64)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(dtype)
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -48,7 +57,7 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
         return 1.0
 
     def nll(t):
-        return -_log_softmax(logits / t)[np.arange(y.size), y].mean()
+        return -log_softmax(logits / t)[np.arange(y.size), y].mean()
 
     grid = np.exp(np.linspace(np.log(0.2), np.log(10), 60))
     best = grid[np.argmin([nll(t) for t in grid])]
@@ -78,9 +87,7 @@ def fit_chi2_temperature(chi2_class: np.ndarray, y: np.ndarray):
     def nll(theta):
         t = np.exp(theta[0])
         b = np.concatenate([[0.0], theta[1:]])
-        lp = -(x + b) / (2 * t)
-        lp = lp - lp.max(1, keepdims=True)
-        lp = lp - np.log(np.exp(lp).sum(1, keepdims=True))
+        lp = log_softmax(-(x + b) / (2 * t))
         return -lp[np.arange(len(yy)), yy].mean()
 
     best = None

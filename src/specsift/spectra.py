@@ -15,10 +15,17 @@ import numpy as np
 import scipy.sparse as sp
 from astropy.table import Table, vstack
 
+from .constants import GRID_MATCH_PIXELS, RESAMPLE_IDENTITY_ATOL, SAME_GRID_ATOL
 from .flags import InputFlag
 
 __all__ = ["LogGrid", "DEFAULT_GRID", "SpectraBatch", "rebin_matrix", "pixel_edges",
-           "row_median_mad", "median_snr"]
+           "row_median_mad", "median_snr", "same_grid"]
+
+
+def same_grid(a: np.ndarray, b: np.ndarray, atol: float = SAME_GRID_ATOL) -> bool:
+    """Whether two log10-λ arrays are one grid (same length, every value within ``atol``)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=0, atol=atol))
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ class LogGrid:
         loglam = np.asarray(loglam)
         if loglam.shape != (self.size,):
             return False
-        atol = 0.01 * self.step if atol is None else atol
+        atol = GRID_MATCH_PIXELS * self.step if atol is None else atol
         return bool(np.allclose(loglam, self.loglam, rtol=0, atol=atol))
 
     def to_dict(self) -> dict:
@@ -341,7 +348,7 @@ class SpectraBatch:
             raise ValueError("nothing to concatenate")
         ref = batches[0].loglam
         for b in batches[1:]:
-            if b.loglam.shape != ref.shape or not np.allclose(b.loglam, ref, rtol=0, atol=1e-7):
+            if not same_grid(b.loglam, ref):
                 raise ValueError("cannot concatenate batches on different wavelength grids; "
                                  "resample them to one grid first")
         out = object.__new__(SpectraBatch)
@@ -363,8 +370,7 @@ class SpectraBatch:
         outside the spectrum, gets ivar = 0 and mask = True.
         """
         loglam_out = grid.loglam if isinstance(grid, LogGrid) else np.asarray(grid, float)
-        if loglam_out.shape == self.loglam.shape and np.allclose(loglam_out, self.loglam,
-                                                                 rtol=0, atol=1e-9):
+        if same_grid(loglam_out, self.loglam, RESAMPLE_IDENTITY_ATOL):
             return self
         W = rebin_matrix(self.loglam, loglam_out)            # (P_out, P_in)
         good = (~self.mask).astype(np.float64)               # (N, P_in)

@@ -1,63 +1,23 @@
-"""Streaming spectra to a network: the normalisation and the shuffled-chunk dataset.
+"""Streaming spectra to a network: the shuffled-chunk dataset and the class/redshift targets.
 
-Split from :mod:`specsift.training` (which re-exports both names) to keep files short.
+Split from :mod:`specsift.training` (which re-exports the names) to keep files short; the
+network input :func:`~specsift.models.inputs.normalise` lives with the models (prediction
+needs it, not the training loop) and is re-exported here.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import warnings
 from typing import Callable
 
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .spectra import SpectraBatch, row_median_mad
+from .models.inputs import normalise
+from .spectra import SpectraBatch
 
 __all__ = ["normalise", "StoreDataset", "class_and_logz_targets"]
-
-
-# ---------------------------------------------------------------------------- normalisation
-def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None,
-              clip: float = 50.0) -> np.ndarray:
-    """Spectra → (N, 2, P) float32 network input, independent of flux units and brightness.
-
-    Channel 0: flux / s, with s = max(|median f|, 1.4826·MAD f) over good pixels, clipped to
-    ±``clip`` (so a bright emission line cannot dominate, and a flat faint continuum is not
-    blown up to noise-only scale).  Channel 1: log1p(s·√ivar), the per-pixel S/N of one unit
-    of scaled flux, 0 at bad pixels — it tells the network how much to trust each pixel.
-    Bad pixels (mask or ivar ≤ 0) are 0 in both channels; a spectrum with no good pixel is
-    all zeros.
-    """
-    flux = np.atleast_2d(np.asarray(flux, np.float32))
-    ivar = np.atleast_2d(np.asarray(ivar, np.float32))
-    good = ivar > 0
-    if mask is not None:
-        good &= ~np.atleast_2d(np.asarray(mask, bool))
-    good &= np.isfinite(flux)
-    f = np.where(good, flux, np.nan)
-    n_good = good.sum(axis=1)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med, mad = row_median_mad(f, n_good)
-        mad *= 1.4826
-    scale = np.fmax(np.abs(med), mad)
-    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0).astype(np.float32)
-    # in place on one output array: this runs on every spectrum at inference
-    out = np.empty((flux.shape[0], 2, flux.shape[1]), np.float32)
-    x0, x1 = out[:, 0], out[:, 1]
-    with np.errstate(all="ignore"):
-        np.divide(f, scale, out=x0)                         # NaN at bad pixels
-        np.clip(x0, -clip, clip, out=x0)
-        np.copyto(x0, 0.0, where=~good)
-        np.copyto(x1, ivar)
-        np.copyto(x1, 0.0, where=~good)                     # also NaN/negative ivar
-        np.sqrt(x1, out=x1)
-        x1 *= scale
-        np.clip(x1, 0.0, 1e4, out=x1)
-        np.log1p(x1, out=x1)
-    return out
 
 
 # ---------------------------------------------------------------------------- data streaming

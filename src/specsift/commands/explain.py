@@ -30,7 +30,7 @@ def run(args) -> int:
     model = load_model(args.model)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    if getattr(model, "net", None) is None and callable(getattr(model, "explain", None)):
+    if not model.capabilities.torch_net:          # χ²-scan models explain themselves
         return _run_chi2(model, args, out)
     per_class: dict[str, dict] = {}
     rows, n, plotted = [], 0, 0

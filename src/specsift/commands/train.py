@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
-
-OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "device", "checkpoint_dir",
-           "resume", "patience", "num_workers")
 
 
 def register(subparsers, name, help_):
@@ -56,7 +52,7 @@ def parse_sets(items) -> dict:
 
 
 def run(args) -> int:
-    from ..models.base import model_class
+    from ..models.base import TRAIN_OPTIONS, model_class
 
     for path in [args.data] + ([args.val] if args.val else []):
         if not Path(path).exists():
@@ -79,16 +75,9 @@ def run(args) -> int:
         model = _initial_model(args.init, args.model, kwargs)
     else:
         model = cls(**kwargs)
-    given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
-    given["checkpoint_dir"] = ckpt
-    sig = inspect.signature(model.fit)
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-    opts = {k: v for k, v in given.items() if takes_any or k in sig.parameters}
-    if "progress" in sig.parameters or takes_any:
-        opts["progress"] = not args.no_progress
-    skipped = sorted(set(given) - set(opts))
-    if skipped:
-        print(f"note: {args.model} ignores {', '.join(skipped)}")
+    # every model's fit takes every TRAIN_OPTIONS name (the contract in models/base.py)
+    opts = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k, None) is not None}
+    opts.update(checkpoint_dir=ckpt, progress=not args.no_progress)
     model.fit(args.data, args.val, **opts)
     if args.init:
         model.training["init"] = str(args.init)

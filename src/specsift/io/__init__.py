@@ -21,7 +21,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..flags import InputFlag
-from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
+from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch, same_grid
 from ._common import NotSpectraError, file_size_ok, open_fits, placeholder
 from .catalog import read_catalog, write_catalog
 from .store import SpectralStore
@@ -192,8 +192,7 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
             for b in _read_one(path, grid, batch_size):
                 if ref is None:
                     ref = (b.loglam, path)
-                elif b.loglam.shape != ref[0].shape or not np.allclose(b.loglam, ref[0],
-                                                                       rtol=0, atol=1e-7):
+                elif not same_grid(b.loglam, ref[0]):
                     raise _GridMismatch(f"{path}: native wavelength grid differs from that of "
                                         f"{ref[1]}; pass a grid to resample onto")
                 buffer.append(b)

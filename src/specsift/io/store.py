@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 from astropy.table import Table
 
-from ..spectra import LogGrid, SpectraBatch
+from ..spectra import LogGrid, SpectraBatch, same_grid
 
 __all__ = ["SpectralStore"]
 
@@ -75,7 +75,7 @@ class SpectralStore:
         n = len(batch)
         if "flux" not in h5:
             self._create(batch)
-        elif not np.allclose(h5["loglam"][:], batch.loglam, rtol=0, atol=1e-7):
+        elif not same_grid(h5["loglam"][:], batch.loglam):
             raise ValueError(f"{self.path}: batch is on another wavelength grid than the store")
         start = h5["flux"].shape[0]
         for name, data in (("flux", batch.flux), ("ivar", batch.ivar), ("mask", batch.mask)):

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from astropy.table import Table
 
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 
-__all__ = ["SpectralModel", "register_model", "load_model", "available_models"]
+__all__ = ["SpectralModel", "Capabilities", "PredictOptions", "NotFittedError", "TRAIN_OPTIONS",
+           "register_model", "load_model", "available_models"]
 
 _REGISTRY: dict[str, type["SpectralModel"]] = {}
 #: registered name → module that defines it (imported on first use: keeps the CLI fast)
@@ -53,25 +56,98 @@ def model_class(name: str) -> type["SpectralModel"]:
     return _REGISTRY[name]
 
 
+#: options ``specsift train`` may pass to every model's ``fit`` (a model ignores, with a
+#: warning where that matters, those it has no use for: closed-form eigen has no learning rate)
+TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "device",
+                 "checkpoint_dir", "resume", "patience", "num_workers", "progress")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model can do, declared on its class and read by pipeline/ and commands/
+    (never discovered by inspecting signatures or probing attributes).
+
+    A new capability is a new field whose default means "no", so models that do not
+    declare it need no change.
+    """
+
+    chi2_curves: bool = False             #: ``PredictOptions(save_chi2=True)`` is allowed
+    torch_net: bool = False               #: ``model.net`` is the torch network it predicts with
+    devices: tuple[str, ...] = ("cpu",)   #: torch device types ``prepare`` accepts
+    precisions: tuple[str, ...] = ("fp32",)   #: inference variants ``prepare`` accepts
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Per-call choices of :meth:`SpectralModel.predict` (one signature for every model)."""
+
+    save_chi2: bool = False               #: add the χ²(z) curve columns (``chi2_curves`` models)
+    batch_size: int | None = None         #: spectra per forward pass; None: the model's default
+
+    @classmethod
+    def of(cls, options: "PredictOptions | dict | None") -> "PredictOptions":
+        if options is None:
+            return cls()
+        if isinstance(options, cls):
+            return options
+        return cls(**dict(options))
+
+
+class NotFittedError(RuntimeError):
+    """A model used before ``fit`` or ``load_model`` gave it its fitted state."""
+
+
 class SpectralModel(ABC):
-    """Base class: ``fit(train, val)``, ``predict(batch) -> Table``, ``save(path)``."""
+    """The contract every model keeps (scikit-learn's, for spectra).
+
+    * hyperparameters: the constructor's arguments (kept in ``config`` and plain
+      attributes), never changed by ``fit``;
+    * fitted state: attributes whose names end in ``_`` (and a network's weights), set by
+      ``fit`` or by ``set_state`` when a model file is loaded; :meth:`check_is_fitted`;
+    * what the model can do: the class attribute :attr:`capabilities`;
+    * ``fit(train, val, **options)`` takes every name in :data:`TRAIN_OPTIONS`;
+    * ``predict(batch, *, options)`` validates at the boundary (options against the
+      capabilities, the batch's grid) and hands the model's own :meth:`_predict` a batch
+      on its grid;
+    * ``prepare(device, threads, precision)`` puts it in inference shape.
+    """
 
     name: str = "base"
     version: str = "0"
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, class_set: str, grid: LogGrid = DEFAULT_GRID):
         self.class_set = class_set
         self.grid = grid
         self.training: dict = {}      # description of the training data and settings
         self.metrics: dict = {}       # validation metrics
+        self.device = torch.device("cpu")   # where prepare() put the model (runtime, not saved)
 
     @abstractmethod
     def fit(self, train, val=None, **options) -> "SpectralModel":
         """Train on ``train`` (a SpectralStore or SpectraBatch), monitor on ``val``."""
 
-    @abstractmethod
-    def predict(self, batch: SpectraBatch) -> Table:
+    def predict(self, batch: SpectraBatch, *, options: PredictOptions | dict | None = None) -> Table:
         """Return the standard catalog (see :func:`specsift.catalog.make_catalog`)."""
+        opts = PredictOptions.of(options)
+        if opts.save_chi2 and not self.capabilities.chi2_curves:
+            raise ValueError(f"model {self.tag} computes no χ² curves; --save-chi2 needs a "
+                             f"χ² model such as 'eigen'")
+        self.check_is_fitted()
+        return self._predict(self.check_batch(batch), opts)
+
+    @abstractmethod
+    def _predict(self, batch: SpectraBatch, options: PredictOptions) -> Table:
+        """The model's own prediction, on a batch already on :attr:`grid`."""
+
+    @abstractmethod
+    def is_fitted(self) -> bool:
+        """Whether the fitted state is there (``fit`` ran or a model file was loaded)."""
+
+    def check_is_fitted(self) -> None:
+        if not self.is_fitted():
+            raise NotFittedError(f"{self.name}: model is not trained; call fit() or load a "
+                                 f"model file")
 
     @abstractmethod
     def get_state(self) -> dict:
@@ -80,6 +156,33 @@ class SpectralModel(ABC):
     @abstractmethod
     def set_state(self, state: dict) -> None:
         """Inverse of :meth:`get_state`."""
+
+    def catalog_meta(self, options: PredictOptions | dict | None = None) -> dict:
+        """Catalog header entries describing what ``predict(options=...)`` added (e.g. the
+        z grid of χ² curves); the predict pipeline writes them into the file's header."""
+        return {}
+
+    def prepare(self, device="cpu", threads: int | None = None, precision: str = "fp32"):
+        """Put the model in inference shape: torch thread count, device, precision variant.
+
+        Devices and precisions are checked against :attr:`capabilities`; returns ``self``.
+        """
+        if threads:
+            torch.set_num_threads(int(threads))
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+        if dev.type not in self.capabilities.devices:
+            raise ValueError(f"model {self.tag} cannot run on {device}")
+        if precision not in self.capabilities.precisions:
+            raise ValueError(f"model {self.tag} has no {precision!r} variant (it has "
+                             f"{', '.join(self.capabilities.precisions)})")
+        self._prepare(dev, precision)
+        self.device = dev
+        return self
+
+    def _prepare(self, device: torch.device, precision: str) -> None:
+        """Model-specific part of :meth:`prepare` (models with a network move it)."""
 
     @property
     def tag(self) -> str:

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..constants import C_KMS
+
 __all__ = ["ScanBasis", "Chi2Scanner", "legendre", "orthonormal_poly", "C_KMS"]
 
-C_KMS = 299792.458
 
 
 def legendre(npix: int, npoly: int) -> np.ndarray:

@@ -21,12 +21,12 @@ import torch
 from astropy.table import Table
 
 from ..anomaly import AnomalyCalibration, degeneracy_feature, residual_features
-from ..calibration import fit_chi2_temperature
+from ..calibration import fit_chi2_temperature, softmax
 from ..catalog import make_catalog
 from ..classes import labels as class_labels
 from ..flags import ZWARN
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
-from .base import SpectralModel, register_model
+from .base import Capabilities, PredictOptions, SpectralModel, register_model
 from .chi2scan import Chi2Scanner, ScanBasis
 from .eigen_modelerror import deflate_ivar, fit_rest_model_error
 from .eigen_train import labels_of, load_training_rows, train_basis
@@ -46,9 +46,16 @@ DEFAULT_CLASSES = {
 
 @register_model("eigen")
 class EigenModel(SpectralModel):
-    """Eigenspectra per class + χ² scan; see the module docstring."""
+    """Eigenspectra per class + χ² scan; see the module docstring.
+
+    Hyperparameters: ``config`` (per class: nvec, zmin, zmax), ``npoly``,
+    ``exclude_subtypes``; ``scan_dtype`` is a run-time choice.  Fitted state: the attributes
+    ending in ``_`` (eigenspectra, temperature, class penalties, anomaly calibration, sky
+    variance boost, rest-frame model error, ZERR scales).
+    """
 
     version = "1"
+    capabilities = Capabilities(chi2_curves=True)
 
     def __init__(self, class_set: str = "three", grid: LogGrid = DEFAULT_GRID,
                  classes: dict | None = None, npoly: int = 3, exclude_subtypes=()):
@@ -66,18 +73,18 @@ class EigenModel(SpectralModel):
         #: training rows with these SUBTYPEs are left out (e.g. WD, CV: kept unseen so they
         #: can test the anomaly score)
         self.exclude_subtypes = tuple(str(x) for x in exclude_subtypes)
-        self.bases: list[ScanBasis] = []
-        self.temperature = 1.0
-        self.penalty = np.zeros(len(self.config))
-        self.anomaly = AnomalyCalibration()
+        self.bases_: list[ScanBasis] = []
+        self.temperature_ = 1.0
+        self.penalty_ = np.zeros(len(self.config))
+        self.anomaly_ = AnomalyCalibration()
         self.scan_dtype = "float32"
-        self.var_boost = np.zeros(grid.size, np.float32)
+        self.var_boost_ = np.zeros(grid.size, np.float32)
         #: per class, ε² of the rest-frame model error used by the anomaly features
         #: (:mod:`.eigen_modelerror`); None: plain ivar
-        self.rest_model_error: list[np.ndarray] | None = None
+        self.rest_model_error_: list[np.ndarray] | None = None
         #: per-class factor on the Δχ² = 1 ZERR (model mismatch is not in ivar), fitted by
         #: :meth:`calibrate_zerr` so that |Δz| < ZERR for 68.3 % of validation spectra
-        self.zerr_scale = np.ones(len(self.config))
+        self.zerr_scale_ = np.ones(len(self.config))
         self._scanner = None
 
     # ------------------------------------------------------------------ geometry
@@ -90,10 +97,10 @@ class EigenModel(SpectralModel):
     @property
     def scanner(self) -> Chi2Scanner:
         if self._scanner is None:
-            if not self.bases:
+            if not self.bases_:
                 raise RuntimeError("eigen model has no eigenspectra yet: fit() or load it first")
             dt = torch.float64 if self.scan_dtype == "float64" else torch.float32
-            self._scanner = Chi2Scanner(self.bases, self.grid.size, self.npoly, dtype=dt)
+            self._scanner = Chi2Scanner(self.bases_, self.grid.size, self.npoly, dtype=dt)
         return self._scanner
 
     # ------------------------------------------------------------------ training
@@ -113,7 +120,6 @@ class EigenModel(SpectralModel):
         ignored = sorted(k for k, v in options.items() if v is not None and k not in
                          ("checkpoint_dir", "device", "num_workers", "resume"))
         if ignored:
-            import warnings
             warnings.warn(f"eigen.fit ignores options {', '.join(ignored)} (closed-form ALS "
                           f"training, see specsift.models.eigen_train)", stacklevel=2)
         t0 = time.time()
@@ -125,21 +131,21 @@ class EigenModel(SpectralModel):
         if val is not None:
             vb = self.check_batch(load_training_rows(val, max(1, val_max // len(self.config)),
                                         self.class_set, seed + 1, self.exclude_subtypes))
-        self.bases, self._scanner = [], None
-        self.var_boost = np.zeros(self.grid.size, np.float32)
+        self.bases_, self._scanner = [], None
+        self.var_boost_ = np.zeros(self.grid.size, np.float32)
         history: dict = {}
         for rnd in range(1 + int(sky_rounds)):
             # round 0: plain ivar; then ivar deflated where training residuals show extra
             # scatter at fixed observed pixels (sky lines), and the bases trained again
-            init = {b.label: b.basis for b in self.bases} if rnd else {}
-            self.bases, self._scanner = [], None
+            init = {b.label: b.basis for b in self.bases_} if rnd else {}
+            self.bases_, self._scanner = [], None
             for name, cfg in self.config.items():
                 basis, hist = self._train_class(name, cfg, tb, lab, z, vb, init.get(name),
                                                 iterations if rnd == 0 else max(iterations // 2, 3),
                                                 ridge, clip, seed, progress)
                 history[f"{name}/round{rnd}"] = hist
             if rnd < sky_rounds:
-                self.var_boost = self._estimate_var_boost(tb, lab, z)
+                self.var_boost_ = self._estimate_var_boost(tb, lab, z)
         self.training = {"n_train": int(len(tb)), "per_class": per_class, "clip": clip,
                          "exclude_subtypes": list(self.exclude_subtypes),
                          "sky_rounds": sky_rounds,
@@ -152,7 +158,7 @@ class EigenModel(SpectralModel):
 
     def _ivar(self, batch: SpectraBatch) -> tuple[np.ndarray, np.ndarray]:
         """(flux, effective ivar): masked pixels zeroed, ivar deflated by ``var_boost``."""
-        ivar = np.where(batch.mask, 0.0, batch.ivar) / (1.0 + self.var_boost[None, :])
+        ivar = np.where(batch.mask, 0.0, batch.ivar) / (1.0 + self.var_boost_[None, :])
         return np.where(batch.mask, 0.0, batch.flux), ivar
 
     def _train_class(self, name, cfg, tb, lab, z, vb, init, iterations, ridge, clip, seed,
@@ -177,7 +183,7 @@ class EigenModel(SpectralModel):
                                   smooth_below=cfg.get("smooth_below"),
                                   rest_start=self.grid.start - jmax * self.grid.step,
                                   step=self.grid.step)
-        self.bases.append(ScanBasis(name, basis, jmin, jmax))
+        self.bases_.append(ScanBasis(name, basis, jmin, jmax))
         return basis, {"n_train": int(sel.sum()), **hist}
 
     def _estimate_var_boost(self, tb, lab, z, chunk: int = 256) -> np.ndarray:
@@ -190,7 +196,7 @@ class EigenModel(SpectralModel):
         """
         sc = self.scanner
         r2 = np.full((len(tb), self.grid.size), np.nan, np.float32)
-        for k, b in enumerate(self.bases):
+        for k, b in enumerate(self.bases_):
             rows = np.nonzero((lab == b.label) & np.isfinite(z))[0]
             for lo in range(0, rows.size, chunk):
                 rr = rows[lo:lo + chunk]
@@ -208,22 +214,22 @@ class EigenModel(SpectralModel):
         from ..metrics import evaluate_catalog
         val = self.check_batch(val)
         lab = labels_of(val, self.class_set)
-        self.penalty = np.zeros(len(self.bases))
+        self.penalty_ = np.zeros(len(self.bases_))
         res = self._run(val, save_chi2=True)
-        names = [b.label for b in self.bases]
+        names = [b.label for b in self.bases_]
         y = np.array([names.index(x) if x in names else -1 for x in lab])
-        raw = res["chi2_class"] - self.penalty[None, :]
-        self.temperature, self.penalty, nll = fit_chi2_temperature(raw, y)
-        best_t = self.temperature
-        if np.any(self.penalty != 0):    # class choice changed: solve again
+        raw = res["chi2_class"] - self.penalty_[None, :]
+        self.temperature_, self.penalty_, nll = fit_chi2_temperature(raw, y)
+        best_t = self.temperature_
+        if np.any(self.penalty_ != 0):    # class choice changed: solve again
             res = self._run(val, curves=res["curves"])
         self.calibrate_anomaly(res, anomaly_quantile)
         zcal = self.calibrate_zerr(val, res=res)
         cat = self._catalog(val, res)
         ev = evaluate_catalog(cat, val.meta, self.class_set)
         self.metrics = {"n_val": int(len(val)), "temperature": best_t, "nll": nll,
-                        "penalty": dict(zip(names, self.penalty.tolist())),
-                        "anomaly_threshold": self.anomaly.threshold,
+                        "penalty": dict(zip(names, self.penalty_.tolist())),
+                        "anomaly_threshold": self.anomaly_.threshold,
                         "zerr_calibration": zcal,
                         "accuracy": ev.get("classification", {}).get("accuracy"),
                         "redshift": ev.get("redshift"),
@@ -235,11 +241,11 @@ class EigenModel(SpectralModel):
         result of :meth:`_run` on one — and return the flagging threshold."""
         res = val if isinstance(val, dict) else self._run(self.check_batch(val))
         sol = res["sol"]
-        self.rest_model_error = fit_rest_model_error(self.bases, res["flux"], res["ivar"],
+        self.rest_model_error_ = fit_rest_model_error(self.bases_, res["flux"], res["ivar"],
                                                      res["model"], sol.best_class, sol.shift)
         feats = self._features(res["flux"], res["ivar"], res["model"], sol)
-        self.anomaly = AnomalyCalibration.fit(feats, quantile=quantile, snr=res["snr"])
-        return self.anomaly.threshold
+        self.anomaly_ = AnomalyCalibration.fit(feats, quantile=quantile, snr=res["snr"])
+        return self.anomaly_.threshold
 
     def calibrate_zerr(self, val: SpectraBatch, coverage: float = 0.6827,
                        res: dict | None = None) -> dict:
@@ -257,9 +263,9 @@ class EigenModel(SpectralModel):
         sol = res["sol"]
         zt = np.asarray(val.meta["Z"], float)
         ratio = np.abs(sol.z - zt) / np.where(sol.zerr > 0, sol.zerr, np.nan)
-        scale = np.ones(len(self.bases))
+        scale = np.ones(len(self.bases_))
         out = {"coverage_target": coverage, "n": {}, "scale": {}, "before": {}, "after": {}}
-        for c, b in enumerate(self.bases):
+        for c, b in enumerate(self.bases_):
             r = ratio[(sol.best_class == c) & np.isfinite(ratio) & (res["ngood"] > 0)]
             out["n"][b.label] = int(r.size)
             if r.size < 10:            # too few to fit a quantile: keep the raw errors
@@ -267,8 +273,8 @@ class EigenModel(SpectralModel):
             scale[c] = max(float(np.quantile(r, coverage)), 1e-3)
             out["before"][b.label] = float(np.mean(r < 1.0))
             out["after"][b.label] = float(np.mean(r < scale[c]))
-        self.zerr_scale = scale
-        out["scale"] = dict(zip([b.label for b in self.bases], scale.tolist()))
+        self.zerr_scale_ = scale
+        out["scale"] = dict(zip([b.label for b in self.bases_], scale.tolist()))
         return out
 
     # ------------------------------------------------------------------ inference
@@ -280,7 +286,7 @@ class EigenModel(SpectralModel):
             curves = sc.scan(flux, ivar)
         ngood = (ivar > 0).sum(1)
         sol = solve_redshifts(sc, curves, flux, ivar, self.grid.step, ngood=ngood,
-                              penalty=self.penalty)
+                              penalty=self.penalty_)
         model = sol.model
         dof = np.maximum(ngood - self._npar, 1)
         good = (ivar > 0) & np.isfinite(flux)
@@ -294,11 +300,11 @@ class EigenModel(SpectralModel):
 
     @property
     def _npar(self) -> int:
-        return max(b.nvec for b in self.bases) + self.npoly
+        return max(b.nvec for b in self.bases_) + self.npoly
 
     def _features(self, flux, ivar, model, sol) -> dict:
         """Anomaly features: residual structure against the model error, degeneracy."""
-        w = deflate_ivar(self.bases, self.rest_model_error, ivar, model, sol.best_class, sol.shift)
+        w = deflate_ivar(self.bases_, self.rest_model_error_, ivar, model, sol.best_class, sol.shift)
         feats = residual_features(flux, w, model, self._npar)
         feats["degenerate"] = degeneracy_feature(sol.degeneracy, sol.second_class >= 0)
         return feats
@@ -307,47 +313,47 @@ class EigenModel(SpectralModel):
         sol = res["sol"]
         names = class_labels(self.class_set)
         d = res["chi2_class"] - np.nanmin(res["chi2_class"], axis=1, keepdims=True)
-        lp = -np.nan_to_num(d, nan=np.inf) / (2 * self.temperature)
-        pb = np.exp(lp - lp.max(1, keepdims=True))
-        pb /= pb.sum(1, keepdims=True)
+        pb = softmax(-np.nan_to_num(d, nan=np.inf) / (2 * self.temperature_), dtype=np.float64)
         probs = np.zeros((len(batch), len(names)))
-        for k, b in enumerate(self.bases):
+        for k, b in enumerate(self.bases_):
             probs[:, names.index(b.label)] = pb[:, k]
-        score = self.anomaly.score(res["features"], res["snr"])
+        score = self.anomaly_.score(res["features"], res["snr"])
         zwarn = sol.zwarn.copy()
-        zwarn[score > self.anomaly.threshold] |= int(ZWARN.ANOMALY)
-        zerr = sol.zerr * np.asarray(self.zerr_scale, float)[sol.best_class]
+        zwarn[score > self.anomaly_.threshold] |= int(ZWARN.ANOMALY)
+        zerr = sol.zerr * np.asarray(self.zerr_scale_, float)[sol.best_class]
         cat = make_catalog(batch.meta, self.class_set, probs, sol.z, zerr, self.tag,
                            zwarn=zwarn, deltachi2=sol.deltachi2, anomaly_score=score)
         nodata = res["ngood"] == 0
-        cat["CHI2_MIN"] = np.where(nodata, np.nan, sol.chi2 - self.penalty[sol.best_class])
+        cat["CHI2_MIN"] = np.where(nodata, np.nan, sol.chi2 - self.penalty_[sol.best_class])
         cat["RCHI2"] = np.where(nodata, np.nan, res["rchi2"])
         cat["DEGENERACY"] = np.where(nodata, np.nan, sol.degeneracy)
         return cat
 
-    def predict(self, batch: SpectraBatch, save_chi2: bool = False) -> Table:
+    def _predict(self, batch: SpectraBatch, options: PredictOptions) -> Table:
         """Catalog with DELTACHI2, ANOMALY_SCORE, CHI2_MIN, RCHI2, DEGENERACY.
 
-        ``save_chi2`` adds one vector column ``CHI2_<label>`` per class (the χ² at every
-        shift); its redshifts are z = 10^(j·δ) − 1 for j = ``CHI2_<label>_JMIN`` … in the
-        table meta, with δ = meta['LOGLAM_STEP'].
+        ``options.save_chi2`` adds one vector column ``CHI2_<label>`` per class (the χ² at
+        every shift); its redshifts are z = 10^(j·δ) − 1 for j = ``CHI2_<label>_JMIN`` … in
+        the table meta, with δ = meta['LOGLAM_STEP'].
         """
-        batch = self.check_batch(batch)
-        res = self._run(batch, save_chi2=save_chi2)
+        res = self._run(batch, save_chi2=options.save_chi2)
         cat = self._catalog(batch, res)
-        if save_chi2:
-            cat.meta.update(self.catalog_meta(save_chi2=True))
-            for b, cur in zip(self.bases, res["curves"]):
+        if options.save_chi2:
+            cat.meta.update(self.catalog_meta(options))
+            for b, cur in zip(self.bases_, res["curves"]):
                 cat[f"CHI2_{b.label}"] = cur.astype(np.float32)
         return cat
 
-    def catalog_meta(self, save_chi2: bool = False) -> dict:
+    def is_fitted(self) -> bool:
+        return bool(self.bases_)
+
+    def catalog_meta(self, options: PredictOptions | dict | None = None) -> dict:
         """Catalog header entries: the z grid of the CHI2_<label> columns (the predict
         pipeline writes them into the FITS header / Parquet metadata)."""
-        if not save_chi2:
+        if not PredictOptions.of(options).save_chi2:
             return {}
         out = {"LOGLAM_STEP": self.grid.step}
-        out.update({f"CHI2_{b.label}_JMIN": b.jmin for b in self.bases})
+        out.update({f"CHI2_{b.label}_JMIN": b.jmin for b in self.bases_})
         return out
 
     def explain(self, batch: SpectraBatch) -> dict:
@@ -356,45 +362,44 @@ class EigenModel(SpectralModel):
         res = self._run(batch, save_chi2=True)
         cat = self._catalog(batch, res)
         sol = res["sol"]
-        labels = [b.label for b in self.bases]
+        labels = [b.label for b in self.bases_]
         ivar = np.where(batch.mask, 0.0, batch.ivar)
         return {"catalog": cat, "loglam": batch.loglam, "flux": batch.flux,
                 "ivar": ivar, "mask": batch.mask, "model": res["model"],
                 "residual": (batch.flux - res["model"]) * np.sqrt(ivar),
                 # raw χ²(z) per class; the decision adds the class penalty (−2 ln prior)
                 "chi2": {b.label: (b.redshifts(self.grid.step), cur)
-                         for b, cur in zip(self.bases, res["curves"])},
-                "penalty": dict(zip(labels, np.asarray(self.penalty, float).tolist())),
+                         for b, cur in zip(self.bases_, res["curves"])},
+                "penalty": dict(zip(labels, np.asarray(self.penalty_, float).tolist())),
                 "z_second": sol.z_second,
                 "class_second": np.array([labels[c] if c >= 0 else "" for c in sol.second_class])}
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict:
         return {"config": self.config, "npoly": self.npoly,
-                "exclude_subtypes": list(self.exclude_subtypes), "temperature": self.temperature,
-                "anomaly": self.anomaly.to_dict(), "scan_dtype": self.scan_dtype,
-                "penalty": [float(x) for x in self.penalty],
-                "zerr_scale": [float(x) for x in self.zerr_scale],
-                "var_boost": torch.as_tensor(self.var_boost),
-                "rest_model_error": (None if self.rest_model_error is None else
-                                     [torch.as_tensor(e) for e in self.rest_model_error]),
+                "exclude_subtypes": list(self.exclude_subtypes), "temperature": self.temperature_,
+                "anomaly": self.anomaly_.to_dict(), "scan_dtype": self.scan_dtype,
+                "penalty": [float(x) for x in self.penalty_],
+                "zerr_scale": [float(x) for x in self.zerr_scale_],
+                "var_boost": torch.as_tensor(self.var_boost_),
+                "rest_model_error": (None if self.rest_model_error_ is None else
+                                     [torch.as_tensor(e) for e in self.rest_model_error_]),
                 "bases": [{"label": b.label, "jmin": b.jmin, "jmax": b.jmax,
                            "basis": torch.as_tensor(np.asarray(b.basis, np.float32))}
-                          for b in self.bases]}
+                          for b in self.bases_]}
 
     def set_state(self, state: dict) -> None:
         self.config = state["config"]
         self.npoly = int(state["npoly"])
-        self.exclude_subtypes = tuple(state.get("exclude_subtypes", ()))
-        self.temperature = float(state["temperature"])
-        self.penalty = np.asarray(state.get("penalty", np.zeros(len(state["bases"]))), float)
-        self.anomaly = AnomalyCalibration.from_dict(state["anomaly"])
-        self.scan_dtype = state.get("scan_dtype", "float32")
-        # models saved before the ZERR calibration: raw Δχ² = 1 errors
-        self.zerr_scale = np.asarray(state.get("zerr_scale", np.ones(len(state["bases"]))), float)
-        self.var_boost = np.asarray(state["var_boost"], np.float32)
-        rme = state.get("rest_model_error")       # absent in files from before it
-        self.rest_model_error = None if rme is None else [np.asarray(e, np.float32) for e in rme]
-        self.bases = [ScanBasis(b["label"], np.asarray(b["basis"], np.float32),
-                                int(b["jmin"]), int(b["jmax"])) for b in state["bases"]]
+        self.exclude_subtypes = tuple(state["exclude_subtypes"])
+        self.temperature_ = float(state["temperature"])
+        self.penalty_ = np.asarray(state["penalty"], float)
+        self.anomaly_ = AnomalyCalibration.from_dict(state["anomaly"])
+        self.scan_dtype = state["scan_dtype"]
+        self.zerr_scale_ = np.asarray(state["zerr_scale"], float)
+        self.var_boost_ = np.asarray(state["var_boost"], np.float32)
+        rme = state["rest_model_error"]
+        self.rest_model_error_ = None if rme is None else [np.asarray(e, np.float32) for e in rme]
+        self.bases_ = [ScanBasis(b["label"], np.asarray(b["basis"], np.float32),
+                                 int(b["jmin"]), int(b["jmax"])) for b in state["bases"]]
         self._scanner = None

@@ -2,7 +2,7 @@
 
 Network (≈ 3 M multiply-adds per spectrum, so one CPU core predicts > 1000 spectra/s)::
 
-    (N, 2, 4076) normalised flux, log1p(S/N)                          [training.normalise]
+    (N, 2, 4076) normalised flux, log1p(S/N)                          [models.inputs.normalise]
     conv 2→16 k8 stride 4, BN, ReLU           (strided front end: 1019 px, a line detector)
     conv k8 s4 → 32, conv k5 s2 → 64, conv k5 s2 → 64 (each BN, ReLU), squeeze-excitation
     1×1 conv → flatten (62 positions: redshift is a shift) → dense → embedding e (OOD score)
@@ -25,10 +25,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from .layers import SqueezeExcite
+from .neural import decode_window
 
 __all__ = ["GaSNetModule", "gasnet_loss", "decode_bins", "decode_mdn", "augment", "SKY_LINES"]
 
-WINDOW = 3          # bins each side of the peak used for the refined z and its width
 NEAR = 0.01         # |Δu| beyond which a redshift counts as a catastrophic failure
 
 
@@ -125,24 +125,15 @@ def gasnet_loss(out: dict, target, centres: torch.Tensor, width: float, u_range,
 
 
 def decode_bins(zlog: torch.Tensor, zoff: torch.Tensor, centres: torch.Tensor, width: float,
-                near: float = NEAR):
+                near: float = NEAR, window: int = 3):
     """Bin head → (u, σ_loc, σ_full, p_near).  u is the probability-weighted refined position
-    over ±WINDOW bins around the peak of p(u) (no bin artefacts in N(z)); σ_loc the spread of
-    that window, σ_full the spread of all of p(u) about u (large when p(u) has other peaks),
-    p_near the probability that |u_true − u| ≤ ``near`` (not a catastrophic failure)."""
+    over ±``window`` bins around the peak of p(u) (:func:`~.neural.decode_window`; no bin
+    artefacts in N(z)); σ_loc the spread of that window, σ_full the spread of all of p(u)
+    about u (large when p(u) has other peaks), p_near the probability that
+    |u_true − u| ≤ ``near`` (not a catastrophic failure)."""
     p = torch.softmax(zlog.float(), dim=1)
     pos = bin_positions(zoff.float(), centres, width)
-    n, b = p.shape
-    peak = p.argmax(dim=1)
-    offs = torch.arange(-WINDOW, WINDOW + 1)
-    raw = peak[:, None] + offs[None]
-    idx = raw.clamp(0, b - 1)
-    valid = (raw >= 0) & (raw < b)
-    pw = p.gather(1, idx) * valid
-    mass = pw.sum(dim=1).clamp_min(1e-12)
-    uw = pos.gather(1, idx)
-    u = (pw * uw).sum(1) / mass
-    var = (pw * (uw - u[:, None]) ** 2).sum(1) / mass + (0.1 * width) ** 2
+    _, u, var, _ = decode_window(p, pos, window, (0.1 * width) ** 2)
     d = pos - u[:, None]
     var_full = (p * d ** 2).sum(1).clamp_min(var)
     p_near = (p * (d.abs() <= near)).sum(1)

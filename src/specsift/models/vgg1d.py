@@ -22,7 +22,8 @@ from torch import nn
 from ..catalog import make_catalog
 from ..classes import CLASS_SETS, labels
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
-from .base import SpectralModel, register_model
+from .base import Capabilities, PredictOptions, SpectralModel, register_model
+from .precision import PRECISIONS, variant
 
 __all__ = ["VGG1D", "VGG1DNet", "window_grid", "minmax_scale", "HALPHA_WINDOW"]
 
@@ -90,6 +91,8 @@ class VGG1D(SpectralModel):
     """
 
     version = "1"
+    #: predicts on the CPU (inputs are built there); precision variants of its network
+    capabilities = Capabilities(torch_net=True, precisions=PRECISIONS)
 
     def __init__(self, class_set: str = "ondrejov", window: tuple | None = HALPHA_WINDOW,
                  full_grid: LogGrid = DEFAULT_GRID, width: float = 1.0, dropout: float = 0.5,
@@ -205,10 +208,18 @@ class VGG1D(SpectralModel):
             return p.astype(np.float32), e.astype(np.float32)
         return p.astype(np.float32)
 
-    def predict(self, batch: SpectraBatch):
-        p = self.predict_proba(batch)
+    def _predict(self, batch: SpectraBatch, options: PredictOptions):
+        p = self.predict_proba(batch, batch_size=options.batch_size or 1024)
         n = len(batch)
         return make_catalog(batch.meta, self.class_set, p, np.zeros(n), np.full(n, -1.0), self.tag)
+
+    def is_fitted(self) -> bool:
+        # the seeded initial network already predicts (the active loop's cold start)
+        return self.net is not None
+
+    def _prepare(self, device, precision: str) -> None:
+        self.net.eval()
+        self.net = variant(self.net, precision)
 
     # -- persistence -----------------------------------------------------------
     def get_state(self) -> dict:

@@ -14,7 +14,6 @@ most ``queue_size`` batches are in memory: memory stays flat whatever the number
 
 from __future__ import annotations
 
-import inspect
 import os
 import queue
 import threading
@@ -24,6 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from ..flags import InputFlag
+from ..models.base import PredictOptions
 from ..spectra import LogGrid, SpectraBatch
 from .parts import table_to_arrow
 from .units import Unit, iter_unit
@@ -33,39 +33,18 @@ __all__ = ["prepare_model", "predict_batch", "run_unit", "local_engine", "pool_e
 _END = object()
 
 
-def prepare_model(model, device: str = "cpu", threads: int | None = None):
-    """Put ``model`` in inference shape: eval mode, device, torch thread count."""
-    import torch
-    if threads:
-        torch.set_num_threads(int(threads))
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
-    if hasattr(model, "to") and callable(model.to):
-        model.to(dev)
-    elif dev.type != "cpu":
-        net = getattr(model, "net", None)
-        if net is None:
-            raise ValueError(f"model {model.tag} cannot run on {device}")
-        net.to(dev)
-    model.device = dev
-    net = getattr(model, "net", None)
-    if net is not None and hasattr(net, "eval"):
-        net.eval()
-    return model
+def prepare_model(model, device: str = "cpu", threads: int | None = None,
+                  precision: str = "fp32"):
+    """:meth:`~specsift.models.base.SpectralModel.prepare` (what every engine does to the
+    model it loads); returns the model."""
+    return model.prepare(device, threads, precision)
 
 
 def predict_batch(model, batch: SpectraBatch, save_chi2: bool = False):
     """``model.predict`` under ``torch.inference_mode`` (no autograd bookkeeping)."""
     import torch
-    kwargs = {}
-    if save_chi2:
-        if "save_chi2" not in inspect.signature(model.predict).parameters:
-            raise ValueError(f"model {model.tag} computes no χ² curves; --save-chi2 needs a "
-                             f"χ² model such as 'eigen'")
-        kwargs["save_chi2"] = True
     with torch.inference_mode():
-        return model.predict(batch, **kwargs)
+        return model.predict(batch, options=PredictOptions(save_chi2=save_chi2))
 
 
 def read_errors(batch: SpectraBatch) -> list[tuple[str, str]]:

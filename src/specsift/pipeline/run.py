@@ -8,14 +8,13 @@ local one row for row.
 
 from __future__ import annotations
 
-import inspect
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .local import local_engine, pool_engine, prepare_model, unit_events  # noqa: F401
+from .local import local_engine, pool_engine, prepare_model
 from .output import merge_parts
 from .parts import RunDir
 from .units import plan_units
@@ -96,7 +95,7 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
         log(f"{output}: already complete, nothing to resume")
         return PredictResult(output, _count_rows(output), 0, 0.0, [], "")
     model_obj, ref = _model_ref(model)
-    if save_chi2 and "save_chi2" not in inspect.signature(model_obj.predict).parameters:
+    if save_chi2 and not model_obj.capabilities.chi2_curves:
         raise ValueError(f"model {model_obj.tag} computes no χ² curves; --save-chi2 needs a "
                          f"χ² model such as 'eigen'")
     units = plan_units(inputs if isinstance(inputs, (list, tuple)) else [inputs], batch_size)
@@ -112,10 +111,7 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
         ref = _saved(model_obj)
 
     if engine == "local" and workers == 1:
-        prepare_model(model_obj, device, threads)
-        if precision != "fp32":
-            from .speed import optimise
-            optimise(model_obj, precision)
+        prepare_model(model_obj, device, threads, precision)
         events = local_engine(model_obj, todo, batch_size, grid, save_chi2)
     elif engine == "local":
         events = pool_engine(ref, todo, batch_size, grid, workers, device, save_chi2)
@@ -152,8 +148,7 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
             events.close()
     parts = run_dir.ordered_parts(len(units))
     meta = {"MODEL": model_obj.tag}
-    if save_chi2 and hasattr(model_obj, "catalog_meta"):   # e.g. the χ² curves' z grid
-        meta.update(model_obj.catalog_meta(save_chi2=True))
+    meta.update(model_obj.catalog_meta({"save_chi2": save_chi2}))   # e.g. the χ² curves' z grid
     n = merge_parts(parts, output, meta)
     run_dir.remove()
     return PredictResult(output, n, rows, time.perf_counter() - t0, errors, model_obj.tag)

@@ -25,12 +25,12 @@ import numpy as np
 from astropy.table import Table
 from scipy.special import erf
 
+from ..constants import C_KMS
 from ..spectra import LogGrid, SpectraBatch
 
 __all__ = ["simulate_emission_stars", "LAMOST_GRID", "HALPHA_GRID", "HALPHA", "HBETA",
            "balmer_emission", "LAMOST_R", "CLASSES"]
 
-C_KMS = 299_792.458
 HALPHA, HBETA = 6564.61, 4862.68          # vacuum Å (LAMOST wavelengths are vacuum)
 LAMOST_R = 1800.0
 #: LAMOST DR2 low-resolution grid: log10 λ from 3.5682, step 1e-4, 3909 px (3700–9100 Å).

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..constants import C_KMS  # re-exported: the simulator's modules import it from here
+
 __all__ = ["LINES", "kauffmann03", "kewley01", "sdss_agn_line", "is_agn", "is_starforming",
            "sample_sf_ratios", "sample_agn_ratios", "galaxy_line_fluxes", "C_KMS"]
-
-C_KMS = 299792.458
 
 #: vacuum rest wavelengths (Å), as SDSS uses
 LINES = {

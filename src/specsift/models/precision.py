@@ -1,4 +1,4 @@
-"""CPU inference variants for a model's network: bf16 autocast and int8 dynamic quantisation.
+"""CPU inference variants of a network: bf16 autocast and int8 dynamic quantisation.
 
 Why opt-in (``specsift predict --precision``): each variant must keep the accuracy of the
 unoptimised model (GF(0.003) on the simulated test within 0.002); ``benchmarks/
@@ -13,7 +13,7 @@ import warnings
 import torch
 from torch import nn
 
-__all__ = ["PRECISIONS", "optimise"]
+__all__ = ["PRECISIONS", "variant"]
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -48,21 +48,16 @@ class _Autocast(nn.Module):
             return getattr(super().__getattr__("inner"), name)
 
 
-def optimise(model, precision: str = "fp32"):
-    """Swap ``model.net`` for its ``precision`` variant (in place; returns the model)."""
+def variant(net: nn.Module, precision: str = "fp32") -> nn.Module:
+    """``net`` (eval mode) for inference at ``precision``: itself, a bf16-autocast wrapper or
+    an int8 dynamically quantised copy (Linear layers)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    if precision == "fp32":
-        return model
-    net = getattr(model, "net", None)
-    if not isinstance(net, nn.Module):
-        raise ValueError(f"model {model.tag} has no torch network to optimise")
     net.eval()
+    if precision == "fp32":
+        return net
     if precision == "bf16":
-        model.net = _Autocast(net)
-    else:
-        with warnings.catch_warnings():           # the eager-mode API is deprecated, still works
-            warnings.simplefilter("ignore")
-            model.net = torch.ao.quantization.quantize_dynamic(net, {nn.Linear},
-                                                               dtype=torch.qint8)
-    return model
+        return _Autocast(net)
+    with warnings.catch_warnings():           # the eager-mode API is deprecated, still works
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(net, {nn.Linear}, dtype=torch.qint8)
