@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader
 from .training_data import StoreDataset, normalise
 
 __all__ = ["StoreDataset", "TrainResult", "train", "normalise", "resolve_device",
-           "predict_batches", "seed_everything"]
+           "seed_everything"]
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -120,19 +120,6 @@ def _batch_len(x) -> int:
 def _loader(ds: StoreDataset, num_workers: int) -> DataLoader:
     return DataLoader(ds, batch_size=None, num_workers=num_workers,
                       persistent_workers=False, pin_memory=False)
-
-
-def predict_batches(module: torch.nn.Module, data, make_inputs: Callable, batch_size: int = 512,
-                    device="auto") -> object:
-    """Run ``module`` in eval mode over a store/batch in order; outputs concatenated on CPU."""
-    dev = resolve_device(device)
-    ds = StoreDataset(data, make_inputs, None, batch_size=batch_size, shuffle=False)
-    module.eval().to(dev)
-    outs = []
-    with torch.no_grad():
-        for x, _ in ds:
-            outs.append(_detach_cpu(_call(module, _to(x, dev))))
-    return _cat(outs)
 
 
 # ---------------------------------------------------------------------------- the loop

@@ -20,9 +20,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["LabelDB", "now_iso", "SKIP"]
+__all__ = ["LabelDB", "now_iso"]
 
-SKIP = None          # a skip is stored as an event with label NULL
 _SCHEMA_VERSION = "1"
 
 _SCHEMA = """

@@ -20,7 +20,6 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..flags import InputFlag
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch, same_grid
 from ._common import NotSpectraError, file_size_ok, open_fits, placeholder
 from .catalog import read_catalog, write_catalog
@@ -243,8 +242,3 @@ def read(path_or_paths, grid: LogGrid | None = DEFAULT_GRID, on_error: str = "ra
     if not batches:
         raise ValueError(f"{path_or_paths}: no spectra found")
     return batches[0] if len(batches) == 1 else SpectraBatch.concatenate(batches)
-
-
-def input_flag_names(value: int) -> str:
-    """'NONFINITE_FLUX|BAD_IVAR' for an INPUT_FLAGS value ('' when 0)."""
-    return "|".join(f.name for f in InputFlag if int(value) & f) if value else ""

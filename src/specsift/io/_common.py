@@ -30,7 +30,6 @@ STANDARD_DTYPES = {
     "PLATE": np.int64, "MJD": np.int64, "FIBERID": np.int64, "RR_ZWARN": np.int64,
     "EXPID": np.int64, "OBSID": np.int64, "SURVEY": str, "ERROR": str,
 }
-LABEL_COLUMNS = ("CLASS", "SUBCLASS", "Z", "ZERR")
 
 
 class NotSpectraError(ValueError):

@@ -20,8 +20,7 @@ from .quasars import make_quasars
 from .stars import make_stars
 from .templates import survey_priors
 
-__all__ = ["simulate_batch", "simulate_to_store", "iter_blocks", "LABEL_SPECS", "BLOCK",
-           "META_COLUMNS"]
+__all__ = ["simulate_batch", "simulate_to_store", "iter_blocks", "LABEL_SPECS", "BLOCK"]
 
 BLOCK = 256
 
@@ -48,7 +47,6 @@ _STR = {"CLASS_LABEL": 24, "SPECTYPE": 8, "SUBTYPE": 16, "CLASS": 8, "SUBCLASS":
 _FLOAT = ("Z", "SNR", "SNR_MEASURED", "MAG_R", "EW_HA", "EW_OIII", "EW_CIV", "EW_MGII",
           "LOG_NII_HA", "LOG_OIII_HB", "EBV", "VDISP", "LINE_SIGMA", "FWHM_BROAD", "ALPHA_NU",
           "HOST_FRAC", "LOG_AGE", "RV", "BROADLINE_SNR")
-META_COLUMNS = ("TARGETID",) + tuple(_STR) + _FLOAT + ("BAL", "SEED_BLOCK")
 
 
 def _natural_p(labs):
@@ -333,11 +331,8 @@ def simulate_to_store(path, n=10000, class_set="five", seed=1, chunk=1000, progr
         if any(str(old[k]) != str(v) for k, v in settings.items()):
             raise ValueError(f"{path}: was simulated with other settings {old}; cannot resume")
         mode = "a"
-    try:
-        from tqdm import tqdm
-        bar = tqdm(total=n, initial=start, unit="spec", disable=not progress, desc="simulate")
-    except ImportError:                                    # pragma: no cover
-        bar = None
+    from tqdm import tqdm
+    bar = tqdm(total=n, initial=start, unit="spec", disable=not progress, desc="simulate")
     with SpectralStore(path, mode) as st:
         for k, v in settings.items():
             st.attrs[f"sim_{k}"] = v
@@ -349,13 +344,10 @@ def simulate_to_store(path, n=10000, class_set="five", seed=1, chunk=1000, progr
             nbuf += len(piece)
             if nbuf >= chunk:
                 st.append(SpectraBatch.concatenate(buf))
-                if bar is not None:
-                    bar.update(nbuf)
+                bar.update(nbuf)
                 buf, nbuf = [], 0
         if buf:
             st.append(SpectraBatch.concatenate(buf))
-            if bar is not None:
-                bar.update(nbuf)
-    if bar is not None:
-        bar.close()
+            bar.update(nbuf)
+    bar.close()
     return path
