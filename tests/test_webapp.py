@@ -27,8 +27,13 @@ def store(tmp_path):
     return path
 
 
-def client(app, who="ann"):
-    return TestClient(app, headers={"X-Labeller": who})
+LOCAL = "http://127.0.0.1:8765"
+
+
+def client(app, who="ann", **kw):
+    """A client as the page on this machine is: Host 127.0.0.1 (the DNS-rebinding guard
+    refuses any other name when there is no token)."""
+    return TestClient(app, base_url=LOCAL, headers={"X-Labeller": who}, **kw)
 
 
 def test_label_skip_undo_export(store, tmp_path):
@@ -66,7 +71,7 @@ def test_ids_names_and_paths_are_validated(store, tmp_path):
     assert c.get("/static/%2e%2e/db.py").status_code == 404
     assert c.post("/api/label", json={"item": 0, "label": "ALIEN"}).status_code == 400
     assert c.post("/api/label", json={"item": "0; DROP TABLE events", "label": "EMISSION"}).status_code == 400
-    bad = TestClient(c.app, headers={"X-Labeller": "../../root"})
+    bad = client(c.app, "../../root")
     assert bad.get("/api/next").status_code == 400
 
 
