@@ -129,3 +129,145 @@ def test_real_lamost_and_ondrejov_files(shared_data, tmp_path):
     lm = next(d for k, d in seen.items() if k.startswith("spec-55916"))
     assert lm["meta"]["CLASS"] == "STAR" and isinstance(lm["meta"]["TARGETID"], str)
     assert c.get("/api/state").json()["labelled"] == 4
+
+
+# -- security (issue 20 item 8) ----------------------------------------------------------
+def _lamost_dir(shared_data, tmp_path, n=3, bad_name=None):
+    """A folder pool of real single-spectrum LAMOST files, plus one unreadable file."""
+    import shutil
+    d = tmp_path / "pool"
+    d.mkdir()
+    for f in sorted((shared_data / "lamost").glob("spec-*.fits"))[:n]:
+        shutil.copy(f, d)
+    if bad_name:
+        (d / bad_name).write_bytes(b"SIMPLE  =                    T" + b"not a FITS file" * 40)
+    return d
+
+
+def test_host_and_origin_are_checked_without_a_token(store, tmp_path):
+    """DNS rebinding: a page at evil.example re-pointed to 127.0.0.1 sends its own Host."""
+    app = create_app(store, tmp_path / "l.sqlite", config=CFG, port=8765)
+    evil = TestClient(app, base_url="http://evil.example:8765", headers={"X-Labeller": "ann"})
+    assert evil.get("/api/next").status_code == 403
+    assert evil.get("/api/export.csv").status_code == 403
+    assert evil.post("/api/label", json={"item": 0, "label": "EMISSION"}).status_code == 403
+    assert TestClient(app, base_url="http://127.0.0.1:9999").get("/api/config").status_code == 403
+    for base in ("http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765"):
+        assert TestClient(app, base_url=base).get("/api/config").status_code == 200, base
+    c = client(app)
+    item = c.get("/api/next").json()["items"][0]["item"]
+    cross = c.post("/api/label", json={"item": item, "label": "EMISSION"},
+                   headers={"Origin": "http://evil.example"})
+    assert cross.status_code == 403
+    site = c.post("/api/label", json={"item": item, "label": "EMISSION"},
+                  headers={"Sec-Fetch-Site": "cross-site"})
+    assert site.status_code == 403
+    assert LabelDB(tmp_path / "l.sqlite").current_labels() == {}
+    same = c.post("/api/label", json={"item": item, "label": "EMISSION"},
+                  headers={"Origin": LOCAL})
+    assert same.status_code == 200
+
+
+def test_request_bodies_are_limited(store, tmp_path):
+    c = client(create_app(store, tmp_path / "l.sqlite", config=CFG))
+    item = c.get("/api/next").json()["items"][0]["item"]
+    big = b'{"item": %d, "label": "EMISSION", "pad": "' % item + b"x" * (2 << 20) + b'"}'
+    r = c.post("/api/label", content=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+
+    def chunks():                                   # no Content-Length: counted as it arrives
+        yield big[:1000]
+        for k in range(1000, len(big), 1 << 16):
+            yield big[k:k + (1 << 16)]
+    r = c.post("/api/label", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert LabelDB(tmp_path / "l.sqlite").events() == []
+    ok = c.post("/api/label", json={"item": item, "label": "EMISSION", "pad": "x" * 1000})
+    assert ok.status_code == 200
+
+
+def test_item_ids_that_are_not_integers_are_422(store, tmp_path):
+    c = client(create_app(store, tmp_path / "l.sqlite", config=CFG))
+    for raw in (b"Infinity", b"-Infinity", b"NaN", b"1.5", b"true", b"1e400"):
+        r = c.post("/api/label", content=b'{"item": ' + raw + b', "label": "EMISSION"}',
+                   headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, raw
+        r = c.post("/api/skip", content=b'{"item": ' + raw + b'}',
+                   headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, raw
+    assert c.post("/api/label", json={"item": 2.0, "label": "EMISSION"}).status_code == 200
+    assert LabelDB(tmp_path / "l.sqlite").current_labels() == {2: "EMISSION"}
+
+
+def test_labels_for_rows_that_do_not_exist_are_refused(shared_data, tmp_path):
+    """Before: a label for row 5 of a one-spectrum file was stored and every retraining then
+    failed with KeyError."""
+    d = _lamost_dir(shared_data, tmp_path, n=3, bad_name="zz-broken.fits")
+    app = create_app(str(d), tmp_path / "l.sqlite",
+                     config=LoopConfig(batch=2, initial=2, width=0.125, train_steps=5, max_epochs=3))
+    c = client(app)
+    assert c.post("/api/label", json={"item": (0 << 16) | 5, "label": "EMISSION"}).status_code == 404
+    assert c.post("/api/label", json={"item": 99 << 16, "label": "EMISSION"}).status_code == 404
+    broken = 3 << 16                                   # zz-broken.fits sorts last
+    r = c.post("/api/label", json={"item": broken, "label": "EMISSION"})
+    assert r.status_code == 422 and "zz-broken.fits" in r.json()["detail"]
+    assert LabelDB(tmp_path / "l.sqlite").events() == []
+    assert c.post("/api/label", json={"item": 1 << 16, "label": "EMISSION"}).status_code == 200
+
+
+def test_a_non_ascii_token_is_401(store, tmp_path):
+    app = create_app(store, tmp_path / "l.sqlite", token="s3cret", config=CFG)
+    c = TestClient(app)
+    assert c.get("/api/config", params={"token": "ünïcödé"}).status_code == 401
+    assert c.get("/api/config", headers={"Authorization": "Bearer ünï".encode("utf-8")}
+                 ).status_code == 401
+    assert c.get("/api/config", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    with pytest.raises(ValueError):
+        create_app(store, tmp_path / "m.sqlite", token="sé cret", config=CFG)
+
+
+def test_an_unreadable_pool_file_blocks_neither_next_nor_retrain(shared_data, tmp_path):
+    bad = "aa-broken\x1b[31m.fits"                     # sorts first; an ANSI escape in its name
+    d = _lamost_dir(shared_data, tmp_path, n=3, bad_name=bad)
+    printed = []
+    app = create_app(str(d), tmp_path / "l.sqlite", log=printed.append,
+                     config=LoopConfig(batch=2, initial=4, width=0.125, train_steps=5, max_epochs=3))
+    c = client(app)
+    assert {q["item"] for q in LabelDB(tmp_path / "l.sqlite").queue()} == {
+        0, 1 << 16, 2 << 16, 3 << 16}                  # the broken file is in the first batch
+    seen, skipped = [], []
+    for _ in range(4):
+        r = c.get("/api/next")
+        assert r.status_code == 200
+        skipped += r.json()["skipped"]
+        if not r.json()["items"]:
+            break
+        item = r.json()["items"][0]["item"]
+        seen.append(item)
+        assert c.post("/api/label", json={"item": item, "label": "ABSORPTION"}).status_code == 200
+    assert sorted(seen) == [1 << 16, 2 << 16, 3 << 16]
+    assert [s["item"] for s in skipped] == [0] and "aa-broken" in skipped[0]["error"]
+    assert printed and all("\x1b" not in m for m in printed)
+    assert any("aa-broken\\x1b[31m.fits" in m for m in printed)
+    labelled = sorted(d.glob("spec-*.fits"))[-1]       # a labelled file breaks afterwards
+    labelled.write_bytes(b"SIMPLE  =                    T" + b"truncated" * 10)
+    assert c.post("/api/retrain").status_code == 200
+    for _ in range(600):
+        job = c.get("/api/job").json()
+        if job["state"] != "running":
+            break
+        time.sleep(0.1)
+    assert job["state"] == "done", (job, printed)
+    assert "1 unreadable labelled spectra skipped" in job["message"]
+    assert "\x1b" not in job["message"] and all("\x1b" not in m for m in printed)
+
+
+def test_csv_export_neutralises_formula_cells(store, tmp_path):
+    app = create_app(store, tmp_path / "l.sqlite", config=CFG)
+    items = [q["item"] for q in LabelDB(tmp_path / "l.sqlite").queue()]
+    for who, item in (("=cmd", None), ("@SUM", items[0]), ("+1", items[1]), ("-2", items[2])):
+        r = client(app, who).post("/api/label", json={"item": item, "label": "EMISSION"})
+        assert r.status_code == (400 if item is None else 200)    # '=' is not a name character
+    rows = list(__import__("csv").reader(io.StringIO(client(app).get("/api/export.csv").text)))
+    assert sorted(r[3] for r in rows[1:]) == ["'+1", "'-2", "'@SUM"]
+    assert all(not cell.startswith(("=", "+", "-", "@")) for r in rows for cell in r)

@@ -295,9 +295,11 @@ class LabelService:
                     if bg.step() == "labelling":
                         break
             note = f"; {len(skipped)} unreadable labelled spectra skipped" if skipped else ""
-            self.db.update_job(job, progress=1.0, state="done",
-                               message=f"new batch of {bg.config.batch} queued (iteration "
-                                       f"{self.db.latest_queue_iteration()}){note}")
+            last = self.db.last_iteration()
+            queued = len(self.db.queue(last["iteration"]))
+            self.db.update_job(job, progress=1.0, state="done", message=(
+                f"iteration {last['iteration']}: {queued} spectra queued" if queued
+                else "every readable spectrum of the pool is labelled") + note)
         except Exception as exc:  # shown on the page; the server keeps running
             self.log(printable(traceback.format_exc()))
             self.db.update_job(job, state="failed",

@@ -23,7 +23,7 @@ from .db import LabelDB
 from .loop import LoopConfig
 from .pool import Pool
 from .service import LabelService, ServiceError
-from .webguard import MAX_BODY, Guard
+from .webguard import MAX_BODY, Guard, check_token_text
 
 __all__ = ["create_app", "plotly_js_path"]
 
@@ -70,6 +70,8 @@ def create_app(pool: Pool | str, db: LabelDB | str, token: str | None = None,
     ``label_set`` chooses the labels of a new database (see :mod:`.labelsets`);
     ``catalog`` is a catalog of the pool's spectra whose redshifts and fits are overlaid.
     """
+    if token:
+        check_token_text(token)                  # before any work: it travels in a cookie
     svc = LabelService(pool, db, config=config, label_set=label_set, catalog=catalog, log=log)
     app = FastAPI(title="specsift label", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service, app.state.pool, app.state.db = svc, svc.pool, svc.db
