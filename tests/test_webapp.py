@@ -271,3 +271,76 @@ def test_csv_export_neutralises_formula_cells(store, tmp_path):
     rows = list(__import__("csv").reader(io.StringIO(client(app).get("/api/export.csv").text)))
     assert sorted(r[3] for r in rows[1:]) == ["'+1", "'-2", "'@SUM"]
     assert all(not cell.startswith(("=", "+", "-", "@")) for r in rows for cell in r)
+
+
+# -- label sets, catalog overlay, exports (issue 21) ---------------------------------------
+SDSS_FILES = ("spec-0266-51602-0013.fits", "spec-0266-51602-0107.fits", "spec-0332-52367-0639.fits")
+
+
+def _vi_catalog(shared_data, path):
+    """A catalog as `specsift predict` writes it, with a second solution, for the SDSS files."""
+    from astropy.table import Table
+    from specsift.io import read
+    rows = [read(shared_data / "sdss" / f, grid=None).meta[0] for f in SDSS_FILES]
+    t = Table({"TARGETID": np.array([r["TARGETID"] for r in rows], np.int64),
+               "SOURCE": [str(r["SOURCE"]) for r in rows], "ROW": np.zeros(3, np.int64),
+               "Z": [0.5, 0.1231, 0.1006], "SPECTYPE": ["GALAXY", "GALAXY", "QSO"],
+               "Z_NET": [0.5, 0.1229, 0.1006], "Z_2": [1.2, 0.45, 2.0],
+               "SPECTYPE_2": ["QSO", "STAR", "QSO"], "DELTACHI2": [3.0, 400.0, 900.0]})
+    t.write(path)
+    return path
+
+
+def test_vi_label_set_catalog_redshifts_and_exports(shared_data, tmp_path):
+    files = [str(shared_data / "sdss" / f) for f in SDSS_FILES]
+    cat = _vi_catalog(shared_data, tmp_path / "cat.fits")
+    app = create_app(files, tmp_path / "vi.sqlite", label_set="vi", catalog=cat,
+                     config=LoopConfig(batch=3, initial=3, width=0.125))
+    c = client(app)
+    cfg = c.get("/api/config").json()
+    assert cfg["classes"] == ["STAR", "GALAXY", "QSO"]
+    assert cfg["label_set"]["name"] == "vi" and sorted(cfg["label_set"]["z_quality"]) == list("01234")
+    assert any(ln["name"] == "Hα" for ln in cfg["lines"])
+    by_tid = {}
+    for _ in range(3):
+        d = c.get("/api/next").json()["items"][0]
+        by_tid[d["meta"]["TARGETID"]] = d
+        body = {"item": d["item"], "label": "GALAXY", "z_quality": 4, "z_vi": 0.1232,
+                "comment": "=HYPERLINK(\"x\") Hα at 7371"}
+        assert c.post("/api/label", json=body).status_code == 200
+    d = by_tid["2660516020107"]                              # full TARGETID, as text
+    assert d["redshift"]["z_source"] == "catalog" and d["redshift"]["z"] == 0.1231
+    assert [(s["kind"], s["z"]) for s in d["redshift"]["solutions"]] == [
+        ("best", 0.1231), ("network", 0.1229), ("second", 0.45)]
+    assert d["redshift"]["deltachi2"] == 400.0
+    assert d["model_flux"] is None                            # no best-fit function: no curve
+    for bad in ({"z_quality": 5}, {"z_quality": "4"}, {"z_quality": None}, {"z_vi": True},
+                {"z_vi": 99}, {"comment": "x" * 501}, {"label": "EMISSION"}):
+        body = {"item": d["item"], "label": "QSO", "z_quality": 3, **bad}
+        assert client(app, "bob").post("/api/label", json=body).status_code in (400, 422), bad
+    nan = b'{"item": %d, "label": "QSO", "z_quality": 3, "z_vi": NaN}' % d["item"]
+    assert client(app, "bob").post("/api/label", content=nan, headers={
+        "Content-Type": "application/json"}).status_code == 400
+    assert client(app, "bob").post("/api/label", json={
+        "item": d["item"], "label": "QSO", "z_quality": 1, "z_vi": 0.45}).status_code == 200
+    rows = list(__import__("csv").DictReader(io.StringIO(c.get("/api/export.csv").text)))
+    assert len(rows) == 4                                     # every labeller's label kept
+    mine = [r for r in rows if r["targetid"] == "2660516020107"]
+    assert {(r["who"], r["label"], r["z_quality"], r["z_vi"]) for r in mine} == {
+        ("ann", "GALAXY", "4", "0.1232"), ("bob", "QSO", "1", "0.45")}
+    assert all(r["comment"].startswith("'=HYPERLINK") for r in rows if r["who"] == "ann")
+    js = c.get("/api/export.json").json()
+    assert js["label_set"] == "vi" and {r["targetid"] for r in js["labels"]} == set(by_tid)
+    t = fits.open(io.BytesIO(c.get("/api/export.fits").content))["LABELS"].data
+    assert t["TARGETID"].dtype.kind == "i" and 2660516020107 in set(t["TARGETID"])
+    with pytest.raises(ValueError, match="vi"):              # the database keeps its label set
+        create_app(files, tmp_path / "vi.sqlite", label_set="emission")
+
+
+def test_without_a_catalog_lines_go_to_the_files_own_redshift(shared_data, tmp_path):
+    files = [str(shared_data / "sdss" / f) for f in SDSS_FILES[:2]]
+    c = client(create_app(files, tmp_path / "vi.sqlite", label_set="vi",
+                          config=LoopConfig(batch=2, initial=2, width=0.125)))
+    d = c.get(f"/api/spectrum/{1 << 16}").json()
+    assert d["redshift"]["z_source"] == "file" and abs(d["redshift"]["z"] - 0.1231) < 1e-3
+    assert d["redshift"]["solutions"] == [] and d["model_flux"] is None

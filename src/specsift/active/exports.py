@@ -51,22 +51,28 @@ def _json(rows: list[dict], meta: dict) -> bytes:
                       ensure_ascii=False, indent=1).encode("utf-8")
 
 
+def _ascii(values) -> np.ndarray:
+    """FITS text is ASCII: other characters (a comment's "Hα") as \\u escapes."""
+    return np.array([str(v).encode("ascii", "backslashreplace").decode() for v in values],
+                    dtype=str)
+
+
 def _fits(rows: list[dict], meta: dict) -> bytes:
     from astropy.io import fits
     from astropy.table import Table
     tids = [r["targetid"] for r in rows]
     as_int = all(t.lstrip("-").isdigit() for t in tids) and len(tids) > 0
     t = Table({"TARGETID": np.array([int(x) for x in tids], np.int64) if as_int
-               else np.array(tids, dtype=str),
+               else _ascii(tids),
                "ITEM": np.array([r["item"] for r in rows], np.int64),
-               "IDENT": np.array([r["ident"] for r in rows], dtype=str),
-               "LABEL": np.array([r["label"] for r in rows], dtype=str),
-               "WHO": np.array([r["who"] for r in rows], dtype=str),
-               "AT": np.array([r["at"] for r in rows], dtype=str),
+               "IDENT": _ascii(r["ident"] for r in rows),
+               "LABEL": _ascii(r["label"] for r in rows),
+               "WHO": _ascii(r["who"] for r in rows),
+               "AT": _ascii(r["at"] for r in rows),
                "Z_VI": np.array([np.nan if r["z_vi"] is None else r["z_vi"] for r in rows]),
                "Z_QUALITY": np.array([-1 if r["z_quality"] is None else r["z_quality"]
                                       for r in rows], np.int16),
-               "COMMENT": np.array([r["comment"] for r in rows], dtype=str)})
+               "COMMENT": _ascii(r["comment"] for r in rows)})
     hdu = fits.table_to_hdu(t)
     hdu.name = "LABELS"
     hdu.header["LABELSET"] = meta["label_set"]
