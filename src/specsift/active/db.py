@@ -231,6 +231,11 @@ class LabelDB:
         return {int(r[0]) for r in self.query(
             "SELECT DISTINCT item FROM events WHERE who = ? AND undone_at IS NULL", (who,))}
 
+    def resolved_items(self) -> set[int]:
+        """Items anyone has labelled or skipped (not undone): the loop asks about them no more."""
+        return {int(r[0]) for r in self.query(
+            "SELECT DISTINCT item FROM events WHERE undone_at IS NULL")}
+
     def counts(self) -> dict[str, int]:
         rows = self.query("SELECT label, COUNT(*) FROM (" + _CURRENT + ") GROUP BY label")
         return {r[0]: int(r[1]) for r in rows}

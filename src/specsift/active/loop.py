@@ -114,8 +114,7 @@ class ActiveLoop:
 
     def resolved(self) -> set[int]:
         """Items that will not be asked again: labelled or skipped by anyone."""
-        return {int(r[0]) for r in self.db.query(
-            "SELECT DISTINCT item FROM events WHERE undone_at IS NULL")}
+        return self.db.resolved_items()
 
     # -- the state machine --------------------------------------------------------
     def status(self) -> dict:
