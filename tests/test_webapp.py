@@ -364,3 +364,14 @@ def test_best_fit_curve_from_the_verification_stage(shared_data, tmp_path, monke
     d = client(app).get(f"/api/spectrum/{2 << 16}").json()
     assert calls == [(0.1006, len(d["wave"]))]
     assert len(d["model_flux"]) == len(d["flux"]) and set(d["model_flux"]) == {7.0}
+
+
+def test_catalog_solutions_keep_blueshifted_stars_and_drop_no_data_rows():
+    from specsift.active.overlay import solutions_from_row
+    names = {"Z", "SPECTYPE", "Z_NET", "Z_2", "SPECTYPE_2"}
+    star = {"Z": -0.0002, "SPECTYPE": "STAR", "Z_NET": -0.0002, "Z_2": 1.5, "SPECTYPE_2": "QSO"}
+    assert solutions_from_row(star, names) == [
+        {"kind": "best", "z": -0.0002, "spectype": "STAR"},
+        {"kind": "second", "z": 1.5, "spectype": "QSO"}]            # the network agreed: once
+    nodata = {"Z": -1.0, "SPECTYPE": "", "Z_NET": float("nan"), "Z_2": -1.0, "SPECTYPE_2": ""}
+    assert solutions_from_row(nodata, names) == []

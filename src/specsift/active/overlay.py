@@ -50,7 +50,7 @@ def solutions_from_row(row, names) -> list[dict]:
         if zc not in names:
             continue
         z = _num(row[zc])
-        if z is None or z < 0:                   # Z = -1 marks "no data" rows
+        if z is None or z <= -0.5:               # Z = -1 marks "no data" rows; stars go < 0
             continue
         if any(abs(s["z"] - z) < 1e-5 for s in out):
             continue                             # the network agreed with the fit: once

@@ -150,7 +150,7 @@ class LabelService:
     def _redshift(self, item: int, b, meta: dict) -> dict:
         """Where the page draws lines: the catalog's answer, else the file's own Z, else 0."""
         info: dict = {"z": 0.0, "z_source": "none", "solutions": []}
-        if "Z" in meta and isinstance(meta["Z"], (int, float)) and meta["Z"] >= 0:
+        if "Z" in meta and isinstance(meta["Z"], (int, float)) and meta["Z"] > -0.5:
             info.update(z=float(meta["Z"]), z_source="file")
         if self.overlay is not None:
             source, row = self.pool.origin(item)
