@@ -347,22 +347,24 @@ def test_without_a_catalog_lines_go_to_the_files_own_redshift(shared_data, tmp_p
 
 
 def test_best_fit_curve_from_the_verification_stage(shared_data, tmp_path, monkeypatch):
-    """The contract with the verification stage: ``specsift.verify.best_fit_flux(row, wave)``
-    gives the model flux at the page's wavelengths; the page gets it beside the flux."""
+    """The contract with the verification stage: ``specsift.verify.model_flux(loglam, rows)``
+    gives the (rows, pixels) model flux on the spectrum's own grid; the page gets it thinned
+    exactly as the flux."""
     import sys
     import types
     calls = []
 
-    def best_fit_flux(row, wave):
-        calls.append((float(row["Z"]), wave.size))
-        return np.full(wave.size, 7.0)
-    monkeypatch.setitem(sys.modules, "specsift.verify", types.SimpleNamespace(best_fit_flux=best_fit_flux))
+    def model_flux(loglam, rows):
+        calls.append((float(rows["Z"][0]), loglam.size))
+        return np.full((len(rows), loglam.size), 7.0, np.float32)
+    monkeypatch.setitem(sys.modules, "specsift.verify", types.SimpleNamespace(model_flux=model_flux))
     files = [str(shared_data / "sdss" / f) for f in SDSS_FILES]
     app = create_app(files, tmp_path / "vi.sqlite", label_set="vi",
                      catalog=_vi_catalog(shared_data, tmp_path / "cat.fits"),
                      config=LoopConfig(batch=3, initial=3, width=0.125))
     d = client(app).get(f"/api/spectrum/{2 << 16}").json()
-    assert calls == [(0.1006, len(d["wave"]))]
+    native = app.state.pool.read_native(2 << 16).loglam.size
+    assert calls == [(0.1006, native)] and native > 3000
     assert len(d["model_flux"]) == len(d["flux"]) and set(d["model_flux"]) == {7.0}
 
 

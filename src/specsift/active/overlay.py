@@ -12,8 +12,9 @@ verification stage (Z, SPECTYPE only) works and one with more shows more:
 * ``Z_NET``, ``SPECTYPE_NET`` — the network's own answer before verification;
 * ``Z_2``/``Z2``/``Z_SECOND`` with ``SPECTYPE_2``/``SPECTYPE2``/``SPECTYPE_SECOND`` — the
   second solution of the verification fit;
-* the best-fit model flux comes from ``specsift.verify.best_fit_flux(row, wave)`` when the
-  verification stage provides it (None otherwise: the page then draws no model curve).
+* the best-fit model flux comes from ``specsift.verify.model_flux(loglam, rows)`` (templates
+  at Z times COEFF, rebuilt from the catalog's columns) when the verification stage is
+  installed and the row was verified; otherwise the page draws no model curve.
 """
 
 from __future__ import annotations
@@ -111,21 +112,24 @@ class CatalogOverlay:
                 out[c.lower()] = _str(v) if c == "SUBTYPE" else _num(v)
         return out
 
-    def model_flux(self, i: int, wave: np.ndarray) -> np.ndarray | None:
-        """Best-fit model flux at ``wave`` (Å) from the verification stage, if it provides one."""
+    def model_flux(self, i: int, loglam: np.ndarray) -> np.ndarray | None:
+        """Best-fit model flux on the spectrum's own grid ``loglam`` (log10 Å), or None when
+        there is no verification stage, the row was not verified or the grid does not suit
+        its templates."""
         if self._fit is None:
             return None
         try:
-            m = self._fit(self.table[i], np.asarray(wave, float))
-        except (ValueError, KeyError, IndexError):
-            return None                          # e.g. a row the stage did not fit
-        return None if m is None else np.asarray(m, float).reshape(-1)
+            m = np.asarray(self._fit(np.asarray(loglam, float), self.table[i:i + 1]), float)
+        except (ValueError, KeyError, IndexError, TypeError):
+            return None                          # e.g. a linear-λ grid, a catalog without COEFF
+        m = m.reshape(-1)
+        return m if m.size == np.size(loglam) and np.isfinite(m).any() else None
 
 
 def _best_fit_function():
-    """``specsift.verify.best_fit_flux`` when the verification stage is installed."""
+    """``specsift.verify.model_flux`` when the verification stage is installed."""
     try:
-        from .. import verify
+        from ..verify import model_flux
     except ImportError:
         return None
-    return getattr(verify, "best_fit_flux", None)
+    return model_flux

@@ -170,18 +170,19 @@ class LabelService:
             if c in meta and meta[c] is not None:
                 meta[c] = str(meta[c])
         z = self._redshift(item, b, meta)
-        if points < _MAX_POINTS:                     # gallery thumbnails: the Hα region only
-            near = np.abs(wave - 6564.61 * (1 + z["z"])) < 90 * (1 + z["z"])
-            if near.sum() > 10:
-                wave, flux, mask = wave[near], flux[near], mask[near]
-        if wave.size > points:                       # thin very long spectra for the browser
-            step = int(np.ceil(wave.size / points))
-            wave, flux, mask = wave[::step], flux[::step], mask[::step]
         model = None
         if self.overlay is not None and "catalog_row" in z:
-            m = self.overlay.model_flux(z["catalog_row"], wave)
-            if m is not None and m.size == wave.size:
-                model = [round(float(v), 6) if math.isfinite(v) else None for v in m]
+            model = self.overlay.model_flux(z["catalog_row"], b.loglam)
+        keep = np.arange(wave.size)
+        if points < _MAX_POINTS:                     # gallery thumbnails: the Hα region only
+            near = np.flatnonzero(np.abs(wave - 6564.61 * (1 + z["z"])) < 90 * (1 + z["z"]))
+            if near.size > 10:
+                keep = near
+        if keep.size > points:                       # thin very long spectra for the browser
+            keep = keep[::int(np.ceil(keep.size / points))]
+        wave, flux, mask = wave[keep], flux[keep], mask[keep]
+        if model is not None:
+            model = [round(float(v), 6) if math.isfinite(v) else None for v in model[keep]]
         source = str(b.meta["SOURCE"][0]) if "SOURCE" in b.meta.colnames else ""
         row = row if row is not None else self.db.queued(item)
         return {"item": item, "ident": printable(self.pool.ident(item)),

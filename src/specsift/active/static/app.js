@@ -58,7 +58,7 @@ function lineShapes(wmin, wmax, z, onlyMajor, style) {
   const lines = S.cfg.lines.map(l => Object.assign({}, l, { obs: l.wave * (1 + z) }))
     .filter(l => l.obs >= wmin && l.obs <= wmax && (!onlyMajor || l.major));
   for (const l of lines) {
-    const em = style === "second" ? false : l.name.startsWith("H") || l.kind === "emission";
+    const em = style !== "second" && l.kind !== "absorption";   // emission or both
     const col = style === "second" ? "#f58518" : (em ? "#e45756" : "#7d879c");
     let level = 0;
     while (placed.some(p => p.level === level && Math.abs(p.obs - l.obs) < minGap)) level++;
