@@ -377,3 +377,24 @@ def test_catalog_solutions_keep_blueshifted_stars_and_drop_no_data_rows():
         {"kind": "second", "z": 1.5, "spectype": "QSO"}]            # the network agreed: once
     nodata = {"Z": -1.0, "SPECTYPE": "", "Z_NET": float("nan"), "Z_2": -1.0, "SPECTYPE_2": ""}
     assert solutions_from_row(nodata, names) == []
+
+
+def test_label_command_checks_before_serving(store, tmp_path, monkeypatch, capsys):
+    import uvicorn
+    from specsift.cli import main
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append((app, kw)))
+    db = tmp_path / "odd\x1b[2Jname.sqlite"
+    base = ["label", "--pool", str(store), "--db", str(db)]
+    assert main(base + ["--host", "0.0.0.0"]) == 2 and "--token" in capsys.readouterr().err
+    assert main(base + ["--token", "sé cret"]) == 2 and "ASCII" in capsys.readouterr().err
+    assert served == [] and not db.exists()
+    assert main(base + ["--batch", "8", "--width", "0.125", "--port", "8777"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "odd\\x1b[2Jname.sqlite" in out and "label set emission" in out
+    app, kw = served[0]
+    assert kw["port"] == 8777
+    assert TestClient(app, base_url="http://127.0.0.1:8777").get("/api/config").status_code == 200
+    assert TestClient(app, base_url="http://127.0.0.1:8765").get("/api/config").status_code == 403
+    assert main(base + ["--labels", "vi"]) == 2                  # the database keeps its set
+    assert "emission" in capsys.readouterr().err

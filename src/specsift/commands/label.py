@@ -20,7 +20,7 @@ def register(subparsers, name, help_):
                    "(entropy, margin, least-confidence, random, diverse)")
     p.add_argument("--batch", type=int, default=None, help="spectra per batch for a new database")
     p.add_argument("--width", type=float, default=None, help="vgg1d width for a new database")
-    p.add_argument("--labels", choices=("emission", "vi"), default=None,
+    p.add_argument("--labels", choices=("emission", "vi"), default=None,  # active.labelsets
                    help="label set of a new database: 'emission' (ABSORPTION / EMISSION / "
                         "DOUBLE_PEAK around Hα, the default) or 'vi' (visual inspection of "
                         "galaxies and quasars: class, redshift quality 0-4, VI redshift, comment)")
