@@ -50,6 +50,20 @@ CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, state TEXT NOT NULL,
     progress REAL NOT NULL DEFAULT 0, message TEXT NOT NULL DEFAULT '',
     started_at TEXT, finished_at TEXT);
+CREATE TABLE IF NOT EXISTS label_data (  -- what a label set records beyond the class name
+    event INTEGER PRIMARY KEY,      -- events.id
+    targetid TEXT NOT NULL DEFAULT '',
+    data TEXT NOT NULL DEFAULT '{}' -- JSON: e.g. VI redshift, z quality, comment
+);
+"""
+
+_PER_LABELLER = """
+SELECT e.id, e.item, e.ident, e.label, e.who, e.at, e.source, e.iteration,
+       COALESCE(d.targetid, '') AS targetid, COALESCE(d.data, '{}') AS data FROM events e
+JOIN (SELECT item, who, MAX(id) AS id FROM events
+      WHERE label IS NOT NULL AND undone_at IS NULL GROUP BY item, who) last ON last.id = e.id
+LEFT JOIN label_data d ON d.event = e.id
+ORDER BY e.item, e.who
 """
 
 _CURRENT = """
@@ -163,6 +177,32 @@ class LabelDB:
                           "VALUES(?,?,?,?,?,?,?)", data)
         return len(data)
 
+    def add_label_record(self, item: int, label: str | None, who: str, *, ident: str = "",
+                         targetid: str = "", data: dict | None = None, source: str = "web",
+                         iteration: int | None = None) -> int:
+        """One label event plus what its label set records beyond the class (the TARGETID
+        for exports, a VI redshift, quality flag, comment), in one transaction."""
+        with self.write() as c:
+            cur = c.execute("INSERT INTO events(item, ident, label, who, at, source, iteration) "
+                            "VALUES(?,?,?,?,?,?,?)",
+                            (int(item), ident, label, who, now_iso(), source, iteration))
+            event = int(cur.lastrowid)
+            c.execute("INSERT INTO label_data(event, targetid, data) VALUES(?,?,?)",
+                      (event, str(targetid), json.dumps(data or {})))
+            c.execute("DELETE FROM claims WHERE item = ?", (int(item),))
+            return event
+
+    def labeller_rows(self) -> list[dict]:
+        """Every labeller's current label of every item (their latest non-undone label
+        event), with TARGETID and the label set's extra fields: what exports keep, so two
+        people's disagreement is not flattened to the latest one."""
+        return [dict(r, data=json.loads(r["data"])) for r in self.query(_PER_LABELLER)]
+
+    def label_data(self, event: int) -> dict:
+        """The extra fields stored with one label event ({} when none)."""
+        r = self.query("SELECT data FROM label_data WHERE event = ?", (int(event),))
+        return json.loads(r[0][0]) if r else {}
+
     def undo(self, who: str) -> dict | None:
         """Undo ``who``'s latest not-yet-undone event (label or skip); returns it or None."""
         with self.write() as c:
@@ -190,6 +230,11 @@ class LabelDB:
         return {int(r[0]) for r in self.query(
             "SELECT DISTINCT item FROM events WHERE who = ? AND undone_at IS NULL", (who,))}
 
+    def resolved_items(self) -> set[int]:
+        """Items anyone has labelled or skipped (not undone): the loop asks about them no more."""
+        return {int(r[0]) for r in self.query(
+            "SELECT DISTINCT item FROM events WHERE undone_at IS NULL")}
+
     def counts(self) -> dict[str, int]:
         rows = self.query("SELECT label, COUNT(*) FROM (" + _CURRENT + ") GROUP BY label")
         return {r[0]: int(r[1]) for r in rows}
@@ -209,6 +254,14 @@ class LabelDB:
                 return []
         return [dict(r, probs=json.loads(r["probs"]) if r["probs"] else None) for r in self.query(
             "SELECT * FROM queue WHERE iteration = ? ORDER BY rank", (iteration,))]
+
+    def queued(self, item: int, iteration: int | None = None) -> dict | None:
+        """The queue row of ``item`` in ``iteration`` (default latest), or None."""
+        it = self.latest_queue_iteration() if iteration is None else iteration
+        if it is None:
+            return None
+        r = self.query("SELECT * FROM queue WHERE iteration = ? AND item = ?", (it, int(item)))
+        return dict(r[0], probs=json.loads(r[0]["probs"]) if r[0]["probs"] else None) if r else None
 
     def latest_queue_iteration(self) -> int | None:
         r = self.query("SELECT MAX(iteration) FROM queue")[0][0]
@@ -303,6 +356,12 @@ class LabelDB:
         if sets:
             with self.write() as c:
                 c.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*vals, job))
+
+    def fail_running_jobs(self, message: str) -> int:
+        """Mark jobs still 'running' as failed (their process is gone); returns how many."""
+        with self.write() as c:
+            return c.execute("UPDATE jobs SET state = 'failed', message = ?, finished_at = ? "
+                             "WHERE state = 'running'", (message, now_iso())).rowcount
 
     def job(self, job: int | None = None) -> dict | None:
         sql = "SELECT * FROM jobs " + ("WHERE id = ?" if job is not None else "") + \

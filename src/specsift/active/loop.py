@@ -114,8 +114,7 @@ class ActiveLoop:
 
     def resolved(self) -> set[int]:
         """Items that will not be asked again: labelled or skipped by anyone."""
-        return {int(r[0]) for r in self.db.query(
-            "SELECT DISTINCT item FROM events WHERE undone_at IS NULL")}
+        return self.db.resolved_items()
 
     # -- the state machine --------------------------------------------------------
     def status(self) -> dict:
@@ -200,7 +199,11 @@ class ActiveLoop:
                 self.load_checkpoint(prev)
             else:
                 self.model = self.new_model()
-        batch = self.pool.read(ids, grid=self.model.grid)
+        ids, batch, unreadable = self.pool.read_readable(ids, grid=self.model.grid)
+        for msg in unreadable:                   # one bad file must not stop the retraining
+            self.log(f"skipped a labelled spectrum: {msg}")
+        if batch is None:
+            raise ValueError(f"{self.db.path}: none of the labelled spectra can be read")
         batch.meta["LABEL"] = [labelled[int(i)] for i in ids]
         epochs = int(np.clip(math.ceil(c.train_steps * c.train_batch / ids.size), 3, c.max_epochs))
         self.progress(0.15, f"training on {ids.size} labels ({epochs} epochs)")

@@ -22,6 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from ..spectra import LogGrid, SpectraBatch
+from .text import printable
 
 __all__ = ["Pool", "StorePool", "FilesPool", "open_pool", "ROW_BITS"]
 
@@ -49,6 +50,31 @@ class Pool:
 
     def iter_ids(self, chunk: int = 1 << 20) -> Iterator[np.ndarray]:
         """Pool ids without reading fluxes (for the random first batch)."""
+        raise NotImplementedError
+
+    def read_readable(self, ids, grid: LogGrid | None = None
+                      ) -> tuple[np.ndarray, SpectraBatch | None, list[str]]:
+        """(ids read, their batch, one message per id that could not be read): one file
+        that became unreadable must not stop a retraining on all the other labels."""
+        ids = np.asarray(ids, np.int64)
+        try:
+            return ids, self.read(ids, grid), []
+        except (OSError, ValueError, KeyError) as exc:
+            if ids.size == 1:
+                return ids[:0], None, [str(exc)]
+        ok, parts, problems = [], [], []
+        for i in ids:
+            try:
+                parts.append(self.read([int(i)], grid))
+                ok.append(int(i))
+            except (OSError, ValueError, KeyError) as exc:
+                problems.append(str(exc))
+        batch = SpectraBatch.concatenate(parts) if parts else None
+        return np.array(ok, np.int64), batch, problems
+
+    def origin(self, item: int) -> tuple[str, int]:
+        """(file name, row in that file) of ``item``: how a catalog of the same spectra
+        names it."""
         raise NotImplementedError
 
     def ident(self, item: int) -> str:
@@ -101,6 +127,9 @@ class StorePool(Pool):
         item = int(item)
         return f"{self.path.name}#{item}" + (f" TARGETID {self._tid[item]}" if self._tid is not None else "")
 
+    def origin(self, item):
+        return self.path.name, int(item)
+
     def valid(self, item):
         try:
             return 0 <= int(item) < self._n
@@ -143,7 +172,7 @@ class FilesPool(Pool):
                 if grid is not None:
                     b = b.resample(grid)
             except (OSError, ValueError, KeyError) as exc:
-                warnings.warn(f"{path}: skipped ({exc})", stacklevel=2)
+                warnings.warn(printable(f"{path}: skipped ({exc})"), stacklevel=2)
                 continue
             ids.append((k << ROW_BITS) + np.arange(len(b), dtype=np.int64))
             parts.append(b)
@@ -189,6 +218,10 @@ class FilesPool(Pool):
         except ValueError:
             rel = p.name
         return f"{rel}" + (f"[{row}]" if row else "")
+
+    def origin(self, item):
+        k, row = self._split(item)
+        return self.files[k].name, row
 
     def path_of(self, item) -> Path:
         return self.files[self._split(item)[0]]

@@ -82,6 +82,8 @@ class TopK:
 
     def result(self):
         """(ids, scores, probs, features) sorted by decreasing score."""
+        if self.probs is None:                 # nothing left to score: the pool is all labelled
+            self.probs = np.zeros((0, 0), np.float32)
         self._prune()
         return self.ids, self.scores, self.probs, self.features
 

@@ -20,6 +20,13 @@ def register(subparsers, name, help_):
                    "(entropy, margin, least-confidence, random, diverse)")
     p.add_argument("--batch", type=int, default=None, help="spectra per batch for a new database")
     p.add_argument("--width", type=float, default=None, help="vgg1d width for a new database")
+    p.add_argument("--labels", choices=("emission", "vi"), default=None,  # active.labelsets
+                   help="label set of a new database: 'emission' (ABSORPTION / EMISSION / "
+                        "DOUBLE_PEAK around Hα, the default) or 'vi' (visual inspection of "
+                        "galaxies and quasars: class, redshift quality 0-4, VI redshift, comment)")
+    p.add_argument("--catalog", default=None,
+                   help="catalog of the pool's spectra (from `specsift predict`): its redshifts, "
+                        "second solutions and best fits are drawn on the page")
     p.set_defaults(func=run)
 
 
@@ -52,10 +59,25 @@ def run(args) -> int:
             cfg.batch = cfg.initial = args.batch
         if args.width:
             cfg.width = args.width
+    from ..active.text import printable
+    from ..active.webguard import check_token_text
+    if args.token:
+        try:
+            check_token_text(args.token)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     pool = args.pool if len(args.pool) > 1 else args.pool[0]
-    app = create_app(pool, args.db, token=args.token, config=cfg)
+    try:
+        app = create_app(pool, args.db, token=args.token, config=cfg, label_set=args.labels,
+                         catalog=args.catalog, port=args.port)
+    except (OSError, ValueError) as exc:
+        raise UsageError(printable(exc)) from None
+    svc = app.state.service
     suffix = f"/?token={args.token}" if args.token else "/"
-    print(f"specsift label: {len(app.state.pool)} spectra in the pool, labels in {args.db}")
-    print(f"open http://{args.host}:{args.port}{suffix}  (Ctrl-C stops; labels are saved as you go)")
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"specsift label: {len(svc.pool)} spectra in the pool, labels in {printable(args.db)} "
+          f"(label set {svc.label_set.name})"
+          + (f", catalog {printable(args.catalog)} ({len(svc.overlay)} rows)" if svc.overlay else ""))
+    print(f"open http://{host}:{args.port}{suffix}  (Ctrl-C stops; labels are saved as you go)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -48,51 +48,124 @@ function showState(st) {
 }
 
 // ---------------------------------------------------------------- single view
-function lineShapes(wmin, wmax) {
+const isVI = () => S.cfg.label_set && S.cfg.label_set.name === "vi";
+const curZ = () => { const v = parseFloat($("z").value); return Number.isFinite(v) ? v : 0; };
+
+function lineShapes(wmin, wmax, z, onlyMajor, style) {
+  // lines of the package-wide table at redshift z, labels staggered where they crowd
   const shapes = [], ann = [], placed = [];
-  const minGap = (wmax - wmin) / 40;           // labels closer than this are staggered
-  const lines = S.cfg.lines.filter(l => l.wave >= wmin && l.wave <= wmax);
+  const minGap = (wmax - wmin) / 40;
+  const lines = S.cfg.lines.map(l => Object.assign({}, l, { obs: l.wave * (1 + z) }))
+    .filter(l => l.obs >= wmin && l.obs <= wmax && (!onlyMajor || l.major));
   for (const l of lines) {
-    const balmer = l.name.startsWith("H");
+    const em = style !== "second" && l.kind !== "absorption";   // emission or both
+    const col = style === "second" ? "#f58518" : (em ? "#e45756" : "#7d879c");
     let level = 0;
-    while (placed.some(p => p.level === level && Math.abs(p.wave - l.wave) < minGap)) level++;
-    placed.push({ wave: l.wave, level });
-    shapes.push({ type: "line", x0: l.wave, x1: l.wave, yref: "paper", y0: 0, y1: 1,
-      line: { color: balmer ? "#e45756" : "#9aa3b5", width: 1, dash: balmer ? "dot" : "dashdot" } });
-    ann.push({ x: l.wave, yref: "paper", y: 1.0, yshift: -12 * level, text: l.name, showarrow: false,
-      yanchor: "bottom", bgcolor: "rgba(255,255,255,0.85)",
-      font: { size: 10, color: balmer ? "#e45756" : "#6b7385" } });
+    while (placed.some(p => p.level === level && Math.abs(p.obs - l.obs) < minGap)) level++;
+    placed.push({ obs: l.obs, level });
+    shapes.push({ type: "line", x0: l.obs, x1: l.obs, yref: "paper", y0: 0, y1: 1, name: l.name,
+      line: { color: col, width: 1, dash: style === "second" ? "dot" : (em ? "dot" : "dashdot") } });
+    ann.push({ x: l.obs, yref: "paper", y: style === "second" ? 0 : 1.0,
+      yshift: style === "second" ? 12 * level : -12 * level, text: l.name, showarrow: false,
+      yanchor: style === "second" ? "top" : "bottom", bgcolor: "rgba(255,255,255,0.85)",
+      font: { size: 10, color: col } });
   }
   return [shapes, ann];
 }
 
+function smooth(f, width) {
+  // boxcar over good pixels only (null = masked stays null)
+  if (!width || width < 2) return f;
+  const h = Math.floor(width / 2), out = new Array(f.length);
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === null) { out[i] = null; continue; }
+    let s = 0, n = 0;
+    for (let j = Math.max(0, i - h); j <= Math.min(f.length - 1, i + h); j++) if (f[j] !== null) { s += f[j]; n++; }
+    out[i] = s / n;
+  }
+  return out;
+}
+
+function zoomCentre(wmin, wmax, z, pick) {
+  const inRange = S.cfg.lines.filter(l => l.wave * (1 + z) >= wmin && l.wave * (1 + z) <= wmax);
+  let line = inRange.find(l => l.name === pick) || inRange.find(l => l.name === "Hα")
+    || inRange.find(l => l.major) || inRange[0];
+  return line ? { name: line.name, wave: line.wave * (1 + z) } : { name: "", wave: HALPHA };
+}
+
+function fillZoomLines(wmin, wmax, z) {
+  const sel = $("zoom-line"), keep = sel.value;
+  const names = [...new Set(S.cfg.lines.filter(l => l.wave * (1 + z) >= wmin && l.wave * (1 + z) <= wmax).map(l => l.name))];
+  sel.innerHTML = "";
+  for (const n of names) { const o = document.createElement("option"); o.value = o.textContent = n; sel.appendChild(o); }
+  sel.value = names.includes(keep) ? keep : zoomCentre(wmin, wmax, z, "").name;
+}
+
 function drawSpectrum(d) {
-  const w = d.wave, f = d.flux;
-  const wmin = w[0], wmax = w[w.length - 1];
-  const [shapes, ann] = lineShapes(wmin, wmax);
+  const w = d.wave, f = smooth(d.flux, parseInt($("smooth").value, 10));
+  const wmin = w[0], wmax = w[w.length - 1], z = curZ();
+  const wide = wmax - wmin > 2500;                    // a whole survey spectrum: major lines only
+  const second = (d.redshift.solutions || []).find(s => s.kind === "second");
+  let [shapes, ann] = lineShapes(wmin, wmax, z, wide, "main");
+  if (second && Math.abs(second.z - z) > 1e-4) {
+    const [s2, a2] = lineShapes(wmin, wmax, second.z, true, "second");
+    shapes = shapes.concat(s2); ann = ann.concat(a2);
+  }
   const win = S.cfg.window;
-  if (win) {
+  if (win && !isVI()) {
     const lo = win[0], hi = win[0] * Math.pow(10, win[2] * (win[1] - 1));
     shapes.push({ type: "rect", x0: lo, x1: hi, yref: "paper", y0: 0, y1: 1, fillcolor: "#3a5bd9",
       opacity: 0.06, line: { width: 0 }, layer: "below" });
   }
-  const base = { margin: { l: 60, r: 16, t: 26, b: 40 }, paper_bgcolor: "rgba(0,0,0,0)",
-    plot_bgcolor: "#fff", hovermode: "x", showlegend: false,
-    xaxis: { title: "wavelength [Å]", gridcolor: "#eef0f5" }, yaxis: { title: "flux", gridcolor: "#eef0f5" } };
-  const trace = { x: w, y: f, type: "scattergl", mode: "lines", line: { color: "#1d2433", width: 1 },
-    hovertemplate: "%{x:.1f} Å<br>%{y:.4g}<extra></extra>", connectgaps: false };
-  Plotly.react("plot-full", [trace], Object.assign({}, base, { shapes, annotations: ann }),
+  // axis titles as {text: …}: the bundled plotly drops a plain-string title
+  const axes = (xt) => ({ xaxis: { title: { text: xt }, gridcolor: "#eef0f5" },
+    yaxis: { title: { text: "flux" }, gridcolor: "#eef0f5" } });
+  const base = { margin: { l: 64, r: 16, t: 26, b: 46 }, paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: "#fff", hovermode: "x", showlegend: false };
+  const traces = [{ x: w, y: f, type: "scattergl", mode: "lines", line: { color: "#1d2433", width: 1 },
+    name: "flux", hovertemplate: "%{x:.1f} Å<br>%{y:.4g}<extra></extra>", connectgaps: false }];
+  const showModel = d.model_flux && $("show-model").checked;
+  if (showModel) traces.push({ x: w, y: d.model_flux, type: "scattergl", mode: "lines", name: "best fit",
+    line: { color: "#e45756", width: 1.2 }, hovertemplate: "fit %{y:.4g}<extra></extra>" });
+  Plotly.react("plot-full", traces, Object.assign({}, base, axes("observed wavelength [Å]"), { shapes, annotations: ann }),
     { responsive: true, displaylogo: false, scrollZoom: true });
-  // zoom on Hα (or the whole range for narrow spectra such as Ondřejov ones)
-  let zlo = HALPHA - 75, zhi = HALPHA + 75;
+  fillZoomLines(wmin, wmax, z);
+  const c = zoomCentre(wmin, wmax, z, $("zoom-line").value), half = 75 * (1 + z);
+  let zlo = c.wave - half, zhi = c.wave + half;
   if (wmax - wmin < 700 || zlo < wmin || zhi > wmax) { zlo = Math.max(wmin, zlo); zhi = Math.min(wmax, zhi); }
-  const xs = [], ys = [];
-  for (let i = 0; i < w.length; i++) if (w[i] >= zlo && w[i] <= zhi) { xs.push(w[i]); ys.push(f[i]); }
-  const [zs, za] = lineShapes(zlo, zhi);
-  Plotly.react("plot-zoom", [Object.assign({}, trace, { x: xs, y: ys, type: "scatter",
-    line: { color: "#3a5bd9", width: 1.4 } })],
-    Object.assign({}, base, { shapes: zs, annotations: za, xaxis: { title: "Hα region [Å]", gridcolor: "#eef0f5" } }),
+  const pick = (arr) => arr.filter((_, i) => w[i] >= zlo && w[i] <= zhi);
+  const [zs, za] = lineShapes(zlo, zhi, z, false, "main");
+  const zt = [Object.assign({}, traces[0], { x: pick(w), y: pick(f), type: "scatter", line: { color: "#3a5bd9", width: 1.4 } })];
+  if (showModel) zt.push(Object.assign({}, traces[1], { x: pick(w), y: pick(d.model_flux), type: "scatter" }));
+  Plotly.react("plot-zoom", zt, Object.assign({}, base, axes(`${c.name || "Hα"} region, observed [Å]`), { shapes: zs, annotations: za }),
     { responsive: true, displaylogo: false, scrollZoom: true });
+  document.body.dataset.z = z.toFixed(5);
+}
+
+function showRedshift(d) {
+  const r = d.redshift || { z: 0, z_source: "none", solutions: [] };
+  $("z").value = (d.vi && d.vi.z_vi != null ? d.vi.z_vi : r.z).toFixed(5);
+  $("z-source").textContent = { catalog: "from the catalog", file: "from the file", none: "no redshift known" }[r.z_source] || "";
+  const sol = $("solutions"); sol.innerHTML = "";
+  for (const s of r.solutions || []) {
+    const b = document.createElement("button");
+    b.className = s.kind; b.title = `${s.kind} solution: click to draw the lines there`;
+    b.textContent = `${s.kind === "best" ? "best" : s.kind === "second" ? "2nd" : "net"} ${s.spectype || ""} z=${s.z.toFixed(4)}`;
+    b.onclick = () => { $("z").value = s.z.toFixed(5); drawSpectrum(S.cur); };
+    sol.appendChild(b);
+  }
+  $("show-model-box").classList.toggle("hidden", !d.model_flux);
+}
+
+function resetVI() {
+  S.vi = { cls: null, zq: null };
+  $("comment").value = "";
+  renderVI();
+}
+function renderVI() {
+  for (const b of $("buttons").children) b.classList.toggle("picked", isVI() && b.dataset.label === S.vi.cls);
+  for (const b of $("zq").children) b.classList.toggle("current", String(S.vi.zq) === b.dataset.q);
+  $("save").disabled = !(S.vi.cls && S.vi.zq !== null);
 }
 
 function showItem(d) {
@@ -106,7 +179,9 @@ function showItem(d) {
     if (v === null || v === "") continue;
     const tr = document.createElement("tr");
     tr.innerHTML = `<td></td><td></td>`;
-    tr.children[0].textContent = k; tr.children[1].textContent = typeof v === "number" ? +v.toPrecision(7) : v;
+    tr.children[0].textContent = k;
+    tr.children[1].textContent = typeof v === "number" && !Number.isInteger(v) ? +v.toPrecision(7) : v;
+    if (k === "TARGETID") tr.children[1].id = "targetid";
     m.appendChild(tr);
   }
   const p = $("probs"); p.innerHTML = "";
@@ -127,6 +202,8 @@ function showItem(d) {
     $("score").textContent = "";
   }
   for (const b of $("buttons").children) b.classList.toggle("current", b.dataset.label === d.label);
+  showRedshift(d);
+  if (isVI()) resetVI();
   drawSpectrum(d);
   document.body.dataset.item = d.item;
   document.body.dataset.ready = "1";
@@ -144,6 +221,7 @@ async function loadNext() {
   document.body.dataset.ready = "0";
   const r = await api("/api/next?n=1");
   showState(r.state);
+  if (r.skipped && r.skipped.length) toast(`passed over unreadable: ${r.skipped.map(x => x.ident).join(", ")}`, 5000);
   if (r.items.length) showItem(r.items[0]); else showEmpty();
 }
 
@@ -162,7 +240,12 @@ async function act(kind, label) {
       return;
     }
     if (!S.cur) return;
-    const r = kind === "label" ? await post("/api/label", { item: S.cur.item, label })
+    let body = { item: S.cur.item, label };
+    if (kind === "label" && isVI()) {
+      body = { item: S.cur.item, label: S.vi.cls, z_quality: S.vi.zq, z_vi: curZ(),
+               comment: $("comment").value };
+    }
+    const r = kind === "label" ? await post("/api/label", body)
                                : await post("/api/skip", { item: S.cur.item });
     showState(r.state);
     await loadNext();
@@ -276,23 +359,35 @@ async function retrain() {
 
 // ---------------------------------------------------------------- keyboard
 function keys() {
-  const k = S.cfg.classes.map((c, i) => [String(i + 1), `label ${pretty(c)}`]);
-  return k.concat([["s / space", "skip"], ["u / z / Backspace", "undo your last label"],
-    ["g", "toggle gallery"], ["← → ↑ ↓", "move in the gallery"], ["Enter", "open the selected card"],
-    ["r", "retrain"], ["?", "this help"]]);
+  const k = S.cfg.classes.map((c, i) => [String(i + 1), `${isVI() ? "pick" : "label"} ${pretty(c)}`]);
+  const vi = isVI() ? [["then 0–4", "redshift quality"], ["Enter", "save class, quality, z and comment"],
+    ["Esc", "clear the choice"]] : [["g", "toggle gallery"], ["← → ↑ ↓", "move in the gallery"],
+    ["Enter", "open the selected card"]];
+  return k.concat(vi, [["z", "type a redshift (the lines move)"], ["s / space", "skip"],
+    ["u / Backspace", "undo your last label"], ["r", "retrain"], ["?", "this help"]]);
+}
+function viKey(n) {
+  // VI: the first number picks the class, the next one the quality 0–4; Enter saves
+  if (S.vi.cls === null || S.vi.zq !== null) {
+    if (n >= 1 && n <= S.cfg.classes.length) { S.vi = { cls: S.cfg.classes[n - 1], zq: null }; }
+  } else if (n >= 0 && n <= 4) { S.vi.zq = n; }
+  renderVI();
 }
 document.addEventListener("keydown", (e) => {
-  if (e.target.tagName === "INPUT" || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (["INPUT", "TEXTAREA", "SELECT"].includes(e.target.tagName) || e.ctrlKey || e.metaKey || e.altKey) return;
   const k = e.key;
   const n = parseInt(k, 10);
   const gallery = S.mode === "gallery";
-  if (n >= 1 && n <= S.cfg.classes.length) { e.preventDefault(); gallery ? galleryAct("label", S.cfg.classes[n - 1]) : act("label", S.cfg.classes[n - 1]); }
+  if (isVI() && !gallery && Number.isInteger(n)) { e.preventDefault(); viKey(n); }
+  else if (isVI() && !gallery && k === "Enter") { e.preventDefault(); if (!$("save").disabled) act("label"); }
+  else if (n >= 1 && n <= S.cfg.classes.length) { e.preventDefault(); gallery ? galleryAct("label", S.cfg.classes[n - 1]) : act("label", S.cfg.classes[n - 1]); }
   else if (k === "s" || k === " ") { e.preventDefault(); gallery ? galleryAct("skip") : act("skip"); }
-  else if (k === "u" || k === "z" || k === "Backspace") { e.preventDefault(); act("undo"); }
-  else if (k === "g") setMode(gallery ? "single" : "gallery");
+  else if (k === "u" || k === "Backspace") { e.preventDefault(); act("undo"); }
+  else if (k === "g" && !isVI()) setMode(gallery ? "single" : "gallery");
   else if (k === "r") retrain();
+  else if (k === "z") { e.preventDefault(); $("z").focus(); $("z").select(); }
   else if (k === "?") $("help").classList.toggle("hidden");
-  else if (k === "Escape") $("help").classList.add("hidden");
+  else if (k === "Escape") { $("help").classList.add("hidden"); if (isVI()) resetVI(); }
   else if (gallery && S.gallery.length) {
     const cols = Math.max(1, Math.round($("grid").clientWidth / 240));
     const mv = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols }[k];
@@ -304,7 +399,7 @@ document.addEventListener("keydown", (e) => {
 // ---------------------------------------------------------------- start
 async function init() {
   S.cfg = await api("/api/config");
-  $("pool").textContent = `${S.cfg.pool.split(/[\\/]/).slice(-2).join("/")} · ${S.cfg.n_pool} · ${S.cfg.strategy}`;
+  $("pool").textContent = `${S.cfg.pool.split(/[\\/]/).slice(-2).join("/")} · ${S.cfg.n_pool} · ${S.cfg.strategy} · ${S.cfg.label_set.name}`;
   $("who").value = who();
   $("who").onchange = (e) => {
     const v = e.target.value.trim();
@@ -316,9 +411,28 @@ async function init() {
     const btn = document.createElement("button");
     btn.dataset.label = c; btn.style.background = color(c);
     btn.innerHTML = `<span></span><kbd>${i + 1}</kbd>`; btn.children[0].textContent = pretty(c);
-    btn.onclick = () => act("label", c);
+    btn.onclick = () => isVI() ? (S.vi = { cls: c, zq: S.vi.zq }, renderVI()) : act("label", c);
     b.appendChild(btn);
   });
+  S.vi = { cls: null, zq: null };
+  if (isVI()) {
+    $("vi").classList.remove("hidden");
+    $("mode-gallery").classList.add("hidden");          // the gallery labels a class alone
+    for (const [q, what] of Object.entries(S.cfg.label_set.z_quality)) {
+      const btn = document.createElement("button");
+      btn.dataset.q = q; btn.title = what; btn.textContent = q;
+      btn.onclick = () => { S.vi.zq = parseInt(q, 10); renderVI(); };
+      $("zq").appendChild(btn);
+    }
+    $("save").onclick = () => act("label");
+    renderVI();
+  }
+  $("z").onchange = () => { if (S.cur) drawSpectrum(S.cur); };
+  $("z").oninput = () => { if (S.cur && Number.isFinite(parseFloat($("z").value))) drawSpectrum(S.cur); };
+  $("z").onkeydown = (e) => { if (e.key === "Enter" || e.key === "Escape") e.target.blur(); };
+  $("smooth").onchange = () => { if (S.cur) drawSpectrum(S.cur); };
+  $("zoom-line").onchange = () => { if (S.cur) drawSpectrum(S.cur); };
+  $("show-model").onchange = () => { if (S.cur) drawSpectrum(S.cur); };
   $("skip").onclick = () => act("skip");
   $("undo").onclick = () => act("undo");
   $("mode-single").onclick = () => setMode("single");
