@@ -40,6 +40,9 @@ def register(subparsers, name, help_):
                      help="SDSS-like class frequencies instead of balanced")
     p.add_argument("--resolution", default=None,
                    help="'sdss' (measured SDSS LSF, default) or a resolving power R, e.g. 1800")
+    p.add_argument("--instrument", default="sdss", choices=["sdss", "lamost", "desi", "mix"],
+                   help="spectrograph model: SDSS (default), LAMOST LRS, DESI, or a mix "
+                        "per spectrum (40/40/20 %%); meta column INSTRUMENT says which")
     p.add_argument("--chunk", type=int, default=1024, help="spectra written per chunk")
     p.add_argument("--bal-fraction", type=float, default=0.1,
                    help="fraction of z>1.5 quasars with BAL troughs")
@@ -61,7 +64,8 @@ def run(args) -> int:
                       chunk=args.chunk, progress=not args.quiet, resume=args.resume, z=args.z,
                       snr=args.snr, balanced=args.balanced, resolution=args.resolution,
                       bad_pixels=not args.no_bad_pixels, bal_fraction=args.bal_fraction,
-                      boss_fraction=args.boss_fraction)
+                      boss_fraction=args.boss_fraction,
+                      **({"instrument": args.instrument} if args.instrument != "sdss" else {}))
     dt = time.perf_counter() - t0
     print(f"wrote {args.n} spectra ({args.classes}) to {args.output} in {dt:.1f} s "
           f"({args.n / dt:.0f} spectra/s)")

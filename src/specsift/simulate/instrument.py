@@ -38,8 +38,8 @@ class Resolution:
 
     @classmethod
     def parse(cls, value) -> "Resolution":
-        if isinstance(value, Resolution):
-            return value
+        if isinstance(value, Resolution) or hasattr(value, "sigma_kms"):
+            return value            # a tabulated curve (instruments.CurveResolution)
         if value is None or (isinstance(value, str) and value.lower() == "sdss"):
             return cls(None)
         return cls(float(value))

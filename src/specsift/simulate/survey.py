@@ -43,7 +43,7 @@ _NATURAL = {"GALAXY": .33, "GALAXY_STARFORMING": .17, "GALAXY_STARBURST": .045,
 
 #: string columns (width) and float columns of meta, in order; missing values '' / NaN
 _STR = {"CLASS_LABEL": 24, "SPECTYPE": 8, "SUBTYPE": 16, "CLASS": 8, "SUBCLASS": 24,
-        "TEMPLATE": 32, "SOURCE": 16}
+        "TEMPLATE": 32, "SOURCE": 16, "INSTRUMENT": 8}
 _FLOAT = ("Z", "SNR", "SNR_MEASURED", "MAG_R", "EW_HA", "EW_OIII", "EW_CIV", "EW_MGII",
           "LOG_NII_HA", "LOG_OIII_HB", "EBV", "VDISP", "LINE_SIGMA", "FWHM_BROAD", "ALPHA_NU",
           "HOST_FRAC", "LOG_AGE", "RV", "BROADLINE_SNR")
@@ -149,7 +149,7 @@ def _empty_meta(n):
 
 
 def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, bad_pixels,
-           bal_fraction, sdss1_fraction=0.5, boss_fraction=0.0):
+           bal_fraction, sdss1_fraction=0.5, boss_fraction=0.0, instrument="sdss"):
     """Spectra b·BLOCK … (b+1)·BLOCK − 1 (complete block, sliced by the caller)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(b)]))
     labs = np.array(class_labels(class_set))
@@ -201,9 +201,15 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
     # SDSS-I spectra start near 3800 Å and stop near 9200 Å; BOSS covers 3600–10400 Å
     sdss1 = rng.random(BLOCK) < sdss1_fraction
     blue = np.where(sdss1, rng.uniform(3795, 3830, BLOCK), 0.0)
-    out, ivar, mask, info = apply_instrument(
-        flux, grid, ss, rng, resolution=resolution, bad_pixel_rate=0.3 if bad_pixels else 0.0,
-        blue_cut=blue, noiseless=noiseless)
+    inst = _instrument_of(instrument, seed, b)
+    if (inst == "sdss").all():                       # the SDSS path, draws unchanged
+        out, ivar, mask, info = apply_instrument(
+            flux, grid, ss, rng, resolution=resolution, bad_pixel_rate=0.3 if bad_pixels else 0.0,
+            blue_cut=blue, noiseless=noiseless)
+    else:
+        out, ivar, mask, info = _observe_mixed(flux, grid, ss, rng, inst, blue, resolution,
+                                               bad_pixels, noiseless)
+    meta["INSTRUMENT"] = inst
     mask |= ~coverage
     ivar[mask] = 0.0
     out[mask] = 0.0
@@ -233,6 +239,34 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
     return out, ivar, mask, meta
 
 
+def _instrument_of(instrument, seed, b) -> np.ndarray:
+    """Instrument name per spectrum of block ``b``: one name, or ``'mix'`` drawn from
+    :data:`~.instruments.MIX` with its own seed stream (the block's draws stay as they are)."""
+    from .instruments import MIX, get
+    if str(instrument).lower() != "mix":
+        return np.full(BLOCK, get(instrument).NAME, dtype="U8")
+    r = np.random.default_rng(np.random.SeedSequence([int(seed), int(b), 1]))
+    return r.choice(list(MIX), BLOCK, p=list(MIX.values())).astype("U8")
+
+
+def _observe_mixed(flux, grid, snr, rng, inst, blue, resolution, bad_pixels, noiseless):
+    """Each instrument's spectra of one block through that instrument's model."""
+    from .instrument import Resolution
+    from .instruments import get
+    n, p = flux.shape
+    out, ivar = np.zeros((n, p), np.float32), np.zeros((n, p), np.float32)
+    mask, clean = np.zeros((n, p), bool), np.zeros((n, p), np.float32)
+    res = None if resolution is None else Resolution.parse(resolution)
+    for name in np.unique(inst):
+        sel = np.nonzero(inst == name)[0]
+        kw = {"blue_cut": blue[sel], "bad_pixel_rate": 0.3 if bad_pixels else 0.0} \
+            if name == "sdss" else {}
+        o, iv, mk, info = get(name).observe(flux[sel], grid, snr[sel], rng,
+                                            resolution_override=res, noiseless=noiseless, **kw)
+        out[sel], ivar[sel], mask[sel], clean[sel] = o, iv, mk, info["noiseless"]
+    return out, ivar, mask, {"noiseless": clean}
+
+
 def _broadline_snr(flux, ivar, grid, z):
     """Best S/N of a broad-line flux measurement (line minus the mean of ±3 % side bands)
     among Lyα, C IV, C III], Mg II, Hβ, Hα: what SDSS's BROADLINE test looks at."""
@@ -257,7 +291,7 @@ def _broadline_snr(flux, ivar, grid, z):
 def iter_blocks(n, class_set="five", seed=1, z=None, snr=None, balanced=True,
                 grid: LogGrid = DEFAULT_GRID, resolution=None, noiseless=False,
                 bad_pixels=True, bal_fraction=0.1, sdss1_fraction=0.5, boss_fraction=0.0,
-                start=0):
+                start=0, instrument="sdss"):
     """Yield SpectraBatch pieces covering spectra ``start`` … ``n − 1`` in order."""
     class_labels(class_set)
     if n < 0:
@@ -266,11 +300,12 @@ def iter_blocks(n, class_set="five", seed=1, z=None, snr=None, balanced=True,
     snr = _check_range("snr", snr, 0.1, 1000.0)
     if not 0.0 <= boss_fraction <= 1.0:
         raise ValueError(f"boss_fraction={boss_fraction} must be in [0, 1]")
+    _instrument_of(instrument, seed, 0)                 # unknown names fail before any work
     b0 = start // BLOCK
     for b in range(b0, (n + BLOCK - 1) // BLOCK):
         out, ivar, mask, meta = _block(b, seed, class_set, z, snr, balanced, grid, resolution,
                                        noiseless, bad_pixels, bal_fraction, sdss1_fraction,
-                                       boss_fraction)
+                                       boss_fraction, instrument)
         lo = max(start - b * BLOCK, 0)
         hi = min(n - b * BLOCK, BLOCK)
         batch = object.__new__(SpectraBatch)
@@ -305,7 +340,9 @@ def simulate_batch(n=1000, class_set="five", seed=1, z=None, snr=None, balanced=
     Extra keywords: resolution (None = SDSS curve, or R), noiseless, bad_pixels, bal_fraction,
     sdss1_fraction (share of spectra with SDSS-I coverage from ~3800 Å instead of BOSS 3600 Å),
     boss_fraction (share of galaxies at BOSS/eBOSS z 0.4–1.0 and S/N 1.5–10 instead of the
-    SDSS-I/II catalogue's z < 0.45; default 0, the catalogue mix the benchmarks use).
+    SDSS-I/II catalogue's z < 0.45; default 0, the catalogue mix the benchmarks use),
+    instrument ('sdss' default, 'lamost', 'desi', or 'mix' per spectrum: see
+    :mod:`specsift.simulate.instruments`; meta column INSTRUMENT says which).
     """
     parts = list(iter_blocks(n, class_set, seed, z, snr, balanced, grid, **kw))
     if not parts:

@@ -1,0 +1,198 @@
+"""Fine-tuning data for a model that serves every survey, and its LAMOST validation.
+
+    # training/validation stores: thirteen-class simulations through the mixed instruments
+    # (40 % SDSS, 40 % LAMOST, 20 % DESI), interleaved with the real LAMOST spectra of the
+    # training split (each repeated --repeat times; the network's augmentations make copies differ)
+    python benchmarks/lamost_finetune.py prepare --out RUN --n-sim 49152 --seed 41 --repeat 6
+    specsift train --model gasnet --data RUN/train.h5 --val RUN/val.h5 -o RUN/gasnet.pt \\
+        --init src/specsift/data/models/gasnet.pt --checkpoint-dir RUN/ckpt ...
+    # held-out LAMOST stars (never trained on): STAR rate, type letter, |Δv| ≤ 20 km/s
+    python benchmarks/lamost_finetune.py evaluate --model RUN/gasnet.pt [--model gasnet]
+
+The split is :func:`_lamost_real.heldout_mask` (whole plans, or stars where one plan is a
+whole folder; every visit of a held-out star is held out).  Real files the package readers
+cannot read yet (DR5/DR7/DR8 ``EXTEN0`` layouts) are read by the plain fallback reader of
+``_lamost_real`` for training and for evaluation, so the held-out set is the same whatever
+the readers' state; ``evaluate`` prints how many came from each.
+
+Labels of real LAMOST spectra for the ``thirteen`` set: STAR → the nearest SDSS subtype of the
+set (A0, F5, F9, G2, K1, K3, K5; M stars → K5, the set has no M), GALAXY → GALAXY; Z is the
+LAMOST pipeline's (a star's radial velocity / c); QSO and Unknown are left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tools"))
+import _lamost_real as LR  # noqa: E402
+from specsift.spectra import SpectraBatch  # noqa: E402
+
+C_KMS = 299792.458
+
+
+def thirteen_label(cls: str, sub: str) -> str:
+    from measure_instruments import nearest_subtype
+    if cls == "STAR":
+        return "STAR_" + nearest_subtype(sub)
+    if cls == "GALAXY":
+        return "GALAXY"
+    return ""
+
+
+def real_split(fallback=True):
+    flux, ivar, lab, counts = LR.load(fallback=fallback)
+    held = LR.heldout_mask(lab)
+    lab["HELDOUT"] = held
+    lab["CLASS_LABEL"] = [thirteen_label(c, s) for c, s in zip(lab["CLASS"], lab["SUBCLASS"])]
+    return flux, ivar, lab, counts
+
+
+def _real_batch(flux, ivar, lab, idx, tid0):
+    from specsift.spectra import DEFAULT_GRID, median_snr
+    b = object.__new__(SpectraBatch)
+    b.loglam = DEFAULT_GRID.loglam
+    b.flux, b.ivar = flux[idx], ivar[idx]
+    b.mask = ivar[idx] <= 0
+    t = Table()
+    t["TARGETID"] = np.arange(tid0, tid0 + len(idx), dtype=np.int64)
+    t["CLASS_LABEL"] = np.asarray(lab["CLASS_LABEL"])[idx].astype("U24")
+    t["SPECTYPE"] = np.asarray(lab["CLASS"])[idx].astype("U8")
+    t["CLASS"] = t["SPECTYPE"]
+    t["SUBCLASS"] = np.asarray(lab["SUBCLASS"])[idx].astype("U24")
+    t["Z"] = np.asarray(lab["Z"], float)[idx]
+    t["SNR"] = median_snr(b.flux, b.ivar, b.ivar > 0)
+    t["SOURCE"] = np.full(len(idx), "lamost-real", "U16")
+    t["INSTRUMENT"] = np.full(len(idx), "lamost", "U8")
+    t["INPUT_FLAGS"] = np.zeros(len(idx), np.int32)
+    b.meta = t
+    return b
+
+
+def prepare(a):
+    from specsift.io.store import SpectralStore
+    from specsift.simulate import iter_blocks, simulate_to_store
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    flux, ivar, lab, counts = real_split()
+    lab.write(out / "split.csv", overwrite=True)
+    train = np.nonzero(~np.asarray(lab["HELDOUT"]) & (np.asarray(lab["CLASS_LABEL"]) != ""))[0]
+    rng = np.random.default_rng(a.seed)
+    reps = np.concatenate([rng.permutation(train) for _ in range(a.repeat)])
+    print(f"real LAMOST: {len(lab)} read {counts}; train {train.size} × {a.repeat}, "
+          f"held out {int(np.sum(lab['HELDOUT']))}")
+    per = int(np.ceil(reps.size / max(a.n_sim // 1024, 1)))
+    k = 0
+    with SpectralStore(out / "train.h5", "w") as st:
+        st.attrs["made_by"] = (f"benchmarks/lamost_finetune.py prepare --n-sim {a.n_sim} "
+                               f"--seed {a.seed} --repeat {a.repeat}")
+        buf = []
+        for piece in iter_blocks(a.n_sim, "thirteen", a.seed, instrument="mix"):
+            buf.append(piece)
+            if sum(len(p) for p in buf) >= 1024:
+                sim = SpectraBatch.concatenate(buf)
+                buf = []
+                st.append(sim)
+                if k < reps.size:
+                    st.append(_real_batch(flux, ivar, lab, reps[k:k + per], 10 ** 9 + k))
+                    k += per
+        if buf:
+            st.append(SpectraBatch.concatenate(buf))
+        if k < reps.size:
+            st.append(_real_batch(flux, ivar, lab, reps[k:], 10 ** 9 + k))
+    simulate_to_store(out / "val.h5", n=a.n_val, class_set="thirteen", seed=a.seed + 1,
+                      progress=False, instrument="mix")
+    print("wrote", out / "train.h5", out / "val.h5")
+
+
+def evaluate_model(model, flux, ivar, lab, sel):
+    from specsift.spectra import DEFAULT_GRID
+    b = _real_batch(flux, ivar, lab, sel, 0)
+    b.loglam = DEFAULT_GRID.loglam
+    cat = model.predict(b)
+    cls = np.asarray(lab["CLASS"])[sel]
+    sub = np.asarray(lab["SUBCLASS"])[sel]
+    zt = np.asarray(lab["Z"], float)[sel]
+    st = np.asarray(cat["SPECTYPE"]).astype(str)
+    subp = np.asarray(cat["SUBTYPE"]).astype(str)
+    zp = np.asarray(cat["Z"], float)
+    star = cls == "STAR"
+    res = {"n_star": int(star.sum()),
+           "called_STAR": float(np.mean(st[star] == "STAR")),
+           "letter_agree": float(np.mean([p[:1] == s[:1] for p, s, c in
+                                          zip(subp[star], sub[star], st[star])])),
+           "dv_le_20": float(np.mean(np.abs(zp[star] - zt[star]) * C_KMS <= 20)),
+           "dv_median_abs": float(np.median(np.abs(zp[star] - zt[star]) * C_KMS))}
+    afgk = star & np.isin(np.char.upper(np.asarray([s[:1] for s in sub])), list("AFGK"))
+    res["letter_agree_AFGK"] = float(np.mean([p[:1] == s[:1] for p, s in
+                                              zip(subp[afgk], sub[afgk])])) if afgk.any() else np.nan
+    res["n_AFGK"] = int(afgk.sum())
+    gal = cls == "GALAXY"
+    if gal.any():
+        res["galaxies"] = {"n": int(gal.sum()), "called_GALAXY": float(np.mean(st[gal] == "GALAXY")),
+                           "GF_0.003": float(np.mean(np.abs(zp[gal] - zt[gal]) / (1 + zt[gal]) < 0.003))}
+    return res
+
+
+def evaluate(a):
+    import torch
+    from specsift.models.base import load_model
+    torch.set_num_threads(1)
+    flux, ivar, lab, counts = real_split()
+    snr = np.asarray(lab["SNR_G"], float)
+    held = np.asarray(lab["HELDOUT"])
+    folders = np.asarray(lab["folder"])
+    print(f"real LAMOST read: {counts}")
+    rows = {}
+    for m in a.model:
+        model = load_model(m)
+        sets = {"held-out, S/N_g ≥ 10": np.nonzero(held & (snr >= 10))[0],
+                "held-out, all S/N": np.nonzero(held)[0]}
+        for f in LR.FOLDERS:
+            sets[f"held-out {f}, S/N_g ≥ 10"] = np.nonzero(held & (snr >= 10) & (folders == f))[0]
+        rows[m] = {k: evaluate_model(model, flux, ivar, lab, v) for k, v in sets.items() if v.size}
+    print("| model | set | n stars | called STAR | letter A/F/G/K/M | letter (AFGK only) | "
+          "abs dv <= 20 km/s | median abs dv |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for m, sets in rows.items():
+        for k, r in sets.items():
+            print(f"| {Path(m).name} | {k} | {r['n_star']} | {r['called_STAR']:.3f} | "
+                  f"{r['letter_agree']:.3f} | {r['letter_agree_AFGK']:.3f} | {r['dv_le_20']:.3f} | "
+                  f"{r['dv_median_abs']:.1f} |")
+            if "galaxies" in r:
+                g = r["galaxies"]
+                print(f"|   galaxies | {k} | {g['n']} | called GALAXY {g['called_GALAXY']:.2f} "
+                      f"| GF(0.003) {g['GF_0.003']:.2f} | | | |")
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n-sim", type=int, default=49152)
+    p.add_argument("--n-val", type=int, default=4096)
+    p.add_argument("--seed", type=int, default=41)
+    p.add_argument("--repeat", type=int, default=6)
+    p.set_defaults(func=prepare)
+    e = sub.add_parser("evaluate")
+    e.add_argument("--model", action="append", required=True)
+    e.add_argument("--json")
+    e.set_defaults(func=evaluate)
+    a = ap.parse_args(argv)
+    a.func(a)
+
+
+if __name__ == "__main__":
+    main()
