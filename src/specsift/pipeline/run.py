@@ -53,13 +53,11 @@ class PredictResult:
 
 def _model_ref(model) -> tuple[object, str | None]:
     """(loaded model, a reference another process can load: registered name or path)."""
-    from .. import load_model
+    from ..models.base import load_model, model_ref
     if model is None:
         model = default_model_name()
     if isinstance(model, (str, Path)):
-        ref = str(model)
-        if Path(ref).exists():
-            ref = str(Path(ref).resolve())
+        ref = model_ref(model)                     # a registered name is never a cwd file
         return load_model(ref), ref
     return model, None                             # saved for workers only when needed
 
