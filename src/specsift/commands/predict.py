@@ -46,6 +46,7 @@ def register(subparsers, name, help_):
 def run(args) -> int:
     from ..pipeline import predict
     from ..pipeline.parts import ResumeError
+    from ..term import printable
 
     try:
         res = predict(args.inputs, args.output, model=args.model, batch_size=args.batch_size,
@@ -54,9 +55,9 @@ def run(args) -> int:
                       progress=not args.no_progress, threads=args.threads, address=args.address,
                       precision=args.precision, overwrite=args.overwrite)
     except ResumeError as exc:
-        print(f"specsift predict: {exc}", file=sys.stderr)
+        print(f"specsift predict: {printable(exc)}", file=sys.stderr)
         return 2
-    print(f"{res.catalog}: {res.rows} rows (model {res.model}; {res.rows_this_run} predicted "
+    print(f"{printable(res.catalog)}: {res.rows} rows (model {res.model}; {res.rows_this_run} predicted "
           f"in {res.seconds:.1f} s, {res.rate:.0f} spectra/s)"
           + (f"; {len(res.read_errors)} file(s) unreadable, flagged BAD_INPUT"
              if res.read_errors else ""))

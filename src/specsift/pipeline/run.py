@@ -19,6 +19,7 @@ from .local import local_engine, pool_engine, prepare_model, unit_events  # noqa
 from .output import merge_parts
 from .parts import RunDir
 from .preflight import KEY, check_run, holds_output_lock
+from ..term import printable
 from .units import plan_units
 
 __all__ = ["predict", "default_model_name", "PredictResult", "ENGINES"]
@@ -91,7 +92,7 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if batch_size < 1 or workers < 1:
         raise ValueError("--batch-size and --workers must be at least 1")
-    log = log or (lambda msg: print(msg, file=sys.stderr))
+    log = log or (lambda msg: print(printable(msg), file=sys.stderr))
     output = Path(output)
     files, key, complete = check_run(output, inputs, device=device if engine == "local" else "cpu",
                                      resume=resume, overwrite=overwrite)   # before any work
@@ -142,8 +143,8 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
                 rows += written
                 for src, msg in errs:
                     errors.append((src, msg))
-                    bar.write(f"specsift predict: {src}: could not be read, row flagged "
-                              f"BAD_INPUT ({msg[:200]})", file=sys.stderr)
+                    bar.write(printable(f"specsift predict: {src}: could not be read, row "
+                                        f"flagged BAD_INPUT ({msg[:200]})"), file=sys.stderr)
                 bar.set_postfix_str(f"{rows / max(time.perf_counter() - t0, 1e-9):.0f} spec/s",
                                     refresh=False)
             else:
