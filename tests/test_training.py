@@ -123,7 +123,7 @@ def test_resume_continues_exactly(tmp_path):
     part = _net()
     _fit(part, tmp_path / "t.h5", val, epochs=3, checkpoint_dir=tmp_path / "ck",
          max_epochs_this_run=2)
-    ck = torch.load(tmp_path / "ck" / "last.pt", weights_only=False)
+    ck = torch.load(tmp_path / "ck" / "last.pt", weights_only=True)   # plain data only
     assert ck["epoch"] == 1
     again = _net()
     res = _fit(again, tmp_path / "t.h5", val, epochs=3, checkpoint_dir=tmp_path / "ck",
@@ -208,3 +208,18 @@ def test_predict_flags_bad_spectrum_and_keeps_rest(tiny_model):
     assert np.all(np.isfinite(cat["Z"])) and np.all(cat["ZERR"][keep] > 0)
     # a spectrum on another grid is resampled, not refused
     assert len(model.predict(part.resample(LogGrid(3.57, 1.2e-4, 3000)))) == 6
+
+
+def test_crafted_checkpoint_runs_no_code(tmp_path):
+    """A checkpoint whose pickle would create a file is refused before anything runs."""
+    import os
+
+    class MakesMarker:
+        def __reduce__(self):
+            return (os.mkdir, (str(tmp_path / "ran"),))
+
+    (tmp_path / "ck").mkdir()
+    torch.save({"model": MakesMarker()}, tmp_path / "ck" / "last.pt")
+    with pytest.raises(ValueError, match="last.pt.*refused"):
+        _fit(_net(), _toy(40), None, epochs=1, checkpoint_dir=tmp_path / "ck", resume=True)
+    assert not (tmp_path / "ran").exists()

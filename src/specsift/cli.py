@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _printable_warnings()
     try:
         rc = args.func(args)
     except KeyboardInterrupt:
@@ -65,10 +66,25 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError, OSError, KeyError) as exc:
         if args.debug:
             raise
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        from .term import printable           # file names may hold escapes or newlines
+        msg = printable(str(exc).strip() or exc.__class__.__name__, limit=600)
         print(f"specsift {args.command}: error: {msg}", file=sys.stderr)
         return 2
     return int(rc or 0)
+
+
+def _printable_warnings() -> None:
+    """Warnings name files too: print them with control characters escaped."""
+    import warnings
+    from .term import printable
+    if getattr(warnings.formatwarning, "_printable", False):
+        return
+    plain = warnings.formatwarning
+
+    def fmt(message, category, filename, lineno, line=None):
+        return plain(printable(message), category, filename, lineno, line)
+    fmt._printable = True
+    warnings.formatwarning = fmt
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ epochs without improvement.  ``device='auto'`` picks CUDA when present, else CPU
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -177,9 +176,9 @@ def _set_rng_state(st: dict) -> None:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """Checkpoints hold tensors and plain data only, read back with ``weights_only=True``."""
+    from . import torchfile
+    torchfile.save(obj, path)
 
 
 def _cpu_state(module) -> dict:
@@ -256,7 +255,8 @@ def train(module: torch.nn.Module, loss_fn: Callable, train_data, val_data=None,
         if ckpt_path is None or not ckpt_path.exists():
             raise FileNotFoundError(f"cannot resume: no checkpoint at "
                                     f"{ckpt_path if ckpt_path else '(no checkpoint_dir given)'}")
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        from . import torchfile
+        ck = torchfile.load(ckpt_path)
         try:
             module.load_state_dict(ck["model"])
         except RuntimeError as exc:

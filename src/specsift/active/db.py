@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS queue (
     score REAL, probs TEXT, PRIMARY KEY (iteration, item));
 CREATE TABLE IF NOT EXISTS iterations (
     iteration INTEGER PRIMARY KEY, state TEXT NOT NULL, n_labelled INTEGER,
-    checkpoint TEXT, metrics TEXT, started_at TEXT, updated_at TEXT);
+    checkpoint TEXT,                -- relative to the database's folder (or absolute)
+    metrics TEXT, started_at TEXT, updated_at TEXT);
 CREATE TABLE IF NOT EXISTS claims (item INTEGER PRIMARY KEY, who TEXT NOT NULL, until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, state TEXT NOT NULL,
@@ -112,8 +113,15 @@ class LabelDB:
 
     @contextmanager
     def write(self):
-        """A write transaction that takes the lock up front (no deadlock on upgrade)."""
+        """A write transaction that takes the lock up front (no deadlock on upgrade).
+
+        Nested calls on one thread join the outer transaction, so several writes (a state
+        transition of the active loop: new iteration, its queue, the old one done) commit
+        together or not at all, whatever kills the process in between."""
         conn = self._conn()
+        if conn.in_transaction:
+            yield conn
+            return
         for attempt in range(20):
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -124,11 +132,11 @@ class LabelDB:
                 time.sleep(0.05 * (attempt + 1))
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:                 # also when COMMIT itself failed
+                conn.execute("ROLLBACK")
+            raise
 
     def query(self, sql: str, params=()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, params).fetchall()
@@ -305,9 +313,10 @@ class LabelDB:
     # -- iterations -----------------------------------------------------------
     def set_iteration(self, iteration: int, state: str, **fields) -> None:
         cols = {"state": state, "updated_at": now_iso()}
-        for k in ("n_labelled", "checkpoint"):
-            if k in fields:
-                cols[k] = fields[k]
+        if "n_labelled" in fields:
+            cols["n_labelled"] = fields["n_labelled"]
+        if "checkpoint" in fields:
+            cols["checkpoint"] = self._stored_path(fields["checkpoint"])
         if "metrics" in fields:
             cols["metrics"] = json.dumps(fields["metrics"])
         with self.write() as c:
@@ -319,7 +328,8 @@ class LabelDB:
                       (*cols.values(), iteration))
 
     def iterations(self) -> list[dict]:
-        return [dict(r, metrics=json.loads(r["metrics"]) if r["metrics"] else {})
+        return [dict(r, metrics=json.loads(r["metrics"]) if r["metrics"] else {},
+                     checkpoint=self.resolve_path(r["checkpoint"]))
                 for r in self.query("SELECT * FROM iterations ORDER BY iteration")]
 
     def last_iteration(self) -> dict | None:
@@ -329,7 +339,29 @@ class LabelDB:
     def latest_checkpoint(self) -> str | None:
         r = self.query("SELECT checkpoint FROM iterations WHERE checkpoint IS NOT NULL "
                        "ORDER BY iteration DESC LIMIT 1")
-        return r[0][0] if r else None
+        return self.resolve_path(r[0][0]) if r else None
+
+    # Checkpoint paths are stored relative to the database's folder, so a run directory can
+    # be moved, or the loop resumed from another working directory, and still find them.
+    def _stored_path(self, path) -> str | None:
+        if path is None:
+            return None
+        p, base = Path(path).resolve(), self.path.resolve().parent
+        try:
+            return p.relative_to(base).as_posix()
+        except ValueError:
+            return str(p)
+
+    def resolve_path(self, stored: str | None) -> str | None:
+        """A stored checkpoint path as a usable one (relative: to the database's folder;
+        a database written before paths were stored so keeps cwd-relative ones working)."""
+        if not stored:
+            return stored
+        p = Path(stored)
+        if p.is_absolute():
+            return str(p)
+        here = self.path.parent / p
+        return str(here) if here.exists() or not p.exists() else str(p.resolve())
 
     # -- background jobs ------------------------------------------------------
     def start_job(self, kind: str) -> int | None:

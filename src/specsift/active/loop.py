@@ -7,6 +7,11 @@ One iteration ``i``::
     training   ── model i trained on every label so far, checkpoint path stored ──▶  trained
     trained    ── pool scored, batch chosen: queue i+1 ──▶  done; i+1 is labelling
 
+Each transition is one SQLite transaction (:meth:`LabelDB.write`): a new iteration is
+written together with its queue, and the previous iteration is marked done in the same
+commit, so a kill at any point leaves the database in one of the states above.  Checkpoint
+paths are stored relative to the database's folder.
+
 Iteration 0 has no model: its queue is a seeded random batch.  Labels arrive from the web
 page (``specsift label``) or from an oracle (simulated truth).  Stopping at any point and
 running again continues where the database says it was: an interrupted training is redone,
@@ -134,15 +139,17 @@ class ActiveLoop:
             return self._queue_random(0)
         it, state = last["iteration"], last["state"]
         if state == "labelling":
-            unresolved = [q["item"] for q in self.db.queue(it) if q["item"] not in self.resolved()]
-            if unresolved and self.oracle is not None:
-                labels = self.oracle(np.array(unresolved, np.int64))
-                self.db.add_labels([(i, l, self.pool.ident(i)) for i, l in zip(unresolved, labels)],
-                                   who="oracle", source="oracle", iteration=it)
-                unresolved = []
-            if unresolved:
+            resolved = self.resolved()
+            unresolved = [q["item"] for q in self.db.queue(it) if q["item"] not in resolved]
+            if unresolved and self.oracle is None:
                 return "waiting"
-            self.db.set_iteration(it, "training")
+            labels = self.oracle(np.array(unresolved, np.int64)) if unresolved else []
+            with self.db.write():                  # the oracle's labels and the transition
+                if unresolved:
+                    self.db.add_labels([(i, l, self.pool.ident(i))
+                                        for i, l in zip(unresolved, labels)],
+                                       who="oracle", source="oracle", iteration=it)
+                self.db.set_iteration(it, "training")
             return "training"
         if state == "training":
             return self._train(it)
@@ -179,9 +186,10 @@ class ActiveLoop:
         rng = np.random.default_rng(self.config.seed)
         ids = np.concatenate(list(self.pool.iter_ids()))
         pick = rng.choice(ids, size=min(self.config.initial, ids.size), replace=False)
-        self.db.set_iteration(it, "labelling", n_labelled=len(self.db.current_labels()))
         k = len(self._labels())
-        self.db.set_queue(it, pick, np.zeros(pick.size), np.full((pick.size, k), 1.0 / k))
+        with self.db.write():                      # an iteration never exists without its queue
+            self.db.set_iteration(it, "labelling", n_labelled=len(self.db.current_labels()))
+            self.db.set_queue(it, pick, np.zeros(pick.size), np.full((pick.size, k), 1.0 / k))
         self.log(f"iteration {it}: {pick.size} random spectra queued for labelling")
         return "labelling"
 
@@ -249,11 +257,12 @@ class ActiveLoop:
         cids, cscores, cprobs, cfeat = top.result()
         pick = self.strategy.select(cids, cscores, cprobs, cfeat, c.batch)
         nxt = it + 1
-        self.db.set_iteration(nxt, "labelling", n_labelled=len(self.db.current_labels()))
-        self.db.set_queue(nxt, cids[pick], cscores[pick], cprobs[pick])
         m = next((r["metrics"] for r in self.db.iterations() if r["iteration"] == it), {})
         m["score_seconds"] = round(time.perf_counter() - t0, 2)
-        self.db.set_iteration(it, "done", metrics=m)
+        with self.db.write():                      # queue i+1 and "i done": one commit
+            self.db.set_iteration(nxt, "labelling", n_labelled=len(self.db.current_labels()))
+            self.db.set_queue(nxt, cids[pick], cscores[pick], cprobs[pick])
+            self.db.set_iteration(it, "done", metrics=m)
         self.log(f"iteration {nxt}: {pick.size} spectra queued by {c.strategy} "
                  f"(scored {top.seen} in {m['score_seconds']} s)")
         return "labelling"

@@ -139,6 +139,7 @@ def _catalog_lines(path: Path) -> list[str]:
 
 def run(args) -> int:
     from ..io import NotSpectraError, _expand
+    from ..term import printable
 
     failed = 0
     for path, _explicit in _expand(args.paths):
@@ -157,9 +158,9 @@ def run(args) -> int:
         except (ValueError, OSError, KeyError) as exc:
             if getattr(args, "debug", False):
                 raise
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = printable(str(exc).strip() or type(exc).__name__, limit=600)
             print(f"specsift info: error: {msg}", file=sys.stderr)
             failed += 1
             continue
-        print("\n".join(lines))
+        print("\n".join(printable(line) for line in lines))
     return 2 if failed else 0

@@ -28,6 +28,8 @@ def register(subparsers, name, help_):
                    help="torch threads for the single-process engine (default: all cores)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run of the same catalog")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing catalog made from other inputs")
     p.add_argument("--engine", default="local", choices=("local", "dask", "ray"),
                    help="local (default); dask: distributed (tested); ray: Ray Data")
     p.add_argument("--address", default=None, metavar="HOST:PORT",
@@ -44,18 +46,23 @@ def register(subparsers, name, help_):
 def run(args) -> int:
     from ..pipeline import predict
     from ..pipeline.parts import ResumeError
+    from ..term import printable
 
     try:
         res = predict(args.inputs, args.output, model=args.model, batch_size=args.batch_size,
                       device=args.device, workers=args.workers, resume=args.resume,
                       engine=args.engine, save_chi2=args.save_chi2,
                       progress=not args.no_progress, threads=args.threads, address=args.address,
-                      precision=args.precision)
+                      precision=args.precision, overwrite=args.overwrite)
     except ResumeError as exc:
-        print(f"specsift predict: {exc}", file=sys.stderr)
+        print(f"specsift predict: {printable(exc)}", file=sys.stderr)
         return 2
-    print(f"{res.catalog}: {res.rows} rows (model {res.model}; {res.rows_this_run} predicted "
+    print(f"{printable(res.catalog)}: {res.rows} rows (model {res.model}; {res.rows_this_run} predicted "
           f"in {res.seconds:.1f} s, {res.rate:.0f} spectra/s)"
           + (f"; {len(res.read_errors)} file(s) unreadable, flagged BAD_INPUT"
              if res.read_errors else ""))
+    if res.rows_this_run and res.rows == res.rows_this_run == len(res.read_errors):
+        print("specsift predict: error: no input could be read (every row is flagged "
+              "BAD_INPUT)", file=sys.stderr)
+        return 2
     return 0

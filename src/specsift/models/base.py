@@ -5,11 +5,18 @@ A model file (``torch.save`` of a dict) records the model name and version, the 
 set, the wavelength grid, a description of the training data, validation metrics and
 the model's own state.  Loading a file made for another grid or class set than the
 caller asks for fails with a message that says so.
+
+Model files hold tensors and plain data only and are read with ``weights_only=True``
+(:mod:`specsift.torchfile`): loading a file never runs code from it.  Names are looked up in
+a fixed order: a registered name always means the bundled model (a file called ``gasnet`` in
+the working directory cannot stand in for it); anything else is a file only when it looks
+like a path (has a directory separator or ends in ``.pt``).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib import resources
@@ -22,7 +29,7 @@ from astropy.table import Table
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 
 __all__ = ["SpectralModel", "Capabilities", "PredictOptions", "NotFittedError", "TRAIN_OPTIONS",
-           "register_model", "load_model", "available_models"]
+           "register_model", "load_model", "available_models", "model_path", "model_ref"]
 
 _REGISTRY: dict[str, type["SpectralModel"]] = {}
 #: registered name → module that defines it (imported on first use: keeps the CLI fast)
@@ -195,13 +202,12 @@ class SpectralModel(ABC):
         return batch.resample(self.grid)
 
     def save(self, path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"format": FILE_FORMAT, "model": self.name, "version": self.version,
-                    "class_set": self.class_set, "grid": self.grid.to_dict(),
-                    "training": self.training, "metrics": self.metrics,
-                    "state": self.get_state()}, path)
-        return path
+        """Write the model file atomically (tensors and JSON-able metadata only)."""
+        from .. import torchfile
+        return torchfile.save({"format": FILE_FORMAT, "model": self.name, "version": self.version,
+                               "class_set": self.class_set, "grid": self.grid.to_dict(),
+                               "training": self.training, "metrics": self.metrics,
+                               "state": self.get_state()}, path)
 
     @classmethod
     def load(cls, path, class_set: str | None = None, grid: LogGrid | None = None):
@@ -213,25 +219,55 @@ def _bundled(name: str) -> Path | None:
     return Path(str(p)) if p.is_file() else None
 
 
+def _looks_like_path(ref: str) -> bool:
+    seps = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    return any(c in ref for c in seps) or ref.lower().endswith(".pt")
+
+
+def model_path(name_or_path) -> Path:
+    """The file behind ``name_or_path``: a registered name's bundled weights first; a
+    ``Path`` object or a string that looks like a path (separator, or ``.pt``) as a file."""
+    if isinstance(name_or_path, os.PathLike):
+        ref, is_path = os.fspath(name_or_path), True
+    else:
+        ref = str(name_or_path)
+        is_path = ref not in _MODULES and _looks_like_path(ref)
+    if not is_path:
+        if ref not in _MODULES:
+            hint = (f"; to load the file {ref!r} in this directory, pass ./{ref}"
+                    if Path(ref).is_file() else "")
+            raise ValueError(f"unknown model {ref!r}; registered: "
+                             f"{', '.join(available_models())}, or give a model file path{hint}")
+        bundled = _bundled(ref)
+        if bundled is None:
+            raise FileNotFoundError(f"no pretrained weights are bundled for model {ref!r}; "
+                                    f"train one with `specsift train`")
+        return bundled
+    path = Path(ref).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{ref}: no such model file"
+                                + (" (it is a directory)" if path.is_dir() else ""))
+    return path
+
+
+def model_ref(name_or_path) -> str:
+    """A reference another process loads to the same model: the registered name, or the
+    absolute path of the file (so a worker started elsewhere finds the same file)."""
+    path = model_path(name_or_path)
+    if not isinstance(name_or_path, os.PathLike) and str(name_or_path) in _MODULES:
+        return str(name_or_path)
+    return str(path.resolve())
+
+
 def load_model(name_or_path, class_set: str | None = None,
                grid: LogGrid | None = None) -> SpectralModel:
     """Load a model file, or the pretrained model shipped under a registered name.
 
     ``class_set`` / ``grid``, when given, must match what the file was made for.
     """
-    path = Path(name_or_path)
-    if not path.exists():
-        bundled = _bundled(str(name_or_path))
-        if bundled is None:
-            if str(name_or_path) in _MODULES:
-                raise FileNotFoundError(f"no pretrained weights are bundled for model "
-                                        f"{name_or_path!r}; train one with `specsift train`")
-            raise FileNotFoundError(f"{name_or_path}: no such model file or registered model")
-        path = bundled
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # corrupt or not a torch file
-        raise ValueError(f"{path}: not a specsift model file ({exc.__class__.__name__}: {exc})") from None
+    from .. import torchfile
+    path = model_path(name_or_path)
+    blob = torchfile.load(path)
     if not isinstance(blob, dict) or blob.get("format") != FILE_FORMAT:
         raise ValueError(f"{path}: not a specsift model file (format {FILE_FORMAT!r} expected)")
     file_grid = LogGrid(**blob["grid"])

@@ -125,8 +125,10 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> None:
 _WORKER: dict = {}
 
 
-def _init_worker(model_ref: str, device: str, threads: int) -> None:
+def _init_worker(model_ref: str, device: str, threads: int, parent: int) -> None:
     from .. import load_model
+    from .lifeline import die_with_parent
+    die_with_parent(parent)                        # no orphans after a SIGKILL of the run
     _WORKER["model"] = prepare_model(load_model(model_ref), device, threads)
 
 
@@ -142,7 +144,7 @@ def pool_engine(model_ref: str, todo, batch_size: int, grid: LogGrid, workers: i
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")     # fork after torch threads start can deadlock
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(model_ref, device, threads)) as pool:
+                             initargs=(model_ref, device, threads, os.getpid())) as pool:
         pending, it = {}, iter(todo)
         while True:
             while len(pending) < 2 * workers:

@@ -21,15 +21,28 @@ import pyarrow.parquet as pq
 from ..io.catalog import catalog_format
 from .parts import arrow_to_table
 
-__all__ = ["merge_parts"]
+__all__ = ["merge_parts", "merge_format"]
 
 _BLOCK = 2880
+
+
+def merge_format(catalog) -> str:
+    """The format :func:`merge_parts` writes for this name; ValueError for a name it cannot
+    write (checked before a run starts, see :mod:`.preflight`)."""
+    catalog = Path(catalog)
+    fmt = catalog_format(catalog)
+    if fmt == "fits" and catalog.name.lower().endswith(".gz"):
+        raise ValueError(f"{catalog}: write .fits (not .fits.gz) for large catalogs; "
+                         f"compress afterwards if needed")
+    if fmt not in ("fits", "parquet", "ascii.csv"):
+        raise ValueError(f"{catalog}: predict writes .fits, .parquet or .csv catalogs")
+    return fmt
 
 
 def merge_parts(parts: list[Path], catalog: Path, meta: dict | None = None) -> int:
     """Write the rows of ``parts`` (in order) to ``catalog``; returns the row count."""
     catalog = Path(catalog)
-    fmt = catalog_format(catalog)
+    fmt = merge_format(catalog)
     if not parts:
         raise ValueError(f"{catalog}: no spectra were predicted")
     catalog.parent.mkdir(parents=True, exist_ok=True)
@@ -38,9 +51,6 @@ def merge_parts(parts: list[Path], catalog: Path, meta: dict | None = None) -> i
         if fmt == "parquet":
             n = _parquet(parts, tmp, meta or {})
         elif fmt == "fits":
-            if catalog.name.lower().endswith(".gz"):
-                raise ValueError(f"{catalog}: write .fits (not .fits.gz) for large catalogs; "
-                                 f"compress afterwards if needed")
             n = _fits(parts, tmp, meta or {})
         else:
             n = _csv(parts, tmp)

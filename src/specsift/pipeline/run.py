@@ -17,6 +17,8 @@ from pathlib import Path
 from .local import local_engine, pool_engine, prepare_model
 from .output import merge_parts
 from .parts import RunDir
+from .preflight import KEY, check_run, holds_output_lock
+from ..term import printable
 from .units import plan_units
 
 __all__ = ["predict", "default_model_name", "PredictResult", "ENGINES"]
@@ -52,13 +54,11 @@ class PredictResult:
 
 def _model_ref(model) -> tuple[object, str | None]:
     """(loaded model, a reference another process can load: registered name or path)."""
-    from .. import load_model
+    from ..models.base import load_model, model_ref
     if model is None:
         model = default_model_name()
     if isinstance(model, (str, Path)):
-        ref = str(model)
-        if Path(ref).exists():
-            ref = str(Path(ref).resolve())
+        ref = model_ref(model)                     # a registered name is never a cwd file
         return load_model(ref), ref
     return model, None                             # saved for workers only when needed
 
@@ -70,16 +70,19 @@ def _saved(model) -> str:
     return str(path)
 
 
+@holds_output_lock
 def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "cpu",
             workers: int = 1, resume: bool = False, engine: str = "local",
             save_chi2: bool = False, progress: bool = True, threads: int | None = None,
-            address: str | None = None, precision: str = "fp32", log=None) -> PredictResult:
+            address: str | None = None, precision: str = "fp32", overwrite: bool = False,
+            log=None) -> PredictResult:
     """Predict every spectrum in ``inputs`` into the catalog ``output``.
 
     ``model``: registered name, model file or a loaded SpectralModel (default:
     :func:`default_model_name`).  ``workers``: processes (local) or cluster workers
     started for ``engine='dask'`` when no ``address`` of a running scheduler is given.
-    ``resume``: continue an interrupted run of the same catalog.  Returns a summary;
+    ``resume``: continue an interrupted run of the same catalog; ``overwrite``: replace a
+    finished catalog of other inputs (see :mod:`.preflight`).  Returns a summary;
     files that could not be read are listed in ``read_errors`` and flagged in ZWARN.
     """
     if precision != "fp32" and (engine != "local" or workers != 1):
@@ -88,17 +91,19 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if batch_size < 1 or workers < 1:
         raise ValueError("--batch-size and --workers must be at least 1")
-    log = log or (lambda msg: print(msg, file=sys.stderr))
+    log = log or (lambda msg: print(printable(msg), file=sys.stderr))
     output = Path(output)
+    files, key, complete = check_run(output, inputs, device=device if engine == "local" else "cpu",
+                                     resume=resume, overwrite=overwrite)   # before any work
     run_dir = RunDir(output)
-    if resume and output.exists() and not (run_dir.path / "plan.json").exists():
+    if complete:
         log(f"{output}: already complete, nothing to resume")
         return PredictResult(output, _count_rows(output), 0, 0.0, [], "")
     model_obj, ref = _model_ref(model)
     if save_chi2 and not model_obj.capabilities.chi2_curves:
         raise ValueError(f"model {model_obj.tag} computes no χ² curves; --save-chi2 needs a "
                          f"χ² model such as 'eigen'")
-    units = plan_units(inputs if isinstance(inputs, (list, tuple)) else [inputs], batch_size)
+    units = plan_units(files, batch_size)
     plan = RunDir.make_plan(units, batch_size, model_obj.tag, model_obj.grid.to_dict(), save_chi2)
     units = run_dir.start(plan, resume)
     done_units = run_dir.done_units()
@@ -134,8 +139,8 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
                 rows += written
                 for src, msg in errs:
                     errors.append((src, msg))
-                    bar.write(f"specsift predict: {src}: could not be read, row flagged "
-                              f"BAD_INPUT ({msg[:200]})", file=sys.stderr)
+                    bar.write(printable(f"specsift predict: {src}: could not be read, row "
+                                        f"flagged BAD_INPUT ({msg[:200]})"), file=sys.stderr)
                 bar.set_postfix_str(f"{rows / max(time.perf_counter() - t0, 1e-9):.0f} spec/s",
                                     refresh=False)
             else:
@@ -147,7 +152,7 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
         if hasattr(events, "close"):
             events.close()
     parts = run_dir.ordered_parts(len(units))
-    meta = {"MODEL": model_obj.tag}
+    meta = {"MODEL": model_obj.tag, KEY: key}
     meta.update(model_obj.catalog_meta({"save_chi2": save_chi2}))   # e.g. the χ² curves' z grid
     n = merge_parts(parts, output, meta)
     run_dir.remove()

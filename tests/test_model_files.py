@@ -1,0 +1,88 @@
+"""Model files and checkpoints run no code when loaded, and names are looked up in a fixed order."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from specsift import torchfile
+from specsift.models.base import FILE_FORMAT, _bundled, load_model, model_ref
+
+
+class _MakesMarker:
+    """Unpickling this object creates a marker file (stands for any code a file could run)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _crafted(path, marker) -> None:
+    torch.save({"format": FILE_FORMAT, "model": "vgg1d", "version": "1", "class_set": "three",
+                "grid": {}, "training": {}, "metrics": {}, "state": _MakesMarker(marker)}, path)
+
+
+def test_crafted_pickle_in_a_model_file_runs_no_code(tmp_path):
+    path, marker = tmp_path / "evil.pt", tmp_path / "ran"
+    _crafted(path, marker)
+    with pytest.raises(torchfile.UnsafeFileError, match="evil.pt.*refused"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_bundled_models_are_plain_tensor_files():
+    for name in ("gasnet", "speccznet", "eigen"):
+        path = _bundled(name)
+        if path is None:
+            continue
+        torch.load(path, map_location="cpu", weights_only=True)       # raises on any object
+        assert os.path.getsize(path) < 4_000_000
+
+
+def test_numpy_state_round_trips_exactly(tmp_path):
+    state = {"a": np.arange(5, dtype=np.float64) / 3, "u": np.array([1, 2**32 - 1], np.uint32),
+             "s": np.float32(0.1), "t": (np.random.get_state(), [np.int64(3)]),
+             "w": torch.ones(2)}
+    back = torchfile.load(torchfile.save(state, tmp_path / "s.pt"))
+    assert back["a"].dtype == np.float64 and np.array_equal(back["a"], state["a"])
+    assert back["u"].dtype == np.uint32 and back["u"].tolist() == [1, 2**32 - 1]
+    assert back["s"] == float(np.float32(0.1)) and back["t"][1] == [3]
+    np.random.set_state(back["t"][0])                                 # a usable RNG state
+    assert torch.equal(back["w"], state["w"])
+    with pytest.raises(TypeError, match="object"):
+        torchfile.save({"bad": np.array(["x", None], dtype=object)}, tmp_path / "b.pt")
+    assert not (tmp_path / "b.pt").exists()
+
+
+def test_registered_name_is_not_shadowed_by_a_file_in_the_cwd(tmp_path, monkeypatch):
+    if _bundled("gasnet") is None:
+        pytest.skip("gasnet weights not bundled")
+    marker = tmp_path / "ran"
+    _crafted(tmp_path / "gasnet", marker)
+    shutil.copy(_bundled("speccznet") or _bundled("eigen"), tmp_path / "eigen")
+    monkeypatch.chdir(tmp_path)
+    assert load_model("gasnet").name == "gasnet" and not marker.exists()
+    assert model_ref("gasnet") == "gasnet"
+    with pytest.raises(ValueError, match="unknown model 'mymodel'.*pass ./mymodel"):
+        shutil.copy(_bundled("eigen"), tmp_path / "mymodel")
+        load_model("mymodel")                       # not a path: never read from the cwd
+    assert load_model("./mymodel").name == "eigen"  # looks like a path: a file
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_model("nope.pt")
+
+
+def test_predict_with_a_registered_name_ignores_a_same_named_file(tmp_path, monkeypatch):
+    from specsift.pipeline.run import _model_ref
+    if _bundled("eigen") is None:
+        pytest.skip("eigen weights not bundled")
+    marker = tmp_path / "ran"
+    _crafted(tmp_path / "eigen", marker)
+    monkeypatch.chdir(tmp_path)
+    model, ref = _model_ref("eigen")
+    assert ref == "eigen" and model.name == "eigen" and not marker.exists()
