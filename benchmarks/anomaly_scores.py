@@ -16,7 +16,7 @@ validation normals (``--val-seed``, never the test normals) and scored by ROC AU
   the χ² scan);
 * ``… + rest-frame model error``: the residual features computed against the per-class
   rest-frame model error fitted on the same validation normals
-  (``specsift.models.eigen_modelerror``) — the rule shipped.
+  (``specsift.models.eigen.modelerror``) — the rule shipped.
 
 All rules but the last two use the residual features only, all but the last plain ivar. Pick the rule on one anomaly seed and
 confirm it on others (``--seed 41``, ``--seed 51``).

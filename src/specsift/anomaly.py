@@ -1,7 +1,7 @@
 """Anomaly score from a generative fit: global goodness of fit plus residual structure.
 
 Features (per spectrum, from data f, weights w and the best-fit model m; the eigen model
-passes weights that include its rest-frame model error, :mod:`.models.eigen_modelerror`):
+passes weights that include its rest-frame model error, :mod:`.models.eigen.modelerror`):
 
 * ``rchi2`` — χ²/(n_good − n_par) at the best solution;
 * ``excursion_W`` for a few window widths W — the largest |running mean| of the

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import SqueezeExcite
-from .neural import decode_window
+from ..layers import SqueezeExcite
+from ..neural import decode_window
 
 __all__ = ["GaSNetModule", "gasnet_loss", "decode_bins", "decode_mdn", "augment", "SKY_LINES"]
 
