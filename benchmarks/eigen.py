@@ -24,12 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+from specsift.metrics import delta_z as _dz
 
-
-def _dz(zp, zt):
-    return np.abs(np.asarray(zp, float) - zt) / (1 + zt)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import LABELLED, SDSS  # noqa: E402
 
 
 def simulated(model, n, seed):
@@ -141,10 +139,9 @@ def _baseline_scanner(model, path):
 def real(model):
     import specsift
     from specsift.classes import map_sdss
-    files = [SHARED / "sdss" / "sdss-labelled-50.fits", SHARED / "sdss" / "sdss-qso-10.fits"]
-    files = [f for f in files if f.exists()]
+    files = [f for f in LABELLED if f.exists()]
     if not files:
-        print(f"\n(real SDSS data not found in {SHARED / 'sdss'}: skipped)")
+        print(f"\n(real SDSS data not found in {SDSS}: skipped)")
         return
     b = specsift.read([str(f) for f in files])
     cat = model.predict(b)

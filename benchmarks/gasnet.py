@@ -18,7 +18,6 @@ Writes table.md, results.json and reliability.png into --out.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import sys
 import time
@@ -26,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from boss_galaxies import boss_galaxy_quality, boss_row  # noqa: E402
 from _catalogue_mix import catalogue_mix  # noqa: E402
+from _common import SHARED, read_sdss, sdss_files  # noqa: E402
+from boss_galaxies import boss_galaxy_quality, boss_row  # noqa: E402
 
 
 def _sim_part(model, data, names):
@@ -82,20 +81,10 @@ def _sim_part(model, data, names):
 def _real_part(model):
     """Every real SDSS spectrum in ../shared/data/sdss, with GaSNet-III's numbers."""
     from astropy.table import Table
-    from specsift import io as sio
     from specsift.metrics import calibration, redshift_metrics, truth_labels, zerr_coverage
-    from specsift.spectra import SpectraBatch
 
-    files = sorted(glob.glob(str(SHARED / "sdss" / "*.fits")))
-    batches = [sio.read(f) for f in files]
-    keep = ["CLASS", "SUBCLASS", "Z"]
-    for b in batches:
-        b.meta = b.meta[keep + (["Best_fit_z"] if "Best_fit_z" in b.meta.colnames else [])]
-        if "Best_fit_z" not in b.meta.colnames:
-            b.meta["Best_fit_z"] = np.full(len(b), np.nan)
-        b.meta["CLASS"] = np.char.strip(np.asarray(b.meta["CLASS"], str))
-        b.meta["SUBCLASS"] = np.char.strip(np.asarray(b.meta["SUBCLASS"], str))
-    batch = SpectraBatch.concatenate(batches)
+    files = sdss_files()
+    batch = read_sdss(files)
     cat = model.predict(batch)
     m = batch.meta
     cls = np.asarray(m["CLASS"], str)
