@@ -35,7 +35,7 @@ import torch
 from specsift.metrics import roc_auc as auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, SHARED  # noqa: E402
+from _common import SHARED  # noqa: E402
 
 
 def precision_at_recall(pos, neg, recall, prevalence=0.1):
@@ -68,8 +68,13 @@ def redrock_spectra(name, n, rng):
 
 
 def build(n, seed):
-    from specsift.anomaly_inject import (bad_columns, flux_jump, from_rest_templates,
-                                         sky_residuals, superpose)
+    from specsift.anomaly_inject import (
+        bad_columns,
+        flux_jump,
+        from_rest_templates,
+        sky_residuals,
+        superpose,
+    )
     from specsift.simulate import simulate_batch
     rng = np.random.default_rng(seed)
     normal = simulate_batch(10 * n, class_set="three", seed=seed, bal_fraction=0.0)

@@ -60,8 +60,8 @@ def simulated(model, n, seed):
     print(f"\n(predict wall time {dt:.1f} s for {len(b)} spectra: "
           f"{len(b) / dt:.0f} spectra/s with {torch.get_num_threads()} threads)")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from boss_galaxies import boss_galaxy_quality, boss_row
     from _catalogue_mix import catalogue_mix
+    from boss_galaxies import boss_galaxy_quality, boss_row
     print("\nGalaxies at BOSS/eBOSS z 0.4–1.0, S/N 1.5–10 (not in the catalogue mix above): "
           + boss_row(boss_galaxy_quality(model)))
     q = lab == "QSO"

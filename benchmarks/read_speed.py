@@ -8,8 +8,8 @@ Per-file cost is what bounds a survey of one-spectrum files (SDSS DR17: ≈ 5 M 
 from __future__ import annotations
 
 import argparse
-import time
 import sys
+import time
 import warnings
 from pathlib import Path
 

@@ -39,6 +39,7 @@ from specsift.simulate import simulate_to_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import sdss_files  # noqa: E402
+
 FIVE_TO_THREE = {"STAR": "STAR", "GALAXY_AGN": "GALAXY", "GALAXY_STARBURST": "GALAXY",
                  "GALAXY_STARFORMING": "GALAXY", "QSO_BROADLINE": "QSO"}
 

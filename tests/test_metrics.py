@@ -7,8 +7,14 @@ import pytest
 from astropy.table import Table
 
 from specsift.catalog import make_catalog
-from specsift.metrics import (calibration, classification_metrics, delta_z, evaluate_catalog,
-                              redshift_metrics, zerr_coverage)
+from specsift.metrics import (
+    calibration,
+    classification_metrics,
+    delta_z,
+    evaluate_catalog,
+    redshift_metrics,
+    zerr_coverage,
+)
 
 
 def test_redshift_metrics_by_hand():

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 from astropy.table import Table
 
-from .classes import labels as class_labels, map_sdss
+from .classes import labels as class_labels
+from .classes import map_sdss
 
 __all__ = ["delta_z", "redshift_metrics", "zerr_coverage", "classification_metrics",
            "calibration", "evaluate_catalog", "match_rows", "truth_labels",

@@ -2,8 +2,9 @@
 
 Outputs per spectrum: class probabilities P_i (temperature-scaled), Z (the refined mode of
 p(z)), ZERR (σ of p(z) near its mode, the spread of its other peaks and the spectrum's S/N,
-mapped by an error model fitted on validation data so that 68 %/95 % of |Δz| fall within 1σ/2σ) and ANOMALY_SCORE (Mahalanobis distance of the embedding, 1 = the 99th
-percentile of simulated spectra).  Network and heads: :mod:`.net`; calibration:
+mapped by an error model fitted on validation data so that 68 %/95 % of |Δz| fall within
+1σ/2σ) and ANOMALY_SCORE (Mahalanobis distance of the embedding, 1 = the 99th percentile of
+simulated spectra).  Network and heads: :mod:`.net`; calibration:
 :mod:`specsift.calibration`; docs: docs/gasnet.md.
 
 ZWARN bits set here (on top of the input flags make_catalog adds): NODATA (no good pixel),
@@ -22,17 +23,29 @@ import math
 import numpy as np
 import torch
 
-from ...calibration import MahalanobisOOD, SigmaCalibration, SigmaRegression, fit_temperature, softmax
+from ...calibration import (
+    MahalanobisOOD,
+    SigmaCalibration,
+    SigmaRegression,
+    fit_temperature,
+    softmax,
+)
 from ...catalog import make_catalog
 from ...classes import condition_on_redshift, spectype_of
 from ...flags import ZWARN
-from ...metrics import calibration, classification_metrics, redshift_metrics, truth_labels, zerr_coverage
+from ...metrics import (
+    calibration,
+    classification_metrics,
+    redshift_metrics,
+    truth_labels,
+    zerr_coverage,
+)
 from ...spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
 from ...training_data import StoreDataset
 from ..base import PredictOptions, register_model
-from .net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_loss
 from ..inputs import normalise
 from ..neural import NeuralSpectralModel, meta_and_check
+from .net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_loss
 
 __all__ = ["GaSNet"]
 

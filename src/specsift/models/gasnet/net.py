@@ -18,7 +18,6 @@ every z, and σ_u·(1+z) is ZERR.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import nn
