@@ -19,7 +19,9 @@ demo: setup
 	$(BIN)/specsift demo -o out/demo
 
 # The browser test drives Debian's Chromium (installed here when missing) via Playwright.
+# Lint first (seconds; configuration in pyproject.toml [tool.ruff]), then the tests.
 test: setup
+	$(BIN)/ruff check .
 	VENV=$(VENV) sh tests/browser_setup.sh
 	$(BIN)/python -m pytest -n 2 -q
 

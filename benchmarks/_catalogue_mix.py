@@ -3,11 +3,10 @@ GaSNet-III quasar catalogue in ../shared/data/catalogs (simulated quasars reweig
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+from _common import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from specsift.metrics import delta_z
 
 
 def catalogue_mix(zp, zt, snr) -> dict:
@@ -21,7 +20,7 @@ def catalogue_mix(zp, zt, snr) -> dict:
     def density(s, z):
         h = np.histogram2d(s, z, [s_edges, z_edges])[0]
         return h / max(h.sum(), 1)
-    dz = np.abs(zp - zt) / (1 + zt)
+    dz = delta_z(zp, zt)
     h_sim = density(snr, zt)
     i = np.clip(np.digitize(snr, s_edges) - 1, 0, len(s_edges) - 2)
     j = np.clip(np.digitize(zt, z_edges) - 1, 0, len(z_edges) - 2)

@@ -8,7 +8,6 @@ saved (seed 0) so timing and memory can still be measured; accuracy columns then
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import time

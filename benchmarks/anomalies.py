@@ -32,16 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+from specsift.metrics import roc_auc as auc
 
-
-def auc(pos, neg):
-    """ROC AUC = P(score_anomaly > score_normal) (ties count half)."""
-    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
-    gt = (pos[:, None] > neg[None, :]).mean()
-    eq = (pos[:, None] == neg[None, :]).mean()
-    return float(gt + 0.5 * eq)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SHARED  # noqa: E402
 
 
 def precision_at_recall(pos, neg, recall, prevalence=0.1):
@@ -74,8 +68,13 @@ def redrock_spectra(name, n, rng):
 
 
 def build(n, seed):
-    from specsift.anomaly_inject import (bad_columns, flux_jump, from_rest_templates,
-                                         sky_residuals, superpose)
+    from specsift.anomaly_inject import (
+        bad_columns,
+        flux_jump,
+        from_rest_templates,
+        sky_residuals,
+        superpose,
+    )
     from specsift.simulate import simulate_batch
     rng = np.random.default_rng(seed)
     normal = simulate_batch(10 * n, class_set="three", seed=seed, bal_fraction=0.0)

@@ -16,10 +16,10 @@ validation normals (``--val-seed``, never the test normals) and scored by ROC AU
   the χ² scan);
 * ``… + rest-frame model error``: the residual features computed against the per-class
   rest-frame model error fitted on the same validation normals
-  (``specsift.models.eigen_modelerror``) — the rule shipped.
+  (``specsift.models.eigen.modelerror``) — the rule shipped.
 
-All rules but the last two use the residual features only, all but the last plain ivar. Pick the rule on one anomaly seed and
-confirm it on others (``--seed 41``, ``--seed 51``).
+All rules but the last two use the residual features only, all but the last plain ivar. Pick
+the rule on one anomaly seed and confirm it on others (``--seed 41``, ``--seed 51``).
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ def main(argv=None) -> None:
     ap.add_argument("--val-n", type=int, default=1500)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    import specsift
     from sklearn.ensemble import IsolationForest
 
+    import specsift
     from specsift.anomaly import AnomalyCalibration
     from specsift.simulate import simulate_batch
 

@@ -13,6 +13,8 @@ import argparse
 
 import numpy as np
 
+from specsift.metrics import delta_z
+
 
 def boss_galaxy_quality(model, n: int = 1024, seed: int = 901) -> dict:
     """GF(0.003), GF(0.01) and the fraction called GALAXY, over the galaxies of ``n``
@@ -24,7 +26,7 @@ def boss_galaxy_quality(model, n: int = 1024, seed: int = 901) -> dict:
     batch = batch[gal]
     cat = model.predict(batch)
     zt = np.asarray(batch.meta["Z"], float)
-    dz = np.abs(np.asarray(cat["Z"], float) - zt) / (1 + zt)
+    dz = delta_z(cat["Z"], zt)
     return {"n": int(len(gal)), "seed": seed, "z_range": BOSS_Z, "snr_range": BOSS_SNR,
             "GF_0.003": float(np.mean(dz < 0.003)), "GF_0.01": float(np.mean(dz < 0.01)),
             "galaxy_fraction": float(np.mean(np.asarray(cat["SPECTYPE"], str) == "GALAXY"))}

@@ -24,12 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+from specsift.metrics import delta_z as _dz
 
-
-def _dz(zp, zt):
-    return np.abs(np.asarray(zp, float) - zt) / (1 + zt)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import LABELLED, SDSS  # noqa: E402
 
 
 def simulated(model, n, seed):
@@ -62,8 +60,8 @@ def simulated(model, n, seed):
     print(f"\n(predict wall time {dt:.1f} s for {len(b)} spectra: "
           f"{len(b) / dt:.0f} spectra/s with {torch.get_num_threads()} threads)")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from boss_galaxies import boss_galaxy_quality, boss_row
     from _catalogue_mix import catalogue_mix
+    from boss_galaxies import boss_galaxy_quality, boss_row
     print("\nGalaxies at BOSS/eBOSS z 0.4–1.0, S/N 1.5–10 (not in the catalogue mix above): "
           + boss_row(boss_galaxy_quality(model)))
     q = lab == "QSO"
@@ -141,10 +139,9 @@ def _baseline_scanner(model, path):
 def real(model):
     import specsift
     from specsift.classes import map_sdss
-    files = [SHARED / "sdss" / "sdss-labelled-50.fits", SHARED / "sdss" / "sdss-qso-10.fits"]
-    files = [f for f in files if f.exists()]
+    files = [f for f in LABELLED if f.exists()]
     if not files:
-        print(f"\n(real SDSS data not found in {SHARED / 'sdss'}: skipped)")
+        print(f"\n(real SDSS data not found in {SDSS}: skipped)")
         return
     b = specsift.read([str(f) for f in files])
     cat = model.predict(b)

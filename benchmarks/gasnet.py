@@ -18,7 +18,6 @@ Writes table.md, results.json and reliability.png into --out.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import sys
 import time
@@ -26,17 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from boss_galaxies import boss_galaxy_quality, boss_row  # noqa: E402
 from _catalogue_mix import catalogue_mix  # noqa: E402
+from _common import SHARED, read_sdss, sdss_files  # noqa: E402
+from boss_galaxies import boss_galaxy_quality, boss_row  # noqa: E402
 
 
 def _sim_part(model, data, names):
     """Both z heads + class calibration on simulated data (the same spectra for each)."""
+    from specsift.calibration import softmax as _softmax
     from specsift.classes import spectype_of
     from specsift.metrics import calibration, redshift_metrics, truth_labels, zerr_coverage
-    from specsift.calibration import softmax as _softmax
 
     meta = data.meta if hasattr(data, "meta") else data.read_meta(["CLASS_LABEL", "Z", "SNR"])
     y_lab = truth_labels(meta, "thirteen")
@@ -82,20 +81,11 @@ def _sim_part(model, data, names):
 def _real_part(model):
     """Every real SDSS spectrum in ../shared/data/sdss, with GaSNet-III's numbers."""
     from astropy.table import Table
-    from specsift import io as sio
-    from specsift.metrics import calibration, redshift_metrics, truth_labels, zerr_coverage
-    from specsift.spectra import SpectraBatch
 
-    files = sorted(glob.glob(str(SHARED / "sdss" / "*.fits")))
-    batches = [sio.read(f) for f in files]
-    keep = ["CLASS", "SUBCLASS", "Z"]
-    for b in batches:
-        b.meta = b.meta[keep + (["Best_fit_z"] if "Best_fit_z" in b.meta.colnames else [])]
-        if "Best_fit_z" not in b.meta.colnames:
-            b.meta["Best_fit_z"] = np.full(len(b), np.nan)
-        b.meta["CLASS"] = np.char.strip(np.asarray(b.meta["CLASS"], str))
-        b.meta["SUBCLASS"] = np.char.strip(np.asarray(b.meta["SUBCLASS"], str))
-    batch = SpectraBatch.concatenate(batches)
+    from specsift.metrics import calibration, redshift_metrics, truth_labels, zerr_coverage
+
+    files = sdss_files()
+    batch = read_sdss(files)
     cat = model.predict(batch)
     m = batch.meta
     cls = np.asarray(m["CLASS"], str)
@@ -154,6 +144,7 @@ def _speed(model, threads: int, store: str | None = None, n_target: int = 4000):
     on a shared machine the wall clock measures the other users too, while CPU seconds of a
     one-thread process are what one dedicated core would need."""
     import torch
+
     from specsift import io as sio
     from specsift.io.store import SpectralStore
     from specsift.spectra import SpectraBatch
@@ -227,10 +218,11 @@ def main(argv=None) -> int:
     if bool(args.recalibrate) != bool(args.save):
         ap.error("--recalibrate and --save go together")
     import torch
+
     from specsift.classes import labels
+    from specsift.io.store import SpectralStore
     from specsift.models.base import load_model
     from specsift.simulate import simulate_batch
-    from specsift.io.store import SpectralStore
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -263,14 +255,18 @@ def main(argv=None) -> int:
              f"| sim GF(0.003) stars | – | {_fmt(hs['STAR']['GF_0.003'])} | |",
              f"| sim galaxies at BOSS z 0.4–1.0, S/N 1.5–10 | – | {boss_row(sim['boss_galaxies'])} | |",
              *[f"| sim GF(0.003) / GF(0.01) quasars at the (S/N, z) mix of {k.split('.')[0]} "
-               f"(median S/N {v['median_snr']:.1f}) | – | {_fmt(v['GF_0.003'])} / {_fmt(v['GF_0.01'])} | "
-               f"GaSNet-III on those real spectra: {_fmt(v['published_GF_0.003'])} / {_fmt(v['published_GF_0.01'])} |"
+               f"(median S/N {v['median_snr']:.1f}) | – | {_fmt(v['GF_0.003'])} / "
+               f"{_fmt(v['GF_0.01'])} | GaSNet-III on those real spectra: "
+               f"{_fmt(v['published_GF_0.003'])} / {_fmt(v['published_GF_0.01'])} |"
                for k, v in hs.get("QSO_catalogue_mix", {}).items()],
-             f"| sim σ coverage 1σ / 2σ | 0.68±0.03 / 0.95±0.02 | {_fmt(hs['all']['coverage_1sigma'])} / {_fmt(hs['all']['coverage_2sigma'])} | |",
-             f"| sim ECE raw → temperature-scaled | – | {_fmt(sim['ECE_raw'])} → {_fmt(sim['calibration']['ECE'])} | T = {model.temperature_:.3f} |",
+             f"| sim σ coverage 1σ / 2σ | 0.68±0.03 / 0.95±0.02 | "
+             f"{_fmt(hs['all']['coverage_1sigma'])} / {_fmt(hs['all']['coverage_2sigma'])} | |",
+             f"| sim ECE raw → temperature-scaled | – | {_fmt(sim['ECE_raw'])} → "
+             f"{_fmt(sim['calibration']['ECE'])} | T = {model.temperature_:.3f} |",
              f"| real three-class accuracy | – | {_fmt(real['three_class_accuracy'])} (n={real['n']}) | |",
              f"| real thirteen accuracy | – | {_fmt(real['thirteen_accuracy'])} | |",
-             f"| real σ coverage 1σ / 2σ | – | {_fmt(real['coverage']['coverage_1sigma'])} / {_fmt(real['coverage']['coverage_2sigma'])} | |",
+             f"| real σ coverage 1σ / 2σ | – | {_fmt(real['coverage']['coverage_1sigma'])} / "
+             f"{_fmt(real['coverage']['coverage_2sigma'])} | |",
              f"| real ECE (5 bins), thirteen / three-class | – | {_fmt(real['calibration']['ECE'])} / "
              f"{_fmt(real['calibration_three']['ECE'])} | |"]
     for c, r in real["per_class"].items():

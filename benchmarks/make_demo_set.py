@@ -18,8 +18,10 @@ from pathlib import Path
 
 from astropy.io import fits
 
-ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT.parent / "shared" / "data" / "sdss"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT  # noqa: E402
+from _common import SDSS as SRC  # noqa: E402
+
 DEST = ROOT / "src" / "specsift" / "data" / "demo"
 TABLE_COLS = ("CLASS", "SUBCLASS", "PLATE", "MJD", "FIBERID", "Z", "Z_ERR", "SN_MEDIAN_ALL",
               "flux", "ivar")

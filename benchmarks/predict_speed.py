@@ -31,7 +31,7 @@ def stages(model, store: Path, batch_size: int) -> dict:
 
     from specsift.pipeline.local import predict_batch
     from specsift.pipeline.parts import table_to_arrow
-    from specsift.pipeline.units import plan_units, iter_unit
+    from specsift.pipeline.units import iter_unit, plan_units
 
     fwd = {"t": 0.0}
     net = getattr(model, "net", None)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from specsift.metrics import delta_z
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _catalogue_mix import catalogue_mix  # noqa: E402
 
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
         shift = oracle_shift(flux, ivar, clean.flux[q].astype(np.float64), args.window)[0]
     step = float(np.median(np.diff(noisy.loglam)))
     zp = (1 + zt) * 10 ** (shift * step) - 1
-    dz = np.abs(zp - zt) / (1 + zt)
+    dz = delta_z(zp, zt)
     snr = np.asarray(noisy.meta["SNR"], float)[q]
     blind = " --blind-blueshift" if args.blind_blueshift else ""
     print(f"command: python benchmarks/qso_oracle.py --n {args.n} --seed {args.seed} "

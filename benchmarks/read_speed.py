@@ -8,12 +8,14 @@ Per-file cost is what bounds a survey of one-spectrum files (SDSS DR17: ≈ 5 M 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SHARED as DATA  # noqa: E402
+
 FILES = ["sdss/spec-0266-51602-0013.fits", "sdss/spec-0332-52367-0639.fits",
          "sdss/spec-6717-56397-0534.fits", "sdss/sdss-labelled-50.fits",
          "lamost/spec-55916-B5591606_sp01-001.fits", "desi/coadd-sv3-dark-26065.fits"]

@@ -23,6 +23,9 @@ from specsift.classes import map_sdss  # noqa: E402
 from specsift.simulate import LABEL_SPECS, simulate_batch  # noqa: E402
 from specsift.spectra import DEFAULT_GRID  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import SHARED  # noqa: E402
+
 
 def load_real(shared: Path):
     rows = []
@@ -144,7 +147,7 @@ def ew_halpha(flux, ivar, z):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--shared", default=str(SHARED))
     ap.add_argument("--out", default=str(ROOT / "docs" / "figures"))
     a = ap.parse_args(argv)
     import matplotlib

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -36,8 +37,9 @@ from specsift.models.base import load_model
 from specsift.models.speccznet import SpecCZNet
 from specsift.simulate import simulate_to_store
 
-ROOT = Path(__file__).resolve().parents[1]
-SDSS = ROOT.parent / "shared" / "data" / "sdss"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import sdss_files  # noqa: E402
+
 FIVE_TO_THREE = {"STAR": "STAR", "GALAXY_AGN": "GALAXY", "GALAXY_STARBURST": "GALAXY",
                  "GALAXY_STARFORMING": "GALAXY", "QSO_BROADLINE": "QSO"}
 
@@ -75,7 +77,7 @@ def summarise(m: dict) -> dict:
 def real_sdss(model) -> dict:
     """Five-class model on the real SDSS spectra, scored in `five` and in `three`."""
     from specsift.io import read
-    files = sorted(SDSS.glob("*.fits"))
+    files = sdss_files()
     if not files:
         return {}
     batch = read(files)

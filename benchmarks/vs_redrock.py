@@ -31,16 +31,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _predict_common import ROOT, model_for_bench, sim_store  # noqa: E402
+from _common import ROOT, SHARED, sdss_files  # noqa: E402
+from _predict_common import model_for_bench, sim_store  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
 RR_PY = ROOT / "benchmarks" / ".venv-redrock" / "bin" / "python"
 RR_DIR = SHARED / "templates" / "redrock"
 
 
 def real_files() -> list[Path]:
-    d = SHARED / "sdss"
-    return sorted(d.glob("sdss-*.fits")) + sorted(d.glob("spec-*.fits"))
+    return sdss_files("sdss-*.fits") + sdss_files("spec-*.fits")
 
 
 def redrock_inputs_real(files: list[Path]) -> dict:

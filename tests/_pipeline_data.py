@@ -109,6 +109,7 @@ def assert_same_catalog(a: Table, b: Table, rtol: float = 1e-5) -> None:
     for name in a.colnames:
         x, y = pa_[name], pb[name]
         if x.dtype.kind == "f" or y.dtype.kind == "f":      # CSV may read 0.0 back as int
-            np.testing.assert_allclose(x.astype(float), y.astype(float), rtol=rtol, atol=1e-6, equal_nan=True, err_msg=name)
+            np.testing.assert_allclose(x.astype(float), y.astype(float), rtol=rtol, atol=1e-6,
+                                       equal_nan=True, err_msg=name)
         else:
             assert (np.char.rstrip(x.astype(str)) == np.char.rstrip(y.astype(str))).all(), name

@@ -11,8 +11,12 @@ from specsift.active.pool import open_pool
 from specsift.io.store import SpectralStore
 from specsift.models.base import load_model
 from specsift.models.vgg1d import VGG1D, minmax_scale, window_grid
-from specsift.simulate.emission_stars import (HALPHA, LAMOST_GRID, balmer_emission,
-                                              simulate_emission_stars)
+from specsift.simulate.emission_stars import (
+    HALPHA,
+    LAMOST_GRID,
+    balmer_emission,
+    simulate_emission_stars,
+)
 
 
 @pytest.fixture(scope="module")

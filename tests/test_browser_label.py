@@ -7,11 +7,10 @@ Needs /usr/bin/chromium and the `playwright` package (tests/browser_setup.sh ins
 Playwright drives the system Chromium, its own browser download is never used).
 """
 
-import shutil
+import os
 import socket
 import threading
 import time
-import os
 from pathlib import Path
 
 import pytest

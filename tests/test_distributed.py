@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from _pipeline_data import assert_same_catalog, make_inputs, make_model
+
 from specsift.io import read_catalog
 from specsift.pipeline import predict
 

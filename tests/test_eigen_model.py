@@ -195,7 +195,7 @@ def test_rest_model_error_learns_a_line_the_basis_cannot_follow():
     from types import SimpleNamespace
 
     from specsift.anomaly import residual_features
-    from specsift.models.eigen_modelerror import deflate_ivar, fit_rest_model_error
+    from specsift.models.eigen.modelerror import deflate_ivar, fit_rest_model_error
     rng = np.random.default_rng(5)
     n, p, jmax, line = 400, 300, 50, 120              # rest pixel of the line
     basis = SimpleNamespace(jmax=jmax, basis=np.zeros((1, p + jmax)))

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from specsift.flags import ZWARN
-from specsift.models.chi2scan import Chi2Scanner, ScanBasis, shift_to_z, z_to_shift
-from specsift.models.zsolve import MIN_DELTACHI2, solve_redshifts
+from specsift.models.eigen.chi2scan import Chi2Scanner, ScanBasis, shift_to_z, z_to_shift
+from specsift.models.eigen.zsolve import MIN_DELTACHI2, solve_redshifts
 
 NPIX = 600
 STEP = 1e-4

@@ -13,7 +13,7 @@ from specsift.flags import ZWARN
 from specsift.metrics import zerr_coverage
 from specsift.models.base import _bundled, load_model
 from specsift.models.gasnet import GaSNet
-from specsift.models.gasnet_net import augment, decode_bins
+from specsift.models.gasnet.net import augment, decode_bins
 from specsift.simulate import simulate_batch
 
 TINY = dict(n_bins=200, widths=(8, 16, 16, 16), hidden=32, head_channels=8)

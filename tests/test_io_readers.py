@@ -15,8 +15,15 @@ from astropy.io import fits
 from astropy.table import Table
 
 from specsift.flags import InputFlag
-from specsift.io import (SpectralStore, detect_format, expand_paths, iter_read, read,
-                         read_catalog, write_catalog)
+from specsift.io import (
+    SpectralStore,
+    detect_format,
+    expand_paths,
+    iter_read,
+    read,
+    read_catalog,
+    write_catalog,
+)
 from specsift.io._common import air_to_vacuum, estimate_ivar, first_row, open_fits
 from specsift.io.sdss import BAD_AND_MASK
 from specsift.spectra import DEFAULT_GRID, LogGrid, SpectraBatch

@@ -7,8 +7,14 @@ import pytest
 from astropy.table import Table
 
 from specsift.catalog import make_catalog
-from specsift.metrics import (calibration, classification_metrics, delta_z, evaluate_catalog,
-                              redshift_metrics, zerr_coverage)
+from specsift.metrics import (
+    calibration,
+    classification_metrics,
+    delta_z,
+    evaluate_catalog,
+    redshift_metrics,
+    zerr_coverage,
+)
 
 
 def test_redshift_metrics_by_hand():
@@ -108,3 +114,11 @@ def test_evaluate_catalog_mismatch_is_clear():
     truth = Table({"TARGETID": [5, 6], "CLASS": ["STAR", "QSO"]})
     with pytest.raises(ValueError, match="share no TARGETID"):
         evaluate_catalog(cat, truth, "three")
+
+
+def test_roc_auc_is_the_pairwise_probability_with_ties_half():
+    from specsift.metrics import roc_auc
+    pos, neg = np.array([3.0, 2.0, 2.0, 0.5]), np.array([2.0, 1.0, 0.0])
+    pairs = [(p > n) + 0.5 * (p == n) for p in pos for n in neg]
+    assert roc_auc(pos, neg) == pytest.approx(np.mean(pairs))
+    assert roc_auc(neg, pos) == pytest.approx(1 - np.mean(pairs))

@@ -12,8 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from specsift.models.base import (Capabilities, NotFittedError, PredictOptions, load_model,
-                                  model_class)
+from specsift.models.base import (
+    Capabilities,
+    NotFittedError,
+    PredictOptions,
+    load_model,
+    model_class,
+)
 from specsift.models.gasnet import GaSNet
 
 STORED = Path(__file__).parent / "data" / "demo_predictions.json"

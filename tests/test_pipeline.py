@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _pipeline_data import as_plain, assert_same_catalog, make_inputs, make_model
+
 from specsift.catalog import CATALOG_COLUMNS
 from specsift.classes import labels
 from specsift.flags import ZWARN

@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 import pytest
-
 from _pipeline_data import HALPHA_STORE_GRID, assert_same_catalog, make_model, make_store
+
 from specsift.io import read_catalog
 from specsift.pipeline import default_model_name, predict
 

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from specsift.classes import labels, map_sdss
-from specsift.simulate import (LINES, apply_instrument, is_agn, kauffmann03, kewley01,
-                               make_galaxies, simulate_batch, simulate_to_store)
+from specsift.simulate import (
+    LINES,
+    apply_instrument,
+    is_agn,
+    kauffmann03,
+    kewley01,
+    simulate_batch,
+    simulate_to_store,
+)
 from specsift.simulate.lines import sdss_agn_line
 from specsift.spectra import DEFAULT_GRID, LogGrid
 

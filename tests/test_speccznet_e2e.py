@@ -9,7 +9,6 @@ import torch
 from specsift.cli import main
 from specsift.io import read_catalog
 from specsift.io.store import SpectralStore
-
 from specsift.simulate import simulate_batch as labelled_batch
 
 

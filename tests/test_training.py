@@ -149,9 +149,8 @@ def test_early_stopping_and_errors(tmp_path):
 # ---------------------------------------------------------------------------- the model interface
 from specsift.models.base import load_model  # noqa: E402
 from specsift.models.speccznet import SpecCZNet  # noqa: E402
-from specsift.spectra import LogGrid  # noqa: E402
-
 from specsift.simulate import simulate_batch as labelled_batch  # noqa: E402
+from specsift.spectra import LogGrid  # noqa: E402
 
 TINY = dict(n_bins=48, widths=(8, 8, 8, 8, 8), head_channels=4, hidden=16, z_hidden=8)
 

@@ -39,4 +39,6 @@ def demo_predictions() -> dict:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+        sys.exit(__doc__)
     Path(sys.argv[1]).write_text(json.dumps(demo_predictions(), indent=0) + "\n")

@@ -1,14 +1,15 @@
 """Anomaly score from a generative fit: global goodness of fit plus residual structure.
 
 Features (per spectrum, from data f, weights w and the best-fit model m; the eigen model
-passes weights that include its rest-frame model error, :mod:`.models.eigen_modelerror`):
+passes weights that include its rest-frame model error, :mod:`.models.eigen.modelerror`):
 
 * ``rchi2`` — χ²/(n_good − n_par) at the best solution;
 * ``excursion_W`` for a few window widths W — the largest |running mean| of the
   normalised residual r = (f − m)·√w over W consecutive good pixels, times √W, i.e. in
   σ units of a mean of W independent N(0,1), divided by the spectrum's robust residual
-  scale √max(1, median r²/0.455) (local structure against the spectrum's typical misfit).  Narrow windows catch sky-line residuals
-  and bad columns, wide ones calibration jumps, troughs and a second object's lines;
+  scale √max(1, median r²/0.455) (local structure against the spectrum's typical misfit).
+  Narrow windows catch sky-line residuals and bad columns, wide ones calibration jumps,
+  troughs and a second object's lines;
 * ``degenerate`` (added by the eigen model from its χ² scan) — 1/(R + 0.001) with
   GaSNet-III's degeneracy ratio R = (χ²₂ − χ²₁)/χ²₁ between the best and the next-best
   solution: an object unlike every class (a white dwarf, two objects in one fibre) is

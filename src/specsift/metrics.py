@@ -16,11 +16,12 @@ from __future__ import annotations
 import numpy as np
 from astropy.table import Table
 
-from .classes import labels as class_labels, map_sdss
+from .classes import labels as class_labels
+from .classes import map_sdss
 
 __all__ = ["delta_z", "redshift_metrics", "zerr_coverage", "classification_metrics",
            "calibration", "evaluate_catalog", "match_rows", "truth_labels",
-           "GF_THRESHOLDS"]
+           "roc_auc", "GF_THRESHOLDS"]
 
 GF_THRESHOLDS = (3e-4, 1e-3, 3e-3, 1e-2)
 
@@ -29,6 +30,15 @@ def delta_z(z_pred, z_true) -> np.ndarray:
     """|z_pred − z_true| / (1 + z_true)."""
     zp, zt = np.asarray(z_pred, float), np.asarray(z_true, float)
     return np.abs(zp - zt) / (1.0 + zt)
+
+
+def roc_auc(scores_pos, scores_neg) -> float:
+    """ROC AUC of a score separating positives (e.g. anomalies) from negatives: the
+    probability that a random positive scores above a random negative, ties counting half."""
+    from sklearn.metrics import roc_auc_score
+    pos, neg = np.asarray(scores_pos, float), np.asarray(scores_neg, float)
+    y = np.r_[np.ones(pos.size), np.zeros(neg.size)]
+    return float(roc_auc_score(y, np.r_[pos, neg]))
 
 
 def _gf_key(t: float) -> str:

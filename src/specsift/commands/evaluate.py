@@ -26,6 +26,7 @@ def register(subparsers, name, help_):
 
 def _run_model(args):
     from astropy.table import vstack
+
     from ..io import iter_read
     from ..models.base import load_model
     model = load_model(args.model)

@@ -23,7 +23,12 @@ def register(subparsers, name, help_):
 
 
 def run(args) -> int:
-    from ..explain import integrated_gradients, line_attention, plot_class_attention, plot_explanation
+    from ..explain import (
+        integrated_gradients,
+        line_attention,
+        plot_class_attention,
+        plot_explanation,
+    )
     from ..io import iter_read
     from ..models.base import load_model
 

@@ -46,6 +46,7 @@ def run(args) -> int:
                          f"give --token SECRET (then open http://HOST:{args.port}/?token=SECRET)")
     try:
         import uvicorn
+
         from ..active.webapp import create_app
     except ModuleNotFoundError as exc:
         raise UsageError(f"the web page needs {exc.name}: pip install 'specsift[web]'") from None

@@ -16,7 +16,7 @@ import glob
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 

@@ -26,8 +26,15 @@ from astropy.table import Table
 
 from ..flags import InputFlag
 from ..spectra import LogGrid, SpectraBatch
-from ._common import (air_to_vacuum, estimate_ivar, finalize, header_str, sdss_targetid,
-                      stable_id, table_columns)
+from ._common import (
+    air_to_vacuum,
+    estimate_ivar,
+    finalize,
+    header_str,
+    sdss_targetid,
+    stable_id,
+    table_columns,
+)
 
 __all__ = ["sniff", "read_file", "find_table_hdu", "row_table_batches"]
 

@@ -27,8 +27,7 @@ from astropy.table import Table
 
 from ..flags import InputFlag
 from ..spectra import LogGrid, SpectraBatch
-from ._common import (air_to_vacuum, estimate_ivar, finalize, header_str, stable_id,
-                      table_columns)
+from ._common import air_to_vacuum, estimate_ivar, finalize, header_str, stable_id, table_columns
 
 __all__ = ["sniff", "read_file", "header_labels", "is_air"]
 

@@ -35,8 +35,8 @@ _REGISTRY: dict[str, type["SpectralModel"]] = {}
 #: registered name → module that defines it (imported on first use: keeps the CLI fast)
 _MODULES = {
     "speccznet": "specsift.models.speccznet",
-    "gasnet": "specsift.models.gasnet",
-    "eigen": "specsift.models.eigen",
+    "gasnet": "specsift.models.gasnet.model",
+    "eigen": "specsift.models.eigen.model",
     "vgg1d": "specsift.models.vgg1d",
 }
 FILE_FORMAT = "specsift-model-1"

@@ -149,8 +149,7 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
                 run_dir.write_progress(len(units), rows, len(errors))
     finally:
         bar.close()
-        if hasattr(events, "close"):
-            events.close()
+        events.close()                       # every engine is a generator
     parts = run_dir.ordered_parts(len(units))
     meta = {"MODEL": model_obj.tag, KEY: key}
     meta.update(model_obj.catalog_meta({"save_chi2": save_chi2}))   # e.g. the χ² curves' z grid

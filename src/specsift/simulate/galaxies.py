@@ -50,7 +50,6 @@ def galaxy_with_lines(rng, grid: LogGrid, z, ssp_weights, ebv_gas, vdisp, line_n
     equals ``ew_halpha``.  Returns (true flux, observed line fluxes relative to Hα)."""
     t = galaxy_templates()
     rgrid = t["grid"]
-    n = len(z)
     # only the rest-frame span these redshifts need (halves the work at galaxy redshifts)
     z = np.asarray(z, float)
     lo = max(int((grid.start - np.log10(1 + z.max()) - rgrid.start) / rgrid.step) - 4, 0)

@@ -147,7 +147,8 @@ def make_quasars(rng: np.random.Generator, z, grid: LogGrid, weak=None, bal_frac
     new[:, nn.index("OIII_4959")] = new[:, nn.index("OIII_5007")] / 2.98
     ncl = np.where(nw[None, :] < 5000, (nw[None, :] / 5000) ** (-(2 + a_nu[:, None])),
                    (nw[None, :] / 5000) ** (-(2 + a_nu_red[:, None])))
-    add_gaussian_lines(fl, grid, z, nw, new * ncl * (1 + z)[:, None], rng.uniform(150, 350, (n, 1)) * np.ones((1, len(nn))))
+    add_gaussian_lines(fl, grid, z, nw, new * ncl * (1 + z)[:, None],
+                       rng.uniform(150, 350, (n, 1)) * np.ones((1, len(nn))))
     flux = flux + fl
     # intrinsic SMC dust
     ebv = np.clip(rng.exponential(0.03, n), 0, 0.3)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..spectra import SpectraBatch
+from ...spectra import SpectraBatch
 
 __all__ = ["to_rest", "train_basis", "basis_chi2", "labels_of", "load_training_rows"]
 
@@ -182,7 +182,7 @@ def basis_chi2(E, flux, ivar, shift, jmax: int, npoly: int = 3) -> float:
 # ---------------------------------------------------------------------------- training rows
 def labels_of(batch: SpectraBatch, class_set: str) -> np.ndarray:
     """True label of every row in ``class_set`` ('' where it has none)."""
-    from ..metrics import truth_labels
+    from ...metrics import truth_labels
     return truth_labels(batch.meta, class_set)
 
 
@@ -190,8 +190,8 @@ def load_training_rows(data, per_class: int | None, class_set: str, seed: int,
           exclude=()) -> SpectraBatch:
     """A store / path / batch → one in-memory batch, at most ``per_class`` rows per label,
     without rows whose SUBTYPE/SUBCLASS starts with one of ``exclude``."""
-    from ..io.store import SpectralStore
-    from ..metrics import truth_labels
+    from ...io.store import SpectralStore
+    from ...metrics import truth_labels
     if isinstance(data, SpectraBatch):
         meta, store = data.meta, None
     else:

@@ -2,8 +2,9 @@
 
 Outputs per spectrum: class probabilities P_i (temperature-scaled), Z (the refined mode of
 p(z)), ZERR (σ of p(z) near its mode, the spread of its other peaks and the spectrum's S/N,
-mapped by an error model fitted on validation data so that 68 %/95 % of |Δz| fall within 1σ/2σ) and ANOMALY_SCORE (Mahalanobis distance of the embedding, 1 = the 99th
-percentile of simulated spectra).  Network and heads: :mod:`.gasnet_net`; calibration:
+mapped by an error model fitted on validation data so that 68 %/95 % of |Δz| fall within
+1σ/2σ) and ANOMALY_SCORE (Mahalanobis distance of the embedding, 1 = the 99th percentile of
+simulated spectra).  Network and heads: :mod:`.net`; calibration:
 :mod:`specsift.calibration`; docs: docs/gasnet.md.
 
 ZWARN bits set here (on top of the input flags make_catalog adds): NODATA (no good pixel),
@@ -22,17 +23,29 @@ import math
 import numpy as np
 import torch
 
-from ..calibration import MahalanobisOOD, SigmaCalibration, SigmaRegression, fit_temperature, softmax
-from ..catalog import make_catalog
-from ..classes import condition_on_redshift, spectype_of
-from ..flags import ZWARN
-from ..metrics import calibration, classification_metrics, redshift_metrics, truth_labels, zerr_coverage
-from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
-from ..training_data import StoreDataset
-from .base import PredictOptions, register_model
-from .gasnet_net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_loss
-from .inputs import normalise
-from .neural import NeuralSpectralModel, meta_and_check
+from ...calibration import (
+    MahalanobisOOD,
+    SigmaCalibration,
+    SigmaRegression,
+    fit_temperature,
+    softmax,
+)
+from ...catalog import make_catalog
+from ...classes import condition_on_redshift, spectype_of
+from ...flags import ZWARN
+from ...metrics import (
+    calibration,
+    classification_metrics,
+    redshift_metrics,
+    truth_labels,
+    zerr_coverage,
+)
+from ...spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
+from ...training_data import StoreDataset
+from ..base import PredictOptions, register_model
+from ..inputs import normalise
+from ..neural import NeuralSpectralModel, meta_and_check
+from .net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_loss
 
 __all__ = ["GaSNet"]
 
@@ -66,7 +79,7 @@ class GaSNet(NeuralSpectralModel):
 
     # -- pieces ----------------------------------------------------------------
     def train_inputs(self, batch: SpectraBatch) -> torch.Tensor:
-        """Inputs with the physics augmentations of :func:`~.gasnet_net.augment`."""
+        """Inputs with the physics augmentations of :func:`~.net.augment`."""
         if not self.config["augment"]:
             return self.make_inputs(batch)
         self._aug_calls += 1
@@ -84,7 +97,7 @@ class GaSNet(NeuralSpectralModel):
 
     def heads(self, out: dict) -> dict:
         """Raw network outputs → numpy: logits, embedding, and per head the tuple
-        (u, σ_loc, σ_full, p_near, at_edge) of :func:`~.gasnet_net.decode_bins`."""
+        (u, σ_loc, σ_full, p_near, at_edge) of :func:`~.net.decode_bins`."""
         bins = decode_bins(out["zlog"], out["zoff"], self.bin_centres, self.bin_width,
                            window=self.z_window)
         peak = out["zlog"].argmax(1)

@@ -20,16 +20,16 @@ import numpy as np
 import torch
 from astropy.table import Table
 
-from ..anomaly import AnomalyCalibration, degeneracy_feature, residual_features
-from ..calibration import fit_chi2_temperature, softmax
-from ..catalog import make_catalog
-from ..classes import labels as class_labels
-from ..flags import ZWARN
-from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
-from .base import Capabilities, PredictOptions, SpectralModel, register_model
+from ...anomaly import AnomalyCalibration, degeneracy_feature, residual_features
+from ...calibration import fit_chi2_temperature, softmax
+from ...catalog import make_catalog
+from ...classes import labels as class_labels
+from ...flags import ZWARN
+from ...spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
+from ..base import Capabilities, PredictOptions, SpectralModel, register_model
 from .chi2scan import Chi2Scanner, ScanBasis
-from .eigen_modelerror import deflate_ivar, fit_rest_model_error
-from .eigen_train import labels_of, load_training_rows, train_basis
+from .modelerror import deflate_ivar, fit_rest_model_error
+from .train import labels_of, load_training_rows, train_basis
 from .zsolve import solve_redshifts
 
 __all__ = ["EigenModel", "DEFAULT_CLASSES"]
@@ -80,7 +80,7 @@ class EigenModel(SpectralModel):
         self.scan_dtype = "float32"
         self.var_boost_ = np.zeros(grid.size, np.float32)
         #: per class, ε² of the rest-frame model error used by the anomaly features
-        #: (:mod:`.eigen_modelerror`); None: plain ivar
+        #: (:mod:`.modelerror`); None: plain ivar
         self.rest_model_error_: list[np.ndarray] | None = None
         #: per-class factor on the Δχ² = 1 ZERR (model mismatch is not in ivar), fitted by
         #: :meth:`calibrate_zerr` so that |Δz| < ZERR for 68.3 % of validation spectra
@@ -108,7 +108,7 @@ class EigenModel(SpectralModel):
             ridge: float = 1e-3, clip: float | None = None, sky_rounds: int = 1,
             seed: int = 0, progress: bool = True,
             anomaly_quantile: float = 0.99, val_max: int = 600, **options) -> "EigenModel":
-        """Learn the eigenspectra of every class (ALS on the χ², see :mod:`.eigen_train`),
+        """Learn the eigenspectra of every class (ALS on the χ², see :mod:`.train`),
         then fit the probability temperature and the anomaly calibration on ``val``.
 
         ``train``/``val``: SpectraBatch, SpectralStore or store path with Z and class truth.
@@ -121,7 +121,7 @@ class EigenModel(SpectralModel):
                          ("checkpoint_dir", "device", "num_workers", "resume"))
         if ignored:
             warnings.warn(f"eigen.fit ignores options {', '.join(ignored)} (closed-form ALS "
-                          f"training, see specsift.models.eigen_train)", stacklevel=2)
+                          f"training, see specsift.models.eigen.train)", stacklevel=2)
         t0 = time.time()
         tb = self.check_batch(load_training_rows(train, per_class, self.class_set, seed,
                                     self.exclude_subtypes))
@@ -211,7 +211,7 @@ class EigenModel(SpectralModel):
 
     def calibrate(self, val: SpectraBatch, anomaly_quantile: float = 0.99) -> dict:
         """Temperature of the class probabilities and the anomaly scale/threshold."""
-        from ..metrics import evaluate_catalog
+        from ...metrics import evaluate_catalog
         val = self.check_batch(val)
         lab = labels_of(val, self.class_set)
         self.penalty_ = np.zeros(len(self.bases_))

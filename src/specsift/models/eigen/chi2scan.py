@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..constants import C_KMS
+from ...constants import C_KMS
 
 __all__ = ["ScanBasis", "Chi2Scanner", "legendre", "orthonormal_poly", "C_KMS"]
 

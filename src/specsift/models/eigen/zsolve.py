@@ -1,6 +1,6 @@
 """From χ² curves to redshift, its error, DELTACHI2, the degeneracy ratio and ZWARN.
 
-The curves come from :class:`~specsift.models.chi2scan.Chi2Scanner` (possibly float32).
+The curves come from :class:`~specsift.models.eigen.chi2scan.Chi2Scanner` (possibly float32).
 The χ² of the best and of the second solution are recomputed exactly (float64 direct
 fits, ``Chi2Scanner.fit_at``) at their integer shifts, and each is refined by a parabola
 through the minimum and its two neighbours:
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..flags import ZWARN
+from ...flags import ZWARN
 from .chi2scan import Chi2Scanner, velocity_pixels
 
 __all__ = ["ZSolution", "solve_redshifts", "parabola", "local_minima", "MIN_DELTACHI2",

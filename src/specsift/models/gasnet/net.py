@@ -18,14 +18,13 @@ every z, and σ_u·(1+z) is ZERR.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import SqueezeExcite
-from .neural import decode_window
+from ..layers import SqueezeExcite
+from ..neural import decode_window
 
 __all__ = ["GaSNetModule", "gasnet_loss", "decode_bins", "decode_mdn", "augment", "SKY_LINES"]
 
