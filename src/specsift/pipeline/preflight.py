@@ -81,8 +81,11 @@ def input_files(inputs, output: Path) -> list[str]:
         s = os.fspath(item)
         explicit = Path(s).is_file() or not (Path(s).is_dir() or _GLOB & set(s))
         for p in expand_paths([s]):
-            real = os.path.realpath(p)
-            if real == out or real.startswith(parts):
+            # realpath only where it can match: same name, inside a .parts, or a link
+            # (a million input files must not cost a million path resolutions)
+            maybe = (p.name == Path(out).name or ".parts" in str(p) or p.is_symlink())
+            real = os.path.realpath(p) if maybe else ""
+            if maybe and (real == out or real.startswith(parts)):
                 if explicit:
                     raise OutputError(f"{output}: is also an input; the output would "
                                       f"overwrite it (choose another -o)")
