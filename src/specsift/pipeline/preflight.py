@@ -144,7 +144,8 @@ def check_run(output, inputs, *, device: str = "cpu", resume: bool = False,
     if catalog_key(out) == key:
         return files, key, resume                 # same inputs: done, or made again
     what = (f"{out}: a finished catalog made from other inputs (or not by specsift predict) "
-            f"is here")
+            f"is here" + (" (a CSV catalog records no inputs)" if merge_format(out) == "ascii.csv"
+                          else ""))
     if resume:
         raise ResumeError(f"{what}; --resume would keep it. Pass --overwrite to replace it, "
                           f"or choose another -o")
