@@ -110,7 +110,7 @@ def run_specsift(inputs: list[Path], model: str, tmp: Path, name: str) -> tuple[
     torch.set_num_threads(1)
     out = tmp / f"{name}.parquet"
     c0, t0 = time.process_time(), time.perf_counter()
-    predict(inputs, out, model=model, batch_size=1024, threads=1, progress=False)
+    predict(inputs, out, model=model, batch_size=1024, threads=1, progress=False, overwrite=True)
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     cat = read_catalog(out)
     return {c: np.asarray(cat[c]) for c in ("TARGETID", "Z", "ZERR", "ZWARN", "SPECTYPE")}, cpu, wall

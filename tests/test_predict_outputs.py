@@ -202,3 +202,31 @@ def test_sigkill_of_workers_2_leaves_no_orphans_and_resume_completes(tmp_path, c
     ref = tmp_path / "ref.parquet"
     predict([store], ref, model=model, batch_size=10, progress=False, threads=1)
     assert_same_catalog(read_catalog(out), read_catalog(ref), rtol=0)
+
+
+# ------------------------------------------------------------------- other commands
+def test_convert_never_overwrites_an_input_nor_reads_its_store_back(tmp_path, capsys):
+    from specsift.cli import main
+    from specsift.io import SpectralStore
+    (tmp_path / "d").mkdir()
+    spec = _fits(tmp_path / "d" / "x.fits", 4, 100)
+    before = spec.read_bytes()
+    rc = main(["convert", str(spec), "-o", str(spec), "--overwrite"])
+    assert rc == 2 and "is also an input" in capsys.readouterr().err
+    assert spec.read_bytes() == before
+    for flag in ([], ["--overwrite"]):             # the second run finds d/s.h5 in d/
+        assert main(["convert", str(tmp_path / "d"), "-o", str(tmp_path / "d" / "s.h5"),
+                     *flag]) == 0
+    with SpectralStore(tmp_path / "d" / "s.h5", "r") as st:
+        assert len(st) == 4
+
+
+@pytest.mark.parametrize("name", ["adir", "m.txt"])
+def test_train_checks_its_output_before_training(tmp_path, capsys, name):
+    from specsift.cli import main
+    (tmp_path / "adir").mkdir()
+    store = make_store(tmp_path / "s.h5", 8, grid=HALPHA_STORE_GRID)
+    rc = main(["train", "--model", "vgg1d", "--data", str(store), "-o", str(tmp_path / name)])
+    err = capsys.readouterr().err
+    assert rc == 2 and name in err and ("directory" in err or ".pt" in err)
+    assert not list(tmp_path.glob("*.ckpt"))

@@ -40,6 +40,8 @@ def encode(obj):
                 "shape": list(a.shape)}
     if isinstance(obj, np.generic):
         return obj.item()
+    if isinstance(obj, os.PathLike):                # e.g. a training store's path
+        return os.fspath(obj)
     if isinstance(obj, dict):
         for k in obj:
             if not isinstance(k, (str, int)):

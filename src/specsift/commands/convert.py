@@ -46,11 +46,12 @@ def parse_grid(text: str):
 
 
 def run(args) -> int:
-    from ..io import SpectralStore, expand_paths, iter_read
+    from ..io import SpectralStore, iter_read
+    from ..pipeline.preflight import check_file, input_files
 
-    out = Path(args.output)
+    out = check_file(args.output)                 # before any work; never one of the inputs
     grid = parse_grid(args.grid)
-    files = expand_paths(args.inputs)
+    files = input_files(args.inputs, out)
     key = hashlib.sha1(json.dumps([str(f) for f in files] + [args.grid]).encode()).hexdigest()
     skip = 0
     if out.exists():

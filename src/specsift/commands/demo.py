@@ -107,7 +107,7 @@ def run(args) -> int:
     catalog_path = outdir / "catalog.fits"
     print(f"specsift demo: {len(files)} bundled real SDSS files (see specsift/data/PROVENANCE.md)")
     result = predict(files, catalog_path, model=args.model, batch_size=256, progress=False,
-                     log=lambda msg: None)
+                     overwrite=True, log=lambda msg: None)      # the demo's own scratch file
     if catalog_path.exists() and result.rows_this_run == 0:     # a previous demo's catalog
         catalog_path.unlink()
         result = predict(files, catalog_path, model=args.model, batch_size=256, progress=False,

@@ -53,7 +53,9 @@ def parse_sets(items) -> dict:
 
 def run(args) -> int:
     from ..models.base import TRAIN_OPTIONS, model_class
+    from ..pipeline.preflight import check_file
 
+    check_file(args.output, (".pt",))             # fail now, not after hours of training
     for path in [args.data] + ([args.val] if args.val else []):
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no such store")
@@ -92,9 +94,7 @@ def _initial_model(path, name: str, kwargs: dict):
     """The model file to fine-tune; its class set, grid and architecture are kept, so
     constructor options cannot be changed at the same time."""
     from ..models.base import load_model
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: no such model file (--init)")
-    model = load_model(path)
+    model = load_model(path)                      # a registered name or a model file
     if model.name != name:
         raise ValueError(f"{path}: --init model is a {model.name!r}, not a {name!r}")
     if kwargs:

@@ -26,7 +26,7 @@ from pathlib import Path
 from .output import merge_format
 from .parts import ResumeError
 
-__all__ = ["OutputError", "check_run", "inputs_key", "catalog_key", "holds_output_lock",
+__all__ = ["OutputError", "check_run", "check_file", "input_files", "inputs_key", "catalog_key", "holds_output_lock",
            "OutputLock", "KEY"]
 
 #: Catalog metadata key holding :func:`inputs_key` of the inputs it was made from.
@@ -38,17 +38,26 @@ class OutputError(ValueError):
     """The output cannot be written as asked (printed as one line, exit code 2)."""
 
 
-def check_name(output) -> Path:
-    """A file name the catalog writer supports, not a directory; returns it as a Path."""
+def check_file(output, suffixes: tuple[str, ...] = ()) -> Path:
+    """An output file name: not a directory, one of ``suffixes`` when given, in a folder
+    that exists or can be made and is writable.  For every command that writes a file."""
     out = Path(output)
     if out.is_dir() or str(output).endswith(("/", os.sep)):
-        raise OutputError(f"{output}: is a directory; give a catalog file name such as "
-                          f"{out / 'catalog.fits'}")
-    merge_format(out)                             # ValueError naming the supported endings
+        raise OutputError(f"{output}: is a directory; give a file name such as "
+                          f"{out / ('catalog' + (suffixes[0] if suffixes else '.fits'))}")
+    if suffixes and not out.name.lower().endswith(suffixes):
+        raise OutputError(f"{output}: unknown extension; use {' or '.join(suffixes)}")
     parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{output}: cannot create the catalog there ({parent} is not a "
-                          f"writable directory)")
+        raise OutputError(f"{output}: cannot be written there ({parent} is not a writable "
+                          f"directory)")
+    return out
+
+
+def check_name(output) -> Path:
+    """A catalog name the streamed writer supports (:func:`.output.merge_format`)."""
+    out = check_file(output)
+    merge_format(out)                             # ValueError naming the supported endings
     return out
 
 
@@ -61,7 +70,7 @@ def check_device(device: str) -> None:
 
 
 def input_files(inputs, output: Path) -> list[str]:
-    """The input files (expanded), minus the catalog and its run folder when a directory or
+    """The input files (expanded), minus the output and its run folder when a directory or
     pattern picked them up; ``-o`` naming an input file is an error."""
     from ..io import expand_paths
 
@@ -72,12 +81,15 @@ def input_files(inputs, output: Path) -> list[str]:
         s = os.fspath(item)
         explicit = Path(s).is_file() or not (Path(s).is_dir() or _GLOB & set(s))
         for p in expand_paths([s]):
-            real = os.path.realpath(p)
-            if real == out or real.startswith(parts):
+            # realpath only where it can match: same name, inside a .parts, or a link
+            # (a million input files must not cost a million path resolutions)
+            maybe = (p.name == Path(out).name or ".parts" in str(p) or p.is_symlink())
+            real = os.path.realpath(p) if maybe else ""
+            if maybe and (real == out or real.startswith(parts)):
                 if explicit:
-                    raise OutputError(f"{output}: is also an input; the catalog would "
+                    raise OutputError(f"{output}: is also an input; the output would "
                                       f"overwrite it (choose another -o)")
-                continue                          # our own catalog found in an input folder
+                continue                          # our own output found in an input folder
             files.append(str(p))
     if not files:
         raise FileNotFoundError(f"{' '.join(map(str, inputs))}: no spectra files found "
@@ -132,7 +144,8 @@ def check_run(output, inputs, *, device: str = "cpu", resume: bool = False,
     if catalog_key(out) == key:
         return files, key, resume                 # same inputs: done, or made again
     what = (f"{out}: a finished catalog made from other inputs (or not by specsift predict) "
-            f"is here")
+            f"is here" + (" (a CSV catalog records no inputs)" if merge_format(out) == "ascii.csv"
+                          else ""))
     if resume:
         raise ResumeError(f"{what}; --resume would keep it. Pass --overwrite to replace it, "
                           f"or choose another -o")
