@@ -85,7 +85,7 @@ class LabelService:
                              window=list(self.label_set.window) if self.label_set.window else None)
         self.loop = ActiveLoop(self.db, self.pool, config, log=None)
         self.classes = list(self.label_set.classes)
-        if list(self.loop._labels()) != self.classes:
+        if self.loop.config.class_set != self.label_set.class_set:
             raise ValueError(f"{printable(self.db.path)}: its loop learns "
                              f"{self.loop.config.class_set}, not the {self.label_set.name} set")
         if self.db.last_iteration() is None:
