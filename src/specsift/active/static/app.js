@@ -56,11 +56,11 @@ function lineShapes(wmin, wmax, z, onlyMajor, style, star) {
   // on a whole spectrum only the major ones (a star's: its absorption lines)
   const shapes = [], ann = [], placed = [];
   const minGap = (wmax - wmin) / 40;
-  const wanted = (l) => !onlyMajor || (star ? l.kind !== "emission" && !/^\[/.test(l.name) && !/^(Ly|C |N |Si |He |Mg II)/.test(l.name) : l.major);
+  const wanted = (l) => !onlyMajor || (star ? l.absorption : l.major);
   const lines = S.cfg.lines.map(l => Object.assign({}, l, { obs: l.wave * (1 + z) }))
     .filter(l => l.obs >= wmin && l.obs <= wmax && wanted(l));
   for (const l of lines) {
-    const em = style !== "second" && l.kind !== "absorption";   // emission or both
+    const em = style !== "second" && l.emission;
     const col = style === "second" ? "#f58518" : (em ? "#e45756" : "#7d879c");
     let level = 0;
     while (placed.some(p => p.level === level && Math.abs(p.obs - l.obs) < minGap)) level++;
