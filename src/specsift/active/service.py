@@ -36,6 +36,18 @@ _MAX_POINTS = 6000
 _ID_COLUMNS = ("TARGETID", "OBSID")          # int64 ids: always strings in JSON
 
 
+def page_lines() -> list[dict]:
+    """The package's line table as the page draws it: ``absorption`` marks lines seen in
+    stars' spectra (drawn on a star's whole-spectrum plot), ``emission`` the others."""
+    out = []
+    for ln in LINES:
+        kinds = set(str(ln.kind).split("+"))
+        absorption = bool(kinds & {"absorption", "both"})
+        out.append({"name": ln.name, "wave": round(float(ln.wave), 3), "major": bool(ln.major),
+                    "absorption": absorption, "emission": kinds != {"absorption"}})
+    return out
+
+
 class ServiceError(Exception):
     """A request the session refuses; ``status`` is the HTTP status to answer with."""
 
@@ -85,7 +97,7 @@ class LabelService:
                              window=list(self.label_set.window) if self.label_set.window else None)
         self.loop = ActiveLoop(self.db, self.pool, config, log=None)
         self.classes = list(self.label_set.classes)
-        if list(self.loop._labels()) != self.classes:
+        if self.loop.config.class_set != self.label_set.class_set:
             raise ValueError(f"{printable(self.db.path)}: its loop learns "
                              f"{self.loop.config.class_set}, not the {self.label_set.name} set")
         if self.db.last_iteration() is None:
@@ -142,8 +154,7 @@ class LabelService:
         return {"classes": self.classes, "keys": {k: str(i + 1) for i, k in enumerate(self.classes)},
                 "label_set": self.label_set.public(), "pool": printable(self.pool.spec),
                 "n_pool": len(self.pool), "who": who,
-                "lines": [{"name": ln.name, "wave": ln.wave, "kind": ln.kind, "major": ln.major}
-                          for ln in LINES],
+                "lines": page_lines(),
                 "window": c.window, "strategy": c.strategy,
                 "catalog": printable(self.overlay.path.name) if self.overlay else None}
 

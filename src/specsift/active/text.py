@@ -1,29 +1,18 @@
-"""Text that leaves the program: to a terminal and into spreadsheet cells.
+"""Text that leaves the labelling server: to a terminal and into spreadsheet cells.
 
-A file name may hold ANSI escape sequences or newlines (``ls`` of a hostile directory
-can rewrite a terminal, fake a log line or hide one); a label export opened in a
-spreadsheet runs any cell that starts like a formula.  Both are neutralised here, once,
-for everything the labelling server prints or exports.
+A file name may hold ANSI escape sequences or newlines (they could rewrite a terminal or
+forge a log line): :func:`printable` is the package's one escaper (:mod:`specsift.term`).
+A label export opened in a spreadsheet runs any cell that starts like a formula:
+:func:`csv_cell` neutralises those.
 """
 
 from __future__ import annotations
 
+from ..term import printable
+
 __all__ = ["printable", "csv_cell"]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def printable(text) -> str:
-    """``text`` with control and other non-printable characters (ESC, CR, LF, BEL, the
-    C1 range, bidi overrides) written as ``\\xNN``/``\\uNNNN`` escapes."""
-    out = []
-    for ch in str(text):
-        if ch.isprintable():
-            out.append(ch)
-        else:
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-    return "".join(out)
 
 
 def csv_cell(value):

@@ -51,14 +51,16 @@ function showState(st) {
 const isVI = () => S.cfg.label_set && S.cfg.label_set.name === "vi";
 const curZ = () => { const v = parseFloat($("z").value); return Number.isFinite(v) ? v : 0; };
 
-function lineShapes(wmin, wmax, z, onlyMajor, style) {
-  // lines of the package-wide table at redshift z, labels staggered where they crowd
+function lineShapes(wmin, wmax, z, onlyMajor, style, star) {
+  // lines of the package-wide table at redshift z, labels staggered where they crowd;
+  // on a whole spectrum only the major ones (a star's: its absorption lines)
   const shapes = [], ann = [], placed = [];
   const minGap = (wmax - wmin) / 40;
+  const wanted = (l) => !onlyMajor || (star ? l.absorption : l.major);
   const lines = S.cfg.lines.map(l => Object.assign({}, l, { obs: l.wave * (1 + z) }))
-    .filter(l => l.obs >= wmin && l.obs <= wmax && (!onlyMajor || l.major));
+    .filter(l => l.obs >= wmin && l.obs <= wmax && wanted(l));
   for (const l of lines) {
-    const em = style !== "second" && l.kind !== "absorption";   // emission or both
+    const em = style !== "second" && l.emission;
     const col = style === "second" ? "#f58518" : (em ? "#e45756" : "#7d879c");
     let level = 0;
     while (placed.some(p => p.level === level && Math.abs(p.obs - l.obs) < minGap)) level++;
@@ -106,9 +108,11 @@ function drawSpectrum(d) {
   const wmin = w[0], wmax = w[w.length - 1], z = curZ();
   const wide = wmax - wmin > 2500;                    // a whole survey spectrum: major lines only
   const second = (d.redshift.solutions || []).find(s => s.kind === "second");
-  let [shapes, ann] = lineShapes(wmin, wmax, z, wide, "main");
+  const best = (d.redshift.solutions || [])[0];
+  const star = (best ? best.spectype : d.meta.CLASS) === "STAR";
+  let [shapes, ann] = lineShapes(wmin, wmax, z, wide, "main", star);
   if (second && Math.abs(second.z - z) > 1e-4) {
-    const [s2, a2] = lineShapes(wmin, wmax, second.z, true, "second");
+    const [s2, a2] = lineShapes(wmin, wmax, second.z, true, "second", second.spectype === "STAR");
     shapes = shapes.concat(s2); ann = ann.concat(a2);
   }
   const win = S.cfg.window;
