@@ -171,9 +171,10 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_sigkill_of_workers_2_leaves_no_orphans_and_resume_completes(tmp_path, capsys):
-    store = make_store(tmp_path / "big.h5", 600, seed=7, grid=HALPHA_STORE_GRID)
+    store = make_store(tmp_path / "big.h5", 400, seed=7, grid=HALPHA_STORE_GRID)
     model = make_model(tmp_path / "m.pt", window=True)
     out, parts = tmp_path / "cat.parquet", tmp_path / "cat.parquet.parts"
     args = [store, "-o", out, "--model", model, "--batch-size", "10", "--workers", "2"]
@@ -183,7 +184,7 @@ def test_sigkill_of_workers_2_leaves_no_orphans_and_resume_completes(tmp_path, c
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         workers |= _children(proc.pid)
-        if parts.is_dir() and len(list(parts.glob("u*.done"))) >= 2:
+        if parts.is_dir() and len(list(parts.glob("u*.done"))) >= 1:
             break
         time.sleep(0.05)
     workers |= _children(proc.pid)
@@ -198,7 +199,7 @@ def test_sigkill_of_workers_2_leaves_no_orphans_and_resume_completes(tmp_path, c
     assert not out.exists()
 
     rc, stdout, err = _main(capsys, *args, "--resume")
-    assert rc == 0 and "resuming" in err and "600 rows" in stdout, err
+    assert rc == 0 and "resuming" in err and "400 rows" in stdout, err
     ref = tmp_path / "ref.parquet"
     predict([store], ref, model=model, batch_size=10, progress=False, threads=1)
     assert_same_catalog(read_catalog(out), read_catalog(ref), rtol=0)
