@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tools"))
 import _lamost_real as LR  # noqa: E402
+
 from specsift.spectra import SpectraBatch  # noqa: E402
 
 C_KMS = 299792.458
@@ -145,6 +146,7 @@ def evaluate_model(model, flux, ivar, lab, sel):
 
 def evaluate(a):
     import torch
+
     from specsift.models.base import load_model
     torch.set_num_threads(1)
     flux, ivar, lab, counts = real_split()

@@ -121,6 +121,7 @@ def _annotation_x(page, div, text):
 
 def test_visual_inspection_lines_at_the_catalog_z(shared_data, tmp_path):
     from astropy.table import Table
+
     from specsift.io import read
     torch.set_num_threads(1)
     files = [shared_data / "sdss" / f for f in SDSS]

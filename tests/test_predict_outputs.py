@@ -12,9 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _pipeline_data import (
+    GRID,
+    HALPHA_STORE_GRID,
+    assert_same_catalog,
+    make_fits_table,
+    make_model,
+    make_store,
+    spectra,
+)
 
-from _pipeline_data import (GRID, HALPHA_STORE_GRID, assert_same_catalog, make_fits_table,
-                            make_model, make_store, spectra)
 from specsift.io import read_catalog
 from specsift.pipeline import predict
 from specsift.pipeline.preflight import OutputError, OutputLock

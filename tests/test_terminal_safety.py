@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from _pipeline_data import HALPHA_STORE_GRID, make_model, make_store
+
 from specsift.cli import main
 from specsift.term import printable
 

@@ -280,6 +280,7 @@ SDSS_FILES = ("spec-0266-51602-0013.fits", "spec-0266-51602-0107.fits", "spec-03
 def _vi_catalog(shared_data, path):
     """A catalog as `specsift predict` writes it, with a second solution, for the SDSS files."""
     from astropy.table import Table
+
     from specsift.io import read
     rows = [read(shared_data / "sdss" / f, grid=None).meta[0] for f in SDSS_FILES]
     t = Table({"TARGETID": np.array([r["TARGETID"] for r in rows], np.int64),
@@ -381,6 +382,7 @@ def test_catalog_solutions_keep_blueshifted_stars_and_drop_no_data_rows():
 
 def test_label_command_checks_before_serving(store, tmp_path, monkeypatch, capsys):
     import uvicorn
+
     from specsift.cli import main
     served = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append((app, kw)))

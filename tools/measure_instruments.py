@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import _lamost_real as LR  # noqa: E402
+
 from specsift.simulate.instrument import sky_on_grid  # noqa: E402
 from specsift.simulate.lines import C_KMS  # noqa: E402
 from specsift.spectra import DEFAULT_GRID, LogGrid  # noqa: E402
@@ -154,8 +155,8 @@ def band_ew(flux, ivar, wave, band, blue, red):
 
 def lamost_twins(labels, grid):
     """Noiseless simulated stars (SDSS subtypes nearest to LAMOST's) at each star's RV."""
-    from specsift.simulate.stars import star_spectrum, subtype_rows
     from specsift.simulate.instrument import apply_lsf
+    from specsift.simulate.stars import star_spectrum, subtype_rows
     rng = np.random.default_rng(0)
     out = np.zeros((len(labels), grid.size), np.float32)
     for i, r in enumerate(labels):

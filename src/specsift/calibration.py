@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["softmax", "log_softmax", "fit_temperature", "fit_chi2_temperature", "SigmaCalibration", "SigmaRegression",
-           "MahalanobisOOD", "COVERAGE_TARGETS"]
+__all__ = ["softmax", "log_softmax", "fit_temperature", "fit_chi2_temperature",
+           "SigmaCalibration", "SigmaRegression", "MahalanobisOOD", "COVERAGE_TARGETS"]
 
 COVERAGE_TARGETS = (0.6827, 0.9545)
 

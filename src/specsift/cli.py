@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError, OSError, KeyError) as exc:
         if args.debug:
             raise
-        from .term import printable           # file names may hold escapes or newlines
+        from .term import printable  # file names may hold escapes or newlines
         msg = printable(str(exc).strip() or exc.__class__.__name__, limit=600)
         print(f"specsift {args.command}: error: {msg}", file=sys.stderr)
         return 2
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 def _printable_warnings() -> None:
     """Warnings name files too: print them with control characters escaped."""
     import warnings
+
     from .term import printable
     if getattr(warnings.formatwarning, "_printable", False):
         return

@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..term import printable
 from .local import local_engine, pool_engine, prepare_model
 from .output import merge_parts
 from .parts import RunDir
 from .preflight import KEY, check_run, holds_output_lock
-from ..term import printable
 from .units import plan_units
 
 __all__ = ["predict", "default_model_name", "PredictResult", "ENGINES"]

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numpy as np
-
 from ...spectra import LogGrid
 from ._measured import CurveResolution, measured, observe_measured
 
