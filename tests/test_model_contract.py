@@ -78,7 +78,7 @@ def test_prepare_checks_devices_and_precisions():
     assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in mods)
 
 
-def test_fitted_state_is_apart_from_hyperparameters():
+def test_fitted_state_is_apart_from_hyperparameters(tmp_path):
     gas = load_model("gasnet")
     assert {"temperature", "z_head", "sigma_cal", "sigma_reg", "ood"}.isdisjoint(gas.config)
     assert gas.z_head_ in ("bins", "mdn") and 0 < gas.temperature_ < 10
@@ -88,3 +88,6 @@ def test_fitted_state_is_apart_from_hyperparameters():
     again.__init__()
     again.set_state(state)                                   # the new layout reads back
     assert again.temperature_ == gas.temperature_ and again.config == gas.config
+    back = load_model(gas.save(tmp_path / "g.pt"))          # the file keeps it apart too
+    assert back.sigma_reg_ == gas.sigma_reg_ and back.z_head_ == gas.z_head_
+    assert {"temperature", "ood"}.isdisjoint(back.config)
