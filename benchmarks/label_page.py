@@ -69,6 +69,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
     from fastapi.testclient import TestClient
+
     from specsift.active.loop import LoopConfig
     from specsift.active.webapp import create_app
     torch.set_num_threads(1)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from pathlib import Path
 
 from tqdm import tqdm
 
