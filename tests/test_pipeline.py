@@ -36,7 +36,8 @@ def test_schema_and_rows(data, reference):
     assert res.rows == len(cat) == data["n_files_rows"] + data["n_store"]
     want = list(CATALOG_COLUMNS) + [f"PROB_{k}" for k in labels("three")] + ["ANOMALY_SCORE",
                                                                                "MODEL"]
-    assert cat.colnames == want
+    assert cat.colnames == want + ["ROW"]            # ROW: the spectrum's index in its file
+    np.testing.assert_array_equal(np.asarray(cat["ROW"])[-600:], np.arange(600))
     assert cat["TARGETID"].dtype == np.int64 and cat["ZWARN"].dtype == np.int64
     ids = np.asarray(cat["TARGETID"])
     real = ids[ids >= 0]

@@ -1,7 +1,9 @@
 """The catalog every model returns: Redrock-compatible columns first, then ours.
 
 Columns: TARGETID, SOURCE, Z, ZERR, ZWARN, SPECTYPE, SUBTYPE, DELTACHI2, CLASS_LABEL,
-PROB_<label> for each label of the model's class set, ANOMALY_SCORE, MODEL.
+PROB_<label> for each label of the model's class set, ANOMALY_SCORE, MODEL, then the
+input's identifiers the meta has (ROW, RA, DEC, PLATE/MJD/FIBERID, OBSID …; see
+:mod:`specsift.io.catalog_schema`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from astropy.table import Table
 
 from .classes import labels, spectype_of, subtype_of
 from .flags import ZWARN, zwarn_from_input
+from .io.catalog_schema import identifier_columns
 
 __all__ = ["make_catalog", "CATALOG_COLUMNS", "LOW_CONFIDENCE"]
 
@@ -63,4 +66,6 @@ def make_catalog(meta: Table, class_set: str, probs: np.ndarray, z: np.ndarray,
     out["ANOMALY_SCORE"] = (np.full(n, np.nan, np.float32) if anomaly_score is None
                             else np.asarray(anomaly_score, np.float32))
     out["MODEL"] = np.full(n, model, dtype=f"U{max(len(model), 1)}")
+    for name, values in identifier_columns(meta, n).items():   # RA, DEC, ROW, PLATE …
+        out[name] = values
     return out

@@ -124,6 +124,17 @@ def _fits_kind(path: Path, hdul) -> str:
 
 
 def _read_one(path: Path, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
+    """Batches from one file, each spectrum's ROW (its index in the file) in the meta: the
+    catalog's way back to the spectrum inside a multi-spectrum file."""
+    row = 0
+    for b in _read_one_file(path, grid, batch_size):
+        if "ROW" not in b.meta.colnames:
+            b.meta["ROW"] = np.arange(row, row + len(b), dtype=np.int64)
+        row += len(b)
+        yield b
+
+
+def _read_one_file(path: Path, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
     """Batches (≤ batch_size) from one file; errors name the file.  A FITS file is opened
     once (format sniffing and reading share the HDU list: ~half the per-file cost)."""
     kind = _container(path)

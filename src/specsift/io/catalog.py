@@ -1,33 +1,102 @@
-"""Catalog files: an astropy Table to/from ``.fits``, ``.parquet`` or ``.csv`` by extension.
+"""Catalog files: one writer and one reader for ``.fits``, ``.fits.gz``, ``.parquet``,
+``.csv`` and ``.ecsv``, used both for a table in memory and for merging the part files of a
+``predict`` run.
 
-Writes go to a temporary file in the same directory and are renamed into place, so a
-crash never leaves a half-written catalog where a finished one is expected.
+Layout (Redrock's where it applies): FITS has an empty primary HDU with the provenance
+keywords, a ``REDSHIFTS`` table (TARGETID and the model's columns) and a ``FIBERMAP`` table
+(TARGETID, SOURCE, ROW and the input's identifiers: RA, DEC, PLATE/MJD/FIBERID, OBSID …);
+the single-table formats hold the same columns side by side.  Units come from
+:mod:`.catalog_schema` by column name; provenance (package version, model, weights sha256,
+date, input count, command line) goes into the FITS headers, the Parquet and ECSV metadata
+(astropy's own ``table_meta_yaml``, so plain ``Table.read`` gets units and keywords too).
+Plain ``.csv`` is for spreadsheets: one header line, vector columns as NAME_0, NAME_1 …, no
+units or keywords (use ``.ecsv`` for a text file that keeps them).
+
+Merging parts never holds the catalog in memory: a first pass over the parts reads only
+the schema, row count and string widths; then every HDU / file is written part by part with
+astropy (``fits.StreamingHDU`` for FITS, the ECSV/CSV writers per part) or pyarrow's
+``ParquetWriter``.  ``.fits.gz`` is the finished ``.fits`` gzip-compressed as a stream.
+Everything goes to a temporary file renamed into place: a crash never leaves half a catalog.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
+import json
 import os
+import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
-from astropy.table import Table
+from astropy.io import fits
+from astropy.table import MaskedColumn, Table
+from astropy.utils.exceptions import AstropyWarning
 
-__all__ = ["write_catalog", "read_catalog", "catalog_format"]
+from .catalog_schema import FIBERMAP_COLUMNS, canonical_order, unit_for
 
-_FORMATS = {".fits": "fits", ".fit": "fits", ".fits.gz": "fits", ".parquet": "parquet",
-            ".pq": "parquet", ".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}
+__all__ = ["write_catalog", "read_catalog", "merge_parts", "catalog_format", "catalog_suffixes"]
+
+_FORMATS = {".fits": "fits", ".fit": "fits", ".fits.gz": "fits", ".fit.gz": "fits",
+            ".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".ecsv": "ecsv"}
+#: Header keywords astropy writes for the table structure (not catalog metadata).
+_STRUCTURAL = ("XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "TFIELDS", "EXTNAME",
+               "SIMPLE", "EXTEND", "TTYPE", "TFORM", "TUNIT", "TDIM", "TNULL", "TSCAL",
+               "TZERO", "TDISP", "COMMENT", "HISTORY", "")
+
+
+def catalog_suffixes() -> tuple[str, ...]:
+    """File name endings a catalog can be written to (and read from)."""
+    return tuple(_FORMATS)
 
 
 def catalog_format(path) -> str:
+    """'fits', 'parquet', 'csv' or 'ecsv' from the file name; ValueError otherwise."""
     name = Path(path).name.lower()
     for ext in sorted(_FORMATS, key=len, reverse=True):
         if name.endswith(ext):
             return _FORMATS[ext]
-    raise ValueError(f"{path}: unknown catalog extension; use .fits, .parquet or .csv")
+    raise ValueError(f"{path}: unknown catalog extension; use one of "
+                     f"{', '.join(catalog_suffixes())}")
 
 
-def _flatten_for_csv(table: Table) -> Table:
+# --------------------------------------------------------------------------- columns
+def _prepare(table: Table, widths: dict[str, int] | None = None) -> Table:
+    """Canonical column order, units from the schema, masked values filled, strings as
+    fixed-width unicode (``widths`` when merging: the same width in every part)."""
+    out = Table(meta=dict(table.meta))
+    for name in canonical_order(table.colnames):
+        col = table[name]
+        data = np.asarray(col.filled(_fill(col.dtype)) if hasattr(col, "filled") else col)
+        if data.dtype.kind in "SUO":
+            data = np.char.decode(data, "utf-8") if data.dtype.kind == "S" else data.astype(str)
+            width = max((widths or {}).get(name, 1), data.dtype.itemsize // 4, 1)
+            data = data.astype(f"U{width}")
+        out[name] = data
+        unit = unit_for(name)
+        if unit is not None and data.dtype.kind in "fiu":
+            out[name].unit = unit
+    return out
+
+
+def _fill(dtype):
+    kind = np.dtype(dtype).kind
+    return np.nan if kind == "f" else ("" if kind in "SUO" else (False if kind == "b" else -1))
+
+
+def _split(table: Table) -> tuple[Table, Table | None]:
+    """(REDSHIFTS, FIBERMAP or None when the table has no identifiers besides TARGETID)."""
+    ids = [n for n in table.colnames if n in FIBERMAP_COLUMNS and n != "TARGETID"]
+    red = table[[n for n in table.colnames if n not in ids]]
+    if not ids:
+        return red, None
+    fib = table[[n for n in ("TARGETID", *ids) if n in table.colnames]]
+    return red, fib
+
+
+def _flatten(table: Table) -> Table:
     """CSV holds scalars only: vector columns become NAME_0, NAME_1 …"""
     out = Table()
     for name in table.colnames:
@@ -38,39 +107,332 @@ def _flatten_for_csv(table: Table) -> Table:
                 out[f"{name}_{k}"] = flat[:, k]
         else:
             out[name] = col
-    out.meta.update(table.meta)
     return out
 
 
-def write_catalog(table: Table, path, overwrite: bool = True) -> Path:
-    """Write ``table`` to ``path`` (format from the extension), atomically."""
-    path = Path(path)
+def _header_value(v):
+    if isinstance(v, (bool, int, float, str, np.integer, np.floating, np.bool_)):
+        return v.item() if hasattr(v, "item") else v
+    return json.dumps(v, default=str)
+
+
+def _put_meta(header: fits.Header, meta: dict) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)   # HIERARCH for long keys
+        for k, v in meta.items():
+            header[str(k).upper()] = _header_value(v)
+
+
+# --------------------------------------------------------------------------- writing
+def write_catalog(table: Table, path, meta: dict | None = None,
+                  overwrite: bool = True) -> Path:
+    """Write ``table`` (any columns, including fixed-length array columns) to ``path``;
+    the format comes from the extension, keywords from ``table.meta`` and ``meta``."""
+    return _write(_MemorySource(table, meta), Path(path), overwrite)
+
+
+def merge_parts(parts: list[Path], catalog, meta: dict | None = None) -> int:
+    """Write the rows of the Parquet ``parts`` (in order) to ``catalog``, one part in
+    memory at a time; returns the row count."""
+    if not parts:
+        raise ValueError(f"{catalog}: no spectra were predicted")
+    src = _PartSource(parts, meta)
+    _write(src, Path(catalog), True)
+    return src.n_rows
+
+
+def _write(src, path: Path, overwrite: bool) -> Path:
     fmt = catalog_format(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = Table(table, copy=False)
-    if fmt.startswith("ascii"):
-        table = _flatten_for_csv(table)
-    suffix = "".join(path.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    tmp = Path(tmp)
     try:
-        table.write(tmp, format=fmt, overwrite=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            if fmt == "fits":
+                _write_fits(src, tmp, gz=path.name.lower().endswith(".gz"))
+            elif fmt == "parquet":
+                _write_parquet(src, tmp)
+            else:
+                _write_text(src, tmp, fmt)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except Exception as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise ValueError(f"{path}: could not write catalog ({exc})") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
+def _write_fits(src, tmp: Path, gz: bool) -> None:
+    plain = tmp.with_name(tmp.name + ".fits") if gz else tmp
+    proto = src.prototype()
+    red, fib = _split(proto)
+    primary = fits.PrimaryHDU()
+    _put_meta(primary.header, src.provenance)
+    primary.writeto(plain, overwrite=True)
+    for name, cols in (("REDSHIFTS", red.colnames), ("FIBERMAP", fib.colnames if fib else None)):
+        if cols is None:
+            continue
+        hdu = fits.table_to_hdu(proto[cols])
+        hdu.header["EXTNAME"] = name
+        hdu.header["NAXIS2"] = src.n_rows
+        if name == "REDSHIFTS":
+            _put_meta(hdu.header, src.meta)
+        stream = fits.StreamingHDU(str(plain), hdu.header)
+        try:
+            if src.n_rows == 0:
+                continue
+            for t in src.tables(cols):
+                data = fits.table_to_hdu(t).data
+                data._scale_back()                       # booleans, strings → FITS bytes
+                raw = np.asarray(data).view(np.ndarray)
+                raw = raw.astype(raw.dtype.newbyteorder(">"))
+                stream.write(np.frombuffer(raw.tobytes(), np.uint8))
+        finally:
+            stream.close()
+    if gz:
+        try:
+            with open(plain, "rb") as fin, gzip.open(tmp, "wb", compresslevel=6) as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+        finally:
+            plain.unlink(missing_ok=True)
+
+
+def _write_parquet(src, tmp: Path) -> None:
+    """Schema and metadata from astropy's own Parquet writer (on a one-row prototype), rows
+    streamed through pyarrow with exactly that schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    proto = src.prototype()
+    proto.meta.update(src.provenance)
+    with tempfile.TemporaryDirectory(dir=tmp.parent) as d:
+        proto_file = Path(d) / "proto.parquet"
+        proto.write(proto_file, format="parquet")
+        schema = pq.read_schema(proto_file)
+    plain = {f"specsift.{k}": str(v) for k, v in src.meta.items()}   # for pyarrow / pandas
+    schema = schema.with_metadata({**(schema.metadata or {}),
+                                   **{k.encode(): v.encode() for k, v in plain.items()}})
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+        for t in src.tables(proto.colnames):
+            cols = []
+            for field in schema:
+                a = np.asarray(t[field.name])
+                if a.ndim > 1:
+                    flat = pa.array(np.ascontiguousarray(a).reshape(-1), field.type.value_type)
+                    cols.append(pa.FixedSizeListArray.from_arrays(flat, field.type.list_size))
+                else:
+                    cols.append(pa.array(a.tolist() if a.dtype.kind == "U" else a, field.type))
+            w.write_table(pa.Table.from_arrays(cols, schema=schema))
+
+
+def _write_text(src, tmp: Path, fmt: str) -> None:
+    """ECSV (header with units and keywords) or plain CSV, written by astropy part by part:
+    the first part with its header, the others' data lines appended."""
+    first = True
+    with open(tmp, "w", newline="") as fh:
+        for t in src.tables(src.prototype().colnames, with_meta=True):
+            buf = io.StringIO()
+            if fmt == "ecsv":
+                t.meta.update(src.provenance)
+                t.write(buf, format="ascii.ecsv", delimiter=",")
+                lines = buf.getvalue().splitlines(keepends=True)
+                body = [ln for ln in lines if not ln.startswith("#")][1:]
+            else:
+                _flatten(t).write(buf, format="ascii.csv")
+                lines = buf.getvalue().splitlines(keepends=True)
+                body = lines[1:]
+            fh.writelines(lines if first else body)
+            first = False
+
+
+class _MemorySource:
+    """One table in memory, seen as a single part."""
+
+    def __init__(self, table: Table, meta: dict | None):
+        self.table = _prepare(Table(table, copy=False))
+        self.meta = {**self.table.meta, **(meta or {})}
+        self.table.meta.clear()
+        self.provenance = _provenance_of(self.meta)
+        self.n_rows = len(self.table)
+
+    def prototype(self) -> Table:
+        t = self.table[:1].copy()
+        t.meta.update(self.meta)
+        return t
+
+    def tables(self, cols, with_meta: bool = False):
+        t = self.table[list(cols)]
+        if with_meta:
+            t.meta.update(self.meta)
+        yield t
+
+
+class _PartSource:
+    """Parquet part files of a predict run: a first pass reads schema, row count and string
+    widths without the data; ``tables`` reads one part (only the wanted columns) at a time."""
+
+    def __init__(self, parts: list[Path], meta: dict | None):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+        self.parts, self.meta = list(parts), dict(meta or {})
+        self.provenance = _provenance_of(self.meta)
+        schemas = [pq.read_schema(p) for p in self.parts]
+        self.schema = pa.unify_schemas(schemas, promote_options="permissive")
+        strs = [f.name for f in self.schema if pa.types.is_string(f.type)
+                or pa.types.is_large_string(f.type)]
+        self.widths = dict.fromkeys(strs, 1)
+        self.n_rows = 0
+        for p, s in zip(self.parts, schemas):
+            self.n_rows += pq.read_metadata(p).num_rows
+            at = pq.read_table(p, columns=[c for c in strs if c in s.names])
+            for c in at.column_names:
+                m = pc.max(pc.binary_length(pc.cast(at.column(c), pa.binary()))).as_py()
+                self.widths[c] = max(self.widths[c], m or 1)
+
+    def _conform(self, at, cols):
+        import pyarrow as pa
+        out = []
+        for name in cols:
+            field = self.schema.field(name)
+            out.append(at.column(name).cast(field.type) if name in at.column_names
+                       else pa.nulls(at.num_rows, field.type))
+        return pa.Table.from_arrays(out, names=list(cols))
+
+    def _astropy(self, at) -> Table:
+        import pyarrow as pa
+        t = Table()
+        for name in at.column_names:
+            col = at.column(name).combine_chunks()
+            if pa.types.is_fixed_size_list(col.type):
+                values = col.flatten().to_numpy(zero_copy_only=False)
+                t[name] = values.reshape(len(col), col.type.list_size)
+            elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                t[name] = np.array([s or "" for s in col.to_pylist()], dtype=str) \
+                    if len(col) else np.zeros(0, "U1")
+            else:
+                filled = col.fill_null(_fill(col.type.to_pandas_dtype())) \
+                    if col.null_count else col
+                t[name] = filled.to_numpy(zero_copy_only=False)
+        return _prepare(t, self.widths)
+
+    def prototype(self) -> Table:
+        import pyarrow.parquet as pq
+        first = self._conform(pq.read_table(self.parts[0]).slice(0, 1), self.schema.names)
+        t = self._astropy(first)
+        t.meta.update(self.meta)
+        return t
+
+    def tables(self, cols, with_meta: bool = False):
+        import pyarrow.parquet as pq
+        for p in self.parts:
+            have = pq.read_schema(p).names
+            at = pq.read_table(p, columns=[c for c in cols if c in have])
+            t = self._astropy(self._conform(at, cols))
+            if with_meta:
+                t.meta.update(self.meta)
+            yield t
+
+
+def _provenance_of(meta: dict) -> dict:
+    """The provenance subset of ``meta`` (what also goes into the FITS primary header)."""
+    keys = ("SPECSIFT", "MODEL", "MODELSHA", "MODELFIL", "DATE", "NINPUT", "COMMAND")
+    return {k: meta[k] for k in keys if k in meta}
+
+
+# --------------------------------------------------------------------------- reading
 def read_catalog(path) -> Table:
-    """Read a catalog written by :func:`write_catalog` (or any table in those formats)."""
+    """Read a catalog written by :func:`write_catalog` / :func:`merge_parts` (or any table
+    in those formats): one table with every column, units and the keywords in ``meta``."""
     path = Path(path)
     fmt = catalog_format(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such catalog")
     try:
-        return Table.read(path, format=fmt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            if fmt == "fits":
+                t = _read_fits(path)
+            elif fmt == "parquet":
+                t = Table.read(path, format="parquet")
+            elif fmt == "ecsv":
+                t = _unmask_strings(Table.read(path, format="ascii.ecsv"))
+            else:
+                t = _unflatten(_booleans(_unmask_strings(Table.read(path, format="ascii.csv"))))
     except Exception as exc:
         raise ValueError(f"{path}: could not read catalog ({exc})") from exc
+    return _with_units(t)
+
+
+def _with_units(t: Table) -> Table:
+    """Units from the schema where the file has none: FITS writes no TUNIT for
+    dimensionless columns (Z, ZERR …) and plain CSV none at all."""
+    for name in t.colnames:
+        unit = unit_for(name)
+        if unit is not None and t[name].unit is None and t[name].dtype.kind in "fiu":
+            t[name].unit = unit
+    return t
+
+
+def _booleans(t: Table) -> Table:
+    """Plain CSV writes booleans as True/False; read them back as booleans."""
+    for name in t.colnames:
+        a = np.asarray(t[name])
+        if a.dtype.kind == "U" and len(a) and np.isin(a, ("True", "False")).all():
+            t[name] = a == "True"
+    return t
+
+
+def _read_fits(path: Path) -> Table:
+    with fits.open(path, memmap=False) as hdul:
+        names = [h.name for h in hdul]
+        red_idx = names.index("REDSHIFTS") if "REDSHIFTS" in names else next(
+            (k for k, h in enumerate(hdul) if isinstance(h, fits.BinTableHDU)), None)
+        if red_idx is None:
+            raise ValueError("no table HDU")
+        red = Table.read(hdul, hdu=red_idx)
+        meta = {k: v for k, v in hdul[0].header.items() if k not in _STRUCTURAL}
+        if "FIBERMAP" in names and red_idx == names.index("REDSHIFTS"):
+            fib = Table.read(hdul, hdu="FIBERMAP")
+            for name in fib.colnames:
+                if name not in red.colnames:
+                    red[name] = fib[name]
+    out = Table(red[canonical_order(red.colnames)], meta={**meta, **red.meta})
+    for name in out.colnames:                       # FITS strings come back as bytes
+        if out[name].dtype.kind == "S":
+            out[name] = np.char.decode(np.asarray(out[name]), "utf-8")
+    return out
+
+
+def _unmask_strings(t: Table) -> Table:
+    """Empty strings come back masked from text formats; a catalog's '' is a value."""
+    for name in t.colnames:
+        col = t[name]
+        if isinstance(col, MaskedColumn) and col.dtype.kind in "SU":
+            t[name] = np.asarray(col.filled(""))
+    return t
+
+
+def _unflatten(t: Table) -> Table:
+    """NAME_0, NAME_1 … (written for vector columns) back into one NAME column."""
+    out = Table(meta=t.meta)
+    names = t.colnames
+    skip = set()
+    for name in names:
+        if name in skip:
+            continue
+        base, _, k = name.rpartition("_")
+        if k == "0" and base and base not in names and f"{base}_1" in names:
+            run = []
+            while f"{base}_{len(run)}" in names:
+                run.append(f"{base}_{len(run)}")
+            out[base] = np.stack([np.asarray(t[c]) for c in run], axis=1)
+            skip.update(run)
+        else:
+            out[name] = t[name]
+    return out

@@ -193,7 +193,11 @@ class SpectralModel(ABC):
 
     @property
     def tag(self) -> str:
-        return f"{self.name}-{self.version}"
+        """``gasnet-3`` for a bundled model; a model file trained by a user adds its own
+        name and hash (``gasnet-3:my@1a2b3c4d5e6f``), so its catalogs never pass for the
+        bundled model's."""
+        own = getattr(self, "file_label", None)
+        return f"{self.name}-{self.version}" + (f":{own}" if own else "")
 
     def check_batch(self, batch: SpectraBatch) -> SpectraBatch:
         """Resample a batch onto the model's grid when it is on another one."""
@@ -282,4 +286,18 @@ def load_model(name_or_path, class_set: str | None = None,
     model.version = blob["version"]
     model.training, model.metrics = blob["training"], blob["metrics"]
     model.set_state(blob["state"])
+    _record_file(model, path)
     return model
+
+
+def _record_file(model: SpectralModel, path: Path) -> None:
+    """Which file the weights came from and its sha256 (catalog provenance)."""
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    model.file_path, model.file_sha256 = str(path), h.hexdigest()
+    bundled = _bundled(model.name)
+    if bundled is None or Path(path).resolve() != bundled.resolve():
+        model.file_label = f"{Path(path).stem}@{model.file_sha256[:12]}"

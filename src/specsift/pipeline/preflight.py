@@ -23,7 +23,7 @@ import json
 import os
 from pathlib import Path
 
-from .output import merge_format
+from ..io.catalog import catalog_format
 from .parts import ResumeError
 
 __all__ = ["OutputError", "check_run", "check_file", "input_files", "inputs_key", "catalog_key", "holds_output_lock",
@@ -55,9 +55,9 @@ def check_file(output, suffixes: tuple[str, ...] = ()) -> Path:
 
 
 def check_name(output) -> Path:
-    """A catalog name the streamed writer supports (:func:`.output.merge_format`)."""
+    """A catalog name the writer supports (:func:`specsift.io.catalog.catalog_format`)."""
     out = check_file(output)
-    merge_format(out)                             # ValueError naming the supported endings
+    catalog_format(out)                           # ValueError naming the supported endings
     return out
 
 
@@ -144,7 +144,7 @@ def check_run(output, inputs, *, device: str = "cpu", resume: bool = False,
     if catalog_key(out) == key:
         return files, key, resume                 # same inputs: done, or made again
     what = (f"{out}: a finished catalog made from other inputs (or not by specsift predict) "
-            f"is here" + (" (a CSV catalog records no inputs)" if merge_format(out) == "ascii.csv"
+            f"is here" + (" (a CSV catalog records no inputs)" if catalog_format(out) == "csv"
                           else ""))
     if resume:
         raise ResumeError(f"{what}; --resume would keep it. Pass --overwrite to replace it, "

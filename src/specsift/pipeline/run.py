@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..io.catalog import merge_parts
 from ..term import printable
 from .local import local_engine, pool_engine, prepare_model
-from .output import merge_parts
 from .parts import RunDir
 from .preflight import KEY, check_run, holds_output_lock
 from .units import plan_units
@@ -129,7 +129,10 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
 
     t0 = time.perf_counter()
     rows, errors, unit_rows = 0, [], {}
-    bar = _bar(len(units), len(done_units), progress)
+    expected = {i: _expected_rows(u) for i, u in enumerate(units)}
+    bar = _bar(sum(expected.values()) - sum(expected[i] for i in done_units)
+               + sum(d.get("rows", 0) for d in done_units.values()),
+               sum(d.get("rows", 0) for d in done_units.values()), progress)
     try:
         for ev in events:
             if ev[0] == "part":
@@ -137,21 +140,24 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
                 written = run_dir.write_part(idx, k, table)
                 unit_rows.setdefault(idx, {})[k] = written
                 rows += written
+                bar.update(written)
                 for src, msg in errs:
                     errors.append((src, msg))
                     bar.write(printable(f"specsift predict: {src}: could not be read, row "
                                         f"flagged BAD_INPUT ({msg[:200]})"), file=sys.stderr)
-                bar.set_postfix_str(f"{rows / max(time.perf_counter() - t0, 1e-9):.0f} spec/s",
-                                    refresh=False)
             else:
-                run_dir.finish_unit(ev[1], ev[2], unit_rows.pop(ev[1], None))
-                bar.update(1)
+                known = unit_rows.pop(ev[1], None)
+                run_dir.finish_unit(ev[1], ev[2], known)
+                _correct_total(bar, expected[ev[1]], sum((known or {}).values()),
+                               ev[2] - len(known or {}))
                 run_dir.write_progress(len(units), rows, len(errors))
     finally:
         bar.close()
         events.close()                       # every engine is a generator
     parts = run_dir.ordered_parts(len(units))
-    meta = {"MODEL": model_obj.tag, KEY: key}
+    from ..io.catalog_schema import provenance
+    n_input = sum(d["rows"] for d in run_dir.done_units().values())
+    meta = {**provenance(model_obj, n_input), KEY: key}
     meta.update(model_obj.catalog_meta({"save_chi2": save_chi2}))   # e.g. the χ² curves' z grid
     n = merge_parts(parts, output, meta)
     run_dir.remove()
@@ -166,7 +172,20 @@ def _count_rows(path: Path) -> int:
     return len(read_catalog(path))
 
 
+def _expected_rows(unit) -> int:
+    """Spectra a unit is expected to hold before it is read: exact for a store, one per
+    file otherwise (SDSS/LAMOST spec files); corrected when the unit is done."""
+    return unit.n_rows if unit.n_rows is not None else len(unit.paths)
+
+
+def _correct_total(bar, expected: int, seen: int, skipped_batches: int) -> None:
+    """Once a unit is done its spectra are known: fix the bar's total (and so its ETA)."""
+    if skipped_batches == 0 and seen != expected:
+        bar.total += seen - expected
+        bar.refresh()
+
+
 def _bar(total: int, initial: int, enabled: bool):
     from tqdm import tqdm
-    return tqdm(total=total, initial=initial, unit="unit", desc="predict", disable=not enabled,
-                dynamic_ncols=True, file=sys.stderr)
+    return tqdm(total=total, initial=initial, unit="spectra", desc="predict",
+                disable=not enabled, dynamic_ncols=True, file=sys.stderr)

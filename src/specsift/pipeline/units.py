@@ -179,6 +179,8 @@ def _iter_store(unit: Unit, batch_size: int, grid: LogGrid, skip) -> Iterator:
                     b.meta["SOURCE"] = np.full(len(b), path)
                 if "INPUT_FLAGS" not in b.meta.colnames:
                     b.meta["INPUT_FLAGS"] = np.zeros(len(b), np.int32)
+                if "ROW" not in b.meta.colnames:             # row of the store
+                    b.meta["ROW"] = np.arange(lo, hi, dtype=np.int64)
                 if not grid.matches(b.loglam):
                     b = b.resample(grid)
             except Exception as exc:  # noqa: BLE001
