@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CLASS_SETS", "labels", "map_sdss", "spectype_of", "subtype_of", "STAR_SUBTYPES_13",
+__all__ = ["CLASS_SETS", "labels", "map_sdss", "map_labels", "spectype_of", "subtype_of", "STAR_SUBTYPES_13",
            "SPECTYPE_Z_RANGE", "condition_on_redshift"]
 
 STAR_SUBTYPES_13 = ("A0", "F5", "F9", "G2", "K1", "K3", "K5")
@@ -72,6 +72,19 @@ def map_sdss(cls, subclass, class_set: str) -> np.ndarray:
     if sub_a.size == 1 and cls_a.size > 1:
         sub_a = np.repeat(sub_a, cls_a.size)
     out = [(_one(c, s, class_set) or "") for c, s in zip(cls_a, sub_a)]
+    return np.array(out, dtype="U24")
+
+
+def map_labels(labels_, class_set: str) -> np.ndarray:
+    """Labels of any class set (a model's ``STAR_K3``, ``GALAXY_AGN`` …) in ``class_set``
+    (``STAR``, ``GALAXY`` for 'three'); '' where none fits, as :func:`map_sdss`."""
+    names = set(labels(class_set))
+    out = []
+    for lab in np.atleast_1d(np.asarray(labels_, dtype=str)):
+        if lab in names or not lab:
+            out.append(lab)
+        else:
+            out.append(_one(spectype_of(lab), subtype_of(lab).replace("_", " "), class_set) or "")
     return np.array(out, dtype="U24")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from astropy.table import Table
 
 from .classes import labels as class_labels
-from .classes import map_sdss
+from .classes import map_labels, map_sdss
 
 __all__ = ["delta_z", "redshift_metrics", "zerr_coverage", "classification_metrics",
            "calibration", "evaluate_catalog", "match_rows", "truth_labels",
@@ -203,10 +203,10 @@ def evaluate_catalog(pred: Table, truth: Table, class_set: str | None = None,
     out["n_unlabelled_truth"] = int((~has).sum())
     pl = np.asarray(p["CLASS_LABEL"], str) if "CLASS_LABEL" in p.colnames else None
     if pl is not None:
+        pl = map_labels(pl, class_set)       # a thirteen-class model judged on 'three'
         out["classification"] = classification_metrics(tl[has], pl[has], names)
-        prob_cols = [f"PROB_{n}" for n in names]
-        if all(c in p.colnames for c in prob_cols):
-            probs = np.stack([np.asarray(p[c], float) for c in prob_cols], axis=1)
+        probs = _probs_in(p, class_set)
+        if probs is not None:
             yidx = np.array([names.index(x) if x in names else -1 for x in tl])
             out["calibration"] = calibration(probs[has & ~nodata], yidx[has & ~nodata], n_bins)
     zt = _truth_z(t)
@@ -222,6 +222,21 @@ def evaluate_catalog(pred: Table, truth: Table, class_set: str | None = None,
             if sel.any():
                 out["redshift_per_class"][name] = redshift_metrics(zp[sel], zt[sel], catastrophic)
     return out
+
+
+def _probs_in(pred: Table, class_set: str) -> np.ndarray | None:
+    """(N, K) probabilities over ``class_set``: the catalog's PROB_<label> columns summed
+    over the labels that map to each label of the set (None when some has none)."""
+    names = class_labels(class_set)
+    src = [c[5:] for c in pred.colnames if c.startswith("PROB_")]
+    mapped = map_labels(src, class_set) if src else np.zeros(0, str)
+    cols = []
+    for name in names:
+        members = [s for s, m in zip(src, mapped) if m == name]
+        if not members:
+            return None
+        cols.append(np.sum([np.asarray(pred[f"PROB_{s}"], float) for s in members], axis=0))
+    return np.stack(cols, axis=1)
 
 
 def _infer_class_set(pred: Table) -> str:

@@ -1,5 +1,6 @@
-"""`specsift evaluate`: metrics.json + report.md (with plots) for a catalog against the truth,
-or for a model run on labelled data."""
+"""`specsift evaluate`: metrics.json + index.html (with plots; report.md the same) for a
+catalog against the truth, or for a model run on labelled data.  Predictions of a model
+with a finer class set (thirteen) are mapped to the comparison's set (--class-set three)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def register(subparsers, name, help_):
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--limit", type=int, help="evaluate at most this many spectra")
     p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -29,19 +31,20 @@ def _run_model(args):
 
     from ..io import iter_read
     from ..models.base import load_model
+    from ..progress import spectra_bar
     model = load_model(args.model)
     cats, metas, snrs, n = [], [], [], 0
-    for batch in iter_read(args.data, batch_size=args.batch_size, grid=model.grid):
-        if args.limit is not None:
-            batch = batch[: max(0, args.limit - n)]
-        if len(batch) == 0:
-            break
-        cats.append(model.predict(batch))
-        metas.append(batch.meta)
-        snrs.append(batch.median_snr())
-        n += len(batch)
-        print(f"\rpredicted {n} spectra", end="", flush=True)
-    print()
+    with spectra_bar(args.data, "evaluate", args.limit, enabled=not args.no_progress) as bar:
+        for batch in iter_read(args.data, batch_size=args.batch_size, grid=model.grid):
+            if args.limit is not None:
+                batch = batch[: max(0, args.limit - n)]
+            if len(batch) == 0:
+                break
+            cats.append(model.predict(batch))
+            metas.append(batch.meta)
+            snrs.append(batch.median_snr())
+            n += len(batch)
+            bar.update(len(batch))
     if not cats:
         raise ValueError(f"{' '.join(args.data)}: no spectra")
     pred = vstack(cats, metadata_conflicts="silent")
@@ -86,7 +89,18 @@ def run(args) -> int:
         class_set, title = args.class_set, f"{args.catalog} against {args.truth}"
     metrics = evaluate_catalog(pred, truth, class_set)
     report = write_report(metrics, pred, truth, out, title=f"Evaluation: {title}", snr=snr)
-    cls, red = metrics.get("classification", {}), metrics.get("redshift", {})
-    print(f"accuracy {cls.get('accuracy')}  GF(0.01) {red.get('GF_0.01')}  NMAE {red.get('NMAE')}")
+    print(summary_line(metrics))
     print(f"wrote {out / 'metrics.json'} and {report}")
     return 0
+
+
+def summary_line(metrics: dict) -> str:
+    """One line a person reads: class set, matched count, rounded metrics."""
+    cls, red = metrics.get("classification", {}), metrics.get("redshift", {})
+
+    def r(v, d=3):
+        return "–" if v is None else f"{v:.{d}f}"
+    return (f"class set {metrics.get('class_set')}: {metrics.get('n_matched')} spectra, "
+            f"accuracy {r(cls.get('accuracy'))}, macro F1 {r(cls.get('macro_f1'))}; "
+            f"GF(0.003) {r(red.get('GF_0.003'))}, GF(0.01) {r(red.get('GF_0.01'))}, "
+            f"NMAE {r(red.get('NMAE'), 5)}")

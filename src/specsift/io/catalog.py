@@ -406,7 +406,7 @@ def _read_fits(path: Path) -> Table:
     for name in out.colnames:                       # FITS strings come back as bytes
         if out[name].dtype.kind == "S":
             out[name] = np.char.decode(np.asarray(out[name]), "utf-8")
-    return out
+    return _unmask_strings(out)
 
 
 def _unmask_strings(t: Table) -> Table:
