@@ -372,7 +372,21 @@ class EigenModel(SpectralModel):
                          for b, cur in zip(self.bases_, res["curves"])},
                 "penalty": dict(zip(labels, np.asarray(self.penalty_, float).tolist())),
                 "z_second": sol.z_second,
-                "class_second": np.array([labels[c] if c >= 0 else "" for c in sol.second_class])}
+                "class_second": np.array([labels[c] if c >= 0 else "" for c in sol.second_class]),
+                **self._second_fit(res)}
+
+    def _second_fit(self, res: dict) -> dict:
+        """The runner-up solution's model and each pixel's χ²(second) − χ²(best): the
+        pixels that decide between the two redshifts (they sum to the χ² gap)."""
+        sol, flux, ivar = res["sol"], res["flux"], res["ivar"]
+        second = np.full_like(res["model"], np.nan)
+        for c in np.unique(sol.second_class[sol.second_class >= 0]):
+            rows = np.flatnonzero(sol.second_class == c)
+            shift = np.log10(1.0 + np.asarray(sol.z_second[rows], float)) / self.grid.step
+            second[rows] = self.scanner.fit_at(flux[rows], ivar[rows], int(c), shift)[0]
+        good = (ivar > 0) & np.isfinite(flux)
+        dchi2 = np.where(good, ivar * ((flux - second) ** 2 - (flux - res["model"]) ** 2), 0.0)
+        return {"model_second": second, "chi2_pixel_gap": np.nan_to_num(dchi2)}
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict:
