@@ -308,6 +308,18 @@ class SpectraBatch:
                 meta["INPUT_FLAGS"][k] |= one.meta["INPUT_FLAGS"][0]
         return cls(grid.loglam, out_f, out_i, out_m, meta, source=source)
 
+    @classmethod
+    def from_specutils(cls, spectra, grid: LogGrid | None = DEFAULT_GRID,
+                       meta: Table | None = None) -> "SpectraBatch":
+        """specutils Spectrum(s) on ``grid``; see :func:`specsift.specutils_io.from_specutils`."""
+        from .specutils_io import from_specutils
+        return from_specutils(spectra, grid, meta)
+
+    def to_specutils(self):
+        """One 2-D specutils Spectrum; see :func:`specsift.specutils_io.to_specutils`."""
+        from .specutils_io import to_specutils
+        return to_specutils(self)
+
     # -- basic container behaviour -------------------------------------------
     def __len__(self) -> int:
         return self.flux.shape[0]

@@ -247,7 +247,11 @@ class _GridMismatch(ValueError):
 def read(path_or_paths, grid: LogGrid | None = DEFAULT_GRID, on_error: str = "raise",
          batch_size: int = 4096) -> SpectraBatch:
     """Read every spectrum named by ``path_or_paths`` into one batch on ``grid``
-    (default: the SDSS log-λ grid; None keeps a single file's native grid)."""
+    (default: the SDSS log-λ grid; None keeps a single file's native grid).  specutils
+    Spectrum objects (or a list of them) are converted instead of read."""
+    from ..specutils_io import is_specutils
+    if is_specutils(path_or_paths):
+        return SpectraBatch.from_specutils(path_or_paths, grid=grid)
     batches = list(iter_read(path_or_paths, batch_size=batch_size, grid=grid,
                              on_error=on_error))
     if not batches:

@@ -200,7 +200,12 @@ class SpectralModel(ABC):
         return f"{self.name}-{self.version}" + (f":{own}" if own else "")
 
     def check_batch(self, batch: SpectraBatch) -> SpectraBatch:
-        """Resample a batch onto the model's grid when it is on another one."""
+        """Resample a batch onto the model's grid when it is on another one; a specutils
+        Spectrum (or list of them) is converted onto that grid first."""
+        if not isinstance(batch, SpectraBatch):
+            from ..specutils_io import is_specutils
+            if is_specutils(batch):
+                return SpectraBatch.from_specutils(batch, grid=self.grid)
         if self.grid.matches(batch.loglam):
             return batch
         return batch.resample(self.grid)
