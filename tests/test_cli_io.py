@@ -29,11 +29,19 @@ def test_info_every_shared_file(shared_data, capsys):
     assert rc == 0, err
     n_files = sum(1 for d in ("sdss", "lamost", "desi")
                   for p in (shared_data / d).rglob("*.fits"))
-    assert out.count("\n  spectra: ") + out.count("[redrock") == n_files
-    assert "CLASS STAR 20, QSO 16, GALAXY 14" in out             # sdss-labelled-50
-    assert "CLASS STAR 1; SUBCLASS K5 1" in out                  # a LAMOST DR2 star
-    assert "ESTIMATED_IVAR 1" in out                             # Ondřejov spectra
-    assert "z 0.3687–0.3687" in out                              # DESI coadd + Redrock
+    lines = out.splitlines()                  # one table: header, rule, a row per file,
+    assert len(lines) == n_files + 4          # rule, TOTAL
+    assert lines[0].startswith("FILE") and lines[-1].startswith(f"TOTAL: {n_files} file(s)")
+    row = {ln.split()[0]: ln for ln in lines[2:-2]}
+    assert "STAR 20, QSO 16, GALAXY 14" in row["sdss/sdss-labelled-50.fits"]
+    assert " 50 " in row["sdss/sdss-labelled-50.fits"]
+    assert "ESTIMATED_IVAR 1" in row["lamost/oe270005.fits"]   # Ondřejov spectrum
+    assert "GALAXY 1; z 0.3687" in row["desi/fastspecfit/redrock-4-80613-thru20210324.fits"]
+    spectra = sum(int(ln.split()[2]) for ln in lines[2:-2] if ln.split()[2].isdigit())
+    assert f" {spectra} " in lines[-1] and "STAR 58" in lines[-1]
+    rc = main(["info", "--long", str(shared_data / "lamost")])   # the per-file blocks
+    out = capsys.readouterr().out
+    assert rc == 0 and "CLASS STAR 1; SUBCLASS K5 1" in out
 
 
 def test_info_h5_and_errors(tmp_path, capsys):

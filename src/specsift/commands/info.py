@@ -1,8 +1,10 @@
 """`specsift info PATH...`: per file, the number of spectra, wavelength range, median S/N,
-input flags and the labels found.  Streams each file, so it works on any size."""
+input flags and the labels found; for several files one table with a row per file and a
+TOTAL row (``--long``: the per-file blocks).  Streams each file, so it works on any size."""
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections import Counter
@@ -18,6 +20,8 @@ def register(subparsers, name, help_):
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="spectra files, directories (searched recursively) or glob patterns")
     p.add_argument("--batch-size", type=int, default=1024, help="spectra read at a time")
+    p.add_argument("--long", action="store_true",
+                   help="a block of lines per file even for several files")
     p.set_defaults(func=run)
 
 
@@ -61,6 +65,24 @@ class FileSummary:
                     self.flags[bit.name] += 1
         if "ERROR" in m.colnames:
             self.errors.extend(str(e) for e in m["ERROR"] if str(e))
+
+    def label_text(self) -> str:
+        """CLASS counts and the z range, short (table cell)."""
+        parts = []
+        if self.classes:
+            parts.append(", ".join(f"{k} {v}" for k, v in self.classes.most_common()))
+        z = np.concatenate(self.z) if self.z else np.zeros(0)
+        z = z[np.isfinite(z)]
+        if z.size:
+            parts.append(f"z {z.min():.4f}" + (f"–{z.max():.4f}" if z.max() > z.min() else ""))
+        return "; ".join(parts) or "none"
+
+    def row(self) -> list[str]:
+        snr = np.concatenate(self.snr) if self.snr else np.zeros(0)
+        return [str(self.path), self.kind, str(self.n),
+                f"{self.full[0]:.0f}–{self.full[1]:.0f}" if self.n else "–",
+                f"{np.median(snr):.2f}" if snr.size else "–", self.label_text(),
+                ", ".join(f"{k} {v}" for k, v in sorted(self.flags.items())) or "–"]
 
     def lines(self) -> list[str]:
         out = [f"{self.path}  [{self.kind}]", f"  spectra: {self.n}"]
@@ -137,24 +159,82 @@ def _catalog_lines(path: Path) -> list[str]:
     return out
 
 
+_HEADER = ["FILE", "FORMAT", "SPECTRA", "λ (Å)", "MEDIAN S/N", "LABELS", "INPUT FLAGS"]
+
+
+class _Other:
+    """A Redrock or catalog file in the table: rows but no spectra."""
+
+    def __init__(self, path, kind: str, lines: list[str]):
+        self.path, self.kind, self.block = path, kind, lines
+
+    def lines(self) -> list[str]:
+        return self.block
+
+    def row(self) -> list[str]:
+        rows = next((ln.split(":", 1)[1].strip() for ln in self.block if "rows:" in ln), "?")
+        cells = [ln.strip() for ln in self.block[2:]]
+        labels = "; ".join(c.split(":", 1)[1].strip() if c.startswith("labels:") else c
+                           for c in cells if c.startswith(("labels:", "z ")))
+        return [str(self.path), self.kind, f"({rows} rows)", "–", "–", labels or "–", "–"]
+
+
+def _totals(items: list, failed: int) -> list[str]:
+    """The TOTAL row: files, spectra, overall λ range, median S/N of all spectra, classes."""
+    spectra = [s for s in items if isinstance(s, FileSummary)]
+    n = sum(s.n for s in spectra)
+    snr = np.concatenate([x for s in spectra for x in s.snr]) if spectra else np.zeros(0)
+    lo = min((s.full[0] for s in spectra if s.n), default=np.nan)
+    hi = max((s.full[1] for s in spectra if s.n), default=np.nan)
+    classes: Counter = Counter()
+    flags: Counter = Counter()
+    for s in spectra:
+        classes.update(s.classes)
+        flags.update(s.flags)
+    files = f"TOTAL: {len(items)} file(s)" + (f", {failed} unreadable" if failed else "")
+    return [files, "", str(n), f"{lo:.0f}–{hi:.0f}" if n else "–",
+            f"{np.median(snr):.2f}" if snr.size else "–",
+            ", ".join(f"{k} {v}" for k, v in classes.most_common()) or "none",
+            ", ".join(f"{k} {v}" for k, v in sorted(flags.items())) or "–"]
+
+
+def format_table(rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell; numbers right-aligned; a rule under the header
+    and above the last (TOTAL) row."""
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    right = {2, 4}
+
+    def fmt(r):
+        return "  ".join(c.rjust(w) if k in right else c.ljust(w)
+                         for k, (c, w) in enumerate(zip(r, widths))).rstrip()
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(rows[0]), rule, *map(fmt, rows[1:-1]), rule, fmt(rows[-1])])
+
+
+def _summary(path: Path, batch_size: int):
+    """A FileSummary, or for a Redrock / catalog file its rows and labels."""
+    from ..io import NotSpectraError
+    try:
+        return summarise(path, batch_size)
+    except NotSpectraError:
+        return _Other(path, "redrock", _redrock_lines(path))
+    except ValueError:
+        if path.suffix.lower() in (".csv", ".parquet", ".ecsv"):
+            return _Other(path, "catalog", _catalog_lines(path))
+        raise
+
+
 def run(args) -> int:
-    from ..io import NotSpectraError, _expand
+    from ..io import _expand
     from ..term import printable
 
-    failed = 0
-    for path, _explicit in _expand(args.paths):
+    failed, items = 0, []
+    paths = _expand(args.paths)
+    for path, _explicit in paths:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")   # flags are reported in the summary
-                try:
-                    lines = summarise(path, args.batch_size).lines()
-                except NotSpectraError:
-                    lines = _redrock_lines(path)
-                except ValueError:
-                    if path.suffix.lower() in (".csv", ".parquet", ".ecsv"):
-                        lines = _catalog_lines(path)
-                    else:
-                        raise
+                item = _summary(path, args.batch_size)
         except (ValueError, OSError, KeyError) as exc:
             if getattr(args, "debug", False):
                 raise
@@ -162,5 +242,18 @@ def run(args) -> int:
             print(f"specsift info: error: {msg}", file=sys.stderr)
             failed += 1
             continue
-        print("\n".join(printable(line) for line in lines))
+        if args.long:
+            print("\n".join(printable(line) for line in item.lines()))
+        else:
+            items.append(item)
+    if len(items) == 1:                                  # one file: its block of lines
+        print("\n".join(printable(line) for line in items[0].lines()))
+    elif items:
+        rows = [i.row() for i in items]
+        top = os.path.commonpath([str(Path(r[0]).parent) for r in rows]) if rows else ""
+        for r in rows:                                   # paths under their common folder
+            r[0] = os.path.relpath(r[0], top) if top else r[0]
+        header = [f"FILE (in {top or '.'})", *_HEADER[1:]]
+        table = [header, *rows, _totals(items, failed)]
+        print(format_table([[printable(c) for c in r] for r in table]))
     return 2 if failed else 0
