@@ -30,9 +30,24 @@ class UsageError(Exception):
     """An error the user can fix; printed as one line, exit code 2."""
 
 
+def _version() -> str:
+    """'specsift 0.1.0 (astropy …, torch …)': what a bug report needs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+    deps = []
+    for name in ("numpy", "astropy", "torch", "specutils"):
+        try:
+            deps.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            pass
+    return f"specsift {__version__} ({', '.join(deps)})"
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="specsift", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
         if only is not None and name != only:

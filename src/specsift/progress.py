@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 
-__all__ = ["spectra_bar", "expected_spectra"]
+__all__ = ["spectra_bar", "expected_spectra", "GrowingBar"]
 
 
 def expected_spectra(inputs) -> int | None:
@@ -31,7 +31,7 @@ def expected_spectra(inputs) -> int | None:
     return total
 
 
-class _GrowingBar:
+class GrowingBar:
     """tqdm whose total grows when more spectra arrive than were expected."""
 
     def __init__(self, bar, limit: int | None):
@@ -57,6 +57,6 @@ def spectra_bar(inputs, desc: str, limit: int | None = None, enabled: bool = Tru
     bar = tqdm(total=total, unit="spectra", desc=desc, disable=not enabled,
                dynamic_ncols=True, file=sys.stderr)
     try:
-        yield _GrowingBar(bar, limit)
+        yield GrowingBar(bar, limit)
     finally:
         bar.close()

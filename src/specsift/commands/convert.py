@@ -25,6 +25,7 @@ def register(subparsers, name, help_):
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted conversion into OUT.h5")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.h5 if it exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -47,6 +48,7 @@ def parse_grid(text: str):
 def run(args) -> int:
     from ..io import SpectralStore, iter_read
     from ..pipeline.preflight import check_file, input_files
+    from ..progress import GrowingBar, expected_spectra
 
     out = check_file(args.output)                 # before any work; never one of the inputs
     grid = parse_grid(args.grid)
@@ -69,9 +71,12 @@ def run(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     n_written = skip
     n_err = 0
+    total = expected_spectra(files)
     with SpectralStore(out, "a") as store, \
-            tqdm(desc=f"convert → {out.name}", unit="spec", initial=skip, dynamic_ncols=True) as bar, \
+            tqdm(desc=f"convert → {out.name}", unit="spectra", initial=skip, total=total,
+                 dynamic_ncols=True, disable=args.no_progress) as tq, \
             warnings.catch_warnings(record=True) as caught:
+        bar = GrowingBar(tq, None)
         warnings.simplefilter("always")
         store.attrs["convert_inputs"] = key
         store.attrs["convert_done"] = False
