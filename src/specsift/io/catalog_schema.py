@@ -115,7 +115,9 @@ def provenance(model, n_input: int, command: list[str] | None = None) -> dict:
     """FITS-style provenance keywords (≤ 8 characters) for a catalog made by ``model``."""
     from .. import __version__
     tag, sha = model_identity(model)
-    argv = sys.argv if command is None else command
+    argv = list(sys.argv if command is None else command)
+    if argv and Path(argv[0]).name in ("cli.py", "__main__.py"):   # python -m specsift.cli
+        argv[0] = "specsift"
     out = {"SPECSIFT": __version__, "MODEL": tag, "MODELSHA": sha,
            "DATE": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
            "NINPUT": int(n_input),

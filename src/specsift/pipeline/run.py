@@ -140,6 +140,8 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
                 written = run_dir.write_part(idx, k, table)
                 unit_rows.setdefault(idx, {})[k] = written
                 rows += written
+                if bar.n + written > bar.total:          # a file held more than expected
+                    bar.total = bar.n + written
                 bar.update(written)
                 for src, msg in errs:
                     errors.append((src, msg))
