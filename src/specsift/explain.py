@@ -38,7 +38,7 @@ def _baseline(x: torch.Tensor) -> torch.Tensor:
     Why not all channels at 0: gasnet's second channel is the per-pixel S/N, positive at
     every good pixel; integrating it from 0 credits the whole spectrum with "being there",
     which buries the pixels whose flux decides the class: on a flat spectrum with one strong
-    line, gasnet's |attribution| then peaks ~3000 Å away from the line; with this
+    line, gasnet's |attribution| then peaks up to 2856 Å away from the line; with this
     baseline the peak is at the line (tests/test_explain.py)."""
     if x.dim() < 3 or x.shape[1] == 1:
         return torch.zeros_like(x)
@@ -48,9 +48,10 @@ def _baseline(x: torch.Tensor) -> torch.Tensor:
 
 
 def integrated_gradients(model, batch: SpectraBatch, target: np.ndarray | None = None,
-                         steps: int = 32, chunk: int = 16) -> np.ndarray:
+                         steps: int = 32, chunk: int = 16, baseline: str = "flux") -> np.ndarray:
     """(N, P) signed attribution of each pixel to the target class logit (default: the
-    predicted class).  Needs ``model.net`` and ``model.make_inputs``."""
+    predicted class).  Needs ``model.net`` and ``model.make_inputs``.  ``baseline``:
+    'flux' (see :func:`_baseline`) or 'zero' (every channel at 0, for comparison)."""
     net, make_inputs = getattr(model, "net", None), getattr(model, "make_inputs", None)
     if net is None or make_inputs is None:
         raise ValueError(f"model {getattr(model, 'name', model)!r} exposes no network to explain")
@@ -67,7 +68,7 @@ def integrated_gradients(model, batch: SpectraBatch, target: np.ndarray | None =
         with torch.no_grad():
             tgt = (_logits(net(x)).argmax(1) if target is None
                    else torch.as_tensor(np.asarray(target)[lo:lo + chunk], dtype=torch.long))
-        base = _baseline(x)
+        base = _baseline(x) if baseline == "flux" else torch.zeros_like(x)
         grads = torch.zeros_like(x)
         for a in alphas:
             xi = (base + a * (x - base)).requires_grad_(True)
