@@ -48,6 +48,9 @@ def test_evaluate_gasnet_three_class_on_the_demo_set(tmp_path, capsys):
     assert page.startswith("<!doctype html>") and "<table>" in page
     for png in ("z_pred_vs_true.png", "confusion_matrix.png", "reliability.png"):
         assert f"src='{png}'" in page and (out / png).stat().st_size > 5000
+    from specsift import load_model
+    from specsift.io import read_catalog
+    assert read_catalog(out / "catalog.fits").meta["MODELSHA"] == load_model("gasnet").file_sha256
     fib = Table.read(out / "catalog.fits", hdu="FIBERMAP")   # the inputs' identifiers
     assert len(fib) == 58 and np.isfinite(fib["RA"]).sum() == 8   # the 8 spec files have RA
     table_rows = np.char.endswith(np.asarray(fib["SOURCE"], str), "labelled-50-trimmed.fits")

@@ -51,7 +51,8 @@ def _run_model(args):
     truth = vstack(metas, join_type="outer", metadata_conflicts="silent")
     for t in (pred, truth):                  # order-matching: files may repeat TARGETIDs
         t["_ROW"] = np.arange(len(t))
-    return pred, truth, np.concatenate(snrs), model.class_set, f"{model.tag} on {' '.join(args.data)}"
+    return (pred, truth, np.concatenate(snrs), model.class_set,
+            f"{model.tag} on {' '.join(args.data)}", model)
 
 
 def _read_truth(path):
@@ -67,6 +68,7 @@ def _read_truth(path):
 def run(args) -> int:
     from ..cli import UsageError
     from ..io import read_catalog, write_catalog
+    from ..io.catalog_schema import provenance
     from ..metrics import evaluate_catalog
     from ..report import write_report
 
@@ -74,14 +76,15 @@ def run(args) -> int:
     if args.model:
         if args.catalog or not args.data:
             raise UsageError("give either CATALOG --truth TRUTH or --model M --data D")
-        pred, truth, snr, class_set, title = _run_model(args)
+        pred, truth, snr, class_set, title, model = _run_model(args)
         class_set = args.class_set or class_set
         if len(np.unique(np.asarray(pred["TARGETID"]))) != len(pred):
             pred.remove_column("TARGETID")
             truth = truth.copy()
             truth.remove_column("TARGETID") if "TARGETID" in truth.colnames else None
         out.mkdir(parents=True, exist_ok=True)
-        write_catalog(pred[[c for c in pred.colnames if c != "_ROW"]], out / "catalog.fits")
+        write_catalog(pred[[c for c in pred.colnames if c != "_ROW"]], out / "catalog.fits",
+                      meta=provenance(model, len(pred)))
     else:
         if not args.catalog or not args.truth:
             raise UsageError("give either CATALOG --truth TRUTH or --model M --data D")

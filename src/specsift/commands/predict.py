@@ -15,7 +15,7 @@ def register(subparsers, name, help_):
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="spectra files, directories, glob patterns or specsift stores")
     p.add_argument("-o", "--output", required=True, metavar="CATALOG",
-                   help="catalog to write: .fits, .parquet or .csv")
+                   help="catalog to write: .fits, .fits.gz, .parquet, .ecsv or .csv")
     p.add_argument("--model", default=None, metavar="NAME|PATH",
                    help="registered model name or model file (default: gasnet when bundled, "
                         "else the best bundled model)")

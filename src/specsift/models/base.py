@@ -211,12 +211,13 @@ class SpectralModel(ABC):
         return batch.resample(self.grid)
 
     def save(self, path) -> Path:
-        """Write the model file atomically (tensors and JSON-able metadata only)."""
+        """Write the model file atomically (tensors and JSON-able metadata only); ``name``
+        (the file's stem) is the user's name for it, part of its tag once loaded."""
         from .. import torchfile
         return torchfile.save({"format": FILE_FORMAT, "model": self.name, "version": self.version,
                                "class_set": self.class_set, "grid": self.grid.to_dict(),
                                "training": self.training, "metrics": self.metrics,
-                               "state": self.get_state()}, path)
+                               "name": Path(path).stem, "state": self.get_state()}, path)
 
     @classmethod
     def load(cls, path, class_set: str | None = None, grid: LogGrid | None = None):
@@ -291,18 +292,29 @@ def load_model(name_or_path, class_set: str | None = None,
     model.version = blob["version"]
     model.training, model.metrics = blob["training"], blob["metrics"]
     model.set_state(blob["state"])
-    _record_file(model, path)
+    _record_file(model, path, blob.get("name"))
     return model
 
 
-def _record_file(model: SpectralModel, path: Path) -> None:
-    """Which file the weights came from and its sha256 (catalog provenance)."""
+def _sha256(path: Path) -> str:
     import hashlib
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
-    model.file_path, model.file_sha256 = str(path), h.hexdigest()
-    bundled = _bundled(model.name)
-    if bundled is None or Path(path).resolve() != bundled.resolve():
-        model.file_label = f"{Path(path).stem}@{model.file_sha256[:12]}"
+    return h.hexdigest()
+
+
+_BUNDLED_SHA: dict[str, str | None] = {}
+
+
+def _record_file(model: SpectralModel, path: Path, name: str | None) -> None:
+    """Which file the weights came from and its sha256 (catalog provenance).  A file that is
+    not the bundled one (by content: a copy of it, e.g. on a Dask worker, still is) gets
+    a label, its saved name (else the file name) and hash, that goes into its tag."""
+    model.file_path, model.file_sha256 = str(path), _sha256(path)
+    if model.name not in _BUNDLED_SHA:
+        bundled = _bundled(model.name)
+        _BUNDLED_SHA[model.name] = None if bundled is None else _sha256(bundled)
+    if model.file_sha256 != _BUNDLED_SHA[model.name]:
+        model.file_label = f"{name or Path(path).stem}@{model.file_sha256[:12]}"
