@@ -142,3 +142,20 @@ def test_user_trained_model_carries_its_own_name_and_hash(tmp_path):
     assert pm["MODELSHA"] == mine.file_sha256 and pm["MODEL"].endswith(pm["MODELSHA"][:12])
     assert pm["MODELFIL"] == "mine.pt" and pb["COMMAND"] == "specsift predict"
     assert len(pb["MODELSHA"]) == 64 and pb["MODELSHA"] != pm["MODELSHA"]
+
+
+@pytest.mark.parametrize("ext", [".fits", ".parquet", ".ecsv"])
+def test_non_ascii_paths_and_empty_catalog(tmp_path, ext):
+    t = catalog(3)
+    t["SOURCE"] = ["/données/ñ.fits", "/data/a.fits", ""]
+    p = tmp_path / "part.parquet"
+    pq.write_table(table_to_arrow(t), p)
+    merge_parts([p], tmp_path / f"m{ext}", PROV)
+    back = read_catalog(tmp_path / f"m{ext}")
+    want = "/donn\\xe9es/\\xf1.fits" if ext == ".fits" else "/données/ñ.fits"  # FITS: ASCII
+    assert back["SOURCE"][0] == want and back["SOURCE"][2] == ""
+    if ext == ".ecsv":            # astropy 8 cannot read back a 0-row ECSV array column
+        return
+    empty = write_catalog(catalog(0), tmp_path / f"e{ext}", meta=PROV)
+    got = read_catalog(empty)
+    assert len(got) == 0 and got.meta["MODEL"] == PROV["MODEL"]

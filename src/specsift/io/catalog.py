@@ -170,7 +170,7 @@ def _write(src, path: Path, overwrite: bool) -> Path:
 
 def _write_fits(src, tmp: Path, gz: bool) -> None:
     plain = tmp.with_name(tmp.name + ".fits") if gz else tmp
-    proto = src.prototype()
+    proto = _ascii(src.prototype(), None)
     red, fib = _split(proto)
     primary = fits.PrimaryHDU()
     _put_meta(primary.header, src.provenance)
@@ -188,7 +188,7 @@ def _write_fits(src, tmp: Path, gz: bool) -> None:
             if src.n_rows == 0:
                 continue
             for t in src.tables(cols):
-                data = fits.table_to_hdu(t).data
+                data = fits.table_to_hdu(_ascii(t, proto)).data
                 data._scale_back()                       # booleans, strings → FITS bytes
                 raw = np.asarray(data).view(np.ndarray)
                 raw = raw.astype(raw.dtype.newbyteorder(">"))
@@ -201,6 +201,20 @@ def _write_fits(src, tmp: Path, gz: bool) -> None:
                 shutil.copyfileobj(fin, fout, 1 << 20)
         finally:
             plain.unlink(missing_ok=True)
+
+
+def _ascii(t: Table, proto: Table | None) -> Table:
+    """FITS strings are ASCII: other characters (a path with 'ñ') become backslash escapes
+    rather than end a long run in an encoding error; widths those of ``proto``."""
+    for name in t.colnames:
+        a = np.asarray(t[name])
+        if a.dtype.kind != "U":
+            continue
+        width = np.asarray(proto[name]).dtype.itemsize // 4 if proto is not None else None
+        if not all(x.isascii() for x in a.tolist()):
+            a = np.char.decode(np.char.encode(a, "ascii", "backslashreplace"), "ascii")
+        t[name] = a.astype(f"U{width or max(a.dtype.itemsize // 4, 1)}")
+    return t
 
 
 def _write_parquet(src, tmp: Path) -> None:
@@ -292,7 +306,12 @@ class _PartSource:
             self.n_rows += pq.read_metadata(p).num_rows
             at = pq.read_table(p, columns=[c for c in strs if c in s.names])
             for c in at.column_names:
-                m = pc.max(pc.binary_length(pc.cast(at.column(c), pa.binary()))).as_py()
+                col = at.column(c)
+                if pc.all(pc.string_is_ascii(col)).as_py() is False:   # FITS escapes them
+                    m = max((len(x.encode("ascii", "backslashreplace"))
+                             for x in col.to_pylist() if x), default=1)
+                else:
+                    m = pc.max(pc.binary_length(pc.cast(col, pa.binary()))).as_py()
                 self.widths[c] = max(self.widths[c], m or 1)
 
     def _conform(self, at, cols):
