@@ -6,8 +6,8 @@ from __future__ import annotations
 from importlib import resources
 
 import pytest
-
 from _pipeline_data import make_model
+
 from specsift import __version__
 from specsift.cli import main
 

@@ -112,7 +112,7 @@ def from_specutils(spectra, grid: LogGrid | None = DEFAULT_GRID,
     meta = _with_defaults(meta, len(fluxes))
     if grid is None:
         grid = LogGrid.from_loglam(np.log10(waves[0]))
-    from .io._common import estimate_ivar       # the readers' estimate, same flag
+    from .io._common import estimate_ivar  # the readers' estimate, same flag
     no_ivar = np.array([iv is None for iv in ivars])
     ivars = [estimate_ivar(f[None])[0] if iv is None else iv for f, iv in zip(fluxes, ivars)]
     batch = SpectraBatch.from_spectra(waves, fluxes, ivars, masks, meta=meta, grid=grid,

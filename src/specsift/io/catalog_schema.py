@@ -119,7 +119,7 @@ def provenance(model, n_input: int, command: list[str] | None = None) -> dict:
     if argv and Path(argv[0]).name in ("cli.py", "__main__.py"):   # python -m specsift.cli
         argv[0] = "specsift"
     out = {"SPECSIFT": __version__, "MODEL": tag, "MODELSHA": sha,
-           "DATE": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+           "DATE": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
            "NINPUT": int(n_input),
            "COMMAND": " ".join(shlex.quote(a) for a in [Path(argv[0]).name, *argv[1:]])
            if argv else ""}
