@@ -5,9 +5,10 @@ Integrated gradients (Sundararajan et al. 2017): attribution of pixel i =
 (x_i − x0_i)·mean over α∈(0,1] of ∂F(x0 + α(x − x0))/∂x_i with baseline x0: the flux
 channel at 0 (an empty spectrum after normalisation), any other input channel (gasnet's
 per-pixel S/N) kept as it is; F the logit of the predicted class.  Implemented here in a
-few lines (no captum needed); works for any model with a (torch module whose output, its first element or its ``cls`` entry is class logits)
-and a ``make_inputs(batch)`` method — gasnet, speccznet and vgg1d.  χ² models (eigen)
-explain themselves: :func:`chi2_contribution`, :func:`plot_chi2_explanation`.
+few lines (no captum needed); works for any model with a ``net`` (torch module whose output,
+its first element or its ``cls`` entry is class logits) and a ``make_inputs(batch)`` method:
+gasnet, speccznet and vgg1d.  χ² models (eigen) explain themselves: ``EigenModel.explain``
+(best and runner-up fits, each pixel's χ² gap) drawn by :func:`plot_chi2_explanation`.
 """
 
 from __future__ import annotations
