@@ -33,7 +33,7 @@ def plot_spectra(batch, catalog, path: Path, rows) -> Path:
     from scipy.ndimage import uniform_filter1d
 
     from ..lines import LINES, MAJOR_LINES, lines_in_range
-    stellar = tuple(ln for ln in LINES if ln.kind != "emission" and ln.wave > 3000)
+    stellar = tuple(ln for ln in LINES if "absorption" in ln.kind and ln.wave > 3000)
 
     fig, axes = plt.subplots(len(rows), 1, figsize=(11, 2.0 * len(rows)), sharex=True,
                              squeeze=False)

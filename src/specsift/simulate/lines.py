@@ -14,21 +14,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import C_KMS  # re-exported: the simulator's modules import it from here
+from ..lines.table import WAVE as _WAVE
 
 __all__ = ["LINES", "kauffmann03", "kewley01", "sdss_agn_line", "is_agn", "is_starforming",
            "sample_sf_ratios", "sample_agn_ratios", "galaxy_line_fluxes", "C_KMS"]
 
-#: vacuum rest wavelengths (Å), as SDSS uses
-LINES = {
-    "OII_3726": 3727.09, "OII_3729": 3729.88, "NeIII_3869": 3869.86, "Heps": 3971.20,
-    "Hdelta": 4102.89, "Hgamma": 4341.68, "HeII_4686": 4687.02, "Hbeta": 4862.68,
-    "OIII_4959": 4960.30, "OIII_5007": 5008.24, "HeI_5876": 5877.25, "OI_6300": 6302.05,
-    "OI_6363": 6365.54, "NII_6548": 6549.86, "Halpha": 6564.61, "NII_6584": 6585.27,
-    "SII_6717": 6718.29, "SII_6731": 6732.67, "ArIII_7135": 7137.77, "SIII_9069": 9071.1,
-    "NeV_3426": 3426.84, "MgII": 2799.49, "CIII": 1908.73, "CIV": 1549.06, "Lyalpha": 1215.67,
-    "NV": 1240.14, "SiIV": 1397.61, "HeII_1640": 1640.42, "OVI": 1033.82, "Lybeta": 1025.72,
-    "CII_1335": 1335.31, "AlIII": 1857.40, "CII_2326": 2326.44,
-}
+#: the lines the simulator draws (keys of the line table)
+_SIM_KEYS = ("OII_3726", "OII_3729", "NeIII_3869", "Heps", "Hdelta", "Hgamma", "HeII_4686",
+             "Hbeta", "OIII_4959", "OIII_5007", "HeI_5876", "OI_6300", "OI_6363", "NII_6548",
+             "Halpha", "NII_6584", "SII_6717", "SII_6731", "ArIII_7135", "SIII_9069",
+             "NeV_3426", "MgII", "CIII", "CIV", "Lyalpha", "NV", "SiIV", "HeII_1640", "OVI",
+             "Lybeta", "CII_1335", "AlIII", "CII_2326")
+#: vacuum rest wavelengths (Å) by key: the package's one line table (specsift.lines.table)
+LINES = {k: _WAVE[k] for k in _SIM_KEYS}
 
 
 def kauffmann03(x):
