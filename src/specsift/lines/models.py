@@ -1,0 +1,110 @@
+"""The line models fitted to galaxies and to quasars, built from the line table.
+
+Galaxies: the narrow lines astronomers and the SDSS subclass rules use, in six rest-frame
+windows, two kinematic groups (Balmer lines; forbidden lines), each with one width and one
+velocity — SDSS's DR9 ties (idlspec2d ``etc/emlines.par``: one redshift for all lines, the
+Balmer series with its own width).  Doublets with fixed atomic ratios share an amplitude.
+
+Quasars: each broad line (Lyα with N V, C IV, C III], Mg II, Hβ, Hα) in its own window,
+fitted independently of the others (their widths and blueshifts differ physically, and
+independent windows keep each fit small).  A broad line is two Gaussians of widths s and
+2.5 s sharing a centre (a peaky core and wings, the usual minimal broad-line profile); its
+flux is their sum and its σ their second moment.  The narrow [O III], Hβ, Hα and [N II] in
+the Hβ and Hα windows get one shared narrow width per window.  Backgrounds are a straight
+line per window (SDSS fits quasar lines on linear backgrounds too, ``speclinefit.pro``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .fit import Component, Group, LineModel
+from .table import WAVE
+
+__all__ = ["NARROW_LINES", "BROAD_LINES", "galaxy_model", "quasar_models", "WING_SCALE"]
+
+#: (column name, table key) of the narrow lines measured in galaxies (and quasars where
+#: their windows allow); doublet partners tied by ratio are listed after their partner
+NARROW_LINES = (
+    ("OII_3726", "OII_3726"), ("OII_3729", "OII_3729"), ("HBETA", "Hbeta"),
+    ("OIII_4959", "OIII_4959"), ("OIII_5007", "OIII_5007"), ("OI_6300", "OI_6300"),
+    ("NII_6548", "NII_6548"), ("HALPHA", "Halpha"), ("NII_6584", "NII_6584"),
+    ("SII_6716", "SII_6717"), ("SII_6731", "SII_6731"),
+)
+
+#: (column name, table key) of the quasar broad lines
+BROAD_LINES = (
+    ("LYALPHA_BROAD", "Lyalpha"), ("CIV_BROAD", "CIV"), ("CIII_BROAD", "CIII"),
+    ("MGII_BROAD", "MgII"), ("HBETA_BROAD", "Hbeta"), ("HALPHA_BROAD", "Halpha"),
+)
+
+WING_SCALE = 2.5
+_BALMER, _FORBIDDEN = 0, 1
+
+
+@lru_cache(maxsize=None)
+def galaxy_model() -> tuple[LineModel, dict[str, tuple[int, float, int]]]:
+    """The narrow-line model and, per column name, (amplitude index, ratio, group)."""
+    # windows: the lines ± ~1200 km/s (room for the background level and velocity range)
+    regions = ((3712.0, 3745.0), (4843.0, 4882.0), (4940.0, 5028.0), (6280.0, 6324.0),
+               (6525.0, 6611.0), (6697.0, 6754.0))
+    groups = (Group("balmer", 80.0, 500.0, 500.0), Group("forbidden", 80.0, 500.0, 500.0))
+    spec = (  # column, key, region, group, amp, ratio
+        ("OII_3726", "OII_3726", 0, _FORBIDDEN, 0, 1.0),
+        ("OII_3729", "OII_3729", 0, _FORBIDDEN, 1, 1.0),
+        ("HBETA", "Hbeta", 1, _BALMER, 2, 1.0),
+        ("OIII_5007", "OIII_5007", 2, _FORBIDDEN, 3, 1.0),
+        ("OIII_4959", "OIII_4959", 2, _FORBIDDEN, 3, 1 / 2.98),
+        ("OI_6300", "OI_6300", 3, _FORBIDDEN, 4, 1.0),
+        ("NII_6584", "NII_6584", 4, _FORBIDDEN, 5, 1.0),
+        ("NII_6548", "NII_6548", 4, _FORBIDDEN, 5, 1 / 3.05),
+        ("HALPHA", "Halpha", 4, _BALMER, 6, 1.0),
+        ("SII_6716", "SII_6717", 5, _FORBIDDEN, 7, 1.0),
+        ("SII_6731", "SII_6731", 5, _FORBIDDEN, 8, 1.0),
+    )
+    comps = tuple(Component(k, WAVE[k], g, a, r, ratio) for _, k, r, g, a, ratio in spec)
+    index = {col: (a, ratio, g) for col, _, _, g, a, ratio in spec}
+    return LineModel(comps, groups, regions, n_amp=9, slope=False), index
+
+
+@lru_cache(maxsize=None)
+def quasar_models(single: bool = False) -> tuple[tuple[str, LineModel, dict], ...]:
+    """One small model per broad-line window: (broad column, model, narrow columns' index).
+
+    In each model amplitude 0 is the broad core, 1 the broad wings (group 0); narrow lines
+    (group 1) follow.  ``index`` maps narrow column names to (amplitude, ratio, group).
+    ``single``: one Gaussian per broad line (the wing amplitude is pinned at 0), the profile
+    SDSS's own line fit uses."""
+    half = 15000.0 / 299792.458
+    out = []
+    for col, key in BROAD_LINES:
+        w0 = WAVE[key]
+        region = ((w0 * (1 - half), w0 * (1 + half)),)
+        bg = Group(col, 2000.0, 9000.0, 3000.0)
+        comps = [Component(key, w0, 0, 0, 0),
+                 Component(key, w0, 0, 1, 0, ratio=0.0 if single else 1.0, scale=WING_SCALE)]
+        groups = [bg]
+        index = {}
+        narrow = {"Lyalpha": (("NV", "NV", 1.0, True),),
+                  "Hbeta": (("OIII_5007", "OIII_5007", 1.0, False),
+                            ("OIII_4959", "OIII_5007", 1 / 2.98, False),
+                            ("HBETA", "Hbeta", 1.0, False)),
+                  "Halpha": (("HALPHA", "Halpha", 1.0, False),
+                             ("NII_6584", "NII_6584", 1.0, False),
+                             ("NII_6548", "NII_6584", 1 / 3.05, False))}.get(key, ())
+        if narrow:
+            groups.append(Group("narrow", 150.0, 900.0, 600.0) if key != "Lyalpha"
+                          else Group("NV", 2000.0, 9000.0, 3000.0))
+        amp = 2
+        amps = {}
+        for ncol, nkey, ratio, _ in narrow:
+            a = amps.setdefault(nkey, amp if nkey not in amps else amps[nkey])
+            if a == amp:
+                amp += 1
+            wave = WAVE["OIII_4959"] if ncol == "OIII_4959" else (
+                WAVE["NII_6548"] if ncol == "NII_6548" else WAVE[nkey])
+            comps.append(Component(ncol, wave, 1, a, 0, ratio))
+            index[ncol] = (a, ratio, 1)
+        out.append((col, LineModel(tuple(comps), tuple(groups), region, n_amp=amp, slope=True),
+                    index))
+    return tuple(out)

@@ -1,0 +1,66 @@
+"""The pipeline stage: line columns and rule-based subclasses added to a catalog.
+
+After the model (and the verification stage, whose best-fit continuum it can take), every
+GALAXY and QSO row gets its line measurements, and its SUBTYPE / CLASS_LABEL are set from
+SDSS's rules (:mod:`.rules`) wherever the lines decide: for a galaxy when the four BPT lines
+were measurable, for a quasar when a broad-line width was.  Elsewhere (a line outside the
+spectrum, a star, a class set with no label for the rule's answer) the network's answer
+stays.  The network's own answer is kept in CLASS_LABEL_NET / SUBTYPE_NET, and
+SUBTYPE_FROM_LINES says which rows the rules decided.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.table import Table, hstack
+
+from ..classes import CLASS_SETS, map_sdss, subtype_of
+from .measure import measure_lines
+from .rules import sdss_subclass
+
+__all__ = ["add_lines", "class_set_of"]
+
+
+def class_set_of(catalog: Table) -> str | None:
+    """The class set whose labels are the catalog's PROB_ columns (None if none matches)."""
+    names = tuple(c[5:] for c in catalog.colnames if c.startswith("PROB_"))
+    for name, labs in CLASS_SETS.items():
+        if set(labs) == set(names):
+            return name
+    return None
+
+
+def add_lines(batch, catalog: Table, continuum=None, sigma_inst=None) -> Table:
+    """``catalog`` (one row per spectrum of ``batch``, with Z and SPECTYPE) plus line
+    columns, SUBCLASS_LINES (the SDSS-style subclass the rules give), CLASS_LABEL /
+    SUBTYPE from the rules where they decide, the network's in *_NET, SUBTYPE_FROM_LINES.
+
+    ``continuum`` (N, P), optional: an emission-line-free continuum model of each spectrum
+    (e.g. the verification fit); galaxies without one get the BC03 fit of
+    :mod:`.continuum`."""
+    if len(catalog) != len(batch):
+        raise ValueError(f"catalog has {len(catalog)} rows for {len(batch)} spectra")
+    z = np.asarray(catalog["Z"], float)
+    spectype = np.char.strip(np.asarray(catalog["SPECTYPE"]).astype(str))
+    lines = measure_lines(batch.loglam, batch.flux, batch.ivar, z, spectype,
+                          continuum=continuum, sigma_inst=sigma_inst)
+    sub, bpt_ok, broad_ok = sdss_subclass(lines, spectype, z)
+    out = hstack([catalog, lines], join_type="exact", metadata_conflicts="silent")
+    out["SUBCLASS_LINES"] = sub
+    label_net = np.asarray(catalog["CLASS_LABEL"]).astype("U24")
+    out["CLASS_LABEL_NET"] = label_net
+    out["SUBTYPE_NET"] = np.asarray(catalog["SUBTYPE"]).astype("U24")
+    decided = np.zeros(len(out), bool)
+    cset = class_set_of(catalog)
+    if cset is not None:
+        labs = set(CLASS_SETS[cset])
+        rule = map_sdss(spectype, sub, cset)
+        gal = (spectype == "GALAXY") & bpt_ok
+        qso = (spectype == "QSO") & broad_ok
+        decided = (gal | qso) & np.isin(rule, list(labs)) & (rule != "")
+        label = np.where(decided, rule, label_net)
+        out["CLASS_LABEL"] = label
+        out["SUBTYPE"] = np.where(decided, [subtype_of(x) for x in label],
+                                  np.asarray(catalog["SUBTYPE"]).astype("U24"))
+    out["SUBTYPE_FROM_LINES"] = decided
+    return out
