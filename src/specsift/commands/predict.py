@@ -38,6 +38,8 @@ def register(subparsers, name, help_):
                    help="CPU inference variant (see docs/scaling.md for accuracy per model)")
     p.add_argument("--save-chi2", action="store_true",
                    help="keep χ² curves in the catalog (χ² models such as eigen)")
+    p.add_argument("--no-lines", action="store_true",
+                   help="skip the emission-line stage (line columns, rule-based subclasses)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -53,7 +55,8 @@ def run(args) -> int:
                       device=args.device, workers=args.workers, resume=args.resume,
                       engine=args.engine, save_chi2=args.save_chi2,
                       progress=not args.no_progress, threads=args.threads, address=args.address,
-                      precision=args.precision, overwrite=args.overwrite)
+                      precision=args.precision, overwrite=args.overwrite,
+                      lines=not args.no_lines)
     except ResumeError as exc:
         print(f"specsift predict: {printable(exc)}", file=sys.stderr)
         return 2

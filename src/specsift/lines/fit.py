@@ -72,8 +72,10 @@ class FitResult:
     """Fitted parameters; amplitudes are integrated fluxes in flux-density units × Å."""
     amp: np.ndarray            # (N, n_amp)
     amp_err: np.ndarray        # (N, n_amp); 0 where the amplitude had no data
+    amp_err_white: np.ndarray  # the same, ignoring the noise correlation (ivar alone)
     sigma: np.ndarray          # (N, G) intrinsic Gaussian σ, km/s (instrument removed)
     sigma_err: np.ndarray
+    sigma_err_white: np.ndarray
     velocity: np.ndarray       # (N, G) km/s
     velocity_err: np.ndarray
     back: np.ndarray           # (N, n_back) background terms
@@ -221,11 +223,13 @@ def _chi2_of(prob, out, theta, prec, mean):
 
 
 def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
-              n_iter: int = 5) -> FitResult:
+              n_iter: int = 5, noise_corr: float = 0.0) -> FitResult:
     """Fit ``model`` to continuum-subtracted spectra ``resid`` (N, P) at redshifts ``z``.
 
     ``sigma_inst`` is the instrumental Gaussian σ in km/s: a scalar, per spectrum (N,), per
-    pixel (P,) or both (N, P); it is read at each line's centre.  Pixels with
+    pixel (P,) or both (N, P); it is read at each line's centre.  ``noise_corr``: lag-1
+    correlation of neighbouring pixels' noise (resampled coadds have it; ivar does not say
+    so); the errors then come from the sandwich H⁻¹ (Jᵀ W C W J) H⁻¹ with that correlation.  Pixels with
     ``ivar == 0`` do not count; a line with no good pixel near its centre comes back with
     ``covered = False`` and zero error.
     """
@@ -261,16 +265,20 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
         chi2 = np.where(better, chi2_t, chi2)
         lam = np.where(better, lam * 0.3, lam * 10.0)
     H, _ = _normal(J, prob.w, prob.y - out, prec, mean, theta)
-    cov = _inverse(H)
-    var = np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None)
-    err = np.sqrt(var)
+    cov = white = _inverse(H)
+    if noise_corr > 0:
+        cov = cov @ _correlated_meat(prob, J, H, noise_corr) @ cov
+    err = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
+    err_w = np.sqrt(np.clip(np.diagonal(white, axis1=1, axis2=2), 0, None))
     covered = _covered(prob, theta, J)
     centre, back_at = _at_centres(prob, theta)
     kp = prob.kms_pix
     return FitResult(
         amp=np.where(covered, theta[:, :prob.ka], np.nan),
         amp_err=np.where(covered, err[:, :prob.ka], 0.0),
+        amp_err_white=np.where(covered, err_w[:, :prob.ka], 0.0),
         sigma=theta[:, prob.ks:prob.ku] * kp, sigma_err=err[:, prob.ks:prob.ku] * kp,
+        sigma_err_white=err_w[:, prob.ks:prob.ku] * kp,
         velocity=theta[:, prob.ku:] * kp, velocity_err=err[:, prob.ku:] * kp,
         back=theta[:, prob.ka:prob.ks], cov_amp=cov[:, :prob.ka, :prob.ka],
         covered=covered, chi2=(prob.w * (prob.y - out) ** 2).sum(1),
@@ -292,6 +300,21 @@ def _at_centres(prob: _Problem, theta):
             tc = 2 * (cen[:, j] - first) / max(sl.stop - sl.start - 1, 1) - 1
             back[:, j] += theta[:, col + 1] * tc
     return np.rint(cen).astype(np.int64), back
+
+
+def _correlated_meat(prob: _Problem, J, H, rho1: float):
+    """Jᵀ W C W J for noise correlated as SDSS's resampling makes it: kernel [c, 1, c], lag-1
+    correlation ``rho1``, lag-2 c²/(1 + 2c²); pairs across two windows are not neighbours."""
+    c = (1 - np.sqrt(max(1 - 2 * rho1 ** 2, 0.0))) / (2 * rho1)
+    rho2 = c * c / (1 + 2 * c * c)
+    V = J * np.sqrt(prob.w)[:, :, None]
+    region = np.concatenate([np.full(sl.stop - sl.start, k) for k, sl in enumerate(prob.slices)])
+    meat = H.copy()                              # white part (with the priors) = H
+    for lag, rho in ((1, rho1), (2, rho2)):
+        same = (region[lag:] == region[:-lag]).astype(float)
+        L = np.einsum("nmp,m,nmq->npq", V[:, :-lag], same, V[:, lag:], optimize=True)
+        meat += rho * (L + L.transpose(0, 2, 1))
+    return meat
 
 
 def _inverse(H):

@@ -22,6 +22,9 @@ from .fit import fit_lines
 from .models import WING_SCALE, galaxy_model, quasar_models
 from .table import C_KMS
 
+#: lag-1 noise correlation of SDSS coadd pixels (resampling), measured on real spectra
+SDSS_NOISE_CORR = 0.28
+
 __all__ = ["measure_lines", "LINE_COLUMNS", "line_names", "QSO_BROAD_NAMES"]
 
 #: catalog names of the broad lines (fastspecfit's, Mg II as one unresolved doublet)
@@ -70,8 +73,9 @@ def _continuum_at(cont, rows, pix):
     return cont[rows, np.clip(pix, 0, p - 1)]
 
 
-def _put(out, name, rows, flux, flux_err, cont, sig, sig_err, vel, z, ok):
-    """Fill one line's columns for ``rows`` where ``ok``."""
+def _put(out, name, rows, flux, flux_err, cont, sig, sig_err, vel, z, ok, white=None):
+    """Fill one line's columns for ``rows`` where ``ok``; ``white`` = (dict of white-noise
+    ivar columns, flux-error ratio white / correlated, σ-error ratio) when kept."""
     r = rows[ok]
     with np.errstate(divide="ignore", invalid="ignore"):
         ew = flux / cont / (1 + z)
@@ -84,12 +88,22 @@ def _put(out, name, rows, flux, flux_err, cont, sig, sig_err, vel, z, ok):
     out[f"{name}_SIGMA"][r] = sig[ok]
     out[f"{name}_SIGMA_IVAR"][r] = _ivar(sig_err[ok])
     out[f"{name}_VSHIFT"][r] = vel[ok]
+    if white is not None:
+        wt, rf, rs = white
+        wt[f"{name}_FLUX_IVAR"][r] = _ivar((flux_err * rf)[ok])
+        wt[f"{name}_EW_IVAR"][rows[good_c]] = _ivar((ew_err * rf)[good_c])
+        wt[f"{name}_SIGMA_IVAR"][r] = _ivar((sig_err * rs)[ok])
 
 
-def _galaxies(out, loglam, flux, ivar, z, cont, rows, sig_inst):
+def _ratio(white, corr):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(corr > 0, white / np.where(corr > 0, corr, 1.0), 1.0)
+
+
+def _galaxies(out, wt, loglam, flux, ivar, z, cont, rows, sig_inst, rho):
     model, index = galaxy_model()
     resid = flux - cont
-    res = fit_lines(model, loglam, resid, ivar, z, sig_inst)
+    res = fit_lines(model, loglam, resid, ivar, z, sig_inst, noise_corr=rho)
     n = len(rows)
     comp = {c.key: j for j, c in enumerate(model.components)}
     keys = dict(zip(_NARROW_NAMES, ("OII_3726", "OII_3729", "Hbeta", "OIII_4959", "OIII_5007",
@@ -100,12 +114,15 @@ def _galaxies(out, loglam, flux, ivar, z, cont, rows, sig_inst):
         a, ratio, g = index[name]
         j = comp[keys[name]]
         c = _continuum_at(cont, local, res.centre[:, j]) + res.back_at[:, j]
+        white = (wt, _ratio(res.amp_err_white[:, a], res.amp_err[:, a]),
+                 _ratio(res.sigma_err_white[:, g], res.sigma_err[:, g]))
         _put(out, name, rows, ratio * res.amp[:, a], ratio * res.amp_err[:, a], c,
-             res.sigma[:, g], res.sigma_err[:, g], res.velocity[:, g], z, res.covered[:, a])
+             res.sigma[:, g], res.sigma_err[:, g], res.velocity[:, g], z, res.covered[:, a],
+             white)
     return res
 
 
-def _quasars(out, loglam, flux, ivar, z, rows, sig_inst, single=False):
+def _quasars(out, wt, loglam, flux, ivar, z, rows, sig_inst, rho, single=False):
     lrest_lo = loglam[0] - np.log10(1 + z)
     lrest_hi = loglam[-1] - np.log10(1 + z)
     fits = {}
@@ -118,7 +135,7 @@ def _quasars(out, loglam, flux, ivar, z, rows, sig_inst, single=False):
             continue
         s = np.nonzero(sel)[0]
         si = sig_inst[s]
-        res = fit_lines(model, loglam, flux[s], ivar[s], z[s], si)
+        res = fit_lines(model, loglam, flux[s], ivar[s], z[s], si, noise_corr=rho)
         fits[col] = (s, res)
         a0, a1 = res.amp[:, 0], res.amp[:, 1]
         tot = a0 + a1
@@ -131,8 +148,10 @@ def _quasars(out, loglam, flux, ivar, z, rows, sig_inst, single=False):
         m_err = res.sigma_err[:, 0] * moment / np.maximum(s_core, 1e-9)
         ok = res.covered[:, 0] & res.covered[:, 1]
         cont = res.back_at[:, 0]
+        white = (wt, _ratio(res.amp_err_white[:, 0], res.amp_err[:, 0]),
+                 _ratio(res.sigma_err_white[:, 0], res.sigma_err[:, 0]))
         _put(out, QSO_BROAD_NAMES[col], rows[s], tot, err, cont, moment, m_err,
-             res.velocity[:, 0], z[s], ok)
+             res.velocity[:, 0], z[s], ok, white)
         comp = {c.key: j for j, c in enumerate(model.components)}
         for name, (a, ratio, g) in index.items():
             if name not in _NARROW_NAMES:
@@ -140,7 +159,9 @@ def _quasars(out, loglam, flux, ivar, z, rows, sig_inst, single=False):
             j = comp[name]
             _put(out, name, rows[s], ratio * res.amp[:, a], ratio * res.amp_err[:, a],
                  res.back_at[:, j], res.sigma[:, g], res.sigma_err[:, g],
-                 res.velocity[:, g], z[s], res.covered[:, a])
+                 res.velocity[:, g], z[s], res.covered[:, a],
+                 (wt, _ratio(res.amp_err_white[:, a], res.amp_err[:, a]),
+                  _ratio(res.sigma_err_white[:, g], res.sigma_err[:, g])))
     return fits
 
 
@@ -155,7 +176,8 @@ def _inst_rows(sig, n: int, p: int) -> np.ndarray:
 
 
 def measure_lines(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=None,
-                  return_fits: bool = False):
+                  noise_corr: float = SDSS_NOISE_CORR, return_fits: bool = False,
+                  white: bool = False):
     """Line measurements (a Table, one row per spectrum) at redshifts ``z``.
 
     ``spectype``: GALAXY rows get the narrow-line fit, QSO rows the broad-line windows (with
@@ -164,7 +186,11 @@ def measure_lines(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=No
     template fit); without one the BC03 stellar continuum of :mod:`.continuum` is fitted.
     Quasars always use local linear backgrounds (a quasar template carries the broad lines).
     ``sigma_inst``: instrumental σ in km/s — scalar, (N,), (P,) or (N, P); default SDSS's
-    measured LSF curve (:func:`sdss_sigma_inst`, 48–86 km/s).
+    measured LSF curve (:func:`sdss_sigma_inst`, 48–86 km/s).  ``noise_corr``: lag-1
+    correlation of neighbouring pixels' noise, which ivar does not carry; default SDSS's
+    0.28 (measured on real SDSS coadds, see ``simulate/instrument.py``); 0 for white noise.
+    ``white``: also return a table of the *_IVAR columns computed from ivar alone (as the
+    SDSS pipeline's errors are), for rules whose thresholds were set on such errors.
     """
     loglam = np.asarray(loglam, float)
     flux = np.asarray(flux, np.float32)
@@ -175,6 +201,7 @@ def measure_lines(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=No
     sig = _inst_rows(sdss_sigma_inst(loglam) if sigma_inst is None else sigma_inst, n,
                      loglam.size)
     out = _empty(n)
+    wt = {k: v.copy() for k, v in out.items() if k.endswith("_IVAR")}
     fits = {}
     ok_z = np.isfinite(z) & (z > -0.01)
     gal = np.nonzero((spectype == "GALAXY") & ok_z)[0]
@@ -184,12 +211,14 @@ def measure_lines(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=No
             cont = np.asarray(continuum, float)[gal]
         else:
             cont = stellar_continuum(loglam, flux[gal], ivar[gal], z[gal])
-        fits["GALAXY"] = (gal, _galaxies(out, loglam, flux[gal], ivar[gal], z[gal], cont, gal,
-                                         sig[gal]), cont)
+        fits["GALAXY"] = (gal, _galaxies(out, wt, loglam, flux[gal], ivar[gal], z[gal], cont, gal,
+                                         sig[gal], noise_corr), cont)
     if qso.size:
-        fits["QSO"] = (qso, _quasars(out, loglam, flux[qso], ivar[qso], z[qso], qso, sig[qso]))
+        fits["QSO"] = (qso, _quasars(out, wt, loglam, flux[qso], ivar[qso], z[qso], qso, sig[qso],
+                                     noise_corr))
     table = Table(out)
     for name in line_names():
         for col, unit in LINE_COLUMNS.items():
             table[f"{name}_{col}"].unit = unit
-    return (table, fits) if return_fits else table
+    res = (table,) + ((Table(wt),) if white else ()) + ((fits,) if return_fits else ())
+    return res[0] if len(res) == 1 else res

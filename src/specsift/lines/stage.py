@@ -42,9 +42,13 @@ def add_lines(batch, catalog: Table, continuum=None, sigma_inst=None) -> Table:
         raise ValueError(f"catalog has {len(catalog)} rows for {len(batch)} spectra")
     z = np.asarray(catalog["Z"], float)
     spectype = np.char.strip(np.asarray(catalog["SPECTYPE"]).astype(str))
-    lines = measure_lines(batch.loglam, batch.flux, batch.ivar, z, spectype,
-                          continuum=continuum, sigma_inst=sigma_inst)
-    sub, bpt_ok, broad_ok = sdss_subclass(lines, spectype, z)
+    lines, white = measure_lines(batch.loglam, batch.flux, batch.ivar, z, spectype,
+                                 continuum=continuum, sigma_inst=sigma_inst, white=True)
+    # SDSS's detection thresholds were set on its ivar-only (white-noise) errors
+    rule_input = lines.copy(copy_data=False)
+    for c in white.colnames:
+        rule_input[c] = white[c]
+    sub, bpt_ok, broad_ok = sdss_subclass(rule_input, spectype, z)
     out = hstack([catalog, lines], join_type="exact", metadata_conflicts="silent")
     out["SUBCLASS_LINES"] = sub
     label_net = np.asarray(catalog["CLASS_LABEL"]).astype("U24")

@@ -75,14 +75,15 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
             workers: int = 1, resume: bool = False, engine: str = "local",
             save_chi2: bool = False, progress: bool = True, threads: int | None = None,
             address: str | None = None, precision: str = "fp32", overwrite: bool = False,
-            log=None) -> PredictResult:
+            log=None, lines: bool = True) -> PredictResult:
     """Predict every spectrum in ``inputs`` into the catalog ``output``.
 
     ``model``: registered name, model file or a loaded SpectralModel (default:
     :func:`default_model_name`).  ``workers``: processes (local) or cluster workers
     started for ``engine='dask'`` when no ``address`` of a running scheduler is given.
     ``resume``: continue an interrupted run of the same catalog; ``overwrite``: replace a
-    finished catalog of other inputs (see :mod:`.preflight`).  Returns a summary;
+    finished catalog of other inputs (see :mod:`.preflight`).  ``lines``: add emission-line
+    measurements and rule-based subclasses (:mod:`specsift.lines`).  Returns a summary;
     files that could not be read are listed in ``read_errors`` and flagged in ZWARN.
     """
     if precision != "fp32" and (engine != "local" or workers != 1):
@@ -117,15 +118,17 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
 
     if engine == "local" and workers == 1:
         prepare_model(model_obj, device, threads, precision)
-        events = local_engine(model_obj, todo, batch_size, grid, save_chi2)
+        events = local_engine(model_obj, todo, batch_size, grid, save_chi2, lines=lines)
     elif engine == "local":
-        events = pool_engine(ref, todo, batch_size, grid, workers, device, save_chi2)
+        events = pool_engine(ref, todo, batch_size, grid, workers, device, save_chi2, lines)
     elif engine == "dask":
         from .dask_engine import dask_engine
-        events = dask_engine(ref, todo, batch_size, grid, workers, device, save_chi2, address)
+        events = dask_engine(ref, todo, batch_size, grid, workers, device, save_chi2, address,
+                             lines)
     else:
         from .ray_engine import ray_engine
-        events = ray_engine(ref, todo, batch_size, grid, workers, device, save_chi2, address)
+        events = ray_engine(ref, todo, batch_size, grid, workers, device, save_chi2, address,
+                            lines)
 
     t0 = time.perf_counter()
     rows, errors, unit_rows = 0, [], {}
