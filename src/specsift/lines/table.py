@@ -5,7 +5,8 @@ are NIST Atomic Spectra Database air wavelengths converted to vacuum with the IA
 (Morton 2000; the formula of ``specutils``' ``air_to_vac``, which ``tests/test_lines_table.py``
 checks these values against); for lines ≥ 2000 Å, SDSS's own list
 (idlspec2d ``etc/emlines.par``: air, converted by ``airtovac``) gives the same values to
-0.02 Å.  Below 2000 Å (Lyα, N V, C IV, C III]) the wavelengths are vacuum already.
+0.02 Å.  Below 2000 Å (Lyα, N V, C IV, C III]) the wavelengths are vacuum already; Mg II
+(2796.35 + 2803.53 Å vacuum, unresolved in quasars) is SDSS's blend value 2799.49 Å.
 
 Values that earlier copies disagreed on, resolved here:
 

@@ -1,0 +1,272 @@
+"""Targets table of the emission-line stage (docs/lines.md).
+
+    PYTHONPATH=src .venv/bin/python benchmarks/lines.py [--n 600] [--seed 7] [--out DIR]
+
+1. simulated galaxies and quasars with *known* line fluxes: the simulator's own generators
+   (``make_galaxies``, ``make_quasars``) with its line-adding function wrapped to record the
+   integrated flux of every line it draws, scaled and observed through ``apply_instrument``
+   (SDSS LSF, sky noise, correlated pixels); per line at S/N ≥ 5: median measured/true flux
+   ratio and pull width (std and 1.4826·MAD of (measured − true)/error);
+2. the real SDSS spectra of ../shared/data/sdss (68): thirteen-class accuracy of the network
+   alone and with the rule-based subclasses, the galaxy subclass agreement, confusion matrix;
+3. a simulated ``thirteen`` test set (seed 23): the same two accuracies against the
+   simulator's labels;
+4. CPU time of the line stage per spectrum (1 thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+_GAL = {"OII_3726": "OII_3726", "OII_3729": "OII_3729", "Hbeta": "HBETA",
+        "OIII_4959": "OIII_4959", "OIII_5007": "OIII_5007", "OI_6300": "OI_6300",
+        "NII_6548": "NII_6548", "Halpha": "HALPHA", "NII_6584": "NII_6584",
+        "SII_6717": "SII_6716", "SII_6731": "SII_6731"}
+_QSO = {"Halpha": "HALPHA_BROAD", "Hbeta": "HBETA_BROAD", "MgII": "MGII_2800",
+        "CIII": "CIII_1908", "CIV": "CIV_1549", "Lyalpha": "LYALPHA"}
+
+
+class _Recorder:
+    """Wraps the simulator's ``add_gaussian_lines``: sums the flux it adds per line name."""
+
+    def __init__(self, func):
+        self.func, self.calls, self.before = func, [], None
+
+    def __call__(self, flux, grid, z, wave_rest, line_flux, sigma_kms, *a, **k):
+        if self.before is None:
+            self.before = flux.copy()            # the continuum, before any line
+        self.calls.append((np.atleast_1d(np.asarray(wave_rest, float)),
+                           np.broadcast_to(np.asarray(line_flux, float),
+                                           (flux.shape[0], np.size(wave_rest))).copy()))
+        return self.func(flux, grid, z, wave_rest, line_flux, sigma_kms, *a, **k)
+
+    def true_flux(self, waves: dict[str, float], n: int, calls=None) -> dict[str, np.ndarray]:
+        out = {k: np.zeros(n) for k in waves}
+        for w, f in (self.calls if calls is None else calls):
+            for k, w0 in waves.items():
+                j = np.nonzero(np.abs(w - w0) < 1e-6)[0]
+                if j.size:
+                    out[k] += f[:, j].sum(1)
+        return out
+
+
+def _observe(rng, flux, grid, snr, resolution=None):
+    from specsift.simulate import apply_instrument
+    # absolute scale: median f_λ ≈ 5 (1e-17 erg/s/cm²/Å), an SDSS-like r ≈ 18.5 galaxy
+    scale = 5.0 / np.maximum(np.median(flux, axis=1), 1e-30)
+    out, ivar, mask, _ = apply_instrument(flux * scale[:, None], grid, snr, rng,
+                                          bad_pixel_rate=0.0, resolution=resolution)
+    return out, ivar, scale
+
+
+def _score(meas, true, err, min_snr=5.0):
+    ok = (err > 0) & np.isfinite(meas) & (true / np.where(err > 0, err, 1) >= min_snr)
+    if ok.sum() < 5:
+        return {"n": int(ok.sum())}
+    pull = (meas[ok] - true[ok]) / err[ok]
+    ratio = meas[ok] / true[ok]
+    return {"n": int(ok.sum()), "median_ratio": float(np.median(ratio)),
+            "pull_std": float(np.std(np.clip(pull, -10, 10))),
+            "pull_nmad": float(1.4826 * np.median(np.abs(pull - np.median(pull)))),
+            "pull_median": float(np.median(pull))}
+
+
+def simulated_fluxes(n: int, seed: int) -> dict:
+    import specsift.simulate.galaxies as sg
+    import specsift.simulate.quasars as sq
+    from specsift.lines import WAVE, measure_lines
+    from specsift.spectra import DEFAULT_GRID as grid
+
+    rng = np.random.default_rng(seed)
+    res = {"galaxies": {}, "quasars": {}}
+    # galaxies
+    rec = _Recorder(sg.add_gaussian_lines)
+    sg.add_gaussian_lines = rec
+    try:
+        kind = rng.choice(["STARFORMING", "STARBURST", "AGN"], n)
+        z = rng.uniform(0.02, 0.33, n)
+        flux, par = sg.make_galaxies(rng, kind, z, grid)
+    finally:
+        sg.add_gaussian_lines = rec.func
+    true = rec.true_flux({k: WAVE[k] for k in _GAL}, n)
+    snr = rng.uniform(3, 30, n)
+    obs, ivar, scale = _observe(rng, flux, grid, snr)
+    from specsift.simulate.instrument import apply_lsf
+    # a perfect continuum (what an ideal verification fit would pass): the simulator's own,
+    # through the same LSF
+    true_cont = apply_lsf(rec.before * scale[:, None], grid)
+    for tag, cont in (("galaxies", None), ("galaxies_true_continuum", true_cont)):
+        res.setdefault(tag, {})
+        t = measure_lines(grid.loglam, obs, ivar, z, np.full(n, "GALAXY"), continuum=cont)
+        for k, col in _GAL.items():
+            iv = np.asarray(t[f"{col}_FLUX_IVAR"], float)
+            err = np.where(iv > 0, 1 / np.sqrt(np.where(iv > 0, iv, 1)), 0)
+            res[tag][col] = _score(np.asarray(t[f"{col}_FLUX"], float), true[k] * scale, err)
+        sig = np.asarray(t["HALPHA_SIGMA"], float)
+        ok = np.asarray(t["HALPHA_FLUX_IVAR"]) > 0
+        res[tag]["HALPHA_SIGMA_median_ratio"] = float(np.median(sig[ok] / par["LINE_SIGMA"][ok]))
+    # quasars (no BAL troughs: they eat line flux by design)
+    rec = _Recorder(sq.add_gaussian_lines)
+    sq.add_gaussian_lines = rec
+    try:
+        zq = rng.uniform(0.1, 3.5, n)
+        qflux, qpar = sq.make_quasars(rng, zq, grid, bal_fraction=0.0)
+    finally:
+        sq.add_gaussian_lines = rec.func
+    broad_calls = [c for c in rec.calls if c[0].size == len(sq._BROAD)]
+    tq = rec.true_flux({k: WAVE[k] for k in _QSO}, n, broad_calls)
+    snr = rng.uniform(3, 30, n)
+    qobs, qivar, qscale = _observe(rng, qflux, grid, snr)
+    tm = measure_lines(grid.loglam, qobs, qivar, zq, np.full(n, "QSO"))
+    for k, col in _QSO.items():
+        dust = 10 ** (-0.4 * qpar["EBV"] * 1.39 * (WAVE[k] / 1e4) ** -1.2)   # SMC, as simulated
+        iv = np.asarray(tm[f"{col}_FLUX_IVAR"], float)
+        err = np.where(iv > 0, 1 / np.sqrt(np.where(iv > 0, iv, 1)), 0)
+        res["quasars"][col] = _score(np.asarray(tm[f"{col}_FLUX"], float),
+                                     tq[k] * dust * qscale, err)
+    return res
+
+
+def _real_batch():
+    import glob
+
+    from specsift import io as sio
+    from specsift.spectra import SpectraBatch
+    batches = []
+    for f in sorted(glob.glob(str(SHARED / "sdss" / "*.fits"))):
+        b = sio.read(f)
+        b.meta = b.meta[["CLASS", "SUBCLASS", "Z"]]
+        for c in ("CLASS", "SUBCLASS"):
+            b.meta[c] = np.char.strip(np.asarray(b.meta[c].filled("")
+                                                 if hasattr(b.meta[c], "filled")
+                                                 else b.meta[c], str))
+        batches.append(b)
+    return SpectraBatch.concatenate(batches)
+
+
+def _predict(model, batch):
+    import torch
+    from specsift.lines import add_lines
+    with torch.inference_mode():
+        cat = model.predict(batch)
+    return add_lines(batch, cat)
+
+
+def confusion(truth, pred) -> tuple[list[str], np.ndarray]:
+    labs = sorted(set(truth) | set(pred))
+    m = np.zeros((len(labs), len(labs)), int)
+    for t, p in zip(truth, pred):
+        m[labs.index(t), labs.index(p)] += 1
+    return labs, m
+
+
+def real_sdss(model) -> dict:
+    from specsift.metrics import truth_labels
+    batch = _real_batch()
+    out = _predict(model, batch)
+    lab = truth_labels(batch.meta, "thirteen")
+    has = lab != ""
+    net = np.asarray(out["CLASS_LABEL_NET"]).astype(str)
+    pred = np.asarray(out["CLASS_LABEL"]).astype(str)
+    gal = has & (np.asarray(batch.meta["CLASS"]) == "GALAXY")
+    labs, m = confusion(lab[has], pred[has])
+    return {"n": int(has.sum()), "thirteen_net": float(np.mean(net[has] == lab[has])),
+            "thirteen_lines": float(np.mean(pred[has] == lab[has])),
+            "galaxy_subclass_net": float(np.mean(net[gal] == lab[gal])),
+            "galaxy_subclass_lines": float(np.mean(pred[gal] == lab[gal])),
+            "n_galaxy": int(gal.sum()), "decided": int(np.sum(out["SUBTYPE_FROM_LINES"])),
+            "labels": labs, "confusion": m.tolist()}
+
+
+def simulated_thirteen(model, n: int) -> dict:
+    from specsift.simulate import simulate_batch
+    b = simulate_batch(n, "thirteen", seed=23)
+    t0 = time.process_time()
+    out = _predict(model, b)
+    t_all = time.process_time() - t0
+    from specsift.lines import add_lines
+    import torch
+    with torch.inference_mode():
+        cat = model.predict(b)
+    t0 = time.process_time()
+    add_lines(b, cat)
+    t_lines = time.process_time() - t0
+    truth = np.asarray(b.meta["CLASS_LABEL"]).astype(str)
+    net = np.asarray(out["CLASS_LABEL_NET"]).astype(str)
+    pred = np.asarray(out["CLASS_LABEL"]).astype(str)
+    labs, m = confusion(truth, pred)
+    return {"n": n, "thirteen_net": float(np.mean(net == truth)),
+            "thirteen_lines": float(np.mean(pred == truth)),
+            "lines_us_per_spectrum": 1e6 * t_lines / n, "predict_plus_lines_s": t_all,
+            "labels": labs, "confusion": m.tolist()}
+
+
+def _print_conf(title, labs, m):
+    short = [x.replace("GALAXY_", "G_").replace("QSO_BROADLINE", "Q_BL").replace("STAR_", "S_")
+             for x in labs]
+    print(f"\n{title} (rows: truth, columns: network class + line rules)\n")
+    print("| truth \\ pred | " + " | ".join(short) + " |")
+    print("|---" * (len(labs) + 1) + "|")
+    for i, s in enumerate(short):
+        print(f"| {s} | " + " | ".join(str(v) if v else "·" for v in m[i]) + " |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=600, help="simulated galaxies and quasars each")
+    ap.add_argument("--n-thirteen", type=int, default=2048)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--out", default=None, help="folder for results.json")
+    a = ap.parse_args()
+    warnings.simplefilter("ignore")
+    import torch
+    torch.set_num_threads(1)
+    from specsift import load_model
+    model = load_model("gasnet")
+
+    sim = simulated_fluxes(a.n, a.seed)
+    print(f"simulated line fluxes ({a.n} galaxies z 0.02–0.33, {a.n} quasars z 0.1–3.5, "
+          f"continuum S/N 3–30, seed {a.seed}); lines with S/N ≥ 5\n")
+    print("| sample | line | n | median measured / true | pull std | pull 1.48·MAD | "
+          "pull median |")
+    print("|---|---|---|---|---|---|---|")
+    for part in ("galaxies", "galaxies_true_continuum", "quasars"):
+        for col, r in sim[part].items():
+            if not isinstance(r, dict) or "median_ratio" not in r:
+                continue
+            print(f"| {part} | {col} | {r['n']} | {r['median_ratio']:.3f} | "
+                  f"{r['pull_std']:.2f} | {r['pull_nmad']:.2f} | {r['pull_median']:+.2f} |")
+    for part in ("galaxies", "galaxies_true_continuum"):
+        print(f"\n{part}: Hα σ measured / simulated (intrinsic), median "
+              f"{sim[part]['HALPHA_SIGMA_median_ratio']:.3f}")
+
+    real = real_sdss(model) if (SHARED / "sdss").exists() else None
+    if real:
+        print(f"\nreal SDSS ({real['n']} spectra): thirteen-class accuracy network "
+              f"{real['thirteen_net']:.3f} → with line rules {real['thirteen_lines']:.3f}; "
+              f"galaxy subclass ({real['n_galaxy']}) {real['galaxy_subclass_net']:.3f} → "
+              f"{real['galaxy_subclass_lines']:.3f}; rows decided by lines {real['decided']}")
+        _print_conf("real SDSS confusion", real["labels"], np.array(real["confusion"]))
+    sim13 = simulated_thirteen(model, a.n_thirteen)
+    print(f"\nsimulated thirteen test set ({a.n_thirteen}, seed 23): network "
+          f"{sim13['thirteen_net']:.3f} → with line rules {sim13['thirteen_lines']:.3f} "
+          f"(against the simulator's generating labels)")
+    print(f"line stage CPU: {sim13['lines_us_per_spectrum']:.0f} µs per spectrum (1 thread, "
+          f"batch of {a.n_thirteen}, thirteen mix)")
+    _print_conf("simulated confusion", sim13["labels"], np.array(sim13["confusion"]))
+    if a.out:
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        Path(a.out, "results.json").write_text(json.dumps(
+            {"simulated_fluxes": sim, "real_sdss": real, "simulated_thirteen": sim13}, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

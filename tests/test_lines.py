@@ -1,0 +1,226 @@
+"""Emission lines: the line table, the vectorised fit, SDSS's subclass rules, the stage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from specsift.classes import CLASS_SETS
+from specsift.lines import TABLE, WAVE, add_lines, by_key, measure_lines, sdss_subclass
+from specsift.lines.measure import line_names
+from specsift.simulate import add_gaussian_lines
+from specsift.spectra import DEFAULT_GRID, SpectraBatch
+
+C_KMS = 299792.458
+
+
+# ----------------------------------------------------------------------------- the table
+def test_table_wavelengths_are_nist_air_converted_to_vacuum():
+    from astropy import units as u
+    from specutils.utils.wcs_utils import air_to_vac
+    nist_air = {"NaD2": 5889.950, "NaD1": 5895.924, "Halpha": 6562.80, "Hbeta": 4861.35,
+                "OIII_5007": 5006.843, "NII_6584": 6583.45, "SII_6717": 6716.44,
+                "OI_6300": 6300.304}
+    for key, air in nist_air.items():
+        vac = air_to_vac(air * u.AA, scheme="iteration", method="Morton2000").value
+        assert abs(WAVE[key] - vac) < 0.03, (key, WAVE[key], vac)
+
+
+def test_one_table_feeds_the_simulator_and_the_labelling_page():
+    from specsift.active.webapp import LINES as WEB
+    from specsift.simulate import LINES as SIM
+    assert len({ln.key for ln in TABLE}) == len(TABLE)
+    assert all(SIM[k] == WAVE[k] for k in SIM)
+    na = dict(WEB)["Na D"]
+    assert abs(na - 0.5 * (WAVE["NaD1"] + WAVE["NaD2"])) < 1e-9
+    with pytest.raises(KeyError, match="no line"):
+        by_key("nope")
+
+
+# ----------------------------------------------------------------------------- the fit
+_TRUE = {"Halpha": 300.0, "NII_6584": 120.0, "Hbeta": 90.0, "OIII_5007": 150.0,
+         "SII_6717": 40.0, "SII_6731": 30.0, "OII_3726": 60.0, "OII_3729": 80.0,
+         "OI_6300": 15.0}
+
+
+def _lines_spectra(n=48, z=0.08, sigma=90.0, sig_inst=65.0, cont=10.0, noise=0.6, seed=0):
+    """Flat continuum + Gaussian lines of known flux (doublet partners at their atomic
+    ratios), white noise of known σ: what the fit must recover within its errors."""
+    rng = np.random.default_rng(seed)
+    grid = DEFAULT_GRID
+    true = dict(_TRUE, OIII_4959=_TRUE["OIII_5007"] / 2.98, NII_6548=_TRUE["NII_6584"] / 3.05)
+    keys = list(true)
+    flux = np.full((n, grid.size), cont, np.float32)
+    add_gaussian_lines(flux, grid, np.full(n, z), np.array([WAVE[k] for k in keys]),
+                       np.tile([true[k] for k in keys], (n, 1)),
+                       np.full((n, len(keys)), np.hypot(sigma, sig_inst)))
+    flux += rng.normal(0, noise, flux.shape).astype(np.float32)
+    ivar = np.full(flux.shape, 1 / noise ** 2, np.float32)
+    return grid, flux, ivar, np.full(n, z), true
+
+
+def test_known_line_fluxes_are_recovered_within_their_errors():
+    grid, flux, ivar, z, true = _lines_spectra()
+    t = measure_lines(grid.loglam, flux, ivar, z, np.full(len(z), "GALAXY"),
+                      continuum=np.full(flux.shape, 10.0), sigma_inst=65.0, noise_corr=0.0)
+    cols = {"Halpha": "HALPHA", "NII_6584": "NII_6584", "Hbeta": "HBETA",
+            "OIII_5007": "OIII_5007", "SII_6717": "SII_6716", "SII_6731": "SII_6731",
+            "OII_3726": "OII_3726", "OII_3729": "OII_3729", "OI_6300": "OI_6300",
+            "OIII_4959": "OIII_4959", "NII_6548": "NII_6548"}
+    for key, col in cols.items():
+        f = np.asarray(t[f"{col}_FLUX"], float)
+        err = 1 / np.sqrt(np.asarray(t[f"{col}_FLUX_IVAR"], float))
+        pull = (f - true[key]) / err
+        # unbiased: the mean within 3.5 standard errors of the truth
+        assert abs(np.mean(f) - true[key]) < 3.5 * np.median(err) / np.sqrt(len(f)), col
+        assert 0.75 < np.std(pull) < 1.3, (col, np.std(pull))
+        assert np.all(np.abs(pull) < 5), col
+    # widths and rest-frame equivalent widths
+    assert abs(np.median(t["HALPHA_SIGMA"]) / 90.0 - 1) < 0.05
+    assert abs(np.median(t["OIII_5007_SIGMA"]) / 90.0 - 1) < 0.05
+    ew = np.median(t["HALPHA_EW"])
+    assert abs(ew - true["Halpha"] / 10.0 / 1.08) < 0.5            # F / C / (1 + z)
+    assert np.all(np.abs(t["HALPHA_VSHIFT"]) < 30)
+
+
+def test_quasar_broad_line_width_and_flux():
+    grid = DEFAULT_GRID
+    n, z = 24, 1.2
+    rng = np.random.default_rng(3)
+    flux = np.full((n, grid.size), 5.0, np.float32)
+    add_gaussian_lines(flux, grid, np.full(n, z), np.array([WAVE["MgII"], WAVE["CIII"]]),
+                       np.tile([900.0, 600.0], (n, 1)), np.full((n, 2), 2500.0))
+    flux += rng.normal(0, 0.5, flux.shape).astype(np.float32)
+    ivar = np.full(flux.shape, 4.0, np.float32)
+    t = measure_lines(grid.loglam, flux, ivar, np.full(n, z), np.full(n, "QSO"),
+                      sigma_inst=65.0, noise_corr=0.0)
+    mg = np.asarray(t["MGII_2800_FLUX"], float)
+    assert abs(np.median(mg) / 900 - 1) < 0.05
+    assert abs(np.median(t["MGII_2800_SIGMA"]) / 2500 - 1) < 0.1
+    assert abs(np.median(t["CIII_1908_FLUX"]) / 600 - 1) < 0.05
+    # Hα is far outside the spectrum at z = 1.2: not measured, no error
+    assert np.all(np.isnan(t["HALPHA_BROAD_FLUX"])) and np.all(t["HALPHA_BROAD_FLUX_IVAR"] == 0)
+
+
+def test_bad_spectra_give_nan_not_a_crash():
+    grid, flux, ivar, z, _ = _lines_spectra(n=4)
+    ivar[1] = 0.0                                     # no good pixel
+    z = z.copy()
+    z[2] = np.nan                                     # no redshift
+    t = measure_lines(grid.loglam, flux, ivar, z, ["GALAXY", "GALAXY", "GALAXY", "STAR"])
+    assert np.isfinite(t["HALPHA_FLUX"][0])
+    for i in (1, 2, 3):
+        assert np.isnan(t["HALPHA_FLUX"][i]) and t["HALPHA_FLUX_IVAR"][i] == 0
+
+
+# ----------------------------------------------------------------------------- the rules
+def _table(n=1, **vals):
+    """A measurement table with every line column: NaN / ivar 0 unless given as
+    NAME=(value, error) for FLUX, or NAME_EW / NAME_SIGMA=(value, error)."""
+    cols = {}
+    for name in line_names():
+        for c in ("FLUX", "EW", "SIGMA"):
+            cols[f"{name}_{c}"] = np.full(n, np.nan)
+            cols[f"{name}_{c}_IVAR"] = np.zeros(n)
+    for key, (v, e) in vals.items():
+        col = key if key.endswith(("_EW", "_SIGMA")) else f"{key}_FLUX"
+        cols[col] = np.full(n, v, float)
+        cols[col + "_IVAR"] = np.full(n, 1 / e ** 2)
+    return Table(cols)
+
+
+def _bpt(x, y, snr=20.0, ew=(20.0, 1.0)):
+    """Lines with log [N II]/Hα = x, log [O III]/Hβ = y, each at S/N ``snr``."""
+    ha, hb = 100.0, 35.0
+    f = {"HALPHA": ha, "NII_6584": ha * 10 ** x, "HBETA": hb, "OIII_5007": hb * 10 ** y}
+    vals = {k: (v, v / snr) for k, v in f.items()}
+    vals["HALPHA_EW"] = ew
+    return _table(**vals)
+
+
+def _sdss_line(x):
+    return 0.7 - 1.2 * (x + 0.4)
+
+
+@pytest.mark.parametrize("x", [-0.6, -0.3, 0.0])
+def test_agn_versus_starforming_at_the_sdss_line(x):
+    above = sdss_subclass(_bpt(x, _sdss_line(x) + 0.01), ["GALAXY"], [0.1])
+    below = sdss_subclass(_bpt(x, _sdss_line(x) - 0.01), ["GALAXY"], [0.1])
+    assert above[0][0] == "AGN" and above[1][0]
+    assert below[0][0] == "STARFORMING"
+
+
+def test_every_bpt_line_must_be_detected_at_3_sigma():
+    x = -0.5
+    ok = sdss_subclass(_bpt(x, -0.5, snr=3.05), ["GALAXY"], [0.1])
+    weak = sdss_subclass(_bpt(x, -0.5, snr=2.95), ["GALAXY"], [0.1])
+    assert ok[0][0] == "STARFORMING"
+    assert weak[0][0] == "" and weak[1][0]           # measured, so the rules decided: none
+
+
+def test_starburst_needs_observed_ew_above_50_at_3_sigma():
+    z = 0.1
+    sb = sdss_subclass(_bpt(-0.6, -0.3, ew=(50.5 / (1 + z), 1.0)), ["GALAXY"], [z])
+    sf = sdss_subclass(_bpt(-0.6, -0.3, ew=(49.5 / (1 + z), 1.0)), ["GALAXY"], [z])
+    noisy = sdss_subclass(_bpt(-0.6, -0.3, ew=(60.0, 25.0)), ["GALAXY"], [z])
+    agn = sdss_subclass(_bpt(0.0, 0.5, ew=(80.0, 1.0)), ["GALAXY"], [z])
+    assert (sb[0][0], sf[0][0], noisy[0][0], agn[0][0]) == (
+        "STARBURST", "STARFORMING", "STARFORMING", "AGN")
+
+
+def test_broadline_needs_10_sigma_and_width_minus_5_errors_above_200():
+    def one(snr, sig_err, name="MGII_2800", cls="QSO"):
+        t = _table(**{name: (100.0, 100.0 / snr), f"{name}_SIGMA": (300.0, sig_err)})
+        return sdss_subclass(t, [cls], [1.0])
+    assert one(10.2, 19.0)[0][0] == "BROADLINE"
+    assert one(9.8, 19.0)[0][0] == ""
+    assert one(10.2, 21.0)[0][0] == ""
+    assert one(50, 5.0, name="LYALPHA")[0][0] == ""      # SDSS leaves Lyα out
+    assert one(50, 5.0, cls="GALAXY")[0][0] == "BROADLINE"
+    assert one(50, 5.0, cls="STAR")[0][0] == ""          # only galaxies and quasars
+
+
+# ----------------------------------------------------------------------------- the stage
+def _catalog(n, spectype, label, z):
+    labs = CLASS_SETS["thirteen"]
+    cat = Table({"Z": np.full(n, z), "SPECTYPE": np.full(n, spectype),
+                 "SUBTYPE": np.full(n, label.partition("_")[2]), "CLASS_LABEL": np.full(n, label)})
+    for lab in labs:
+        cat[f"PROB_{lab}"] = np.full(n, 1.0 if lab == label else 0.0, np.float32)
+    return cat
+
+
+def test_stage_adds_line_columns_with_units_and_keeps_the_network_answer():
+    grid, flux, ivar, z, _ = _lines_spectra(n=6)
+    batch = SpectraBatch(grid.loglam, flux, ivar)
+    cat = _catalog(6, "GALAXY", "GALAXY", float(z[0]))
+    out = add_lines(batch, cat, continuum=np.full(flux.shape, 10.0))
+    for name in ("HALPHA", "NII_6584", "OIII_5007", "HBETA", "OII_3726", "SII_6731",
+                 "HALPHA_BROAD", "MGII_2800", "CIV_1549", "LYALPHA"):
+        for col, unit in (("FLUX", "1e-17 erg / (s cm2)"), ("EW", "Angstrom"),
+                          ("SIGMA", "km / s"), ("FLUX_IVAR", None), ("VSHIFT", "km / s")):
+            assert f"{name}_{col}" in out.colnames
+            if unit:
+                assert str(out[f"{name}_{col}"].unit) == unit or \
+                    out[f"{name}_{col}"].unit.is_equivalent(unit)
+    # log [O III]/Hβ = log(150/90) = 0.22 below the SDSS line at log [N II]/Hα = -0.4 (0.70)
+    assert list(out["SUBCLASS_LINES"]) == ["STARFORMING"] * 6
+    assert list(out["CLASS_LABEL"]) == ["GALAXY_STARFORMING"] * 6
+    assert list(out["CLASS_LABEL_NET"]) == ["GALAXY"] * 6
+    assert list(out["SUBTYPE"]) == ["STARFORMING"] * 6 and list(out["SUBTYPE_NET"]) == [""] * 6
+    assert out["SUBTYPE_FROM_LINES"].all()
+
+
+def test_stage_leaves_the_network_where_lines_cannot_decide():
+    grid, flux, ivar, _, _ = _lines_spectra(n=3)
+    batch = SpectraBatch(grid.loglam, flux, ivar)
+    # at z = 0.5 Hα is beyond the 9200 Å grid: the BPT test cannot be made
+    cat = _catalog(3, "GALAXY", "GALAXY_AGN", 0.5)
+    out = add_lines(batch, cat)
+    assert list(out["CLASS_LABEL"]) == ["GALAXY_AGN"] * 3
+    assert not out["SUBTYPE_FROM_LINES"].any()
+    stars = add_lines(batch, _catalog(3, "STAR", "STAR_K1", 0.0))
+    assert list(stars["CLASS_LABEL"]) == ["STAR_K1"] * 3 and np.isnan(stars["HALPHA_FLUX"]).all()
+    with pytest.raises(ValueError, match="rows"):
+        add_lines(batch, cat[:2])
