@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+C_KMS = 299792.458
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 _GAL = {"OII_3726": "OII_3726", "OII_3729": "OII_3729", "Hbeta": "HBETA",
         "OIII_4959": "OIII_4959", "OIII_5007": "OIII_5007", "OI_6300": "OI_6300",
@@ -98,14 +99,22 @@ def simulated_fluxes(n: int, seed: int) -> dict:
         sg.add_gaussian_lines = rec.func
     true = rec.true_flux({k: WAVE[k] for k in _GAL}, n)
     snr = rng.uniform(3, 30, n)
-    obs, ivar, scale = _observe(rng, flux, grid, snr)
     from specsift.simulate.instrument import apply_lsf
-    # a perfect continuum (what an ideal verification fit would pass): the simulator's own,
-    # through the same LSF
-    true_cont = apply_lsf(rec.before * scale[:, None], grid)
-    for tag, cont in (("galaxies", None), ("galaxies_true_continuum", true_cont)):
+    # (a) SDSS's LSF curve, our own continuum: what `specsift predict` does without a
+    # verification continuum; (b) the same spectra with a perfect continuum (the simulator's
+    # own, through the same LSF): what an ideal verification fit would pass; (c) a constant
+    # R = 2000 instrument whose σ the fit is told exactly (the simulator's SDSS curve is a
+    # blend of two Gaussians in σ², ``apply_lsf``, which no single Gaussian matches)
+    r2000 = C_KMS / (2.3548 * 2000.0)
+    runs = (("galaxies", None, None, False), ("galaxies_true_continuum", None, None, True),
+            ("galaxies_R2000_true_continuum", 2000.0, r2000, True))
+    for tag, resolution, sig_inst, perfect in runs:
+        obs, ivar, scale = _observe(np.random.default_rng(seed + 1), flux, grid, snr,
+                                    resolution)
+        cont = apply_lsf(rec.before * scale[:, None], grid, resolution) if perfect else None
         res.setdefault(tag, {})
-        t = measure_lines(grid.loglam, obs, ivar, z, np.full(n, "GALAXY"), continuum=cont)
+        t = measure_lines(grid.loglam, obs, ivar, z, np.full(n, "GALAXY"), continuum=cont,
+                          sigma_inst=sig_inst)
         for k, col in _GAL.items():
             iv = np.asarray(t[f"{col}_FLUX_IVAR"], float)
             err = np.where(iv > 0, 1 / np.sqrt(np.where(iv > 0, iv, 1)), 0)
@@ -238,13 +247,14 @@ def main() -> None:
     print("| sample | line | n | median measured / true | pull std | pull 1.48·MAD | "
           "pull median |")
     print("|---|---|---|---|---|---|---|")
-    for part in ("galaxies", "galaxies_true_continuum", "quasars"):
+    for part in ("galaxies", "galaxies_true_continuum", "galaxies_R2000_true_continuum",
+                 "quasars"):
         for col, r in sim[part].items():
             if not isinstance(r, dict) or "median_ratio" not in r:
                 continue
             print(f"| {part} | {col} | {r['n']} | {r['median_ratio']:.3f} | "
                   f"{r['pull_std']:.2f} | {r['pull_nmad']:.2f} | {r['pull_median']:+.2f} |")
-    for part in ("galaxies", "galaxies_true_continuum"):
+    for part in ("galaxies", "galaxies_true_continuum", "galaxies_R2000_true_continuum"):
         print(f"\n{part}: Hα σ measured / simulated (intrinsic), median "
               f"{sim[part]['HALPHA_SIGMA_median_ratio']:.3f}")
 

@@ -26,13 +26,15 @@ def register(subparsers, name, help_):
 
 def plot_spectra(batch, catalog, path: Path, rows) -> Path:
     """PNG of the chosen spectra (5-px smoothing for display) with the major lines marked at
-    the predicted redshift (blue) and, when it differs, SDSS's (grey)."""
+    the predicted redshift (blue) and, when it differs, SDSS's (grey), and the fitted
+    emission lines (red) where the catalog has line measurements."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from scipy.ndimage import uniform_filter1d
 
     from ..lines import LINES, MAJOR_LINES, lines_in_range
+    from ..lines.plot import draw_lines
     stellar = tuple(ln for ln in LINES if "absorption" in ln.kind and ln.wave > 3000)
 
     fig, axes = plt.subplots(len(rows), 1, figsize=(11, 2.0 * len(rows)), sharex=True,
@@ -53,6 +55,8 @@ def plot_spectra(batch, catalog, path: Path, rows) -> Path:
                 ax.axvline(obs, color=colour, lw=0.6, alpha=0.7)
                 ax.text(obs, 0.98, line.name, transform=ax.get_xaxis_transform(), fontsize=6,
                         rotation=90, va="top", ha="right", color=colour)
+        if "HALPHA_FLUX" in catalog.colnames and str(c["SPECTYPE"]) in ("GALAXY", "QSO"):
+            draw_lines(ax, c, batch.loglam, flux=np.where(good, smooth, np.nan), label=False)
         ax.set_title(f"{Path(str(m['SOURCE'])).name}  SDSS {m['CLASS']} {m['SUBCLASS']} "
                      f"z={zt:.4f}   specsift {c['CLASS_LABEL']} z={zp:.4f}±{float(c['ZERR']):.4f}",
                      fontsize=8, loc="left")
