@@ -81,13 +81,23 @@ def stellar_continuum(loglam, flux, ivar, z) -> np.ndarray:
     H[:, k, k] += 1e-9 * np.maximum(H[:, k, k].max(1, keepdims=True), 1e-30)
     rhs = (Aw @ flux[:, fit].astype(np.float32)[..., None]).astype(float)
     coef = np.linalg.solve(H, rhs)[..., 0].astype(np.float32)
-    # evaluate: combine the templates on the rest grid first, then one gather per spectrum
-    pos = (loglam[None, :] - np.log10(1 + z)[:, None] - rstart) / rstep
-    lo = max(int(np.floor(pos.min())), 0)
-    hi = min(int(np.ceil(pos.max())) + 2, basis.shape[1])
+    # evaluate: combine the templates on the rest grid first, then one shift per spectrum
+    lo = max(int(np.floor((loglam[0] - np.log10(1 + z.max()) - rstart) / rstep)) - 1, 0)
+    hi = min(int(np.ceil((loglam[-1] - np.log10(1 + z.min()) - rstart) / rstep)) + 3,
+             basis.shape[1])
     rest = coef[:, :_N_PCA] @ basis[:, lo:hi]                              # (N, R)
-    i0 = np.clip(np.floor(pos).astype(np.int64) - lo, 0, hi - lo - 2)
-    f = np.clip(pos - lo - i0, 0.0, 1.0).astype(np.float32)
-    rows = np.arange(n)[:, None]
-    out = rest[rows, i0] * (1 - f) + rest[rows, i0 + 1] * f
+    shift = (loglam[0] - np.log10(1 + z) - rstart) / rstep - lo
+    off = np.floor(shift).astype(np.int64)
+    uniform = np.allclose(np.diff(loglam), rstep, rtol=1e-6, atol=0)
+    if uniform and off.min() >= 0 and off.max() + p < rest.shape[1]:
+        # same step as the basis: a redshift is a whole-pixel offset plus one fraction
+        win = np.lib.stride_tricks.sliding_window_view(rest, p + 1, axis=1)[np.arange(n), off]
+        f = (shift - off).astype(np.float32)[:, None]
+        out = win[:, :-1] * (1 - f) + win[:, 1:] * f
+    else:
+        pos = (loglam[None, :] - np.log10(1 + z)[:, None] - rstart) / rstep - lo
+        i0 = np.clip(np.floor(pos).astype(np.int64), 0, rest.shape[1] - 2)
+        f = np.clip(pos - i0, 0.0, 1.0).astype(np.float32)
+        rows = np.arange(n)[:, None]
+        out = rest[rows, i0] * (1 - f) + rest[rows, i0 + 1] * f
     return out + coef[:, _N_PCA:] @ poly

@@ -29,8 +29,10 @@ from .table import C_KMS
 __all__ = ["Component", "Group", "LineModel", "FitResult", "fit_lines"]
 
 _LN10 = np.log(10.0)
-_SQRT2 = np.sqrt(2.0)
-_SQRT2PI = np.sqrt(2.0 * np.pi)
+_SQRT2 = np.float32(np.sqrt(2.0))
+_SQRT2PI = np.float32(np.sqrt(2.0 * np.pi))
+#: working precision of the model and Jacobian (the normal equations are solved in float64)
+_DT = np.float32
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ def _regions(model: LineModel, loglam: np.ndarray, z: np.ndarray):
 def _gauss_pix(first, width, c, s):
     """Pixel-integrated unit Gaussian on ``width`` consecutive pixels from ``first`` (N, 1),
     and its derivatives in the centre c and width s; erf/exp at the W+1 shared edges only."""
-    e = first - 0.5 + np.arange(width + 1)[None, :] - c
+    e = first - _DT(0.5) + np.arange(width + 1, dtype=_DT)[None, :] - c
     u = e / s
     E = erf(u / _SQRT2)
     phi = np.exp(-0.5 * u * u) / (_SQRT2PI * s)
@@ -126,13 +128,13 @@ class _Problem:
         ic = np.clip(idx, 0, p - 1)
         rows = np.arange(n)[:, None]
         self.idx = idx
-        self.x = idx.astype(np.float64)
-        self.y = np.where(inside, resid[rows, ic], 0.0).astype(np.float64)
-        self.w = np.where(inside, ivar[rows, ic], 0.0).astype(np.float64)
-        self.dlam = 10.0 ** loglam[ic] * _LN10 * self.step          # Å per pixel
+        self.x = idx.astype(_DT)
+        self.y = np.where(inside, resid[rows, ic], 0.0).astype(_DT)
+        self.w = np.where(inside, ivar[rows, ic], 0.0).astype(_DT)
+        self.inv_dlam = (1.0 / (10.0 ** loglam[ic] * _LN10 * self.step)).astype(_DT)  # 1/Å
         start = loglam[0]
         self.c0 = np.stack([(np.log10(c.wave) + np.log10(1 + z) - start) / self.step
-                            for c in model.components], axis=1)       # (N, L) pixel centres
+                            for c in model.components], axis=1).astype(_DT)   # (N, L) pixels
         # instrumental σ (pixels) at each component's centre: scalar, (N,), (P,) or (N, P)
         si = np.asarray(sigma_inst, float) / self.kms_pix
         cpix = np.clip(np.rint(self.c0).astype(np.int64), 0, p - 1)
@@ -149,7 +151,9 @@ class _Problem:
         self.ks = self.ka + self.kb
         self.ku = self.ks + g
         self.np = self.ku + g
-        self.t = np.concatenate([np.linspace(-1, 1, sl.stop - sl.start) for sl in self.slices])
+        self.t = np.concatenate([np.linspace(-1, 1, sl.stop - sl.start)
+                                 for sl in self.slices]).astype(_DT)
+        self.s_inst_l = np.ascontiguousarray(self.s_inst_l, dtype=_DT)
         # group widths are intrinsic σ in pixels; a line's width adds its instrument's σ
         self.s_min = np.full((n, g), 0.02)
         self.s_max = np.broadcast_to(np.array([gr.sigma_max for gr in model.groups])
@@ -162,8 +166,9 @@ class _Problem:
         """Model (N, M) and, if ``jac``, the Jacobian (N, M, n_params)."""
         mdl = self.model
         n, m = self.n, self.m
-        out = np.zeros((n, m))
-        J = np.zeros((n, m, self.np)) if jac else None
+        theta = theta.astype(_DT)
+        out = np.zeros((n, m), _DT)
+        J = np.zeros((n, m, self.np), _DT) if jac else None
         for k, sl in enumerate(self.slices):
             col = self.ka + (2 * k if mdl.slope else k)
             out[:, sl] += theta[:, col, None]
@@ -179,7 +184,7 @@ class _Problem:
             s = np.sqrt(sg * sg + self.s_inst_l[:, j, None] ** 2)
             cen = self.c0[:, j, None] + theta[:, self.ku + c.group, None]
             integ, d_c, d_s = _gauss_pix(self.x[:, sl.start, None], sl.stop - sl.start, cen, s)
-            inv = c.ratio / self.dlam[:, sl]
+            inv = _DT(c.ratio) * self.inv_dlam[:, sl]
             prof = integ * inv
             a = theta[:, c.amp, None]
             out[:, sl] += a * prof
@@ -207,8 +212,8 @@ class _Problem:
 
 def _normal(J, w, r, prec, mean, theta):
     Jw = J * w[:, :, None]
-    H = np.einsum("nmp,nmq->npq", Jw, J, optimize=True)
-    g = np.einsum("nmp,nm->np", Jw, r, optimize=True)
+    H = np.einsum("nmp,nmq->npq", Jw, J, optimize=True).astype(np.float64)
+    g = np.einsum("nmp,nm->np", Jw, r, optimize=True).astype(np.float64)
     diag = np.arange(H.shape[1])
     H[:, diag, diag] += prec
     g += prec * (mean - theta)
@@ -219,7 +224,8 @@ def _normal(J, w, r, prec, mean, theta):
 
 
 def _chi2_of(prob, out, theta, prec, mean):
-    return (prob.w * (prob.y - out) ** 2).sum(1) + (prec * (theta - mean) ** 2).sum(1)
+    data = (prob.w * (prob.y - out) ** 2).sum(1, dtype=np.float64)
+    return data + (prec * (theta - mean) ** 2).sum(1)
 
 
 def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
@@ -243,10 +249,11 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
     lin = prob.ks
     Jl = J[:, :, :lin]
     Jw = Jl * prob.w[:, :, None]
-    H = np.einsum("nmp,nmq->npq", Jw, Jl, optimize=True)
+    H = np.einsum("nmp,nmq->npq", Jw, Jl, optimize=True).astype(np.float64)
     d = np.arange(lin)
     H[:, d, d] += np.where(H[:, d, d] <= 1e-30, 1.0, 1e-12 * H[:, d, d].max(1, keepdims=True))
-    theta[:, :lin] = np.linalg.solve(H, np.einsum("nmp,nm->np", Jw, prob.y)[..., None])[..., 0]
+    rhs = np.einsum("nmp,nm->np", Jw, prob.y).astype(np.float64)
+    theta[:, :lin] = np.linalg.solve(H, rhs[..., None])[..., 0]
     lam = np.full(prob.n, 1e-3)
     out, J = prob.evaluate(theta)
     chi2 = _chi2_of(prob, out, theta, prec, mean)
@@ -307,7 +314,7 @@ def _correlated_meat(prob: _Problem, J, H, rho1: float):
     correlation ``rho1``, lag-2 c²/(1 + 2c²); pairs across two windows are not neighbours."""
     c = (1 - np.sqrt(max(1 - 2 * rho1 ** 2, 0.0))) / (2 * rho1)
     rho2 = c * c / (1 + 2 * c * c)
-    V = J * np.sqrt(prob.w)[:, :, None]
+    V = (J * np.sqrt(prob.w)[:, :, None]).astype(np.float64)
     region = np.concatenate([np.full(sl.stop - sl.start, k) for k, sl in enumerate(prob.slices)])
     meat = H.copy()                              # white part (with the priors) = H
     for lag, rho in ((1, rho1), (2, rho2)):
