@@ -224,3 +224,20 @@ def test_stage_leaves_the_network_where_lines_cannot_decide():
     assert list(stars["CLASS_LABEL"]) == ["STAR_K1"] * 3 and np.isnan(stars["HALPHA_FLUX"]).all()
     with pytest.raises(ValueError, match="rows"):
         add_lines(batch, cat[:2])
+
+
+def test_predict_writes_line_columns_and_no_lines_turns_them_off(shared_data, tmp_path):
+    from specsift.io import read_catalog
+    from specsift.pipeline import predict
+    from specsift.lines.stage import STAGE_COLUMNS
+    spec = shared_data / "sdss" / "spec-0266-51602-0107.fits"      # SDSS GALAXY STARFORMING
+    with_lines, without = tmp_path / "a.fits", tmp_path / "b.fits"
+    predict([spec], with_lines, progress=False, threads=1, log=lambda m: None)
+    predict([spec], without, progress=False, threads=1, log=lambda m: None, lines=False)
+    a, b = read_catalog(with_lines), read_catalog(without)
+    assert set(STAGE_COLUMNS) <= set(a.colnames)
+    assert not set(STAGE_COLUMNS) & set(b.colnames)
+    assert a["SUBCLASS_LINES"][0].strip() == "STARFORMING" and a["SUBTYPE_FROM_LINES"][0] == 1
+    assert a["CLASS_LABEL"][0].strip() == "GALAXY_STARFORMING"
+    # SDSS's own measurement of this spectrum (its SPZLINE HDU): Hα 573.0 ± 7.9
+    assert abs(a["HALPHA_FLUX"][0] - 573.0) < 30

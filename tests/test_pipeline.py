@@ -10,6 +10,7 @@ from specsift.catalog import CATALOG_COLUMNS
 from specsift.classes import labels
 from specsift.flags import ZWARN
 from specsift.io import read_catalog, write_catalog
+from specsift.lines.stage import STAGE_COLUMNS
 from specsift.pipeline import predict
 from specsift.pipeline.parts import ResumeError, RunDir
 
@@ -36,7 +37,8 @@ def test_schema_and_rows(data, reference):
     assert res.rows == len(cat) == data["n_files_rows"] + data["n_store"]
     want = list(CATALOG_COLUMNS) + [f"PROB_{k}" for k in labels("three")] + ["ANOMALY_SCORE",
                                                                                "MODEL"]
-    assert cat.colnames == want + ["ROW"]            # ROW: the spectrum's index in its file
+    # the emission-line stage's columns, then ROW: the spectrum's index in its file
+    assert cat.colnames == want + list(STAGE_COLUMNS) + ["ROW"]
     np.testing.assert_array_equal(np.asarray(cat["ROW"])[-600:], np.arange(600))
     assert cat["TARGETID"].dtype == np.int64 and cat["ZWARN"].dtype == np.int64
     ids = np.asarray(cat["TARGETID"])

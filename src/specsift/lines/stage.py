@@ -15,10 +15,14 @@ import numpy as np
 from astropy.table import Table, hstack
 
 from ..classes import CLASS_SETS, map_sdss, subtype_of
-from .measure import measure_lines
+from .measure import LINE_COLUMNS, line_names, measure_lines
 from .rules import sdss_subclass
 
-__all__ = ["add_lines", "class_set_of"]
+__all__ = ["add_lines", "class_set_of", "STAGE_COLUMNS"]
+
+#: the columns :func:`add_lines` appends to a catalog, in order
+STAGE_COLUMNS = tuple(f"{name}_{col}" for name in line_names() for col in LINE_COLUMNS) + (
+    "SUBCLASS_LINES", "CLASS_LABEL_NET", "SUBTYPE_NET", "SUBTYPE_FROM_LINES")
 
 
 def class_set_of(catalog: Table) -> str | None:
@@ -66,5 +70,6 @@ def add_lines(batch, catalog: Table, continuum=None, sigma_inst=None) -> Table:
         out["CLASS_LABEL"] = label
         out["SUBTYPE"] = np.where(decided, [subtype_of(x) for x in label],
                                   np.asarray(catalog["SUBTYPE"]).astype("U24"))
-    out["SUBTYPE_FROM_LINES"] = decided
+    # 1 = the rules set SUBTYPE/CLASS_LABEL (an integer: CSV writers disagree on booleans)
+    out["SUBTYPE_FROM_LINES"] = decided.astype(np.int16)
     return out
