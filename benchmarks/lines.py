@@ -163,6 +163,7 @@ def _real_batch():
 
 def _predict(model, batch):
     import torch
+
     from specsift.lines import add_lines
     with torch.inference_mode():
         cat = model.predict(batch)
@@ -201,8 +202,9 @@ def simulated_thirteen(model, n: int) -> dict:
     t0 = time.process_time()
     out = _predict(model, b)
     t_all = time.process_time() - t0
-    from specsift.lines import add_lines
     import torch
+
+    from specsift.lines import add_lines
     with torch.inference_mode():
         cat = model.predict(b)
     t0 = time.process_time()

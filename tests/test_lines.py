@@ -228,8 +228,8 @@ def test_stage_leaves_the_network_where_lines_cannot_decide():
 
 def test_predict_writes_line_columns_and_no_lines_turns_them_off(shared_data, tmp_path):
     from specsift.io import read_catalog
-    from specsift.pipeline import predict
     from specsift.lines.stage import STAGE_COLUMNS
+    from specsift.pipeline import predict
     spec = shared_data / "sdss" / "spec-0266-51602-0107.fits"      # SDSS GALAXY STARFORMING
     with_lines, without = tmp_path / "a.fits", tmp_path / "b.fits"
     predict([spec], with_lines, progress=False, threads=1, log=lambda m: None)

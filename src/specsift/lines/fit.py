@@ -235,9 +235,9 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
     ``sigma_inst`` is the instrumental Gaussian σ in km/s: a scalar, per spectrum (N,), per
     pixel (P,) or both (N, P); it is read at each line's centre.  ``noise_corr``: lag-1
     correlation of neighbouring pixels' noise (resampled coadds have it; ivar does not say
-    so); the errors then come from the sandwich H⁻¹ (Jᵀ W C W J) H⁻¹ with that correlation.  Pixels with
-    ``ivar == 0`` do not count; a line with no good pixel near its centre comes back with
-    ``covered = False`` and zero error.
+    so); the errors then come from the sandwich H⁻¹ (Jᵀ W C W J) H⁻¹ with that correlation.
+    Pixels with ``ivar == 0`` do not count; a line with no good pixel near its centre comes
+    back with ``covered = False`` and zero error.
     """
     z = np.atleast_1d(np.asarray(z, float))
     prob = _Problem(model, np.asarray(loglam, float), resid, ivar, z, sigma_inst)

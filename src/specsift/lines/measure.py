@@ -127,7 +127,6 @@ def _quasars(out, wt, loglam, flux, ivar, z, rows, sig_inst, rho, single=False):
     lrest_hi = loglam[-1] - np.log10(1 + z)
     fits = {}
     for col, model, index in quasar_models(single):
-        w0 = model.components[0].wave
         lo, hi = model.regions[0]
         # the window must reach past the line centre on both sides
         sel = (np.log10(lo * 1.02) > lrest_lo) & (np.log10(hi / 1.02) < lrest_hi)
