@@ -28,12 +28,14 @@ def test_table_wavelengths_are_nist_air_converted_to_vacuum():
 
 
 def test_one_table_feeds_the_simulator_and_the_labelling_page():
-    from specsift.active.webapp import LINES as WEB
+    from specsift.active.service import page_lines
     from specsift.simulate import LINES as SIM
     assert len({ln.key for ln in TABLE}) == len(TABLE)
     assert all(SIM[k] == WAVE[k] for k in SIM)
-    na = dict(WEB)["Na D"]
-    assert abs(na - 0.5 * (WAVE["NaD1"] + WAVE["NaD2"])) < 1e-9
+    page = {ln["name"]: ln for ln in page_lines()}
+    assert abs(page["Na D"]["wave"] - 0.5 * (WAVE["NaD1"] + WAVE["NaD2"])) < 1e-3
+    assert page["Na D"]["absorption"] and not page["Na D"]["emission"]
+    assert page["Hα"]["absorption"] and page["Hα"]["emission"]
     with pytest.raises(KeyError, match="no line"):
         by_key("nope")
 

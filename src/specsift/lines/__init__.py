@@ -12,18 +12,7 @@
 from .measure import measure_lines
 from .rules import sdss_subclass
 from .stage import add_lines
-from .table import (
-                    C_KMS,
-                    LABEL_PAGE_LINES,
-                    LINES,
-                    MAJOR_LINES,
-                    TABLE,
-                    WAVE,
-                    Line,
-                    by_key,
-                    lines_in_range,
-                    observed,
-)
+from .table import C_KMS, LINES, MAJOR_LINES, TABLE, WAVE, Line, by_key, lines_in_range, observed
 
-__all__ = ["Line", "TABLE", "WAVE", "LINES", "MAJOR_LINES", "LABEL_PAGE_LINES", "C_KMS",
+__all__ = ["Line", "TABLE", "WAVE", "LINES", "MAJOR_LINES", "C_KMS",
            "observed", "lines_in_range", "by_key", "measure_lines", "sdss_subclass", "add_lines"]

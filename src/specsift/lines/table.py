@@ -31,11 +31,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Line", "TABLE", "WAVE", "LINES", "MAJOR_LINES", "LABEL_PAGE_LINES", "C_KMS",
-           "observed", "lines_in_range", "by_key"]
+from ..constants import C_KMS
 
-C_KMS = 299792.458
-
+__all__ = ["Line", "TABLE", "WAVE", "LINES", "MAJOR_LINES", "C_KMS", "observed",
+           "lines_in_range", "by_key"]
 
 class Line(NamedTuple):
     """One spectral line; ``name`` is the label shown on plots."""
@@ -154,11 +153,6 @@ def _plot_lines() -> tuple[Line, ...]:
 LINES: tuple[Line, ...] = _plot_lines()
 MAJOR_LINES: tuple[Line, ...] = tuple(ln for ln in LINES if ln.major)
 
-#: lines marked on the labelling page's plot (Hα first: its gallery thumbnails zoom on it)
-LABEL_PAGE_LINES: tuple[Line, ...] = tuple(
-    next((p for p in LINES if p.key == k), None) or by_key(k)
-    for k in ("Halpha", "Hbeta", "Hgamma", "Hdelta", "HeI_5876", "HeI_6678", "NaD2", "Mgb",
-              "CaK", "CaH", "NII_6584", "SII_6717", "OI_7774", "CaII_8544"))
 
 
 def observed(z: float, lines=LINES) -> np.ndarray:
