@@ -241,5 +241,9 @@ def test_predict_writes_line_columns_and_no_lines_turns_them_off(shared_data, tm
     assert not set(STAGE_COLUMNS) & set(b.colnames)
     assert a["SUBCLASS_LINES"][0].strip() == "STARFORMING" and a["SUBTYPE_FROM_LINES"][0] == 1
     assert a["CLASS_LABEL"][0].strip() == "GALAXY_STARFORMING"
+    units = {"HALPHA_FLUX": "1e-17 erg / (s cm2)", "HALPHA_EW": "Angstrom",
+             "HALPHA_SIGMA": "km / s", "HALPHA_SIGMA_IVAR": "s2 / km2", "MGII_2800_VSHIFT": "km / s"}
+    for col, unit in units.items():
+        assert a[col].unit is not None and a[col].unit.is_equivalent(unit), col
     # SDSS's own measurement of this spectrum (its SPZLINE HDU): Hα 573.0 ± 7.9
     assert abs(a["HALPHA_FLUX"][0] - 573.0) < 30

@@ -48,7 +48,8 @@ _SUFFIX_UNITS: tuple[tuple[str, u.UnitBase], ...] = (
     ("_FLUX_IVAR", _LINE_FLUX ** -2), ("_FLUX_ERR", _LINE_FLUX), ("_FLUX", _LINE_FLUX),
     ("_EW_IVAR", u.AA ** -2), ("_EW_ERR", u.AA), ("_EW", u.AA),
     ("_CONT", _FLUX), ("_AMP", _FLUX), ("_WAVE", u.AA),
-    ("_SIGMA", _KMS), ("_VSHIFT", _KMS), ("_ZERR", _ONE), ("_DCHI2", _ONE),
+    ("_SIGMA_IVAR", _KMS ** -2), ("_SIGMA", _KMS), ("_VSHIFT", _KMS), ("_ZERR", _ONE),
+    ("_DCHI2", _ONE),
 )
 #: Name beginnings → unit.
 _PREFIX_UNITS: tuple[tuple[str, u.UnitBase], ...] = (
