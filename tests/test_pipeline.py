@@ -7,6 +7,7 @@ import pytest
 from _pipeline_data import as_plain, assert_same_catalog, make_inputs, make_model
 
 from specsift.catalog import CATALOG_COLUMNS
+from specsift.verify.stage import VERIFY_COLUMNS
 from specsift.classes import labels
 from specsift.flags import ZWARN
 from specsift.io import read_catalog, write_catalog
@@ -36,7 +37,8 @@ def test_schema_and_rows(data, reference):
     assert res.rows == len(cat) == data["n_files_rows"] + data["n_store"]
     want = list(CATALOG_COLUMNS) + [f"PROB_{k}" for k in labels("three")] + ["ANOMALY_SCORE",
                                                                                "MODEL"]
-    assert cat.colnames == want + ["ROW"]            # ROW: the spectrum's index in its file
+    # ROW: the spectrum's index in its file; then the verification stage's (it runs by default)
+    assert cat.colnames == want + ["ROW"] + list(VERIFY_COLUMNS)
     np.testing.assert_array_equal(np.asarray(cat["ROW"])[-600:], np.arange(600))
     assert cat["TARGETID"].dtype == np.int64 and cat["ZWARN"].dtype == np.int64
     ids = np.asarray(cat["TARGETID"])

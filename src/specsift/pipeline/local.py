@@ -40,11 +40,16 @@ def prepare_model(model, device: str = "cpu", threads: int | None = None,
     return model.prepare(device, threads, precision)
 
 
-def predict_batch(model, batch: SpectraBatch, save_chi2: bool = False):
-    """``model.predict`` under ``torch.inference_mode`` (no autograd bookkeeping)."""
+def predict_batch(model, batch: SpectraBatch, save_chi2: bool = False, verify: bool = True):
+    """``model.predict`` under ``torch.inference_mode`` (no autograd bookkeeping); with
+    ``verify`` (the default of ``specsift predict``) the model proposes and the template fit of
+    :mod:`specsift.verify` decides."""
     import torch
     with torch.inference_mode():
-        return model.predict(batch, options=PredictOptions(save_chi2=save_chi2))
+        if not verify:
+            return model.predict(batch, options=PredictOptions(save_chi2=save_chi2))
+        from ..verify import verify_batch
+        return verify_batch(model, batch, options=PredictOptions(save_chi2=save_chi2))
 
 
 def read_errors(batch: SpectraBatch) -> list[tuple[str, str]]:
@@ -59,21 +64,22 @@ def read_errors(batch: SpectraBatch) -> list[tuple[str, str]]:
 
 
 def run_unit(model, unit: Unit, batch_size: int, grid: LogGrid, skip=frozenset(),
-             save_chi2: bool = False) -> list[tuple[int, object, list]]:
+             save_chi2: bool = False, verify: bool = True) -> list[tuple[int, object, list]]:
     """All batches of one unit → ``[(batch, arrow table | None if skipped, errors)]``."""
     out = []
     for k, batch in iter_unit(unit, batch_size, grid, skip):
         if batch is None:
             out.append((k, None, []))
             continue
-        out.append((k, table_to_arrow(predict_batch(model, batch, save_chi2)),
+        out.append((k, table_to_arrow(predict_batch(model, batch, save_chi2, verify)),
                     read_errors(batch)))
     return out
 
 
 # ------------------------------------------------------------------------- one process
 def local_engine(model, todo: list[tuple[int, Unit, set]], batch_size: int, grid: LogGrid,
-                 save_chi2: bool = False, queue_size: int = 3) -> Iterator[tuple]:
+                 save_chi2: bool = False, queue_size: int = 3,
+                 verify: bool = True) -> Iterator[tuple]:
     """Reading thread → bounded queue → inference in this thread."""
     q: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
@@ -105,7 +111,7 @@ def local_engine(model, todo: list[tuple[int, Unit, set]], batch_size: int, grid
                 yield item
                 continue
             _, idx, k, batch = item
-            table = predict_batch(model, batch, save_chi2)
+            table = predict_batch(model, batch, save_chi2, verify)
             yield ("part", idx, k, table_to_arrow(table), read_errors(batch))
     finally:
         stop.set()
@@ -132,12 +138,13 @@ def _init_worker(model_ref: str, device: str, threads: int, parent: int) -> None
     _WORKER["model"] = prepare_model(load_model(model_ref), device, threads)
 
 
-def _work(unit: Unit, batch_size: int, grid: dict, skip, save_chi2: bool):
-    return run_unit(_WORKER["model"], unit, batch_size, LogGrid(**grid), skip, save_chi2)
+def _work(unit: Unit, batch_size: int, grid: dict, skip, save_chi2: bool, verify: bool = True):
+    return run_unit(_WORKER["model"], unit, batch_size, LogGrid(**grid), skip, save_chi2, verify)
 
 
 def pool_engine(model_ref: str, todo, batch_size: int, grid: LogGrid, workers: int,
-                device: str = "cpu", save_chi2: bool = False) -> Iterator[tuple]:
+                device: str = "cpu", save_chi2: bool = False,
+                verify: bool = True) -> Iterator[tuple]:
     """``workers`` processes, each with its own model and ``cores / workers`` torch threads;
     at most 2 units per worker in flight so memory stays bounded."""
     import multiprocessing as mp
@@ -152,7 +159,8 @@ def pool_engine(model_ref: str, todo, batch_size: int, grid: LogGrid, workers: i
                 if nxt is None:
                     break
                 idx, unit, skip = nxt
-                fut = pool.submit(_work, unit, batch_size, grid.to_dict(), set(skip), save_chi2)
+                fut = pool.submit(_work, unit, batch_size, grid.to_dict(), set(skip), save_chi2,
+                                  verify)
                 pending[fut] = idx
             if not pending:
                 return
