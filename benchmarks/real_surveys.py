@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import glob
 import os
 import sys
 import time
@@ -158,8 +157,8 @@ def table(title, rows):
 
 
 def calibrate(model, surveys):
-    from specsift.verify.stage import VerifyOptions
     from specsift.verify import verify_batch
+    from specsift.verify.stage import VerifyOptions
     opt = VerifyOptions(zerr_scale={"STAR": 1.0, "GALAXY": 1.0, "QSO": 1.0})
     out = {}
     for name, (b, _) in surveys.items():
@@ -208,7 +207,7 @@ def main() -> None:
                 cat, sec = run(model, b, ver)
                 rows.append((m, ver, scorers[name](b.meta, cat), 1e3 * sec / max(len(b), 1)))
         if name == "DESI":
-            print(f"\n### DESI fastspecfit coadds vs their Redrock files\n")
+            print("\n### DESI fastspecfit coadds vs their Redrock files\n")
             for m, ver, sc, ms in rows:
                 print(f"- {m}, verify {'yes' if ver else 'no'}: agree {sc['agree']:.2f} ({sc['rows']})")
             continue

@@ -7,12 +7,12 @@ import pytest
 from _pipeline_data import as_plain, assert_same_catalog, make_inputs, make_model
 
 from specsift.catalog import CATALOG_COLUMNS
-from specsift.verify.stage import VERIFY_COLUMNS
 from specsift.classes import labels
 from specsift.flags import ZWARN
 from specsift.io import read_catalog, write_catalog
 from specsift.pipeline import predict
 from specsift.pipeline.parts import ResumeError, RunDir
+from specsift.verify.stage import VERIFY_COLUMNS
 
 
 @pytest.fixture(scope="module")

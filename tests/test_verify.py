@@ -149,9 +149,9 @@ def test_star_candidate_wins_on_real_lamost_star_the_network_calls_a_galaxy():
 
 
 def test_predict_cli_no_verify_gives_the_network_answer(tmp_path):
+    from specsift import load_model
     from specsift.cli import main
     from specsift.io import read_catalog
-    from specsift import load_model
     demo = Path(__file__).resolve().parents[1] / "src" / "specsift" / "data" / "demo"
     src = demo / "spec-0266-51602-0013.fits"
     main(["predict", str(src), "-o", str(tmp_path / "v.fits"), "--model", "speccznet",

@@ -33,11 +33,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..catalog import make_catalog
+from ..classes import spectype_of
 from ..flags import ZWARN
 from ..metrics import classification_metrics, redshift_metrics
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 from ..training_data import StoreDataset
-from ..classes import spectype_of
 from ..verify.candidates import Candidates
 from .base import PredictOptions, register_model
 from .layers import ConvSEBlock, GaborConv1d

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.table import Table
 
-from ..classes import spectype_of, subtype_of
+from ..classes import spectype_of
 from ..flags import ZWARN
 from .candidates import Candidates
-from .fit import NPOLY, bin_basis, bin_prepared, prepare, refine, scan, single_template_chi2
+from .fit import bin_basis, bin_prepared, prepare, refine, scan, single_template_chi2
 from .linalg import chol_quad
 from .templates import SPECTYPES, Z_MAX, bases_for
 
