@@ -167,8 +167,11 @@ def _frames(prep: Prepared, spec, centres):
     order = np.argsort(centres, kind="stable")
     # one buffer per call, reused by every chunk: fresh large arrays cost a page fault per
     # 4 kB page, which on a busy machine was most of this function's time
-    buf_w = np.empty(_CHUNK_ROWS * (P + _CHUNK_SPREAD), np.float32)
-    buf_3 = np.empty(_CHUNK_ROWS * K * (P + _CHUNK_SPREAD), np.float32)
+    rows_max = min(_CHUNK_ROWS, len(spec))
+    spread = int(np.ptp(centres)) if len(centres) else 0
+    width = P + min(spread, _CHUNK_SPREAD)
+    buf_w = np.empty(rows_max * width, np.float32)
+    buf_3 = np.empty(rows_max * K * width, np.float32)
     for lo, hi in _chunks(centres[order]):
         rows = order[lo:hi]
         n = len(rows)
@@ -197,11 +200,19 @@ def _normal(prep: Prepared, basis: Basis, spec, centres, offsets):
     for rows, Rw, R3, s_max, J in _frames(prep, spec, centres):
         n = len(rows)
         q0 = basis.offset - s_max
-        # all shifts of the window in one GEMM each: the data side is read once
-        Y1 = np.concatenate([_rows_slice(y1, q0 - int(d), J) for d in offsets], axis=1)
-        Y2 = np.concatenate([_rows_slice(y2, q0 - int(d), J) for d in offsets], axis=1)
-        A = (Rw @ Y1).reshape(n, S, n1).astype(np.float64)
-        B = (R3 @ Y2).reshape(n, K, S, T).transpose(0, 2, 1, 3).astype(np.float64)
+        if S <= 16:
+            # all shifts of a window in one GEMM each: the data side is read once
+            Y1 = np.concatenate([_rows_slice(y1, q0 - int(d), J) for d in offsets], axis=1)
+            Y2 = np.concatenate([_rows_slice(y2, q0 - int(d), J) for d in offsets], axis=1)
+            A = (Rw @ Y1).reshape(n, S, n1).astype(np.float64)
+            B = (R3 @ Y2).reshape(n, K, S, T).transpose(0, 2, 1, 3).astype(np.float64)
+        else:
+            # long scans (the whole-z rescue): copying every template slice would cost more
+            # than the products, so one shift at a time
+            A = np.stack([Rw @ _rows_slice(y1, q0 - int(d), J) for d in offsets], axis=1)
+            B = np.stack([(R3 @ _rows_slice(y2, q0 - int(d), J)).reshape(n, K, T)
+                          for d in offsets], axis=1)
+            A, B = A.astype(np.float64), B.astype(np.float64)
         M = np.empty((n, S, T + K, T + K))
         b = np.empty((n, S, T + K))
         M[:, :, iu[0], iu[1]] = A[..., :ntt]

@@ -14,6 +14,7 @@ catalog as Z_NET, ZERR_NET, SPECTYPE_NET, SUBTYPE_NET, CLASS_LABEL_NET (and PROB
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from astropy.table import Table
@@ -186,9 +187,16 @@ def verify_catalog(batch, table: Table, cands: Candidates,
     Rows with fewer than ``min_good`` good pixels, or flagged NODATA/BAD_INPUT, keep the model's
     answer (Z_NET = Z) with CHI2 NaN.  BLAS runs on one thread here: the GEMMs are small, and
     OpenBLAS's spinning extra threads would double the CPU time for no gain in wall time."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         return _verify(batch, table, cands, options)
+
+
+@lru_cache(maxsize=1)
+def _blas_controller():
+    """One ThreadpoolController per process: building one inspects every loaded library
+    (milliseconds), which batches of one spectrum (one SDSS file each) would pay every time."""
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
 
 
 def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | None) -> Table:
