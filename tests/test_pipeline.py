@@ -37,8 +37,8 @@ def test_schema_and_rows(data, reference):
     assert res.rows == len(cat) == data["n_files_rows"] + data["n_store"]
     want = list(CATALOG_COLUMNS) + [f"PROB_{k}" for k in labels("three")] + ["ANOMALY_SCORE",
                                                                                "MODEL"]
-    # ROW: the spectrum's index in its file; then the verification stage's (it runs by default)
-    assert cat.colnames == want + ["ROW"] + list(VERIFY_COLUMNS)
+    # the verification stage's columns (it runs by default), then ROW: the index in its file
+    assert cat.colnames == want + list(VERIFY_COLUMNS) + ["ROW"]
     np.testing.assert_array_equal(np.asarray(cat["ROW"])[-600:], np.arange(600))
     assert cat["TARGETID"].dtype == np.int64 and cat["ZWARN"].dtype == np.int64
     ids = np.asarray(cat["TARGETID"])
