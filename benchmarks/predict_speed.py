@@ -2,14 +2,17 @@
 for each CPU inference variant with its accuracy.
 
     .venv/bin/python benchmarks/predict_speed.py [--n 4000] [--model NAME|PATH]
-                                                 [--precision fp32 bf16 int8]
+                                                 [--precision fp32 bf16 int8] [--fits 800]
 
 One torch thread (one core).  Stages: reading (store → batches on the model grid), the
 network forward pass, the rest of ``model.predict`` (normalisation, heads, catalog), and
 writing (Arrow + Parquet part).  End to end = ``specsift.pipeline.predict`` on a
 simulated store (``thirteen`` class mix) to a Parquet catalog; accuracy = GF(0.003),
 GF(0.01) and class accuracy against the simulation's truth, per precision, so a variant
-is acceptable only where GF(0.003) stays within 0.002 of fp32.
+is acceptable only where GF(0.003) stays within 0.002 of fp32.  Every end-to-end row is run
+twice, with the verification stage (the default of ``specsift predict``) and with
+``--no-verify``; ``--fits N`` adds the same from N SDSS spec files (copies of the 8 in
+``../shared/data/sdss``), CPU time of the whole process (reader thread included) per spectrum.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ def stages(model, store: Path, batch_size: int) -> dict:
     """CPU seconds per stage over the whole store (single thread; CPU time, not wall, so
     that other jobs on the machine do not inflate it)."""
     import pyarrow.parquet as pq
+    import torch
 
-    from specsift.pipeline.local import predict_batch
     from specsift.pipeline.parts import table_to_arrow
     from specsift.pipeline.units import iter_unit, plan_units
+    from specsift.verify import verify_catalog
 
     fwd = {"t": 0.0}
     net = getattr(model, "net", None)
@@ -39,7 +43,7 @@ def stages(model, store: Path, batch_size: int) -> dict:
         net.register_forward_pre_hook(lambda *a: fwd.__setitem__("t0", time.process_time()))
         net.register_forward_hook(lambda *a: fwd.__setitem__(
             "t", fwd["t"] + time.process_time() - fwd["t0"]))
-    t = {"read": 0.0, "predict": 0.0, "write": 0.0}
+    t = {"read": 0.0, "predict": 0.0, "verify": 0.0, "write": 0.0}
     n = 0
     with tempfile.TemporaryDirectory() as tmp:
         for unit in plan_units([store], batch_size):
@@ -52,8 +56,12 @@ def stages(model, store: Path, batch_size: int) -> dict:
                     break
                 _, batch = nxt
                 t0 = time.process_time()
-                cat = predict_batch(model, batch)
+                with torch.inference_mode():
+                    cat, cands = model.propose(model.check_batch(batch))
                 t["predict"] += time.process_time() - t0
+                t0 = time.process_time()
+                cat = verify_catalog(model.check_batch(batch), cat, cands)
+                t["verify"] += time.process_time() - t0
                 t0 = time.process_time()
                 pq.write_table(table_to_arrow(cat), Path(tmp) / "p.parquet")
                 t["write"] += time.process_time() - t0
@@ -80,6 +88,8 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--precision", nargs="+", default=["fp32", "bf16", "int8"])
+    ap.add_argument("--fits", type=int, default=0, metavar="N",
+                    help="also time predict on N SDSS spec files (copies of the real ones)")
     a = ap.parse_args()
     import torch
 
@@ -94,28 +104,51 @@ def main() -> None:
     n = s["n"]
     print("\n| stage | CPU seconds | µs / spectrum | share |")
     print("|---|---|---|---|")
-    total = s["read"] + s["predict"] + s["write"]
-    for k in ("read", "forward", "predict_rest", "write"):
+    total = s["read"] + s["predict"] + s["verify"] + s["write"]
+    for k in ("read", "forward", "predict_rest", "verify", "write"):
         print(f"| {k} | {s[k]:.2f} | {1e6 * s[k] / n:.0f} | {100 * s[k] / total:.0f}% |")
     print(f"| total | {total:.2f} | {1e6 * total / n:.0f} | 100% |")
 
-    print("\n| precision | end-to-end spectra per CPU-second (1 thread) | spectra/s (wall) | "
-          "GF(0.003) | GF(0.01) | class accuracy |")
-    print("|---|---|---|---|---|---|")
-    base = None
+    print("\n| input | precision | verify | end-to-end spectra per CPU-second (1 thread) | "
+          "spectra/s (wall) | GF(0.003) | GF(0.01) | class accuracy |")
+    print("|---|---|---|---|---|---|---|---|")
+    base = {}
     with tempfile.TemporaryDirectory() as tmp:
         for p in a.precision:
-            out = Path(tmp) / f"{p}.parquet"
-            c0 = time.process_time()
-            r = predict([store], out, model=ref, batch_size=a.batch_size, threads=1,
-                        precision=p, progress=False)
-            cpu = time.process_time() - c0
-            acc = accuracy(out, store, load_model(ref).class_set)
-            base = base or acc
-            ok = abs(acc["GF_0.003"] - base["GF_0.003"]) <= 0.002
-            print(f"| {p} | {r.rows / cpu:.0f} | {r.rate:.0f} | {acc['GF_0.003']:.4f} | {acc['GF_0.01']:.4f} | "
-                  f"{acc['acc'] if acc['acc'] is None else round(acc['acc'], 4)} |"
-                  + ("" if ok else " (GF(0.003) off by > 0.002: not acceptable)"))
+            for verify in (True, False):
+                out = Path(tmp) / f"{p}-{verify}.parquet"
+                c0 = time.process_time()
+                r = predict([store], out, model=ref, batch_size=a.batch_size, threads=1,
+                            precision=p, progress=False, verify=verify)
+                cpu = time.process_time() - c0
+                acc = accuracy(out, store, load_model(ref).class_set)
+                b = base.setdefault(verify, acc)
+                ok = abs(acc["GF_0.003"] - b["GF_0.003"]) <= 0.002
+                print(f"| HDF5 store | {p} | {'yes' if verify else 'no'} | {r.rows / cpu:.0f} | "
+                      f"{r.rate:.0f} | {acc['GF_0.003']:.4f} | {acc['GF_0.01']:.4f} | "
+                      f"{acc['acc'] if acc['acc'] is None else round(acc['acc'], 4)} |"
+                      + ("" if ok else " (GF(0.003) off by > 0.002: not acceptable)"))
+        if a.fits:
+            files = fits_copies(Path(tmp) / "fits", a.fits)
+            for verify in (True, False):
+                out = Path(tmp) / f"fits-{verify}.parquet"
+                c0 = time.process_time()
+                r = predict([files], out, model=ref, batch_size=a.batch_size, threads=1,
+                            progress=False, verify=verify)
+                cpu = time.process_time() - c0
+                print(f"| {a.fits} SDSS spec files | fp32 | {'yes' if verify else 'no'} | "
+                      f"{r.rows / cpu:.0f} | {r.rate:.0f} | | | |")
+
+
+def fits_copies(folder: Path, n: int) -> Path:
+    """``n`` SDSS spec files in ``folder``: copies of the real ones in ../shared/data/sdss."""
+    import shutil
+    src = sorted((Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss")
+                 .glob("spec-*.fits"))
+    folder.mkdir(parents=True)
+    for k in range(n):
+        shutil.copy(src[k % len(src)], folder / f"{k:05d}-{src[k % len(src)].name}")
+    return folder
 
 
 if __name__ == "__main__":

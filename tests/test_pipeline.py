@@ -13,6 +13,7 @@ from specsift.io import read_catalog, write_catalog
 from specsift.lines.stage import STAGE_COLUMNS
 from specsift.pipeline import predict
 from specsift.pipeline.parts import ResumeError, RunDir
+from specsift.verify.stage import VERIFY_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,9 @@ def test_schema_and_rows(data, reference):
     assert res.rows == len(cat) == data["n_files_rows"] + data["n_store"]
     want = list(CATALOG_COLUMNS) + [f"PROB_{k}" for k in labels("three")] + ["ANOMALY_SCORE",
                                                                                "MODEL"]
-    # the emission-line stage's columns, then ROW: the spectrum's index in its file
-    assert cat.colnames == want + list(STAGE_COLUMNS) + ["ROW"]
+    # the verification and emission-line stages' columns (both run by default), then ROW
+    lines_cols = [c for c in STAGE_COLUMNS if c not in VERIFY_COLUMNS]  # *_NET: verify's
+    assert cat.colnames == want + list(VERIFY_COLUMNS) + lines_cols + ["ROW"]
     np.testing.assert_array_equal(np.asarray(cat["ROW"])[-600:], np.arange(600))
     assert cat["TARGETID"].dtype == np.int64 and cat["ZWARN"].dtype == np.int64
     ids = np.asarray(cat["TARGETID"])

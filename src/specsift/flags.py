@@ -30,6 +30,7 @@ class ZWARN(IntFlag):
     ANOMALY = 1 << 16             # spectrum unlike anything in training
     LOW_CLASS_CONFIDENCE = 1 << 17
     BAD_INPUT = 1 << 18           # could not be read, or NaN/inf/negative-ivar input
+    NET_DISAGREE = 1 << 19        # verified fit and network differ in SPECTYPE or > 1000 km/s
 
 
 class InputFlag(IntFlag):

@@ -38,6 +38,9 @@ def register(subparsers, name, help_):
                    help="CPU inference variant (see docs/scaling.md for accuracy per model)")
     p.add_argument("--save-chi2", action="store_true",
                    help="keep χ² curves in the catalog (χ² models such as eigen)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the template χ² verification (docs/verify.md): the model's own "
+                        "answer, as fast as the network alone")
     p.add_argument("--no-lines", action="store_true",
                    help="skip the emission-line stage (line columns, rule-based subclasses)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -56,7 +59,7 @@ def run(args) -> int:
                       engine=args.engine, save_chi2=args.save_chi2,
                       progress=not args.no_progress, threads=args.threads, address=args.address,
                       precision=args.precision, overwrite=args.overwrite,
-                      lines=not args.no_lines)
+                      verify=not args.no_verify, lines=not args.no_lines)
     except ResumeError as exc:
         print(f"specsift predict: {printable(exc)}", file=sys.stderr)
         return 2

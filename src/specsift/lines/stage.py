@@ -56,8 +56,11 @@ def add_lines(batch, catalog: Table, continuum=None, sigma_inst=None) -> Table:
     out = hstack([catalog, lines], join_type="exact", metadata_conflicts="silent")
     out["SUBCLASS_LINES"] = sub
     label_net = np.asarray(catalog["CLASS_LABEL"]).astype("U24")
-    out["CLASS_LABEL_NET"] = label_net
-    out["SUBTYPE_NET"] = np.asarray(catalog["SUBTYPE"]).astype("U24")
+    # after verification *_NET already hold the network's own answer: keep them
+    if "CLASS_LABEL_NET" not in catalog.colnames:
+        out["CLASS_LABEL_NET"] = label_net
+    if "SUBTYPE_NET" not in catalog.colnames:
+        out["SUBTYPE_NET"] = np.asarray(catalog["SUBTYPE"]).astype("U24")
     decided = np.zeros(len(out), bool)
     cset = class_set_of(catalog)
     if cset is not None:

@@ -27,6 +27,7 @@ import torch
 from astropy.table import Table
 
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
+from ..verify.candidates import Candidates
 
 __all__ = ["SpectralModel", "Capabilities", "PredictOptions", "NotFittedError", "TRAIN_OPTIONS",
            "register_model", "load_model", "available_models", "model_path", "model_ref"]
@@ -82,6 +83,9 @@ class Capabilities:
     torch_net: bool = False               #: ``model.net`` is the torch network it predicts with
     devices: tuple[str, ...] = ("cpu",)   #: torch device types ``prepare`` accepts
     precisions: tuple[str, ...] = ("fp32",)   #: inference variants ``prepare`` accepts
+    #: what :meth:`SpectralModel.propose` offers the verification stage (:mod:`specsift.verify`)
+    #: beyond the catalog's own (SPECTYPE, Z): documentation, every model proposes
+    candidates: str = "the catalog's own (SPECTYPE, Z)"
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,23 @@ class SpectralModel(ABC):
     @abstractmethod
     def _predict(self, batch: SpectraBatch, options: PredictOptions) -> Table:
         """The model's own prediction, on a batch already on :attr:`grid`."""
+
+    def propose(self, batch: SpectraBatch, *, options: PredictOptions | dict | None = None
+                ) -> tuple[Table, Candidates]:
+        """:meth:`predict`'s catalog and candidate (SPECTYPE, z) solutions for the
+        verification stage (:mod:`specsift.verify`), from one pass of the model."""
+        opts = PredictOptions.of(options)
+        if opts.save_chi2 and not self.capabilities.chi2_curves:
+            raise ValueError(f"model {self.tag} computes no χ² curves; --save-chi2 needs a "
+                             f"χ² model such as 'eigen'")
+        self.check_is_fitted()
+        return self._propose(self.check_batch(batch), opts)
+
+    def _propose(self, batch: SpectraBatch, options: PredictOptions) -> tuple[Table, Candidates]:
+        """Default: the catalog's answer is the one candidate.  Models that know more (p(z)
+        peaks, χ² minima) override this and compute both in one pass."""
+        table = self._predict(batch, options)
+        return table, Candidates.from_catalog(table)
 
     @abstractmethod
     def is_fitted(self) -> bool:

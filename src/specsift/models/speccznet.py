@@ -23,6 +23,7 @@ the true u and an L1 term on the branch's mean u (sub-bin precision).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -32,10 +33,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..catalog import make_catalog
+from ..classes import spectype_of
 from ..flags import ZWARN
 from ..metrics import classification_metrics, redshift_metrics
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 from ..training_data import StoreDataset
+from ..verify.candidates import Candidates
 from .base import PredictOptions, register_model
 from .layers import ConvSEBlock, GaborConv1d
 from .neural import NeuralSpectralModel, decode_window
@@ -92,6 +95,9 @@ class SpecCZNet(NeuralSpectralModel):
     """SpecCZ-Net behind the common interface (see module docstring)."""
 
     version = "1"
+    capabilities = dataclasses.replace(NeuralSpectralModel.capabilities,
+                                       candidates="the z of each of the two most probable "
+                                                  "classes' own p(z)")
     module_class = SpecCZNetModule
     z_window = 4
     fit_defaults = {"epochs": 30, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-4}
@@ -187,10 +193,21 @@ class SpecCZNet(NeuralSpectralModel):
         return {}
 
     def _predict(self, batch: SpectraBatch, options: PredictOptions) -> Table:
-        parts = self._forward_batches(batch, options, lambda out: self.decode(*out))
+        return self._propose(batch, options)[0]
+
+    def _propose(self, batch: SpectraBatch, options: PredictOptions):
+        """Catalog and candidates: the z of the two most probable classes' own branches."""
+        def decode(out):
+            per_class = torch.expm1(self.bin_centres[out[1].argmax(dim=2)]).numpy()
+            return self.decode(*out) + (per_class,)
+        parts = self._forward_batches(batch, options, decode)
+        k = len(self.names)
         if parts:
-            probs, z, zerr, zwarn = (np.concatenate(a) for a in zip(*parts))
+            probs, z, zerr, zwarn, zc = (np.concatenate(a) for a in zip(*parts))
         else:
-            k = len(self.names)
             probs, z, zerr, zwarn = np.zeros((0, k)), np.zeros(0), np.zeros(0), np.zeros(0, np.int64)
-        return make_catalog(batch.meta, self.class_set, probs, z, zerr, self.tag, zwarn=zwarn)
+            zc = np.zeros((0, k))
+        cat = make_catalog(batch.meta, self.class_set, probs, z, zerr, self.tag, zwarn=zwarn)
+        top = np.argsort(-probs, axis=1)[:, :2]
+        types = np.array([spectype_of(c) for c in self.names], dtype="U6")
+        return cat, Candidates(np.take_along_axis(zc, top, axis=1), types[top])

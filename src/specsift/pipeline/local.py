@@ -40,12 +40,20 @@ def prepare_model(model, device: str = "cpu", threads: int | None = None,
     return model.prepare(device, threads, precision)
 
 
-def predict_batch(model, batch: SpectraBatch, save_chi2: bool = False, lines: bool = True):
-    """``model.predict`` under ``torch.inference_mode`` (no autograd bookkeeping), then the
-    emission-line stage (:func:`specsift.lines.add_lines`) unless ``lines`` is False."""
+def predict_batch(model, batch: SpectraBatch, save_chi2: bool = False, verify: bool = True,
+                  lines: bool = True):
+    """``model.predict`` under ``torch.inference_mode`` (no autograd bookkeeping); with
+    ``verify`` (the default of ``specsift predict``) the model proposes and the template fit of
+    :mod:`specsift.verify` decides; then, unless ``lines`` is False, the emission-line stage
+    (:func:`specsift.lines.add_lines`) measures lines at the decided redshift."""
     import torch
+    options = PredictOptions(save_chi2=save_chi2)
     with torch.inference_mode():
-        table = model.predict(batch, options=PredictOptions(save_chi2=save_chi2))
+        if verify:
+            from ..verify import verify_batch
+            table = verify_batch(model, batch, options=options)
+        else:
+            table = model.predict(batch, options=options)
     if lines and len(table) == len(batch) and "SPECTYPE" in table.colnames:
         from ..lines import add_lines
         table = add_lines(batch, table)
@@ -64,14 +72,14 @@ def read_errors(batch: SpectraBatch) -> list[tuple[str, str]]:
 
 
 def run_unit(model, unit: Unit, batch_size: int, grid: LogGrid, skip=frozenset(),
-             save_chi2: bool = False, lines: bool = True) -> list[tuple[int, object, list]]:
+             save_chi2: bool = False, verify: bool = True, lines: bool = True) -> list[tuple[int, object, list]]:
     """All batches of one unit → ``[(batch, arrow table | None if skipped, errors)]``."""
     out = []
     for k, batch in iter_unit(unit, batch_size, grid, skip):
         if batch is None:
             out.append((k, None, []))
             continue
-        out.append((k, table_to_arrow(predict_batch(model, batch, save_chi2, lines)),
+        out.append((k, table_to_arrow(predict_batch(model, batch, save_chi2, verify, lines)),
                     read_errors(batch)))
     return out
 
@@ -79,7 +87,7 @@ def run_unit(model, unit: Unit, batch_size: int, grid: LogGrid, skip=frozenset()
 # ------------------------------------------------------------------------- one process
 def local_engine(model, todo: list[tuple[int, Unit, set]], batch_size: int, grid: LogGrid,
                  save_chi2: bool = False, queue_size: int = 3,
-                 lines: bool = True) -> Iterator[tuple]:
+                 verify: bool = True, lines: bool = True) -> Iterator[tuple]:
     """Reading thread → bounded queue → inference in this thread."""
     q: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
@@ -111,7 +119,7 @@ def local_engine(model, todo: list[tuple[int, Unit, set]], batch_size: int, grid
                 yield item
                 continue
             _, idx, k, batch = item
-            table = predict_batch(model, batch, save_chi2, lines)
+            table = predict_batch(model, batch, save_chi2, verify, lines)
             yield ("part", idx, k, table_to_arrow(table), read_errors(batch))
     finally:
         stop.set()
@@ -138,13 +146,13 @@ def _init_worker(model_ref: str, device: str, threads: int, parent: int) -> None
     _WORKER["model"] = prepare_model(load_model(model_ref), device, threads)
 
 
-def _work(unit: Unit, batch_size: int, grid: dict, skip, save_chi2: bool, lines: bool = True):
-    return run_unit(_WORKER["model"], unit, batch_size, LogGrid(**grid), skip, save_chi2, lines)
+def _work(unit: Unit, batch_size: int, grid: dict, skip, save_chi2: bool, verify: bool = True, lines: bool = True):
+    return run_unit(_WORKER["model"], unit, batch_size, LogGrid(**grid), skip, save_chi2, verify, lines)
 
 
 def pool_engine(model_ref: str, todo, batch_size: int, grid: LogGrid, workers: int,
                 device: str = "cpu", save_chi2: bool = False,
-                lines: bool = True) -> Iterator[tuple]:
+                verify: bool = True, lines: bool = True) -> Iterator[tuple]:
     """``workers`` processes, each with its own model and ``cores / workers`` torch threads;
     at most 2 units per worker in flight so memory stays bounded."""
     import multiprocessing as mp
@@ -160,7 +168,7 @@ def pool_engine(model_ref: str, todo, batch_size: int, grid: LogGrid, workers: i
                     break
                 idx, unit, skip = nxt
                 fut = pool.submit(_work, unit, batch_size, grid.to_dict(), set(skip), save_chi2,
-                                  lines)
+                                  verify, lines)
                 pending[fut] = idx
             if not pending:
                 return

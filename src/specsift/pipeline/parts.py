@@ -94,7 +94,7 @@ class RunDir:
                 raise ResumeError(f"{self.path}: an unfinished run of this catalog is here; "
                                   f"add --resume to continue it, or delete the folder to start again")
             old = json.loads(plan_file.read_text())
-            for key in ("batch_size", "model", "grid", "save_chi2", "units"):
+            for key in ("batch_size", "model", "grid", "save_chi2", "verify", "lines", "units"):
                 if old.get(key) != plan.get(key):
                     what = "inputs (or their sizes / dates)" if key == "units" else key
                     raise ResumeError(f"{self.path}: cannot resume, the {what} differ from the "
@@ -113,9 +113,9 @@ class RunDir:
 
     @staticmethod
     def make_plan(units: list[Unit], batch_size: int, model: str, grid: dict,
-                  save_chi2: bool) -> dict:
+                  save_chi2: bool, verify: bool = True, lines: bool = True) -> dict:
         return {"format": "specsift-predict-run-1", "batch_size": batch_size, "model": model,
-                "grid": grid, "save_chi2": save_chi2,
+                "grid": grid, "save_chi2": save_chi2, "verify": verify, "lines": lines,
                 "units": [{"unit": u.to_dict(), "files": fingerprint(u)} for u in units]}
 
     # -- state -------------------------------------------------------------------

@@ -26,7 +26,7 @@ class _Predictor:
     """Ray actor: loads the model once, predicts whole units."""
 
     def __init__(self, blob: bytes, device: str, threads: int | None, batch_size: int,
-                 grid: dict, save_chi2: bool, lines: bool = True):
+                 grid: dict, save_chi2: bool, verify: bool = True, lines: bool = True):
         import tempfile
         from pathlib import Path
 
@@ -36,21 +36,21 @@ class _Predictor:
             model = load_model(Path(d) / "model.pt")
         self.model = prepare_model(model, device, threads)
         self.batch_size, self.grid, self.save_chi2 = batch_size, LogGrid(**grid), save_chi2
-        self.lines = lines
+        self.verify, self.lines = verify, lines
 
     def __call__(self, batch: dict) -> dict:
         results = []
         for unit_json, skip_json in zip(batch["unit"], batch["skip"]):
             unit = Unit.from_dict(json.loads(str(unit_json)))
             res = run_unit(self.model, unit, self.batch_size, self.grid,
-                           set(json.loads(str(skip_json))), self.save_chi2, self.lines)
+                           set(json.loads(str(skip_json))), self.save_chi2, self.verify, self.lines)
             results.append(pickle.dumps(res))
         return {"idx": np.asarray(batch["idx"]), "result": np.array(results, dtype=object)}
 
 
 def ray_engine(model_ref: str, todo, batch_size: int, grid: LogGrid, workers: int,
                device: str = "cpu", save_chi2: bool = False,
-               address: str | None = None, lines: bool = True) -> Iterator[tuple]:
+               address: str | None = None, verify: bool = True, lines: bool = True) -> Iterator[tuple]:
     try:
         import ray
         import ray.data
@@ -86,7 +86,7 @@ def ray_engine(model_ref: str, todo, batch_size: int, grid: LogGrid, workers: in
                              num_gpus=1 if device == "cuda" else 0,
                              fn_constructor_args=(Path(model_ref).read_bytes(), device, threads,
                                                   batch_size, grid.to_dict(), save_chi2,
-                                                  lines))
+                                                  verify, lines))
         for row in out.iter_rows():
             yield from unit_events(int(row["idx"]), pickle.loads(row["result"]))
     finally:

@@ -75,7 +75,7 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
             workers: int = 1, resume: bool = False, engine: str = "local",
             save_chi2: bool = False, progress: bool = True, threads: int | None = None,
             address: str | None = None, precision: str = "fp32", overwrite: bool = False,
-            log=None, lines: bool = True) -> PredictResult:
+            log=None, verify: bool = True, lines: bool = True) -> PredictResult:
     """Predict every spectrum in ``inputs`` into the catalog ``output``.
 
     ``model``: registered name, model file or a loaded SpectralModel (default:
@@ -85,6 +85,8 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
     finished catalog of other inputs (see :mod:`.preflight`).  ``lines``: add emission-line
     measurements and rule-based subclasses (:mod:`specsift.lines`).  Returns a summary;
     files that could not be read are listed in ``read_errors`` and flagged in ZWARN.
+    ``verify``: the template χ² fit of :mod:`specsift.verify` decides among the model's
+    candidates (default); False gives the model's own answer.
     """
     if precision != "fp32" and (engine != "local" or workers != 1):
         raise ValueError("--precision other than fp32 is for the single-process engine")
@@ -105,7 +107,8 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
         raise ValueError(f"model {model_obj.tag} computes no χ² curves; --save-chi2 needs a "
                          f"χ² model such as 'eigen'")
     units = plan_units(files, batch_size)
-    plan = RunDir.make_plan(units, batch_size, model_obj.tag, model_obj.grid.to_dict(), save_chi2)
+    plan = RunDir.make_plan(units, batch_size, model_obj.tag, model_obj.grid.to_dict(), save_chi2,
+                            verify, lines)
     units = run_dir.start(plan, resume)
     done_units = run_dir.done_units()
     done_batches = run_dir.done_batches()
@@ -118,17 +121,17 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
 
     if engine == "local" and workers == 1:
         prepare_model(model_obj, device, threads, precision)
-        events = local_engine(model_obj, todo, batch_size, grid, save_chi2, lines=lines)
+        events = local_engine(model_obj, todo, batch_size, grid, save_chi2, verify=verify, lines=lines)
     elif engine == "local":
-        events = pool_engine(ref, todo, batch_size, grid, workers, device, save_chi2, lines)
+        events = pool_engine(ref, todo, batch_size, grid, workers, device, save_chi2, verify, lines)
     elif engine == "dask":
         from .dask_engine import dask_engine
         events = dask_engine(ref, todo, batch_size, grid, workers, device, save_chi2, address,
-                             lines)
+                             verify, lines)
     else:
         from .ray_engine import ray_engine
         events = ray_engine(ref, todo, batch_size, grid, workers, device, save_chi2, address,
-                            lines)
+                            verify, lines)
 
     t0 = time.perf_counter()
     rows, errors, unit_rows = 0, [], {}
@@ -162,7 +165,7 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
     parts = run_dir.ordered_parts(len(units))
     from ..io.catalog_schema import provenance
     n_input = sum(d["rows"] for d in run_dir.done_units().values())
-    meta = {**provenance(model_obj, n_input), KEY: key}
+    meta = {**provenance(model_obj, n_input), KEY: key, "VERIFIED": bool(verify)}
     meta.update(model_obj.catalog_meta({"save_chi2": save_chi2}))   # e.g. the χ² curves' z grid
     n = merge_parts(parts, output, meta)
     run_dir.remove()

@@ -24,8 +24,10 @@ from ...anomaly import AnomalyCalibration, degeneracy_feature, residual_features
 from ...calibration import fit_chi2_temperature, softmax
 from ...catalog import make_catalog
 from ...classes import labels as class_labels
+from ...classes import spectype_of
 from ...flags import ZWARN
 from ...spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
+from ...verify.candidates import Candidates
 from ..base import Capabilities, PredictOptions, SpectralModel, register_model
 from .chi2scan import Chi2Scanner, ScanBasis
 from .modelerror import deflate_ivar, fit_rest_model_error
@@ -55,7 +57,9 @@ class EigenModel(SpectralModel):
     """
 
     version = "1"
-    capabilities = Capabilities(chi2_curves=True)
+    capabilities = Capabilities(chi2_curves=True,
+                                candidates="the best and the second χ² minimum (another class "
+                                           "or > 1000 km/s)")
 
     def __init__(self, class_set: str = "three", grid: LogGrid = DEFAULT_GRID,
                  classes: dict | None = None, npoly: int = 3, exclude_subtypes=()):
@@ -336,13 +340,22 @@ class EigenModel(SpectralModel):
         every shift); its redshifts are z = 10^(j·δ) − 1 for j = ``CHI2_<label>_JMIN`` … in
         the table meta, with δ = meta['LOGLAM_STEP'].
         """
+        return self._propose(batch, options)[0]
+
+    def _propose(self, batch: SpectraBatch, options: PredictOptions):
+        """Catalog and candidates: its best and its second χ² minimum."""
         res = self._run(batch, save_chi2=options.save_chi2)
         cat = self._catalog(batch, res)
         if options.save_chi2:
             cat.meta.update(self.catalog_meta(options))
             for b, cur in zip(self.bases_, res["curves"]):
                 cat[f"CHI2_{b.label}"] = cur.astype(np.float32)
-        return cat
+        sol = res["sol"]
+        second = np.array([spectype_of(self.bases_[c].label) if c >= 0 else ""
+                           for c in sol.second_class], dtype="U6")
+        z2 = np.where(sol.second_class >= 0, sol.z_second, np.nan)
+        return cat, Candidates(np.stack([np.asarray(cat["Z"], float), z2], axis=1),
+                               np.stack([np.asarray(cat["SPECTYPE"], "U6"), second], axis=1))
 
     def is_fitted(self) -> bool:
         return bool(self.bases_)

@@ -18,6 +18,7 @@ also where max P < 0.6.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -42,6 +43,7 @@ from ...metrics import (
 )
 from ...spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
 from ...training_data import StoreDataset
+from ...verify.candidates import Candidates, pz_peaks
 from ..base import PredictOptions, register_model
 from ..inputs import normalise
 from ..neural import NeuralSpectralModel, meta_and_check
@@ -60,6 +62,9 @@ class GaSNet(NeuralSpectralModel):
     """See the module docstring; ``z_head`` ('bins' or 'mdn') is chosen on validation data."""
 
     version = "1"
+    capabilities = dataclasses.replace(NeuralSpectralModel.capabilities,
+                                       candidates="the two highest peaks of p(z), each as "
+                                                  "GALAXY and as QSO")
     module_class = GaSNetModule
     z_window = 3
     predict_batch_size = 1024
@@ -224,12 +229,23 @@ class GaSNet(NeuralSpectralModel):
         self._fused = None
 
     def _predict(self, batch: SpectraBatch, options: PredictOptions):
+        return self._propose(batch, options)[0]
+
+    def _propose(self, batch: SpectraBatch, options: PredictOptions):
+        """Catalog and candidates: the two highest p(z) peaks, each as GALAXY and as QSO."""
         k = len(self.names)
         if len(batch) == 0:
             return make_catalog(batch.meta, self.class_set, np.zeros((0, k)), np.zeros(0),
                                 np.zeros(0), self.tag, zwarn=np.zeros(0, np.int64),
-                                anomaly_score=np.zeros(0))
-        parts = self._forward_batches(batch, options, self.heads)
+                                anomaly_score=np.zeros(0)), Candidates(np.zeros((0, 4)),
+                                                                       np.zeros((0, 4), "U6"))
+        centres = self.bin_centres.numpy()
+
+        def decode(out):
+            h = self.heads(out)
+            h["peaks"] = pz_peaks(out["zlog"].float().numpy(), centres)
+            return h
+        parts = self._forward_batches(batch, options, decode)
         logits = np.concatenate([p["logits"] for p in parts])
         emb = np.concatenate([p["emb"] for p in parts])
         h = self.z_head_
@@ -249,8 +265,12 @@ class GaSNet(NeuralSpectralModel):
         score = (MahalanobisOOD(self.ood_).score(emb) if self.ood_
                  else np.full(len(batch), np.nan, np.float32))
         zwarn[score > self.config["anomaly_threshold"]] |= int(ZWARN.ANOMALY)
-        return make_catalog(batch.meta, self.class_set, probs, z, zerr, self.tag, zwarn=zwarn,
-                            anomaly_score=score)
+        cat = make_catalog(batch.meta, self.class_set, probs, z, zerr, self.tag, zwarn=zwarn,
+                           anomaly_score=score)
+        zc = np.concatenate([p["peaks"] for p in parts])
+        zc = np.concatenate([zc, zc], axis=1)
+        types = np.repeat(np.array([["GALAXY", "QSO"]]), 2, axis=1)
+        return cat, Candidates(zc, np.broadcast_to(types, zc.shape))
 
     def zerr(self, head, u, s, sf, p_near, snr, spectype) -> np.ndarray:
         """Calibrated ZERR of one z head's outputs: σ regression, then per-type scaling."""

@@ -1,0 +1,70 @@
+"""Candidate (SPECTYPE, z) solutions a model hands to the verification stage.
+
+Every model proposes through :meth:`specsift.models.base.SpectralModel.propose` (declared on the
+base class; the networks and eigen override it): the networks the highest peaks of p(z), eigen
+its χ² minima.  The stage adds STAR at z = 0 itself, for every spectrum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Candidates", "pz_peaks"]
+
+
+@dataclass
+class Candidates:
+    """``z`` (N, K) float64 and ``spectype`` (N, K) str ('' where a slot is unused)."""
+
+    z: np.ndarray
+    spectype: np.ndarray
+
+    def __post_init__(self):
+        self.z = np.atleast_2d(np.asarray(self.z, np.float64))
+        self.spectype = np.atleast_2d(np.asarray(self.spectype, dtype="U6"))
+        if self.z.shape != self.spectype.shape:
+            raise ValueError(f"candidate z {self.z.shape} and spectype {self.spectype.shape} "
+                             f"shapes differ")
+
+    def __len__(self) -> int:
+        return self.z.shape[0]
+
+    @classmethod
+    def from_catalog(cls, table) -> "Candidates":
+        """The catalog's own answer as the one candidate (models with nothing more to say)."""
+        n = len(table)
+        return cls(np.asarray(table["Z"], np.float64).reshape(n, 1),
+                   np.asarray(table["SPECTYPE"], dtype="U6").reshape(n, 1))
+
+    @classmethod
+    def concat(cls, parts: list["Candidates"]) -> "Candidates":
+        """Join candidate sets column-wise (same spectra, more slots)."""
+        return cls(np.concatenate([p.z for p in parts], axis=1),
+                   np.concatenate([p.spectype for p in parts], axis=1))
+
+    @classmethod
+    def rows(cls, parts: list["Candidates"]) -> "Candidates":
+        """Join candidate sets row-wise (batches of spectra), padding slots with ''."""
+        k = max((p.z.shape[1] for p in parts), default=1)
+        z = [np.pad(p.z, ((0, 0), (0, k - p.z.shape[1])), constant_values=np.nan) for p in parts]
+        s = [np.pad(p.spectype, ((0, 0), (0, k - p.z.shape[1])), constant_values="") for p in parts]
+        return cls(np.concatenate(z) if z else np.zeros((0, k)),
+                   np.concatenate(s) if s else np.zeros((0, k), "U6"))
+
+
+def pz_peaks(logits: np.ndarray, u_centres: np.ndarray, k: int = 2,
+             min_ratio: float = 0.05) -> np.ndarray:
+    """The ``k`` highest local maxima of p(u = ln(1+z)) from binned logits (N, B) → z (N, k),
+    NaN where a spectrum has fewer peaks above ``min_ratio`` × its highest."""
+    x = np.asarray(logits, np.float64)
+    p = np.exp(x - x.max(1, keepdims=True))
+    left = np.concatenate([np.full((len(p), 1), -1.0), p[:, :-1]], axis=1)
+    right = np.concatenate([p[:, 1:], np.full((len(p), 1), -1.0)], axis=1)
+    peak = (p >= left) & (p > right) & (p >= min_ratio)
+    score = np.where(peak, p, -1.0)
+    idx = np.argsort(-score, axis=1)[:, :k]
+    val = np.take_along_axis(score, idx, axis=1)
+    z = np.expm1(np.asarray(u_centres, np.float64)[idx])
+    return np.where(val > 0, z, np.nan)

@@ -1,0 +1,42 @@
+"""Batched Cholesky for thousands of tiny normal-equation systems at once.
+
+Why by hand: the verification solves ~50 systems of size 7–9 per spectrum; LAPACK through
+``np.linalg.solve`` costs ~1.5 µs per system in call overhead, while the column loop below
+runs each of its ~k²/2 steps over the whole stack, batch axis last and contiguous.  A pivot
+that is not positive (a template that is zero on every good pixel, or a degenerate column)
+drops that column from the fit instead of failing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["chol_quad"]
+
+
+def chol_quad(M: np.ndarray, b: np.ndarray, coef: bool = False):
+    """For SPD ``M`` (n, k, k) and ``b`` (n, k): ``bᵀ M⁻¹ b`` (n,) and, with ``coef``,
+    the solutions ``x = M⁻¹ b`` (n, k)."""
+    n, k = b.shape
+    A = np.ascontiguousarray(np.moveaxis(M, 0, -1), dtype=np.float64)    # (k, k, n)
+    bb = np.ascontiguousarray(b.T, dtype=np.float64)                      # (k, n)
+    L = np.zeros((k, k, n))
+    inv = np.zeros((k, n))
+    for j in range(k):
+        s = A[j, j] - (L[j, :j] ** 2).sum(0) if j else A[j, j].copy()
+        ok = s > 1e-9 * np.maximum(A[j, j], 1e-300)
+        inv[j] = np.where(ok, 1.0 / np.sqrt(np.where(ok, s, 1.0)), 0.0)
+        L[j, j] = np.where(ok, s * inv[j], 0.0)              # = √s
+        if j + 1 < k:
+            r = A[j + 1:, j] - (np.einsum("imn,mn->in", L[j + 1:, :j], L[j, :j]) if j else 0.0)
+            L[j + 1:, j] = r * inv[j]
+    y = np.zeros((k, n))
+    for j in range(k):
+        y[j] = (bb[j] - ((L[j, :j] * y[:j]).sum(0) if j else 0.0)) * inv[j]
+    quad = (y ** 2).sum(0)
+    if not coef:
+        return quad
+    x = np.zeros((k, n))
+    for j in range(k - 1, -1, -1):
+        x[j] = (y[j] - (L[j + 1:, j] * x[j + 1:]).sum(0)) * inv[j]
+    return quad, x.T

@@ -1,0 +1,335 @@
+"""The verification stage: the model proposes, a template χ² fit decides.
+
+For every spectrum: the model's candidates (:class:`.Candidates`) plus STAR at z = 0 are each
+fitted in a narrow window of pixel shifts (:func:`.fit.refine`: coarse scan, walk to the integer
+minimum, parabola), with the SDSS pipeline's templates (:mod:`.templates`) and a quadratic
+polynomial.  The lowest χ² wins.  Redrock's conventions are kept: DELTACHI2 is the χ² of the
+best candidate more than 1000 km/s away minus the best (or, when every candidate lies within
+1000 km/s, of the polynomial-only fit: nothing else there), SMALL_DELTA_CHI2 below 9; CHI2,
+NPIXELS, NCOEFF, COEFF as in Redrock's REDSHIFTS table.  The network's answer stays in the
+catalog as Z_NET, ZERR_NET, SPECTYPE_NET, SUBTYPE_NET, CLASS_LABEL_NET (and PROB_*); ZWARN bit
+19 NET_DISAGREE marks rows where fit and network differ in SPECTYPE or by > 1000 km/s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+from astropy.table import Table
+
+from ..classes import spectype_of
+from ..flags import ZWARN
+from .candidates import Candidates
+from .fit import bin_basis, bin_prepared, prepare, refine, scan, single_template_chi2
+from .linalg import chol_quad
+from .templates import SPECTYPES, Z_MAX, bases_for
+
+__all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COLUMNS"]
+
+C_KMS = 299792.458
+#: columns the stage appends to the model's catalog (it also rewrites Z, ZERR, ZWARN, SPECTYPE,
+#: SUBTYPE, DELTACHI2 and CLASS_LABEL)
+VERIFY_COLUMNS = ("Z_NET", "ZERR_NET", "SPECTYPE_NET", "SUBTYPE_NET", "CLASS_LABEL_NET", "CHI2",
+                  "NPIXELS", "NCOEFF", "COEFF")
+#: width of the COEFF vector column (Redrock's REDSHIFTS has 10)
+NCOEFF_MAX = 10
+#: Redrock's threshold for ZWARN SMALL_DELTA_CHI2
+SMALL_DELTA_CHI2 = 9.0
+#: polynomial terms with one named stellar template (idlspec2d's spreduce1d: "with only 1
+#: eigen-template, fit more polynomial terms for stars")
+STAR_NPOLY = 4
+#: a fitted row this close to the model's z (same SPECTYPE) is the model's own answer
+NET_KMS = 2000.0
+#: candidates closer than this are one solution (Redrock's max_velo_diff)
+SAME_KMS = 1000.0
+
+
+@dataclass
+class VerifyOptions:
+    """Search windows (pixels of the grid step, 69 km/s on the default grid) and ZERR scale.
+
+    ``zerr_scale``: factor on the curvature σ per SPECTYPE that puts 68 % of |Δz| within ZERR on
+    real labelled spectra — stars: 1185 LAMOST stars, galaxies and quasars: the SDSS spectra of
+    ``../shared/data/sdss`` (17 and 31); ``benchmarks/real_surveys.py --calibrate``, docs/verify.md.
+    The galaxy and quasar factors (≈ 3–4) say the templates miss real spectra by more than the
+    noise: the curvature σ alone is too small."""
+
+    star_halfwidth: int = 15          # |v| < 1000 km/s
+    halfwidth: int = 10               # around a model's GALAXY candidate: ±690 km/s
+    qso_halfwidth: int = 24           # around a QSO candidate: ±1660 km/s (quasar z errors are wider)
+    coarse_factor: int = 4            # pixels per bin in the coarse scan (0: no binning)
+    min_good: int = 50                # fewer good pixels: not verified (row kept as the model's)
+    lowz_galaxy_zmax: float = 0.012   # GALAXY tried on 0 ≤ z ≤ this for every spectrum (0: off)
+    rescue_deltachi2: float = 50.0    # below: a coarse scan of the whole z range adds candidates
+    rescue_factor: int = 8            # pixels per bin of that scan
+    net_margin: float = 25.0          # the model's answer stands unless beaten by this Δχ²
+    zerr_scale: dict = field(default_factory=lambda: {"STAR": 0.93, "GALAXY": 2.94, "QSO": 3.67})
+
+
+def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
+    """(spectrum, spectype, z, half-width) of every candidate window to fit: STAR at z = 0 and
+    a nearby GALAXY (0 ≤ z ≤ ``lowz_galaxy_zmax``) for every spectrum, then the model's
+    candidates, each GALAXY/QSO one as both; candidates of one type within half a window of
+    each other are one row."""
+    n = len(todo)
+    spec, typ, z = [todo], [np.full(n, "STAR", "U6")], [np.zeros(n)]
+    hw = [np.full(n, opt.star_halfwidth)]
+    if opt.lowz_galaxy_zmax > 0:
+        spec.append(todo), typ.append(np.full(n, "GALAXY", "U6"))
+        z.append(np.full(n, opt.lowz_galaxy_zmax / 2))
+        hw.append(np.full(n, int(np.ceil(np.log10(1 + opt.lowz_galaxy_zmax) / step / 2))))
+    fixed = sum(len(x) for x in spec)
+    swap = {"GALAXY": "QSO", "QSO": "GALAXY"}
+    for j in range(cands.z.shape[1]):
+        zz, tt = cands.z[todo, j], cands.spectype[todo, j]
+        ok = np.isfinite(zz) & np.isin(tt, SPECTYPES)
+        # an extragalactic candidate is tried as the other extragalactic type too: a quasar
+        # the model calls a galaxy at the right z is the commonest class error on real data
+        other = np.array([swap.get(t, "") for t in tt], dtype="U6")
+        two = ok & (other != "")
+        for t_, sel in ((tt, ok), (other, two)):
+            spec.append(todo[sel]), typ.append(t_[sel]), z.append(zz[sel])
+            hw.append(np.where(t_[sel] == "QSO", opt.qso_halfwidth, opt.halfwidth))
+    spec, typ, z, hw = (np.concatenate(a) for a in (spec, typ, z, hw))
+    zmax = np.array([Z_MAX[t] for t in typ]) if len(typ) else np.zeros(0)
+    keep = (z > -0.01) & (z < zmax)
+    # the stellar window around z = 0 already covers a STAR candidate near it
+    keep &= ~((typ == "STAR") & (np.arange(len(z)) >= fixed))
+    spec, typ, z, hw = spec[keep], typ[keep], z[keep], hw[keep]
+    key = np.rint(np.log10(1 + z) / step / max(opt.halfwidth, 1)).astype(np.int64)
+    _, first = np.unique(np.stack([spec, np.searchsorted(SPECTYPES, typ), key, hw]), axis=1,
+                         return_index=True)
+    first = np.sort(first)
+    return spec[first], typ[first], z[first], hw[first]
+
+
+def _fit_rows(prep, bases, spec, typ, z, hw, opt):
+    pb = bin_prepared(prep, opt.coarse_factor) if opt.coarse_factor > 1 else None
+    out = {"chi2": np.full(len(spec), np.inf), "shift": np.zeros(len(spec)),
+           "err": np.zeros(len(spec)), "edge": np.zeros(len(spec), bool),
+           "coef": np.zeros((len(spec), NCOEFF_MAX)), "ncoef": np.zeros(len(spec), int)}
+    for st in SPECTYPES:
+        b = bases[st]
+        star = st == "STAR"
+        lo = int(np.floor(b.shift_of(-0.005)))
+        coarse = None if pb is None else (pb, bin_basis(b, opt.coarse_factor), opt.coarse_factor)
+        for h in np.unique(hw[typ == st]):
+            sel = np.flatnonzero((typ == st) & (hw == h))
+            r = refine(prep, b, spec[sel], b.shift_of(z[sel]), int(h), coarse,
+                       lo_limit=None if star else lo)
+            out["chi2"][sel], out["shift"][sel], out["err"][sel] = r.chi2, r.shift, r.shift_err
+            out["edge"][sel] = r.at_edge & ~star
+            k = min(r.coef.shape[1], NCOEFF_MAX)
+            out["coef"][sel, :k] = r.coef[:, :k]
+            out["ncoef"][sel] = r.coef.shape[1]
+    return out
+
+
+def _star_subtypes(batch, basis, spec, shift) -> np.ndarray:
+    """Name of the best-fitting named stellar template (alone, with the polynomial) at the
+    verified shift with 4 polynomial terms, as the SDSS pipeline names SUBCLASS — fitted only on the pixels the named
+    templates cover (3784–9270 Å rest, less 20 pixels each side) so that the polynomial is not
+    pulled by pixels where no template is."""
+    if not len(spec):
+        return np.zeros(0, "U20")
+    cov = np.flatnonzero(np.abs(basis.star_named).sum(0) > 0)
+    p = np.arange(batch.flux.shape[1]) + basis.offset          # template index at shift 0
+    inside = (p >= cov[0] + 20) & (p <= cov[-1] - 20)
+    uniq, inv = np.unique(spec, return_inverse=True)
+    prep = prepare(batch.flux[uniq], np.where(inside, batch.ivar[uniq], 0), batch.mask[uniq],
+                   npoly=STAR_NPOLY)
+    chi2 = single_template_chi2(prep, basis, basis.star_named, inv, np.rint(shift))
+    names = np.array([s.split()[0] for s in basis.star_names], dtype="U20")
+    return names[np.argmin(chi2, axis=1)]
+
+
+def _poly_chi2(prep) -> np.ndarray:
+    return prep.F - chol_quad(prep.G, prep.bp)
+
+
+def _best(spec, typ, z, chi2, n, net_t=None, net_z=None, margin: float = 0.0):
+    """Per spectrum: the chosen row and the DELTACHI2 partner χ² (the lowest χ² more than
+    1000 km/s from the chosen row).  The lowest χ² is chosen, except that the model's own answer
+    (its SPECTYPE, within ``NET_KMS`` of its z) is kept when its χ² is within ``margin`` of the
+    lowest: a fit that prefers another solution by less than that is not evidence enough to
+    overrule a model that was right on its simulated test set."""
+    best = np.full(n, -1)
+    order = np.lexsort((chi2, spec))
+    first = np.ones(len(order), bool)
+    first[1:] = spec[order][1:] != spec[order][:-1]
+    best[spec[order][first]] = order[first]
+    if net_t is not None and margin > 0:
+        nz = net_z[spec]
+        mine = (typ == net_t[spec]) & (np.abs(z - nz) / (1 + nz) * C_KMS < NET_KMS)
+        own = np.full(n, -1)
+        oc = np.where(mine, chi2, np.inf)
+        order = np.lexsort((oc, spec))
+        first = np.ones(len(order), bool)
+        first[1:] = spec[order][1:] != spec[order][:-1]
+        pick = order[first & np.isfinite(oc[order])]
+        own[spec[pick]] = pick
+        keep = (own >= 0) & (best >= 0)
+        keep[keep] = chi2[own[keep]] <= chi2[best[keep]] + margin
+        best[keep] = own[keep]
+    other = np.full(n, np.inf)
+    bz = z[best[spec]]
+    far = np.abs(z - bz) / (1 + bz) * C_KMS > SAME_KMS
+    np.minimum.at(other, spec[far], chi2[far])
+    return best, other
+
+
+def verify_catalog(batch, table: Table, cands: Candidates,
+                   options: VerifyOptions | None = None) -> Table:
+    """The model's catalog ``table`` for ``batch`` with the verified columns (module docstring).
+
+    Rows with fewer than ``min_good`` good pixels, or flagged NODATA/BAD_INPUT, keep the model's
+    answer (Z_NET = Z) with CHI2 NaN.  BLAS runs on one thread here: the GEMMs are small, and
+    OpenBLAS's spinning extra threads would double the CPU time for no gain in wall time."""
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        return _verify(batch, table, cands, options)
+
+
+@lru_cache(maxsize=1)
+def _blas_controller():
+    """One ThreadpoolController per process: building one inspects every loaded library
+    (milliseconds), which batches of one spectrum (one SDSS file each) would pay every time."""
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
+
+
+def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | None) -> Table:
+    opt = options or VerifyOptions()
+    n = len(table)
+    out = table.copy(copy_data=False)
+    for c in ("Z", "ZERR", "SPECTYPE", "SUBTYPE", "CLASS_LABEL"):
+        out[f"{c}_NET"] = table[c]
+    chi2 = np.full(n, np.nan)
+    dchi2 = np.asarray(table["DELTACHI2"], np.float64).copy() if "DELTACHI2" in table.colnames \
+        else np.full(n, np.nan)
+    coef = np.zeros((n, NCOEFF_MAX), np.float32)
+    ncoef = np.zeros(n, np.int16)
+    npix = np.zeros(n, np.int32)
+    zwarn = np.asarray(table["ZWARN"], np.int64).copy()
+    z = np.asarray(table["Z"], np.float64).copy()
+    zerr = np.asarray(table["ZERR"], np.float64).copy()
+    spectype = np.asarray(table["SPECTYPE"], dtype="U6").copy()
+    subtype = np.asarray(table["SUBTYPE"], dtype="U20").copy()
+    prep = prepare(batch.flux, batch.ivar, batch.mask)
+    npix[:] = prep.ngood
+    todo = np.flatnonzero((prep.ngood >= opt.min_good)
+                          & ((zwarn & (ZWARN.NODATA | ZWARN.BAD_INPUT)) == 0))
+    if len(todo):
+        bases = bases_for(batch.loglam)
+        net_t0, net_z0 = spectype.copy(), z.copy()
+        sol = _solve(prep, bases, cands, todo, opt, n, net_t0, net_z0)
+        rescue = todo[sol["dchi2"] < opt.rescue_deltachi2]
+        if len(rescue):
+            # not convincing: scan the whole z range coarsely for more candidates, then decide
+            # again with them (rare, so its cost stays small on average)
+            extra = _full_range_candidates(prep, bases, rescue, n, opt)
+            again = _solve(prep, bases, Candidates.concat([cands, extra]), rescue, opt, n,
+                           net_t0, net_z0)
+            pos = np.searchsorted(todo, rescue)
+            for k in sol:
+                sol[k][pos] = again[k]
+        t_b = sol["type"]
+        z[todo] = sol["z"]
+        scale = np.array([opt.zerr_scale.get(t, 1.0) for t in t_b])
+        zerr[todo] = sol["err"] * bases["STAR"].step * np.log(10) * (1 + z[todo]) * scale
+        chi2[todo] = sol["chi2"]
+        dchi2[todo] = sol["dchi2"]
+        coef[todo] = sol["coef"]
+        ncoef[todo] = sol["ncoef"]
+        net_t = spectype[todo].copy()
+        net_z = np.asarray(table["Z"], np.float64)[todo]
+        spectype[todo] = t_b
+        same = t_b == net_t
+        subtype[todo] = np.where(same, subtype[todo], "")
+        star = np.flatnonzero(t_b == "STAR")
+        if len(star):
+            subtype[todo[star]] = _star_subtypes(batch, bases["STAR"], todo[star],
+                                                 sol["shift"][star])
+        zw = zwarn[todo] & ~np.int64(ZWARN.SMALL_DELTA_CHI2 | ZWARN.Z_FITLIMIT)
+        zw[dchi2[todo] < SMALL_DELTA_CHI2] |= ZWARN.SMALL_DELTA_CHI2
+        zw[sol["edge"]] |= ZWARN.Z_FITLIMIT
+        dv = np.abs(z[todo] - net_z) / (1 + z[todo]) * C_KMS
+        zw[~same | (dv > SAME_KMS)] |= ZWARN.NET_DISAGREE
+        zwarn[todo] = zw
+    out["Z"], out["ZERR"], out["ZWARN"] = z, zerr, zwarn
+    out["SPECTYPE"], out["SUBTYPE"] = spectype, subtype
+    out["CLASS_LABEL"] = _class_labels(table, spectype, subtype)
+    out["DELTACHI2"] = dchi2
+    out["CHI2"], out["NPIXELS"], out["NCOEFF"], out["COEFF"] = chi2, npix, ncoef, coef
+    return out
+
+
+def _solve(prep, bases, cands, todo, opt, n, net_t, net_z) -> dict:
+    """Fit every candidate window of the spectra ``todo`` and pick the lowest χ²: per spectrum
+    (in ``todo`` order) type, z, shift, σ of the shift, χ², DELTACHI2, coefficients, edge."""
+    step = bases["STAR"].step
+    spec, typ, zc, hw = _rows(cands, todo, opt, step)
+    res = _fit_rows(prep, bases, spec, typ, zc, hw, opt)
+    zfit = (np.array([bases[t].z_of(s) for t, s in zip(typ, res["shift"])]) if len(typ)
+            else np.zeros(0))
+    best, other = _best(spec, typ, zfit, res["chi2"], n, net_t, net_z, opt.net_margin)
+    b = best[todo]
+    other = np.minimum(other[todo], _poly_chi2(prep)[todo])
+    return {"type": typ[b], "z": zfit[b], "shift": res["shift"][b], "err": res["err"][b],
+            "chi2": res["chi2"][b], "dchi2": other - res["chi2"][b], "coef": res["coef"][b],
+            "ncoef": res["ncoef"][b], "edge": res["edge"][b]}
+
+
+def _full_range_candidates(prep, bases, spec, n, opt, k: int = 3) -> Candidates:
+    """The ``k`` lowest separated χ² minima of a coarse scan (pixels binned by
+    ``rescue_factor``) over the whole z range of GALAXY and QSO, as candidates (n rows; NaN
+    outside ``spec``)."""
+    fac = opt.rescue_factor
+    pb = bin_prepared(prep, fac)
+    zs, ts = [], []
+    for st in ("GALAXY", "QSO"):
+        bb = bin_basis(bases[st], fac)
+        lo = int(np.ceil(bb.shift_of(opt.lowz_galaxy_zmax)))
+        hi = int(np.floor(bb.shift_of(Z_MAX[st])))
+        shifts = np.arange(lo, hi + 1)
+        chi2 = np.concatenate([scan(pb, bb, spec, np.full(len(spec), 0), shifts[j:j + 256])
+                               for j in range(0, len(shifts), 256)], axis=1)
+        zs.append(bb.z_of(shifts[_minima(chi2, k)]))
+        ts.append(np.full(zs[-1].shape, st, "U6"))
+    z = np.full((n, 2 * k), np.nan)
+    t = np.full((n, 2 * k), "", "U6")
+    z[spec], t[spec] = np.concatenate(zs, axis=1), np.concatenate(ts, axis=1)
+    return Candidates(z, t)
+
+
+def _minima(chi2: np.ndarray, k: int, sep: int = 6) -> np.ndarray:
+    """Indices (R, k) of the k lowest local minima of each row, at least ``sep`` apart."""
+    c = chi2.copy()
+    out = np.zeros((len(c), k), np.int64)
+    cols = np.arange(c.shape[1])
+    for j in range(k):
+        i = np.argmin(c, axis=1)
+        out[:, j] = i
+        c[np.abs(cols[None] - i[:, None]) < sep] = np.inf
+    return out
+
+
+def _class_labels(table: Table, spectype, subtype) -> np.ndarray:
+    """CLASS_LABEL consistent with the verified SPECTYPE: the network's label where it agrees,
+    else the most probable label of the verified SPECTYPE (a star: its SUBTYPE's label)."""
+    labels = [c[5:] for c in table.colnames if c.startswith("PROB_")]
+    lab = np.asarray(table["CLASS_LABEL"], dtype="U24").copy()
+    if not labels:
+        return lab
+    P = np.stack([np.asarray(table[f"PROB_{c}"], np.float64) for c in labels], axis=1)
+    types = np.array([spectype_of(c) for c in labels])
+    for i in np.flatnonzero(np.array([spectype_of(s) if s else "" for s in lab]) != spectype):
+        if not spectype[i]:
+            continue
+        if spectype[i] == "STAR" and f"STAR_{subtype[i][:2]}" in labels:
+            lab[i] = f"STAR_{subtype[i][:2]}"
+            continue
+        cand = np.flatnonzero(types == spectype[i])
+        lab[i] = labels[cand[np.argmax(P[i, cand])]] if len(cand) else lab[i]
+    return lab
