@@ -238,7 +238,7 @@ def test_predict_writes_line_columns_and_no_lines_turns_them_off(shared_data, tm
     predict([spec], without, progress=False, threads=1, log=lambda m: None, lines=False)
     a, b = read_catalog(with_lines), read_catalog(without)
     assert set(STAGE_COLUMNS) <= set(a.colnames)
-    from specsift.verify.stage import VERIFY_COLUMNS      # *_NET there are verification's
+    from specsift.verify.stage import VERIFY_COLUMNS  # *_NET there are verification's
     assert not (set(STAGE_COLUMNS) - set(VERIFY_COLUMNS)) & set(b.colnames)
     assert a["SUBCLASS_LINES"][0].strip() == "STARFORMING" and a["SUBTYPE_FROM_LINES"][0] == 1
     assert a["CLASS_LABEL"][0].strip() == "GALAXY_STARFORMING"
