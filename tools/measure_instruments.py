@@ -167,7 +167,8 @@ def lamost_twins(labels, grid):
 
 
 def nearest_subtype(sub: str) -> str:
-    """SDSS thirteen-set subtype closest to a LAMOST SUBCLASS (A0…M9)."""
+    """SDSS thirteen-set subtype closest to a LAMOST SUBCLASS (A0…M9), keeping the letter
+    where the set has one (G8 → G2, not K1), since the type letter is what is compared."""
     s = (sub or "G").strip().upper()
     letter = s[:1]
     try:
@@ -179,7 +180,7 @@ def nearest_subtype(sub: str) -> str:
     if letter == "F":
         return "F5" if num < 7 else "F9"
     if letter == "G":
-        return "G2" if num < 7 else "K1"
+        return "G2"
     if letter == "K":
         return "K1" if num < 2 else ("K3" if num < 4 else "K5")
     return "K5"

@@ -20,7 +20,8 @@ from .quasars import make_quasars
 from .stars import make_stars
 from .templates import survey_priors
 
-__all__ = ["simulate_batch", "simulate_to_store", "iter_blocks", "LABEL_SPECS", "BLOCK"]
+__all__ = ["simulate_batch", "simulate_to_store", "iter_blocks", "simulate_like", "LABEL_SPECS",
+           "BLOCK"]
 
 BLOCK = 256
 
@@ -149,12 +150,16 @@ def _empty_meta(n):
 
 
 def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, bad_pixels,
-           bal_fraction, sdss1_fraction=0.5, boss_fraction=0.0, instrument="sdss"):
-    """Spectra b·BLOCK … (b+1)·BLOCK − 1 (complete block, sliced by the caller)."""
+           bal_fraction, sdss1_fraction=0.5, boss_fraction=0.0, instrument="sdss",
+           like=None):
+    """Spectra b·BLOCK … (b+1)·BLOCK − 1 (complete block, sliced by the caller).
+    ``like``: per-row label, z, snr, sdss1, instrument (:func:`simulate_like`)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(b)]))
     labs = np.array(class_labels(class_set))
     idx = b * BLOCK + np.arange(BLOCK)
-    if balanced:
+    if like is not None:
+        lab = np.asarray(like["label"])
+    elif balanced:
         lab = rng.permutation(labs[idx % labs.size])
     else:
         lab = rng.choice(labs, BLOCK, p=_natural_p(list(labs)))
@@ -172,6 +177,12 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
     for g in np.unique(gen_lab):
         sel = np.nonzero(gen_lab == g)[0]
         zs[sel], ss[sel], fs[sel] = _draw_conditions(rng, g, sel.size, z, snr, boss_fraction)
+    if like is not None:
+        gal = np.array([LABEL_SPECS[g][0] != "star" for g in gen_lab])
+        lz = np.asarray(like["z"], float)
+        zs = np.where(gal & np.isfinite(lz), lz, zs)        # NaN: the class's prior
+        ss = np.clip(np.asarray(like["snr"], float), 0.5, 300.0)
+        fs = _flux_for_snr(rng, ss)
     for gen in ("galaxy", "galtype", "qso", "star"):
         sel = np.nonzero([LABEL_SPECS[g][0] == gen for g in gen_lab])[0]
         if not sel.size:
@@ -200,8 +211,11 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
     flux *= (NANOMAGGY_R_TO_FLAM * fs / level)[:, None].astype(np.float32)
     # SDSS-I spectra start near 3800 Å and stop near 9200 Å; BOSS covers 3600–10400 Å
     sdss1 = rng.random(BLOCK) < sdss1_fraction
+    if like is not None:
+        sdss1 = np.asarray(like["sdss1"], bool)
     blue = np.where(sdss1, rng.uniform(3795, 3830, BLOCK), 0.0)
-    inst = _instrument_of(instrument, seed, b)
+    inst = _instrument_of(instrument, seed, b) if like is None else \
+        np.asarray(like["instrument"]).astype("U8")
     if (inst == "sdss").all():                       # the SDSS path, draws unchanged
         out, ivar, mask, info = apply_instrument(
             flux, grid, ss, rng, resolution=resolution, bad_pixel_rate=0.3 if bad_pixels else 0.0,
@@ -237,6 +251,44 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
         meta["BROADLINE_SNR"][qso] = _broadline_snr(info["noiseless"][qso], ivar[qso],
                                                     grid, zs[qso])
     return out, ivar, mask, meta
+
+
+def simulate_like(labels, z, snr, seed=0, instrument="sdss", sdss1=None,
+                  grid: LogGrid = DEFAULT_GRID, **kw) -> SpectraBatch:
+    """Twins of given spectra: row i has label ``labels[i]`` (a ``thirteen``/``five`` label),
+    redshift ``z[i]`` (stars: their own RV; NaN: drawn from the class prior), median S/N ``snr[i]``, SDSS-I coverage where
+    ``sdss1[i]`` and ``instrument`` (one name or one per row).  For realism tests against
+    real spectra (``benchmarks/realism.py``)."""
+    labels = np.asarray(labels).astype("U24")
+    n = labels.size
+    z = np.broadcast_to(np.asarray(z, float), (n,))
+    snr = np.broadcast_to(np.asarray(snr, float), (n,))
+    sdss1 = np.zeros(n, bool) if sdss1 is None else np.broadcast_to(np.asarray(sdss1, bool), (n,))
+    inst = np.broadcast_to(np.asarray(instrument).astype("U8"), (n,))
+    for name in np.unique(inst):
+        _instrument_of(name, seed, 0)
+    unknown = sorted(set(labels) - set(LABEL_SPECS))
+    if unknown:
+        raise ValueError(f"unknown labels {unknown}; known: {', '.join(LABEL_SPECS)}")
+    parts = []
+    for b in range((n + BLOCK - 1) // BLOCK):
+        sl = np.arange(b * BLOCK, min((b + 1) * BLOCK, n))
+        pad = np.resize(sl, BLOCK)                     # a full block; the extra rows are cut
+        like = {"label": labels[pad], "z": z[pad], "snr": snr[pad], "sdss1": sdss1[pad],
+                "instrument": inst[pad]}
+        out, ivar, mask, meta = _block(b, seed, "thirteen", None, None, True, grid,
+                                       kw.get("resolution"), kw.get("noiseless", False),
+                                       kw.get("bad_pixels", True), kw.get("bal_fraction", 0.1),
+                                       like=like)
+        k = sl.size
+        piece = object.__new__(SpectraBatch)
+        piece.loglam = grid.loglam
+        piece.flux, piece.ivar, piece.mask = out[:k], ivar[:k], mask[:k]
+        t = Table({c: v[:k] for c, v in meta.items()})
+        t["INPUT_FLAGS"] = np.zeros(k, np.int32)
+        piece.meta = t
+        parts.append(piece)
+    return SpectraBatch.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 def _instrument_of(instrument, seed, b) -> np.ndarray:
