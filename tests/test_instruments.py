@@ -99,3 +99,16 @@ def test_measured_snr_and_mix():
 def test_unknown_instrument_is_refused():
     with pytest.raises(ValueError, match="unknown instrument"):
         simulate_batch(n=4, instrument="hst")
+
+
+def test_simulate_like_keeps_label_z_snr_and_instrument_per_row():
+    from specsift.simulate import simulate_like
+    labels = ["GALAXY", "STAR_K3", "QSO_BROADLINE", "STAR_A0"]
+    b = simulate_like(labels, z=[0.1, 0.0, 1.5, 0.0], snr=[5.0, 30.0, 8.0, 15.0],
+                      instrument=["sdss", "lamost", "desi", "lamost"], seed=2)
+    assert list(b.meta["CLASS_LABEL"]) == labels
+    assert list(b.meta["INSTRUMENT"]) == ["sdss", "lamost", "desi", "lamost"]
+    assert np.allclose(np.asarray(b.meta["Z"])[[0, 2]], [0.1, 1.5])
+    assert np.allclose(np.asarray(b.meta["SNR_MEASURED"]), [5, 30, 8, 15], rtol=0.1)
+    with pytest.raises(ValueError, match="unknown labels"):
+        simulate_like(["NOT_A_LABEL"], 0.1, 5.0)
