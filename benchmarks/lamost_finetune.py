@@ -8,6 +8,8 @@
         --init src/specsift/data/models/gasnet.pt --checkpoint-dir RUN/ckpt ...
     # held-out LAMOST stars (never trained on): STAR rate, type letter, |Δv| ≤ 20 km/s
     python benchmarks/lamost_finetune.py evaluate --model RUN/gasnet.pt [--model gasnet]
+    # thirteen-class accuracy / GF on simulated test stores of each instrument
+    python benchmarks/lamost_finetune.py simtest --model M.pt --data test.h5 --data test-lamost.h5
 
 The split is :func:`_lamost_real.heldout_mask` (whole plans, or stars where one plan is a
 whole folder; every visit of a held-out star is held out).  Real files the package readers
@@ -178,6 +180,28 @@ def evaluate(a):
         Path(a.json).write_text(json.dumps(rows, indent=1))
 
 
+def simtest(a):
+    """Thirteen-class accuracy and GF(0.003) per type on simulated stores (any instrument)."""
+    import torch
+    from gasnet import _sim_part
+    from specsift.classes import labels
+    from specsift.io.store import SpectralStore
+    from specsift.models.base import load_model
+    torch.set_num_threads(1)
+    print("| model | store | n | average accuracy | three-class | GF(0.003) gal / qso / star |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for m in a.model:
+        model = load_model(m)
+        for path in a.data:
+            with SpectralStore(path, "r") as st:
+                data = st.read(slice(0, len(st)))
+            r = _sim_part(model, data, list(labels("thirteen")))
+            h = r["heads"][model.config["z_head"]]
+            print(f"| {Path(m).name} | {Path(path).name} | {r['n']} | {r['average_accuracy']:.3f} | "
+                  f"{r['three_class_accuracy']:.3f} | {h['GALAXY']['GF_0.003']:.3f} / "
+                  f"{h['QSO']['GF_0.003']:.3f} / {h['STAR']['GF_0.003']:.3f} |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -192,6 +216,10 @@ def main(argv=None):
     e.add_argument("--model", action="append", required=True)
     e.add_argument("--json")
     e.set_defaults(func=evaluate)
+    t = sub.add_parser("simtest")
+    t.add_argument("--model", action="append", required=True)
+    t.add_argument("--data", action="append", required=True)
+    t.set_defaults(func=simtest)
     a = ap.parse_args(argv)
     a.func(a)
 

@@ -12,8 +12,9 @@ Writes only derived numbers (curves on a log10-λ grid, a few scalars), never a 
 * the probability that a pixel is masked (ivar = 0) inside a spectrum's coverage, and the
   coverage edges (first/last good pixel) as quantiles;
 * the lag-1 noise correlation from the pixel-difference χ (as for SDSS: ρ = 1 − χ²), and the
-  quantiles of that χ per spectrum (how far the quoted errors are from the scatter: DR1's
-  are ≈ 17 % too large);
+  quantiles over spectra of χ_real / χ_twin, a real spectrum's χ over that of its simulated
+  twin (same label, z, S/N; line structure adds to both): how far the quoted errors are from
+  the scatter (DR1's are ≈ 17 % too large);
 * the excess scatter at sky-line pixels (sky-subtraction residuals) over the quoted noise;
 * LAMOST: equivalent widths of the uncorrected telluric bands (real stars minus the same
   measurement on noiseless simulated stars without tellurics), and the smooth flux-calibration
@@ -118,6 +119,29 @@ def noise_chi(flux, ivar, per_spectrum=False):
     if per_spectrum:
         return np.quantile(chi[np.isfinite(chi)], np.linspace(0, 1, 21))
     return float(np.nanmedian(chi))
+
+
+def chi_ratio_quantiles(flux, ivar, labels, z, instrument, grid):
+    """Quantiles of χ_real / χ_twin (see module doc), twins made without the quoted-error
+    factor (chi_q absent from the instrument's measurements while this runs)."""
+    from specsift.simulate import simulate_like
+    from specsift.simulate.instruments import _measured
+    from specsift.spectra import median_snr
+    ok = labels != ""
+    d = dict(_measured._npz())
+    d.pop(f"{instrument}_chi_q", None)
+    _measured._npz.cache_clear()
+    saved = _measured._npz
+    _measured._npz = lambda: d                      # twins without the factor being measured
+    try:
+        snr = median_snr(flux[ok], ivar[ok], ivar[ok] > 0)
+        tw = simulate_like(labels[ok], np.where(np.isfinite(z[ok]), z[ok], np.nan),
+                           np.maximum(snr, 0.5), seed=11, instrument=instrument, grid=grid)
+    finally:
+        _measured._npz = saved
+    per = lambda f, i: np.array([noise_chi(f[k:k + 1], i[k:k + 1]) for k in range(len(f))])  # noqa: E731
+    r = per(flux[ok], ivar[ok]) / per(tw.flux, tw.ivar)
+    return np.quantile(r[np.isfinite(r)], np.linspace(0, 1, 21))
 
 
 def sky_weight(grid):
@@ -252,7 +276,6 @@ def measure_lamost(out: dict):
         "lamost_log_rho": np.quantile(np.log(rho), np.linspace(0, 1, 21)),
         "lamost_pmask": pmask.astype(np.float32), "lamost_wmin_q": wmin, "lamost_wmax_q": wmax,
         "lamost_noise_corr": np.float64(max(1 - chi ** 2, 0.0)),
-        "lamost_chi_q": noise_chi(flux[sel], ivar[sel], per_spectrum=True),
         "lamost_sky_excess": np.float64(exc), "lamost_sky_weight": w,
         "lamost_telluric_names": np.array([t[0] for t in TELLURIC]),
         "lamost_telluric_bands": np.array([t[1] for t in TELLURIC], float),
@@ -260,6 +283,11 @@ def measure_lamost(out: dict):
         "lamost_calib_sd": np.asarray(cal_sd, float), "lamost_join_step_sd": np.float64(step_sd),
         "lamost_n_spectra": np.int64(len(lab)), "lamost_n_noise_fit": np.int64(sel.sum()),
     })
+    labels = np.array(["STAR_" + nearest_subtype(s_) if c == "STAR" else
+                       ("GALAXY" if c == "GALAXY" else "") for c, s_ in
+                       zip(lab["CLASS"], lab["SUBCLASS"])])
+    labels = np.where(sel, labels, "")
+    return labels, flux, ivar, np.asarray(lab["Z"], float)
 
 
 def desi_resolution():
@@ -326,12 +354,15 @@ def measure_desi(out: dict):
         "desi_log_rho": np.quantile(np.log(rho), np.linspace(0, 1, 21)),
         "desi_pmask": pmask.astype(np.float32), "desi_wmin_q": wmin, "desi_wmax_q": wmax,
         "desi_noise_corr": np.float64(max(1 - chi ** 2, 0.0)),
-        "desi_chi_q": noise_chi(flux, ivar, per_spectrum=True),
         "desi_sky_excess": np.float64(exc), "desi_sky_weight": w,
         "desi_sigma_kms": sigma.astype(np.float32),
         "desi_arm_ranges": np.array([[res[a][0][0], res[a][0][-1]] for a in "BRZ"]),
         "desi_n_spectra": np.int64(keep.sum()),
     })
+    from specsift.simulate.survey import LABEL_SPECS, _natural_p
+    labs = list(LABEL_SPECS)[:7]
+    labels = np.random.default_rng(5).choice(labs, len(flux), p=_natural_p(labs))
+    return labels, flux, ivar, np.full(len(flux), np.nan)
 
 
 def main(argv=None):
@@ -339,8 +370,17 @@ def main(argv=None):
     ap.add_argument("--out", default=str(ROOT / "src/specsift/data/templates/instruments.npz"))
     a = ap.parse_args(argv)
     out: dict = {}
-    measure_desi(out)
-    measure_lamost(out)
+    desi = measure_desi(out)
+    lamost = measure_lamost(out)
+    np.savez_compressed(a.out, **out)
+    # second pass: quoted-error factor against the instrument models just written
+    from specsift.simulate.instruments import _measured
+    _measured._npz.cache_clear()
+    for name, (labels, flux, ivar, z), grid in (("desi", desi, DESI_GRID),
+                                                 ("lamost", lamost, DEFAULT_GRID)):
+        q = chi_ratio_quantiles(flux, ivar, labels, z, name, grid)
+        out[f"{name}_chi_q"] = q
+        print(f"{name}: χ_real/χ_twin quantiles 5/50/95 %: {q[1]:.3f} / {q[10]:.3f} / {q[19]:.3f}")
     np.savez_compressed(a.out, **out)
     print("wrote", a.out, f"{Path(a.out).stat().st_size / 1024:.0f} kB")
 

@@ -129,11 +129,11 @@ def observe_measured(flux, grid: LogGrid, snr, rng, m: dict, resolution,
     sky_w = np.where(sky_w > 0.3, sky_w, 0.0)              # the lines, not their wings
     excess = np.sqrt(float(m["sky_excess"]) * sky_w).astype(np.float32)
     e_sky = rng.standard_normal((n, p)).astype(np.float32) * excess[None, :]
-    # quoted errors off the true scatter by a per-spectrum factor: the real files'
-    # pixel-difference χ distribution (the model's own χ is ≈ 1; above 1.2 it is line
-    # structure, not noise); the S/N asked for is the quoted one, as pipelines report it
+    # quoted errors off the true scatter by a per-spectrum factor: the measured
+    # χ_real/χ_twin distribution (pixel-difference χ of real spectra over their simulated
+    # twins'); the S/N asked for is the quoted one, as pipelines report it
     quoted = np.ones(n) if "chi_q" not in m or noiseless else 1.0 / np.clip(
-        _quantile_draw(rng, m["chi_q"], n), 0.5, 1.2)
+        _quantile_draw(rng, m["chi_q"], n), 0.5, 2.0)
     snr = snr * quoted
     q = flux / sq
     a = snr / np.where((mq := masked_median(q, mask)) > 0, mq, 1.0)
