@@ -14,7 +14,7 @@ Writes only derived numbers (curves on a log10-λ grid, a few scalars), never a 
 * the lag-1 noise correlation from the pixel-difference χ (as for SDSS: ρ = 1 − χ²), and the
   quantiles over spectra of χ_real / χ_twin, a real spectrum's χ over that of its simulated
   twin (same label, z, S/N; line structure adds to both): how far the quoted errors are from
-  the scatter (DR1's are ≈ 17 % too large);
+  the scatter (DR1's are ≈ 20 % too large);
 * the excess scatter at sky-line pixels (sky-subtraction residuals) over the quoted noise;
 * LAMOST: equivalent widths of the uncorrected telluric bands (real stars minus the same
   measurement on noiseless simulated stars without tellurics), and the smooth flux-calibration
