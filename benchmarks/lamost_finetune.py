@@ -184,6 +184,7 @@ def simtest(a):
     """Thirteen-class accuracy and GF(0.003) per type on simulated stores (any instrument)."""
     import torch
     from gasnet import _sim_part
+
     from specsift.classes import labels
     from specsift.io.store import SpectralStore
     from specsift.models.base import load_model

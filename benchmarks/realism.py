@@ -265,6 +265,7 @@ def lamost_section(shared: Path, n_per_folder: int, repeats: int):
 def desi_section(shared: Path, repeats: int):
     import glob
     import warnings
+
     from specsift import io as sio
     from specsift.simulate.survey import _natural_p
     files = sorted(glob.glob(str(shared / "desi" / "*.fits"))

@@ -13,7 +13,14 @@ from .instrument import Resolution, add_gaussian_lines, apply_instrument, apply_
 from .lines import LINES, is_agn, is_starforming, kauffmann03, kewley01, sdss_agn_line
 from .quasars import lya_forest_transmission, make_quasars
 from .stars import make_stars, star_spectrum, subtype_rows
-from .survey import BLOCK, LABEL_SPECS, iter_blocks, simulate_batch, simulate_like, simulate_to_store
+from .survey import (
+           BLOCK,
+           LABEL_SPECS,
+           iter_blocks,
+           simulate_batch,
+           simulate_like,
+           simulate_to_store,
+)
 
 __all__ = ["simulate_batch", "simulate_to_store", "simulate_like", "iter_blocks", "BLOCK", "LABEL_SPECS",
            "make_galaxies", "make_galaxy_types", "galaxy_with_lines", "make_quasars",

@@ -256,8 +256,9 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
 def simulate_like(labels, z, snr, seed=0, instrument="sdss", sdss1=None,
                   grid: LogGrid = DEFAULT_GRID, **kw) -> SpectraBatch:
     """Twins of given spectra: row i has label ``labels[i]`` (a ``thirteen``/``five`` label),
-    redshift ``z[i]`` (stars: their own RV; NaN: drawn from the class prior), median S/N ``snr[i]``, SDSS-I coverage where
-    ``sdss1[i]`` and ``instrument`` (one name or one per row).  For realism tests against
+    redshift ``z[i]`` (stars: their own RV; NaN: drawn from the class prior), median S/N
+    ``snr[i]``, SDSS-I coverage where ``sdss1[i]`` and ``instrument`` (one name or one per
+    row).  For realism tests against
     real spectra (``benchmarks/realism.py``)."""
     labels = np.asarray(labels).astype("U24")
     n = labels.size
