@@ -13,16 +13,11 @@ from .instrument import Resolution, add_gaussian_lines, apply_instrument, apply_
 from .lines import LINES, is_agn, is_starforming, kauffmann03, kewley01, sdss_agn_line
 from .quasars import lya_forest_transmission, make_quasars
 from .stars import make_stars, star_spectrum, subtype_rows
-from .survey import (
-           BLOCK,
-           LABEL_SPECS,
-           iter_blocks,
-           simulate_batch,
-           simulate_like,
-           simulate_to_store,
-)
+from .survey import BLOCK, LABEL_SPECS, iter_blocks, simulate_batch, simulate_to_store
+from .twins import simulate_like
 
-__all__ = ["simulate_batch", "simulate_to_store", "simulate_like", "iter_blocks", "BLOCK", "LABEL_SPECS",
+__all__ = ["simulate_batch", "simulate_to_store", "simulate_like", "iter_blocks", "BLOCK",
+           "LABEL_SPECS",
            "make_galaxies", "make_galaxy_types", "galaxy_with_lines", "make_quasars",
            "lya_forest_transmission", "make_stars", "star_spectrum", "subtype_rows",
            "apply_instrument", "apply_lsf", "add_gaussian_lines", "redshift_rest", "Resolution",

@@ -16,12 +16,13 @@ from ..classes import labels as class_labels
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 from .galaxies import make_galaxies, make_galaxy_types
 from .instrument import NANOMAGGY_R_TO_FLAM, apply_instrument, masked_median
+from .instruments.rows import instrument_of as _instrument_of
+from .instruments.rows import observe_rows as _observe_mixed
 from .quasars import make_quasars
 from .stars import make_stars
 from .templates import survey_priors
 
-__all__ = ["simulate_batch", "simulate_to_store", "iter_blocks", "simulate_like", "LABEL_SPECS",
-           "BLOCK"]
+__all__ = ["simulate_batch", "simulate_to_store", "iter_blocks", "LABEL_SPECS", "BLOCK"]
 
 BLOCK = 256
 
@@ -251,73 +252,6 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
         meta["BROADLINE_SNR"][qso] = _broadline_snr(info["noiseless"][qso], ivar[qso],
                                                     grid, zs[qso])
     return out, ivar, mask, meta
-
-
-def simulate_like(labels, z, snr, seed=0, instrument="sdss", sdss1=None,
-                  grid: LogGrid = DEFAULT_GRID, **kw) -> SpectraBatch:
-    """Twins of given spectra: row i has label ``labels[i]`` (a ``thirteen``/``five`` label),
-    redshift ``z[i]`` (stars: their own RV; NaN: drawn from the class prior), median S/N
-    ``snr[i]``, SDSS-I coverage where ``sdss1[i]`` and ``instrument`` (one name or one per
-    row).  For realism tests against
-    real spectra (``benchmarks/realism.py``)."""
-    labels = np.asarray(labels).astype("U24")
-    n = labels.size
-    z = np.broadcast_to(np.asarray(z, float), (n,))
-    snr = np.broadcast_to(np.asarray(snr, float), (n,))
-    sdss1 = np.zeros(n, bool) if sdss1 is None else np.broadcast_to(np.asarray(sdss1, bool), (n,))
-    inst = np.broadcast_to(np.asarray(instrument).astype("U8"), (n,))
-    for name in np.unique(inst):
-        _instrument_of(name, seed, 0)
-    unknown = sorted(set(labels) - set(LABEL_SPECS))
-    if unknown:
-        raise ValueError(f"unknown labels {unknown}; known: {', '.join(LABEL_SPECS)}")
-    parts = []
-    for b in range((n + BLOCK - 1) // BLOCK):
-        sl = np.arange(b * BLOCK, min((b + 1) * BLOCK, n))
-        pad = np.resize(sl, BLOCK)                     # a full block; the extra rows are cut
-        like = {"label": labels[pad], "z": z[pad], "snr": snr[pad], "sdss1": sdss1[pad],
-                "instrument": inst[pad]}
-        out, ivar, mask, meta = _block(b, seed, "thirteen", None, None, True, grid,
-                                       kw.get("resolution"), kw.get("noiseless", False),
-                                       kw.get("bad_pixels", True), kw.get("bal_fraction", 0.1),
-                                       like=like)
-        k = sl.size
-        piece = object.__new__(SpectraBatch)
-        piece.loglam = grid.loglam
-        piece.flux, piece.ivar, piece.mask = out[:k], ivar[:k], mask[:k]
-        t = Table({c: v[:k] for c, v in meta.items()})
-        t["INPUT_FLAGS"] = np.zeros(k, np.int32)
-        piece.meta = t
-        parts.append(piece)
-    return SpectraBatch.concatenate(parts) if len(parts) > 1 else parts[0]
-
-
-def _instrument_of(instrument, seed, b) -> np.ndarray:
-    """Instrument name per spectrum of block ``b``: one name, or ``'mix'`` drawn from
-    :data:`~.instruments.MIX` with its own seed stream (the block's draws stay as they are)."""
-    from .instruments import MIX, get
-    if str(instrument).lower() != "mix":
-        return np.full(BLOCK, get(instrument).NAME, dtype="U8")
-    r = np.random.default_rng(np.random.SeedSequence([int(seed), int(b), 1]))
-    return r.choice(list(MIX), BLOCK, p=list(MIX.values())).astype("U8")
-
-
-def _observe_mixed(flux, grid, snr, rng, inst, blue, resolution, bad_pixels, noiseless):
-    """Each instrument's spectra of one block through that instrument's model."""
-    from .instrument import Resolution
-    from .instruments import get
-    n, p = flux.shape
-    out, ivar = np.zeros((n, p), np.float32), np.zeros((n, p), np.float32)
-    mask, clean = np.zeros((n, p), bool), np.zeros((n, p), np.float32)
-    res = None if resolution is None else Resolution.parse(resolution)
-    for name in np.unique(inst):
-        sel = np.nonzero(inst == name)[0]
-        kw = {"blue_cut": blue[sel], "bad_pixel_rate": 0.3 if bad_pixels else 0.0} \
-            if name == "sdss" else {}
-        o, iv, mk, info = get(name).observe(flux[sel], grid, snr[sel], rng,
-                                            resolution_override=res, noiseless=noiseless, **kw)
-        out[sel], ivar[sel], mask[sel], clean[sel] = o, iv, mk, info["noiseless"]
-    return out, ivar, mask, {"noiseless": clean}
 
 
 def _broadline_snr(flux, ivar, grid, z):
