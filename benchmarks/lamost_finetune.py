@@ -197,7 +197,7 @@ def simtest(a):
             with SpectralStore(path, "r") as st:
                 data = st.read(slice(0, len(st)))
             r = _sim_part(model, data, list(labels("thirteen")))
-            h = r["heads"][model.config["z_head"]]
+            h = r["heads"][getattr(model, "z_head_", None) or model.config["z_head"]]
             print(f"| {Path(m).name} | {Path(path).name} | {r['n']} | {r['average_accuracy']:.3f} | "
                   f"{r['three_class_accuracy']:.3f} | {h['GALAXY']['GF_0.003']:.3f} / "
                   f"{h['QSO']['GF_0.003']:.3f} / {h['STAR']['GF_0.003']:.3f} |")
