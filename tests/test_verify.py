@@ -138,14 +138,16 @@ def test_star_candidate_wins_on_real_lamost_star_the_network_calls_a_galaxy():
     model = load_model("gasnet")
     batch = read(A5V_STAR)
     net = model.predict(batch)
-    assert net["SPECTYPE"][0] == "GALAXY"                  # the network's mistake
+    # the SDSS-only gasnet called this star a GALAXY; the issue-18 weights (fine-tuned on
+    # LAMOST too) call it a STAR: the verified answer must be STAR either way
     out = verify_batch(model, batch)
-    assert out["SPECTYPE"][0] == "STAR" and out["SPECTYPE_NET"][0] == "GALAXY"
+    assert out["SPECTYPE"][0] == "STAR" and out["SPECTYPE_NET"][0] == net["SPECTYPE"][0]
     assert out["SUBTYPE"][0][0] == "A"                     # LAMOST says A5V
     dv = (out["Z"][0] - float(batch.meta["Z"][0])) * 299792.458
     # its own χ² minimum (84 km/s from LAMOST's DR1 value for this A star), not the window edge
     assert abs(dv) < 150 and not out["ZWARN"][0] & ZWARN.Z_FITLIMIT
-    assert out["DELTACHI2"][0] > 100 and out["ZWARN"][0] & ZWARN.NET_DISAGREE
+    assert out["DELTACHI2"][0] > 100
+    assert bool(out["ZWARN"][0] & ZWARN.NET_DISAGREE) == (net["SPECTYPE"][0] != "STAR")
 
 
 def test_predict_cli_no_verify_gives_the_network_answer(tmp_path):
