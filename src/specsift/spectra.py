@@ -234,7 +234,14 @@ class SpectraBatch:
     flux, ivar : (N, P) float32, flux density (SDSS units 1e-17 erg/s/cm²/Å) and its inverse variance
     mask : (N, P) bool, True where a pixel is bad; always ``ivar == 0`` there
     meta : astropy Table with one row per spectrum (TARGETID, SOURCE, labels, INPUT_FLAGS …)
+    resolution : (N, P) float32 or None, the instrument's line-spread function as a
+        Gaussian-equivalent σ in Å at each pixel (NaN where unknown), for stages that
+        compare spectra with templates (convolve the template to it).  Readers set it when
+        the file carries it (DESI ``<ARM>_RESOLUTION``); None otherwise.  Rebinning keeps
+        it on the new grid; stores do not save it.
     """
+
+    resolution: np.ndarray | None = None
 
     def __init__(self, loglam, flux, ivar=None, mask=None, meta: Table | None = None,
                  source: str = "<arrays>"):
@@ -261,6 +268,16 @@ class SpectraBatch:
         self._sanitise(source)
 
     # -- construction helpers -------------------------------------------------
+    @classmethod
+    def _unchecked(cls, loglam, flux, ivar, mask, meta: Table,
+                   resolution: np.ndarray | None = None) -> "SpectraBatch":
+        """A batch from arrays that are already valid (slices, stacks, rebinned or stored
+        batches, placeholder rows): skips the O(N·P) checks of ``__init__`` on purpose."""
+        out = object.__new__(cls)
+        out.loglam, out.flux, out.ivar, out.mask, out.meta = loglam, flux, ivar, mask, meta
+        out.resolution = resolution
+        return out
+
     def _sanitise(self, source: str) -> None:
         """Mask non-finite flux and negative/non-finite ivar; flag the spectra concerned."""
         flags = np.asarray(self.meta["INPUT_FLAGS"], dtype=np.int32).copy()
@@ -336,11 +353,9 @@ class SpectraBatch:
         """Select spectra by int, slice, boolean mask or index array (always a batch)."""
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
-        out = object.__new__(SpectraBatch)
-        out.loglam = self.loglam
-        out.flux, out.ivar, out.mask = self.flux[index], self.ivar[index], self.mask[index]
-        out.meta = self.meta[index]
-        return out
+        res = None if self.resolution is None else self.resolution[index]
+        return SpectraBatch._unchecked(self.loglam, self.flux[index], self.ivar[index],
+                                       self.mask[index], self.meta[index], res)
 
     select = __getitem__
 
@@ -363,13 +378,14 @@ class SpectraBatch:
             if not same_grid(b.loglam, ref):
                 raise ValueError("cannot concatenate batches on different wavelength grids; "
                                  "resample them to one grid first")
-        out = object.__new__(SpectraBatch)
-        out.loglam = ref
-        out.flux = np.concatenate([b.flux for b in batches])
-        out.ivar = np.concatenate([b.ivar for b in batches])
-        out.mask = np.concatenate([b.mask for b in batches])
-        out.meta = _stack_meta([b.meta for b in batches])
-        return out
+        res = None
+        if any(b.resolution is not None for b in batches):
+            res = np.concatenate([np.full(b.flux.shape, np.nan, np.float32)
+                                  if b.resolution is None else b.resolution for b in batches])
+        return SpectraBatch._unchecked(ref, np.concatenate([b.flux for b in batches]),
+                                       np.concatenate([b.ivar for b in batches]),
+                                       np.concatenate([b.mask for b in batches]),
+                                       _stack_meta([b.meta for b in batches]), res)
 
     # -- physics helpers -------------------------------------------------------
     def resample(self, grid: LogGrid | np.ndarray = DEFAULT_GRID,
@@ -395,11 +411,16 @@ class SpectraBatch:
         flux = np.where(ok, num / safe, 0.0)
         var_out = var_num / safe**2
         ivar = np.where(ok & (var_out > 0), 1.0 / np.where(var_out > 0, var_out, 1.0), 0.0)
-        out = object.__new__(SpectraBatch)
-        out.loglam = loglam_out
-        out.flux, out.ivar = flux.astype(np.float32), ivar.astype(np.float32)
-        out.mask = ~ok | (out.ivar <= 0)
-        out.meta = self.meta.copy(copy_data=True)
+        res = None
+        if self.resolution is not None:      # overlap-weighted mean σ of the known pixels
+            known = np.isfinite(self.resolution)
+            wsum = (W @ known.T.astype(np.float64)).T
+            rsum = (W @ np.where(known, self.resolution, 0.0).T).T
+            with np.errstate(invalid="ignore", divide="ignore"):
+                res = np.where(wsum > 0, rsum / wsum, np.nan).astype(np.float32)
+        ivar32 = ivar.astype(np.float32)
+        out = SpectraBatch._unchecked(loglam_out, flux.astype(np.float32), ivar32,
+                                      ~ok | (ivar32 <= 0), self.meta.copy(copy_data=True), res)
         flags = np.asarray(out.meta["INPUT_FLAGS"], dtype=np.int32)
         flags[~(~out.mask).any(axis=1)] |= InputFlag.NO_GOOD_PIXELS
         out.meta["INPUT_FLAGS"] = flags

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from ..flags import InputFlag
+from ._args import positive_int
 
 
 def register(subparsers, name, help_):
     p = subparsers.add_parser(name, help=help_, description=help_)
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="spectra files, directories (searched recursively) or glob patterns")
-    p.add_argument("--batch-size", type=int, default=1024, help="spectra read at a time")
+    p.add_argument("--batch-size", type=positive_int, default=1024, help="spectra read at a time")
     p.add_argument("--long", action="store_true",
                    help="a block of lines per file even for several files")
     p.set_defaults(func=run)
@@ -115,20 +116,21 @@ class FileSummary:
 
 def summarise(path: Path, batch_size: int = 1024) -> FileSummary:
     """Summary of one spectra file read on its native grid (or the default grid when its
-    spectra do not share one).  Raises ValueError/OSError naming the file."""
-    from ..io import _read_one, detect_format
+    spectra do not share one).  Raises an error naming the file."""
+    from ..io import detect_format
+    from ..io.registry import read_file
     from ..spectra import DEFAULT_GRID
 
     kind = detect_format(path)
     try:
         s = FileSummary(path, kind)
-        for b in _read_one(path, None, batch_size):
+        for b in read_file(path, None, batch_size):
             s.add(b)
     except ValueError as exc:
         if "different" not in str(exc) and "give a grid" not in str(exc):
             raise
         s = FileSummary(path, kind + ", resampled to the default grid")
-        for b in _read_one(path, DEFAULT_GRID, batch_size):
+        for b in read_file(path, DEFAULT_GRID, batch_size):
             s.add(b)
     return s
 
@@ -224,28 +226,47 @@ def _summary(path: Path, batch_size: int):
         raise
 
 
+def _error_line(path, exc: BaseException) -> str:
+    """One line naming the file and the problem, whatever was raised (astropy's
+    VerifyError, KeyError('NAXIS3'), TypeError …): a bare 'recformat' helps nobody."""
+    from ..io import _named
+
+    err = _named(Path(path), exc) if path is not None else exc
+    text = " ".join(str(err).split()) or type(exc).__name__
+    return text
+
+
 def run(args) -> int:
+    """Every file summarised (a table for several) or named in one error line (exit 2);
+    never a traceback, and a bad file or pattern never stops the files after it."""
     from ..io import _expand
     from ..term import printable
 
     failed, items = 0, []
-    paths = _expand(args.paths)
-    for path, _explicit in paths:
+    for arg in args.paths:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")   # flags are reported in the summary
-                item = _summary(path, args.batch_size)
-        except (ValueError, OSError, KeyError) as exc:
-            if getattr(args, "debug", False):
-                raise
-            msg = printable(str(exc).strip() or type(exc).__name__, limit=600)
-            print(f"specsift info: error: {msg}", file=sys.stderr)
+            paths = _expand([arg])
+        except Exception as exc:  # noqa: BLE001 - a bad pattern costs only itself
+            print(f"specsift info: error: {printable(_error_line(None, exc), limit=600)}",
+                  file=sys.stderr)
             failed += 1
             continue
-        if args.long:
-            print("\n".join(printable(line) for line in item.lines()))
-        else:
-            items.append(item)
+        for path, _explicit in paths:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")   # flags are reported in the summary
+                    item = _summary(path, args.batch_size)
+            except Exception as exc:  # noqa: BLE001 - one line per bad file, then go on
+                if getattr(args, "debug", False):
+                    raise
+                print(f"specsift info: error: {printable(_error_line(path, exc), limit=600)}",
+                      file=sys.stderr)
+                failed += 1
+                continue
+            if args.long:
+                print("\n".join(printable(line) for line in item.lines()))
+            else:
+                items.append(item)
     if len(items) == 1:                                  # one file: its block of lines
         print("\n".join(printable(line) for line in items[0].lines()))
     elif items:

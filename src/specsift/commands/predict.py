@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from ._args import positive_int
+
 
 def register(subparsers, name, help_):
     p = subparsers.add_parser(name, help=help_, description=__doc__.splitlines()[0])
@@ -19,12 +21,12 @@ def register(subparsers, name, help_):
     p.add_argument("--model", default=None, metavar="NAME|PATH",
                    help="registered model name or model file (default: gasnet when bundled, "
                         "else the best bundled model)")
-    p.add_argument("--batch-size", type=int, default=1024, metavar="N",
+    p.add_argument("--batch-size", type=positive_int, default=1024, metavar="N",
                    help="spectra per inference batch (default 1024)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--workers", type=int, default=1, metavar="N",
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
                    help="processes on this machine, or Dask workers to start (default 1)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="torch threads for the single-process engine (default: all cores)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run of the same catalog")

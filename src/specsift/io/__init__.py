@@ -3,8 +3,14 @@
 ``read`` loads everything into one batch; ``iter_read`` streams files, directories and
 globs in batches of at most ``batch_size`` spectra (constant memory however many files).
 The format is recognised from the content (FITS HDU names and columns, HDF5 keys, NPZ),
-not from the file name.  Modules: :mod:`.sdss`, :mod:`.fits_table`, :mod:`.desi`,
-:mod:`.lamost`, :mod:`.arrays`, :mod:`.store` (SpectralStore) and :mod:`.catalog`.
+not from the file name, by the one reader list in :mod:`.registry` (name, sniff, read).
+Modules: :mod:`.sdss`, :mod:`.fits_table`, :mod:`.desi`, :mod:`.lamost`, :mod:`.arrays`,
+:mod:`.store` (SpectralStore) and :mod:`.catalog`.
+
+Bad input never costs other files: whatever a reader raises (OSError, astropy's
+VerifyError, KeyError, TypeError …) becomes, in :func:`read_guarded` only, flagged
+placeholder rows for that file alone — as many as the file declares spectra — with the
+file named in the message.
 
 Every batch's meta has TARGETID (int64), SOURCE (path), INPUT_FLAGS and, when the file
 knows them, CLASS, SUBCLASS, Z, ZERR and survey ids (PLATE/MJD/FIBERID, OBSID, EXPID …).
@@ -21,20 +27,21 @@ from typing import Iterator
 import numpy as np
 
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch, same_grid
-from ._common import NotSpectraError, file_size_ok, open_fits, placeholder
+from ._common import DeclaredSizeError, NotSpectraError, placeholder
 from .catalog import read_catalog, write_catalog
+from .registry import READERS, Reader, container_of, declared_rows, open_source, register
+from .registry import identify as _identify
+from .registry import read_file as _read_file
 from .store import SpectralStore
 
-__all__ = ["read", "iter_read", "expand_paths", "detect_format", "write_catalog",
-           "read_catalog", "SpectralStore", "NotSpectraError", "SPECTRA_SUFFIXES"]
+__all__ = ["read", "iter_read", "read_guarded", "expand_paths", "detect_format",
+           "write_catalog", "read_catalog", "SpectralStore", "NotSpectraError",
+           "SPECTRA_SUFFIXES", "READERS", "Reader", "register", "is_store", "container_of"]
 
 #: File name endings picked up when a directory is given.
 SPECTRA_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fz", ".h5", ".hdf5",
                     ".npz")
 _GLOB_CHARS = set("*?[")
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-
-
 def _has_suffix(p: Path) -> bool:
     return p.name.lower().endswith(SPECTRA_SUFFIXES)
 
@@ -78,91 +85,57 @@ def expand_paths(inputs) -> list[Path]:
 
 
 def detect_format(path) -> str:
-    """Name of the reader for ``path``, from its content: 'sdss', 'desi', 'lamost',
-    'lamost-dr8', 'wcs1d', 'fits-table', 'redrock', 'store', 'hdf5', 'npz'."""
-    path = Path(path)
-    kind = _container(path)
-    if kind != "fits":
-        return kind
-    with open_fits(path) as hdul:
-        return _fits_kind(path, hdul)
+    """Name of the reader for ``path``, from its content: one of the names in
+    :data:`READERS` ('sdss', 'desi', 'lamost', 'lamost-dr8', 'wcs1d', 'redrock',
+    'fits-table', 'store', 'hdf5', 'npz')."""
+    with open_source(Path(path)) as src:
+        return _identify(src).name
 
 
-def _container(path: Path) -> str:
-    """'store', 'hdf5', 'npz' or 'fits', from the first bytes of the file."""
-    file_size_ok(path)
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head == _HDF5_MAGIC:
-        from .arrays import is_store
-        return "store" if is_store(path) else "hdf5"
-    if head[:4] == b"PK\x03\x04":
-        return "npz"
-    if head[:6] == b"SIMPLE" or head[:2] == b"\x1f\x8b":
-        return "fits"
-    raise ValueError(f"{path}: not a spectra file (neither FITS, HDF5 nor NPZ by content)")
+def is_store(path) -> bool:
+    """True for a specsift SpectralStore (never raises)."""
+    from .arrays import is_store as _is_store
+    return _is_store(path)
 
 
-def _fits_kind(path: Path, hdul) -> str:
-    from . import desi, fits_table, lamost, sdss
-
-    if sdss.sniff(hdul):
-        return "sdss"
-    if desi.sniff(hdul):
-        return "desi"
-    kind = lamost.sniff(hdul)
-    if kind:
-        return kind
-    if desi.is_redrock(hdul):
-        return "redrock"
-    if fits_table.sniff(hdul):
-        return "fits-table"
-    names = ", ".join(f"{k}:{h.name or type(h).__name__}" for k, h in enumerate(hdul))
-    raise ValueError(f"{path}: FITS file has no recognised spectra HDU (found {names}; expected "
-                     f"COADD with loglam/flux, DESI B/R/Z_FLUX, a LAMOST image, a 1-D WCS image "
-                     f"or a table with a flux column)")
-
-
-def _read_one(path: Path, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
-    """Batches from one file, each spectrum's ROW (its index in the file) in the meta: the
-    catalog's way back to the spectrum inside a multi-spectrum file."""
-    row = 0
-    for b in _read_one_file(path, grid, batch_size):
-        if "ROW" not in b.meta.colnames:
-            b.meta["ROW"] = np.arange(row, row + len(b), dtype=np.int64)
-        row += len(b)
-        yield b
-
-
-def _read_one_file(path: Path, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
-    """Batches (≤ batch_size) from one file; errors name the file.  A FITS file is opened
-    once (format sniffing and reading share the HDU list: ~half the per-file cost)."""
-    kind = _container(path)
-    if kind != "fits":
-        from . import arrays
-        yield from arrays.read_file(path, kind, grid, batch_size)
-        return
-    from . import desi, fits_table, lamost, sdss
-
-    with open_fits(path) as hdul:
-        kind = _fits_kind(path, hdul)
-        if kind == "sdss":
-            yield from sdss.read_file(path, hdul, grid, batch_size)
-        elif kind == "desi":
-            yield from desi.read_file(path, hdul, grid, batch_size)
-        elif kind == "redrock":
-            raise NotSpectraError(f"{path}: a Redrock redshift file (labels only, no spectra); "
-                                  f"it is read automatically beside its coadd/spectra file")
-        elif kind == "fits-table":
-            yield from fits_table.read_file(path, hdul, grid, batch_size)
-        else:
-            yield from lamost.read_file(path, hdul, kind, grid, batch_size)
+def read_guarded(path: Path, grid: LogGrid | None, batch_size: int,
+                 on_error: str = "flag", loglam: np.ndarray | None = None
+                 ) -> Iterator[SpectraBatch]:
+    """Batches from one file, where any reader exception ends: with ``on_error='flag'``
+    it becomes placeholder rows (INPUT_FLAGS READ_ERROR, ERROR naming the file) for the
+    spectra of this file not yet produced — the file's declared count, so a 5-spectrum
+    coadd keeps 5 rows — and a warning; with ``'raise'`` an error naming the file.
+    NotSpectraError (a Redrock file) passes through.  ``loglam``: grid of the
+    placeholders when ``grid`` is None."""
+    done = 0
+    try:
+        for b in _read_file(path, grid, batch_size):
+            if "ROW" not in b.meta.colnames:     # the catalog's way back into the file
+                b.meta["ROW"] = np.arange(done, done + len(b), dtype=np.int64)
+            done += len(b)
+            yield b
+    except (NotSpectraError, _GridMismatch):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the one place reader errors become flags
+        err = _named(path, exc)
+        if on_error == "raise":
+            raise err from (None if err is exc else exc)
+        n = 1 if isinstance(exc, DeclaredSizeError) else declared_rows(path)
+        n = max(n - done, 0 if done else 1)
+        warnings.warn(f"{path}: could not be read, {n} placeholder row(s) flagged "
+                      f"READ_ERROR ({err})", stacklevel=2)
+        ll = loglam if grid is None else grid.loglam
+        for lo in range(0, n, batch_size):
+            ph = placeholder(path, str(err), DEFAULT_GRID.loglam if ll is None else ll,
+                             min(batch_size, n - lo))
+            ph.meta["ROW"] = np.arange(done + lo, done + lo + len(ph), dtype=np.int64)
+            yield ph
 
 
 def _named(path: Path, exc: BaseException) -> BaseException:
     """The exception with the file named in its message (kept as is if already named)."""
-    msg = str(exc).strip() or exc.__class__.__name__
-    if str(path) in msg:
+    msg = " ".join(str(exc).split()) or exc.__class__.__name__
+    if str(path) in msg and isinstance(exc, (OSError, ValueError)):
         return exc
     if isinstance(exc, (OSError, ValueError)):
         cls = OSError if isinstance(exc, OSError) else ValueError
@@ -184,9 +157,10 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
               on_error: str = "flag") -> Iterator[SpectraBatch]:
     """Stream spectra from files/directories/globs in batches of at most ``batch_size``.
 
-    ``on_error='flag'``: a file that cannot be read becomes one placeholder row (flux 0,
-    ivar 0, all masked, INPUT_FLAGS READ_ERROR, ERROR = the message) and a warning naming
-    the file, so a million-file run never dies on one bad file.  ``'raise'``: the first
+    ``on_error='flag'``: a file that cannot be read becomes placeholder rows, one per
+    spectrum it declares (flux 0, ivar 0, all masked, INPUT_FLAGS READ_ERROR, ERROR = the
+    message) and a warning naming the file, so a million-file run never dies on one bad
+    file (:func:`read_guarded`).  ``'raise'``: the first
     error stops the run, with the file named.  ``grid=None`` keeps the native grid (every
     file must then share one).  Redrock files met inside a directory/glob are skipped.
     """
@@ -199,7 +173,8 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
     ref: tuple[np.ndarray, Path] | None = None
     for path, explicit in _expand(inputs):
         try:
-            for b in _read_one(path, grid, batch_size):
+            for b in read_guarded(path, grid, batch_size, on_error,
+                                  None if ref is None else ref[0]):
                 if ref is None:
                     ref = (b.loglam, path)
                 elif not same_grid(b.loglam, ref[0]):
@@ -219,21 +194,6 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
                     raise
                 warnings.warn(str(exc), stacklevel=2)
             continue
-        except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            err = _named(path, exc)
-            if on_error == "raise":
-                raise err from (None if err is exc else exc)
-            warnings.warn(f"{path}: could not be read, placeholder row flagged READ_ERROR "
-                          f"({err})", stacklevel=2)
-            ph = placeholder(path, str(err), None if ref is None else ref[0])
-            if ref is None and grid is not None:
-                ph = ph.resample(grid)
-            buffer.append(ph)
-            count += 1
-            if count >= batch_size:
-                full, buffer = _split(buffer, batch_size)
-                count = sum(len(x) for x in buffer)
-                yield from full
     if buffer:
         full, rest = _split(buffer, batch_size)
         yield from full

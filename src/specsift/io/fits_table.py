@@ -18,6 +18,7 @@ Grids whose values are all below 10 are taken as log10 Å, otherwise as Å.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -36,13 +37,14 @@ from ._common import (
     table_columns,
 )
 
-__all__ = ["sniff", "read_file", "find_table_hdu", "row_table_batches"]
+__all__ = ["sniff", "read", "rows", "find_table_hdu", "row_table_batches"]
 
 _WAVE_NAMES = ("loglam", "log_lambda", "logwave", "input_grid", "wave", "wavelength",
                "lambda", "wave_grid", "spectral")
 _IVAR_NAMES = ("ivar", "inverse_variance", "inv_var")
 _ERR_NAMES = ("error", "err", "sigma", "flux_err", "noise")
 _MASK_NAMES = ("and_mask", "andmask", "mask")
+_TFORM_REPEAT = re.compile(r"\s*(\d*)")
 _RENAME = {"Z_ERR": "ZERR", "SPECTYPE": "CLASS", "SUBTYPE": "SUBCLASS", "ZWARN": "RR_ZWARN",
            "FIBER": "FIBERID"}
 
@@ -66,8 +68,17 @@ def find_table_hdu(hdul):
     return None
 
 
-def sniff(hdul) -> bool:
-    return find_table_hdu(hdul) is not None
+def sniff(src) -> bool:
+    return find_table_hdu(src.handle) is not None
+
+
+def rows(src) -> int:
+    """Spectra in the table: its rows, or 1 for a column spectrum (flux a scalar column)."""
+    hdu = src.handle[find_table_hdu(src.handle)]
+    k = [c.lower() for c in table_columns(hdu)].index("flux") + 1
+    m = _TFORM_REPEAT.match(str(hdu.header.get(f"TFORM{k}", "")))
+    repeat = int(m.group(1) or 1) if m else 1
+    return int(hdu.header.get("NAXIS2", 1)) if repeat > 1 else 1
 
 
 def _is_air(hdu, colname: str) -> bool:
@@ -238,7 +249,8 @@ def column_spectrum(path: Path, hdul, k: int, grid: LogGrid | None) -> SpectraBa
     return finalize(path, loglam, flux, ivar, None, meta, grid)
 
 
-def read_file(path: Path, hdul, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
+def read(src, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
+    path, hdul = src.path, src.handle
     k = find_table_hdu(hdul)
     if k is None:
         raise ValueError(f"{path}: no table HDU with a flux column")

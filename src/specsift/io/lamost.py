@@ -1,15 +1,23 @@
 """LAMOST low-resolution spectra, and plain 1-D FITS images with a linear wavelength WCS.
 
-* **DR2–DR7** (``lamost``): primary image of (5, P) rows named by header EXTEN0 — flux,
-  inverse variance, wavelength (Å), and_mask, or_mask; pipeline v2.6 files have a
-  normalised "subcontinuum" row instead of wavelengths, which then come from the
-  log-linear header grid COEFF0/COEFF1.  CLASS, SUBCLASS, Z, Z_ERR, OBSID … in the header.
-* **DR8+** (``lamost-dr8``): a binary table (``COADD`` or the first table) with array
-  columns FLUX, IVAR, WAVELENGTH, ANDMASK, ORMASK; labels in the primary header.
+Every layout of the real files in ``../shared/data/lamost-real`` and ``lamost`` (see its
+README), plain, gzipped (``.fits.gz``) or tile-compressed (fpack ``.fz``):
+
+* **DR1–DR9 image** (``lamost``): a (5, P) image whose rows EXTEN0 names, however it is
+  spelled — 'Flux Inverse Wavelength Andmask Ormask' (DR2–DR4), 'Flux, Inverse, Wavelength,
+  Andmask, Ormask' (DR5–DR8), or DR1's 'Flux Inverse Subcontinuum Andmask Ormask', whose
+  third row is a normalised spectrum: wavelengths then come from the log-linear header
+  WCS (COEFF0/COEFF1 or CRVAL1/CD1_1, CRPIX1).  In an ``.fz`` file the image and its
+  header are in extension 1.
+* **DR8+ table** (``lamost-dr8``; DR10 files): a binary table (``COADD`` or the first
+  table) with array columns FLUX, IVAR, WAVELENGTH, ANDMASK, ORMASK.
 * **1-D WCS image** (``wcs1d``, e.g. Ondřejov CCD700 spectra): λ = CRVAL1 + (i + 1 −
   CRPIX1)·CDELT1 (CD1_1 if no CDELT1; log10 λ when DC-FLAG = 1).  There are no errors, so
   ivar is estimated (local DER_SNR, :func:`~specsift.io._common.estimate_ivar`) and
   INPUT_FLAGS gets ESTIMATED_IVAR.
+
+Meta from the header: CLASS, SUBCLASS, Z, ZERR (Z = −9999 → NaN), OBSID (= TARGETID when
+present), RA, DEC, PLANID, SPID, FIBERID, MJD, LMJD, DESIG, OBJTYPE, SURVEY = 'LAMOST'.
 
 Air or vacuum: LAMOST headers carry ``VACUUM = T`` (DR2 files here all do); a file
 saying ``VACUUM = F`` (or ``AIRORVAC = 'air'``) is converted to vacuum.  A 1-D WCS image
@@ -29,9 +37,18 @@ from ..flags import InputFlag
 from ..spectra import LogGrid, SpectraBatch
 from ._common import air_to_vacuum, estimate_ivar, finalize, header_str, stable_id, table_columns
 
-__all__ = ["sniff", "read_file", "header_labels", "is_air"]
+__all__ = ["sniff_image", "sniff_table", "sniff_wcs1d", "read_image", "read_table",
+           "read_wcs1d", "table_rows", "header_labels", "is_air", "row_names"]
 
 _DR8_COLS = {"flux", "ivar", "wavelength"}
+#: EXTEN0 words (any case, any separator) → row meaning
+_ROW_SYNONYMS = {"flux": "flux", "inverse": "ivar", "ivar": "ivar", "invvar": "ivar",
+                 "inverse_variance": "ivar", "wavelength": "wavelength", "wave": "wavelength",
+                 "lambda": "wavelength", "subcontinuum": "subcontinuum",
+                 "sub-continuum": "subcontinuum", "continuum": "subcontinuum",
+                 "andmask": "andmask", "and_mask": "andmask", "ormask": "ormask",
+                 "or_mask": "ormask"}
+_DEFAULT_ROWS = ["flux", "ivar", "wavelength", "andmask", "ormask"]
 
 
 def _table_cols(hdu) -> set[str]:
@@ -41,27 +58,60 @@ def _table_cols(hdu) -> set[str]:
 def _is_lamost_header(hdr) -> bool:
     return ("LAMOST" in header_str(hdr, "TELESCOP").upper()
             or "LAMOST" in header_str(hdr, "ORIGIN").upper()
-            or "Flux" in header_str(hdr, "EXTEN0"))
+            or "flux" in header_str(hdr, "EXTEN0").lower())
 
 
-def sniff(hdul) -> str | None:
-    prim = hdul[0]
-    data_shape = prim.shape if prim.header.get("NAXIS", 0) else ()
-    if len(data_shape) == 2 and 3 <= data_shape[0] <= 8 and data_shape[1] > 10:
-        if _is_lamost_header(prim.header):
-            return "lamost"
-        row = np.asarray(prim.data[2], np.float64)
-        if np.all(np.diff(row) > 0) and 1000 < row[0] < 20000:
-            return "lamost"
+def _image_hdu(hdul):
+    """The HDU holding the (rows, pixels) image: the primary, or for a tile-compressed
+    (fpack ``.fz``) file the first extension, whose header then carries the labels."""
+    from astropy.io import fits
+
+    for hdu in hdul[:2]:
+        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) and \
+                int(hdu.header.get("NAXIS", 0) or 0):
+            return hdu
+    return hdul[0]
+
+
+def _shape(hdu) -> tuple:
+    """Image shape from the header (no data read); () for tables and empty HDUs."""
+    from astropy.io import fits
+
+    if not isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
+        return ()
+    hdr = hdu.header
+    n = int(hdr.get("NAXIS", 0) or 0)
+    return tuple(int(hdr.get(f"NAXIS{i}", 0)) for i in range(n, 0, -1))
+
+
+def sniff_image(src) -> bool:
+    """A (3–8, P) image whose header says LAMOST, or whose third row is a wavelength row."""
+    hdu = _image_hdu(src.handle)
+    shape = _shape(hdu)
+    if not (len(shape) == 2 and 3 <= shape[0] <= 8 and shape[1] > 10):
+        return False
+    if _is_lamost_header(hdu.header) or _is_lamost_header(src.handle[0].header):
+        return True
+    row = np.asarray(hdu.data[2], np.float64)
+    return bool(np.all(np.diff(row) > 0) and 1000 < row[0] < 20000)
+
+
+def sniff_table(src) -> bool:
+    """DR8+ layout: a binary table with FLUX, IVAR, WAVELENGTH (and ANDMASK or a LAMOST
+    primary header)."""
+    hdul = src.handle
     for hdu in hdul[1:]:
         cols = _table_cols(hdu)
         if _DR8_COLS <= cols and ("andmask" in cols or _is_lamost_header(hdul[0].header)):
-            return "lamost-dr8"
-    hdr = prim.header
-    if (len(data_shape) == 1 or (len(data_shape) == 2 and data_shape[0] == 1)) and \
-            "CRVAL1" in hdr and ("CDELT1" in hdr or "CD1_1" in hdr):
-        return "wcs1d"
-    return None
+            return True
+    return False
+
+
+def sniff_wcs1d(src) -> bool:
+    hdr = src.handle[0].header
+    shape = _shape(src.handle[0])
+    return (len(shape) == 1 or (len(shape) == 2 and shape[0] == 1)) and \
+        "CRVAL1" in hdr and ("CDELT1" in hdr or "CD1_1" in hdr)
 
 
 def is_air(hdr, default_air: bool) -> bool:
@@ -92,9 +142,15 @@ def header_labels(hdr) -> dict:
                 out[key] = int(str(hdr[key]).strip())
             except ValueError:
                 pass
-    for key in ("PLANID", "DESIG", "OBJNAME", "RA", "DEC"):
+    for key in ("PLANID", "DESIG", "OBJNAME", "OBJTYPE"):
         if key in hdr:
-            out[key] = hdr[key] if key in ("RA", "DEC") else header_str(hdr, key)
+            out[key] = header_str(hdr, key)
+    for key in ("RA", "DEC"):
+        if key in hdr:
+            try:
+                out[key] = float(hdr[key])
+            except (TypeError, ValueError):
+                out[key] = np.nan
     return out
 
 
@@ -102,8 +158,12 @@ def _meta(path: Path, hdr, n: int = 1) -> Table:
     lab = header_labels(hdr)
     meta = Table({k: [v] * n for k, v in lab.items()})
     tid = lab.get("OBSID")
-    meta["TARGETID"] = (np.full(n, tid, np.int64) if tid is not None
-                        else stable_id(path.name) + np.arange(n, dtype=np.int64))
+    parts = [lab.get(k) for k in ("LMJD", "PLANID", "SPID", "FIBERID")]
+    if tid is not None:
+        meta["TARGETID"] = np.full(n, tid, np.int64)
+    else:      # DR1 has no OBSID: the night, plan, spectrograph and fibre name the spectrum
+        key = " ".join(map(str, parts)) if None not in parts else path.name
+        meta["TARGETID"] = stable_id(f"LAMOST {key}") + np.arange(n, dtype=np.int64)
     meta["SURVEY"] = ["LAMOST"] * n
     return meta
 
@@ -117,14 +177,21 @@ def _check_wave(path: Path, wave: np.ndarray, what: str) -> np.ndarray:
     return wave
 
 
-def _row_names(hdr, nrows: int) -> list[str]:
-    """Row meaning from EXTEN0 ('Flux Inverse Wavelength Andmask Ormask' in DR2–DR7 v2.7+,
-    'Flux Inverse Subcontinuum Andmask Ormask' in pipeline v2.6, whose wavelengths then
-    come from the log-linear header WCS)."""
-    words = header_str(hdr, "EXTEN0").lower().split()
-    if len(words) >= nrows:
-        return words[:nrows]
-    return ["flux", "inverse", "wavelength", "andmask", "ormask"][:nrows]
+def row_names(hdr, nrows: int) -> list[str]:
+    """Row meanings from EXTEN0 however it is spelled: 'Flux Inverse Wavelength Andmask
+    Ormask' (DR2–DR4), 'Flux, Inverse, Wavelength, Andmask, Ormask' (DR5–DR8), 'Flux
+    Inverse Subcontinuum Andmask Ormask' (DR1, pipeline v2.6: wavelengths then come from
+    the log-linear header WCS), or one EXTENk key per row.  Unknown or missing: the DR2+
+    order, whose wavelength row :func:`read_image` then checks before trusting it."""
+    import re
+
+    words = [w for w in re.split(r"[\s,;|/]+", header_str(hdr, "EXTEN0").lower()) if w]
+    if len(words) < nrows:
+        words = [header_str(hdr, f"EXTEN{k}").lower() for k in range(nrows)]
+    names = [_ROW_SYNONYMS.get(w, w) for w in words[:nrows]]
+    if "flux" in names and "ivar" in names:
+        return names
+    return _DEFAULT_ROWS[:nrows] + [f"row{k}" for k in range(len(_DEFAULT_ROWS), nrows)]
 
 
 def _header_loglam(path: Path, hdr, npix: int) -> np.ndarray:
@@ -139,28 +206,46 @@ def _header_loglam(path: Path, hdr, npix: int) -> np.ndarray:
     return 10.0 ** x if int(hdr.get("DC-FLAG", 1) or 0) == 1 or float(start) < 10 else x
 
 
-def _read_image(path: Path, hdul, grid: LogGrid | None) -> SpectraBatch:
-    hdr = hdul[0].header
-    d = np.asarray(hdul[0].data, np.float64)
-    names = _row_names(hdr, d.shape[0])
-    if "flux" not in names or not ({"inverse", "ivar"} & set(names)):
-        raise ValueError(f"{path}: LAMOST image rows are {names}; need flux and inverse variance")
+def _plausible_wave(row: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(row)) and np.all(np.diff(row) > 0)
+                and 1000 < row[0] < 20000)
+
+
+def read_image(src, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
+    """One spectrum from a (5, P) LAMOST image (plain, gzipped or tile-compressed)."""
+    path = src.path
+    hdu = _image_hdu(src.handle)
+    hdr = hdu.header
+    d = np.asarray(hdu.data, np.float64)
+    if d.ndim != 2:
+        raise ValueError(f"{path}: LAMOST image is {d.ndim}-D, expected (rows, pixels)")
+    names = row_names(hdr, d.shape[0])
     row = {n: k for k, n in enumerate(names)}
-    if "wavelength" in row:
-        wave = _check_wave(path, d[row["wavelength"]], "wavelength row")
+    if "wavelength" in row and _plausible_wave(d[row["wavelength"]]):
+        wave = d[row["wavelength"]]
     else:
         wave = _check_wave(path, _header_loglam(path, hdr, d.shape[1]), "header WCS")
     if is_air(hdr, default_air=False):
         wave = air_to_vacuum(wave)
     mask = (d[row["andmask"]] != 0)[None] if "andmask" in row else None
-    ivar = d[row.get("inverse", row.get("ivar"))]
-    return finalize(path, np.log10(wave), d[row["flux"]][None], ivar[None], mask,
-                    _meta(path, hdr), grid)
+    labels_hdr = hdr if "CLASS" in hdr or "OBSID" in hdr else src.handle[0].header
+    yield finalize(path, np.log10(wave), d[row["flux"]][None], d[row["ivar"]][None], mask,
+                   _meta(path, labels_hdr), grid)
 
 
-def _read_dr8(path: Path, hdul, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
+def _table_hdu(hdul) -> int:
     candidates = [i for i, h in enumerate(hdul) if _DR8_COLS <= _table_cols(h)]
-    k = next((i for i in candidates if hdul[i].name == "COADD"), candidates[0])
+    return next((i for i in candidates if hdul[i].name == "COADD"), candidates[0])
+
+
+def table_rows(src) -> int:
+    return int(src.handle[_table_hdu(src.handle)].header.get("NAXIS2", 1))
+
+
+def read_table(src, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
+    """DR8+ ``COADD`` table: one spectrum per row (DR10 files hold one row)."""
+    path, hdul = src.path, src.handle
+    k = _table_hdu(hdul)
     table = hdul[k].data
     names = {c.lower(): c for c in table.columns.names}
     n = len(table)
@@ -189,7 +274,9 @@ def _read_dr8(path: Path, hdul, grid: LogGrid | None, batch_size: int) -> Iterat
         yield parts[0] if len(parts) == 1 else SpectraBatch.concatenate(parts)
 
 
-def _read_wcs1d(path: Path, hdul, grid: LogGrid | None) -> SpectraBatch:
+def read_wcs1d(src, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
+    """A 1-D image with a linear (or log-linear) wavelength WCS, e.g. Ondřejov CCD700."""
+    path, hdul = src.path, src.handle
     hdr = hdul[0].header
     flux = np.asarray(hdul[0].data, np.float64).ravel()
     if flux.size < 5:
@@ -211,16 +298,4 @@ def _read_wcs1d(path: Path, hdul, grid: LogGrid | None) -> SpectraBatch:
     meta = Table({"TARGETID": [stable_id(path.name)], "OBJECT": [header_str(hdr, "OBJECT")],
                   "INPUT_FLAGS": np.array([InputFlag.ESTIMATED_IVAR], np.int32),
                   "SURVEY": [header_str(hdr, "OBSERVAT") or header_str(hdr, "TELESCOP")]})
-    return finalize(path, np.log10(wave), flux[None], ivar[None], None, meta, grid)
-
-
-def read_file(path: Path, hdul, kind: str, grid: LogGrid | None,
-              batch_size: int) -> Iterator[SpectraBatch]:
-    if kind == "lamost":
-        yield _read_image(path, hdul, grid)
-    elif kind == "lamost-dr8":
-        yield from _read_dr8(path, hdul, grid, batch_size)
-    elif kind == "wcs1d":
-        yield _read_wcs1d(path, hdul, grid)
-    else:
-        raise ValueError(f"{path}: unknown LAMOST layout {kind!r}")
+    yield finalize(path, np.log10(wave), flux[None], ivar[None], None, meta, grid)

@@ -22,9 +22,9 @@ import numpy as np
 from astropy.table import Table
 
 from ..spectra import LogGrid, SpectraBatch
-from ._common import finalize, first_row, header_str, sdss_targetid
+from ._common import column_of_kind, finalize, first_row, header_str, sdss_targetid
 
-__all__ = ["sniff", "read_file", "BAD_AND_MASK"]
+__all__ = ["sniff", "read", "BAD_AND_MASK"]
 
 #: SPPIXMASK bits that mark bad data: NOPLUG 0, BADTRACE 1, BADFLAT 2, BADARC 3,
 #: FULLREJECT 18, NODATA 24, BADFLUXFACTOR 26, BADSKYCHI 27.
@@ -36,8 +36,14 @@ _LABELS = {"CLASS": "CLASS", "SUBCLASS": "SUBCLASS", "Z": "Z", "Z_ERR": "ZERR",
            "PLUG_RA": "RA", "PLUG_DEC": "DEC"}
 
 
-def sniff(hdul) -> bool:
+#: expected value kinds of label columns: an edited TFORM must not pass as a label
+_KINDS = {"CLASS": "SU", "SUBCLASS": "SU", "Z": "f", "ZERR": "f", "PLATE": "iu", "MJD": "iu",
+          "FIBERID": "iu"}
+
+
+def sniff(src) -> bool:
     """An HDU named COADD whose columns include loglam and flux (case-insensitive)."""
+    hdul = src.handle
     if "COADD" not in hdul:
         return False
     cols = getattr(hdul["COADD"], "columns", None)
@@ -69,7 +75,8 @@ def _label_row(path: Path, hdul) -> dict:
     return {}
 
 
-def read_file(path: Path, hdul, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
+def read(src, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
+    path, hdul = src.path, src.handle
     coadd = hdul["COADD"].data
     names = {c.lower(): c for c in coadd.columns.names}
     missing = [c for c in ("loglam", "flux", "ivar") if c not in names]
@@ -85,14 +92,16 @@ def read_file(path: Path, hdul, grid: LogGrid | None, batch_size: int) -> Iterat
         bits = -1 if os.environ.get("SDSS_AND_MASK", "bad").lower() == "all" else BAD_AND_MASK
         mask = (np.asarray(coadd[names["and_mask"]]).astype(np.int64) & bits) != 0
     meta = Table()
-    for src, value in _label_row(path, hdul).items():
-        if _LABELS[src] not in meta.colnames:
-            meta[_LABELS[src]] = [value]
+    for key, value in _label_row(path, hdul).items():
+        if _LABELS[key] not in meta.colnames:
+            kinds = _KINDS.get(_LABELS[key])
+            meta[_LABELS[key]] = [value if kinds is None else
+                                  column_of_kind(value, key, kinds, path)]
     hdr = hdul[0].header
     for key in ("PLATEID", "MJD", "FIBERID"):
         dst = "PLATE" if key == "PLATEID" else key
         if dst not in meta.colnames and key in hdr:
-            meta[dst] = [int(hdr[key])]
+            meta[dst] = [column_of_kind(hdr[key], key, "iu", path)]
     if {"PLATE", "MJD", "FIBERID"} <= set(meta.colnames):
         meta["TARGETID"] = sdss_targetid(meta["PLATE"], meta["MJD"], meta["FIBERID"])
     meta["SURVEY"] = ["BOSS" if "SPALL" in hdul or "BOSS" in header_str(hdr, "INSTRUME").upper()

@@ -164,10 +164,7 @@ class SpectralStore:
         meta = Table({c: _decode(h5["meta"][c][sel]) for c in h5["meta"]})
         if order is not None:
             flux, ivar, mask, meta = flux[order], ivar[order], mask[order], meta[order]
-        out = object.__new__(SpectraBatch)
-        out.loglam = h5["loglam"][:]
-        out.flux, out.ivar, out.mask, out.meta = flux, ivar, mask, meta
-        return out
+        return SpectraBatch._unchecked(h5["loglam"][:], flux, ivar, mask, meta)
 
     def iter_batches(self, batch_size: int = 1024, start: int = 0,
                      stop: int | None = None) -> Iterator[SpectraBatch]:

@@ -18,12 +18,10 @@ from typing import Iterator
 
 import numpy as np
 
-from ..flags import InputFlag
 from ..spectra import LogGrid, SpectraBatch
 
 __all__ = ["Unit", "plan_units", "iter_unit", "is_store"]
 
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 #: Files grouped into one unit at most (small files such as SDSS spec-*.fits hold 1 spectrum).
 FILES_PER_UNIT = 256
 #: A store unit spans this many batches.
@@ -55,16 +53,9 @@ class Unit:
 
 
 def is_store(path: Path) -> bool:
-    """True for a specsift SpectralStore (HDF5 with a 2-D ``flux`` and a ``meta`` group)."""
-    try:
-        with open(path, "rb") as fh:
-            if fh.read(8) != _HDF5_MAGIC:
-                return False
-        import h5py
-        with h5py.File(path, "r") as h5:
-            return "flux" in h5 and h5["flux"].ndim == 2 and "meta" in h5
-    except OSError:
-        return False
+    """True for a specsift SpectralStore (:func:`specsift.io.is_store`, never raises)."""
+    from ..io import is_store as _is_store
+    return _is_store(path)
 
 
 def _store_rows(path: Path) -> int:
@@ -159,33 +150,34 @@ def iter_unit(unit: Unit, batch_size: int, grid: LogGrid,
 
 
 def _iter_store(unit: Unit, batch_size: int, grid: LogGrid, skip) -> Iterator:
+    """A store unit's batches through :func:`specsift.io.arrays.store_batch`, the same
+    reading (meta, resampling, LITTLE_COVERAGE) as :func:`specsift.io.read` gives; rows
+    that cannot be read become flagged placeholders, one per row."""
+    from ..io.arrays import check_store, store_batch
     from ..io.store import SpectralStore
 
     path = unit.paths[0]
+    store, failure = None, None
     try:
         store = SpectralStore(path)
-    except Exception as exc:  # noqa: BLE001
-        yield 0, (None if 0 in skip else _placeholders([path], str(exc), grid))
-        return
-    with store:
+        check_store(store)
+    except Exception as exc:  # noqa: BLE001 - a broken store costs its own rows only
+        failure = exc
+    try:
         for k, lo in enumerate(range(unit.start, unit.stop, batch_size)):
             if k in skip:
                 yield k, None
                 continue
             hi = min(lo + batch_size, unit.stop)
             try:
-                b = store.read(slice(lo, hi))
-                if "SOURCE" not in b.meta.colnames:
-                    b.meta["SOURCE"] = np.full(len(b), path)
-                if "INPUT_FLAGS" not in b.meta.colnames:
-                    b.meta["INPUT_FLAGS"] = np.zeros(len(b), np.int32)
-                if "ROW" not in b.meta.colnames:             # row of the store
-                    b.meta["ROW"] = np.arange(lo, hi, dtype=np.int64)
-                if not grid.matches(b.loglam):
-                    b = b.resample(grid)
+                if failure is not None:
+                    raise failure
+                b = store_batch(store, lo, hi, grid)
             except Exception as exc:  # noqa: BLE001
                 warnings.warn(f"{path}: rows {lo}–{hi} unreadable ({exc}); flagged READ_ERROR",
                               stacklevel=2)
-                b = _placeholders([path] * (hi - lo), f"rows {lo}-{hi}: {exc}", grid)
-                b.meta["INPUT_FLAGS"] |= np.int32(InputFlag.READ_ERROR)
+                b = _placeholders([path] * (hi - lo), f"{path}: rows {lo}-{hi}: {exc}", grid)
             yield k, b
+    finally:
+        if store is not None:
+            store.close()
