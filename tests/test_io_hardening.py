@@ -90,7 +90,7 @@ def test_info_goes_on_past_bad_files_and_names_each(tmp_path, shared_data, capsy
     with h5py.File(flux_group, "w") as f:
         f.create_group("flux")
     paths = [odd_hdu, bad_naxis, flux_group, bad_card, good, tmp_path / "none*.fits"]
-    rc = main(["info", *map(str, paths)])
+    rc = main(["info", "--long", *map(str, paths)])
     out, err = capsys.readouterr()
     assert rc == 2
     assert f"{good}  [sdss]" in out                   # the good file after the bad ones

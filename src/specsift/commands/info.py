@@ -232,8 +232,7 @@ def _error_line(path, exc: BaseException) -> str:
     from ..io import _named
 
     err = _named(Path(path), exc) if path is not None else exc
-    text = " ".join(str(err).split()) or type(exc).__name__
-    return text
+    return str(err).strip() or type(exc).__name__
 
 
 def run(args) -> int:

@@ -134,7 +134,7 @@ def read_guarded(path: Path, grid: LogGrid | None, batch_size: int,
 
 def _named(path: Path, exc: BaseException) -> BaseException:
     """The exception with the file named in its message (kept as is if already named)."""
-    msg = " ".join(str(exc).split()) or exc.__class__.__name__
+    msg = str(exc).strip() or exc.__class__.__name__
     if str(path) in msg and isinstance(exc, (OSError, ValueError)):
         return exc
     if isinstance(exc, (OSError, ValueError)):
