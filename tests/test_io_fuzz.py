@@ -165,7 +165,8 @@ def test_predict_on_a_corpus_sample_keeps_good_rows(corpus, good_files, tmp_path
             by_family.setdefault(c.family, []).append(c.path)
     sample = [p for fam in sorted(by_family) for p in rng.sample(by_family[fam],
                                                                   min(10, len(by_family[fam])))]
-    common = ("--model", model, "--batch-size", "32", "--no-progress", "--threads", "1")
+    common = ("--model", model, "--batch-size", "32", "--no-progress", "--threads", "1",
+              "--no-verify")
     # parquet: a FITS catalog cannot hold the non-ASCII path of a corpus file yet (the
     # catalog writer's issue, pipeline/output.py)
     clean, _ = _cli("predict", *good_files, "-o", tmp_path / "clean.parquet", *common)
