@@ -159,3 +159,15 @@ def test_non_ascii_paths_and_empty_catalog(tmp_path, ext):
     empty = write_catalog(catalog(0), tmp_path / f"e{ext}", meta=PROV)
     got = read_catalog(empty)
     assert len(got) == 0 and got.meta["MODEL"] == PROV["MODEL"]
+
+
+def test_long_command_with_a_quoted_non_ascii_path_survives_the_fits_header(tmp_path):
+    """#20 item 2: a non-ASCII input path made the FITS catalog unwritable after all the work
+    (its shell-quoted COMMAND keyword); astropy also cut a long quoted value at its first quote
+    pair when read back."""
+    cmd = ("specsift predict '/tmp/spéctra dir/one.fits' -o /tmp/some/long/output/folder/cat.fits"
+           " --no-progress --threads 1")
+    path = write_catalog(catalog(2), tmp_path / "c.fits", meta={**PROV, "COMMAND": cmd})
+    got = read_catalog(path).meta["COMMAND"]
+    assert got.startswith('specsift predict "/tmp/sp\\xe9ctra dir/one.fits" -o ')
+    assert got.endswith("--no-progress --threads 1")

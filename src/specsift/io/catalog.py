@@ -111,9 +111,16 @@ def _flatten(table: Table) -> Table:
 
 
 def _header_value(v):
-    if isinstance(v, (bool, int, float, str, np.integer, np.floating, np.bool_)):
+    """A FITS header value: numbers as they are; text as printable ASCII (a command line or
+    path with 'é' or a control character gets backslash escapes, as the FITS columns do)."""
+    if isinstance(v, (bool, int, float, np.integer, np.floating, np.bool_)):
         return v.item() if hasattr(v, "item") else v
-    return json.dumps(v, default=str)
+    text = v if isinstance(v, str) else json.dumps(v, default=str)
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
+    # astropy 7/8 reads a long (CONTINUE) string holding '' back cut at the first quote pair:
+    # a shell-quoted path in COMMAND would lose the rest of the command line
+    text = text.replace("'", '"')
+    return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in text)
 
 
 def _put_meta(header: fits.Header, meta: dict) -> None:
