@@ -400,3 +400,21 @@ def test_label_command_checks_before_serving(store, tmp_path, monkeypatch, capsy
     assert TestClient(app, base_url="http://127.0.0.1:8765").get("/api/config").status_code == 403
     assert main(base + ["--labels", "vi"]) == 2                  # the database keeps its set
     assert "emission" in capsys.readouterr().err
+
+
+def test_best_fit_of_a_real_verified_catalog_follows_the_spectrum(shared_data, tmp_path):
+    """With the verification stage installed: predict's catalog → the page's model curve."""
+    pytest.importorskip("specsift.verify", reason="the verification stage is not merged yet")
+    from specsift.cli import main
+    files = [str(shared_data / "sdss" / f) for f in SDSS_FILES[1:]]
+    cat = tmp_path / "cat.fits"
+    assert main(["predict", *files, "-o", str(cat)]) == 0
+    app = create_app(files, tmp_path / "vi.sqlite", label_set="vi", catalog=cat,
+                     config=LoopConfig(batch=2, initial=2, width=0.125))
+    for k in range(2):
+        d = client(app).get(f"/api/spectrum/{k << 16}").json()
+        assert d["redshift"]["z_source"] == "catalog" and d["model_flux"] is not None
+        f, m = (np.array([np.nan if v is None else v for v in a], float)
+                for a in (d["flux"], d["model_flux"]))
+        ok = np.isfinite(f) & np.isfinite(m)
+        assert ok.sum() > 3000 and np.corrcoef(f[ok], m[ok])[0, 1] > 0.8   # 0.91–0.95 seen
