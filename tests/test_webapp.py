@@ -56,8 +56,11 @@ def test_label_skip_undo_export(store, tmp_path):
     assert other["item"] not in (first["item"], second["item"])             # claimed by ann
     csv = c.get("/api/export.csv").text.splitlines()
     assert csv[0].startswith("item,ident,label,who,at") and len(csv) == 2 and ",EMISSION,ann," in csv[1]
+    app.state.db.add_label(second["item"], "ABSORPTION", "old")      # as before label_data
+    tids = {r[0]: r[7] for r in __import__("csv").reader(c.get("/api/export.csv").text.splitlines()[1:])}
+    assert tids[str(second["item"])] == str(SpectralStore(store).read_meta(["TARGETID"])["TARGETID"][second["item"]])
     t = fits.open(io.BytesIO(c.get("/api/export.fits").content))[1].data
-    assert list(t["LABEL"]) == ["EMISSION"] and list(t["WHO"]) == ["ann"]
+    assert sorted(zip(t["LABEL"], t["WHO"])) == [("ABSORPTION", "old"), ("EMISSION", "ann")]
     assert c.get("/api/export.xml").status_code == 404
 
 

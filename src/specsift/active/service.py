@@ -272,9 +272,15 @@ class LabelService:
 
     def export(self, fmt: str) -> tuple[bytes, str, str]:
         """(content, media type, file name) of every labeller's labels in ``fmt``."""
+        rows = self.db.labeller_rows()
+        for r in rows:                 # labels stored before TARGETIDs were: look them up
+            if not r["targetid"]:
+                try:
+                    r["targetid"] = self.targetid(r["item"])
+                except ServiceError:
+                    pass
         try:
-            return export_labels(self.db.labeller_rows(), fmt, label_set=self.label_set.name,
-                                 pool=self.pool.spec)
+            return export_labels(rows, fmt, label_set=self.label_set.name, pool=self.pool.spec)
         except KeyError:
             raise ServiceError(404, "export formats: csv, json, fits") from None
 
