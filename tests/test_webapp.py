@@ -44,6 +44,7 @@ def test_label_skip_undo_export(store, tmp_path):
     assert js.status_code == 200 and len(js.content) > 1_000_000       # bundled, no CDN
     cfg = c.get("/api/config").json()
     assert cfg["classes"] == ["ABSORPTION", "EMISSION", "DOUBLE_PEAK"]
+    assert {"Hα", "He I 5876", "He I 6678"} <= {ln["name"] for ln in cfg["lines"]}
     first = c.get("/api/next").json()["items"][0]
     assert len(first["wave"]) == len(first["flux"]) == 280 and first["ident"].startswith("pool.h5#")
     assert c.post("/api/label", json={"item": first["item"], "label": "EMISSION"}).json()["ok"]
