@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..lines import LINES
+from ..lines import LINES, by_key
 from .db import LabelDB
 from .exports import export_labels
 from .labelsets import LabelError, LabelSet, get_label_set
@@ -36,11 +36,16 @@ _MAX_POINTS = 6000
 _ID_COLUMNS = ("TARGETID", "OBSID")          # int64 ids: always strings in JSON
 
 
-def page_lines() -> list[dict]:
+#: lines emission-line stars show that the plot table leaves out (the old page marked them)
+STAR_EXTRA_LINES = ("HeI_5876", "HeI_6678", "OI_7774")
+
+
+def page_lines(extra: tuple[str, ...] = ()) -> list[dict]:
     """The package's line table as the page draws it: ``absorption`` marks lines seen in
-    stars' spectra (drawn on a star's whole-spectrum plot), ``emission`` the others."""
+    stars' spectra (drawn on a star's whole-spectrum plot), ``emission`` the others;
+    ``extra``: keys of further lines of the full table."""
     out = []
-    for ln in LINES:
+    for ln in (*LINES, *(by_key(k) for k in extra)):
         kinds = set(str(ln.kind).split("+"))
         absorption = bool(kinds & {"absorption", "both"})
         out.append({"name": ln.name, "wave": round(float(ln.wave), 3), "major": bool(ln.major),
@@ -154,7 +159,7 @@ class LabelService:
         return {"classes": self.classes, "keys": {k: str(i + 1) for i, k in enumerate(self.classes)},
                 "label_set": self.label_set.public(), "pool": printable(self.pool.spec),
                 "n_pool": len(self.pool), "who": who,
-                "lines": page_lines(),
+                "lines": page_lines(STAR_EXTRA_LINES if self.label_set.name == "emission" else ()),
                 "window": c.window, "strategy": c.strategy,
                 "catalog": printable(self.overlay.path.name) if self.overlay else None}
 
@@ -272,9 +277,15 @@ class LabelService:
 
     def export(self, fmt: str) -> tuple[bytes, str, str]:
         """(content, media type, file name) of every labeller's labels in ``fmt``."""
+        rows = self.db.labeller_rows()
+        for r in rows:                 # labels stored before TARGETIDs were: look them up
+            if not r["targetid"]:
+                try:
+                    r["targetid"] = self.targetid(r["item"])
+                except ServiceError:
+                    pass
         try:
-            return export_labels(self.db.labeller_rows(), fmt, label_set=self.label_set.name,
-                                 pool=self.pool.spec)
+            return export_labels(rows, fmt, label_set=self.label_set.name, pool=self.pool.spec)
         except KeyError:
             raise ServiceError(404, "export formats: csv, json, fits") from None
 

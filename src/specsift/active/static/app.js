@@ -122,7 +122,7 @@ function drawSpectrum(d) {
       opacity: 0.06, line: { width: 0 }, layer: "below" });
   }
   // axis titles as {text: …}: the bundled plotly drops a plain-string title
-  const axes = (xt) => ({ xaxis: { title: { text: xt }, gridcolor: "#eef0f5" },
+  const axes = (xt) => ({ xaxis: { title: { text: xt }, gridcolor: "#eef0f5", tickformat: "d" },
     yaxis: { title: { text: "flux" }, gridcolor: "#eef0f5" } });
   const base = { margin: { l: 64, r: 16, t: 26, b: 46 }, paper_bgcolor: "rgba(0,0,0,0)",
     plot_bgcolor: "#fff", hovermode: "x", showlegend: false };
