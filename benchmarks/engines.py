@@ -1,12 +1,12 @@
-"""Local vs Dask vs Ray Data: start-up overhead and throughput of `specsift predict`.
+"""Local vs Dask: start-up overhead and throughput of `specsift predict`.
 
     .venv/bin/python benchmarks/engines.py [--n 4000] [--workers 2] [--model NAME|PATH]
 
 Each engine runs in a fresh process (``specsift predict --engine E --workers W``) on the
 same simulated store; overhead = the time for a 1-batch input (cluster start, model load
 in every worker), throughput = spectra / (time − overhead) on ``--n`` spectra.  Outputs
-are checked to be the local catalog row for row.  Needs `pip install dask[distributed]
-'ray[data]'`.
+are checked to be the local catalog row for row.  Needs `pip install dask[distributed]`
+(the Ray Data engine was removed: docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--model", default=None)
-    ap.add_argument("--engines", nargs="+", default=["local", "dask", "ray"])
+    ap.add_argument("--engines", nargs="+", default=["local", "dask"])
     a = ap.parse_args()
     model, desc = model_for_bench(a.model)
     small, big = sim_store(256), sim_store(a.n)

@@ -32,8 +32,8 @@ def register(subparsers, name, help_):
                    help="continue an interrupted run of the same catalog")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing catalog made from other inputs")
-    p.add_argument("--engine", default="local", choices=("local", "dask", "ray"),
-                   help="local (default); dask: distributed (tested); ray: Ray Data")
+    p.add_argument("--engine", default="local", choices=("local", "dask"),
+                   help="local (default); dask: a Dask cluster (LocalCluster or --address)")
     p.add_argument("--address", default=None, metavar="HOST:PORT",
                    help="scheduler of a running Dask (tcp://…) or Ray cluster")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),

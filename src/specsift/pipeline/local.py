@@ -3,9 +3,9 @@
 Every engine is a generator of events for the orchestrator (:mod:`.run`), which alone
 writes part files and done markers:
 
-* ``("part", unit, batch, arrow_table, errors)`` — catalog rows of one batch; ``errors``
-  lists ``(source, message)`` of files that could not be read (their rows are flagged);
-* ``("unit", unit, n_batches)`` — every batch of ``unit`` has been sent.
+* :class:`PartReady` — catalog rows of one batch; ``errors`` lists ``(source, message)`` of
+  files that could not be read (their rows are flagged);
+* :class:`UnitSent` — every batch of a unit has been sent.
 
 The single-process engine reads in a background thread through a bounded queue, so reading
 and preprocessing (numpy, h5py, astropy: mostly GIL-free) overlap with inference while at
@@ -18,6 +18,7 @@ import os
 import queue
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -31,6 +32,23 @@ from .units import Unit, iter_unit
 __all__ = ["prepare_model", "predict_batch", "run_unit", "local_engine", "pool_engine"]
 
 _END = object()
+
+
+@dataclass(frozen=True)
+class PartReady:
+    """Catalog rows of batch ``batch`` of unit ``unit`` (an Arrow table) and the files of that
+    batch that could not be read."""
+    unit: int
+    batch: int
+    table: object
+    errors: list
+
+
+@dataclass(frozen=True)
+class UnitSent:
+    """Every batch of ``unit`` has been sent (``n_batches`` of them, skipped ones included)."""
+    unit: int
+    n_batches: int
 
 
 def prepare_model(model, device: str = "cpu", threads: int | None = None,
@@ -87,7 +105,7 @@ def run_unit(model, unit: Unit, batch_size: int, grid: LogGrid, skip=frozenset()
 # ------------------------------------------------------------------------- one process
 def local_engine(model, todo: list[tuple[int, Unit, set]], batch_size: int, grid: LogGrid,
                  save_chi2: bool = False, queue_size: int = 3,
-                 verify: bool = True, lines: bool = True) -> Iterator[tuple]:
+                 verify: bool = True, lines: bool = True) -> Iterator[PartReady | UnitSent]:
     """Reading thread → bounded queue → inference in this thread."""
     q: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
@@ -116,11 +134,11 @@ def local_engine(model, todo: list[tuple[int, Unit, set]], batch_size: int, grid
             if item[0] == "error":
                 raise item[1]
             if item[0] == "unit":
-                yield item
+                yield UnitSent(item[1], item[2])
                 continue
             _, idx, k, batch = item
             table = predict_batch(model, batch, save_chi2, verify, lines)
-            yield ("part", idx, k, table_to_arrow(table), read_errors(batch))
+            yield PartReady(idx, k, table_to_arrow(table), read_errors(batch))
     finally:
         stop.set()
         t.join(timeout=5)
@@ -152,7 +170,7 @@ def _work(unit: Unit, batch_size: int, grid: dict, skip, save_chi2: bool, verify
 
 def pool_engine(model_ref: str, todo, batch_size: int, grid: LogGrid, workers: int,
                 device: str = "cpu", save_chi2: bool = False,
-                verify: bool = True, lines: bool = True) -> Iterator[tuple]:
+                verify: bool = True, lines: bool = True) -> Iterator[PartReady | UnitSent]:
     """``workers`` processes, each with its own model and ``cores / workers`` torch threads;
     at most 2 units per worker in flight so memory stays bounded."""
     import multiprocessing as mp
@@ -178,9 +196,9 @@ def pool_engine(model_ref: str, todo, batch_size: int, grid: LogGrid, workers: i
                 yield from unit_events(idx, fut.result())
 
 
-def unit_events(idx: int, results) -> Iterator[tuple]:
+def unit_events(idx: int, results) -> Iterator[PartReady | UnitSent]:
     """Events for one unit's collected results (the shape every remote engine returns)."""
     for k, at, errors in results:
         if at is not None:
-            yield ("part", idx, k, at, errors)
-    yield ("unit", idx, len(results))
+            yield PartReady(idx, k, at, errors)
+    yield UnitSent(idx, len(results))

@@ -16,14 +16,14 @@ from pathlib import Path
 
 from ..io.catalog import merge_parts
 from ..term import printable
-from .local import local_engine, pool_engine, prepare_model
+from .local import PartReady, local_engine, pool_engine, prepare_model
 from .parts import RunDir
 from .preflight import KEY, check_run, holds_output_lock
 from .units import plan_units
 
 __all__ = ["predict", "default_model_name", "PredictResult", "ENGINES"]
 
-ENGINES = ("local", "dask", "ray")
+ENGINES = ("local", "dask")
 #: Bundled models in order of preference for the default.
 _PREFERENCE = ("gasnet", "speccznet", "eigen")
 
@@ -124,14 +124,10 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
         events = local_engine(model_obj, todo, batch_size, grid, save_chi2, verify=verify, lines=lines)
     elif engine == "local":
         events = pool_engine(ref, todo, batch_size, grid, workers, device, save_chi2, verify, lines)
-    elif engine == "dask":
+    else:
         from .dask_engine import dask_engine
         events = dask_engine(ref, todo, batch_size, grid, workers, device, save_chi2, address,
                              verify, lines)
-    else:
-        from .ray_engine import ray_engine
-        events = ray_engine(ref, todo, batch_size, grid, workers, device, save_chi2, address,
-                            verify, lines)
 
     t0 = time.perf_counter()
     rows, errors, unit_rows = 0, [], {}
@@ -141,10 +137,10 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
                sum(d.get("rows", 0) for d in done_units.values()), progress)
     try:
         for ev in events:
-            if ev[0] == "part":
-                _, idx, k, table, errs = ev
-                written = run_dir.write_part(idx, k, table)
-                unit_rows.setdefault(idx, {})[k] = written
+            if isinstance(ev, PartReady):
+                idx, errs = ev.unit, ev.errors
+                written = run_dir.write_part(idx, ev.batch, ev.table)
+                unit_rows.setdefault(idx, {})[ev.batch] = written
                 rows += written
                 if bar.n + written > bar.total:          # a file held more than expected
                     bar.total = bar.n + written
@@ -153,11 +149,11 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
                     errors.append((src, msg))
                     bar.write(printable(f"specsift predict: {src}: could not be read, row "
                                         f"flagged BAD_INPUT ({msg[:200]})"), file=sys.stderr)
-            else:
-                known = unit_rows.pop(ev[1], None)
-                run_dir.finish_unit(ev[1], ev[2], known)
-                _correct_total(bar, expected[ev[1]], sum((known or {}).values()),
-                               ev[2] - len(known or {}))
+            else:                                     # UnitSent
+                known = unit_rows.pop(ev.unit, None)
+                run_dir.finish_unit(ev.unit, ev.n_batches, known)
+                _correct_total(bar, expected[ev.unit], sum((known or {}).values()),
+                               ev.n_batches - len(known or {}))
                 run_dir.write_progress(len(units), rows, len(errors))
     finally:
         bar.close()
