@@ -35,7 +35,8 @@ def check_token_text(token: str) -> str:
     return token
 
 
-def _is_loopback(name: str) -> bool:
+def is_loopback(name: str) -> bool:
+    """localhost or a loopback address (the only hosts served without a token)."""
     if name == "localhost":
         return True
     try:
@@ -82,7 +83,7 @@ class Guard:
         host = request.headers.get("host", "")
         if self.token is None:
             name, port = _split_host(host)
-            if name is None or not _is_loopback(name) or (
+            if name is None or not is_loopback(name) or (
                     self.port is not None and (port or 80) != self.port):
                 return 403, ("Host header not allowed: open the page as http://127.0.0.1"
                              + (f":{self.port}" if self.port else "") + "/ (or give --token)")

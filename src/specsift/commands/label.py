@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 
 def register(subparsers, name, help_):
     p = subparsers.add_parser(name, help=help_, description=(
@@ -30,26 +28,18 @@ def register(subparsers, name, help_):
     p.set_defaults(func=run)
 
 
-def _is_local(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def run(args) -> int:
     from ..cli import UsageError
-    if not _is_local(args.host) and not args.token:
-        raise UsageError(f"serving on {args.host} exposes the page beyond this machine: "
-                         f"give --token SECRET (then open http://HOST:{args.port}/?token=SECRET)")
     try:
         import uvicorn
 
         from ..active.webapp import create_app
+        from ..active.webguard import is_loopback
     except ModuleNotFoundError as exc:
         raise UsageError(f"the web page needs {exc.name}: pip install 'specsift[web]'") from None
+    if not is_loopback(args.host) and not args.token:
+        raise UsageError(f"serving on {args.host} exposes the page beyond this machine: "
+                         f"give --token SECRET (then open http://HOST:{args.port}/?token=SECRET)")
     from ..active.loop import LoopConfig
     cfg = None
     if args.strategy or args.batch or args.width:

@@ -159,6 +159,17 @@ def sky_on_grid(grid: LogGrid):
     return np.clip(sky, 0.05, None).astype(np.float32), np.clip(gain, 0.02, None).astype(np.float32)
 
 
+def refine_snr_scale(a: np.ndarray, q: np.ndarray, e: np.ndarray, mask: np.ndarray,
+                     snr: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """Secant refinement of the per-spectrum scale ``a`` so that the measured median of
+    (a·q + e) — the S/N a reader would measure — is the drawn ``snr`` (noise changes it)."""
+    for _ in range(rounds):
+        m = masked_median(a[:, None] * q + e, mask)
+        m = np.where(np.isfinite(m) & (m > 0), m, snr)
+        a = a * np.clip(snr / m, 0.5, 2.0)
+    return a
+
+
 def masked_median(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Row medians over unmasked entries without nanmedian's per-row loop: masked entries
     become +inf and −inf alternately, which leaves the median of the rest in place (to half
@@ -225,11 +236,7 @@ def apply_instrument(flux: np.ndarray, grid: LogGrid, snr, rng: np.random.Genera
         c = (1 - np.sqrt(max(1 - 2 * noise_corr ** 2, 0))) / (2 * noise_corr)
         e[:, 1:-1] = (e[:, 1:-1] + c * (e[:, :-2] + e[:, 2:])) / np.float32(np.sqrt(1 + 2 * c * c))
     if not noiseless:
-        # secant refinement of √k on the measured median of (a·q + e)
-        for _ in range(3):
-            m = masked_median(a[:, None] * q + e, mask)
-            m = np.where(np.isfinite(m) & (m > 0), m, snr)
-            a = a * np.clip(snr / m, 0.5, 2.0)
+        a = refine_snr_scale(a, q, e, mask, snr)
     sigma = sq / a[:, None]
     out = flux.copy()
     if not noiseless:

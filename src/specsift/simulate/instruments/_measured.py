@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from ...spectra import LogGrid
-from ..instrument import Resolution, apply_lsf, masked_median
+from ..instrument import Resolution, apply_lsf, masked_median, refine_snr_scale
 from ..lines import C_KMS
 from ..templates import template_dir
 
@@ -138,10 +138,7 @@ def observe_measured(flux, grid: LogGrid, snr, rng, m: dict, resolution,
     q = flux / sq
     a = snr / np.where((mq := masked_median(q, mask)) > 0, mq, 1.0)
     if not noiseless:
-        for _ in range(3):
-            mm = masked_median(a[:, None] * q + e, mask)
-            mm = np.where(np.isfinite(mm) & (mm > 0), mm, snr)
-            a = a * np.clip(snr / mm, 0.5, 2.0)
+        a = refine_snr_scale(a, q, e, mask, snr)
     sigma = sq / a[:, None]
     out = flux.copy()
     if not noiseless:
