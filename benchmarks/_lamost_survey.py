@@ -14,10 +14,9 @@ import csv
 import itertools
 from pathlib import Path
 
+import _lamost_real as LR
 import numpy as np
 from astropy.table import Table, vstack
-
-import _lamost_real as LR
 
 C_KMS = 299792.458
 LETTERS = set("AFGKM")

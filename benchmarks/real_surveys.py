@@ -30,7 +30,6 @@ numbers in ``specsift.verify.stage.VerifyOptions.zerr_scale``.  CPU time is for 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
