@@ -70,7 +70,7 @@ def sdss():
 
 def lamost():
     """Every lamost-real file (labels, S/N_g and the held-out split from labels.csv) and the
-    15 spectra of ``lamost/`` (labels from their headers; not in the split, never trained on)."""
+    16 spectra of ``lamost/`` (labels from their headers; not in the split, never trained on)."""
     import _lamost_survey as LS
     root = SHARED / "lamost-real"
     lab = LS.labels(root)
