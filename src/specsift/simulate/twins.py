@@ -41,11 +41,8 @@ def simulate_like(labels, z, snr, seed=0, instrument="sdss", sdss1=None,
                                        kw.get("bad_pixels", True), kw.get("bal_fraction", 0.1),
                                        like=like)
         k = sl.size
-        piece = object.__new__(SpectraBatch)
-        piece.loglam = grid.loglam
-        piece.flux, piece.ivar, piece.mask = out[:k], ivar[:k], mask[:k]
         t = Table({c: v[:k] for c, v in meta.items()})
         t["INPUT_FLAGS"] = np.zeros(k, np.int32)
-        piece.meta = t
+        piece = SpectraBatch._unchecked(grid.loglam, out[:k], ivar[:k], mask[:k], t)
         parts.append(piece)
     return SpectraBatch.concatenate(parts) if len(parts) > 1 else parts[0]
