@@ -90,3 +90,27 @@ def test_eigen_pixel_chi2_gap_adds_up_to_deltachi2():
     top = w[np.argsort(gap)[-20:]] / (1 + info["catalog"]["Z"][0])
     lines = np.array([3934.8, 3969.6, 4305.6, 5176.7, 5894.0, 6564.6, 4862.7])
     assert np.mean(np.min(np.abs(top[:, None] - lines[None]), axis=1) < 25) >= 0.5
+
+
+def test_explanation_plot_draws_the_fitted_emission_lines(tmp_path, monkeypatch):
+    """#19: explain draws the emission-line stage's fitted lines over the spectrum (the
+    SDSS star-forming galaxy has Hα measured at high S/N)."""
+    import specsift.lines.plot as lplot
+    from specsift.explain import plot_explanation
+    from specsift.lines import add_lines
+    batch = read(str(DEMO / "spec-0266-51602-0107.fits"))
+    cat = add_lines(batch, load_model("gasnet").predict(batch))
+    assert cat["HALPHA_FLUX"][0] * np.sqrt(cat["HALPHA_FLUX_IVAR"][0]) > 10
+    drawn = []
+    real = lplot.draw_lines
+    monkeypatch.setattr(lplot, "draw_lines", lambda ax, row, *a, **k: drawn.append(
+        real(ax, row, *a, **k)))
+    sal = np.ones_like(batch.flux)
+    z = float(cat["Z"][0])
+    plot_explanation(batch, 0, sal, z, "GALAXY", tmp_path / "a.png", line_row=cat[0])
+    assert len(drawn) == 1
+    wave = batch.wave
+    ha = np.argmin(np.abs(wave - 6564.6 * (1 + z)))
+    model = drawn[0]                                    # continuum + lines, peaks at Hα
+    assert model[ha] > np.nanmedian(model) + 0.5 * (np.nanmax(batch.flux[0]) - np.nanmedian(
+        batch.flux[0]))

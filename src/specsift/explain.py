@@ -83,8 +83,11 @@ def integrated_gradients(model, batch: SpectraBatch, target: np.ndarray | None =
 
 
 def plot_explanation(batch: SpectraBatch, k: int, saliency: np.ndarray, z: float, label: str,
-                     path, title: str = "") -> Path:
-    """Spectrum ``k`` with |saliency| shaded beneath and the lines marked at (1+z)·λ_rest."""
+                     path, title: str = "", line_row=None) -> Path:
+    """Spectrum ``k`` with |saliency| shaded beneath and the lines marked at (1+z)·λ_rest;
+    with ``line_row`` (a catalog row with the emission-line stage's columns) the fitted line
+    model is drawn over the spectrum too, so a reader sees which measured lines the network
+    looked at."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -106,6 +109,9 @@ def plot_explanation(batch: SpectraBatch, k: int, saliency: np.ndarray, z: float
         if ln.major or z < 0.8:
             ax.text(w, ax.get_ylim()[1], ln.name, rotation=90, va="top", ha="right", fontsize=7,
                     color="tab:blue")
+    if line_row is not None:
+        from .lines.plot import draw_lines
+        draw_lines(ax, line_row, batch.loglam, flux=batch.flux[k])
     ax.set_ylabel("flux")
     ax2.set_xlabel("observed wavelength (Å)")
     ax.set_title(title or f"{label}  z = {z:.4f}")

@@ -60,7 +60,8 @@ def _explain_batch(model, batch, args, out: Path, n: int, rows: list, per_class:
                    plotted: int) -> int:
     """Saliency of one batch: plots (up to --n-plots), rows and the class summary."""
     from ..explain import integrated_gradients, line_attention, plot_explanation
-    cat = model.predict(batch)
+    from ..lines import add_lines
+    cat = add_lines(batch, model.predict(batch))       # the fitted lines go on the plots
     sal = integrated_gradients(model, batch, steps=args.steps)
     z = np.asarray(cat["Z"], float)
     labels = np.asarray(cat["CLASS_LABEL"], str)
@@ -69,7 +70,7 @@ def _explain_batch(model, batch, args, out: Path, n: int, rows: list, per_class:
         row = {"TARGETID": tid, "CLASS_LABEL": labels[k], "Z": float(z[k])}
         if plotted < args.n_plots and labels[k]:
             f = plot_explanation(batch, k, sal, z[k], labels[k], out / f"explain-{n + k:05d}.png",
-                                 title=f"{tid}: {labels[k]}  z = {z[k]:.4f}")
+                                 title=f"{tid}: {labels[k]}  z = {z[k]:.4f}", line_row=cat[k])
             row["plot"] = f.name
             plotted += 1
         rows.append(row)
