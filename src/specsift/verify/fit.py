@@ -305,40 +305,45 @@ def scan(prep: Prepared, basis: Basis, spec: np.ndarray, centres: np.ndarray,
     return (chi2, coefs) if coef else chi2
 
 
-def _walk(prep: Prepared, basis: Basis, spec, best, lim_lo, lim_hi, steps: int = 5):
-    """Walk downhill one pixel at a time (at most ``steps`` scans) from ``best`` while the χ²
-    minimum of (best − 1, best, best + 1) is at an end: the integer minimum, χ² at it and its
-    neighbours (R, 3), and the coefficients at it.
+def _walk(prep: Prepared, basis: Basis, spec, best, lim_lo, lim_hi, steps: int = 5,
+          reach: int = 2):
+    """Walk downhill one pixel at a time (at most ``steps`` decisions) from ``best`` while the
+    χ² minimum of (best − 1, best, best + 1) is at an end: the integer minimum, χ² at it and
+    its neighbours (R, 3), and the coefficients at it.
 
-    Why one new shift per step: after a move two of the three χ² (and the coefficients at
-    the new centre) are already known, so a step costs a third of a three-shift scan."""
-    R = len(spec)
-    best = best.copy()
-    coef = np.zeros((R, basis.ntemplate + prep.npoly))
-    c3, cf3 = scan(prep, basis, spec, best, np.array([-1, 0, 1]), coef=True)
+    Why this way: shifts ``best ± reach`` are scanned at once (one common frame, one GEMM per
+    chunk: a coarse minimum on 4-pixel bins lies within ±2 pixels of the fine one nearly
+    always), and the walk reads them from that table; only a row that walks past them gets
+    its one missing shift scanned.  The decisions are those of a walk that scans
+    (best − 1, best, best + 1) at every step."""
+    R, k = len(spec), basis.ntemplate + prep.npoly
+    mid = reach + steps                       # table column of the starting shift
+    tab = np.zeros((R, 2 * mid + 1))
+    tcf = np.zeros((R, 2 * mid + 1, k))
+    known = np.zeros((R, 2 * mid + 1), bool)
+    offs = np.arange(-reach, reach + 1)
+    tab[:, mid + offs], tcf[:, mid + offs] = scan(prep, basis, spec, best, offs, coef=True)
+    known[:, mid + offs] = True
+    best, pos = best.copy(), np.full(R, mid)
+    c3, coef = np.zeros((R, 3)), np.zeros((R, k))
     todo = np.arange(R)
-    d = np.zeros(R, np.int64)
-    for it in range(steps):
+    for _ in range(steps):
         if not len(todo):
             break
-        if it:
-            dt = d[todo]
-            cn, cfn = scan(prep, basis, spec[todo], best[todo] + dt, np.zeros(1, np.int64),
-                           coef=True)
-            right = dt > 0
-            keep = np.where(right[:, None], np.array([1, 2]), np.array([0, 1]))
-            c_old = np.take_along_axis(c3[todo], keep, 1)
-            f_old = np.take_along_axis(cf3[todo], keep[..., None], 1)
-            c3[todo] = np.where(right[:, None], np.concatenate([c_old, cn], 1),
-                                np.concatenate([cn, c_old], 1))
-            cf3[todo] = np.where(right[:, None, None], np.concatenate([f_old, cfn], 1),
-                                 np.concatenate([cfn, f_old], 1))
-        k = np.argmin(c3[todo], axis=1)
-        coef[todo] = cf3[todo, 1]
-        move = (k != 1) & (best[todo] > lim_lo[todo]) & (best[todo] < lim_hi[todo])
-        d[todo] = k - 1
-        todo = todo[move]
-        best[todo] += d[todo]
+        for side in (-1, 1):
+            need = todo[~known[todo, pos[todo] + side]]
+            if len(need):
+                cn, cfn = scan(prep, basis, spec[need], best[need] + side,
+                               np.zeros(1, np.int64), coef=True)
+                tab[need, pos[need] + side], tcf[need, pos[need] + side] = cn[:, 0], cfn[:, 0]
+                known[need, pos[need] + side] = True
+        c = np.take_along_axis(tab[todo], pos[todo][:, None] + np.array([-1, 0, 1]), 1)
+        c3[todo], coef[todo] = c, tcf[todo, pos[todo]]
+        kk = np.argmin(c, axis=1)
+        move = (kk != 1) & (best[todo] > lim_lo[todo]) & (best[todo] < lim_hi[todo])
+        todo, d = todo[move], kk[move] - 1
+        best[todo] += d
+        pos[todo] += d
     return best, c3, coef
 
 
