@@ -21,7 +21,7 @@ import numpy as np
 from .linalg import chol_quad
 from .templates import Basis
 
-__all__ = ["Prepared", "prepare", "bin_prepared", "bin_basis", "scan", "refine",
+__all__ = ["Prepared", "prepare", "take_rows", "bin_prepared", "bin_basis", "scan", "refine",
            "normal_equations", "single_template_chi2", "NPOLY"]
 
 #: polynomial terms (1, x, P₂(x)) in observed λ — Redrock's archetypes and idlspec2d use 3
@@ -86,6 +86,13 @@ def prepare(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray, npoly: int = N
         np.multiply(w, P[k], out=x3[:, k - 1])
     x3[:, npoly - 1] = wf
     return Prepared(w, x3, G, bp, F, ngood, scale, P)
+
+
+def take_rows(prep: Prepared, rows) -> Prepared:
+    """``prep`` of the spectra ``rows`` only (e.g. to bin just the few a pass needs)."""
+    rows = np.asarray(rows, np.int64)
+    return Prepared(prep.w[rows], prep.x3[rows], prep.G[rows], prep.bp[rows], prep.F[rows],
+                    prep.ngood[rows], prep.scale[rows], prep.legendre)
 
 
 def bin_prepared(prep: Prepared, factor: int) -> Prepared:
