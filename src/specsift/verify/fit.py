@@ -206,12 +206,16 @@ def _frames(prep: Prepared, spec, centres):
         sp = spec[rows]
         Rw = buf_w[:n * J].reshape(n, J)
         R3 = buf_3[:n * K * J].reshape(n, K, J)
-        if J > P:
-            Rw.fill(0.0)
-            R3.fill(0.0)
         for i, (r, o) in enumerate(zip(sp, s_max - c)):   # a row copy beats np.take here
             Rw[i, o:o + P] = prep.w[r]
             R3[i, :, o:o + P] = prep.x3[r]
+            # zero only the margins: filling the whole buffer first wrote every byte twice
+            if o:
+                Rw[i, :o] = 0.0
+                R3[i, :, :o] = 0.0
+            if o + P < J:
+                Rw[i, o + P:] = 0.0
+                R3[i, :, o + P:] = 0.0
         yield rows, Rw, R3.reshape(n * K, J), s_max, J
 
 
