@@ -39,9 +39,9 @@ def stages(model, store: Path, batch_size: int) -> dict:
     import pyarrow.parquet as pq
     import torch
 
+    from specsift.lines import add_lines
     from specsift.pipeline.parts import table_to_arrow
     from specsift.pipeline.units import iter_unit, plan_units
-    from specsift.lines import add_lines
     from specsift.verify import verify_catalog
 
     fwd = {"t": 0.0}

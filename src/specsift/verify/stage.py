@@ -22,8 +22,7 @@ from astropy.table import Table
 from ..classes import spectype_of
 from ..flags import ZWARN
 from .candidates import Candidates
-from .fit import (bin_basis, bin_prepared, prepare, refine, scan, single_template_chi2,
-                  take_rows)
+from .fit import bin_basis, bin_prepared, prepare, refine, scan, single_template_chi2, take_rows
 from .linalg import chol_quad
 from .templates import SPECTYPES, Z_MAX, bases_for
 
