@@ -3,9 +3,11 @@ for each CPU inference variant with its accuracy.
 
     .venv/bin/python benchmarks/predict_speed.py [--n 4000] [--model NAME|PATH]
                                                  [--precision fp32 bf16 int8] [--fits 800]
+                                                 [--fits-table 20]
 
 One torch thread (one core).  Stages: reading (store → batches on the model grid), the
-network forward pass, the rest of ``model.predict`` (normalisation, heads, catalog), and
+network forward pass, the rest of ``model.propose`` (normalisation, heads, catalog), the
+verification stage (``specsift.verify``), the emission-line stage (``specsift.lines``), and
 writing (Arrow + Parquet part).  End to end = ``specsift.pipeline.predict`` on a
 simulated store (``thirteen`` class mix) to a Parquet catalog; accuracy = GF(0.003),
 GF(0.01) and class accuracy against the simulation's truth, per precision, so a variant
@@ -13,6 +15,10 @@ is acceptable only where GF(0.003) stays within 0.002 of fp32.  Every end-to-end
 twice, with the verification stage (the default of ``specsift predict``) and with
 ``--no-verify``; ``--fits N`` adds the same from N SDSS spec files (copies of the 8 in
 ``../shared/data/sdss``), CPU time of the whole process (reader thread included) per spectrum.
+Each spec file is one spectrum behind a FITS open, five HDUs and an astropy table, so that
+row measures the per-file cost of opening SDSS's one-spectrum files (~13–36 ms a file here),
+not the stages; ``--fits-table K`` times K copies of ``sdss-labelled-50.fits`` (50 spectra in
+one table file), the FITS path where the per-spectrum stages dominate.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ def stages(model, store: Path, batch_size: int) -> dict:
     import pyarrow.parquet as pq
     import torch
 
+    from specsift.lines import add_lines
     from specsift.pipeline.parts import table_to_arrow
     from specsift.pipeline.units import iter_unit, plan_units
     from specsift.verify import verify_catalog
@@ -43,7 +50,7 @@ def stages(model, store: Path, batch_size: int) -> dict:
         net.register_forward_pre_hook(lambda *a: fwd.__setitem__("t0", time.process_time()))
         net.register_forward_hook(lambda *a: fwd.__setitem__(
             "t", fwd["t"] + time.process_time() - fwd["t0"]))
-    t = {"read": 0.0, "predict": 0.0, "verify": 0.0, "write": 0.0}
+    t = {"read": 0.0, "predict": 0.0, "verify": 0.0, "lines": 0.0, "write": 0.0}
     n = 0
     with tempfile.TemporaryDirectory() as tmp:
         for unit in plan_units([store], batch_size):
@@ -62,6 +69,9 @@ def stages(model, store: Path, batch_size: int) -> dict:
                 t0 = time.process_time()
                 cat = verify_catalog(model.check_batch(batch), cat, cands)
                 t["verify"] += time.process_time() - t0
+                t0 = time.process_time()
+                cat = add_lines(batch, cat)
+                t["lines"] += time.process_time() - t0
                 t0 = time.process_time()
                 pq.write_table(table_to_arrow(cat), Path(tmp) / "p.parquet")
                 t["write"] += time.process_time() - t0
@@ -90,6 +100,8 @@ def main() -> None:
     ap.add_argument("--precision", nargs="+", default=["fp32", "bf16", "int8"])
     ap.add_argument("--fits", type=int, default=0, metavar="N",
                     help="also time predict on N SDSS spec files (copies of the real ones)")
+    ap.add_argument("--fits-table", type=int, default=0, metavar="K",
+                    help="also time predict on K copies of sdss-labelled-50.fits (50 a file)")
     a = ap.parse_args()
     import torch
 
@@ -104,8 +116,8 @@ def main() -> None:
     n = s["n"]
     print("\n| stage | CPU seconds | µs / spectrum | share |")
     print("|---|---|---|---|")
-    total = s["read"] + s["predict"] + s["verify"] + s["write"]
-    for k in ("read", "forward", "predict_rest", "verify", "write"):
+    total = s["read"] + s["predict"] + s["verify"] + s["lines"] + s["write"]
+    for k in ("read", "forward", "predict_rest", "verify", "lines", "write"):
         print(f"| {k} | {s[k]:.2f} | {1e6 * s[k] / n:.0f} | {100 * s[k] / total:.0f}% |")
     print(f"| total | {total:.2f} | {1e6 * total / n:.0f} | 100% |")
 
@@ -128,23 +140,30 @@ def main() -> None:
                       f"{r.rate:.0f} | {acc['GF_0.003']:.4f} | {acc['GF_0.01']:.4f} | "
                       f"{acc['acc'] if acc['acc'] is None else round(acc['acc'], 4)} |"
                       + ("" if ok else " (GF(0.003) off by > 0.002: not acceptable)"))
+        runs = []
         if a.fits:
-            files = fits_copies(Path(tmp) / "fits", a.fits)
+            runs.append((f"{a.fits} SDSS spec files",
+                         fits_copies(Path(tmp) / "fits", a.fits, "spec-*.fits")))
+        if a.fits_table:
+            runs.append((f"{a.fits_table} × sdss-labelled-50.fits ({50 * a.fits_table} spectra)",
+                         fits_copies(Path(tmp) / "table", a.fits_table, "sdss-labelled-50.fits")))
+        for k, (label, files) in enumerate(runs):
             for verify in (True, False):
-                out = Path(tmp) / f"fits-{verify}.parquet"
+                out = Path(tmp) / f"fits{k}-{verify}.parquet"
                 c0 = time.process_time()
                 r = predict([files], out, model=ref, batch_size=a.batch_size, threads=1,
                             progress=False, verify=verify)
                 cpu = time.process_time() - c0
-                print(f"| {a.fits} SDSS spec files | fp32 | {'yes' if verify else 'no'} | "
+                print(f"| {label} | fp32 | {'yes' if verify else 'no'} | "
                       f"{r.rows / cpu:.0f} | {r.rate:.0f} | | | |")
 
 
-def fits_copies(folder: Path, n: int) -> Path:
-    """``n`` SDSS spec files in ``folder``: copies of the real ones in ../shared/data/sdss."""
+def fits_copies(folder: Path, n: int, pattern: str) -> Path:
+    """``n`` files in ``folder``: copies of the real ones matching ``pattern`` in
+    ../shared/data/sdss."""
     import shutil
     src = sorted((Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss")
-                 .glob("spec-*.fits"))
+                 .glob(pattern))
     folder.mkdir(parents=True)
     for k in range(n):
         shutil.copy(src[k % len(src)], folder / f"{k:05d}-{src[k % len(src)].name}")

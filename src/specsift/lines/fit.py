@@ -162,13 +162,23 @@ class _Problem:
         self.s_start = np.broadcast_to(np.array([gr.sigma0 for gr in model.groups])
                                        / self.kms_pix, (n, g)).copy()
 
-    def evaluate(self, theta, jac=True):
-        """Model (N, M) and, if ``jac``, the Jacobian (N, M, n_params)."""
+    def evaluate(self, theta, jac=True, buf=None):
+        """Model (N, M) and, if ``jac``, the Jacobian (N, M, n_params); written into ``buf``
+        ((out, J) arrays of those shapes) when given.
+
+        Why the buffers: J is megabytes per call and fresh memory costs a page fault per
+        4 kB, which on a busy machine was a large part of the fit; the LM loop reuses two."""
         mdl = self.model
         n, m = self.n, self.m
         theta = theta.astype(_DT)
-        out = np.zeros((n, m), _DT)
-        J = np.zeros((n, m, self.np), _DT) if jac else None
+        if buf is None:
+            out = np.zeros((n, m), _DT)
+            J = np.zeros((n, m, self.np), _DT) if jac else None
+        else:
+            out, J = buf
+            out.fill(0.0)
+            if jac:
+                J.fill(0.0)
         for k, sl in enumerate(self.slices):
             col = self.ka + (2 * k if mdl.slope else k)
             out[:, sl] += theta[:, col, None]
@@ -210,8 +220,8 @@ class _Problem:
         return theta
 
 
-def _normal(J, w, r, prec, mean, theta):
-    Jw = J * w[:, :, None]
+def _normal(J, w, r, prec, mean, theta, buf=None):
+    Jw = np.multiply(J, w[:, :, None], out=buf)
     H = np.einsum("nmp,nmq->npq", Jw, J, optimize=True).astype(np.float64)
     g = np.einsum("nmp,nm->np", Jw, r, optimize=True).astype(np.float64)
     diag = np.arange(H.shape[1])
@@ -258,20 +268,22 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
     out, J = prob.evaluate(theta)
     chi2 = _chi2_of(prob, out, theta, prec, mean)
     dg = np.arange(prob.np)
+    trial_buf = (np.empty_like(out), np.empty_like(J))
+    jw_buf = np.empty_like(J)
     for _ in range(n_iter):
-        H, g = _normal(J, prob.w, prob.y - out, prec, mean, theta)
+        H, g = _normal(J, prob.w, prob.y - out, prec, mean, theta, jw_buf)
         H[:, dg, dg] *= 1.0 + lam[:, None]
         step = np.linalg.solve(H, g[..., None])[..., 0]
         trial = prob.clamp(theta + step)
-        out_t, J_t = prob.evaluate(trial)
+        out_t, J_t = prob.evaluate(trial, buf=trial_buf)
         chi2_t = _chi2_of(prob, out_t, trial, prec, mean)
         better = chi2_t < chi2
         theta = np.where(better[:, None], trial, theta)
-        out = np.where(better[:, None], out_t, out)
-        J = np.where(better[:, None, None], J_t, J)
+        out[better] = out_t[better]          # in place: the accepted rows only
+        J[better] = J_t[better]
         chi2 = np.where(better, chi2_t, chi2)
         lam = np.where(better, lam * 0.3, lam * 10.0)
-    H, _ = _normal(J, prob.w, prob.y - out, prec, mean, theta)
+    H, _ = _normal(J, prob.w, prob.y - out, prec, mean, theta, jw_buf)
     cov = white = _inverse(H)
     if noise_corr > 0:
         cov = cov @ _correlated_meat(prob, J, H, noise_corr) @ cov

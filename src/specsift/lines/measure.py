@@ -12,10 +12,12 @@ VSHIFT the velocity offset from the given redshift in km/s.  Errors are inverse 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
-from astropy.table import Table
+from astropy.table import Column, Table
 
 from .continuum import stellar_continuum
 from .fit import fit_lines
@@ -25,7 +27,8 @@ from .table import C_KMS
 #: lag-1 noise correlation of SDSS coadd pixels (resampling), measured on real spectra
 SDSS_NOISE_CORR = 0.28
 
-__all__ = ["measure_lines", "LINE_COLUMNS", "line_names", "QSO_BROAD_NAMES"]
+__all__ = ["measure_lines", "line_columns", "line_table", "LINE_COLUMNS", "line_names",
+           "QSO_BROAD_NAMES"]
 
 #: catalog names of the broad lines (fastspecfit's, Mg II as one unresolved doublet)
 QSO_BROAD_NAMES = {"LYALPHA_BROAD": "LYALPHA", "CIV_BROAD": "CIV_1549", "CIII_BROAD": "CIII_1908",
@@ -191,6 +194,32 @@ def measure_lines(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=No
     ``white``: also return a table of the *_IVAR columns computed from ivar alone (as the
     SDSS pipeline's errors are), for rules whose thresholds were set on such errors.
     """
+    out, wt, fits = line_columns(loglam, flux, ivar, z, spectype, continuum, sigma_inst,
+                                 noise_corr)
+    res = (line_table(out),) + ((Table(wt, copy=False),) if white else ()) + \
+        ((fits,) if return_fits else ())
+    return res[0] if len(res) == 1 else res
+
+
+@lru_cache(maxsize=1)
+def _units() -> dict[str, u.UnitBase]:
+    """Every line column's unit, parsed once (parsing ~170 unit strings a batch cost more
+    than building the table)."""
+    return {f"{name}_{col}": u.Unit(unit) for name in line_names()
+            for col, unit in LINE_COLUMNS.items()}
+
+
+def line_table(cols: dict[str, np.ndarray]) -> Table:
+    """The line columns of :func:`line_columns` as a Table with their units (no copies)."""
+    units = _units()
+    return Table([Column(v, name=k, unit=units[k], copy=False) for k, v in cols.items()],
+                 copy=False)
+
+
+def line_columns(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=None,
+                 noise_corr: float = SDSS_NOISE_CORR):
+    """:func:`measure_lines` as plain arrays: (columns, white-noise *_IVAR columns, fits),
+    for callers that add them to a catalog themselves (no intermediate Tables)."""
     loglam = np.asarray(loglam, float)
     flux = np.asarray(flux, np.float32)
     ivar = np.asarray(ivar, np.float32)
@@ -215,9 +244,4 @@ def measure_lines(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=No
     if qso.size:
         fits["QSO"] = (qso, _quasars(out, wt, loglam, flux[qso], ivar[qso], z[qso], qso, sig[qso],
                                      noise_corr))
-    table = Table(out)
-    for name in line_names():
-        for col, unit in LINE_COLUMNS.items():
-            table[f"{name}_{col}"].unit = unit
-    res = (table,) + ((Table(wt),) if white else ()) + ((fits,) if return_fits else ())
-    return res[0] if len(res) == 1 else res
+    return out, wt, fits

@@ -12,10 +12,10 @@ SUBTYPE_FROM_LINES says which rows the rules decided.
 from __future__ import annotations
 
 import numpy as np
-from astropy.table import Table, hstack
+from astropy.table import Table
 
 from ..classes import CLASS_SETS, map_sdss, subtype_of
-from .measure import LINE_COLUMNS, line_names, measure_lines
+from .measure import LINE_COLUMNS, line_columns, line_names, line_table
 from .rules import sdss_subclass
 
 __all__ = ["add_lines", "class_set_of", "STAGE_COLUMNS"]
@@ -46,14 +46,14 @@ def add_lines(batch, catalog: Table, continuum=None, sigma_inst=None) -> Table:
         raise ValueError(f"catalog has {len(catalog)} rows for {len(batch)} spectra")
     z = np.asarray(catalog["Z"], float)
     spectype = np.char.strip(np.asarray(catalog["SPECTYPE"]).astype(str))
-    lines, white = measure_lines(batch.loglam, batch.flux, batch.ivar, z, spectype,
-                                 continuum=continuum, sigma_inst=sigma_inst, white=True)
+    cols, white, _ = line_columns(batch.loglam, batch.flux, batch.ivar, z, spectype,
+                                  continuum=continuum, sigma_inst=sigma_inst)
     # SDSS's detection thresholds were set on its ivar-only (white-noise) errors
-    rule_input = lines.copy(copy_data=False)
-    for c in white.colnames:
-        rule_input[c] = white[c]
-    sub, bpt_ok, broad_ok = sdss_subclass(rule_input, spectype, z)
-    out = hstack([catalog, lines], join_type="exact", metadata_conflicts="silent")
+    sub, bpt_ok, broad_ok = sdss_subclass({**cols, **white}, spectype, z)
+    # the catalog's columns are not copied: every column below replaces, never writes into,
+    # one of them (a copy and an hstack were a tenth of the stage)
+    out = catalog.copy(copy_data=False)
+    out.add_columns(list(line_table(cols).columns.values()), copy=False)
     out["SUBCLASS_LINES"] = sub
     label_net = np.asarray(catalog["CLASS_LABEL"]).astype("U24")
     # after verification *_NET already hold the network's own answer: keep them

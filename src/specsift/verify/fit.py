@@ -14,14 +14,14 @@ not depend on the shift and is computed once per spectrum.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .linalg import chol_quad
 from .templates import Basis
 
-__all__ = ["Prepared", "prepare", "bin_prepared", "bin_basis", "scan", "refine",
+__all__ = ["Prepared", "prepare", "take_rows", "bin_prepared", "bin_basis", "scan", "refine",
            "normal_equations", "single_template_chi2", "NPOLY"]
 
 #: polynomial terms (1, x, P₂(x)) in observed λ — Redrock's archetypes and idlspec2d use 3
@@ -42,6 +42,7 @@ class Prepared:
     ngood: np.ndarray      # (N,) good pixels
     scale: np.ndarray      # (N,) flux scale divided out
     legendre: np.ndarray   # (K, P)
+    binned: dict = field(default_factory=dict, repr=False)   # factor → binned copy
 
     @property
     def npix(self) -> int:
@@ -87,20 +88,44 @@ def prepare(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray, npoly: int = N
     return Prepared(w, x3, G, bp, F, ngood, scale, P)
 
 
+def take_rows(prep: Prepared, rows) -> Prepared:
+    """``prep`` of the spectra ``rows`` only (e.g. to bin just the few a pass needs)."""
+    rows = np.asarray(rows, np.int64)
+    return Prepared(prep.w[rows], prep.x3[rows], prep.G[rows], prep.bp[rows], prep.F[rows],
+                    prep.ngood[rows], prep.scale[rows], prep.legendre)
+
+
 def bin_prepared(prep: Prepared, factor: int) -> Prepared:
     """``prep`` on pixels ``factor`` times wider (sums of w, w·Pₖ, w·f), for the coarse scan.
 
     Why: the coarse χ² of binned data and binned templates is the fine one with both sides
     smoothed — close enough to find the minimum within a few pixels, at 1/factor² of the cost
     (factor fewer pixels and factor fewer shifts)."""
-    n, p = prep.w.shape
-    pb = p // factor
-    cut = pb * factor
+    if factor in prep.binned:           # the rescue pass bins the same batch again
+        return prep.binned[factor]
+    pb = prep.npix // factor
+    out = Prepared(_bsum(prep.w, pb, factor), _bsum(prep.x3, pb, factor), prep.G, prep.bp,
+                   prep.F, prep.ngood, prep.scale, prep.legendre)
+    prep.binned[factor] = out
+    return out
 
-    def bsum(a):
-        return a[..., :cut].reshape(*a.shape[:-1], pb, factor).sum(-1)
-    return Prepared(bsum(prep.w), np.ascontiguousarray(bsum(prep.x3)), prep.G, prep.bp, prep.F,
-                    prep.ngood, prep.scale, prep.legendre)
+
+def _bsum(a: np.ndarray, nb: int, factor: int) -> np.ndarray:
+    """Sums of ``factor`` neighbouring pixels over the last axis (``nb`` bins).
+
+    Why not ``reshape(..., nb, factor).sum(-1)``: numpy reduces a length-4 axis one short
+    row at a time, 10× slower than adding ``factor`` strided slices; the slices are added in
+    the order numpy's own sum uses (sequential below 8 terms, pairwise at 8), so the result
+    is bit for bit the same."""
+    cut = nb * factor
+    parts = [a[..., j:cut:factor] for j in range(factor)]
+    if factor == 8:
+        return ((parts[0] + parts[1]) + (parts[2] + parts[3])) + \
+               ((parts[4] + parts[5]) + (parts[6] + parts[7]))
+    out = parts[0].copy()
+    for q in parts[1:]:
+        out += q
+    return out
 
 
 _BINNED: dict = {}
@@ -181,12 +206,16 @@ def _frames(prep: Prepared, spec, centres):
         sp = spec[rows]
         Rw = buf_w[:n * J].reshape(n, J)
         R3 = buf_3[:n * K * J].reshape(n, K, J)
-        if J > P:
-            Rw.fill(0.0)
-            R3.fill(0.0)
         for i, (r, o) in enumerate(zip(sp, s_max - c)):   # a row copy beats np.take here
             Rw[i, o:o + P] = prep.w[r]
             R3[i, :, o:o + P] = prep.x3[r]
+            # zero only the margins: filling the whole buffer first wrote every byte twice
+            if o:
+                Rw[i, :o] = 0.0
+                R3[i, :, :o] = 0.0
+            if o + P < J:
+                Rw[i, o + P:] = 0.0
+                R3[i, :, o + P:] = 0.0
         yield rows, Rw, R3.reshape(n * K, J), s_max, J
 
 
@@ -287,6 +316,48 @@ def scan(prep: Prepared, basis: Basis, spec: np.ndarray, centres: np.ndarray,
     return (chi2, coefs) if coef else chi2
 
 
+def _walk(prep: Prepared, basis: Basis, spec, best, lim_lo, lim_hi, steps: int = 5,
+          reach: int = 2):
+    """Walk downhill one pixel at a time (at most ``steps`` decisions) from ``best`` while the
+    χ² minimum of (best − 1, best, best + 1) is at an end: the integer minimum, χ² at it and
+    its neighbours (R, 3), and the coefficients at it.
+
+    Why this way: shifts ``best ± reach`` are scanned at once (one common frame, one GEMM per
+    chunk: a coarse minimum on 4-pixel bins lies within ±2 pixels of the fine one nearly
+    always), and the walk reads them from that table; only a row that walks past them gets
+    its one missing shift scanned.  The decisions are those of a walk that scans
+    (best − 1, best, best + 1) at every step."""
+    R, k = len(spec), basis.ntemplate + prep.npoly
+    mid = reach + steps                       # table column of the starting shift
+    tab = np.zeros((R, 2 * mid + 1))
+    tcf = np.zeros((R, 2 * mid + 1, k))
+    known = np.zeros((R, 2 * mid + 1), bool)
+    offs = np.arange(-reach, reach + 1)
+    tab[:, mid + offs], tcf[:, mid + offs] = scan(prep, basis, spec, best, offs, coef=True)
+    known[:, mid + offs] = True
+    best, pos = best.copy(), np.full(R, mid)
+    c3, coef = np.zeros((R, 3)), np.zeros((R, k))
+    todo = np.arange(R)
+    for _ in range(steps):
+        if not len(todo):
+            break
+        for side in (-1, 1):
+            need = todo[~known[todo, pos[todo] + side]]
+            if len(need):
+                cn, cfn = scan(prep, basis, spec[need], best[need] + side,
+                               np.zeros(1, np.int64), coef=True)
+                tab[need, pos[need] + side], tcf[need, pos[need] + side] = cn[:, 0], cfn[:, 0]
+                known[need, pos[need] + side] = True
+        c = np.take_along_axis(tab[todo], pos[todo][:, None] + np.array([-1, 0, 1]), 1)
+        c3[todo], coef[todo] = c, tcf[todo, pos[todo]]
+        kk = np.argmin(c, axis=1)
+        move = (kk != 1) & (best[todo] > lim_lo[todo]) & (best[todo] < lim_hi[todo])
+        todo, d = todo[move], kk[move] - 1
+        best[todo] += d
+        pos[todo] += d
+    return best, c3, coef
+
+
 @dataclass
 class Refined:
     shift: np.ndarray      # (R,) fractional pixel shift of the χ² minimum
@@ -322,25 +393,7 @@ def refine(prep: Prepared, basis: Basis, spec, centres, halfwidth: int,
         best = centres + offs[np.argmin(chi2, axis=1)]
     lim_lo = centres - halfwidth - 3
     lim_hi = centres + halfwidth + 3
-    R = len(spec)
-    c3 = np.zeros((R, 3))
-    coef = np.zeros((R, basis.ntemplate + prep.npoly))
-    todo = np.arange(R)
-    window = np.array([-1, 0, 1])
-    for _ in range(5):                      # walk downhill while the minimum is at an end
-        if not len(todo):
-            break
-        ch, cf = scan(prep, basis, spec[todo], best[todo], window, coef=True)
-        k = np.argmin(ch, axis=1)
-        kk = np.clip(k, 1, len(window) - 2)
-        c3[todo] = np.take_along_axis(ch, np.stack([kk - 1, kk, kk + 1], 1), 1)
-        coef[todo] = cf[np.arange(len(todo)), kk]
-        new = best[todo] + window[kk]
-        move = (k != kk) & (new > lim_lo[todo]) & (new < lim_hi[todo])
-        best[todo] = new
-        best[todo[move]] += window[k[move]] - window[kk[move]]
-        todo = todo[move]
-        window = np.array([-1, 0, 1])
+    best, c3, coef = _walk(prep, basis, spec, best, lim_lo, lim_hi)
     cm, c0, cp = c3[:, 0], c3[:, 1], c3[:, 2]
     curv = cm - 2 * c0 + cp
     ok = curv > 0

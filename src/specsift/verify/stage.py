@@ -22,7 +22,7 @@ from astropy.table import Table
 from ..classes import spectype_of
 from ..flags import ZWARN
 from .candidates import Candidates
-from .fit import bin_basis, bin_prepared, prepare, refine, scan, single_template_chi2
+from .fit import bin_basis, bin_prepared, prepare, refine, scan, single_template_chi2, take_rows
 from .linalg import chol_quad
 from .templates import SPECTYPES, Z_MAX, bases_for
 
@@ -271,8 +271,7 @@ def _solve(prep, bases, cands, todo, opt, n, net_t, net_z) -> dict:
     step = bases["STAR"].step
     spec, typ, zc, hw = _rows(cands, todo, opt, step)
     res = _fit_rows(prep, bases, spec, typ, zc, hw, opt)
-    zfit = (np.array([bases[t].z_of(s) for t, s in zip(typ, res["shift"])]) if len(typ)
-            else np.zeros(0))
+    zfit = bases["STAR"].z_of(res["shift"])     # every basis shares the batch's step
     best, other = _best(spec, typ, zfit, res["chi2"], n, net_t, net_z, opt.net_margin)
     b = best[todo]
     other = np.minimum(other[todo], _poly_chi2(prep)[todo])
@@ -286,14 +285,17 @@ def _full_range_candidates(prep, bases, spec, n, opt, k: int = 3) -> Candidates:
     ``rescue_factor``) over the whole z range of GALAXY and QSO, as candidates (n rows; NaN
     outside ``spec``)."""
     fac = opt.rescue_factor
-    pb = bin_prepared(prep, fac)
+    # bin only the rescued spectra (a few per cent of a batch): binning all of it cost more
+    # than their scan
+    pb = bin_prepared(take_rows(prep, spec), fac)
+    local = np.arange(len(spec))
     zs, ts = [], []
     for st in ("GALAXY", "QSO"):
         bb = bin_basis(bases[st], fac)
         lo = int(np.ceil(bb.shift_of(opt.lowz_galaxy_zmax)))
         hi = int(np.floor(bb.shift_of(Z_MAX[st])))
         shifts = np.arange(lo, hi + 1)
-        chi2 = np.concatenate([scan(pb, bb, spec, np.full(len(spec), 0), shifts[j:j + 256])
+        chi2 = np.concatenate([scan(pb, bb, local, np.full(len(spec), 0), shifts[j:j + 256])
                                for j in range(0, len(shifts), 256)], axis=1)
         zs.append(bb.z_of(shifts[_minima(chi2, k)]))
         ts.append(np.full(zs[-1].shape, st, "U6"))
