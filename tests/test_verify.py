@@ -205,3 +205,20 @@ def test_options_change_the_window():
                           VerifyOptions(halfwidth=24))
     assert abs(b.shift_of(wide["Z"][0]) - 800) < 0.5
     assert abs(b.shift_of(narrow["Z"][0]) - 800) > 5 and narrow["ZWARN"][0] & ZWARN.Z_FITLIMIT
+
+
+def test_lamost_star_zerr_carries_the_per_visit_floor():
+    """LAMOST repeat visits differ by ≈ 6.8 km/s per visit, far above the χ² curvature σ: a
+    verified LAMOST star's ZERR holds that floor; an SDSS spectrum (no floor measured) not."""
+    from specsift import load_model
+    from specsift.io import read
+    from specsift.verify import verify_batch
+    from specsift.verify.stage import VerifyOptions
+    model = load_model("gasnet")
+    batch = read(F9_STAR)
+    out = verify_batch(model, batch)
+    bare = verify_batch(model, batch, verify_options=VerifyOptions(star_zerr_floor_kms={}))
+    kms = out["ZERR"][0] / (1 + out["Z"][0]) * 299792.458
+    bare_kms = bare["ZERR"][0] / (1 + bare["Z"][0]) * 299792.458
+    assert bare_kms < 3 and abs(kms - np.hypot(bare_kms, 6.8)) < 0.01
+    assert out["Z"][0] == bare["Z"][0]                     # the floor changes ZERR only

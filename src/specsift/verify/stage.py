@@ -20,6 +20,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..classes import spectype_of
+from ..constants import C_KMS
 from ..flags import ZWARN
 from .candidates import Candidates
 from .fit import bin_basis, bin_prepared, prepare, refine, scan, single_template_chi2, take_rows
@@ -28,7 +29,6 @@ from .templates import SPECTYPES, Z_MAX, bases_for
 
 __all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COLUMNS"]
 
-C_KMS = 299792.458
 #: columns the stage appends to the model's catalog (it also rewrites Z, ZERR, ZWARN, SPECTYPE,
 #: SUBTYPE, DELTACHI2 and CLASS_LABEL)
 VERIFY_COLUMNS = ("Z_NET", "ZERR_NET", "SPECTYPE_NET", "SUBTYPE_NET", "CLASS_LABEL_NET", "CHI2",
@@ -66,6 +66,12 @@ class VerifyOptions:
     rescue_factor: int = 8            # pixels per bin of that scan
     net_margin: float = 25.0          # the model's answer stands unless beaten by this Δχ²
     zerr_scale: dict = field(default_factory=lambda: {"STAR": 0.93, "GALAXY": 2.94, "QSO": 3.67})
+    #: km/s added in quadrature to a STAR's ZERR per survey (the reader's SURVEY column): the
+    #: per-visit systematic a template fit cannot see (wavelength calibration, fibre, plate).
+    #: Repeat LAMOST visits of the same stars (dr8-ccf, 150 pairs) differ by 1.4826·MAD
+    #: ≈ 9.6 km/s, i.e. ≈ 6.8 km/s per visit, while the curvature σ is ≈ 1 km/s (pull width
+    #: 6.2 → 0.98 with the floor).  No survey without repeat visits to measure it on gets one.
+    star_zerr_floor_kms: dict = field(default_factory=lambda: {"LAMOST": 6.8})
 
 
 def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
@@ -143,6 +149,15 @@ def _star_subtypes(batch, basis, spec, shift) -> np.ndarray:
     chi2 = single_template_chi2(prep, basis, basis.star_named, inv, np.rint(shift))
     names = np.array([s.split()[0] for s in basis.star_names], dtype="U20")
     return names[np.argmin(chi2, axis=1)]
+
+
+def _star_floor(batch, todo: np.ndarray, spectype: np.ndarray, opt: VerifyOptions) -> np.ndarray:
+    """The per-visit systematic (in z) of each verified row: the STAR floor of its survey."""
+    if "SURVEY" not in batch.meta.colnames or not opt.star_zerr_floor_kms:
+        return np.zeros(todo.size)
+    survey = np.char.upper(np.char.strip(np.asarray(batch.meta["SURVEY"], dtype=str)[todo]))
+    kms = np.array([opt.star_zerr_floor_kms.get(s, 0.0) for s in survey])
+    return np.where(spectype == "STAR", kms, 0.0) / C_KMS
 
 
 def _poly_chi2(prep) -> np.ndarray:
@@ -238,6 +253,7 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
         z[todo] = sol["z"]
         scale = np.array([opt.zerr_scale.get(t, 1.0) for t in t_b])
         zerr[todo] = sol["err"] * bases["STAR"].step * np.log(10) * (1 + z[todo]) * scale
+        zerr[todo] = np.hypot(zerr[todo], _star_floor(batch, todo, t_b, opt) * (1 + z[todo]))
         chi2[todo] = sol["chi2"]
         dchi2[todo] = sol["dchi2"]
         coef[todo] = sol["coef"]
