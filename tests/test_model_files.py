@@ -86,3 +86,26 @@ def test_predict_with_a_registered_name_ignores_a_same_named_file(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     model, ref = _model_ref("eigen")
     assert ref == "eigen" and model.name == "eigen" and not marker.exists()
+
+
+def test_upgrade_converts_an_older_numpy_file_and_runs_no_code(tmp_path):
+    """An older specsift file (NumPy arrays and scalars pickled inside) is refused by load(),
+    converted by upgrade() to the same values, and a crafted pickle is refused by upgrade()
+    too — without creating its marker file."""
+    from specsift.torchfile import UnsafeFileError, load, upgrade
+
+    old = {"mean": np.linspace(0, 1, 7, dtype=np.float32), "n": np.int64(3),
+           "state": {"w": torch.ones(2, 2), "hist": np.arange(4, dtype=np.uint8)}}
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.raises(UnsafeFileError):
+        load(tmp_path / "old.pt")
+    got = load(upgrade(tmp_path / "old.pt", tmp_path / "new.pt"))
+    np.testing.assert_array_equal(got["mean"], old["mean"])
+    assert got["mean"].dtype == np.float32 and got["n"] == 3
+    assert got["state"]["hist"].dtype == np.uint8 and torch.equal(got["state"]["w"], torch.ones(2, 2))
+
+    marker = tmp_path / "ran"
+    _crafted(tmp_path / "evil.pt", marker)
+    with pytest.raises(UnsafeFileError, match="refused"):
+        upgrade(tmp_path / "evil.pt", tmp_path / "evil-new.pt")
+    assert not marker.exists() and not (tmp_path / "evil-new.pt").exists()

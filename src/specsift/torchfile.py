@@ -86,7 +86,7 @@ def load(path, map_location="cpu"):
     """Read a file written by :func:`save`; never runs code from the file.
 
     Raises :class:`UnsafeFileError` when the file holds other objects (a crafted pickle, or
-    a file from an older specsift: see :func:`upgrade`), ``ValueError`` when it is not a
+    a file from an older specsift: convert it with :func:`upgrade`), ``ValueError`` when it is not a
     torch file at all."""
     try:
         return decode(torch.load(path, map_location=map_location, weights_only=True))
@@ -100,11 +100,31 @@ def load(path, map_location="cpu"):
                               f"trust, convert it with specsift.torchfile.upgrade") from None
 
 
-def upgrade(src, dst) -> Path:
-    """Rewrite an older file (NumPy objects pickled inside) in the safe form.
+def _numpy_globals() -> list:
+    """What an older file's pickled NumPy arrays and scalars need, and nothing else: array and
+    scalar reconstruction and the dtype classes (under NumPy 1's and 2's module names)."""
+    core = getattr(np, "_core", None) or np.core
+    out = [np.ndarray, np.dtype]
+    for name in ("_reconstruct", "scalar"):
+        fn = getattr(core.multiarray, name)
+        out += [fn, (fn, f"numpy.core.multiarray.{name}"), (fn, f"numpy._core.multiarray.{name}")]
+    out += sorted({type(np.dtype(c)) for c in "?bBhHiIlLqQefdg"}, key=str)
+    return out
 
-    This unpickles ``src`` with ``weights_only=False``: call it only on files you trust."""
-    return save(torch.load(src, map_location="cpu", weights_only=False), dst)
+
+def upgrade(src, dst) -> Path:
+    """Rewrite an older file (NumPy arrays pickled inside) in the safe form.
+
+    The old file is still read with ``weights_only=True``, allowing only NumPy's array, scalar
+    and dtype reconstruction (:func:`_numpy_globals`): a file holding any other object is
+    refused as by :func:`load`, so upgrading runs no code from the file either."""
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            obj = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - same reporting as load()
+        raise UnsafeFileError(f"{src}: refused, not an older specsift file of tensors and "
+                              f"NumPy arrays ({_first_line(exc)})") from None
+    return save(obj, dst)
 
 
 def _first_line(exc: BaseException) -> str:
