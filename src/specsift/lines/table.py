@@ -120,33 +120,22 @@ _PLOTTED = ("Lybeta", "Lyalpha", "NV", "SiIV", "CIV", "HeII_1640", "CIII", "MgII
             "NII_6584", "SII_6717", "SII_6731", "CaII_8500", "CaII_8544", "CaII_8665")
 
 
+#: how plots label some lines: doublets that blend at survey resolution drawn once at their
+#: mean, the strong member of a forbidden pair by the ion alone
+_PLOT_AS = {
+    "OII_3726": {"name": "[O II]", "wave": 0.5 * (WAVE["OII_3726"] + WAVE["OII_3729"]),
+                 "major": True},
+    "NaD2": {"name": "Na D", "wave": 0.5 * (WAVE["NaD2"] + WAVE["NaD1"])},
+    "OIII_5007": {"name": "[O III]"}, "OIII_4959": {"name": "[O III] 4960"},
+    "NII_6584": {"name": "[N II]"}, "NII_6548": {"name": "[N II] 6550"},
+    "SII_6717": {"name": "[S II]"}, "SII_6731": {"name": "[S II] 6733"},
+    "OI_6300": {"name": "[O I]"},
+}
+
+
 def _plot_lines() -> tuple[Line, ...]:
     """Labels for plots: doublets that blend at survey resolution are drawn once."""
-    out = []
-    for ln in TABLE:
-        if ln.key not in _PLOTTED:
-            continue
-        if ln.key == "OII_3726":
-            ln = ln._replace(name="[O II]", wave=0.5 * (WAVE["OII_3726"] + WAVE["OII_3729"]),
-                             major=True)
-        elif ln.key == "NaD2":
-            ln = ln._replace(name="Na D", wave=0.5 * (WAVE["NaD2"] + WAVE["NaD1"]))
-        elif ln.key == "OIII_5007":
-            ln = ln._replace(name="[O III]")
-        elif ln.key == "OIII_4959":
-            ln = ln._replace(name="[O III] 4960")
-        elif ln.key == "NII_6584":
-            ln = ln._replace(name="[N II]")
-        elif ln.key == "NII_6548":
-            ln = ln._replace(name="[N II] 6550")
-        elif ln.key == "SII_6717":
-            ln = ln._replace(name="[S II]")
-        elif ln.key == "SII_6731":
-            ln = ln._replace(name="[S II] 6733")
-        elif ln.key == "OI_6300":
-            ln = ln._replace(name="[O I]")
-        out.append(ln)
-    return tuple(out)
+    return tuple(ln._replace(**_PLOT_AS.get(ln.key, {})) for ln in TABLE if ln.key in _PLOTTED)
 
 
 #: lines to mark on plots and explanations (blended doublets once)

@@ -140,12 +140,18 @@ class SpectralModel(ABC):
 
     def predict(self, batch: SpectraBatch, *, options: PredictOptions | dict | None = None) -> Table:
         """Return the standard catalog (see :func:`specsift.catalog.make_catalog`)."""
+        opts = self.check_options(options)
+        self.check_is_fitted()
+        return self._predict(self.check_batch(batch), opts)
+
+    def check_options(self, options: PredictOptions | dict | None) -> PredictOptions:
+        """``options`` as PredictOptions, refused where they ask for what the model's
+        :attr:`capabilities` do not declare (the pipeline calls this before any work)."""
         opts = PredictOptions.of(options)
         if opts.save_chi2 and not self.capabilities.chi2_curves:
             raise ValueError(f"model {self.tag} computes no χ² curves; --save-chi2 needs a "
                              f"χ² model such as 'eigen'")
-        self.check_is_fitted()
-        return self._predict(self.check_batch(batch), opts)
+        return opts
 
     @abstractmethod
     def _predict(self, batch: SpectraBatch, options: PredictOptions) -> Table:
@@ -155,10 +161,7 @@ class SpectralModel(ABC):
                 ) -> tuple[Table, Candidates]:
         """:meth:`predict`'s catalog and candidate (SPECTYPE, z) solutions for the
         verification stage (:mod:`specsift.verify`), from one pass of the model."""
-        opts = PredictOptions.of(options)
-        if opts.save_chi2 and not self.capabilities.chi2_curves:
-            raise ValueError(f"model {self.tag} computes no χ² curves; --save-chi2 needs a "
-                             f"χ² model such as 'eigen'")
+        opts = self.check_options(options)
         self.check_is_fitted()
         return self._propose(self.check_batch(batch), opts)
 

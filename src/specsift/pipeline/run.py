@@ -103,9 +103,7 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
         log(f"{output}: already complete, nothing to resume")
         return PredictResult(output, _count_rows(output), 0, 0.0, [], "")
     model_obj, ref = _model_ref(model)
-    if save_chi2 and not model_obj.capabilities.chi2_curves:
-        raise ValueError(f"model {model_obj.tag} computes no χ² curves; --save-chi2 needs a "
-                         f"χ² model such as 'eigen'")
+    model_obj.check_options({"save_chi2": save_chi2})      # before any work
     units = plan_units(files, batch_size)
     plan = RunDir.make_plan(units, batch_size, model_obj.tag, model_obj.grid.to_dict(), save_chi2,
                             verify, lines)
