@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from specsift.spectra import DEFAULT_GRID, SpectraBatch  # noqa: E402
 
 FOLDERS = ("dr1-b6212", "dr10-afg", "dr5", "dr7-sbc", "dr8-ccf")
-SHARED = ROOT.parent / "shared" / "data"
+from _common import SHARED  # noqa: E402
 
 
 def _raw_image(path: Path, grid) -> SpectraBatch:

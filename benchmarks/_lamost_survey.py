@@ -18,7 +18,8 @@ import _lamost_real as LR
 import numpy as np
 from astropy.table import Table, vstack
 
-C_KMS = 299792.458
+from specsift.constants import C_KMS
+
 LETTERS = set("AFGKM")
 
 

@@ -19,7 +19,8 @@ import time
 import warnings
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from _common import SHARED
+
 CHROMIUM = "/usr/bin/chromium"
 
 

@@ -38,9 +38,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tools"))
 import _lamost_real as LR  # noqa: E402
 
+from specsift.constants import C_KMS  # noqa: E402
 from specsift.spectra import SpectraBatch  # noqa: E402
-
-C_KMS = 299792.458
 
 
 def thirteen_label(cls: str, sub: str) -> str:

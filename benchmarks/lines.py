@@ -24,9 +24,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _common import SHARED
 
-C_KMS = 299792.458
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+from specsift.constants import C_KMS
+
 _GAL = {"OII_3726": "OII_3726", "OII_3729": "OII_3729", "Hbeta": "HBETA",
         "OIII_4959": "OIII_4959", "OIII_5007": "OIII_5007", "OI_6300": "OI_6300",
         "NII_6548": "NII_6548", "Halpha": "HALPHA", "NII_6584": "NII_6584",

@@ -34,13 +34,10 @@ import os
 import sys
 import time
 import warnings
-from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
-
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-C_KMS = 299792.458
+from _common import SHARED  # noqa: E402
 
 
 def _read_all(paths):

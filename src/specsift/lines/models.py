@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from ..constants import C_KMS
 from .fit import Component, Group, LineModel
 from .table import WAVE
 
@@ -75,7 +76,7 @@ def quasar_models(single: bool = False) -> tuple[tuple[str, LineModel, dict], ..
     (group 1) follow.  ``index`` maps narrow column names to (amplitude, ratio, group).
     ``single``: one Gaussian per broad line (the wing amplitude is pinned at 0), the profile
     SDSS's own line fit uses."""
-    half = 15000.0 / 299792.458
+    half = 15000.0 / C_KMS
     out = []
     for col, key in BROAD_LINES:
         w0 = WAVE[key]
