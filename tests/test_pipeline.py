@@ -143,3 +143,32 @@ def test_cpu_precision_variants_run_and_stay_close(data, reference, tmp_path, pr
     np.testing.assert_array_equal(a["TARGETID"], b["TARGETID"])
     np.testing.assert_array_equal(a["ZWARN"] & ZWARN.BAD_INPUT, b["ZWARN"] & ZWARN.BAD_INPUT)
     np.testing.assert_allclose(a["PROB_GALAXY"], b["PROB_GALAXY"], atol=0.05)
+
+
+def test_stage_options_checked_once_and_picklable():
+    """The stages after the model travel as one checked, picklable object: the CLI flags map
+    onto it, the Python shortcuts replace its fields, and nonsense is refused up front."""
+    import pickle
+
+    from specsift.cli import build_parser
+    from specsift.commands.predict import stage_options
+    from specsift.models.base import PredictOptions
+    from specsift.pipeline import StageOptions
+    from specsift.verify import VerifyOptions
+
+    args = build_parser().parse_args(["predict", "x.fits", "-o", "c.fits", "--no-verify",
+                                      "--save-chi2"])
+    st = stage_options(args)
+    assert st == StageOptions(verify=False, lines=True, predict=PredictOptions(save_chi2=True))
+    assert pickle.loads(pickle.dumps(st)) == st
+    full = StageOptions(verify_options=VerifyOptions(net_margin=0.0))
+    assert pickle.loads(pickle.dumps(full)).verify_options.net_margin == 0.0
+    assert StageOptions.of(None) == StageOptions()
+    assert StageOptions.of(st, verify=True, save_chi2=False) == StageOptions()
+    assert StageOptions.of(st) is st
+    with pytest.raises(ValueError, match="verification off"):
+        StageOptions(verify=False, verify_options=VerifyOptions())
+    with pytest.raises(TypeError, match="True or False"):
+        StageOptions(lines="no")
+    with pytest.raises(TypeError, match="PredictOptions"):
+        StageOptions(predict={"save_chi2": True})

@@ -50,6 +50,15 @@ def register(subparsers, name, help_):
     return p
 
 
+def stage_options(args):
+    """The stages after the model, chosen here once from the flags (and checked by
+    :class:`~specsift.pipeline.StageOptions`) for every engine and worker."""
+    from ..models.base import PredictOptions
+    from ..pipeline import StageOptions
+    return StageOptions(verify=not args.no_verify, lines=not args.no_lines,
+                        predict=PredictOptions(save_chi2=args.save_chi2))
+
+
 def run(args) -> int:
     from ..pipeline import predict
     from ..pipeline.parts import ResumeError
@@ -58,10 +67,9 @@ def run(args) -> int:
     try:
         res = predict(args.inputs, args.output, model=args.model, batch_size=args.batch_size,
                       device=args.device, workers=args.workers, resume=args.resume,
-                      engine=args.engine, save_chi2=args.save_chi2,
+                      engine=args.engine, stages=stage_options(args),
                       progress=not args.no_progress, threads=args.threads, address=args.address,
-                      precision=args.precision, overwrite=args.overwrite,
-                      verify=not args.no_verify, lines=not args.no_lines)
+                      precision=args.precision, overwrite=args.overwrite)
     except ResumeError as exc:
         print(f"specsift predict: {printable(exc)}", file=sys.stderr)
         return 2

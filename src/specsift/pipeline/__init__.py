@@ -6,6 +6,6 @@ into work units, :mod:`.local` / :mod:`.dask_engine` compute them,
 catalog atomically; :mod:`.preflight` checks outputs before any work.
 """
 
-from .run import ENGINES, PredictResult, default_model_name, predict
+from .run import ENGINES, PredictResult, StageOptions, default_model_name, predict
 
-__all__ = ["predict", "default_model_name", "PredictResult", "ENGINES"]
+__all__ = ["predict", "default_model_name", "PredictResult", "ENGINES", "StageOptions"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..spectra import LogGrid
-from .local import prepare_model, run_unit, unit_events
+from .local import StageOptions, prepare_model, run_unit, unit_events
 
 __all__ = ["dask_engine"]
 
@@ -45,14 +45,14 @@ def _worker_model(key: str, blob, device: str, threads: int | None):
     return _MODELS[key]
 
 
-def _task(key, blob, device, threads, unit, batch_size, grid, skip, save_chi2, verify=True, lines=True):
+def _task(key, blob, device, threads, unit, batch_size, grid, skip, stages: StageOptions):
     model = _worker_model(key, blob, device, threads)
-    return run_unit(model, unit, batch_size, LogGrid(**grid), set(skip), save_chi2, verify, lines)
+    return run_unit(model, unit, batch_size, LogGrid(**grid), set(skip), stages)
 
 
 def dask_engine(model_ref: str, todo, batch_size: int, grid: LogGrid, workers: int,
-                device: str = "cpu", save_chi2: bool = False,
-                address: str | None = None, verify: bool = True, lines: bool = True) -> Iterator[tuple]:
+                device: str = "cpu", stages: StageOptions = StageOptions(),
+                address: str | None = None) -> Iterator[tuple]:
     """Run units on a Dask cluster: ``address`` of a running scheduler, or a LocalCluster
     of ``workers`` single-threaded processes started (and stopped) here."""
     try:
@@ -87,7 +87,7 @@ def dask_engine(model_ref: str, todo, batch_size: int, grid: LogGrid, workers: i
                 return None
             idx, unit, skip = nxt
             fut = client.submit(_task, key, blob, device, threads, unit, batch_size, g,
-                                sorted(skip), save_chi2, verify, lines, pure=False, key=f"specsift-unit-{idx}")
+                                sorted(skip), stages, pure=False, key=f"specsift-unit-{idx}")
             index[fut.key] = idx
             return fut
 

@@ -18,8 +18,8 @@ import os
 import queue
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -29,7 +29,11 @@ from ..spectra import LogGrid, SpectraBatch
 from .parts import table_to_arrow
 from .units import Unit, iter_unit
 
-__all__ = ["prepare_model", "predict_batch", "run_unit", "local_engine", "pool_engine"]
+if TYPE_CHECKING:
+    from ..verify import VerifyOptions
+
+__all__ = ["StageOptions", "prepare_model", "predict_batch", "run_unit", "local_engine",
+           "pool_engine"]
 
 _END = object()
 
@@ -51,6 +55,49 @@ class UnitSent:
     n_batches: int
 
 
+@dataclass(frozen=True)
+class StageOptions:
+    """What runs on every batch after the model is chosen: the model's own options, the
+    template verification (:mod:`specsift.verify`) and the emission-line stage
+    (:mod:`specsift.lines`).
+
+    Why one object: the choices are made once, where the user makes them (``specsift
+    predict`` flags or :func:`specsift.pipeline.predict`'s arguments), checked there, and then
+    travel unchanged through every engine to every worker (it pickles: plain fields only), so
+    a new stage option is one field here instead of one more positional argument in five
+    signatures.  ``verify_options`` (None: :class:`~specsift.verify.VerifyOptions`'s
+    defaults) tunes the verification and needs ``verify``."""
+
+    verify: bool = True
+    lines: bool = True
+    predict: PredictOptions = field(default_factory=PredictOptions)
+    verify_options: "VerifyOptions | None" = None
+
+    def __post_init__(self):
+        for name in ("verify", "lines"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"StageOptions.{name} must be True or False, "
+                                f"not {getattr(self, name)!r}")
+        if not isinstance(self.predict, PredictOptions):
+            raise TypeError(f"StageOptions.predict must be a PredictOptions, "
+                            f"not {type(self.predict).__name__}")
+        if self.verify_options is not None and not self.verify:
+            raise ValueError("verification options were given with verification off")
+
+    @classmethod
+    def of(cls, stages: "StageOptions | None" = None, *, save_chi2: bool | None = None,
+           verify: bool | None = None, lines: bool | None = None) -> "StageOptions":
+        """``stages`` (default: every stage on) with the shortcuts that are not None
+        replacing its fields: the one place the Python API's flags become options."""
+        out = stages if stages is not None else cls()
+        if not isinstance(out, cls):
+            raise TypeError(f"stages must be a StageOptions, not {type(out).__name__}")
+        given = {k: v for k, v in (("verify", verify), ("lines", lines)) if v is not None}
+        if save_chi2 is not None:
+            given["predict"] = replace(out.predict, save_chi2=bool(save_chi2))
+        return replace(out, **given) if given else out
+
+
 def prepare_model(model, device: str = "cpu", threads: int | None = None,
                   precision: str = "fp32"):
     """:meth:`~specsift.models.base.SpectralModel.prepare` (what every engine does to the
@@ -58,21 +105,20 @@ def prepare_model(model, device: str = "cpu", threads: int | None = None,
     return model.prepare(device, threads, precision)
 
 
-def predict_batch(model, batch: SpectraBatch, save_chi2: bool = False, verify: bool = True,
-                  lines: bool = True):
+def predict_batch(model, batch: SpectraBatch, stages: StageOptions = StageOptions()):
     """``model.predict`` under ``torch.inference_mode`` (no autograd bookkeeping); with
-    ``verify`` (the default of ``specsift predict``) the model proposes and the template fit of
-    :mod:`specsift.verify` decides; then, unless ``lines`` is False, the emission-line stage
-    (:func:`specsift.lines.add_lines`) measures lines at the decided redshift."""
+    ``stages.verify`` (the default of ``specsift predict``) the model proposes and the template
+    fit of :mod:`specsift.verify` decides; then, unless ``stages.lines`` is False, the
+    emission-line stage (:func:`specsift.lines.add_lines`) measures lines at the decided
+    redshift."""
     import torch
-    options = PredictOptions(save_chi2=save_chi2)
     with torch.inference_mode():
-        if verify:
+        if stages.verify:
             from ..verify import verify_batch
-            table = verify_batch(model, batch, options=options)
+            table = verify_batch(model, batch, stages.verify_options, options=stages.predict)
         else:
-            table = model.predict(batch, options=options)
-    if lines and len(table) == len(batch) and "SPECTYPE" in table.colnames:
+            table = model.predict(batch, options=stages.predict)
+    if stages.lines and len(table) == len(batch) and "SPECTYPE" in table.colnames:
         from ..lines import add_lines
         table = add_lines(batch, table)
     return table
@@ -90,22 +136,22 @@ def read_errors(batch: SpectraBatch) -> list[tuple[str, str]]:
 
 
 def run_unit(model, unit: Unit, batch_size: int, grid: LogGrid, skip=frozenset(),
-             save_chi2: bool = False, verify: bool = True, lines: bool = True) -> list[tuple[int, object, list]]:
+             stages: StageOptions = StageOptions()) -> list[tuple[int, object, list]]:
     """All batches of one unit → ``[(batch, arrow table | None if skipped, errors)]``."""
     out = []
     for k, batch in iter_unit(unit, batch_size, grid, skip):
         if batch is None:
             out.append((k, None, []))
             continue
-        out.append((k, table_to_arrow(predict_batch(model, batch, save_chi2, verify, lines)),
+        out.append((k, table_to_arrow(predict_batch(model, batch, stages)),
                     read_errors(batch)))
     return out
 
 
 # ------------------------------------------------------------------------- one process
 def local_engine(model, todo: list[tuple[int, Unit, set]], batch_size: int, grid: LogGrid,
-                 save_chi2: bool = False, queue_size: int = 3,
-                 verify: bool = True, lines: bool = True) -> Iterator[PartReady | UnitSent]:
+                 stages: StageOptions = StageOptions(),
+                 queue_size: int = 3) -> Iterator[PartReady | UnitSent]:
     """Reading thread → bounded queue → inference in this thread."""
     q: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
@@ -137,7 +183,7 @@ def local_engine(model, todo: list[tuple[int, Unit, set]], batch_size: int, grid
                 yield UnitSent(item[1], item[2])
                 continue
             _, idx, k, batch = item
-            table = predict_batch(model, batch, save_chi2, verify, lines)
+            table = predict_batch(model, batch, stages)
             yield PartReady(idx, k, table_to_arrow(table), read_errors(batch))
     finally:
         stop.set()
@@ -164,13 +210,13 @@ def _init_worker(model_ref: str, device: str, threads: int, parent: int) -> None
     _WORKER["model"] = prepare_model(load_model(model_ref), device, threads)
 
 
-def _work(unit: Unit, batch_size: int, grid: dict, skip, save_chi2: bool, verify: bool = True, lines: bool = True):
-    return run_unit(_WORKER["model"], unit, batch_size, LogGrid(**grid), skip, save_chi2, verify, lines)
+def _work(unit: Unit, batch_size: int, grid: dict, skip, stages: StageOptions):
+    return run_unit(_WORKER["model"], unit, batch_size, LogGrid(**grid), skip, stages)
 
 
 def pool_engine(model_ref: str, todo, batch_size: int, grid: LogGrid, workers: int,
-                device: str = "cpu", save_chi2: bool = False,
-                verify: bool = True, lines: bool = True) -> Iterator[PartReady | UnitSent]:
+                device: str = "cpu",
+                stages: StageOptions = StageOptions()) -> Iterator[PartReady | UnitSent]:
     """``workers`` processes, each with its own model and ``cores / workers`` torch threads;
     at most 2 units per worker in flight so memory stays bounded."""
     import multiprocessing as mp
@@ -185,8 +231,7 @@ def pool_engine(model_ref: str, todo, batch_size: int, grid: LogGrid, workers: i
                 if nxt is None:
                     break
                 idx, unit, skip = nxt
-                fut = pool.submit(_work, unit, batch_size, grid.to_dict(), set(skip), save_chi2,
-                                  verify, lines)
+                fut = pool.submit(_work, unit, batch_size, grid.to_dict(), set(skip), stages)
                 pending[fut] = idx
             if not pending:
                 return

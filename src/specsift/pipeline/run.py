@@ -16,12 +16,12 @@ from pathlib import Path
 
 from ..io.catalog import merge_parts
 from ..term import printable
-from .local import PartReady, local_engine, pool_engine, prepare_model
+from .local import PartReady, StageOptions, local_engine, pool_engine, prepare_model
 from .parts import RunDir
 from .preflight import KEY, check_run, holds_output_lock
 from .units import plan_units
 
-__all__ = ["predict", "default_model_name", "PredictResult", "ENGINES"]
+__all__ = ["predict", "default_model_name", "PredictResult", "ENGINES", "StageOptions"]
 
 ENGINES = ("local", "dask")
 #: Bundled models in order of preference for the default.
@@ -73,21 +73,26 @@ def _saved(model) -> str:
 @holds_output_lock
 def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "cpu",
             workers: int = 1, resume: bool = False, engine: str = "local",
-            save_chi2: bool = False, progress: bool = True, threads: int | None = None,
+            save_chi2: bool | None = None, progress: bool = True, threads: int | None = None,
             address: str | None = None, precision: str = "fp32", overwrite: bool = False,
-            log=None, verify: bool = True, lines: bool = True) -> PredictResult:
+            log=None, verify: bool | None = None, lines: bool | None = None,
+            stages: StageOptions | None = None) -> PredictResult:
     """Predict every spectrum in ``inputs`` into the catalog ``output``.
 
     ``model``: registered name, model file or a loaded SpectralModel (default:
     :func:`default_model_name`).  ``workers``: processes (local) or cluster workers
     started for ``engine='dask'`` when no ``address`` of a running scheduler is given.
     ``resume``: continue an interrupted run of the same catalog; ``overwrite``: replace a
-    finished catalog of other inputs (see :mod:`.preflight`).  ``lines``: add emission-line
-    measurements and rule-based subclasses (:mod:`specsift.lines`).  Returns a summary;
+    finished catalog of other inputs (see :mod:`.preflight`).  Returns a summary;
     files that could not be read are listed in ``read_errors`` and flagged in ZWARN.
-    ``verify``: the template χ² fit of :mod:`specsift.verify` decides among the model's
-    candidates (default); False gives the model's own answer.
+
+    ``stages``: what runs after the model (:class:`StageOptions`; default: verification and
+    lines on).  ``save_chi2``, ``verify`` and ``lines``, when given, replace those fields of
+    ``stages``: ``verify`` — the template χ² fit of :mod:`specsift.verify` decides among the
+    model's candidates (False: the model's own answer); ``lines`` — emission-line
+    measurements and rule-based subclasses (:mod:`specsift.lines`).
     """
+    stages = StageOptions.of(stages, save_chi2=save_chi2, verify=verify, lines=lines)
     if precision != "fp32" and (engine != "local" or workers != 1):
         raise ValueError("--precision other than fp32 is for the single-process engine")
     if engine not in ENGINES:
@@ -103,10 +108,10 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
         log(f"{output}: already complete, nothing to resume")
         return PredictResult(output, _count_rows(output), 0, 0.0, [], "")
     model_obj, ref = _model_ref(model)
-    model_obj.check_options({"save_chi2": save_chi2})      # before any work
+    model_obj.check_options(stages.predict)                # before any work
     units = plan_units(files, batch_size)
-    plan = RunDir.make_plan(units, batch_size, model_obj.tag, model_obj.grid.to_dict(), save_chi2,
-                            verify, lines)
+    plan = RunDir.make_plan(units, batch_size, model_obj.tag, model_obj.grid.to_dict(),
+                            stages.predict.save_chi2, stages.verify, stages.lines)
     units = run_dir.start(plan, resume)
     done_units = run_dir.done_units()
     done_batches = run_dir.done_batches()
@@ -119,13 +124,12 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
 
     if engine == "local" and workers == 1:
         prepare_model(model_obj, device, threads, precision)
-        events = local_engine(model_obj, todo, batch_size, grid, save_chi2, verify=verify, lines=lines)
+        events = local_engine(model_obj, todo, batch_size, grid, stages)
     elif engine == "local":
-        events = pool_engine(ref, todo, batch_size, grid, workers, device, save_chi2, verify, lines)
+        events = pool_engine(ref, todo, batch_size, grid, workers, device, stages)
     else:
         from .dask_engine import dask_engine
-        events = dask_engine(ref, todo, batch_size, grid, workers, device, save_chi2, address,
-                             verify, lines)
+        events = dask_engine(ref, todo, batch_size, grid, workers, device, stages, address)
 
     t0 = time.perf_counter()
     rows, errors, unit_rows = 0, [], {}
@@ -159,8 +163,8 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
     parts = run_dir.ordered_parts(len(units))
     from ..io.catalog_schema import provenance
     n_input = sum(d["rows"] for d in run_dir.done_units().values())
-    meta = {**provenance(model_obj, n_input), KEY: key, "VERIFIED": bool(verify)}
-    meta.update(model_obj.catalog_meta({"save_chi2": save_chi2}))   # e.g. the χ² curves' z grid
+    meta = {**provenance(model_obj, n_input), KEY: key, "VERIFIED": stages.verify}
+    meta.update(model_obj.catalog_meta(stages.predict))   # e.g. the χ² curves' z grid
     n = merge_parts(parts, output, meta)
     run_dir.remove()
     return PredictResult(output, n, rows, time.perf_counter() - t0, errors, model_obj.tag)
