@@ -15,10 +15,15 @@ from .classes import labels, spectype_of, subtype_of
 from .flags import ZWARN, zwarn_from_input
 from .io.catalog_schema import identifier_columns
 
-__all__ = ["make_catalog", "CATALOG_COLUMNS", "LOW_CONFIDENCE"]
+__all__ = ["make_catalog", "keep_net_answer", "CATALOG_COLUMNS", "NET_COLUMNS",
+           "LOW_CONFIDENCE"]
 
 CATALOG_COLUMNS = ("TARGETID", "SOURCE", "Z", "ZERR", "ZWARN", "SPECTYPE", "SUBTYPE",
                    "DELTACHI2", "CLASS_LABEL")
+
+#: The answer columns a stage after the model may change; the network's own values stay in
+#: ``<name>_NET`` (:func:`keep_net_answer`).
+NET_COLUMNS = ("Z", "ZERR", "SPECTYPE", "SUBTYPE", "CLASS_LABEL")
 
 #: Highest class probability below which ZWARN bit 17 (LOW_CLASS_CONFIDENCE) is set.
 LOW_CONFIDENCE = 0.6
@@ -69,3 +74,17 @@ def make_catalog(meta: Table, class_set: str, probs: np.ndarray, z: np.ndarray,
     for name, values in identifier_columns(meta, n).items():   # RA, DEC, ROW, PLATE …
         out[name] = values
     return out
+
+
+def keep_net_answer(out: Table, catalog: Table, names=NET_COLUMNS, dtype=None) -> None:
+    """Keep the network's answer before a stage changes columns ``names`` of ``out``.
+
+    Copies each column of ``catalog`` (the stage's input) into ``<name>_NET`` of ``out``
+    unless that column is already there: the first stage that changes an answer owns its
+    ``_NET`` copy (the verification, else the lines stage), so a later stage never overwrites
+    the network's answer with an earlier stage's.  ``dtype``: cast the copies (e.g. to one
+    string width)."""
+    for name in names:
+        if f"{name}_NET" not in out.colnames:
+            out[f"{name}_NET"] = (catalog[name] if dtype is None
+                                  else np.asarray(catalog[name]).astype(dtype))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from astropy.table import Table
 
+from ..catalog import keep_net_answer
 from ..classes import CLASS_SETS, map_sdss, subtype_of
 from .measure import LINE_COLUMNS, line_columns, line_names, line_table
 from .rules import sdss_subclass
@@ -56,11 +57,7 @@ def add_lines(batch, catalog: Table, continuum=None, sigma_inst=None) -> Table:
     out.add_columns(list(line_table(cols).columns.values()), copy=False)
     out["SUBCLASS_LINES"] = sub
     label_net = np.asarray(catalog["CLASS_LABEL"]).astype("U24")
-    # after verification *_NET already hold the network's own answer: keep them
-    if "CLASS_LABEL_NET" not in catalog.colnames:
-        out["CLASS_LABEL_NET"] = label_net
-    if "SUBTYPE_NET" not in catalog.colnames:
-        out["SUBTYPE_NET"] = np.asarray(catalog["SUBTYPE"]).astype("U24")
+    keep_net_answer(out, catalog, ("CLASS_LABEL", "SUBTYPE"), dtype="U24")
     decided = np.zeros(len(out), bool)
     cset = class_set_of(catalog)
     if cset is not None:

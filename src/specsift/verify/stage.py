@@ -19,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 from astropy.table import Table
 
+from ..catalog import keep_net_answer
 from ..classes import spectype_of
 from ..constants import C_KMS
 from ..flags import ZWARN
@@ -218,8 +219,7 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
     opt = options or VerifyOptions()
     n = len(table)
     out = table.copy(copy_data=False)
-    for c in ("Z", "ZERR", "SPECTYPE", "SUBTYPE", "CLASS_LABEL"):
-        out[f"{c}_NET"] = table[c]
+    keep_net_answer(out, table)                 # Z_NET … CLASS_LABEL_NET
     chi2 = np.full(n, np.nan)
     dchi2 = np.asarray(table["DELTACHI2"], np.float64).copy() if "DELTACHI2" in table.colnames \
         else np.full(n, np.nan)
