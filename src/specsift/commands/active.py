@@ -33,8 +33,8 @@ def register(subparsers, name, help_):
     s.set_defaults(func=status)
     b = sub.add_parser("benchmark", help="simulated-oracle benchmark of every strategy vs random")
     b.add_argument("--out", default="out/active-bench")
-    b.add_argument("--pool-size", type=int, default=100_000)
-    b.add_argument("--test-size", type=int, default=20_000)
+    b.add_argument("--pool-size", "--pool", type=int, default=100_000)
+    b.add_argument("--test-size", "--test", type=int, default=20_000)
     b.add_argument("--rare", type=float, default=0.01, help="fraction of emission-line stars")
     b.add_argument("--seeds", type=int, default=5)
     b.add_argument("--max-labels", type=int, default=2000)
@@ -101,6 +101,9 @@ def benchmark(args) -> int:
                          max_labels=args.max_labels, batch=args.batch, width=args.width,
                          train_steps=args.train_steps)
     table = summarise(json.loads(Path(path).read_text()), args.figdir)
+    print(f"\npool {args.pool_size} ({args.rare:.1%} rare), test {args.test_size}, vgg1d width "
+          f"{args.width}, {args.train_steps} steps/retraining, batch {args.batch}, "
+          f"{args.seeds} seeds\n")
     print(table)
     (Path(args.out) / "table.md").write_text(table + "\n")
     return 0
