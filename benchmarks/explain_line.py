@@ -11,23 +11,19 @@ input channel, including the per-pixel S/N one.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from specsift import DEFAULT_GRID, load_model
 from specsift.explain import integrated_gradients
-from specsift.spectra import SpectraBatch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _spectra import one_line  # noqa: E402  (the spectra tests/test_explain.py checks)
 
 LINES = (4500.0, 5507.7, 7219.3)
-
-
-def one_line(lam0: float, seed: int = 0) -> SpectraBatch:
-    """Same spectra as tests/test_explain.py: continuum 5, σ 0.3 noise, σ = 3 Å line of 60."""
-    rng = np.random.default_rng(seed)
-    w = DEFAULT_GRID.wave
-    flux = 5 + rng.normal(0, 0.3, w.size) + 60 * np.exp(-0.5 * ((w - lam0) / 3.0) ** 2)
-    return SpectraBatch(DEFAULT_GRID.loglam, flux[None].astype(np.float32),
-                        np.full((1, w.size), 1 / 0.09, np.float32))
 
 
 def main() -> None:

@@ -9,14 +9,12 @@ import sys
 import textwrap
 
 import pytest
-import torch
+from _spectra import emission_pool
 
 from specsift.active.db import LabelDB
 from specsift.active.loop import ActiveLoop, LoopConfig
 from specsift.active.oracle import TruthOracle
 from specsift.active.pool import open_pool
-from specsift.io.store import SpectralStore
-from specsift.simulate.emission_stars import simulate_emission_stars
 
 #: LabelDB methods that write; a kill can fall after any of them
 WRITES = ("set_meta", "set_iteration", "set_queue", "add_labels", "add_label")
@@ -29,11 +27,7 @@ class Killed(BaseException):
 
 @pytest.fixture(scope="module")
 def pool_path(tmp_path_factory):
-    torch.set_num_threads(1)
-    path = tmp_path_factory.mktemp("kp") / "pool.h5"
-    with SpectralStore(path, "w") as s:
-        s.append(simulate_emission_stars(200, rare_fraction=0.2, seed=5))
-    return path
+    return emission_pool(tmp_path_factory.mktemp("kp") / "pool.h5", 200, 0.2, seed=5)
 
 
 def _cfg():

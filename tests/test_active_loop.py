@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from _spectra import emission_pool
 
 from specsift.active.db import LabelDB
 from specsift.active.loop import ActiveLoop, LoopConfig
@@ -21,11 +22,7 @@ from specsift.simulate.emission_stars import (
 
 @pytest.fixture(scope="module")
 def pool_path(tmp_path_factory):
-    torch.set_num_threads(1)
-    path = tmp_path_factory.mktemp("al") / "pool.h5"
-    with SpectralStore(path, "w") as s:
-        s.append(simulate_emission_stars(600, rare_fraction=0.1, seed=3))
-    return path
+    return emission_pool(tmp_path_factory.mktemp("al") / "pool.h5", 600, 0.1, seed=3)
 
 
 def test_window_grid_and_scaling():

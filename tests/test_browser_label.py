@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from _spectra import emission_pool
 
 from specsift.active.db import LabelDB
 from specsift.active.loop import LoopConfig
 from specsift.active.webapp import create_app
-from specsift.io.store import SpectralStore
-from specsift.simulate.emission_stars import simulate_emission_stars
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -55,10 +54,7 @@ def _serve(app):
 
 @pytest.fixture()
 def server(tmp_path):
-    torch.set_num_threads(1)
-    store = tmp_path / "pool.h5"
-    with SpectralStore(store, "w") as s:
-        s.append(simulate_emission_stars(30, rare_fraction=0.3, seed=7))
+    store = emission_pool(tmp_path / "pool.h5", 30, 0.3, seed=7)
     db_path = tmp_path / "labels.sqlite"
     app = create_app(store, db_path, config=LoopConfig(batch=6, initial=6, width=0.125))
     srv, th, port = _serve(app)

@@ -8,12 +8,12 @@ from importlib import resources
 import numpy as np
 import pytest
 import torch
+from _spectra import one_line
 
 from specsift import DEFAULT_GRID, load_model
 from specsift.cli import main
 from specsift.explain import integrated_gradients
 from specsift.io import read
-from specsift.spectra import SpectraBatch
 
 DEMO = resources.files("specsift") / "data" / "demo"
 GALAXY = str(DEMO / "spec-0266-51602-0013.fits")            # SDSS GALAXY, z 0.1213
@@ -33,20 +33,11 @@ def test_explain_runs_on_every_bundled_model(name, tmp_path):
         assert (out / "class_attention.png").exists()
 
 
-def _one_line(lam0: float, seed: int = 0) -> SpectraBatch:
-    """Flat continuum, Gaussian noise and one strong emission line at ``lam0`` Å."""
-    rng = np.random.default_rng(seed)
-    w = DEFAULT_GRID.wave
-    flux = 5 + rng.normal(0, 0.3, w.size) + 60 * np.exp(-0.5 * ((w - lam0) / 3.0) ** 2)
-    return SpectraBatch(DEFAULT_GRID.loglam, flux[None].astype(np.float32),
-                        np.full((1, w.size), 1 / 0.09, np.float32))
-
-
 @pytest.mark.parametrize("name", ["gasnet", "speccznet"])
 @pytest.mark.parametrize("lam0", [4500.0, 5507.7, 7219.3])
 def test_saliency_peaks_at_a_single_strong_line(name, lam0):
     model = load_model(name)
-    sal = np.abs(integrated_gradients(model, _one_line(lam0), steps=8)[0])
+    sal = np.abs(integrated_gradients(model, one_line(lam0), steps=8)[0])
     w = DEFAULT_GRID.wave
     assert abs(w[np.argmax(sal)] - lam0) < 10.0
     near = np.abs(w - lam0) < 30
@@ -69,7 +60,7 @@ class _Linear(torch.nn.Module):
 
 
 def test_integrated_gradients_exact_for_a_linear_network():
-    batch = _one_line(6000.0)
+    batch = one_line(6000.0)
     model = type("M", (), {})()
     model.net = _Linear(batch.npix, 1000, 1100)
     model.make_inputs = lambda b: torch.from_numpy(b.flux.copy())

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 import pytest
-import torch
+from _spectra import emission_pool
 from astropy.io import fits
 from fastapi.testclient import TestClient
 
@@ -13,18 +13,13 @@ from specsift.active.db import LabelDB
 from specsift.active.loop import LoopConfig
 from specsift.active.webapp import create_app
 from specsift.io.store import SpectralStore
-from specsift.simulate.emission_stars import simulate_emission_stars
 
 CFG = LoopConfig(batch=8, initial=8, width=0.125, train_steps=20, max_epochs=8)
 
 
 @pytest.fixture()
 def store(tmp_path):
-    torch.set_num_threads(1)
-    path = tmp_path / "pool.h5"
-    with SpectralStore(path, "w") as s:
-        s.append(simulate_emission_stars(60, rare_fraction=0.3, seed=5))
-    return path
+    return emission_pool(tmp_path / "pool.h5", 60, 0.3, seed=5)
 
 
 LOCAL = "http://127.0.0.1:8765"
