@@ -222,3 +222,24 @@ def test_crafted_checkpoint_runs_no_code(tmp_path):
     with pytest.raises(ValueError, match="last.pt.*refused"):
         _fit(_net(), _toy(40), None, epochs=1, checkpoint_dir=tmp_path / "ck", resume=True)
     assert not (tmp_path / "ran").exists()
+
+
+def test_train_config_groups_the_settings(tmp_path):
+    """One TrainConfig or the same settings as keywords train the same weights; unknown
+    settings and schedules are refused before any data is read."""
+    from specsift.training import TrainConfig
+    data = _toy(80)
+    a, b = _net(), _net()
+    _fit(a, data, None, epochs=2)
+    cfg = TrainConfig(epochs=2, batch_size=32, seed=1, progress=False, chunk_size=64,
+                      buffer_chunks=2, lr=3e-3)
+    train(b, torch.nn.functional.cross_entropy, data, None, make_inputs=_inputs,
+          make_targets=_targets, config=cfg, log=None)
+    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+        torch.testing.assert_close(x, y)
+    assert TrainConfig.of(cfg, epochs=5).epochs == 5 and cfg.epochs == 2
+    with pytest.raises(TypeError, match="unknown setting.*epoch_count"):
+        _fit(_net(), data, None, epoch_count=2)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        TrainConfig(schedule="linear")
+

@@ -10,11 +10,13 @@ A model supplies three things and the loop knows nothing else about it:
 
 Usage::
 
-    from specsift.training import train, normalise
+    from specsift.training import TrainConfig, train, normalise
+    cfg = TrainConfig(epochs=20, batch_size=256, lr=2e-3, weight_decay=1e-4, seed=0,
+                      checkpoint_dir="ckpt", resume=False, patience=5)
     result = train(net, loss_fn, train_store_or_batch, val_store_or_batch,
-                   make_inputs=..., make_targets=..., epochs=20, batch_size=256, lr=2e-3,
-                   weight_decay=1e-4, seed=0, checkpoint_dir="ckpt", resume=False,
-                   patience=5, val_metrics_fn=lambda outputs, targets: {"acc": ...})
+                   make_inputs=..., make_targets=..., config=cfg,
+                   val_metrics_fn=lambda outputs, targets: {"acc": ...})
+    # or the settings as keywords: train(..., epochs=20, lr=2e-3)
     result.best_state      # state_dict (CPU tensors) of the best epoch, already loaded in net
     result.history         # one dict per epoch: epoch, train_loss, val_loss, lr, seconds, metrics
 
@@ -24,7 +26,8 @@ inside a buffer of a few chunks, so memory is bounded by ``chunk_size × buffer_
 spectra however big the store is.  An in-memory :class:`SpectraBatch` works the same way.
 ``make_inputs`` / ``make_targets`` run in the data workers (``num_workers > 0`` forks them).
 
-Every epoch writes ``checkpoint_dir/last.pt`` (model, optimizer, scheduler, RNG states, epoch,
+The settings are one :class:`TrainConfig`.  Every epoch writes ``checkpoint_dir/last.pt``
+(:mod:`specsift.training_checkpoint`: model, optimizer, scheduler, RNG states, epoch,
 best metric, best weights, history); ``resume=True`` continues from it and — because the data
 order depends only on ``(seed, epoch)`` — gives the same weights as an uninterrupted run.
 Optimiser: AdamW; schedule: linear warm-up then cosine decay per step (``schedule='cosine'``),
@@ -37,7 +40,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -45,9 +48,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .training_checkpoint import RunState, resume, save_checkpoint
 from .training_data import StoreDataset, normalise
 
-__all__ = ["StoreDataset", "TrainResult", "train", "normalise", "resolve_device",
+__all__ = ["StoreDataset", "TrainConfig", "TrainResult", "train", "normalise", "resolve_device",
            "seed_everything"]
 
 
@@ -160,27 +164,6 @@ def _schedule(name: str, total: int, warmup_frac: float = 0.05):
     return funcs[name]
 
 
-def _rng_state() -> dict:
-    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng_state(st: dict) -> None:
-    torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy"])
-    random.setstate(st["python"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def _save_atomic(obj, path: Path) -> None:
-    """Checkpoints hold tensors and plain data only, read back with ``weights_only=True``."""
-    from . import torchfile
-    torchfile.save(obj, path)
-
-
 def _cpu_state(module) -> dict:
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
@@ -210,135 +193,173 @@ def evaluate_loss(module, loss_fn, ds: StoreDataset, dev, num_workers=0, want_ou
     return mean, None, None
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """The settings of one training run, grouped by what they steer (the loop's hooks —
+    inputs, targets, loss, metrics, log — stay arguments of :func:`train`).
+
+    Why one object: a model's ``fit`` and ``specsift train`` pass the same settings on, and a
+    run's settings can be stored, compared and replaced (``dataclasses.replace``) as one
+    value.  ``train(..., epochs=3)`` still works: keywords become fields (:meth:`of`)."""
+
+    # optimiser and schedule: AdamW, a learning-rate schedule per step, gradient clipping
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"            #: 'cosine' (warm-up then cosine), 'onecycle', 'constant'
+    grad_clip: float | None = 5.0
+    #: stop after this many epochs without a better validation loss (None: never)
+    patience: int | None = None
+    #: stop this call after that many epochs (the schedule is still planned for ``epochs``),
+    #: so a long job can be split into resumable pieces
+    max_epochs_this_run: int | None = None
+    # data: shuffled chunks pooled in a buffer (memory ≈ chunk_size × buffer_chunks spectra)
+    chunk_size: int = 512
+    buffer_chunks: int = 4
+    num_workers: int = 0
+    train_indices: object = None        #: rows of ``train_data`` to use (None: all)
+    val_indices: object = None          #: rows of ``val_data`` to use (None: all)
+    # the run: seed, device, checkpoints
+    seed: int = 0
+    device: object = "auto"
+    checkpoint_dir: object = None       #: ``last.pt`` written here every epoch
+    resume: bool = False                #: continue from ``checkpoint_dir/last.pt``
+    progress: bool = True
+
+    def __post_init__(self):
+        _schedule(self.schedule, 1)     # an unknown schedule fails before any data is read
+
+    @classmethod
+    def of(cls, config: "TrainConfig | None" = None, **settings) -> "TrainConfig":
+        """``config`` (default: the defaults above) with ``settings`` replacing fields; an
+        unknown name is a TypeError naming it."""
+        base = config if config is not None else cls()
+        unknown = sorted(set(settings) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(f"train() got unknown setting(s) {', '.join(unknown)}")
+        return replace(base, **settings) if settings else base
+
+
 def train(module: torch.nn.Module, loss_fn: Callable, train_data, val_data=None, *,
-          make_inputs: Callable, make_targets: Callable, epochs: int = 10,
-          batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0,
-          device="auto", checkpoint_dir=None, resume: bool = False, patience: int | None = None,
-          progress: bool = True, val_metrics_fn: Callable | None = None,
-          schedule: str = "cosine", num_workers: int = 0, chunk_size: int = 512,
-          buffer_chunks: int = 4, grad_clip: float | None = 5.0,
-          val_reduce_fn: Callable | None = None,
-          train_indices=None, val_indices=None, max_epochs_this_run: int | None = None,
-          log: Callable | None = print) -> TrainResult:
+          make_inputs: Callable, make_targets: Callable, config: TrainConfig | None = None,
+          val_metrics_fn: Callable | None = None, val_reduce_fn: Callable | None = None,
+          log: Callable | None = print, **settings) -> TrainResult:
     """Train ``module`` with AdamW; return the best epoch's weights (loaded) and the history.
 
+    ``config``: the run's :class:`TrainConfig`; keyword ``settings`` replace its fields.
     ``train_data``/``val_data``: SpectralStore, store path, SpectraBatch, or a ready
     :class:`StoreDataset`.  ``val_metrics_fn(outputs, targets) -> dict`` gets the whole
     validation set's concatenated outputs/targets (CPU) after every epoch;
     ``val_reduce_fn(outputs, targets) -> (outputs, targets)`` shrinks each validation batch
     before it is kept (e.g. logits over many z bins → predicted z), bounding memory.  Without
     ``val_data`` the last epoch counts as best and early stopping is off.
-    ``max_epochs_this_run`` stops this call after that many epochs (the schedule is still
-    planned for ``epochs``) so a long job can be split into resumable pieces.
     """
-    dev = resolve_device(device)
-    seed_everything(seed)
-
-    def dataset(data, shuffle, indices):
-        if isinstance(data, StoreDataset):
-            return data
-        return StoreDataset(data, make_inputs, make_targets, batch_size=batch_size,
-                            chunk_size=chunk_size, buffer_chunks=buffer_chunks,
-                            shuffle=shuffle, seed=seed, indices=indices)
-
-    train_ds = dataset(train_data, True, train_indices)
-    val_ds = dataset(val_data, False, val_indices) if val_data is not None else None
-    steps_per_epoch = train_ds.n_batches(num_workers)
+    cfg = TrainConfig.of(config, **settings)
+    dev = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    train_ds = _dataset(train_data, cfg, make_inputs, make_targets, True, cfg.train_indices)
+    val_ds = (_dataset(val_data, cfg, make_inputs, make_targets, False, cfg.val_indices)
+              if val_data is not None else None)
+    steps = train_ds.n_batches(cfg.num_workers)
     module.to(dev)
-    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(schedule, epochs * steps_per_epoch))
-
-    ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
-    start_epoch, best_loss, best_epoch, bad_epochs = 0, math.inf, -1, 0
-    best_state, history, stopped = None, [], False
-    if resume:
-        if ckpt_path is None or not ckpt_path.exists():
-            raise FileNotFoundError(f"cannot resume: no checkpoint at "
-                                    f"{ckpt_path if ckpt_path else '(no checkpoint_dir given)'}")
-        from . import torchfile
-        ck = torchfile.load(ckpt_path)
-        try:
-            module.load_state_dict(ck["model"])
-        except RuntimeError as exc:
-            detail = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            raise ValueError(f"{ckpt_path}: checkpoint does not fit this model "
-                             f"({' '.join(detail[:2])[:300]})") from None
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        _set_rng_state(ck["rng"])
-        start_epoch, best_loss, best_epoch = ck["epoch"] + 1, ck["best_loss"], ck["best_epoch"]
-        bad_epochs, best_state, history = ck["bad_epochs"], ck["best_state"], ck["history"]
-        stopped = ck.get("stopped", False)
+    opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg.schedule, cfg.epochs * steps))
+    ckpt_path = Path(cfg.checkpoint_dir) / "last.pt" if cfg.checkpoint_dir is not None else None
+    run = RunState()
+    if cfg.resume:
+        run = resume(ckpt_path, module, opt, sched)
         if log:
-            log(f"resumed from {ckpt_path} at epoch {start_epoch}/{epochs}")
+            log(f"resumed from {ckpt_path} at epoch {run.epoch + 1}/{cfg.epochs}")
     if ckpt_path is not None:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-
-    end_epoch = epochs if max_epochs_this_run is None else min(epochs, start_epoch + max_epochs_this_run)
-    for epoch in range(start_epoch, end_epoch):
-        if stopped:
+    start = run.epoch + 1
+    end = cfg.epochs if cfg.max_epochs_this_run is None else min(cfg.epochs,
+                                                                  start + cfg.max_epochs_this_run)
+    for epoch in range(start, end):
+        if run.stopped:
             break
         t0 = time.perf_counter()
-        module.train()
-        train_ds.set_epoch(epoch)
-        total, n = 0.0, 0
-        bar = _progress(progress, steps_per_epoch, f"epoch {epoch + 1}/{epochs}")
-        for x, y in _loader(train_ds, num_workers):
-            x, y = _to(x, dev), _to(y, dev)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(_call(module, x), y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss at epoch {epoch + 1}; "
-                                         f"lower the learning rate or check the inputs")
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
-            opt.step()
-            if sched.last_epoch < epochs * steps_per_epoch - 1:
-                sched.step()
-            k = _batch_len(x)
-            total += float(loss.detach()) * k
-            n += k
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{total / n:.4f}")
-        if bar is not None:
-            bar.close()
-        row = {"epoch": epoch + 1, "train_loss": total / max(n, 1), "lr": opt.param_groups[0]["lr"]}
+        row = _train_epoch(module, loss_fn, train_ds, opt, sched, dev, cfg, epoch, steps)
         if val_ds is not None:
-            want = val_metrics_fn is not None
-            vloss, outs, tgts = evaluate_loss(module, loss_fn, val_ds, dev, num_workers, want,
-                                              val_reduce_fn)
-            row["val_loss"] = vloss
-            if want:
-                row.update({k: _plain(v) for k, v in val_metrics_fn(outs, tgts).items()})
-            if vloss < best_loss:
-                best_loss, best_epoch, bad_epochs = vloss, epoch + 1, 0
-                best_state = _cpu_state(module)
-            else:
-                bad_epochs += 1
-            if patience is not None and bad_epochs >= patience:
-                stopped = True
+            _validate(module, loss_fn, val_ds, dev, cfg, row, run, val_metrics_fn,
+                      val_reduce_fn)
         else:
-            best_loss, best_epoch, best_state = row["train_loss"], epoch + 1, _cpu_state(module)
+            run.best_loss, run.best_epoch = row["train_loss"], epoch + 1
+            run.best_state = _cpu_state(module)
         row["seconds"] = round(time.perf_counter() - t0, 2)
-        history.append(row)
+        run.history.append(row)
+        run.epoch = epoch
         if log:
             log("  ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
         if ckpt_path is not None:
-            _save_atomic({"model": module.state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "rng": _rng_state(), "epoch": epoch,
-                          "best_loss": best_loss, "best_epoch": best_epoch,
-                          "bad_epochs": bad_epochs, "best_state": best_state,
-                          "history": history, "stopped": stopped}, ckpt_path)
-        if stopped and log:
-            log(f"early stop: no val-loss improvement for {patience} epochs "
-                f"(best epoch {best_epoch})")
-    if best_state is None:
-        best_state = _cpu_state(module)
-    module.load_state_dict(best_state)
-    return TrainResult(best_state=best_state, best_epoch=best_epoch, best_val_loss=best_loss,
-                       history=history, stopped_early=stopped, device=str(dev))
+            save_checkpoint(ckpt_path, module, opt, sched, run)
+        if run.stopped and log:
+            log(f"early stop: no val-loss improvement for {cfg.patience} epochs "
+                f"(best epoch {run.best_epoch})")
+    if run.best_state is None:
+        run.best_state = _cpu_state(module)
+    module.load_state_dict(run.best_state)
+    return TrainResult(best_state=run.best_state, best_epoch=run.best_epoch,
+                       best_val_loss=run.best_loss, history=run.history,
+                       stopped_early=run.stopped, device=str(dev))
+
+
+def _dataset(data, cfg: TrainConfig, make_inputs, make_targets, shuffle: bool, indices):
+    if isinstance(data, StoreDataset):
+        return data
+    return StoreDataset(data, make_inputs, make_targets, batch_size=cfg.batch_size,
+                        chunk_size=cfg.chunk_size, buffer_chunks=cfg.buffer_chunks,
+                        shuffle=shuffle, seed=cfg.seed, indices=indices)
+
+
+def _train_epoch(module, loss_fn, ds: StoreDataset, opt, sched, dev, cfg: TrainConfig,
+                 epoch: int, steps: int) -> dict:
+    """One pass over the training data; the epoch's history row so far."""
+    module.train()
+    ds.set_epoch(epoch)
+    total, n = 0.0, 0
+    bar = _progress(cfg.progress, steps, f"epoch {epoch + 1}/{cfg.epochs}")
+    for x, y in _loader(ds, cfg.num_workers):
+        x, y = _to(x, dev), _to(y, dev)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(_call(module, x), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss at epoch {epoch + 1}; "
+                                     f"lower the learning rate or check the inputs")
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+        opt.step()
+        if sched.last_epoch < cfg.epochs * steps - 1:
+            sched.step()
+        k = _batch_len(x)
+        total += float(loss.detach()) * k
+        n += k
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / n:.4f}")
+    if bar is not None:
+        bar.close()
+    return {"epoch": epoch + 1, "train_loss": total / max(n, 1), "lr": opt.param_groups[0]["lr"]}
+
+
+def _validate(module, loss_fn, ds: StoreDataset, dev, cfg: TrainConfig, row: dict,
+              run: RunState, metrics_fn, reduce_fn) -> None:
+    """Validation loss (and metrics) into ``row``; best weights and early stopping in ``run``."""
+    want = metrics_fn is not None
+    vloss, outs, tgts = evaluate_loss(module, loss_fn, ds, dev, cfg.num_workers, want,
+                                      reduce_fn)
+    row["val_loss"] = vloss
+    if want:
+        row.update({k: _plain(v) for k, v in metrics_fn(outs, tgts).items()})
+    if vloss < run.best_loss:
+        run.best_loss, run.best_epoch, run.bad_epochs = vloss, row["epoch"], 0
+        run.best_state = _cpu_state(module)
+    else:
+        run.bad_epochs += 1
+    if cfg.patience is not None and run.bad_epochs >= cfg.patience:
+        run.stopped = True
 
 
 def _plain(v):
