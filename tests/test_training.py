@@ -243,3 +243,25 @@ def test_train_config_groups_the_settings(tmp_path):
     with pytest.raises(ValueError, match="unknown schedule"):
         TrainConfig(schedule="linear")
 
+
+def test_dataset_reads_stores_through_the_io_store_path(tmp_path):
+    """A store streams through io's store path (ROW, INPUT_FLAGS as `specsift read` gives
+    them); a subset (``indices``) yields exactly its rows, from windows of rows."""
+    from specsift.io import read
+    b = _toy(300)
+    with SpectralStore(tmp_path / "s.h5", "w", chunk_rows=32) as s:
+        s.append(b)
+    subset = np.sort(np.random.default_rng(0).choice(300, 70, replace=False))
+    seen = []
+    ds = StoreDataset(tmp_path / "s.h5", lambda bb: bb, None, batch_size=16, chunk_size=8,
+                      buffer_chunks=2, seed=1, indices=subset)
+    ds.set_epoch(0)
+    for x, _ in ds:
+        seen.append(x)
+    got = SpectraBatch.concatenate(seen)
+    order = np.argsort(np.asarray(got.meta["ROW"]))
+    assert list(np.asarray(got.meta["ROW"])[order]) == list(subset)
+    ref = read(tmp_path / "s.h5", grid=None)
+    np.testing.assert_array_equal(got.flux[order], ref.flux[subset])
+    for col in ("TARGETID", "INPUT_FLAGS", "SOURCE"):
+        assert list(got.meta[col][order]) == list(ref.meta[col][subset]), col
