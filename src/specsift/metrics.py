@@ -19,7 +19,7 @@ from astropy.table import Table
 from .classes import labels as class_labels
 from .classes import map_labels, map_sdss
 
-__all__ = ["delta_z", "redshift_metrics", "zerr_coverage", "classification_metrics",
+__all__ = ["delta_z", "redrock_agreement", "redshift_metrics", "zerr_coverage", "classification_metrics",
            "calibration", "evaluate_catalog", "match_rows", "truth_labels",
            "roc_auc", "GF_THRESHOLDS"]
 
@@ -247,3 +247,23 @@ def _infer_class_set(pred: Table) -> str:
             return name
     raise ValueError("cannot tell the catalog's class set from its PROB_ columns; "
                      "pass class_set")
+
+
+def redrock_agreement(spectype, z, ref_spectype, ref_z, ref_zwarn, ref_deltachi2,
+                      min_deltachi2: float = 25.0, max_kms: float = 1000.0) -> dict:
+    """Agreement with a reference Redrock catalog where Redrock is confident (ZWARN 0 and
+    DELTACHI2 > ``min_deltachi2``, the DESI targets' definition): the same SPECTYPE and
+    |Δz|/(1+z) below ``max_kms``/c (Redrock's own 1000 km/s "same solution" scale).
+
+    Returns ``n`` (confident rows), ``agree`` (their share that agrees, NaN when none),
+    ``confident`` and ``agrees`` (per-row boolean arrays) so that a table can list the misses."""
+    from .constants import C_KMS
+    st = np.char.strip(np.char.upper(np.asarray(spectype, dtype=str)))
+    rs = np.char.strip(np.char.upper(np.asarray(ref_spectype, dtype=str)))
+    z, rz = np.asarray(z, float), np.asarray(ref_z, float)
+    conf = (np.asarray(ref_zwarn) == 0) & (np.asarray(ref_deltachi2, float) > min_deltachi2)
+    with np.errstate(invalid="ignore"):
+        ok = (st == rs) & (np.abs(z - rz) / (1 + rz) < max_kms / C_KMS)
+    n = int(conf.sum())
+    return {"n": n, "agree": float(ok[conf].mean()) if n else float("nan"),
+            "confident": conf, "agrees": ok & conf}

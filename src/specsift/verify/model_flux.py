@@ -11,14 +11,19 @@ from __future__ import annotations
 import numpy as np
 
 from .fit import NPOLY, legendre
+from .resolution import convolved
 from .templates import bases_for
 
 __all__ = ["model_flux"]
 
 
-def model_flux(loglam: np.ndarray, catalog) -> np.ndarray:
+def model_flux(loglam: np.ndarray, catalog, sigma_pix=None) -> np.ndarray:
     """(N, P) float32 model flux on the grid ``loglam`` for the N rows of a verified catalog
-    (NaN rows where the row was not verified: CHI2 NaN or no COEFF)."""
+    (NaN rows where the row was not verified: CHI2 NaN or no COEFF).
+
+    ``sigma_pix`` (N,): the templates' broadening per row, as the fit used it
+    (:func:`.resolution.extra_sigma_pix` of the batch); None: at the templates' own
+    resolution, which is what the fit used for SDSS and DESI spectra."""
     loglam = np.asarray(loglam, np.float64)
     bases = bases_for(loglam)
     n, npix = len(catalog), loglam.size
@@ -29,10 +34,11 @@ def model_flux(loglam: np.ndarray, catalog) -> np.ndarray:
     coef = np.asarray(catalog["COEFF"], np.float64)
     chi2 = np.asarray(catalog["CHI2"], np.float64)
     p = np.arange(npix, dtype=np.float64)
+    sig = np.zeros(n) if sigma_pix is None else np.broadcast_to(np.asarray(sigma_pix, float), (n,))
     for i in range(n):
         if st[i] not in bases or not np.isfinite(chi2[i]):
             continue
-        b = bases[st[i]]
+        b = convolved(bases[st[i]], sig[i])
         q = p + b.offset - b.shift_of(z[i])
         T = b.ntemplate
         grid = np.arange(b.vectors.shape[1])

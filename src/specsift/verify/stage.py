@@ -26,6 +26,7 @@ from ..flags import ZWARN
 from .candidates import Candidates
 from .fit import bin_basis, bin_prepared, prepare, refine, scan, single_template_chi2, take_rows
 from .linalg import chol_quad
+from .resolution import convolved, extra_sigma_pix
 from .templates import SPECTYPES, Z_MAX, bases_for
 
 __all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COLUMNS"]
@@ -45,6 +46,12 @@ STAR_NPOLY = 4
 NET_KMS = 2000.0
 #: candidates closer than this are one solution (Redrock's max_velo_diff)
 SAME_KMS = 1000.0
+#: vacuum wavelengths (Å) of the night sky's strongest optical line, [O I] 5577 (air 5577.34), and
+#: the half-width masked around it in the fit: its subtraction residual (a few per cent of a
+#: line many times brighter than a faint target) is in no pipeline's ivar, and a quasar's Lyα
+#: at z ≈ 3.59 fits it (simulated quasars went there: GF(0.003) 0.98 → 0.96)
+SKY_LINES = (5578.89,)
+SKY_HALFWIDTH = 15.0
 
 
 @dataclass
@@ -65,6 +72,11 @@ class VerifyOptions:
     lowz_galaxy_zmax: float = 0.012   # GALAXY tried on 0 ≤ z ≤ this for every spectrum (0: off)
     rescue_deltachi2: float = 50.0    # below: a coarse scan of the whole z range adds candidates
     rescue_factor: int = 8            # pixels per bin of that scan
+    #: also rescued: a best fit that explains less than this share of the χ² the polynomial
+    #: alone leaves above the noise (χ²_poly − N_pix) — no candidate explains the spectrum (a
+    #: DESI quasar at S/N 27 that the model called a z 0 galaxy fitted STAR explaining 2 % of
+    #: it, with DELTACHI2 > 50, so the DELTACHI2 test alone never looked elsewhere)
+    rescue_explained: float = 0.2
     net_margin: float = 25.0          # the model's answer stands unless beaten by this Δχ²
     zerr_scale: dict = field(default_factory=lambda: {"STAR": 0.93, "GALAXY": 2.94, "QSO": 3.67})
     #: km/s added in quadrature to a STAR's ZERR per survey (the reader's SURVEY column): the
@@ -112,18 +124,21 @@ def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
     return spec[first], typ[first], z[first], hw[first]
 
 
-def _fit_rows(prep, bases, spec, typ, z, hw, opt):
+def _fit_rows(prep, bases, spec, typ, z, hw, opt, sigma=None):
+    """χ² fits of every window; ``sigma`` (per spectrum, pixels): the spectrum's LSF beyond
+    the templates' (:mod:`.resolution`), each group of equal σ fitted with its own basis."""
     pb = bin_prepared(prep, opt.coarse_factor) if opt.coarse_factor > 1 else None
+    sig = np.zeros(len(spec)) if sigma is None else np.asarray(sigma)[spec]
     out = {"chi2": np.full(len(spec), np.inf), "shift": np.zeros(len(spec)),
            "err": np.zeros(len(spec)), "edge": np.zeros(len(spec), bool),
            "coef": np.zeros((len(spec), NCOEFF_MAX)), "ncoef": np.zeros(len(spec), int)}
-    for st in SPECTYPES:
-        b = bases[st]
+    for st, s_pix in sorted(set(zip(typ, sig))):
+        b = convolved(bases[st], s_pix)
         star = st == "STAR"
         lo = int(np.floor(b.shift_of(-0.005)))
         coarse = None if pb is None else (pb, bin_basis(b, opt.coarse_factor), opt.coarse_factor)
-        for h in np.unique(hw[typ == st]):
-            sel = np.flatnonzero((typ == st) & (hw == h))
+        for h in np.unique(hw[(typ == st) & (sig == s_pix)]):
+            sel = np.flatnonzero((typ == st) & (hw == h) & (sig == s_pix))
             r = refine(prep, b, spec[sel], b.shift_of(z[sel]), int(h), coarse,
                        lo_limit=None if star else lo)
             out["chi2"][sel], out["shift"][sel], out["err"][sel] = r.chi2, r.shift, r.shift_err
@@ -159,6 +174,12 @@ def _star_floor(batch, todo: np.ndarray, spectype: np.ndarray, opt: VerifyOption
     survey = np.char.upper(np.char.strip(np.asarray(batch.meta["SURVEY"], dtype=str)[todo]))
     kms = np.array([opt.star_zerr_floor_kms.get(s, 0.0) for s in survey])
     return np.where(spectype == "STAR", kms, 0.0) / C_KMS
+
+
+def _sky_mask(loglam: np.ndarray) -> np.ndarray:
+    """(P,) True on the pixels within ``SKY_HALFWIDTH`` of a ``SKY_LINES`` line."""
+    wave = 10.0 ** np.asarray(loglam, np.float64)
+    return np.any([np.abs(wave - w) < SKY_HALFWIDTH for w in SKY_LINES], axis=0)
 
 
 def _poly_chi2(prep) -> np.ndarray:
@@ -231,21 +252,25 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
     zerr = np.asarray(table["ZERR"], np.float64).copy()
     spectype = np.asarray(table["SPECTYPE"], dtype="U6").copy()
     subtype = np.asarray(table["SUBTYPE"], dtype="U20").copy()
-    prep = prepare(batch.flux, batch.ivar, batch.mask)
+    prep = prepare(batch.flux, batch.ivar, batch.mask | _sky_mask(batch.loglam))
     npix[:] = prep.ngood
     todo = np.flatnonzero((prep.ngood >= opt.min_good)
                           & ((zwarn & (ZWARN.NODATA | ZWARN.BAD_INPUT)) == 0))
     if len(todo):
         bases = bases_for(batch.loglam)
         net_t0, net_z0 = spectype.copy(), z.copy()
-        sol = _solve(prep, bases, cands, todo, opt, n, net_t0, net_z0)
-        rescue = todo[sol["dchi2"] < opt.rescue_deltachi2]
+        sigma = extra_sigma_pix(batch)        # LSF beyond the templates': per spectrum
+        sol = _solve(prep, bases, cands, todo, opt, n, net_t0, net_z0, sigma)
+        poly = _poly_chi2(prep)[todo]
+        excess = poly - prep.ngood[todo]
+        bad_fit = (excess > 0) & (poly - sol["chi2"] < opt.rescue_explained * excess)
+        rescue = todo[(sol["dchi2"] < opt.rescue_deltachi2) | bad_fit]
         if len(rescue):
             # not convincing: scan the whole z range coarsely for more candidates, then decide
             # again with them (rare, so its cost stays small on average)
             extra = _full_range_candidates(prep, bases, rescue, n, opt)
             again = _solve(prep, bases, Candidates.concat([cands, extra]), rescue, opt, n,
-                           net_t0, net_z0)
+                           net_t0, net_z0, sigma)
             pos = np.searchsorted(todo, rescue)
             for k in sol:
                 sol[k][pos] = again[k]
@@ -281,12 +306,12 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
     return out
 
 
-def _solve(prep, bases, cands, todo, opt, n, net_t, net_z) -> dict:
+def _solve(prep, bases, cands, todo, opt, n, net_t, net_z, sigma=None) -> dict:
     """Fit every candidate window of the spectra ``todo`` and pick the lowest χ²: per spectrum
     (in ``todo`` order) type, z, shift, σ of the shift, χ², DELTACHI2, coefficients, edge."""
     step = bases["STAR"].step
     spec, typ, zc, hw = _rows(cands, todo, opt, step)
-    res = _fit_rows(prep, bases, spec, typ, zc, hw, opt)
+    res = _fit_rows(prep, bases, spec, typ, zc, hw, opt, sigma)
     zfit = bases["STAR"].z_of(res["shift"])     # every basis shares the batch's step
     best, other = _best(spec, typ, zfit, res["chi2"], n, net_t, net_z, opt.net_margin)
     b = best[todo]
