@@ -13,7 +13,7 @@ from specsift.flags import ZWARN
 from specsift.spectra import DEFAULT_GRID, SpectraBatch
 from specsift.verify import Candidates, model_flux, verify_catalog
 from specsift.verify.fit import prepare, scan
-from specsift.verify.stage import NCOEFF_MAX, VERIFY_COLUMNS, VerifyOptions
+from specsift.verify.stage import NCOEFF_MAX, VERIFY_COLUMNS, VerifyOptions, sky_mask
 from specsift.verify.templates import bases_for
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -86,7 +86,9 @@ def test_deltachi2_two_minima_matches_direct_least_squares():
     x = np.linspace(-1, 1, flux.size)
     poly = np.stack([np.ones_like(x), x, 1.5 * x * x - 0.5])
 
-    def chi2_at(s):
+    fit_ivar = np.where(sky_mask(DEFAULT_GRID.loglam), 0.0, ivar)   # the fit skips [O I] 5577
+
+    def chi2_at(s, ivar=fit_ivar):
         q = p + b.offset - s
         A = np.concatenate([b.vectors[:, q], poly]).T.astype(np.float64)
         w = np.sqrt(ivar.astype(np.float64))
@@ -102,7 +104,7 @@ def test_deltachi2_two_minima_matches_direct_least_squares():
     # the GEMM normal equations equal the direct fit at one shift
     prep = prepare(batch.flux, batch.ivar, batch.mask)
     assert scan(prep, b, np.array([0]), np.array([s2]), np.array([0]))[0, 0] == pytest.approx(
-        chi2_at(s2), rel=2e-3)
+        chi2_at(s2, ivar), rel=2e-3)
 
 
 def test_catalog_columns_and_disagreement_bit():
@@ -115,7 +117,9 @@ def test_catalog_columns_and_disagreement_bit():
     for c in VERIFY_COLUMNS + ("Z", "ZERR", "SPECTYPE", "SUBTYPE", "DELTACHI2", "ZWARN"):
         assert c in out.colnames
     assert out["COEFF"].shape == (1, NCOEFF_MAX)
-    assert out["NCOEFF"][0] == 4 + 3 and out["NPIXELS"][0] == DEFAULT_GRID.size
+    # NPIXELS: the pixels the fit used (Redrock's meaning): all but the [O I] 5577 mask
+    assert out["NCOEFF"][0] == 4 + 3
+    assert out["NPIXELS"][0] == DEFAULT_GRID.size - sky_mask(DEFAULT_GRID.loglam).sum() > 4000
     assert out["SPECTYPE"][0] == "GALAXY" and out["SPECTYPE_NET"][0] == "QSO"
     assert out["Z_NET"][0] == 2.5 and abs(b.shift_of(out["Z"][0]) - 700) < 0.5
     assert out["ZWARN"][0] & ZWARN.NET_DISAGREE
