@@ -41,7 +41,7 @@ def main() -> None:
     held = star & np.asarray(m["HELDOUT"], bool)
     zt = np.asarray(m["Z"], float)
     own = S.extra_sigma_pix
-    print("| model | templates | called STAR | |Δv| ≤ 20 (all) | |Δv| ≤ 20 (held-out) | median |Δv| |")
+    print("| model | templates | called STAR | \\|Δv\\| ≤ 20 (all) | \\|Δv\\| ≤ 20 (held-out) | median \\|Δv\\| |")
     print("|---|---|---|---|---|---|")
     for name in a.models:
         model = load_model(name)
