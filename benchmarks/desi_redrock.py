@@ -125,10 +125,15 @@ def main() -> None:
     t["DESI_Z"] = np.full(len(t), np.nan)
     for f in files:
         lab = pipeline_labels(f).get("table")
-        if lab is not None:
+        if lab is not None:          # matched by the FIBERMAP's TARGETID, row by row
+            from astropy.io import fits
             rows = np.flatnonzero(t["FILE"] == str(f.relative_to(DESI)))
-            t["DESI_SPECTYPE"][rows] = [str(s).strip() for s in lab["CLASS"][:len(rows)]]
-            t["DESI_Z"][rows] = np.asarray(lab["Z"][:len(rows)], float)
+            tid = np.asarray(fits.getdata(f, "FIBERMAP")["TARGETID"], np.int64)
+            where = {int(x): k for k, x in enumerate(lab["TARGETID"])}
+            for r, x in zip(rows, tid[t["ROW"][rows]]):
+                if int(x) in where:
+                    t["DESI_SPECTYPE"][r] = str(lab["CLASS"][where[int(x)]]).strip()
+                    t["DESI_Z"][r] = float(lab["Z"][where[int(x)]])
     t.meta["comments"] = [
         "Redrock 0.21 on the real DESI coadds of ../shared/data/desi (see desi_redrock.py)",
         f"command: PYTHONPATH=src .venv/bin/python benchmarks/desi_redrock.py --list {a.list}",
