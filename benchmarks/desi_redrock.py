@@ -110,7 +110,7 @@ def main() -> None:
     if not RR_PY.exists():
         raise SystemExit(f"{RR_PY} missing: python3.11 -m venv benchmarks/.venv-redrock && "
                          f"benchmarks/.venv-redrock/bin/pip install redrock")
-    from astropy.table import Table, vstack
+    from astropy.table import Table
     files = desi_files()
     specs, keys = [], []
     for f in files:

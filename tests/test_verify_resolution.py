@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 from astropy.table import Table
+from test_verify import _net_table
 
 from specsift.constants import C_KMS
 from specsift.metrics import redrock_agreement
 from specsift.spectra import DEFAULT_GRID, SpectraBatch
 from specsift.verify import Candidates, model_flux, verify_catalog
-from specsift.verify.resolution import (SIGMA_STEP, convolved, extra_sigma_pix,
-                                        template_sigma_kms)
+from specsift.verify.resolution import SIGMA_STEP, convolved, extra_sigma_pix, template_sigma_kms
 from specsift.verify.templates import bases_for
-
-from test_verify import _net_table
 
 PIX_KMS = C_KMS * np.log(10) * DEFAULT_GRID.step
 
