@@ -26,6 +26,7 @@ from ..flags import ZWARN
 from .candidates import Candidates
 from .fit import bin_basis, bin_prepared, prepare, refine, scan, single_template_chi2, take_rows
 from .linalg import chol_quad
+from .starcheck import star_beats_winner
 from .templates import SPECTYPES, Z_MAX, bases_for
 
 __all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COLUMNS"]
@@ -73,6 +74,9 @@ class VerifyOptions:
     #: ≈ 9.6 km/s, i.e. ≈ 6.8 km/s per visit, while the curvature σ is ≈ 1 km/s (pull width
     #: 6.2 → 0.98 with the floor).  No survey without repeat visits to measure it on gets one.
     star_zerr_floor_kms: dict = field(default_factory=lambda: {"LAMOST": 6.8})
+    #: a galaxy/quasar winner is compared once more with STAR near z = 0 on the lines alone
+    #: (:mod:`.starcheck`); STAR wins by more than this Δχ² (None: no check)
+    star_check_margin: float | None = 25.0
 
 
 def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
@@ -150,6 +154,28 @@ def _star_subtypes(batch, basis, spec, shift) -> np.ndarray:
     chi2 = single_template_chi2(prep, basis, basis.star_named, inv, np.rint(shift))
     names = np.array([s.split()[0] for s in basis.star_names], dtype="U20")
     return names[np.argmin(chi2, axis=1)]
+
+
+def _star_check(batch, prep, bases, todo, sol, opt) -> None:
+    """Where the line-driven comparison (:mod:`.starcheck`) prefers STAR to a GALAXY/QSO
+    winner, the row becomes the standard STAR fit near z = 0 (its z, σ, χ², coefficients),
+    with DELTACHI2 the line-driven Δχ² by which STAR won."""
+    ext = np.flatnonzero(sol["type"] != "STAR")
+    if not len(ext):
+        return
+    won, delta = star_beats_winner(batch, bases, todo[ext], sol["type"][ext], sol["shift"][ext],
+                                   opt.star_halfwidth, opt.star_check_margin)
+    pos = ext[won]
+    if not len(pos):
+        return
+    spec = todo[pos]
+    res = _fit_rows(prep, bases, spec, np.full(len(spec), "STAR", "U6"), np.zeros(len(spec)),
+                    np.full(len(spec), opt.star_halfwidth), opt)
+    sol["type"][pos] = "STAR"
+    sol["z"][pos] = bases["STAR"].z_of(res["shift"])
+    for k in ("shift", "err", "chi2", "coef", "ncoef", "edge"):
+        sol[k][pos] = res[k]
+    sol["dchi2"][pos] = delta[won]
 
 
 def _star_floor(batch, todo: np.ndarray, spectype: np.ndarray, opt: VerifyOptions) -> np.ndarray:
@@ -249,6 +275,8 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             pos = np.searchsorted(todo, rescue)
             for k in sol:
                 sol[k][pos] = again[k]
+        if opt.star_check_margin is not None:
+            _star_check(batch, prep, bases, todo, sol, opt)
         t_b = sol["type"]
         z[todo] = sol["z"]
         scale = np.array([opt.zerr_scale.get(t, 1.0) for t in t_b])
