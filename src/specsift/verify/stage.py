@@ -156,14 +156,14 @@ def _star_subtypes(batch, basis, spec, shift) -> np.ndarray:
     return names[np.argmin(chi2, axis=1)]
 
 
-def _star_check(batch, prep, bases, todo, sol, opt) -> None:
+def _star_check(prep, bases, todo, sol, opt) -> None:
     """Where the line-driven comparison (:mod:`.starcheck`) prefers STAR to a GALAXY/QSO
     winner, the row becomes the standard STAR fit near z = 0 (its z, σ, χ², coefficients),
     with DELTACHI2 the line-driven Δχ² by which STAR won."""
     ext = np.flatnonzero(sol["type"] != "STAR")
     if not len(ext):
         return
-    won, delta = star_beats_winner(batch, bases, todo[ext], sol["type"][ext], sol["shift"][ext],
+    won, delta = star_beats_winner(prep, bases, todo[ext], sol["type"][ext], sol["shift"][ext],
                                    opt.star_halfwidth, opt.star_check_margin)
     pos = ext[won]
     if not len(pos):
@@ -276,7 +276,7 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             for k in sol:
                 sol[k][pos] = again[k]
         if opt.star_check_margin is not None:
-            _star_check(batch, prep, bases, todo, sol, opt)
+            _star_check(prep, bases, todo, sol, opt)
         t_b = sol["type"]
         z[todo] = sol["z"]
         scale = np.array([opt.zerr_scale.get(t, 1.0) for t in t_b])
