@@ -24,9 +24,10 @@ from ..classes import spectype_of
 from ..constants import C_KMS
 from ..flags import ZWARN
 from .candidates import Candidates
-from .fit import bin_basis, bin_prepared, prepare, refine, scan, single_template_chi2, take_rows
+from .fit import bin_basis, bin_prepared, prepare, refine, scan, take_rows
 from .linalg import chol_quad
 from .starcheck import star_beats_winner
+from .subtype import star_subtypes
 from .templates import SPECTYPES, Z_MAX, bases_for
 
 __all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COLUMNS"]
@@ -39,9 +40,6 @@ VERIFY_COLUMNS = ("Z_NET", "ZERR_NET", "SPECTYPE_NET", "SUBTYPE_NET", "CLASS_LAB
 NCOEFF_MAX = 10
 #: Redrock's threshold for ZWARN SMALL_DELTA_CHI2
 SMALL_DELTA_CHI2 = 9.0
-#: polynomial terms with one named stellar template (idlspec2d's spreduce1d: "with only 1
-#: eigen-template, fit more polynomial terms for stars")
-STAR_NPOLY = 4
 #: a fitted row this close to the model's z (same SPECTYPE) is the model's own answer
 NET_KMS = 2000.0
 #: candidates closer than this are one solution (Redrock's max_velo_diff)
@@ -136,24 +134,6 @@ def _fit_rows(prep, bases, spec, typ, z, hw, opt):
             out["coef"][sel, :k] = r.coef[:, :k]
             out["ncoef"][sel] = r.coef.shape[1]
     return out
-
-
-def _star_subtypes(batch, basis, spec, shift) -> np.ndarray:
-    """Name of the best-fitting named stellar template (alone, with the polynomial) at the
-    verified shift with 4 polynomial terms, as the SDSS pipeline names SUBCLASS — fitted only on the pixels the named
-    templates cover (3784–9270 Å rest, less 20 pixels each side) so that the polynomial is not
-    pulled by pixels where no template is."""
-    if not len(spec):
-        return np.zeros(0, "U20")
-    cov = np.flatnonzero(np.abs(basis.star_named).sum(0) > 0)
-    p = np.arange(batch.flux.shape[1]) + basis.offset          # template index at shift 0
-    inside = (p >= cov[0] + 20) & (p <= cov[-1] - 20)
-    uniq, inv = np.unique(spec, return_inverse=True)
-    prep = prepare(batch.flux[uniq], np.where(inside, batch.ivar[uniq], 0), batch.mask[uniq],
-                   npoly=STAR_NPOLY)
-    chi2 = single_template_chi2(prep, basis, basis.star_named, inv, np.rint(shift))
-    names = np.array([s.split()[0] for s in basis.star_names], dtype="U20")
-    return names[np.argmin(chi2, axis=1)]
 
 
 def _star_check(prep, bases, todo, sol, opt) -> None:
@@ -293,7 +273,7 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
         subtype[todo] = np.where(same, subtype[todo], "")
         star = np.flatnonzero(t_b == "STAR")
         if len(star):
-            subtype[todo[star]] = _star_subtypes(batch, bases["STAR"], todo[star],
+            subtype[todo[star]] = star_subtypes(batch, bases["STAR"], todo[star],
                                                  sol["shift"][star])
         zw = zwarn[todo] & ~np.int64(ZWARN.SMALL_DELTA_CHI2 | ZWARN.Z_FITLIMIT)
         zw[dchi2[todo] < SMALL_DELTA_CHI2] |= ZWARN.SMALL_DELTA_CHI2
