@@ -140,7 +140,10 @@ def _star_check(prep, bases, todo, sol, opt) -> None:
     """Where the line-driven comparison (:mod:`.starcheck`) prefers STAR to a GALAXY/QSO
     winner, the row becomes the standard STAR fit near z = 0 (its z, σ, χ², coefficients),
     with DELTACHI2 the line-driven Δχ² by which STAR won."""
-    ext = np.flatnonzero(sol["type"] != "STAR")
+    # a winner that fits to within the noise (χ² < N + 3·√(2N)) leaves no bent continuum to
+    # hide a star's lines: STAR could only win by fitting below the noise, so skip it there
+    n = prep.ngood[todo].astype(np.float64)
+    ext = np.flatnonzero((sol["type"] != "STAR") & (sol["chi2"] > n + 3 * np.sqrt(2 * n)))
     if not len(ext):
         return
     won, delta = star_beats_winner(prep, bases, todo[ext], sol["type"][ext], sol["shift"][ext],
