@@ -277,7 +277,7 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
         star = np.flatnonzero(t_b == "STAR")
         if len(star):
             subtype[todo[star]] = star_subtypes(batch, bases["STAR"], todo[star],
-                                                 sol["shift"][star])
+                                                sol["shift"][star], prep=prep)
         zw = zwarn[todo] & ~np.int64(ZWARN.SMALL_DELTA_CHI2 | ZWARN.Z_FITLIMIT)
         zw[dchi2[todo] < SMALL_DELTA_CHI2] |= ZWARN.SMALL_DELTA_CHI2
         zw[sol["edge"]] |= ZWARN.Z_FITLIMIT

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fit import prepare, single_template_chi2
+from .fit import Prepared, legendre, prepare, single_template_chi2
 
 __all__ = ["STAR_NPOLY", "SURVEY_NPOLY", "star_subtypes"]
 
@@ -36,10 +36,12 @@ STAR_NPOLY = 4
 SURVEY_NPOLY = {"LAMOST": 6}
 
 
-def star_subtypes(batch, basis, spec, shift, npoly=None) -> np.ndarray:
+def star_subtypes(batch, basis, spec, shift, npoly=None, prep=None) -> np.ndarray:
     """SUBTYPE names (R,) of the spectra ``spec`` of ``batch`` at fractional pixel shifts
     ``shift`` (``basis``: the STAR basis with its named templates); ``npoly`` (R,) terms per
-    row (default: per the batch's SURVEY column, :data:`SURVEY_NPOLY`, else 4)."""
+    row (default: per the batch's SURVEY column, :data:`SURVEY_NPOLY`, else 4).  ``prep``:
+    the stage's own products of the whole batch (:func:`.fit.prepare`), whose cleaned and
+    scaled weights are reused instead of cleaning the rows again (most of this step's time)."""
     spec = np.asarray(spec, np.int64)
     out = np.zeros(len(spec), "U20")
     if not len(spec):
@@ -54,11 +56,36 @@ def star_subtypes(batch, basis, spec, shift, npoly=None) -> np.ndarray:
     for k in np.unique(npoly):
         sel = np.flatnonzero(npoly == k)
         uniq, inv = np.unique(spec[sel], return_inverse=True)
-        prep = prepare(batch.flux[uniq], np.where(inside, batch.ivar[uniq], 0),
-                       batch.mask[uniq], npoly=int(k))
-        chi2 = single_template_chi2(prep, basis, basis.star_named, inv, shift[sel])
+        if prep is None:
+            pk = prepare(batch.flux[uniq], np.where(inside, batch.ivar[uniq], 0),
+                         batch.mask[uniq], npoly=int(k))
+        else:
+            pk = _restricted(prep, uniq, inside, int(k))
+        chi2 = single_template_chi2(pk, basis, basis.star_named, inv, shift[sel])
         out[sel] = names[np.argmin(chi2, axis=1)]
     return out
+
+
+def _restricted(prep, rows, inside, npoly: int) -> Prepared:
+    """The fit products of ``rows`` on the pixels ``inside`` with ``npoly`` polynomial terms,
+    from the stage's products (weights already 0 where masked, flux already scaled: χ² is
+    invariant to the scale)."""
+    w = prep.w[rows] * inside.astype(np.float32)
+    wf = prep.x3[rows, prep.npoly - 1] * inside.astype(np.float32)
+    P = legendre(w.shape[1], npoly).astype(np.float32)
+    iu = np.triu_indices(npoly)
+    g = (w @ (P[iu[0]] * P[iu[1]]).T).astype(np.float64)
+    G = np.zeros((len(w), npoly, npoly))
+    G[:, iu[0], iu[1]] = g
+    G[:, iu[1], iu[0]] = g
+    x3 = np.empty((len(w), npoly, w.shape[1]), np.float32)
+    for j in range(1, npoly):
+        np.multiply(w, P[j], out=x3[:, j - 1])
+    x3[:, npoly - 1] = wf
+    f = np.divide(wf, w, out=np.zeros_like(wf), where=w > 0)
+    F = np.einsum("np,np->n", wf, f, dtype=np.float64)
+    return Prepared(w, x3, G, (wf @ P.T).astype(np.float64), F, np.count_nonzero(w, axis=1),
+                    np.ones(len(w)), P)
 
 
 def survey_npoly(batch, spec) -> np.ndarray:
