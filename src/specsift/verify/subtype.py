@@ -13,7 +13,7 @@ pipeline's 4 terms — and with them the SDSS SUBCLASS of the SDSS stars in ``..
 20); LAMOST calibrates its flux only relatively (one smooth response per spectrograph, two arms
 joined near 5800 Å), so its stars get 6 terms: the broad shape a template's colour is read
 from is then the calibration's, and the lines decide.  On the LAMOST stars with S/N_g ≥ 10 the
-A/F/G/K/M letter agrees with LAMOST's SUBCLASS for 0.778 (gasnet's held-out split 0.749)
+A/F/G/K/M letter agrees with LAMOST's SUBCLASS for 0.782 (gasnet's held-out split 0.756)
 instead of 0.710 (0.660) with 4 terms (docs/verify.md: a grid of 4–6 terms and fit ranges was
 tried on those same stars, 6 chosen).  Why not 0.9: LAMOST's own template library types
 stars earlier than their temperature (its F9 stars have LASP Teff ≈ 5600 K, G5 ≈ 4900 K);
