@@ -1,8 +1,10 @@
 """Verification: the model proposes candidate solutions, a χ² fit with real-data templates
 decides.  Stages, in order: :mod:`.templates` (built once from the SDSS pipeline's spEigen*
 files), :mod:`.candidates` (what a model proposes, plus STAR at z = 0), :mod:`.fit`
-(narrow-window χ², parabola refinement, ZERR from curvature), :mod:`.stage` (DELTACHI2, SUBTYPE,
-catalog columns) and :mod:`.model_flux` (the best-fit model spectrum).  docs/verify.md.
+(narrow-window χ², parabola refinement, ZERR from curvature), :mod:`.stage` (DELTACHI2,
+catalog columns), :mod:`.starcheck` (a line-driven second look at GALAXY/QSO winners: a star
+after all?), :mod:`.subtype` (star SUBTYPE from the named templates) and :mod:`.model_flux`
+(the best-fit model spectrum).  docs/verify.md.
 """
 
 from .candidates import Candidates, pz_peaks

@@ -24,9 +24,11 @@ from ..classes import spectype_of
 from ..constants import C_KMS
 from ..flags import ZWARN
 from .candidates import Candidates
-from .fit import bin_basis, bin_prepared, prepare, refine, scan, single_template_chi2, take_rows
+from .fit import bin_basis, bin_prepared, prepare, refine, scan, take_rows
 from .linalg import chol_quad
 from .resolution import convolved, extra_sigma_pix
+from .starcheck import star_beats_winner
+from .subtype import star_subtypes
 from .templates import SPECTYPES, Z_MAX, bases_for
 
 __all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COLUMNS", "sky_mask"]
@@ -39,9 +41,6 @@ VERIFY_COLUMNS = ("Z_NET", "ZERR_NET", "SPECTYPE_NET", "SUBTYPE_NET", "CLASS_LAB
 NCOEFF_MAX = 10
 #: Redrock's threshold for ZWARN SMALL_DELTA_CHI2
 SMALL_DELTA_CHI2 = 9.0
-#: polynomial terms with one named stellar template (idlspec2d's spreduce1d: "with only 1
-#: eigen-template, fit more polynomial terms for stars")
-STAR_NPOLY = 4
 #: a fitted row this close to the model's z (same SPECTYPE) is the model's own answer
 NET_KMS = 2000.0
 #: candidates closer than this are one solution (Redrock's max_velo_diff)
@@ -87,6 +86,9 @@ class VerifyOptions:
     #: ≈ 9.6 km/s, i.e. ≈ 6.8 km/s per visit, while the curvature σ is ≈ 1 km/s (pull width
     #: 6.2 → 0.98 with the floor).  No survey without repeat visits to measure it on gets one.
     star_zerr_floor_kms: dict = field(default_factory=lambda: {"LAMOST": 6.8})
+    #: a galaxy/quasar winner is compared once more with STAR near z = 0 on the lines alone
+    #: (:mod:`.starcheck`); STAR wins by more than this Δχ² (None: no check)
+    star_check_margin: float | None = 25.0
 
 
 def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
@@ -151,22 +153,29 @@ def _fit_rows(prep, bases, spec, typ, z, hw, opt, sigma=None):
     return out
 
 
-def _star_subtypes(batch, basis, spec, shift) -> np.ndarray:
-    """Name of the best-fitting named stellar template (alone, with the polynomial) at the
-    verified shift with 4 polynomial terms, as the SDSS pipeline names SUBCLASS — fitted only on the pixels the named
-    templates cover (3784–9270 Å rest, less 20 pixels each side) so that the polynomial is not
-    pulled by pixels where no template is."""
-    if not len(spec):
-        return np.zeros(0, "U20")
-    cov = np.flatnonzero(np.abs(basis.star_named).sum(0) > 0)
-    p = np.arange(batch.flux.shape[1]) + basis.offset          # template index at shift 0
-    inside = (p >= cov[0] + 20) & (p <= cov[-1] - 20)
-    uniq, inv = np.unique(spec, return_inverse=True)
-    prep = prepare(batch.flux[uniq], np.where(inside, batch.ivar[uniq], 0), batch.mask[uniq],
-                   npoly=STAR_NPOLY)
-    chi2 = single_template_chi2(prep, basis, basis.star_named, inv, np.rint(shift))
-    names = np.array([s.split()[0] for s in basis.star_names], dtype="U20")
-    return names[np.argmin(chi2, axis=1)]
+def _star_check(prep, bases, todo, sol, opt) -> None:
+    """Where the line-driven comparison (:mod:`.starcheck`) prefers STAR to a GALAXY/QSO
+    winner, the row becomes the standard STAR fit near z = 0 (its z, σ, χ², coefficients),
+    with DELTACHI2 the line-driven Δχ² by which STAR won."""
+    # a winner that fits to within the noise (χ² < N + 3·√(2N)) leaves no bent continuum to
+    # hide a star's lines: STAR could only win by fitting below the noise, so skip it there
+    n = prep.ngood[todo].astype(np.float64)
+    ext = np.flatnonzero((sol["type"] != "STAR") & (sol["chi2"] > n + 3 * np.sqrt(2 * n)))
+    if not len(ext):
+        return
+    won, delta = star_beats_winner(prep, bases, todo[ext], sol["type"][ext], sol["shift"][ext],
+                                   opt.star_halfwidth, opt.star_check_margin)
+    pos = ext[won]
+    if not len(pos):
+        return
+    spec = todo[pos]
+    res = _fit_rows(prep, bases, spec, np.full(len(spec), "STAR", "U6"), np.zeros(len(spec)),
+                    np.full(len(spec), opt.star_halfwidth), opt)
+    sol["type"][pos] = "STAR"
+    sol["z"][pos] = bases["STAR"].z_of(res["shift"])
+    for k in ("shift", "err", "chi2", "coef", "ncoef", "edge"):
+        sol[k][pos] = res[k]
+    sol["dchi2"][pos] = delta[won]
 
 
 def _star_floor(batch, todo: np.ndarray, spectype: np.ndarray, opt: VerifyOptions) -> np.ndarray:
@@ -276,6 +285,8 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             pos = np.searchsorted(todo, rescue)
             for k in sol:
                 sol[k][pos] = again[k]
+        if opt.star_check_margin is not None:
+            _star_check(prep, bases, todo, sol, opt)
         t_b = sol["type"]
         z[todo] = sol["z"]
         scale = np.array([opt.zerr_scale.get(t, 1.0) for t in t_b])
@@ -292,8 +303,8 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
         subtype[todo] = np.where(same, subtype[todo], "")
         star = np.flatnonzero(t_b == "STAR")
         if len(star):
-            subtype[todo[star]] = _star_subtypes(batch, bases["STAR"], todo[star],
-                                                 sol["shift"][star])
+            subtype[todo[star]] = star_subtypes(batch, bases["STAR"], todo[star],
+                                                sol["shift"][star], prep=prep)
         zw = zwarn[todo] & ~np.int64(ZWARN.SMALL_DELTA_CHI2 | ZWARN.Z_FITLIMIT)
         zw[dchi2[todo] < SMALL_DELTA_CHI2] |= ZWARN.SMALL_DELTA_CHI2
         zw[sol["edge"]] |= ZWARN.Z_FITLIMIT
