@@ -239,7 +239,7 @@ def _chi2_of(prob, out, theta, prec, mean):
 
 
 def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
-              n_iter: int = 5, noise_corr: float = 0.0) -> FitResult:
+              n_iter: int = 5, noise_corr: float = 0.0, continuum=None) -> FitResult:
     """Fit ``model`` to continuum-subtracted spectra ``resid`` (N, P) at redshifts ``z``.
 
     ``sigma_inst`` is the instrumental Gaussian σ in km/s: a scalar, per spectrum (N,), per
@@ -247,7 +247,11 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
     correlation of neighbouring pixels' noise (resampled coadds have it; ivar does not say
     so); the errors then come from the sandwich H⁻¹ (Jᵀ W C W J) H⁻¹ with that correlation.
     Pixels with ``ivar == 0`` do not count; a line with no good pixel near its centre comes
-    back with ``covered = False`` and zero error.
+    back with ``covered = False`` and zero error.  ``continuum``: (design, cov) of the
+    linear continuum model subtracted from ``resid`` — ``design(idx)`` its (N, K, M) basis
+    at the fit pixels, ``cov`` (N, K, K) its coefficients' covariance — whose uncertainty is
+    then propagated into the errors (δθ = −H⁻¹ JᵀW B δc); the white-noise errors stay
+    ivar-only, as SDSS's are.
     """
     z = np.atleast_1d(np.asarray(z, float))
     prob = _Problem(model, np.asarray(loglam, float), resid, ivar, z, sigma_inst)
@@ -287,6 +291,8 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
     cov = white = _inverse(H)
     if noise_corr > 0:
         cov = cov @ _correlated_meat(prob, J, H, noise_corr) @ cov
+    if continuum is not None:
+        cov = cov + _continuum_cov(prob, J, white, *continuum)
     err = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
     err_w = np.sqrt(np.clip(np.diagonal(white, axis1=1, axis2=2), 0, None))
     covered = _covered(prob, theta, J)
@@ -334,6 +340,14 @@ def _correlated_meat(prob: _Problem, J, H, rho1: float):
         L = np.einsum("nmp,m,nmq->npq", V[:, :-lag], same, V[:, lag:], optimize=True)
         meat += rho * (L + L.transpose(0, 2, 1))
     return meat
+
+
+def _continuum_cov(prob: _Problem, J, hinv, design, ccov):
+    """Covariance the continuum's coefficient errors give the fit parameters: the line
+    fit is linear in the data, δθ = −H⁻¹ Jᵀ W B δc, so Cov = G C Gᵀ with G = H⁻¹ JᵀWB."""
+    B = np.asarray(design(prob.idx), np.float32) * prob.w[:, None, :]     # (N, K, M)
+    G = hinv @ np.einsum("nmp,nkm->npk", J, B, optimize=True).astype(np.float64)
+    return G @ np.asarray(ccov, float) @ G.transpose(0, 2, 1)
 
 
 def _inverse(H):

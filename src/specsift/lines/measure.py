@@ -103,10 +103,11 @@ def _ratio(white, corr):
         return np.where(corr > 0, white / np.where(corr > 0, corr, 1.0), 1.0)
 
 
-def _galaxies(out, wt, loglam, flux, ivar, z, cont, rows, sig_inst, rho):
+def _galaxies(out, wt, loglam, flux, ivar, z, cont, rows, sig_inst, rho, cont_err=None):
     model, index = galaxy_model()
     resid = flux - cont
-    res = fit_lines(model, loglam, resid, ivar, z, sig_inst, noise_corr=rho)
+    res = fit_lines(model, loglam, resid, ivar, z, sig_inst, noise_corr=rho,
+                    continuum=cont_err)
     n = len(rows)
     comp = {c.key: j for j, c in enumerate(model.components)}
     keys = dict(zip(_NARROW_NAMES, ("OII_3726", "OII_3729", "Hbeta", "OIII_4959", "OIII_5007",
@@ -235,12 +236,16 @@ def line_columns(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=Non
     gal = np.nonzero((spectype == "GALAXY") & ok_z)[0]
     qso = np.nonzero((spectype == "QSO") & ok_z)[0]
     if gal.size:
+        cont_err = None
         if continuum is not None:
             cont = np.asarray(continuum, float)[gal]
         else:
-            cont = stellar_continuum(loglam, flux[gal], ivar[gal], z[gal])
+            # our own continuum fit: its uncertainty goes into the line errors
+            cont, design, ccov = stellar_continuum(loglam, flux[gal], ivar[gal], z[gal],
+                                                   with_cov=True)
+            cont_err = (design, ccov)
         fits["GALAXY"] = (gal, _galaxies(out, wt, loglam, flux[gal], ivar[gal], z[gal], cont, gal,
-                                         sig[gal], noise_corr), cont)
+                                         sig[gal], noise_corr, cont_err), cont)
     if qso.size:
         fits["QSO"] = (qso, _quasars(out, wt, loglam, flux[qso], ivar[qso], z[qso], qso, sig[qso],
                                      noise_corr))
