@@ -176,11 +176,16 @@ def sky_on_grid(grid: LogGrid):
 
 
 def refine_snr_scale(a: np.ndarray, q: np.ndarray, e: np.ndarray, mask: np.ndarray,
-                     snr: np.ndarray, rounds: int = 3) -> np.ndarray:
+                     snr: np.ndarray, rounds: int = 3, extra_var=None, sq=None) -> np.ndarray:
     """Secant refinement of the per-spectrum scale ``a`` so that the measured median of
-    (a·q + e) — the S/N a reader would measure — is the drawn ``snr`` (noise changes it)."""
+    (a·q + e) — the S/N a reader would measure — is the drawn ``snr`` (noise changes it).
+    ``extra_var`` (variance added to ivar's σ² = (sq / a)², e.g. sky residuals): the S/N is
+    then (a·q + e) / √(1 + a² extra_var / sq²)."""
     for _ in range(rounds):
-        m = masked_median(a[:, None] * q + e, mask)
+        x = a[:, None] * q + e
+        if extra_var is not None:
+            x = x / np.sqrt(1 + (a[:, None] ** 2) * extra_var / sq ** 2)
+        m = masked_median(x, mask)
         m = np.where(np.isfinite(m) & (m > 0), m, snr)
         a = a * np.clip(snr / m, 0.5, 2.0)
     return a
@@ -257,7 +262,8 @@ def apply_instrument(flux: np.ndarray, grid: LogGrid, snr, rng: np.random.Genera
         c = (1 - np.sqrt(max(1 - 2 * noise_corr ** 2, 0))) / (2 * noise_corr)
         e[:, 1:-1] = (e[:, 1:-1] + c * (e[:, :-2] + e[:, 2:])) / np.float32(np.sqrt(1 + 2 * c * c))
     if not noiseless:
-        a = refine_snr_scale(a, q, e, mask, snr)
+        a = refine_snr_scale(a, q, e, mask, snr,
+                             extra_var=resid_var if np.ndim(resid_var) else None, sq=sq)
     sigma = sq / a[:, None]
     out = flux.copy()
     if not noiseless:
