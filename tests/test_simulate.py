@@ -35,16 +35,20 @@ def test_labels_balanced_and_sdss_mapping(five):
     assert set(five.meta["SPECTYPE"]) == {"GALAXY", "QSO", "STAR"}
 
 
-def test_starburst_ew_and_bpt_regions(five):
-    m = five.meta
+def test_starburst_ew_and_bpt_regions():
+    # labels come from SDSS's rules on the measured lines (simulate/labels.py): at high S/N
+    # the measurement is the truth to a few per cent, so the labels sit on the rules' sides
+    m = simulate_batch(n=256, class_set="five", seed=11, snr=(40, 60)).meta
     lab = np.asarray(m["CLASS_LABEL"])
     sb, sf, agn = lab == "GALAXY_STARBURST", lab == "GALAXY_STARFORMING", lab == "GALAXY_AGN"
-    assert np.all(m["EW_HA"][sb] > 50)
-    assert np.all(m["EW_HA"][sf] <= 50) and np.all(m["EW_HA"][sf] > 0)
+    ew_obs = np.asarray(m["EW_HA"]) * (1 + np.asarray(m["Z"]))      # SDSS: observed frame
+    assert sb.sum() > 20 and sf.sum() > 20 and agn.sum() > 20
+    assert np.all(ew_obs[sb] > 45) and np.all(ew_obs[sf] < 55) and np.all(ew_obs[sf] > 0)
     x, y = np.asarray(m["LOG_NII_HA"]), np.asarray(m["LOG_OIII_HB"])
-    assert np.all(y[agn] > kewley01(x[agn])) and np.all(y[agn] > sdss_agn_line(x[agn]))
-    assert np.all(is_agn(x[agn], y[agn]))
-    assert np.all(y[sf | sb] < kauffmann03(x[sf | sb]))
+    assert np.all(y[agn] > sdss_agn_line(x[agn]) - 0.1)
+    assert np.all(y[sf | sb] < sdss_agn_line(x[sf | sb]) + 0.1)
+    assert np.mean(is_agn(x[agn], y[agn])) > 0.9
+    assert np.mean(y[sf | sb] < kauffmann03(x[sf | sb])) > 0.9
 
 
 def test_bpt_ratios_are_those_of_the_injected_lines():
@@ -158,7 +162,11 @@ def test_boss_fraction_adds_high_redshift_galaxies_only():
     z, snr = np.asarray(b.meta["Z"]), np.asarray(b.meta["SNR"])
     assert np.all((z[gal] >= BOSS_Z[0]) & (z[gal] <= BOSS_Z[1]))
     assert np.all((snr[gal] >= BOSS_SNR[0]) & (snr[gal] <= BOSS_SNR[1]))
-    assert np.array_equal(b.meta["CLASS_LABEL"], base.meta["CLASS_LABEL"])
+    # the same objects drawn; galaxy and quasar subclasses follow the rules on the new
+    # spectra (other z, S/N and noise draws), the stars' labels stay
+    assert np.array_equal(b.meta["SPECTYPE"], base.meta["SPECTYPE"])
+    star = np.asarray(base.meta["SPECTYPE"]) == "STAR"
+    assert np.array_equal(b.meta["CLASS_LABEL"][star], base.meta["CLASS_LABEL"][star])
     # the measured S/N is what was asked for, as for every other simulated spectrum
     assert abs(np.median(np.asarray(b.meta["SNR_MEASURED"])[gal] / snr[gal]) - 1) < 0.05
     with pytest.raises(ValueError, match="boss_fraction"):

@@ -44,10 +44,11 @@ def _ssp_weights(rng, kinds):
 
 
 def galaxy_with_lines(rng, grid: LogGrid, z, ssp_weights, ebv_gas, vdisp, line_names,
-                      line_rel, ew_halpha, gas_sigma):
+                      line_rel, ew_halpha, gas_sigma, info: dict | None = None):
     """Continuum from SSP weights, Calzetti dust (stars get 0.44 × the gas E(B−V)), stellar
     velocity dispersion, then narrow lines scaled so that the observed rest-frame EW(Hα)
-    equals ``ew_halpha``.  Returns (true flux, observed line fluxes relative to Hα)."""
+    equals ``ew_halpha``.  Returns (true flux, observed line fluxes relative to Hα);
+    ``info``, when given, receives the integrated Hα flux per galaxy (``F_HA``)."""
     t = galaxy_templates()
     rgrid = t["grid"]
     # only the rest-frame span these redshifts need (halves the work at galaxy redshifts)
@@ -73,6 +74,8 @@ def galaxy_with_lines(rng, grid: LogGrid, z, ssp_weights, ebv_gas, vdisp, line_n
     # so this integral over observed Å gives observed EW = rest EW × (1+z), as it must.
     # (Unlike quasars.py, whose continuum keeps its rest amplitude and so needs the (1+z).)
     f_ha = np.asarray(ew_halpha) * cont_ha
+    if info is not None:
+        info["F_HA"] = f_ha
     add_gaussian_lines(flux, grid, z, waves, obs_rel * f_ha[:, None],
                        np.broadcast_to(np.asarray(gas_sigma)[:, None], obs_rel.shape))
     return flux, obs_rel
@@ -106,7 +109,8 @@ def make_galaxies(rng: np.random.Generator, kind, z, grid: LogGrid):
     gas = np.clip(np.where(agn, rng.lognormal(np.log(150), 0.15, n),
                            rng.lognormal(np.log(60), 0.3, n)), 20, 190)
     w, mp = _ssp_weights(rng, kind)
-    flux, obs_rel = galaxy_with_lines(rng, grid, z, w, ebv, vdisp, names, rel, ew, gas)
+    info: dict = {}
+    flux, obs_rel = galaxy_with_lines(rng, grid, z, w, ebv, vdisp, names, rel, ew, gas, info)
     idx = {k: names.index(k) for k in ("Halpha", "Hbeta", "NII_6584", "OIII_5007")}
     ages = np.array([11, 5, 2.5, 1.4, .9, .64, .29, .1, .025, .005])
     lw_age = (w[:, :10] + w[:, 10:]) @ np.log10(ages * 1e9)
@@ -126,6 +130,12 @@ def make_galaxies(rng: np.random.Generator, kind, z, grid: LogGrid):
     c5 = (w @ t["ssp"][:, i5 - 20:i5 + 20].mean(axis=1)) * 10 ** (-0.4 * 0.44 * ebv * kk[0])
     c6 = (w @ t["ssp"][:, i6 - 20:i6 + 20].mean(axis=1)) * 10 ** (-0.4 * 0.44 * ebv * kk[1])
     params["EW_OIII"] = ew * obs_rel[:, idx["OIII_5007"]] * c6 / np.maximum(c5, 1e-12)
+    # what the SDSS rules need (simulate/labels.py): the BPT lines' observed centres, flux
+    # (integrated, these units) and intrinsic σ; popped by the survey before meta
+    params["_RULE_LINES"] = {
+        col: (LINES[key] * (1 + z), [(1.0, gas)], obs_rel[:, idx[key]] * info["F_HA"])
+        for col, key in (("HBETA", "Hbeta"), ("OIII_5007", "OIII_5007"),
+                         ("HALPHA", "Halpha"), ("NII_6584", "NII_6584"))}
     return flux, params
 
 

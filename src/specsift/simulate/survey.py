@@ -18,6 +18,7 @@ from .galaxies import make_galaxies, make_galaxy_types
 from .instrument import NANOMAGGY_R_TO_FLAM, apply_instrument, masked_median
 from .instruments.rows import instrument_of as _instrument_of
 from .instruments.rows import observe_rows as _observe_mixed
+from .labels import rule_labels
 from .quasars import make_quasars
 from .stars import make_stars
 from .templates import survey_priors
@@ -184,6 +185,7 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
         zs = np.where(gal & np.isfinite(lz), lz, zs)        # NaN: the class's prior
         ss = np.clip(np.asarray(like["snr"], float), 0.5, 300.0)
         fs = _flux_for_snr(rng, ss)
+    rule_lines: dict = {}
     for gen in ("galaxy", "galtype", "qso", "star"):
         sel = np.nonzero([LABEL_SPECS[g][0] == gen for g in gen_lab])[0]
         if not sel.size:
@@ -202,6 +204,8 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
             coverage[sel] = par.pop("coverage")[None, :]
             par.pop("Z")
         flux[sel] = f
+        if "_RULE_LINES" in par:
+            rule_lines[gen] = (sel, par.pop("_RULE_LINES"))
         for k, v in par.items():
             meta[k][sel] = v
     # absolute scale: mean f_λ over the r band = the catalogue's r flux
@@ -209,7 +213,8 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
     band = (lam > 5600) & (lam < 6900)
     level = flux[:, band].mean(axis=1) if band.sum() > 10 else np.median(flux, axis=1)
     level = np.where(level > 1e-6, level, np.maximum(np.abs(flux).mean(axis=1), 1e-6))
-    flux *= (NANOMAGGY_R_TO_FLAM * fs / level)[:, None].astype(np.float32)
+    scale = NANOMAGGY_R_TO_FLAM * fs / level
+    flux *= scale[:, None].astype(np.float32)
     # SDSS-I spectra start near 3800 Å and stop near 9200 Å; BOSS covers 3600–10400 Å
     sdss1 = rng.random(BLOCK) < sdss1_fraction
     if like is not None:
@@ -236,6 +241,10 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
     meta["SPECTYPE"] = np.array([LABEL_SPECS[g][2] for g in gen_lab], dtype="U8")
     meta["CLASS"] = meta["SPECTYPE"]
     sdss_sub = np.array([LABEL_SPECS[g][3] for g in gen_lab], dtype="U24")
+    # galaxy and quasar subclasses as SDSS's rules give them on this spectrum's lines
+    meta["CLASS_LABEL"], sdss_sub = rule_labels(
+        rule_lines, out, out if noiseless else info["noiseless"], ivar, grid, scale, zs, meta,
+        lab, sdss_sub, class_set, inst, resolution)
     is_star = meta["SPECTYPE"] == "STAR"
     meta["SUBCLASS"] = np.where(is_star, meta["SUBTYPE"], sdss_sub)
     meta["SUBTYPE"] = np.where(is_star, meta["SUBTYPE"], sdss_sub)
