@@ -106,6 +106,9 @@ def quasar_models(single: bool = False) -> tuple[tuple[str, LineModel, dict], ..
                 WAVE["NII_6548"] if ncol == "NII_6548" else WAVE[nkey])
             comps.append(Component(ncol, wave, 1, a, 0, ratio))
             index[ncol] = (a, ratio, 1)
-        out.append((col, LineModel(tuple(comps), tuple(groups), region, n_amp=amp, slope=True),
-                    index))
+        # bins: 4 pixels (276 km/s) under broad lines only, 2 where narrow lines (σ ≥ 150
+        # km/s ⊕ the instrument, ≥ 2.3 px) share the window
+        binning = 2 if key in ("Hbeta", "Halpha") else 4
+        out.append((col, LineModel(tuple(comps), tuple(groups), region, n_amp=amp, slope=True,
+                                   bin=binning), index))
     return tuple(out)
