@@ -15,16 +15,17 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
 from .table import C_KMS, TABLE
 
 __all__ = ["stellar_continuum", "line_mask"]
 
-_N_PCA = 5
+_N_PCA = 6
 _N_POLY = 4
+_BIN = 6              # pixels per bin of the continuum fit
 _N_MULT = 3          # multiplicative Legendre terms on the SSP components (dust, calibration)
-_VDISP = 80.0         # km/s added to BC03 (~60 km/s native): a star-forming galaxy's dispersion
+_VDISP = (80.0, 200.0)  # km/s added to BC03 (~60 km/s native): the σ* range of SDSS galaxies
 _MASK_KMS = 700.0       # half-width of the emission-line mask
 _MASKED = tuple(ln.wave for ln in TABLE if "narrow" in ln.kind)
 
@@ -38,7 +39,9 @@ def _basis() -> tuple[np.ndarray, float, float]:
         start, step = float(d["loglam_start"]), float(d["loglam_step"])
     ssp = ssp / np.maximum(np.abs(ssp).mean(1, keepdims=True), 1e-30)
     pix = C_KMS * np.log(10) * step
-    ssp = gaussian_filter1d(ssp, _VDISP / pix, axis=1)
+    # components of the SSPs at several velocity dispersions: a galaxy's absorption-line
+    # profiles (the Balmer cores under the emission lines) then fit whatever its σ*
+    ssp = np.concatenate([gaussian_filter1d(ssp, v / pix, axis=1) for v in _VDISP])
     _, _, vt = np.linalg.svd(ssp, full_matrices=False)
     return vt[:_N_PCA].astype(np.float32), start, step
 
@@ -52,7 +55,8 @@ def line_mask(loglam: np.ndarray, z: np.ndarray, half_kms: float = _MASK_KMS) ->
     return dist < half_kms / (C_KMS * np.log(10))
 
 
-def stellar_continuum(loglam, flux, ivar, z, with_cov: bool = False):
+def stellar_continuum(loglam, flux, ivar, z, with_cov: bool = False,
+                      noise_corr: float = 0.0):
     """Best-fit stellar continuum (N, P) of galaxies at redshifts ``z``, lines masked.
 
     Model: Σ_kj c_kj T_k(λ/(1+z)) P_j(λ) — the SSP components times a low-order Legendre
@@ -62,9 +66,14 @@ def stellar_continuum(loglam, flux, ivar, z, with_cov: bool = False):
     emission line too shallow under Hα and Hβ (line fluxes 2–3 % low, Hα pulls centred at
     −1.6).  Pixels outside the template's rest range get the additive polynomial only.
 
+    The fit runs on bins of :data:`_BIN` pixels (ivar-weighted means, lines masked first)
+    against the templates averaged over the same bins: every pixel counts (the continuum's
+    error under a line is what limits Balmer-line errors) at a sixth of the cost.
+
     ``with_cov``: also return ``design(idx)`` → (N, K, M) basis at per-row pixel indices
-    and the (N, K, K) covariance of the coefficients, so that a line fit on top can
-    propagate the continuum's uncertainty into its errors."""
+    and the (N, K, K) covariance of the coefficients (white errors × the bins' variance
+    factor for pixel noise of lag-1 correlation ``noise_corr``), so that a line fit on
+    top can propagate the continuum's uncertainty into its errors."""
     basis, rstart, rstep = _basis()
     loglam = np.asarray(loglam, float)
     z = np.atleast_1d(np.asarray(z, float))
@@ -73,31 +82,48 @@ def stellar_continuum(loglam, flux, ivar, z, with_cov: bool = False):
     x = np.linspace(-1, 1, p)
     poly = np.polynomial.legendre.legvander(x, _N_POLY - 1).T.astype(np.float32)   # (J, P)
     mult = poly[:_N_MULT]
+    lz = np.log10(1 + z)[:, None]
+
+    def _design(ll, pc, templates):
+        """(N, K·J + J, C) basis at log λ ``ll`` ((C,) or (N, C)) with polynomials ``pc``
+        ((J, C) or (J, N, C))."""
+        pos = (np.broadcast_to(ll, (n,) + np.shape(ll)[-1:]) - lz - rstart) / rstep
+        i0 = np.clip(np.floor(pos).astype(np.int64), 0, templates.shape[1] - 2)
+        f = np.clip(pos - i0, 0.0, 1.0).astype(np.float32)
+        c = i0.shape[1]
+        pc = np.broadcast_to(pc if pc.ndim == 3 else pc[:, None, :], (_N_POLY, n, c))
+        A = np.empty((n, k_t * _N_MULT + _N_POLY, c), np.float32)
+        for k in range(k_t):
+            t = templates[k, i0] * (1 - f) + templates[k, i0 + 1] * f              # (N, C)
+            for j in range(_N_MULT):
+                np.multiply(t, pc[j], out=A[:, k * _N_MULT + j])
+        A[:, k_t * _N_MULT:] = pc.transpose(1, 0, 2)
+        return A
 
     def design(cols):
-        """(N, K·J + J, C) basis at pixel columns ``cols``, (C,) or per row (N, C)."""
+        """The basis at pixel columns ``cols``, (C,) or per row (N, C)."""
         cols = np.clip(cols, 0, p - 1)
-        ll = loglam[cols] if cols.ndim == 2 else loglam[None, cols]
-        pos = (ll - np.log10(1 + z)[:, None] - rstart) / rstep
-        i0 = np.clip(np.floor(pos).astype(np.int64), 0, basis.shape[1] - 2)
-        f = np.clip(pos - i0, 0.0, 1.0).astype(np.float32)
-        t = basis[:, i0] * (1 - f)[None] + basis[:, i0 + 1] * f[None]     # (K, N, C)
-        pc = poly[:, cols] if cols.ndim == 2 else poly[:, None, cols]     # (J, N|1, C)
-        tm = t[:, None] * pc[None, :_N_MULT]                              # (K, J, N, C)
-        c = i0.shape[1]
-        return np.concatenate([tm.reshape(-1, n, c).transpose(1, 0, 2),
-                               np.broadcast_to(pc.transpose(1, 0, 2), (n, _N_POLY, c))],
-                              axis=1)
+        pc = poly[:, cols]
+        return _design(loglam[cols], pc, basis)
 
-    # the few smooth coefficients are fixed by every 3rd pixel as well as by all of them
-    fit = np.arange(0, p, 3)
-    A = design(fit)
-    w = np.where(line_mask(loglam[fit], z), 0.0, ivar[:, fit]).astype(np.float32)
+    # bins of _BIN pixels: data ivar-weighted, templates and polynomials bin-averaged
+    nb = p // _BIN
+    sl = slice(0, nb * _BIN)
+    w_pix = np.where(line_mask(loglam, z), 0.0, ivar).astype(np.float32)[:, sl]
+    w_pix = w_pix.reshape(n, nb, _BIN)
+    # a bin with any masked pixel (a line's edge, a bad pixel) is left out: its data mean
+    # would not be over the span its template average covers
+    w = np.where((w_pix > 0).all(2), w_pix.sum(2), 0.0)
+    yb = (w_pix * np.asarray(flux, np.float32)[:, sl].reshape(n, nb, _BIN)).sum(2)
+    yb = np.where(w > 0, yb / np.where(w > 0, w, 1), 0.0).astype(np.float32)
+    llb = loglam[sl].reshape(nb, _BIN).mean(1)
+    pcb = poly[:, sl].reshape(_N_POLY, nb, _BIN).mean(2)
+    A = _design(llb, pcb, _boxcar_basis())
     Aw = A * w[:, None, :]
     H = (Aw @ A.transpose(0, 2, 1)).astype(float)
     k = np.arange(H.shape[1])
     H[:, k, k] += 1e-9 * np.maximum(H[:, k, k].max(1, keepdims=True), 1e-30)
-    rhs = (Aw @ flux[:, fit].astype(np.float32)[..., None]).astype(float)
+    rhs = (Aw @ yb[..., None]).astype(float)
     coef = np.linalg.solve(H, rhs)[..., 0].astype(np.float32)
     nm = k_t * _N_MULT
     ct = coef[:, :nm].reshape(n, k_t, _N_MULT)
@@ -110,8 +136,25 @@ def stellar_continuum(loglam, flux, ivar, z, with_cov: bool = False):
         rest = ct[:, :, j] @ basis[:, lo:hi]                               # (N, R)
         out += _shift(rest, loglam, z, rstart, rstep, lo) * mult[j][None, :]
     if with_cov:
-        return out, design, _inverse(H)
+        return out, design, _inverse(H) * _bin_variance(_BIN, noise_corr)
     return out
+
+
+def _bin_variance(b: int, rho1: float) -> float:
+    """Variance of a b-pixel mean relative to white noise, for SDSS-like [c, 1, c]
+    correlated pixels of lag-1 correlation ``rho1`` (lag 2: c²/(1 + 2c²))."""
+    if rho1 <= 0:
+        return 1.0
+    c = (1 - np.sqrt(max(1 - 2 * rho1 ** 2, 0.0))) / (2 * rho1)
+    rho2 = c * c / (1 + 2 * c * c)
+    return 1 + 2 * ((b - 1) * rho1 + max(b - 2, 0) * rho2) / b
+
+
+@lru_cache(maxsize=None)
+def _boxcar_basis() -> np.ndarray:
+    """The components averaged over :data:`_BIN` rest pixels (the rest step is the fit
+    grid's, so a bin of observed pixels is a bin of rest pixels)."""
+    return uniform_filter1d(_basis()[0], _BIN, axis=1, mode="nearest").astype(np.float32)
 
 
 def _inverse(H):

@@ -242,7 +242,7 @@ def line_columns(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=Non
         else:
             # our own continuum fit: its uncertainty goes into the line errors
             cont, design, ccov = stellar_continuum(loglam, flux[gal], ivar[gal], z[gal],
-                                                   with_cov=True)
+                                                   with_cov=True, noise_corr=noise_corr)
             cont_err = (design, ccov)
         fits["GALAXY"] = (gal, _galaxies(out, wt, loglam, flux[gal], ivar[gal], z[gal], cont, gal,
                                          sig[gal], noise_corr, cont_err), cont)
