@@ -26,7 +26,7 @@ from scipy.special import erf
 
 from .table import C_KMS
 
-__all__ = ["Component", "Group", "LineModel", "FitResult", "fit_lines"]
+__all__ = ["Component", "Group", "LineModel", "FitResult", "fit_lines", "fit_pixels"]
 
 _LN10 = np.log(10.0)
 _SQRT2 = np.float32(np.sqrt(2.0))
@@ -107,6 +107,12 @@ def _regions(model: LineModel, loglam: np.ndarray, z: np.ndarray):
         slices.append(slice(m0, m0 + w))
         m0 += w
     return np.concatenate(cols, axis=1), slices
+
+
+def fit_pixels(model: LineModel, loglam, z) -> np.ndarray:
+    """(N, M) first pixel of every fit bin of ``model``'s windows at redshifts ``z``
+    (pixels, may fall outside the spectrum), in the order :func:`fit_lines` uses."""
+    return _regions(model, np.asarray(loglam, float), np.atleast_1d(np.asarray(z, float)))[0]
 
 
 def _gauss_pix(first, width, c, s, b: int = 1):

@@ -20,7 +20,7 @@ import numpy as np
 from astropy.table import Column, Table
 
 from .continuum import stellar_continuum
-from .fit import fit_lines
+from .fit import fit_lines, fit_pixels
 from .models import WING_SCALE, galaxy_model, quasar_models
 from .table import C_KMS
 
@@ -220,7 +220,9 @@ def line_table(cols: dict[str, np.ndarray]) -> Table:
 def line_columns(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=None,
                  noise_corr: float = SDSS_NOISE_CORR):
     """:func:`measure_lines` as plain arrays: (columns, white-noise *_IVAR columns, fits),
-    for callers that add them to a catalog themselves (no intermediate Tables)."""
+    for callers that add them to a catalog themselves (no intermediate Tables).  ``fits``:
+    per SPECTYPE the rows and fit results; for galaxies also the continuum subtracted,
+    which — when it is our own BC03 fit — is filled in the line windows only (0 elsewhere)."""
     loglam = np.asarray(loglam, float)
     flux = np.asarray(flux, np.float32)
     ivar = np.asarray(ivar, np.float32)
@@ -240,9 +242,15 @@ def line_columns(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=Non
         if continuum is not None:
             cont = np.asarray(continuum, float)[gal]
         else:
-            # our own continuum fit: its uncertainty goes into the line errors
-            cont, design, ccov = stellar_continuum(loglam, flux[gal], ivar[gal], z[gal],
-                                                   with_cov=True, noise_corr=noise_corr)
+            # our own continuum fit, evaluated in the line windows only (the rest of
+            # ``cont`` stays 0); its uncertainty goes into the line errors
+            idx = fit_pixels(galaxy_model()[0], loglam, z[gal])
+            at, design, ccov = stellar_continuum(loglam, flux[gal], ivar[gal], z[gal],
+                                                 with_cov=True, noise_corr=noise_corr, at=idx)
+            cont = np.zeros(flux[gal].shape, np.float32)
+            inside = (idx >= 0) & (idx < loglam.size)
+            rows = np.broadcast_to(np.arange(gal.size)[:, None], idx.shape)
+            cont[rows[inside], idx[inside]] = at[inside]
             cont_err = (design, ccov)
         fits["GALAXY"] = (gal, _galaxies(out, wt, loglam, flux[gal], ivar[gal], z[gal], cont, gal,
                                          sig[gal], noise_corr, cont_err), cont)
