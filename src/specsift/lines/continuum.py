@@ -25,7 +25,7 @@ _N_PCA = 6
 _N_POLY = 4
 _BIN = 6              # pixels per bin of the continuum fit
 _N_MULT = 3          # multiplicative Legendre terms on the SSP components (dust, calibration)
-_VDISP = (80.0, 200.0)  # km/s added to BC03 (~60 km/s native): the σ* range of SDSS galaxies
+_VDISP = (60.0, 160.0)  # km/s added to BC03's own ~75 km/s: total σ* ≈ 95 and 175 km/s, star-forming to early-type
 _MASK_KMS = 700.0       # half-width of the emission-line mask
 _MASKED = tuple(ln.wave for ln in TABLE if "narrow" in ln.kind)
 

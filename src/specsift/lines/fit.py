@@ -433,8 +433,15 @@ def _inverse(H):
         return out
 
 
+#: least share of a line's light on good pixels for it to count as measured
+MIN_GOOD_FRACTION = 0.6
+
+
 def _covered(prob: _Problem, theta, J) -> np.ndarray:
-    """An amplitude is measured when ≥ 3 good pixels lie within ±2σ of one of its lines."""
+    """An amplitude is measured when one of its lines has ≥ 3 good pixels within ±2σ and
+    ≥ :data:`MIN_GOOD_FRACTION` of its light on good pixels.  Why the share: a line whose
+    core is masked (a bad-pixel run, a saturated sky line) was "measured" from its wings
+    alone (a real SDSS starburst's Hα came out at 0.7 × Hβ and turned it into an AGN)."""
     cov = np.zeros((prob.n, prob.ka), bool)
     for j, c in enumerate(prob.model.components):
         sl = prob.slices[c.region]
@@ -442,6 +449,10 @@ def _covered(prob: _Problem, theta, J) -> np.ndarray:
         s = np.sqrt(sg * sg + prob.s_inst_l[:, j, None] ** 2)
         cen = prob.c0[:, j, None] + theta[:, prob.ku + c.group, None]
         mid = prob.x[:, sl] + 0.5 * (prob.bin - 1)
-        near = (np.abs(mid - cen) <= np.maximum(2 * s, prob.bin)) & (prob.w[:, sl] > 0)
-        cov[:, c.amp] |= near.sum(1) >= 3
+        good = prob.w[:, sl] > 0
+        near = (np.abs(mid - cen) <= np.maximum(2 * s, prob.bin)) & good
+        integ = _gauss_pix(prob.x[:, sl.start, None], sl.stop - sl.start,
+                           cen.astype(_DT), s.astype(_DT), prob.bin)[0]
+        share = (integ * good).sum(1) / np.maximum(integ.sum(1), 1e-12)
+        cov[:, c.amp] |= (near.sum(1) >= 3) & (share >= MIN_GOOD_FRACTION)
     return cov
