@@ -224,11 +224,19 @@ class _Problem:
         for sl, cols in self.blocks:
             if limit is not None:
                 cols = cols[cols < limit]
-            Jr = J[:, sl][:, :, cols]
+            whole = len(self.blocks) == 1 and cols.size == J.shape[2]    # one window: dense
+            Jr = J if whole else J[:, sl][:, :, cols]
             Jw = Jr * self.w[:, sl, None]
-            H[:, cols[:, None], cols[None, :]] += np.matmul(Jw.transpose(0, 2, 1), Jr)
-            if r is not None:
-                g[:, cols] += np.einsum("nmp,nm->np", Jw, r[:, sl])
+            Hr = np.matmul(Jw.transpose(0, 2, 1), Jr)
+            gr = np.einsum("nmp,nm->np", Jw, r[:, sl]) if r is not None else None
+            if whole:
+                H += Hr
+                if r is not None:
+                    g += gr
+            else:
+                H[:, cols[:, None], cols[None, :]] += Hr
+                if r is not None:
+                    g[:, cols] += gr
         return H, g
 
     def evaluate(self, theta, jac=True, buf=None):
