@@ -135,13 +135,16 @@ def simulated_fluxes(n: int, seed: int) -> dict:
     tq = rec.true_flux({k: WAVE[k] for k in _QSO}, n, broad_calls)
     snr = rng.uniform(3, 30, n)
     qobs, qivar, qscale = _observe(rng, qflux, grid, snr)
-    tm = measure_lines(grid.loglam, qobs, qivar, zq, np.full(n, "QSO"))
-    for k, col in _QSO.items():
-        dust = 10 ** (-0.4 * qpar["EBV"] * 1.39 * (WAVE[k] / 1e4) ** -1.2)   # SMC, as simulated
-        iv = np.asarray(tm[f"{col}_FLUX_IVAR"], float)
-        err = np.where(iv > 0, 1 / np.sqrt(np.where(iv > 0, iv, 1)), 0)
-        res["quasars"][col] = _score(np.asarray(tm[f"{col}_FLUX"], float),
-                                     tq[k] * dust * qscale, err)
+    # default, and with the opt-in Fe II pseudo-continuum (measure_lines(feii=True))
+    for tag, feii in (("quasars", False), ("quasars_feii", True)):
+        tm = measure_lines(grid.loglam, qobs, qivar, zq, np.full(n, "QSO"), feii=feii)
+        res.setdefault(tag, {})
+        for k, col in _QSO.items():
+            dust = 10 ** (-0.4 * qpar["EBV"] * 1.39 * (WAVE[k] / 1e4) ** -1.2)   # SMC
+            iv = np.asarray(tm[f"{col}_FLUX_IVAR"], float)
+            err = np.where(iv > 0, 1 / np.sqrt(np.where(iv > 0, iv, 1)), 0)
+            res[tag][col] = _score(np.asarray(tm[f"{col}_FLUX"], float),
+                                   tq[k] * dust * qscale, err)
     return res
 
 
@@ -251,7 +254,7 @@ def main() -> None:
           "pull median |")
     print("|---|---|---|---|---|---|---|")
     for part in ("galaxies", "galaxies_true_continuum", "galaxies_R2000_true_continuum",
-                 "quasars"):
+                 "quasars", "quasars_feii"):
         for col, r in sim[part].items():
             if not isinstance(r, dict) or "median_ratio" not in r:
                 continue

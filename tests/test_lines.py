@@ -105,6 +105,33 @@ def test_quasar_broad_line_width_and_flux():
     assert np.all(np.isnan(t["HALPHA_BROAD_FLUX"])) and np.all(t["HALPHA_BROAD_FLUX_IVAR"] == 0)
 
 
+def test_quasar_mgii_flux_with_feii_under_it():
+    """Mg II on a power law plus the UV Fe II pseudo-continuum (the bundled template at a
+    one of the two fitted widths): the Fe II terms take the Fe II, not the line."""
+    from specsift.lines.continuum import _basis, _broadened_template
+    grid = DEFAULT_GRID
+    n, z = 40, 1.0
+    rng = np.random.default_rng(5)
+    _, rstart, rstep = _basis()
+    fe = _broadened_template("feii_uv:3000")
+    pos = (grid.loglam - np.log10(1 + z) - rstart) / rstep
+    fe_obs = np.interp(pos, np.arange(fe.size), fe)
+    flux = np.tile((5.0 * (grid.wave / 5600.0) ** -1.5 + 2.0 * fe_obs).astype(np.float32), (n, 1))
+    add_gaussian_lines(flux, grid, np.full(n, z), np.array([WAVE["MgII"]]),
+                       np.full((n, 1), 400.0), np.full((n, 1), 1800.0))
+    flux += rng.normal(0, 0.5, flux.shape).astype(np.float32)
+    ivar = np.full(flux.shape, 4.0, np.float32)
+    t = measure_lines(grid.loglam, flux, ivar, np.full(n, z), np.full(n, "QSO"),
+                      sigma_inst=65.0, noise_corr=0.0, feii=True)
+    mg = np.asarray(t["MGII_2800_FLUX"], float)
+    without = np.asarray(measure_lines(grid.loglam, flux, ivar, np.full(n, z), np.full(n, "QSO"),
+                                       sigma_inst=65.0, noise_corr=0.0)["MGII_2800_FLUX"])
+    assert np.median(without) / 400 < 0.97          # the straight background alone: low
+    err = 1 / np.sqrt(np.asarray(t["MGII_2800_FLUX_IVAR"], float))
+    assert abs(np.median(mg) / 400 - 1) < 0.03
+    assert 0.6 < np.std((mg - 400) / err) < 1.5
+
+
 def test_bad_spectra_give_nan_not_a_crash():
     grid, flux, ivar, z, _ = _lines_spectra(n=4)
     ivar[1] = 0.0                                     # no good pixel

@@ -19,7 +19,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Column, Table
 
-from .continuum import stellar_continuum
+from .continuum import stellar_continuum, template_columns
 from .fit import fit_lines, fit_pixels
 from .models import WING_SCALE, galaxy_model, quasar_models
 from .table import C_KMS
@@ -126,11 +126,11 @@ def _galaxies(out, wt, loglam, flux, ivar, z, cont, rows, sig_inst, rho, cont_er
     return res
 
 
-def _quasars(out, wt, loglam, flux, ivar, z, rows, sig_inst, rho, single=False):
+def _quasars(out, wt, loglam, flux, ivar, z, rows, sig_inst, rho, single=False, feii=False):
     lrest_lo = loglam[0] - np.log10(1 + z)
     lrest_hi = loglam[-1] - np.log10(1 + z)
     fits = {}
-    for col, model, index in quasar_models(single):
+    for col, model, index in quasar_models(single, feii):
         lo, hi = model.regions[0]
         # the window must reach past the line centre on both sides
         sel = (np.log10(lo * 1.02) > lrest_lo) & (np.log10(hi / 1.02) < lrest_hi)
@@ -138,7 +138,8 @@ def _quasars(out, wt, loglam, flux, ivar, z, rows, sig_inst, rho, single=False):
             continue
         s = np.nonzero(sel)[0]
         si = sig_inst[s]
-        res = fit_lines(model, loglam, flux[s], ivar[s], z[s], si, noise_corr=rho)
+        extra = template_columns(model, loglam, z[s]) if model.templates else None
+        res = fit_lines(model, loglam, flux[s], ivar[s], z[s], si, noise_corr=rho, extra=extra)
         fits[col] = (s, res)
         a0, a1 = res.amp[:, 0], res.amp[:, 1]
         tot = a0 + a1
@@ -180,7 +181,7 @@ def _inst_rows(sig, n: int, p: int) -> np.ndarray:
 
 def measure_lines(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=None,
                   noise_corr: float = SDSS_NOISE_CORR, return_fits: bool = False,
-                  white: bool = False):
+                  white: bool = False, feii: bool = False):
     """Line measurements (a Table, one row per spectrum) at redshifts ``z``.
 
     ``spectype``: GALAXY rows get the narrow-line fit, QSO rows the broad-line windows (with
@@ -194,9 +195,11 @@ def measure_lines(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=No
     0.28 (measured on real SDSS coadds, see ``simulate/instrument.py``); 0 for white noise.
     ``white``: also return a table of the *_IVAR columns computed from ivar alone (as the
     SDSS pipeline's errors are), for rules whose thresholds were set on such errors.
+    ``feii``: fit an Fe II pseudo-continuum under the quasar lines (see
+    :data:`~specsift.lines.models.FEII_SIGMA_KMS`; off by default).
     """
     out, wt, fits = line_columns(loglam, flux, ivar, z, spectype, continuum, sigma_inst,
-                                 noise_corr)
+                                 noise_corr, feii)
     res = (line_table(out),) + ((Table(wt, copy=False),) if white else ()) + \
         ((fits,) if return_fits else ())
     return res[0] if len(res) == 1 else res
@@ -218,7 +221,7 @@ def line_table(cols: dict[str, np.ndarray]) -> Table:
 
 
 def line_columns(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=None,
-                 noise_corr: float = SDSS_NOISE_CORR):
+                 noise_corr: float = SDSS_NOISE_CORR, feii: bool = False):
     """:func:`measure_lines` as plain arrays: (columns, white-noise *_IVAR columns, fits),
     for callers that add them to a catalog themselves (no intermediate Tables).  ``fits``:
     per SPECTYPE the rows and fit results; for galaxies also the continuum subtracted,
@@ -256,5 +259,5 @@ def line_columns(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=Non
                                          sig[gal], noise_corr, cont_err), cont)
     if qso.size:
         fits["QSO"] = (qso, _quasars(out, wt, loglam, flux[qso], ivar[qso], z[qso], qso, sig[qso],
-                                     noise_corr))
+                                     noise_corr, feii=feii))
     return out, wt, fits
