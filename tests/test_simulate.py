@@ -11,7 +11,6 @@ from specsift.simulate import (
     apply_instrument,
     is_agn,
     kauffmann03,
-    kewley01,
     simulate_batch,
     simulate_to_store,
 )
