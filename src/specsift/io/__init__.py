@@ -29,7 +29,8 @@ import numpy as np
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch, same_grid
 from ._common import DeclaredSizeError, NotSpectraError, placeholder
 from .catalog import read_catalog, write_catalog
-from .registry import READERS, Reader, container_of, declared_rows, open_source, register
+from .assemble import assemble
+from .registry import READERS, Reader, container_of, declared_rows, open_source, quick_native, register
 from .registry import identify as _identify
 from .registry import read_file as _read_file
 from .store import SpectralStore
@@ -169,9 +170,29 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     buffer: list[SpectraBatch] = []
+    natives: list = []                   # one-spectrum files read quickly, not yet a batch
     count = 0
     ref: tuple[np.ndarray, Path] | None = None
+
+    def gather():
+        if natives:
+            b = assemble(natives, grid)
+            b.meta["ROW"] = np.zeros(len(b), np.int64)
+            buffer.append(b)
+            natives.clear()
+
     for path, explicit in _expand(inputs):
+        native = quick_native(path) if grid is not None else None
+        if native is not None:
+            natives.append(native)
+            count += 1
+            if count >= batch_size:
+                gather()
+                full, buffer = _split(buffer, batch_size)
+                count = sum(len(x) for x in buffer)
+                yield from full
+            continue
+        gather()
         try:
             for b in read_guarded(path, grid, batch_size, on_error,
                                   None if ref is None else ref[0]):
@@ -194,6 +215,7 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
                     raise
                 warnings.warn(str(exc), stacklevel=2)
             continue
+    gather()
     if buffer:
         full, rest = _split(buffer, batch_size)
         yield from full

@@ -21,7 +21,7 @@ from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 __all__ = ["NotSpectraError", "DeclaredSizeError", "stable_id", "sdss_targetid", "air_to_vacuum", "open_fits",
            "finalize", "standard_meta", "placeholder", "coverage_fraction", "header_str",
            "estimate_ivar", "file_size_ok", "first_row", "check_declared", "check_table",
-           "column_of_kind", "MAX_EXPANSION", "MIN_DECLARED_CAP"]
+           "column_of_kind", "decode_row", "table_width", "table_fields", "MAX_EXPANSION", "MIN_DECLARED_CAP"]
 
 #: deflate (gzip, zip, HDF5 gzip filter) cannot expand data more than 1032:1; a file whose
 #: headers promise more uncompressed bytes than this times its size is corrupt or hostile.
@@ -68,6 +68,10 @@ def sdss_targetid(plate, mjd, fiber) -> np.ndarray:
 
     A part that is negative, not an integer or too large (a corrupt PLATE = 2⁴⁰ would
     overflow int64 or run into MJD's digits) raises ValueError instead of a wrong id."""
+    if all(type(v) is np.ndarray and v.ndim == 0 and v.dtype.kind in "iu" and 0 <= v < top
+           for v, (_, top) in zip((plate, mjd, fiber), _SDSS_ID_PARTS)):
+        # one spectrum's labels (0-d integer arrays): the same number without 20 array ops
+        return np.int64(int(plate) * 10**10 + int(mjd) * 10**4 + int(fiber))
     parts = []
     for (name, top), v in zip(_SDSS_ID_PARTS, (plate, mjd, fiber)):
         a = np.asarray(v)
@@ -139,7 +143,7 @@ _BINTYPE = {"L": "u1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4"
 _UNSIGNED = {"I": (1 << 15, ">u2"), "J": (1 << 31, ">u4"), "K": (1 << 63, ">u8")}
 
 
-def _table_fields(hdr) -> tuple[dict, int]:
+def table_fields(hdr) -> tuple[dict, int]:
     """{TTYPE: (index, byte offset, repeat, type code)} and the row width they add up to."""
     fields, offset = {}, 0
     for i in range(1, int(hdr.get("TFIELDS", 0)) + 1):
@@ -162,7 +166,7 @@ def check_table(hdu, name: str = "") -> None:
     hdr = hdu.header
     if str(hdr.get("XTENSION", "")).strip() != "BINTABLE" or "ZIMAGE" in hdr:
         return
-    _, width = _table_fields(hdr)
+    _, width = table_fields(hdr)
     if width != int(hdr.get("NAXIS1", -1)):
         label = name or hdu.name or "table"
         raise ValueError(f"HDU {label}: columns (TFORMn) add up to {width} bytes a row but "
@@ -176,18 +180,31 @@ def first_row(hdu, columns) -> dict:
     astropy builds a Column object for every column of the table before it returns a row
     (SPECOBJ has 126, SPALL ≈ 500: 15–45 ms an SDSS file, more than the spectrum), and a
     second FITS library would open and parse the whole file again. This reads the row's
-    NAXIS1 bytes at the table's data offset and decodes the wanted fields by the FITS
-    binary-table rules: TFORMn types, TDIMn, TSCALn/TZEROn, unsigned integers, padded text.
+    NAXIS1 bytes at the table's data offset and decodes them with :func:`decode_row`.
     """
     hdr = hdu.header
-    fields, offset = _table_fields(hdr)
-    if offset != int(hdr.get("NAXIS1", -1)):
-        raise ValueError(f"table columns add up to {offset} bytes a row, NAXIS1 says "
-                         f"{hdr.get('NAXIS1')}")
+    width = table_width(hdr)
     info = hdu.fileinfo()
     fh = info["file"]
     fh.seek(info["datLoc"])
-    raw = fh.read(offset)
+    return decode_row(hdr, fh.read(width), columns)
+
+
+def table_width(hdr) -> int:
+    """NAXIS1 of a binary table, checked against what its TFORMn add up to."""
+    _, width = table_fields(hdr)
+    if width != int(hdr.get("NAXIS1", -1)):
+        raise ValueError(f"table columns add up to {width} bytes a row, NAXIS1 says "
+                         f"{hdr.get('NAXIS1')}")
+    return width
+
+
+def decode_row(hdr, raw: bytes, columns, fields: tuple[dict, int] | None = None) -> dict:
+    """Fields ``columns`` (those the table has) of one binary-table row ``raw``, decoded by
+    the FITS rules: TFORMn types, TDIMn, TSCALn/TZEROn, unsigned integers, padded text.
+    ``hdr``: anything with astropy Header's ``get`` (an astropy or a raw header, or just
+    its TZEROn/TSCALn/TDIMn); ``fields``: :func:`table_fields` of it when known."""
+    fields, offset = table_fields(hdr) if fields is None else fields
     if len(raw) < offset:
         raise ValueError("table data ends before its first row")
     out = {}
