@@ -15,10 +15,11 @@ is acceptable only where GF(0.003) stays within 0.002 of fp32.  Every end-to-end
 twice, with the verification stage (the default of ``specsift predict``) and with
 ``--no-verify``; ``--fits N`` adds the same from N SDSS spec files (copies of the 8 in
 ``../shared/data/sdss``), CPU time of the whole process (reader thread included) per spectrum.
-Each spec file is one spectrum behind a FITS open, five HDUs and an astropy table, so that
-row measures the per-file cost of opening SDSS's one-spectrum files (~13–36 ms a file here),
-not the stages; ``--fits-table K`` times K copies of ``sdss-labelled-50.fits`` (50 spectra in
-one table file), the FITS path where the per-spectrum stages dominate.
+Each spec file is one spectrum behind 4–22 HDUs; they are read from their bytes and many
+files assembled into one batch (``specsift.io.rawfits``, ``specsift.io.assemble``: ~0.5–0.8
+CPU ms a file here, ``benchmarks/read_speed.py --many 400``), so that row is the stages plus
+that per-file cost — use ``--fits 400`` or more for a stable number; ``--fits-table K`` times K
+copies of ``sdss-labelled-50.fits`` (50 spectra in one table file, read through astropy).
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def _expand(inputs) -> list[tuple[Path, bool]]:
                     out.extend(_expand_dir(p))
                 else:
                     out.append((p, False))
-        elif Path(s).is_dir():
+        elif os.path.isdir(s):
             found = _expand_dir(Path(s))
             if not found:
                 raise FileNotFoundError(f"{s}: directory holds no spectra files "
