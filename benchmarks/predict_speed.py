@@ -83,6 +83,16 @@ def stages(model, store: Path, batch_size: int) -> dict:
     return t
 
 
+def print_stages(s: dict) -> None:
+    n = s["n"]
+    print("\n| stage | CPU seconds | µs / spectrum | share |")
+    print("|---|---|---|---|")
+    total = s["read"] + s["predict"] + s["verify"] + s["lines"] + s["write"]
+    for k in ("read", "forward", "predict_rest", "verify", "lines", "write"):
+        print(f"| {k} | {s[k]:.2f} | {1e6 * s[k] / n:.0f} | {100 * s[k] / total:.0f}% |")
+    print(f"| total | {total:.2f} | {1e6 * total / n:.0f} | 100% |")
+
+
 def accuracy(catalog: Path, store: Path, class_set: str) -> dict:
     from specsift.io import SpectralStore, read_catalog
     from specsift.metrics import evaluate_catalog
@@ -113,14 +123,7 @@ def main() -> None:
     store = sim_store(a.n)
     model = load_model(ref)
     print(f"model: {desc}; {a.n} simulated spectra; 1 torch thread; batch {a.batch_size}")
-    s = stages(model, store, a.batch_size)
-    n = s["n"]
-    print("\n| stage | CPU seconds | µs / spectrum | share |")
-    print("|---|---|---|---|")
-    total = s["read"] + s["predict"] + s["verify"] + s["lines"] + s["write"]
-    for k in ("read", "forward", "predict_rest", "verify", "lines", "write"):
-        print(f"| {k} | {s[k]:.2f} | {1e6 * s[k] / n:.0f} | {100 * s[k] / total:.0f}% |")
-    print(f"| total | {total:.2f} | {1e6 * total / n:.0f} | 100% |")
+    print_stages(stages(model, store, a.batch_size))
 
     print("\n| input | precision | verify | end-to-end spectra per CPU-second (1 thread) | "
           "spectra/s (wall) | GF(0.003) | GF(0.01) | class accuracy |")
@@ -157,6 +160,9 @@ def main() -> None:
                 cpu = time.process_time() - c0
                 print(f"| {label} | fp32 | {'yes' if verify else 'no'} | "
                       f"{r.rows / cpu:.0f} | {r.rate:.0f} | | | |")
+        if a.fits:                     # the stages on real spectra (warm: after the runs)
+            print(f"\nstages on the {a.fits} SDSS spec files:")
+            print_stages(stages(model, runs[0][1], a.batch_size))
 
 
 def fits_copies(folder: Path, n: int, pattern: str) -> Path:

@@ -28,9 +28,17 @@ import numpy as np
 
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch, same_grid
 from ._common import DeclaredSizeError, NotSpectraError, placeholder
-from .catalog import read_catalog, write_catalog
 from .assemble import assemble
-from .registry import READERS, Reader, container_of, declared_rows, open_source, quick_native, register
+from .catalog import read_catalog, write_catalog
+from .registry import (
+    READERS,
+    Reader,
+    container_of,
+    declared_rows,
+    open_source,
+    quick_native,
+    register,
+)
 from .registry import identify as _identify
 from .registry import read_file as _read_file
 from .store import SpectralStore

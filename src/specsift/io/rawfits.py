@@ -26,7 +26,7 @@ import re
 
 import numpy as np
 
-from ._common import table_fields
+from .bintable import table_fields
 
 __all__ = ["RawFitsError", "RawHeader", "RawHDU", "RawFits", "parse_value", "layout"]
 

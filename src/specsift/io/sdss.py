@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
 from ..spectra import LogGrid, SpectraBatch
 from ._common import (
     column_of_kind,
