@@ -7,6 +7,11 @@ not from the file name, by the one reader list in :mod:`.registry` (name, sniff,
 Modules: :mod:`.sdss`, :mod:`.fits_table`, :mod:`.desi`, :mod:`.lamost`, :mod:`.arrays`,
 :mod:`.store` (SpectralStore) and :mod:`.catalog`.
 
+One-spectrum files that a reader can read from their bytes (SDSS spec files:
+:func:`.sdss.quick`, :mod:`.rawfits`) skip astropy and are assembled many to a batch
+(:mod:`.assemble`): at millions of files the per-file cost is the whole cost.  Anything unusual
+about such a file sends it down the ordinary path below, with its checks and messages.
+
 Bad input never costs other files: whatever a reader raises (OSError, astropy's
 VerifyError, KeyError, TypeError …) becomes, in :func:`read_guarded` only, flagged
 placeholder rows for that file alone — as many as the file declares spectra — with the

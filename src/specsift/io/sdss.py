@@ -10,6 +10,11 @@ kept.  ``SDSS_AND_MASK=all`` in the environment masks any bit, as a strict readi
 (SDSS-I/II, DR8+ layout) or ``SPALL`` (BOSS): CLASS, SUBCLASS, Z, Z_ERR→ZERR, PLATE, MJD,
 FIBERID, read straight from the file (only those columns).  SDSS wavelengths are vacuum, so no
 conversion is needed.
+
+Two ways in, one construction (:func:`_native`): :func:`quick` reads a plain file from its bytes
+(:mod:`.rawfits`, ~0.3–0.7 CPU ms instead of astropy's 15–60 ms) for :func:`specsift.io.iter_read`
+to assemble many into one batch; :func:`sniff`/:func:`read` go through astropy for everything
+else (gzip, scaled columns, broken files) and for callers of the reader list.
 """
 
 from __future__ import annotations
