@@ -145,3 +145,24 @@ def test_card_values_parse_as_astropy_gives_them():
     for bad in (b"'1E' junk", b"'open", b"   1_000", b"  nan", b"   12 34"):
         with pytest.raises(RawFitsError):
             parse_value(bad)
+
+
+def test_a_quick_file_that_cannot_be_assembled_costs_only_itself(shared_data, tmp_path):
+    """A loglam column that decreases somewhere reads quickly but cannot be put on a grid:
+    that file alone goes the ordinary way (flagged, named); its batch mates are unchanged."""
+    files = _spec_files(shared_data)[:3]
+    raw = bytearray(files[0].read_bytes())
+    with RawFits(files[0]) as walk:
+        coadd = walk.find("COADD")
+    at = coadd.data_offset + 32 * 100 + 4                 # row 100, column 2 (loglam)
+    raw[at:at + 4] = np.array([3.0], ">f4").tobytes()
+    bad = tmp_path / "spec-bad-loglam.fits"
+    bad.write_bytes(bytes(raw))
+    assert quick(bad) is not None
+    got = SpectraBatch.concatenate(list(iter_read([files[1], bad, files[2]], batch_size=8)))
+    assert list(got.meta["SOURCE"]) == [str(files[1]), str(bad), str(files[2])]
+    assert got.meta["INPUT_FLAGS"][1] & InputFlag.READ_ERROR
+    assert str(bad) in got.meta["ERROR"][1] and "increasing" in got.meta["ERROR"][1]
+    for k, f in ((0, files[1]), (2, files[2])):
+        assert np.array_equal(got.flux[k], next(iter_read([f])).flux[0])
+

@@ -188,11 +188,17 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
     ref: tuple[np.ndarray, Path] | None = None
 
     def gather():
-        if natives:
-            b = assemble(natives, grid)
-            b.meta["ROW"] = np.zeros(len(b), np.int64)
-            buffer.append(b)
-            natives.clear()
+        if not natives:
+            return
+        try:
+            buffer.append(_assembled(natives, grid))
+        except Exception:  # noqa: BLE001 - one odd file must not cost the others
+            for nat in natives:
+                try:
+                    buffer.append(_assembled([nat], grid))
+                except Exception:  # noqa: BLE001 - its errors as the ordinary path gives them
+                    buffer.extend(read_guarded(nat.path, grid, batch_size, on_error))
+        natives.clear()
 
     for path, explicit in _expand(inputs):
         native = quick_native(path) if grid is not None else None
@@ -233,6 +239,12 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
         full, rest = _split(buffer, batch_size)
         yield from full
         yield from rest
+
+
+def _assembled(natives: list, grid: LogGrid) -> SpectraBatch:
+    b = assemble(natives, grid)
+    b.meta["ROW"] = np.zeros(len(b), np.int64)            # one spectrum a file
+    return b
 
 
 class _GridMismatch(ValueError):
