@@ -15,10 +15,11 @@ is acceptable only where GF(0.003) stays within 0.002 of fp32.  Every end-to-end
 twice, with the verification stage (the default of ``specsift predict``) and with
 ``--no-verify``; ``--fits N`` adds the same from N SDSS spec files (copies of the 8 in
 ``../shared/data/sdss``), CPU time of the whole process (reader thread included) per spectrum.
-Each spec file is one spectrum behind a FITS open, five HDUs and an astropy table, so that
-row measures the per-file cost of opening SDSS's one-spectrum files (~13–36 ms a file here),
-not the stages; ``--fits-table K`` times K copies of ``sdss-labelled-50.fits`` (50 spectra in
-one table file), the FITS path where the per-spectrum stages dominate.
+Each spec file is one spectrum behind 4–22 HDUs; they are read from their bytes and many
+files assembled into one batch (``specsift.io.rawfits``, ``specsift.io.assemble``: ~0.5–0.8
+CPU ms a file here, ``benchmarks/read_speed.py --many 400``), so that row is the stages plus
+that per-file cost — use ``--fits 400`` or more for a stable number; ``--fits-table K`` times K
+copies of ``sdss-labelled-50.fits`` (50 spectra in one table file, read through astropy).
 """
 
 from __future__ import annotations
@@ -82,6 +83,16 @@ def stages(model, store: Path, batch_size: int) -> dict:
     return t
 
 
+def print_stages(s: dict) -> None:
+    n = s["n"]
+    print("\n| stage | CPU seconds | µs / spectrum | share |")
+    print("|---|---|---|---|")
+    total = s["read"] + s["predict"] + s["verify"] + s["lines"] + s["write"]
+    for k in ("read", "forward", "predict_rest", "verify", "lines", "write"):
+        print(f"| {k} | {s[k]:.2f} | {1e6 * s[k] / n:.0f} | {100 * s[k] / total:.0f}% |")
+    print(f"| total | {total:.2f} | {1e6 * total / n:.0f} | 100% |")
+
+
 def accuracy(catalog: Path, store: Path, class_set: str) -> dict:
     from specsift.io import SpectralStore, read_catalog
     from specsift.metrics import evaluate_catalog
@@ -112,14 +123,7 @@ def main() -> None:
     store = sim_store(a.n)
     model = load_model(ref)
     print(f"model: {desc}; {a.n} simulated spectra; 1 torch thread; batch {a.batch_size}")
-    s = stages(model, store, a.batch_size)
-    n = s["n"]
-    print("\n| stage | CPU seconds | µs / spectrum | share |")
-    print("|---|---|---|---|")
-    total = s["read"] + s["predict"] + s["verify"] + s["lines"] + s["write"]
-    for k in ("read", "forward", "predict_rest", "verify", "lines", "write"):
-        print(f"| {k} | {s[k]:.2f} | {1e6 * s[k] / n:.0f} | {100 * s[k] / total:.0f}% |")
-    print(f"| total | {total:.2f} | {1e6 * total / n:.0f} | 100% |")
+    print_stages(stages(model, store, a.batch_size))
 
     print("\n| input | precision | verify | end-to-end spectra per CPU-second (1 thread) | "
           "spectra/s (wall) | GF(0.003) | GF(0.01) | class accuracy |")
@@ -156,6 +160,9 @@ def main() -> None:
                 cpu = time.process_time() - c0
                 print(f"| {label} | fp32 | {'yes' if verify else 'no'} | "
                       f"{r.rows / cpu:.0f} | {r.rate:.0f} | | | |")
+        if a.fits:                     # the stages on real spectra (warm: after the runs)
+            print(f"\nstages on the {a.fits} SDSS spec files:")
+            print_stages(stages(model, runs[0][1], a.batch_size))
 
 
 def fits_copies(folder: Path, n: int, pattern: str) -> Path:

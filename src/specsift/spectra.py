@@ -19,7 +19,7 @@ from .constants import GRID_MATCH_PIXELS, RESAMPLE_IDENTITY_ATOL, SAME_GRID_ATOL
 from .flags import InputFlag
 
 __all__ = ["LogGrid", "DEFAULT_GRID", "SpectraBatch", "rebin_matrix", "pixel_edges",
-           "row_median_mad", "median_snr", "same_grid"]
+           "row_median_mad", "median_snr", "same_grid", "sanitise", "grid_offset"]
 
 
 def same_grid(a: np.ndarray, b: np.ndarray, atol: float = SAME_GRID_ATOL) -> bool:
@@ -225,6 +225,45 @@ def _stack_meta(tables: list[Table]) -> Table:
     return out
 
 
+def sanitise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray, flags: np.ndarray):
+    """(flux, ivar, mask, number of spectra concerned) with non-finite flux and negative or
+    non-finite ivar masked (flux 0, ivar 0) and ivar 0 wherever masked; ``flags`` (N,) gets
+    NONFINITE_FLUX, BAD_IVAR and NO_GOOD_PIXELS in place.  The one rule of
+    :class:`SpectraBatch` and of readers that assemble batches themselves
+    (:func:`specsift.io.assemble.assemble`).  A caller's arrays are copied before any change."""
+    bad_flux = ~np.isfinite(flux)
+    bad_ivar = ~np.isfinite(ivar) | (ivar < 0)
+    if bad_flux.any() or bad_ivar.any() or (mask & (ivar != 0)).any():
+        flux, ivar = flux.copy(), ivar.copy()
+    flags[bad_flux.any(axis=1)] |= InputFlag.NONFINITE_FLUX
+    flags[bad_ivar.any(axis=1)] |= InputFlag.BAD_IVAR
+    flux[bad_flux] = 0.0
+    ivar[bad_ivar | bad_flux] = 0.0
+    mask = mask | bad_flux | bad_ivar | (ivar <= 0)
+    ivar[mask] = 0.0
+    empty = ~(~mask).any(axis=1)
+    flags[empty] |= InputFlag.NO_GOOD_PIXELS
+    return flux, ivar, mask, int(((bad_flux | bad_ivar).any(axis=1) | empty).sum())
+
+
+def sanitise_message(source: str, n_bad: int) -> str:
+    return (f"{source}: {n_bad} spectrum(s) with NaN/inf flux, negative ivar or no good "
+            f"pixels were masked and flagged in INPUT_FLAGS")
+
+
+def grid_offset(loglam: np.ndarray, grid: "LogGrid") -> int | None:
+    """``k`` when ``loglam`` is ``grid``'s own pixels from pixel ``k`` on (same step, a
+    whole-pixel offset, each centre within RESAMPLE_IDENTITY_ATOL; ``k`` may be negative
+    or past the end), else None.  Flux-conserving rebinning between such grids moves each
+    pixel unchanged, so it is a shift (SDSS and BOSS spec files on the default grid)."""
+    loglam = np.asarray(loglam, np.float64)
+    if loglam.ndim != 1 or loglam.size < 2:
+        return None
+    k = int(round((loglam[0] - grid.start) / grid.step))
+    exact = grid.start + grid.step * np.arange(k, k + loglam.size, dtype=np.float64)
+    return k if np.abs(loglam - exact).max() <= RESAMPLE_IDENTITY_ATOL else None
+
+
 class SpectraBatch:
     """N spectra on one log10-λ grid.
 
@@ -281,24 +320,9 @@ class SpectraBatch:
     def _sanitise(self, source: str) -> None:
         """Mask non-finite flux and negative/non-finite ivar; flag the spectra concerned."""
         flags = np.asarray(self.meta["INPUT_FLAGS"], dtype=np.int32).copy()
-        bad_flux = ~np.isfinite(self.flux)
-        bad_ivar = ~np.isfinite(self.ivar) | (self.ivar < 0)
-        if bad_flux.any() or bad_ivar.any() or (self.mask & (self.ivar != 0)).any():
-            # copy so that a caller's arrays are never modified behind its back
-            self.flux, self.ivar = self.flux.copy(), self.ivar.copy()
-        flags[bad_flux.any(axis=1)] |= InputFlag.NONFINITE_FLUX
-        flags[bad_ivar.any(axis=1)] |= InputFlag.BAD_IVAR
-        self.flux[bad_flux] = 0.0
-        self.ivar[bad_ivar | bad_flux] = 0.0
-        self.mask = self.mask | bad_flux | bad_ivar | (self.ivar <= 0)
-        self.ivar[self.mask] = 0.0
-        empty = ~(~self.mask).any(axis=1)
-        flags[empty] |= InputFlag.NO_GOOD_PIXELS
-        n_bad = int(((bad_flux | bad_ivar).any(axis=1) | empty).sum())
+        self.flux, self.ivar, self.mask, n_bad = sanitise(self.flux, self.ivar, self.mask, flags)
         if n_bad:
-            warnings.warn(f"{source}: {n_bad} spectrum(s) with NaN/inf flux, negative ivar "
-                          f"or no good pixels were masked and flagged in INPUT_FLAGS",
-                          stacklevel=3)
+            warnings.warn(sanitise_message(source, n_bad), stacklevel=3)
         self.meta["INPUT_FLAGS"] = flags
 
     @classmethod

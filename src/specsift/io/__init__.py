@@ -7,6 +7,11 @@ not from the file name, by the one reader list in :mod:`.registry` (name, sniff,
 Modules: :mod:`.sdss`, :mod:`.fits_table`, :mod:`.desi`, :mod:`.lamost`, :mod:`.arrays`,
 :mod:`.store` (SpectralStore) and :mod:`.catalog`.
 
+One-spectrum files that a reader can read from their bytes (SDSS spec files:
+:func:`.sdss.quick`, :mod:`.rawfits`) skip astropy and are assembled many to a batch
+(:mod:`.assemble`): at millions of files the per-file cost is the whole cost.  Anything unusual
+about such a file sends it down the ordinary path below, with its checks and messages.
+
 Bad input never costs other files: whatever a reader raises (OSError, astropy's
 VerifyError, KeyError, TypeError …) becomes, in :func:`read_guarded` only, flagged
 placeholder rows for that file alone — as many as the file declares spectra — with the
@@ -28,8 +33,17 @@ import numpy as np
 
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch, same_grid
 from ._common import DeclaredSizeError, NotSpectraError, placeholder
+from .assemble import assemble
 from .catalog import read_catalog, write_catalog
-from .registry import READERS, Reader, container_of, declared_rows, open_source, register
+from .registry import (
+    READERS,
+    Reader,
+    container_of,
+    declared_rows,
+    open_source,
+    quick_native,
+    register,
+)
 from .registry import identify as _identify
 from .registry import read_file as _read_file
 from .store import SpectralStore
@@ -63,7 +77,7 @@ def _expand(inputs) -> list[tuple[Path, bool]]:
                     out.extend(_expand_dir(p))
                 else:
                     out.append((p, False))
-        elif Path(s).is_dir():
+        elif os.path.isdir(s):
             found = _expand_dir(Path(s))
             if not found:
                 raise FileNotFoundError(f"{s}: directory holds no spectra files "
@@ -169,9 +183,35 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     buffer: list[SpectraBatch] = []
+    natives: list = []                   # one-spectrum files read quickly, not yet a batch
     count = 0
     ref: tuple[np.ndarray, Path] | None = None
+
+    def gather():
+        if not natives:
+            return
+        try:
+            buffer.append(_assembled(natives, grid))
+        except Exception:  # noqa: BLE001 - one odd file must not cost the others
+            for nat in natives:
+                try:
+                    buffer.append(_assembled([nat], grid))
+                except Exception:  # noqa: BLE001 - its errors as the ordinary path gives them
+                    buffer.extend(read_guarded(nat.path, grid, batch_size, on_error))
+        natives.clear()
+
     for path, explicit in _expand(inputs):
+        native = quick_native(path) if grid is not None else None
+        if native is not None:
+            natives.append(native)
+            count += 1
+            if count >= batch_size:
+                gather()
+                full, buffer = _split(buffer, batch_size)
+                count = sum(len(x) for x in buffer)
+                yield from full
+            continue
+        gather()
         try:
             for b in read_guarded(path, grid, batch_size, on_error,
                                   None if ref is None else ref[0]):
@@ -194,10 +234,17 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
                     raise
                 warnings.warn(str(exc), stacklevel=2)
             continue
+    gather()
     if buffer:
         full, rest = _split(buffer, batch_size)
         yield from full
         yield from rest
+
+
+def _assembled(natives: list, grid: LogGrid) -> SpectraBatch:
+    b = assemble(natives, grid)
+    b.meta["ROW"] = np.zeros(len(b), np.int64)            # one spectrum a file
+    return b
 
 
 class _GridMismatch(ValueError):

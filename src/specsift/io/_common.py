@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import warnings
 from pathlib import Path
 
@@ -17,11 +16,12 @@ from astropy.table import Table
 
 from ..flags import InputFlag
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
+from .bintable import check_table, decode_row, first_row, table_fields, table_width
 
 __all__ = ["NotSpectraError", "DeclaredSizeError", "stable_id", "sdss_targetid", "air_to_vacuum", "open_fits",
            "finalize", "standard_meta", "placeholder", "coverage_fraction", "header_str",
            "estimate_ivar", "file_size_ok", "first_row", "check_declared", "check_table",
-           "column_of_kind", "MAX_EXPANSION", "MIN_DECLARED_CAP"]
+           "column_of_kind", "decode_row", "table_width", "table_fields", "MAX_EXPANSION", "MIN_DECLARED_CAP"]
 
 #: deflate (gzip, zip, HDF5 gzip filter) cannot expand data more than 1032:1; a file whose
 #: headers promise more uncompressed bytes than this times its size is corrupt or hostile.
@@ -68,6 +68,10 @@ def sdss_targetid(plate, mjd, fiber) -> np.ndarray:
 
     A part that is negative, not an integer or too large (a corrupt PLATE = 2⁴⁰ would
     overflow int64 or run into MJD's digits) raises ValueError instead of a wrong id."""
+    if all(type(v) is np.ndarray and v.ndim == 0 and v.dtype.kind in "iu" and 0 <= v < top
+           for v, (_, top) in zip((plate, mjd, fiber), _SDSS_ID_PARTS)):
+        # one spectrum's labels (0-d integer arrays): the same number without 20 array ops
+        return np.int64(int(plate) * 10**10 + int(mjd) * 10**4 + int(fiber))
     parts = []
     for (name, top), v in zip(_SDSS_ID_PARTS, (plate, mjd, fiber)):
         a = np.asarray(v)
@@ -129,91 +133,6 @@ def table_columns(hdu) -> list[str]:
     if hdr.get("XTENSION", "").strip() not in ("BINTABLE", "TABLE"):
         return []
     return [str(hdr.get(f"TTYPE{i}", "")) for i in range(1, int(hdr.get("TFIELDS", 0)) + 1)]
-
-
-#: binary-table TFORMn (FITS 4.0 §7.3.1): repeat count, type code
-_TFORM = re.compile(r"\s*(\d*)([LXBIJKAEDCMPQ])")
-_BINTYPE = {"L": "u1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8",
-            "C": ">c8", "M": ">c16"}
-#: TZEROn that mark unsigned integers stored as signed (FITS 4.0 §7.3.2)
-_UNSIGNED = {"I": (1 << 15, ">u2"), "J": (1 << 31, ">u4"), "K": (1 << 63, ">u8")}
-
-
-def _table_fields(hdr) -> tuple[dict, int]:
-    """{TTYPE: (index, byte offset, repeat, type code)} and the row width they add up to."""
-    fields, offset = {}, 0
-    for i in range(1, int(hdr.get("TFIELDS", 0)) + 1):
-        m = _TFORM.match(str(hdr.get(f"TFORM{i}", "")).upper())
-        if m is None:
-            raise ValueError(f"TFORM{i} = {hdr.get(f'TFORM{i}')!r} is not a binary-table format")
-        r, code = int(m.group(1) or 1), m.group(2)
-        fields[str(hdr.get(f"TTYPE{i}", "")).strip()] = (i, offset, r, code)
-        offset += {"X": (r + 7) // 8, "A": r, "P": 8, "Q": 16}.get(
-            code, r * np.dtype(_BINTYPE.get(code, "u1")).itemsize)
-    return fields, offset
-
-
-def check_table(hdu, name: str = "") -> None:
-    """ValueError unless a binary table's TFORMn widths add up to its NAXIS1 row width.
-
-    astropy reads a table whose TFORM was edited (6A → 1J) at shifted offsets without a
-    word: every column after it then holds bytes of its neighbours (wrong TARGETIDs, Z).
-    """
-    hdr = hdu.header
-    if str(hdr.get("XTENSION", "")).strip() != "BINTABLE" or "ZIMAGE" in hdr:
-        return
-    _, width = _table_fields(hdr)
-    if width != int(hdr.get("NAXIS1", -1)):
-        label = name or hdu.name or "table"
-        raise ValueError(f"HDU {label}: columns (TFORMn) add up to {width} bytes a row but "
-                         f"NAXIS1 says {hdr.get('NAXIS1')}; corrupt table header")
-
-
-def first_row(hdu, columns) -> dict:
-    """The first row of a FITS binary table, only those of ``columns`` it has, read
-    straight from the file.
-
-    astropy builds a Column object for every column of the table before it returns a row
-    (SPECOBJ has 126, SPALL ≈ 500: 15–45 ms an SDSS file, more than the spectrum), and a
-    second FITS library would open and parse the whole file again. This reads the row's
-    NAXIS1 bytes at the table's data offset and decodes the wanted fields by the FITS
-    binary-table rules: TFORMn types, TDIMn, TSCALn/TZEROn, unsigned integers, padded text.
-    """
-    hdr = hdu.header
-    fields, offset = _table_fields(hdr)
-    if offset != int(hdr.get("NAXIS1", -1)):
-        raise ValueError(f"table columns add up to {offset} bytes a row, NAXIS1 says "
-                         f"{hdr.get('NAXIS1')}")
-    info = hdu.fileinfo()
-    fh = info["file"]
-    fh.seek(info["datLoc"])
-    raw = fh.read(offset)
-    if len(raw) < offset:
-        raise ValueError("table data ends before its first row")
-    out = {}
-    for name in (c for c in columns if c in fields):
-        i, off, r, code = fields[name]
-        if code == "A":
-            out[name] = raw[off:off + r].split(b"\0", 1)[0].decode("ascii", "replace").rstrip()
-            continue
-        if code in "XPQ":
-            raise ValueError(f"column {name}: type {code} is not read as a label")
-        zero, scale = hdr.get(f"TZERO{i}"), hdr.get(f"TSCAL{i}")
-        if code in _UNSIGNED and zero == _UNSIGNED[code][0] and scale in (None, 1):
-            utype = np.dtype(_UNSIGNED[code][1])
-            v = np.frombuffer(raw, utype, r, off) ^ utype.type(zero)
-        else:
-            v = np.frombuffer(raw, _BINTYPE[code], r, off)
-            if code == "L":
-                v = v == ord("T")
-            elif zero is not None or scale is not None:
-                v = v * (1.0 if scale is None else scale) + (0.0 if zero is None else zero)
-        v = v.astype(v.dtype.newbyteorder("="))
-        tdim = hdr.get(f"TDIM{i}")
-        if tdim:          # "(a,b)", Fortran order: a varies fastest
-            v = v.reshape(tuple(int(d) for d in str(tdim).strip("() ").split(","))[::-1])
-        out[name] = v[0] if r == 1 and not tdim else v
-    return out
 
 
 def open_fits(path: Path):

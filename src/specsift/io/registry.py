@@ -8,7 +8,11 @@ one :class:`Reader` in :data:`READERS`.  Every reader has the same two signature
 * ``read(src, grid, batch_size) -> Iterator[SpectraBatch]``: batches of at most
   ``batch_size`` spectra on ``grid`` (None: the file's native grid);
 * ``rows(src) -> int`` (optional): the number of spectra the file declares, so that a file
-  failing half-way still gives one flagged row per spectrum.
+  failing half-way still gives one flagged row per spectrum;
+* ``quick(path) -> Native | None`` (optional): a one-spectrum file read without opening it
+  as a Source (no astropy), or None to leave it to sniff/read.  For surveys of millions of
+  one-spectrum files, where opening is the whole cost; :func:`quick_native` asks these and
+  :func:`specsift.io.iter_read` assembles many such files into one batch.
 
 ``src`` is a :class:`Source`: the path, its container kind ('fits', 'hdf5', 'npz') and the
 opened handle (astropy HDUList, h5py File, NpzFile), opened once for sniffing and reading.
@@ -26,7 +30,7 @@ from ..spectra import LogGrid, SpectraBatch
 from ._common import MAX_EXPANSION, NotSpectraError, file_size_ok, open_fits
 
 __all__ = ["Source", "Reader", "READERS", "register", "container_of", "open_source",
-           "identify", "read_file", "declared_rows"]
+           "identify", "read_file", "declared_rows", "quick_native"]
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -48,6 +52,7 @@ class Reader:
     read: Callable[[Source, LogGrid | None, int], Iterator[SpectraBatch]]
     rows: Callable[[Source], int] | None = None
     description: str = ""
+    quick: Callable[[Path], object] | None = None
 
 
 READERS: list[Reader] = []
@@ -109,6 +114,19 @@ def identify(src: Source) -> Reader:
     raise ValueError(f"{src.path}: FITS file has no recognised spectra HDU (found {names}; "
                      f"expected COADD with loglam/flux, DESI B/R/Z_FLUX, a LAMOST image or "
                      f"table, a 1-D WCS image or a table with a flux column)")
+
+
+def quick_native(path: Path):
+    """The file as a :class:`~.assemble.Native` from the first readers' ``quick`` (only while
+    every reader before it has one too: a reader without one might claim the file), or None."""
+    _load_builtin()
+    for r in READERS:
+        if r.quick is None:
+            return None
+        native = r.quick(path)
+        if native is not None:
+            return native
+    return None
 
 
 def read_file(path, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
@@ -174,7 +192,8 @@ def _load_builtin() -> None:
     from . import arrays, desi, fits_table, lamost, sdss
 
     for r in (
-        Reader("sdss", "fits", sdss.sniff, sdss.read, None, "SDSS/BOSS spec-*.fits"),
+        Reader("sdss", "fits", sdss.sniff, sdss.read, None, "SDSS/BOSS spec-*.fits",
+               sdss.quick),
         Reader("desi", "fits", desi.sniff, desi.read, desi.rows, "DESI coadd/spectra"),
         Reader("lamost", "fits", lamost.sniff_image, lamost.read_image, None,
                "LAMOST DR1–DR9 5-row image (plain, .gz, tile-compressed)"),

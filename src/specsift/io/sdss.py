@@ -10,6 +10,11 @@ kept.  ``SDSS_AND_MASK=all`` in the environment masks any bit, as a strict readi
 (SDSS-I/II, DR8+ layout) or ``SPALL`` (BOSS): CLASS, SUBCLASS, Z, Z_ERR→ZERR, PLATE, MJD,
 FIBERID, read straight from the file (only those columns).  SDSS wavelengths are vacuum, so no
 conversion is needed.
+
+Two ways in, one construction (:func:`_native`): :func:`quick` reads a plain file from its bytes
+(:mod:`.rawfits`, ~0.3–0.7 CPU ms instead of astropy's 15–60 ms) for :func:`specsift.io.iter_read`
+to assemble many into one batch; :func:`sniff`/:func:`read` go through astropy for everything
+else (gzip, scaled columns, broken files) and for callers of the reader list.
 """
 
 from __future__ import annotations
@@ -19,12 +24,20 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from astropy.table import Table
 
 from ..spectra import LogGrid, SpectraBatch
-from ._common import column_of_kind, finalize, first_row, header_str, sdss_targetid
+from ._common import (
+    column_of_kind,
+    decode_row,
+    first_row,
+    header_str,
+    sdss_targetid,
+    stable_id,
+)
+from .assemble import Native, assemble
+from .rawfits import RawFits, layout
 
-__all__ = ["sniff", "read", "BAD_AND_MASK"]
+__all__ = ["sniff", "read", "quick", "BAD_AND_MASK"]
 
 #: SPPIXMASK bits that mark bad data: NOPLUG 0, BADTRACE 1, BADFLAT 2, BADARC 3,
 #: FULLREJECT 18, NODATA 24, BADFLUXFACTOR 26, BADSKYCHI 27.
@@ -84,29 +97,105 @@ def read(src, grid: LogGrid | None, batch_size: int) -> Iterator[SpectraBatch]:
         raise ValueError(f"{path}: COADD HDU lacks column(s) {', '.join(missing)}")
     if len(coadd) == 0:
         raise ValueError(f"{path}: COADD HDU has no pixels")
-    loglam = snap_loglam(coadd[names["loglam"]])
-    flux = np.asarray(coadd[names["flux"]], np.float32)
-    ivar = np.asarray(coadd[names["ivar"]], np.float32)
+    columns = {low: coadd[name] for low, name in names.items() if low in _COADD}
+    native = _native(path, columns, _label_row(path, hdul), hdul[0].header, "SPALL" in hdul)
+    yield assemble([native], grid)
+
+
+#: COADD columns read
+_COADD = ("loglam", "flux", "ivar", "and_mask")
+
+
+def _native(path: Path, columns: dict, labels: dict, hdr, spall: bool) -> Native:
+    """The spectrum and its meta from COADD ``columns`` (lower-case name → array), the
+    ``labels`` of SPECOBJ/SPALL, the primary header ``hdr`` (astropy's or a raw one) and
+    whether the file has an SPALL HDU: the one construction behind both ways of reading."""
+    loglam = snap_loglam(columns["loglam"])
+    flux = np.asarray(columns["flux"], np.float32)
+    ivar = np.asarray(columns["ivar"], np.float32)
     mask = None
-    if "and_mask" in names:
+    if "and_mask" in columns:
         bits = -1 if os.environ.get("SDSS_AND_MASK", "bad").lower() == "all" else BAD_AND_MASK
-        mask = (np.asarray(coadd[names["and_mask"]]).astype(np.int64) & bits) != 0
-    meta = Table()
-    for key, value in _label_row(path, hdul).items():
-        if _LABELS[key] not in meta.colnames:
-            kinds = _KINDS.get(_LABELS[key])
-            meta[_LABELS[key]] = [value if kinds is None else
-                                  column_of_kind(value, key, kinds, path)]
-    hdr = hdul[0].header
+        mask = (np.asarray(columns["and_mask"]).astype(np.int64) & bits) != 0
+    meta: dict = {}
+    for key, value in labels.items():
+        dst = _LABELS[key]
+        if dst not in meta:
+            kinds = _KINDS.get(dst)
+            meta[dst] = value if kinds is None else column_of_kind(value, key, kinds, path)
     for key in ("PLATEID", "MJD", "FIBERID"):
         dst = "PLATE" if key == "PLATEID" else key
-        if dst not in meta.colnames and key in hdr:
-            meta[dst] = [column_of_kind(hdr[key], key, "iu", path)]
-    if {"PLATE", "MJD", "FIBERID"} <= set(meta.colnames):
+        if dst not in meta and key in hdr:
+            meta[dst] = column_of_kind(hdr[key], key, "iu", path)
+    if {"PLATE", "MJD", "FIBERID"} <= meta.keys():
         meta["TARGETID"] = sdss_targetid(meta["PLATE"], meta["MJD"], meta["FIBERID"])
-    meta["SURVEY"] = ["BOSS" if "SPALL" in hdul or "BOSS" in header_str(hdr, "INSTRUME").upper()
-                      else "SDSS"]
-    if "SPECOBJID" in meta.colnames:
-        meta["SPECOBJID"] = [str(meta["SPECOBJID"][0]).strip()]
-    yield finalize(path, loglam, flux[None], ivar[None],
-                   None if mask is None else mask[None], meta, grid)
+    else:               # as standard_meta would give it, so that batches keep one key set
+        meta["TARGETID"] = np.int64(stable_id(str(path)))
+    meta["SURVEY"] = ("BOSS" if spall or "BOSS" in header_str(hdr, "INSTRUME").upper()
+                      else "SDSS")
+    if "SPECOBJID" in meta:
+        meta["SPECOBJID"] = str(meta["SPECOBJID"]).strip()
+    return Native(path, loglam, flux, ivar, mask, meta)
+
+
+def quick(path: Path) -> Native | None:
+    """The file as a :class:`~.assemble.Native` read from its bytes (:mod:`.rawfits`), or None
+    when it is not an SDSS spec file or anything about it is not plain — then the astropy
+    path (:func:`sniff`, :func:`read`) decides, with its error messages.
+
+    Checked as the astropy path checks what it reads: COADD's and SPECOBJ/SPALL's TFORMn add
+    up to their row widths, COADD has loglam/flux/ivar and pixels, the label kinds, the
+    TARGETID parts, and the whole file is there (every HDU, with its padding).  The COADD
+    columns read must be plain numbers (no TSCAL/TZERO/TDIM, one value a row).  Tables no
+    reader uses (SPZLINE, the per-exposure HDUs) are not parsed: a bad card in one of them
+    does not stop the spectrum being read here (astropy's path refuses the whole file)."""
+    try:
+        with RawFits(path) as raw:
+            coadd = raw.find("COADD")
+            if coadd is None or not coadd.is_table:
+                return None
+            columns = _raw_coadd(raw, coadd)
+            if columns is None:
+                return None
+            labels: dict = {}
+            for name in ("SPECOBJ", "SPALL"):
+                hdu = raw.find(name)
+                if hdu is not None and (hdu.dims[1:] or [0])[0]:
+                    fields, width, extras = layout(hdu)
+                    labels = decode_row(extras, raw.first_bytes(hdu, width), _LABELS,
+                                        (fields, width))
+                    break
+            native = _native(path, columns, labels, raw.hdus[0].header,
+                             raw.find("SPALL") is not None)
+            del columns                            # views of the map, which closes now
+            return native
+    except Exception:  # noqa: BLE001 - anything unusual: the astropy path reads it
+        return None
+
+
+_PLAIN = {"E": ">f4", "D": ">f8", "I": ">i2", "J": ">i4", "K": ">i8", "B": "u1"}
+
+
+def _raw_coadd(raw: RawFits, coadd) -> dict | None:
+    """COADD's loglam/flux/ivar/and_mask as views of the map, None when not for this path."""
+    fields, width, extras = layout(coadd)
+    lower = {}
+    for name in fields:
+        if name.lower() in lower or name != name.strip():
+            return None                           # duplicate or odd names: astropy's rules
+        lower[name.lower()] = name
+    nrows = coadd.dims[1]
+    if not {"loglam", "flux", "ivar"} <= lower.keys() or nrows <= 0:
+        return None
+    names, formats, offsets = [], [], []
+    for low in (c for c in _COADD if c in lower):
+        i, off, repeat, code = fields[lower[low]]
+        if repeat != 1 or code not in _PLAIN or any(f"{k}{i}" in extras
+                                                    for k in ("TSCAL", "TZERO", "TDIM")):
+            return None
+        names.append(low)
+        formats.append(_PLAIN[code])
+        offsets.append(off)
+    rows = raw.rows(coadd, np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                                     "itemsize": width}), nrows)
+    return {low: rows[low] for low in names}

@@ -1,0 +1,325 @@
+"""The structure of a plain FITS file read straight from its bytes: a fast path, not a reader.
+
+Why: an SDSS ``spec-*.fits`` file holds one spectrum, and a survey holds millions of them, so
+the cost of opening one is the cost of the survey.  Measured per file on this machine
+(``benchmarks/read_speed.py``, 1 core): astropy's ``fits.open`` 14–41 ms (it parses every
+card of every HDU, the per-exposure ones included, and builds a Column object per column),
+the cfitsio-based ``fitsio`` 1.4.2 8–31 ms (its HDU list reads every header and column too);
+this walk 0.1–0.4 ms.  What is read is what the FITS standard (4.0, §4.4 and §7.3) fixes:
+2880-byte blocks of 80-byte cards, the mandatory keywords in their order and fixed format,
+the binary-table row layout from TFORMn.
+
+It only says yes to what it fully understands — an uncompressed file, ``SIMPLE = T``, no heap
+(PCOUNT 0), GCOUNT 1, every HDU whole with its padding and nothing after the last one — and
+raises :class:`RawFitsError` for everything else.  Callers then read the file through astropy
+exactly as before, so every error message about a broken file, and every odd but valid file,
+stays astropy's.  Every binary table is checked as :func:`~._common.check_table` checks it on
+astropy's path (TFORMn parse and add up to NAXIS1), so the two paths accept the same files.
+Used by :func:`specsift.io.sdss.quick`.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import re
+
+import numpy as np
+
+from .bintable import table_fields
+
+__all__ = ["RawFitsError", "RawHeader", "RawHDU", "RawFits", "parse_value", "layout"]
+
+BLOCK = 2880
+_END = b"END" + b" " * 77
+_INT = re.compile(rb"[+-]?\d+\Z")
+_FLOAT = re.compile(rb"[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?\Z")
+_BITPIX = (8, 16, 32, 64, -32, -64)
+#: most cards a header may have here (astropy has no limit; real SDSS headers: ≤ 500)
+MAX_CARDS = 20000
+#: a card seen as (keyword + '= ', rest) and as (first 4 bytes, rest)
+_KEY10 = np.dtype([("k", "S10"), ("r", "V70")])
+_HEAD4 = np.dtype([("p", "=u4"), ("r", "V76")])
+#: first 4 bytes of the cards that describe a table's columns (see :func:`layout`)
+_LAYOUT_HEADS = np.array(sorted(np.frombuffer(p, "=u4")[0] for p in
+                                (b"TFIE", b"TTYP", b"TFOR", b"TZER", b"TSCA", b"TDIM")), "=u4")
+
+
+class RawFitsError(ValueError):
+    """Not a file for the fast path (read it with astropy instead)."""
+
+
+def parse_value(field: bytes):
+    """The value of a card's value field (bytes 11–80) as astropy gives it: str (trailing
+    blanks dropped, '' → '), bool, int or float; anything else raises RawFitsError."""
+    s = field.lstrip()
+    if s[:1] == b"'":
+        parts, i = [], 1
+        while True:
+            j = s.find(b"'", i)
+            if j < 0:
+                raise RawFitsError("unterminated string value")
+            if s[j + 1:j + 2] == b"'":
+                parts.append(s[i:j + 1])
+                i = j + 2
+                continue
+            parts.append(s[i:j])
+            rest = s[j + 1:]
+            break
+        try:
+            value = b"".join(parts).decode("ascii").rstrip()
+        except UnicodeDecodeError:
+            raise RawFitsError("non-ASCII string value") from None
+    else:
+        k = s.find(b"/")
+        tok, rest = (s, b"") if k < 0 else (s[:k], s[k:])
+        tok = tok.strip()
+        if tok == b"T" or tok == b"F":
+            value = tok == b"T"
+        elif _INT.match(tok):
+            value = int(tok)
+        elif _FLOAT.match(tok):
+            value = float(tok.replace(b"D", b"E").replace(b"d", b"e"))
+        else:
+            raise RawFitsError(f"value {tok[:20]!r} is not a plain number or logical")
+    rest = rest.strip()
+    if rest and rest[:1] != b"/":
+        raise RawFitsError("text after a value that is not a comment")
+    return value
+
+
+class RawHeader:
+    """One header's cards (bytes up to END), with ``get``/``in``/``[]`` like astropy's Header
+    for value cards; the first card of a repeated keyword wins, as in astropy.  A lookup is
+    one comparison over the cards' keywords; :meth:`index` makes many lookups cheap."""
+
+    __slots__ = ("raw", "ncards", "_index")
+
+    def __init__(self, raw: bytes):
+        self.raw = raw
+        self.ncards = len(raw) // 80
+        self._index: dict[bytes, int] | None = None
+
+    def index(self) -> dict[bytes, int]:
+        """{keyword: first value card} (built once)."""
+        if self._index is None:
+            cards = np.frombuffer(self.raw, dtype=[("k", "S8"), ("e", "S2"), ("v", "V70")])
+            keys, eq = cards["k"].tolist(), (cards["e"] == b"= ").tolist()
+            index: dict[bytes, int] = {}
+            for i in range(len(keys) - 1, -1, -1):     # backwards: the first card wins
+                if eq[i]:
+                    index[keys[i].rstrip()] = i
+            self._index = index
+        return self._index
+
+    def _find(self, key: bytes) -> int | None:
+        if self._index is not None:
+            return self._index.get(key)
+        if len(key) > 8:
+            return None
+        hit = np.flatnonzero(np.frombuffer(self.raw, _KEY10)["k"] == key.ljust(8) + b"= ")
+        return int(hit[0]) if hit.size else None
+
+    def __contains__(self, key: str) -> bool:
+        return self._find(key.encode("ascii")) is not None
+
+    def get(self, key: str, default=None):
+        i = self._find(key.encode("ascii"))
+        return default if i is None else parse_value(self.raw[80 * i + 10:80 * i + 80])
+
+    def __getitem__(self, key: str):
+        i = self._find(key.encode("ascii"))
+        if i is None:
+            raise KeyError(key)
+        return parse_value(self.raw[80 * i + 10:80 * i + 80])
+
+
+class RawHDU:
+    """An HDU of a :class:`RawFits`: EXTNAME (upper case, '' when absent; PRIMARY for the
+    first), NAXISn, whether it is a binary table, where its data lie (``data_offset``,
+    ``data_size`` bytes before padding) and its :attr:`header`, copied on first use."""
+
+    __slots__ = ("_mm", "_span", "_header", "_layout_key", "index", "dims", "data_offset",
+                 "data_size", "name", "is_table")
+
+    def __init__(self, mm, span: tuple[int, int], index: int, dims: list[int],
+                 data_offset: int, data_size: int, is_table: bool):
+        self._mm, self._span, self._header, self._layout_key = mm, span, None, b""
+        self.index, self.dims, self.is_table = index, dims, is_table
+        self.data_offset, self.data_size = data_offset, data_size
+        self.name = "PRIMARY" if index == 0 else ""
+
+    @property
+    def header(self) -> RawHeader:
+        if self._header is None:
+            self._header = RawHeader(self._mm[self._span[0]:self._span[1]])
+        return self._header
+
+
+_LAYOUTS: dict[bytes, tuple] = {}
+
+
+def layout(hdu: RawHDU) -> tuple[dict, int, dict]:
+    """(fields, row width, {TZEROn/TSCALn/TDIMn: value}) of a binary table HDU
+    (:func:`~._common.table_fields`); RawFitsError unless its TFORMn parse and add up to
+    NAXIS1 — the check :func:`~._common.check_table` makes on astropy's path.
+
+    Cached by the exact bytes of the table's column cards (TFIELDS, TTYPEn, TFORMn, TZEROn,
+    TSCALn, TDIMn, in order, found by the walk): what this returns depends on those cards
+    alone, and a survey's files share a few table layouts."""
+    if not hdu.is_table or len(hdu.dims) != 2:
+        raise RawFitsError(f"HDU {hdu.index}: not a two-axis binary table")
+    hit = _LAYOUTS.get(hdu._layout_key)
+    if hit is None:
+        header = hdu.header
+        header.index()
+        fields, width = table_fields(header)
+        extras = {}
+        for i in range(1, int(header.get("TFIELDS", 0)) + 1):
+            for k in ("TZERO", "TSCAL", "TDIM"):
+                if f"{k}{i}" in header:
+                    extras[f"{k}{i}"] = header[f"{k}{i}"]
+        hit = (fields, width, extras)
+        if len(_LAYOUTS) >= 256:
+            _LAYOUTS.clear()
+        _LAYOUTS[hdu._layout_key] = hit
+    if hit[1] != hdu.dims[0]:
+        raise RawFitsError(f"HDU {hdu.index}: TFORMn add up to {hit[1]}, NAXIS1 {hdu.dims[0]}")
+    return hit
+
+
+def _rest(width: int) -> bytes:
+    """Regex for the ``width`` bytes after a value: blanks, or blanks, '/' and a comment."""
+    return b"(?: {%d}|" % width + b"|".join(b" {%d}/[ -~]{%d}" % (k, width - 1 - k)
+                                            for k in range(width)) + b")"
+
+
+_INT_CARD = b"= ([ +\\d-]{20})" + _rest(50)
+_MANDATORY: dict[tuple[bool, int], re.Pattern] = {}
+
+
+def _mandatory(ext: bool, naxis: int) -> re.Pattern:
+    """The header's first cards, which the standard fixes (§4.4.1): SIMPLE or XTENSION,
+    BITPIX, NAXIS, NAXISn (and PCOUNT, GCOUNT for an extension), each in fixed format."""
+    pat = _MANDATORY.get((ext, naxis))
+    if pat is None:
+        keys = [b"BITPIX", b"NAXIS"] + [b"NAXIS%d" % (i + 1) for i in range(naxis)]
+        keys += [b"PCOUNT", b"GCOUNT"] if ext else []
+        first = (b"XTENSION= '(BINTABLE|IMAGE   |TABLE   )'" + _rest(60) if ext
+                 else b"SIMPLE  = {20}T()" + _rest(50))
+        pat = re.compile(first + b"".join(k.ljust(8) + _INT_CARD for k in keys), re.DOTALL)
+        _MANDATORY[(ext, naxis)] = pat
+    return pat
+
+
+class RawFits:
+    """The HDUs of a plain FITS file, memory-mapped (use as a context manager).
+
+    Raises :class:`RawFitsError` when the file is not one the fast path takes (see the module
+    docstring); OSError when it cannot be opened at all."""
+
+    def __init__(self, path):
+        self.path = path
+        with open(path, "rb") as fh:
+            self.size = fh.seek(0, 2)
+            if self.size < BLOCK:
+                raise RawFitsError("shorter than one FITS block")
+            self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            self.hdus = self._walk()
+            self._names_and_layouts()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "RawFits":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._mm.close()
+        except BufferError:       # a caller still holds a view: the map goes with it
+            pass
+
+    def _walk(self) -> list[RawHDU]:
+        """Header after header: END, the mandatory cards, the data size, the next header."""
+        mm, hdus, pos = self._mm, [], 0
+        while pos < self.size:
+            k = len(hdus)
+            limit = min(self.size, pos + 80 * MAX_CARDS)
+            end = mm.find(_END, pos, limit)
+            while end >= 0 and (end - pos) % 80:
+                end = mm.find(_END, end + 1, limit)
+            if end < 0:
+                raise RawFitsError(f"HDU {k}: no END card")
+            naxis = mm[pos + 170:pos + 190].strip()
+            if not naxis.isdigit() or int(naxis) > 999:
+                raise RawFitsError(f"HDU {k}: NAXIS {naxis[:20]!r}")
+            m = _mandatory(k > 0, int(naxis)).match(mm, pos, end)
+            if m is None:
+                raise RawFitsError(f"HDU {k}: mandatory keywords not in the standard's form")
+            xtension, bitpix, _, *dims = m.groups()
+            bitpix, dims = int(bitpix), [int(d) for d in dims]
+            if k:
+                if dims[-2:] != [0, 1]:             # a heap or groups: astropy's job
+                    raise RawFitsError(f"HDU {k}: PCOUNT / GCOUNT {dims[-2:]}")
+                dims = dims[:-2]
+            elif dims and dims[0] == 0:
+                raise RawFitsError("random groups")
+            if bitpix not in _BITPIX or any(d < 0 for d in dims):
+                raise RawFitsError(f"HDU {k}: BITPIX {bitpix} / NAXISn {dims}")
+            size = abs(bitpix) // 8 * math.prod(dims) if dims else 0
+            data = -(-(end + 80) // BLOCK) * BLOCK
+            pos = data + -(-size // BLOCK) * BLOCK
+            if pos > self.size:
+                raise RawFitsError(f"HDU {k}: truncated")
+            hdus.append(RawHDU(mm, (m.start(), end), k, dims, data, size,
+                               xtension == b"BINTABLE"))
+        return hdus
+
+    def _names_and_layouts(self) -> None:
+        """Every HDU's EXTNAME and table layout key from one pass over all headers' cards
+        (searching header by header costs more than the walk: headers are mostly blanks);
+        then every binary table's layout is checked (:func:`layout`)."""
+        hdus = self.hdus
+        joined = b"".join(self._mm[h._span[0]:h._span[1]] for h in hdus)
+        starts = np.cumsum([0] + [(h._span[1] - h._span[0]) // 80 for h in hdus])
+        hits = np.flatnonzero(np.frombuffer(joined, _KEY10)["k"] == b"EXTNAME = ")
+        seen = set()
+        owners = (np.searchsorted(starts, hits, side="right") - 1).tolist()
+        for k, card in zip(owners, hits.tolist()):
+            if k in seen:                          # the first EXTNAME card counts
+                continue
+            seen.add(k)
+            value = parse_value(joined[80 * card + 10:80 * card + 80])
+            if value:
+                hdus[k].name = str(value).strip().upper()
+        heads = np.frombuffer(joined, _HEAD4)["p"]
+        at = np.searchsorted(_LAYOUT_HEADS, heads)
+        at[at == _LAYOUT_HEADS.size] = 0
+        cards = np.flatnonzero(_LAYOUT_HEADS[at] == heads)
+        picked = np.frombuffer(joined, "V80")[cards].tobytes()
+        bounds = np.searchsorted(cards, starts).tolist()
+        for k, hdu in enumerate(hdus):
+            if hdu.is_table:
+                hdu._layout_key = picked[80 * bounds[k]:80 * bounds[k + 1]]
+                layout(hdu)
+
+    def find(self, name: str) -> RawHDU | None:
+        """The first HDU called ``name`` (as ``hdul[name]`` picks it), or None."""
+        return next((h for h in self.hdus if h.name == name), None)
+
+    def rows(self, hdu: RawHDU, dtype: np.dtype, count: int) -> np.ndarray:
+        """The first ``count`` rows of a table HDU as a structured array view of the map."""
+        if count * dtype.itemsize > hdu.data_size:
+            raise RawFitsError(f"HDU {hdu.index}: fewer rows than asked for")
+        return np.frombuffer(self._mm, dtype, count, hdu.data_offset)
+
+    def first_bytes(self, hdu: RawHDU, n: int) -> bytes:
+        """The first ``n`` bytes of an HDU's data (a copy)."""
+        if n > hdu.data_size:
+            raise RawFitsError(f"HDU {hdu.index}: data shorter than {n} bytes")
+        return self._mm[hdu.data_offset:hdu.data_offset + n]
