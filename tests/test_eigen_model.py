@@ -218,3 +218,34 @@ def test_rest_model_error_learns_a_line_the_basis_cannot_follow():
     f_odd = residual_features(odd, w[:1], model[:1], 1)["excursion_3"][0]
     assert f_odd > np.quantile(deflated, 0.99)
     assert deflate_ivar([basis], None, ivar, model, best, shift) is ivar
+
+
+def test_a_survey_gets_its_own_normal_population(model, data, tmp_path):
+    """Spectra whose SURVEY has its own calibration are judged against that survey's normals
+    (a shared instrument signature stops being anomalous, a bad column still is); every other
+    spectrum keeps the default calibration exactly; the file keeps it."""
+    val = data[1]
+    m = load_model(model.save(tmp_path / "base.pt"))
+
+    def survey_x(b):
+        out = b[np.arange(len(b))]
+        wig = 1.0 + 0.25 * np.sin(2 * np.pi * np.arange(out.npix) / 150.0)
+        out.flux, out.ivar = out.flux * wig, out.ivar / wig ** 2
+        out.meta = b.meta.copy()
+        out.meta["SURVEY"] = ["X"] * len(b)
+        return out
+    fit_x, test_x = survey_x(val[:70]), survey_x(val[70:])
+    flagged = lambda c: (np.asarray(c["ZWARN"]) & ZWARN.ANOMALY) != 0  # noqa: E731
+    before_x = m.predict(test_x)
+    before_sdss = m.predict(val[70:])
+    m.calibrate_anomaly(fit_x, survey="x")
+    assert set(m.survey_anomaly_) == {"X"}
+    after_x = m.predict(test_x)
+    assert flagged(before_x).mean() > 0.5 and flagged(after_x).mean() < 0.15
+    np.testing.assert_array_equal(m.predict(val[70:])["ANOMALY_SCORE"],
+                                  before_sdss["ANOMALY_SCORE"])
+    odd = m.predict(bad_columns(test_x, np.random.default_rng(3), nsigma=(15.0, 25.0)))
+    normal = np.asarray(after_x["ANOMALY_SCORE"])
+    assert np.mean(np.asarray(odd["ANOMALY_SCORE"])[:, None] > normal[None, :]) > 0.8
+    again = load_model(m.save(tmp_path / "x.pt"))
+    np.testing.assert_allclose(again.predict(test_x)["ANOMALY_SCORE"], after_x["ANOMALY_SCORE"])

@@ -28,6 +28,13 @@ Older model files keep what they were fitted with: ``combine="max"``, and withou
 the unconditioned (x − median)/(q99 − median). ZWARN bit 16 (ANOMALY) is set above a
 threshold chosen on validation normals (default their 99th percentile).
 
+One normal population does not fit every survey: real LAMOST stars, fitted by eigenspectra
+learned on simulated SDSS spectra, leave residuals (telluric bands, the arm join, relative
+flux calibration) that 72 % of them would be flagged for. A model may therefore carry one
+calibration per survey, chosen per spectrum by the reader's ``SURVEY`` column
+(:func:`survey_of`); spectra of other surveys (and simulated ones, which have no SURVEY)
+use the default one.
+
 Injection functions for benchmarks and tests (kinds the model never saw in training)
 are in :mod:`specsift.anomaly_inject`.
 """
@@ -36,7 +43,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["residual_features", "degeneracy_feature", "AnomalyCalibration", "WINDOWS"]
+__all__ = ["residual_features", "degeneracy_feature", "AnomalyCalibration", "WINDOWS",
+           "survey_of"]
 
 WINDOWS = (3, 15, 75, 375)
 
@@ -87,6 +95,14 @@ def degeneracy_feature(degeneracy, has_second) -> np.ndarray:
     docstring); a spectrum with no second solution counts as not degenerate."""
     r = np.asarray(degeneracy, float)
     return np.where(np.asarray(has_second, bool), 1.0 / (np.maximum(r, 0.0) + 1e-3), 1e-3)
+
+
+def survey_of(meta, n: int) -> np.ndarray:
+    """(n,) upper-case survey names from the reader's SURVEY column ("" where absent): the
+    key that picks a survey's own anomaly calibration."""
+    if meta is None or "SURVEY" not in getattr(meta, "colnames", ()):
+        return np.full(n, "", dtype="U1")
+    return np.char.upper(np.char.strip(np.asarray(meta["SURVEY"]).astype(str)))
 
 
 def _design(snr) -> np.ndarray:

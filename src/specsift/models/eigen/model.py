@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from astropy.table import Table
 
-from ...anomaly import AnomalyCalibration, degeneracy_feature, residual_features
+from ...anomaly import AnomalyCalibration, degeneracy_feature, residual_features, survey_of
 from ...calibration import fit_chi2_temperature, softmax
 from ...catalog import make_catalog
 from ...classes import labels as class_labels
@@ -86,6 +86,10 @@ class EigenModel(SpectralModel):
         #: per class, ε² of the rest-frame model error used by the anomaly features
         #: (:mod:`.modelerror`); None: plain ivar
         self.rest_model_error_: list[np.ndarray] | None = None
+        #: per survey (SURVEY column, upper case) its own normal population:
+        #: {"LAMOST": {"anomaly": AnomalyCalibration, "rest_model_error": [...]}}; spectra of
+        #: other surveys use anomaly_ / rest_model_error_ (:meth:`calibrate_anomaly`)
+        self.survey_anomaly_: dict[str, dict] = {}
         #: per-class factor on the Δχ² = 1 ZERR (model mismatch is not in ivar), fitted by
         #: :meth:`calibrate_zerr` so that |Δz| < ZERR for 68.3 % of validation spectra
         self.zerr_scale_ = np.ones(len(self.config))
@@ -240,16 +244,32 @@ class EigenModel(SpectralModel):
                         "redshift_per_class": ev.get("redshift_per_class")}
         return self.metrics
 
-    def calibrate_anomaly(self, val, quantile: float = 0.99) -> float:
+    def calibrate_anomaly(self, val, quantile: float = 0.99, survey: str | None = None,
+                          min_class: int = 30) -> float:
         """Fit the anomaly calibration (S/N-conditioned) on normal spectra — a batch or the
-        result of :meth:`_run` on one — and return the flagging threshold."""
+        result of :meth:`_run` on one — and return the flagging threshold.
+
+        ``survey`` (e.g. "LAMOST"): fit that survey's own calibration instead of the default
+        one; a class with fewer than ``min_class`` of its normals (LAMOST has real stars
+        only) keeps the default rest-frame model error."""
         res = val if isinstance(val, dict) else self._run(self.check_batch(val))
         sol = res["sol"]
-        self.rest_model_error_ = fit_rest_model_error(self.bases_, res["flux"], res["ivar"],
-                                                     res["model"], sol.best_class, sol.shift)
-        feats = self._features(res["flux"], res["ivar"], res["model"], sol)
-        self.anomaly_ = AnomalyCalibration.fit(feats, quantile=quantile, snr=res["snr"])
-        return self.anomaly_.threshold
+        rme = fit_rest_model_error(self.bases_, res["flux"], res["ivar"], res["model"],
+                                   sol.best_class, sol.shift)
+        if survey is None:
+            self.rest_model_error_ = rme
+        elif self.rest_model_error_ is not None:
+            n = np.bincount(sol.best_class, minlength=len(self.bases_))
+            rme = [own if n[c] >= min_class else dflt
+                   for c, (own, dflt) in enumerate(zip(rme, self.rest_model_error_))]
+        feats = self._features_rows(rme, res["flux"], res["ivar"], res["model"], sol,
+                                    np.arange(len(res["flux"])))
+        cal = AnomalyCalibration.fit(feats, quantile=quantile, snr=res["snr"])
+        if survey is None:
+            self.anomaly_ = cal
+        else:
+            self.survey_anomaly_[survey.upper()] = {"anomaly": cal, "rest_model_error": rme}
+        return cal.threshold
 
     def calibrate_zerr(self, val: SpectraBatch, coverage: float = 0.6827,
                        res: dict | None = None) -> dict:
@@ -295,9 +315,10 @@ class EigenModel(SpectralModel):
         dof = np.maximum(ngood - self._npar, 1)
         good = (ivar > 0) & np.isfinite(flux)
         rchi2 = np.where(good, (flux - model) ** 2 * ivar, 0.0).sum(1) / dof
+        survey = survey_of(batch.meta, len(batch))
         out = {"sol": sol, "chi2_class": sol.chi2_class, "model": model, "rchi2": rchi2,
-               "features": self._features(flux, ivar, model, sol), "flux": flux, "ivar": ivar,
-               "ngood": ngood, "snr": median_snr(flux, ivar)}
+               "features": self._features(flux, ivar, model, sol, survey), "flux": flux,
+               "ivar": ivar, "ngood": ngood, "snr": median_snr(flux, ivar), "survey": survey}
         if save_chi2:
             out["curves"] = curves
         return out
@@ -306,12 +327,42 @@ class EigenModel(SpectralModel):
     def _npar(self) -> int:
         return max(b.nvec for b in self.bases_) + self.npoly
 
-    def _features(self, flux, ivar, model, sol) -> dict:
-        """Anomaly features: residual structure against the model error, degeneracy."""
-        w = deflate_ivar(self.bases_, self.rest_model_error_, ivar, model, sol.best_class, sol.shift)
-        feats = residual_features(flux, w, model, self._npar)
-        feats["degenerate"] = degeneracy_feature(sol.degeneracy, sol.second_class >= 0)
+    def _features(self, flux, ivar, model, sol, survey=None) -> dict:
+        """Anomaly features: residual structure against the model error (the rows of a
+        survey with its own calibration against that survey's), degeneracy."""
+        n = len(flux)
+        key = np.full(n, "", "U1") if survey is None else np.asarray(survey)
+        own = [k for k in self.survey_anomaly_ if np.any(key == k)]
+        groups = [(self.rest_model_error_, np.flatnonzero(~np.isin(key, own)))]
+        groups += [(self.survey_anomaly_[k]["rest_model_error"], np.flatnonzero(key == k))
+                   for k in own]
+        feats: dict = {}
+        for rme, rows in groups:
+            if rows.size:
+                for name, v in self._features_rows(rme, flux, ivar, model, sol, rows).items():
+                    feats.setdefault(name, np.zeros(n))[rows] = v
+        return feats or self._features_rows(self.rest_model_error_, flux, ivar, model, sol, [])
+
+    def _features_rows(self, rme, flux, ivar, model, sol, rows) -> dict:
+        rows = np.asarray(rows, np.int64)
+        w = deflate_ivar(self.bases_, rme, ivar[rows], model[rows], sol.best_class[rows],
+                         sol.shift[rows])
+        feats = residual_features(flux[rows], w, model[rows], self._npar)
+        feats["degenerate"] = degeneracy_feature(sol.degeneracy[rows], sol.second_class[rows] >= 0)
         return feats
+
+    def _anomaly(self, res: dict):
+        """(score, threshold) per spectrum: the default calibration, or its survey's own."""
+        score = self.anomaly_.score(res["features"], res["snr"])
+        thr = np.full(score.shape, self.anomaly_.threshold)
+        survey = res.get("survey")
+        for name, own in self.survey_anomaly_.items():
+            rows = np.flatnonzero(survey == name) if survey is not None else []
+            if len(rows):
+                sub = {k: v[rows] for k, v in res["features"].items()}
+                score[rows] = own["anomaly"].score(sub, res["snr"][rows])
+                thr[rows] = own["anomaly"].threshold
+        return score, thr
 
     def _catalog(self, batch: SpectraBatch, res: dict) -> Table:
         sol = res["sol"]
@@ -321,9 +372,9 @@ class EigenModel(SpectralModel):
         probs = np.zeros((len(batch), len(names)))
         for k, b in enumerate(self.bases_):
             probs[:, names.index(b.label)] = pb[:, k]
-        score = self.anomaly_.score(res["features"], res["snr"])
+        score, thr = self._anomaly(res)
         zwarn = sol.zwarn.copy()
-        zwarn[score > self.anomaly_.threshold] |= int(ZWARN.ANOMALY)
+        zwarn[score > thr] |= int(ZWARN.ANOMALY)
         zerr = sol.zerr * np.asarray(self.zerr_scale_, float)[sol.best_class]
         cat = make_catalog(batch.meta, self.class_set, probs, sol.z, zerr, self.tag,
                            zwarn=zwarn, deltachi2=sol.deltachi2, anomaly_score=score)
@@ -411,6 +462,10 @@ class EigenModel(SpectralModel):
                 "var_boost": torch.as_tensor(self.var_boost_),
                 "rest_model_error": (None if self.rest_model_error_ is None else
                                      [torch.as_tensor(e) for e in self.rest_model_error_]),
+                "survey_anomaly": {k: {"anomaly": v["anomaly"].to_dict(),
+                                       "rest_model_error": [torch.as_tensor(e) for e in
+                                                            v["rest_model_error"]]}
+                                   for k, v in self.survey_anomaly_.items()},
                 "bases": [{"label": b.label, "jmin": b.jmin, "jmax": b.jmax,
                            "basis": torch.as_tensor(np.asarray(b.basis, np.float32))}
                           for b in self.bases_]}
@@ -427,6 +482,10 @@ class EigenModel(SpectralModel):
         self.var_boost_ = np.asarray(state["var_boost"], np.float32)
         rme = state["rest_model_error"]
         self.rest_model_error_ = None if rme is None else [np.asarray(e, np.float32) for e in rme]
+        self.survey_anomaly_ = {k: {"anomaly": AnomalyCalibration.from_dict(v["anomaly"]),
+                                    "rest_model_error": [np.asarray(e, np.float32)
+                                                         for e in v["rest_model_error"]]}
+                                for k, v in state.get("survey_anomaly", {}).items()}
         self.bases_ = [ScanBasis(b["label"], np.asarray(b["basis"], np.float32),
                                  int(b["jmin"]), int(b["jmax"])) for b in state["bases"]]
         self._scanner = None
