@@ -10,6 +10,10 @@
     python benchmarks/lamost_finetune.py evaluate --model RUN/gasnet.pt [--model gasnet]
     # thirteen-class accuracy / GF on simulated test stores of each instrument
     python benchmarks/lamost_finetune.py simtest --model M.pt --data test.h5 --data test-lamost.h5
+    # speccznet (five classes): the same data with --class-set five, then its one ZERR factor
+    # refitted on simulated SDSS validation spectra
+    python benchmarks/lamost_finetune.py prepare --out RUN --class-set five --boss-fraction 0.3 ...
+    python benchmarks/lamost_finetune.py recalibrate-zerr --model RUN/m.pt --val val.h5 --save m.pt
 
 The split is :func:`_lamost_real.heldout_mask` (whole plans, or stars where one plan is a
 whole folder; every visit of a held-out star is held out).  Real files the package readers
@@ -239,6 +243,25 @@ def _catalog_part(model, data) -> dict:
                    for t in ("GALAXY", "QSO", "STAR")}}
 
 
+def recalibrate_zerr(a):
+    """speccznet: refit the one ZERR factor on a (simulated SDSS) validation store and save;
+    ``fit`` fitted it on the mixed-instrument validation set of ``prepare``."""
+    import torch
+
+    from specsift.io.store import SpectralStore
+    from specsift.models.base import load_model
+    torch.set_num_threads(1)
+    model = load_model(a.model)
+    before = float(model.zerr_scale_)
+    with SpectralStore(a.val, "r") as st:
+        after = model.calibrate_zerr(st.read(slice(0, len(st))))
+    model.training["zerr_calibration"] = {
+        "data": str(a.val), "before": before, "after": after,
+        "command": f"python benchmarks/lamost_finetune.py recalibrate-zerr --model {a.model} "
+                   f"--val {a.val} --save {a.save}"}
+    print(f"ZERR scale {before:.4f} → {after:.4f}; saved {model.save(a.save)}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -261,6 +284,11 @@ def main(argv=None):
     t.add_argument("--model", action="append", required=True)
     t.add_argument("--data", action="append", required=True)
     t.set_defaults(func=simtest)
+    r = sub.add_parser("recalibrate-zerr")
+    r.add_argument("--model", required=True)
+    r.add_argument("--val", required=True)
+    r.add_argument("--save", required=True)
+    r.set_defaults(func=recalibrate_zerr)
     a = ap.parse_args(argv)
     a.func(a)
 

@@ -121,6 +121,22 @@ def speed(model, path: Path, n: int = 1024, repeats: int = 3) -> float:
     return len(b) / best
 
 
+def evaluate_only(models, test) -> int:
+    """Simulated test metrics (``summarise``) and the real SDSS rows of each model file, one
+    JSON line each: how a fine-tuned file is compared with the one it replaces."""
+    torch.set_num_threads(1)
+    for m in models:
+        model = load_model(m)
+        out = {"model": str(m)}
+        if test:
+            cat, truth = predict_store(model, Path(test))
+            out["simulated"] = summarise(evaluate_catalog(cat, truth, model.class_set))
+        if model.class_set == "five":
+            out["real_sdss"] = real_sdss(model)
+        print(json.dumps(out), flush=True)
+    return 0
+
+
 def fmt(v) -> str:
     return "–" if v is None else f"{v:.4g}"
 
@@ -177,7 +193,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--speed-only", nargs=2, metavar=("MODEL", "STORE"),
                     help="only measure one-core inference speed of MODEL on STORE")
+    ap.add_argument("--evaluate", nargs="+", metavar="MODEL",
+                    help="only score these trained models: simulated --test store + real SDSS")
+    ap.add_argument("--test", help="simulated test store for --evaluate")
     args = ap.parse_args(argv)
+    if args.evaluate:
+        return evaluate_only(args.evaluate, args.test)
     if args.speed_only:
         print(f"{speed(load_model(args.speed_only[0]), Path(args.speed_only[1])):.0f} spectra/s "
               f"on one core")
