@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -225,20 +226,22 @@ def _ascii(t: Table, proto: Table | None) -> Table:
 
 
 def _write_parquet(src, tmp: Path) -> None:
-    """Schema and metadata from astropy's own Parquet writer (on a one-row prototype), rows
-    streamed through pyarrow with exactly that schema."""
+    """Schema and metadata as astropy's own Parquet writer makes them (:func:`_parquet_schema`,
+    from a one-row prototype), rows streamed through pyarrow with exactly that schema: parts of
+    a predict run go Arrow to Arrow (:meth:`_PartSource.arrow_tables`), never through astropy."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     proto = src.prototype()
     proto.meta.update(src.provenance)
-    with tempfile.TemporaryDirectory(dir=tmp.parent) as d:
-        proto_file = Path(d) / "proto.parquet"
-        proto.write(proto_file, format="parquet")
-        schema = pq.read_schema(proto_file)
+    schema = _parquet_schema(proto)
     plain = {f"specsift.{k}": str(v) for k, v in src.meta.items()}   # for pyarrow / pandas
     schema = schema.with_metadata({**(schema.metadata or {}),
                                    **{k.encode(): v.encode() for k, v in plain.items()}})
     with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+        if hasattr(src, "arrow_tables"):
+            for at in src.arrow_tables(schema):
+                w.write_table(at)
+            return
         for t in src.tables(proto.colnames):
             cols = []
             for field in schema:
@@ -249,6 +252,59 @@ def _write_parquet(src, tmp: Path) -> None:
                 else:
                     cols.append(pa.array(a.tolist() if a.dtype.kind == "U" else a, field.type))
             w.write_table(pa.Table.from_arrays(cols, schema=schema))
+
+
+def _parquet_schema(proto: Table):
+    """The Arrow schema astropy's ``write_table_parquet`` gives ``proto`` (column types from
+    the numpy dtypes, string widths as ``table::len::NAME``, units and keywords as
+    ``table_meta_yaml``), built directly: astropy's writer looks up ``Table.dtype`` once per
+    column, O(columns²) — about half a CPU-second for a verified catalog's ~150 columns."""
+    import pyarrow as pa
+    fields, meta = [], {"table_meta_yaml": "\n".join(_table_yaml(proto))}   # astropy's order
+    for name in proto.colnames:
+        dt = proto[name].dtype
+        sub = proto[name].shape[1:]
+        if sub:
+            fields.append((name, pa.list_(pa.from_numpy_dtype(dt.type), int(np.prod(sub)))))
+        else:
+            fields.append((name, pa.from_numpy_dtype(dt.type)))
+        if dt.kind == "U":
+            meta[f"table::len::{name}"] = str(dt.itemsize // 4)
+        elif dt.kind == "S":
+            meta[f"table::len::{name}"] = str(dt.itemsize)
+    return pa.schema(fields, metadata={k.encode(): v.encode() for k, v in meta.items()})
+
+
+def _table_yaml(table: Table) -> list[str]:
+    """astropy's ``get_yaml_from_table(table)`` (the ``table_meta_yaml`` of its Parquet files),
+    dumped with PyYAML's SafeDumper and astropy's own representers for its ordered mappings.
+
+    Why not astropy's: its dumper lives in ``astropy.io.misc.yaml``, whose import pulls in
+    ``astropy.coordinates`` and ``astropy.time`` — ~0.4 CPU-s per process, more than writing
+    the 2000 rows of a benchmark run.  For the plain types of a catalog (str, int, float) the
+    two dumpers write the same text (tests/test_catalog_io.py checks it); anything else falls
+    back to astropy's."""
+    import yaml
+    from astropy.table import meta as tm
+
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data):
+            return True
+
+    Dumper.add_representer(OrderedDict, tm._repr_odict)
+    def column_dict(dumper, data):      # a column's attributes in astropy's preferred order
+        items = data.items()            # a ColumnOrderList: its sort() is that order
+        items.sort()
+        return dumper.represent_mapping("tag:yaml.org,2002:map", list(items))
+
+    Dumper.add_representer(tm.ColumnDict, column_dict)
+    header = {"datatype": [tm._get_col_attributes(c) for c in table.columns.values()]}
+    if table.meta:
+        header["meta"] = OrderedDict(table.meta)
+    try:
+        return yaml.dump(header, default_flow_style=None, Dumper=Dumper, width=130).splitlines()
+    except (yaml.YAMLError, TypeError, AttributeError):
+        return tm.get_yaml_from_table(table)
 
 
 def _write_text(src, tmp: Path, fmt: str) -> None:
@@ -311,7 +367,7 @@ class _PartSource:
         self.n_rows = 0
         for p, s in zip(self.parts, schemas):
             self.n_rows += pq.read_metadata(p).num_rows
-            at = pq.read_table(p, columns=[c for c in strs if c in s.names])
+            at = pq.ParquetFile(p).read(columns=[c for c in strs if c in s.names])
             for c in at.column_names:
                 col = at.column(c)
                 if pc.all(pc.string_is_ascii(col)).as_py() is False:   # FITS escapes them
@@ -349,16 +405,42 @@ class _PartSource:
 
     def prototype(self) -> Table:
         import pyarrow.parquet as pq
-        first = self._conform(pq.read_table(self.parts[0]).slice(0, 1), self.schema.names)
+        first = self._conform(pq.ParquetFile(self.parts[0]).read().slice(0, 1), self.schema.names)
         t = self._astropy(first)
         t.meta.update(self.meta)
         return t
+
+    def arrow_tables(self, schema):
+        """Each part as an Arrow table of ``schema``: columns in its order and types, a column
+        a part lacks (or its nulls) filled as :func:`_prepare` fills them."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+        for p in self.parts:
+            f = pq.ParquetFile(p)
+            have = set(f.schema_arrow.names)
+            at = f.read(columns=[c for c in schema.names if c in have])
+            cols = []
+            for field in schema:
+                col = at.column(field.name) if field.name in have else \
+                    pa.nulls(at.num_rows, self.schema.field(field.name).type)
+                if col.null_count:
+                    fill = _fill(col.type.value_type.to_pandas_dtype()
+                                 if pa.types.is_fixed_size_list(col.type)
+                                 else (np.str_ if pa.types.is_string(field.type)
+                                       else field.type.to_pandas_dtype()))
+                    if pa.types.is_fixed_size_list(col.type):
+                        col = col.cast(field.type)
+                    else:
+                        col = pc.fill_null(col.cast(field.type), fill)
+                cols.append(col.cast(field.type))
+            yield pa.Table.from_arrays(cols, schema=schema)
 
     def tables(self, cols, with_meta: bool = False):
         import pyarrow.parquet as pq
         for p in self.parts:
             have = pq.read_schema(p).names
-            at = pq.read_table(p, columns=[c for c in cols if c in have])
+            at = pq.ParquetFile(p).read(columns=[c for c in cols if c in have])
             t = self._astropy(self._conform(at, cols))
             if with_meta:
                 t.meta.update(self.meta)
