@@ -349,8 +349,9 @@ def _full_range_candidates(prep, bases, spec, n, opt, k: int = 3) -> Candidates:
         lo = int(np.ceil(bb.shift_of(opt.lowz_galaxy_zmax)))
         hi = int(np.floor(bb.shift_of(Z_MAX[st])))
         shifts = np.arange(lo, hi + 1)
-        chi2 = np.concatenate([scan(pb, bb, local, np.full(len(spec), 0), shifts[j:j + 256])
-                               for j in range(0, len(shifts), 256)], axis=1)
+        # 64 shifts a scan: one GEMM each, on a template table (fit._multi_shift) of a few MB
+        chi2 = np.concatenate([scan(pb, bb, local, np.full(len(spec), 0), shifts[j:j + 64])
+                               for j in range(0, len(shifts), 64)], axis=1)
         zs.append(bb.z_of(shifts[_minima(chi2, k)]))
         ts.append(np.full(zs[-1].shape, st, "U6"))
     z = np.full((n, 2 * k), np.nan)
