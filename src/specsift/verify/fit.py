@@ -344,7 +344,7 @@ def scan(prep: Prepared, basis: Basis, spec: np.ndarray, centres: np.ndarray,
     quad = out[0] if coef else out
     chi2 = prep.F[spec][:, None] - quad.reshape(R, S)
     if coef:
-        return chi2, out[1].reshape(R, S, k)
+        return chi2, out[1].reshape(k, R, S).transpose(1, 2, 0)
     return chi2
 
 
