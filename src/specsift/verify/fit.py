@@ -171,7 +171,7 @@ _MULTI: dict = {}
 
 
 def _multi_shift(y: np.ndarray, S: int, pad: int):
-    """(L + 2·pad', S·C) table whose row i, block s is y[i − pad' − s] (zero outside y), and
+    """(L + 2·pad' + S, S·C) table whose row i, block s is y[i − pad' − s] (zero outside y), and
     pad' ≥ ``pad``: the template side of S consecutive shifts side by side, so that a chunk's
     GEMM operand for a window is a slice of it (a view, no copy).  Cached per (y, S); rebuilt
     wider when a frame reaches past its zero padding."""
@@ -179,10 +179,10 @@ def _multi_shift(y: np.ndarray, S: int, pad: int):
     if key not in _MULTI or _MULTI[key][1] < pad:
         L, C = y.shape
         pad = max(pad, 2 * _MULTI[key][1] if key in _MULTI else 0)   # rarely rebuilt
-        out = np.zeros((L + 2 * pad, S, C), np.float32)
+        out = np.zeros((L + 2 * pad + S, S, C), np.float32)
         for s in range(S):
             out[pad + s:pad + s + L, s] = y
-        _MULTI[key] = (out.reshape(L + 2 * pad, S * C), pad, y)
+        _MULTI[key] = (out.reshape(L + 2 * pad + S, S * C), pad, y)
     return _MULTI[key][:2]
 
 
@@ -195,7 +195,7 @@ def _shift_block(y: np.ndarray, q0: int, offsets: np.ndarray, J: int) -> np.ndar
                               axis=1)
     lo = q0 - int(offsets[0])
     need = max(-lo, lo + J - len(y), 0)
-    table, pad = _multi_shift(y, S, max(need, J) + 64)
+    table, pad = _multi_shift(y, S, need + 512 if need else 0)
     return table[lo + pad:lo + pad + J]
 
 
