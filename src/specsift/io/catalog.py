@@ -392,7 +392,7 @@ class _PartSource:
         for name in at.column_names:
             col = at.column(name).combine_chunks()
             if pa.types.is_fixed_size_list(col.type):
-                values = col.flatten().to_numpy(zero_copy_only=False)
+                values = _numpy_of(col.flatten())
                 t[name] = values.reshape(len(col), col.type.list_size)
             elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
                 t[name] = np.array([s or "" for s in col.to_pylist()], dtype=str) \
@@ -400,7 +400,7 @@ class _PartSource:
             else:
                 filled = col.fill_null(_fill(col.type.to_pandas_dtype())) \
                     if col.null_count else col
-                t[name] = filled.to_numpy(zero_copy_only=False)
+                t[name] = _numpy_of(filled)
         return _prepare(t, self.widths)
 
     def prototype(self) -> Table:
@@ -445,6 +445,28 @@ class _PartSource:
             if with_meta:
                 t.meta.update(self.meta)
             yield t
+
+
+def _numpy_of(col) -> np.ndarray:
+    """An Arrow array of numbers or booleans without nulls → numpy, from its data buffer:
+    ``to_numpy`` goes through pyarrow's pandas shim, which imports pandas (~0.3 CPU-s a
+    process) — for the one-row prototype of a merge."""
+    import pyarrow as pa
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if col.null_count or not (pa.types.is_boolean(col.type) or pa.types.is_integer(col.type)
+                              or pa.types.is_floating(col.type)):
+        return col.to_numpy(zero_copy_only=False)
+    n, off = len(col), col.offset
+    if pa.types.is_boolean(col.type):
+        if not n:
+            return np.zeros(0, bool)
+        bits = np.frombuffer(col.buffers()[1], np.uint8)
+        return np.unpackbits(bits, count=off + n, bitorder="little")[off:].astype(bool)
+    dt = np.dtype(col.type.to_pandas_dtype())
+    if not n:
+        return np.zeros(0, dt)
+    return np.frombuffer(col.buffers()[1], dt, count=n, offset=off * dt.itemsize).copy()
 
 
 def _provenance_of(meta: dict) -> dict:
