@@ -65,20 +65,30 @@ def legendre(npix: int, npoly: int = NPOLY) -> np.ndarray:
     return np.polynomial.legendre.legvander(np.linspace(-1.0, 1.0, npix), npoly - 1).T
 
 
-def prepare(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray, npoly: int = NPOLY) -> Prepared:
-    """Per-spectrum products (a SpectraBatch already has ivar = 0 on masked pixels)."""
+def prepare(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None,
+            npoly: int = NPOLY) -> Prepared:
+    """Per-spectrum products; w = 0 on masked pixels, where ivar is not positive, and where
+    flux or ivar is not finite.
+
+    Written as few full passes over the (N, P) arrays as it can be (it runs on every batch,
+    ~65 MB of float32 for 1024 spectra): the bad-pixel repair is only done when the product
+    w·f shows a non-finite value."""
     n, npix = flux.shape
     d = np.empty((n, npoly + 1, npix), np.float32)
     w, wf = d[:, 0], d[:, npoly]
-    np.copyto(w, ivar, casting="unsafe")
+    np.fmax(ivar, np.float32(0), out=w, casting="unsafe")     # NaN or negative ivar → 0
+    if mask is not None:
+        np.copyto(w, 0.0, where=mask)
     f = np.asarray(flux, np.float32)
-    bad = mask | ~(w > 0) | ~np.isfinite(f)        # arrays from elsewhere: be safe
-    np.copyto(w, 0.0, where=bad)
     np.multiply(w, f, out=wf)
-    np.copyto(wf, 0.0, where=bad)                  # NaN flux on a masked pixel
+    if not np.isfinite(wf).all():                  # non-finite flux, or infinite ivar
+        bad = ~np.isfinite(wf)
+        w[bad] = 0.0
+        wf[bad] = 0.0
+        f = np.where(np.isfinite(f), f, np.float32(0))
     ngood = np.count_nonzero(w, axis=1)
     wsum = w.sum(1, dtype=np.float64)
-    F = np.einsum("np,np->n", wf, np.where(bad, np.float32(0), f), dtype=np.float64)
+    F = np.einsum("np,np->n", wf, f, dtype=np.float64)
     rms = np.sqrt(F / np.maximum(wsum, 1e-30))
     scale = np.where(rms > 0, rms, 1.0)
     w *= (scale ** 2)[:, None].astype(np.float32)      # χ² (and F) invariant: f→f/a, w→a²w
