@@ -359,7 +359,7 @@ def scan(prep: Prepared, basis: Basis, spec: np.ndarray, centres: np.ndarray,
 
 
 def _walk(prep: Prepared, basis: Basis, spec, best, lim_lo, lim_hi, steps: int = 5,
-          reach: int = 2):
+          reach: int = 2, lean=None):
     """Walk downhill one pixel at a time (at most ``steps`` decisions) from ``best`` while the
     χ² minimum of (best − 1, best, best + 1) is at an end: the integer minimum, χ² at it and
     its neighbours (R, 3), and the coefficients at it.
@@ -368,15 +368,22 @@ def _walk(prep: Prepared, basis: Basis, spec, best, lim_lo, lim_hi, steps: int =
     chunk: a coarse minimum on 4-pixel bins lies within ±2 pixels of the fine one nearly
     always), and the walk reads them from that table; only a row that walks past them gets
     its one missing shift scanned.  The decisions are those of a walk that scans
-    (best − 1, best, best + 1) at every step."""
+    (best − 1, best, best + 1) at every step.
+
+    ``lean`` (R,) of −1, 0, +1: the scanned block is centred on ``best + lean`` — the side
+    where the coarse χ² parabola puts the minimum, so that fewer rows walk past the block
+    (on simulated spectra 27 % → 18 %); the decisions do not depend on it."""
     R, k = len(spec), basis.ntemplate + prep.npoly
-    mid = reach + steps                       # table column of the starting shift
+    mid = reach + steps + 1                   # table column of the starting shift
     tab = np.zeros((R, 2 * mid + 1))
     tcf = np.zeros((R, 2 * mid + 1, k))
     known = np.zeros((R, 2 * mid + 1), bool)
+    lean = np.zeros(R, np.int64) if lean is None else np.asarray(lean, np.int64)
     offs = np.arange(-reach, reach + 1)
-    tab[:, mid + offs], tcf[:, mid + offs] = scan(prep, basis, spec, best, offs, coef=True)
-    known[:, mid + offs] = True
+    cols = mid + lean[:, None] + offs[None]
+    rr = np.arange(R)[:, None]
+    tab[rr, cols], tcf[rr, cols] = scan(prep, basis, spec, best + lean, offs, coef=True)
+    known[rr, cols] = True
     best, pos = best.copy(), np.full(R, mid)
     c3, coef = np.zeros((R, 3)), np.zeros((R, k))
     todo = np.arange(R)
@@ -398,6 +405,20 @@ def _walk(prep: Prepared, basis: Basis, spec, best, lim_lo, lim_hi, steps: int =
         best[todo] += d
         pos[todo] += d
     return best, c3, coef
+
+
+def _lean(chi2: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """−1, 0 or +1 per row: the side of the coarse minimum ``j`` (column of ``chi2``) on which
+    a parabola through it and its neighbours puts the minimum (0 at the window's edge or
+    where the parabola has no minimum)."""
+    S = chi2.shape[1]
+    if S < 3:
+        return np.zeros(len(j), np.int64)
+    jj = np.clip(j, 1, S - 2)
+    c = np.take_along_axis(chi2, jj[:, None] + np.array([-1, 0, 1]), 1)
+    curv = c[:, 0] - 2 * c[:, 1] + c[:, 2]
+    side = np.sign(c[:, 0] - c[:, 2]).astype(np.int64)     # toward the lower neighbour
+    return np.where((jj == j) & (curv > 0), side, 0)
 
 
 @dataclass
@@ -428,14 +449,17 @@ def refine(prep: Prepared, basis: Basis, spec, centres, halfwidth: int,
         hb = -(-halfwidth // fac)
         offs = np.arange(-hb, hb + 1)
         chi2 = scan(pb, bb, spec, kc, offs)
-        best = fac * (kc + offs[np.argmin(chi2, axis=1)])
+        j = np.argmin(chi2, axis=1)
+        best = fac * (kc + offs[j])
+        lean = _lean(chi2, j)
     else:
         offs = np.arange(-halfwidth, halfwidth + 1, 2)
         chi2 = scan(prep, basis, spec, centres, offs)
         best = centres + offs[np.argmin(chi2, axis=1)]
+        lean = None
     lim_lo = centres - halfwidth - 3
     lim_hi = centres + halfwidth + 3
-    best, c3, coef = _walk(prep, basis, spec, best, lim_lo, lim_hi)
+    best, c3, coef = _walk(prep, basis, spec, best, lim_lo, lim_hi, lean=lean)
     cm, c0, cp = c3[:, 0], c3[:, 1], c3[:, 2]
     curv = cm - 2 * c0 + cp
     ok = curv > 0
