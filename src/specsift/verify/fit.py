@@ -346,15 +346,23 @@ def scan(prep: Prepared, basis: Basis, spec: np.ndarray, centres: np.ndarray,
     k = basis.ntemplate + prep.npoly
     if R == 0:
         return (np.zeros((0, S)), np.zeros((0, S, k))) if coef else np.zeros((0, S))
+    # rows in shift order, as the frames take them: each chunk's equations are then one
+    # contiguous slice of M (a fancy-indexed copy of every chunk cost more than its GEMMs)
+    order = np.argsort(centres, kind="stable")
+    spec, centres = spec[order], centres[order]
     M = np.empty((k, k, R, S))
     b = np.empty((k, R, S))
     for rows, m, bb in _normal_t(prep, basis, spec, centres, offsets):
-        M[:, :, rows], b[:, rows] = m, bb
+        sl = slice(int(rows[0]), int(rows[-1]) + 1)
+        M[:, :, sl], b[:, sl] = m, bb
     out = chol_quad_t(M.reshape(k, k, R * S), b.reshape(k, R * S), coef)
     quad = out[0] if coef else out
-    chi2 = prep.F[spec][:, None] - quad.reshape(R, S)
+    chi2 = np.empty((R, S))
+    chi2[order] = prep.F[spec][:, None] - quad.reshape(R, S)
     if coef:
-        return chi2, out[1].reshape(k, R, S).transpose(1, 2, 0)
+        cf = np.empty((R, S, k))
+        cf[order] = out[1].reshape(k, R, S).transpose(1, 2, 0)
+        return chi2, cf
     return chi2
 
 
