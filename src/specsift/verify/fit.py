@@ -128,21 +128,15 @@ def bin_prepared(prep: Prepared, factor: int) -> Prepared:
 
 
 def _bsum(a: np.ndarray, nb: int, factor: int) -> np.ndarray:
-    """Sums of ``factor`` neighbouring pixels over the last axis (``nb`` bins).
+    """Sums of ``factor`` neighbouring pixels over the last axis (``nb`` bins), as a product
+    with a vector of ones.
 
-    Why not ``reshape(..., nb, factor).sum(-1)``: numpy reduces a length-4 axis one short
-    row at a time, 10× slower than adding ``factor`` strided slices; the slices are added in
-    the order numpy's own sum uses (sequential below 8 terms, pairwise at 8), so the result
-    is bit for bit the same."""
+    Why not ``reshape(..., nb, factor).sum(-1)``: numpy reduces a short last axis one row at
+    a time, ~10× slower; the product runs through BLAS-like inner loops (3× faster than
+    adding ``factor`` strided slices) and differs from the plain sum by float32 rounding."""
     cut = nb * factor
-    parts = [a[..., j:cut:factor] for j in range(factor)]
-    if factor == 8:
-        return ((parts[0] + parts[1]) + (parts[2] + parts[3])) + \
-               ((parts[4] + parts[5]) + (parts[6] + parts[7]))
-    out = parts[0].copy()
-    for q in parts[1:]:
-        out += q
-    return out
+    ones = np.ones(factor, a.dtype)
+    return np.ascontiguousarray(a[..., :cut].reshape(*a.shape[:-1], nb, factor) @ ones)
 
 
 _BINNED: dict = {}
