@@ -47,8 +47,8 @@ from ...verify.candidates import Candidates, pz_peaks
 from ..base import PredictOptions, register_model
 from ..inputs import normalise
 from ..neural import NeuralSpectralModel, meta_and_check
-from .net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_loss
 from ..precision import channels_last_convs
+from .net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_loss
 
 __all__ = ["GaSNet"]
 
