@@ -49,9 +49,10 @@ def model_for_bench(name_or_path: str | None) -> tuple[str, str]:
 
 
 def sim_store(n: int, seed: int = 11, class_set: str = "thirteen") -> Path:
-    """A simulated store of ``n`` spectra (cached under out/bench/)."""
+    """A simulated store of ``n`` spectra (cached under out/bench/; "-raw": written since
+    stores keep flux and ivar uncompressed, so that an older LZF copy is not timed)."""
     from specsift.simulate import simulate_to_store
-    path = CACHE / f"sim-{class_set}-{n}-s{seed}.h5"
+    path = CACHE / f"sim-{class_set}-{n}-s{seed}-raw.h5"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.h5")

@@ -171,3 +171,22 @@ def test_long_command_with_a_quoted_non_ascii_path_survives_the_fits_header(tmp_
     got = read_catalog(path).meta["COMMAND"]
     assert got.startswith('specsift predict "/tmp/sp\\xe9ctra dir/one.fits" -o ')
     assert got.endswith("--no-progress --threads 1")
+
+
+def test_parquet_schema_is_astropys_own(tmp_path):
+    """The merge builds the Parquet schema and its ``table_meta_yaml`` itself (astropy's
+    writer is O(columns²) and its YAML dumper imports astropy.coordinates): the same text and
+    schema as astropy's writer on the same table, units and keywords included."""
+    from astropy.table.meta import get_yaml_from_table
+
+    from specsift.io.catalog import _MemorySource, _parquet_schema, _table_yaml
+    src = _MemorySource(catalog(3), {**PROV, "VERIFIED": True, "NOTE": {"b": 1, "a": [2, 3]}})
+    proto = src.prototype()
+    proto.meta.update(src.provenance)
+    assert _table_yaml(proto) == get_yaml_from_table(proto)
+    proto.write(tmp_path / "astropy.parquet", format="parquet")
+    mine = _parquet_schema(proto)
+    with pq.ParquetWriter(tmp_path / "mine.parquet", mine):
+        pass
+    assert pq.read_schema(tmp_path / "mine.parquet").equals(
+        pq.read_schema(tmp_path / "astropy.parquet"), check_metadata=True)

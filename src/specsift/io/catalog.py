@@ -35,6 +35,7 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 from astropy.utils.exceptions import AstropyWarning
 
+from .catalog_parquet import _numpy_of, _parquet_schema, _table_yaml  # noqa: F401
 from .catalog_schema import FIBERMAP_COLUMNS, canonical_order, unit_for
 
 __all__ = ["write_catalog", "read_catalog", "merge_parts", "catalog_format", "catalog_suffixes"]
@@ -225,20 +226,22 @@ def _ascii(t: Table, proto: Table | None) -> Table:
 
 
 def _write_parquet(src, tmp: Path) -> None:
-    """Schema and metadata from astropy's own Parquet writer (on a one-row prototype), rows
-    streamed through pyarrow with exactly that schema."""
+    """Schema and metadata as astropy's own Parquet writer makes them (:func:`_parquet_schema`,
+    from a one-row prototype), rows streamed through pyarrow with exactly that schema: parts of
+    a predict run go Arrow to Arrow (:meth:`_PartSource.arrow_tables`), never through astropy."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     proto = src.prototype()
     proto.meta.update(src.provenance)
-    with tempfile.TemporaryDirectory(dir=tmp.parent) as d:
-        proto_file = Path(d) / "proto.parquet"
-        proto.write(proto_file, format="parquet")
-        schema = pq.read_schema(proto_file)
+    schema = _parquet_schema(proto)
     plain = {f"specsift.{k}": str(v) for k, v in src.meta.items()}   # for pyarrow / pandas
     schema = schema.with_metadata({**(schema.metadata or {}),
                                    **{k.encode(): v.encode() for k, v in plain.items()}})
     with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+        if hasattr(src, "arrow_tables"):
+            for at in src.arrow_tables(schema):
+                w.write_table(at)
+            return
         for t in src.tables(proto.colnames):
             cols = []
             for field in schema:
@@ -311,7 +314,7 @@ class _PartSource:
         self.n_rows = 0
         for p, s in zip(self.parts, schemas):
             self.n_rows += pq.read_metadata(p).num_rows
-            at = pq.read_table(p, columns=[c for c in strs if c in s.names])
+            at = pq.ParquetFile(p).read(columns=[c for c in strs if c in s.names])
             for c in at.column_names:
                 col = at.column(c)
                 if pc.all(pc.string_is_ascii(col)).as_py() is False:   # FITS escapes them
@@ -336,7 +339,7 @@ class _PartSource:
         for name in at.column_names:
             col = at.column(name).combine_chunks()
             if pa.types.is_fixed_size_list(col.type):
-                values = col.flatten().to_numpy(zero_copy_only=False)
+                values = _numpy_of(col.flatten())
                 t[name] = values.reshape(len(col), col.type.list_size)
             elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
                 t[name] = np.array([s or "" for s in col.to_pylist()], dtype=str) \
@@ -344,21 +347,47 @@ class _PartSource:
             else:
                 filled = col.fill_null(_fill(col.type.to_pandas_dtype())) \
                     if col.null_count else col
-                t[name] = filled.to_numpy(zero_copy_only=False)
+                t[name] = _numpy_of(filled)
         return _prepare(t, self.widths)
 
     def prototype(self) -> Table:
         import pyarrow.parquet as pq
-        first = self._conform(pq.read_table(self.parts[0]).slice(0, 1), self.schema.names)
+        first = self._conform(pq.ParquetFile(self.parts[0]).read().slice(0, 1), self.schema.names)
         t = self._astropy(first)
         t.meta.update(self.meta)
         return t
+
+    def arrow_tables(self, schema):
+        """Each part as an Arrow table of ``schema``: columns in its order and types, a column
+        a part lacks (or its nulls) filled as :func:`_prepare` fills them."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+        for p in self.parts:
+            f = pq.ParquetFile(p)
+            have = set(f.schema_arrow.names)
+            at = f.read(columns=[c for c in schema.names if c in have])
+            cols = []
+            for field in schema:
+                col = at.column(field.name) if field.name in have else \
+                    pa.nulls(at.num_rows, self.schema.field(field.name).type)
+                if col.null_count:
+                    fill = _fill(col.type.value_type.to_pandas_dtype()
+                                 if pa.types.is_fixed_size_list(col.type)
+                                 else (np.str_ if pa.types.is_string(field.type)
+                                       else field.type.to_pandas_dtype()))
+                    if pa.types.is_fixed_size_list(col.type):
+                        col = col.cast(field.type)
+                    else:
+                        col = pc.fill_null(col.cast(field.type), fill)
+                cols.append(col.cast(field.type))
+            yield pa.Table.from_arrays(cols, schema=schema)
 
     def tables(self, cols, with_meta: bool = False):
         import pyarrow.parquet as pq
         for p in self.parts:
             have = pq.read_schema(p).names
-            at = pq.read_table(p, columns=[c for c in cols if c in have])
+            at = pq.ParquetFile(p).read(columns=[c for c in cols if c in have])
             t = self._astropy(self._conform(at, cols))
             if with_meta:
                 t.meta.update(self.meta)

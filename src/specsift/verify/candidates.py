@@ -64,7 +64,11 @@ def pz_peaks(logits: np.ndarray, u_centres: np.ndarray, k: int = 2,
     right = np.concatenate([p[:, 1:], np.full((len(p), 1), -1.0)], axis=1)
     peak = (p >= left) & (p > right) & (p >= min_ratio)
     score = np.where(peak, p, -1.0)
-    idx = np.argsort(-score, axis=1)[:, :k]
+    k = min(k, score.shape[1])
+    # the k best without sorting every bin: partition, then order those k
+    part = np.argpartition(-score, k - 1, axis=1)[:, :k]
+    sub = np.take_along_axis(score, part, axis=1)
+    idx = np.take_along_axis(part, np.argsort(-sub, axis=1, kind="stable"), axis=1)
     val = np.take_along_axis(score, idx, axis=1)
     z = np.expm1(np.asarray(u_centres, np.float64)[idx])
     return np.where(val > 0, z, np.nan)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .linalg import chol_quad
+from .frames import _frames, _shift_block
+from .linalg import chol_quad_t
 from .templates import Basis
 
 __all__ = ["Prepared", "prepare", "take_rows", "bin_prepared", "bin_basis", "scan", "refine",
@@ -26,16 +27,17 @@ __all__ = ["Prepared", "prepare", "take_rows", "bin_prepared", "bin_basis", "sca
 
 #: polynomial terms (1, x, P₂(x)) in observed λ — Redrock's archetypes and idlspec2d use 3
 NPOLY = 3
-_CHUNK_ROWS = 128
-_CHUNK_SPREAD = 512
 
 
 @dataclass
 class Prepared:
-    """Per-spectrum data products every fit needs (flux scaled to O(1); χ² is invariant)."""
+    """Per-spectrum data products every fit needs (flux scaled to O(1); χ² is invariant).
 
-    w: np.ndarray          # (N, P) float32 ivar, 0 on masked pixels
-    x3: np.ndarray         # (N, K, P) float32: w·P₁ … w·P_{K−1}, w·f
+    ``d`` holds, per spectrum, the K+1 rows every shift multiplies by the templates:
+    w, w·P₁ … w·P_{K−1}, w·f — one block, so that placing a spectrum in a common frame is one
+    copy and one GEMM gives all of Σ w Pₖ Tᵢ and Σ w f Tᵢ."""
+
+    d: np.ndarray          # (N, K+1, P) float32: w, w·P₁ … w·P_{K−1}, w·f (w = 0 when masked)
     G: np.ndarray          # (N, K, K) Σ w PₖPₗ
     bp: np.ndarray         # (N, K) Σ w f Pₖ
     F: np.ndarray          # (N,) Σ w f²
@@ -45,12 +47,28 @@ class Prepared:
     binned: dict = field(default_factory=dict, repr=False)   # factor → binned copy
 
     @property
+    def w(self) -> np.ndarray:
+        return self.d[:, 0]
+
+    @property
+    def x3(self) -> np.ndarray:
+        """(N, K, P) view: w·P₁ … w·P_{K−1}, w·f."""
+        return self.d[:, 1:]
+
+    @classmethod
+    def from_parts(cls, w, x3, G, bp, F, ngood, scale, legendre) -> "Prepared":
+        """From w (N, P) and x3 (N, K, P) = (w·P₁ … w·P_{K−1}, w·f) kept apart."""
+        d = np.empty((w.shape[0], x3.shape[1] + 1, w.shape[1]), np.float32)
+        d[:, 0], d[:, 1:] = w, x3
+        return cls(d, G, bp, F, ngood, scale, legendre)
+
+    @property
     def npix(self) -> int:
-        return self.w.shape[1]
+        return self.d.shape[2]
 
     @property
     def npoly(self) -> int:
-        return self.x3.shape[1]
+        return self.d.shape[1] - 1
 
 
 def legendre(npix: int, npoly: int = NPOLY) -> np.ndarray:
@@ -58,40 +76,50 @@ def legendre(npix: int, npoly: int = NPOLY) -> np.ndarray:
     return np.polynomial.legendre.legvander(np.linspace(-1.0, 1.0, npix), npoly - 1).T
 
 
-def prepare(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray, npoly: int = NPOLY) -> Prepared:
-    """Per-spectrum products (a SpectraBatch already has ivar = 0 on masked pixels)."""
-    w = np.array(ivar, np.float32)               # a SpectraBatch has ivar = 0 where masked
-    bad = mask | ~(w > 0)
-    f = np.array(flux, np.float32)
-    if bad.any() or not np.isfinite(f).all():    # arrays from elsewhere: be safe
-        bad |= ~np.isfinite(f)
-        w[bad], f[bad] = 0.0, 0.0
+def prepare(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None,
+            npoly: int = NPOLY) -> Prepared:
+    """Per-spectrum products; w = 0 on masked pixels, where ivar is not positive, and where
+    flux or ivar is not finite.
+
+    Written as few full passes over the (N, P) arrays as it can be (it runs on every batch,
+    ~65 MB of float32 for 1024 spectra): the bad-pixel repair is only done when the product
+    w·f shows a non-finite value."""
+    n, npix = flux.shape
+    d = np.empty((n, npoly + 1, npix), np.float32)
+    w, wf = d[:, 0], d[:, npoly]
+    np.fmax(ivar, np.float32(0), out=w, casting="unsafe")     # NaN or negative ivar → 0
+    if mask is not None:
+        np.copyto(w, 0.0, where=mask)
+    f = np.asarray(flux, np.float32)
+    np.multiply(w, f, out=wf)
+    if not np.isfinite(wf).all():                  # non-finite flux, or infinite ivar
+        bad = ~np.isfinite(wf)
+        w[bad] = 0.0
+        wf[bad] = 0.0
+        f = np.where(np.isfinite(f), f, np.float32(0))
     ngood = np.count_nonzero(w, axis=1)
-    wf = w * f
     wsum = w.sum(1, dtype=np.float64)
     F = np.einsum("np,np->n", wf, f, dtype=np.float64)
     rms = np.sqrt(F / np.maximum(wsum, 1e-30))
     scale = np.where(rms > 0, rms, 1.0)
     w *= (scale ** 2)[:, None].astype(np.float32)      # χ² (and F) invariant: f→f/a, w→a²w
     wf *= scale[:, None].astype(np.float32)
-    P = legendre(flux.shape[1], npoly).astype(np.float32)
+    P = legendre(npix, npoly).astype(np.float32)
     iu = np.triu_indices(npoly)
     g = (w @ (P[iu[0]] * P[iu[1]]).T).astype(np.float64)
-    G = np.zeros((len(w), npoly, npoly))
+    G = np.zeros((n, npoly, npoly))
     G[:, iu[0], iu[1]] = g
     G[:, iu[1], iu[0]] = g
     bp = (wf @ P.T).astype(np.float64)
-    x3 = np.empty((len(w), npoly, w.shape[1]), np.float32)
     for k in range(1, npoly):
-        np.multiply(w, P[k], out=x3[:, k - 1])
-    x3[:, npoly - 1] = wf
-    return Prepared(w, x3, G, bp, F, ngood, scale, P)
+        np.multiply(w, P[k], out=d[:, k])
+    return Prepared(d, G, bp, F, ngood, scale, P)
 
 
 def take_rows(prep: Prepared, rows) -> Prepared:
     """``prep`` of the spectra ``rows`` only (e.g. to bin just the few a pass needs)."""
     rows = np.asarray(rows, np.int64)
-    return Prepared(prep.w[rows], prep.x3[rows], prep.G[rows], prep.bp[rows], prep.F[rows],
+    return Prepared(prep.d[rows], prep.G[rows], prep.bp[rows], prep.F[rows],
                     prep.ngood[rows], prep.scale[rows], prep.legendre)
 
 
@@ -104,28 +132,22 @@ def bin_prepared(prep: Prepared, factor: int) -> Prepared:
     if factor in prep.binned:           # the rescue pass bins the same batch again
         return prep.binned[factor]
     pb = prep.npix // factor
-    out = Prepared(_bsum(prep.w, pb, factor), _bsum(prep.x3, pb, factor), prep.G, prep.bp,
-                   prep.F, prep.ngood, prep.scale, prep.legendre)
+    out = Prepared(_bsum(prep.d, pb, factor), prep.G, prep.bp, prep.F, prep.ngood, prep.scale,
+                   prep.legendre)
     prep.binned[factor] = out
     return out
 
 
 def _bsum(a: np.ndarray, nb: int, factor: int) -> np.ndarray:
-    """Sums of ``factor`` neighbouring pixels over the last axis (``nb`` bins).
+    """Sums of ``factor`` neighbouring pixels over the last axis (``nb`` bins), as a product
+    with a vector of ones.
 
-    Why not ``reshape(..., nb, factor).sum(-1)``: numpy reduces a length-4 axis one short
-    row at a time, 10× slower than adding ``factor`` strided slices; the slices are added in
-    the order numpy's own sum uses (sequential below 8 terms, pairwise at 8), so the result
-    is bit for bit the same."""
+    Why not ``reshape(..., nb, factor).sum(-1)``: numpy reduces a short last axis one row at
+    a time, ~10× slower; the product runs through BLAS-like inner loops (3× faster than
+    adding ``factor`` strided slices) and differs from the plain sum by float32 rounding."""
     cut = nb * factor
-    parts = [a[..., j:cut:factor] for j in range(factor)]
-    if factor == 8:
-        return ((parts[0] + parts[1]) + (parts[2] + parts[3])) + \
-               ((parts[4] + parts[5]) + (parts[6] + parts[7]))
-    out = parts[0].copy()
-    for q in parts[1:]:
-        out += q
-    return out
+    ones = np.ones(factor, a.dtype)
+    return np.ascontiguousarray(a[..., :cut].reshape(*a.shape[:-1], nb, factor) @ ones)
 
 
 _BINNED: dict = {}
@@ -145,113 +167,47 @@ def bin_basis(basis: Basis, factor: int) -> Basis:
     return _BINNED[key][0]
 
 
-def _template_side(basis: Basis):
-    """(L, T(T+1)/2 + T) products TᵢTⱼ (i ≤ j) and Tᵢ, and (L, T) Tᵢ — cached on the basis."""
-    cached = getattr(_template_side, "_cache", {})
-    key = id(basis.vectors)
-    if key not in cached:
-        V = basis.vectors.astype(np.float64)
+_SIDE: dict = {}
+
+
+def _template_side(vectors: np.ndarray):
+    """(L, T(T+1)/2) products TᵢTⱼ (i ≤ j) and (L, T) Tᵢ of templates ``vectors`` (T, L),
+    float32, cached (the key keeps the array alive, so its id is never reused)."""
+    key = id(vectors)
+    if key not in _SIDE:
+        V = vectors.astype(np.float64)
         iu = np.triu_indices(V.shape[0])
-        y1 = np.concatenate([(V[iu[0]] * V[iu[1]]).T, V.T], axis=1).astype(np.float32)
-        cached[key] = (np.ascontiguousarray(y1), np.ascontiguousarray(V.T.astype(np.float32)), iu,
-                       basis.vectors)
-        _template_side._cache = cached
-    return cached[key][:3]
+        _SIDE[key] = (np.ascontiguousarray((V[iu[0]] * V[iu[1]]).T.astype(np.float32)),
+                      np.ascontiguousarray(V.T.astype(np.float32)), iu, vectors)
+    return _SIDE[key][:3]
 
 
-def _rows_slice(Y: np.ndarray, start: int, length: int) -> np.ndarray:
-    """Y[start:start+length] with zero rows outside Y."""
-    if start >= 0 and start + length <= len(Y):
-        return Y[start:start + length]
-    out = np.zeros((length, Y.shape[1]), Y.dtype)
-    lo, hi = max(start, 0), min(start + length, len(Y))
-    if hi > lo:
-        out[lo - start:hi - start] = Y[lo:hi]
-    return out
-
-
-def _chunks(centres_sorted: np.ndarray):
-    lo = 0
-    n = len(centres_sorted)
-    while lo < n:
-        hi = lo + 1
-        while (hi < n and hi - lo < _CHUNK_ROWS
-               and centres_sorted[hi] - centres_sorted[lo] <= _CHUNK_SPREAD):
-            hi += 1
-        yield lo, hi
-        lo = hi
-
-
-def _frames(prep: Prepared, spec, centres):
-    """Chunks of rows in a common rest frame: (rows, Rw (n, J), R3 (K·n, J), s_max, J).
-
-    Rows sorted by shift share one frame barely wider than a spectrum; row r's data sit at
-    frame columns s_max − centre[r] … + P, so template index (offset − s_max + j − d) meets
-    frame column j at shift centre + d for every row at once."""
-    P, K = prep.npix, prep.npoly
-    order = np.argsort(centres, kind="stable")
-    # one buffer per call, reused by every chunk: fresh large arrays cost a page fault per
-    # 4 kB page, which on a busy machine was most of this function's time
-    rows_max = min(_CHUNK_ROWS, len(spec))
-    spread = int(np.ptp(centres)) if len(centres) else 0
-    width = P + min(spread, _CHUNK_SPREAD)
-    buf_w = np.empty(rows_max * width, np.float32)
-    buf_3 = np.empty(rows_max * K * width, np.float32)
-    for lo, hi in _chunks(centres[order]):
-        rows = order[lo:hi]
-        n = len(rows)
-        c = centres[rows]
-        s_max = int(c.max())
-        J = P + s_max - int(c.min())
-        sp = spec[rows]
-        Rw = buf_w[:n * J].reshape(n, J)
-        R3 = buf_3[:n * K * J].reshape(n, K, J)
-        for i, (r, o) in enumerate(zip(sp, s_max - c)):   # a row copy beats np.take here
-            Rw[i, o:o + P] = prep.w[r]
-            R3[i, :, o:o + P] = prep.x3[r]
-            # zero only the margins: filling the whole buffer first wrote every byte twice
-            if o:
-                Rw[i, :o] = 0.0
-                R3[i, :, :o] = 0.0
-            if o + P < J:
-                Rw[i, o + P:] = 0.0
-                R3[i, :, o + P:] = 0.0
-        yield rows, Rw, R3.reshape(n * K, J), s_max, J
-
-
-def _normal(prep: Prepared, basis: Basis, spec, centres, offsets):
-    """Yield (rows, M (n, S, T+K, T+K), b (n, S, T+K)) chunk by chunk."""
+def _normal_t(prep: Prepared, basis: Basis, spec, centres, offsets):
+    """Yield (rows, M (k, k, n, S), b (k, n, S)) chunk by chunk, k = T + K, float64, in the
+    layout :func:`.linalg.chol_quad_t` reads (batch axes last)."""
     S = len(offsets)
     T, K = basis.ntemplate, prep.npoly
-    y1, y2, iu = _template_side(basis)
+    ytt, yt, iu = _template_side(basis.vectors)
     ntt = len(iu[0])
-    n1 = y1.shape[1]
-    for rows, Rw, R3, s_max, J in _frames(prep, spec, centres):
+    k = T + K
+    for rows, D, s_max, J in _frames(prep, spec, centres):
         n = len(rows)
         q0 = basis.offset - s_max
-        if S <= 16:
-            # all shifts of a window in one GEMM each: the data side is read once
-            Y1 = np.concatenate([_rows_slice(y1, q0 - int(d), J) for d in offsets], axis=1)
-            Y2 = np.concatenate([_rows_slice(y2, q0 - int(d), J) for d in offsets], axis=1)
-            A = (Rw @ Y1).reshape(n, S, n1).astype(np.float64)
-            B = (R3 @ Y2).reshape(n, K, S, T).transpose(0, 2, 1, 3).astype(np.float64)
-        else:
-            # long scans (the whole-z rescue): copying every template slice would cost more
-            # than the products, so one shift at a time
-            A = np.stack([Rw @ _rows_slice(y1, q0 - int(d), J) for d in offsets], axis=1)
-            B = np.stack([(R3 @ _rows_slice(y2, q0 - int(d), J)).reshape(n, K, T)
-                          for d in offsets], axis=1)
-            A, B = A.astype(np.float64), B.astype(np.float64)
-        M = np.empty((n, S, T + K, T + K))
-        b = np.empty((n, S, T + K))
-        M[:, :, iu[0], iu[1]] = A[..., :ntt]
-        M[:, :, iu[1], iu[0]] = A[..., :ntt]
-        M[:, :, :T, T] = A[..., ntt:]
-        M[:, :, :T, T + 1:] = B[:, :, :K - 1].transpose(0, 1, 3, 2)
-        b[:, :, :T] = B[:, :, K - 1]
-        M[:, :, T:, :T] = M[:, :, :T, T:].transpose(0, 1, 3, 2)
-        M[:, :, T:, T:] = prep.G[spec[rows]][:, None]
-        b[:, :, T:] = prep.bp[spec[rows]][:, None]
+        # Σ w TᵢTⱼ, and Σ (w, w·Pₖ, w·f) Tᵢ: two GEMMs per chunk, every shift at once
+        A = D[:, 0] @ _shift_block(ytt, q0, offsets, J)                 # (n, S·ntt)
+        B = D.reshape(n * (K + 1), J) @ _shift_block(yt, q0, offsets, J)  # (n·(K+1), S·T)
+        A = A.reshape(n, S, ntt).transpose(2, 0, 1)
+        B = B.reshape(n, K + 1, S, T).transpose(1, 3, 0, 2)             # (K+1, T, n, S)
+        M = np.empty((k, k, n, S))
+        b = np.empty((k, n, S))
+        M[iu[0], iu[1]] = A
+        M[iu[1], iu[0]] = A
+        M[:T, T:] = B[:K].transpose(1, 0, 2, 3)
+        M[T:, :T] = B[:K]
+        g = prep.G[spec[rows]]
+        M[T:, T:] = g.transpose(1, 2, 0)[..., None]
+        b[:T] = B[K]
+        b[T:] = prep.bp[spec[rows]].T[..., None]
         yield rows, M, b
 
 
@@ -262,26 +218,37 @@ def single_template_chi2(prep: Prepared, basis: Basis, templates: np.ndarray, sp
     spec = np.asarray(spec, np.int64)
     shifts = np.asarray(shifts, np.int64)
     Jt, K = len(templates), prep.npoly
-    t = templates.T.astype(np.float32)                      # (L, J)
-    ysq = np.ascontiguousarray(np.concatenate([t * t, t], axis=1))
+    tsq, t = _single_side(templates)
+    zero = np.zeros(1, np.int64)
     out = np.zeros((len(spec), Jt))
-    for rows, Rw, R3, s_max, J in _frames(prep, spec, shifts):
+    for rows, D, s_max, J in _frames(prep, spec, shifts):
         n = len(rows)
         q0 = basis.offset - s_max
-        A = (Rw @ _rows_slice(ysq, q0, J)).astype(np.float64)                 # (n, 2J)
-        B = (R3 @ _rows_slice(t, q0, J)).astype(np.float64).reshape(n, K, Jt)
-        M = np.zeros((n, Jt, 1 + K, 1 + K))
-        b = np.zeros((n, Jt, 1 + K))
-        M[:, :, 0, 0] = A[:, :Jt]
-        M[:, :, 0, 1] = M[:, :, 1, 0] = A[:, Jt:]
-        for k in range(1, K):
-            M[:, :, 0, 1 + k] = M[:, :, 1 + k, 0] = B[:, k - 1]
-        M[:, :, 1:, 1:] = prep.G[spec[rows]][:, None]
-        b[:, :, 0] = B[:, K - 1]
-        b[:, :, 1:] = prep.bp[spec[rows]][:, None]
-        quad = chol_quad(M.reshape(n * Jt, 1 + K, 1 + K), b.reshape(n * Jt, 1 + K))
-        out[rows] = prep.F[spec[rows]][:, None] - quad.reshape(n, Jt)
+        A = (D[:, 0] @ _shift_block(tsq, q0, zero, J)).T                 # (Jt, n) Σ w t²
+        B = (D.reshape(n * (K + 1), J) @ _shift_block(t, q0, zero, J))
+        B = B.reshape(n, K + 1, Jt).transpose(1, 2, 0)                   # (K+1, Jt, n)
+        M = np.empty((1 + K, 1 + K, Jt, n))
+        b = np.empty((1 + K, Jt, n))
+        M[0, 0] = A
+        M[0, 1:] = B[:K]
+        M[1:, 0] = B[:K]
+        M[1:, 1:] = prep.G[spec[rows]].transpose(1, 2, 0)[:, :, None]
+        b[0] = B[K]
+        b[1:] = prep.bp[spec[rows]].T[:, None]
+        quad = chol_quad_t(M.reshape(1 + K, 1 + K, Jt * n), b.reshape(1 + K, Jt * n))
+        out[rows] = prep.F[spec[rows]][:, None] - quad.reshape(Jt, n).T
     return out
+
+
+_SINGLE: dict = {}
+
+
+def _single_side(templates: np.ndarray):
+    key = id(templates)
+    if key not in _SINGLE:
+        t = np.ascontiguousarray(templates.T.astype(np.float32))        # (L, J)
+        _SINGLE[key] = (np.ascontiguousarray(t * t), t, templates)
+    return _SINGLE[key][:2]
 
 
 def normal_equations(prep: Prepared, basis: Basis, spec, shifts):
@@ -290,34 +257,47 @@ def normal_equations(prep: Prepared, basis: Basis, spec, shifts):
     shifts = np.asarray(shifts, np.int64)
     k = basis.ntemplate + prep.npoly
     M, b = np.zeros((len(spec), k, k)), np.zeros((len(spec), k))
-    for rows, m, bb in _normal(prep, basis, spec, shifts, np.zeros(1, np.int64)):
-        M[rows], b[rows] = m[:, 0], bb[:, 0]
+    for rows, m, bb in _normal_t(prep, basis, spec, shifts, np.zeros(1, np.int64)):
+        M[rows], b[rows] = m[:, :, :, 0].transpose(2, 0, 1), bb[:, :, 0].T
     return M, b
 
 
 def scan(prep: Prepared, basis: Basis, spec: np.ndarray, centres: np.ndarray,
          offsets: np.ndarray, coef: bool = False):
     """χ² (R, S) of spectra ``spec`` (R,) at integer shifts ``centres[r] + offsets[j]``;
-    with ``coef`` also the coefficients (R, S, T+K): templates first, then the polynomial."""
+    with ``coef`` also the coefficients (R, S, T+K): templates first, then the polynomial.
+
+    The normal equations of every chunk are gathered and solved in one batched Cholesky:
+    its cost is mostly per numpy call, so one call over all rows beats one per chunk."""
     spec = np.asarray(spec, np.int64)
     centres = np.asarray(centres, np.int64)
     offsets = np.asarray(offsets, np.int64)
     R, S = len(spec), len(offsets)
     k = basis.ntemplate + prep.npoly
-    chi2 = np.full((R, S), np.inf)
-    coefs = np.zeros((R, S, k)) if coef else None
-    for rows, M, b in _normal(prep, basis, spec, centres, offsets):
-        n = len(rows)
-        out = chol_quad(M.reshape(n * S, k, k), b.reshape(n * S, k), coef)
-        quad = out[0] if coef else out
-        chi2[rows] = prep.F[spec[rows]][:, None] - quad.reshape(n, S)
-        if coef:
-            coefs[rows] = out[1].reshape(n, S, k)
-    return (chi2, coefs) if coef else chi2
+    if R == 0:
+        return (np.zeros((0, S)), np.zeros((0, S, k))) if coef else np.zeros((0, S))
+    # rows in shift order, as the frames take them: each chunk's equations are then one
+    # contiguous slice of M (a fancy-indexed copy of every chunk cost more than its GEMMs)
+    order = np.argsort(centres, kind="stable")
+    spec, centres = spec[order], centres[order]
+    M = np.empty((k, k, R, S))
+    b = np.empty((k, R, S))
+    for rows, m, bb in _normal_t(prep, basis, spec, centres, offsets):
+        sl = slice(int(rows[0]), int(rows[-1]) + 1)
+        M[:, :, sl], b[:, sl] = m, bb
+    out = chol_quad_t(M.reshape(k, k, R * S), b.reshape(k, R * S), coef)
+    quad = out[0] if coef else out
+    chi2 = np.empty((R, S))
+    chi2[order] = prep.F[spec][:, None] - quad.reshape(R, S)
+    if coef:
+        cf = np.empty((R, S, k))
+        cf[order] = out[1].reshape(k, R, S).transpose(1, 2, 0)
+        return chi2, cf
+    return chi2
 
 
 def _walk(prep: Prepared, basis: Basis, spec, best, lim_lo, lim_hi, steps: int = 5,
-          reach: int = 2):
+          reach: int = 2, lean=None):
     """Walk downhill one pixel at a time (at most ``steps`` decisions) from ``best`` while the
     χ² minimum of (best − 1, best, best + 1) is at an end: the integer minimum, χ² at it and
     its neighbours (R, 3), and the coefficients at it.
@@ -326,15 +306,22 @@ def _walk(prep: Prepared, basis: Basis, spec, best, lim_lo, lim_hi, steps: int =
     chunk: a coarse minimum on 4-pixel bins lies within ±2 pixels of the fine one nearly
     always), and the walk reads them from that table; only a row that walks past them gets
     its one missing shift scanned.  The decisions are those of a walk that scans
-    (best − 1, best, best + 1) at every step."""
+    (best − 1, best, best + 1) at every step.
+
+    ``lean`` (R,) of −1, 0, +1: the scanned block is centred on ``best + lean`` — the side
+    where the coarse χ² parabola puts the minimum, so that fewer rows walk past the block
+    (on simulated spectra 27 % → 18 %); the decisions do not depend on it."""
     R, k = len(spec), basis.ntemplate + prep.npoly
-    mid = reach + steps                       # table column of the starting shift
+    mid = reach + steps + 1                   # table column of the starting shift
     tab = np.zeros((R, 2 * mid + 1))
     tcf = np.zeros((R, 2 * mid + 1, k))
     known = np.zeros((R, 2 * mid + 1), bool)
+    lean = np.zeros(R, np.int64) if lean is None else np.asarray(lean, np.int64)
     offs = np.arange(-reach, reach + 1)
-    tab[:, mid + offs], tcf[:, mid + offs] = scan(prep, basis, spec, best, offs, coef=True)
-    known[:, mid + offs] = True
+    cols = mid + lean[:, None] + offs[None]
+    rr = np.arange(R)[:, None]
+    tab[rr, cols], tcf[rr, cols] = scan(prep, basis, spec, best + lean, offs, coef=True)
+    known[rr, cols] = True
     best, pos = best.copy(), np.full(R, mid)
     c3, coef = np.zeros((R, 3)), np.zeros((R, k))
     todo = np.arange(R)
@@ -356,6 +343,20 @@ def _walk(prep: Prepared, basis: Basis, spec, best, lim_lo, lim_hi, steps: int =
         best[todo] += d
         pos[todo] += d
     return best, c3, coef
+
+
+def _lean(chi2: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """−1, 0 or +1 per row: the side of the coarse minimum ``j`` (column of ``chi2``) on which
+    a parabola through it and its neighbours puts the minimum (0 at the window's edge or
+    where the parabola has no minimum)."""
+    S = chi2.shape[1]
+    if S < 3:
+        return np.zeros(len(j), np.int64)
+    jj = np.clip(j, 1, S - 2)
+    c = np.take_along_axis(chi2, jj[:, None] + np.array([-1, 0, 1]), 1)
+    curv = c[:, 0] - 2 * c[:, 1] + c[:, 2]
+    side = np.sign(c[:, 0] - c[:, 2]).astype(np.int64)     # toward the lower neighbour
+    return np.where((jj == j) & (curv > 0), side, 0)
 
 
 @dataclass
@@ -386,14 +387,17 @@ def refine(prep: Prepared, basis: Basis, spec, centres, halfwidth: int,
         hb = -(-halfwidth // fac)
         offs = np.arange(-hb, hb + 1)
         chi2 = scan(pb, bb, spec, kc, offs)
-        best = fac * (kc + offs[np.argmin(chi2, axis=1)])
+        j = np.argmin(chi2, axis=1)
+        best = fac * (kc + offs[j])
+        lean = _lean(chi2, j)
     else:
         offs = np.arange(-halfwidth, halfwidth + 1, 2)
         chi2 = scan(prep, basis, spec, centres, offs)
         best = centres + offs[np.argmin(chi2, axis=1)]
+        lean = None
     lim_lo = centres - halfwidth - 3
     lim_hi = centres + halfwidth + 3
-    best, c3, coef = _walk(prep, basis, spec, best, lim_lo, lim_hi)
+    best, c3, coef = _walk(prep, basis, spec, best, lim_lo, lim_hi, lean=lean)
     cm, c0, cp = c3[:, 0], c3[:, 1], c3[:, 2]
     curv = cm - 2 * c0 + cp
     ok = curv > 0

@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["chol_quad"]
+__all__ = ["chol_quad", "chol_quad_t"]
 
 
 def chol_quad(M: np.ndarray, b: np.ndarray, coef: bool = False):
     """For SPD ``M`` (n, k, k) and ``b`` (n, k): ``bᵀ M⁻¹ b`` (n,) and, with ``coef``,
     the solutions ``x = M⁻¹ b`` (n, k)."""
-    n, k = b.shape
-    A = np.ascontiguousarray(np.moveaxis(M, 0, -1), dtype=np.float64)    # (k, k, n)
-    bb = np.ascontiguousarray(b.T, dtype=np.float64)                      # (k, n)
+    out = chol_quad_t(np.moveaxis(M, 0, -1), np.asarray(b).T, coef)
+    return (out[0], out[1].T) if coef else out
+
+
+def chol_quad_t(A: np.ndarray, bb: np.ndarray, coef: bool = False):
+    """:func:`chol_quad` with the batch axis last: ``A`` (k, k, n), ``bb`` (k, n); with
+    ``coef`` the solutions come back as (k, n).  Only the lower triangle of ``A`` is read."""
+    k, n = bb.shape
+    A = np.asarray(A, np.float64)
     L = np.zeros((k, k, n))
     inv = np.zeros((k, n))
     for j in range(k):
-        s = A[j, j] - (L[j, :j] ** 2).sum(0) if j else A[j, j].copy()
+        s = A[j, j] - np.einsum("mn,mn->n", L[j, :j], L[j, :j]) if j else A[j, j].copy()
         ok = s > 1e-9 * np.maximum(A[j, j], 1e-300)
         inv[j] = np.where(ok, 1.0 / np.sqrt(np.where(ok, s, 1.0)), 0.0)
         L[j, j] = np.where(ok, s * inv[j], 0.0)              # = √s
@@ -32,11 +38,11 @@ def chol_quad(M: np.ndarray, b: np.ndarray, coef: bool = False):
             L[j + 1:, j] = r * inv[j]
     y = np.zeros((k, n))
     for j in range(k):
-        y[j] = (bb[j] - ((L[j, :j] * y[:j]).sum(0) if j else 0.0)) * inv[j]
-    quad = (y ** 2).sum(0)
+        y[j] = (bb[j] - (np.einsum("mn,mn->n", L[j, :j], y[:j]) if j else 0.0)) * inv[j]
+    quad = np.einsum("mn,mn->n", y, y)
     if not coef:
         return quad
     x = np.zeros((k, n))
     for j in range(k - 1, -1, -1):
-        x[j] = (y[j] - (L[j + 1:, j] * x[j + 1:]).sum(0)) * inv[j]
-    return quad, x.T
+        x[j] = (y[j] - np.einsum("mn,mn->n", L[j + 1:, j], x[j + 1:])) * inv[j]
+    return quad, x

@@ -110,13 +110,14 @@ def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
         ok = np.isfinite(zz) & np.isin(tt, SPECTYPES)
         # an extragalactic candidate is tried as the other extragalactic type too: a quasar
         # the model calls a galaxy at the right z is the commonest class error on real data
-        other = np.array([swap.get(t, "") for t in tt], dtype="U6")
+        other = np.where(tt == "GALAXY", swap["GALAXY"],
+                         np.where(tt == "QSO", swap["QSO"], "")).astype("U6")
         two = ok & (other != "")
         for t_, sel in ((tt, ok), (other, two)):
             spec.append(todo[sel]), typ.append(t_[sel]), z.append(zz[sel])
             hw.append(np.where(t_[sel] == "QSO", opt.qso_halfwidth, opt.halfwidth))
     spec, typ, z, hw = (np.concatenate(a) for a in (spec, typ, z, hw))
-    zmax = np.array([Z_MAX[t] for t in typ]) if len(typ) else np.zeros(0)
+    zmax = np.select([typ == t for t in Z_MAX], list(Z_MAX.values()), 0.0)
     keep = (z > -0.01) & (z < zmax)
     # the stellar window around z = 0 already covers a STAR candidate near it
     keep &= ~((typ == "STAR") & (np.arange(len(z)) >= fixed))
@@ -289,7 +290,8 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             _star_check(prep, bases, todo, sol, opt)
         t_b = sol["type"]
         z[todo] = sol["z"]
-        scale = np.array([opt.zerr_scale.get(t, 1.0) for t in t_b])
+        scale = np.select([t_b == t for t in opt.zerr_scale], list(opt.zerr_scale.values()),
+                          1.0)
         zerr[todo] = sol["err"] * bases["STAR"].step * np.log(10) * (1 + z[todo]) * scale
         zerr[todo] = np.hypot(zerr[todo], _star_floor(batch, todo, t_b, opt) * (1 + z[todo]))
         chi2[todo] = sol["chi2"]
@@ -349,8 +351,9 @@ def _full_range_candidates(prep, bases, spec, n, opt, k: int = 3) -> Candidates:
         lo = int(np.ceil(bb.shift_of(opt.lowz_galaxy_zmax)))
         hi = int(np.floor(bb.shift_of(Z_MAX[st])))
         shifts = np.arange(lo, hi + 1)
-        chi2 = np.concatenate([scan(pb, bb, local, np.full(len(spec), 0), shifts[j:j + 256])
-                               for j in range(0, len(shifts), 256)], axis=1)
+        # 64 shifts a scan: one GEMM each, on a template table (fit._multi_shift) of a few MB
+        chi2 = np.concatenate([scan(pb, bb, local, np.full(len(spec), 0), shifts[j:j + 64])
+                               for j in range(0, len(shifts), 64)], axis=1)
         zs.append(bb.z_of(shifts[_minima(chi2, k)]))
         ts.append(np.full(zs[-1].shape, st, "U6"))
     z = np.full((n, 2 * k), np.nan)

@@ -84,8 +84,8 @@ def _restricted(prep, rows, inside, npoly: int) -> Prepared:
     x3[:, npoly - 1] = wf
     f = np.divide(wf, w, out=np.zeros_like(wf), where=w > 0)
     F = np.einsum("np,np->n", wf, f, dtype=np.float64)
-    return Prepared(w, x3, G, (wf @ P.T).astype(np.float64), F, np.count_nonzero(w, axis=1),
-                    np.ones(len(w)), P)
+    return Prepared.from_parts(w, x3, G, (wf @ P.T).astype(np.float64), F,
+                               np.count_nonzero(w, axis=1), np.ones(len(w)), P)
 
 
 def survey_npoly(batch, spec) -> np.ndarray:

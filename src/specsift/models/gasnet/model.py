@@ -47,6 +47,7 @@ from ...verify.candidates import Candidates, pz_peaks
 from ..base import PredictOptions, register_model
 from ..inputs import normalise
 from ..neural import NeuralSpectralModel, meta_and_check
+from ..precision import channels_last_convs
 from .net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_loss
 
 __all__ = ["GaSNet"]
@@ -221,7 +222,9 @@ class GaSNet(NeuralSpectralModel):
     def _forward(self, x: torch.Tensor):
         dev = x.device
         if self._fused is None or self._fused_device != dev:
-            self._fused, self._fused_device = self.net.fused_trunk(), dev
+            fused = self.net.fused_trunk()
+            self._fused = channels_last_convs(fused) if dev.type == "cpu" else fused
+            self._fused_device = dev
         return self.net(x, trunk=self._fused)
 
     def _prepare(self, device, precision: str) -> None:

@@ -1,0 +1,84 @@
+"""Common rest frames for the χ² scans of :mod:`.fit`: chunks of rows sorted by shift, each
+row's data block copied into one frame barely wider than a spectrum, and the template side of a
+whole window of shifts as a view of a cached multi-shift table — so that one GEMM per chunk
+gives every row at every shift of the window."""
+
+from __future__ import annotations
+
+import numpy as np
+
+_CHUNK_ROWS = 128
+_CHUNK_SPREAD = 512
+_MULTI: dict = {}
+
+
+def _multi_shift(y: np.ndarray, S: int, pad: int):
+    """(L + 2·pad' + S, S·C) table whose row i, block s is y[i − pad' − s] (zero outside y), and
+    pad' ≥ ``pad``: the template side of S consecutive shifts side by side, so that a chunk's
+    GEMM operand for a window is a slice of it (a view, no copy).  Cached per (y, S); rebuilt
+    wider when a frame reaches past its zero padding."""
+    key = (id(y), S)
+    if key not in _MULTI or _MULTI[key][1] < pad:
+        L, C = y.shape
+        pad = max(pad, 2 * _MULTI[key][1] if key in _MULTI else 0)   # rarely rebuilt
+        out = np.zeros((L + 2 * pad + S, S, C), np.float32)
+        for s in range(S):
+            out[pad + s:pad + s + L, s] = y
+        _MULTI[key] = (out.reshape(L + 2 * pad + S, S * C), pad, y)
+    return _MULTI[key][:2]
+
+
+def _shift_block(y: np.ndarray, q0: int, offsets: np.ndarray, J: int) -> np.ndarray:
+    """(J, S·C): for frame column j and window shift offsets[s], y[q0 − offsets[s] + j]
+    (zero outside y) — a view of :func:`_multi_shift` for consecutive offsets."""
+    S = len(offsets)
+    if S > 1 and np.any(np.diff(offsets) != 1):
+        return np.concatenate([_shift_block(y, q0, offsets[s:s + 1], J) for s in range(S)],
+                              axis=1)
+    lo = q0 - int(offsets[0])
+    need = max(-lo, lo + J - len(y), 0)
+    table, pad = _multi_shift(y, S, need + 512 if need else 0)
+    return table[lo + pad:lo + pad + J]
+
+
+def _chunks(centres_sorted: np.ndarray):
+    lo = 0
+    n = len(centres_sorted)
+    while lo < n:
+        hi = lo + 1
+        while (hi < n and hi - lo < _CHUNK_ROWS
+               and centres_sorted[hi] - centres_sorted[lo] <= _CHUNK_SPREAD):
+            hi += 1
+        yield lo, hi
+        lo = hi
+
+
+def _frames(prep, spec, centres):
+    """Chunks of rows in a common rest frame: (rows, D (n, K+1, J), s_max, J).
+
+    Rows sorted by shift share one frame barely wider than a spectrum; row r's data sit at
+    frame columns s_max − centre[r] … + P, so template index (offset − s_max + j − d) meets
+    frame column j at shift centre + d for every row at once."""
+    P, K1 = prep.npix, prep.npoly + 1
+    order = np.argsort(centres, kind="stable")
+    # one buffer per call, reused by every chunk: fresh large arrays cost a page fault per
+    # 4 kB page, which on a busy machine was most of this function's time
+    rows_max = min(_CHUNK_ROWS, len(spec))
+    spread = int(np.ptp(centres)) if len(centres) else 0
+    width = P + min(spread, _CHUNK_SPREAD)
+    buf = np.empty(rows_max * K1 * width, np.float32)
+    for lo, hi in _chunks(centres[order]):
+        rows = order[lo:hi]
+        n = len(rows)
+        c = centres[rows]
+        s_max = int(c.max())
+        J = P + s_max - int(c.min())
+        D = buf[:n * K1 * J].reshape(n, K1, J)
+        for i, r, o in zip(range(n), spec[rows].tolist(), (s_max - c).tolist()):
+            D[i, :, o:o + P] = prep.d[r]          # a row copy beats np.take here
+            # zero only the margins: filling the whole buffer first wrote every byte twice
+            if o:
+                D[i, :, :o] = 0.0
+            if o + P < J:
+                D[i, :, o + P:] = 0.0
+        yield rows, D, s_max, J
