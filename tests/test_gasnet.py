@@ -222,6 +222,30 @@ def test_fit_requires_validation_data():
         GaSNet(**TINY).fit(simulate_batch(8, "thirteen", seed=1), None)
 
 
+def test_refitting_the_class_head_alone_keeps_redshifts_and_their_calibration(tiny_model,
+                                                                             tmp_path):
+    """trainable=("cls",): only the class head and the temperature change; Z, the ZERR and
+    OOD models (fitted on an unchanged trunk and z heads) and ANOMALY_SCORE stay as they were."""
+    import copy
+    model, val = tiny_model
+    head = copy.deepcopy(model)
+    head.fit(val, val, epochs=1, batch_size=128, lr=1e-2, progress=False, log=None,
+             checkpoint_dir=tmp_path, trainable=("cls",))
+    a, b = model.predict(val), head.predict(val)
+    np.testing.assert_array_equal(np.asarray(a["Z"]), np.asarray(b["Z"]))
+    np.testing.assert_array_equal(np.asarray(a["ANOMALY_SCORE"]), np.asarray(b["ANOMALY_SCORE"]))
+    assert head.sigma_reg_ == model.sigma_reg_ and head.sigma_cal_ == model.sigma_cal_
+    assert head.z_head_ == model.z_head_ and head.temperature_ != model.temperature_
+    old, new = model.net.state_dict(), head.net.state_dict()
+    assert all(torch.equal(old[k], new[k]) != k.startswith("cls.") for k in old)
+
+
+def test_class_head_alone_needs_a_trained_start():
+    with pytest.raises(ValueError, match="untrained"):
+        GaSNet(**TINY).fit(simulate_batch(8, "thirteen", seed=1),
+                           simulate_batch(8, "thirteen", seed=2), trainable=("cls",))
+
+
 # ---------------------------------------------------------------------------- shipped model
 @pytest.mark.skipif(_bundled("gasnet") is None, reason="no bundled gasnet.pt")
 def test_shipped_model_sigma_coverage_in_sane_band():

@@ -265,3 +265,23 @@ def test_dataset_reads_stores_through_the_io_store_path(tmp_path):
     np.testing.assert_array_equal(got.flux[order], ref.flux[subset])
     for col in ("TARGETID", "INPUT_FLAGS", "SOURCE"):
         assert list(got.meta[col][order]) == list(ref.meta[col][subset]), col
+
+
+def test_trainable_freezes_everything_else_bit_identically():
+    """trainable=("4",) trains the last Linear only: the conv weights and the BatchNorm's
+    running statistics (a frozen module stays in eval mode) come back bit-identical."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 5, padding=2), torch.nn.BatchNorm1d(4),
+                              torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 64, 2))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    _fit(net, _toy(200), None, epochs=2, trainable="4")
+    after = net.state_dict()
+    for k, v in before.items():
+        same = torch.equal(v, after[k])
+        assert same != k.startswith("4."), k          # frozen ones equal, the head moved
+    assert all(p.requires_grad == n.startswith("4.") for n, p in net.named_parameters())
+
+
+def test_trainable_naming_no_parameter_is_an_error():
+    with pytest.raises(ValueError, match="'head'.*no parameter"):
+        _fit(_net(), _toy(64), None, epochs=1, trainable=("head",))

@@ -226,9 +226,17 @@ class TrainConfig:
     checkpoint_dir: object = None       #: ``last.pt`` written here every epoch
     resume: bool = False                #: continue from ``checkpoint_dir/last.pt``
     progress: bool = True
+    #: names (or name prefixes, e.g. ``("cls",)``) of the parameters to train; None: all.
+    #: The rest are frozen: no gradient, not in the optimiser, and their modules stay in
+    #: eval mode, so BatchNorm statistics do not drift either.  Why: refitting one head on a
+    #: fixed trunk keeps everything else's outputs bit-identical (the redshift of a network
+    #: whose class head alone is refitted to new labels, for instance)
+    trainable: tuple | None = None
 
     def __post_init__(self):
         _schedule(self.schedule, 1)     # an unknown schedule fails before any data is read
+        if isinstance(self.trainable, str):
+            object.__setattr__(self, "trainable", (self.trainable,))
 
     @classmethod
     def of(cls, config: "TrainConfig | None" = None, **settings) -> "TrainConfig":
@@ -263,7 +271,8 @@ def train(module: torch.nn.Module, loss_fn: Callable, train_data, val_data=None,
               if val_data is not None else None)
     steps = train_ds.n_batches(cfg.num_workers)
     module.to(dev)
-    opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(_trainable_parameters(module, cfg.trainable), lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg.schedule, cfg.epochs * steps))
     ckpt_path = Path(cfg.checkpoint_dir) / "last.pt" if cfg.checkpoint_dir is not None else None
     run = RunState()
@@ -305,6 +314,37 @@ def train(module: torch.nn.Module, loss_fn: Callable, train_data, val_data=None,
                        stopped_early=run.stopped, device=str(dev))
 
 
+def _selected(name: str, prefixes) -> bool:
+    return prefixes is None or any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _trainable_parameters(module, prefixes) -> list:
+    """The parameters ``prefixes`` select (all when None); the others get
+    ``requires_grad=False``.  A prefix that selects nothing is an error naming it."""
+    if prefixes is None:
+        return list(module.parameters())
+    named = list(module.named_parameters())
+    unused = [p for p in prefixes if not any(_selected(n, (p,)) for n, _ in named)]
+    if unused:
+        raise ValueError(f"trainable {', '.join(map(repr, unused))}: no parameter of "
+                         f"{type(module).__name__} is named so (its top-level parts: "
+                         f"{', '.join(dict(module.named_children()))})")
+    for n, p in named:
+        p.requires_grad_(_selected(n, prefixes))
+    return [p for _, p in named if p.requires_grad]
+
+
+def _freeze_modes(module, prefixes) -> None:
+    """Frozen modules that hold state (parameters or buffers: BatchNorm, …) into eval mode;
+    stateless ones (dropout, activations) keep the training mode."""
+    if prefixes is None:
+        return
+    for name, m in module.named_modules():
+        own = list(m.parameters(recurse=False)) + list(m.buffers(recurse=False))
+        if own and not _selected(name, prefixes):
+            m.eval()
+
+
 def _dataset(data, cfg: TrainConfig, make_inputs, make_targets, shuffle: bool, indices):
     if isinstance(data, StoreDataset):
         return data
@@ -317,6 +357,7 @@ def _train_epoch(module, loss_fn, ds: StoreDataset, opt, sched, dev, cfg: TrainC
                  epoch: int, steps: int) -> dict:
     """One pass over the training data; the epoch's history row so far."""
     module.train()
+    _freeze_modes(module, cfg.trainable)
     ds.set_epoch(epoch)
     total, n = 0.0, 0
     bar = _progress(cfg.progress, steps, f"epoch {epoch + 1}/{cfg.epochs}")
@@ -329,7 +370,8 @@ def _train_epoch(module, loss_fn, ds: StoreDataset, opt, sched, dev, cfg: TrainC
                                      f"lower the learning rate or check the inputs")
         loss.backward()
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad],
+                                           cfg.grad_clip)
         opt.step()
         if sched.last_epoch < cfg.epochs * steps - 1:
             sched.step()

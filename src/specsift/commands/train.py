@@ -31,6 +31,9 @@ def register(subparsers, name, help_):
                         "model kind) with a fresh schedule, e.g. on more or survey-specific data")
     p.add_argument("--patience", type=int, help="early-stop after this many epochs without "
                    "validation-loss improvement")
+    p.add_argument("--trainable", type=lambda s: tuple(x for x in s.split(",") if x),
+                   metavar="NAME[,NAME…]", help="train only these parameters (name prefixes, "
+                   "e.g. cls: gasnet's class head), the rest frozen; use with --init")
     p.add_argument("--num-workers", type=int, default=0, help="data-loading processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -67,7 +67,7 @@ def model_class(name: str) -> type["SpectralModel"]:
 #: options ``specsift train`` may pass to every model's ``fit`` (a model ignores, with a
 #: warning where that matters, those it has no use for: closed-form eigen has no learning rate)
 TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "device",
-                 "checkpoint_dir", "resume", "patience", "num_workers", "progress")
+                 "checkpoint_dir", "resume", "patience", "num_workers", "progress", "trainable")
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,10 @@ class NeuralSpectralModel(SpectralModel):
         if val is not None:
             meta_and_check(val, self.grid, "validation data")
         self._before_fit(meta_train, val, seed)
+        self._trainable = options.get("trainable")
+        if self._trainable is not None and self.net is None:
+            raise ValueError(f"trainable={self._trainable!r} freezes the rest of an untrained "
+                             f"network: start from a trained model (--init MODEL.pt)")
         if self.net is None:
             torch.manual_seed(seed)
             self._build()

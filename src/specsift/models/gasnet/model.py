@@ -216,8 +216,28 @@ class GaSNet(NeuralSpectralModel):
                 "GF_0.003_mdn": rm["GF_0.003"], "sigma_NMAD_bins": rb["sigma_NMAD"]}
 
     def _calibrate(self, val, log) -> dict:
+        """All of :meth:`calibrate`, or only the temperature when the class head alone was
+        trained (``trainable=("cls",)``): the embedding and both z heads are unchanged, so
+        their ZERR and OOD models stay as fitted and Z/ZERR stay identical."""
         self._fused = None
+        if tuple(getattr(self, "_trainable", None) or ()) == ("cls",):
+            return {"calibration": self.calibrate_temperature(val, log=log)}
         return {"calibration": self.calibrate(val, log=log)}
+
+    def calibrate_temperature(self, val, log=print) -> dict:
+        """Refit only the class-probability temperature on ``val``."""
+        meta = meta_and_check(val, self.grid, "calibration data")
+        y = np.array([self.names.index(s) if s in self.names else -1
+                      for s in truth_labels(meta, self.class_set)])
+        logits = self.raw(val)["logits"]
+        t = fit_temperature(logits, y)
+        self.temperature_ = t
+        report = {"temperature": t, "ECE_before": calibration(softmax(logits), y)["ECE"],
+                  "ECE_after": calibration(softmax(logits / t), y)["ECE"]}
+        if log:
+            log(f"calibration (temperature only): T={t:.3f}, ECE {report['ECE_before']:.4f} "
+                f"→ {report['ECE_after']:.4f}")
+        return report
 
     def _forward(self, x: torch.Tensor):
         dev = x.device
