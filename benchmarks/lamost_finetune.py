@@ -4,6 +4,7 @@
     # (40 % SDSS, 40 % LAMOST, 20 % DESI), interleaved with the real LAMOST spectra of the
     # training split (each repeated --repeat times; the network's augmentations make copies differ)
     python benchmarks/lamost_finetune.py prepare --out RUN --n-sim 49152 --seed 41 --repeat 6
+    # (--n-sdss N adds N SDSS-only simulations, interleaved)
     specsift train --model gasnet --data RUN/train.h5 --val RUN/val.h5 -o RUN/gasnet.pt \\
         --init src/specsift/data/models/gasnet.pt --checkpoint-dir RUN/ckpt ...
     # held-out LAMOST stars (never trained on): STAR rate, type letter, |Δv| ≤ 20 km/s
@@ -94,6 +95,22 @@ def _real_batch(flux, ivar, lab, idx, tid0):
     return b
 
 
+#: the SDSS-only simulations of ``--n-sdss`` use seed + this (never the mixed ones' draws)
+SDSS_SEED_OFFSET = 1000
+
+
+def _interleave(*iterators):
+    """Pieces of several generators in turn (round robin) until all are spent, so the
+    training stream mixes them however its chunks are shuffled."""
+    its = [iter(i) for i in iterators]
+    while its:
+        for it in list(its):
+            try:
+                yield next(it)
+            except StopIteration:
+                its.remove(it)
+
+
 def prepare(a):
     from specsift.io.store import SpectralStore
     from specsift.simulate import iter_blocks, simulate_to_store
@@ -106,15 +123,17 @@ def prepare(a):
     reps = np.concatenate([rng.permutation(train) for _ in range(a.repeat)])
     print(f"real LAMOST: {len(lab)} read {counts}; train {train.size} × {a.repeat}, "
           f"held out {int(np.sum(lab['HELDOUT']))}")
-    per = int(np.ceil(reps.size / max(a.n_sim // 1024, 1)))
+    per = int(np.ceil(reps.size / max((a.n_sim + a.n_sdss) // 1024, 1)))
     k = 0
     with SpectralStore(out / "train.h5", "w") as st:
         st.attrs["made_by"] = (f"benchmarks/lamost_finetune.py prepare --n-sim {a.n_sim} "
-                               f"--seed {a.seed} --repeat {a.repeat} --class-set {a.class_set} "
-                               f"--boss-fraction {a.boss_fraction}")
+                               f"--n-sdss {a.n_sdss} --seed {a.seed} --repeat {a.repeat} "
+                               f"--class-set {a.class_set} --boss-fraction {a.boss_fraction}")
         buf = []
-        for piece in iter_blocks(a.n_sim, a.class_set, a.seed, instrument="mix",
-                                 boss_fraction=a.boss_fraction):
+        for piece in _interleave(iter_blocks(a.n_sim, a.class_set, a.seed, instrument="mix",
+                                             boss_fraction=a.boss_fraction),
+                                 iter_blocks(a.n_sdss, a.class_set, a.seed + SDSS_SEED_OFFSET,
+                                             instrument="sdss", boss_fraction=a.boss_fraction)):
             buf.append(piece)
             if sum(len(p) for p in buf) >= 1024:
                 sim = SpectraBatch.concatenate(buf)
@@ -268,6 +287,9 @@ def main(argv=None):
     p = sub.add_parser("prepare")
     p.add_argument("--out", required=True)
     p.add_argument("--n-sim", type=int, default=49152)
+    p.add_argument("--n-sdss", type=int, default=0,
+                   help="extra thirteen-class simulations through the SDSS instrument only "
+                        "(seed + 1000): the simulated test sets the model cards quote are SDSS")
     p.add_argument("--n-val", type=int, default=4096)
     p.add_argument("--seed", type=int, default=41)
     p.add_argument("--repeat", type=int, default=6)
