@@ -159,7 +159,7 @@ def stellar_continuum(loglam, flux, ivar, z, with_cov: bool = False,
              basis.shape[1])
     if at is not None:
         B = design(np.asarray(at))
-        out = np.einsum("nkm,nk->nm", B, coef)
+        out = np.matmul(coef[:, None, :], B)[:, 0]          # (einsum: 10× slower)
         design_at = lambda idx: B if np.array_equal(idx, at) else design(idx)  # noqa: E731
         if with_cov:
             return out, design_at, _inverse(H) * _bin_variance(_BIN, noise_corr)

@@ -132,12 +132,13 @@ def _gauss_pix(first, width, c, s, b: int = 1):
     """Unit Gaussian integrated over ``width`` consecutive bins of ``b`` pixels from pixel
     ``first`` (N, 1), and its derivatives in the centre c and width s (pixels); erf/exp at
     the W+1 shared edges only."""
-    e = first - _DT(0.5) + _DT(b) * np.arange(width + 1, dtype=_DT)[None, :] - c
+    e = first - _DT(0.5) + _DT(b) * np.arange(width + 1, dtype=_DT) - c
     u = e / s
     E = _erf(u / _SQRT2)
     phi = np.exp(-0.5 * u * u) / (_SQRT2PI * s)
     ephi = e * phi
-    return 0.5 * (E[:, 1:] - E[:, :-1]), phi[:, :-1] - phi[:, 1:], (ephi[:, :-1] - ephi[:, 1:]) / s
+    return (0.5 * (E[..., 1:] - E[..., :-1]), phi[..., :-1] - phi[..., 1:],
+            (ephi[..., :-1] - ephi[..., 1:]) / s)
 
 
 class _Problem:
@@ -175,15 +176,17 @@ class _Problem:
         self.c0 = np.stack([(np.log10(c.wave) + np.log10(1 + z) - start) / self.step
                             for c in model.components], axis=1).astype(_DT)   # (N, L) pixels
         # instrumental σ (pixels) at each component's centre: scalar, (N,), (P,) or (N, P)
-        si = np.asarray(sigma_inst, float) / self.kms_pix
+        # (read at the centres first, then scaled: scaling a broadcast (N, P) view first
+        # materialised it, a tenth of the problem's set-up)
+        si = np.asarray(sigma_inst)
         cpix = np.clip(np.rint(self.c0).astype(np.int64), 0, p - 1)
         if si.ndim == 2:
-            self.s_inst_l = si[np.arange(n)[:, None], cpix]
+            si = si[np.arange(n)[:, None], cpix]
         elif si.ndim == 1 and si.size == p and p != n:
-            self.s_inst_l = si[cpix]
+            si = si[cpix]
         else:
-            self.s_inst_l = np.broadcast_to(np.reshape(si, (-1, 1)) if si.ndim else si,
-                                            self.c0.shape).astype(float)
+            si = np.broadcast_to(np.reshape(si, (-1, 1)) if si.ndim else si, self.c0.shape)
+        self.s_inst_l = np.asarray(si, float) / self.kms_pix
         g = len(model.groups)
         self.n, self.m = n, idx.shape[1]
         self.ka, self.kb = model.n_amp, model.n_back
@@ -199,7 +202,13 @@ class _Problem:
         if self.extra.shape != (n, self.m, n_t):
             raise ValueError(f"extra: {self.extra.shape} for {n} spectra × {self.m} bins × "
                              f"{n_t} templates")
+        comps = model.components
+        self.scale = np.array([c.scale for c in comps], _DT)
+        self.ratio = np.array([c.ratio for c in comps], _DT)
+        self.group = np.array([c.group for c in comps], np.int64)
+        self.amp = np.array([c.amp for c in comps], np.int64)
         self.blocks = self._blocks()
+        self.back_blocks = [None] * len(self.blocks)        # filled on first use
         # group widths are intrinsic σ in pixels; a line's width adds its instrument's σ
         self.s_min = np.full((n, g), 0.02)
         self.s_max = np.broadcast_to(np.array([gr.sigma_max for gr in model.groups])
@@ -211,35 +220,52 @@ class _Problem:
     def _blocks(self):
         """(slice, parameter columns) of each region: the only parameters whose Jacobian
         is non-zero on its pixels (its lines' amplitudes, widths and velocities, its
-        background), so that JᵀWJ is a sum of small dense blocks (a galaxy's 19 × 19 normal
-        matrix is ~7 × 7 per window: fourteen times fewer products)."""
+        background), so that the Jacobian is stored as one small dense block per window
+        and JᵀWJ is a sum of small blocks (a galaxy's 19 × 19 normal matrix is ~7 × 7 per
+        window: fourteen times fewer products).  Also, per region, its components and the
+        (3L, Q) matrix that sums their profile, width and centre derivatives into the
+        block's columns (one matmul instead of a strided write per component)."""
         mdl = self.model
-        out = []
+        out, self.comp_of, self.mix = [], [], []
+        n_t = len(mdl.templates)
         for k, sl in enumerate(self.slices):
             col = self.ka + (2 * k if mdl.slope else k)
             cols = {col, col + 1} if mdl.slope else {col}
-            cols |= set(range(self.ks - len(mdl.templates), self.ks))    # template terms
-            for c in mdl.components:
-                if c.region == k:
-                    cols |= {c.amp, self.ks + c.group, self.ku + c.group}
-            out.append((sl, np.array(sorted(cols))))
+            cols |= set(range(self.ks - n_t, self.ks))                   # template terms
+            comps = [j for j, c in enumerate(mdl.components) if c.region == k]
+            for j in comps:
+                c = mdl.components[j]
+                cols |= {c.amp, self.ks + c.group, self.ku + c.group}
+            cols = np.array(sorted(cols))
+            pos = {int(q): i for i, q in enumerate(cols)}
+            L = len(comps)
+            mix = np.zeros((3 * L, cols.size), _DT)
+            for i, j in enumerate(comps):
+                c = mdl.components[j]
+                mix[i, pos[c.amp]] += 1.0
+                mix[L + i, pos[self.ks + c.group]] += 1.0
+                mix[2 * L + i, pos[self.ku + c.group]] += 1.0
+            out.append((sl, cols))
+            self.comp_of.append(np.array(comps, np.int64))
+            self.mix.append(mix)
         return out
 
     def gram(self, J, r=None, limit=None):
-        """JᵀWJ (N, P, P) and, if ``r``, JᵀW r (N, P) in float64, block by block;
-        ``limit``: only parameters < limit (the linear start)."""
+        """JᵀWJ (N, P, P) and, if ``r``, JᵀW r (N, P) in float64 from the Jacobian's
+        blocks (:meth:`evaluate`); ``limit``: only parameters < limit (the linear start)."""
         n, P = self.n, self.np if limit is None else limit
         H = np.zeros((n, P, P))
         g = np.zeros((n, P)) if r is not None else None
-        for sl, cols in self.blocks:
+        for (sl, cols), Jr in zip(self.blocks, J):
             if limit is not None:
-                cols = cols[cols < limit]
-            whole = len(self.blocks) == 1 and cols.size == J.shape[2]    # one window: dense
-            Jr = J if whole else J[:, sl][:, :, cols]
+                keep = cols < limit
+                cols, Jr = cols[keep], Jr[:, :, keep]
             Jw = Jr * self.w[:, sl, None]
             Hr = np.matmul(Jw.transpose(0, 2, 1), Jr)
-            gr = np.einsum("nmp,nm->np", Jw, r[:, sl]) if r is not None else None
-            if whole:
+            # batched matmuls, not einsum: numpy's einsum on these shapes was 15× slower
+            gr = (np.matmul(r[:, None, sl].astype(_DT), Jw)[:, 0] if r is not None
+                  else None)
+            if len(self.blocks) == 1 and cols.size == P:                 # one window: dense
                 H += Hr
                 if r is not None:
                     g += gr
@@ -249,53 +275,73 @@ class _Problem:
                     g[:, cols] += gr
         return H, g
 
-    def evaluate(self, theta, jac=True, buf=None):
-        """Model (N, M) and, if ``jac``, the Jacobian (N, M, n_params); written into ``buf``
-        ((out, J) arrays of those shapes) when given.
+    def evaluate(self, theta, jac=True):
+        """Model (N, M) and, if ``jac``, the Jacobian as a list of per-window blocks
+        (N, W_k, Q_k) over the columns of :attr:`blocks`.
 
-        Why the buffers: J is megabytes per call and fresh memory costs a page fault per
-        4 kB, which on a busy machine was a large part of the fit; the LM loop reuses two."""
+        Why blocks and one call per window: every component of a window is evaluated in
+        one (N, L, W) erf/exp call, and its derivatives are summed into the block's columns
+        by one matmul — a component-by-component loop writing strided columns of a dense
+        (N, M, P) Jacobian was most of the fit's time."""
         mdl = self.model
         n, m = self.n, self.m
         theta = theta.astype(_DT)
-        if buf is None:
-            out = np.zeros((n, m), _DT)
-            J = np.zeros((n, m, self.np), _DT) if jac else None
-        else:
-            out, J = buf
-            out.fill(0.0)
-            if jac:
-                J.fill(0.0)
-        for k, sl in enumerate(self.slices):
+        out = np.empty((n, m), _DT)
+        blocks = [] if jac else None
+        n_t = self.extra.shape[2]
+        for k, (sl, cols) in enumerate(self.blocks):
+            w = sl.stop - sl.start
             col = self.ka + (2 * k if mdl.slope else k)
-            out[:, sl] += theta[:, col, None]
-            if jac:
-                J[:, sl, col] = 1.0
+            comps = self.comp_of[k]
+            back = np.broadcast_to(theta[:, col, None], (n, w))
             if mdl.slope:
-                out[:, sl] += theta[:, col + 1, None] * self.t[None, sl]
+                back = back + theta[:, col + 1, None] * self.t[None, sl]
+            if n_t:
+                back = back + np.matmul(self.extra[:, sl],
+                                        theta[:, self.ks - n_t:self.ks, None])[..., 0]
+            if comps.size == 0:
+                out[:, sl] = back
                 if jac:
-                    J[:, sl, col + 1] = self.t[None, sl]
-        for e in range(self.extra.shape[2]):
-            col = self.ks - self.extra.shape[2] + e
-            out += theta[:, col, None] * self.extra[:, :, e]
-            if jac:
-                J[:, :, col] = self.extra[:, :, e]
-        for j, c in enumerate(mdl.components):
-            sl = self.slices[c.region]
-            sg = theta[:, self.ks + c.group, None] * c.scale
-            s = np.sqrt(sg * sg + self.s_inst_l[:, j, None] ** 2)
-            cen = self.c0[:, j, None] + theta[:, self.ku + c.group, None]
-            integ, d_c, d_s = _gauss_pix(self.x[:, sl.start, None], sl.stop - sl.start, cen, s,
-                                         self.bin)
-            inv = _DT(c.ratio) * self.inv_dlam[:, sl]
+                    blocks.append(self._back_block(k, sl, cols).copy())
+                continue
+            sc = self.scale[comps]
+            sg = theta[:, self.ks + self.group[comps]] * sc                    # (N, L)
+            s = np.sqrt(sg * sg + self.s_inst_l[:, comps] ** 2)
+            cen = self.c0[:, comps] + theta[:, self.ku + self.group[comps]]
+            integ, d_c, d_s = _gauss_pix(self.x[:, sl.start, None, None], w, cen[..., None],
+                                         s[..., None], self.bin)               # (N, L, W)
+            inv = self.ratio[comps][None, :, None] * self.inv_dlam[:, None, sl]
             prof = integ * inv
-            a = theta[:, c.amp, None]
-            out[:, sl] += a * prof
+            a = theta[:, self.amp[comps]]                                      # (N, L)
+            out[:, sl] = back + np.matmul(a[:, None, :], prof)[:, 0]
             if jac:
-                J[:, sl, c.amp] += prof
-                J[:, sl, self.ks + c.group] += (a * c.scale * sg / s) * d_s * inv
-                J[:, sl, self.ku + c.group] += a * d_c * inv
-        return out, J
+                D = np.concatenate([prof, ((a * sc * sg / s)[..., None] * d_s) * inv,
+                                    (a[..., None] * d_c) * inv], axis=1)       # (N, 3L, W)
+                blk = np.matmul(D.transpose(0, 2, 1), self.mix[k])            # (N, W, Q)
+                blk += self._back_block(k, sl, cols)
+                blocks.append(blk)
+        return out, blocks
+
+    def _back_block(self, k, sl, cols):
+        """The background and template columns of window k's Jacobian block (N, W, Q);
+        the same at every step, so made once (read-only: callers add it, never write it)."""
+        if self.back_blocks[k] is None:
+            self.back_blocks[k] = self._make_back_block(k, sl, cols)
+        return self.back_blocks[k]
+
+    def _make_back_block(self, k, sl, cols):
+        mdl = self.model
+        n, w = self.n, sl.stop - sl.start
+        blk = np.zeros((n, w, cols.size), _DT)
+        col = self.ka + (2 * k if mdl.slope else k)
+        pos = {int(q): i for i, q in enumerate(cols)}
+        blk[:, :, pos[col]] = 1.0
+        if mdl.slope:
+            blk[:, :, pos[col + 1]] = self.t[None, sl]
+        n_t = self.extra.shape[2]
+        for e in range(n_t):
+            blk[:, :, pos[self.ks - n_t + e]] = self.extra[:, sl, e]
+        return blk
 
     def prior(self):
         """Weak Gaussian priors on width and velocity (keep them defined for absent lines)."""
@@ -362,18 +408,18 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
     out, J = prob.evaluate(theta)
     chi2 = _chi2_of(prob, out, theta, prec, mean)
     dg = np.arange(prob.np)
-    trial_buf = (np.empty_like(out), np.empty_like(J))
     for _ in range(n_iter):
         H, g = _normal(prob, J, prob.y - out, prec, mean, theta)
         H[:, dg, dg] *= 1.0 + lam[:, None]
         step = np.linalg.solve(H, g[..., None])[..., 0]
         trial = prob.clamp(theta + step)
-        out_t, J_t = prob.evaluate(trial, buf=trial_buf)
+        out_t, J_t = prob.evaluate(trial)
         chi2_t = _chi2_of(prob, out_t, trial, prec, mean)
         better = chi2_t < chi2
         theta = np.where(better[:, None], trial, theta)
         out[better] = out_t[better]          # in place: the accepted rows only
-        J[better] = J_t[better]
+        for blk, blk_t in zip(J, J_t):
+            blk[better] = blk_t[better]
         chi2 = np.where(better, chi2_t, chi2)
         lam = np.where(better, lam * 0.3, lam * 10.0)
     H, _ = _normal(prob, J, prob.y - out, prec, mean, theta)
@@ -443,8 +489,8 @@ def _correlated_meat(prob: _Problem, J, H, rho1: float, prec=None):
         if prec is not None:
             data[:, d, d] -= prec
         meat = meat + (v - 1.0) * data
-    for sl, cols in prob.blocks:                 # pairs within one window only
-        V = J[:, sl][:, :, cols] * sw[:, sl, None]
+    for (sl, cols), blk in zip(prob.blocks, J):  # pairs within one window only
+        V = blk * sw[:, sl, None]
         for lag, rho in lags:
             L = np.matmul(V[:, :-lag].transpose(0, 2, 1), V[:, lag:]).astype(np.float64)
             meat[:, cols[:, None], cols[None, :]] += v * rho * (L + L.transpose(0, 2, 1))
@@ -456,8 +502,8 @@ def _continuum_cov(prob: _Problem, J, hinv, design, ccov):
     fit is linear in the data, δθ = −H⁻¹ Jᵀ W B δc, so Cov = G C Gᵀ with G = H⁻¹ JᵀWB."""
     B = np.asarray(design(prob.idx), np.float32) * prob.w[:, None, :]     # (N, K, M)
     JB = np.zeros((prob.n, prob.np, B.shape[1]))
-    for sl, cols in prob.blocks:
-        JB[:, cols] += np.matmul(J[:, sl][:, :, cols].transpose(0, 2, 1),
+    for (sl, cols), blk in zip(prob.blocks, J):
+        JB[:, cols] += np.matmul(blk.transpose(0, 2, 1),
                                  B[:, :, sl].transpose(0, 2, 1))
     G = hinv @ JB
     return G @ np.asarray(ccov, float) @ G.transpose(0, 2, 1)
@@ -500,16 +546,20 @@ def _covered(prob: _Problem, theta, J) -> np.ndarray:
     core is masked (a bad-pixel run, a saturated sky line) was "measured" from its wings
     alone (a real SDSS starburst's Hα came out at 0.7 × Hβ and turned it into an AGN)."""
     cov = np.zeros((prob.n, prob.ka), bool)
-    for j, c in enumerate(prob.model.components):
-        sl = prob.slices[c.region]
-        sg = theta[:, prob.ks + c.group, None] * c.scale
-        s = np.sqrt(sg * sg + prob.s_inst_l[:, j, None] ** 2)
-        cen = prob.c0[:, j, None] + theta[:, prob.ku + c.group, None]
-        mid = prob.x[:, sl] + 0.5 * (prob.bin - 1)
-        good = prob.w[:, sl] > 0
-        near = (np.abs(mid - cen) <= np.maximum(2 * s, prob.bin)) & good
-        integ = _gauss_pix(prob.x[:, sl.start, None], sl.stop - sl.start,
-                           cen.astype(_DT), s.astype(_DT), prob.bin)[0]
-        share = (integ * good).sum(1) / np.maximum(integ.sum(1), 1e-12)
-        cov[:, c.amp] |= (near.sum(1) >= 3) & (share >= MIN_GOOD_FRACTION)
+    th = theta.astype(_DT)
+    for (sl, _), comps in zip(prob.blocks, prob.comp_of):     # a window's lines at once
+        if comps.size == 0:
+            continue
+        sg = th[:, prob.ks + prob.group[comps]] * prob.scale[comps]                # (N, L)
+        s = np.sqrt(sg * sg + prob.s_inst_l[:, comps] ** 2)[..., None]
+        cen = (prob.c0[:, comps] + th[:, prob.ku + prob.group[comps]])[..., None]
+        mid = (prob.x[:, sl] + _DT(0.5 * (prob.bin - 1)))[:, None, :]
+        good = (prob.w[:, sl] > 0)[:, None, :]
+        near = (np.abs(mid - cen) <= np.maximum(2 * s, prob.bin)) & good         # (N, L, W)
+        integ = _gauss_pix(prob.x[:, sl.start, None, None], sl.stop - sl.start, cen, s,
+                           prob.bin)[0]
+        share = (integ * good).sum(2) / np.maximum(integ.sum(2), 1e-12)
+        ok = (near.sum(2) >= 3) & (share >= MIN_GOOD_FRACTION)                   # (N, L)
+        for i, a in enumerate(prob.amp[comps]):
+            cov[:, a] |= ok[:, i]
     return cov
