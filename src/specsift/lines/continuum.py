@@ -119,10 +119,11 @@ def stellar_continuum(loglam, flux, ivar, z, with_cov: bool = False,
         c = i0.shape[1]
         pc = np.broadcast_to(pc if pc.ndim == 3 else pc[:, None, :], (_N_POLY, n, c))
         A = np.empty((n, k_t * _N_MULT + _N_POLY, c), np.float32)
-        for k in range(k_t):
-            t = templates[k, i0] * (1 - f) + templates[k, i0 + 1] * f              # (N, C)
-            for j in range(_N_MULT):
-                np.multiply(t, pc[j], out=A[:, k * _N_MULT + j])
+        # every component at once (one gather, one broadcast product: a loop over the
+        # 6 × 3 terms was a fifth of the continuum fit)
+        t = templates[:, i0] * (1 - f) + templates[:, i0 + 1] * f                  # (K, N, C)
+        np.multiply(t.transpose(1, 0, 2)[:, :, None, :], pc[:_N_MULT].transpose(1, 0, 2)[:, None],
+                    out=A[:, :k_t * _N_MULT].reshape(n, k_t, _N_MULT, c))
         A[:, k_t * _N_MULT:] = pc.transpose(1, 0, 2)
         return A
 
@@ -191,10 +192,8 @@ def _boxcar_basis() -> np.ndarray:
 
 
 def _inverse(H):
-    try:
-        return np.linalg.inv(H)
-    except np.linalg.LinAlgError:
-        return np.stack([np.linalg.pinv(h) for h in H])
+    from .fit import _inverse as inverse                  # one batched inverse for both
+    return inverse(H)
 
 
 def _shift(rest, loglam, z, rstart, rstep, lo):

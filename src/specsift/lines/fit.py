@@ -170,7 +170,7 @@ class _Problem:
             self.w = wf.sum(2).astype(_DT)
             yw = (wf * resid[rows[:, :, None], ic]).sum(2)
             self.y = np.where(self.w > 0, yw / np.where(self.w > 0, self.w, 1), 0).astype(_DT)
-            dlam = (10.0 ** loglam[ic] * _LN10 * self.step).sum(2)
+            dlam = (10.0 ** loglam * (_LN10 * self.step))[ic].sum(2)     # per pixel once
             self.inv_dlam = (1.0 / dlam).astype(_DT)
         start = loglam[0]
         self.c0 = np.stack([(np.log10(c.wave) + np.log10(1 + z) - start) / self.step
@@ -275,19 +275,25 @@ class _Problem:
                     g[:, cols] += gr
         return H, g
 
-    def evaluate(self, theta, jac=True):
+    def evaluate(self, theta, jac=True, parts=None, keep=False):
         """Model (N, M) and, if ``jac``, the Jacobian as a list of per-window blocks
         (N, W_k, Q_k) over the columns of :attr:`blocks`.
 
         Why blocks and one call per window: every component of a window is evaluated in
         one (N, L, W) erf/exp call, and its derivatives are summed into the block's columns
         by one matmul — a component-by-component loop writing strided columns of a dense
-        (N, M, P) Jacobian was most of the fit's time."""
+        (N, M, P) Jacobian was most of the fit's time.
+
+        ``keep``: also return each window's unit-amplitude profiles and derivatives;
+        ``parts``: those of an earlier call at the same widths and velocities, reused (the
+        linear start changes amplitudes and backgrounds only, so the evaluation after it
+        needs no erf/exp)."""
         mdl = self.model
         n, m = self.n, self.m
         theta = theta.astype(_DT)
         out = np.empty((n, m), _DT)
         blocks = [] if jac else None
+        kept = []
         n_t = self.extra.shape[2]
         for k, (sl, cols) in enumerate(self.blocks):
             w = sl.stop - sl.start
@@ -301,26 +307,35 @@ class _Problem:
                                         theta[:, self.ks - n_t:self.ks, None])[..., 0]
             if comps.size == 0:
                 out[:, sl] = back
+                if keep:
+                    kept.append(None)
                 if jac:
                     blocks.append(self._back_block(k, sl, cols).copy())
                 continue
-            sc = self.scale[comps]
-            sg = theta[:, self.ks + self.group[comps]] * sc                    # (N, L)
-            s = np.sqrt(sg * sg + self.s_inst_l[:, comps] ** 2)
-            cen = self.c0[:, comps] + theta[:, self.ku + self.group[comps]]
-            integ, d_c, d_s = _gauss_pix(self.x[:, sl.start, None, None], w, cen[..., None],
-                                         s[..., None], self.bin)               # (N, L, W)
-            inv = self.ratio[comps][None, :, None] * self.inv_dlam[:, None, sl]
-            prof = integ * inv
+            if parts is None:
+                sc = self.scale[comps]
+                sg = theta[:, self.ks + self.group[comps]] * sc                # (N, L)
+                s = np.sqrt(sg * sg + self.s_inst_l[:, comps] ** 2)
+                cen = self.c0[:, comps] + theta[:, self.ku + self.group[comps]]
+                integ, d_c, d_s = _gauss_pix(self.x[:, sl.start, None, None], w,
+                                             cen[..., None], s[..., None], self.bin)  # (N, L, W)
+                inv = self.ratio[comps][None, :, None] * self.inv_dlam[:, None, sl]
+                prof = integ * inv
+                xs = ((sc * sg / s)[..., None] * d_s) * inv      # ∂/∂width at unit amplitude
+                xc = d_c * inv                                   # ∂/∂centre
+            else:
+                prof, xs, xc = parts[k]
+            if keep:
+                kept.append((prof, xs, xc))
             a = theta[:, self.amp[comps]]                                      # (N, L)
             out[:, sl] = back + np.matmul(a[:, None, :], prof)[:, 0]
             if jac:
-                D = np.concatenate([prof, ((a * sc * sg / s)[..., None] * d_s) * inv,
-                                    (a[..., None] * d_c) * inv], axis=1)       # (N, 3L, W)
+                D = np.concatenate([prof, a[..., None] * xs, a[..., None] * xc],
+                                   axis=1)                                     # (N, 3L, W)
                 blk = np.matmul(D.transpose(0, 2, 1), self.mix[k])            # (N, W, Q)
                 blk += self._back_block(k, sl, cols)
                 blocks.append(blk)
-        return out, blocks
+        return (out, blocks, kept) if keep else (out, blocks)
 
     def _back_block(self, k, sl, cols):
         """The background and template columns of window k's Jacobian block (N, W, Q);
@@ -398,14 +413,15 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
     theta[:, prob.ks:prob.ku] = prob.s_start
     prec, mean, _ = prob.prior()
     # linear start: amplitudes and backgrounds at the starting widths
-    _, J = prob.evaluate(np.where(np.arange(prob.np) < prob.ka, 1.0, theta)[:, :], jac=True)
+    _, J, parts = prob.evaluate(np.where(np.arange(prob.np) < prob.ka, 1.0, theta), keep=True)
     lin = prob.ks
     H, rhs = prob.gram(J, prob.y, limit=lin)
     d = np.arange(lin)
     H[:, d, d] += np.where(H[:, d, d] <= 1e-30, 1.0, 1e-12 * H[:, d, d].max(1, keepdims=True))
     theta[:, :lin] = np.linalg.solve(H, rhs[..., None])[..., 0]
     lam = np.full(prob.n, 1e-3)
-    out, J = prob.evaluate(theta)
+    out, J = prob.evaluate(theta, parts=parts)         # same widths: the profiles reused
+    del parts
     chi2 = _chi2_of(prob, out, theta, prec, mean)
     dg = np.arange(prob.np)
     for _ in range(n_iter):
@@ -526,14 +542,23 @@ def _white(prob: _Problem, H, hinv):
 
 
 def _inverse(H):
-    """Batched inverse; the rare singular matrix (a degenerate fit) gets a pseudo-inverse."""
+    """Batched inverse; the rare singular matrix (a degenerate fit) gets a pseudo-inverse.
+    Through torch where it is installed: 1.6× numpy's batched inverse on these shapes."""
     try:
-        return np.linalg.inv(H)
-    except np.linalg.LinAlgError:
-        out = np.empty_like(H)
-        for k in range(H.shape[0]):
-            out[k] = np.linalg.pinv(H[k])
-        return out
+        import torch
+    except ImportError:                                   # pragma: no cover
+        torch = None
+    if torch is not None:
+        inv, info = torch.linalg.inv_ex(torch.from_numpy(np.ascontiguousarray(H, float)))
+        out, bad = inv.numpy(), np.nonzero(info.numpy())[0]
+    else:
+        try:
+            return np.linalg.inv(H)
+        except np.linalg.LinAlgError:
+            out, bad = np.empty_like(H), np.arange(H.shape[0])
+    for k in bad:
+        out[k] = np.linalg.pinv(H[k])
+    return out
 
 
 #: least share of a line's light on good pixels for it to count as measured
