@@ -192,7 +192,8 @@ def _boxcar_basis() -> np.ndarray:
 
 
 def _inverse(H):
-    from .fit import _inverse as inverse                  # one batched inverse for both
+    """The line fit's batched inverse (torch, pinv for singular rows)."""
+    from .fit import _inverse as inverse
     return inverse(H)
 
 
