@@ -226,7 +226,7 @@ class _Problem:
         (3L, Q) matrix that sums their profile, width and centre derivatives into the
         block's columns (one matmul instead of a strided write per component)."""
         mdl = self.model
-        out, self.comp_of, self.mix = [], [], []
+        out, self.comp_of, self.mix, self.sets = [], [], [], []
         n_t = len(mdl.templates)
         for k, sl in enumerate(self.slices):
             col = self.ka + (2 * k if mdl.slope else k)
@@ -248,6 +248,34 @@ class _Problem:
             out.append((sl, cols))
             self.comp_of.append(np.array(comps, np.int64))
             self.mix.append(mix)
+            self.sets.append(self._sets(sl, comps, mix))
+        return out
+
+    def _sets(self, sl, comps, mix):
+        """Window k's components in evaluation sets (components, first bin, bins, mix
+        rows): the lines that can be anywhere in the window together over all of it, and
+        each narrow line of a wide window (a quasar's [O III] or narrow Hα in its ±15000
+        km/s window) alone over the bins within 8 σ of anywhere its centre may go (at
+        the largest width allowed): beyond that its profile is 0 in float32, and
+        evaluating it over the whole window was a third of a low-z quasar's fit."""
+        w = sl.stop - sl.start
+        L = len(comps)
+        full, out = [], []
+        for i, j in enumerate(comps):
+            c = self.model.components[j]
+            gr = self.model.groups[c.group]
+            s_max = np.hypot(c.scale * gr.sigma_max / self.kms_pix, self.s_inst_l[:, j].max())
+            reach = (8.0 * s_max + gr.v_max / self.kms_pix) / self.bin + 2.0       # bins
+            rel = (self.c0[:, j] - self.x[:, sl.start] + 0.5) / self.bin         # bins
+            lo = int(max(np.floor(rel.min() - reach), 0))
+            hi = int(min(np.ceil(rel.max() + reach) + 1, w))
+            if hi - lo < 0.7 * w:
+                out.append((np.array([j]), lo, hi - lo, mix[[i, L + i, 2 * L + i]]))
+            else:
+                full.append(i)
+        if full:
+            f = np.array(full)
+            out.insert(0, (np.asarray(comps)[f], 0, w, mix[np.concatenate([f, L + f, 2 * L + f])]))
         return out
 
     def gram(self, J, r=None, limit=None):
@@ -307,35 +335,45 @@ class _Problem:
                                         theta[:, self.ks - n_t:self.ks, None])[..., 0]
             if comps.size == 0:
                 out[:, sl] = back
-                if keep:
-                    kept.append(None)
                 if jac:
                     blocks.append(self._back_block(k, sl, cols).copy())
                 continue
-            if parts is None:
-                sc = self.scale[comps]
-                sg = theta[:, self.ks + self.group[comps]] * sc                # (N, L)
-                s = np.sqrt(sg * sg + self.s_inst_l[:, comps] ** 2)
-                cen = self.c0[:, comps] + theta[:, self.ku + self.group[comps]]
-                integ, d_c, d_s = _gauss_pix(self.x[:, sl.start, None, None], w,
-                                             cen[..., None], s[..., None], self.bin)  # (N, L, W)
-                inv = self.ratio[comps][None, :, None] * self.inv_dlam[:, None, sl]
-                prof = integ * inv
-                xs = ((sc * sg / s)[..., None] * d_s) * inv      # ∂/∂width at unit amplitude
-                xc = d_c * inv                                   # ∂/∂centre
-            else:
-                prof, xs, xc = parts[k]
-            if keep:
-                kept.append((prof, xs, xc))
-            a = theta[:, self.amp[comps]]                                      # (N, L)
-            out[:, sl] = back + np.matmul(a[:, None, :], prof)[:, 0]
+            o = back.copy()
+            blk = self._back_block(k, sl, cols).copy() if jac else None
+            for e, (cs, off, ws, mix) in enumerate(self.sets[k]):
+                if parts is None:
+                    prof, xs, xc = self._profiles(theta, cs, sl.start + off, ws)
+                else:
+                    prof, xs, xc = parts[k][e]
+                if keep:
+                    kept.append((k, e, (prof, xs, xc)))
+                a = theta[:, self.amp[cs]]                                     # (N, L)
+                o[:, off:off + ws] += np.matmul(a[:, None, :], prof)[:, 0]
+                if jac:
+                    D = np.concatenate([prof, a[..., None] * xs, a[..., None] * xc],
+                                       axis=1)                                 # (N, 3L, W)
+                    blk[:, off:off + ws] += np.matmul(D.transpose(0, 2, 1), mix)  # (N, W, Q)
+            out[:, sl] = o
             if jac:
-                D = np.concatenate([prof, a[..., None] * xs, a[..., None] * xc],
-                                   axis=1)                                     # (N, 3L, W)
-                blk = np.matmul(D.transpose(0, 2, 1), self.mix[k])            # (N, W, Q)
-                blk += self._back_block(k, sl, cols)
                 blocks.append(blk)
+        if keep:
+            kept = {k: {e: v for kk, e, v in kept if kk == k} for k in range(len(self.blocks))}
         return (out, blocks, kept) if keep else (out, blocks)
+
+    def _profiles(self, theta, cs, first, ws):
+        """Unit-amplitude profiles of components ``cs`` over ``ws`` bins from bin column
+        ``first`` and their width and centre derivatives, each (N, L, ws)."""
+        sc = self.scale[cs]
+        sg = theta[:, self.ks + self.group[cs]] * sc                           # (N, L)
+        s = np.sqrt(sg * sg + self.s_inst_l[:, cs] ** 2)
+        cen = self.c0[:, cs] + theta[:, self.ku + self.group[cs]]
+        integ, d_c, d_s = _gauss_pix(self.x[:, first, None, None], ws, cen[..., None],
+                                     s[..., None], self.bin)
+        inv = self.ratio[cs][None, :, None] * self.inv_dlam[:, None, first:first + ws]
+        prof = integ * inv
+        xs = ((sc * sg / s)[..., None] * d_s) * inv              # ∂/∂width at unit amplitude
+        xc = d_c * inv                                           # ∂/∂centre
+        return prof, xs, xc
 
     def _back_block(self, k, sl, cols):
         """The background and template columns of window k's Jacobian block (N, W, Q);
