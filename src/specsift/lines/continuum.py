@@ -78,6 +78,30 @@ def line_mask(loglam: np.ndarray, z: np.ndarray, half_kms: float = _MASK_KMS) ->
     return np.cumsum(d, axis=1, dtype=np.int16)[:, :p] > 0
 
 
+def _masked_bins(loglam: np.ndarray, z: np.ndarray, nb: int) -> np.ndarray:
+    """(N, nb) True where a bin of :data:`_BIN` pixels holds a pixel of
+    :func:`line_mask`: the same intervals, set on the bins (a sixth of the pixels'
+    difference array, and no (N, P) mask to build and apply)."""
+    p = loglam.size
+    step = np.diff(loglam)
+    if p < 2 or not np.allclose(step, step[0], rtol=1e-6, atol=0):
+        m = line_mask(loglam, z)[:, :nb * _BIN]
+        return m.reshape(len(m), nb, _BIN).any(2)
+    lz = np.log10(1 + np.asarray(z, float))
+    h = _MASK_KMS / (C_KMS * np.log(10)) / step[0]
+    pos = (np.log10(np.sort(_MASKED))[None, :] + lz[:, None] - loglam[0]) / step[0]
+    lo = np.clip(np.ceil(pos - h).astype(np.int64), 0, p)          # pixels [lo, hi)
+    hi = np.clip(np.floor(pos + h).astype(np.int64) + 1, 0, p)
+    some = hi > lo
+    b0 = np.minimum(lo // _BIN, nb)
+    b1 = np.minimum((hi - 1) // _BIN + 1, nb)
+    d = np.zeros((lz.size, nb + 1), np.int16)
+    rows = np.broadcast_to(np.arange(lz.size)[:, None], lo.shape)
+    np.add.at(d, (rows[some], b0[some]), 1)
+    np.add.at(d, (rows[some], b1[some]), -1)
+    return np.cumsum(d, axis=1, dtype=np.int16)[:, :nb] > 0
+
+
 def stellar_continuum(loglam, flux, ivar, z, with_cov: bool = False,
                       noise_corr: float = 0.0, at=None):
     """Best-fit stellar continuum (N, P) of galaxies at redshifts ``z``, lines masked.
@@ -136,11 +160,11 @@ def stellar_continuum(loglam, flux, ivar, z, with_cov: bool = False,
     # bins of _BIN pixels: data ivar-weighted, templates and polynomials bin-averaged
     nb = p // _BIN
     sl = slice(0, nb * _BIN)
-    w_pix = np.where(line_mask(loglam, z), 0.0, ivar).astype(np.float32)[:, sl]
-    w_pix = w_pix.reshape(n, nb, _BIN)
+    w_pix = np.asarray(ivar, np.float32)[:, sl].reshape(n, nb, _BIN)
     # a bin with any masked pixel (a line's edge, a bad pixel) is left out: its data mean
     # would not be over the span its template average covers
-    w = np.where((w_pix > 0).all(2), w_pix.sum(2), 0.0)
+    good = (w_pix > 0).all(2) & ~_masked_bins(loglam, z, nb)
+    w = np.where(good, w_pix.sum(2), 0.0)
     yb = (w_pix * np.asarray(flux, np.float32)[:, sl].reshape(n, nb, _BIN)).sum(2)
     yb = np.where(w > 0, yb / np.where(w > 0, w, 1), 0.0).astype(np.float32)
     llb = loglam[sl].reshape(nb, _BIN).mean(1)
