@@ -471,9 +471,12 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
         chi2_t = _chi2_of(prob, out_t, trial, prec, mean)
         better = chi2_t < chi2
         theta = np.where(better[:, None], trial, theta)
-        out[better] = out_t[better]          # in place: the accepted rows only
+        # keep the trial's arrays and copy back the rejected rows (~a quarter of them)
+        worse = ~better
+        out_t[worse] = out[worse]
         for blk, blk_t in zip(J, J_t):
-            blk[better] = blk_t[better]
+            blk_t[worse] = blk[worse]
+        out, J = out_t, J_t
         chi2 = np.where(better, chi2_t, chi2)
         lam = np.where(better, lam * 0.3, lam * 10.0)
     H, _ = _normal(prob, J, prob.y - out, prec, mean, theta)
