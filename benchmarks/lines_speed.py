@@ -1,0 +1,117 @@
+"""Where the emission-line stage's time goes: ``add_lines`` on one batch of simulated spectra
+and one batch of real SDSS spec files, per fit, per object.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/lines_speed.py [--n 1024] [--fits 256] [--reps 3]
+
+One thread, CPU time (``time.process_time``), the fastest of ``--reps`` calls (the machine is
+shared: the fastest is the least disturbed).  The batches are those of
+``benchmarks/predict_speed.py`` (its cached simulated ``thirteen`` store; copies of the 8
+spec files of ``../shared/data/sdss``), after the model and the verification stage.  The
+table: per batch its mix, ``add_lines`` µs per spectrum, and each fit (galaxy continuum,
+galaxy lines, each quasar window) in ms per batch and µs per object it fits — which says
+whether a batch costs more because its objects do or because it has more of the costly ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _predict_common import model_for_bench, sim_store  # noqa: E402
+from predict_speed import fits_copies  # noqa: E402
+
+
+def first_batch(model, store, batch_size):
+    """The first batch of ``store`` with its catalog after the model and verification."""
+    import torch
+
+    from specsift.pipeline.units import iter_unit, plan_units
+    from specsift.verify import verify_catalog
+    for unit in plan_units([store], batch_size):
+        for _, batch in iter_unit(unit, batch_size, model.grid):
+            with torch.inference_mode():
+                cat, cands = model.propose(model.check_batch(batch))
+            return batch, verify_catalog(model.check_batch(batch), cat, cands)
+    raise ValueError(f"{store}: no spectra")
+
+
+def fastest(f, reps):
+    best = np.inf
+    for _ in range(reps):
+        t0 = time.process_time()
+        f()
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def breakdown(batch, cat, reps):
+    """(add_lines seconds, {fit name: (seconds, objects)}) for one batch."""
+    import specsift.lines.measure as M
+    from specsift.lines import add_lines
+    acc = defaultdict(float)
+    objs = {}
+    orig_fit, orig_cont = M.fit_lines, M.stellar_continuum
+
+    def fit(model, loglam, resid, *a, **k):
+        t0 = time.process_time()
+        r = orig_fit(model, loglam, resid, *a, **k)
+        key = "galaxy lines" if len(model.regions) > 1 else \
+            f"quasar window {model.regions[0][0]:.0f}-{model.regions[0][1]:.0f} Å (bins of {model.bin})"
+        acc[key] += time.process_time() - t0
+        objs[key] = resid.shape[0]
+        return r
+
+    def cont(loglam, flux, *a, **k):
+        t0 = time.process_time()
+        r = orig_cont(loglam, flux, *a, **k)
+        acc["galaxy continuum"] += time.process_time() - t0
+        objs["galaxy continuum"] = flux.shape[0]
+        return r
+
+    add_lines(batch, cat)                                      # warm (caches)
+    total = fastest(lambda: add_lines(batch, cat), reps)
+    M.fit_lines, M.stellar_continuum = fit, cont
+    try:
+        add_lines(batch, cat)
+    finally:
+        M.fit_lines, M.stellar_continuum = orig_fit, orig_cont
+    return total, {k: (acc[k], objs[k]) for k in acc}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1024, help="simulated batch size")
+    ap.add_argument("--fits", type=int, default=256, help="spec files in the real batch")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--model", default=None)
+    a = ap.parse_args()
+    import torch
+
+    from specsift import load_model
+    torch.set_num_threads(1)
+    model = load_model(model_for_bench(a.model)[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        batches = {f"simulated (store, batch {a.n})": first_batch(model, sim_store(2000), a.n),
+                   f"{a.fits} SDSS spec files": first_batch(
+                       model, fits_copies(Path(tmp) / "fits", a.fits, "spec-*.fits"), a.n)}
+    for name, (batch, cat) in batches.items():
+        st = np.char.strip(np.asarray(cat["SPECTYPE"]).astype(str))
+        n = len(batch)
+        total, fits = breakdown(batch, cat, a.reps)
+        mix = ", ".join(f"{k} {np.mean(st == k):.0%}" for k in ("GALAXY", "QSO", "STAR"))
+        print(f"\n{name}: {n} spectra ({mix}); add_lines {1e6 * total / n:.0f} µs per spectrum")
+        print("\n| fit | objects | ms per batch | µs per spectrum of the batch | µs per object |")
+        print("|---|---|---|---|---|")
+        for k, (sec, m) in sorted(fits.items(), key=lambda kv: -kv[1][0]):
+            print(f"| {k} | {m} | {1e3 * sec:.1f} | {1e6 * sec / n:.0f} | {1e6 * sec / m:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
