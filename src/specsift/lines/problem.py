@@ -1,0 +1,329 @@
+"""The arrays one line fit works on, and its model and Jacobian (split from :mod:`.fit`).
+
+Why a module of its own: the fit's geometry (each spectrum's windows gathered into one
+(N, M) array of bins at its redshift), its data and weights, and the evaluation of the
+model with its block-sparse Jacobian are one job; the Levenberg–Marquardt loop and the
+error propagation of :mod:`.fit` are another.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import erf
+
+from .table import C_KMS
+
+_LN10 = np.log(10.0)
+_SQRT2 = np.float32(np.sqrt(2.0))
+_SQRT2PI = np.float32(np.sqrt(2.0 * np.pi))
+#: working precision of the model and Jacobian (the normal equations are solved in float64)
+_DT = np.float32
+
+
+def _regions(model, loglam: np.ndarray, z: np.ndarray):
+    """First pixel (N, M) of every fit bin of every region at each redshift, and the
+    regions' column slices."""
+    start, step = loglam[0], loglam[1] - loglam[0]
+    b = model.bin
+    cols, slices, m0 = [], [], 0
+    for lo, hi in model.regions:
+        w = int(np.ceil(np.log10(hi / lo) / step / b)) + 1
+        i0 = np.floor((np.log10(lo) + np.log10(1 + z) - start) / step).astype(np.int64)
+        cols.append(i0[:, None] + b * np.arange(w)[None, :])
+        slices.append(slice(m0, m0 + w))
+        m0 += w
+    return np.concatenate(cols, axis=1), slices
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf of a float32 array through torch (vectorised: 1.4 ns an element against scipy's
+    20, which was half the line stage; equal to float32 rounding)."""
+    try:
+        import torch
+    except ImportError:                                   # pragma: no cover
+        return erf(x)
+    return torch.erf(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+
+def _gauss_pix(first, width, c, s, b: int = 1):
+    """Unit Gaussian integrated over ``width`` consecutive bins of ``b`` pixels from pixel
+    ``first`` (N, 1), and its derivatives in the centre c and width s (pixels); erf/exp at
+    the W+1 shared edges only."""
+    e = first - _DT(0.5) + _DT(b) * np.arange(width + 1, dtype=_DT) - c
+    u = e / s
+    E = _erf(u / _SQRT2)
+    phi = np.exp(-0.5 * u * u) / (_SQRT2PI * s)
+    ephi = e * phi
+    return (0.5 * (E[..., 1:] - E[..., :-1]), phi[..., :-1] - phi[..., 1:],
+            (ephi[..., :-1] - ephi[..., 1:]) / s)
+
+
+class _Problem:
+    """The arrays one fit needs, gathered once: data, weights and geometry of the windows."""
+
+    def __init__(self, model, loglam, resid, ivar, z, sigma_inst, extra=None):
+        n, p = resid.shape
+        self.model = model
+        self.step = loglam[1] - loglam[0]
+        self.kms_pix = C_KMS * _LN10 * self.step
+        idx, self.slices = _regions(model, loglam, z)
+        rows = np.arange(n)[:, None]
+        self.idx = idx
+        self.bin = b = model.bin
+        self.x = idx.astype(_DT)
+        if b == 1:
+            inside = (idx >= 0) & (idx < p)
+            ic = np.clip(idx, 0, p - 1)
+            self.y = np.where(inside, resid[rows, ic], 0.0).astype(_DT)
+            self.w = np.where(inside, ivar[rows, ic], 0.0).astype(_DT)
+            self.inv_dlam = (1.0 / (10.0 ** loglam[ic] * _LN10 * self.step)).astype(_DT)  # 1/Å
+        else:
+            # a bin: ivar-weighted mean of its pixels, weight the sum of their ivars; the
+            # model is the line's integral over the whole bin / the bin's width in Å
+            fine = idx[:, :, None] + np.arange(b)[None, None, :]
+            inside = (fine >= 0) & (fine < p)
+            ic = np.clip(fine, 0, p - 1)
+            wf = np.where(inside, ivar[rows[:, :, None], ic], 0.0)
+            self.w = wf.sum(2).astype(_DT)
+            yw = (wf * resid[rows[:, :, None], ic]).sum(2)
+            self.y = np.where(self.w > 0, yw / np.where(self.w > 0, self.w, 1), 0).astype(_DT)
+            dlam = (10.0 ** loglam * (_LN10 * self.step))[ic].sum(2)     # per pixel once
+            self.inv_dlam = (1.0 / dlam).astype(_DT)
+        start = loglam[0]
+        self.c0 = np.stack([(np.log10(c.wave) + np.log10(1 + z) - start) / self.step
+                            for c in model.components], axis=1).astype(_DT)   # (N, L) pixels
+        # instrumental σ (pixels) at each component's centre: scalar, (N,), (P,) or (N, P)
+        # (read at the centres first, then scaled: scaling a broadcast (N, P) view first
+        # materialised it, a tenth of the problem's set-up)
+        si = np.asarray(sigma_inst)
+        cpix = np.clip(np.rint(self.c0).astype(np.int64), 0, p - 1)
+        if si.ndim == 2:
+            si = si[np.arange(n)[:, None], cpix]
+        elif si.ndim == 1 and si.size == p and p != n:
+            si = si[cpix]
+        else:
+            si = np.broadcast_to(np.reshape(si, (-1, 1)) if si.ndim else si, self.c0.shape)
+        self.s_inst_l = np.asarray(si, float) / self.kms_pix
+        g = len(model.groups)
+        self.n, self.m = n, idx.shape[1]
+        self.ka, self.kb = model.n_amp, model.n_back
+        self.ks = self.ka + self.kb
+        self.ku = self.ks + g
+        self.np = self.ku + g
+        self.t = np.concatenate([np.linspace(-1, 1, sl.stop - sl.start)
+                                 for sl in self.slices]).astype(_DT)
+        self.s_inst_l = np.ascontiguousarray(self.s_inst_l, dtype=_DT)
+        n_t = len(model.templates)
+        self.extra = (np.zeros((n, self.m, 0), _DT) if not n_t else
+                      np.ascontiguousarray(extra, dtype=_DT))
+        if self.extra.shape != (n, self.m, n_t):
+            raise ValueError(f"extra: {self.extra.shape} for {n} spectra × {self.m} bins × "
+                             f"{n_t} templates")
+        comps = model.components
+        self.scale = np.array([c.scale for c in comps], _DT)
+        self.ratio = np.array([c.ratio for c in comps], _DT)
+        self.group = np.array([c.group for c in comps], np.int64)
+        self.amp = np.array([c.amp for c in comps], np.int64)
+        self.blocks = self._blocks()
+        self.back_blocks = [None] * len(self.blocks)        # filled on first use
+        # group widths are intrinsic σ in pixels; a line's width adds its instrument's σ
+        self.s_min = np.full((n, g), 0.02)
+        self.s_max = np.broadcast_to(np.array([gr.sigma_max for gr in model.groups])
+                                     / self.kms_pix, (n, g))
+        self.u_max = np.array([gr.v_max for gr in model.groups]) / self.kms_pix
+        self.s_start = np.broadcast_to(np.array([gr.sigma0 for gr in model.groups])
+                                       / self.kms_pix, (n, g)).copy()
+
+    def _blocks(self):
+        """(slice, parameter columns) of each region: the only parameters whose Jacobian
+        is non-zero on its pixels (its lines' amplitudes, widths and velocities, its
+        background), so that the Jacobian is stored as one small dense block per window
+        and JᵀWJ is a sum of small blocks (a galaxy's 19 × 19 normal matrix is ~7 × 7 per
+        window: fourteen times fewer products).  Also, per region, its components and the
+        (3L, Q) matrix that sums their profile, width and centre derivatives into the
+        block's columns (one matmul instead of a strided write per component)."""
+        mdl = self.model
+        out, self.comp_of, self.mix, self.sets = [], [], [], []
+        n_t = len(mdl.templates)
+        for k, sl in enumerate(self.slices):
+            col = self.ka + (2 * k if mdl.slope else k)
+            cols = {col, col + 1} if mdl.slope else {col}
+            cols |= set(range(self.ks - n_t, self.ks))                   # template terms
+            comps = [j for j, c in enumerate(mdl.components) if c.region == k]
+            for j in comps:
+                c = mdl.components[j]
+                cols |= {c.amp, self.ks + c.group, self.ku + c.group}
+            cols = np.array(sorted(cols))
+            pos = {int(q): i for i, q in enumerate(cols)}
+            L = len(comps)
+            mix = np.zeros((3 * L, cols.size), _DT)
+            for i, j in enumerate(comps):
+                c = mdl.components[j]
+                mix[i, pos[c.amp]] += 1.0
+                mix[L + i, pos[self.ks + c.group]] += 1.0
+                mix[2 * L + i, pos[self.ku + c.group]] += 1.0
+            out.append((sl, cols))
+            self.comp_of.append(np.array(comps, np.int64))
+            self.mix.append(mix)
+            self.sets.append(self._sets(sl, comps, mix))
+        return out
+
+    def _sets(self, sl, comps, mix):
+        """Window k's components in evaluation sets (components, first bin, bins, mix
+        rows): the lines that can be anywhere in the window together over all of it, and
+        each narrow line of a wide window (a quasar's [O III] or narrow Hα in its ±15000
+        km/s window) alone over the bins within 8 σ of anywhere its centre may go (at
+        the largest width allowed): beyond that its profile is 0 in float32, and
+        evaluating it over the whole window was a third of a low-z quasar's fit."""
+        w = sl.stop - sl.start
+        L = len(comps)
+        full, out = [], []
+        for i, j in enumerate(comps):
+            c = self.model.components[j]
+            gr = self.model.groups[c.group]
+            s_max = np.hypot(c.scale * gr.sigma_max / self.kms_pix, self.s_inst_l[:, j].max())
+            reach = (8.0 * s_max + gr.v_max / self.kms_pix) / self.bin + 2.0       # bins
+            rel = (self.c0[:, j] - self.x[:, sl.start] + 0.5) / self.bin         # bins
+            lo = int(max(np.floor(rel.min() - reach), 0))
+            hi = int(min(np.ceil(rel.max() + reach) + 1, w))
+            if hi - lo < 0.7 * w:
+                out.append((np.array([j]), lo, hi - lo, mix[[i, L + i, 2 * L + i]]))
+            else:
+                full.append(i)
+        if full:
+            f = np.array(full)
+            out.insert(0, (np.asarray(comps)[f], 0, w, mix[np.concatenate([f, L + f, 2 * L + f])]))
+        return out
+
+    def gram(self, J, r=None, limit=None):
+        """JᵀWJ (N, P, P) and, if ``r``, JᵀW r (N, P) in float64 from the Jacobian's
+        blocks (:meth:`evaluate`); ``limit``: only parameters < limit (the linear start)."""
+        n, P = self.n, self.np if limit is None else limit
+        H = np.zeros((n, P, P))
+        g = np.zeros((n, P)) if r is not None else None
+        for (sl, cols), Jr in zip(self.blocks, J):
+            if limit is not None:
+                keep = cols < limit
+                cols, Jr = cols[keep], Jr[:, :, keep]
+            Jw = Jr * self.w[:, sl, None]
+            Hr = np.matmul(Jw.transpose(0, 2, 1), Jr)
+            # batched matmuls, not einsum: numpy's einsum on these shapes was 15× slower
+            gr = (np.matmul(r[:, None, sl].astype(_DT), Jw)[:, 0] if r is not None
+                  else None)
+            if len(self.blocks) == 1 and cols.size == P:                 # one window: dense
+                H += Hr
+                if r is not None:
+                    g += gr
+            else:
+                H[:, cols[:, None], cols[None, :]] += Hr
+                if r is not None:
+                    g[:, cols] += gr
+        return H, g
+
+    def evaluate(self, theta, jac=True, parts=None, keep=False):
+        """Model (N, M) and, if ``jac``, the Jacobian as a list of per-window blocks
+        (N, W_k, Q_k) over the columns of :attr:`blocks`.
+
+        Why blocks and one call per window: every component of a window is evaluated in
+        one (N, L, W) erf/exp call, and its derivatives are summed into the block's columns
+        by one matmul — a component-by-component loop writing strided columns of a dense
+        (N, M, P) Jacobian was most of the fit's time.
+
+        ``keep``: also return each window's unit-amplitude profiles and derivatives;
+        ``parts``: those of an earlier call at the same widths and velocities, reused (the
+        linear start changes amplitudes and backgrounds only, so the evaluation after it
+        needs no erf/exp)."""
+        mdl = self.model
+        n, m = self.n, self.m
+        theta = theta.astype(_DT)
+        out = np.empty((n, m), _DT)
+        blocks = [] if jac else None
+        kept = []
+        n_t = self.extra.shape[2]
+        for k, (sl, cols) in enumerate(self.blocks):
+            w = sl.stop - sl.start
+            col = self.ka + (2 * k if mdl.slope else k)
+            comps = self.comp_of[k]
+            back = np.broadcast_to(theta[:, col, None], (n, w))
+            if mdl.slope:
+                back = back + theta[:, col + 1, None] * self.t[None, sl]
+            if n_t:
+                back = back + np.matmul(self.extra[:, sl],
+                                        theta[:, self.ks - n_t:self.ks, None])[..., 0]
+            if comps.size == 0:
+                out[:, sl] = back
+                if jac:
+                    blocks.append(self._back_block(k, sl, cols).copy())
+                continue
+            o = back.copy()
+            blk = self._back_block(k, sl, cols).copy() if jac else None
+            for e, (cs, off, ws, mix) in enumerate(self.sets[k]):
+                if parts is None:
+                    prof, xs, xc = self._profiles(theta, cs, sl.start + off, ws)
+                else:
+                    prof, xs, xc = parts[k][e]
+                if keep:
+                    kept.append((k, e, (prof, xs, xc)))
+                a = theta[:, self.amp[cs]]                                     # (N, L)
+                o[:, off:off + ws] += np.matmul(a[:, None, :], prof)[:, 0]
+                if jac:
+                    D = np.concatenate([prof, a[..., None] * xs, a[..., None] * xc],
+                                       axis=1)                                 # (N, 3L, W)
+                    blk[:, off:off + ws] += np.matmul(D.transpose(0, 2, 1), mix)  # (N, W, Q)
+            out[:, sl] = o
+            if jac:
+                blocks.append(blk)
+        if keep:
+            kept = {k: {e: v for kk, e, v in kept if kk == k} for k in range(len(self.blocks))}
+        return (out, blocks, kept) if keep else (out, blocks)
+
+    def _profiles(self, theta, cs, first, ws):
+        """Unit-amplitude profiles of components ``cs`` over ``ws`` bins from bin column
+        ``first`` and their width and centre derivatives, each (N, L, ws)."""
+        sc = self.scale[cs]
+        sg = theta[:, self.ks + self.group[cs]] * sc                           # (N, L)
+        s = np.sqrt(sg * sg + self.s_inst_l[:, cs] ** 2)
+        cen = self.c0[:, cs] + theta[:, self.ku + self.group[cs]]
+        integ, d_c, d_s = _gauss_pix(self.x[:, first, None, None], ws, cen[..., None],
+                                     s[..., None], self.bin)
+        inv = self.ratio[cs][None, :, None] * self.inv_dlam[:, None, first:first + ws]
+        prof = integ * inv
+        xs = ((sc * sg / s)[..., None] * d_s) * inv              # ∂/∂width at unit amplitude
+        xc = d_c * inv                                           # ∂/∂centre
+        return prof, xs, xc
+
+    def _back_block(self, k, sl, cols):
+        """The background and template columns of window k's Jacobian block (N, W, Q);
+        the same at every step, so made once (read-only: callers add it, never write it)."""
+        if self.back_blocks[k] is None:
+            self.back_blocks[k] = self._make_back_block(k, sl, cols)
+        return self.back_blocks[k]
+
+    def _make_back_block(self, k, sl, cols):
+        mdl = self.model
+        n, w = self.n, sl.stop - sl.start
+        blk = np.zeros((n, w, cols.size), _DT)
+        col = self.ka + (2 * k if mdl.slope else k)
+        pos = {int(q): i for i, q in enumerate(cols)}
+        blk[:, :, pos[col]] = 1.0
+        if mdl.slope:
+            blk[:, :, pos[col + 1]] = self.t[None, sl]
+        n_t = self.extra.shape[2]
+        for e in range(n_t):
+            blk[:, :, pos[self.ks - n_t + e]] = self.extra[:, sl, e]
+        return blk
+
+    def prior(self):
+        """Weak Gaussian priors on width and velocity (keep them defined for absent lines)."""
+        g = len(self.model.groups)
+        prec = np.zeros((self.n, self.np))
+        mean = np.zeros((self.n, self.np))
+        prec[:, self.ks:self.ku] = 1.0 / self.s_start ** 2          # 100 % of the start width
+        mean[:, self.ks:self.ku] = self.s_start
+        prec[:, self.ku:] = 1.0 / (0.5 * np.maximum(self.u_max, 1.0)[None, :]) ** 2
+        return prec, mean, g
+
+    def clamp(self, theta):
+        theta[:, self.ks:self.ku] = np.clip(theta[:, self.ks:self.ku], self.s_min, self.s_max)
+        theta[:, self.ku:] = np.clip(theta[:, self.ku:], -self.u_max, self.u_max)
+        return theta
