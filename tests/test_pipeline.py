@@ -11,8 +11,9 @@ from specsift.classes import labels
 from specsift.flags import ZWARN
 from specsift.io import read_catalog, write_catalog
 from specsift.lines.stage import STAGE_COLUMNS
-from specsift.pipeline import predict
+from specsift.pipeline import StageOptions, predict
 from specsift.pipeline.parts import ResumeError, RunDir
+from specsift.verify import VerifyOptions
 from specsift.verify.stage import VERIFY_COLUMNS
 
 
@@ -114,6 +115,10 @@ def test_resume_after_crash_gives_the_uninterrupted_catalog(data, reference, tmp
     with pytest.raises(ResumeError, match="batch_size"):     # other settings: refused
         predict([data["files"], data["store"]], out, model=data["model"], batch_size=32,
                 resume=True, progress=False)
+    other = StageOptions(verify_options=VerifyOptions(star_check_margin=None))
+    with pytest.raises(ResumeError, match="verify_options"):  # other verification: refused
+        predict([data["files"], data["store"]], out, model=data["model"], batch_size=64,
+                stages=other, resume=True, progress=False)
     res = predict([data["files"], data["store"]], out, model=data["model"], batch_size=64,
                   resume=True, progress=False)
     assert res.rows_this_run < res.rows                      # earlier parts were kept

@@ -123,7 +123,10 @@ class RunDir:
                 raise ResumeError(f"{self.path}: an unfinished run of this catalog is here; "
                                   f"add --resume to continue it, or delete the folder to start again")
             old = json.loads(plan_file.read_text())
-            for key in ("batch_size", "model", "grid", "save_chi2", "verify", "lines", "units"):
+            keys = ["batch_size", "model", "grid", "save_chi2", "verify", "lines", "units"]
+            if "verify_options" in old:        # plans of older versions did not record them
+                keys.append("verify_options")
+            for key in keys:
                 if old.get(key) != plan.get(key):
                     what = "inputs (or their sizes / dates)" if key == "units" else key
                     raise ResumeError(f"{self.path}: cannot resume, the {what} differ from the "
@@ -142,9 +145,15 @@ class RunDir:
 
     @staticmethod
     def make_plan(units: list[Unit], batch_size: int, model: str, grid: dict,
-                  save_chi2: bool, verify: bool = True, lines: bool = True) -> dict:
+                  save_chi2: bool, verify: bool = True, lines: bool = True,
+                  verify_options: dict | None = None) -> dict:
+        """What a resumed run must share with the interrupted one.  ``verify_options`` (the
+        :class:`~specsift.verify.VerifyOptions` fields as plain JSON) is recorded too, so a
+        resume with other search windows or ZERR scales cannot mix two answers in one
+        catalog."""
         return {"format": "specsift-predict-run-1", "batch_size": batch_size, "model": model,
                 "grid": grid, "save_chi2": save_chi2, "verify": verify, "lines": lines,
+                "verify_options": verify_options,
                 "units": [{"unit": u.to_dict(), "files": fingerprint(u)} for u in units]}
 
     # -- state -------------------------------------------------------------------
