@@ -141,17 +141,12 @@ class GaSNet(NeuralSpectralModel):
     def calibrate(self, val, log=print) -> dict:
         """Fit temperature, the ZERR model of both heads, the OOD model, and pick the z head."""
         meta = meta_and_check(val, self.grid, "calibration data")
-        y = np.array([self.names.index(s) if s in self.names else -1
-                      for s in truth_labels(meta, self.class_set)])
         zt = np.asarray(meta["Z"], float)
         out = self.raw(val)
-        t = fit_temperature(out["logits"], y)
-        self.temperature_ = t
-        probs = softmax(out["logits"] / t)
+        y, report = self._fit_temperature(meta, out["logits"])
+        probs = softmax(out["logits"] / self.temperature_)
         st = self._spectypes(probs)
-        report = {"temperature": t,
-                  "ECE_before": calibration(softmax(out["logits"]), y)["ECE"],
-                  "ECE_after": calibration(probs, y)["ECE"], "heads": {}}
+        report["heads"] = {}
         ut = np.log1p(zt)
         best, best_key = None, None
         half = len(zt) // 2                       # fit on one half, check on the other
@@ -179,7 +174,7 @@ class GaSNet(NeuralSpectralModel):
         ood = MahalanobisOOD().fit(out["emb"][:n], y[:n], len(self.names), out["emb"][n:])
         self.ood_ = ood.state
         if log:
-            log(f"calibration: T={t:.3f}, ECE {report['ECE_before']:.4f} → "
+            log(f"calibration: T={self.temperature_:.3f}, ECE {report['ECE_before']:.4f} → "
                 f"{report['ECE_after']:.4f}; heads {report['heads']}; keeping {best!r}")
         return report
 
@@ -227,17 +222,22 @@ class GaSNet(NeuralSpectralModel):
     def calibrate_temperature(self, val, log=print) -> dict:
         """Refit only the class-probability temperature on ``val``."""
         meta = meta_and_check(val, self.grid, "calibration data")
+        _, report = self._fit_temperature(meta, self.raw(val)["logits"])
+        if log:
+            log(f"calibration (temperature only): T={report['temperature']:.3f}, "
+                f"ECE {report['ECE_before']:.4f} → {report['ECE_after']:.4f}")
+        return report
+
+    def _fit_temperature(self, meta, logits) -> tuple[np.ndarray, dict]:
+        """Class indices of ``meta``'s truth (−1 outside the set) and the report of the
+        temperature fitted to ``logits`` on them, which is set as ``temperature_``: the one
+        temperature fit of :meth:`calibrate` and :meth:`calibrate_temperature`."""
         y = np.array([self.names.index(s) if s in self.names else -1
                       for s in truth_labels(meta, self.class_set)])
-        logits = self.raw(val)["logits"]
         t = fit_temperature(logits, y)
         self.temperature_ = t
-        report = {"temperature": t, "ECE_before": calibration(softmax(logits), y)["ECE"],
-                  "ECE_after": calibration(softmax(logits / t), y)["ECE"]}
-        if log:
-            log(f"calibration (temperature only): T={t:.3f}, ECE {report['ECE_before']:.4f} "
-                f"→ {report['ECE_after']:.4f}")
-        return report
+        return y, {"temperature": t, "ECE_before": calibration(softmax(logits), y)["ECE"],
+                   "ECE_after": calibration(softmax(logits / t), y)["ECE"]}
 
     def _forward(self, x: torch.Tensor):
         dev = x.device
