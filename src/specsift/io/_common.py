@@ -16,12 +16,12 @@ from astropy.table import Table
 
 from ..flags import InputFlag
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
-from .bintable import check_table, decode_row, first_row, table_fields, table_width
+from .bintable import check_table, decode_row, first_row, table_fields
 
 __all__ = ["NotSpectraError", "DeclaredSizeError", "stable_id", "sdss_targetid", "air_to_vacuum", "open_fits",
            "finalize", "standard_meta", "placeholder", "coverage_fraction", "header_str",
            "estimate_ivar", "file_size_ok", "first_row", "check_declared", "check_table",
-           "column_of_kind", "decode_row", "table_width", "table_fields", "MAX_EXPANSION", "MIN_DECLARED_CAP"]
+           "column_of_kind", "decode_row", "table_fields", "MAX_EXPANSION", "MIN_DECLARED_CAP"]
 
 #: deflate (gzip, zip, HDF5 gzip filter) cannot expand data more than 1032:1; a file whose
 #: headers promise more uncompressed bytes than this times its size is corrupt or hostile.

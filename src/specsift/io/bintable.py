@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-__all__ = ["table_fields", "check_table", "first_row", "table_width", "decode_row"]
+__all__ = ["table_fields", "check_table", "first_row", "decode_row"]
 
 #: binary-table TFORMn (FITS 4.0 §7.3.1): repeat count, type code
 _TFORM = re.compile(r"\s*(\d*)([LXBIJKAEDCMPQ])")
@@ -62,20 +62,14 @@ def first_row(hdu, columns) -> dict:
     NAXIS1 bytes at the table's data offset and decodes them with :func:`decode_row`.
     """
     hdr = hdu.header
-    width = table_width(hdr)
-    info = hdu.fileinfo()
-    fh = info["file"]
-    fh.seek(info["datLoc"])
-    return decode_row(hdr, fh.read(width), columns)
-
-
-def table_width(hdr) -> int:
-    """NAXIS1 of a binary table, checked against what its TFORMn add up to."""
-    _, width = table_fields(hdr)
+    fields, width = table_fields(hdr)              # parsed once, for the check and the row
     if width != int(hdr.get("NAXIS1", -1)):
         raise ValueError(f"table columns add up to {width} bytes a row, NAXIS1 says "
                          f"{hdr.get('NAXIS1')}")
-    return width
+    info = hdu.fileinfo()
+    fh = info["file"]
+    fh.seek(info["datLoc"])
+    return decode_row(hdr, fh.read(width), columns, (fields, width))
 
 
 def decode_row(hdr, raw: bytes, columns, fields: tuple[dict, int] | None = None) -> dict:
