@@ -88,7 +88,7 @@ def plan_units(inputs, batch_size: int) -> list[Unit]:
 
     step = BATCHES_PER_STORE_UNIT * batch_size
     for p in paths:
-        if _hdf5_signature(p) and is_store(Path(p)):
+        if is_store(p):
             flush()
             n = _store_rows(Path(p))
             units.extend(Unit((p,), lo, min(lo + step, n), True) for lo in range(0, n, step))
@@ -98,20 +98,6 @@ def plan_units(inputs, batch_size: int) -> list[Unit]:
                 flush()
     flush()
     return units
-
-
-def _hdf5_signature(path: str) -> bool:
-    """Whether the file begins with the HDF5 signature (False when it cannot be read)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        return os.read(fd, 8) == b"\x89HDF\r\n\x1a\n"
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def fingerprint(unit: Unit) -> list:
