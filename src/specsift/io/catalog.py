@@ -369,18 +369,13 @@ class _PartSource:
             at = f.read(columns=[c for c in schema.names if c in have])
             cols = []
             for field in schema:
-                col = at.column(field.name) if field.name in have else \
+                src = at.column(field.name) if field.name in have else \
                     pa.nulls(at.num_rows, self.schema.field(field.name).type)
-                if col.null_count:
-                    fill = _fill(col.type.value_type.to_pandas_dtype()
-                                 if pa.types.is_fixed_size_list(col.type)
-                                 else (np.str_ if pa.types.is_string(field.type)
-                                       else field.type.to_pandas_dtype()))
-                    if pa.types.is_fixed_size_list(col.type):
-                        col = col.cast(field.type)
-                    else:
-                        col = pc.fill_null(col.cast(field.type), fill)
-                cols.append(col.cast(field.type))
+                col = src.cast(field.type)
+                if src.null_count and not pa.types.is_fixed_size_list(src.type):
+                    col = pc.fill_null(col, _fill(np.str_ if pa.types.is_string(field.type)
+                                                  else field.type.to_pandas_dtype()))
+                cols.append(col)
             yield pa.Table.from_arrays(cols, schema=schema)
 
     def tables(self, cols, with_meta: bool = False):
