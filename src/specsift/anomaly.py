@@ -43,6 +43,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .spectra import survey_of
+
 __all__ = ["residual_features", "degeneracy_feature", "AnomalyCalibration", "WINDOWS",
            "survey_of"]
 
@@ -95,14 +97,6 @@ def degeneracy_feature(degeneracy, has_second) -> np.ndarray:
     docstring); a spectrum with no second solution counts as not degenerate."""
     r = np.asarray(degeneracy, float)
     return np.where(np.asarray(has_second, bool), 1.0 / (np.maximum(r, 0.0) + 1e-3), 1e-3)
-
-
-def survey_of(meta, n: int) -> np.ndarray:
-    """(n,) upper-case survey names from the reader's SURVEY column ("" where absent): the
-    key that picks a survey's own anomaly calibration."""
-    if meta is None or "SURVEY" not in getattr(meta, "colnames", ()):
-        return np.full(n, "", dtype="U1")
-    return np.char.upper(np.char.strip(np.asarray(meta["SURVEY"]).astype(str)))
 
 
 def _design(snr) -> np.ndarray:

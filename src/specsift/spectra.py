@@ -195,6 +195,22 @@ def _to_table(meta: Table | None, n: int) -> Table:
     return meta
 
 
+def survey_of(meta, n: int) -> np.ndarray:
+    """(n,) upper-case survey names from the reader's SURVEY column ("" where absent): the
+    key by which the verification (STAR floor, SUBTYPE polynomial, nominal resolution) and
+    the anomaly score choose a survey's own settings."""
+    if meta is None or "SURVEY" not in getattr(meta, "colnames", ()):
+        return np.full(n, "", dtype="U1")
+    return np.char.upper(np.char.strip(np.asarray(meta["SURVEY"]).astype(str)))
+
+
+def meta_kind(a) -> str:
+    """The kind by which meta columns of several tables are joined or clash: "num" for
+    numbers and booleans, "str" for text, else the dtype kind."""
+    k = np.asarray(a).dtype.kind
+    return "num" if k in "iufb" else "str" if k in "US" else k
+
+
 def _stack_meta(tables: list[Table]) -> Table:
     """Stack meta tables; a column missing from some gets '' / NaN / -1 / False there
     (never a masked column, whose hidden values would leak into stores and catalogs),
@@ -205,8 +221,7 @@ def _stack_meta(tables: list[Table]) -> Table:
     kinds: dict[str, set] = {}
     for t in tables:
         for c in t.colnames:
-            k = t[c].dtype.kind
-            kinds.setdefault(c, set()).add("num" if k in "iufb" else "str" if k in "US" else k)
+            kinds.setdefault(c, set()).add(meta_kind(t[c]))
     clash = [c for c in names if len(kinds[c]) > 1]
     if clash:
         warnings.warn(f"meta column(s) {', '.join(clash)} have different types in the "

@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from ..flags import InputFlag
-from ..spectra import LogGrid, SpectraBatch, _stack_meta, grid_offset, sanitise, sanitise_message
+from ..spectra import (
+    LogGrid,
+    SpectraBatch,
+    _stack_meta,
+    grid_offset,
+    meta_kind,
+    sanitise,
+    sanitise_message,
+)
 from ._common import coverage_fraction, finalize, standard_meta
 
 __all__ = ["Native", "assemble"]
@@ -97,11 +105,6 @@ def _sanitised(nat: Native, flags: np.ndarray):
     return f2[0], iv2[0], m2[0]
 
 
-def _kind(a: np.ndarray) -> str:
-    k = a.dtype.kind
-    return "num" if k in "iufb" else "str" if k in "US" else k
-
-
 def _meta(natives: list[Native]):
     """The batch's meta table: one column per key when every file has the same keys of one
     kind (the survey's files), else the files' own tables stacked as batches are."""
@@ -115,7 +118,7 @@ def _meta(natives: list[Native]):
             except ValueError:                     # vectors of different lengths
                 break
             if col.dtype.kind == "O" or (len({type(v) for v in values}) > 1 and len(
-                    {_kind(np.asarray(v)) for v in values}) > 1):
+                    {meta_kind(v) for v in values}) > 1):
                 break
             cols[key] = col
         else:

@@ -27,6 +27,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from ..constants import C_KMS
+from ..spectra import survey_of
 from .templates import Basis
 
 __all__ = ["SIGMA_STEP", "template_sigma_kms", "nominal_sigma_kms", "extra_sigma_pix",
@@ -68,8 +69,7 @@ def extra_sigma_pix(batch) -> np.ndarray:
     loglam = batch.loglam
     step = float(np.median(np.diff(loglam)))
     pix_kms = C_KMS * np.log(10.0) * step
-    surveys = (np.char.upper(np.char.strip(np.asarray(batch.meta["SURVEY"], dtype=str)))
-               if "SURVEY" in batch.meta.colnames else np.full(n, ""))
+    surveys = survey_of(batch.meta, n)
     out = np.zeros(n)
     res = batch.resolution
     for s in np.unique(surveys):

@@ -23,6 +23,7 @@ from ..catalog import keep_net_answer
 from ..classes import spectype_of
 from ..constants import C_KMS
 from ..flags import ZWARN
+from ..spectra import survey_of
 from .candidates import Candidates
 from .fit import bin_basis, bin_prepared, prepare, refine, scan, take_rows
 from .linalg import chol_quad
@@ -181,9 +182,9 @@ def _star_check(prep, bases, todo, sol, opt) -> None:
 
 def _star_floor(batch, todo: np.ndarray, spectype: np.ndarray, opt: VerifyOptions) -> np.ndarray:
     """The per-visit systematic (in z) of each verified row: the STAR floor of its survey."""
-    if "SURVEY" not in batch.meta.colnames or not opt.star_zerr_floor_kms:
+    if not opt.star_zerr_floor_kms:
         return np.zeros(todo.size)
-    survey = np.char.upper(np.char.strip(np.asarray(batch.meta["SURVEY"], dtype=str)[todo]))
+    survey = survey_of(batch.meta, len(batch))[todo]
     kms = np.array([opt.star_zerr_floor_kms.get(s, 0.0) for s in survey])
     return np.where(spectype == "STAR", kms, 0.0) / C_KMS
 

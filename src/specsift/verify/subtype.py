@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..spectra import survey_of
 from .fit import Prepared, legendre, prepare, single_template_chi2
 
 __all__ = ["STAR_NPOLY", "SURVEY_NPOLY", "star_subtypes"]
@@ -91,9 +92,7 @@ def _restricted(prep, rows, inside, npoly: int) -> Prepared:
 def survey_npoly(batch, spec) -> np.ndarray:
     """Polynomial terms for each of the rows ``spec`` from the batch's SURVEY column."""
     n = np.full(len(spec), STAR_NPOLY)
-    if "SURVEY" not in batch.meta.colnames:
-        return n
-    survey = np.char.upper(np.char.strip(np.asarray(batch.meta["SURVEY"], dtype=str)[spec]))
+    survey = survey_of(batch.meta, len(batch))[spec]
     for s, k in SURVEY_NPOLY.items():
         n[survey == s] = k
     return n
