@@ -23,7 +23,7 @@ from .linalg import chol_quad_t
 from .templates import Basis
 
 __all__ = ["Prepared", "prepare", "take_rows", "bin_prepared", "bin_basis", "scan", "refine",
-           "normal_equations", "single_template_chi2", "NPOLY"]
+           "single_template_chi2", "NPOLY"]
 
 #: polynomial terms (1, x, P₂(x)) in observed λ — Redrock's archetypes and idlspec2d use 3
 NPOLY = 3
@@ -249,17 +249,6 @@ def _single_side(templates: np.ndarray):
         t = np.ascontiguousarray(templates.T.astype(np.float32))        # (L, J)
         _SINGLE[key] = (np.ascontiguousarray(t * t), t, templates)
     return _SINGLE[key][:2]
-
-
-def normal_equations(prep: Prepared, basis: Basis, spec, shifts):
-    """M (R, T+K, T+K) and b (R, T+K) of each spectrum ``spec[r]`` at integer ``shifts[r]``."""
-    spec = np.asarray(spec, np.int64)
-    shifts = np.asarray(shifts, np.int64)
-    k = basis.ntemplate + prep.npoly
-    M, b = np.zeros((len(spec), k, k)), np.zeros((len(spec), k))
-    for rows, m, bb in _normal_t(prep, basis, spec, shifts, np.zeros(1, np.int64)):
-        M[rows], b[rows] = m[:, :, :, 0].transpose(2, 0, 1), bb[:, :, 0].T
-    return M, b
 
 
 def scan(prep: Prepared, basis: Basis, spec: np.ndarray, centres: np.ndarray,

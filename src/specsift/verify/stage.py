@@ -273,8 +273,9 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
         bases = bases_for(batch.loglam)
         net_t0, net_z0 = spectype.copy(), z.copy()
         sigma = extra_sigma_pix(batch)        # LSF beyond the templates': per spectrum
-        sol = _solve(prep, bases, cands, todo, opt, n, net_t0, net_z0, sigma)
-        poly = _poly_chi2(prep)[todo]
+        poly_all = _poly_chi2(prep)           # χ² of the polynomial alone: once a batch
+        sol = _solve(prep, bases, cands, todo, opt, n, net_t0, net_z0, poly_all, sigma)
+        poly = poly_all[todo]
         excess = poly - prep.ngood[todo]
         bad_fit = (excess > 0) & (poly - sol["chi2"] < opt.rescue_explained * excess)
         rescue = todo[(sol["dchi2"] < opt.rescue_deltachi2) | bad_fit]
@@ -283,7 +284,7 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             # again with them (rare, so its cost stays small on average)
             extra = _full_range_candidates(prep, bases, rescue, n, opt)
             again = _solve(prep, bases, Candidates.concat([cands, extra]), rescue, opt, n,
-                           net_t0, net_z0, sigma)
+                           net_t0, net_z0, poly_all, sigma)
             pos = np.searchsorted(todo, rescue)
             for k in sol:
                 sol[k][pos] = again[k]
@@ -322,16 +323,18 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
     return out
 
 
-def _solve(prep, bases, cands, todo, opt, n, net_t, net_z, sigma=None) -> dict:
+def _solve(prep, bases, cands, todo, opt, n, net_t, net_z, poly_chi2, sigma=None) -> dict:
     """Fit every candidate window of the spectra ``todo`` and pick the lowest χ²: per spectrum
-    (in ``todo`` order) type, z, shift, σ of the shift, χ², DELTACHI2, coefficients, edge."""
+    (in ``todo`` order) type, z, shift, σ of the shift, χ², DELTACHI2, coefficients, edge.
+    ``poly_chi2``: (N,) χ² of the polynomial alone (:func:`_poly_chi2`), the floor of the
+    'next best' answer."""
     step = bases["STAR"].step
     spec, typ, zc, hw = _rows(cands, todo, opt, step)
     res = _fit_rows(prep, bases, spec, typ, zc, hw, opt, sigma)
     zfit = bases["STAR"].z_of(res["shift"])     # every basis shares the batch's step
     best, other = _best(spec, typ, zfit, res["chi2"], n, net_t, net_z, opt.net_margin)
     b = best[todo]
-    other = np.minimum(other[todo], _poly_chi2(prep)[todo])
+    other = np.minimum(other[todo], poly_chi2[todo])
     return {"type": typ[b], "z": zfit[b], "shift": res["shift"][b], "err": res["err"][b],
             "chi2": res["chi2"][b], "dchi2": other - res["chi2"][b], "coef": res["coef"][b],
             "ncoef": res["ncoef"][b], "edge": res["edge"][b]}
