@@ -26,7 +26,7 @@ import numpy as np
 
 from .measure import QSO_BROAD_NAMES, line_names
 
-__all__ = ["sdss_subclass", "is_agn_sdss", "BROAD_SIGMA_KMS", "STARBURST_EW"]
+__all__ = ["sdss_subclass", "bpt_subclass", "is_agn_sdss", "BROAD_SIGMA_KMS", "STARBURST_EW"]
 
 BROAD_SIGMA_KMS = 200.0
 STARBURST_EW = 50.0
@@ -50,6 +50,20 @@ def is_agn_sdss(oiii, hbeta, halpha, nii):
         return oiii * np.abs(nii) ** 1.2 > 10 ** 0.22 * hbeta * np.abs(halpha) ** 1.2
 
 
+def bpt_subclass(flux: dict, err: dict, ew_obs, ew_err):
+    """(AGN / STARFORMING / STARBURST / "", measured) from the four BPT lines' fluxes and
+    errors (name → array) and the observed-frame EW(Hα) with its error: SDSS's q_good, AGN
+    line and starburst test of the module docstring.  The one copy of those rules, for a
+    measured catalog (:func:`sdss_subclass`) and for the simulator's labels."""
+    measured = np.all([err[k] > 0 for k in _BPT], axis=0)
+    with np.errstate(invalid="ignore"):
+        good = measured & np.all([flux[k] > 3 * err[k] for k in _BPT], axis=0)
+        strong = (ew_obs > STARBURST_EW) & (ew_err > 0) & (ew_obs > 3 * ew_err)
+    agn = good & is_agn_sdss(flux["OIII_5007"], flux["HBETA"], flux["HALPHA"], flux["NII_6584"])
+    sub = np.where(agn, "AGN", np.where(good, np.where(strong, "STARBURST", "STARFORMING"), ""))
+    return sub.astype("U24"), measured
+
+
 def sdss_subclass(lines, spectype, z):
     """(SUBCLASS strings as SDSS writes them, e.g. 'STARBURST BROADLINE', bpt_decided,
     broad_decided) for each row of a :func:`measure_lines` table.
@@ -63,14 +77,8 @@ def sdss_subclass(lines, spectype, z):
     n = len(spectype)
     flux = {k: _col(lines, f"{k}_FLUX") for k in _BPT}
     err = {k: _err(lines, f"{k}_FLUX") for k in _BPT}
-    measured = np.all([err[k] > 0 for k in _BPT], axis=0)
-    with np.errstate(invalid="ignore"):
-        good = measured & np.all([flux[k] > 3 * err[k] for k in _BPT], axis=0)
-    agn = good & is_agn_sdss(flux["OIII_5007"], flux["HBETA"], flux["HALPHA"], flux["NII_6584"])
-    ew_obs = _col(lines, "HALPHA_EW") * (1 + z)
-    ew_err = _err(lines, "HALPHA_EW") * (1 + z)
-    with np.errstate(invalid="ignore"):
-        strong = (ew_obs > STARBURST_EW) & (ew_err > 0) & (ew_obs > 3 * ew_err)
+    bpt, measured = bpt_subclass(flux, err, _col(lines, "HALPHA_EW") * (1 + z),
+                                 _err(lines, "HALPHA_EW") * (1 + z))
     maxsig, any_width = np.zeros(n), np.zeros(n, bool)
     for name in line_names():
         if name == QSO_BROAD_NAMES["LYALPHA_BROAD"]:
@@ -82,10 +90,7 @@ def sdss_subclass(lines, spectype, z):
             ok = (fe > 0) & (f > 10 * fe) & (se > 0)
         maxsig = np.where(ok, np.maximum(maxsig, np.nan_to_num(s - 5 * se, nan=0.0)), maxsig)
     obj = (spectype == "GALAXY") | (spectype == "QSO")
-    sub = np.full(n, "", dtype="U24")
-    sub = np.where(obj & agn, "AGN", sub)
-    sub = np.where(obj & good & ~agn & ~strong, "STARFORMING", sub)
-    sub = np.where(obj & good & ~agn & strong, "STARBURST", sub)
+    sub = np.where(obj, bpt, "")
     broad = obj & (maxsig > BROAD_SIGMA_KMS)
     sub = np.char.strip(np.char.add(sub, np.where(broad, " BROADLINE", "")))
     return sub.astype("U24"), obj & measured, obj & any_width

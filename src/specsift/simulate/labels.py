@@ -25,10 +25,10 @@ from scipy.special import erf
 
 from ..classes import map_sdss
 from ..constants import C_KMS
-from ..lines.rules import BROAD_SIGMA_KMS, STARBURST_EW, is_agn_sdss
+from ..lines.rules import BROAD_SIGMA_KMS, bpt_subclass
 from ..spectra import LogGrid
 
-__all__ = ["matched_flux", "galaxy_subclass", "quasar_subclass", "relabel"]
+__all__ = ["matched_flux", "galaxy_subclass", "quasar_subclass"]
 
 #: flux-error inflation when a line's width is fitted with its flux (Fisher matrix of a
 #: Gaussian: var(ln F) = 1.5 / ν², var(ln σ) = 2 / ν² for a fixed-width S/N ν)
@@ -70,18 +70,12 @@ def galaxy_subclass(lines: dict, z, ew_rest_halpha):
     OIII_5007, HALPHA, NII_6584, with SDSS's rules (:mod:`specsift.lines.rules`)."""
     f = {k: v[0] for k, v in lines.items()}
     e = {k: v[1] for k, v in lines.items()}
-    decided = np.all([e[k] > 0 for k in lines], axis=0)
-    with np.errstate(invalid="ignore"):
-        good = decided & np.all([f[k] > 3 * e[k] for k in lines], axis=0)
-    agn = good & is_agn_sdss(f["OIII_5007"], f["HBETA"], f["HALPHA"], f["NII_6584"])
     # continuum under Hα from the generator: observed EW = rest EW × (1 + z) at the true flux
     f_ha, e_ha, t_ha = lines["HALPHA"]
     with np.errstate(invalid="ignore", divide="ignore"):
         cont = t_ha / (np.asarray(ew_rest_halpha, float) * (1 + np.asarray(z, float)))
         ew, ew_err = f_ha / cont, e_ha / cont
-        strong = np.isfinite(ew) & (ew > STARBURST_EW) & (ew > 3 * ew_err)
-    sub = np.where(agn, "AGN", np.where(good, np.where(strong, "STARBURST", "STARFORMING"), ""))
-    return sub.astype("U24"), decided
+    return bpt_subclass(f, e, ew, ew_err)
 
 
 def quasar_subclass(lines: list):
@@ -99,14 +93,6 @@ def quasar_subclass(lines: list):
             s_err = np.where(nu > 0, sigma * np.sqrt(2) / np.where(nu > 0, nu, 1.0), np.inf)
             broad |= (err > 0) & (est > 10 * fit_err) & (sigma - 5 * s_err > BROAD_SIGMA_KMS)
     return np.where(broad, "BROADLINE", "").astype("U24"), decided
-
-
-def relabel(label, spectype, subclass, decided, class_set: str):
-    """Class labels from the rule subclasses where they decide and ``class_set`` has a
-    label for the answer; elsewhere ``label`` stays."""
-    rule = map_sdss(spectype, subclass, class_set)
-    ok = decided & (rule != "")
-    return np.where(ok, rule, np.asarray(label).astype("U24"))
 
 
 def _sigma_inst(name: str, resolution, grid: LogGrid) -> np.ndarray:
@@ -133,25 +119,25 @@ def rule_labels(rule_lines: dict, flux, noiseless, ivar, grid: LogGrid, scale, z
     label = np.asarray(label).astype("U24").copy()
     subclass = np.asarray(subclass).astype("U24").copy()
     spectype = np.asarray(meta["SPECTYPE"]).astype(str)
-    noise = flux - noiseless
     for gen, (rows, lines) in rule_lines.items():
         for name in np.unique(inst[rows]):
             r = rows[inst[rows] == name]
             loc = np.searchsorted(rows, r)
             s_inst = _sigma_inst(name, resolution, grid)
             if gen == "galaxy":
+                noise = flux[r] - noiseless[r]
                 got = {}
                 for k, (c, comps, f) in lines.items():
                     comps_r = [(fr, np.broadcast_to(sg, rows.shape)[loc]) for fr, sg in comps]
-                    got[k] = matched_flux(noise[r], ivar[r], grid, c[loc], comps_r,
+                    got[k] = matched_flux(noise, ivar[r], grid, c[loc], comps_r,
                                           f[loc] * scale[r], s_inst) + (f[loc] * scale[r],)
                 sub, ok = galaxy_subclass(got, z[r], np.asarray(meta["EW_HA"])[r])
             else:
                 sub, ok = quasar_subclass_fit(flux[r], ivar[r], grid, z[r], s_inst)
-            new = relabel(label[r], spectype[r], sub, ok, class_set)
+            rule = map_sdss(spectype[r], sub, class_set)
             # where the class set has no label for the rules' answer, both stay as drawn
-            moved = ok & (map_sdss(spectype[r], sub, class_set) != "")
-            label[r] = new
+            moved = ok & (rule != "")
+            label[r] = np.where(moved, rule, label[r])
             subclass[r] = np.where(moved, sub, subclass[r])
     return label, subclass
 
