@@ -221,7 +221,7 @@ def _correlated_meat(prob: _Problem, J, H, rho1: float, prec=None):
         v, lags = 1.0, ((1, rho1), (2, rho2))
     else:
         v = 1 + 2 * ((b - 1) * rho1 + max(b - 2, 0) * rho2) / b
-        lags = ((1, (rho1 + (2 if b >= 2 else 1) * rho2) / (b * v)),)
+        lags = ((1, (rho1 + 2 * rho2) / (b * v)),)
     sw = np.sqrt(prob.w)
     meat = H.copy()                              # white part (with the priors) = H
     if v != 1.0:
