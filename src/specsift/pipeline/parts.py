@@ -21,6 +21,7 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +29,9 @@ import pyarrow.parquet as pq
 from astropy.table import Table
 
 from .units import Unit, fingerprint
+
+if TYPE_CHECKING:
+    from .local import StageOptions
 
 __all__ = ["RunDir", "table_to_arrow", "arrow_array", "arrow_to_table", "ResumeError"]
 
@@ -106,6 +110,17 @@ def _write_json_atomic(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def _verify_options_json(stages: "StageOptions") -> dict | None:
+    """The run's verification options as the plain JSON its plan stores (tuples read back
+    as lists, so a resume compares like with like)."""
+    if not stages.verify:
+        return None
+    from dataclasses import asdict
+
+    from ..verify import VerifyOptions
+    return json.loads(json.dumps(asdict(stages.verify_options or VerifyOptions())))
+
+
 class RunDir:
     """Parts and progress of one predict run, in ``<catalog>.parts/``."""
 
@@ -145,15 +160,14 @@ class RunDir:
 
     @staticmethod
     def make_plan(units: list[Unit], batch_size: int, model: str, grid: dict,
-                  save_chi2: bool, verify: bool = True, lines: bool = True,
-                  verify_options: dict | None = None) -> dict:
-        """What a resumed run must share with the interrupted one.  ``verify_options`` (the
-        :class:`~specsift.verify.VerifyOptions` fields as plain JSON) is recorded too, so a
-        resume with other search windows or ZERR scales cannot mix two answers in one
-        catalog."""
+                  stages: "StageOptions") -> dict:
+        """What a resumed run must share with the interrupted one, the stages included.  The
+        verification options are recorded too (the :class:`~specsift.verify.VerifyOptions`
+        fields as plain JSON, None without verification), so a resume with other search
+        windows or ZERR scales cannot mix two answers in one catalog."""
         return {"format": "specsift-predict-run-1", "batch_size": batch_size, "model": model,
-                "grid": grid, "save_chi2": save_chi2, "verify": verify, "lines": lines,
-                "verify_options": verify_options,
+                "grid": grid, "save_chi2": stages.predict.save_chi2, "verify": stages.verify,
+                "lines": stages.lines, "verify_options": _verify_options_json(stages),
                 "units": [{"unit": u.to_dict(), "files": fingerprint(u)} for u in units]}
 
     # -- state -------------------------------------------------------------------

@@ -8,7 +8,6 @@ local one row for row.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -112,8 +111,7 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
     model_obj.check_options(stages.predict)                # before any work
     units = plan_units(files, batch_size)
     plan = RunDir.make_plan(units, batch_size, model_obj.tag, model_obj.grid.to_dict(),
-                            stages.predict.save_chi2, stages.verify, stages.lines,
-                            _verify_options_json(stages))
+                            stages)
     units = run_dir.start(plan, resume)
     done_units = run_dir.done_units()
     done_batches = run_dir.done_batches()
@@ -170,17 +168,6 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
     n = merge_parts(parts, output, meta)
     run_dir.remove()
     return PredictResult(output, n, rows, time.perf_counter() - t0, errors, model_obj.tag)
-
-
-def _verify_options_json(stages: StageOptions) -> dict | None:
-    """The verification options a run uses, as the plain JSON its plan stores (None without
-    verification), so a resume compares like with like (tuples read back as lists)."""
-    if not stages.verify:
-        return None
-    from dataclasses import asdict
-
-    from ..verify import VerifyOptions
-    return json.loads(json.dumps(asdict(stages.verify_options or VerifyOptions())))
 
 
 def _count_rows(path: Path) -> int:
