@@ -146,9 +146,11 @@ def quick(path: Path) -> Native | None:
     Checked as the astropy path checks what it reads: COADD's and SPECOBJ/SPALL's TFORMn add
     up to their row widths, COADD has loglam/flux/ivar and pixels, the label kinds, the
     TARGETID parts, and the whole file is there (every HDU, with its padding).  The COADD
-    columns read must be plain numbers (no TSCAL/TZERO/TDIM, one value a row).  Tables no
-    reader uses (SPZLINE, the per-exposure HDUs) are not parsed: a bad card in one of them
-    does not stop the spectrum being read here (astropy's path refuses the whole file)."""
+    columns read must be plain numbers (no TSCAL/TZERO/TDIM, one value a row).  Of the tables
+    no reader uses (SPZLINE, the per-exposure HDUs) only the layout (TFORMn against NAXIS1,
+    as astropy checks every table) is parsed: a bad TFORM sends the file to the astropy
+    path, another bad card there does not stop the spectrum being read here (astropy's path
+    refuses the whole file)."""
     try:
         with RawFits(path) as raw:
             coadd = raw.find("COADD")
@@ -158,15 +160,15 @@ def quick(path: Path) -> Native | None:
             if columns is None:
                 return None
             labels: dict = {}
-            for name in ("SPECOBJ", "SPALL"):
-                hdu = raw.find(name)
+            found = {name: raw.find(name) for name in ("SPECOBJ", "SPALL")}
+            for hdu in found.values():
                 if hdu is not None and (hdu.dims[1:] or [0])[0]:
                     fields, width, extras = layout(hdu)
                     labels = decode_row(extras, raw.first_bytes(hdu, width), _LABELS,
                                         (fields, width))
                     break
             native = _native(path, columns, labels, raw.hdus[0].header,
-                             raw.find("SPALL") is not None)
+                             found["SPALL"] is not None)
             del columns                            # views of the map, which closes now
             return native
     except Exception:  # noqa: BLE001 - anything unusual: the astropy path reads it
