@@ -52,30 +52,17 @@ def _basis() -> tuple[np.ndarray, float, float]:
 
 
 def line_mask(loglam: np.ndarray, z: np.ndarray, half_kms: float = _MASK_KMS) -> np.ndarray:
-    """(N, P) True within ``half_kms`` of any narrow emission line at redshift ``z``.
-
-    On a uniform log-λ grid each line masks one pixel interval per spectrum, set by a
-    difference array and one cumulative sum (a nearest-line search over every pixel cost a
-    fifth of the continuum fit)."""
+    """(N, P) True within ``half_kms`` of any narrow emission line at redshift ``z``, on any
+    grid (a nearest-line search over every pixel; on a uniform grid :func:`_masked_bins`
+    sets the same intervals on the bins directly)."""
     loglam = np.asarray(loglam, float)
     lz = np.log10(1 + np.asarray(z, float))
     h = half_kms / (C_KMS * np.log(10))
     ll = np.log10(np.sort(_MASKED))
-    step = np.diff(loglam)
-    p = loglam.size
-    if p < 2 or not np.allclose(step, step[0], rtol=1e-6, atol=0):
-        lrest = loglam[None, :] - lz[:, None]
-        k = np.clip(np.searchsorted(ll, lrest), 1, ll.size - 1)
-        dist = np.minimum(np.abs(lrest - ll[k - 1]), np.abs(lrest - ll[k]))
-        return dist < h
-    pos = (ll[None, :] + lz[:, None] - loglam[0]) / step[0]                     # (N, L)
-    lo = np.clip(np.ceil(pos - h / step[0]).astype(np.int64), 0, p)
-    hi = np.clip(np.floor(pos + h / step[0]).astype(np.int64) + 1, 0, p)
-    d = np.zeros((lz.size, p + 1), np.int16)
-    rows = np.broadcast_to(np.arange(lz.size)[:, None], lo.shape)
-    np.add.at(d, (rows, lo), 1)
-    np.add.at(d, (rows, hi), -1)
-    return np.cumsum(d, axis=1, dtype=np.int16)[:, :p] > 0
+    lrest = loglam[None, :] - lz[:, None]
+    k = np.clip(np.searchsorted(ll, lrest), 1, ll.size - 1)
+    dist = np.minimum(np.abs(lrest - ll[k - 1]), np.abs(lrest - ll[k]))
+    return dist < h
 
 
 def _masked_bins(loglam: np.ndarray, z: np.ndarray, nb: int) -> np.ndarray:
