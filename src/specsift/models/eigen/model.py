@@ -5,7 +5,7 @@ Each class of the class set has K eigenspectra on its own rest-frame log-λ grid
 A spectrum is fitted at every integer pixel shift of every class by
 Σ a_k E_k(shifted) + quadratic continuum (:mod:`.chi2scan`); the global minimum gives class
 and z, the curve around it ZERR, the other minima DELTACHI2 and the degeneracy ratio
-(:mod:`.zsolve`); the fit's residuals give an anomaly score (:mod:`specsift.anomaly`).
+(:mod:`.zsolve`); the fit's residuals give an anomaly score (:mod:`.anomalies`).
 Class probabilities are p_c ∝ exp(−(χ²_c − χ²_min)/(2T)) with the temperature T fitted
 on validation data (maximum likelihood of the true classes).
 """
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from astropy.table import Table
 
-from ...anomaly import AnomalyCalibration, degeneracy_feature, residual_features, survey_of
+from ...anomaly import AnomalyCalibration, survey_of
 from ...calibration import fit_chi2_temperature, softmax
 from ...catalog import make_catalog
 from ...classes import labels as class_labels
@@ -29,10 +29,11 @@ from ...flags import ZWARN
 from ...spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
 from ...verify.candidates import Candidates
 from ..base import Capabilities, PredictOptions, SpectralModel, register_model
+from . import anomalies
 from .chi2scan import Chi2Scanner, ScanBasis
-from .modelerror import deflate_ivar, fit_rest_model_error
+from .modelerror import effective_ivar, fit_var_boost
 from .train import labels_of, load_training_rows, train_basis
-from .zsolve import solve_redshifts
+from .zsolve import solve_redshifts, zerr_scales
 
 __all__ = ["EigenModel", "DEFAULT_CLASSES"]
 
@@ -153,7 +154,8 @@ class EigenModel(SpectralModel):
                                                 ridge, clip, seed, progress)
                 history[f"{name}/round{rnd}"] = hist
             if rnd < sky_rounds:
-                self.var_boost_ = self._estimate_var_boost(tb, lab, z)
+                self.var_boost_ = fit_var_boost(self.scanner, tb, lab, z, self.var_boost_,
+                                                 self.grid.step)
         self.training = {"n_train": int(len(tb)), "per_class": per_class, "clip": clip,
                          "exclude_subtypes": list(self.exclude_subtypes),
                          "sky_rounds": sky_rounds,
@@ -166,8 +168,7 @@ class EigenModel(SpectralModel):
 
     def _ivar(self, batch: SpectraBatch) -> tuple[np.ndarray, np.ndarray]:
         """(flux, effective ivar): masked pixels zeroed, ivar deflated by ``var_boost``."""
-        ivar = np.where(batch.mask, 0.0, batch.ivar) / (1.0 + self.var_boost_[None, :])
-        return np.where(batch.mask, 0.0, batch.flux), ivar
+        return effective_ivar(batch, self.var_boost_)
 
     def _train_class(self, name, cfg, tb, lab, z, vb, init, iterations, ridge, clip, seed,
                      progress):
@@ -193,29 +194,6 @@ class EigenModel(SpectralModel):
                                   step=self.grid.step)
         self.bases_.append(ScanBasis(name, basis, jmin, jmax))
         return basis, {"n_train": int(sel.sum()), **hist}
-
-    def _estimate_var_boost(self, tb, lab, z, chunk: int = 256) -> np.ndarray:
-        """Per observed pixel, how much more the training residuals scatter than ivar says.
-
-        r = (f − model)·√ivar at the true z; for r ~ N(0, 1 + α) the median of r² is
-        0.455·(1 + α), so α_p = max(0, median_n r²_np / 0.455 − 1).  Unit-free, so it
-        carries over to other flux units; large only at sky lines (and wherever every
-        class's model misses at the same observed wavelength).
-        """
-        sc = self.scanner
-        r2 = np.full((len(tb), self.grid.size), np.nan, np.float32)
-        for k, b in enumerate(self.bases_):
-            rows = np.nonzero((lab == b.label) & np.isfinite(z))[0]
-            for lo in range(0, rows.size, chunk):
-                rr = rows[lo:lo + chunk]
-                flux, ivar = self._ivar(tb[rr])
-                model, _, _ = sc.fit_at(flux, ivar, k, np.log10(1 + z[rr]) / self.grid.step)
-                raw = np.where(tb.mask[rr], 0.0, tb.ivar[rr])
-                r2[rr] = np.where(raw > 0, (flux - model) ** 2 * raw, np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)     # pixels no spectrum covers
-            med = np.nanmedian(r2, axis=0)
-        return np.clip(np.nan_to_num(med / 0.455 - 1.0, nan=0.0), 0.0, 1e4).astype(np.float32)
 
     def calibrate(self, val: SpectraBatch, anomaly_quantile: float = 0.99) -> dict:
         """Temperature of the class probabilities and the anomaly scale/threshold."""
@@ -253,20 +231,11 @@ class EigenModel(SpectralModel):
         one; a class with fewer than ``min_class`` of its normals (LAMOST has real stars
         only) keeps the default rest-frame model error."""
         res = val if isinstance(val, dict) else self._run(self.check_batch(val))
-        sol = res["sol"]
-        rme = fit_rest_model_error(self.bases_, res["flux"], res["ivar"], res["model"],
-                                   sol.best_class, sol.shift)
+        fallback = None if survey is None else self.rest_model_error_
+        cal, rme = anomalies.fit_calibration(self.bases_, self._npar, res, quantile, fallback,
+                                             min_class)
         if survey is None:
-            self.rest_model_error_ = rme
-        elif self.rest_model_error_ is not None:
-            n = np.bincount(sol.best_class, minlength=len(self.bases_))
-            rme = [own if n[c] >= min_class else dflt
-                   for c, (own, dflt) in enumerate(zip(rme, self.rest_model_error_))]
-        feats = self._features_rows(rme, res["flux"], res["ivar"], res["model"], sol,
-                                    np.arange(len(res["flux"])))
-        cal = AnomalyCalibration.fit(feats, quantile=quantile, snr=res["snr"])
-        if survey is None:
-            self.anomaly_ = cal
+            self.anomaly_, self.rest_model_error_ = cal, rme
         else:
             self.survey_anomaly_[survey.upper()] = {"anomaly": cal, "rest_model_error": rme}
         return cal.threshold
@@ -284,21 +253,9 @@ class EigenModel(SpectralModel):
         val = self.check_batch(val)
         if res is None:
             res = self._run(val)
-        sol = res["sol"]
-        zt = np.asarray(val.meta["Z"], float)
-        ratio = np.abs(sol.z - zt) / np.where(sol.zerr > 0, sol.zerr, np.nan)
-        scale = np.ones(len(self.bases_))
-        out = {"coverage_target": coverage, "n": {}, "scale": {}, "before": {}, "after": {}}
-        for c, b in enumerate(self.bases_):
-            r = ratio[(sol.best_class == c) & np.isfinite(ratio) & (res["ngood"] > 0)]
-            out["n"][b.label] = int(r.size)
-            if r.size < 10:            # too few to fit a quantile: keep the raw errors
-                continue
-            scale[c] = max(float(np.quantile(r, coverage)), 1e-3)
-            out["before"][b.label] = float(np.mean(r < 1.0))
-            out["after"][b.label] = float(np.mean(r < scale[c]))
-        self.zerr_scale_ = scale
-        out["scale"] = dict(zip([b.label for b in self.bases_], scale.tolist()))
+        self.zerr_scale_, out = zerr_scales(res["sol"], np.asarray(val.meta["Z"], float),
+                                            res["ngood"], [b.label for b in self.bases_],
+                                            coverage)
         return out
 
     # ------------------------------------------------------------------ inference
@@ -328,41 +285,9 @@ class EigenModel(SpectralModel):
         return max(b.nvec for b in self.bases_) + self.npoly
 
     def _features(self, flux, ivar, model, sol, survey=None) -> dict:
-        """Anomaly features: residual structure against the model error (the rows of a
-        survey with its own calibration against that survey's), degeneracy."""
-        n = len(flux)
-        key = np.full(n, "", "U1") if survey is None else np.asarray(survey)
-        own = [k for k in self.survey_anomaly_ if np.any(key == k)]
-        groups = [(self.rest_model_error_, np.flatnonzero(~np.isin(key, own)))]
-        groups += [(self.survey_anomaly_[k]["rest_model_error"], np.flatnonzero(key == k))
-                   for k in own]
-        feats: dict = {}
-        for rme, rows in groups:
-            if rows.size:
-                for name, v in self._features_rows(rme, flux, ivar, model, sol, rows).items():
-                    feats.setdefault(name, np.zeros(n))[rows] = v
-        return feats or self._features_rows(self.rest_model_error_, flux, ivar, model, sol, [])
-
-    def _features_rows(self, rme, flux, ivar, model, sol, rows) -> dict:
-        rows = np.asarray(rows, np.int64)
-        w = deflate_ivar(self.bases_, rme, ivar[rows], model[rows], sol.best_class[rows],
-                         sol.shift[rows])
-        feats = residual_features(flux[rows], w, model[rows], self._npar)
-        feats["degenerate"] = degeneracy_feature(sol.degeneracy[rows], sol.second_class[rows] >= 0)
-        return feats
-
-    def _anomaly(self, res: dict):
-        """(score, threshold) per spectrum: the default calibration, or its survey's own."""
-        score = self.anomaly_.score(res["features"], res["snr"])
-        thr = np.full(score.shape, self.anomaly_.threshold)
-        survey = res.get("survey")
-        for name, own in self.survey_anomaly_.items():
-            rows = np.flatnonzero(survey == name) if survey is not None else []
-            if len(rows):
-                sub = {k: v[rows] for k, v in res["features"].items()}
-                score[rows] = own["anomaly"].score(sub, res["snr"][rows])
-                thr[rows] = own["anomaly"].threshold
-        return score, thr
+        """Anomaly features (:func:`.anomalies.features`) with this model's calibrations."""
+        return anomalies.features(self.bases_, self._npar, self.rest_model_error_,
+                                  self.survey_anomaly_, flux, ivar, model, sol, survey)
 
     def _catalog(self, batch: SpectraBatch, res: dict) -> Table:
         sol = res["sol"]
@@ -372,7 +297,7 @@ class EigenModel(SpectralModel):
         probs = np.zeros((len(batch), len(names)))
         for k, b in enumerate(self.bases_):
             probs[:, names.index(b.label)] = pb[:, k]
-        score, thr = self._anomaly(res)
+        score, thr = anomalies.scores(self.anomaly_, self.survey_anomaly_, res)
         zwarn = sol.zwarn.copy()
         zwarn[score > thr] |= int(ZWARN.ANOMALY)
         zerr = sol.zerr * np.asarray(self.zerr_scale_, float)[sol.best_class]
@@ -462,10 +387,7 @@ class EigenModel(SpectralModel):
                 "var_boost": torch.as_tensor(self.var_boost_),
                 "rest_model_error": (None if self.rest_model_error_ is None else
                                      [torch.as_tensor(e) for e in self.rest_model_error_]),
-                "survey_anomaly": {k: {"anomaly": v["anomaly"].to_dict(),
-                                       "rest_model_error": [torch.as_tensor(e) for e in
-                                                            v["rest_model_error"]]}
-                                   for k, v in self.survey_anomaly_.items()},
+                "survey_anomaly": anomalies.survey_state(self.survey_anomaly_),
                 "bases": [{"label": b.label, "jmin": b.jmin, "jmax": b.jmax,
                            "basis": torch.as_tensor(np.asarray(b.basis, np.float32))}
                           for b in self.bases_]}
@@ -482,10 +404,7 @@ class EigenModel(SpectralModel):
         self.var_boost_ = np.asarray(state["var_boost"], np.float32)
         rme = state["rest_model_error"]
         self.rest_model_error_ = None if rme is None else [np.asarray(e, np.float32) for e in rme]
-        self.survey_anomaly_ = {k: {"anomaly": AnomalyCalibration.from_dict(v["anomaly"]),
-                                    "rest_model_error": [np.asarray(e, np.float32)
-                                                         for e in v["rest_model_error"]]}
-                                for k, v in state.get("survey_anomaly", {}).items()}
+        self.survey_anomaly_ = anomalies.survey_from_state(state.get("survey_anomaly", {}))
         self.bases_ = [ScanBasis(b["label"], np.asarray(b["basis"], np.float32),
                                  int(b["jmin"]), int(b["jmax"])) for b in state["bases"]]
         self._scanner = None

@@ -28,8 +28,8 @@ import numpy as np
 from ...flags import ZWARN
 from .chi2scan import Chi2Scanner, velocity_pixels
 
-__all__ = ["ZSolution", "solve_redshifts", "parabola", "local_minima", "MIN_DELTACHI2",
-           "MAX_VELO_DIFF"]
+__all__ = ["ZSolution", "solve_redshifts", "zerr_scales", "parabola", "local_minima",
+           "MIN_DELTACHI2", "MAX_VELO_DIFF"]
 
 MIN_DELTACHI2 = 9.0
 MAX_VELO_DIFF = 1000.0     # km/s
@@ -182,3 +182,25 @@ def solve_redshifts(scanner: Chi2Scanner, curves: list[np.ndarray], flux, ivar,
                      second_class=np.where(has2, sec_cls, -1),
                      z_second=np.where(has2, 10.0 ** ((j2 + x2) * step) - 1.0, np.nan),
                      deltachi2=deltachi2, degeneracy=degeneracy, zwarn=zwarn, model=model)
+
+
+def zerr_scales(sol: ZSolution, z_true, ngood, labels, coverage: float = 0.6827):
+    """(per-class factor on ZERR, report): the ``coverage`` quantile of |Δz|/ZERR over the
+    spectra *predicted* as each class (how the factor is applied), failures included.
+
+    A class with fewer than 10 such spectra keeps factor 1 (too few for a quantile).  The
+    report has, per class label, the count and the 1σ coverage before and after.
+    """
+    ratio = np.abs(sol.z - z_true) / np.where(sol.zerr > 0, sol.zerr, np.nan)
+    scale = np.ones(len(labels))
+    out = {"coverage_target": coverage, "n": {}, "scale": {}, "before": {}, "after": {}}
+    for c, label in enumerate(labels):
+        r = ratio[(sol.best_class == c) & np.isfinite(ratio) & (ngood > 0)]
+        out["n"][label] = int(r.size)
+        if r.size < 10:
+            continue
+        scale[c] = max(float(np.quantile(r, coverage)), 1e-3)
+        out["before"][label] = float(np.mean(r < 1.0))
+        out["after"][label] = float(np.mean(r < scale[c]))
+    out["scale"] = dict(zip(labels, scale.tolist()))
+    return scale, out
