@@ -1,0 +1,168 @@
+"""What a catalog writer writes: one table in memory, or the Parquet part files of a
+``predict`` run streamed one part at a time.
+
+Apart from :mod:`.catalog` (the formats: FITS, Parquet, ECSV/CSV writers and the reader)
+because it is the other half of every write: each format asks a source for a one-row
+``prototype`` (schema, widths, keywords), ``n_rows``, ``meta``/``provenance`` and the rows
+as astropy tables (``tables``) or, for Parquet parts, Arrow tables (``arrow_tables``); the
+part source does its own first pass over the parts' schemas and string widths so that no
+format holds the whole catalog in memory.  :func:`prepare` is what both sources apply to
+their rows: canonical order, units, filled masks, fixed-width strings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from .catalog_parquet import _numpy_of
+from .catalog_schema import canonical_order, unit_for
+
+__all__ = ["MemorySource", "PartSource", "prepare", "fill_value", "provenance_of"]
+
+
+def prepare(table: Table, widths: dict[str, int] | None = None) -> Table:
+    """Canonical column order, units from the schema, masked values filled, strings as
+    fixed-width unicode (``widths`` when merging: the same width in every part)."""
+    out = Table(meta=dict(table.meta))
+    for name in canonical_order(table.colnames):
+        col = table[name]
+        data = np.asarray(col.filled(fill_value(col.dtype)) if hasattr(col, "filled") else col)
+        if data.dtype.kind in "SUO":
+            data = np.char.decode(data, "utf-8") if data.dtype.kind == "S" else data.astype(str)
+            width = max((widths or {}).get(name, 1), data.dtype.itemsize // 4, 1)
+            data = data.astype(f"U{width}")
+        out[name] = data
+        unit = unit_for(name)
+        if unit is not None and data.dtype.kind in "fiu":
+            out[name].unit = unit
+    return out
+
+
+def fill_value(dtype):
+    """What a missing value becomes in a catalog column of ``dtype`` (NaN, '', False, -1)."""
+    kind = np.dtype(dtype).kind
+    return np.nan if kind == "f" else ("" if kind in "SUO" else (False if kind == "b" else -1))
+
+
+class MemorySource:
+    """One table in memory, seen as a single part."""
+
+    def __init__(self, table: Table, meta: dict | None):
+        self.table = prepare(Table(table, copy=False))
+        self.meta = {**self.table.meta, **(meta or {})}
+        self.table.meta.clear()
+        self.provenance = provenance_of(self.meta)
+        self.n_rows = len(self.table)
+
+    def prototype(self) -> Table:
+        t = self.table[:1].copy()
+        t.meta.update(self.meta)
+        return t
+
+    def tables(self, cols, with_meta: bool = False):
+        t = self.table[list(cols)]
+        if with_meta:
+            t.meta.update(self.meta)
+        yield t
+
+
+class PartSource:
+    """Parquet part files of a predict run: a first pass reads schema, row count and string
+    widths without the data; ``tables`` reads one part (only the wanted columns) at a time."""
+
+    def __init__(self, parts: list[Path], meta: dict | None):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+        self.parts, self.meta = list(parts), dict(meta or {})
+        self.provenance = provenance_of(self.meta)
+        schemas = [pq.read_schema(p) for p in self.parts]
+        self.schema = pa.unify_schemas(schemas, promote_options="permissive")
+        strs = [f.name for f in self.schema if pa.types.is_string(f.type)
+                or pa.types.is_large_string(f.type)]
+        self.widths = dict.fromkeys(strs, 1)
+        self.n_rows = 0
+        for p, s in zip(self.parts, schemas):
+            self.n_rows += pq.read_metadata(p).num_rows
+            at = pq.ParquetFile(p).read(columns=[c for c in strs if c in s.names])
+            for c in at.column_names:
+                col = at.column(c)
+                if pc.all(pc.string_is_ascii(col)).as_py() is False:   # FITS escapes them
+                    m = max((len(x.encode("ascii", "backslashreplace"))
+                             for x in col.to_pylist() if x), default=1)
+                else:
+                    m = pc.max(pc.binary_length(pc.cast(col, pa.binary()))).as_py()
+                self.widths[c] = max(self.widths[c], m or 1)
+
+    def _conform(self, at, cols):
+        import pyarrow as pa
+        out = []
+        for name in cols:
+            field = self.schema.field(name)
+            out.append(at.column(name).cast(field.type) if name in at.column_names
+                       else pa.nulls(at.num_rows, field.type))
+        return pa.Table.from_arrays(out, names=list(cols))
+
+    def _astropy(self, at) -> Table:
+        import pyarrow as pa
+        t = Table()
+        for name in at.column_names:
+            col = at.column(name).combine_chunks()
+            if pa.types.is_fixed_size_list(col.type):
+                values = _numpy_of(col.flatten())
+                t[name] = values.reshape(len(col), col.type.list_size)
+            elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                t[name] = np.array([s or "" for s in col.to_pylist()], dtype=str) \
+                    if len(col) else np.zeros(0, "U1")
+            else:
+                filled = col.fill_null(fill_value(col.type.to_pandas_dtype())) \
+                    if col.null_count else col
+                t[name] = _numpy_of(filled)
+        return prepare(t, self.widths)
+
+    def prototype(self) -> Table:
+        import pyarrow.parquet as pq
+        first = self._conform(pq.ParquetFile(self.parts[0]).read().slice(0, 1), self.schema.names)
+        t = self._astropy(first)
+        t.meta.update(self.meta)
+        return t
+
+    def arrow_tables(self, schema):
+        """Each part as an Arrow table of ``schema``: columns in its order and types, a column
+        a part lacks (or its nulls) filled as :func:`prepare` fills them."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+        for p in self.parts:
+            f = pq.ParquetFile(p)
+            have = set(f.schema_arrow.names)
+            at = f.read(columns=[c for c in schema.names if c in have])
+            cols = []
+            for field in schema:
+                src = at.column(field.name) if field.name in have else \
+                    pa.nulls(at.num_rows, self.schema.field(field.name).type)
+                col = src.cast(field.type)
+                if src.null_count and not pa.types.is_fixed_size_list(src.type):
+                    col = pc.fill_null(col, fill_value(np.str_ if pa.types.is_string(field.type)
+                                                  else field.type.to_pandas_dtype()))
+                cols.append(col)
+            yield pa.Table.from_arrays(cols, schema=schema)
+
+    def tables(self, cols, with_meta: bool = False):
+        import pyarrow.parquet as pq
+        for p in self.parts:
+            have = pq.read_schema(p).names
+            at = pq.ParquetFile(p).read(columns=[c for c in cols if c in have])
+            t = self._astropy(self._conform(at, cols))
+            if with_meta:
+                t.meta.update(self.meta)
+            yield t
+
+
+def provenance_of(meta: dict) -> dict:
+    """The provenance subset of ``meta`` (what also goes into the FITS primary header)."""
+    keys = ("SPECSIFT", "MODEL", "MODELSHA", "MODELFIL", "DATE", "NINPUT", "COMMAND")
+    return {k: meta[k] for k in keys if k in meta}
