@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader
 
 from .training_checkpoint import RunState, resume, save_checkpoint
 from .training_data import StoreDataset, normalise
+from .training_tensors import batch_len, call, concat, detach_cpu, to_device
 
 __all__ = ["StoreDataset", "TrainConfig", "TrainResult", "train", "normalise", "resolve_device",
            "seed_everything"]
@@ -70,54 +71,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _to(obj, device):
-    if obj is None:
-        return None
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(obj).to(device)
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_to(o, device) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _to(v, device) for k, v in obj.items()}
-    return obj
-
-
-def _call(module, x):
-    return module(*x) if isinstance(x, (tuple, list)) else module(x)
-
-
-def _cat(items: list):
-    """Concatenate a list of per-batch outputs (tensors, tuples or dicts of tensors)."""
-    first = items[0]
-    if isinstance(first, torch.Tensor):
-        return torch.cat(items)
-    if isinstance(first, (tuple, list)):
-        return type(first)(_cat([it[i] for it in items]) for i in range(len(first)))
-    if isinstance(first, dict):
-        return {k: _cat([it[k] for it in items]) for k in first}
-    return items
-
-
-def _detach_cpu(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_detach_cpu(o) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _detach_cpu(v) for k, v in obj.items()}
-    return obj
-
-
-def _batch_len(x) -> int:
-    while isinstance(x, (tuple, list)):
-        x = x[0]
-    if isinstance(x, dict):
-        return _batch_len(next(iter(x.values())))
-    return len(x)
 
 
 def _loader(ds: StoreDataset, num_workers: int) -> DataLoader:
@@ -176,20 +129,20 @@ def evaluate_loss(module, loss_fn, ds: StoreDataset, dev, num_workers=0, want_ou
     total, n, outs, tgts = 0.0, 0, [], []
     with torch.no_grad():
         for x, y in _loader(ds, num_workers):
-            x, y = _to(x, dev), _to(y, dev)
-            out = _call(module, x)
-            k = _batch_len(x)
+            x, y = to_device(x, dev), to_device(y, dev)
+            out = call(module, x)
+            k = batch_len(x)
             total += float(loss_fn(out, y)) * k
             n += k
             if want_outputs:
-                o, t = _detach_cpu(out), _detach_cpu(y)
+                o, t = detach_cpu(out), detach_cpu(y)
                 if reduce_fn is not None:
                     o, t = reduce_fn(o, t)
                 outs.append(o)
                 tgts.append(t)
     mean = total / max(n, 1)
     if want_outputs:
-        return mean, _cat(outs), _cat(tgts)
+        return mean, concat(outs), concat(tgts)
     return mean, None, None
 
 
@@ -362,9 +315,9 @@ def _train_epoch(module, loss_fn, ds: StoreDataset, opt, sched, dev, cfg: TrainC
     total, n = 0.0, 0
     bar = _progress(cfg.progress, steps, f"epoch {epoch + 1}/{cfg.epochs}")
     for x, y in _loader(ds, cfg.num_workers):
-        x, y = _to(x, dev), _to(y, dev)
+        x, y = to_device(x, dev), to_device(y, dev)
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(_call(module, x), y)
+        loss = loss_fn(call(module, x), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss at epoch {epoch + 1}; "
                                      f"lower the learning rate or check the inputs")
@@ -375,7 +328,7 @@ def _train_epoch(module, loss_fn, ds: StoreDataset, opt, sched, dev, cfg: TrainC
         opt.step()
         if sched.last_epoch < cfg.epochs * steps - 1:
             sched.step()
-        k = _batch_len(x)
+        k = batch_len(x)
         total += float(loss.detach()) * k
         n += k
         if bar is not None:
