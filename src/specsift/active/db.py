@@ -7,18 +7,18 @@ Labels are an append-only event log: labelling, skipping and undoing never overw
 so two people labelling at once lose nothing and the history of every decision is kept.
 The *current* label of a spectrum is its latest event that is a label (not a skip) and not
 undone.  Every connection uses WAL with a busy timeout and writes in ``BEGIN IMMEDIATE``
-transactions, so concurrent writers from threads or processes serialise instead of failing.
+transactions (:mod:`.sqlite`), so concurrent writers from threads or processes serialise
+instead of failing.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+
+from .sqlite import SQLiteFile
 
 __all__ = ["LabelDB", "now_iso"]
 
@@ -78,78 +78,17 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-class LabelDB:
-    """Thread-safe handle on a label database (one SQLite connection per thread)."""
+class LabelDB(SQLiteFile):
+    """Thread-safe handle on a label database (one SQLite connection per thread,
+    :class:`.sqlite.SQLiteFile`)."""
+
+    kind = "label database"
+    schema = _SCHEMA
 
     def __init__(self, path, create: bool = True):
-        self.path = Path(path)
-        if not create and not self.path.exists():
-            raise FileNotFoundError(f"{self.path}: no such label database")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        conn = self._conn()
-        try:
-            conn.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise ValueError(f"{self.path}: not a label database ({exc})") from None
+        super().__init__(path, create)
         if self.get_meta("schema_version") is None:
             self.set_meta("schema_version", _SCHEMA_VERSION)
-
-    # -- connections ----------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(self.path, timeout=60, isolation_level=None,
-                                       check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.DatabaseError as exc:
-                raise ValueError(f"{self.path}: cannot open label database ({exc})") from None
-            conn.execute("PRAGMA busy_timeout=60000")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.row_factory = sqlite3.Row
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def write(self):
-        """A write transaction that takes the lock up front (no deadlock on upgrade).
-
-        Nested calls on one thread join the outer transaction, so several writes (a state
-        transition of the active loop: new iteration, its queue, the old one done) commit
-        together or not at all, whatever kills the process in between."""
-        conn = self._conn()
-        if conn.in_transaction:
-            yield conn
-            return
-        for attempt in range(20):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:       # busy beyond the timeout: retry
-                if "locked" not in str(exc) or attempt == 19:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:                 # also when COMMIT itself failed
-                conn.execute("ROLLBACK")
-            raise
-
-    def query(self, sql: str, params=()) -> list[sqlite3.Row]:
-        return self._conn().execute(sql, params).fetchall()
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
-    @property
-    def journal_mode(self) -> str:
-        return self.query("PRAGMA journal_mode")[0][0]
 
     # -- configuration --------------------------------------------------------
     def get_meta(self, key: str, default=None):
