@@ -7,15 +7,15 @@ so a star-forming galaxy whose Hβ is below 3σ is plain GALAXY, and a quasar wh
 lines are below 10σ is plain QSO.  The simulator drew its subclass from the population
 (STARFORMING however faint its lines), which no measurement could reproduce.
 
-The measurement: for each line the optimal (matched-filter) flux estimate at the true
-profile — the generator's true flux plus the filtered *actual* noise of the spectrum,
-``F̂ = F + Σ w g n / Σ w g²`` with ``n`` = observed − noiseless flux, ``w`` = ivar and ``g``
-the line's unit profile through the instrument — and its ivar-only error ``1 / √Σ w g²``
-(SDSS's errors are ivar-only; our rule stage uses such errors too).  A line whose width is
-fitted on its own (a quasar's broad line) has a flux error √1.5 larger and a relative
-width error √2 / (S/N) (the Fisher matrix of a Gaussian in flux and width).  Where a rule
-line has no good pixel (outside the spectrum, masked), the rules cannot decide and the
-population label stays, as :mod:`specsift.lines.stage` then keeps the network's answer.
+The galaxies' measurement: for each BPT line the optimal (matched-filter) flux estimate at
+the true profile — the generator's true flux plus the filtered *actual* noise of the
+spectrum, ``F̂ = F + Σ w g n / Σ w g²`` with ``n`` = observed − noiseless flux, ``w`` = ivar
+and ``g`` the line's unit profile through the instrument — and its ivar-only error
+``1 / √Σ w g²`` (SDSS's errors are ivar-only; our rule stage uses such errors too).  The
+quasars' is the package's own broad-line fit (:func:`quasar_subclass_fit`, see
+:func:`rule_labels` for why).  Where a rule line has no good pixel (outside the spectrum,
+masked), the rules cannot decide and the population label stays, as
+:mod:`specsift.lines.stage` then keeps the network's answer.
 """
 
 from __future__ import annotations
@@ -25,14 +25,10 @@ from scipy.special import erf
 
 from ..classes import map_sdss
 from ..constants import C_KMS
-from ..lines.rules import BROAD_SIGMA_KMS, bpt_subclass
+from ..lines.rules import bpt_subclass
 from ..spectra import LogGrid
 
-__all__ = ["matched_flux", "galaxy_subclass", "quasar_subclass"]
-
-#: flux-error inflation when a line's width is fitted with its flux (Fisher matrix of a
-#: Gaussian: var(ln F) = 1.5 / ν², var(ln σ) = 2 / ν² for a fixed-width S/N ν)
-_FREE_WIDTH = np.sqrt(1.5)
+__all__ = ["matched_flux", "galaxy_subclass", "quasar_subclass_fit", "rule_labels"]
 
 
 def matched_flux(noise, ivar, grid: LogGrid, centre_aa, components, true_flux, sigma_inst):
@@ -78,23 +74,6 @@ def galaxy_subclass(lines: dict, z, ew_rest_halpha):
     return bpt_subclass(f, e, ew, ew_err)
 
 
-def quasar_subclass(lines: list):
-    """(subclass, decided): BROADLINE if a line (Lyα left out, as SDSS does) is detected at
-    > 10σ with σ − 5 σ_err > 200 km/s; ``lines``: (F̂, err, second-moment σ km/s, free
-    width) per line."""
-    n = len(lines[0][0])
-    broad = np.zeros(n, bool)
-    decided = np.zeros(n, bool)
-    for est, err, sigma, free in lines:
-        decided |= err > 0
-        fit_err = err * (_FREE_WIDTH if free else 1.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            nu = np.where(err > 0, est / np.where(err > 0, err, 1.0), 0.0)
-            s_err = np.where(nu > 0, sigma * np.sqrt(2) / np.where(nu > 0, nu, 1.0), np.inf)
-            broad |= (err > 0) & (est > 10 * fit_err) & (sigma - 5 * s_err > BROAD_SIGMA_KMS)
-    return np.where(broad, "BROADLINE", "").astype("U24"), decided
-
-
 def _sigma_inst(name: str, resolution, grid: LogGrid) -> np.ndarray:
     """Instrumental σ (km/s, per pixel) of instrument ``name`` (or the override)."""
     from .instrument import Resolution
@@ -107,7 +86,8 @@ def _sigma_inst(name: str, resolution, grid: LogGrid) -> np.ndarray:
 def rule_labels(rule_lines: dict, flux, noiseless, ivar, grid: LogGrid, scale, z, meta, label,
                 subclass, class_set: str, inst, resolution=None):
     """(CLASS_LABEL, SDSS SUBCLASS) of one block with the galaxy and quasar rows relabelled
-    by the rules; ``rule_lines``: generator → (rows, the generator's ``_RULE_LINES``);
+    by the rules; ``rule_lines``: generator → (rows, the generator's ``_RULE_LINES``:
+    the galaxies' lines; None for "qso", whose lines are fitted);
     ``flux``, ``noiseless``: the observed and the noise-free spectra; ``scale``: the
     survey's flux scale of each row (the generators' units → the spectrum's).
 

@@ -175,20 +175,4 @@ def make_quasars(rng: np.random.Generator, z, grid: LogGrid, weak=None, bal_frac
               "EW_CIV": ew[:, names.index("CIV")], "EW_MGII": ew[:, names.index("MgII")],
               "EW_OIII": new[:, nn.index("OIII_5007")], "ALPHA_NU": a_nu,
               "HOST_FRAC": host_frac, "BAL": bal.astype(np.int16)}
-    # what the SDSS BROADLINE rule needs (simulate/labels.py): per line its observed centre,
-    # profile [(fraction, intrinsic σ km/s)], flux after dust, second-moment σ and whether
-    # its width is fitted alone (broad) or shared (narrow); popped by the survey
-    dust = lambda w: 10 ** (-0.4 * ebv * _smc_k(w))                     # noqa: E731
-    rules = []
-    for key in ("CIV", "CIII", "MgII", "Hbeta", "Halpha"):         # Lyα: SDSS leaves it out
-        j = names.index(key)
-        s = sig_b * fac[0, j]
-        rules.append((wc[:, j] * (1 + z), [(0.65, 0.8 * s), (0.35, 2.2 * s)],
-                      lf[:, j] * dust(w0[j]), s * np.sqrt(0.65 * 0.8 ** 2 + 0.35 * 2.2 ** 2),
-                      True))
-    for key in ("OIII_5007", "Hbeta", "Halpha", "NII_6584"):
-        j = nn.index(key)
-        rules.append((nw[j] * (1 + z), [(1.0, sig_n[:, 0])],
-                      new[:, j] * ncl[:, j] * (1 + z) * dust(nw[j]), sig_n[:, 0], False))
-    params["_RULE_LINES"] = rules
     return flux, params

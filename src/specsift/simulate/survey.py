@@ -204,8 +204,8 @@ def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, ba
             coverage[sel] = par.pop("coverage")[None, :]
             par.pop("Z")
         flux[sel] = f
-        if "_RULE_LINES" in par:
-            rule_lines[gen] = (sel, par.pop("_RULE_LINES"))
+        if gen in ("galaxy", "qso"):        # subclasses by SDSS's rules (labels.rule_labels)
+            rule_lines[gen] = (sel, par.pop("_RULE_LINES", None))
         for k, v in par.items():
             meta[k][sel] = v
     # absolute scale: mean f_λ over the r band = the catalogue's r flux
