@@ -64,7 +64,7 @@ def test_lamost_resolution_is_r1800_with_a_jump_at_the_arm_join():
 
 def test_desi_resolution_comes_from_the_resolution_matrices():
     res = get("desi").resolution()
-    R = res.resolving_power(np.array([4000.0, 6500.0, 9000.0]))
+    R = C_KMS / (2.3548 * res.sigma_kms(np.log10([4000.0, 6500.0, 9000.0])))
     assert 1800 < R[0] < 3500 and 3000 < R[1] < 5500 and 3500 < R[2] < 6000
     assert R[0] < R[1] < R[2] * 1.1                           # resolution rises to the red
 

@@ -164,10 +164,6 @@ class LabelDB(SQLiteFile):
         """item → current label (latest non-undone, non-skip event)."""
         return {int(r["item"]): r["label"] for r in self.query(_CURRENT)}
 
-    def label_rows(self) -> list[dict]:
-        """Current labels with who/when/ident, ordered by item (for exports)."""
-        return [dict(r) for r in self.query(_CURRENT + " ORDER BY e.item")]
-
     def events(self, who: str | None = None) -> list[dict]:
         sql = "SELECT * FROM events" + (" WHERE who = ?" if who else "") + " ORDER BY id"
         return [dict(r) for r in self.query(sql, (who,) if who else ())]
@@ -213,9 +209,6 @@ class LabelDB(SQLiteFile):
     def latest_queue_iteration(self) -> int | None:
         r = self.query("SELECT MAX(iteration) FROM queue")[0][0]
         return None if r is None else int(r)
-
-    def queued_items(self) -> set[int]:
-        return {int(r[0]) for r in self.query("SELECT DISTINCT item FROM queue")}
 
     def pending(self, iteration: int | None = None) -> list[dict]:
         """Queued rows of ``iteration`` (default latest) that have no current label yet."""

@@ -344,6 +344,7 @@ def shift_to_z(shift, step: float):
 
 
 def z_to_shift(z, step: float):
+    """The (fractional) pixel shift of redshift ``z``: log10(1+z)/δ (float64)."""
     return np.log10(1.0 + np.asarray(z, np.float64)) / step
 
 

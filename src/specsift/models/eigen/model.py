@@ -30,7 +30,7 @@ from ...spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
 from ...verify.candidates import Candidates
 from ..base import Capabilities, PredictOptions, SpectralModel, register_model
 from . import anomalies
-from .chi2scan import Chi2Scanner, ScanBasis
+from .chi2scan import Chi2Scanner, ScanBasis, z_to_shift
 from .modelerror import effective_ivar, fit_var_boost
 from .train import labels_of, load_training_rows, train_basis
 from .zsolve import solve_redshifts, zerr_scales
@@ -178,14 +178,14 @@ class EigenModel(SpectralModel):
             raise ValueError(f"eigen.fit: {int(sel.sum())} training spectra of class "
                              f"{name!r} with z in [{cfg['zmin']}, {cfg['zmax']}]")
         flux, ivar = self._ivar(tb[sel])
-        shift = np.log10(1 + z[sel]) / self.grid.step
+        shift = z_to_shift(z[sel], self.grid.step)
         vtuple = None
         if vb is not None:
             vl, vz = labels_of(vb, self.class_set), np.asarray(vb.meta["Z"], float)
             vs = (vl == name) & np.isfinite(vz) & (vz >= cfg["zmin"]) & (vz <= cfg["zmax"])
             if vs.any():
                 vf, vi = self._ivar(vb[vs])
-                vtuple = (vf, vi, np.log10(1 + vz[vs]) / self.grid.step)
+                vtuple = (vf, vi, z_to_shift(vz[vs], self.grid.step))
         basis, hist = train_basis(flux, ivar, shift, jmin, jmax, int(cfg["nvec"]), self.npoly,
                                   iterations=iterations, ridge=ridge, val=vtuple, seed=seed,
                                   progress=progress, label=name, clip=clip, init=init,
@@ -371,7 +371,7 @@ class EigenModel(SpectralModel):
         second = np.full_like(res["model"], np.nan)
         for c in np.unique(sol.second_class[sol.second_class >= 0]):
             rows = np.flatnonzero(sol.second_class == c)
-            shift = np.log10(1.0 + np.asarray(sol.z_second[rows], float)) / self.grid.step
+            shift = z_to_shift(sol.z_second[rows], self.grid.step)
             second[rows] = self.scanner.fit_at(flux[rows], ivar[rows], int(c), shift)[0]
         good = (ivar > 0) & np.isfinite(flux)
         dchi2 = np.where(good, ivar * ((flux - second) ** 2 - (flux - res["model"]) ** 2), 0.0)

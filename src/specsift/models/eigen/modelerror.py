@@ -27,6 +27,8 @@ import warnings
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
+from .chi2scan import z_to_shift
+
 __all__ = ["fit_rest_model_error", "deflate_ivar", "effective_ivar", "fit_var_boost"]
 
 
@@ -97,7 +99,7 @@ def fit_var_boost(scanner, tb, lab, z, var_boost, step: float, chunk: int = 256)
         for lo in range(0, rows.size, chunk):
             rr = rows[lo:lo + chunk]
             flux, ivar = effective_ivar(tb[rr], var_boost)
-            model, _, _ = scanner.fit_at(flux, ivar, k, np.log10(1 + z[rr]) / step)
+            model, _, _ = scanner.fit_at(flux, ivar, k, z_to_shift(z[rr], step))
             raw = np.where(tb.mask[rr], 0.0, tb.ivar[rr])
             r2[rr] = np.where(raw > 0, (flux - model) ** 2 * raw, np.nan)
     with warnings.catch_warnings():

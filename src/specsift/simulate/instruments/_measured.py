@@ -50,9 +50,6 @@ class CurveResolution:
     def sigma_kms(self, loglam: np.ndarray) -> np.ndarray:
         return np.interp(np.asarray(loglam, float), self.loglam, self.sigma)
 
-    def resolving_power(self, wave) -> np.ndarray:
-        return C_KMS / (2.3548 * self.sigma_kms(np.log10(wave)))
-
 
 def _const(sigma_kms: float) -> Resolution:
     return Resolution(C_KMS / (2.3548 * float(sigma_kms)))
