@@ -21,7 +21,7 @@ import torch
 from ...anomaly import AnomalyCalibration, degeneracy_feature, residual_features
 from .modelerror import deflate_ivar, fit_rest_model_error
 
-__all__ = ["features", "features_rows", "fit_calibration", "scores", "survey_state",
+__all__ = ["anomaly_features", "features_rows", "fit_anomaly", "anomaly_scores", "survey_state",
            "survey_from_state"]
 
 
@@ -34,7 +34,7 @@ def features_rows(bases, npar: int, rme, flux, ivar, model, sol, rows) -> dict:
     return feats
 
 
-def features(bases, npar: int, rme, per_survey: dict, flux, ivar, model, sol,
+def anomaly_features(bases, npar: int, rme, per_survey: dict, flux, ivar, model, sol,
              survey=None) -> dict:
     """Anomaly features of every row: those of a survey with its own calibration against
     that survey's model error, the others against ``rme``."""
@@ -51,7 +51,7 @@ def features(bases, npar: int, rme, per_survey: dict, flux, ivar, model, sol,
     return feats or features_rows(bases, npar, rme, flux, ivar, model, sol, [])
 
 
-def fit_calibration(bases, npar: int, res: dict, quantile: float, fallback=None,
+def fit_anomaly(bases, npar: int, res: dict, quantile: float, fallback=None,
                     min_class: int = 30) -> tuple[AnomalyCalibration, list[np.ndarray]]:
     """(calibration, rest-frame model error) fitted on the normal spectra of ``res`` (the
     model's run on them).
@@ -72,7 +72,7 @@ def fit_calibration(bases, npar: int, res: dict, quantile: float, fallback=None,
     return AnomalyCalibration.fit(feats, quantile=quantile, snr=res["snr"]), rme
 
 
-def scores(default: AnomalyCalibration, per_survey: dict, res: dict):
+def anomaly_scores(default: AnomalyCalibration, per_survey: dict, res: dict):
     """(score, threshold) per spectrum: the default calibration, or its survey's own."""
     score = default.score(res["features"], res["snr"])
     thr = np.full(score.shape, default.threshold)

@@ -29,7 +29,13 @@ from ...flags import ZWARN
 from ...spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
 from ...verify.candidates import Candidates
 from ..base import Capabilities, PredictOptions, SpectralModel, register_model
-from . import anomalies
+from .anomalies import (
+    anomaly_features,
+    anomaly_scores,
+    fit_anomaly,
+    survey_from_state,
+    survey_state,
+)
 from .chi2scan import Chi2Scanner, ScanBasis, z_to_shift
 from .modelerror import effective_ivar, fit_var_boost
 from .train import labels_of, load_training_rows, train_basis
@@ -232,8 +238,7 @@ class EigenModel(SpectralModel):
         only) keeps the default rest-frame model error."""
         res = val if isinstance(val, dict) else self._run(self.check_batch(val))
         fallback = None if survey is None else self.rest_model_error_
-        cal, rme = anomalies.fit_calibration(self.bases_, self._npar, res, quantile, fallback,
-                                             min_class)
+        cal, rme = fit_anomaly(self.bases_, self._npar, res, quantile, fallback, min_class)
         if survey is None:
             self.anomaly_, self.rest_model_error_ = cal, rme
         else:
@@ -285,9 +290,9 @@ class EigenModel(SpectralModel):
         return max(b.nvec for b in self.bases_) + self.npoly
 
     def _features(self, flux, ivar, model, sol, survey=None) -> dict:
-        """Anomaly features (:func:`.anomalies.features`) with this model's calibrations."""
-        return anomalies.features(self.bases_, self._npar, self.rest_model_error_,
-                                  self.survey_anomaly_, flux, ivar, model, sol, survey)
+        """Anomaly features (:func:`.anomalies.anomaly_features`) with this model's calibrations."""
+        return anomaly_features(self.bases_, self._npar, self.rest_model_error_,
+                                self.survey_anomaly_, flux, ivar, model, sol, survey)
 
     def _catalog(self, batch: SpectraBatch, res: dict) -> Table:
         sol = res["sol"]
@@ -297,7 +302,7 @@ class EigenModel(SpectralModel):
         probs = np.zeros((len(batch), len(names)))
         for k, b in enumerate(self.bases_):
             probs[:, names.index(b.label)] = pb[:, k]
-        score, thr = anomalies.scores(self.anomaly_, self.survey_anomaly_, res)
+        score, thr = anomaly_scores(self.anomaly_, self.survey_anomaly_, res)
         zwarn = sol.zwarn.copy()
         zwarn[score > thr] |= int(ZWARN.ANOMALY)
         zerr = sol.zerr * np.asarray(self.zerr_scale_, float)[sol.best_class]
@@ -387,7 +392,7 @@ class EigenModel(SpectralModel):
                 "var_boost": torch.as_tensor(self.var_boost_),
                 "rest_model_error": (None if self.rest_model_error_ is None else
                                      [torch.as_tensor(e) for e in self.rest_model_error_]),
-                "survey_anomaly": anomalies.survey_state(self.survey_anomaly_),
+                "survey_anomaly": survey_state(self.survey_anomaly_),
                 "bases": [{"label": b.label, "jmin": b.jmin, "jmax": b.jmax,
                            "basis": torch.as_tensor(np.asarray(b.basis, np.float32))}
                           for b in self.bases_]}
@@ -404,7 +409,7 @@ class EigenModel(SpectralModel):
         self.var_boost_ = np.asarray(state["var_boost"], np.float32)
         rme = state["rest_model_error"]
         self.rest_model_error_ = None if rme is None else [np.asarray(e, np.float32) for e in rme]
-        self.survey_anomaly_ = anomalies.survey_from_state(state.get("survey_anomaly", {}))
+        self.survey_anomaly_ = survey_from_state(state.get("survey_anomaly", {}))
         self.bases_ = [ScanBasis(b["label"], np.asarray(b["basis"], np.float32),
                                  int(b["jmin"]), int(b["jmax"])) for b in state["bases"]]
         self._scanner = None
