@@ -9,13 +9,19 @@ from specsift.classes import labels, map_sdss
 from specsift.simulate import (
     LINES,
     apply_instrument,
-    is_agn,
     kauffmann03,
+    kewley01,
     simulate_batch,
     simulate_to_store,
 )
 from specsift.simulate.lines import sdss_agn_line
 from specsift.spectra import DEFAULT_GRID, LogGrid
+
+
+def is_agn(x, y):
+    """Above Kewley 2001 (maximum starburst) and above the SDSS AGN line, where the AGN
+    sampler (simulate.lines.sample_agn_ratios) must put every AGN."""
+    return (y > kewley01(x)) & (y > sdss_agn_line(x))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ Building blocks for other simulations: :func:`make_galaxies`, :func:`galaxy_with
 
 from .galaxies import galaxy_with_lines, make_galaxies, make_galaxy_types
 from .instrument import Resolution, add_gaussian_lines, apply_instrument, apply_lsf, redshift_rest
-from .lines import LINES, is_agn, is_starforming, kauffmann03, kewley01, sdss_agn_line
+from .lines import LINES, kauffmann03, kewley01, sdss_agn_line
 from .quasars import lya_forest_transmission, make_quasars
 from .stars import make_stars, star_spectrum, subtype_rows
 from .survey import BLOCK, LABEL_SPECS, iter_blocks, simulate_batch, simulate_to_store
@@ -21,4 +21,4 @@ __all__ = ["simulate_batch", "simulate_to_store", "simulate_like", "iter_blocks"
            "make_galaxies", "make_galaxy_types", "galaxy_with_lines", "make_quasars",
            "lya_forest_transmission", "make_stars", "star_spectrum", "subtype_rows",
            "apply_instrument", "apply_lsf", "add_gaussian_lines", "redshift_rest", "Resolution",
-           "LINES", "kauffmann03", "kewley01", "sdss_agn_line", "is_agn", "is_starforming"]
+           "LINES", "kauffmann03", "kewley01", "sdss_agn_line"]

@@ -16,8 +16,8 @@ import numpy as np
 from ..constants import C_KMS  # re-exported: the simulator's modules import it from here
 from ..lines.table import WAVE as _WAVE
 
-__all__ = ["LINES", "kauffmann03", "kewley01", "sdss_agn_line", "is_agn", "is_starforming",
-           "sample_sf_ratios", "sample_agn_ratios", "galaxy_line_fluxes", "C_KMS"]
+__all__ = ["LINES", "kauffmann03", "kewley01", "sdss_agn_line", "sample_sf_ratios",
+           "sample_agn_ratios", "galaxy_line_fluxes", "C_KMS"]
 
 #: the lines the simulator draws (keys of the line table)
 _SIM_KEYS = ("OII_3726", "OII_3729", "NeIII_3869", "Heps", "Hdelta", "Hgamma", "HeII_4686",
@@ -43,17 +43,6 @@ def kewley01(x):
 
 def sdss_agn_line(x):
     return 0.7 - 1.2 * (np.asarray(x, float) + 0.4)
-
-
-def is_agn(log_nii_ha, log_oiii_hb):
-    """Above Kewley 2001 (maximum starburst) and above the SDSS AGN line."""
-    y = np.asarray(log_oiii_hb, float)
-    return (y > kewley01(log_nii_ha)) & (y > sdss_agn_line(log_nii_ha))
-
-
-def is_starforming(log_nii_ha, log_oiii_hb):
-    """Below Kauffmann 2003 (pure star formation)."""
-    return np.asarray(log_oiii_hb, float) < kauffmann03(log_nii_ha)
 
 
 def sample_sf_ratios(rng, n, starburst=None):

@@ -58,17 +58,23 @@ def survey_priors() -> dict:
         return {k: d[k] for k in d.files}
 
 
+def _bracket(grid: LogGrid, loglam: np.ndarray):
+    """(left pixel, float32 fraction towards the next, inside the grid) of each position: the
+    interpolation weights :func:`gather` and :func:`gather_many` share."""
+    x = (loglam - grid.start) / grid.step
+    i = np.floor(x).astype(np.int64)
+    f = (x - i).astype(np.float32)
+    ok = (i >= 0) & (i < grid.size - 1)
+    return np.clip(i, 0, grid.size - 2), f, ok
+
+
 def gather(table: np.ndarray, grid: LogGrid, loglam: np.ndarray) -> np.ndarray:
     """Linear interpolation of ``table`` (on ``grid``) at positions ``loglam`` (n, P).
 
     ``table`` is one spectrum (P_t,) shared by all rows, or one per row (n, P_t); values
     outside the grid are 0.  Vectorised: one fancy-index per call.
     """
-    x = (loglam - grid.start) / grid.step
-    i = np.floor(x).astype(np.int64)
-    f = (x - i).astype(np.float32)
-    ok = (i >= 0) & (i < grid.size - 1)
-    i = np.clip(i, 0, grid.size - 2)
+    i, f, ok = _bracket(grid, loglam)
     if table.ndim == 1:
         out = table[i] * (1 - f) + table[i + 1] * f
     else:
@@ -79,9 +85,5 @@ def gather(table: np.ndarray, grid: LogGrid, loglam: np.ndarray) -> np.ndarray:
 
 def gather_many(tables, grid: LogGrid, loglam: np.ndarray) -> list[np.ndarray]:
     """:func:`gather` of several 1-D tables at the same positions (indices computed once)."""
-    x = (loglam - grid.start) / grid.step
-    i = np.floor(x).astype(np.int64)
-    f = (x - i).astype(np.float32)
-    ok = (i >= 0) & (i < grid.size - 1)
-    i = np.clip(i, 0, grid.size - 2)
+    i, f, ok = _bracket(grid, loglam)
     return [np.where(ok, t[i] * (1 - f) + t[i + 1] * f, 0.0).astype(np.float32) for t in tables]
