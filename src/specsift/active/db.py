@@ -78,6 +78,17 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _label_event(c, item: int, label: str | None, who: str, ident: str, source: str,
+                 iteration: int | None) -> int:
+    """Insert one label event in the open transaction ``c`` and release the item's claim
+    (it is answered); returns the event id."""
+    cur = c.execute("INSERT INTO events(item, ident, label, who, at, source, iteration) "
+                    "VALUES(?,?,?,?,?,?,?)",
+                    (int(item), ident, label, who, now_iso(), source, iteration))
+    c.execute("DELETE FROM claims WHERE item = ?", (int(item),))
+    return int(cur.lastrowid)
+
+
 class LabelDB(SQLiteFile):
     """Thread-safe handle on a label database (one SQLite connection per thread,
     :class:`.sqlite.SQLiteFile`)."""
@@ -108,11 +119,7 @@ class LabelDB(SQLiteFile):
                   source: str = "web", iteration: int | None = None) -> int:
         """Append one label (``None`` = skip) event; returns its event id."""
         with self.write() as c:
-            cur = c.execute("INSERT INTO events(item, ident, label, who, at, source, iteration) "
-                            "VALUES(?,?,?,?,?,?,?)",
-                            (int(item), ident, label, who, now_iso(), source, iteration))
-            c.execute("DELETE FROM claims WHERE item = ?", (int(item),))
-            return int(cur.lastrowid)
+            return _label_event(c, item, label, who, ident, source, iteration)
 
     def add_labels(self, rows, who: str, source: str = "oracle", iteration: int | None = None) -> int:
         """Many (item, label[, ident]) at once in one transaction (the simulated oracle)."""
@@ -130,13 +137,9 @@ class LabelDB(SQLiteFile):
         """One label event plus what its label set records beyond the class (the TARGETID
         for exports, a VI redshift, quality flag, comment), in one transaction."""
         with self.write() as c:
-            cur = c.execute("INSERT INTO events(item, ident, label, who, at, source, iteration) "
-                            "VALUES(?,?,?,?,?,?,?)",
-                            (int(item), ident, label, who, now_iso(), source, iteration))
-            event = int(cur.lastrowid)
+            event = _label_event(c, item, label, who, ident, source, iteration)
             c.execute("INSERT INTO label_data(event, targetid, data) VALUES(?,?,?)",
                       (event, str(targetid), json.dumps(data or {})))
-            c.execute("DELETE FROM claims WHERE item = ?", (int(item),))
             return event
 
     def labeller_rows(self) -> list[dict]:
