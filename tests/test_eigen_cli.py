@@ -38,3 +38,20 @@ def test_predict_save_chi2_writes_curves_whose_minimum_is_z(shared_data, tmp_pat
         rise = max(cur[max(i - 1, 0)], cur[min(i + 1, cur.size - 1)]) - cur[i]
         depth = cur[i] - row["CHI2_MIN"]
         assert -1.0 <= depth <= rise + 1.0
+
+
+def test_save_chi2_ecsv_catalog_reads_back(shared_data, tmp_path):
+    """A χ² curve is one very long ECSV field; the catalog predict writes must read back."""
+    from specsift.io.catalog import read_catalog
+
+    out = tmp_path / "cat.ecsv"
+    rc = main(["predict", "--model", "eigen", "--save-chi2", "--no-progress", "--threads", "1",
+               "--no-verify", str(shared_data / "sdss" / FILES[0]), "-o", str(out)])
+    assert rc == 0
+    assert max(len(line) for line in out.read_text().splitlines()) > 131072
+    cat = read_catalog(out)
+    assert len(cat) == 1
+    cur = np.asarray(cat[0]["CHI2_GALAXY"])
+    assert cur.ndim == 1 and cur.size > 30 and np.all(np.isfinite(cur))
+    import csv
+    assert csv.field_size_limit() == 131072  # the limit is restored after reading

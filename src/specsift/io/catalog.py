@@ -22,6 +22,7 @@ Everything goes to a temporary file renamed into place: a crash never leaves hal
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import json
@@ -29,6 +30,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -269,12 +271,28 @@ def read_catalog(path) -> Table:
             elif fmt == "parquet":
                 t = Table.read(path, format="parquet")
             elif fmt == "ecsv":
-                t = _unmask_strings(Table.read(path, format="ascii.ecsv"))
+                with _long_fields():
+                    t = _unmask_strings(Table.read(path, format="ascii.ecsv"))
             else:
-                t = _unflatten(_booleans(_unmask_strings(Table.read(path, format="ascii.csv"))))
+                with _long_fields():
+                    t = _unflatten(_booleans(_unmask_strings(
+                        Table.read(path, format="ascii.csv"))))
     except Exception as exc:
         raise ValueError(f"{path}: could not read catalog ({exc})") from exc
     return _with_units(t)
+
+
+@contextmanager
+def _long_fields():
+    """Let one text field exceed Python's csv limit of 128 KiB while a catalog is read: a
+    ``--save-chi2`` curve (thousands of χ² values) is one ECSV field, and astropy's ECSV reader
+    parses through the csv module, which otherwise refuses the file that predict wrote."""
+    old = csv.field_size_limit()
+    csv.field_size_limit(max(old, 2**31 - 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
 
 
 def _with_units(t: Table) -> Table:
