@@ -20,3 +20,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread: on a busy 2-core runner more threads only contend.
+    Modules that train use it autouse with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

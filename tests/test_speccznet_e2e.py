@@ -11,14 +11,7 @@ from specsift.io import read_catalog
 from specsift.io.store import SpectralStore
 from specsift.simulate import simulate_batch as labelled_batch
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core runner more threads only contend."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,7 @@ from specsift.io.store import SpectralStore
 from specsift.spectra import SpectraBatch
 from specsift.training import StoreDataset, normalise, train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core runner more threads only contend."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _toy(n=300, p=64, seed=0):
