@@ -26,9 +26,7 @@ def register(subparsers, name, help_):
 
 def run(args) -> int:
     from ..explain import plot_class_attention
-    from ..io import iter_read
     from ..models.base import load_model
-    from ..progress import spectra_bar
 
     model = load_model(args.model)
     out = Path(args.output)
@@ -36,15 +34,9 @@ def run(args) -> int:
     if not model.capabilities.torch_net:          # χ²-scan models explain themselves
         return _run_chi2(model, args, out)
     per_class: dict[str, dict] = {}
-    rows, n, plotted = [], 0, 0
-    with spectra_bar(args.input, "explain", args.limit, not args.no_progress) as bar:
-        for batch in iter_read(args.input, batch_size=64, grid=model.grid):
-            batch = batch[: max(0, args.limit - n)]
-            if len(batch) == 0:
-                break
-            plotted = _explain_batch(model, batch, args, out, n, rows, per_class, plotted)
-            n += len(batch)
-            bar.update(len(batch))
+    rows, plotted = [], 0
+    for n, batch in _batches(args, model):
+        plotted = _explain_batch(model, batch, args, out, n, rows, per_class, plotted)
     if not rows:
         raise ValueError(f"{' '.join(args.input)}: no spectra")
     plot_class_attention(per_class, out / "class_attention.png")
@@ -54,6 +46,23 @@ def run(args) -> int:
                                                   "per_class": summary}, indent=1))
     print(f"wrote {plotted} spectrum plots, class_attention.png and explain.json to {out}")
     return 0
+
+
+def _batches(args, model):
+    """(index of the first spectrum, batch) on the model's grid, up to --limit spectra, with
+    the progress bar both explain paths show."""
+    from ..io import iter_read
+    from ..progress import spectra_bar
+
+    n = 0
+    with spectra_bar(args.input, "explain", args.limit, not args.no_progress) as bar:
+        for batch in iter_read(args.input, batch_size=64, grid=model.grid):
+            batch = batch[: max(0, args.limit - n)]
+            if len(batch) == 0:
+                return
+            yield n, batch
+            n += len(batch)
+            bar.update(len(batch))
 
 
 def _explain_batch(model, batch, args, out: Path, n: int, rows: list, per_class: dict,
@@ -92,32 +101,24 @@ def _run_chi2(model, args, out: Path) -> int:
     """Models with their own ``explain(batch)`` (χ² scans): one reconstruction + χ²(z)
     plot per spectrum and explain.json with the solution of every spectrum."""
     from ..explain import plot_chi2_explanation
-    from ..io import iter_read
-    from ..progress import spectra_bar
 
-    rows, n, plotted = [], 0, 0
-    with spectra_bar(args.input, "explain", args.limit, not args.no_progress) as bar:
-        for batch in iter_read(args.input, batch_size=64, grid=model.grid):
-            batch = batch[: max(0, args.limit - n)]
-            if len(batch) == 0:
-                break
-            info = model.explain(batch)
-            cat = info["catalog"]
-            for k in range(len(batch)):
-                tid, lab, z = int(cat["TARGETID"][k]), str(cat["CLASS_LABEL"][k]), float(cat["Z"][k])
-                row = {"TARGETID": tid, "CLASS_LABEL": lab, "Z": z, "ZERR": float(cat["ZERR"][k]),
-                       "DELTACHI2": float(cat["DELTACHI2"][k]), "ZWARN": int(cat["ZWARN"][k]),
-                       "Z_SECOND": float(info["z_second"][k]),
-                       "CLASS_SECOND": str(info["class_second"][k]),
-                       "ANOMALY_SCORE": float(cat["ANOMALY_SCORE"][k])}
-                if plotted < args.n_plots and lab:
-                    f = plot_chi2_explanation(info, k, out / f"explain-{n + k:05d}.png",
-                                              title=f"{tid}: {lab}  z = {z:.4f}")
-                    row["plot"] = f.name
-                    plotted += 1
-                rows.append(row)
-            n += len(batch)
-            bar.update(len(batch))
+    rows, plotted = [], 0
+    for n, batch in _batches(args, model):
+        info = model.explain(batch)
+        cat = info["catalog"]
+        for k in range(len(batch)):
+            tid, lab, z = int(cat["TARGETID"][k]), str(cat["CLASS_LABEL"][k]), float(cat["Z"][k])
+            row = {"TARGETID": tid, "CLASS_LABEL": lab, "Z": z, "ZERR": float(cat["ZERR"][k]),
+                   "DELTACHI2": float(cat["DELTACHI2"][k]), "ZWARN": int(cat["ZWARN"][k]),
+                   "Z_SECOND": float(info["z_second"][k]),
+                   "CLASS_SECOND": str(info["class_second"][k]),
+                   "ANOMALY_SCORE": float(cat["ANOMALY_SCORE"][k])}
+            if plotted < args.n_plots and lab:
+                f = plot_chi2_explanation(info, k, out / f"explain-{n + k:05d}.png",
+                                          title=f"{tid}: {lab}  z = {z:.4f}")
+                row["plot"] = f.name
+                plotted += 1
+            rows.append(row)
     if not rows:
         raise ValueError(f"{' '.join(args.input)}: no spectra")
     (out / "explain.json").write_text(json.dumps({"model": model.tag, "spectra": rows},
