@@ -61,15 +61,21 @@ def sim_store(n: int, seed: int = 11, class_set: str = "thirteen") -> Path:
     return path
 
 
-def run_child(args: list[str], threads: int | None = None) -> dict:
-    """`specsift ARGS` in a fresh process: wall seconds, CPU seconds, peak RSS (MB)."""
+def _first_core() -> None:                               # pragma: no cover - in the child
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+
+def run_child(args: list[str], threads: int | None = None, one_core: bool = False) -> dict:
+    """`specsift ARGS` in a fresh process: wall seconds, CPU seconds, peak RSS (MB);
+    ``one_core`` pins the child to one CPU (where the OS can) so wall time is one core's."""
     env = dict(os.environ)
     if threads:
         for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[k] = str(threads)
+    pin = _first_core if one_core and hasattr(os, "sched_setaffinity") else None
     t = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], env=env,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, preexec_fn=pin)
     wall = time.perf_counter() - t
     line = next((s for s in p.stdout.splitlines() if s.startswith("RESULT")), None)
     if p.returncode or line is None:
