@@ -248,8 +248,8 @@ def line_columns(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=Non
             # our own continuum fit, evaluated in the line windows only (the rest of
             # ``cont`` stays 0); its uncertainty goes into the line errors
             idx = fit_pixels(galaxy_model()[0], loglam, z[gal])
-            at, design, ccov = stellar_continuum(loglam, flux[gal], ivar[gal], z[gal],
-                                                 with_cov=True, noise_corr=noise_corr, at=idx)
+            at, design, ccov = stellar_continuum(loglam, flux[gal], ivar[gal], z[gal], idx,
+                                                 with_cov=True, noise_corr=noise_corr)
             cont = np.zeros(flux[gal].shape, np.float32)
             inside = (idx >= 0) & (idx < loglam.size)
             rows = np.broadcast_to(np.arange(gal.size)[:, None], idx.shape)
