@@ -257,6 +257,29 @@ def test_broadline_needs_10_sigma_and_width_minus_5_errors_above_200():
     assert one(50, 5.0, cls="STAR")[0][0] == ""          # only galaxies and quasars
 
 
+def test_broadline_width_includes_the_instrument_as_sdss_linesigma():
+    """SDSS's LINESIGMA is the width of the observed profile (instrument included): an
+    intrinsic 190 km/s line seen through a 70 km/s instrument is 202.5 km/s wide and
+    passes the 200 km/s test; 185 km/s (197.8 total) does not, nor does 190 km/s when the
+    table carries no instrumental σ (the intrinsic width alone)."""
+    def one(sig, inst=None):
+        t = _table(OIII_5007=(100.0, 2.0), OIII_5007_SIGMA=(sig, 0.3))
+        if inst is not None:
+            t["OIII_5007_SIGMA_INST"] = [inst]
+        return sdss_subclass(t, ["GALAXY"], [0.1])[0][0]
+    assert one(190.0, 70.0) == "BROADLINE"
+    assert one(185.0, 70.0) == ""
+    assert one(190.0) == ""
+
+
+def test_measured_lines_carry_the_instrument_for_the_rules():
+    grid, flux, ivar, z, _ = _lines_spectra(n=2)
+    _, wt = measure_lines(grid.loglam, flux, ivar, z, np.full(len(z), "GALAXY"),
+                          continuum=np.full(flux.shape, 10.0), sigma_inst=65.0, white=True)
+    assert np.allclose(wt["HALPHA_SIGMA_INST"], 65.0)
+    assert np.all(np.isnan(wt["MGII_2800_SIGMA_INST"]))          # not measured
+
+
 # ----------------------------------------------------------------------------- the stage
 def _catalog(n, spectype, label, z):
     labs = CLASS_SETS["thirteen"]

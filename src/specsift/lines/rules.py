@@ -14,8 +14,10 @@ page ``dr9/spectro/catalogs.php#objects`` (Bolton et al. 2012, AJ 144, 144):
   the observed frame, so the 50 Å threshold applies to the observed-frame EW (rest × (1+z));
 * **BROADLINE** appended (galaxies and quasars) if, over every line but Lyα detected at
   > 10σ with a width error > 0, max(σ − 5 σ_err) > 200 km/s.  SDSS's ``linesigma`` is the
-  fitted width in log-λ, instrument included; ours is intrinsic, which makes the test at
-  most ~8 km/s stricter at 200 km/s (SDSS instrumental σ ≈ 50–85 km/s, added in quadrature).
+  width of the Gaussian fitted to the observed spectrum, instrument included (linebackfit.pro:
+  ``linesigma = lfit[2] * alog(10) * cspeed``, the log-λ σ of the profile), so the test
+  is on σ_tot = √(σ² + σ_inst²) and its error σ_err · σ / σ_tot (our σ is intrinsic; the
+  rules' table carries σ_inst at each line as ``*_SIGMA_INST``).
 
 These are applied to GALAXY and QSO rows only, as ``q_obj`` does there.
 """
@@ -41,6 +43,18 @@ def _err(t, name):
     iv = _col(t, name + "_IVAR")
     with np.errstate(divide="ignore"):
         return np.where(iv > 0, 1.0 / np.sqrt(np.where(iv > 0, iv, 1.0)), 0.0)
+
+
+def _total_width(t, name):
+    """(σ ⊕ σ_inst, its error) of one line: SDSS's width, instrument included."""
+    s, se = _col(t, f"{name}_SIGMA"), _err(t, f"{name}_SIGMA")
+    key = f"{name}_SIGMA_INST"
+    if key not in (t.colnames if hasattr(t, "colnames") else t):
+        return s, se
+    inst = np.nan_to_num(_col(t, key), nan=0.0)
+    tot = np.hypot(s, inst)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return tot, np.where(tot > 0, se * np.abs(s) / np.where(tot > 0, tot, 1.0), se)
 
 
 def is_agn_sdss(oiii, hbeta, halpha, nii):
@@ -84,7 +98,7 @@ def sdss_subclass(lines, spectype, z):
         if name == QSO_BROAD_NAMES["LYALPHA_BROAD"]:
             continue                                  # SDSS leaves Lyα out of the test
         f, fe = _col(lines, f"{name}_FLUX"), _err(lines, f"{name}_FLUX")
-        s, se = _col(lines, f"{name}_SIGMA"), _err(lines, f"{name}_SIGMA")
+        s, se = _total_width(lines, name)
         any_width |= se > 0
         with np.errstate(invalid="ignore"):
             ok = (fe > 0) & (f > 10 * fe) & (se > 0)
