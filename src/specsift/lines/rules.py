@@ -5,7 +5,11 @@ Source: idlspec2d ``pro/spec1d/spreduce1d.pro`` (sdss/idlspec2d on GitHub), the 
 page ``dr9/spectro/catalogs.php#objects`` (Bolton et al. 2012, AJ 144, 144):
 
 * **q_good**: [O III] 5007, Hβ, Hα and [N II] 6584 each measured (error > 0) and detected
-  at > 3σ (``linearea > 3 * linearea_err``);
+  at > 3σ (``linearea > 3 * linearea_err``).  LINEAREA_ERR is MPFIT's PERROR in
+  ``linebackfit.pro``: the formal error from ivar alone, not rescaled by χ²/dof, with the
+  widths and the redshift free and no local background under a galaxy's lines (its only
+  background term is the velocity-dispersion model, ``speclinefit.pro``); the stage
+  applies these rules to errors made the same way (``measure_lines(white=True)``);
 * **AGN** if q_good and  F(5007) · F(6584)^1.2 > 10^0.22 · F(Hβ) · F(Hα)^1.2, i.e.
   log([O III]/Hβ) > 0.7 − 1.2 (log([N II]/Hα) + 0.4) (the SDSS line, not Kauffmann 2003 or
   Kewley 2001, which the simulator uses to keep its pure classes away from composites);
