@@ -86,6 +86,25 @@ def test_known_line_fluxes_are_recovered_within_their_errors():
     assert np.all(np.abs(t["HALPHA_VSHIFT"]) < 30)
 
 
+@pytest.mark.parametrize("b", [1, 4, 6])
+def test_bin_noise_matches_noise_made_by_the_resampling_kernel(b):
+    """The one copy of the correlated-noise factors (line fit and continuum both use it):
+    noise made with the [c, 1, c] kernel of lag-1 correlation 0.28 has bin means whose
+    variance and neighbour correlation are what :func:`bin_noise` says."""
+    from specsift.lines.noise import bin_noise, kernel_lags
+    rho1, rho2 = kernel_lags(0.28)
+    c = (1 - np.sqrt(1 - 2 * rho1 ** 2)) / (2 * rho1)
+    e = np.random.default_rng(1).normal(size=600_000)
+    x = (e[:-2] * c + e[1:-1] + e[2:] * c) / np.sqrt(1 + 2 * c * c)        # unit variance
+    assert abs(np.corrcoef(x[:-1], x[1:])[0, 1] - rho1) < 0.01
+    m = x[: x.size // b * b].reshape(-1, b).mean(1)
+    v, lags = bin_noise(b, 0.28)
+    assert abs(m.var() * b / v - 1) < 0.03
+    for lag, r in lags:
+        assert abs(np.corrcoef(m[:-lag], m[lag:])[0, 1] - r) < 0.01, (b, lag)
+    assert bin_noise(b, 0.0)[0] == 1.0
+
+
 def _sdss_like_errors(grid, flux, ivar, z, cont):
     """Flux errors of the galaxy lines from an independent fit built as SDSS's linebackfit
     is: every line on the known continuum with no background term, one width and one
