@@ -202,8 +202,9 @@ def measure_lines(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=No
     measured LSF curve (:func:`sdss_sigma_inst`, 48–86 km/s).  ``noise_corr``: lag-1
     correlation of neighbouring pixels' noise, which ivar does not carry; default SDSS's
     0.28 (measured on real SDSS coadds, see ``simulate/instrument.py``); 0 for white noise.
-    ``white``: also return a table of the *_IVAR columns computed from ivar alone (as the
-    SDSS pipeline's errors are), for rules whose thresholds were set on such errors.
+    ``white``: also return the rules' table: the *_IVAR columns made as the SDSS
+    pipeline's errors are (ivar alone; a galaxy's window backgrounds held fixed, as SDSS
+    fits no local background under them) and *_SIGMA_INST, the instrumental σ at each line.
     ``feii``: fit an Fe II pseudo-continuum under the quasar lines (see
     :data:`~specsift.lines.models.FEII_SIGMA_KMS`; off by default).
     """
