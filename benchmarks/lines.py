@@ -9,9 +9,11 @@
    ratio and pull width (std and 1.4826·MAD of (measured − true)/error);
 2. the real SDSS spectra of ../shared/data/sdss (68): thirteen-class accuracy of the network
    alone and with the rule-based subclasses, the galaxy subclass agreement, confusion matrix;
-3. a simulated ``thirteen`` test set (seed 23): the same two accuracies against the
+3. SDSS's own line fluxes and errors (the SPZLINE HDU of the GALAXY spec files) against
+   ours and the rules' errors;
+4. a simulated ``thirteen`` test set (seed 23): the same two accuracies against the
    simulator's labels;
-4. CPU time of the line stage per spectrum (1 thread).
+5. CPU time of the line stage per spectrum (1 thread).
 """
 
 from __future__ import annotations
@@ -200,6 +202,62 @@ def real_sdss(model) -> dict:
             "labels": labs, "confusion": m.tolist()}
 
 
+_ZLINE = {"OIII_5007": "[O_III] 5007", "HBETA": "H_beta", "HALPHA": "H_alpha",
+          "NII_6584": "[N_II] 6583"}
+
+
+class _backgrounds_free:
+    """The galaxy model with its rules' errors taken with the window backgrounds free (the
+    definition before this round), for the comparison with SDSS's errors only."""
+
+    def __enter__(self):
+        import dataclasses
+
+        import specsift.lines.measure as M
+        self.M, self.orig = M, M.galaxy_model
+        model, index = self.orig()
+        free = (dataclasses.replace(model, white_fixed_background=False), index)
+        M.galaxy_model = lambda: free
+        return self
+
+    def __exit__(self, *exc):
+        self.M.galaxy_model = self.orig
+
+
+def sdss_zline() -> list[dict]:
+    """Our BPT-line fluxes, the rules' (ivar-only) errors and observed EW(Hα) against SDSS's
+    own (LINEAREA, LINEAREA_ERR, LINEEW of the SPZLINE HDU) for the GALAXY spec files, at
+    SDSS's redshift: the errors the 3σ detections are judged on."""
+    import glob
+
+    from astropy.io import fits
+
+    from specsift import io as sio
+    from specsift.lines import measure_lines
+    rows = []
+    for f in sorted(glob.glob(str(SHARED / "sdss" / "spec-*.fits"))):
+        with fits.open(f) as h:
+            if "SPZLINE" not in h or str(h[2].data["CLASS"][0]).strip() != "GALAXY":
+                continue
+            zl = {str(r["LINENAME"]).strip(): r for r in h["SPZLINE"].data}
+        b = sio.read(f)
+        z = np.asarray(b.meta["Z"], float)
+        t, wt = measure_lines(b.loglam, b.flux, b.ivar, z, np.array(["GALAXY"]), white=True)
+        with _backgrounds_free():
+            _, wfree = measure_lines(b.loglam, b.flux, b.ivar, z, np.array(["GALAXY"]),
+                                     white=True)
+        for col, name in _ZLINE.items():
+            r = zl[name]
+            iv, ivf = float(wt[f"{col}_FLUX_IVAR"][0]), float(wfree[f"{col}_FLUX_IVAR"][0])
+            rows.append({"file": Path(f).name, "line": col, "sdss": float(r["LINEAREA"]),
+                         "sdss_err": float(r["LINEAREA_ERR"]), "ours": float(t[f"{col}_FLUX"][0]),
+                         "ours_err": 1 / np.sqrt(iv) if iv > 0 else np.nan,
+                         "ours_err_free": 1 / np.sqrt(ivf) if ivf > 0 else np.nan,
+                         "sdss_ew": float(r["LINEEW"]),
+                         "ours_ew": float(t[f"{col}_EW"][0]) * (1 + float(z[0]))})
+    return rows
+
+
 def simulated_thirteen(model, n: int) -> dict:
     from specsift.simulate import simulate_batch
     b = simulate_batch(n, "thirteen", seed=23)
@@ -271,6 +329,18 @@ def main() -> None:
               f"galaxy subclass ({real['n_galaxy']}) {real['galaxy_subclass_net']:.3f} → "
               f"{real['galaxy_subclass_lines']:.3f}; rows decided by lines {real['decided']}")
         _print_conf("real SDSS confusion", real["labels"], np.array(real["confusion"]))
+    zl = sdss_zline() if (SHARED / "sdss").exists() else []
+    if zl:
+        print("\nSDSS's own line measurements (SPZLINE) of the GALAXY spec files against ours "
+              "(the rules' ivar-only errors; EW observed frame)\n")
+        print("| file | line | SDSS flux ± err | ours ± err | err ours / SDSS | "
+              "(window backgrounds free) | EW SDSS | EW ours |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in zl:
+            print(f"| {r['file']} | {r['line']} | {r['sdss']:.1f} ± {r['sdss_err']:.2f} | "
+                  f"{r['ours']:.1f} ± {r['ours_err']:.2f} | {r['ours_err'] / r['sdss_err']:.3f} | "
+                  f"{r['ours_err_free'] / r['sdss_err']:.3f} | "
+                  f"{r['sdss_ew']:.2f} | {r['ours_ew']:.2f} |")
     sim13 = simulated_thirteen(model, a.n_thirteen)
     print(f"\nsimulated thirteen test set ({a.n_thirteen}, seed 23): network "
           f"{sim13['thirteen_net']:.3f} → with line rules {sim13['thirteen_lines']:.3f} "
@@ -281,7 +351,8 @@ def main() -> None:
     if a.out:
         Path(a.out).mkdir(parents=True, exist_ok=True)
         Path(a.out, "results.json").write_text(json.dumps(
-            {"simulated_fluxes": sim, "real_sdss": real, "simulated_thirteen": sim13}, indent=1))
+            {"simulated_fluxes": sim, "real_sdss": real, "sdss_zline": zl,
+             "simulated_thirteen": sim13}, indent=1))
 
 
 if __name__ == "__main__":

@@ -86,6 +86,72 @@ def test_known_line_fluxes_are_recovered_within_their_errors():
     assert np.all(np.abs(t["HALPHA_VSHIFT"]) < 30)
 
 
+@pytest.mark.parametrize("b", [1, 4, 6])
+def test_bin_noise_matches_noise_made_by_the_resampling_kernel(b):
+    """The one copy of the correlated-noise factors (line fit and continuum both use it):
+    noise made with the [c, 1, c] kernel of lag-1 correlation 0.28 has bin means whose
+    variance and neighbour correlation are what :func:`bin_noise` says."""
+    from specsift.lines.noise import bin_noise, kernel_lags
+    rho1, rho2 = kernel_lags(0.28)
+    c = (1 - np.sqrt(1 - 2 * rho1 ** 2)) / (2 * rho1)
+    e = np.random.default_rng(1).normal(size=600_000)
+    x = (e[:-2] * c + e[1:-1] + e[2:] * c) / np.sqrt(1 + 2 * c * c)        # unit variance
+    assert abs(np.corrcoef(x[:-1], x[1:])[0, 1] - rho1) < 0.01
+    m = x[: x.size // b * b].reshape(-1, b).mean(1)
+    v, lags = bin_noise(b, 0.28)
+    assert abs(m.var() * b / v - 1) < 0.03
+    for lag, r in lags:
+        assert abs(np.corrcoef(m[:-lag], m[lag:])[0, 1] - r) < 0.01, (b, lag)
+    assert bin_noise(b, 0.0)[0] == 1.0
+
+
+def _sdss_like_errors(grid, flux, ivar, z, cont):
+    """Flux errors of the galaxy lines from an independent fit built as SDSS's linebackfit
+    is: every line on the known continuum with no background term, one width and one
+    velocity per group (Balmer; forbidden), doublets at their ratios, ivar-only errors
+    from the covariance (scipy's curve_fit, absolute σ)."""
+    from scipy.optimize import curve_fit
+    from scipy.special import erf
+    lines = [(0, "OII_3726", 1, 0), (1, "OII_3729", 1, 0), (2, "Hbeta", 1, 1),
+             (3, "OIII_5007", 1, 0), (3, "OIII_4959", 1 / 2.98, 0), (4, "OI_6300", 1, 0),
+             (5, "NII_6584", 1, 0), (5, "NII_6548", 1 / 3.05, 0), (6, "Halpha", 1, 1),
+             (7, "SII_6717", 1, 0), (8, "SII_6731", 1, 0)]
+    wins = ((3712, 3745), (4843, 4882), (4940, 5028), (6280, 6324), (6525, 6611), (6697, 6754))
+    lam = 10 ** grid.loglam / (1 + z)
+    sel = np.any([(lam > a) & (lam < b) for a, b in wins], axis=0)
+    edges = 10 ** (grid.loglam[sel, None] + grid.step * np.array([-0.5, 0.5]))
+
+    def model(_, *p):
+        out = 0.0
+        for a, key, r, balmer in lines:
+            v, s = (p[9], p[11]) if balmer else (p[10], p[12])
+            c = WAVE[key] * (1 + z) * (1 + v / C_KMS)
+            u = (edges - c) / (np.sqrt(2) * c * s / C_KMS)
+            out = out + r * p[a] * 0.5 * (erf(u[:, 1]) - erf(u[:, 0])) / np.diff(edges, axis=1)[:, 0]
+        return out
+    _, cov = curve_fit(model, None, flux[sel] - cont, p0=[50.0] * 9 + [0, 0, 110, 110],
+                       sigma=1 / np.sqrt(ivar[sel]), absolute_sigma=True)
+    e = np.sqrt(np.diag(cov))
+    return {"OIII_5007": e[3], "HBETA": e[2], "NII_6584": e[5], "HALPHA": e[6]}
+
+
+def test_rule_errors_are_those_of_a_fit_without_background_as_sdss():
+    """The rules' (white) errors of the four BPT lines equal those of SDSS's kind of fit,
+    which has no local background under a galaxy's lines, to 2 %; the catalog's errors
+    (window backgrounds free) are larger by ~10 %, so the test tells the two apart."""
+    grid, flux, ivar, z, _ = _lines_spectra(n=3)
+    t, wt = measure_lines(grid.loglam, flux, ivar, z, np.full(len(z), "GALAXY"),
+                          continuum=np.full(flux.shape, 10.0), sigma_inst=65.0,
+                          noise_corr=0.0, white=True)
+    for k in range(len(z)):
+        ref = _sdss_like_errors(grid, flux[k], ivar[k], z[k], 10.0)
+        for col, e in ref.items():
+            white = 1 / np.sqrt(wt[f"{col}_FLUX_IVAR"][k])
+            full = 1 / np.sqrt(t[f"{col}_FLUX_IVAR"][k])
+            assert abs(white / e - 1) < 0.02, (col, white, e)
+            assert full / e > 1.05, (col, full, e)
+
+
 def test_quasar_broad_line_width_and_flux():
     grid = DEFAULT_GRID
     n, z = 24, 1.2
@@ -208,6 +274,29 @@ def test_broadline_needs_10_sigma_and_width_minus_5_errors_above_200():
     assert one(50, 5.0, name="LYALPHA")[0][0] == ""      # SDSS leaves Lyα out
     assert one(50, 5.0, cls="GALAXY")[0][0] == "BROADLINE"
     assert one(50, 5.0, cls="STAR")[0][0] == ""          # only galaxies and quasars
+
+
+def test_broadline_width_includes_the_instrument_as_sdss_linesigma():
+    """SDSS's LINESIGMA is the width of the observed profile (instrument included): an
+    intrinsic 190 km/s line seen through a 70 km/s instrument is 202.5 km/s wide and
+    passes the 200 km/s test; 185 km/s (197.8 total) does not, nor does 190 km/s when the
+    table carries no instrumental σ (the intrinsic width alone)."""
+    def one(sig, inst=None):
+        t = _table(OIII_5007=(100.0, 2.0), OIII_5007_SIGMA=(sig, 0.3))
+        if inst is not None:
+            t["OIII_5007_SIGMA_INST"] = [inst]
+        return sdss_subclass(t, ["GALAXY"], [0.1])[0][0]
+    assert one(190.0, 70.0) == "BROADLINE"
+    assert one(185.0, 70.0) == ""
+    assert one(190.0) == ""
+
+
+def test_measured_lines_carry_the_instrument_for_the_rules():
+    grid, flux, ivar, z, _ = _lines_spectra(n=2)
+    _, wt = measure_lines(grid.loglam, flux, ivar, z, np.full(len(z), "GALAXY"),
+                          continuum=np.full(flux.shape, 10.0), sigma_inst=65.0, white=True)
+    assert np.allclose(wt["HALPHA_SIGMA_INST"], 65.0)
+    assert np.all(np.isnan(wt["MGII_2800_SIGMA_INST"]))          # not measured
 
 
 # ----------------------------------------------------------------------------- the stage

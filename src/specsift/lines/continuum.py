@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
+from .noise import bin_noise
 from .table import C_KMS, TABLE
 
 __all__ = ["stellar_continuum", "line_mask"]
@@ -89,16 +90,18 @@ def _masked_bins(loglam: np.ndarray, z: np.ndarray, nb: int) -> np.ndarray:
     return np.cumsum(d, axis=1, dtype=np.int16)[:, :nb] > 0
 
 
-def stellar_continuum(loglam, flux, ivar, z, with_cov: bool = False,
-                      noise_corr: float = 0.0, at=None):
-    """Best-fit stellar continuum (N, P) of galaxies at redshifts ``z``, lines masked.
+def stellar_continuum(loglam, flux, ivar, z, at, with_cov: bool = False,
+                      noise_corr: float = 0.0):
+    """Best-fit stellar continuum of galaxies at redshifts ``z``, lines masked, at the
+    pixels ``at`` (N, M) (a line fit needs it in its windows alone: evaluating every pixel
+    cost a fifth of the stage, and no caller needs the whole grid).
 
     Model: Σ_kj c_kj T_k(λ/(1+z)) P_j(λ) — the SSP components times a low-order Legendre
     polynomial (multiplicative, as dust and flux calibration act) — plus an additive
     polynomial.  Why multiplicative: with an additive cubic only, dust-reddened galaxies
     were fitted with a distorted population mix whose Balmer absorption was ~2 % of the
     emission line too shallow under Hα and Hβ (line fluxes 2–3 % low, Hα pulls centred at
-    −1.6).  Pixels outside the template's rest range get the additive polynomial only.
+    −1.6).  (The templates span 590–12600 Å rest, every galaxy window at z ≤ 1.)
 
     The fit runs on bins of :data:`_BIN` pixels (ivar-weighted means, lines masked first)
     against the templates averaged over the same bins: every pixel counts (the continuum's
@@ -107,10 +110,7 @@ def stellar_continuum(loglam, flux, ivar, z, with_cov: bool = False,
     ``with_cov``: also return ``design(idx)`` → (N, K, M) basis at per-row pixel indices
     and the (N, K, K) covariance of the coefficients (white errors × the bins' variance
     factor for pixel noise of lag-1 correlation ``noise_corr``), so that a line fit on
-    top can propagate the continuum's uncertainty into its errors.
-
-    ``at`` (N, M) pixel indices: return the continuum only there (N, M) — a line fit needs
-    it in its windows alone, and evaluating every pixel cost a fifth of the stage."""
+    top can propagate the continuum's uncertainty into its errors."""
     basis, rstart, rstep = _basis()
     loglam = np.asarray(loglam, float)
     z = np.atleast_1d(np.asarray(z, float))
@@ -118,7 +118,6 @@ def stellar_continuum(loglam, flux, ivar, z, with_cov: bool = False,
     k_t = basis.shape[0]
     x = np.linspace(-1, 1, p)
     poly = np.polynomial.legendre.legvander(x, _N_POLY - 1).T.astype(np.float32)   # (J, P)
-    mult = poly[:_N_MULT]
     lz = np.log10(1 + z)[:, None]
 
     def _design(ll, pc, templates):
@@ -163,36 +162,12 @@ def stellar_continuum(loglam, flux, ivar, z, with_cov: bool = False,
     H[:, k, k] += 1e-9 * np.maximum(H[:, k, k].max(1, keepdims=True), 1e-30)
     rhs = (Aw @ yb[..., None]).astype(float)
     coef = np.linalg.solve(H, rhs)[..., 0].astype(np.float32)
-    nm = k_t * _N_MULT
-    ct = coef[:, :nm].reshape(n, k_t, _N_MULT)
-    # evaluate: combine the templates on the rest grid first, then one shift per spectrum
-    lo = max(int(np.floor((loglam[0] - np.log10(1 + z.max()) - rstart) / rstep)) - 1, 0)
-    hi = min(int(np.ceil((loglam[-1] - np.log10(1 + z.min()) - rstart) / rstep)) + 3,
-             basis.shape[1])
-    if at is not None:
-        B = design(np.asarray(at))
-        out = np.matmul(coef[:, None, :], B)[:, 0]          # (einsum: 10× slower)
-        design_at = lambda idx: B if np.array_equal(idx, at) else design(idx)  # noqa: E731
-        if with_cov:
-            return out, design_at, _inverse(H) * _bin_variance(_BIN, noise_corr)
+    B = design(np.asarray(at))
+    out = np.matmul(coef[:, None, :], B)[:, 0]              # (einsum: 10× slower)
+    if not with_cov:
         return out
-    out = coef[:, nm:] @ poly
-    for j in range(_N_MULT):
-        rest = ct[:, :, j] @ basis[:, lo:hi]                               # (N, R)
-        out += _shift(rest, loglam, z, rstart, rstep, lo) * mult[j][None, :]
-    if with_cov:
-        return out, design, _inverse(H) * _bin_variance(_BIN, noise_corr)
-    return out
-
-
-def _bin_variance(b: int, rho1: float) -> float:
-    """Variance of a b-pixel mean relative to white noise, for SDSS-like [c, 1, c]
-    correlated pixels of lag-1 correlation ``rho1`` (lag 2: c²/(1 + 2c²))."""
-    if rho1 <= 0:
-        return 1.0
-    c = (1 - np.sqrt(max(1 - 2 * rho1 ** 2, 0.0))) / (2 * rho1)
-    rho2 = c * c / (1 + 2 * c * c)
-    return 1 + 2 * ((b - 1) * rho1 + max(b - 2, 0) * rho2) / b
+    design_at = lambda idx: B if np.array_equal(idx, at) else design(idx)  # noqa: E731
+    return out, design_at, _inverse(H) * bin_noise(_BIN, noise_corr)[0]
 
 
 @lru_cache(maxsize=None)
@@ -206,24 +181,6 @@ def _inverse(H):
     """The line fit's batched inverse (torch, pinv for singular rows)."""
     from .fit import _inverse as inverse
     return inverse(H)
-
-
-def _shift(rest, loglam, z, rstart, rstep, lo):
-    """Rest-grid rows (N, R) from rest pixel ``lo`` on, at each spectrum's redshift."""
-    n, p = rest.shape[0], loglam.size
-    shift = (loglam[0] - np.log10(1 + z) - rstart) / rstep - lo
-    off = np.floor(shift).astype(np.int64)
-    uniform = np.allclose(np.diff(loglam), rstep, rtol=1e-6, atol=0)
-    if uniform and off.min() >= 0 and off.max() + p < rest.shape[1]:
-        # same step as the basis: a redshift is a whole-pixel offset plus one fraction
-        win = np.lib.stride_tricks.sliding_window_view(rest, p + 1, axis=1)[np.arange(n), off]
-        f = (shift - off).astype(np.float32)[:, None]
-        return win[:, :-1] * (1 - f) + win[:, 1:] * f
-    pos = (loglam[None, :] - np.log10(1 + z)[:, None] - rstart) / rstep - lo
-    i0 = np.clip(np.floor(pos).astype(np.int64), 0, rest.shape[1] - 2)
-    f = np.clip(pos - i0, 0.0, 1.0).astype(np.float32)
-    rows = np.arange(n)[:, None]
-    return rest[rows, i0] * (1 - f) + rest[rows, i0 + 1] * f
 
 
 @lru_cache(maxsize=None)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .noise import bin_noise
 from .problem import _DT, _gauss_pix, _Problem, _regions
 
 __all__ = ["Component", "Group", "LineModel", "FitResult", "fit_lines", "fit_pixels"]
@@ -62,6 +63,10 @@ class LineModel:
     #: rest-frame templates fitted as extra linear continuum terms (e.g. quasar Fe II);
     #: :func:`fit_lines` takes their values at the fit bins (``extra=``)
     templates: tuple[str, ...] = ()
+    #: the ivar-only ("white") errors, which SDSS's rules are applied to, hold the window
+    #: backgrounds fixed: SDSS fits a galaxy's lines on its stellar model with no local
+    #: background term (see :func:`specsift.lines.models.galaxy_model`)
+    white_fixed_background: bool = False
 
     @property
     def n_back(self) -> int:
@@ -210,18 +215,10 @@ def _at_centres(prob: _Problem, theta):
 
 
 def _correlated_meat(prob: _Problem, J, H, rho1: float, prec=None):
-    """Jᵀ W C W J for noise correlated as SDSS's resampling makes it: kernel [c, 1, c], lag-1
-    correlation ``rho1``, lag-2 c²/(1 + 2c²); pairs across two windows are not neighbours.
-    On bins of b pixels: the variance of a bin's mean is v = 1 + 2((b−1)ρ₁ + (b−2)ρ₂)/b
-    times the white one and neighbouring bins correlate by (ρ₁ + 2ρ₂)/(b v)."""
-    c = (1 - np.sqrt(max(1 - 2 * rho1 ** 2, 0.0))) / (2 * rho1)
-    rho2 = c * c / (1 + 2 * c * c)
-    b = prob.bin
-    if b == 1:
-        v, lags = 1.0, ((1, rho1), (2, rho2))
-    else:
-        v = 1 + 2 * ((b - 1) * rho1 + max(b - 2, 0) * rho2) / b
-        lags = ((1, (rho1 + 2 * rho2) / (b * v)),)
+    """Jᵀ W C W J for noise correlated as SDSS's resampling makes it (lag-1 correlation
+    ``rho1``; the bins' variance factor and lags from :func:`.noise.bin_noise`, the one
+    copy the continuum fit uses too); pairs across two windows are not neighbours."""
+    v, lags = bin_noise(prob.bin, rho1)
     sw = np.sqrt(prob.w)
     meat = H.copy()                              # white part (with the priors) = H
     if v != 1.0:
@@ -252,13 +249,15 @@ def _continuum_cov(prob: _Problem, J, hinv, design, ccov):
 
 def _white(prob: _Problem, H, hinv):
     """The ivar-only covariance of a fit like SDSS's: its line fit has no template
-    (Fe II) terms, so its errors are ours with those amplitudes held fixed (the
-    conditional covariance); the rules' thresholds were set on such errors.  (With them
-    free, four real SDSS BROADLINE quasars of 17 fell below the 10σ test.)"""
+    (Fe II) terms, and for galaxies no local background (``white_fixed_background``), so
+    its errors are ours with those terms held fixed (the conditional covariance); the
+    rules' thresholds were set on such errors.  (With Fe II free, four real SDSS
+    BROADLINE quasars of 17 fell below the 10σ test.)"""
     n_t = prob.extra.shape[2]
-    if not n_t:
+    lo = prob.ka if prob.model.white_fixed_background else prob.ks - n_t
+    if lo == prob.ks:
         return hinv
-    t = np.arange(prob.ks - n_t, prob.ks)
+    t = np.arange(lo, prob.ks)
     Hc = H.copy()
     Hc[:, t, :] = 0.0
     Hc[:, :, t] = 0.0

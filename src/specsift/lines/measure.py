@@ -7,7 +7,10 @@ Columns follow fastspecfit's naming (``HALPHA_FLUX``, ``HALPHA_FLUX_IVAR``, ``HA
 emission), σ the intrinsic Gaussian width in km/s (instrumental σ removed in quadrature),
 VSHIFT the velocity offset from the given redshift in km/s.  Errors are inverse variances
 (``*_IVAR``; 0 = not measured, and then the value is NaN).  ``*_SIGMA_IVAR`` is that of the
-*total* (intrinsic ⊕ instrumental) width, which is what the fit constrains.
+intrinsic σ (the fit's parameter; on simulated lines of σ 60 km/s through a 65 km/s
+instrument the reported error is the scatter of the intrinsic σ, 1.5 × that of the total).
+The rules' table (``white=True``) also carries ``*_SIGMA_INST``, the instrumental σ at each
+line, for SDSS's width test on the total width.
 """
 
 from __future__ import annotations
@@ -77,8 +80,9 @@ def _continuum_at(cont, rows, pix):
 
 
 def _put(out, name, rows, flux, flux_err, cont, sig, sig_err, vel, z, ok, white=None):
-    """Fill one line's columns for ``rows`` where ``ok``; ``white`` = (dict of white-noise
-    ivar columns, flux-error ratio white / correlated, σ-error ratio) when kept."""
+    """Fill one line's columns for ``rows`` where ``ok``; ``white`` = (dict of the rules'
+    columns, flux-error ratio white / correlated, σ-error ratio, instrumental σ at the
+    line in km/s) when kept."""
     r = rows[ok]
     with np.errstate(divide="ignore", invalid="ignore"):
         ew = flux / cont / (1 + z)
@@ -92,7 +96,8 @@ def _put(out, name, rows, flux, flux_err, cont, sig, sig_err, vel, z, ok, white=
     out[f"{name}_SIGMA_IVAR"][r] = _ivar(sig_err[ok])
     out[f"{name}_VSHIFT"][r] = vel[ok]
     if white is not None:
-        wt, rf, rs = white
+        wt, rf, rs, inst = white
+        wt[f"{name}_SIGMA_INST"][r] = inst[ok]
         wt[f"{name}_FLUX_IVAR"][r] = _ivar((flux_err * rf)[ok])
         wt[f"{name}_EW_IVAR"][rows[good_c]] = _ivar((ew_err * rf)[good_c])
         wt[f"{name}_SIGMA_IVAR"][r] = _ivar((sig_err * rs)[ok])
@@ -119,7 +124,8 @@ def _galaxies(out, wt, loglam, flux, ivar, z, cont, rows, sig_inst, rho, cont_er
         j = comp[keys[name]]
         c = _continuum_at(cont, local, res.centre[:, j]) + res.back_at[:, j]
         white = (wt, _ratio(res.amp_err_white[:, a], res.amp_err[:, a]),
-                 _ratio(res.sigma_err_white[:, g], res.sigma_err[:, g]))
+                 _ratio(res.sigma_err_white[:, g], res.sigma_err[:, g]),
+                 _continuum_at(sig_inst, local, res.centre[:, j]))
         _put(out, name, rows, ratio * res.amp[:, a], ratio * res.amp_err[:, a], c,
              res.sigma[:, g], res.sigma_err[:, g], res.velocity[:, g], z, res.covered[:, a],
              white)
@@ -152,8 +158,10 @@ def _quasars(out, wt, loglam, flux, ivar, z, rows, sig_inst, rho, single=False, 
         m_err = res.sigma_err[:, 0] * moment / np.maximum(s_core, 1e-9)
         ok = res.covered[:, 0] & res.covered[:, 1]
         cont = res.back_at[:, 0]
+        local = np.arange(s.size)
         white = (wt, _ratio(res.amp_err_white[:, 0], res.amp_err[:, 0]),
-                 _ratio(res.sigma_err_white[:, 0], res.sigma_err[:, 0]))
+                 _ratio(res.sigma_err_white[:, 0], res.sigma_err[:, 0]),
+                 _continuum_at(si, local, res.centre[:, 0]))
         _put(out, QSO_BROAD_NAMES[col], rows[s], tot, err, cont, moment, m_err,
              res.velocity[:, 0], z[s], ok, white)
         comp = {c.key: j for j, c in enumerate(model.components)}
@@ -165,7 +173,8 @@ def _quasars(out, wt, loglam, flux, ivar, z, rows, sig_inst, rho, single=False, 
                  res.back_at[:, j], res.sigma[:, g], res.sigma_err[:, g],
                  res.velocity[:, g], z[s], res.covered[:, a],
                  (wt, _ratio(res.amp_err_white[:, a], res.amp_err[:, a]),
-                  _ratio(res.sigma_err_white[:, g], res.sigma_err[:, g])))
+                  _ratio(res.sigma_err_white[:, g], res.sigma_err[:, g]),
+                  _continuum_at(si, local, res.centre[:, j])))
     return fits
 
 
@@ -193,8 +202,9 @@ def measure_lines(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=No
     measured LSF curve (:func:`sdss_sigma_inst`, 48–86 km/s).  ``noise_corr``: lag-1
     correlation of neighbouring pixels' noise, which ivar does not carry; default SDSS's
     0.28 (measured on real SDSS coadds, see ``simulate/instrument.py``); 0 for white noise.
-    ``white``: also return a table of the *_IVAR columns computed from ivar alone (as the
-    SDSS pipeline's errors are), for rules whose thresholds were set on such errors.
+    ``white``: also return the rules' table: the *_IVAR columns made as the SDSS
+    pipeline's errors are (ivar alone; a galaxy's window backgrounds held fixed, as SDSS
+    fits no local background under them) and *_SIGMA_INST, the instrumental σ at each line.
     ``feii``: fit an Fe II pseudo-continuum under the quasar lines (see
     :data:`~specsift.lines.models.FEII_SIGMA_KMS`; off by default).
     """
@@ -236,6 +246,8 @@ def line_columns(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=Non
                      loglam.size)
     out = _empty(n)
     wt = {k: v.copy() for k, v in out.items() if k.endswith("_IVAR")}
+    # the instrumental σ at each line (km/s): SDSS's width test is on the total width
+    wt.update({f"{name}_SIGMA_INST": np.full(n, np.nan, np.float32) for name in line_names()})
     fits = {}
     ok_z = np.isfinite(z) & (z > -0.01)
     gal = np.nonzero((spectype == "GALAXY") & ok_z)[0]
@@ -248,8 +260,8 @@ def line_columns(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=Non
             # our own continuum fit, evaluated in the line windows only (the rest of
             # ``cont`` stays 0); its uncertainty goes into the line errors
             idx = fit_pixels(galaxy_model()[0], loglam, z[gal])
-            at, design, ccov = stellar_continuum(loglam, flux[gal], ivar[gal], z[gal],
-                                                 with_cov=True, noise_corr=noise_corr, at=idx)
+            at, design, ccov = stellar_continuum(loglam, flux[gal], ivar[gal], z[gal], idx,
+                                                 with_cov=True, noise_corr=noise_corr)
             cont = np.zeros(flux[gal].shape, np.float32)
             inside = (idx >= 0) & (idx < loglam.size)
             rows = np.broadcast_to(np.arange(gal.size)[:, None], idx.shape)

@@ -5,7 +5,11 @@ Source: idlspec2d ``pro/spec1d/spreduce1d.pro`` (sdss/idlspec2d on GitHub), the 
 page ``dr9/spectro/catalogs.php#objects`` (Bolton et al. 2012, AJ 144, 144):
 
 * **q_good**: [O III] 5007, Hβ, Hα and [N II] 6584 each measured (error > 0) and detected
-  at > 3σ (``linearea > 3 * linearea_err``);
+  at > 3σ (``linearea > 3 * linearea_err``).  LINEAREA_ERR is MPFIT's PERROR in
+  ``linebackfit.pro``: the formal error from ivar alone, not rescaled by χ²/dof, with the
+  widths and the redshift free and no local background under a galaxy's lines (its only
+  background term is the velocity-dispersion model, ``speclinefit.pro``); the stage
+  applies these rules to errors made the same way (``measure_lines(white=True)``);
 * **AGN** if q_good and  F(5007) · F(6584)^1.2 > 10^0.22 · F(Hβ) · F(Hα)^1.2, i.e.
   log([O III]/Hβ) > 0.7 − 1.2 (log([N II]/Hα) + 0.4) (the SDSS line, not Kauffmann 2003 or
   Kewley 2001, which the simulator uses to keep its pure classes away from composites);
@@ -14,8 +18,10 @@ page ``dr9/spectro/catalogs.php#objects`` (Bolton et al. 2012, AJ 144, 144):
   the observed frame, so the 50 Å threshold applies to the observed-frame EW (rest × (1+z));
 * **BROADLINE** appended (galaxies and quasars) if, over every line but Lyα detected at
   > 10σ with a width error > 0, max(σ − 5 σ_err) > 200 km/s.  SDSS's ``linesigma`` is the
-  fitted width in log-λ, instrument included; ours is intrinsic, which makes the test at
-  most ~8 km/s stricter at 200 km/s (SDSS instrumental σ ≈ 50–85 km/s, added in quadrature).
+  width of the Gaussian fitted to the observed spectrum, instrument included (linebackfit.pro:
+  ``linesigma = lfit[2] * alog(10) * cspeed``, the log-λ σ of the profile), so the test
+  is on σ_tot = √(σ² + σ_inst²) and its error σ_err · σ / σ_tot (our σ is intrinsic; the
+  rules' table carries σ_inst at each line as ``*_SIGMA_INST``).
 
 These are applied to GALAXY and QSO rows only, as ``q_obj`` does there.
 """
@@ -41,6 +47,18 @@ def _err(t, name):
     iv = _col(t, name + "_IVAR")
     with np.errstate(divide="ignore"):
         return np.where(iv > 0, 1.0 / np.sqrt(np.where(iv > 0, iv, 1.0)), 0.0)
+
+
+def _total_width(t, name):
+    """(σ ⊕ σ_inst, its error) of one line: SDSS's width, instrument included."""
+    s, se = _col(t, f"{name}_SIGMA"), _err(t, f"{name}_SIGMA")
+    key = f"{name}_SIGMA_INST"
+    if key not in (t.colnames if hasattr(t, "colnames") else t):
+        return s, se
+    inst = np.nan_to_num(_col(t, key), nan=0.0)
+    tot = np.hypot(s, inst)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return tot, np.where(tot > 0, se * np.abs(s) / np.where(tot > 0, tot, 1.0), se)
 
 
 def is_agn_sdss(oiii, hbeta, halpha, nii):
@@ -84,7 +102,7 @@ def sdss_subclass(lines, spectype, z):
         if name == QSO_BROAD_NAMES["LYALPHA_BROAD"]:
             continue                                  # SDSS leaves Lyα out of the test
         f, fe = _col(lines, f"{name}_FLUX"), _err(lines, f"{name}_FLUX")
-        s, se = _col(lines, f"{name}_SIGMA"), _err(lines, f"{name}_SIGMA")
+        s, se = _total_width(lines, name)
         any_width |= se > 0
         with np.errstate(invalid="ignore"):
             ok = (fe > 0) & (f > 10 * fe) & (se > 0)
