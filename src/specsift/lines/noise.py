@@ -1,5 +1,5 @@
-"""Correlated pixel noise of resampled spectra, in the one form the line fit and the
-continuum fit both use.
+"""Correlated pixel noise of resampled spectra, in the one form the line fit, the
+continuum fit and the simulator's noise all use.
 
 SDSS coadds are resampled onto their log-λ grid, which correlates neighbouring pixels'
 noise; ivar does not say so.  The resampling kernel is modelled as [c, 1, c]: lag-1
@@ -13,15 +13,32 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["kernel_lags", "bin_noise"]
+__all__ = ["kernel_weight", "kernel_lags", "correlate_rows", "bin_noise"]
+
+
+def kernel_weight(rho1: float) -> float:
+    """c of the [c, 1, c] kernel whose lag-1 correlation is ``rho1`` (0 for none)."""
+    if rho1 <= 0:
+        return 0.0
+    return float((1 - np.sqrt(max(1 - 2 * rho1 ** 2, 0.0))) / (2 * rho1))
 
 
 def kernel_lags(rho1: float) -> tuple[float, float]:
     """(ρ₁, ρ₂) of the [c, 1, c] kernel whose lag-1 correlation is ``rho1``."""
     if rho1 <= 0:
         return 0.0, 0.0
-    c = (1 - np.sqrt(max(1 - 2 * rho1 ** 2, 0.0))) / (2 * rho1)
+    c = kernel_weight(rho1)
     return float(rho1), float(c * c / (1 + 2 * c * c))
+
+
+def correlate_rows(e: np.ndarray, rho1: float) -> np.ndarray:
+    """White unit noise ``e`` (n, p), float32, given the kernel's correlations in place
+    (interior pixels, unit variance kept): how the simulator makes the noise this module's
+    fits expect."""
+    c = np.float64(kernel_weight(rho1))         # the sum in float64, rounded once on storing
+    if c > 0:
+        e[:, 1:-1] = (e[:, 1:-1] + c * (e[:, :-2] + e[:, 2:])) / np.float32(np.sqrt(1 + 2 * c * c))
+    return e
 
 
 def bin_noise(b: int, rho1: float) -> tuple[float, tuple[tuple[int, float], ...]]:

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy.ndimage import uniform_filter1d
 
+from ..lines.noise import correlate_rows
 from ..spectra import LogGrid
 from .lines import C_KMS
 from .templates import instrument_curves
@@ -259,8 +260,7 @@ def apply_instrument(flux: np.ndarray, grid: LogGrid, snr, rng: np.random.Genera
     if noise_corr > 0:
         # SDSS's resampling of exposures onto the final grid correlates neighbouring pixels
         # (measured lag-1 ρ ≈ 0.28 on real spectra): kernel [c, 1, c], unit variance kept
-        c = (1 - np.sqrt(max(1 - 2 * noise_corr ** 2, 0))) / (2 * noise_corr)
-        e[:, 1:-1] = (e[:, 1:-1] + c * (e[:, :-2] + e[:, 2:])) / np.float32(np.sqrt(1 + 2 * c * c))
+        correlate_rows(e, noise_corr)
     if not noiseless:
         a = refine_snr_scale(a, q, e, mask, snr,
                              extra_var=resid_var if np.ndim(resid_var) else None, sq=sq)

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ...lines.noise import correlate_rows
 from ...spectra import LogGrid
 from ..instrument import Resolution, apply_lsf, masked_median, refine_snr_scale
 from ..lines import C_KMS
@@ -119,8 +120,7 @@ def observe_measured(flux, grid: LogGrid, snr, rng, m: dict, resolution,
     e = rng.standard_normal((n, p)).astype(np.float32)
     rc = float(m["noise_corr"])
     if rc > 0.02:
-        c = (1 - np.sqrt(max(1 - 2 * rc ** 2, 0))) / (2 * rc)
-        e[:, 1:-1] = (e[:, 1:-1] + c * (e[:, :-2] + e[:, 2:])) / np.float32(np.sqrt(1 + 2 * c * c))
+        correlate_rows(e, rc)
     # sky-subtraction residuals: extra scatter at sky-line pixels, not in the quoted ivar
     sky_w = _on_grid(m, "sky_weight", grid, 0.0) if "sky_weight" in m else np.zeros(p)
     sky_w = np.where(sky_w > 0.3, sky_w, 0.0)              # the lines, not their wings
