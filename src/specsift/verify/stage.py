@@ -30,6 +30,7 @@ from .linalg import chol_quad
 from .resolution import convolved, extra_sigma_pix
 from .starcheck import star_beats_winner
 from .subtype import star_subtypes
+from .template_error import QSO_TEMPLATE_ERROR, needs_template_error, with_template_error
 from .templates import SPECTYPES, Z_MAX, bases_for
 
 __all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COLUMNS", "sky_mask"]
@@ -90,6 +91,11 @@ class VerifyOptions:
     #: a galaxy/quasar winner is compared once more with STAR near z = 0 on the lines alone
     #: (:mod:`.starcheck`); STAR wins by more than this Δχ² (None: no check)
     star_check_margin: float | None = 25.0
+    #: a QSO winner whose χ² exceeds ``template_error_chi2`` × N (the template, not the noise,
+    #: limits the fit) is decided again with the templates' fractional error ε added to the
+    #: variance (:mod:`.template_error`; None: never)
+    qso_template_error: float | None = QSO_TEMPLATE_ERROR
+    template_error_chi2: float = 2.0
 
 
 def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
@@ -106,6 +112,8 @@ def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
         hw.append(np.full(n, int(np.ceil(np.log10(1 + opt.lowz_galaxy_zmax) / step / 2))))
     fixed = sum(len(x) for x in spec)
     swap = {"GALAXY": "QSO", "QSO": "GALAXY"}
+    # the model's own reach (ln(1+z)) in pixels: the window covers at least that
+    reach = np.ceil(np.nan_to_num(cands.reach_or_nan()) / np.log(10) / step).astype(np.int64)
     for j in range(cands.z.shape[1]):
         zz, tt = cands.z[todo, j], cands.spectype[todo, j]
         ok = np.isfinite(zz) & np.isin(tt, SPECTYPES)
@@ -116,7 +124,8 @@ def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
         two = ok & (other != "")
         for t_, sel in ((tt, ok), (other, two)):
             spec.append(todo[sel]), typ.append(t_[sel]), z.append(zz[sel])
-            hw.append(np.where(t_[sel] == "QSO", opt.qso_halfwidth, opt.halfwidth))
+            hw.append(np.maximum(np.where(t_[sel] == "QSO", opt.qso_halfwidth, opt.halfwidth),
+                                 reach[todo[sel], j]))
     spec, typ, z, hw = (np.concatenate(a) for a in (spec, typ, z, hw))
     zmax = np.select([typ == t for t in Z_MAX], list(Z_MAX.values()), 0.0)
     keep = (z > -0.01) & (z < zmax)
@@ -178,6 +187,27 @@ def _star_check(prep, bases, todo, sol, opt) -> None:
     for k in ("shift", "err", "chi2", "coef", "ncoef", "edge"):
         sol[k][pos] = res[k]
     sol["dchi2"][pos] = delta[won]
+
+
+def _template_error_pass(batch, bases, cands, todo, sol, opt, net_t, net_z, sigma,
+                         ngood) -> None:
+    """Rows whose QSO fit is limited by the template (:mod:`.template_error`) are decided
+    again, every candidate (and a whole-range scan) on the same template-error weights."""
+    pos = np.flatnonzero(needs_template_error(sol["type"], sol["chi2"], ngood[todo],
+                                              opt.template_error_chi2))
+    if not len(pos):
+        return
+    rows = todo[pos]
+    k, loc = len(rows), np.arange(len(rows))
+    sub = prepare(batch.flux[rows],
+                  with_template_error(batch.flux[rows], batch.ivar[rows], opt.qso_template_error),
+                  (batch.mask | sky_mask(batch.loglam))[rows])
+    extra = _full_range_candidates(sub, bases, loc, k, opt)
+    c = Candidates.concat([cands.take(rows), extra])
+    again = _solve(sub, bases, c, loc, opt, k, net_t[rows], net_z[rows], _poly_chi2(sub),
+                   None if sigma is None else np.asarray(sigma)[rows])
+    for key in sol:
+        sol[key][pos] = again[key]
 
 
 def _star_floor(batch, todo: np.ndarray, spectype: np.ndarray, opt: VerifyOptions) -> np.ndarray:
@@ -288,6 +318,9 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             pos = np.searchsorted(todo, rescue)
             for k in sol:
                 sol[k][pos] = again[k]
+        if opt.qso_template_error:
+            _template_error_pass(batch, bases, cands, todo, sol, opt, net_t0, net_z0, sigma,
+                                 prep.ngood)
         if opt.star_check_margin is not None:
             _star_check(prep, bases, todo, sol, opt)
         t_b = sol["type"]
