@@ -92,10 +92,13 @@ class VerifyOptions:
     #: (:mod:`.starcheck`); STAR wins by more than this Δχ² (None: no check)
     star_check_margin: float | None = 25.0
     #: a QSO winner whose χ² exceeds ``template_error_chi2`` × N (the template, not the noise,
-    #: limits the fit) is decided again with the templates' fractional error ε added to the
-    #: variance (:mod:`.template_error`; None: never)
+    #: limits the fit) has its z refined again, within ±``template_error_halfwidth`` pixels
+    #: (±3300 km/s: the spread of quasar line velocities, C IV blueshifts of up to ≈ 3000
+    #: km/s), with the templates' fractional error ε added to the variance
+    #: (:mod:`.template_error`; None: never)
     qso_template_error: float | None = QSO_TEMPLATE_ERROR
     template_error_chi2: float = 2.0
+    template_error_halfwidth: int = 48
 
 
 def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
@@ -189,25 +192,26 @@ def _star_check(prep, bases, todo, sol, opt) -> None:
     sol["dchi2"][pos] = delta[won]
 
 
-def _template_error_pass(batch, bases, cands, todo, sol, opt, net_t, net_z, sigma,
-                         ngood) -> None:
-    """Rows whose QSO fit is limited by the template (:mod:`.template_error`) are decided
-    again, every candidate (and a whole-range scan) on the same template-error weights."""
+def _template_error_pass(batch, bases, todo, sol, opt, sigma, ngood) -> None:
+    """Rows whose QSO fit is limited by the template (:mod:`.template_error`): the QSO z is
+    refined again within ±``template_error_halfwidth`` pixels on template-error weights.
+    SPECTYPE and DELTACHI2 stay those of the decision; z, ZERR, CHI2 (now on those weights)
+    and COEFF are the new fit's."""
     pos = np.flatnonzero(needs_template_error(sol["type"], sol["chi2"], ngood[todo],
                                               opt.template_error_chi2))
     if not len(pos):
         return
     rows = todo[pos]
-    k, loc = len(rows), np.arange(len(rows))
     sub = prepare(batch.flux[rows],
                   with_template_error(batch.flux[rows], batch.ivar[rows], opt.qso_template_error),
                   (batch.mask | sky_mask(batch.loglam))[rows])
-    extra = _full_range_candidates(sub, bases, loc, k, opt)
-    c = Candidates.concat([cands.take(rows), extra])
-    again = _solve(sub, bases, c, loc, opt, k, net_t[rows], net_z[rows], _poly_chi2(sub),
-                   None if sigma is None else np.asarray(sigma)[rows])
-    for key in sol:
-        sol[key][pos] = again[key]
+    k = len(rows)
+    res = _fit_rows(sub, bases, np.arange(k), np.full(k, "QSO", "U6"), sol["z"][pos],
+                    np.full(k, opt.template_error_halfwidth), opt,
+                    None if sigma is None else np.asarray(sigma)[rows])
+    sol["z"][pos] = bases["QSO"].z_of(res["shift"])
+    for key in ("shift", "err", "chi2", "coef", "ncoef", "edge"):
+        sol[key][pos] = res[key]
 
 
 def _star_floor(batch, todo: np.ndarray, spectype: np.ndarray, opt: VerifyOptions) -> np.ndarray:
@@ -319,8 +323,7 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             for k in sol:
                 sol[k][pos] = again[k]
         if opt.qso_template_error:
-            _template_error_pass(batch, bases, cands, todo, sol, opt, net_t0, net_z0, sigma,
-                                 prep.ngood)
+            _template_error_pass(batch, bases, todo, sol, opt, sigma, prep.ngood)
         if opt.star_check_margin is not None:
             _star_check(prep, bases, todo, sol, opt)
         t_b = sol["type"]
