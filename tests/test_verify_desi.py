@@ -14,7 +14,8 @@ from specsift.flags import ZWARN
 from specsift.spectra import DEFAULT_GRID, SpectraBatch
 from specsift.verify import Candidates, verify_catalog
 from specsift.verify.stage import VerifyOptions
-from specsift.verify.template_error import needs_template_error, with_template_error
+from specsift.verify.template_error import (needs_template_error, template_error_dominates,
+                                            with_template_error)
 from specsift.verify.templates import bases_for
 from test_verify import _net_table, _template_spectrum
 
@@ -68,6 +69,18 @@ def test_template_error_only_for_qso_beyond_the_noise():
     sel = needs_template_error(np.array(["QSO", "QSO", "GALAXY"]), np.array([2500.0, 1500, 9000]),
                                np.array([1000, 1000, 1000]), 2.0)
     assert sel.tolist() == [True, False, False]
+
+
+def test_template_error_dominates_only_above_s_n_one_over_eps():
+    """ε = 0.068: S/N 20 per pixel (ε·S/N = 1.36) is template-limited, S/N 10 (0.68) is not;
+    masked pixels do not count."""
+    flux = np.full((2, 300), 10.0)
+    ivar = np.stack([np.full(300, 4.0), np.full(300, 1.0)])      # S/N 20 and 10
+    good = np.ones((2, 300), bool)
+    assert template_error_dominates(flux, ivar, good, 0.068).tolist() == [True, False]
+    good[0, :200] = False
+    ivar[0, 200:] = 1.0
+    assert not template_error_dominates(flux, ivar, good, 0.068)[0]
 
 
 def _qso_batch(shift: float, trough: bool, sigma: float = 0.1):

@@ -30,7 +30,8 @@ from .linalg import chol_quad
 from .resolution import convolved, extra_sigma_pix
 from .starcheck import star_beats_winner
 from .subtype import star_subtypes
-from .template_error import QSO_TEMPLATE_ERROR, needs_template_error, with_template_error
+from .template_error import (QSO_TEMPLATE_ERROR, needs_template_error, template_error_dominates,
+                             with_template_error)
 from .templates import SPECTYPES, Z_MAX, bases_for
 
 __all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COLUMNS", "sky_mask"]
@@ -91,8 +92,9 @@ class VerifyOptions:
     #: a galaxy/quasar winner is compared once more with STAR near z = 0 on the lines alone
     #: (:mod:`.starcheck`); STAR wins by more than this Δχ² (None: no check)
     star_check_margin: float | None = 25.0
-    #: a QSO winner whose χ² exceeds ``template_error_chi2`` × N (the template, not the noise,
-    #: limits the fit) has its z refined again, within ±``template_error_halfwidth`` pixels
+    #: a QSO winner whose χ² exceeds ``template_error_chi2`` × N and whose template error
+    #: exceeds the noise on its median pixel (the template, not the noise, limits the fit)
+    #: has its z refined again, within ±``template_error_halfwidth`` pixels
     #: (±3300 km/s: the spread of quasar line velocities, C IV blueshifts of up to ≈ 3000
     #: km/s), with the templates' fractional error ε added to the variance
     #: (:mod:`.template_error`; None: never)
@@ -127,8 +129,8 @@ def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
         two = ok & (other != "")
         for t_, sel in ((tt, ok), (other, two)):
             spec.append(todo[sel]), typ.append(t_[sel]), z.append(zz[sel])
-            hw.append(np.maximum(np.where(t_[sel] == "QSO", opt.qso_halfwidth, opt.halfwidth),
-                                 reach[todo[sel], j]))
+            hw.append(np.where(t_[sel] == "QSO", opt.qso_halfwidth,
+                               np.maximum(opt.halfwidth, reach[todo[sel], j])))
     spec, typ, z, hw = (np.concatenate(a) for a in (spec, typ, z, hw))
     zmax = np.select([typ == t for t in Z_MAX], list(Z_MAX.values()), 0.0)
     keep = (z > -0.01) & (z < zmax)
@@ -199,12 +201,14 @@ def _template_error_pass(batch, bases, todo, sol, opt, sigma, ngood) -> None:
     and COEFF are the new fit's."""
     pos = np.flatnonzero(needs_template_error(sol["type"], sol["chi2"], ngood[todo],
                                               opt.template_error_chi2))
-    if not len(pos):
+    bad = batch.mask[todo[pos]] | sky_mask(batch.loglam)
+    flux, ivar = batch.flux[todo[pos]], batch.ivar[todo[pos]]
+    keep = template_error_dominates(flux, ivar, (ivar > 0) & ~bad, opt.qso_template_error)
+    if not keep.any():
         return
-    rows = todo[pos]
-    sub = prepare(batch.flux[rows],
-                  with_template_error(batch.flux[rows], batch.ivar[rows], opt.qso_template_error),
-                  (batch.mask | sky_mask(batch.loglam))[rows])
+    pos, rows = pos[keep], todo[pos[keep]]
+    sub = prepare(flux[keep], with_template_error(flux[keep], ivar[keep], opt.qso_template_error),
+                  bad[keep])
     k = len(rows)
     res = _fit_rows(sub, bases, np.arange(k), np.full(k, "QSO", "U6"), sol["z"][pos],
                     np.full(k, opt.template_error_halfwidth), opt,
