@@ -86,8 +86,8 @@ def desi_rows() -> None:
 
 def sim() -> None:
     import torch
-
     from _predict_common import sim_store
+
     from specsift import load_model
     from specsift.classes import spectype_of
     from specsift.io import SpectralStore

@@ -39,9 +39,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="gasnet")
     a = ap.parse_args()
+    import real_surveys as RS
     import torch
 
-    import real_surveys as RS
     from specsift import load_model
     from specsift.pipeline.local import prepare_model
     from specsift.verify import VerifyOptions, model_flux, verify_batch

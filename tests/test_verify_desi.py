@@ -8,16 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.table import Table
+from test_verify import _net_table, _template_spectrum
 
 from specsift.constants import C_KMS
 from specsift.flags import ZWARN
 from specsift.spectra import DEFAULT_GRID, SpectraBatch
 from specsift.verify import Candidates, verify_catalog
 from specsift.verify.stage import VerifyOptions
-from specsift.verify.template_error import (needs_template_error, template_error_dominates,
-                                            with_template_error)
+from specsift.verify.template_error import (
+    needs_template_error,
+    template_error_dominates,
+    with_template_error,
+)
 from specsift.verify.templates import bases_for
-from test_verify import _net_table, _template_spectrum
 
 ROOT = Path(__file__).resolve().parents[1]
 DESI = ROOT / ".." / "shared" / "data" / "desi"

@@ -30,8 +30,12 @@ from .linalg import chol_quad
 from .resolution import convolved, extra_sigma_pix
 from .starcheck import star_beats_winner
 from .subtype import star_subtypes
-from .template_error import (QSO_TEMPLATE_ERROR, needs_template_error, template_error_dominates,
-                             with_template_error)
+from .template_error import (
+    QSO_TEMPLATE_ERROR,
+    needs_template_error,
+    template_error_dominates,
+    with_template_error,
+)
 from .templates import SPECTYPES, Z_MAX, bases_for
 
 __all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COLUMNS", "sky_mask"]
