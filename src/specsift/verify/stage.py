@@ -30,12 +30,7 @@ from .linalg import chol_quad
 from .resolution import convolved, extra_sigma_pix
 from .starcheck import star_beats_winner
 from .subtype import star_subtypes
-from .template_error import (
-    QSO_TEMPLATE_ERROR,
-    needs_template_error,
-    template_error_dominates,
-    with_template_error,
-)
+from .template_error import QSO_TEMPLATE_ERROR, refit_template_limited
 from .templates import SPECTYPES, Z_MAX, bases_for
 
 __all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COLUMNS", "sky_mask"]
@@ -198,30 +193,6 @@ def _star_check(prep, bases, todo, sol, opt) -> None:
     sol["dchi2"][pos] = delta[won]
 
 
-def _template_error_pass(batch, bases, todo, sol, opt, sigma, ngood) -> None:
-    """Rows whose QSO fit is limited by the template (:mod:`.template_error`): the QSO z is
-    refined again within ±``template_error_halfwidth`` pixels on template-error weights.
-    SPECTYPE and DELTACHI2 stay those of the decision; z, ZERR, CHI2 (now on those weights)
-    and COEFF are the new fit's."""
-    pos = np.flatnonzero(needs_template_error(sol["type"], sol["chi2"], ngood[todo],
-                                              opt.template_error_chi2))
-    bad = batch.mask[todo[pos]] | sky_mask(batch.loglam)
-    flux, ivar = batch.flux[todo[pos]], batch.ivar[todo[pos]]
-    keep = template_error_dominates(flux, ivar, (ivar > 0) & ~bad, opt.qso_template_error)
-    if not keep.any():
-        return
-    pos, rows = pos[keep], todo[pos[keep]]
-    sub = prepare(flux[keep], with_template_error(flux[keep], ivar[keep], opt.qso_template_error),
-                  bad[keep])
-    k = len(rows)
-    res = _fit_rows(sub, bases, np.arange(k), np.full(k, "QSO", "U6"), sol["z"][pos],
-                    np.full(k, opt.template_error_halfwidth), opt,
-                    None if sigma is None else np.asarray(sigma)[rows])
-    sol["z"][pos] = bases["QSO"].z_of(res["shift"])
-    for key in ("shift", "err", "chi2", "coef", "ncoef", "edge"):
-        sol[key][pos] = res[key]
-
-
 def _star_floor(batch, todo: np.ndarray, spectype: np.ndarray, opt: VerifyOptions) -> np.ndarray:
     """The per-visit systematic (in z) of each verified row: the STAR floor of its survey."""
     if not opt.star_zerr_floor_kms:
@@ -331,7 +302,8 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             for k in sol:
                 sol[k][pos] = again[k]
         if opt.qso_template_error:
-            _template_error_pass(batch, bases, todo, sol, opt, sigma, prep.ngood)
+            refit_template_limited(batch, batch.mask | sky_mask(batch.loglam), bases, todo, sol,
+                                   opt, sigma, prep.ngood, _fit_rows)
         if opt.star_check_margin is not None:
             _star_check(prep, bases, todo, sol, opt)
         t_b = sol["type"]

@@ -28,8 +28,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import median_filter
 
+from .fit import prepare
+
 __all__ = ["QSO_TEMPLATE_ERROR", "with_template_error", "needs_template_error",
-           "template_error_dominates"]
+           "template_error_dominates", "refit_template_limited"]
 
 #: ε, the quasar templates' fractional error (benchmarks/qso_template_error.py)
 QSO_TEMPLATE_ERROR = 0.068
@@ -69,3 +71,27 @@ def needs_template_error(spectype: np.ndarray, chi2: np.ndarray, ngood: np.ndarr
     worse than the noise allows (the first of the two tests; :func:`template_error_dominates`
     the second)."""
     return (np.asarray(spectype) == "QSO") & (np.asarray(chi2) > chi2_ratio * np.asarray(ngood))
+
+
+def refit_template_limited(batch, bad, bases, todo, sol, opt, sigma, ngood, fit_rows) -> None:
+    """Rows (``todo``, solutions ``sol``, in place) whose QSO fit is limited by the template:
+    the QSO z is refined again within ±``opt.template_error_halfwidth`` pixels on
+    template-error weights (``bad``: the stage's (N, P) pixel mask; ``fit_rows``: its window
+    fitter).  SPECTYPE and DELTACHI2 stay those of the decision; z, ZERR, CHI2 (now on those
+    weights) and COEFF are the new fit's."""
+    pos = np.flatnonzero(needs_template_error(sol["type"], sol["chi2"], ngood[todo],
+                                              opt.template_error_chi2))
+    flux, ivar, bad = batch.flux[todo[pos]], batch.ivar[todo[pos]], bad[todo[pos]]
+    keep = template_error_dominates(flux, ivar, (ivar > 0) & ~bad, opt.qso_template_error)
+    if not keep.any():
+        return
+    pos, rows = pos[keep], todo[pos[keep]]
+    sub = prepare(flux[keep], with_template_error(flux[keep], ivar[keep], opt.qso_template_error),
+                  bad[keep])
+    k = len(rows)
+    res = fit_rows(sub, bases, np.arange(k), np.full(k, "QSO", "U6"), sol["z"][pos],
+                   np.full(k, opt.template_error_halfwidth), opt,
+                   None if sigma is None else np.asarray(sigma)[rows])
+    sol["z"][pos] = bases["QSO"].z_of(res["shift"])
+    for key in ("shift", "err", "chi2", "coef", "ncoef", "edge"):
+        sol[key][pos] = res[key]
