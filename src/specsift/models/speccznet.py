@@ -97,7 +97,8 @@ class SpecCZNet(NeuralSpectralModel):
     version = "1"
     capabilities = dataclasses.replace(NeuralSpectralModel.capabilities,
                                        candidates="the z of each of the two most probable "
-                                                  "classes' own p(z)")
+                                                  "classes' own p(z), each reaching "
+                                                  "±4.5 bins (its own z window)")
     module_class = SpecCZNetModule
     z_window = 4
     fit_defaults = {"epochs": 30, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-4}
@@ -210,4 +211,7 @@ class SpecCZNet(NeuralSpectralModel):
         cat = make_catalog(batch.meta, self.class_set, probs, z, zerr, self.tag, zwarn=zwarn)
         top = np.argsort(-probs, axis=1)[:, :2]
         types = np.array([spectype_of(c) for c in self.names], dtype="U6")
-        return cat, Candidates(np.take_along_axis(zc, top, axis=1), types[top])
+        # each candidate is a bin centre, and the model's z the mean of p(z) over ±z_window
+        # bins around its peak: the verification window covers that span (bins 1390 km/s wide)
+        reach = (self.z_window + 0.5) * self.bin_width
+        return cat, Candidates(np.take_along_axis(zc, top, axis=1), types[top], reach)

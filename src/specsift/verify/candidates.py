@@ -16,10 +16,16 @@ __all__ = ["Candidates", "pz_peaks"]
 
 @dataclass
 class Candidates:
-    """``z`` (N, K) float64 and ``spectype`` (N, K) str ('' where a slot is unused)."""
+    """``z`` (N, K) float64 and ``spectype`` (N, K) str ('' where a slot is unused).
+
+    ``reach`` (N, K) float64, optional: how far in ln(1+z) the model says a candidate may be
+    from the truth — the span of its own z estimate (speccznet: the ±4 bins of 1390 km/s over
+    which it averages p(z)).  The stage widens its fit window to cover it; NaN (or no
+    ``reach``): the stage's default window."""
 
     z: np.ndarray
     spectype: np.ndarray
+    reach: np.ndarray | None = None
 
     def __post_init__(self):
         self.z = np.atleast_2d(np.asarray(self.z, np.float64))
@@ -27,6 +33,17 @@ class Candidates:
         if self.z.shape != self.spectype.shape:
             raise ValueError(f"candidate z {self.z.shape} and spectype {self.spectype.shape} "
                              f"shapes differ")
+        if self.reach is not None:
+            self.reach = np.broadcast_to(np.asarray(self.reach, np.float64), self.z.shape).copy()
+
+    def reach_or_nan(self) -> np.ndarray:
+        """``reach`` with NaN where none was given."""
+        return np.full(self.z.shape, np.nan) if self.reach is None else self.reach
+
+    def take(self, rows) -> "Candidates":
+        """The candidates of spectra ``rows`` only."""
+        return Candidates(self.z[rows], self.spectype[rows],
+                          None if self.reach is None else self.reach[rows])
 
     def __len__(self) -> int:
         return self.z.shape[0]
@@ -41,17 +58,25 @@ class Candidates:
     @classmethod
     def concat(cls, parts: list["Candidates"]) -> "Candidates":
         """Join candidate sets column-wise (same spectra, more slots)."""
+        reach = None if all(p.reach is None for p in parts) else \
+            np.concatenate([p.reach_or_nan() for p in parts], axis=1)
         return cls(np.concatenate([p.z for p in parts], axis=1),
-                   np.concatenate([p.spectype for p in parts], axis=1))
+                   np.concatenate([p.spectype for p in parts], axis=1), reach)
 
     @classmethod
     def rows(cls, parts: list["Candidates"]) -> "Candidates":
         """Join candidate sets row-wise (batches of spectra), padding slots with ''."""
         k = max((p.z.shape[1] for p in parts), default=1)
-        z = [np.pad(p.z, ((0, 0), (0, k - p.z.shape[1])), constant_values=np.nan) for p in parts]
-        s = [np.pad(p.spectype, ((0, 0), (0, k - p.z.shape[1])), constant_values="") for p in parts]
+
+        def pad(a, fill):
+            return np.pad(a, ((0, 0), (0, k - a.shape[1])), constant_values=fill)
+        z = [pad(p.z, np.nan) for p in parts]
+        s = [pad(p.spectype, "") for p in parts]
+        reach = None
+        if any(p.reach is not None for p in parts):
+            reach = np.concatenate([pad(p.reach_or_nan(), np.nan) for p in parts])
         return cls(np.concatenate(z) if z else np.zeros((0, k)),
-                   np.concatenate(s) if s else np.zeros((0, k), "U6"))
+                   np.concatenate(s) if s else np.zeros((0, k), "U6"), reach)
 
 
 def pz_peaks(logits: np.ndarray, u_centres: np.ndarray, k: int = 2,

@@ -30,6 +30,7 @@ from .linalg import chol_quad
 from .resolution import convolved, extra_sigma_pix
 from .starcheck import star_beats_winner
 from .subtype import star_subtypes
+from .template_error import QSO_TEMPLATE_ERROR, refit_template_limited
 from .templates import SPECTYPES, Z_MAX, bases_for
 
 __all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COLUMNS", "sky_mask"]
@@ -90,6 +91,15 @@ class VerifyOptions:
     #: a galaxy/quasar winner is compared once more with STAR near z = 0 on the lines alone
     #: (:mod:`.starcheck`); STAR wins by more than this Δχ² (None: no check)
     star_check_margin: float | None = 25.0
+    #: a QSO winner whose χ² exceeds ``template_error_chi2`` × N and whose template error
+    #: exceeds the noise on its median pixel (the template, not the noise, limits the fit)
+    #: has its z refined again, within ±``template_error_halfwidth`` pixels
+    #: (±3300 km/s: the spread of quasar line velocities, C IV blueshifts of up to ≈ 3000
+    #: km/s), with the templates' fractional error ε added to the variance
+    #: (:mod:`.template_error`; None: never)
+    qso_template_error: float | None = QSO_TEMPLATE_ERROR
+    template_error_chi2: float = 2.0
+    template_error_halfwidth: int = 48
 
 
 def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
@@ -106,6 +116,8 @@ def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
         hw.append(np.full(n, int(np.ceil(np.log10(1 + opt.lowz_galaxy_zmax) / step / 2))))
     fixed = sum(len(x) for x in spec)
     swap = {"GALAXY": "QSO", "QSO": "GALAXY"}
+    # the model's own reach (ln(1+z)) in pixels: the window covers at least that
+    reach = np.ceil(np.nan_to_num(cands.reach_or_nan()) / np.log(10) / step).astype(np.int64)
     for j in range(cands.z.shape[1]):
         zz, tt = cands.z[todo, j], cands.spectype[todo, j]
         ok = np.isfinite(zz) & np.isin(tt, SPECTYPES)
@@ -116,7 +128,8 @@ def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
         two = ok & (other != "")
         for t_, sel in ((tt, ok), (other, two)):
             spec.append(todo[sel]), typ.append(t_[sel]), z.append(zz[sel])
-            hw.append(np.where(t_[sel] == "QSO", opt.qso_halfwidth, opt.halfwidth))
+            hw.append(np.where(t_[sel] == "QSO", opt.qso_halfwidth,
+                               np.maximum(opt.halfwidth, reach[todo[sel], j])))
     spec, typ, z, hw = (np.concatenate(a) for a in (spec, typ, z, hw))
     zmax = np.select([typ == t for t in Z_MAX], list(Z_MAX.values()), 0.0)
     keep = (z > -0.01) & (z < zmax)
@@ -288,6 +301,9 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             pos = np.searchsorted(todo, rescue)
             for k in sol:
                 sol[k][pos] = again[k]
+        if opt.qso_template_error:
+            refit_template_limited(batch, batch.mask | sky_mask(batch.loglam), bases, todo, sol,
+                                   opt, sigma, prep.ngood, _fit_rows)
         if opt.star_check_margin is not None:
             _star_check(prep, bases, todo, sol, opt)
         t_b = sol["type"]
