@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .noise import bin_noise
-from .problem import _DT, _gauss_pix, _Problem, _regions
+from .problem import _DT, _integrated, _Problem, _regions
 
 __all__ = ["Component", "Group", "LineModel", "FitResult", "fit_lines", "fit_pixels"]
 
@@ -228,9 +228,9 @@ def _correlated_meat(prob: _Problem, J, H, rho1: float, prec=None):
             data[:, d, d] -= prec
         meat = meat + (v - 1.0) * data
     for (sl, cols), blk in zip(prob.blocks, J):  # pairs within one window only
-        V = blk * sw[:, sl, None]
+        V = blk * sw[:, None, sl]
         for lag, rho in lags:
-            L = np.matmul(V[:, :-lag].transpose(0, 2, 1), V[:, lag:]).astype(np.float64)
+            L = np.matmul(V[:, :, :-lag], V[:, :, lag:].transpose(0, 2, 1)).astype(np.float64)
             meat[:, cols[:, None], cols[None, :]] += v * rho * (L + L.transpose(0, 2, 1))
     return meat
 
@@ -241,8 +241,7 @@ def _continuum_cov(prob: _Problem, J, hinv, design, ccov):
     B = np.asarray(design(prob.idx), np.float32) * prob.w[:, None, :]     # (N, K, M)
     JB = np.zeros((prob.n, prob.np, B.shape[1]))
     for (sl, cols), blk in zip(prob.blocks, J):
-        JB[:, cols] += np.matmul(blk.transpose(0, 2, 1),
-                                 B[:, :, sl].transpose(0, 2, 1))
+        JB[:, cols] += np.matmul(blk, B[:, :, sl].transpose(0, 2, 1))
     G = hinv @ JB
     return G @ np.asarray(ccov, float) @ G.transpose(0, 2, 1)
 
@@ -305,8 +304,8 @@ def _covered(prob: _Problem, theta, J) -> np.ndarray:
         mid = (prob.x[:, sl] + _DT(0.5 * (prob.bin - 1)))[:, None, :]
         good = (prob.w[:, sl] > 0)[:, None, :]
         near = (np.abs(mid - cen) <= np.maximum(2 * s, prob.bin)) & good         # (N, L, W)
-        integ = _gauss_pix(prob.x[:, sl.start, None, None], sl.stop - sl.start, cen, s,
-                           prob.bin)[0]
+        integ = _integrated(prob.x[:, sl.start, None, None], sl.stop - sl.start, cen, s,
+                            prob.bin)
         share = (integ * good).sum(2) / np.maximum(integ.sum(2), 1e-12)
         ok = (near.sum(2) >= 3) & (share >= MIN_GOOD_FRACTION)                   # (N, L)
         for i, a in enumerate(prob.amp[comps]):

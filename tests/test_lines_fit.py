@@ -1,0 +1,140 @@
+"""The line fit's solver pieces against reference computations: the block Jacobian of
+``_Problem.evaluate`` against finite differences of its model, the block-sparse normal
+equations against the dense ones, and the reused-profile path against a fresh evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from specsift.lines.fit import fit_pixels
+from specsift.lines.models import galaxy_model, quasar_models
+from specsift.lines.problem import _erf, _Problem
+from specsift.spectra import DEFAULT_GRID
+
+
+def _problem(model, n=6, z=0.12, seed=0, extra=False):
+    rng = np.random.default_rng(seed)
+    grid = DEFAULT_GRID
+    flux = rng.normal(0, 1, (n, grid.size)).astype(np.float32)
+    ivar = rng.uniform(0.5, 2.0, (n, grid.size)).astype(np.float32)
+    ivar[:, ::37] = 0                                    # some bad pixels
+    zz = z + 0.01 * np.arange(n)
+    ex = None
+    if extra:
+        m = fit_pixels(model, grid.loglam, zz).shape[1]
+        ex = rng.uniform(0.5, 1.5, (n, m, len(model.templates))).astype(np.float32)
+    prob = _Problem(model, grid.loglam, flux, ivar, zz, 65.0, ex)
+    theta = np.zeros((n, prob.np))
+    theta[:, :prob.ks] = rng.uniform(5, 50, (n, prob.ks))                # amplitudes, backs
+    theta[:, prob.ks:prob.ku] = prob.s_start * rng.uniform(0.7, 1.4, prob.s_start.shape)
+    theta[:, prob.ku:] = rng.uniform(-1.5, 1.5, (n, prob.np - prob.ku))  # pixels
+    return prob, theta
+
+
+def _dense(prob, blocks):
+    """The (N, M, P) Jacobian the blocks stand for."""
+    J = np.zeros((prob.n, prob.m, prob.np))
+    for (sl, cols), blk in zip(prob.blocks, blocks):
+        J[:, sl][:, :, cols] = blk.transpose(0, 2, 1)
+    return J
+
+
+def _models():
+    out = [("galaxy", galaxy_model()[0], 0.12, False)]
+    for col, model, _ in quasar_models():
+        if col in ("HBETA_BROAD", "HALPHA_BROAD", "MGII_BROAD"):
+            out.append((col, model, 0.3 if col != "MGII_BROAD" else 1.1, False))
+    for col, model, _ in quasar_models(feii=True):
+        if col == "MGII_BROAD":
+            out.append((col + " with Fe II", model, 1.1, True))
+    return out
+
+
+@pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_block_jacobian_matches_finite_differences(name, model, z, extra):
+    prob, theta = _problem(model, z=z, extra=extra)
+    _, blocks = prob.evaluate(theta)
+    J = _dense(prob, blocks)
+    # every column outside a window's block is zero by construction; check all of them.
+    # Steps: linear terms exactly linear (large step); a width or velocity step 2 % of its
+    # group's width in each row (float32 rounding above, truncation below)
+    g = len(model.groups)
+    for p in range(prob.np):
+        if p < prob.ks:
+            h = np.full(prob.n, 5.0)
+        else:
+            h = 0.02 * theta[:, prob.ks + (p - prob.ks) % g]
+        up, dn = theta.copy(), theta.copy()
+        up[:, p] += h
+        dn[:, p] -= h
+        fd = (prob.evaluate(up, jac=False)[0].astype(float)
+              - prob.evaluate(dn, jac=False)[0].astype(float)) / (2 * h[:, None])
+        scale = np.abs(fd).max() + 1e-3
+        assert np.abs(J[:, :, p] - fd).max() < 3e-3 * scale, (name, p)
+
+
+@pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_block_normal_equations_equal_the_dense_ones(name, model, z, extra):
+    prob, theta = _problem(model, z=z, extra=extra, seed=1)
+    out, blocks = prob.evaluate(theta)
+    r = prob.y - out
+    H, g = prob.gram(blocks, r)
+    J = _dense(prob, blocks)
+    Jw = J * prob.w[..., None]
+    np.testing.assert_allclose(H, Jw.transpose(0, 2, 1) @ J, rtol=1e-4,
+                               atol=1e-6 * np.abs(H).max())
+    np.testing.assert_allclose(g, np.einsum("nmp,nm->np", Jw, r), rtol=1e-4,
+                               atol=1e-6 * np.abs(g).max())
+    lin = prob.ks
+    Hl, gl = prob.gram(blocks, r, limit=lin)
+    np.testing.assert_allclose(Hl, H[:, :lin, :lin], rtol=1e-5, atol=1e-7 * np.abs(H).max())
+    np.testing.assert_allclose(gl, g[:, :lin], rtol=1e-5, atol=1e-7 * np.abs(g).max())
+
+
+def test_reused_profiles_give_the_fresh_evaluation():
+    """The linear start's profiles reused at new amplitudes and backgrounds (same widths and
+    velocities) equal a fresh evaluation."""
+    prob, theta = _problem(quasar_models()[4][1], z=0.3, seed=2)
+    _, _, parts = prob.evaluate(theta, keep=True)
+    new = theta.copy()
+    new[:, :prob.ks] *= 1.7
+    out_a, J_a = prob.evaluate(new, parts=parts)
+    out_b, J_b = prob.evaluate(new)
+    np.testing.assert_allclose(out_a, out_b, rtol=1e-6, atol=1e-6)
+    for a, b in zip(J_a, J_b):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def _reference_profiles(prob, theta, cs, first, ws):
+    """The profiles and derivatives as the fit computed them before the folded form of
+    ``_Problem._profiles`` (the same float32 operations): φ, e·φ and each derivative on
+    its own."""
+    f32 = np.float32
+    sc = prob.scale[cs]
+    sg = theta[:, prob.ks + prob.group[cs]] * sc
+    s = np.sqrt(sg * sg + prob.s_inst_l[:, cs] ** 2)[..., None]
+    cen = (prob.c0[:, cs] + theta[:, prob.ku + prob.group[cs]])[..., None]
+    e = prob.x[:, first, None, None] - f32(0.5) + f32(prob.bin) * np.arange(ws + 1, dtype=f32) - cen
+    u = e / s
+    E = _erf(u / f32(np.sqrt(2.0)))
+    phi = np.exp(-0.5 * u * u) / (f32(np.sqrt(2.0 * np.pi)) * s)
+    ephi = e * phi
+    integ = 0.5 * (E[..., 1:] - E[..., :-1])
+    d_c = phi[..., :-1] - phi[..., 1:]
+    d_s = (ephi[..., :-1] - ephi[..., 1:]) / s
+    inv = prob.ratio[cs][None, :, None] * prob.inv_dlam[:, None, first:first + ws]
+    return integ * inv, ((sc * sg / s[..., 0])[..., None] * d_s) * inv, d_c * inv
+
+
+@pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_folded_profiles_equal_the_reference_formulas(name, model, z, extra):
+    prob, theta = _problem(model, z=z, extra=extra, seed=3)
+    th = theta.astype(np.float32)
+    for k, (sl, _) in enumerate(prob.blocks):
+        for cs, off, ws, _ in prob.sets[k]:
+            got = prob._profiles(th, cs, sl.start + off, ws)
+            ref = _reference_profiles(prob, th, cs, sl.start + off, ws)
+            for g, r in zip(got, ref):
+                assert g.dtype == np.float32
+                np.testing.assert_allclose(g, r, rtol=0, atol=1e-5 * np.abs(r).max())
