@@ -138,3 +138,24 @@ def test_folded_profiles_equal_the_reference_formulas(name, model, z, extra):
             for g, r in zip(got, ref):
                 assert g.dtype == np.float32
                 np.testing.assert_allclose(g, r, rtol=0, atol=1e-5 * np.abs(r).max())
+
+
+@pytest.mark.parametrize("b", [1, 2, 4])
+def test_window_runs_equal_the_pixel_by_pixel_gather(b):
+    """Fit-bin pixels copied as runs, for windows inside the spectrum and running off
+    either end, equal a gather of every pixel with 0 off the spectrum."""
+    from specsift.lines.problem import _pixels
+    rng = np.random.default_rng(4)
+    n, p = 7, 300
+    arr = rng.normal(size=(n, p)).astype(np.float32)
+    slices = [slice(0, 20), slice(20, 31)]
+    starts = np.array([[-50, 0], [-7, 5], [0, 150], [100, 280], [290, 299], [310, -400],
+                       [3, p - b * 11]])
+    idx = np.concatenate([starts[:, [k]] + b * np.arange(sl.stop - sl.start)
+                          for k, sl in enumerate(slices)], axis=1)
+    fine = idx[:, :, None] + np.arange(b)
+    inside = (fine >= 0) & (fine < p)
+    ref = np.where(inside, arr[np.arange(n)[:, None, None], np.clip(fine, 0, p - 1)], 0)
+    got = _pixels(arr, idx, slices, b)
+    assert got.shape == ref.shape and got.dtype == arr.dtype
+    np.testing.assert_array_equal(got, ref)

@@ -67,11 +67,21 @@ def _ivar(err) -> np.ndarray:
 def sdss_sigma_inst(loglam) -> np.ndarray:
     """SDSS's instrumental σ (km/s) at each pixel: the measured LSF curve bundled for the
     simulator (``data/templates/instrument.npz``, ``wdisp`` in 1e-4-dex pixels)."""
+    ll, wdisp = _sdss_lsf()
+    return np.interp(np.asarray(loglam, float), ll, wdisp)
+
+
+@lru_cache(maxsize=1)
+def _sdss_lsf() -> tuple[np.ndarray, np.ndarray]:
+    """(log λ, σ km/s) of the bundled LSF curve, read once (reading the npz was ~4 ms a
+    batch of the line stage)."""
     path = Path(__file__).resolve().parents[1] / "data" / "templates" / "instrument.npz"
     with np.load(path, allow_pickle=False) as d:
         ll = float(d["loglam_start"]) + float(d["loglam_step"]) * np.arange(int(d["size"]))
         wdisp = np.asarray(d["wdisp"], float) * C_KMS * np.log(10) * float(d["loglam_step"])
-    return np.interp(np.asarray(loglam, float), ll, wdisp)
+    ll.flags.writeable = False
+    wdisp.flags.writeable = False
+    return ll, wdisp
 
 
 def _continuum_at(cont, rows, pix):
