@@ -159,3 +159,20 @@ def test_window_runs_equal_the_pixel_by_pixel_gather(b):
     got = _pixels(arr, idx, slices, b)
     assert got.shape == ref.shape and got.dtype == arr.dtype
     np.testing.assert_array_equal(got, ref)
+
+
+def test_instrument_rows_stay_views_and_equal_indexing():
+    """σ rows of a batch's subset: the same values as indexing, without materialising
+    the rows of one shared curve or of one value per spectrum."""
+    from specsift.lines.measure import _inst_rows, _sub_rows
+    n, p = 9, 50
+    rows = np.array([0, 3, 4, 8])
+    curve = np.linspace(50, 80, p)
+    for sig in (_inst_rows(69.0, n, p), _inst_rows(curve, n, p),
+                _inst_rows(np.arange(n) + 60.0, n, p),
+                _inst_rows(np.random.default_rng(0).uniform(50, 80, (n, p)), n, p)):
+        got = _sub_rows(sig, rows)
+        np.testing.assert_array_equal(got, sig[rows])
+        if sig.strides[0] == 0 or sig.strides[1] == 0:
+            assert not got.flags.owndata or got.base is not None
+            assert got.nbytes > 0 and (got.strides[0] == 0 or got.strides[1] == 0)

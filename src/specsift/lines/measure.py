@@ -153,7 +153,7 @@ def _quasars(out, wt, loglam, flux, ivar, z, rows, sig_inst, rho, single=False, 
         if not sel.any():
             continue
         s = np.nonzero(sel)[0]
-        si = sig_inst[s]
+        si = _sub_rows(sig_inst, s)
         extra = template_columns(model, loglam, z[s]) if model.templates else None
         res = fit_lines(model, loglam, flux[s], ivar[s], z[s], si, noise_corr=rho, extra=extra)
         fits[col] = (s, res)
@@ -196,6 +196,18 @@ def _inst_rows(sig, n: int, p: int) -> np.ndarray:
     if sig.ndim == 1 and sig.size == n and n != p:
         return np.broadcast_to(sig[:, None], (n, p))
     return np.broadcast_to(sig, (n, p))
+
+
+def _sub_rows(sig: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` of an (N, P) σ array from :func:`_inst_rows`, still a broadcast view
+    where it is one (indexing one materialised (len(rows), P) float64 copies, ~6 MB a
+    quasar window of a batch)."""
+    k, p = len(rows), sig.shape[1]
+    if sig.strides[0] == 0:                       # one curve for every spectrum
+        return sig[:k]
+    if sig.strides[1] == 0:                       # one value per spectrum
+        return np.broadcast_to(sig[rows, :1], (k, p))
+    return sig[rows]
 
 
 def measure_lines(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=None,
@@ -278,8 +290,8 @@ def line_columns(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=Non
             cont[rows[inside], idx[inside]] = at[inside]
             cont_err = (design, ccov)
         fits["GALAXY"] = (gal, _galaxies(out, wt, loglam, flux[gal], ivar[gal], z[gal], cont, gal,
-                                         sig[gal], noise_corr, cont_err), cont)
+                                         _sub_rows(sig, gal), noise_corr, cont_err), cont)
     if qso.size:
-        fits["QSO"] = (qso, _quasars(out, wt, loglam, flux[qso], ivar[qso], z[qso], qso, sig[qso],
-                                     noise_corr, feii=feii))
+        fits["QSO"] = (qso, _quasars(out, wt, loglam, flux[qso], ivar[qso], z[qso], qso,
+                                     _sub_rows(sig, qso), noise_corr, feii=feii))
     return out, wt, fits
