@@ -14,6 +14,9 @@ from scipy.special import erf
 from .table import C_KMS
 
 _LN10 = np.log(10.0)
+#: |(edge − centre) / (σ√2)| beyond which a profile's wing is held at its value there
+#: (erf(5.5) = 1 in float32, exp(−5.5²) = 7e-14): keeps subnormals out of the fit
+_V_MAX = np.float32(5.5)
 _SQRT2 = np.float32(np.sqrt(2.0))
 #: working precision of the model and Jacobian (the normal equations are solved in float64)
 _DT = np.float32
@@ -317,7 +320,12 @@ class _Problem:
         and the chain rule to the intrinsic width) is folded into one multiplication, and
         the bins' ratio / Å width (the same at every step) is made once per set
         (:meth:`_set_constants`) — a third fewer passes over the (N, L, W) arrays than
-        computing φ, e·φ and each derivative on its own."""
+        computing φ, e·φ and each derivative on its own.
+
+        v is clipped at ±:data:`_V_MAX`: beyond it erf is ±1 in float32 and exp(−v²) below
+        1e-13 of the peak, but exp(−v²) of a line's far wings (up to ~1e-44) and their
+        products in JᵀWJ were float32 subnormals, which the CPU handles in microcode: the
+        line stage ran 1.2× faster with them flushed to zero, with identical results."""
         sc = self.scale[cs]
         sg = theta[:, self.ks + self.group[cs]] * sc                           # (N, L)
         s = np.sqrt(sg * sg + self.s_inst_l[:, cs] ** 2)
@@ -326,6 +334,7 @@ class _Problem:
         inv_s = 1.0 / s
         v = edges - cen[..., None]
         v *= (inv_s / _SQRT2)[..., None]
+        np.clip(v, -_V_MAX, _V_MAX, out=v)                     # no subnormal tails
         E = _erf(v)
         g = np.multiply(v, v)
         np.negative(g, out=g)
