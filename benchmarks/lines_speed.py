@@ -2,6 +2,7 @@
 and one batch of real SDSS spec files, per fit, per object.
 
     PYTHONPATH=src .venv/bin/python benchmarks/lines_speed.py [--n 1024] [--fits 256] [--reps 3]
+                                                             [--against ../main --rounds 7]
 
 One thread, CPU time (``time.process_time``), the fastest of ``--reps`` calls (the machine is
 shared: the fastest is the least disturbed).  The batches are those of
@@ -10,6 +11,12 @@ spec files of ``../shared/data/sdss``), after the model and the verification sta
 table: per batch its mix, ``add_lines`` µs per spectrum, and each fit (galaxy continuum,
 galaxy lines, each quasar window) in ms per batch and µs per object it fits — which says
 whether a batch costs more because its objects do or because it has more of the costly ones.
+
+``--against CHECKOUT``: also time another checkout's line stage (its ``src/specsift/lines``,
+loaded as a second package beside this one) on the same batches in the same process,
+alternating the two ``--rounds`` times: on a shared machine the load drifts by ±30 % between
+runs, and alternating in one process puts both under the same load (the table gives the
+fastest and the median round and the ratio of the medians).
 """
 
 from __future__ import annotations
@@ -85,12 +92,75 @@ def breakdown(batch, cat, reps):
     return total, {k: (acc[k], objs[k]) for k in acc}
 
 
+def other_add_lines(checkout: Path):
+    """``add_lines`` of another checkout's ``lines`` package, imported as
+    ``specsift._lines_other`` (its relative imports resolve inside it; the rest of
+    ``specsift`` is this tree's)."""
+    import importlib
+    import types
+    path = Path(checkout).resolve() / "src" / "specsift" / "lines"
+    if not (path / "stage.py").exists():
+        raise SystemExit(f"{checkout}: no src/specsift/lines/stage.py")
+    pkg = types.ModuleType("specsift._lines_other")
+    pkg.__path__ = [str(path)]
+    sys.modules["specsift._lines_other"] = pkg
+    return importlib.import_module("specsift._lines_other.stage").add_lines
+
+
+def against(batches, other, rounds: int, name: str) -> None:
+    """This tree's add_lines and ``other`` alternated ``rounds`` times per batch."""
+    from specsift.lines import add_lines
+    print(f"\n| batch | {name}: fastest / median µs per spectrum | this tree: fastest / median "
+          "| ratio of medians | answers |\n|---|---|---|---|---|")
+    for label, (batch, cat) in batches.items():
+        add_lines(batch, cat)
+        other(batch, cat)
+        mine, theirs = [], []
+        for _ in range(rounds):
+            for f, acc in ((other, theirs), (add_lines, mine)):
+                t0 = time.process_time()
+                f(batch, cat)
+                acc.append(1e6 * (time.process_time() - t0) / len(batch))
+        med = lambda v: float(np.median(v))  # noqa: E731
+        print(f"| {label} | {min(theirs):.0f} / {med(theirs):.0f} | {min(mine):.0f} / "
+              f"{med(mine):.0f} | {med(theirs) / med(mine):.2f} | "
+              f"{same_answers(other(batch, cat), add_lines(batch, cat))} |")
+
+
+def same_answers(a, b) -> str:
+    """How far two line catalogs of one batch are apart: the largest difference of a flux,
+    EW or σ in units of its error, the largest ivar ratio, and whether the measured lines
+    and the rule-decided labels are the same in every row."""
+    pull, ivar = 0.0, 0.0
+    for col in a.colnames:
+        x, y = np.asarray(a[col]), np.asarray(b[col])
+        if col.endswith(("_FLUX", "_EW", "_SIGMA")) and col + "_IVAR" in a.colnames:
+            iv = np.asarray(a[col + "_IVAR"], float)
+            m = (iv > 0) & np.isfinite(x) & np.isfinite(y)
+            if m.any():
+                pull = max(pull, float((np.abs(x[m] - y[m]) * np.sqrt(iv[m])).max()))
+        elif col.endswith("_IVAR"):
+            m = (x > 0) & (y > 0)
+            if m.any():
+                ivar = max(ivar, float(np.abs(np.log(x[m] / y[m])).max()))
+    measured = all(np.array_equal(np.isfinite(np.asarray(a[c], float)),
+                                  np.isfinite(np.asarray(b[c], float)))
+                   for c in a.colnames if c.endswith("_FLUX"))
+    labels = all(np.array_equal(np.asarray(a[c]), np.asarray(b[c]))
+                 for c in ("SUBCLASS_LINES", "CLASS_LABEL", "SUBTYPE", "SUBTYPE_FROM_LINES"))
+    return (f"max {pull:.3f}σ, ivar ×{np.exp(ivar):.3f}, same lines measured: "
+            f"{'yes' if measured else 'NO'}, same labels: {'yes' if labels else 'NO'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1024, help="simulated batch size")
     ap.add_argument("--fits", type=int, default=256, help="spec files in the real batch")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--against", default=None, metavar="CHECKOUT",
+                    help="also alternate with this checkout's line stage in one process")
+    ap.add_argument("--rounds", type=int, default=7)
     a = ap.parse_args()
     import torch
 
@@ -111,6 +181,8 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for k, (sec, m) in sorted(fits.items(), key=lambda kv: -kv[1][0]):
             print(f"| {k} | {m} | {1e3 * sec:.1f} | {1e6 * sec / n:.0f} | {1e6 * sec / m:.0f} |")
+    if a.against:
+        against(batches, other_add_lines(a.against), a.rounds, a.against)
 
 
 if __name__ == "__main__":
