@@ -86,8 +86,26 @@ def _fold(desig: str, k: int = 5) -> int:
     return int(hashlib.sha1(desig.encode()).hexdigest()[:8], 16) % k
 
 
-def cross_validate(rows, flux, ivar, settings, k: int = 5):
-    """Letter agreement per setting (npoly, lo, hi) and the predicted letters of each."""
+def _knn(rows, flux, ivar):
+    """The kNN variant: every star its own template, named by its subclass."""
+    z = np.array([float(r["Z"]) for r in rows])
+    keys = np.array([SL.subclass_key(r["SUBCLASS"]) for r in rows])
+    kept, X = SL.rest_normalised(DEFAULT_GRID.loglam, flux, ivar, z, np.flatnonzero(keys != ""))
+    return keys[kept], np.stack([SL._fill(x) for x in X])
+
+
+#: library variants --cv scores: name → (rows, flux, ivar) → (names, templates)
+VARIANTS = {
+    "median per subclass (ships)": lambda r, f, i: build(r, f, i)[:2],
+    "3σ-clipped mean per subclass": lambda r, f, i: SL.build_library(
+        DEFAULT_GRID.loglam, f, i, [float(x["Z"]) for x in r], [str(x["SUBCLASS"]) for x in r],
+        center="clipped mean")[:2],
+    "kNN: every training star a template": _knn,
+}
+
+
+def cross_validate(rows, flux, ivar, runs, k: int = 5):
+    """Letter agreement of each run (variant, npoly, lo, hi) and its predicted letters."""
     from specsift.spectra import SpectraBatch
     from specsift.verify import subtype as ST
     from specsift.verify.fit import prepare
@@ -102,18 +120,19 @@ def cross_validate(rows, flux, ivar, settings, k: int = 5):
     shift = star.shift_of(np.array([float(r["Z"]) for r in rows]))
     q = np.arange(star.vectors.shape[1])
     src = np.arange(DEFAULT_GRID.size) + star.offset          # library pixel p → STAR index
-    pred = {s: np.full(len(rows), "-", "U1") for s in settings}
+    pred = {s: np.full(len(rows), "-", "U1") for s in runs}
     for f in range(k):
         tr = np.flatnonzero(fold != f)
-        names, temps, _ = build([rows[i] for i in tr], flux[tr], ivar[tr])
-        on = np.stack([np.interp(q, src, t, left=0, right=0) for t in temps]).astype(np.float32)
-        basis = replace(star, survey_named={"LAMOST": (on, tuple(names))})
         te = np.flatnonzero(test & (fold == f))
-        for s in settings:
-            got = ST.star_subtypes(batch, basis, te, shift[te], prep, library_npoly=s[0],
-                                   library_range=(s[1], s[2]))
-            pred[s][te] = [g[:1] for g in got]
-    return {s: float((pred[s][test] == truth[test]).mean()) for s in settings}, pred, truth, test
+        for v in dict.fromkeys(s[0] for s in runs):
+            names, temps = VARIANTS[v]([rows[i] for i in tr], flux[tr], ivar[tr])
+            on = np.stack([np.interp(q, src, t, left=0, right=0) for t in temps])
+            basis = replace(star, survey_named={"LAMOST": (on.astype(np.float32), tuple(names))})
+            for s in (s for s in runs if s[0] == v):
+                got = ST.star_subtypes(batch, basis, te, shift[te], prep, library_npoly=s[1],
+                                       library_range=(s[2], s[3]))
+                pred[s][te] = [g[:1] for g in got]
+    return {s: float((pred[s][test] == truth[test]).mean()) for s in runs}, pred, truth, test
 
 
 def main() -> None:
@@ -126,16 +145,19 @@ def main() -> None:
     print(f"{len(rows)} training-split LAMOST stars read", file=sys.stderr)
     if args.cv:
         from specsift.verify import subtype as ST
-        settings = [(k, 3800.0, hi) for k in (4, 6, 8, 10, 12) for hi in (5800.0, 6000.0, 6500.0)]
-        settings += [(k, 3800.0, 9100.0) for k in (4, 6, 10)]
-        acc, pred, truth, test = cross_validate(rows, flux, ivar, settings)
+        ship = ("median per subclass (ships)", ST.LIBRARY_NPOLY, *ST.LIBRARY_RANGE)
+        means = [v for v in VARIANTS if "per subclass" in v]
+        runs = [(v, k, 3800.0, hi) for v in means for k in (4, 6, 8, 10, 12)
+                for hi in (5800.0, 6000.0, 6500.0)]
+        runs += [(v, k, 3800.0, 9100.0) for v in means for k in (4, 6, 10)]
+        runs += [(v, *ship[1:]) for v in VARIANTS if v not in means]
+        acc, pred, truth, test = cross_validate(rows, flux, ivar, runs)
         print(f"\n5-fold CV inside the training split: {int(test.sum())} stars with S/N_g ≥ 10\n")
-        print("| polynomial terms | rest range (Å) | letter = LAMOST |\n|---|---|---|")
+        print("| library | polynomial terms | rest range (Å) | letter = LAMOST |\n|---|---|---|---|")
         for s, a in acc.items():
-            print(f"| {s[0]} | {s[1]:.0f}–{s[2]:.0f} | {a:.4f} |")
-        ship = (ST.LIBRARY_NPOLY, *ST.LIBRARY_RANGE)
+            print(f"| {s[0]} | {s[1]} | {s[2]:.0f}–{s[3]:.0f} | {a:.4f} |")
         folder = np.array([str(r["folder"]) for r in rows])
-        print(f"\nshipped setting {ship}, per folder:")
+        print(f"\nshipped {ship}, per folder:")
         for fo in np.unique(folder[test]):
             s = test & (folder == fo)
             print(f"  {fo}: {(pred[ship][s] == truth[s]).mean():.3f} (n = {int(s.sum())})")

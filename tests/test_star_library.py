@@ -41,7 +41,7 @@ def _lines(loglam, depth=0.5):
 def test_builder_is_deterministic_rest_frame_and_robust():
     """Stars of one template at several z come back as that template in the rest frame
     (interpolation error only), whatever the row order; one wild star does not move the
-    clipped mean; a class with too few stars gets no template."""
+    median; a class with too few stars gets no template."""
     loglam = DEFAULT_GRID.loglam
     t = _lines(loglam)
     p = np.arange(loglam.size, dtype=float)

@@ -14,8 +14,9 @@ choosing which may be used (the training split only) is the builder script's,
 
 Per star: shifted to the rest frame by its catalogue z (linear interpolation on the log-λ
 grid: a star's |z| ≤ 10⁻³ is a few pixels), divided by its median flux at 4000–8000 Å.  Per
-group: the 3σ-clipped mean of those normalised spectra at each pixel that at least half of the
-group's stars cover (no star's calibration tilt decides a pixel), gaps inside the coverage
+group: the median of those normalised spectra at each pixel that at least half of the group's
+stars cover (no one star's calibration tilt, bad pixel or wrong label decides a pixel; a
+3σ-clipped mean does as well within the cross-validation's noise), gaps inside the coverage
 interpolated, zero outside it.  Groups: :func:`subclass_key` (luminosity class dropped; LAMOST's
 dM/gM/sdM are M); a subclass with fewer than ``min_stars`` stars joins the nearest populated
 subclass of its letter, so that every letter seen keeps a template (:func:`merge_rare`).
@@ -27,7 +28,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ["subclass_key", "merge_rare", "build_library", "NORM_RANGE", "MIN_STARS"]
+__all__ = ["subclass_key", "merge_rare", "build_library", "rest_normalised", "NORM_RANGE",
+           "MIN_STARS"]
 
 #: rest-frame range (Å) over which each star's median flux is divided out
 NORM_RANGE = (4000.0, 8000.0)
@@ -77,30 +79,20 @@ def _rest(loglam, flux, w, z, step):
     return np.where(ok, np.interp(x, pix, flux), 0.0), ok
 
 
-def build_library(loglam, flux, ivar, z, subclass, min_stars: int = MIN_STARS):
+def build_library(loglam, flux, ivar, z, subclass, min_stars: int = MIN_STARS,
+                  center: str = "median"):
     """(names (J,), templates (J, P) float64, stars per template (J,)) on the rest-frame grid
     ``loglam`` from the spectra (N, P) ``flux``/``ivar`` (ivar ≤ 0: no data) at redshifts
     ``z`` with labels ``subclass`` (module docstring).  Names are sorted; rows whose label has
-    no type or whose normalisation fails (no good pixel in :data:`NORM_RANGE`) are not used."""
+    no type or whose normalisation fails (no good pixel in :data:`NORM_RANGE`) are not used.
+    ``center``: "median" (what ships) or "clipped mean" (3σ-clipped, a variant the builder's
+    ``--cv`` scores: the same within noise)."""
     from astropy.stats import sigma_clip
-    loglam = np.asarray(loglam, np.float64)
-    step = float(np.median(np.diff(loglam)))
-    wave = 10.0 ** loglam
-    norm = (wave > NORM_RANGE[0]) & (wave < NORM_RANGE[1])
     keys = np.array([subclass_key(s) for s in subclass], dtype="U4")
-    rows, X = [], []
-    for i in np.flatnonzero(keys != ""):
-        f, ok = _rest(loglam, np.asarray(flux[i], np.float64), np.asarray(ivar[i]), float(z[i]),
-                      step)
-        s = np.median(f[ok & norm]) if (ok & norm).any() else 0.0
-        if not (np.isfinite(s) and s > 0):
-            continue
-        rows.append(i)
-        X.append(np.where(ok, f / s, np.nan))
-    if not rows:
+    rows, X = rest_normalised(loglam, flux, ivar, z, np.flatnonzero(keys != ""))
+    if not len(rows):
         return np.zeros(0, "U4"), np.zeros((0, loglam.size)), np.zeros(0, int)
     keys = merge_rare(keys[rows], min_stars)
-    X = np.array(X)
     names, temps, counts = [], [], []
     for k in sorted(set(keys)):
         g = keys == k
@@ -109,10 +101,32 @@ def build_library(loglam, flux, ivar, z, subclass, min_stars: int = MIN_STARS):
         Xg = X[g]
         with warnings.catch_warnings():             # NaN (no data) is masked, as meant
             warnings.simplefilter("ignore")
-            t = sigma_clip(Xg, sigma=3, axis=0, masked=True).mean(axis=0).filled(np.nan)
+            if center == "clipped mean":
+                t = sigma_clip(Xg, sigma=3, axis=0, masked=True).mean(axis=0).filled(np.nan)
+            else:
+                t = np.nanmedian(Xg, axis=0)
         t = np.where(np.isfinite(Xg).mean(axis=0) >= 0.5, t, np.nan)
         names.append(k), temps.append(_fill(t)), counts.append(int(g.sum()))
     return np.array(names, "U4"), np.array(temps), np.array(counts)
+
+
+def rest_normalised(loglam, flux, ivar, z, rows):
+    """(rows kept, (n, P) spectra) of ``rows``: each in its rest frame, divided by its median
+    flux in :data:`NORM_RANGE`, NaN where it has no data; rows with no good pixel there are
+    dropped."""
+    loglam = np.asarray(loglam, np.float64)
+    step = float(np.median(np.diff(loglam)))
+    wave = 10.0 ** loglam
+    norm = (wave > NORM_RANGE[0]) & (wave < NORM_RANGE[1])
+    kept, X = [], []
+    for i in rows:
+        f, ok = _rest(loglam, np.asarray(flux[i], np.float64), np.asarray(ivar[i]), float(z[i]),
+                      step)
+        s = np.median(f[ok & norm]) if (ok & norm).any() else 0.0
+        if np.isfinite(s) and s > 0:
+            kept.append(i)
+            X.append(np.where(ok, f / s, np.nan))
+    return np.array(kept, np.int64), np.array(X).reshape(len(kept), loglam.size)
 
 
 def _fill(t: np.ndarray) -> np.ndarray:
