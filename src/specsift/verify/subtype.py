@@ -22,7 +22,7 @@ against 0.88–0.89), chosen by a 5-fold cross-validation inside the
 training split (``benchmarks/build_lamost_templates.py --cv``).  SDSS and every other survey keep
 spEigenStar with 4 terms (18 of the 20 SDSS stars of ``../shared``).
 On the LAMOST stars with S/N_g ≥ 10 held out of both the library and gasnet's fine-tuning
-(406), the verified letter agrees with LAMOST's for 0.874 / 0.872 / 0.872 (gasnet / speccznet
+(406), the verified letter agrees with LAMOST's for 0.874 / 0.874 / 0.872 (gasnet / speccznet
 / eigen candidates; ``benchmarks/real_surveys.py --surveys LAMOST``), against a CV 0.889
 inside the training split and LAMOST's own letter repeating between two visits of a star for
 0.907 (docs/verify.md, "Letter": the misses sit at the type borders).
