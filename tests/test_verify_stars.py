@@ -170,3 +170,27 @@ def test_star_subtypes_of_no_rows_is_empty():
                          np.ones((1, DEFAULT_GRID.size), np.float32))
     assert _subtypes(batch, b, [], []).shape == (0,)
     assert isinstance(batch.meta, Table)
+
+
+@needs_shared
+def test_star_check_row_is_the_resolution_broadened_star_fit():
+    """The row the STAR check turns into a star carries the stage's own STAR-window fit, made
+    with the spectrum's resolution (LAMOST: σ > 0 beyond the templates'), not an unbroadened
+    refit: its CHI2 and Z are those of the broadened fit and differ from the unbroadened one."""
+    from specsift import load_model
+    from specsift.io import read
+    from specsift.verify import verify_batch
+    from specsift.verify.resolution import extra_sigma_pix
+    from specsift.verify.stage import VerifyOptions, _fit_rows, sky_mask
+    batch = read(K1_STAR)
+    on = verify_batch(load_model("eigen"), batch)
+    assert on["SPECTYPE"][0] == "STAR"
+    opt = VerifyOptions()
+    prep = prepare(batch.flux, batch.ivar, batch.mask | sky_mask(batch.loglam))
+    sigma = extra_sigma_pix(batch)
+    assert sigma[0] > 0
+    args = (prep, bases_for(batch.loglam), np.array([0]), np.array(["STAR"]), np.zeros(1),
+            np.array([opt.star_halfwidth]), opt)
+    broad, sharp = _fit_rows(*args, sigma), _fit_rows(*args)
+    assert on["CHI2"][0] == pytest.approx(broad["chi2"][0], rel=1e-9)
+    assert abs(broad["chi2"][0] - sharp["chi2"][0]) > 1e-6 * broad["chi2"][0]
