@@ -11,13 +11,14 @@ from astropy.table import Table
 from specsift.spectra import DEFAULT_GRID, SpectraBatch
 from specsift.verify.fit import prepare
 from specsift.verify.starcheck import star_beats_winner
-from specsift.verify.subtype import STAR_NPOLY, SURVEY_NPOLY, star_subtypes, survey_npoly
+from specsift.verify.subtype import star_subtypes
 from specsift.verify.templates import bases_for
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DR10 = SHARED / "lamost-real" / "dr10-afg" / "spectra"
-#: real LAMOST DR10 stars (held-out split of gasnet's fine-tuning) that LAMOST types G: with the
-#: SDSS pipeline's 4 polynomial terms both fit an F template best (F9, F2), with 6 a G one
+#: real LAMOST DR10 stars (held-out split of gasnet's fine-tuning) that LAMOST types G: with
+#: spEigenStar and the SDSS pipeline's 4 polynomial terms both fit an F template best (F9, F2),
+#: with the LAMOST library a G one
 G_STARS = ("spec-59646-HD101506N312805B03_sp11-216.fits.gz",     # LAMOST G7, S/N_g 62
            "spec-59615-HD090143N355133B01_sp11-208.fits.gz")     # LAMOST G1, S/N_g 64
 #: LAMOST DR10 K1 star (S/N_g 10) that speccznet's candidates plus the 3-term fit gave to
@@ -47,32 +48,61 @@ def _named_star(name: str, shift: float, seed: int = 0, bend: float = 0.3,
     return flux.astype(np.float32), ivar.astype(np.float32), b
 
 
+def _subtypes(batch, b, rows, shifts, **kw):
+    return star_subtypes(batch, b, rows, shifts, prepare(batch.flux, batch.ivar, batch.mask), **kw)
+
+
 @pytest.mark.parametrize("name", ["A0", "F5", "G2", "K3", "M2"])
-@pytest.mark.parametrize("npoly", [STAR_NPOLY, SURVEY_NPOLY["LAMOST"]])
-def test_named_template_at_known_type_recovered(name, npoly):
+def test_named_template_at_known_type_recovered(name):
     """A named template redshifted by 3 pixels (≈ 207 km/s), bent by a flux-calibration
-    error and noisy, is named by its own type with either polynomial order."""
-    flux, ivar, b = _named_star(name, 3.0, seed=len(name) + npoly)
+    error and noisy, is named by its own type (an SDSS spectrum: spEigenStar, 4 terms)."""
+    flux, ivar, b = _named_star(name, 3.0, seed=len(name))
     batch = SpectraBatch(DEFAULT_GRID.loglam, flux[None], ivar[None])
-    got = star_subtypes(batch, b, [0], [3.0], np.array([npoly]))
-    assert got[0] == name
+    batch.meta["SURVEY"] = ["SDSS"]
+    assert _subtypes(batch, b, [0], [3.0])[0] == name
 
 
-def test_survey_column_chooses_the_polynomial_order():
-    flux, ivar, _ = _named_star("K3", 0.0)
+def _library_star(name: str, shift: float, seed: int = 0):
+    """The shipped LAMOST library's template ``name`` at a pixel shift, plus a smooth additive
+    bend and noise at S/N ≈ 30 per pixel."""
+    b = bases_for(DEFAULT_GRID.loglam)["STAR"]
+    temps, names = b.survey_named["LAMOST"]
+    t = temps[list(names).index(name)].astype(np.float64)
+    p = np.arange(DEFAULT_GRID.size, dtype=float)
+    flux = 10 * np.interp(p + b.offset - shift, np.arange(t.size), t)
+    x = np.linspace(-1, 1, p.size)
+    flux = np.where(flux > 0, flux + 2 * (x - x ** 2 / 2), 0.0)
+    ivar = np.where(flux > 0, 1.0 / (np.abs(flux) / 30 + 1e-3) ** 2, 0.0)
+    rng = np.random.default_rng(seed)
+    flux = flux + rng.normal(0, 1, flux.size) / np.sqrt(np.maximum(ivar, 1e-12)) * (ivar > 0)
+    return flux.astype(np.float32), ivar.astype(np.float32), b
+
+
+@pytest.mark.parametrize("name", ["A5", "F5", "G5", "K5", "M0"])
+def test_lamost_star_named_from_the_library_sdss_star_from_speigenstar(name):
+    """The same spectrum (a LAMOST library template, shifted, bent, noisy) is named from the
+    LAMOST library when its SURVEY is LAMOST and from spEigenStar when it is SDSS (the
+    library's names are relabelled here so that the two sources cannot be confused)."""
+    from dataclasses import replace
+    flux, ivar, b = _library_star(name, 2.0, seed=len(name))
+    temps, names = b.survey_named["LAMOST"]
+    lib = replace(b, survey_named={"LAMOST": (temps, tuple(f"LIB_{n}" for n in names))})
     batch = SpectraBatch(DEFAULT_GRID.loglam, np.stack([flux] * 3), np.stack([ivar] * 3))
     batch.meta["SURVEY"] = ["LAMOST", "SDSS", " lamost "]
-    assert list(survey_npoly(batch, np.arange(3))) == [SURVEY_NPOLY["LAMOST"], STAR_NPOLY,
-                                                      SURVEY_NPOLY["LAMOST"]]
-    bare = SpectraBatch(DEFAULT_GRID.loglam, flux[None], ivar[None])
-    assert list(survey_npoly(bare, [0])) == [STAR_NPOLY]
+    got = _subtypes(batch, lib, [0, 1, 2], [2.0] * 3)
+    assert got[0] == got[2] == f"LIB_{name}"
+    spe = {s.split()[0] for s in b.star_names}
+    assert got[1] in spe
+    assert _subtypes(batch, lib, [0], [2.0], library=False)[0] in spe
+    bare = SpectraBatch(DEFAULT_GRID.loglam, flux[None], ivar[None])      # no SURVEY column
+    assert _subtypes(bare, lib, [0], [2.0])[0] in spe
 
 
 @needs_shared
 @pytest.mark.parametrize("fname", G_STARS)
 def test_real_lamost_g_stars_get_a_g_subtype(fname):
     """Verified SUBTYPE of two real LAMOST G stars has LAMOST's letter (the reader's SURVEY
-    column gives them the 6-term fit; forced to the SDSS 4 terms they come out F)."""
+    column names them from the LAMOST library; from spEigenStar with 4 terms they come out F)."""
     from specsift import load_model
     from specsift.io import read
     from specsift.verify import verify_batch
@@ -82,9 +112,8 @@ def test_real_lamost_g_stars_get_a_g_subtype(fname):
     assert out["SPECTYPE"][0] == "STAR"
     assert str(out["SUBTYPE"][0])[0] == "G"
     b = bases_for(batch.loglam)["STAR"]
-    four = star_subtypes(batch, b, [0], b.shift_of(np.asarray(out["Z"])[:1]),
-                         np.array([STAR_NPOLY]))
-    assert four[0][0] == "F"
+    spe = _subtypes(batch, b, [0], b.shift_of(np.asarray(out["Z"])[:1]), library=False)
+    assert spe[0][0] == "F"
 
 
 @needs_shared
@@ -139,5 +168,29 @@ def test_star_subtypes_of_no_rows_is_empty():
     b = bases_for(DEFAULT_GRID.loglam)["STAR"]
     batch = SpectraBatch(DEFAULT_GRID.loglam, np.ones((1, DEFAULT_GRID.size), np.float32),
                          np.ones((1, DEFAULT_GRID.size), np.float32))
-    assert star_subtypes(batch, b, [], []).shape == (0,)
+    assert _subtypes(batch, b, [], []).shape == (0,)
     assert isinstance(batch.meta, Table)
+
+
+@needs_shared
+def test_star_check_row_is_the_resolution_broadened_star_fit():
+    """The row the STAR check turns into a star carries the stage's own STAR-window fit, made
+    with the spectrum's resolution (LAMOST: σ > 0 beyond the templates'), not an unbroadened
+    refit: its CHI2 and Z are those of the broadened fit and differ from the unbroadened one."""
+    from specsift import load_model
+    from specsift.io import read
+    from specsift.verify import verify_batch
+    from specsift.verify.resolution import extra_sigma_pix
+    from specsift.verify.stage import VerifyOptions, _fit_rows, sky_mask
+    batch = read(K1_STAR)
+    on = verify_batch(load_model("eigen"), batch)
+    assert on["SPECTYPE"][0] == "STAR"
+    opt = VerifyOptions()
+    prep = prepare(batch.flux, batch.ivar, batch.mask | sky_mask(batch.loglam))
+    sigma = extra_sigma_pix(batch)
+    assert sigma[0] > 0
+    args = (prep, bases_for(batch.loglam), np.array([0]), np.array(["STAR"]), np.zeros(1),
+            np.array([opt.star_halfwidth]), opt)
+    broad, sharp = _fit_rows(*args, sigma), _fit_rows(*args)
+    assert on["CHI2"][0] == pytest.approx(broad["chi2"][0], rel=1e-9)
+    assert abs(broad["chi2"][0] - sharp["chi2"][0]) > 1e-6 * broad["chi2"][0]

@@ -3,7 +3,8 @@ decides.  Stages, in order: :mod:`.templates` (built once from the SDSS pipeline
 files), :mod:`.candidates` (what a model proposes, plus STAR at z = 0), :mod:`.fit`
 (narrow-window χ², parabola refinement, ZERR from curvature), :mod:`.stage` (DELTACHI2,
 catalog columns), :mod:`.starcheck` (a line-driven second look at GALAXY/QSO winners: a star
-after all?), :mod:`.subtype` (star SUBTYPE from the named templates) and :mod:`.model_flux`
+after all?), :mod:`.subtype` (star SUBTYPE from the named templates: spEigenStar, or a
+survey's own star library, :mod:`.star_library`) and :mod:`.model_flux`
 (the best-fit model spectrum).  docs/verify.md.
 """
 

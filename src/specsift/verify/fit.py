@@ -22,7 +22,7 @@ from .frames import _frames, _shift_block
 from .linalg import chol_quad_t
 from .templates import Basis
 
-__all__ = ["Prepared", "prepare", "take_rows", "bin_prepared", "bin_basis", "scan", "refine",
+__all__ = ["Prepared", "prepare", "polynomial_products", "take_rows", "bin_prepared", "bin_basis", "scan", "refine",
            "single_template_chi2", "NPOLY"]
 
 #: polynomial terms (1, x, P₂(x)) in observed λ — Redrock's archetypes and idlspec2d use 3
@@ -104,7 +104,19 @@ def prepare(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None,
     scale = np.where(rms > 0, rms, 1.0)
     w *= (scale ** 2)[:, None].astype(np.float32)      # χ² (and F) invariant: f→f/a, w→a²w
     wf *= scale[:, None].astype(np.float32)
-    P = legendre(npix, npoly).astype(np.float32)
+    return polynomial_products(d, F, ngood, scale)
+
+
+def polynomial_products(d: np.ndarray, F, ngood, scale, P: np.ndarray | None = None) -> Prepared:
+    """The :class:`Prepared` of a block ``d`` (N, K+1, P) whose first row holds the cleaned,
+    scaled weights w and whose last holds w·f: fills w·P₁ … w·P_{K−1} in place and adds
+    Σ w PₖPₗ and Σ w f Pₖ (K from the shape of ``d``; ``P`` (K, P): the polynomials, default
+    :func:`legendre` over the whole grid, P₀ = 1).  Split from :func:`prepare` so that a fit on
+    fewer pixels or with more terms (the star SUBTYPE) starts from the batch's cleaned
+    weights instead of cleaning the spectra again."""
+    n, npoly, npix = d.shape[0], d.shape[1] - 1, d.shape[2]
+    w, wf = d[:, 0], d[:, npoly]
+    P = (legendre(npix, npoly) if P is None else P).astype(np.float32)
     iu = np.triu_indices(npoly)
     g = (w @ (P[iu[0]] * P[iu[1]]).T).astype(np.float64)
     G = np.zeros((n, npoly, npoly))

@@ -168,10 +168,15 @@ def _fit_rows(prep, bases, spec, typ, z, hw, opt, sigma=None):
     return out
 
 
+#: the per-row fit results :func:`_solve` returns for the winner and for the STAR window
+_FIT_KEYS = ("shift", "err", "chi2", "coef", "ncoef", "edge")
+
+
 def _star_check(prep, bases, todo, sol, opt) -> None:
     """Where the line-driven comparison (:mod:`.starcheck`) prefers STAR to a GALAXY/QSO
-    winner, the row becomes the standard STAR fit near z = 0 (its z, σ, χ², coefficients),
-    with DELTACHI2 the line-driven Δχ² by which STAR won."""
+    winner, the row becomes its standard STAR fit near z = 0 — the STAR window :func:`_solve`
+    fitted already, with the spectrum's resolution (its z, σ, χ², coefficients) —, with
+    DELTACHI2 the line-driven Δχ² by which STAR won."""
     # a winner that fits to within the noise (χ² < N + 3·√(2N)) leaves no bent continuum to
     # hide a star's lines: STAR could only win by fitting below the noise, so skip it there
     n = prep.ngood[todo].astype(np.float64)
@@ -183,13 +188,10 @@ def _star_check(prep, bases, todo, sol, opt) -> None:
     pos = ext[won]
     if not len(pos):
         return
-    spec = todo[pos]
-    res = _fit_rows(prep, bases, spec, np.full(len(spec), "STAR", "U6"), np.zeros(len(spec)),
-                    np.full(len(spec), opt.star_halfwidth), opt)
     sol["type"][pos] = "STAR"
-    sol["z"][pos] = bases["STAR"].z_of(res["shift"])
-    for k in ("shift", "err", "chi2", "coef", "ncoef", "edge"):
-        sol[k][pos] = res[k]
+    sol["z"][pos] = bases["STAR"].z_of(sol["star_shift"][pos])
+    for k in _FIT_KEYS:
+        sol[k][pos] = sol[f"star_{k}"][pos]
     sol["dchi2"][pos] = delta[won]
 
 
@@ -351,9 +353,11 @@ def _solve(prep, bases, cands, todo, opt, n, net_t, net_z, poly_chi2, sigma=None
     best, other = _best(spec, typ, zfit, res["chi2"], n, net_t, net_z, opt.net_margin)
     b = best[todo]
     other = np.minimum(other[todo], poly_chi2[todo])
-    return {"type": typ[b], "z": zfit[b], "shift": res["shift"][b], "err": res["err"][b],
-            "chi2": res["chi2"][b], "dchi2": other - res["chi2"][b], "coef": res["coef"][b],
-            "ncoef": res["ncoef"][b], "edge": res["edge"][b]}
+    star_row = np.zeros(n, np.int64)        # every spectrum's STAR window near z = 0 (_rows)
+    star_row[spec[typ == "STAR"]] = np.flatnonzero(typ == "STAR")
+    s = star_row[todo]
+    return {"type": typ[b], "z": zfit[b], "dchi2": other - res["chi2"][b],
+            **{k: res[k][b] for k in _FIT_KEYS}, **{f"star_{k}": res[k][s] for k in _FIT_KEYS}}
 
 
 def _full_range_candidates(prep, bases, spec, n, opt, k: int = 3) -> Candidates:

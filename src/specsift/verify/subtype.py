@@ -7,19 +7,25 @@ for stars" — 4 terms).  Done once per STAR row at its integer pixel shift (one
 no scan), on the pixels every named template covers (3784–9270 Å rest, less 20 pixels each side)
 so that the polynomial is not pulled by pixels where no template is.
 
-Per survey, the polynomial order follows how the survey calibrates its flux (the reader's
-SURVEY column, as the star ZERR floor): SDSS's spectrophotometric calibration keeps the SDSS
-pipeline's 4 terms — and with them the SDSS SUBCLASS of the SDSS stars in ``../shared`` (18 of
-20); LAMOST calibrates its flux only relatively (one smooth response per spectrograph, two arms
-joined near 5800 Å), so its stars get 6 terms: the broad shape a template's colour is read
-from is then the calibration's, and the lines decide.  On the LAMOST stars with S/N_g ≥ 10 the
-A/F/G/K/M letter agrees with LAMOST's SUBCLASS for 0.782 (gasnet's held-out split 0.756)
-instead of 0.710 (0.660) with 4 terms (docs/verify.md: a grid of 4–6 terms and fit ranges was
-tried on those same stars, 6 chosen).  Why not 0.9: LAMOST's own template library types
-stars earlier than their temperature (its F9 stars have LASP Teff ≈ 5600 K, G5 ≈ 4900 K);
-even LAMOST's own Teff, cut at the best thresholds, reproduces its letters for only 0.76 of
-the dr10-afg stars, and a Teff read from the best of 983 MILES stars (mapped to types with
-Pecaut & Mamajek 2013, Table 5) for 0.62.
+A survey whose SUBCLASS comes from a library of its own gets its stars named from a library
+made the same way (the reader's SURVEY column decides; :data:`.templates.SURVEY_LIBRARIES`).
+LAMOST types stars by the best χ² match among templates built from LAMOST spectra (Wei et al.
+2014; Luo et al. 2015), and those type stars earlier than their temperature, so no physical
+template set follows them: with spEigenStar (6 terms) the A/F/G/K/M letter agreed with
+LAMOST's SUBCLASS for 0.786 of the LAMOST stars with S/N_g ≥ 10 (0.761 held-out), a MILES
+Teff read through Pecaut & Mamajek's scale for 0.62.  The LAMOST library
+(``data/templates/lamost_stars.npz``, :mod:`.star_library`, built from the training split of
+``lamost-real`` only) is fitted with :data:`LIBRARY_NPOLY` Legendre terms on rest
+:data:`LIBRARY_RANGE` (the Balmer lines from Hβ blueward, Ca II H&K, the G band, Mg b, Na D;
+left out: the red arm's telluric bands and far red — the whole 3800–9100 Å scored 0.77–0.80
+against 0.88–0.89), chosen by a 5-fold cross-validation inside the
+training split (``benchmarks/build_lamost_templates.py --cv``).  SDSS and every other survey keep
+spEigenStar with 4 terms (18 of the 20 SDSS stars of ``../shared``).
+On the LAMOST stars with S/N_g ≥ 10 held out of both the library and gasnet's fine-tuning
+(406), the verified letter agrees with LAMOST's for 0.874 / 0.874 / 0.872 (gasnet / speccznet
+/ eigen candidates; ``benchmarks/real_surveys.py --surveys LAMOST``), against a CV 0.889
+inside the training split and LAMOST's own letter repeating between two visits of a star for
+0.907 (docs/verify.md, "Letter": the misses sit at the type borders).
 """
 
 from __future__ import annotations
@@ -27,72 +33,80 @@ from __future__ import annotations
 import numpy as np
 
 from ..spectra import survey_of
-from .fit import Prepared, legendre, prepare, single_template_chi2
+from .fit import Prepared, legendre, polynomial_products, single_template_chi2
 
-__all__ = ["STAR_NPOLY", "SURVEY_NPOLY", "star_subtypes"]
+__all__ = ["STAR_NPOLY", "LIBRARY_NPOLY", "LIBRARY_RANGE", "star_subtypes"]
 
-#: polynomial terms with one named stellar template (the SDSS pipeline's)
+#: polynomial terms with one named spEigenStar template (the SDSS pipeline's)
 STAR_NPOLY = 4
-#: surveys whose flux calibration is relative only get more terms (module docstring)
-SURVEY_NPOLY = {"LAMOST": 6}
+#: polynomial terms (Legendre over the whole grid) and rest-frame range (Å) of the fit with a
+#: survey's own library (module docstring: chosen by a cross-validation on the training split)
+LIBRARY_NPOLY = 6
+LIBRARY_RANGE = (3800.0, 6500.0)
 
 
-def star_subtypes(batch, basis, spec, shift, npoly=None, prep=None) -> np.ndarray:
+def star_subtypes(batch, basis, spec, shift, prep: Prepared, library: bool = True,
+                  library_npoly: int = LIBRARY_NPOLY,
+                  library_range: tuple = LIBRARY_RANGE) -> np.ndarray:
     """SUBTYPE names (R,) of the spectra ``spec`` of ``batch`` at fractional pixel shifts
-    ``shift`` (``basis``: the STAR basis with its named templates); ``npoly`` (R,) terms per
-    row (default: per the batch's SURVEY column, :data:`SURVEY_NPOLY`, else 4).  ``prep``:
-    the stage's own products of the whole batch (:func:`.fit.prepare`), whose cleaned and
-    scaled weights are reused instead of cleaning the rows again (most of this step's time)."""
+    ``shift`` (``basis``: the STAR basis with its named templates).  ``prep``: the stage's
+    products of the whole batch (:func:`.fit.prepare`), whose cleaned and scaled weights are
+    reused instead of cleaning the rows again (most of this step's time).  Rows whose survey
+    (the batch's SURVEY column) has a library in ``basis.survey_named`` are named from it
+    with ``library_npoly`` terms on rest ``library_range`` (Å) (``library=False``: every row
+    from spEigenStar, the SDSS pipeline's way)."""
     spec = np.asarray(spec, np.int64)
+    shift = np.rint(np.asarray(shift, np.float64))
     out = np.zeros(len(spec), "U20")
     if not len(spec):
         return out
-    if npoly is None:
-        npoly = survey_npoly(batch, spec)
-    cov = np.flatnonzero(np.abs(basis.star_named).sum(0) > 0)
-    p = np.arange(batch.flux.shape[1]) + basis.offset          # template index at shift 0
-    inside = (p >= cov[0] + 20) & (p <= cov[-1] - 20)
-    names = np.array([s.split()[0] for s in basis.star_names], dtype="U20")
-    shift = np.rint(np.asarray(shift, np.float64))
-    for k in np.unique(npoly):
-        sel = np.flatnonzero(npoly == k)
-        uniq, inv = np.unique(spec[sel], return_inverse=True)
-        if prep is None:
-            pk = prepare(batch.flux[uniq], np.where(inside, batch.ivar[uniq], 0),
-                         batch.mask[uniq], npoly=int(k))
-        else:
-            pk = _restricted(prep, uniq, inside, int(k))
-        chi2 = single_template_chi2(pk, basis, basis.star_named, inv, shift[sel])
-        out[sel] = names[np.argmin(chi2, axis=1)]
+    survey = survey_of(batch.meta, len(batch))[spec]
+    sdss = np.ones(len(spec), bool)
+    wave = 10.0 ** np.asarray(batch.loglam, np.float64)
+    fit_range = (wave > library_range[0]) & (wave < library_range[1])
+    for s, (temps, names) in (basis.survey_named.items() if library else ()):
+        sel = np.flatnonzero(survey == s)
+        if len(sel) and len(names):
+            out[sel] = _best(prep, basis, temps, np.array(names, "U20"), spec[sel], shift[sel],
+                             _inside(basis, temps, batch.flux.shape[1], 0) & fit_range,
+                             library_npoly)
+            sdss[sel] = False
+    sel = np.flatnonzero(sdss)
+    if len(sel):
+        names = np.array([s.split()[0] for s in basis.star_names], dtype="U20")
+        out[sel] = _best(prep, basis, basis.star_named, names, spec[sel], shift[sel],
+                         _inside(basis, basis.star_named, batch.flux.shape[1], 20), STAR_NPOLY)
     return out
 
 
-def _restricted(prep, rows, inside, npoly: int) -> Prepared:
+def _inside(basis, temps, npix: int, margin: int) -> np.ndarray:
+    """(P,) data pixels inside the templates' coverage at shift 0, less ``margin`` pixels each
+    side, so that the polynomial is not pulled by pixels where no template is."""
+    cov = np.flatnonzero(np.abs(temps).sum(0) > 0)
+    p = np.arange(npix) + basis.offset                     # template index at shift 0
+    return (p >= cov[0] + margin) & (p <= cov[-1] - margin)
+
+
+def _best(prep, basis, temps, names, spec, shift, inside, npoly: int) -> np.ndarray:
+    """Name of the template of ``temps`` that fits each row best, alone with ``npoly`` terms."""
+    uniq, inv = np.unique(spec, return_inverse=True)
+    pk = _restricted(prep, uniq, inside, npoly)
+    return names[np.argmin(single_template_chi2(pk, basis, temps, inv, shift), axis=1)]
+
+
+def _restricted(prep: Prepared, rows, inside, npoly: int) -> Prepared:
     """The fit products of ``rows`` on the pixels ``inside`` with ``npoly`` polynomial terms,
-    from the stage's products (weights already 0 where masked, flux already scaled: χ² is
-    invariant to the scale)."""
-    w = prep.w[rows] * inside.astype(np.float32)
-    wf = prep.x3[rows, prep.npoly - 1] * inside.astype(np.float32)
-    P = legendre(w.shape[1], npoly).astype(np.float32)
-    iu = np.triu_indices(npoly)
-    g = (w @ (P[iu[0]] * P[iu[1]]).T).astype(np.float64)
-    G = np.zeros((len(w), npoly, npoly))
-    G[:, iu[0], iu[1]] = g
-    G[:, iu[1], iu[0]] = g
-    x3 = np.empty((len(w), npoly, w.shape[1]), np.float32)
-    for j in range(1, npoly):
-        np.multiply(w, P[j], out=x3[:, j - 1])
-    x3[:, npoly - 1] = wf
+    from the stage's products (weights already 0 where masked, flux already scaled)."""
+    keep = inside.astype(np.float32)
+    d = np.empty((len(rows), npoly + 1, prep.npix), np.float32)
+    np.multiply(prep.w[rows], keep, out=d[:, 0])
+    np.multiply(prep.x3[rows, prep.npoly - 1], keep, out=d[:, npoly])
+    w, wf = d[:, 0], d[:, npoly]
     f = np.divide(wf, w, out=np.zeros_like(wf), where=w > 0)
     F = np.einsum("np,np->n", wf, f, dtype=np.float64)
-    return Prepared.from_parts(w, x3, G, (wf @ P.T).astype(np.float64), F,
-                               np.count_nonzero(w, axis=1), np.ones(len(w)), P)
-
-
-def survey_npoly(batch, spec) -> np.ndarray:
-    """Polynomial terms for each of the rows ``spec`` from the batch's SURVEY column."""
-    n = np.full(len(spec), STAR_NPOLY)
-    survey = survey_of(batch.meta, len(batch))[spec]
-    for s, k in SURVEY_NPOLY.items():
-        n[survey == s] = k
-    return n
+    # Legendre polynomials over the fitted pixels, not the whole grid: 10 terms of the
+    # whole grid on its blue half are near-degenerate in the float32 products
+    idx = np.flatnonzero(inside)
+    P = np.zeros((npoly, prep.npix))
+    P[:, idx[0]:idx[-1] + 1] = legendre(idx[-1] - idx[0] + 1, npoly)
+    return polynomial_products(d, F, np.count_nonzero(w, axis=1), prep.scale[rows], P)

@@ -5,22 +5,29 @@ spEigen* files by :mod:`.build_templates`; why those: see its docstring).  On a 
 the templates' step (1e-4 in log10 λ) and an integer pixel offset, a redshift is a pixel shift
 and the templates are used as stored; on any other grid they are interpolated once onto a
 rest grid aligned with it and cached.
+
+A survey with its own star library (:data:`SURVEY_LIBRARIES`: robust means of its real
+spectra per subclass, :mod:`.star_library`) has it ride along on the STAR rest grid as
+``Basis.survey_named[survey]``; :mod:`.subtype` names that survey's stars from it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
 import numpy as np
 
-__all__ = ["Basis", "bases_for", "SPECTYPES"]
+__all__ = ["Basis", "bases_for", "SPECTYPES", "SURVEY_LIBRARIES"]
 
 SPECTYPES = ("STAR", "GALAXY", "QSO")
 #: highest z at which a basis is tried: GALAXY's rest coverage starts at 1183 Å, so beyond
 #: z ≈ 1.9 it would cover too little of a 3600 Å-blue spectrum
 Z_MAX = {"STAR": 0.02, "GALAXY": 1.9, "QSO": 6.5}
+#: survey (the reader's SURVEY column) → its star library in ``data/templates/``, built by
+#: ``benchmarks/build_lamost_templates.py`` from the training split of ``lamost-real``
+SURVEY_LIBRARIES = {"LAMOST": "lamost_stars.npz"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,9 @@ class Basis:
     step: float
     star_named: np.ndarray | None = None    # (n_named, L) the named stellar types themselves
     star_names: tuple = ()
+    #: survey → (templates (J, L) float32 on this rest grid, their names): a survey's own
+    #: star library (module docstring), for its stars' SUBTYPE
+    survey_named: dict = field(default_factory=dict)
 
     @property
     def ntemplate(self) -> int:
@@ -57,6 +67,28 @@ def _stored() -> dict:
         return {k: f[k] for k in f.files}
 
 
+@lru_cache(maxsize=1)
+def _libraries() -> dict:
+    """survey → (names, templates (J, L) float32 on the stored STAR grid) of every library
+    in :data:`SURVEY_LIBRARIES` (interpolated from its own rest grid, exact when aligned); a
+    library not built (yet) is left out: that survey's stars are named from spEigenStar."""
+    raw = _stored()
+    t0, n = float(raw["STAR_loglam0"]), raw["STAR"].shape[1]
+    q = t0 + float(raw["step"]) * np.arange(n)
+    out = {}
+    for survey, name in SURVEY_LIBRARIES.items():
+        path = resources.files("specsift") / "data" / "templates" / name
+        if not path.is_file():
+            continue
+        with resources.as_file(path) as p, np.load(p, allow_pickle=False) as f:
+            src = float(f["loglam0"]) + float(f["step"]) * np.arange(f["flux"].shape[1])
+            flux = f["flux"].astype(np.float64)
+            names = tuple(str(x) for x in f["names"])
+        on = np.stack([np.interp(q, src, t, left=0.0, right=0.0) for t in flux])
+        out[survey] = (names, on.astype(np.float32))
+    return out
+
+
 @lru_cache(maxsize=8)
 def _bases(loglam0: float, step: float) -> dict[str, Basis]:
     raw = _stored()
@@ -66,8 +98,10 @@ def _bases(loglam0: float, step: float) -> dict[str, Basis]:
         vec = raw[st].astype(np.float64)
         vec = vec / np.sqrt(np.mean(vec ** 2, axis=1, keepdims=True))   # unit rms: conditioning
         vec = vec.astype(np.float32)
+        libs = _libraries() if st == "STAR" else {}
         if st == "STAR":                         # the named types ride along on the same grid
-            vec = np.concatenate([vec, raw["STAR_named"].astype(np.float32)])
+            vec = np.concatenate([vec, raw["STAR_named"].astype(np.float32),
+                                  *(t for _, t in libs.values())])
         t0 = float(raw[f"{st}_loglam0"])
         off = (loglam0 - t0) / step
         if abs(step - tstep) > 1e-9 or abs(off - round(off)) > 1e-3:
@@ -79,9 +113,16 @@ def _bases(loglam0: float, step: float) -> dict[str, Basis]:
             vec = np.stack([np.interp(q, src, v, left=0.0, right=0.0) for v in vec])
             vec = vec.astype(np.float32)
         nb = raw[st].shape[0]
-        named = np.ascontiguousarray(vec[nb:]) if st == "STAR" else None
-        names = tuple(str(s) for s in raw["STAR_names"]) if st == "STAR" else ()
-        out[st] = Basis(st, np.ascontiguousarray(vec[:nb]), int(round(off)), step, named, names)
+        named, names, survey = None, (), {}
+        if st == "STAR":
+            j = nb + raw["STAR_named"].shape[0]
+            named = np.ascontiguousarray(vec[nb:j])
+            names = tuple(str(s) for s in raw["STAR_names"])
+            for sv, (lib_names, t) in libs.items():
+                survey[sv] = (np.ascontiguousarray(vec[j:j + len(t)]), lib_names)
+                j += len(t)
+        out[st] = Basis(st, np.ascontiguousarray(vec[:nb]), int(round(off)), step, named, names,
+                        survey)
     return out
 
 

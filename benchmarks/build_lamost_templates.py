@@ -1,0 +1,171 @@
+"""Build ``src/specsift/data/templates/lamost_stars.npz``, the LAMOST star library, from the
+training split of ``../shared/data/lamost-real`` only; ``--cv`` first scores the fit settings
+by a 5-fold cross-validation inside that split.
+
+    nice -n 10 .venv/bin/python benchmarks/build_lamost_templates.py [--cv] [--out PATH]
+
+Which spectra: every lamost-real file whose CLASS is STAR (LAMOST's label) and that is *not*
+in the held-out split of ``_lamost_real.heldout_mask`` (computed on the full label tables, as
+``benchmarks/lamost_finetune.py`` and ``benchmarks/_lamost_survey.py`` compute it) — held-out
+files are never opened.  Each is read with ``specsift.io.read`` onto the default grid, shifted
+to the rest frame by LAMOST's own Z and averaged per subclass by
+:func:`specsift.verify.star_library.build_library` (why and how: its module docstring).  What
+ships is those means (float16) with their names, star counts and the list of files used: no
+individual spectrum.
+
+``--cv``: stars are split into 5 folds by a hash of their DESIG (repeat visits stay together);
+for each fold the library is built from the other four and the fold's stars with S/N_g ≥ 10
+are named by :func:`specsift.verify.subtype.star_subtypes` — the code the verification stage
+runs — at LAMOST's z, for a grid of polynomial terms and fit ranges; printed: the A/F/G/K/M
+letter agreement with LAMOST per setting, and per folder for the shipped one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import _lamost_survey as LS  # noqa: E402
+from _common import SHARED  # noqa: E402
+
+from specsift.spectra import DEFAULT_GRID  # noqa: E402
+from specsift.verify import star_library as SL  # noqa: E402
+
+OUT = ROOT / "src" / "specsift" / "data" / "templates" / "lamost_stars.npz"
+
+
+def train_rows(root: Path = SHARED / "lamost-real"):
+    """Label rows (path → row) of the lamost-real STAR files outside the held-out split,
+    sorted by path (the library does not depend on the order the folders are listed in)."""
+    lab = LS.labels(root)
+    rows = [r for p, r in sorted(lab.items())
+            if not r["HELDOUT"] and str(r["CLASS"]).strip().upper() == "STAR"
+            and np.isfinite(float(r["Z"])) and abs(float(r["Z"])) < 0.01]
+    return rows
+
+
+def read_rows(rows):
+    """(flux, ivar with masked pixels 0) (N, P) on the default grid, one file at a time."""
+    from specsift.io import read
+    flux = np.zeros((len(rows), DEFAULT_GRID.size), np.float32)
+    ivar = np.zeros_like(flux)
+    for i, r in enumerate(rows):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            b = read(r["PATH"], grid=DEFAULT_GRID)
+        flux[i] = b.flux[0]
+        ivar[i] = np.where(b.mask[0], 0.0, b.ivar[0])
+    return flux, ivar
+
+
+def build(rows, flux, ivar, min_stars: int = SL.MIN_STARS):
+    z = np.array([float(r["Z"]) for r in rows])
+    sub = [str(r["SUBCLASS"]) for r in rows]
+    return SL.build_library(DEFAULT_GRID.loglam, flux, ivar, z, sub, min_stars)
+
+
+def save(out: Path, rows, names, temps, counts, root: Path = SHARED / "lamost-real") -> None:
+    files = np.array([str(Path(r["PATH"]).relative_to(root)) for r in rows])
+    np.savez_compressed(
+        out, names=names, flux=temps.astype(np.float16), nstars=counts,
+        loglam0=DEFAULT_GRID.start, step=DEFAULT_GRID.step, files=files,
+        split="lamost-real, CLASS STAR, outside benchmarks/_lamost_real.heldout_mask",
+        min_stars=SL.MIN_STARS)
+
+
+def _fold(desig: str, k: int = 5) -> int:
+    return int(hashlib.sha1(desig.encode()).hexdigest()[:8], 16) % k
+
+
+def _knn(rows, flux, ivar):
+    """The kNN variant: every star its own template, named by its subclass."""
+    z = np.array([float(r["Z"]) for r in rows])
+    keys = np.array([SL.subclass_key(r["SUBCLASS"]) for r in rows])
+    kept, X = SL.rest_normalised(DEFAULT_GRID.loglam, flux, ivar, z, np.flatnonzero(keys != ""))
+    return keys[kept], np.stack([SL._fill(x) for x in X])
+
+
+#: library variants --cv scores: name → (rows, flux, ivar) → (names, templates)
+VARIANTS = {
+    "median per subclass (ships)": lambda r, f, i: build(r, f, i)[:2],
+    "3σ-clipped mean per subclass": lambda r, f, i: SL.build_library(
+        DEFAULT_GRID.loglam, f, i, [float(x["Z"]) for x in r], [str(x["SUBCLASS"]) for x in r],
+        center="clipped mean")[:2],
+    "kNN: every training star a template": _knn,
+}
+
+
+def cross_validate(rows, flux, ivar, runs, k: int = 5):
+    """Letter agreement of each run (variant, npoly, lo, hi) and its predicted letters."""
+    from specsift.spectra import SpectraBatch
+    from specsift.verify import subtype as ST
+    from specsift.verify.fit import prepare
+    from specsift.verify.templates import bases_for
+    fold = np.array([_fold(str(r["DESIG"])) for r in rows])
+    truth = np.array([LS.letter(r["SUBCLASS"]) for r in rows])
+    test = (np.array([float(r["SN"]) for r in rows]) >= 10) & (truth != "-")
+    batch = SpectraBatch(DEFAULT_GRID.loglam, flux, ivar)
+    batch.meta["SURVEY"] = ["LAMOST"] * len(rows)
+    prep = prepare(batch.flux, batch.ivar, batch.mask)
+    star = bases_for(batch.loglam)["STAR"]
+    shift = star.shift_of(np.array([float(r["Z"]) for r in rows]))
+    q = np.arange(star.vectors.shape[1])
+    src = np.arange(DEFAULT_GRID.size) + star.offset          # library pixel p → STAR index
+    pred = {s: np.full(len(rows), "-", "U1") for s in runs}
+    for f in range(k):
+        tr = np.flatnonzero(fold != f)
+        te = np.flatnonzero(test & (fold == f))
+        for v in dict.fromkeys(s[0] for s in runs):
+            names, temps = VARIANTS[v]([rows[i] for i in tr], flux[tr], ivar[tr])
+            on = np.stack([np.interp(q, src, t, left=0, right=0) for t in temps])
+            basis = replace(star, survey_named={"LAMOST": (on.astype(np.float32), tuple(names))})
+            for s in (s for s in runs if s[0] == v):
+                got = ST.star_subtypes(batch, basis, te, shift[te], prep, library_npoly=s[1],
+                                       library_range=(s[2], s[3]))
+                pred[s][te] = [g[:1] for g in got]
+    return {s: float((pred[s][test] == truth[test]).mean()) for s in runs}, pred, truth, test
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cv", action="store_true", help="cross-validate fit settings first")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    rows = train_rows()
+    flux, ivar = read_rows(rows)
+    print(f"{len(rows)} training-split LAMOST stars read", file=sys.stderr)
+    if args.cv:
+        from specsift.verify import subtype as ST
+        ship = ("median per subclass (ships)", ST.LIBRARY_NPOLY, *ST.LIBRARY_RANGE)
+        means = [v for v in VARIANTS if "per subclass" in v]
+        runs = [(v, k, 3800.0, hi) for v in means for k in (4, 6, 8, 10, 12)
+                for hi in (5800.0, 6000.0, 6500.0)]
+        runs += [(v, k, 3800.0, 9100.0) for v in means for k in (4, 6, 10)]
+        runs += [(v, *ship[1:]) for v in VARIANTS if v not in means]
+        acc, pred, truth, test = cross_validate(rows, flux, ivar, runs)
+        print(f"\n5-fold CV inside the training split: {int(test.sum())} stars with S/N_g ≥ 10\n")
+        print("| library | polynomial terms | rest range (Å) | letter = LAMOST |\n|---|---|---|---|")
+        for s, a in acc.items():
+            print(f"| {s[0]} | {s[1]} | {s[2]:.0f}–{s[3]:.0f} | {a:.4f} |")
+        folder = np.array([str(r["folder"]) for r in rows])
+        print(f"\nshipped {ship}, per folder:")
+        for fo in np.unique(folder[test]):
+            s = test & (folder == fo)
+            print(f"  {fo}: {(pred[ship][s] == truth[s]).mean():.3f} (n = {int(s.sum())})")
+    names, temps, counts = build(rows, flux, ivar)
+    save(args.out, rows, names, temps, counts)
+    print(f"{args.out}: {len(names)} templates ({', '.join(names)}), "
+          f"{args.out.stat().st_size / 1e3:.0f} kB")
+
+
+if __name__ == "__main__":
+    main()
