@@ -34,7 +34,8 @@ def _parquet_schema(proto: Table):
 
 def _table_yaml(table: Table) -> list[str]:
     """astropy's ``get_yaml_from_table(table)`` (the ``table_meta_yaml`` of its Parquet files),
-    dumped with PyYAML's SafeDumper and astropy's own representers for its ordered mappings.
+    dumped with PyYAML's SafeDumper (libyaml's C emitter where PyYAML has it, the same text)
+    and astropy's own representers for its ordered mappings.
 
     Why not astropy's: its dumper lives in ``astropy.io.misc.yaml``, whose import pulls in
     ``astropy.coordinates`` and ``astropy.time`` — ~0.4 CPU-s per process, more than writing
@@ -44,7 +45,9 @@ def _table_yaml(table: Table) -> list[str]:
     import yaml
     from astropy.table import meta as tm
 
-    class Dumper(yaml.SafeDumper):
+    base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)   # libyaml's emitter: ~5× faster
+
+    class Dumper(base):
         def ignore_aliases(self, data):
             return True
 
