@@ -68,8 +68,15 @@ class NeuralSpectralModel(SpectralModel):
     fit_defaults: ClassVar[dict] = {}
     #: fitted state (calibration) and its value before fitting
     fitted_defaults: ClassVar[dict] = {}
-    #: spectra per forward pass in predict
+    #: spectra per forward pass in predict (on an accelerator)
     predict_batch_size: ClassVar[int] = 512
+    #: spectra per forward pass on the CPU.  Why smaller: a forward pass of 1024 spectra
+    #: streams every intermediate activation through main memory (gasnet's first conv alone
+    #: writes 67 MB), 128 keep them in the core's caches — gasnet's ``propose`` ≈ 410 → 305,
+    #: speccznet's ≈ 1640 → 680 µs a spectrum on one thread, with outputs bit for bit the
+    #: same (each spectrum's arithmetic does not depend on its neighbours in eval mode;
+    #: tests/test_forward_batches.py)
+    cpu_batch_size: ClassVar[int] = 128
     #: dtype of floating-point weights on disk (None: as trained)
     weights_dtype: ClassVar[torch.dtype | None] = None
 
@@ -201,9 +208,10 @@ class NeuralSpectralModel(SpectralModel):
     def _forward_batches(self, batch: SpectraBatch, options: PredictOptions,
                          decode: Callable) -> list:
         """``decode(outputs on the CPU)`` of every mini-batch of ``batch``, in order."""
-        size = options.batch_size or self.predict_batch_size
         self.net.eval()
         dev = next(self.net.parameters()).device      # where `predict --device` put the net
+        size = options.batch_size or (self.cpu_batch_size if dev.type == "cpu"
+                                      else self.predict_batch_size)
         parts = []
         with torch.no_grad():
             for lo in range(0, len(batch), size):
