@@ -5,11 +5,28 @@ gives every row at every shift of the window."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 _CHUNK_ROWS = 128
 _CHUNK_SPREAD = 512
 _MULTI: dict = {}
+
+
+class Scratch(threading.local):
+    """One growing float32 buffer per thread, handed out as an array of a given shape: the
+    caller owns its contents until it asks again (per thread, so two threads verifying at
+    once never share it)."""
+
+    def __init__(self):
+        self.buf = np.empty(0, np.float32)
+
+    def take(self, shape) -> np.ndarray:
+        size = int(np.prod(shape))
+        if self.buf.size < size:
+            self.buf = np.empty(size, np.float32)
+        return self.buf[:size].reshape(shape)
 
 
 def _multi_shift(y: np.ndarray, S: int, pad: int):

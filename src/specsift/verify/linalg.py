@@ -26,7 +26,7 @@ def chol_quad_t(A: np.ndarray, bb: np.ndarray, coef: bool = False):
     ``coef`` the solutions come back as (k, n).  Only the lower triangle of ``A`` is read."""
     k, n = bb.shape
     A = np.asarray(A, np.float64)
-    L = np.zeros((k, k, n))
+    L = np.empty((k, k, n))          # lower triangle only: each entry written before it is read
     inv = np.zeros((k, n))
     for j in range(k):
         s = A[j, j] - np.einsum("mn,mn->n", L[j, :j], L[j, :j]) if j else A[j, j].copy()

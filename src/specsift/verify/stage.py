@@ -25,7 +25,7 @@ from ..constants import C_KMS
 from ..flags import ZWARN
 from ..spectra import survey_of
 from .candidates import Candidates
-from .fit import bin_basis, bin_prepared, prepare, refine, scan, take_rows
+from .fit import Scratch, bin_basis, bin_prepared, prepare, refine, scan, take_rows
 from .linalg import chol_quad
 from .resolution import convolved, extra_sigma_pix
 from .starcheck import star_beats_winner
@@ -53,6 +53,8 @@ SAME_KMS = 1000.0
 #: at z ≈ 3.59 fits it (simulated quasars went there: GF(0.003) 0.98 → 0.96)
 SKY_LINES = (5578.89,)
 SKY_HALFWIDTH = 15.0
+#: memory for each batch's fit products (:func:`.fit.prepare`), reused batch after batch
+_SCRATCH = Scratch()
 
 
 @dataclass
@@ -280,7 +282,8 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
     zerr = np.asarray(table["ZERR"], np.float64).copy()
     spectype = np.asarray(table["SPECTYPE"], dtype="U6").copy()
     subtype = np.asarray(table["SUBTYPE"], dtype="U20").copy()
-    prep = prepare(batch.flux, batch.ivar, batch.mask | sky_mask(batch.loglam))
+    prep = prepare(batch.flux, batch.ivar, batch.mask | sky_mask(batch.loglam),
+                   scratch=_SCRATCH)         # this batch's products: dead when the call returns
     npix[:] = prep.ngood
     todo = np.flatnonzero((prep.ngood >= opt.min_good)
                           & ((zwarn & (ZWARN.NODATA | ZWARN.BAD_INPUT)) == 0))
