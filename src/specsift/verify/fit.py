@@ -22,7 +22,8 @@ from .frames import Scratch, _frames, _shift_block
 from .linalg import chol_quad_t
 from .templates import Basis
 
-__all__ = ["Prepared", "prepare", "polynomial_products", "take_rows", "bin_prepared", "bin_basis", "scan", "refine",
+__all__ = ["Prepared", "prepare", "polynomial_products", "take_rows", "bin_prepared", "bin_basis",
+           "scan", "refine", "Coarse", "coarse_stage", "fine_stage",
            "single_template_chi2", "NPOLY"]
 
 #: polynomial terms (1, x, P₂(x)) in observed λ — Redrock's archetypes and idlspec2d use 3
@@ -378,7 +379,33 @@ def refine(prep: Prepared, basis: Basis, spec, centres, halfwidth: int,
     around its minimum, walking on while the minimum is at an end, and a parabola through
     the integer minimum and its neighbours.
 
-    ``lo_limit``: smallest shift allowed (e.g. z ≥ −0.005); centres are moved above it."""
+    ``lo_limit``: smallest shift allowed (e.g. z ≥ −0.005); centres are moved above it.
+    (:func:`coarse_stage` then :func:`fine_stage` of every row.)"""
+    c = coarse_stage(prep, basis, spec, centres, halfwidth, coarse, lo_limit)
+    return fine_stage(prep, basis, c)
+
+
+@dataclass
+class Coarse:
+    """Where :func:`coarse_stage` leaves each row for :func:`fine_stage`."""
+    spec: np.ndarray       # (R,) spectrum
+    best: np.ndarray       # (R,) integer shift the fine walk starts from
+    lean: np.ndarray | None  # (R,) side of ``best`` the fine block leans to (:func:`_lean`)
+    lim_lo: np.ndarray     # (R,) walk limits
+    lim_hi: np.ndarray
+    chi2: np.ndarray       # (R,) lowest χ² of the coarse scan
+    halfwidth: int
+
+    def take(self, rows) -> "Coarse":
+        return Coarse(self.spec[rows], self.best[rows],
+                      None if self.lean is None else self.lean[rows], self.lim_lo[rows],
+                      self.lim_hi[rows], self.chi2[rows], self.halfwidth)
+
+
+def coarse_stage(prep: Prepared, basis: Basis, spec, centres, halfwidth: int,
+                 coarse: tuple[Prepared, Basis, int] | None = None,
+                 lo_limit: int | None = None) -> Coarse:
+    """The coarse scan of :func:`refine`."""
     spec = np.asarray(spec, np.int64)
     centres = np.asarray(np.rint(centres), np.int64)
     if lo_limit is not None:
@@ -397,14 +424,19 @@ def refine(prep: Prepared, basis: Basis, spec, centres, halfwidth: int,
         chi2 = scan(prep, basis, spec, centres, offs)
         best = centres + offs[np.argmin(chi2, axis=1)]
         lean = None
-    lim_lo = centres - halfwidth - 3
-    lim_hi = centres + halfwidth + 3
-    best, c3, coef = _walk(prep, basis, spec, best, lim_lo, lim_hi, lean=lean)
+    return Coarse(spec, best, lean, centres - halfwidth - 3, centres + halfwidth + 3,
+                  chi2.min(axis=1) if chi2.shape[1] else np.full(len(spec), np.inf), halfwidth)
+
+
+def fine_stage(prep: Prepared, basis: Basis, c: Coarse) -> Refined:
+    """The fine walk and parabola of :func:`refine` from its coarse stage ``c``."""
+    spec, lim_lo, lim_hi = c.spec, c.lim_lo, c.lim_hi
+    best, c3, coef = _walk(prep, basis, spec, c.best, lim_lo, lim_hi, lean=c.lean)
     cm, c0, cp = c3[:, 0], c3[:, 1], c3[:, 2]
     curv = cm - 2 * c0 + cp
     ok = curv > 0
     delta = np.where(ok, (cm - cp) / (2 * np.where(ok, curv, 1.0)), 0.0).clip(-0.5, 0.5)
-    err = np.where(ok, np.sqrt(2.0 / np.where(ok, curv, 1.0)), float(halfwidth))
+    err = np.where(ok, np.sqrt(2.0 / np.where(ok, curv, 1.0)), float(c.halfwidth))
     chi_min = np.where(ok, c0 - 0.5 * curv * delta ** 2, c0)
     edge = (best <= lim_lo + 1) | (best >= lim_hi - 1)
     coef = coef * prep.scale[spec][:, None]

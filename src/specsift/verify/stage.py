@@ -25,13 +25,14 @@ from ..constants import C_KMS
 from ..flags import ZWARN
 from ..spectra import survey_of
 from .candidates import Candidates
-from .fit import Scratch, bin_basis, bin_prepared, prepare, refine, scan, take_rows
+from .fit import Scratch, bin_basis, bin_prepared, prepare, scan, take_rows
 from .linalg import chol_quad
-from .resolution import convolved, extra_sigma_pix
+from .resolution import extra_sigma_pix
 from .starcheck import star_beats_winner
 from .subtype import star_subtypes
 from .template_error import QSO_TEMPLATE_ERROR, refit_template_limited
 from .templates import SPECTYPES, Z_MAX, bases_for
+from .windows import NCOEFF_MAX, Windows
 
 __all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COLUMNS", "sky_mask"]
 
@@ -39,8 +40,6 @@ __all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COL
 #: SUBTYPE, DELTACHI2 and CLASS_LABEL)
 VERIFY_COLUMNS = ("Z_NET", "ZERR_NET", "SPECTYPE_NET", "SUBTYPE_NET", "CLASS_LABEL_NET", "CHI2",
                   "NPIXELS", "NCOEFF", "COEFF")
-#: width of the COEFF vector column (Redrock's REDSHIFTS has 10)
-NCOEFF_MAX = 10
 #: Redrock's threshold for ZWARN SMALL_DELTA_CHI2
 SMALL_DELTA_CHI2 = 9.0
 #: a fitted row this close to the model's z (same SPECTYPE) is the model's own answer
@@ -83,6 +82,11 @@ class VerifyOptions:
     #: spurious z ≈ 6 quasars: STAR 99.93 % → 99.45 %; at 0.1 none (99.93 %)
     rescue_explained: float = 0.1
     net_margin: float = 25.0          # the model's answer stands unless beaten by this Δχ²
+    #: a window goes on from the coarse to the fine stage when its coarse χ² is within
+    #: max(fine_margin_min, fine_margin · |best coarse χ²|) of its spectrum's best
+    #: (:mod:`.windows`); None: every window
+    fine_margin: float | None = 0.3
+    fine_margin_min: float = 100.0
     zerr_scale: dict = field(default_factory=lambda: {"STAR": 0.93, "GALAXY": 2.94, "QSO": 3.67})
     #: km/s added in quadrature to a STAR's ZERR per survey (the reader's SURVEY column): the
     #: per-visit systematic a template fit cannot see (wavelength calibration, fibre, plate).
@@ -146,28 +150,12 @@ def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
 
 
 def _fit_rows(prep, bases, spec, typ, z, hw, opt, sigma=None):
-    """χ² fits of every window; ``sigma`` (per spectrum, pixels): the spectrum's LSF beyond
-    the templates' (:mod:`.resolution`), each group of equal σ fitted with its own basis."""
-    pb = bin_prepared(prep, opt.coarse_factor) if opt.coarse_factor > 1 else None
-    sig = np.zeros(len(spec)) if sigma is None else np.asarray(sigma)[spec]
-    out = {"chi2": np.full(len(spec), np.inf), "shift": np.zeros(len(spec)),
-           "err": np.zeros(len(spec)), "edge": np.zeros(len(spec), bool),
-           "coef": np.zeros((len(spec), NCOEFF_MAX)), "ncoef": np.zeros(len(spec), int)}
-    for st, s_pix in sorted(set(zip(typ, sig))):
-        b = convolved(bases[st], s_pix)
-        star = st == "STAR"
-        lo = int(np.floor(b.shift_of(-0.005)))
-        coarse = None if pb is None else (pb, bin_basis(b, opt.coarse_factor), opt.coarse_factor)
-        for h in np.unique(hw[(typ == st) & (sig == s_pix)]):
-            sel = np.flatnonzero((typ == st) & (hw == h) & (sig == s_pix))
-            r = refine(prep, b, spec[sel], b.shift_of(z[sel]), int(h), coarse,
-                       lo_limit=None if star else lo)
-            out["chi2"][sel], out["shift"][sel], out["err"][sel] = r.chi2, r.shift, r.shift_err
-            out["edge"][sel] = r.at_edge & ~star
-            k = min(r.coef.shape[1], NCOEFF_MAX)
-            out["coef"][sel, :k] = r.coef[:, :k]
-            out["ncoef"][sel] = r.coef.shape[1]
-    return out
+    """χ² fits of every window, each taken to the fine stage; ``sigma`` (per spectrum,
+    pixels): the spectrum's LSF beyond the templates' (:mod:`.resolution`), each group of
+    equal σ fitted with its own basis (:class:`.windows.Windows`)."""
+    w = Windows(prep, bases, spec, typ, z, hw, opt, sigma)
+    w.refine(np.ones(len(spec), bool))
+    return w.res
 
 
 #: the per-row fit results :func:`_solve` returns for the winner and for the STAR window
@@ -228,8 +216,7 @@ def _best(spec, typ, z, chi2, n, net_t=None, net_z=None, margin: float = 0.0):
     first[1:] = spec[order][1:] != spec[order][:-1]
     best[spec[order][first]] = order[first]
     if net_t is not None and margin > 0:
-        nz = net_z[spec]
-        mine = (typ == net_t[spec]) & (np.abs(z - nz) / (1 + nz) * C_KMS < NET_KMS)
+        mine = _is_net(spec, typ, z, net_t, net_z)
         own = np.full(n, -1)
         oc = np.where(mine, chi2, np.inf)
         order = np.lexsort((oc, spec))
@@ -241,10 +228,21 @@ def _best(spec, typ, z, chi2, n, net_t=None, net_z=None, margin: float = 0.0):
         keep[keep] = chi2[own[keep]] <= chi2[best[keep]] + margin
         best[keep] = own[keep]
     other = np.full(n, np.inf)
-    bz = z[best[spec]]
-    far = np.abs(z - bz) / (1 + bz) * C_KMS > SAME_KMS
+    far = _far(z, best[spec])
     np.minimum.at(other, spec[far], chi2[far])
     return best, other
+
+
+def _far(z, best_row) -> np.ndarray:
+    """Rows more than ``SAME_KMS`` from their spectrum's chosen row ``best_row`` (−1: none)."""
+    bz = z[best_row]
+    return (best_row >= 0) & (np.abs(z - bz) / (1 + bz) * C_KMS > SAME_KMS)
+
+
+def _is_net(spec, typ, z, net_t, net_z) -> np.ndarray:
+    """Rows that are the model's own answer (its SPECTYPE, within ``NET_KMS`` of its z)."""
+    nz = net_z[spec]
+    return (typ == net_t[spec]) & (np.abs(z - nz) / (1 + nz) * C_KMS < NET_KMS)
 
 
 def verify_catalog(batch, table: Table, cands: Candidates,
@@ -351,9 +349,17 @@ def _solve(prep, bases, cands, todo, opt, n, net_t, net_z, poly_chi2, sigma=None
     'next best' answer."""
     step = bases["STAR"].step
     spec, typ, zc, hw = _rows(cands, todo, opt, step)
-    res = _fit_rows(prep, bases, spec, typ, zc, hw, opt, sigma)
+    w = Windows(prep, bases, spec, typ, zc, hw, opt, sigma)
+    # the fine stage where a window can still matter (.windows), the network's answer always
+    w.refine(w.worth_refining(spec, n) | _is_net(spec, typ, zc, net_t, net_z))
+    res = w.res
     zfit = bases["STAR"].z_of(res["shift"])     # every basis shares the batch's step
     best, other = _best(spec, typ, zfit, res["chi2"], n, net_t, net_z, opt.net_margin)
+    more = w.partners(spec, _far(zfit, best[spec]), other)
+    if more.any():                # a DELTACHI2 partner left at the coarse stage: refine it
+        w.refine(more)
+        zfit = bases["STAR"].z_of(res["shift"])
+        best, other = _best(spec, typ, zfit, res["chi2"], n, net_t, net_z, opt.net_margin)
     b = best[todo]
     other = np.minimum(other[todo], poly_chi2[todo])
     star_row = np.zeros(n, np.int64)        # every spectrum's STAR window near z = 0 (_rows)

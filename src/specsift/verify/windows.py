@@ -1,0 +1,103 @@
+"""The candidate windows of a batch, fitted in two steps: the coarse scan of every window, then
+the fine stage (:func:`.fit.fine_stage`) only for the windows that can still matter.
+
+Why: the fine stage — five or more full-resolution shifts per window, walking on where the
+minimum is at an end — was about two thirds of the window fits, and most of the ~4.3 windows
+a spectrum gets (STAR at z 0, GALAXY at low z, each network candidate as GALAXY and as QSO)
+lose to the best one by far already on the coarse χ².  A window goes to the fine stage when
+its coarse χ² is within ``max(fine_margin_min, fine_margin · |best coarse χ²|)`` of the best
+coarse χ² of its spectrum, and always when it is the network's own answer (whose margin rule
+in :func:`.stage._best` needs its fine χ²).  The margin is relative because coarse and fine
+χ² differ by a few per cent of χ² at high S/N: the coarse scan bins templates by 4 pixels,
+which blurs narrow lines, so a galaxy can lose to a quasar template at the same z by
+thousands on the coarse χ² and win on the fine one.  On the 2000 simulated spectra of
+``benchmarks/predict_speed.py`` (8889 windows) a relative margin of 0.1 missed the fine
+winner of 4 spectra, 0.2 of none, 0.3 (the default) of none with 61 % of the windows refined.
+
+A window left at the coarse stage has χ² = inf (it is neither chosen nor the DELTACHI2
+partner) and its coarse shift; :meth:`Windows.partners` names those to refine after all where a
+spectrum has no fine-fitted window far enough from its winner to be its DELTACHI2 partner.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .fit import bin_basis, bin_prepared, coarse_stage, fine_stage
+from .resolution import convolved
+
+__all__ = ["Windows"]
+
+#: width of the COEFF vector column (Redrock's REDSHIFTS has 10); stage re-exports it
+NCOEFF_MAX = 10
+
+
+class Windows:
+    """Rows (``spec``, ``typ``, ``z``, ``hw``): the coarse stage is run on construction;
+    :meth:`refine` runs the fine stage on a subset; :attr:`res` holds the results (χ², shift,
+    σ of the shift, edge, coefficients; ``coarse`` χ²; ``fine``: refined)."""
+
+    def __init__(self, prep, bases, spec, typ, z, hw, opt, sigma=None):
+        self.prep, self.opt = prep, opt
+        n = len(spec)
+        pb = bin_prepared(prep, opt.coarse_factor) if opt.coarse_factor > 1 else None
+        sig = np.zeros(n) if sigma is None else np.asarray(sigma)[spec]
+        self.res = {"chi2": np.full(n, np.inf), "shift": np.zeros(n), "err": np.zeros(n),
+                    "edge": np.zeros(n, bool), "coef": np.zeros((n, NCOEFF_MAX)),
+                    "ncoef": np.zeros(n, int), "coarse": np.full(n, np.inf),
+                    "fine": np.zeros(n, bool)}
+        self.groups = []
+        for st, s_pix in sorted(set(zip(typ, sig))):
+            b = convolved(bases[st], s_pix)
+            star = st == "STAR"
+            lo = int(np.floor(b.shift_of(-0.005)))
+            coarse = None if pb is None else (pb, bin_basis(b, opt.coarse_factor),
+                                              opt.coarse_factor)
+            for h in np.unique(hw[(typ == st) & (sig == s_pix)]):
+                sel = np.flatnonzero((typ == st) & (hw == h) & (sig == s_pix))
+                c = coarse_stage(prep, b, spec[sel], b.shift_of(z[sel]), int(h), coarse,
+                                 lo_limit=None if star else lo)
+                self.res["coarse"][sel] = c.chi2
+                self.res["shift"][sel] = c.best
+                self.groups.append((b, star, sel, c))
+
+    def worth_refining(self, spec, n: int) -> np.ndarray:
+        """Rows whose coarse χ² is within the margin (module docstring) of their spectrum's
+        best; every row where ``fine_margin`` is None."""
+        c = self.res["coarse"]
+        if self.opt.fine_margin is None:
+            return np.ones(len(c), bool)
+        best = np.full(n, np.inf)
+        np.minimum.at(best, spec, c)
+        b = best[spec]
+        return c <= b + np.maximum(self.opt.fine_margin_min, self.opt.fine_margin * np.abs(b))
+
+    def refine(self, rows: np.ndarray) -> None:
+        """The fine stage for the rows of mask ``rows`` not refined yet."""
+        r = self.res
+        todo = rows & ~r["fine"]
+        for b, star, sel, c in self.groups:
+            f = np.flatnonzero(todo[sel])
+            if not len(f):
+                continue
+            out = fine_stage(self.prep, b, c.take(f))
+            idx = sel[f]
+            r["chi2"][idx], r["shift"][idx], r["err"][idx] = out.chi2, out.shift, out.shift_err
+            r["edge"][idx] = out.at_edge & ~star
+            k = min(out.coef.shape[1], NCOEFF_MAX)
+            r["coef"][idx, :k] = out.coef[:, :k]
+            r["ncoef"][idx] = out.coef.shape[1]
+        r["fine"] |= todo
+
+    def partners(self, spec, far: np.ndarray, other: np.ndarray) -> np.ndarray:
+        """Mask of the rows to refine so that DELTACHI2 has a fine partner: for each spectrum
+        with no refined row ``far`` from its winner (``other``, per spectrum, is inf), its far
+        row of lowest coarse χ² (none where it has no far row)."""
+        cand = np.flatnonzero(far & ~self.res["fine"] & ~np.isfinite(other[spec]))
+        out = np.zeros(len(spec), bool)
+        if len(cand):
+            order = cand[np.lexsort((self.res["coarse"][cand], spec[cand]))]
+            first = np.ones(len(order), bool)
+            first[1:] = spec[order][1:] != spec[order][:-1]
+            out[order[first]] = True
+        return out
