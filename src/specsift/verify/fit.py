@@ -331,13 +331,16 @@ def _walk(prep: Prepared, basis: Basis, spec, best, lim_lo, lim_hi, steps: int =
     for _ in range(steps):
         if not len(todo):
             break
-        for side in (-1, 1):
-            need = todo[~known[todo, pos[todo] + side]]
-            if len(need):
-                cn, cfn = scan(prep, basis, spec[need], best[need] + side,
-                               np.zeros(1, np.int64), coef=True)
-                tab[need, pos[need] + side], tcf[need, pos[need] + side] = cn[:, 0], cfn[:, 0]
-                known[need, pos[need] + side] = True
+        # the missing neighbours of both sides in one scan: a scan of a few rows costs
+        # mostly its fixed ~0.4 ms (the Cholesky's column loop), so one call, not two
+        need = [(todo[~known[todo, pos[todo] + side]], side) for side in (-1, 1)]
+        rows = np.concatenate([r for r, _ in need])
+        if len(rows):
+            col = np.concatenate([pos[r] + side for r, side in need])
+            cn, cfn = scan(prep, basis, spec[rows], best[rows] + col - pos[rows],
+                           np.zeros(1, np.int64), coef=True)
+            tab[rows, col], tcf[rows, col] = cn[:, 0], cfn[:, 0]
+            known[rows, col] = True
         c = np.take_along_axis(tab[todo], pos[todo][:, None] + np.array([-1, 0, 1]), 1)
         c3[todo], coef[todo] = c, tcf[todo, pos[todo]]
         kk = np.argmin(c, axis=1)
