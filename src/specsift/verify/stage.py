@@ -1,7 +1,7 @@
 """The verification stage: the model proposes, a template χ² fit decides.
 
 For every spectrum: the model's candidates (:class:`.Candidates`) plus STAR at z = 0 are each
-fitted in a narrow window of pixel shifts (:func:`.fit.refine`: coarse scan, walk to the integer
+fitted in a narrow window of pixel shifts (:func:`.refine.refine`: coarse scan, walk to the integer
 minimum, parabola), with the SDSS pipeline's templates (:mod:`.templates`) and a quadratic
 polynomial.  The lowest χ² wins.  Redrock's conventions are kept: DELTACHI2 is the χ² of the
 best candidate more than 1000 km/s away minus the best (or, when every candidate lies within

@@ -1,5 +1,5 @@
 """The candidate windows of a batch, fitted in two steps: the coarse scan of every window, then
-the fine stage (:func:`.fit.fine_stage`) only for the windows that can still matter.
+the fine stage (:func:`.refine.fine_stage`) only for the windows that can still matter.
 
 Why: the fine stage — five or more full-resolution shifts per window, walking on where the
 minimum is at an end — was about two thirds of the window fits, and most of the ~4.3 windows
@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fit import bin_basis, bin_prepared, coarse_stage, fine_stage
+from .fit import bin_basis, bin_prepared
+from .refine import coarse_stage, fine_stage
 from .resolution import convolved
 
 __all__ = ["Windows"]
