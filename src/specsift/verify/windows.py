@@ -71,7 +71,8 @@ class Windows:
         best = np.full(n, np.inf)
         np.minimum.at(best, spec, c)
         b = best[spec]
-        return c <= b + np.maximum(self.opt.fine_margin_min, self.opt.fine_margin * np.abs(b))
+        near = c <= b + np.maximum(self.opt.fine_margin_min, self.opt.fine_margin * np.abs(b))
+        return near | ~np.isfinite(b)        # no usable coarse χ² at all: refine every window
 
     def refine(self, rows: np.ndarray) -> None:
         """The fine stage for the rows of mask ``rows`` not refined yet."""
