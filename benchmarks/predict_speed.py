@@ -21,6 +21,8 @@ files assembled into one batch (``specsift.io.rawfits``, ``specsift.io.assemble`
 CPU ms a file here, ``benchmarks/read_speed.py --many 400``), so that row is the stages plus
 that per-file cost — use ``--fits 400`` or more for a stable number; ``--fits-table K`` times K
 copies of ``sdss-labelled-50.fits`` (50 spectra in one table file, read through astropy).
+To compare two revisions on a machine shared with other jobs, ``benchmarks/predict_ab.py``
+times both in one process, interleaved (separate runs of the same code differ by up to 30 %).
 """
 
 from __future__ import annotations

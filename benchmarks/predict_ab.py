@@ -1,0 +1,156 @@
+"""Speed of this checkout against another revision, both timed in one process, interleaved.
+
+    .venv/bin/python benchmarks/predict_ab.py --base a4ddc09 [--n 2000] [--reps 3]
+
+Why: on a machine shared with other jobs, two runs of the same code in separate processes
+differ by up to 30 % in CPU time (what the other jobs do to caches, memory bandwidth and the
+sibling hyperthread), far more than most speed changes; timed in one process, batch by batch
+and run by run in alternation, both see the same conditions.  The base revision's ``src`` is
+extracted with ``git archive`` into a temporary folder and imported as a second package,
+``specsift_base`` (its model registry pointed at its own modules); the bundled model files and
+templates are those of this checkout (``importlib.resources`` finds them under ``specsift``),
+which is right as long as the two revisions share them.
+
+Prints the stage table of ``benchmarks/predict_speed.py`` (median over ``--reps`` passes over
+the simulated store, one torch thread, gasnet, batches of 1024) for both, then end-to-end
+``specsift.pipeline.predict`` spectra per CPU-second with and without verification (median
+and best of ``--reps`` alternated runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _predict_common import ROOT, sim_store  # noqa: E402
+
+STAGES = ("read", "forward", "predict_rest", "verify", "lines", "write")
+
+
+def extract(rev: str, into: Path) -> None:
+    """``rev``'s src/specsift as the package ``specsift_base`` under ``into``."""
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src/specsift"],
+                         check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=tar, check=True)
+    (into / "src" / "specsift").rename(into / "specsift_base")
+    base = into / "specsift_base" / "models" / "base.py"
+    base.write_text(base.read_text().replace('"specsift.models.', '"specsift_base.models.'))
+
+
+class Version:
+    """One package's pieces for the stage table, and its forward-pass timer."""
+
+    def __init__(self, pkg: str):
+        def m(x):
+            return importlib.import_module(f"{pkg}.{x}")
+        self.model = m("models.base").load_model("gasnet").prepare("cpu", 1)
+        self.add_lines, self.verify = m("lines").add_lines, m("verify").verify_catalog
+        self.to_arrow = m("pipeline.parts").table_to_arrow
+        self.iter_unit, self.plan_units = m("pipeline.units").iter_unit, m("pipeline.units").plan_units
+        self.predict = m("pipeline").predict
+        self.fwd = {"t": 0.0}
+        f = self.fwd
+        self.model.net.register_forward_pre_hook(
+            lambda *a: f.__setitem__("t0", time.process_time()))
+        self.model.net.register_forward_hook(
+            lambda *a: f.__setitem__("t", f["t"] + time.process_time() - f["t0"]))
+
+    def stages(self, store: Path, tmp: Path) -> dict:
+        """µs a spectrum per stage over the whole store (as ``predict_speed.stages``)."""
+        import pyarrow.parquet as pq
+        import torch
+        model, self.fwd["t"] = self.model, 0.0
+        t = dict.fromkeys(("read", "predict", "verify", "lines", "write"), 0.0)
+        n = 0
+        for unit in self.plan_units([store], 1024):
+            it = self.iter_unit(unit, 1024, model.grid)
+            while True:
+                t0 = time.process_time()
+                nxt = next(it, None)
+                t["read"] += time.process_time() - t0
+                if nxt is None:
+                    break
+                b = nxt[1]
+                t0 = time.process_time()
+                with torch.inference_mode():
+                    cat, cands = model.propose(model.check_batch(b))
+                t["predict"] += time.process_time() - t0
+                t0 = time.process_time()
+                cat = self.verify(model.check_batch(b), cat, cands)
+                t["verify"] += time.process_time() - t0
+                t0 = time.process_time()
+                cat = self.add_lines(b, cat)
+                t["lines"] += time.process_time() - t0
+                t0 = time.process_time()
+                pq.write_table(self.to_arrow(cat), tmp / "p.parquet")
+                t["write"] += time.process_time() - t0
+                n += len(b)
+        t["forward"], t["predict_rest"] = self.fwd["t"], t["predict"] - self.fwd["t"]
+        return {k: 1e6 * t[k] / n for k in STAGES}
+
+    def end_to_end(self, store: Path, out: Path, verify: bool) -> float:
+        c0 = time.process_time()
+        r = self.predict([store], out, model="gasnet", batch_size=1024, threads=1,
+                         progress=False, verify=verify)
+        return r.rows / (time.process_time() - c0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", required=True, help="git revision to compare with")
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--reps", type=int, default=3)
+    a = ap.parse_args()
+    import numpy as np
+    import torch
+    torch.set_num_threads(1)
+    store = sim_store(a.n)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        extract(a.base, tmp)
+        sys.path.insert(0, str(tmp))
+        v = {"base": Version("specsift_base"), "this": Version("specsift")}
+        order = [("base", "this"), ("this", "base")]
+        for x in v.values():                          # warm: per-process caches built
+            x.stages(store, tmp)
+        st = {k: [] for k in v}
+        for i in range(a.reps):
+            for k in order[i % 2]:
+                st[k].append(v[k].stages(store, tmp))
+        print(f"{a.n} simulated spectra, gasnet, one thread; medians of {a.reps} "
+              f"interleaved passes; base = {a.base}\n")
+        print(f"| stage (µs / spectrum) | {a.base} | this checkout |")
+        print("|---|---|---|")
+        tot = dict.fromkeys(v, 0.0)
+        for s in STAGES:
+            med = {k: float(np.median([r[s] for r in st[k]])) for k in v}
+            for k in v:
+                tot[k] += med[k]
+            print(f"| {s} | {med['base']:.0f} | {med['this']:.0f} |")
+        print(f"| total | {tot['base']:.0f} | {tot['this']:.0f} |")
+        print(f"| spectra per CPU-second of the stages | {1e6 / tot['base']:.0f} | "
+              f"{1e6 / tot['this']:.0f} |")
+        e2e = {}
+        for i in range(a.reps):
+            for verify in (True, False):
+                for k in order[i % 2]:
+                    e2e.setdefault((k, verify), []).append(
+                        v[k].end_to_end(store, tmp / f"{k}-{i}-{verify}.parquet", verify))
+        print(f"\n| predict end to end, spectra per CPU-second | {a.base} median (best) | "
+              f"this checkout median (best) |")
+        print("|---|---|---|")
+        for verify in (True, False):
+            cell = {k: f"{np.median(e2e[(k, verify)]):.0f} ({max(e2e[(k, verify)]):.0f})"
+                    for k in v}
+            print(f"| {'verify (default)' if verify else '--no-verify'} | {cell['base']} | "
+                  f"{cell['this']} |")
+
+
+if __name__ == "__main__":
+    main()
