@@ -53,16 +53,18 @@ def test_only_windows_near_the_best_coarse_chi2_are_refined():
 
 
 def test_partner_left_at_the_coarse_stage_is_named():
-    """A spectrum with no refined window far from its winner gets its far window of lowest
-    coarse χ² refined (DELTACHI2 needs a fine partner); one that has one gets none."""
+    """Each spectrum's far window (from its winner) of lowest coarse χ² is refined where it was
+    not — even where another far window (e.g. STAR, always refined) was: DELTACHI2 needs the
+    likely partner, not any fine one."""
     w = Windows.__new__(Windows)
-    w.res = {"coarse": np.array([10.0, 50.0, 40.0, 10.0, 20.0, 30.0]),
-             "fine": np.array([True, False, False, True, True, False])}
-    spec = np.array([0, 0, 0, 1, 1, 1])
-    far = np.array([False, True, True, False, True, True])
-    other = np.array([np.inf, 25.0])          # spectrum 1's far refined row: χ² 25
-    np.testing.assert_array_equal(w.partners(spec, far, other),
-                                  [False, False, True, False, False, False])
+    w.res = {"coarse": np.array([10.0, 50.0, 40.0, 10.0, 20.0, 30.0, 5.0, 60.0]),
+             "fine": np.array([True, True, False, True, True, False, True, True])}
+    spec = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    far = np.array([False, True, True, False, True, True, False, True])
+    # 0: lowest far coarse (40) unrefined → refine it although far row 1 (50) is refined;
+    # 1: lowest far (20) refined already → nothing; 2: its only far row refined → nothing
+    np.testing.assert_array_equal(w.partners(spec, far),
+                                  [False, False, True, False, False, False, False, False])
 
 
 def test_fewer_fine_fits_than_windows(proposed, monkeypatch):

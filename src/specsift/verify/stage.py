@@ -350,12 +350,14 @@ def _solve(prep, bases, cands, todo, opt, n, net_t, net_z, poly_chi2, sigma=None
     step = bases["STAR"].step
     spec, typ, zc, hw = _rows(cands, todo, opt, step)
     w = Windows(prep, bases, spec, typ, zc, hw, opt, sigma)
-    # the fine stage where a window can still matter (.windows), the network's answer always
-    w.refine(w.worth_refining(spec, n) | _is_net(spec, typ, zc, net_t, net_z))
+    # the fine stage where a window can still matter (.windows); always for the network's
+    # answer (the margin rule of _best) and for the STAR window (what _star_check hands a row
+    # it turns into a star)
+    w.refine(w.worth_refining(spec, n) | _is_net(spec, typ, zc, net_t, net_z) | (typ == "STAR"))
     res = w.res
     zfit = bases["STAR"].z_of(res["shift"])     # every basis shares the batch's step
     best, other = _best(spec, typ, zfit, res["chi2"], n, net_t, net_z, opt.net_margin)
-    more = w.partners(spec, _far(zfit, best[spec]), other)
+    more = w.partners(spec, _far(zfit, best[spec]))
     if more.any():                # a DELTACHI2 partner left at the coarse stage: refine it
         w.refine(more)
         zfit = bases["STAR"].z_of(res["shift"])

@@ -7,7 +7,8 @@ a spectrum gets (STAR at z 0, GALAXY at low z, each network candidate as GALAXY 
 lose to the best one by far already on the coarse χ².  A window goes to the fine stage when
 its coarse χ² is within ``max(fine_margin_min, fine_margin · |best coarse χ²|)`` of the best
 coarse χ² of its spectrum, and always when it is the network's own answer (whose margin rule
-in :func:`.stage._best` needs its fine χ²).  The margin is relative because coarse and fine
+in :func:`.stage._best` needs its fine χ²) or the STAR window near z = 0 (the fit the
+line-driven STAR check hands a row it turns into a star).  The margin is relative because coarse and fine
 χ² differ by a few per cent of χ² at high S/N: the coarse scan bins templates by 4 pixels,
 which blurs narrow lines, so a galaxy can lose to a quasar template at the same z by
 thousands on the coarse χ² and win on the fine one.  On the 2000 simulated spectra of
@@ -15,8 +16,9 @@ thousands on the coarse χ² and win on the fine one.  On the 2000 simulated spe
 winner of 4 spectra, 0.2 of none, 0.3 (the default) of none with 61 % of the windows refined.
 
 A window left at the coarse stage has χ² = inf (it is neither chosen nor the DELTACHI2
-partner) and its coarse shift; :meth:`Windows.partners` names those to refine after all where a
-spectrum has no fine-fitted window far enough from its winner to be its DELTACHI2 partner.
+partner) and its coarse shift; :meth:`Windows.partners` names the one to refine after all where
+a spectrum's far window (more than 1000 km/s from its winner) of lowest coarse χ² — its likely
+DELTACHI2 partner — was left at the coarse stage.
 """
 
 from __future__ import annotations
@@ -91,15 +93,16 @@ class Windows:
             r["ncoef"][idx] = out.coef.shape[1]
         r["fine"] |= todo
 
-    def partners(self, spec, far: np.ndarray, other: np.ndarray) -> np.ndarray:
-        """Mask of the rows to refine so that DELTACHI2 has a fine partner: for each spectrum
-        with no refined row ``far`` from its winner (``other``, per spectrum, is inf), its far
-        row of lowest coarse χ² (none where it has no far row)."""
-        cand = np.flatnonzero(far & ~self.res["fine"] & ~np.isfinite(other[spec]))
+    def partners(self, spec, far: np.ndarray) -> np.ndarray:
+        """Mask of the rows to refine so that DELTACHI2 has the right fine partner: per
+        spectrum, of its rows ``far`` from its winner, the one of lowest coarse χ², where it
+        is not refined yet (a refined far row need not be the lowest: the STAR window always
+        is refined)."""
+        cand = np.flatnonzero(far)
         out = np.zeros(len(spec), bool)
         if len(cand):
             order = cand[np.lexsort((self.res["coarse"][cand], spec[cand]))]
             first = np.ones(len(order), bool)
             first[1:] = spec[order][1:] != spec[order][:-1]
             out[order[first]] = True
-        return out
+        return out & ~self.res["fine"]
