@@ -3,7 +3,8 @@
 For every spectrum: the model's candidates (:class:`.Candidates`) plus STAR at z = 0 are each
 fitted in a narrow window of pixel shifts (:func:`.refine.refine`: coarse scan, walk to the integer
 minimum, parabola), with the SDSS pipeline's templates (:mod:`.templates`) and a quadratic
-polynomial.  The lowest χ² wins.  Redrock's conventions are kept: DELTACHI2 is the χ² of the
+polynomial.  The lowest χ² wins (:mod:`.zfind`: the windows and the decision; this module turns
+it into catalog columns).  Redrock's conventions are kept: DELTACHI2 is the χ² of the
 best candidate more than 1000 km/s away minus the best (or, when every candidate lies within
 1000 km/s, of the polynomial-only fit: nothing else there), SMALL_DELTA_CHI2 below 9; CHI2,
 NPIXELS, NCOEFF, COEFF as in Redrock's REDSHIFTS table.  The network's answer stays in the
@@ -25,14 +26,15 @@ from ..constants import C_KMS
 from ..flags import ZWARN
 from ..spectra import survey_of
 from .candidates import Candidates
-from .fit import Scratch, bin_basis, bin_prepared, prepare, scan, take_rows
+from .fit import Scratch, prepare
 from .linalg import chol_quad
 from .resolution import extra_sigma_pix
 from .starcheck import star_beats_winner
 from .subtype import star_subtypes
 from .template_error import QSO_TEMPLATE_ERROR, refit_template_limited
-from .templates import SPECTYPES, Z_MAX, bases_for
+from .templates import bases_for
 from .windows import NCOEFF_MAX, Windows
+from .zfind import FIT_KEYS, SAME_KMS, full_range_candidates, solve
 
 __all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COLUMNS", "sky_mask"]
 
@@ -42,10 +44,6 @@ VERIFY_COLUMNS = ("Z_NET", "ZERR_NET", "SPECTYPE_NET", "SUBTYPE_NET", "CLASS_LAB
                   "NPIXELS", "NCOEFF", "COEFF")
 #: Redrock's threshold for ZWARN SMALL_DELTA_CHI2
 SMALL_DELTA_CHI2 = 9.0
-#: a fitted row this close to the model's z (same SPECTYPE) is the model's own answer
-NET_KMS = 2000.0
-#: candidates closer than this are one solution (Redrock's max_velo_diff)
-SAME_KMS = 1000.0
 #: vacuum wavelengths (Å) of the night sky's strongest optical line, [O I] 5577 (air 5577.34), and
 #: the half-width masked around it in the fit: its subtraction residual (a few per cent of a
 #: line many times brighter than a faint target) is in no pipeline's ivar, and a quasar's Lyα
@@ -108,45 +106,6 @@ class VerifyOptions:
     template_error_halfwidth: int = 48
 
 
-def _rows(cands: Candidates, todo: np.ndarray, opt: VerifyOptions, step: float):
-    """(spectrum, spectype, z, half-width) of every candidate window to fit: STAR at z = 0 and
-    a nearby GALAXY (0 ≤ z ≤ ``lowz_galaxy_zmax``) for every spectrum, then the model's
-    candidates, each GALAXY/QSO one as both; candidates of one type within half a window of
-    each other are one row."""
-    n = len(todo)
-    spec, typ, z = [todo], [np.full(n, "STAR", "U6")], [np.zeros(n)]
-    hw = [np.full(n, opt.star_halfwidth)]
-    if opt.lowz_galaxy_zmax > 0:
-        spec.append(todo), typ.append(np.full(n, "GALAXY", "U6"))
-        z.append(np.full(n, opt.lowz_galaxy_zmax / 2))
-        hw.append(np.full(n, int(np.ceil(np.log10(1 + opt.lowz_galaxy_zmax) / step / 2))))
-    fixed = sum(len(x) for x in spec)
-    swap = {"GALAXY": "QSO", "QSO": "GALAXY"}
-    # the model's own reach (ln(1+z)) in pixels: the window covers at least that
-    reach = np.ceil(np.nan_to_num(cands.reach_or_nan()) / np.log(10) / step).astype(np.int64)
-    for j in range(cands.z.shape[1]):
-        zz, tt = cands.z[todo, j], cands.spectype[todo, j]
-        ok = np.isfinite(zz) & np.isin(tt, SPECTYPES)
-        # an extragalactic candidate is tried as the other extragalactic type too: a quasar
-        # the model calls a galaxy at the right z is the commonest class error on real data
-        other = np.where(tt == "GALAXY", swap["GALAXY"],
-                         np.where(tt == "QSO", swap["QSO"], "")).astype("U6")
-        two = ok & (other != "")
-        for t_, sel in ((tt, ok), (other, two)):
-            spec.append(todo[sel]), typ.append(t_[sel]), z.append(zz[sel])
-            hw.append(np.where(t_[sel] == "QSO", opt.qso_halfwidth,
-                               np.maximum(opt.halfwidth, reach[todo[sel], j])))
-    spec, typ, z, hw = (np.concatenate(a) for a in (spec, typ, z, hw))
-    zmax = np.select([typ == t for t in Z_MAX], list(Z_MAX.values()), 0.0)
-    keep = (z > -0.01) & (z < zmax)
-    # the stellar window around z = 0 already covers a STAR candidate near it
-    keep &= ~((typ == "STAR") & (np.arange(len(z)) >= fixed))
-    spec, typ, z, hw = spec[keep], typ[keep], z[keep], hw[keep]
-    key = np.rint(np.log10(1 + z) / step / max(opt.halfwidth, 1)).astype(np.int64)
-    _, first = np.unique(np.stack([spec, np.searchsorted(SPECTYPES, typ), key, hw]), axis=1,
-                         return_index=True)
-    first = np.sort(first)
-    return spec[first], typ[first], z[first], hw[first]
 
 
 def _fit_rows(prep, bases, spec, typ, z, hw, opt, sigma=None):
@@ -158,13 +117,10 @@ def _fit_rows(prep, bases, spec, typ, z, hw, opt, sigma=None):
     return w.res
 
 
-#: the per-row fit results :func:`_solve` returns for the winner and for the STAR window
-_FIT_KEYS = ("shift", "err", "chi2", "coef", "ncoef", "edge")
-
 
 def _star_check(prep, bases, todo, sol, opt) -> None:
     """Where the line-driven comparison (:mod:`.starcheck`) prefers STAR to a GALAXY/QSO
-    winner, the row becomes its standard STAR fit near z = 0 — the STAR window :func:`_solve`
+    winner, the row becomes its standard STAR fit near z = 0 — the STAR window :func:`.zfind.solve`
     fitted already, with the spectrum's resolution (its z, σ, χ², coefficients) —, with
     DELTACHI2 the line-driven Δχ² by which STAR won."""
     # a winner that fits to within the noise (χ² < N + 3·√(2N)) leaves no bent continuum to
@@ -180,7 +136,7 @@ def _star_check(prep, bases, todo, sol, opt) -> None:
         return
     sol["type"][pos] = "STAR"
     sol["z"][pos] = bases["STAR"].z_of(sol["star_shift"][pos])
-    for k in _FIT_KEYS:
+    for k in FIT_KEYS:
         sol[k][pos] = sol[f"star_{k}"][pos]
     sol["dchi2"][pos] = delta[won]
 
@@ -202,47 +158,6 @@ def sky_mask(loglam: np.ndarray) -> np.ndarray:
 
 def _poly_chi2(prep) -> np.ndarray:
     return prep.F - chol_quad(prep.G, prep.bp)
-
-
-def _best(spec, typ, z, chi2, n, net_t=None, net_z=None, margin: float = 0.0):
-    """Per spectrum: the chosen row and the DELTACHI2 partner χ² (the lowest χ² more than
-    1000 km/s from the chosen row).  The lowest χ² is chosen, except that the model's own answer
-    (its SPECTYPE, within ``NET_KMS`` of its z) is kept when its χ² is within ``margin`` of the
-    lowest: a fit that prefers another solution by less than that is not evidence enough to
-    overrule a model that was right on its simulated test set."""
-    best = np.full(n, -1)
-    order = np.lexsort((chi2, spec))
-    first = np.ones(len(order), bool)
-    first[1:] = spec[order][1:] != spec[order][:-1]
-    best[spec[order][first]] = order[first]
-    if net_t is not None and margin > 0:
-        mine = _is_net(spec, typ, z, net_t, net_z)
-        own = np.full(n, -1)
-        oc = np.where(mine, chi2, np.inf)
-        order = np.lexsort((oc, spec))
-        first = np.ones(len(order), bool)
-        first[1:] = spec[order][1:] != spec[order][:-1]
-        pick = order[first & np.isfinite(oc[order])]
-        own[spec[pick]] = pick
-        keep = (own >= 0) & (best >= 0)
-        keep[keep] = chi2[own[keep]] <= chi2[best[keep]] + margin
-        best[keep] = own[keep]
-    other = np.full(n, np.inf)
-    far = _far(z, best[spec])
-    np.minimum.at(other, spec[far], chi2[far])
-    return best, other
-
-
-def _far(z, best_row) -> np.ndarray:
-    """Rows more than ``SAME_KMS`` from their spectrum's chosen row ``best_row`` (−1: none)."""
-    bz = z[best_row]
-    return (best_row >= 0) & (np.abs(z - bz) / (1 + bz) * C_KMS > SAME_KMS)
-
-
-def _is_net(spec, typ, z, net_t, net_z) -> np.ndarray:
-    """Rows that are the model's own answer (its SPECTYPE, within ``NET_KMS`` of its z)."""
-    nz = net_z[spec]
-    return (typ == net_t[spec]) & (np.abs(z - nz) / (1 + nz) * C_KMS < NET_KMS)
 
 
 def verify_catalog(batch, table: Table, cands: Candidates,
@@ -290,7 +205,7 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
         net_t0, net_z0 = spectype.copy(), z.copy()
         sigma = extra_sigma_pix(batch)        # LSF beyond the templates': per spectrum
         poly_all = _poly_chi2(prep)           # χ² of the polynomial alone: once a batch
-        sol = _solve(prep, bases, cands, todo, opt, n, net_t0, net_z0, poly_all, sigma)
+        sol = solve(prep, bases, cands, todo, opt, n, net_t0, net_z0, poly_all, sigma)
         poly = poly_all[todo]
         excess = poly - prep.ngood[todo]
         bad_fit = (excess > 0) & (poly - sol["chi2"] < opt.rescue_explained * excess)
@@ -298,8 +213,8 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
         if len(rescue):
             # not convincing: scan the whole z range coarsely for more candidates, then decide
             # again with them (rare, so its cost stays small on average)
-            extra = _full_range_candidates(prep, bases, rescue, n, opt)
-            again = _solve(prep, bases, Candidates.concat([cands, extra]), rescue, opt, n,
+            extra = full_range_candidates(prep, bases, rescue, n, opt)
+            again = solve(prep, bases, Candidates.concat([cands, extra]), rescue, opt, n,
                            net_t0, net_z0, poly_all, sigma)
             pos = np.searchsorted(todo, rescue)
             for k in sol:
@@ -339,73 +254,6 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
     out["CLASS_LABEL"] = _class_labels(table, spectype, subtype)
     out["DELTACHI2"] = dchi2
     out["CHI2"], out["NPIXELS"], out["NCOEFF"], out["COEFF"] = chi2, npix, ncoef, coef
-    return out
-
-
-def _solve(prep, bases, cands, todo, opt, n, net_t, net_z, poly_chi2, sigma=None) -> dict:
-    """Fit every candidate window of the spectra ``todo`` and pick the lowest χ²: per spectrum
-    (in ``todo`` order) type, z, shift, σ of the shift, χ², DELTACHI2, coefficients, edge.
-    ``poly_chi2``: (N,) χ² of the polynomial alone (:func:`_poly_chi2`), the floor of the
-    'next best' answer."""
-    step = bases["STAR"].step
-    spec, typ, zc, hw = _rows(cands, todo, opt, step)
-    w = Windows(prep, bases, spec, typ, zc, hw, opt, sigma)
-    # the fine stage where a window can still matter (.windows); always for the network's
-    # answer (the margin rule of _best) and for the STAR window (what _star_check hands a row
-    # it turns into a star)
-    w.refine(w.worth_refining(spec, n) | _is_net(spec, typ, zc, net_t, net_z) | (typ == "STAR"))
-    res = w.res
-    zfit = bases["STAR"].z_of(res["shift"])     # every basis shares the batch's step
-    best, other = _best(spec, typ, zfit, res["chi2"], n, net_t, net_z, opt.net_margin)
-    more = w.partners(spec, _far(zfit, best[spec]))
-    if more.any():                # a DELTACHI2 partner left at the coarse stage: refine it
-        w.refine(more)
-        zfit = bases["STAR"].z_of(res["shift"])
-        best, other = _best(spec, typ, zfit, res["chi2"], n, net_t, net_z, opt.net_margin)
-    b = best[todo]
-    other = np.minimum(other[todo], poly_chi2[todo])
-    star_row = np.zeros(n, np.int64)        # every spectrum's STAR window near z = 0 (_rows)
-    star_row[spec[typ == "STAR"]] = np.flatnonzero(typ == "STAR")
-    s = star_row[todo]
-    return {"type": typ[b], "z": zfit[b], "dchi2": other - res["chi2"][b],
-            **{k: res[k][b] for k in _FIT_KEYS}, **{f"star_{k}": res[k][s] for k in _FIT_KEYS}}
-
-
-def _full_range_candidates(prep, bases, spec, n, opt, k: int = 3) -> Candidates:
-    """The ``k`` lowest separated χ² minima of a coarse scan (pixels binned by
-    ``rescue_factor``) over the whole z range of GALAXY and QSO, as candidates (n rows; NaN
-    outside ``spec``)."""
-    fac = opt.rescue_factor
-    # bin only the rescued spectra (a few per cent of a batch): binning all of it cost more
-    # than their scan
-    pb = bin_prepared(take_rows(prep, spec), fac)
-    local = np.arange(len(spec))
-    zs, ts = [], []
-    for st in ("GALAXY", "QSO"):
-        bb = bin_basis(bases[st], fac)
-        lo = int(np.ceil(bb.shift_of(opt.lowz_galaxy_zmax)))
-        hi = int(np.floor(bb.shift_of(Z_MAX[st])))
-        shifts = np.arange(lo, hi + 1)
-        # 64 shifts a scan: one GEMM each, on a template table (fit._multi_shift) of a few MB
-        chi2 = np.concatenate([scan(pb, bb, local, np.full(len(spec), 0), shifts[j:j + 64])
-                               for j in range(0, len(shifts), 64)], axis=1)
-        zs.append(bb.z_of(shifts[_minima(chi2, k)]))
-        ts.append(np.full(zs[-1].shape, st, "U6"))
-    z = np.full((n, 2 * k), np.nan)
-    t = np.full((n, 2 * k), "", "U6")
-    z[spec], t[spec] = np.concatenate(zs, axis=1), np.concatenate(ts, axis=1)
-    return Candidates(z, t)
-
-
-def _minima(chi2: np.ndarray, k: int, sep: int = 6) -> np.ndarray:
-    """Indices (R, k) of the k lowest local minima of each row, at least ``sep`` apart."""
-    c = chi2.copy()
-    out = np.zeros((len(c), k), np.int64)
-    cols = np.arange(c.shape[1])
-    for j in range(k):
-        i = np.argmin(c, axis=1)
-        out[:, j] = i
-        c[np.abs(cols[None] - i[:, None]) < sep] = np.inf
     return out
 
 

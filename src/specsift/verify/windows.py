@@ -7,7 +7,7 @@ a spectrum gets (STAR at z 0, GALAXY at low z, each network candidate as GALAXY 
 lose to the best one by far already on the coarse χ².  A window goes to the fine stage when
 its coarse χ² is within ``max(fine_margin_min, fine_margin · |best coarse χ²|)`` of the best
 coarse χ² of its spectrum, and always when it is the network's own answer (whose margin rule
-in :func:`.stage._best` needs its fine χ²) or the STAR window near z = 0 (the fit the
+in :func:`.zfind.best_rows` needs its fine χ²) or the STAR window near z = 0 (the fit the
 line-driven STAR check hands a row it turns into a star).  The margin is relative because coarse and fine
 χ² differ by a few per cent of χ² at high S/N: the coarse scan bins templates by 4 pixels,
 which blurs narrow lines, so a galaxy can lose to a quasar template at the same z by
