@@ -20,7 +20,8 @@ from astropy.table import Table
 from .catalog_parquet import _numpy_of
 from .catalog_schema import canonical_order, unit_for
 
-__all__ = ["MemorySource", "PartSource", "prepare", "fill_value", "provenance_of"]
+__all__ = ["MemorySource", "PartSource", "prepare", "fill_value", "arrow_to_table",
+           "provenance_of"]
 
 
 def prepare(table: Table, widths: dict[str, int] | None = None) -> Table:
@@ -45,6 +46,29 @@ def fill_value(dtype):
     """What a missing value becomes in a catalog column of ``dtype`` (NaN, '', False, -1)."""
     kind = np.dtype(dtype).kind
     return np.nan if kind == "f" else ("" if kind in "SUO" else (False if kind == "b" else -1))
+
+
+def arrow_to_table(at) -> Table:
+    """An Arrow table (a part file's rows) as an astropy table: fixed-size lists as 2-D
+    columns, strings as numpy str, nulls as :func:`fill_value` makes them (``''``, NaN, −1,
+    False).  The one conversion for every reader of parts (the merge's prototype here,
+    :mod:`specsift.pipeline.parts` and its benchmark), so that they cannot drift apart;
+    numbers go through :func:`.catalog_parquet._numpy_of`, which does not import pandas."""
+    import pyarrow as pa
+    t = Table()
+    for name in at.column_names:
+        col = at.column(name).combine_chunks()
+        if pa.types.is_fixed_size_list(col.type):
+            values = _numpy_of(col.flatten())
+            t[name] = values.reshape(len(col), col.type.list_size)
+        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            t[name] = np.array([s or "" for s in col.to_pylist()], dtype=str) \
+                if len(col) else np.zeros(0, "U1")
+        else:
+            filled = col.fill_null(fill_value(col.type.to_pandas_dtype())) \
+                if col.null_count else col
+            t[name] = _numpy_of(filled)
+    return t
 
 
 class MemorySource:
@@ -106,27 +130,10 @@ class PartSource:
                        else pa.nulls(at.num_rows, field.type))
         return pa.Table.from_arrays(out, names=list(cols))
 
-    def _astropy(self, at) -> Table:
-        import pyarrow as pa
-        t = Table()
-        for name in at.column_names:
-            col = at.column(name).combine_chunks()
-            if pa.types.is_fixed_size_list(col.type):
-                values = _numpy_of(col.flatten())
-                t[name] = values.reshape(len(col), col.type.list_size)
-            elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-                t[name] = np.array([s or "" for s in col.to_pylist()], dtype=str) \
-                    if len(col) else np.zeros(0, "U1")
-            else:
-                filled = col.fill_null(fill_value(col.type.to_pandas_dtype())) \
-                    if col.null_count else col
-                t[name] = _numpy_of(filled)
-        return prepare(t, self.widths)
-
     def prototype(self) -> Table:
         import pyarrow.parquet as pq
         first = self._conform(pq.ParquetFile(self.parts[0]).read().slice(0, 1), self.schema.names)
-        t = self._astropy(first)
+        t = prepare(arrow_to_table(first), self.widths)
         t.meta.update(self.meta)
         return t
 
@@ -156,7 +163,7 @@ class PartSource:
         for p in self.parts:
             have = pq.read_schema(p).names
             at = pq.ParquetFile(p).read(columns=[c for c in cols if c in have])
-            t = self._astropy(self._conform(at, cols))
+            t = prepare(arrow_to_table(self._conform(at, cols)), self.widths)
             if with_meta:
                 t.meta.update(self.meta)
             yield t

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from astropy.table import Table
 
+from ..io.catalog_sources import arrow_to_table
 from .units import Unit, fingerprint
 
 if TYPE_CHECKING:
@@ -85,20 +86,6 @@ def arrow_array(a: np.ndarray) -> pa.Array:
         return pa.array(a)
     a = np.ascontiguousarray(a, a.dtype.newbyteorder("="))
     return pa.Array.from_buffers(pa.from_numpy_dtype(a.dtype), n, [None, pa.py_buffer(a)])
-
-
-def arrow_to_table(at: pa.Table) -> Table:
-    out = Table()
-    for name in at.column_names:
-        col = at.column(name).combine_chunks()
-        if pa.types.is_fixed_size_list(col.type):
-            size = col.type.list_size
-            out[name] = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, size)
-        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            out[name] = np.array(col.to_pylist(), dtype=str) if len(col) else np.zeros(0, "U1")
-        else:
-            out[name] = col.to_numpy(zero_copy_only=False)
-    return out
 
 
 def _write_json_atomic(path: Path, obj) -> None:
