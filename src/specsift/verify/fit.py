@@ -56,13 +56,6 @@ class Prepared:
         """(N, K, P) view: w·P₁ … w·P_{K−1}, w·f."""
         return self.d[:, 1:]
 
-    @classmethod
-    def from_parts(cls, w, x3, G, bp, F, ngood, scale, legendre) -> "Prepared":
-        """From w (N, P) and x3 (N, K, P) = (w·P₁ … w·P_{K−1}, w·f) kept apart."""
-        d = np.empty((w.shape[0], x3.shape[1] + 1, w.shape[1]), np.float32)
-        d[:, 0], d[:, 1:] = w, x3
-        return cls(d, G, bp, F, ngood, scale, legendre)
-
     @property
     def npix(self) -> int:
         return self.d.shape[2]

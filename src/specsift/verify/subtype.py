@@ -30,6 +30,8 @@ inside the training split and LAMOST's own letter repeating between two visits o
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ..spectra import survey_of
@@ -104,9 +106,19 @@ def _restricted(prep: Prepared, rows, inside, npoly: int) -> Prepared:
     w, wf = d[:, 0], d[:, npoly]
     f = np.divide(wf, w, out=np.zeros_like(wf), where=w > 0)
     F = np.einsum("np,np->n", wf, f, dtype=np.float64)
-    # Legendre polynomials over the fitted pixels, not the whole grid: 10 terms of the
-    # whole grid on its blue half are near-degenerate in the float32 products
     idx = np.flatnonzero(inside)
-    P = np.zeros((npoly, prep.npix))
-    P[:, idx[0]:idx[-1] + 1] = legendre(idx[-1] - idx[0] + 1, npoly)
+    P = _fit_legendre(prep.npix, int(idx[0]), int(idx[-1]), npoly)
     return polynomial_products(d, F, np.count_nonzero(w, axis=1), prep.scale[rows], P)
+
+
+@lru_cache(maxsize=16)
+def _fit_legendre(npix: int, lo: int, hi: int, npoly: int) -> np.ndarray:
+    """(npoly, npix) Legendre polynomials over the fitted pixels ``lo``…``hi``, zero outside —
+    not over the whole grid: 10 terms of the whole grid on its blue half are near-degenerate
+    in the float32 products.  Cached (read-only): a run meets the same few (grid, range,
+    terms) in every batch, and ``legvander`` over ~4000 pixels was ≈ 80 µs of the ≈ 250 µs
+    each star's SUBTYPE fit took to set up (one SDSS file is a batch of one)."""
+    P = np.zeros((npoly, npix))
+    P[:, lo:hi + 1] = legendre(hi - lo + 1, npoly)
+    P.flags.writeable = False
+    return P
