@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .cache import IdentityCache
 from .frames import Scratch, _frames, _shift_block
 from .linalg import chol_quad_t
 from .templates import Basis
@@ -160,36 +161,34 @@ def _bsum(a: np.ndarray, nb: int, factor: int) -> np.ndarray:
     return np.ascontiguousarray(a[..., :cut].reshape(*a.shape[:-1], nb, factor) @ ones)
 
 
-_BINNED: dict = {}
+_BINNED = IdentityCache()
 
 
 def bin_basis(basis: Basis, factor: int) -> Basis:
     """``basis`` binned by ``factor`` with the phase that lines its bins up with the data's
     (offset mod factor): binned shift k is a shift of k·factor original pixels."""
-    key = (id(basis.vectors), factor)
-    if key not in _BINNED:
+    def build(_):
         phase, off = basis.offset % factor, basis.offset // factor
         v = basis.vectors[:, phase:]
         lb = v.shape[1] // factor
         vb = v[:, :lb * factor].reshape(v.shape[0], lb, factor).mean(-1)
-        _BINNED[key] = (Basis(basis.spectype, np.ascontiguousarray(vb, np.float32), off,
-                              basis.step * factor), basis.vectors)
-    return _BINNED[key][0]
+        return Basis(basis.spectype, np.ascontiguousarray(vb, np.float32), off,
+                     basis.step * factor)
+    return _BINNED.get(basis.vectors, factor, build)
 
 
-_SIDE: dict = {}
+_SIDE = IdentityCache()
 
 
 def _template_side(vectors: np.ndarray):
     """(L, T(T+1)/2) products TᵢTⱼ (i ≤ j) and (L, T) Tᵢ of templates ``vectors`` (T, L),
-    float32, cached (the key keeps the array alive, so its id is never reused)."""
-    key = id(vectors)
-    if key not in _SIDE:
+    float32, cached per template array."""
+    def build(_):
         V = vectors.astype(np.float64)
         iu = np.triu_indices(V.shape[0])
-        _SIDE[key] = (np.ascontiguousarray((V[iu[0]] * V[iu[1]]).T.astype(np.float32)),
-                      np.ascontiguousarray(V.T.astype(np.float32)), iu, vectors)
-    return _SIDE[key][:3]
+        return (np.ascontiguousarray((V[iu[0]] * V[iu[1]]).T.astype(np.float32)),
+                np.ascontiguousarray(V.T.astype(np.float32)), iu)
+    return _SIDE.get(vectors, None, build)
 
 
 def _normal_t(prep: Prepared, basis: Basis, spec, centres, offsets, M, b) -> None:
@@ -249,15 +248,15 @@ def single_template_chi2(prep: Prepared, basis: Basis, templates: np.ndarray, sp
     return out
 
 
-_SINGLE: dict = {}
+_SINGLE = IdentityCache()
 
 
 def _single_side(templates: np.ndarray):
-    key = id(templates)
-    if key not in _SINGLE:
+    """(L, J) squares and values of single templates ``templates`` (J, L), float32, cached."""
+    def build(_):
         t = np.ascontiguousarray(templates.T.astype(np.float32))        # (L, J)
-        _SINGLE[key] = (np.ascontiguousarray(t * t), t, templates)
-    return _SINGLE[key][:2]
+        return np.ascontiguousarray(t * t), t
+    return _SINGLE.get(templates, None, build)
 
 
 def scan(prep: Prepared, basis: Basis, spec: np.ndarray, centres: np.ndarray,

@@ -9,9 +9,11 @@ import threading
 
 import numpy as np
 
+from .cache import IdentityCache
+
 _CHUNK_ROWS = 128
 _CHUNK_SPREAD = 512
-_MULTI: dict = {}
+_MULTI = IdentityCache(maxsize=256)   # ≈ 1 MB an entry; 56 for SDSS + LAMOST + DESI at once
 
 
 class Scratch(threading.local):
@@ -34,15 +36,14 @@ def _multi_shift(y: np.ndarray, S: int, pad: int):
     pad' ≥ ``pad``: the template side of S consecutive shifts side by side, so that a chunk's
     GEMM operand for a window is a slice of it (a view, no copy).  Cached per (y, S); rebuilt
     wider when a frame reaches past its zero padding."""
-    key = (id(y), S)
-    if key not in _MULTI or _MULTI[key][1] < pad:
+    def build(old):
         L, C = y.shape
-        pad = max(pad, 2 * _MULTI[key][1] if key in _MULTI else 0)   # rarely rebuilt
-        out = np.zeros((L + 2 * pad + S, S, C), np.float32)
+        p = max(pad, 2 * old[1] if old is not None else 0)       # rarely rebuilt
+        out = np.zeros((L + 2 * p + S, S, C), np.float32)
         for s in range(S):
-            out[pad + s:pad + s + L, s] = y
-        _MULTI[key] = (out.reshape(L + 2 * pad + S, S * C), pad, y)
-    return _MULTI[key][:2]
+            out[p + s:p + s + L, s] = y
+        return out.reshape(L + 2 * p + S, S * C), p
+    return _MULTI.get(y, S, build, valid=lambda v: v[1] >= pad)
 
 
 def _shift_block(y: np.ndarray, q0: int, offsets: np.ndarray, J: int) -> np.ndarray:

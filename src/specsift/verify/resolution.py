@@ -28,6 +28,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from ..constants import C_KMS
 from ..spectra import survey_of
+from .cache import IdentityCache
 from .templates import Basis
 
 __all__ = ["SIGMA_STEP", "template_sigma_kms", "nominal_sigma_kms", "extra_sigma_pix",
@@ -95,7 +96,7 @@ def _template_sigma2(lo: float, hi: float, n: int) -> np.ndarray:
     return template_sigma_kms(np.linspace(lo, hi, n)) ** 2
 
 
-_CONVOLVED: dict = {}
+_CONVOLVED = IdentityCache()
 
 
 def convolved(basis: Basis, sigma_pix: float) -> Basis:
@@ -105,12 +106,10 @@ def convolved(basis: Basis, sigma_pix: float) -> Basis:
     sigma_pix = float(sigma_pix)
     if sigma_pix <= 0:
         return basis
-    key = (id(basis.vectors), sigma_pix)
-    if key not in _CONVOLVED:
+    def build(_):
         named = None if basis.star_named is None else _smooth(basis.star_named, sigma_pix)
-        _CONVOLVED[key] = (replace(basis, vectors=_smooth(basis.vectors, sigma_pix),
-                                   star_named=named), basis)
-    return _CONVOLVED[key][0]
+        return replace(basis, vectors=_smooth(basis.vectors, sigma_pix), star_named=named)
+    return _CONVOLVED.get(basis.vectors, sigma_pix, build)
 
 
 def _smooth(vectors: np.ndarray, sigma_pix: float) -> np.ndarray:
