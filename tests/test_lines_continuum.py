@@ -50,3 +50,24 @@ def test_bin_sums_equal_numpy_reductions():
     np.testing.assert_array_equal(C._bin_sum(x), x.sum(2))
     np.testing.assert_array_equal(C._bin_all_positive(x), (x > 0).all(2))
     assert C._bin_sum(x).dtype == np.float32
+
+
+def test_add_line_columns_equals_adding_the_line_table():
+    """The stage's one-Column-per-line append against the Table it replaced: same names,
+    order, values, dtypes, units, and no copies."""
+    from astropy.table import Table
+
+    from specsift.lines.measure import _empty, add_line_columns, line_table
+    cols = _empty(5)
+    cols["HALPHA_FLUX"][:] = np.arange(5, dtype=np.float32)
+    base = Table({"Z": np.zeros(5), "SPECTYPE": ["GALAXY"] * 5})
+    want = base.copy(copy_data=False)
+    want.add_columns(list(line_table(cols).columns.values()), copy=False)
+    got = base.copy(copy_data=False)
+    add_line_columns(got, cols)
+    assert got.colnames == want.colnames
+    for k in want.colnames:
+        assert got[k].dtype == want[k].dtype and got[k].unit == want[k].unit, k
+        np.testing.assert_array_equal(got[k], want[k])
+    assert str(got["HALPHA_FLUX"].unit) == "1e-17 erg / (s cm2)"
+    assert np.shares_memory(got["HALPHA_FLUX"], cols["HALPHA_FLUX"])

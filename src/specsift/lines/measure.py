@@ -30,8 +30,8 @@ from .table import C_KMS
 #: lag-1 noise correlation of SDSS coadd pixels (resampling), measured on real spectra
 SDSS_NOISE_CORR = 0.28
 
-__all__ = ["measure_lines", "line_columns", "line_table", "LINE_COLUMNS", "line_names",
-           "QSO_BROAD_NAMES"]
+__all__ = ["measure_lines", "line_columns", "line_table", "add_line_columns", "LINE_COLUMNS",
+           "line_names", "QSO_BROAD_NAMES"]
 
 #: catalog names of the broad lines (fastspecfit's, Mg II as one unresolved doublet)
 QSO_BROAD_NAMES = {"LYALPHA_BROAD": "LYALPHA", "CIV_BROAD": "CIV_1549", "CIII_BROAD": "CIII_1908",
@@ -250,6 +250,17 @@ def line_table(cols: dict[str, np.ndarray]) -> Table:
     units = _units()
     return Table([Column(v, name=k, unit=units[k], copy=False) for k, v in cols.items()],
                  copy=False)
+
+
+def add_line_columns(table: Table, cols: dict[str, np.ndarray]) -> None:
+    """Append the line columns of :func:`line_columns` to ``table`` with their units, in
+    place and without copies: the same columns as ``table.add_columns(line_table(cols)
+    .columns.values())`` with one astropy Column made per line column, not three (the
+    Columns, the Table of them and add_columns each made one: a twentieth of the stage)."""
+    table.add_columns(list(cols.values()), names=list(cols), copy=False)
+    units = _units()
+    for k in cols:
+        table.columns[k].unit = units[k]
 
 
 def line_columns(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=None,

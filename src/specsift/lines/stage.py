@@ -16,7 +16,7 @@ from astropy.table import Table
 
 from ..catalog import keep_net_answer
 from ..classes import CLASS_SETS, map_sdss, subtype_of
-from .measure import LINE_COLUMNS, line_columns, line_names, line_table
+from .measure import LINE_COLUMNS, add_line_columns, line_columns, line_names
 from .rules import sdss_subclass
 
 __all__ = ["add_lines", "class_set_of", "STAGE_COLUMNS"]
@@ -54,7 +54,7 @@ def add_lines(batch, catalog: Table, continuum=None, sigma_inst=None) -> Table:
     # the catalog's columns are not copied: every column below replaces, never writes into,
     # one of them (a copy and an hstack were a tenth of the stage)
     out = catalog.copy(copy_data=False)
-    out.add_columns(list(line_table(cols).columns.values()), copy=False)
+    add_line_columns(out, cols)
     out["SUBCLASS_LINES"] = sub
     label_net = np.asarray(catalog["CLASS_LABEL"]).astype("U24")
     keep_net_answer(out, catalog, ("CLASS_LABEL", "SUBTYPE"), dtype="U24")
