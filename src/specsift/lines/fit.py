@@ -119,7 +119,7 @@ def _chi2_of(prob, out, theta, prec, mean):
 
 def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
               n_iter: int = 5, noise_corr: float = 0.0, continuum=None,
-              extra=None) -> FitResult:
+              extra=None, rows=None) -> FitResult:
     """Fit ``model`` to continuum-subtracted spectra ``resid`` (N, P) at redshifts ``z``.
 
     ``sigma_inst`` is the instrumental Gaussian σ in km/s: a scalar, per spectrum (N,), per
@@ -133,9 +133,12 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
     then propagated into the errors (δθ = −H⁻¹ JᵀW B δc); the white-noise errors stay
     ivar-only, as SDSS's are.  ``extra`` (N, M, T): the values of ``model.templates`` at
     the fit bins (:func:`fit_pixels`), each fitted with a free amplitude (one window only).
+    ``rows``: fit only these rows of ``resid`` / ``ivar`` (``z``, ``sigma_inst`` and
+    ``extra`` are then the rows' own), their window pixels gathered without copying the
+    rows whole (a quasar window's subset was two (N, P) copies per window).
     """
     z = np.atleast_1d(np.asarray(z, float))
-    prob = _Problem(model, np.asarray(loglam, float), resid, ivar, z, sigma_inst, extra)
+    prob = _Problem(model, np.asarray(loglam, float), resid, ivar, z, sigma_inst, extra, rows)
     theta = np.zeros((prob.n, prob.np))
     theta[:, prob.ks:prob.ku] = prob.s_start
     prec, mean, _ = prob.prior()

@@ -142,7 +142,11 @@ def _galaxies(out, wt, loglam, flux, ivar, z, cont, rows, sig_inst, rho, cont_er
     return res
 
 
-def _quasars(out, wt, loglam, flux, ivar, z, rows, sig_inst, rho, single=False, feii=False):
+def _quasars(out, wt, loglam, flux, ivar, z, rows, sig_inst, rho, single=False, feii=False,
+             src=None):
+    """Every quasar window's fit for the spectra ``rows`` of the output; their data are
+    ``flux`` / ``ivar`` rows ``src`` (default: ``flux`` holds just them, in order)."""
+    src = np.arange(len(z)) if src is None else src
     lrest_lo = loglam[0] - np.log10(1 + z)
     lrest_hi = loglam[-1] - np.log10(1 + z)
     fits = {}
@@ -155,7 +159,8 @@ def _quasars(out, wt, loglam, flux, ivar, z, rows, sig_inst, rho, single=False, 
         s = np.nonzero(sel)[0]
         si = _sub_rows(sig_inst, s)
         extra = template_columns(model, loglam, z[s]) if model.templates else None
-        res = fit_lines(model, loglam, flux[s], ivar[s], z[s], si, noise_corr=rho, extra=extra)
+        res = fit_lines(model, loglam, flux, ivar, z[s], si, noise_corr=rho, extra=extra,
+                        rows=src[s])
         fits[col] = (s, res)
         a0, a1 = res.amp[:, 0], res.amp[:, 1]
         tot = a0 + a1
@@ -306,6 +311,6 @@ def line_columns(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=Non
         fits["GALAXY"] = (gal, _galaxies(out, wt, loglam, flux_g, ivar_g, z[gal], cont, gal,
                                          _sub_rows(sig, gal), noise_corr, cont_err), cont)
     if qso.size:
-        fits["QSO"] = (qso, _quasars(out, wt, loglam, flux[qso], ivar[qso], z[qso], qso,
-                                     _sub_rows(sig, qso), noise_corr, feii=feii))
+        fits["QSO"] = (qso, _quasars(out, wt, loglam, flux, ivar, z[qso], qso,
+                                     _sub_rows(sig, qso), noise_corr, feii=feii, src=qso))
     return out, wt, fits

@@ -37,14 +37,15 @@ def _regions(model, loglam: np.ndarray, z: np.ndarray):
     return np.concatenate(cols, axis=1), slices
 
 
-def _pixels(arr: np.ndarray, idx: np.ndarray, slices, b: int) -> np.ndarray:
-    """``arr`` (N, P) at the b pixels of every fit bin of :func:`_regions` (first pixels
-    ``idx`` (N, M)), 0 off the spectrum: (N, M, b).  A window's pixels are one contiguous
-    run per spectrum, so rows whose window lies inside the spectrum (nearly all) are
-    copied as runs; a fancy-indexed gather of every pixel was a tenth of a fit's set-up."""
-    n, p = arr.shape
+def _pixels(arr: np.ndarray, idx: np.ndarray, slices, b: int, rows=None) -> np.ndarray:
+    """``arr`` (N, P) — or its rows ``rows`` (N,) of a larger array — at the b pixels of
+    every fit bin of :func:`_regions` (first pixels ``idx`` (N, M)), 0 off the spectrum:
+    (N, M, b).  A window's pixels are one contiguous run per spectrum, so rows whose window
+    lies inside the spectrum (nearly all) are copied as runs; a fancy-indexed gather of
+    every pixel was a tenth of a fit's set-up."""
+    n, p = idx.shape[0], arr.shape[1]
     out = np.empty((n, idx.shape[1] * b), arr.dtype)
-    rows = np.arange(n)
+    rows = np.arange(n) if rows is None else np.asarray(rows)
     for sl in slices:
         width = b * (sl.stop - sl.start)
         i0 = idx[:, sl.start]
@@ -87,8 +88,11 @@ def _integrated(first, width, c, s, b: int = 1):
 class _Problem:
     """The arrays one fit needs, gathered once: data, weights and geometry of the windows."""
 
-    def __init__(self, model, loglam, resid, ivar, z, sigma_inst, extra=None):
-        n, p = resid.shape
+    def __init__(self, model, loglam, resid, ivar, z, sigma_inst, extra=None, rows=None):
+        # ``rows``: the rows of ``resid`` / ``ivar`` to fit (default all; a quasar window's
+        # subset gathered here, its pixels only, not copied whole first)
+        p = resid.shape[1]
+        n = resid.shape[0] if rows is None else len(rows)
         self.model = model
         self.step = loglam[1] - loglam[0]
         self.kms_pix = C_KMS * _LN10 * self.step
@@ -99,16 +103,16 @@ class _Problem:
         resid, ivar = np.asarray(resid), np.asarray(ivar)
         if b == 1:
             ic = np.clip(idx, 0, p - 1)
-            self.y = _pixels(resid, idx, self.slices, 1)[..., 0].astype(_DT)
-            self.w = _pixels(ivar, idx, self.slices, 1)[..., 0].astype(_DT)
+            self.y = _pixels(resid, idx, self.slices, 1, rows)[..., 0].astype(_DT)
+            self.w = _pixels(ivar, idx, self.slices, 1, rows)[..., 0].astype(_DT)
             self.inv_dlam = (1.0 / (10.0 ** loglam * _LN10 * self.step))[ic].astype(_DT)  # 1/Å
         else:
             # a bin: ivar-weighted mean of its pixels, weight the sum of their ivars; the
             # model is the line's integral over the whole bin / the bin's width in Å
             ic = np.clip(idx[:, :, None] + np.arange(b)[None, None, :], 0, p - 1)
-            wf = _pixels(ivar, idx, self.slices, b)
+            wf = _pixels(ivar, idx, self.slices, b, rows)
             self.w = wf.sum(2).astype(_DT)
-            yw = (wf * _pixels(resid, idx, self.slices, b)).sum(2)
+            yw = (wf * _pixels(resid, idx, self.slices, b, rows)).sum(2)
             self.y = np.where(self.w > 0, yw / np.where(self.w > 0, self.w, 1), 0).astype(_DT)
             dlam = (10.0 ** loglam * (_LN10 * self.step))[ic].sum(2)     # per pixel once
             self.inv_dlam = (1.0 / dlam).astype(_DT)
