@@ -72,7 +72,8 @@ def breakdown(batch, cat, reps):
         key = "galaxy lines" if len(model.regions) > 1 else \
             f"quasar window {model.regions[0][0]:.0f}-{model.regions[0][1]:.0f} Å (bins of {model.bin})"
         acc[key] += time.process_time() - t0
-        objs[key] = resid.shape[0]
+        # a quasar window's subset is given as ``rows`` of the whole batch
+        objs[key] = resid.shape[0] if k.get("rows") is None else len(k["rows"])
         return r
 
     def cont(loglam, flux, *a, **k):

@@ -42,14 +42,18 @@ def test_design_from_the_pair_table_equals_the_gathers(boxcar):
     np.testing.assert_array_equal(got, _reference_design(loglam[:50], pc[:, 0], lz, templates))
 
 
-def test_bin_sums_equal_numpy_reductions():
+@pytest.mark.parametrize("b", [2, 4, C._BIN])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bin_sums_equal_numpy_reductions(b, dtype):
+    """The continuum's 6-pixel bins and the quasar windows' 2- and 4-pixel bins."""
+    from specsift.lines.problem import _bin_sum
     rng = np.random.default_rng(4)
-    x = rng.normal(size=(9, 31, C._BIN)).astype(np.float32) ** 3
-    x[2, 5, 3] = 0.0
+    x = (rng.normal(size=(9, 31, b)) ** 3).astype(dtype)
+    x[2, 5, 1] = 0.0
     x[4, 7] = -1.0
-    np.testing.assert_array_equal(C._bin_sum(x), x.sum(2))
+    np.testing.assert_array_equal(_bin_sum(x), x.sum(2))
     np.testing.assert_array_equal(C._bin_all_positive(x), (x > 0).all(2))
-    assert C._bin_sum(x).dtype == np.float32
+    assert _bin_sum(x).dtype == dtype
 
 
 def test_add_line_columns_equals_adding_the_line_table():
@@ -93,3 +97,16 @@ def test_fit_of_some_rows_equals_the_fit_of_their_copies(window):
                  "covered", "model"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
     assert np.isfinite(want.amp).any()
+
+
+@pytest.mark.parametrize("b", [2, 4])
+def test_bin_widths_table_equals_the_per_bin_gather(b):
+    """Quasar windows' bin widths in Å from the per-start table against the gather of
+    every pixel's width it replaced, windows off either edge of the spectrum included."""
+    from specsift.lines.problem import _LN10, _bin_widths
+    loglam = DEFAULT_GRID.loglam
+    p, step = loglam.size, loglam[1] - loglam[0]
+    idx = np.array([[-40, -5, -1, 0, 3], [p - 3, p - 1, p, p + 7, 100]])
+    ic = np.clip(idx[:, :, None] + np.arange(b), 0, p - 1)
+    want = (10.0 ** loglam * (_LN10 * step))[ic].sum(2)
+    np.testing.assert_array_equal(_bin_widths(loglam, step, b, idx), want)

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
 from .noise import bin_noise
+from .problem import _bin_sum
 from .table import C_KMS, TABLE
 
 __all__ = ["stellar_continuum", "line_mask"]
@@ -175,17 +176,6 @@ def stellar_continuum(loglam, flux, ivar, z, at, with_cov: bool = False,
         return out
     design_at = lambda idx: B if np.array_equal(idx, at) else design(idx)  # noqa: E731
     return out, design_at, _inverse(H) * bin_noise(_BIN, noise_corr)[0]
-
-
-def _bin_sum(x: np.ndarray) -> np.ndarray:
-    """``x.sum(2)`` over the short last axis as a chain of slice additions: the same
-    left-to-right float32 sum numpy does for fewer than 8 terms (bit for bit), at a
-    quarter of the time (numpy's reduction over a 6-long inner axis pays a loop set-up
-    per bin)."""
-    out = x[..., 0] + x[..., 1]
-    for j in range(2, x.shape[-1]):
-        out += x[..., j]
-    return out
 
 
 def _bin_all_positive(x: np.ndarray) -> np.ndarray:

@@ -22,6 +22,29 @@ _SQRT2 = np.float32(np.sqrt(2.0))
 _DT = np.float32
 
 
+def _bin_sum(x: np.ndarray) -> np.ndarray:
+    """``x.sum(2)`` over the short last axis as a chain of slice additions: the same
+    left-to-right float32 sum numpy does for fewer than 8 terms (bit for bit), at a
+    quarter of the time (numpy's reduction over a 6-long inner axis pays a loop set-up
+    per bin)."""
+    out = x[..., 0] + x[..., 1]
+    for j in range(2, x.shape[-1]):
+        out += x[..., j]
+    return out
+
+
+def _bin_widths(loglam: np.ndarray, step: float, b: int, idx: np.ndarray) -> np.ndarray:
+    """Width in Å of the bins of ``b`` pixels starting at pixels ``idx`` (pixels off the
+    spectrum count as its edge pixel): one sum per possible start, then a gather (the
+    (N, M, b) gather of pixel widths and its sum were a tenth of a window's set-up; every
+    start before −b or past the end has the same clipped pixels as −b or the end)."""
+    p = loglam.size
+    dl = 10.0 ** loglam * (_LN10 * step)
+    starts = np.arange(-b, p + 1)
+    table = _bin_sum(dl[np.clip(starts[:, None] + np.arange(b), 0, p - 1)])
+    return table[np.clip(idx, -b, p) + b]
+
+
 def _regions(model, loglam: np.ndarray, z: np.ndarray):
     """First pixel (N, M) of every fit bin of every region at each redshift, and the
     regions' column slices."""
@@ -109,13 +132,11 @@ class _Problem:
         else:
             # a bin: ivar-weighted mean of its pixels, weight the sum of their ivars; the
             # model is the line's integral over the whole bin / the bin's width in Å
-            ic = np.clip(idx[:, :, None] + np.arange(b)[None, None, :], 0, p - 1)
             wf = _pixels(ivar, idx, self.slices, b, rows)
-            self.w = wf.sum(2).astype(_DT)
-            yw = (wf * _pixels(resid, idx, self.slices, b, rows)).sum(2)
+            self.w = _bin_sum(wf).astype(_DT)
+            yw = _bin_sum(wf * _pixels(resid, idx, self.slices, b, rows))
             self.y = np.where(self.w > 0, yw / np.where(self.w > 0, self.w, 1), 0).astype(_DT)
-            dlam = (10.0 ** loglam * (_LN10 * self.step))[ic].sum(2)     # per pixel once
-            self.inv_dlam = (1.0 / dlam).astype(_DT)
+            self.inv_dlam = (1.0 / _bin_widths(loglam, self.step, b, idx)).astype(_DT)
         start = loglam[0]
         self.c0 = np.stack([(np.log10(c.wave) + np.log10(1 + z) - start) / self.step
                             for c in model.components], axis=1).astype(_DT)   # (N, L) pixels
