@@ -83,3 +83,39 @@ def run_child(args: list[str], threads: int | None = None, one_core: bool = Fals
     _, rc, dt, cpu, rss = line.split()
     return {"rc": int(rc), "seconds": float(dt), "process_seconds": wall, "cpu": float(cpu),
             "rss_mb": int(rss) / 1024, "stdout": p.stdout, "stderr": p.stderr}
+
+
+def stage_seconds(model, store: Path, batch_size: int, fns: dict, tmp: Path) -> dict:
+    """CPU seconds of each stage (read, predict, verify, lines, write) over the whole store
+    and the spectrum count ``n``, single thread.  ``fns`` holds the package's ``plan_units``,
+    ``iter_unit``, ``verify_catalog``, ``add_lines`` and ``table_to_arrow``: this checkout's
+    (predict_speed) or another revision's (predict_ab), timed by the same loop."""
+    import pyarrow.parquet as pq
+    import torch
+    t = dict.fromkeys(("read", "predict", "verify", "lines", "write"), 0.0)
+    n = 0
+    for unit in fns["plan_units"]([store], batch_size):
+        it = fns["iter_unit"](unit, batch_size, model.grid)
+        while True:
+            t0 = time.process_time()
+            nxt = next(it, None)
+            t["read"] += time.process_time() - t0
+            if nxt is None:
+                break
+            batch = nxt[1]
+            t0 = time.process_time()
+            with torch.inference_mode():
+                cat, cands = model.propose(model.check_batch(batch))
+            t["predict"] += time.process_time() - t0
+            t0 = time.process_time()
+            cat = fns["verify_catalog"](model.check_batch(batch), cat, cands)
+            t["verify"] += time.process_time() - t0
+            t0 = time.process_time()
+            cat = fns["add_lines"](batch, cat)
+            t["lines"] += time.process_time() - t0
+            t0 = time.process_time()
+            pq.write_table(fns["table_to_arrow"](cat), Path(tmp) / "p.parquet")
+            t["write"] += time.process_time() - t0
+            n += len(batch)
+    t["n"] = n
+    return t

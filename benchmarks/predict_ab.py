@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _predict_common import ROOT, sim_store  # noqa: E402
+from _predict_common import ROOT, sim_store, stage_seconds  # noqa: E402
 
 STAGES = ("read", "forward", "predict_rest", "verify", "lines", "write")
 
@@ -50,9 +50,11 @@ class Version:
         def m(x):
             return importlib.import_module(f"{pkg}.{x}")
         self.model = m("models.base").load_model("gasnet").prepare("cpu", 1)
-        self.add_lines, self.verify = m("lines").add_lines, m("verify").verify_catalog
-        self.to_arrow = m("pipeline.parts").table_to_arrow
-        self.iter_unit, self.plan_units = m("pipeline.units").iter_unit, m("pipeline.units").plan_units
+        self.fns = {"plan_units": m("pipeline.units").plan_units,
+                    "iter_unit": m("pipeline.units").iter_unit,
+                    "verify_catalog": m("verify").verify_catalog,
+                    "add_lines": m("lines").add_lines,
+                    "table_to_arrow": m("pipeline.parts").table_to_arrow}
         self.predict = m("pipeline").predict
         self.fwd = {"t": 0.0}
         f = self.fwd
@@ -63,34 +65,9 @@ class Version:
 
     def stages(self, store: Path, tmp: Path) -> dict:
         """µs a spectrum per stage over the whole store (as ``predict_speed.stages``)."""
-        import pyarrow.parquet as pq
-        import torch
-        model, self.fwd["t"] = self.model, 0.0
-        t = dict.fromkeys(("read", "predict", "verify", "lines", "write"), 0.0)
-        n = 0
-        for unit in self.plan_units([store], 1024):
-            it = self.iter_unit(unit, 1024, model.grid)
-            while True:
-                t0 = time.process_time()
-                nxt = next(it, None)
-                t["read"] += time.process_time() - t0
-                if nxt is None:
-                    break
-                b = nxt[1]
-                t0 = time.process_time()
-                with torch.inference_mode():
-                    cat, cands = model.propose(model.check_batch(b))
-                t["predict"] += time.process_time() - t0
-                t0 = time.process_time()
-                cat = self.verify(model.check_batch(b), cat, cands)
-                t["verify"] += time.process_time() - t0
-                t0 = time.process_time()
-                cat = self.add_lines(b, cat)
-                t["lines"] += time.process_time() - t0
-                t0 = time.process_time()
-                pq.write_table(self.to_arrow(cat), tmp / "p.parquet")
-                t["write"] += time.process_time() - t0
-                n += len(b)
+        self.fwd["t"] = 0.0
+        t = stage_seconds(self.model, store, 1024, self.fns, tmp)
+        n = t["n"]
         t["forward"], t["predict_rest"] = self.fwd["t"], t["predict"] - self.fwd["t"]
         return {k: 1e6 * t[k] / n for k in STAGES}
 

@@ -34,13 +34,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _predict_common import model_for_bench, sim_store  # noqa: E402
+from _predict_common import model_for_bench, sim_store, stage_seconds  # noqa: E402
 
 
 def stages(model, store: Path, batch_size: int) -> dict:
     """CPU seconds per stage over the whole store (single thread; CPU time, not wall, so
     that other jobs on the machine do not inflate it)."""
-    import pyarrow.parquet as pq
     import torch
 
     from specsift.lines import add_lines
@@ -54,8 +53,8 @@ def stages(model, store: Path, batch_size: int) -> dict:
         net.register_forward_pre_hook(lambda *a: fwd.__setitem__("t0", time.process_time()))
         net.register_forward_hook(lambda *a: fwd.__setitem__(
             "t", fwd["t"] + time.process_time() - fwd["t0"]))
-    t = {"read": 0.0, "predict": 0.0, "verify": 0.0, "lines": 0.0, "write": 0.0}
-    n = 0
+    fns = {"plan_units": plan_units, "iter_unit": iter_unit, "verify_catalog": verify_catalog,
+           "add_lines": add_lines, "table_to_arrow": table_to_arrow}
     with tempfile.TemporaryDirectory() as tmp:
         # one untimed batch first: the per-process caches (template tables, binned and
         # multi-shift template sides, the fused network trunk) are built once per run, and
@@ -66,32 +65,9 @@ def stages(model, store: Path, batch_size: int) -> dict:
                 c, k = model.propose(model.check_batch(first[:256]))
             add_lines(first[:256], verify_catalog(model.check_batch(first[:256]), c, k))
         fwd["t"] = 0.0
-        for unit in plan_units([store], batch_size):
-            it = iter_unit(unit, batch_size, model.grid)
-            while True:
-                t0 = time.process_time()
-                nxt = next(it, None)
-                t["read"] += time.process_time() - t0
-                if nxt is None:
-                    break
-                _, batch = nxt
-                t0 = time.process_time()
-                with torch.inference_mode():
-                    cat, cands = model.propose(model.check_batch(batch))
-                t["predict"] += time.process_time() - t0
-                t0 = time.process_time()
-                cat = verify_catalog(model.check_batch(batch), cat, cands)
-                t["verify"] += time.process_time() - t0
-                t0 = time.process_time()
-                cat = add_lines(batch, cat)
-                t["lines"] += time.process_time() - t0
-                t0 = time.process_time()
-                pq.write_table(table_to_arrow(cat), Path(tmp) / "p.parquet")
-                t["write"] += time.process_time() - t0
-                n += len(batch)
+        t = stage_seconds(model, store, batch_size, fns, Path(tmp))
     t["forward"] = fwd["t"]
     t["predict_rest"] = t["predict"] - fwd["t"]
-    t["n"] = n
     return t
 
 
