@@ -229,22 +229,22 @@ def _summary(path: Path, batch_size: int):
 def _error_line(path, exc: BaseException) -> str:
     """One line naming the file and the problem, whatever was raised (astropy's
     VerifyError, KeyError('NAXIS3'), TypeError …): a bare 'recformat' helps nobody."""
-    from ..io import _named
+    from ..io import named_error
 
-    err = _named(Path(path), exc) if path is not None else exc
+    err = named_error(Path(path), exc) if path is not None else exc
     return str(err).strip() or type(exc).__name__
 
 
 def run(args) -> int:
     """Every file summarised (a table for several) or named in one error line (exit 2);
     never a traceback, and a bad file or pattern never stops the files after it."""
-    from ..io import _expand
+    from ..io import expand_inputs
     from ..term import printable
 
     failed, items = 0, []
     for arg in args.paths:
         try:
-            paths = _expand([arg])
+            paths = expand_inputs([arg])
         except Exception as exc:  # noqa: BLE001 - a bad pattern costs only itself
             print(f"specsift info: error: {printable(_error_line(None, exc), limit=600)}",
                   file=sys.stderr)

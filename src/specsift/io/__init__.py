@@ -50,7 +50,8 @@ from .store import SpectralStore
 
 __all__ = ["read", "iter_read", "read_guarded", "expand_paths", "detect_format",
            "write_catalog", "read_catalog", "SpectralStore", "NotSpectraError",
-           "SPECTRA_SUFFIXES", "READERS", "Reader", "register", "is_store", "container_of"]
+           "SPECTRA_SUFFIXES", "READERS", "Reader", "register", "is_store", "container_of",
+           "expand_inputs", "named_error"]
 
 #: File name endings picked up when a directory is given.
 SPECTRA_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fz", ".h5", ".hdf5",
@@ -60,7 +61,7 @@ def _has_suffix(p: Path) -> bool:
     return p.name.lower().endswith(SPECTRA_SUFFIXES)
 
 
-def _expand(inputs) -> list[tuple[Path, bool]]:
+def expand_inputs(inputs) -> list[tuple[Path, bool]]:
     """(path, named explicitly) for files, directories (recursive) and glob patterns."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -95,7 +96,7 @@ def _expand_dir(d: Path) -> list[tuple[Path, bool]]:
 def expand_paths(inputs) -> list[Path]:
     """Files named by ``inputs``: paths, directories (searched recursively for spectra
     file endings) and glob patterns, in a stable sorted order."""
-    return [p for p, _ in _expand(inputs)]
+    return [p for p, _ in expand_inputs(inputs)]
 
 
 def detect_format(path) -> str:
@@ -131,7 +132,7 @@ def read_guarded(path: Path, grid: LogGrid | None, batch_size: int,
     except (NotSpectraError, _GridMismatch):
         raise
     except Exception as exc:  # noqa: BLE001 - the one place reader errors become flags
-        err = _named(path, exc)
+        err = named_error(path, exc)
         if on_error == "raise":
             raise err from (None if err is exc else exc)
         n = 1 if isinstance(exc, DeclaredSizeError) else declared_rows(path)
@@ -146,7 +147,7 @@ def read_guarded(path: Path, grid: LogGrid | None, batch_size: int,
             yield ph
 
 
-def _named(path: Path, exc: BaseException) -> BaseException:
+def named_error(path: Path, exc: BaseException) -> BaseException:
     """The exception with the file named in its message (kept as is if already named)."""
     msg = str(exc).strip() or exc.__class__.__name__
     if str(path) in msg and isinstance(exc, (OSError, ValueError)):
@@ -200,7 +201,7 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
                     buffer.extend(read_guarded(nat.path, grid, batch_size, on_error))
         natives.clear()
 
-    for path, explicit in _expand(inputs):
+    for path, explicit in expand_inputs(inputs):
         native = quick_native(path) if grid is not None else None
         if native is not None:
             natives.append(native)
