@@ -22,7 +22,7 @@ from .grid import DEFAULT_GRID, LogGrid, grid_offset, pixel_edges, rebin_matrix,
 from .rowstats import median_snr, row_median_mad
 
 __all__ = ["LogGrid", "DEFAULT_GRID", "SpectraBatch", "rebin_matrix", "pixel_edges",
-           "row_median_mad", "median_snr", "same_grid", "sanitise", "grid_offset"]
+           "row_median_mad", "median_snr", "same_grid", "sanitise", "grid_offset", "stack_meta"]
 
 
 def _to_table(meta: Table | None, n: int) -> Table:
@@ -55,7 +55,7 @@ def meta_kind(a) -> str:
     return "num" if k in "iufb" else "str" if k in "US" else k
 
 
-def _stack_meta(tables: list[Table]) -> Table:
+def stack_meta(tables: list[Table]) -> Table:
     """Stack meta tables; a column missing from some gets '' / NaN / -1 / False there
     (never a masked column, whose hidden values would leak into stores and catalogs),
     and a column whose types clash between tables is dropped with a warning."""
@@ -255,7 +255,7 @@ class SpectraBatch:
         return SpectraBatch._unchecked(ref, np.concatenate([b.flux for b in batches]),
                                        np.concatenate([b.ivar for b in batches]),
                                        np.concatenate([b.mask for b in batches]),
-                                       _stack_meta([b.meta for b in batches]), res)
+                                       stack_meta([b.meta for b in batches]), res)
 
     # -- physics helpers -------------------------------------------------------
     def resample(self, grid: LogGrid | np.ndarray = DEFAULT_GRID,

@@ -26,11 +26,11 @@ from ..flags import InputFlag
 from ..spectra import (
     LogGrid,
     SpectraBatch,
-    _stack_meta,
     grid_offset,
     meta_kind,
     sanitise,
     sanitise_message,
+    stack_meta,
 )
 from ._common import coverage_fraction, finalize, standard_meta
 
@@ -124,5 +124,5 @@ def _meta(natives: list[Native]):
         else:
             cols["SOURCE"] = np.array([str(n.path) for n in natives])
             return standard_meta(cols, natives[0].path, len(natives))
-    return _stack_meta([standard_meta({c: [v] for c, v in n.meta.items()}, n.path, 1)
-                        for n in natives])
+    return stack_meta([standard_meta({c: [v] for c, v in n.meta.items()}, n.path, 1)
+                      for n in natives])
