@@ -179,14 +179,14 @@ def test_parquet_schema_is_astropys_own(tmp_path):
     schema as astropy's writer on the same table, units and keywords included."""
     from astropy.table.meta import get_yaml_from_table
 
-    from specsift.io.catalog_parquet import _parquet_schema, _table_yaml
+    from specsift.io.catalog_parquet import _table_yaml, parquet_schema
     from specsift.io.catalog_sources import MemorySource
     src = MemorySource(catalog(3), {**PROV, "VERIFIED": True, "NOTE": {"b": 1, "a": [2, 3]}})
     proto = src.prototype()
     proto.meta.update(src.provenance)
     assert _table_yaml(proto) == get_yaml_from_table(proto)
     proto.write(tmp_path / "astropy.parquet", format="parquet")
-    mine = _parquet_schema(proto)
+    mine = parquet_schema(proto)
     with pq.ParquetWriter(tmp_path / "mine.parquet", mine):
         pass
     assert pq.read_schema(tmp_path / "mine.parquet").equals(

@@ -38,7 +38,7 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 from astropy.utils.exceptions import AstropyWarning
 
-from .catalog_parquet import _parquet_schema
+from .catalog_parquet import parquet_schema
 from .catalog_schema import FIBERMAP_COLUMNS, canonical_order, unit_for
 from .catalog_sources import MemorySource, PartSource
 
@@ -207,14 +207,14 @@ def _ascii(t: Table, proto: Table | None) -> Table:
 
 
 def _write_parquet(src, tmp: Path) -> None:
-    """Schema and metadata as astropy's own Parquet writer makes them (:func:`_parquet_schema`,
+    """Schema and metadata as astropy's own Parquet writer makes them (:func:`parquet_schema`,
     from a one-row prototype), rows streamed through pyarrow with exactly that schema: parts of
     a predict run go Arrow to Arrow (:meth:`.catalog_sources.PartSource.arrow_tables`), never through astropy."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     proto = src.prototype()
     proto.meta.update(src.provenance)
-    schema = _parquet_schema(proto)
+    schema = parquet_schema(proto)
     plain = {f"specsift.{k}": str(v) for k, v in src.meta.items()}   # for pyarrow / pandas
     schema = schema.with_metadata({**(schema.metadata or {}),
                                    **{k.encode(): v.encode() for k, v in plain.items()}})

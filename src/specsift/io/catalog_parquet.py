@@ -10,8 +10,10 @@ from collections import OrderedDict
 import numpy as np
 from astropy.table import Table
 
+__all__ = ["parquet_schema", "numpy_of"]
 
-def _parquet_schema(proto: Table):
+
+def parquet_schema(proto: Table):
     """The Arrow schema astropy's ``write_table_parquet`` gives ``proto`` (column types from
     the numpy dtypes, string widths as ``table::len::NAME``, units and keywords as
     ``table_meta_yaml``), built directly: astropy's writer looks up ``Table.dtype`` once per
@@ -67,7 +69,7 @@ def _table_yaml(table: Table) -> list[str]:
         return tm.get_yaml_from_table(table)
 
 
-def _numpy_of(col) -> np.ndarray:
+def numpy_of(col) -> np.ndarray:
     """An Arrow array of numbers or booleans without nulls → numpy, from its data buffer:
     ``to_numpy`` goes through pyarrow's pandas shim, which imports pandas (~0.3 CPU-s a
     process) — for the one-row prototype of a merge."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from .catalog_parquet import _numpy_of
+from .catalog_parquet import numpy_of
 from .catalog_schema import canonical_order, unit_for
 
 __all__ = ["MemorySource", "PartSource", "prepare", "fill_value", "arrow_to_table",
@@ -53,13 +53,13 @@ def arrow_to_table(at) -> Table:
     columns, strings as numpy str, nulls as :func:`fill_value` makes them (``''``, NaN, −1,
     False).  The one conversion for every reader of parts (the merge's prototype here,
     :mod:`specsift.pipeline.parts` and its benchmark), so that they cannot drift apart;
-    numbers go through :func:`.catalog_parquet._numpy_of`, which does not import pandas."""
+    numbers go through :func:`.catalog_parquet.numpy_of`, which does not import pandas."""
     import pyarrow as pa
     t = Table()
     for name in at.column_names:
         col = at.column(name).combine_chunks()
         if pa.types.is_fixed_size_list(col.type):
-            values = _numpy_of(col.flatten())
+            values = numpy_of(col.flatten())
             t[name] = values.reshape(len(col), col.type.list_size)
         elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             t[name] = np.array([s or "" for s in col.to_pylist()], dtype=str) \
@@ -67,7 +67,7 @@ def arrow_to_table(at) -> Table:
         else:
             filled = col.fill_null(fill_value(col.type.to_pandas_dtype())) \
                 if col.null_count else col
-            t[name] = _numpy_of(filled)
+            t[name] = numpy_of(filled)
     return t
 
 
