@@ -46,14 +46,14 @@ def test_design_from_the_pair_table_equals_the_gathers(boxcar):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bin_sums_equal_numpy_reductions(b, dtype):
     """The continuum's 6-pixel bins and the quasar windows' 2- and 4-pixel bins."""
-    from specsift.lines.problem import _bin_sum
+    from specsift.lines.problem import bin_sum
     rng = np.random.default_rng(4)
     x = (rng.normal(size=(9, 31, b)) ** 3).astype(dtype)
     x[2, 5, 1] = 0.0
     x[4, 7] = -1.0
-    np.testing.assert_array_equal(_bin_sum(x), x.sum(2))
+    np.testing.assert_array_equal(bin_sum(x), x.sum(2))
     np.testing.assert_array_equal(C._bin_all_positive(x), (x > 0).all(2))
-    assert _bin_sum(x).dtype == dtype
+    assert bin_sum(x).dtype == dtype
 
 
 def test_add_line_columns_equals_adding_the_line_table():

@@ -1,5 +1,5 @@
 """The line fit's solver pieces against reference computations: the block Jacobian of
-``_Problem.evaluate`` against finite differences of its model, the block-sparse normal
+``Problem.evaluate`` against finite differences of its model, the block-sparse normal
 equations against the dense ones, and the reused-profile path against a fresh evaluation."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from specsift.lines.fit import fit_pixels
 from specsift.lines.models import galaxy_model, quasar_models
-from specsift.lines.problem import _erf, _Problem
+from specsift.lines.problem import Problem, _erf
 from specsift.spectra import DEFAULT_GRID
 
 
@@ -24,7 +24,7 @@ def _problem(model, n=6, z=0.12, seed=0, extra=False):
     if extra:
         m = fit_pixels(model, grid.loglam, zz).shape[1]
         ex = rng.uniform(0.5, 1.5, (n, m, len(model.templates))).astype(np.float32)
-    prob = _Problem(model, grid.loglam, flux, ivar, zz, 65.0, ex)
+    prob = Problem(model, grid.loglam, flux, ivar, zz, 65.0, ex)
     theta = np.zeros((n, prob.np))
     theta[:, :prob.ks] = rng.uniform(5, 50, (n, prob.ks))                # amplitudes, backs
     theta[:, prob.ks:prob.ku] = prob.s_start * rng.uniform(0.7, 1.4, prob.s_start.shape)
@@ -108,7 +108,7 @@ def test_reused_profiles_give_the_fresh_evaluation():
 
 def _reference_profiles(prob, theta, cs, first, ws):
     """The profiles and derivatives as the fit computed them before the folded form of
-    ``_Problem._profiles`` (the same float32 operations): φ, e·φ and each derivative on
+    ``Problem._profiles`` (the same float32 operations): φ, e·φ and each derivative on
     its own."""
     f32 = np.float32
     sc = prob.scale[cs]

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
 from .noise import bin_noise
-from .problem import _bin_sum
+from .problem import bin_sum
 from .table import C_KMS, TABLE
 
 __all__ = ["stellar_continuum", "line_mask"]
@@ -158,8 +158,8 @@ def stellar_continuum(loglam, flux, ivar, z, at, with_cov: bool = False,
     # a bin with any masked pixel (a line's edge, a bad pixel) is left out: its data mean
     # would not be over the span its template average covers
     good = _bin_all_positive(w_pix) & ~_masked_bins(loglam, z, nb)
-    w = np.where(good, _bin_sum(w_pix), 0.0)
-    yb = _bin_sum(w_pix * np.asarray(flux, np.float32)[:, sl].reshape(n, nb, _BIN))
+    w = np.where(good, bin_sum(w_pix), 0.0)
+    yb = bin_sum(w_pix * np.asarray(flux, np.float32)[:, sl].reshape(n, nb, _BIN))
     yb = np.where(w > 0, yb / np.where(w > 0, w, 1), 0.0).astype(np.float32)
     llb = loglam[sl].reshape(nb, _BIN).mean(1)
     pcb = poly[:, sl].reshape(_N_POLY, nb, _BIN).mean(2)
@@ -175,11 +175,11 @@ def stellar_continuum(loglam, flux, ivar, z, at, with_cov: bool = False,
     if not with_cov:
         return out
     design_at = lambda idx: B if np.array_equal(idx, at) else design(idx)  # noqa: E731
-    return out, design_at, _inverse(H) * bin_noise(_BIN, noise_corr)[0]
+    return out, design_at, inverse(H) * bin_noise(_BIN, noise_corr)[0]
 
 
 def _bin_all_positive(x: np.ndarray) -> np.ndarray:
-    """``(x > 0).all(2)`` as a chain over the last axis (see :func:`_bin_sum`)."""
+    """``(x > 0).all(2)`` as a chain over the last axis (see :func:`bin_sum`)."""
     out = x[..., 0] > 0
     for j in range(1, x.shape[-1]):
         out &= x[..., j] > 0
@@ -204,9 +204,9 @@ def _boxcar_basis() -> np.ndarray:
     return uniform_filter1d(_basis()[0], _BIN, axis=1, mode="nearest").astype(np.float32)
 
 
-def _inverse(H):
+def inverse(H):
     """The line fit's batched inverse (torch, pinv for singular rows)."""
-    from .fit import _inverse as inverse
+    from .fit import inverse
     return inverse(H)
 
 

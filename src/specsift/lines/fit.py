@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .noise import bin_noise
-from .problem import _DT, _integrated, _Problem, _regions
+from .problem import DT, Problem, integrated, regions
 
-__all__ = ["Component", "Group", "LineModel", "FitResult", "fit_lines", "fit_pixels"]
+__all__ = ["Component", "Group", "LineModel", "FitResult", "fit_lines", "fit_pixels", "inverse"]
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class FitResult:
 def fit_pixels(model: LineModel, loglam, z) -> np.ndarray:
     """(N, M) first pixel of every fit bin of ``model``'s windows at redshifts ``z``
     (pixels, may fall outside the spectrum), in the order :func:`fit_lines` uses."""
-    return _regions(model, np.asarray(loglam, float), np.atleast_1d(np.asarray(z, float)))[0]
+    return regions(model, np.asarray(loglam, float), np.atleast_1d(np.asarray(z, float)))[0]
 
 
 def _normal(prob, J, r, prec, mean, theta):
@@ -138,7 +138,7 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
     rows whole (a quasar window's subset was two (N, P) copies per window).
     """
     z = np.atleast_1d(np.asarray(z, float))
-    prob = _Problem(model, np.asarray(loglam, float), resid, ivar, z, sigma_inst, extra, rows)
+    prob = Problem(model, np.asarray(loglam, float), resid, ivar, z, sigma_inst, extra, rows)
     theta = np.zeros((prob.n, prob.np))
     theta[:, prob.ks:prob.ku] = prob.s_start
     prec, mean, _ = prob.prior()
@@ -172,7 +172,7 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
         chi2 = np.where(better, chi2_t, chi2)
         lam = np.where(better, lam * 0.3, lam * 10.0)
     H, _ = _normal(prob, J, prob.y - out, prec, mean, theta)
-    cov = hinv = _inverse(H)
+    cov = hinv = inverse(H)
     if noise_corr > 0:
         cov = cov @ _correlated_meat(prob, J, H, noise_corr, prec) @ cov
     if continuum is not None:
@@ -194,7 +194,7 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
         npix=(prob.w > 0).sum(1), idx=prob.idx, centre=centre, back_at=back_at, model=out)
 
 
-def _at_centres(prob: _Problem, theta):
+def _at_centres(prob: Problem, theta):
     """Nearest pixel and background level at every component's fitted centre."""
     mdl = prob.model
     cen = np.stack([prob.c0[:, j] + theta[:, prob.ku + c.group]
@@ -217,7 +217,7 @@ def _at_centres(prob: _Problem, theta):
     return np.rint(cen).astype(np.int64), back
 
 
-def _correlated_meat(prob: _Problem, J, H, rho1: float, prec=None):
+def _correlated_meat(prob: Problem, J, H, rho1: float, prec=None):
     """Jᵀ W C W J for noise correlated as SDSS's resampling makes it (lag-1 correlation
     ``rho1``; the bins' variance factor and lags from :func:`.noise.bin_noise`, the one
     copy the continuum fit uses too); pairs across two windows are not neighbours."""
@@ -238,7 +238,7 @@ def _correlated_meat(prob: _Problem, J, H, rho1: float, prec=None):
     return meat
 
 
-def _continuum_cov(prob: _Problem, J, hinv, design, ccov):
+def _continuum_cov(prob: Problem, J, hinv, design, ccov):
     """Covariance the continuum's coefficient errors give the fit parameters: the line
     fit is linear in the data, δθ = −H⁻¹ Jᵀ W B δc, so Cov = G C Gᵀ with G = H⁻¹ JᵀWB."""
     B = np.asarray(design(prob.idx), np.float32) * prob.w[:, None, :]     # (N, K, M)
@@ -249,7 +249,7 @@ def _continuum_cov(prob: _Problem, J, hinv, design, ccov):
     return G @ np.asarray(ccov, float) @ G.transpose(0, 2, 1)
 
 
-def _white(prob: _Problem, H, hinv):
+def _white(prob: Problem, H, hinv):
     """The ivar-only covariance of a fit like SDSS's: its line fit has no template
     (Fe II) terms, and for galaxies no local background (``white_fixed_background``), so
     its errors are ours with those terms held fixed (the conditional covariance); the
@@ -264,10 +264,10 @@ def _white(prob: _Problem, H, hinv):
     Hc[:, t, :] = 0.0
     Hc[:, :, t] = 0.0
     Hc[:, t, t] = 1.0
-    return _inverse(Hc)
+    return inverse(Hc)
 
 
-def _inverse(H):
+def inverse(H):
     """Batched inverse; the rare singular matrix (a degenerate fit) gets a pseudo-inverse.
     Through torch where it is installed: 1.6× numpy's batched inverse on these shapes."""
     try:
@@ -291,23 +291,23 @@ def _inverse(H):
 MIN_GOOD_FRACTION = 0.6
 
 
-def _covered(prob: _Problem, theta, J) -> np.ndarray:
+def _covered(prob: Problem, theta, J) -> np.ndarray:
     """An amplitude is measured when one of its lines has ≥ 3 good pixels within ±2σ and
     ≥ :data:`MIN_GOOD_FRACTION` of its light on good pixels.  Why the share: a line whose
     core is masked (a bad-pixel run, a saturated sky line) was "measured" from its wings
     alone (a real SDSS starburst's Hα came out at 0.7 × Hβ and turned it into an AGN)."""
     cov = np.zeros((prob.n, prob.ka), bool)
-    th = theta.astype(_DT)
+    th = theta.astype(DT)
     for (sl, _), comps in zip(prob.blocks, prob.comp_of):     # a window's lines at once
         if comps.size == 0:
             continue
         sg = th[:, prob.ks + prob.group[comps]] * prob.scale[comps]                # (N, L)
         s = np.sqrt(sg * sg + prob.s_inst_l[:, comps] ** 2)[..., None]
         cen = (prob.c0[:, comps] + th[:, prob.ku + prob.group[comps]])[..., None]
-        mid = (prob.x[:, sl] + _DT(0.5 * (prob.bin - 1)))[:, None, :]
+        mid = (prob.x[:, sl] + DT(0.5 * (prob.bin - 1)))[:, None, :]
         good = (prob.w[:, sl] > 0)[:, None, :]
         near = (np.abs(mid - cen) <= np.maximum(2 * s, prob.bin)) & good         # (N, L, W)
-        integ = _integrated(prob.x[:, sl.start, None, None], sl.stop - sl.start, cen, s,
+        integ = integrated(prob.x[:, sl.start, None, None], sl.stop - sl.start, cen, s,
                             prob.bin)
         share = (integ * good).sum(2) / np.maximum(integ.sum(2), 1e-12)
         ok = (near.sum(2) >= 3) & (share >= MIN_GOOD_FRACTION)                   # (N, L)

@@ -13,16 +13,18 @@ from scipy.special import erf
 
 from .table import C_KMS
 
+__all__ = ["DT", "Problem", "bin_sum", "integrated", "regions"]
+
 _LN10 = np.log(10.0)
 #: |(edge − centre) / (σ√2)| beyond which a profile's wing is held at its value there
 #: (erf(5.5) = 1 in float32, exp(−5.5²) = 7e-14): keeps subnormals out of the fit
 _V_MAX = np.float32(5.5)
 _SQRT2 = np.float32(np.sqrt(2.0))
 #: working precision of the model and Jacobian (the normal equations are solved in float64)
-_DT = np.float32
+DT = np.float32
 
 
-def _bin_sum(x: np.ndarray) -> np.ndarray:
+def bin_sum(x: np.ndarray) -> np.ndarray:
     """``x.sum(2)`` over the short last axis as a chain of slice additions: the same
     left-to-right float32 sum numpy does for fewer than 8 terms (bit for bit), at a
     quarter of the time (numpy's reduction over a 6-long inner axis pays a loop set-up
@@ -41,11 +43,11 @@ def _bin_widths(loglam: np.ndarray, step: float, b: int, idx: np.ndarray) -> np.
     p = loglam.size
     dl = 10.0 ** loglam * (_LN10 * step)
     starts = np.arange(-b, p + 1)
-    table = _bin_sum(dl[np.clip(starts[:, None] + np.arange(b), 0, p - 1)])
+    table = bin_sum(dl[np.clip(starts[:, None] + np.arange(b), 0, p - 1)])
     return table[np.clip(idx, -b, p) + b]
 
 
-def _regions(model, loglam: np.ndarray, z: np.ndarray):
+def regions(model, loglam: np.ndarray, z: np.ndarray):
     """First pixel (N, M) of every fit bin of every region at each redshift, and the
     regions' column slices."""
     start, step = loglam[0], loglam[1] - loglam[0]
@@ -62,7 +64,7 @@ def _regions(model, loglam: np.ndarray, z: np.ndarray):
 
 def _pixels(arr: np.ndarray, idx: np.ndarray, slices, b: int, rows=None) -> np.ndarray:
     """``arr`` (N, P) — or its rows ``rows`` (N,) of a larger array — at the b pixels of
-    every fit bin of :func:`_regions` (first pixels ``idx`` (N, M)), 0 off the spectrum:
+    every fit bin of :func:`regions` (first pixels ``idx`` (N, M)), 0 off the spectrum:
     (N, M, b).  A window's pixels are one contiguous run per spectrum, so rows whose window
     lies inside the spectrum (nearly all) are copied as runs; a fancy-indexed gather of
     every pixel was a tenth of a fit's set-up."""
@@ -97,10 +99,10 @@ def _erf(x: np.ndarray) -> np.ndarray:
 def _edges(first, width: int, b: int = 1):
     """Bin edges (pixels) of ``width`` consecutive bins of ``b`` pixels from pixel ``first``
     (N, 1, 1): (N, 1, width + 1)."""
-    return (first - _DT(0.5)) + _DT(b) * np.arange(width + 1, dtype=_DT)
+    return (first - DT(0.5)) + DT(b) * np.arange(width + 1, dtype=DT)
 
 
-def _integrated(first, width, c, s, b: int = 1):
+def integrated(first, width, c, s, b: int = 1):
     """Unit Gaussian of centre c and width s (pixels) integrated over each of ``width``
     consecutive bins of ``b`` pixels from pixel ``first`` (N, 1): erf at the W+1 shared
     edges only."""
@@ -108,7 +110,7 @@ def _integrated(first, width, c, s, b: int = 1):
     return 0.5 * (E[..., 1:] - E[..., :-1])
 
 
-class _Problem:
+class Problem:
     """The arrays one fit needs, gathered once: data, weights and geometry of the windows."""
 
     def __init__(self, model, loglam, resid, ivar, z, sigma_inst, extra=None, rows=None):
@@ -119,27 +121,27 @@ class _Problem:
         self.model = model
         self.step = loglam[1] - loglam[0]
         self.kms_pix = C_KMS * _LN10 * self.step
-        idx, self.slices = _regions(model, loglam, z)
+        idx, self.slices = regions(model, loglam, z)
         self.idx = idx
         self.bin = b = model.bin
-        self.x = idx.astype(_DT)
+        self.x = idx.astype(DT)
         resid, ivar = np.asarray(resid), np.asarray(ivar)
         if b == 1:
             ic = np.clip(idx, 0, p - 1)
-            self.y = _pixels(resid, idx, self.slices, 1, rows)[..., 0].astype(_DT)
-            self.w = _pixels(ivar, idx, self.slices, 1, rows)[..., 0].astype(_DT)
-            self.inv_dlam = (1.0 / (10.0 ** loglam * _LN10 * self.step))[ic].astype(_DT)  # 1/Å
+            self.y = _pixels(resid, idx, self.slices, 1, rows)[..., 0].astype(DT)
+            self.w = _pixels(ivar, idx, self.slices, 1, rows)[..., 0].astype(DT)
+            self.inv_dlam = (1.0 / (10.0 ** loglam * _LN10 * self.step))[ic].astype(DT)  # 1/Å
         else:
             # a bin: ivar-weighted mean of its pixels, weight the sum of their ivars; the
             # model is the line's integral over the whole bin / the bin's width in Å
             wf = _pixels(ivar, idx, self.slices, b, rows)
-            self.w = _bin_sum(wf).astype(_DT)
-            yw = _bin_sum(wf * _pixels(resid, idx, self.slices, b, rows))
-            self.y = np.where(self.w > 0, yw / np.where(self.w > 0, self.w, 1), 0).astype(_DT)
-            self.inv_dlam = (1.0 / _bin_widths(loglam, self.step, b, idx)).astype(_DT)
+            self.w = bin_sum(wf).astype(DT)
+            yw = bin_sum(wf * _pixels(resid, idx, self.slices, b, rows))
+            self.y = np.where(self.w > 0, yw / np.where(self.w > 0, self.w, 1), 0).astype(DT)
+            self.inv_dlam = (1.0 / _bin_widths(loglam, self.step, b, idx)).astype(DT)
         start = loglam[0]
         self.c0 = np.stack([(np.log10(c.wave) + np.log10(1 + z) - start) / self.step
-                            for c in model.components], axis=1).astype(_DT)   # (N, L) pixels
+                            for c in model.components], axis=1).astype(DT)   # (N, L) pixels
         # instrumental σ (pixels) at each component's centre: scalar, (N,), (P,) or (N, P)
         # (read at the centres first, then scaled: scaling a broadcast (N, P) view first
         # materialised it, a tenth of the problem's set-up)
@@ -159,17 +161,17 @@ class _Problem:
         self.ku = self.ks + g
         self.np = self.ku + g
         self.t = np.concatenate([np.linspace(-1, 1, sl.stop - sl.start)
-                                 for sl in self.slices]).astype(_DT)
-        self.s_inst_l = np.ascontiguousarray(self.s_inst_l, dtype=_DT)
+                                 for sl in self.slices]).astype(DT)
+        self.s_inst_l = np.ascontiguousarray(self.s_inst_l, dtype=DT)
         n_t = len(model.templates)
-        self.extra = (np.zeros((n, self.m, 0), _DT) if not n_t else
-                      np.ascontiguousarray(extra, dtype=_DT))
+        self.extra = (np.zeros((n, self.m, 0), DT) if not n_t else
+                      np.ascontiguousarray(extra, dtype=DT))
         if self.extra.shape != (n, self.m, n_t):
             raise ValueError(f"extra: {self.extra.shape} for {n} spectra × {self.m} bins × "
                              f"{n_t} templates")
         comps = model.components
-        self.scale = np.array([c.scale for c in comps], _DT)
-        self.ratio = np.array([c.ratio for c in comps], _DT)
+        self.scale = np.array([c.scale for c in comps], DT)
+        self.ratio = np.array([c.ratio for c in comps], DT)
         self.group = np.array([c.group for c in comps], np.int64)
         self.amp = np.array([c.amp for c in comps], np.int64)
         self.blocks = self._blocks()
@@ -205,7 +207,7 @@ class _Problem:
             cols = np.array(sorted(cols))
             pos = {int(q): i for i, q in enumerate(cols)}
             L = len(comps)
-            mix = np.zeros((3 * L, cols.size), _DT)
+            mix = np.zeros((3 * L, cols.size), DT)
             for i, j in enumerate(comps):
                 c = mdl.components[j]
                 mix[i, pos[c.amp]] += 1.0
@@ -259,7 +261,7 @@ class _Problem:
             Jw = Jr * self.w[:, None, sl]
             Hr = np.matmul(Jw, Jr.transpose(0, 2, 1))
             # batched matmuls, not einsum: numpy's einsum on these shapes was 15× slower
-            gr = (np.matmul(Jw, r[:, sl, None].astype(_DT))[..., 0] if r is not None
+            gr = (np.matmul(Jw, r[:, sl, None].astype(DT))[..., 0] if r is not None
                   else None)
             if len(self.blocks) == 1 and cols.size == P:                 # one window: dense
                 H += Hr
@@ -291,8 +293,8 @@ class _Problem:
         needs no erf/exp)."""
         mdl = self.model
         n, m = self.n, self.m
-        theta = theta.astype(_DT)
-        out = np.empty((n, m), _DT)
+        theta = theta.astype(DT)
+        out = np.empty((n, m), DT)
         blocks = [] if jac else None
         kept = []
         n_t = self.extra.shape[2]
@@ -369,10 +371,10 @@ class _Problem:
         prof *= cst
         xc = np.subtract(g[..., :-1], g[..., 1:])              # ∂/∂centre
         xc *= cst
-        xc *= (inv_s * _DT(2.0 / np.sqrt(2.0 * np.pi)))[..., None]
+        xc *= (inv_s * DT(2.0 / np.sqrt(2.0 * np.pi)))[..., None]
         xs = np.subtract(v[..., :-1], v[..., 1:])              # ∂/∂width (intrinsic)
         xs *= cst
-        xs *= (sc * sg * inv_s * inv_s * _DT(2.0 / np.sqrt(np.pi)))[..., None]
+        xs *= (sc * sg * inv_s * inv_s * DT(2.0 / np.sqrt(np.pi)))[..., None]
         return prof, xs, xc
 
     def _set_constants(self, cs, first, ws):
@@ -383,7 +385,7 @@ class _Problem:
         if hit is None:
             edges = _edges(self.x[:, first, None, None], ws, self.bin)
             cst = ((0.5 * self.ratio[cs])[None, :, None]
-                   * self.inv_dlam[:, None, first:first + ws]).astype(_DT)
+                   * self.inv_dlam[:, None, first:first + ws]).astype(DT)
             hit = self._consts[key] = (edges, cst)
         return hit
 
@@ -392,7 +394,7 @@ class _Problem:
         (the same at every step) and its line rows zero, for :meth:`evaluate` to add to."""
         mdl = self.model
         n, w = self.n, sl.stop - sl.start
-        blk = np.zeros((n, cols.size, w), _DT)
+        blk = np.zeros((n, cols.size, w), DT)
         rows = self.back_rows[k]
         blk[:, rows[0]] = 1.0
         if mdl.slope:
