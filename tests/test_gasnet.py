@@ -11,7 +11,7 @@ from specsift.catalog import CATALOG_COLUMNS
 from specsift.classes import condition_on_redshift, labels
 from specsift.flags import ZWARN
 from specsift.metrics import zerr_coverage
-from specsift.models.base import _bundled, load_model
+from specsift.models.base import bundled_path, load_model
 from specsift.models.gasnet import GaSNet
 from specsift.models.gasnet.net import augment, decode_bins
 from specsift.simulate import simulate_batch
@@ -247,7 +247,7 @@ def test_class_head_alone_needs_a_trained_start():
 
 
 # ---------------------------------------------------------------------------- shipped model
-@pytest.mark.skipif(_bundled("gasnet") is None, reason="no bundled gasnet.pt")
+@pytest.mark.skipif(bundled_path("gasnet") is None, reason="no bundled gasnet.pt")
 def test_shipped_model_sigma_coverage_in_sane_band():
     """On fresh simulated spectra (a seed never used in training) the calibrated ZERR covers
     |Δz| about 68 % / 95 % of the time, and classes are mostly right."""
@@ -263,7 +263,7 @@ def test_shipped_model_sigma_coverage_in_sane_band():
     assert acc > 0.6
 
 
-@pytest.mark.skipif(_bundled("gasnet") is None, reason="no bundled gasnet.pt")
+@pytest.mark.skipif(bundled_path("gasnet") is None, reason="no bundled gasnet.pt")
 def test_shipped_model_on_real_sdss(shared_data):
     """Regression guard on 50 real SDSS spectra: GALAXY/QSO/STAR mostly right, stars' z exact."""
     from specsift import io as sio

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from specsift import torchfile
-from specsift.models.base import FILE_FORMAT, _bundled, load_model, model_ref
+from specsift.models.base import FILE_FORMAT, bundled_path, load_model, model_ref
 
 
 class _MakesMarker:
@@ -38,7 +38,7 @@ def test_crafted_pickle_in_a_model_file_runs_no_code(tmp_path):
 
 def test_bundled_models_are_plain_tensor_files():
     for name in ("gasnet", "speccznet", "eigen"):
-        path = _bundled(name)
+        path = bundled_path(name)
         if path is None:
             continue
         torch.load(path, map_location="cpu", weights_only=True)       # raises on any object
@@ -61,16 +61,16 @@ def test_numpy_state_round_trips_exactly(tmp_path):
 
 
 def test_registered_name_is_not_shadowed_by_a_file_in_the_cwd(tmp_path, monkeypatch):
-    if _bundled("gasnet") is None:
+    if bundled_path("gasnet") is None:
         pytest.skip("gasnet weights not bundled")
     marker = tmp_path / "ran"
     _crafted(tmp_path / "gasnet", marker)
-    shutil.copy(_bundled("speccznet") or _bundled("eigen"), tmp_path / "eigen")
+    shutil.copy(bundled_path("speccznet") or bundled_path("eigen"), tmp_path / "eigen")
     monkeypatch.chdir(tmp_path)
     assert load_model("gasnet").name == "gasnet" and not marker.exists()
     assert model_ref("gasnet") == "gasnet"
     with pytest.raises(ValueError, match="unknown model 'mymodel'.*pass ./mymodel"):
-        shutil.copy(_bundled("eigen"), tmp_path / "mymodel")
+        shutil.copy(bundled_path("eigen"), tmp_path / "mymodel")
         load_model("mymodel")                       # not a path: never read from the cwd
     assert load_model("./mymodel").name == "eigen"  # looks like a path: a file
     with pytest.raises(FileNotFoundError, match="nope.pt"):
@@ -79,7 +79,7 @@ def test_registered_name_is_not_shadowed_by_a_file_in_the_cwd(tmp_path, monkeypa
 
 def test_predict_with_a_registered_name_ignores_a_same_named_file(tmp_path, monkeypatch):
     from specsift.pipeline.run import _model_ref
-    if _bundled("eigen") is None:
+    if bundled_path("eigen") is None:
         pytest.skip("eigen weights not bundled")
     marker = tmp_path / "ran"
     _crafted(tmp_path / "eigen", marker)

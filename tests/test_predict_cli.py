@@ -82,7 +82,7 @@ def test_bad_arguments_give_one_line_errors(tmp_path, capsys):
 def test_default_model_prefers_gasnet(monkeypatch, tmp_path):
     import specsift.models.base as base
     bundled = {"speccznet": tmp_path / "speccznet.pt", "eigen": tmp_path / "eigen.pt"}
-    monkeypatch.setattr(base, "_bundled", lambda name: bundled.get(name))
+    monkeypatch.setattr(base, "bundled_path", lambda name: bundled.get(name))
     assert default_model_name() == "speccznet"
     bundled["gasnet"] = tmp_path / "gasnet.pt"
     assert default_model_name() == "gasnet"

@@ -30,7 +30,8 @@ from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 from ..verify.candidates import Candidates
 
 __all__ = ["SpectralModel", "Capabilities", "PredictOptions", "NotFittedError", "TRAIN_OPTIONS",
-           "register_model", "load_model", "available_models", "model_path", "model_ref"]
+           "register_model", "load_model", "available_models", "model_path", "model_ref",
+           "bundled_path"]
 
 _REGISTRY: dict[str, type["SpectralModel"]] = {}
 #: registered name → module that defines it (imported on first use: keeps the CLI fast)
@@ -248,7 +249,9 @@ class SpectralModel(ABC):
         return load_model(path, class_set=class_set, grid=grid)
 
 
-def _bundled(name: str) -> Path | None:
+def bundled_path(name: str) -> Path | None:
+    """The model file shipped in the package for ``name``, or None where this install has none
+    (a source checkout may lack the trained weights; callers fall back or say so)."""
     p = resources.files("specsift") / "data" / "models" / f"{name}.pt"
     return Path(str(p)) if p.is_file() else None
 
@@ -272,7 +275,7 @@ def model_path(name_or_path) -> Path:
                     if Path(ref).is_file() else "")
             raise ValueError(f"unknown model {ref!r}; registered: "
                              f"{', '.join(available_models())}, or give a model file path{hint}")
-        bundled = _bundled(ref)
+        bundled = bundled_path(ref)
         if bundled is None:
             raise FileNotFoundError(f"no pretrained weights are bundled for model {ref!r}; "
                                     f"train one with `specsift train`")
@@ -338,7 +341,7 @@ def _record_file(model: SpectralModel, path: Path, name: str | None) -> None:
     a label, its saved name (else the file name) and hash, that goes into its tag."""
     model.file_path, model.file_sha256 = str(path), _sha256(path)
     if model.name not in _BUNDLED_SHA:
-        bundled = _bundled(model.name)
+        bundled = bundled_path(model.name)
         _BUNDLED_SHA[model.name] = None if bundled is None else _sha256(bundled)
     if model.file_sha256 != _BUNDLED_SHA[model.name]:
         model.file_label = f"{name or Path(path).stem}@{model.file_sha256[:12]}"

@@ -30,9 +30,9 @@ _PREFERENCE = ("gasnet", "speccznet", "eigen")
 
 def default_model_name() -> str:
     """``gasnet`` when its pretrained weights are bundled, else the best bundled model."""
-    from ..models.base import _bundled
+    from ..models.base import bundled_path
     for name in _PREFERENCE:
-        if _bundled(name) is not None:
+        if bundled_path(name) is not None:
             return name
     raise FileNotFoundError("no pretrained model is bundled with this installation; pass "
                             "--model PATH to a model file made by `specsift train`")
