@@ -17,7 +17,7 @@ __all__ = ["spectra_bar", "expected_spectra", "GrowingBar"]
 def expected_spectra(inputs) -> int | None:
     """Store rows + one per other file named by ``inputs`` (None if they cannot be listed)."""
     from .io import expand_paths
-    from .pipeline.units import _store_rows, is_store
+    from .pipeline.units import is_store, store_rows
     try:
         paths = expand_paths(inputs)
     except (OSError, ValueError):
@@ -25,7 +25,7 @@ def expected_spectra(inputs) -> int | None:
     total = 0
     for p in paths:
         try:
-            total += _store_rows(p) if p.is_file() and is_store(p) else 1
+            total += store_rows(p) if p.is_file() and is_store(p) else 1
         except (OSError, KeyError):
             total += 1
     return total

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..spectra import LogGrid, SpectraBatch
 
-__all__ = ["Unit", "plan_units", "iter_unit", "is_store"]
+__all__ = ["Unit", "plan_units", "iter_unit", "is_store", "store_rows"]
 
 #: Files grouped into one unit at most (small files such as SDSS spec-*.fits hold 1 spectrum).
 FILES_PER_UNIT = 256
@@ -58,7 +58,9 @@ def is_store(path: Path) -> bool:
     return _is_store(path)
 
 
-def _store_rows(path: Path) -> int:
+def store_rows(path: Path) -> int:
+    """Spectra in a store, from the flux dataset's shape alone (no data read): how
+    units are planned and the progress bar's total counted."""
     import h5py
     with h5py.File(path, "r") as h5:
         return int(h5["flux"].shape[0])
@@ -90,7 +92,7 @@ def plan_units(inputs, batch_size: int) -> list[Unit]:
     for p in paths:
         if is_store(p):
             flush()
-            n = _store_rows(Path(p))
+            n = store_rows(Path(p))
             units.extend(Unit((p,), lo, min(lo + step, n), True) for lo in range(0, n, step))
         else:
             group.append(p)
