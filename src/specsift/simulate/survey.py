@@ -23,7 +23,8 @@ from .quasars import make_quasars
 from .stars import make_stars
 from .templates import survey_priors
 
-__all__ = ["simulate_batch", "simulate_to_store", "iter_blocks", "LABEL_SPECS", "BLOCK"]
+__all__ = ["simulate_batch", "simulate_to_store", "iter_blocks", "LABEL_SPECS", "BLOCK",
+           "simulate_block"]
 
 BLOCK = 256
 
@@ -151,9 +152,9 @@ def _empty_meta(n):
     return meta
 
 
-def _block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless, bad_pixels,
-           bal_fraction, sdss1_fraction=0.5, boss_fraction=0.0, instrument="sdss",
-           like=None):
+def simulate_block(b, seed, class_set, z, snr, balanced, grid, resolution, noiseless,
+                   bad_pixels, bal_fraction, sdss1_fraction=0.5, boss_fraction=0.0,
+                   instrument="sdss", like=None):
     """Spectra b·BLOCK … (b+1)·BLOCK − 1 (complete block, sliced by the caller).
     ``like``: per-row label, z, snr, sdss1, instrument (:func:`simulate_like`)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(b)]))
@@ -299,9 +300,9 @@ def iter_blocks(n, class_set="five", seed=1, z=None, snr=None, balanced=True,
     _instrument_of(instrument, seed, 0)                 # unknown names fail before any work
     b0 = start // BLOCK
     for b in range(b0, (n + BLOCK - 1) // BLOCK):
-        out, ivar, mask, meta = _block(b, seed, class_set, z, snr, balanced, grid, resolution,
-                                       noiseless, bad_pixels, bal_fraction, sdss1_fraction,
-                                       boss_fraction, instrument)
+        out, ivar, mask, meta = simulate_block(b, seed, class_set, z, snr, balanced, grid,
+                                               resolution, noiseless, bad_pixels, bal_fraction,
+                                               sdss1_fraction, boss_fraction, instrument)
         lo = max(start - b * BLOCK, 0)
         hi = min(n - b * BLOCK, BLOCK)
         t = Table({k: v[lo:hi] for k, v in meta.items()})

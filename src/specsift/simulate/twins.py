@@ -7,7 +7,7 @@ from astropy.table import Table
 
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 from .instruments.rows import instrument_of
-from .survey import BLOCK, LABEL_SPECS, _block
+from .survey import BLOCK, LABEL_SPECS, simulate_block
 
 __all__ = ["simulate_like"]
 
@@ -36,10 +36,10 @@ def simulate_like(labels, z, snr, seed=0, instrument="sdss", sdss1=None,
         pad = np.resize(sl, BLOCK)                     # a full block; the extra rows are cut
         like = {"label": labels[pad], "z": z[pad], "snr": snr[pad], "sdss1": sdss1[pad],
                 "instrument": inst[pad]}
-        out, ivar, mask, meta = _block(b, seed, "thirteen", None, None, True, grid,
-                                       kw.get("resolution"), kw.get("noiseless", False),
-                                       kw.get("bad_pixels", True), kw.get("bal_fraction", 0.1),
-                                       like=like)
+        out, ivar, mask, meta = simulate_block(b, seed, "thirteen", None, None, True, grid,
+                                               kw.get("resolution"), kw.get("noiseless", False),
+                                               kw.get("bad_pixels", True),
+                                               kw.get("bal_fraction", 0.1), like=like)
         k = sl.size
         t = Table({c: v[:k] for c, v in meta.items()})
         t["INPUT_FLAGS"] = np.zeros(k, np.int32)
