@@ -11,6 +11,8 @@ import numpy as np
 
 from .cache import IdentityCache
 
+__all__ = ["Scratch", "common_frames", "shift_block"]
+
 _CHUNK_ROWS = 128
 _CHUNK_SPREAD = 512
 _MULTI = IdentityCache(maxsize=256)   # ≈ 1 MB an entry; 56 for SDSS + LAMOST + DESI at once
@@ -46,12 +48,12 @@ def _multi_shift(y: np.ndarray, S: int, pad: int):
     return _MULTI.get(y, S, build, valid=lambda v: v[1] >= pad)
 
 
-def _shift_block(y: np.ndarray, q0: int, offsets: np.ndarray, J: int) -> np.ndarray:
+def shift_block(y: np.ndarray, q0: int, offsets: np.ndarray, J: int) -> np.ndarray:
     """(J, S·C): for frame column j and window shift offsets[s], y[q0 − offsets[s] + j]
     (zero outside y) — a view of :func:`_multi_shift` for consecutive offsets."""
     S = len(offsets)
     if S > 1 and np.any(np.diff(offsets) != 1):
-        return np.concatenate([_shift_block(y, q0, offsets[s:s + 1], J) for s in range(S)],
+        return np.concatenate([shift_block(y, q0, offsets[s:s + 1], J) for s in range(S)],
                               axis=1)
     lo = q0 - int(offsets[0])
     need = max(-lo, lo + J - len(y), 0)
@@ -71,7 +73,7 @@ def _chunks(centres_sorted: np.ndarray):
         lo = hi
 
 
-def _frames(prep, spec, centres):
+def common_frames(prep, spec, centres):
     """Chunks of rows in a common rest frame: (rows, D (n, K+1, J), s_max, J).
 
     Rows sorted by shift share one frame barely wider than a spectrum; row r's data sit at
@@ -100,3 +102,9 @@ def _frames(prep, spec, centres):
             if o + P < J:
                 D[i, :, o + P:] = 0.0
         yield rows, D, s_max, J
+
+
+# The old private names, still imported by verify/fit.py (helper pspeed's file this round):
+# drop these two lines once fit.py imports common_frames / shift_block.
+_frames = common_frames
+_shift_block = shift_block
