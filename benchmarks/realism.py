@@ -267,7 +267,7 @@ def desi_section(shared: Path, repeats: int):
     import warnings
 
     from specsift import io as sio
-    from specsift.simulate.survey import _natural_p
+    from specsift.simulate.survey import natural_mix
     files = sorted(glob.glob(str(shared / "desi" / "*.fits"))
                    + glob.glob(str(shared / "desi" / "fastspecfit" / "coadd-*.fits"))
                    + glob.glob(str(shared / "desi" / "quasarnp" / "*.fits")))
@@ -278,7 +278,7 @@ def desi_section(shared: Path, repeats: int):
     b = b[np.nonzero(good)[0]]
     m = b.meta
     labs = list(LABEL_SPECS)[:7]
-    natural = np.random.default_rng(5).choice(labs, len(b), p=_natural_p(labs))
+    natural = np.random.default_rng(5).choice(labs, len(b), p=natural_mix(labs))
     cls = np.asarray(m["CLASS"]).astype(str) if "CLASS" in m.colnames else np.full(len(b), "")
     sub = np.asarray(m["SUBCLASS"]).astype(str) if "SUBCLASS" in m.colnames else np.full(len(b), "")
     mapped = map_sdss(cls, sub, "thirteen")

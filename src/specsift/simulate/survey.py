@@ -24,7 +24,7 @@ from .stars import make_stars
 from .templates import survey_priors
 
 __all__ = ["simulate_batch", "simulate_to_store", "iter_blocks", "LABEL_SPECS", "BLOCK",
-           "simulate_block"]
+           "simulate_block", "natural_mix"]
 
 BLOCK = 256
 
@@ -53,7 +53,10 @@ _FLOAT = ("Z", "SNR", "SNR_MEASURED", "MAG_R", "EW_HA", "EW_OIII", "EW_CIV", "EW
           "HOST_FRAC", "LOG_AGE", "RV", "BROADLINE_SNR")
 
 
-def _natural_p(labs):
+def natural_mix(labs):
+    """Draw probabilities of ``labs`` in the SDSS-like natural mix (:data:`_NATURAL`): the
+    unbalanced sets, and benchmarks that weight real spectra as a survey would see them;
+    STAR_* subtypes split STAR's share; a label outside the mix weighs 1 before normalising."""
     p = np.array([_NATURAL.get(l, 0.0) for l in labs])
     if p.sum() == 0 or (p == 0).any():          # a set with labels outside the natural mix
         p = np.where(p == 0, max(p.max(), 1.0), p)
@@ -165,7 +168,7 @@ def simulate_block(b, seed, class_set, z, snr, balanced, grid, resolution, noise
     elif balanced:
         lab = rng.permutation(labs[idx % labs.size])
     else:
-        lab = rng.choice(labs, BLOCK, p=_natural_p(list(labs)))
+        lab = rng.choice(labs, BLOCK, p=natural_mix(list(labs)))
     if class_set == "three":       # three-class: draw the SDSS subclass behind GALAXY/QSO/STAR
         sub = {"GALAXY": (["GALAXY", "GALAXY_STARFORMING", "GALAXY_STARBURST", "GALAXY_AGN"],
                           [.6, .3, .08, .02]),
