@@ -170,7 +170,7 @@ def _open_store(source):
         return SpectralStore(source, "r")
     if isinstance(source, SpectralStore):
         # h5py handles do not survive a fork safely: re-open by path in every reader
-        if source._h5.id.valid and source.mode == "r":
+        if source.is_open and source.mode == "r":
             return SpectralStore(source.path, "r") if get_worker_info() else _NoClose(source)
         return SpectralStore(source.path, "r")
     raise TypeError(f"cannot train on {type(source).__name__}: give a SpectralStore, its path "

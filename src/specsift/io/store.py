@@ -64,8 +64,14 @@ class SpectralStore:
     def __exit__(self, *exc):
         self.close()
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the HDF5 file is still open (``close`` or leaving ``with`` closes it): a
+        training reader reuses an open read-only store rather than opening it again."""
+        return bool(self._h5.id.valid)
+
     def close(self) -> None:
-        if self._h5.id.valid:
+        if self.is_open:
             self._h5.close()
 
     # -- writing --------------------------------------------------------------
