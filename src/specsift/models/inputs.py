@@ -35,7 +35,7 @@ def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None
     n_good = good.sum(axis=1)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        med, mad = row_median_mad(f, n_good)
+        med, mad = row_median_mad(f, n_good, overwrite_input=True)   # f: sorted after
         mad *= 1.4826
     scale = np.fmax(np.abs(med), mad)
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0).astype(np.float32)
@@ -43,9 +43,9 @@ def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None
     out = np.empty((flux.shape[0], 2, flux.shape[1]), np.float32)
     x0, x1 = out[:, 0], out[:, 1]
     with np.errstate(all="ignore"):
-        np.divide(f, scale, out=x0)                         # NaN at bad pixels
+        np.divide(flux, scale, out=x0)                      # any value at bad pixels,
         np.clip(x0, -clip, clip, out=x0)
-        np.copyto(x0, 0.0, where=~good)
+        np.copyto(x0, 0.0, where=~good)                     # set to 0 here
         np.copyto(x1, ivar)
         np.copyto(x1, 0.0, where=~good)                     # also NaN/negative ivar
         np.sqrt(x1, out=x1)
