@@ -275,3 +275,17 @@ def test_shipped_model_on_real_sdss(shared_data):
     star = truth == "STAR"
     dz = np.abs(cat["Z"][star] - batch.meta["Z"][star])
     assert np.mean(dz < 0.003) >= 0.9
+
+
+def test_heads_of_one_head_equal_that_head_of_all(tiny_model):
+    """Prediction decodes only z_head_ (heads(only=...)): the same numbers as decoding both."""
+    model, val = tiny_model
+    model.net.eval()
+    with torch.no_grad():
+        out = model.net(model.make_inputs(val[:64]))
+    full = model.heads(out)
+    for head in ("bins", "mdn"):
+        one = model.heads(out, only=head)
+        assert set(one) == {"logits", "emb", head}
+        assert all(np.array_equal(a, b) for a, b in zip(one[head], full[head]))
+        assert np.array_equal(one["logits"], full["logits"])

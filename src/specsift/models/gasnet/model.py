@@ -101,17 +101,22 @@ class GaSNet(NeuralSpectralModel):
     def loss(self, out, target) -> torch.Tensor:
         return gasnet_loss(out, target, self.bin_centres, self.bin_width, self.config["u_range"])
 
-    def heads(self, out: dict) -> dict:
+    def heads(self, out: dict, only: str | None = None) -> dict:
         """Raw network outputs → numpy: logits, embedding, and per head the tuple
-        (u, σ_loc, σ_full, p_near, at_edge) of :func:`~.net.decode_bins`."""
-        bins = decode_bins(out["zlog"], out["zoff"], self.bin_centres, self.bin_width,
-                           window=self.z_window)
+        (u, σ_loc, σ_full, p_near, at_edge) of :func:`~.net.decode_bins`.  ``only``: decode
+        just that head ("bins" or "mdn") — prediction reads only :attr:`z_head_`, and the
+        other head's decode was ~5–15 µs a spectrum of the inference path."""
         peak = out["zlog"].argmax(1)
-        mdn = decode_mdn(out["mdn"], self.config["u_range"])
         edge = ((peak == 0) | (peak == self.config["n_bins"] - 1)).numpy()
-        return {"logits": out["cls"].float().numpy(), "emb": out["emb"].float().numpy(),
-                "bins": tuple(t.numpy() for t in bins) + (edge,),
-                "mdn": tuple(t.numpy() for t in mdn) + (np.zeros_like(edge),)}
+        h = {"logits": out["cls"].float().numpy(), "emb": out["emb"].float().numpy()}
+        if only in (None, "bins"):
+            bins = decode_bins(out["zlog"], out["zoff"], self.bin_centres, self.bin_width,
+                               window=self.z_window)
+            h["bins"] = tuple(t.numpy() for t in bins) + (edge,)
+        if only in (None, "mdn"):
+            mdn = decode_mdn(out["mdn"], self.config["u_range"])
+            h["mdn"] = tuple(t.numpy() for t in mdn) + (np.zeros_like(edge),)
+        return h
 
     def raw(self, data, batch_size: int = 1024) -> dict:
         """:meth:`heads` over a whole store/batch (in order), concatenated, and each
@@ -265,7 +270,7 @@ class GaSNet(NeuralSpectralModel):
         centres = self.bin_centres.numpy()
 
         def decode(out):
-            h = self.heads(out)
+            h = self.heads(out, only=self.z_head_)
             h["peaks"] = pz_peaks(out["zlog"].float().numpy(), centres)
             return h
         parts = self._forward_batches(batch, options, decode)
