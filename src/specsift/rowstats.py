@@ -96,5 +96,5 @@ def median_snr(flux, ivar, good=None, step: int = 1) -> np.ndarray:
     g = good[:, ::step]
     sn = np.where(g, np.abs(flux[:, ::step]) * np.sqrt(np.where(g, ivar[:, ::step], 0.0)),
                   np.nan)
-    med, _ = row_median_mad(sn, g.sum(axis=1))
+    med, _ = row_median_mad(sn, g.sum(axis=1), overwrite_input=True)   # sn: a temporary
     return np.nan_to_num(med[:, 0], nan=0.0)

@@ -91,14 +91,18 @@ def prepare(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None,
         np.copyto(w, 0.0, where=mask)
     f = np.asarray(flux, np.float32)
     np.multiply(w, f, out=wf)
-    if not np.isfinite(wf).all():                  # non-finite flux, or infinite ivar
+    # Σ w f² is finite exactly when every w·f is (a non-finite w·f makes its term NaN or
+    # ±inf; finite float32 terms cannot overflow float64), so F doubles as the check for
+    # non-finite flux or infinite ivar without a pass over an (N, P) isfinite array
+    F = np.einsum("np,np->n", wf, f, dtype=np.float64)
+    if not np.isfinite(F).all():
         bad = ~np.isfinite(wf)
         w[bad] = 0.0
         wf[bad] = 0.0
         f = np.where(np.isfinite(f), f, np.float32(0))
+        F = np.einsum("np,np->n", wf, f, dtype=np.float64)
     ngood = np.count_nonzero(w, axis=1)
     wsum = w.sum(1, dtype=np.float64)
-    F = np.einsum("np,np->n", wf, f, dtype=np.float64)
     rms = np.sqrt(F / np.maximum(wsum, 1e-30))
     scale = np.where(rms > 0, rms, 1.0)
     w *= (scale ** 2)[:, None].astype(np.float32)      # χ² (and F) invariant: f→f/a, w→a²w
