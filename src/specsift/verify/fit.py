@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cache import IdentityCache
-from .frames import Scratch, _frames, _shift_block
+from .frames import Scratch, common_frames, shift_block
 from .linalg import chol_quad_t
 from .templates import Basis
 
@@ -206,13 +206,13 @@ def _normal_t(prep: Prepared, basis: Basis, spec, centres, offsets, M, b) -> Non
     T, K = basis.ntemplate, prep.npoly
     ytt, yt, iu = _template_side(basis.vectors)
     ntt = len(iu[0])
-    for rows, D, s_max, J in _frames(prep, spec, centres):
+    for rows, D, s_max, J in common_frames(prep, spec, centres):
         n = len(rows)
         sl = slice(int(rows[0]), int(rows[-1]) + 1)
         q0 = basis.offset - s_max
         # Σ w TᵢTⱼ, and Σ (w, w·Pₖ, w·f) Tᵢ: two GEMMs per chunk, every shift at once
-        A = D[:, 0] @ _shift_block(ytt, q0, offsets, J)                 # (n, S·ntt)
-        B = D.reshape(n * (K + 1), J) @ _shift_block(yt, q0, offsets, J)  # (n·(K+1), S·T)
+        A = D[:, 0] @ shift_block(ytt, q0, offsets, J)                 # (n, S·ntt)
+        B = D.reshape(n * (K + 1), J) @ shift_block(yt, q0, offsets, J)  # (n·(K+1), S·T)
         A = A.reshape(n, S, ntt).transpose(2, 0, 1)
         B = B.reshape(n, K + 1, S, T).transpose(1, 3, 0, 2)             # (K+1, T, n, S)
         m = M[:, :, sl]
@@ -233,11 +233,11 @@ def single_template_chi2(prep: Prepared, basis: Basis, templates: np.ndarray, sp
     tsq, t = _single_side(templates)
     zero = np.zeros(1, np.int64)
     out = np.zeros((len(spec), Jt))
-    for rows, D, s_max, J in _frames(prep, spec, shifts):
+    for rows, D, s_max, J in common_frames(prep, spec, shifts):
         n = len(rows)
         q0 = basis.offset - s_max
-        A = (D[:, 0] @ _shift_block(tsq, q0, zero, J)).T                 # (Jt, n) Σ w t²
-        B = (D.reshape(n * (K + 1), J) @ _shift_block(t, q0, zero, J))
+        A = (D[:, 0] @ shift_block(tsq, q0, zero, J)).T                 # (Jt, n) Σ w t²
+        B = (D.reshape(n * (K + 1), J) @ shift_block(t, q0, zero, J))
         B = B.reshape(n, K + 1, Jt).transpose(1, 2, 0)                   # (K+1, Jt, n)
         M = np.empty((1 + K, 1 + K, Jt, n))
         b = np.empty((1 + K, Jt, n))
