@@ -23,9 +23,8 @@ from .frames import Scratch, common_frames, shift_block
 from .linalg import chol_quad_t
 from .templates import Basis
 
-__all__ = ["Prepared", "prepare", "polynomial_products", "take_rows", "bin_prepared", "bin_basis",
-           "scan",
-           "single_template_chi2", "NPOLY"]
+__all__ = ["Prepared", "prepare", "polynomial_products", "take_rows", "bin_prepared", "bin_sums",
+           "bin_basis", "scan", "single_template_chi2", "NPOLY"]
 
 #: polynomial terms (1, x, P₂(x)) in observed λ — Redrock's archetypes and idlspec2d use 3
 NPOLY = 3
@@ -147,13 +146,13 @@ def bin_prepared(prep: Prepared, factor: int) -> Prepared:
     if factor in prep.binned:           # the rescue pass bins the same batch again
         return prep.binned[factor]
     pb = prep.npix // factor
-    out = Prepared(_bsum(prep.d, pb, factor), prep.G, prep.bp, prep.F, prep.ngood, prep.scale,
+    out = Prepared(bin_sums(prep.d, pb, factor), prep.G, prep.bp, prep.F, prep.ngood, prep.scale,
                    prep.legendre)
     prep.binned[factor] = out
     return out
 
 
-def _bsum(a: np.ndarray, nb: int, factor: int) -> np.ndarray:
+def bin_sums(a: np.ndarray, nb: int, factor: int) -> np.ndarray:
     """Sums of ``factor`` neighbouring pixels over the last axis (``nb`` bins), as a product
     with a vector of ones.
 

@@ -102,9 +102,3 @@ def common_frames(prep, spec, centres):
             if o + P < J:
                 D[i, :, o + P:] = 0.0
         yield rows, D, s_max, J
-
-
-# The old private names, still imported by verify/fit.py (helper pspeed's file this round):
-# drop these two lines once fit.py imports common_frames / shift_block.
-_frames = common_frames
-_shift_block = shift_block

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fit import _bsum, bin_basis, prepare, scan
+from .fit import bin_basis, bin_sums, prepare, scan
 
 __all__ = ["STARCHECK_NPOLY", "STARCHECK_FACTOR", "star_beats_winner"]
 
@@ -76,7 +76,7 @@ def _binned(prep, rows, npoly: int, factor: int):
     scaled; χ² comparisons do not depend on the scale).  Bins start at pixel 0, as
     :func:`.fit.bin_basis` expects."""
     nb = prep.npix // factor
-    wb = _bsum(prep.w[rows], nb, factor)
-    wfb = _bsum(prep.x3[rows, prep.npoly - 1], nb, factor)
+    wb = bin_sums(prep.w[rows], nb, factor)
+    wfb = bin_sums(prep.x3[rows, prep.npoly - 1], nb, factor)
     fb = np.divide(wfb, wb, out=np.zeros_like(wfb), where=wb > 0)
     return prepare(fb, wb, wb <= 0, npoly=npoly)
