@@ -6,7 +6,6 @@ assembled into one batch equal the same files read one by one."""
 from __future__ import annotations
 
 import gzip
-import warnings
 
 import numpy as np
 import pytest
@@ -18,12 +17,8 @@ from specsift.io.rawfits import RawFits, RawFitsError, parse_value
 from specsift.io.sdss import quick
 from specsift.spectra import DEFAULT_GRID, LogGrid, SpectraBatch, grid_offset
 
-
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
+# readers warn on every repaired spectrum; these tests assert on the repairs themselves
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def _spec_files(shared_data):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import warnings
 from collections import Counter
 
 import h5py
@@ -28,12 +27,8 @@ from specsift.io._common import air_to_vacuum, estimate_ivar, first_row, open_fi
 from specsift.io.sdss import BAD_AND_MASK
 from specsift.spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 
-
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
+# readers warn on every repaired spectrum; these tests assert on the repairs themselves
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 # -- SDSS --------------------------------------------------------------------------------
