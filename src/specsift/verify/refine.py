@@ -1,7 +1,7 @@
 """A window of shifts around a candidate, refined: a coarse scan on binned data
 (:func:`coarse_stage`), then a walk at full resolution to the integer χ² minimum and a parabola
-through it and its neighbours (:func:`fine_stage`); :func:`refine` is the two in a row.  Split
-so that :mod:`.windows` can stop a window after its coarse scan."""
+through it and its neighbours (:func:`fine_stage`).  Two stages so that :mod:`.windows` can
+stop a window after its coarse scan."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 from .fit import Prepared, scan
 from .templates import Basis
 
-__all__ = ["Refined", "Coarse", "refine", "coarse_stage", "fine_stage"]
+__all__ = ["Refined", "Coarse", "coarse_stage", "fine_stage"]
 
 
 def _walk(prep: Prepared, basis: Basis, spec, best, lim_lo, lim_hi, steps: int = 5,
@@ -90,20 +90,6 @@ class Refined:
     at_edge: np.ndarray    # (R,) the minimum stayed at the edge of the allowed range
 
 
-def refine(prep: Prepared, basis: Basis, spec, centres, halfwidth: int,
-           coarse: tuple[Prepared, Basis, int] | None = None,
-           lo_limit: int | None = None) -> Refined:
-    """Coarse scan of ``centres ± halfwidth`` on the binned data of ``coarse`` (prep, basis,
-    factor) — or every other pixel without it —, then (−1, 0, +1) scans at full resolution
-    around its minimum, walking on while the minimum is at an end, and a parabola through
-    the integer minimum and its neighbours.
-
-    ``lo_limit``: smallest shift allowed (e.g. z ≥ −0.005); centres are moved above it.
-    (:func:`coarse_stage` then :func:`fine_stage` of every row.)"""
-    c = coarse_stage(prep, basis, spec, centres, halfwidth, coarse, lo_limit)
-    return fine_stage(prep, basis, c)
-
-
 @dataclass
 class Coarse:
     """Where :func:`coarse_stage` leaves each row for :func:`fine_stage`."""
@@ -124,7 +110,12 @@ class Coarse:
 def coarse_stage(prep: Prepared, basis: Basis, spec, centres, halfwidth: int,
                  coarse: tuple[Prepared, Basis, int] | None = None,
                  lo_limit: int | None = None) -> Coarse:
-    """The coarse scan of :func:`refine`."""
+    """Coarse scan of ``centres ± halfwidth`` on the binned data of ``coarse`` (prep, basis,
+    factor) — or every other pixel without it; :func:`fine_stage` then scans (−1, 0, +1) at
+    full resolution around its minimum, walking on while the minimum is at an end, and puts a
+    parabola through the integer minimum and its neighbours.
+
+    ``lo_limit``: smallest shift allowed (e.g. z ≥ −0.005); centres are moved above it."""
     spec = np.asarray(spec, np.int64)
     centres = np.asarray(np.rint(centres), np.int64)
     if lo_limit is not None:
@@ -148,7 +139,7 @@ def coarse_stage(prep: Prepared, basis: Basis, spec, centres, halfwidth: int,
 
 
 def fine_stage(prep: Prepared, basis: Basis, c: Coarse) -> Refined:
-    """The fine walk and parabola of :func:`refine` from its coarse stage ``c``."""
+    """The fine walk and parabola from the coarse stage ``c`` (:func:`coarse_stage`)."""
     spec, lim_lo, lim_hi = c.spec, c.lim_lo, c.lim_hi
     best, c3, coef = _walk(prep, basis, spec, c.best, lim_lo, lim_hi, lean=c.lean)
     cm, c0, cp = c3[:, 0], c3[:, 1], c3[:, 2]

@@ -1,16 +1,16 @@
 """The verification stage: the model proposes, a template χ² fit decides.
 
 For every spectrum: the model's candidates (:class:`.Candidates`) plus STAR at z = 0 are each
-fitted in a narrow window of pixel shifts (:func:`.refine.refine`: coarse scan, walk to the integer
-minimum, parabola), with the SDSS pipeline's templates (:mod:`.templates`) and a quadratic
-polynomial.  The lowest χ² wins (:mod:`.zfind`: the windows and the decision; this module turns
-it into catalog columns).  Redrock's conventions are kept: DELTACHI2 is the χ² of the
-best candidate more than 1000 km/s away minus the best (or, when every candidate lies within
-1000 km/s, of the polynomial-only fit: nothing else there), SMALL_DELTA_CHI2 below 9; CHI2,
-NPIXELS, NCOEFF, COEFF as in Redrock's REDSHIFTS table.  The network's answer stays in the
-catalog as Z_NET, ZERR_NET, SPECTYPE_NET, SUBTYPE_NET, CLASS_LABEL_NET (and PROB_*); ZWARN bit
-19 NET_DISAGREE marks rows where fit and network differ in SPECTYPE or by > 1000 km/s.
-"""
+fitted in a narrow window of pixel shifts (:func:`.refine.coarse_stage` then
+:func:`.refine.fine_stage`: coarse scan, walk to the integer minimum, parabola), with the SDSS
+pipeline's templates (:mod:`.templates`) and a quadratic polynomial.  The lowest χ² wins
+(:mod:`.zfind`: the windows and the decision; this module turns it into catalog columns).
+Redrock's conventions are kept: DELTACHI2 is the χ² of the best candidate more than 1000 km/s
+away minus the best (or, when every candidate lies within 1000 km/s, of the polynomial-only
+fit: nothing else there), SMALL_DELTA_CHI2 below 9; CHI2, NPIXELS, NCOEFF, COEFF as in
+Redrock's REDSHIFTS table.  The network's answer stays in the catalog as Z_NET, ZERR_NET,
+SPECTYPE_NET, SUBTYPE_NET, CLASS_LABEL_NET (and PROB_*); ZWARN bit 19 NET_DISAGREE marks rows
+where fit and network differ in SPECTYPE or by > 1000 km/s."""
 
 from __future__ import annotations
 
