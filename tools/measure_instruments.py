@@ -359,9 +359,9 @@ def measure_desi(out: dict):
         "desi_arm_ranges": np.array([[res[a][0][0], res[a][0][-1]] for a in "BRZ"]),
         "desi_n_spectra": np.int64(keep.sum()),
     })
-    from specsift.simulate.survey import LABEL_SPECS, _natural_p
+    from specsift.simulate.survey import LABEL_SPECS, natural_mix
     labs = list(LABEL_SPECS)[:7]
-    labels = np.random.default_rng(5).choice(labs, len(flux), p=_natural_p(labs))
+    labels = np.random.default_rng(5).choice(labs, len(flux), p=natural_mix(labs))
     return labels, flux, ivar, np.full(len(flux), np.nan)
 
 
