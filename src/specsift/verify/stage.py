@@ -195,7 +195,8 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
     zerr = np.asarray(table["ZERR"], np.float64).copy()
     spectype = np.asarray(table["SPECTYPE"], dtype="U6").copy()
     subtype = np.asarray(table["SUBTYPE"], dtype="U20").copy()
-    prep = prepare(batch.flux, batch.ivar, batch.mask | sky_mask(batch.loglam),
+    bad = batch.mask | sky_mask(batch.loglam)             # prepare reads it, never writes it
+    prep = prepare(batch.flux, batch.ivar, bad,
                    scratch=_SCRATCH)         # this batch's products: dead when the call returns
     npix[:] = prep.ngood
     todo = np.flatnonzero((prep.ngood >= opt.min_good)
@@ -220,8 +221,8 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             for k in sol:
                 sol[k][pos] = again[k]
         if opt.qso_template_error:
-            refit_template_limited(batch, batch.mask | sky_mask(batch.loglam), bases, todo, sol,
-                                   opt, sigma, prep.ngood, _fit_rows)
+            refit_template_limited(batch, bad, bases, todo, sol, opt, sigma, prep.ngood,
+                                   _fit_rows)
         if opt.star_check_margin is not None:
             _star_check(prep, bases, todo, sol, opt)
         t_b = sol["type"]

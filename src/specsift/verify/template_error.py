@@ -29,6 +29,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 from .fit import prepare
+from .zfind import FIT_KEYS
 
 __all__ = ["QSO_TEMPLATE_ERROR", "with_template_error", "needs_template_error",
            "template_error_dominates", "refit_template_limited"]
@@ -40,20 +41,23 @@ SMOOTH_PIX = 15
 
 
 def with_template_error(flux: np.ndarray, ivar: np.ndarray, eps: float,
-                        smooth: int = SMOOTH_PIX) -> np.ndarray:
+                        smooth: int = SMOOTH_PIX, level=None) -> np.ndarray:
     """(N, P) float32 inverse variance with the template error added:
     1 / (1/ivar + (ε·F)²) = ivar / (1 + ivar·(ε·F)²), F = |running median of the flux|
-    (0 where ivar is 0 or not finite)."""
+    (0 where ivar is 0 or not finite); ``level``: F already computed for these rows."""
     iv = np.nan_to_num(np.asarray(ivar, np.float64)).clip(0, None)
-    return (iv / (1.0 + iv * (eps * _level(flux, smooth)) ** 2)).astype(np.float32)
+    lev = _level(flux, smooth) if level is None else level
+    return (iv / (1.0 + iv * (eps * lev) ** 2)).astype(np.float32)
 
 
 def template_error_dominates(flux: np.ndarray, ivar: np.ndarray, good: np.ndarray, eps: float,
-                             smooth: int = SMOOTH_PIX) -> np.ndarray:
+                             smooth: int = SMOOTH_PIX, level=None) -> np.ndarray:
     """(N,) True where the template error exceeds the noise on the median good pixel,
-    median(ε·F·√ivar) > 1 (a median S/N above 1/ε ≈ 15): only there can it set the χ²."""
+    median(ε·F·√ivar) > 1 (a median S/N above 1/ε ≈ 15): only there can it set the χ²;
+    ``level``: F already computed for these rows."""
     iv = np.nan_to_num(np.asarray(ivar, np.float64)).clip(0, None)
-    ratio = np.where(good, eps * _level(flux, smooth) * np.sqrt(iv), np.nan)
+    lev = _level(flux, smooth) if level is None else level
+    ratio = np.where(good, eps * lev * np.sqrt(iv), np.nan)
     with np.errstate(all="ignore"):
         med = np.array([np.nanmedian(r) if np.isfinite(r).any() else 0.0 for r in ratio])
     return med > 1.0
@@ -82,16 +86,18 @@ def refit_template_limited(batch, bad, bases, todo, sol, opt, sigma, ngood, fit_
     pos = np.flatnonzero(needs_template_error(sol["type"], sol["chi2"], ngood[todo],
                                               opt.template_error_chi2))
     flux, ivar, bad = batch.flux[todo[pos]], batch.ivar[todo[pos]], bad[todo[pos]]
-    keep = template_error_dominates(flux, ivar, (ivar > 0) & ~bad, opt.qso_template_error)
+    lev = _level(flux, SMOOTH_PIX)        # row by row: the same F for the test and the weights
+    keep = template_error_dominates(flux, ivar, (ivar > 0) & ~bad, opt.qso_template_error,
+                                    level=lev)
     if not keep.any():
         return
     pos, rows = pos[keep], todo[pos[keep]]
-    sub = prepare(flux[keep], with_template_error(flux[keep], ivar[keep], opt.qso_template_error),
-                  bad[keep])
+    sub = prepare(flux[keep], with_template_error(flux[keep], ivar[keep], opt.qso_template_error,
+                                                  level=lev[keep]), bad[keep])
     k = len(rows)
     res = fit_rows(sub, bases, np.arange(k), np.full(k, "QSO", "U6"), sol["z"][pos],
                    np.full(k, opt.template_error_halfwidth), opt,
                    None if sigma is None else np.asarray(sigma)[rows])
     sol["z"][pos] = bases["QSO"].z_of(res["shift"])
-    for key in ("shift", "err", "chi2", "coef", "ncoef", "edge"):
+    for key in FIT_KEYS:
         sol[key][pos] = res[key]
