@@ -29,7 +29,7 @@ from .fit import bin_basis, bin_prepared
 from .refine import coarse_stage, fine_stage
 from .resolution import convolved
 
-__all__ = ["Windows"]
+__all__ = ["Windows", "lowest_per_spectrum"]
 
 #: width of the COEFF vector column (Redrock's REDSHIFTS has 10); stage re-exports it
 NCOEFF_MAX = 10
@@ -101,8 +101,16 @@ class Windows:
         cand = np.flatnonzero(far)
         out = np.zeros(len(spec), bool)
         if len(cand):
-            order = cand[np.lexsort((self.res["coarse"][cand], spec[cand]))]
-            first = np.ones(len(order), bool)
-            first[1:] = spec[order][1:] != spec[order][:-1]
-            out[order[first]] = True
+            order, first = lowest_per_spectrum(spec[cand], self.res["coarse"][cand])
+            out[cand[order[first]]] = True
         return out & ~self.res["fine"]
+
+
+def lowest_per_spectrum(spec: np.ndarray, key: np.ndarray):
+    """(order, first): rows sorted by spectrum then ``key``, and the mask of each spectrum's
+    first (lowest-``key``) row in that order — the per-spectrum minimum the decision and the
+    partner search both take."""
+    order = np.lexsort((key, spec))
+    first = np.ones(len(order), bool)
+    first[1:] = spec[order][1:] != spec[order][:-1]
+    return order, first

@@ -17,7 +17,7 @@ from ..constants import C_KMS
 from .candidates import Candidates
 from .fit import bin_basis, bin_prepared, scan, take_rows
 from .templates import SPECTYPES, Z_MAX
-from .windows import Windows
+from .windows import Windows, lowest_per_spectrum
 
 __all__ = ["NET_KMS", "SAME_KMS", "FIT_KEYS", "candidate_rows", "solve", "best_rows",
            "far_rows", "is_net", "full_range_candidates"]
@@ -146,17 +146,13 @@ def best_rows(spec, typ, z, chi2, n, net_t=None, net_z=None, margin: float = 0.0
     lowest: a fit that prefers another solution by less than that is not evidence enough to
     overrule a model that was right on its simulated test set."""
     best = np.full(n, -1)
-    order = np.lexsort((chi2, spec))
-    first = np.ones(len(order), bool)
-    first[1:] = spec[order][1:] != spec[order][:-1]
+    order, first = lowest_per_spectrum(spec, chi2)
     best[spec[order][first]] = order[first]
     if net_t is not None and margin > 0:
         mine = is_net(spec, typ, z, net_t, net_z)
         own = np.full(n, -1)
         oc = np.where(mine, chi2, np.inf)
-        order = np.lexsort((oc, spec))
-        first = np.ones(len(order), bool)
-        first[1:] = spec[order][1:] != spec[order][:-1]
+        order, first = lowest_per_spectrum(spec, oc)
         pick = order[first & np.isfinite(oc[order])]
         own[spec[pick]] = pick
         keep = (own >= 0) & (best >= 0)
