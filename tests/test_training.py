@@ -278,3 +278,13 @@ def test_trainable_freezes_everything_else_bit_identically():
 def test_trainable_naming_no_parameter_is_an_error():
     with pytest.raises(ValueError, match="'head'.*no parameter"):
         _fit(_net(), _toy(64), None, epochs=1, trainable=("head",))
+
+
+def test_trainable_has_one_normal_form():
+    """A bare prefix is one prefix, not its characters, for the loop and for the models that
+    ask what was trained (gasnet's temperature-only recalibration compares with ("cls",))."""
+    from specsift.training import TrainConfig, trainable_prefixes
+    assert trainable_prefixes(None) is None
+    assert trainable_prefixes("cls") == ("cls",)
+    assert trainable_prefixes(["cls", "z_head"]) == ("cls", "z_head")
+    assert TrainConfig(trainable="cls").trainable == ("cls",)

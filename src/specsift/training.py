@@ -53,7 +53,7 @@ from .training_data import StoreDataset, normalise
 from .training_tensors import batch_len, call, concat, detach_cpu, to_device
 
 __all__ = ["StoreDataset", "TrainConfig", "TrainResult", "train", "normalise", "resolve_device",
-           "seed_everything"]
+           "seed_everything", "trainable_prefixes"]
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -146,6 +146,15 @@ def evaluate_loss(module, loss_fn, ds: StoreDataset, dev, num_workers=0, want_ou
     return mean, None, None
 
 
+def trainable_prefixes(trainable) -> tuple | None:
+    """``trainable`` (None, one parameter-name prefix, or several) as a tuple of prefixes or
+    None: one normal form for the training loop and for the models that ask what was
+    trained (a bare string would otherwise be read as its characters)."""
+    if trainable is None:
+        return None
+    return (trainable,) if isinstance(trainable, str) else tuple(trainable)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The settings of one training run, grouped by what they steer (the loop's hooks —
@@ -188,8 +197,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _schedule(self.schedule, 1)     # an unknown schedule fails before any data is read
-        if isinstance(self.trainable, str):
-            object.__setattr__(self, "trainable", (self.trainable,))
+        object.__setattr__(self, "trainable", trainable_prefixes(self.trainable))
 
     @classmethod
     def of(cls, config: "TrainConfig | None" = None, **settings) -> "TrainConfig":

@@ -144,7 +144,7 @@ class NeuralSpectralModel(SpectralModel):
         ``batch_size``, ``lr`` and ``weight_decay`` left unset take :attr:`fit_defaults`;
         the other options go to :func:`specsift.training.train`."""
         from ..metrics import truth_labels
-        from ..training import train
+        from ..training import train, trainable_prefixes
 
         given = {k: options.pop(k, None) for k in ("epochs", "batch_size", "lr", "weight_decay")}
         opts = {**self.fit_defaults, **{k: v for k, v in given.items() if v is not None}}
@@ -155,7 +155,7 @@ class NeuralSpectralModel(SpectralModel):
         if val is not None:
             meta_and_check(val, self.grid, "validation data")
         self._before_fit(meta_train, val, seed)
-        self._trainable = options.get("trainable")
+        self._trainable = trainable_prefixes(options.get("trainable"))
         if self._trainable is not None and self.net is None:
             raise ValueError(f"trainable={self._trainable!r} freezes the rest of an untrained "
                              f"network: start from a trained model (--init MODEL.pt)")

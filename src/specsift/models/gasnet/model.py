@@ -220,7 +220,7 @@ class GaSNet(NeuralSpectralModel):
         trained (``trainable=("cls",)``): the embedding and both z heads are unchanged, so
         their ZERR and OOD models stay as fitted and Z/ZERR stay identical."""
         self._fused = None
-        if tuple(getattr(self, "_trainable", None) or ()) == ("cls",):
+        if getattr(self, "_trainable", None) == ("cls",):
             return {"calibration": self.calibrate_temperature(val, log=log)}
         return {"calibration": self.calibrate(val, log=log)}
 
