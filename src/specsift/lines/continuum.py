@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
+from .fit import fit_pixels, inverse
 from .noise import bin_noise
 from .problem import bin_sum
 from .table import C_KMS, TABLE
@@ -204,12 +205,6 @@ def _boxcar_basis() -> np.ndarray:
     return uniform_filter1d(_basis()[0], _BIN, axis=1, mode="nearest").astype(np.float32)
 
 
-def inverse(H):
-    """The line fit's batched inverse (torch, pinv for singular rows)."""
-    from .fit import inverse
-    return inverse(H)
-
-
 @lru_cache(maxsize=None)
 def _broadened_template(spec: str) -> np.ndarray:
     """A bundled rest-frame template (``name:σ``, e.g. ``feii_uv:1200``) broadened to σ
@@ -228,7 +223,6 @@ def _broadened_template(spec: str) -> np.ndarray:
 def template_columns(model, loglam, z) -> np.ndarray:
     """(N, M, T) values of ``model.templates`` at the centres of its fit bins at redshifts
     ``z``, each column scaled to unit mean over the window (conditioning)."""
-    from .fit import fit_pixels
     _, rstart, rstep = _basis()
     loglam = np.asarray(loglam, float)
     z = np.atleast_1d(np.asarray(z, float))
