@@ -32,7 +32,7 @@ One normal population does not fit every survey: real LAMOST stars, fitted by ei
 learned on simulated SDSS spectra, leave residuals (telluric bands, the arm join, relative
 flux calibration) that 72 % of them would be flagged for. A model may therefore carry one
 calibration per survey, chosen per spectrum by the reader's ``SURVEY`` column
-(:func:`survey_of`); spectra of other surveys (and simulated ones, which have no SURVEY)
+(:func:`specsift.spectra.survey_of`); spectra of other surveys (and simulated ones, which have no SURVEY)
 use the default one.
 
 Injection functions for benchmarks and tests (kinds the model never saw in training)
@@ -43,10 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spectra import survey_of
-
-__all__ = ["residual_features", "degeneracy_feature", "AnomalyCalibration", "WINDOWS",
-           "survey_of"]
+__all__ = ["residual_features", "degeneracy_feature", "AnomalyCalibration", "WINDOWS"]
 
 WINDOWS = (3, 15, 75, 375)
 

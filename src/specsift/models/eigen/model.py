@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from astropy.table import Table
 
-from ...anomaly import AnomalyCalibration, survey_of
+from ...anomaly import AnomalyCalibration
 from ...calibration import fit_chi2_temperature, softmax
 from ...catalog import make_catalog
 from ...classes import labels as class_labels
 from ...classes import spectype_of
 from ...flags import ZWARN
-from ...spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
+from ...spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr, survey_of
 from ...verify.candidates import Candidates
 from ..base import Capabilities, PredictOptions, SpectralModel, register_model
 from .anomalies import (
