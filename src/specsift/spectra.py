@@ -299,7 +299,7 @@ class SpectraBatch:
     def median_snr(self) -> np.ndarray:
         """Median of flux·√ivar over good pixels, per spectrum (0 when none)."""
         snr = np.where(self.mask, np.nan, self.flux * np.sqrt(self.ivar))
-        med, _ = row_median_mad(snr, np.isfinite(snr).sum(axis=1))
+        med, _ = row_median_mad(snr, np.isfinite(snr).sum(axis=1), overwrite_input=True)
         return np.nan_to_num(med[:, 0], nan=0.0).astype(np.float32)
 
     def good_fraction(self) -> np.ndarray:
