@@ -96,8 +96,8 @@ def rule_labels(rule_lines: dict, flux, noiseless, ivar, grid: LogGrid, scale, z
     an ideal filter at the true two-Gaussian profile found 10σ broad lines in a third more
     quasars than any fit with a free background and free widths can (SDSS's included), so
     the BROADLINE bit is what a real fit of that spectrum gives."""
-    label = np.asarray(label).astype("U24").copy()
-    subclass = np.asarray(subclass).astype("U24").copy()
+    label = np.asarray(label).astype("U24")
+    subclass = np.asarray(subclass).astype("U24")
     spectype = np.asarray(meta["SPECTYPE"]).astype(str)
     for gen, (rows, lines) in rule_lines.items():
         for name in np.unique(inst[rows]):

@@ -241,13 +241,12 @@ def simulate_block(b, seed, class_set, z, snr, balanced, grid, resolution, noise
         out = info["noiseless"]
         out[mask] = 0.0
     meta["TARGETID"] = idx.astype(np.int64)
-    meta["CLASS_LABEL"] = lab
     meta["SPECTYPE"] = np.array([LABEL_SPECS[g][2] for g in gen_lab], dtype="U8")
     meta["CLASS"] = meta["SPECTYPE"]
     sdss_sub = np.array([LABEL_SPECS[g][3] for g in gen_lab], dtype="U24")
     # galaxy and quasar subclasses as SDSS's rules give them on this spectrum's lines
     meta["CLASS_LABEL"], sdss_sub = rule_labels(
-        rule_lines, out, out if noiseless else info["noiseless"], ivar, grid, scale, zs, meta,
+        rule_lines, out, info["noiseless"], ivar, grid, scale, zs, meta,
         lab, sdss_sub, class_set, inst, resolution)
     is_star = meta["SPECTYPE"] == "STAR"
     meta["SUBCLASS"] = np.where(is_star, meta["SUBTYPE"], sdss_sub)
