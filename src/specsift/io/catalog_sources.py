@@ -110,8 +110,9 @@ class PartSource:
         self.widths = dict.fromkeys(strs, 1)
         self.n_rows = 0
         for p, s in zip(self.parts, schemas):
-            self.n_rows += pq.read_metadata(p).num_rows
-            at = pq.ParquetFile(p).read(columns=[c for c in strs if c in s.names])
+            f = pq.ParquetFile(p)                    # one footer read for the count and strings
+            self.n_rows += f.metadata.num_rows
+            at = f.read(columns=[c for c in strs if c in s.names])
             for c in at.column_names:
                 col = at.column(c)
                 if pc.all(pc.string_is_ascii(col)).as_py() is False:   # FITS escapes them
@@ -161,8 +162,9 @@ class PartSource:
     def tables(self, cols, with_meta: bool = False):
         import pyarrow.parquet as pq
         for p in self.parts:
-            have = pq.read_schema(p).names
-            at = pq.ParquetFile(p).read(columns=[c for c in cols if c in have])
+            f = pq.ParquetFile(p)
+            have = f.schema_arrow.names
+            at = f.read(columns=[c for c in cols if c in have])
             t = prepare(arrow_to_table(self._conform(at, cols)), self.widths)
             if with_meta:
                 t.meta.update(self.meta)
