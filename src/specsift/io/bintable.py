@@ -12,11 +12,12 @@ import re
 
 import numpy as np
 
-__all__ = ["table_fields", "check_table", "first_row", "decode_row"]
+__all__ = ["BINTYPE", "table_fields", "check_table", "first_row", "decode_row"]
 
 #: binary-table TFORMn (FITS 4.0 §7.3.1): repeat count, type code
 _TFORM = re.compile(r"\s*(\d*)([LXBIJKAEDCMPQ])")
-_BINTYPE = {"L": "u1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8",
+#: numpy dtype of each binary-table type code (big-endian, as stored)
+BINTYPE = {"L": "u1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8",
             "C": ">c8", "M": ">c16"}
 #: TZEROn that mark unsigned integers stored as signed (FITS 4.0 §7.3.2)
 _UNSIGNED = {"I": (1 << 15, ">u2"), "J": (1 << 31, ">u4"), "K": (1 << 63, ">u8")}
@@ -32,7 +33,7 @@ def table_fields(hdr) -> tuple[dict, int]:
         r, code = int(m.group(1) or 1), m.group(2)
         fields[str(hdr.get(f"TTYPE{i}", "")).strip()] = (i, offset, r, code)
         offset += {"X": (r + 7) // 8, "A": r, "P": 8, "Q": 16}.get(
-            code, r * np.dtype(_BINTYPE.get(code, "u1")).itemsize)
+            code, r * np.dtype(BINTYPE.get(code, "u1")).itemsize)
     return fields, offset
 
 
@@ -93,7 +94,7 @@ def decode_row(hdr, raw: bytes, columns, fields: tuple[dict, int] | None = None)
             utype = np.dtype(_UNSIGNED[code][1])
             v = np.frombuffer(raw, utype, r, off) ^ utype.type(zero)
         else:
-            v = np.frombuffer(raw, _BINTYPE[code], r, off)
+            v = np.frombuffer(raw, BINTYPE[code], r, off)
             if code == "L":
                 v = v == ord("T")
             elif zero is not None or scale is not None:

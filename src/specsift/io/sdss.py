@@ -35,6 +35,7 @@ from ._common import (
     stable_id,
 )
 from .assemble import Native, assemble
+from .bintable import BINTYPE
 from .rawfits import RawFits, layout
 
 __all__ = ["sniff", "read", "quick", "BAD_AND_MASK"]
@@ -175,7 +176,8 @@ def quick(path: Path) -> Native | None:
         return None
 
 
-_PLAIN = {"E": ">f4", "D": ">f8", "I": ">i2", "J": ">i4", "K": ">i8", "B": "u1"}
+#: the plain numeric TFORM codes the quick path maps directly (the rest go to astropy)
+_PLAIN = {c: BINTYPE[c] for c in "EDIJKB"}
 
 
 def _raw_coadd(raw: RawFits, coadd) -> dict | None:
