@@ -85,11 +85,32 @@ def run_child(args: list[str], threads: int | None = None, one_core: bool = Fals
             "rss_mb": int(rss) / 1024, "stdout": p.stdout, "stderr": p.stderr}
 
 
+#: the stage table's rows (``forward`` and ``predict_rest`` split ``predict``)
+STAGES = ("read", "forward", "predict_rest", "verify", "lines", "write")
+
+
 def stage_seconds(model, store: Path, batch_size: int, fns: dict, tmp: Path) -> dict:
-    """CPU seconds of each stage (read, predict, verify, lines, write) over the whole store
-    and the spectrum count ``n``, single thread.  ``fns`` holds the package's ``plan_units``,
-    ``iter_unit``, ``verify_catalog``, ``add_lines`` and ``table_to_arrow``: this checkout's
-    (predict_speed) or another revision's (predict_ab), timed by the same loop."""
+    """CPU seconds of each stage of :data:`STAGES` (and ``predict``) over the whole store and
+    the spectrum count ``n``, single thread; the network's forward pass is timed by hooks held
+    only for this loop.  ``fns`` holds the package's ``plan_units``, ``iter_unit``,
+    ``verify_catalog``, ``add_lines`` and ``table_to_arrow``: this checkout's (predict_speed)
+    or another revision's (predict_ab), timed by the same loop."""
+    net = getattr(model, "net", None)
+    fwd = {"t": 0.0}
+    hooks = [] if net is None else [
+        net.register_forward_pre_hook(lambda *a: fwd.__setitem__("t0", time.process_time())),
+        net.register_forward_hook(lambda *a: fwd.__setitem__(
+            "t", fwd["t"] + time.process_time() - fwd["t0"]))]
+    try:
+        t = _stage_loop(model, store, batch_size, fns, tmp)
+    finally:
+        for h in hooks:
+            h.remove()
+    t["forward"], t["predict_rest"] = fwd["t"], t["predict"] - fwd["t"]
+    return t
+
+
+def _stage_loop(model, store: Path, batch_size: int, fns: dict, tmp: Path) -> dict:
     import pyarrow.parquet as pq
     import torch
     t = dict.fromkeys(("read", "predict", "verify", "lines", "write"), 0.0)

@@ -28,9 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _predict_common import ROOT, sim_store, stage_seconds  # noqa: E402
-
-STAGES = ("read", "forward", "predict_rest", "verify", "lines", "write")
+from _predict_common import ROOT, STAGES, sim_store, stage_seconds  # noqa: E402
 
 
 def extract(rev: str, into: Path) -> None:
@@ -44,7 +42,7 @@ def extract(rev: str, into: Path) -> None:
 
 
 class Version:
-    """One package's pieces for the stage table, and its forward-pass timer."""
+    """One package's pieces for the stage table and the end-to-end run."""
 
     def __init__(self, pkg: str):
         def m(x):
@@ -56,20 +54,11 @@ class Version:
                     "add_lines": m("lines").add_lines,
                     "table_to_arrow": m("pipeline.parts").table_to_arrow}
         self.predict = m("pipeline").predict
-        self.fwd = {"t": 0.0}
-        f = self.fwd
-        self.model.net.register_forward_pre_hook(
-            lambda *a: f.__setitem__("t0", time.process_time()))
-        self.model.net.register_forward_hook(
-            lambda *a: f.__setitem__("t", f["t"] + time.process_time() - f["t0"]))
 
     def stages(self, store: Path, tmp: Path) -> dict:
         """µs a spectrum per stage over the whole store (as ``predict_speed.stages``)."""
-        self.fwd["t"] = 0.0
         t = stage_seconds(self.model, store, 1024, self.fns, tmp)
-        n = t["n"]
-        t["forward"], t["predict_rest"] = self.fwd["t"], t["predict"] - self.fwd["t"]
-        return {k: 1e6 * t[k] / n for k in STAGES}
+        return {k: 1e6 * t[k] / t["n"] for k in STAGES}
 
     def end_to_end(self, store: Path, out: Path, verify: bool) -> float:
         c0 = time.process_time()

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _predict_common import model_for_bench, sim_store, stage_seconds  # noqa: E402
+from _predict_common import STAGES, model_for_bench, sim_store, stage_seconds  # noqa: E402
 
 
 def stages(model, store: Path, batch_size: int) -> dict:
@@ -47,12 +47,6 @@ def stages(model, store: Path, batch_size: int) -> dict:
     from specsift.pipeline.units import iter_unit, plan_units
     from specsift.verify import verify_catalog
 
-    fwd = {"t": 0.0}
-    net = getattr(model, "net", None)
-    if net is not None:
-        net.register_forward_pre_hook(lambda *a: fwd.__setitem__("t0", time.process_time()))
-        net.register_forward_hook(lambda *a: fwd.__setitem__(
-            "t", fwd["t"] + time.process_time() - fwd["t0"]))
     fns = {"plan_units": plan_units, "iter_unit": iter_unit, "verify_catalog": verify_catalog,
            "add_lines": add_lines, "table_to_arrow": table_to_arrow}
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,11 +58,7 @@ def stages(model, store: Path, batch_size: int) -> dict:
             with torch.inference_mode():
                 c, k = model.propose(model.check_batch(first[:256]))
             add_lines(first[:256], verify_catalog(model.check_batch(first[:256]), c, k))
-        fwd["t"] = 0.0
-        t = stage_seconds(model, store, batch_size, fns, Path(tmp))
-    t["forward"] = fwd["t"]
-    t["predict_rest"] = t["predict"] - fwd["t"]
-    return t
+        return stage_seconds(model, store, batch_size, fns, Path(tmp))
 
 
 def print_stages(s: dict) -> None:
@@ -76,7 +66,7 @@ def print_stages(s: dict) -> None:
     print("\n| stage | CPU seconds | µs / spectrum | share |")
     print("|---|---|---|---|")
     total = s["read"] + s["predict"] + s["verify"] + s["lines"] + s["write"]
-    for k in ("read", "forward", "predict_rest", "verify", "lines", "write"):
+    for k in STAGES:
         print(f"| {k} | {s[k]:.2f} | {1e6 * s[k] / n:.0f} | {100 * s[k] / total:.0f}% |")
     print(f"| total | {total:.2f} | {1e6 * total / n:.0f} | 100% |")
     print(f"\nspectra per CPU-second if the stages were the whole run: {n / total:.0f}; "
