@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-from importlib import resources
-from pathlib import Path
 
 VERIFY = {
     "what": "verification stage (not in this file, default `specsift predict`): ZERR = "
@@ -67,15 +65,12 @@ RECORDS = {
 }
 
 
-def bundled(name: str) -> Path:
-    return Path(str(resources.files("specsift") / "data" / "models" / f"{name}.pt"))
-
-
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv != ["--write"]:
         sys.exit(__doc__)
     from specsift import load_model
+    from specsift.models.base import model_path as bundled  # the package's file for a name
     for name, rec in RECORDS.items():
         if argv == ["--write"]:
             model = load_model(bundled(name))
