@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import SHARED
+from _common import SHARED, sdss_files
 
 from specsift.constants import C_KMS
 
@@ -151,12 +151,11 @@ def simulated_fluxes(n: int, seed: int) -> dict:
 
 
 def _real_batch():
-    import glob
 
     from specsift import io as sio
     from specsift.spectra import SpectraBatch
     batches = []
-    for f in sorted(glob.glob(str(SHARED / "sdss" / "*.fits"))):
+    for f in sdss_files("*.fits"):
         b = sio.read(f)
         b.meta = b.meta[["CLASS", "SUBCLASS", "Z"]]
         for c in ("CLASS", "SUBCLASS"):
@@ -228,14 +227,13 @@ def sdss_zline() -> list[dict]:
     """Our BPT-line fluxes, the rules' (ivar-only) errors and observed EW(Hα) against SDSS's
     own (LINEAREA, LINEAREA_ERR, LINEEW of the SPZLINE HDU) for the GALAXY spec files, at
     SDSS's redshift: the errors the 3σ detections are judged on."""
-    import glob
 
     from astropy.io import fits
 
     from specsift import io as sio
     from specsift.lines import measure_lines
     rows = []
-    for f in sorted(glob.glob(str(SHARED / "sdss" / "spec-*.fits"))):
+    for f in sdss_files("spec-*.fits"):
         with fits.open(f) as h:
             if "SPZLINE" not in h or str(h[2].data["CLASS"][0]).strip() != "GALAXY":
                 continue

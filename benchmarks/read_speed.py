@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED as DATA  # noqa: E402
+from _common import sdss_files  # noqa: E402
 
 FILES = ["sdss/spec-0266-51602-0013.fits", "sdss/spec-0332-52367-0639.fits",
          "sdss/spec-6717-56397-0534.fits", "sdss/sdss-labelled-50.fits",
@@ -48,7 +49,7 @@ def main() -> None:
 def _many(io, n: int) -> None:
     import shutil
     import tempfile
-    src = sorted((DATA / "sdss").glob("spec-*.fits"))
+    src = sdss_files("spec-*.fits")
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         for k in range(n):

@@ -14,6 +14,7 @@ compare the two.
 from __future__ import annotations
 
 import argparse
+import sys
 import timeit
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from specsift.verify.fit import prepare
 from specsift.verify.stage import sky_mask
 from specsift.verify.templates import bases_for
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SHARED  # noqa: E402
 
 
 def _time(f, reps: int, number: int = 20) -> float:
@@ -41,7 +43,7 @@ def main() -> None:
     print("| survey | files | star_subtypes µs/star | _restricted µs/star |")
     print("|---|---:|---:|---:|")
     for survey in ("sdss", "lamost"):
-        files = sorted((DATA / survey).glob("spec-*.fits"))[:a.files]
+        files = sorted((SHARED / survey).glob("spec-*.fits"))[:a.files]
         full, setup = [], []
         for f in files:
             b = read(f)
