@@ -37,6 +37,16 @@ def test_next_for_claims_so_two_people_get_different_spectra(tmp_path):
     assert db.next_for("ann")[0]["item"] == 1          # ann keeps her claimed spectrum
 
 
+def test_bulk_labels_release_claims_like_single_labels(tmp_path):
+    db = LabelDB(tmp_path / "l.sqlite")
+    db.set_queue(0, [1, 2, 3], [3, 2, 1], [[1, 0, 0]] * 3)
+    assert [r["item"] for r in db.next_for("ann", n=2)] == [1, 2]
+    db.add_labels([(1, "EMISSION")], who="oracle")
+    assert sorted(int(r[0]) for r in db.query("SELECT item FROM claims")) == [2]
+    db.undo("oracle")                                  # item 1 is open again, unclaimed
+    assert db.next_for("bob")[0]["item"] == 1
+
+
 def _writer(path, who, n, barrier=None):
     if barrier is not None:
         barrier.wait()

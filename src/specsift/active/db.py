@@ -122,13 +122,16 @@ class LabelDB(SQLiteFile):
             return _label_event(c, item, label, who, ident, source, iteration)
 
     def add_labels(self, rows, who: str, source: str = "oracle", iteration: int | None = None) -> int:
-        """Many (item, label[, ident]) at once in one transaction (the simulated oracle)."""
+        """Many (item, label[, ident]) at once in one transaction (the simulated oracle);
+        answered items lose their claims, as one label at a time does (:func:`_label_event`),
+        so a person labelling beside the oracle is not kept off them until the claim expires."""
         at = now_iso()
         data = [(int(r[0]), r[2] if len(r) > 2 else "", r[1], who, at, source, iteration)
                 for r in rows]
         with self.write() as c:
             c.executemany("INSERT INTO events(item, ident, label, who, at, source, iteration) "
                           "VALUES(?,?,?,?,?,?,?)", data)
+            c.executemany("DELETE FROM claims WHERE item = ?", [(d[0],) for d in data])
         return len(data)
 
     def add_label_record(self, item: int, label: str | None, who: str, *, ident: str = "",
