@@ -90,11 +90,13 @@ def run_redrock(specs: list[dict], tlist: str) -> dict:
         return {k: d[k] for k in d.files}
 
 
-def pipeline_labels(path: Path) -> dict:
-    """The DESI pipeline's Redrock answer beside a fastspecfit coadd (empty elsewhere)."""
-    from specsift.io.desi import find_redrock, read_redrock
-    rr = find_redrock(path)
-    return {} if rr is None else {"table": read_redrock(rr)}
+def pipeline_labels(path: Path):
+    """The DESI pipeline's Redrock answer for each row of a fastspecfit coadd (CLASS, Z;
+    "" / NaN where a row has none), matched by TARGETID as the package's DESI reader matches
+    it for every user; None where no Redrock file lies beside the coadd."""
+    from specsift import io
+    from specsift.io.desi import find_redrock
+    return None if find_redrock(path) is None else io.read(path).meta
 
 
 def main() -> None:
@@ -119,16 +121,11 @@ def main() -> None:
     t["DESI_SPECTYPE"] = np.full(len(t), "", "U8")
     t["DESI_Z"] = np.full(len(t), np.nan)
     for f in files:
-        lab = pipeline_labels(f).get("table")
-        if lab is not None:          # matched by the FIBERMAP's TARGETID, row by row
-            from astropy.io import fits
+        lab = pipeline_labels(f)
+        if lab is not None:
             rows = np.flatnonzero(t["FILE"] == str(f.relative_to(DESI)))
-            tid = np.asarray(fits.getdata(f, "FIBERMAP")["TARGETID"], np.int64)
-            where = {int(x): k for k, x in enumerate(lab["TARGETID"])}
-            for r, x in zip(rows, tid[t["ROW"][rows]]):
-                if int(x) in where:
-                    t["DESI_SPECTYPE"][r] = str(lab["CLASS"][where[int(x)]]).strip()
-                    t["DESI_Z"][r] = float(lab["Z"][where[int(x)]])
+            t["DESI_SPECTYPE"][rows] = np.asarray(lab["CLASS"])[t["ROW"][rows]]
+            t["DESI_Z"][rows] = np.asarray(lab["Z"], float)[t["ROW"][rows]]
     t.meta["comments"] = [
         "Redrock 0.21 on the real DESI coadds of ../shared/data/desi (see desi_redrock.py)",
         f"command: PYTHONPATH=src .venv/bin/python benchmarks/desi_redrock.py --list {a.list}",
