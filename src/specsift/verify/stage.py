@@ -34,7 +34,7 @@ from .subtype import star_subtypes
 from .template_error import QSO_TEMPLATE_ERROR, refit_template_limited
 from .templates import bases_for
 from .windows import NCOEFF_MAX, Windows
-from .zfind import FIT_KEYS, SAME_KMS, full_range_candidates, solve
+from .zfind import FIT_KEYS, SAME_KMS, full_range_candidates, quasar_posterior, solve
 
 __all__ = ["VerifyOptions", "verify_catalog", "C_KMS", "NCOEFF_MAX", "VERIFY_COLUMNS", "sky_mask"]
 
@@ -104,6 +104,9 @@ class VerifyOptions:
     qso_template_error: float | None = QSO_TEMPLATE_ERROR
     template_error_chi2: float = 2.0
     template_error_halfwidth: int = 48
+    #: verified quasars: the line-shift systematic in ZERR and the model's own z as a prior
+    #: (:func:`.zfind.quasar_posterior`); False: the fit's z and ZERR alone
+    quasar_posterior: bool = True
 
 
 
@@ -231,6 +234,12 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
                           1.0)
         zerr[todo] = sol["err"] * bases["STAR"].step * np.log(10) * (1 + z[todo]) * scale
         zerr[todo] = np.hypot(zerr[todo], _star_floor(batch, todo, t_b, opt) * (1 + z[todo]))
+        if opt.quasar_posterior:          # line-shift systematic; the model's z as prior
+            wave = 10.0 ** np.asarray(batch.loglam, np.float64)[[0, -1]]
+            z[todo], zerr[todo], _ = quasar_posterior(
+                z[todo], zerr[todo], t_b, net_t0[todo], net_z0[todo],
+                np.asarray(table["ZERR"], np.float64)[todo],
+                np.nan_to_num(cands.reach_or_nan()[todo], nan=0.0).max(axis=1), wave)
         chi2[todo] = sol["chi2"]
         dchi2[todo] = sol["dchi2"]
         coef[todo] = sol["coef"]

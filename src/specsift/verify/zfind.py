@@ -19,8 +19,9 @@ from .fit import bin_basis, bin_prepared, scan, take_rows
 from .templates import SPECTYPES, Z_MAX
 from .windows import Windows, lowest_per_spectrum
 
-__all__ = ["NET_KMS", "SAME_KMS", "FIT_KEYS", "candidate_rows", "solve", "best_rows",
-           "far_rows", "is_net", "full_range_candidates"]
+__all__ = ["NET_KMS", "SAME_KMS", "FIT_KEYS", "QSO_LINE_SCATTER", "candidate_rows", "solve",
+           "best_rows", "far_rows", "is_net", "full_range_candidates", "qso_systemic_kms",
+           "quasar_posterior"]
 
 #: a fitted row this close to the model's z (same SPECTYPE) is the model's own answer
 NET_KMS = 2000.0
@@ -29,6 +30,14 @@ SAME_KMS = 1000.0
 
 #: the per-row fit results :func:`solve` returns for the winner and for the STAR window
 FIT_KEYS = ("shift", "err", "chi2", "coef", "ncoef", "edge")
+
+#: (vacuum rest wavelength Å, km/s): the intrinsic scatter about the systemic redshift of a
+#: quasar redshift measured from each of the strong lines a template fit follows — Shen et
+#: al. 2016, ApJ 831, 7 (SDSS-RM, systemic z from host stellar absorption): [O III] 5007 56,
+#: Mg II 205, C III] 233, C IV 415, Si IV 477 km/s.  (Their [O II] 46 and [Ne V] 119 are left
+#: out: both are weak or absent in most quasar spectra, so they do not set a template fit.)
+QSO_LINE_SCATTER = ((5008.24, 56.0), (2799.9, 205.0), (1908.73, 233.0), (1549.48, 415.0),
+                    (1396.76, 477.0))
 
 
 def candidate_rows(cands: Candidates, todo: np.ndarray, opt, step: float):
@@ -174,3 +183,51 @@ def is_net(spec, typ, z, net_t, net_z) -> np.ndarray:
     """Rows that are the model's own answer (its SPECTYPE, within ``NET_KMS`` of its z)."""
     nz = net_z[spec]
     return (typ == net_t[spec]) & (np.abs(z - nz) / (1 + nz) * C_KMS < NET_KMS)
+
+
+def qso_systemic_kms(z, wave_lo: float, wave_hi: float) -> np.ndarray:
+    """(N,) km/s: the intrinsic scatter of a quasar's template redshift about its systemic
+    one — that of the best systemic indicator of :data:`QSO_LINE_SCATTER` observed within
+    ``wave_lo``–``wave_hi`` Å at ``z`` (the last, Si IV, where none is)."""
+    z = np.asarray(z, np.float64)
+    out = np.full(z.shape, QSO_LINE_SCATTER[-1][1])
+    for lam, kms in QSO_LINE_SCATTER:
+        obs = lam * (1 + z)
+        out = np.where((obs > wave_lo) & (obs < wave_hi), np.minimum(out, kms), out)
+    return out
+
+
+def quasar_posterior(z, zerr, spectype, net_t, net_z, net_zerr, reach, wave_range):
+    """Verified quasar redshifts and errors with the line-shift systematic and the model's own
+    estimate: (z, zerr, combined) for the verified rows (all arrays (N,), ``reach``: the
+    model's stated reach in ln(1+z), NaN where none, :class:`.Candidates`).
+
+    Why: a quasar's broad lines sit away from its systemic redshift by a scatter no template
+    carries (C IV blueshifted by 0–2000 km/s, Richards et al. 2002), so a template fit measures
+    a line redshift whose error about the systemic one is at least the line's intrinsic scatter
+    (:func:`qso_systemic_kms`, Shen et al. 2016): that is added in quadrature to every QSO's
+    ZERR.  Where the model calls the same quasar (QSO, within ``NET_KMS``), its z is a second,
+    independent estimate: its p(z) is the prior (GaSNet's p(z), Redrock's priors), the fit the
+    likelihood, and for two Gaussians the posterior is their inverse-variance mean with
+    σ⁻² = σ_fit⁻² + σ_model⁻².  The model's σ is its ZERR, never narrower than the reach it
+    declares (speccznet: ±4.5 bins of 1390 km/s, so its 110 km/s ZERR is not taken at face
+    value and its prior has no weight).  Only quasars: a galaxy's or star's template redshift
+    is its systemic one, the fit's error is the noise, and the model adds nothing the fit
+    lacks."""
+    z = np.asarray(z, np.float64)
+    zerr = np.asarray(zerr, np.float64)
+    qso = np.asarray(spectype) == "QSO"
+    sys_z = qso_systemic_kms(z, *wave_range) * (1 + z) / C_KMS
+    fit_err = np.where(qso, np.hypot(zerr, sys_z), zerr)
+    nz = np.asarray(net_z, np.float64)
+    prior = np.fmax(np.asarray(net_zerr, np.float64),
+                    np.nan_to_num(np.asarray(reach, np.float64)) * (1 + nz))
+    with np.errstate(invalid="ignore"):
+        both = (qso & (np.asarray(net_t) == "QSO") & np.isfinite(nz) & np.isfinite(prior)
+                & (prior > 0) & (fit_err > 0)
+                & (np.abs(z - nz) / (1 + nz) * C_KMS < NET_KMS))
+    w = np.zeros(z.shape)
+    w[both] = fit_err[both] ** 2 / (fit_err[both] ** 2 + prior[both] ** 2)
+    post_err = fit_err.copy()
+    post_err[both] = 1.0 / np.sqrt(1.0 / fit_err[both] ** 2 + 1.0 / prior[both] ** 2)
+    return z + w * np.where(both, nz - z, 0.0), post_err, both
