@@ -104,3 +104,29 @@ def test_stage_moves_a_quasar_towards_a_confident_model_and_only_then():
     # nothing else of the fit changes
     for c in ("CHI2", "DELTACHI2", "NPIXELS"):
         assert post[c][0] == plain[c][0]
+
+
+def test_candidate_supported_only_by_the_5577_sky_residual_does_not_win(monkeypatch):
+    """A faint flat spectrum whose one feature is an [O I] 5577 subtraction residual: a QSO at
+    z 3.589 puts Lyα on it.  With the stage's sky mask the residual is not fitted and that
+    candidate gains nothing over the polynomial (DELTACHI2 < 25, or another answer); without
+    the mask the same candidate wins by a large Δχ²."""
+    from specsift.verify import stage
+    rng = np.random.default_rng(3)
+    wave = 10 ** DEFAULT_GRID.loglam
+    # the residual: 40 σ at its peak, the width of the sky line at SDSS resolution (σ ≈ 1.7 Å)
+    flux = (1.0 + 40 * np.exp(-0.5 * ((wave - 5578.89) / 1.7) ** 2)
+            + rng.normal(0, 1, wave.size)).astype(np.float32)
+    batch = SpectraBatch(DEFAULT_GRID.loglam, flux[None], np.ones((1, wave.size), np.float32))
+    z_sky = 5578.89 / 1215.67 - 1
+    table = make_catalog(Table({"TARGETID": [0]}), "three", np.array([[0.05, 0.05, 0.9]]),
+                         np.array([z_sky]), np.array([0.01]), "test")
+    cands = Candidates([[z_sky]], [["QSO"]])
+    opt = VerifyOptions(rescue_deltachi2=0.0, rescue_explained=0.0)    # the candidate alone
+    out = verify_catalog(batch, table, cands, opt)
+    on_sky = (out["SPECTYPE"][0] == "QSO") & (abs(out["Z"][0] - z_sky) < 0.01)
+    assert not on_sky or out["DELTACHI2"][0] < 25
+    monkeypatch.setattr(stage, "SKY_LINES", ())
+    bare = verify_catalog(batch, table, cands, opt)
+    assert bare["SPECTYPE"][0] == "QSO" and abs(bare["Z"][0] - z_sky) < 0.01
+    assert bare["DELTACHI2"][0] > 100
