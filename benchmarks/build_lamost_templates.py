@@ -105,7 +105,8 @@ VARIANTS = {
 
 
 def cross_validate(rows, flux, ivar, runs, k: int = 5):
-    """Letter agreement of each run (variant, npoly, lo, hi) and its predicted letters."""
+    """Letter agreement of each run (variant, npoly, lo, hi, vote) and its predicted letters
+    (vote: (k, τ) of :func:`specsift.verify.subtype.letter_vote`, or None: the best template)."""
     from specsift.spectra import SpectraBatch
     from specsift.verify import subtype as ST
     from specsift.verify.fit import prepare
@@ -130,14 +131,32 @@ def cross_validate(rows, flux, ivar, runs, k: int = 5):
             basis = replace(star, survey_named={"LAMOST": (on.astype(np.float32), tuple(names))})
             for s in (s for s in runs if s[0] == v):
                 got = ST.star_subtypes(batch, basis, te, shift[te], prep, library_npoly=s[1],
-                                       library_range=(s[2], s[3]))
+                                       library_range=(s[2], s[3]), library_vote=s[4])
                 pred[s][te] = [g[:1] for g in got]
     return {s: float((pred[s][test] == truth[test]).mean()) for s in runs}, pred, truth, test
+
+
+def cv_runs(ship, quick: bool = False):
+    """The settings ``--cv`` scores: (library variant, terms, lo, hi, vote)."""
+    v0, k0, lo0, hi0, vote0 = ship
+    votes = [None, (3, 100.0), (5, 50.0), (5, 100.0), (5, 200.0), (8, 100.0), (30, 100.0)]
+    runs = [(v0, k, lo0, hi, v) for k in (4, 5, 6, 8) for hi in (6000.0, hi0) for v in votes]
+    if quick:
+        return list(dict.fromkeys(runs))
+    means = [v for v in VARIANTS if "per subclass" in v]
+    runs += [(v, k, 3800.0, hi, None) for v in means for k in (4, 6, 8, 10, 12)
+             for hi in (5800.0, 6000.0, 6500.0)]
+    runs += [(v, k, 3800.0, 9100.0, vo) for v in means for k in (4, 6, 10)
+             for vo in (None, vote0)]
+    runs += [(v, k0, lo0, hi0, vo) for v in VARIANTS if v not in means for vo in (None, vote0)]
+    return list(dict.fromkeys(runs))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cv", action="store_true", help="cross-validate fit settings first")
+    ap.add_argument("--quick", action="store_true",
+                    help="with --cv: only the letter-vote grid around what ships")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     rows = train_rows()
@@ -145,17 +164,15 @@ def main() -> None:
     print(f"{len(rows)} training-split LAMOST stars read", file=sys.stderr)
     if args.cv:
         from specsift.verify import subtype as ST
-        ship = ("median per subclass (ships)", ST.LIBRARY_NPOLY, *ST.LIBRARY_RANGE)
-        means = [v for v in VARIANTS if "per subclass" in v]
-        runs = [(v, k, 3800.0, hi) for v in means for k in (4, 6, 8, 10, 12)
-                for hi in (5800.0, 6000.0, 6500.0)]
-        runs += [(v, k, 3800.0, 9100.0) for v in means for k in (4, 6, 10)]
-        runs += [(v, *ship[1:]) for v in VARIANTS if v not in means]
-        acc, pred, truth, test = cross_validate(rows, flux, ivar, runs)
+        ship = ("median per subclass (ships)", ST.LIBRARY_NPOLY, *ST.LIBRARY_RANGE,
+                ST.LIBRARY_VOTE)
+        acc, pred, truth, test = cross_validate(rows, flux, ivar, cv_runs(ship, args.quick))
         print(f"\n5-fold CV inside the training split: {int(test.sum())} stars with S/N_g ≥ 10\n")
-        print("| library | polynomial terms | rest range (Å) | letter = LAMOST |\n|---|---|---|---|")
+        print("| library | polynomial terms | rest range (Å) | letter | letter = LAMOST |\n"
+              "|---|---|---|---|---|")
         for s, a in acc.items():
-            print(f"| {s[0]} | {s[1]} | {s[2]:.0f}–{s[3]:.0f} | {a:.4f} |")
+            how = "best template" if s[4] is None else f"vote k={s[4][0]}, τ={s[4][1]:g}"
+            print(f"| {s[0]} | {s[1]} | {s[2]:.0f}–{s[3]:.0f} | {how} | {a:.4f} |")
         folder = np.array([str(r["folder"]) for r in rows])
         print(f"\nshipped {ship}, per folder:")
         for fo in np.unique(folder[test]):

@@ -194,3 +194,29 @@ def test_star_check_row_is_the_resolution_broadened_star_fit():
     broad, sharp = _fit_rows(*args, sigma), _fit_rows(*args)
     assert on["CHI2"][0] == pytest.approx(broad["chi2"][0], rel=1e-9)
     assert abs(broad["chi2"][0] - sharp["chi2"][0]) > 1e-6 * broad["chi2"][0]
+
+
+def test_letter_vote_follows_the_near_best_templates_not_the_single_best():
+    """A row whose single best template is F9 but whose next three (within a few per-pixel
+    χ² units) are G gets the best G template; a row whose G templates are far worse keeps
+    F9; k = 1 is the plain best template."""
+    from specsift.verify.subtype import letter_vote
+    names = ("F5", "F9", "G0", "G2", "G3", "K1")
+    near = [1300.0, 1000.0, 1010.0, 1020.0, 1030.0, 1500.0]     # 1000 pixels: χ²/N = 1
+    far = [1300.0, 1000.0, 2000.0, 2100.0, 2200.0, 2500.0]
+    chi2 = np.array([near, far])
+    got = letter_vote(chi2, names, [1000, 1000], k=5, tau=100.0)
+    assert [names[i] for i in got] == ["G0", "F9"]
+    assert (letter_vote(chi2, names, [1000, 1000], k=1, tau=100.0) == 1).all()
+
+
+def test_letter_vote_scales_delta_chi2_by_the_fit_residual_level():
+    """The same Δχ² counts for less where the best fit's χ² per pixel is higher (template
+    mismatch, not noise, sets the residuals): the vote flips to the letter with more
+    near-best templates only there."""
+    from specsift.verify.subtype import letter_vote
+    names = ("F9", "G0", "G2")
+    d = np.array([0.0, 300.0, 300.0])
+    chi2 = np.stack([1000.0 + d, 10000.0 + d])                   # χ²/N = 1 and 10
+    got = letter_vote(chi2, names, [1000, 1000], k=3, tau=100.0)
+    assert [names[i] for i in got] == ["F9", "G0"]

@@ -37,7 +37,8 @@ import numpy as np
 from ..spectra import survey_of
 from .fit import Prepared, legendre, polynomial_products, single_template_chi2
 
-__all__ = ["STAR_NPOLY", "LIBRARY_NPOLY", "LIBRARY_RANGE", "star_subtypes"]
+__all__ = ["STAR_NPOLY", "LIBRARY_NPOLY", "LIBRARY_RANGE", "LIBRARY_VOTE", "star_subtypes",
+           "letter_vote"]
 
 #: polynomial terms with one named spEigenStar template (the SDSS pipeline's)
 STAR_NPOLY = 4
@@ -45,18 +46,23 @@ STAR_NPOLY = 4
 #: survey's own library (module docstring: chosen by a cross-validation on the training split)
 LIBRARY_NPOLY = 6
 LIBRARY_RANGE = (3800.0, 6500.0)
+#: (k, τ) of the letter vote with a survey's library (:func:`letter_vote`; None: the single
+#: best template names the star), chosen by the same cross-validation
+LIBRARY_VOTE = (5, 200.0)
 
 
 def star_subtypes(batch, basis, spec, shift, prep: Prepared, library: bool = True,
                   library_npoly: int = LIBRARY_NPOLY,
-                  library_range: tuple = LIBRARY_RANGE) -> np.ndarray:
+                  library_range: tuple = LIBRARY_RANGE,
+                  library_vote: tuple | None = LIBRARY_VOTE) -> np.ndarray:
     """SUBTYPE names (R,) of the spectra ``spec`` of ``batch`` at fractional pixel shifts
     ``shift`` (``basis``: the STAR basis with its named templates).  ``prep``: the stage's
     products of the whole batch (:func:`.fit.prepare`), whose cleaned and scaled weights are
     reused instead of cleaning the rows again (most of this step's time).  Rows whose survey
     (the batch's SURVEY column) has a library in ``basis.survey_named`` are named from it
-    with ``library_npoly`` terms on rest ``library_range`` (Å) (``library=False``: every row
-    from spEigenStar, the SDSS pipeline's way)."""
+    with ``library_npoly`` terms on rest ``library_range`` (Å), their letter by
+    :func:`letter_vote` with ``library_vote`` = (k, τ) (``library=False``: every row from
+    spEigenStar, the SDSS pipeline's way: the single best template)."""
     spec = np.asarray(spec, np.int64)
     shift = np.rint(np.asarray(shift, np.float64))
     out = np.zeros(len(spec), "U20")
@@ -71,7 +77,7 @@ def star_subtypes(batch, basis, spec, shift, prep: Prepared, library: bool = Tru
         if len(sel) and len(names):
             out[sel] = _best(prep, basis, temps, np.array(names, "U20"), spec[sel], shift[sel],
                              _inside(basis, temps, batch.flux.shape[1], 0) & fit_range,
-                             library_npoly)
+                             library_npoly, library_vote)
             sdss[sel] = False
     sel = np.flatnonzero(sdss)
     if len(sel):
@@ -89,11 +95,47 @@ def _inside(basis, temps, npix: int, margin: int) -> np.ndarray:
     return (p >= cov[0] + margin) & (p <= cov[-1] - margin)
 
 
-def _best(prep, basis, temps, names, spec, shift, inside, npoly: int) -> np.ndarray:
-    """Name of the template of ``temps`` that fits each row best, alone with ``npoly`` terms."""
+def _best(prep, basis, temps, names, spec, shift, inside, npoly: int,
+          vote: tuple | None = None) -> np.ndarray:
+    """Name of the template of ``temps`` that fits each row best, alone with ``npoly`` terms
+    (``vote`` = (k, τ): the best of the letter :func:`letter_vote` picks)."""
     uniq, inv = np.unique(spec, return_inverse=True)
     pk = _restricted(prep, uniq, inside, npoly)
-    return names[np.argmin(single_template_chi2(pk, basis, temps, inv, shift), axis=1)]
+    chi2 = single_template_chi2(pk, basis, temps, inv, shift)
+    if vote is None:
+        return names[np.argmin(chi2, axis=1)]
+    return names[letter_vote(chi2, names, pk.ngood[inv], *vote)]
+
+
+def letter_vote(chi2: np.ndarray, names, ngood, k: int, tau: float) -> np.ndarray:
+    """Index (R,) of each row's template: the best one of the letter (first character of
+    ``names``) that wins a vote of the row's ``k`` best templates, each weighted
+    exp(−Δχ²/(2τ·χ²_min/N)) — Δχ² from the best, in units of the best fit's χ² per pixel
+    (``ngood``: N, the row's fitted pixels) so that the weights follow the residuals' own
+    level, template mismatch included, instead of the noise alone.
+
+    Why: the letter, not the subclass, is what has to agree, and a survey's library has
+    several templates per letter.  Where a star sits at a type border (LAMOST's F9/G0–G3,
+    A9/F0, K/G9), the single best template is a coin toss between two neighbours, while how
+    many of its near-best templates carry each letter is not: this vote raised the letter
+    agreement of the 5-fold cross-validation inside the LAMOST training split from 0.889 to
+    0.900 with the shipped fit (6 terms, 3800–6500 Å; k = 5, τ = 200: the best mean over the
+    32 fit settings × votes scored, 0.895–0.904 for every (k, τ) in 3–8 × 50–200 against
+    0.878–0.889 for the best template alone; dr8-ccf 0.82 → 0.89, dr1 0.88 → 0.81;
+    ``benchmarks/build_lamost_templates.py --cv --quick``)."""
+    chi2 = np.asarray(chi2, np.float64)
+    n = len(chi2)
+    best = chi2.min(axis=1)
+    per_pixel = np.maximum(best, 1e-30) / np.maximum(np.asarray(ngood, np.float64), 1.0)
+    d = (chi2 - best[:, None]) / per_pixel[:, None]
+    order = np.argsort(d, axis=1)[:, :k]
+    weight = np.exp(-np.take_along_axis(d, order, axis=1) / (2.0 * tau))
+    letters, code = np.unique([str(x)[:1] for x in names], return_inverse=True)
+    score = np.zeros((n, len(letters)))
+    np.add.at(score, (np.repeat(np.arange(n), order.shape[1]), code[order].ravel()),
+              weight.ravel())
+    win = np.argmax(score, axis=1)
+    return np.argmin(np.where(code[None, :] == win[:, None], chi2, np.inf), axis=1)
 
 
 def _restricted(prep: Prepared, rows, inside, npoly: int) -> Prepared:
