@@ -53,18 +53,23 @@ def train_rows(root: Path = SHARED / "lamost-real"):
     return rows
 
 
-def read_rows(rows):
-    """(flux, ivar with masked pixels 0) (N, P) on the default grid, one file at a time."""
+def read_rows(rows, with_versions: bool = False):
+    """(flux, ivar with masked pixels 0) (N, P) on the default grid, one file at a time
+    (``with_versions``: and each file's VERSPIPE, the LAMOST pipeline version that typed it,
+    from the reader's meta)."""
     from specsift.io import read
     flux = np.zeros((len(rows), DEFAULT_GRID.size), np.float32)
     ivar = np.zeros_like(flux)
+    versions = np.zeros(len(rows), "U16")
     for i, r in enumerate(rows):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             b = read(r["PATH"], grid=DEFAULT_GRID)
         flux[i] = b.flux[0]
         ivar[i] = np.where(b.mask[0], 0.0, b.ivar[0])
-    return flux, ivar
+        if "VERSPIPE" in b.meta.colnames:
+            versions[i] = str(b.meta["VERSPIPE"][0])
+    return (flux, ivar, versions) if with_versions else (flux, ivar)
 
 
 def build(rows, flux, ivar, min_stars: int = SL.MIN_STARS):
@@ -104,9 +109,11 @@ VARIANTS = {
 }
 
 
-def cross_validate(rows, flux, ivar, runs, k: int = 5):
-    """Letter agreement of each run (variant, npoly, lo, hi, vote) and its predicted letters
-    (vote: (k, τ) of :func:`specsift.verify.subtype.letter_vote`, or None: the best template)."""
+def cross_validate(rows, flux, ivar, runs, k: int = 5, versions=None):
+    """Letter agreement of each run (variant, npoly, lo, hi, vote[, best-only versions]) and
+    its predicted letters (vote: (k, τ) of :func:`specsift.verify.subtype.letter_vote`, or
+    None: the best template; best-only versions: VERSPIPE prefixes named by the best template
+    anyway, default the stage's; ``versions``: each row's VERSPIPE)."""
     from specsift.spectra import SpectraBatch
     from specsift.verify import subtype as ST
     from specsift.verify.fit import prepare
@@ -116,6 +123,8 @@ def cross_validate(rows, flux, ivar, runs, k: int = 5):
     test = (np.array([float(r["SN"]) for r in rows]) >= 10) & (truth != "-")
     batch = SpectraBatch(DEFAULT_GRID.loglam, flux, ivar)
     batch.meta["SURVEY"] = ["LAMOST"] * len(rows)
+    if versions is not None:
+        batch.meta["VERSPIPE"] = versions
     prep = prepare(batch.flux, batch.ivar, batch.mask)
     star = bases_for(batch.loglam)["STAR"]
     shift = star.shift_of(np.array([float(r["Z"]) for r in rows]))
@@ -131,16 +140,20 @@ def cross_validate(rows, flux, ivar, runs, k: int = 5):
             basis = replace(star, survey_named={"LAMOST": (on.astype(np.float32), tuple(names))})
             for s in (s for s in runs if s[0] == v):
                 got = ST.star_subtypes(batch, basis, te, shift[te], prep, library_npoly=s[1],
-                                       library_range=(s[2], s[3]), library_vote=s[4])
+                                       library_range=(s[2], s[3]), library_vote=s[4],
+                                       best_only_versions=({"LAMOST": s[5]} if len(s) > 5
+                                                           else ST.BEST_ONLY_VERSIONS))
                 pred[s][te] = [g[:1] for g in got]
     return {s: float((pred[s][test] == truth[test]).mean()) for s in runs}, pred, truth, test
 
 
 def cv_runs(ship, quick: bool = False):
     """The settings ``--cv`` scores: (library variant, terms, lo, hi, vote)."""
-    v0, k0, lo0, hi0, vote0 = ship
+    from specsift.verify import subtype as ST
+    v0, k0, lo0, hi0, vote0 = ship[:5]
     votes = [None, (3, 100.0), (5, 50.0), (5, 100.0), (5, 200.0), (8, 100.0), (30, 100.0)]
-    runs = [(v0, k, lo0, hi, v) for k in (4, 5, 6, 8) for hi in (6000.0, hi0) for v in votes]
+    runs = [(v0, k, lo0, hi, v, bo) for k in (4, 5, 6, 8) for hi in (6000.0, hi0)
+            for v in votes for bo in ((),) + ((ST.BEST_ONLY_VERSIONS["LAMOST"],) if v else ())]
     if quick:
         return list(dict.fromkeys(runs))
     means = [v for v in VARIANTS if "per subclass" in v]
@@ -160,18 +173,21 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     rows = train_rows()
-    flux, ivar = read_rows(rows)
+    flux, ivar, versions = read_rows(rows, with_versions=True)
     print(f"{len(rows)} training-split LAMOST stars read", file=sys.stderr)
     if args.cv:
         from specsift.verify import subtype as ST
         ship = ("median per subclass (ships)", ST.LIBRARY_NPOLY, *ST.LIBRARY_RANGE,
-                ST.LIBRARY_VOTE)
-        acc, pred, truth, test = cross_validate(rows, flux, ivar, cv_runs(ship, args.quick))
+                ST.LIBRARY_VOTE, ST.BEST_ONLY_VERSIONS["LAMOST"])
+        acc, pred, truth, test = cross_validate(rows, flux, ivar, cv_runs(ship, args.quick),
+                                             versions=versions)
         print(f"\n5-fold CV inside the training split: {int(test.sum())} stars with S/N_g ≥ 10\n")
         print("| library | polynomial terms | rest range (Å) | letter | letter = LAMOST |\n"
               "|---|---|---|---|---|")
         for s, a in acc.items():
             how = "best template" if s[4] is None else f"vote k={s[4][0]}, τ={s[4][1]:g}"
+            if s[4] is not None and len(s) > 5:
+                how += ", every version" if not s[5] else f", best for {s[5]}"
             print(f"| {s[0]} | {s[1]} | {s[2]:.0f}–{s[3]:.0f} | {how} | {a:.4f} |")
         folder = np.array([str(r["folder"]) for r in rows])
         print(f"\nshipped {ship}, per folder:")

@@ -220,3 +220,26 @@ def test_letter_vote_scales_delta_chi2_by_the_fit_residual_level():
     chi2 = np.stack([1000.0 + d, 10000.0 + d])                   # χ²/N = 1 and 10
     got = letter_vote(chi2, names, [1000, 1000], k=3, tau=100.0)
     assert [names[i] for i in got] == ["F9", "G0"]
+
+
+DR1_F9 = SHARED / "lamost-real" / "dr1-b6212" / "spectra" / "spec-55862-B6212_sp06-003.fits"
+
+
+@pytest.mark.skipif(not DR1_F9.is_file(), reason="needs ../shared/data/lamost-real")
+def test_lamost_v26_star_is_named_by_the_best_template_v29_by_the_vote():
+    """A real LAMOST DR1 star (VERSPIPE v2.6.4, LAMOST F9, S/N_g 71): the reader carries
+    VERSPIPE, and a v2.6 star keeps the single best library template (F9, LAMOST's answer);
+    the same spectrum labelled v2.9.8 gets the vote's letter (its near-best templates are G),
+    which is what the vote does for the pipeline versions it was chosen on."""
+    from specsift.io import read
+    from specsift.verify.subtype import star_subtypes as named
+    batch = read(DR1_F9)
+    assert str(batch.meta["VERSPIPE"][0]).startswith("v2.6")
+    b = bases_for(batch.loglam)["STAR"]
+    shift = b.shift_of(np.asarray(batch.meta["Z"], float))
+    prep = prepare(batch.flux, batch.ivar, batch.mask)
+    assert named(batch, b, [0], shift, prep)[0] == "F9"
+    assert named(batch, b, [0], shift, prep, library_vote=None)[0] == "F9"
+    batch.meta["VERSPIPE"] = ["v2.9.8"]
+    assert named(batch, b, [0], shift, prep)[0][0] == "G"
+    assert named(batch, b, [0], shift, prep, best_only_versions={})[0][0] == "G"

@@ -17,7 +17,9 @@ README), plain, gzipped (``.fits.gz``) or tile-compressed (fpack ``.fz``):
   INPUT_FLAGS gets ESTIMATED_IVAR.
 
 Meta from the header: CLASS, SUBCLASS, Z, ZERR (Z = −9999 → NaN), OBSID (= TARGETID when
-present), RA, DEC, PLANID, SPID, FIBERID, MJD, LMJD, DESIG, OBJTYPE, SURVEY = 'LAMOST'.
+present), RA, DEC, PLANID, SPID, FIBERID, MJD, LMJD, DESIG, OBJTYPE, VERSPIPE (the LAMOST
+pipeline version that set CLASS/SUBCLASS: the verification stage follows its type convention),
+SURVEY = 'LAMOST'.
 
 Air or vacuum: LAMOST headers carry ``VACUUM = T`` (DR2 files here all do); a file
 saying ``VACUUM = F`` (or ``AIRORVAC = 'air'``) is converted to vacuum.  A 1-D WCS image
@@ -142,7 +144,7 @@ def header_labels(hdr) -> dict:
                 out[key] = int(str(hdr[key]).strip())
             except ValueError:
                 pass
-    for key in ("PLANID", "DESIG", "OBJNAME", "OBJTYPE"):
+    for key in ("PLANID", "DESIG", "OBJNAME", "OBJTYPE", "VERSPIPE"):
         if key in hdr:
             out[key] = header_str(hdr, key)
     for key in ("RA", "DEC"):
