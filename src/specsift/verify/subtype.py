@@ -89,7 +89,7 @@ def star_subtypes(batch, basis, spec, shift, prep: Prepared, library: bool = Tru
         sel = np.flatnonzero(survey == s)
         if len(sel) and len(names):
             voted = ~_versions(batch.meta, spec[sel], best_only_versions.get(s, ()))
-            out[sel] = _best(prep, basis, temps, np.array(names, "U20"), spec[sel], shift[sel],
+            out[sel] = _best(prep, basis, temps, tuple(names), spec[sel], shift[sel],
                              _inside(basis, temps, batch.flux.shape[1], 0) & fit_range,
                              library_npoly, library_vote, voted)
             sdss[sel] = False
@@ -114,8 +114,8 @@ def _versions(meta, rows, prefixes) -> np.ndarray:
     none does)."""
     if not prefixes or "VERSPIPE" not in meta.colnames:
         return np.zeros(len(rows), bool)
-    v = np.char.lower(np.char.strip(np.asarray(meta["VERSPIPE"]).astype(str)[rows]))
-    return np.logical_or.reduce([np.char.startswith(v, p.lower()) for p in prefixes])
+    col, pre = meta["VERSPIPE"], tuple(p.lower() for p in prefixes)
+    return np.array([str(col[i]).strip().lower().startswith(pre) for i in rows], bool)
 
 
 def _best(prep, basis, temps, names, spec, shift, inside, npoly: int,
@@ -129,9 +129,11 @@ def _best(prep, basis, temps, names, spec, shift, inside, npoly: int,
     best = np.argmin(chi2, axis=1)
     if vote is not None:
         v = np.ones(len(spec), bool) if voted is None else np.asarray(voted, bool)
-        if v.any():
+        if v.all():
+            best = letter_vote(chi2, names, pk.ngood[inv], *vote)
+        elif v.any():
             best[v] = letter_vote(chi2[v], names, pk.ngood[inv][v], *vote)
-    return names[best]
+    return np.asarray(names, "U20")[best]
 
 
 def letter_vote(chi2: np.ndarray, names, ngood, k: int, tau: float) -> np.ndarray:
@@ -152,18 +154,30 @@ def letter_vote(chi2: np.ndarray, names, ngood, k: int, tau: float) -> np.ndarra
     :data:`BEST_ONLY_VERSIONS`: 0.909 with it; ``benchmarks/build_lamost_templates.py --cv
     --quick``)."""
     chi2 = np.asarray(chi2, np.float64)
-    n = len(chi2)
-    best = chi2.min(axis=1)
-    per_pixel = np.maximum(best, 1e-30) / np.maximum(np.asarray(ngood, np.float64), 1.0)
-    d = (chi2 - best[:, None]) / per_pixel[:, None]
-    order = np.argsort(d, axis=1)[:, :k]
-    weight = np.exp(-np.take_along_axis(d, order, axis=1) / (2.0 * tau))
-    letters, code = np.unique([str(x)[:1] for x in names], return_inverse=True)
-    score = np.zeros((n, len(letters)))
-    np.add.at(score, (np.repeat(np.arange(n), order.shape[1]), code[order].ravel()),
-              weight.ravel())
-    win = np.argmax(score, axis=1)
-    return np.argmin(np.where(code[None, :] == win[:, None], chi2, np.inf), axis=1)
+    onehot, mask = _letter_onehot(names if isinstance(names, tuple) else tuple(map(str, names)))
+    best = chi2.min(axis=1, keepdims=True)
+    per_pixel = np.maximum(best, 1e-30) / np.maximum(np.asarray(ngood, np.float64), 1.0)[:, None]
+    d = (chi2 - best) / per_pixel
+    if k < d.shape[1]:                         # the k best (ties at the k-th: all of them)
+        kth = np.partition(d, k - 1, axis=1)[:, k - 1:k]
+        weight = np.where(d <= kth, np.exp(-d / (2.0 * tau)), 0.0)
+    else:
+        weight = np.exp(-d / (2.0 * tau))
+    win = np.argmax(weight @ onehot, axis=1)
+    return np.argmin(np.where(mask[win], chi2, np.inf), axis=1)
+
+
+@lru_cache(maxsize=16)
+def _letter_onehot(names: tuple) -> tuple:
+    """(J, L) 1.0 where template j's name starts with letter l (letters sorted) and its
+    (L, J) boolean transpose, cached (read-only): a run meets the same library in every
+    batch."""
+    letters = [n[:1] for n in names]
+    uniq = sorted(set(letters))
+    onehot = np.array([[float(t == u) for u in uniq] for t in letters])
+    mask = onehot.T > 0
+    onehot.flags.writeable = mask.flags.writeable = False
+    return onehot, mask
 
 
 def _restricted(prep: Prepared, rows, inside, npoly: int) -> Prepared:
