@@ -2,7 +2,7 @@
 training split of ``../shared/data/lamost-real`` only; ``--cv`` first scores the fit settings
 by a 5-fold cross-validation inside that split.
 
-    nice -n 10 .venv/bin/python benchmarks/build_lamost_templates.py [--cv] [--out PATH]
+    nice -n 10 .venv/bin/python benchmarks/build_lamost_templates.py [--cv [--quick]] [--out PATH]
 
 Which spectra: every lamost-real file whose CLASS is STAR (LAMOST's label) and that is *not*
 in the held-out split of ``_lamost_real.heldout_mask`` (computed on the full label tables, as
@@ -16,8 +16,11 @@ individual spectrum.
 ``--cv``: stars are split into 5 folds by a hash of their DESIG (repeat visits stay together);
 for each fold the library is built from the other four and the fold's stars with S/N_g ≥ 10
 are named by :func:`specsift.verify.subtype.star_subtypes` — the code the verification stage
-runs — at LAMOST's z, for a grid of polynomial terms and fit ranges; printed: the A/F/G/K/M
-letter agreement with LAMOST per setting, and per folder for the shipped one.
+runs, each file's VERSPIPE included — at LAMOST's z, for a grid of polynomial terms, fit
+ranges and letter rules (the best template; the vote of the k best,
+:func:`specsift.verify.subtype.letter_vote`, for every pipeline version or all but v2.6);
+printed: the A/F/G/K/M letter agreement with LAMOST per setting, and per folder for the
+shipped one.  ``--quick``: only the 4–8 terms × 2 ranges × letter-rule grid (≈ 4 CPU-min).
 """
 
 from __future__ import annotations

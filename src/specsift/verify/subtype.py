@@ -19,15 +19,17 @@ Teff read through Pecaut & Mamajek's scale for 0.62.  The LAMOST library
 :data:`LIBRARY_RANGE` (the Balmer lines from Hβ blueward, Ca II H&K, the G band, Mg b, Na D;
 left out: the red arm's telluric bands and far red — the whole 3800–9100 Å scored 0.77–0.80
 against 0.88–0.89), chosen by a 5-fold cross-validation inside the
-training split (``benchmarks/build_lamost_templates.py --cv``); the letter is a vote of the
+training split (``benchmarks/build_lamost_templates.py --cv``).  The letter is a vote of the
 5 best templates (:func:`letter_vote`), except for stars typed by LAMOST's pipeline v2.6
-(DR1), named by the best template alone as that version's labels are (:data:`BEST_ONLY_VERSIONS`).  SDSS and every other survey keep
-spEigenStar with 4 terms (18 of the 20 SDSS stars of ``../shared``).
-On the LAMOST stars with S/N_g ≥ 10 held out of both the library and gasnet's fine-tuning
-(406), the verified letter agrees with LAMOST's for 0.874 / 0.874 / 0.872 (gasnet / speccznet
-/ eigen candidates; ``benchmarks/real_surveys.py --surveys LAMOST``), against a CV 0.889
-inside the training split and LAMOST's own letter repeating between two visits of a star for
-0.907 (docs/verify.md, "Letter": the misses sit at the type borders).
+(DR1), named by the best template alone as that version's labels are
+(:data:`BEST_ONLY_VERSIONS`).  SDSS and every other survey keep spEigenStar with 4 terms (18
+of the 20 SDSS stars of ``../shared``).  On the LAMOST stars with S/N_g ≥ 10 held out of both
+the library and gasnet's fine-tuning (406), the verified letter agrees with LAMOST's for
+0.879 / 0.879 / 0.877 (gasnet / speccznet / eigen candidates; 0.874 / 0.874 / 0.872 with the
+best template alone; ``benchmarks/real_surveys.py --surveys LAMOST``), against a CV 0.909
+inside the training split (0.889 best template alone) and LAMOST's own letter repeating
+between two visits of a star for 0.907 (the verified one now for 0.947; docs/verify.md,
+"Letter": the misses sit at the type borders).
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ def letter_vote(chi2: np.ndarray, names, ngood, k: int, tau: float) -> np.ndarra
     many of its near-best templates carry each letter is not: this vote raised the letter
     agreement of the 5-fold cross-validation inside the LAMOST training split from 0.889 to
     0.900 with the shipped fit (6 terms, 3800–6500 Å; k = 5, τ = 200: the best mean over the
-    8 fit settings scored, 0.895–0.904 for every (k, τ) in 3–8 × 50–200 against 0.878–0.889
+    8 fit settings scored, 0.889–0.904 for every (k, τ) in 3–30 × 50–200 against 0.878–0.889
     for the best template alone; dr8-ccf 0.82 → 0.89, but dr1 0.88 → 0.81, hence
     :data:`BEST_ONLY_VERSIONS`: 0.909 with it; ``benchmarks/build_lamost_templates.py --cv
     --quick``)."""
