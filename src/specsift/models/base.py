@@ -87,6 +87,9 @@ class Capabilities:
     #: what :meth:`SpectralModel.propose` offers the verification stage (:mod:`specsift.verify`)
     #: beyond the catalog's own (SPECTYPE, Z): documentation, every model proposes
     candidates: str = "the catalog's own (SPECTYPE, Z)"
+    #: ``predict`` gives the rows it calls STAR the fine velocity of the star head
+    #: (:mod:`specsift.models.star_head`) as Z and ZERR; ``propose`` (verification) does not
+    star_velocity: bool = False
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from torch.nn import functional as F
 
 from ..catalog import make_catalog
 from ..classes import spectype_of
+from ..constants import C_KMS
 from ..flags import ZWARN
 from ..metrics import classification_metrics, redshift_metrics
 from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
@@ -42,6 +43,7 @@ from ..verify.candidates import Candidates
 from .base import PredictOptions, register_model
 from .layers import ConvSEBlock, GaborConv1d
 from .neural import NeuralSpectralModel, decode_window
+from .star_head import refine_star_rows
 
 __all__ = ["SpecCZNet", "SpecCZNetModule"]
 
@@ -98,7 +100,8 @@ class SpecCZNet(NeuralSpectralModel):
     capabilities = dataclasses.replace(NeuralSpectralModel.capabilities,
                                        candidates="the z of each of the two most probable "
                                                   "classes' own p(z), each reaching "
-                                                  "±4.5 bins (its own z window)")
+                                                  "±4.5 bins (its own z window)",
+                                       star_velocity=True)
     module_class = SpecCZNetModule
     z_window = 4
     fit_defaults = {"epochs": 30, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-4}
@@ -194,7 +197,11 @@ class SpecCZNet(NeuralSpectralModel):
         return {}
 
     def _predict(self, batch: SpectraBatch, options: PredictOptions) -> Table:
-        return self._propose(batch, options)[0]
+        """:meth:`_propose`'s catalog, its STAR rows with the star head's velocity (its p(z)
+        bins are 1390 km/s wide; verification proposes without it, answers as before)."""
+        cat = self._propose(batch, options)[0]
+        refine_star_rows(self, batch, cat, (self.z_window + 0.5) * self.bin_width * C_KMS)
+        return cat
 
     def _propose(self, batch: SpectraBatch, options: PredictOptions):
         """Catalog and candidates: the z of the two most probable classes' own branches."""

@@ -32,6 +32,7 @@ from ...calibration import (
     softmax,
 )
 from ...catalog import make_catalog
+from ...constants import C_KMS
 from ...classes import condition_on_redshift, spectype_of
 from ...flags import ZWARN
 from ...metrics import (
@@ -48,6 +49,7 @@ from ..base import PredictOptions, register_model
 from ..inputs import normalise
 from ..neural import NeuralSpectralModel, meta_and_check
 from ..precision import channels_last_convs
+from ..star_head import refine_star_rows
 from .net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_loss
 
 __all__ = ["GaSNet"]
@@ -65,7 +67,7 @@ class GaSNet(NeuralSpectralModel):
     version = "1"
     capabilities = dataclasses.replace(NeuralSpectralModel.capabilities,
                                        candidates="the two highest peaks of p(z), each as "
-                                                  "GALAXY and as QSO")
+                                                  "GALAXY and as QSO", star_velocity=True)
     module_class = GaSNetModule
     z_window = 3
     predict_batch_size = 1024
@@ -257,7 +259,17 @@ class GaSNet(NeuralSpectralModel):
         self._fused = None
 
     def _predict(self, batch: SpectraBatch, options: PredictOptions):
-        return self._propose(batch, options)[0]
+        """:meth:`_propose`'s catalog, its STAR rows with the star head's velocity (module
+        :mod:`..star_head`; verification proposes without it, so verified answers are as before)."""
+        cat = self._propose(batch, options)[0]
+        refine_star_rows(self, batch, cat, self.star_reach_kms)
+        return cat
+
+    @property
+    def star_reach_kms(self) -> float:
+        """How far the star head's velocity may be from the network's z (km/s): the span of
+        the ±z_window bins the network's z is averaged over, half a bin beyond."""
+        return (self.z_window + 0.5) * self.bin_width * C_KMS
 
     def _propose(self, batch: SpectraBatch, options: PredictOptions):
         """Catalog and candidates: the two highest p(z) peaks, each as GALAXY and as QSO."""
