@@ -120,6 +120,7 @@ def _cls(meta):
 
 
 def sdss_scores(meta, cat):
+    from specsift.constants import C_KMS
     cls, zt = _cls(meta), np.asarray(meta["Z"], float)
     zterr = np.nan_to_num(np.asarray(meta["ZERR"], float), nan=0.0).clip(0, 0.1)
     st, z = np.asarray(cat["SPECTYPE"]).astype(str), np.asarray(cat["Z"], float)
@@ -135,6 +136,9 @@ def sdss_scores(meta, cat):
             "GF gal": (dz[cls == "GALAXY"] < 0.003).mean(),
             "GF qso": (dz[cls == "QSO"] < 0.003).mean(),
             "star SUBTYPE": (sub[star] == sub_t[star]).mean(),
+            # stars' velocities against the SDSS pipeline's (the star head of --no-verify)
+            "star \\|Δv\\| ≤ 20 km/s": (np.abs(z - zt)[star] * C_KMS <= 20).mean(),
+            "star median \\|Δv\\| (km/s)": float(np.median(np.abs(z - zt)[star]) * C_KMS),
             "ZERR cov": cover.mean() if cover.size else np.nan,
             "wrong & ZWARN 0": int((~right & (np.asarray(cat["ZWARN"]) == 0)).sum())}
 

@@ -14,7 +14,7 @@ from specsift import io
 from specsift.constants import C_KMS
 from specsift.flags import ZWARN
 from specsift.models.base import load_model, model_class
-from specsift.models.star_head import StarVelocityHead, bundled_head, star_features
+from specsift.models.star_head import StarVelocityHead, bundled_head, star_features, visit_floor
 from specsift.spectra import DEFAULT_GRID, SpectraBatch
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -81,7 +81,10 @@ def test_no_verify_star_z_comes_from_the_head(name):
     assert cat["SPECTYPE"][0] == "STAR"
     z, zerr, ok = bundled_head().measure(b.flux, b.ivar, b.mask)
     assert ok[0] and cat["Z"][0] == pytest.approx(z[0], abs=1e-9)
-    assert cat["ZERR"][0] == pytest.approx(zerr[0], rel=1e-5)
+    # ZERR: the head's σ ⊕ the per-visit LAMOST floor of the verification stage (6.8 km/s)
+    floor = visit_floor(b.meta, 1)[0]
+    assert floor * C_KMS == pytest.approx(6.8)
+    assert cat["ZERR"][0] == pytest.approx(np.hypot(zerr[0], floor * (1 + z[0])), rel=1e-5)
     # the verification stage proposes from the network alone (verified answers unchanged)
     table, _ = model.propose(b)
     assert abs(table["Z"][0] - z[0]) > 1e-9

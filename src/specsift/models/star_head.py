@@ -41,7 +41,7 @@ from ..constants import C_KMS
 from ..flags import ZWARN
 
 __all__ = ["StarRVNet", "StarVelocityHead", "star_features", "refine_star_rows", "decode",
-           "bundled_head", "HEAD_FILE", "PIX_KMS"]
+           "bundled_head", "visit_floor", "HEAD_FILE", "PIX_KMS"]
 
 HEAD_FILE = "star_rv.pt"
 HEAD_FORMAT = "specsift-star-rv-1"
@@ -235,8 +235,21 @@ def refine_star_rows(model, batch, cat, reach_kms: float) -> np.ndarray:
         z, zerr, ok = head.measure(batch.flux[rows], batch.ivar[rows], batch.mask[rows])
         znet = np.asarray(cat["Z"], np.float64)[rows]
         ok &= np.abs(z - znet) * C_KMS <= reach_kms
+        floor = visit_floor(batch.meta, len(batch))[rows]
         sel = rows[ok]
         cat["Z"][sel] = z[ok]
-        cat["ZERR"][sel] = zerr[ok]
+        cat["ZERR"][sel] = np.hypot(zerr[ok], floor[ok] * (1 + z[ok]))
         used[sel] = True
     return used
+
+
+def visit_floor(meta, n: int) -> np.ndarray:
+    """Per-visit systematic (in z) of each spectrum's survey, added in quadrature to the head's
+    ZERR: the verification stage's STAR floor (``VerifyOptions.star_zerr_floor_kms``, LAMOST
+    6.8 km/s from its repeat visits).  Why the same: it is the wavelength-calibration error of a
+    visit, shared by our velocity and LAMOST's (so the head's σ, scaled against LAMOST's Z,
+    cannot see it) and seen only between visits."""
+    from ..spectra import survey_of
+    from ..verify.stage import VerifyOptions
+    kms = VerifyOptions().star_zerr_floor_kms or {}
+    return np.array([kms.get(s, 0.0) for s in survey_of(meta, n)]) / C_KMS
