@@ -149,12 +149,14 @@ class StarVelocityHead:
     """The trained head: :meth:`measure` gives z and ZERR of star spectra on its grid."""
 
     def __init__(self, net: StarRVNet, grid: dict, sigma_scale: float = 1.0,
-                 meta: dict | None = None):
+                 meta: dict | None = None, floor_kms: dict | None = None):
         self.net = net.eval()
         self.grid = {k: grid[k] for k in ("start", "step", "size")}
         self.step = float(grid["step"])
         self.sigma_scale = float(sigma_scale)
         self.meta = dict(meta or {})
+        #: km/s per visit added in quadrature to ZERR, per survey (:func:`visit_floor`)
+        self.floor_kms = {str(k).upper(): float(v) for k, v in (floor_kms or {}).items()}
 
     @classmethod
     def from_state(cls, state: dict) -> "StarVelocityHead":
@@ -162,7 +164,8 @@ class StarVelocityHead:
             raise ValueError(f"not a star-velocity head file (format {HEAD_FORMAT!r} expected)")
         net = StarRVNet(**state["config"])
         net.load_state_dict({k: v.float() for k, v in state["weights"].items()})
-        return cls(net, state["grid"], state.get("sigma_scale", 1.0), state.get("meta"))
+        return cls(net, state["grid"], state.get("sigma_scale", 1.0), state.get("meta"),
+                   state.get("floor_kms"))
 
     def state(self, dtype=torch.float16) -> dict:
         n = self.net
@@ -170,7 +173,7 @@ class StarVelocityHead:
                "templates": n.templates.shape[0], "kernel": n.feat[0].kernel_size[0],
                "max_shift": n.max_shift, "hidden": n.sigma[0].out_features}
         return {"format": HEAD_FORMAT, "config": cfg, "grid": self.grid,
-                "sigma_scale": self.sigma_scale, "meta": self.meta,
+                "sigma_scale": self.sigma_scale, "meta": self.meta, "floor_kms": self.floor_kms,
                 "weights": {k: v.detach().cpu().to(dtype) for k, v in n.state_dict().items()}}
 
     def save(self, path) -> Path:
@@ -235,7 +238,7 @@ def refine_star_rows(model, batch, cat, reach_kms: float) -> np.ndarray:
         z, zerr, ok = head.measure(batch.flux[rows], batch.ivar[rows], batch.mask[rows])
         znet = np.asarray(cat["Z"], np.float64)[rows]
         ok &= np.abs(z - znet) * C_KMS <= reach_kms
-        floor = visit_floor(batch.meta, len(batch))[rows]
+        floor = visit_floor(head, batch.meta, len(batch))[rows]
         sel = rows[ok]
         cat["Z"][sel] = z[ok]
         cat["ZERR"][sel] = np.hypot(zerr[ok], floor[ok] * (1 + z[ok]))
@@ -243,13 +246,12 @@ def refine_star_rows(model, batch, cat, reach_kms: float) -> np.ndarray:
     return used
 
 
-def visit_floor(meta, n: int) -> np.ndarray:
-    """Per-visit systematic (in z) of each spectrum's survey, added in quadrature to the head's
-    ZERR: the verification stage's STAR floor (``VerifyOptions.star_zerr_floor_kms``, LAMOST
-    6.8 km/s from its repeat visits).  Why the same: it is the wavelength-calibration error of a
-    visit, shared by our velocity and LAMOST's (so the head's σ, scaled against LAMOST's Z,
-    cannot see it) and seen only between visits."""
+def visit_floor(head: "StarVelocityHead", meta, n: int) -> np.ndarray:
+    """Per-visit systematic (in z) of each spectrum's survey (``head.floor_kms``, from the
+    reader's SURVEY column), added in quadrature to the head's ZERR.  Why: a visit's wavelength
+    calibration error is shared by our velocity and LAMOST's, so the head's σ, scaled against
+    LAMOST's Z, cannot see it; only repeat visits do (benchmarks/train_star_rv.py ``finish``
+    measures it on the training split's repeats).  A survey without repeats to measure it on
+    gets none."""
     from ..spectra import survey_of
-    from ..verify.stage import VerifyOptions
-    kms = VerifyOptions().star_zerr_floor_kms or {}
-    return np.array([kms.get(s, 0.0) for s in survey_of(meta, n)]) / C_KMS
+    return np.array([head.floor_kms.get(s, 0.0) for s in survey_of(meta, n)]) / C_KMS
