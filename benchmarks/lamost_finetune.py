@@ -8,6 +8,8 @@
     specsift train --model gasnet --data RUN/train.h5 --val RUN/val.h5 -o RUN/gasnet.pt \\
         --init src/specsift/data/models/gasnet.pt --checkpoint-dir RUN/ckpt ...
     # held-out LAMOST stars (never trained on): STAR rate, type letter, |Δv| ≤ 20 km/s
+    # (``model.predict``: STAR rows carry the star-velocity head's Z, models/star_head.py,
+    # trained by benchmarks/train_star_rv.py — the fine-tune here changes only the network)
     python benchmarks/lamost_finetune.py evaluate --model RUN/gasnet.pt [--model gasnet]
     # thirteen-class accuracy / GF on simulated test stores of each instrument
     python benchmarks/lamost_finetune.py simtest --model M.pt --data test.h5 --data test-lamost.h5
