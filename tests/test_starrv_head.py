@@ -79,7 +79,7 @@ def test_no_verify_star_z_comes_from_the_head(name):
     b = _read(STAR)
     cat = predict_batch(model, b, StageOptions(verify=False, lines=False))
     assert cat["SPECTYPE"][0] == "STAR"
-    z, zerr, ok = bundled_head().measure(b.flux, b.ivar, b.mask)
+    z, zerr, ok = bundled_head().measure(b.flux, b.ivar, b.mask, surveys=["LAMOST"])
     assert ok[0] and cat["Z"][0] == pytest.approx(z[0], abs=1e-9)
     # ZERR: the head's σ ⊕ its per-visit LAMOST floor (from the training split's repeats)
     floor = visit_floor(bundled_head(), b.meta, 1)[0]

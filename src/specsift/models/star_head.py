@@ -39,6 +39,7 @@ from torch.nn import functional as F
 
 from ..constants import C_KMS
 from ..flags import ZWARN
+from ..spectra import survey_of
 
 __all__ = ["StarRVNet", "StarVelocityHead", "star_features", "refine_star_rows", "decode",
            "bundled_head", "visit_floor", "HEAD_FILE", "PIX_KMS"]
@@ -148,12 +149,15 @@ def decode(net: StarRVNet, logits: torch.Tensor, gate: torch.Tensor, x: torch.Te
 class StarVelocityHead:
     """The trained head: :meth:`measure` gives z and ZERR of star spectra on its grid."""
 
-    def __init__(self, net: StarRVNet, grid: dict, sigma_scale: float = 1.0,
+    def __init__(self, net: StarRVNet, grid: dict, sigma_scale: float | dict = 1.0,
                  meta: dict | None = None, floor_kms: dict | None = None):
         self.net = net.eval()
         self.grid = {k: grid[k] for k in ("start", "step", "size")}
         self.step = float(grid["step"])
-        self.sigma_scale = float(sigma_scale)
+        #: factor on σ per survey ("" = any other: simulated SDSS/DESI-calibrated), fitted by
+        #: benchmarks/train_star_rv.py ``finish``
+        self.sigma_scale = ({str(k).upper(): float(v) for k, v in sigma_scale.items()}
+                            if isinstance(sigma_scale, dict) else {"": float(sigma_scale)})
         self.meta = dict(meta or {})
         #: km/s per visit added in quadrature to ZERR, per survey (:func:`visit_floor`)
         self.floor_kms = {str(k).upper(): float(v) for k, v in (floor_kms or {}).items()}
@@ -190,13 +194,21 @@ class StarVelocityHead:
         return (grid.size == self.grid["size"] and abs(grid.step - self.grid["step"]) < 1e-12
                 and abs(grid.start - self.grid["start"]) < 1e-3 * self.grid["step"])
 
-    def measure(self, flux, ivar, mask=None, batch_size: int = 128):
+    def scale_of(self, surveys, n: int) -> np.ndarray:
+        """(n,) σ factor of each spectrum's survey (the default "" where it has none)."""
+        default = self.sigma_scale.get("", 1.0)
+        if surveys is None:
+            return np.full(n, default)
+        return np.array([self.sigma_scale.get(str(s).upper(), default) for s in surveys])
+
+    def measure(self, flux, ivar, mask=None, surveys=None, batch_size: int = 128):
         """(z, zerr, ok) per spectrum; ``ok`` False where the spectrum had no usable pixels,
         the output is not finite, or the peak is at the edge of the ±D-pixel range (a velocity
         the head cannot measure)."""
         n = len(flux)
         z, zerr, ok = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, bool)
         d = self.net.max_shift
+        scale = self.scale_of(surveys, n)
         with torch.no_grad():
             for lo in range(0, n, batch_size):
                 x = torch.from_numpy(star_features(flux[lo:lo + batch_size],
@@ -207,7 +219,7 @@ class StarVelocityHead:
                 has = (x[:, 1] > 0).sum(1).numpy() >= 100
                 sl = slice(lo, lo + len(mean))
                 z[sl] = 10.0 ** (self.step * mean) - 1.0
-                sig = np.exp(np.clip(logs, -10, 5)) * self.sigma_scale
+                sig = np.exp(np.clip(logs, -10, 5)) * scale[sl]
                 zerr[sl] = np.log(10) * self.step * sig * (1 + z[sl])
                 ok[sl] = has & (peak > WINDOW) & (peak < 2 * d - WINDOW) & np.isfinite(z[sl]) \
                     & np.isfinite(zerr[sl])
@@ -235,7 +247,8 @@ def refine_star_rows(model, batch, cat, reach_kms: float) -> np.ndarray:
     rows = np.flatnonzero((np.asarray(cat["SPECTYPE"]).astype(str) == "STAR")
                           & ((np.asarray(cat["ZWARN"]) & int(ZWARN.NODATA)) == 0))
     if len(rows):
-        z, zerr, ok = head.measure(batch.flux[rows], batch.ivar[rows], batch.mask[rows])
+        z, zerr, ok = head.measure(batch.flux[rows], batch.ivar[rows], batch.mask[rows],
+                                   survey_of(batch.meta, len(batch))[rows])
         znet = np.asarray(cat["Z"], np.float64)[rows]
         ok &= np.abs(z - znet) * C_KMS <= reach_kms
         floor = visit_floor(head, batch.meta, len(batch))[rows]
@@ -253,5 +266,4 @@ def visit_floor(head: "StarVelocityHead", meta, n: int) -> np.ndarray:
     LAMOST's Z, cannot see it; only repeat visits do (benchmarks/train_star_rv.py ``finish``
     measures it on the training split's repeats).  A survey without repeats to measure it on
     gets none."""
-    from ..spectra import survey_of
     return np.array([head.floor_kms.get(s, 0.0) for s in survey_of(meta, n)]) / C_KMS
