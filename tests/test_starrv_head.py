@@ -111,9 +111,11 @@ def test_nonfinite_input_is_flagged_not_a_crash():
 def test_head_file_is_plain_data(tmp_path):
     """The weights file holds tensors and plain data only (torchfile's weights_only load),
     and a saved head loads back to the same answers."""
-    import torch
-    from specsift.models.star_head import HEAD_FILE
     from importlib import resources
+
+    import torch
+
+    from specsift.models.star_head import HEAD_FILE
     path = Path(str(resources.files("specsift") / "data" / "models" / HEAD_FILE))
     blob = torch.load(path, map_location="cpu", weights_only=True)
     assert blob["format"].startswith("specsift-star-rv")

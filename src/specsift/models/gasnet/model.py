@@ -32,8 +32,8 @@ from ...calibration import (
     softmax,
 )
 from ...catalog import make_catalog
-from ...constants import C_KMS
 from ...classes import condition_on_redshift, spectype_of
+from ...constants import C_KMS
 from ...flags import ZWARN
 from ...metrics import (
     calibration,
