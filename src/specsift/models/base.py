@@ -204,6 +204,7 @@ class SpectralModel(ABC):
         """
         if threads:
             torch.set_num_threads(int(threads))
+            _limit_blas(int(threads))
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda asked for, but torch sees no CUDA device")
@@ -348,3 +349,15 @@ def _record_file(model: SpectralModel, path: Path, name: str | None) -> None:
         _BUNDLED_SHA[model.name] = None if bundled is None else _sha256(bundled)
     if model.file_sha256 != _BUNDLED_SHA[model.name]:
         model.file_label = f"{name or Path(path).stem}@{model.file_sha256[:12]}"
+
+
+def _limit_blas(threads: int) -> None:
+    """numpy's BLAS on at most ``threads`` threads too, for the rest of the process, as torch.
+
+    Why: a run asked for one thread (``--threads 1``, the speed benchmarks) still had
+    OpenBLAS's worker thread, which after every large enough numpy product outside the
+    verification stage (the line fits, the calibration heads) spins for a while waiting for
+    more work: 0.25-0.37 CPU-s of a 2000-spectrum predict run (``benchmarks/predict_speed.py``)
+    were that thread, counted as the process's CPU time for no gain in wall time."""
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=threads, user_api="blas")
