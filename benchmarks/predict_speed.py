@@ -101,7 +101,9 @@ def main() -> None:
     torch.set_num_threads(1)
     ref, desc = model_for_bench(a.model)
     store = sim_store(a.n)
-    model = load_model(ref)
+    # prepared as predict(threads=1) prepares its own (one torch thread, numpy's BLAS on one
+    # thread too), so that the stage table is timed under the end-to-end rows' conditions
+    model = load_model(ref).prepare("cpu", 1)
     print(f"model: {desc}; {a.n} simulated spectra; 1 torch thread; batch {a.batch_size}")
     print_stages(stages(model, store, a.batch_size))
 
