@@ -10,7 +10,7 @@ extracted with ``git archive`` into a temporary folder and imported as a second 
 ``specsift_base`` (its model registry pointed at its own modules); the bundled model files and
 templates are those of this checkout (``importlib.resources`` finds them under ``specsift``),
 which is right as long as the two revisions share them.  What is process-wide cannot be
-compared this way: since 2ba41cb ``prepare(threads=1)`` also holds numpy's BLAS to one thread
+compared this way: ``prepare(threads=1)`` also holds numpy's BLAS to one thread
 for the whole process, so both revisions run with it here (compare such a change with
 ``benchmarks/predict_speed.py`` run on each checkout).
 
