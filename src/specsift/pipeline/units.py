@@ -158,7 +158,7 @@ def iter_unit(unit: Unit, batch_size: int, grid: LogGrid,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")        # iter_read warns per bad file; we report it
             for k, batch in enumerate(iter_read(list(unit.paths), batch_size=batch_size,
-                                                grid=grid, on_error="flag")):
+                                                grid=grid, on_error="flag", files=True)):
                 seen.update(np.asarray(batch.meta["SOURCE"], dtype=str).tolist())
                 yield k, (None if k in skip else batch)
     except Exception as exc:  # noqa: BLE001 - one unit must not end a million-spectrum run
