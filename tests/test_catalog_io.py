@@ -191,3 +191,29 @@ def test_parquet_schema_is_astropys_own(tmp_path):
         pass
     assert pq.read_schema(tmp_path / "mine.parquet").equals(
         pq.read_schema(tmp_path / "astropy.parquet"), check_metadata=True)
+
+
+def test_part_prototype_is_the_in_memory_one(tmp_path):
+    """The merge's one-row prototype (built in one call, only the columns whose type differs
+    from the merged schema's cast) is the in-memory writer's for the same rows: columns,
+    dtypes, widths, units, values and the Parquet schema — with a first part whose PLATE is
+    int32 (cast to the schema's int64) and whose strings are narrower than a later part's."""
+    from specsift.io.catalog_parquet import parquet_schema
+    from specsift.io.catalog_sources import MemorySource, PartSource
+    t = catalog(5)
+    t["SOURCE"] = ["a"] * 2 + ["a/much/longer/path.fits"] * 3
+    first, rest = t[:2].copy(), t[2:]
+    first["PLATE"] = first["PLATE"].astype(np.int32)
+    parts = []
+    for k, part in enumerate((first, rest)):
+        parts.append(tmp_path / f"p{k}.parquet")
+        pq.write_table(table_to_arrow(part), parts[-1])
+    mine = PartSource(parts, PROV).prototype()
+    want = MemorySource(t, PROV).prototype()
+    assert mine.colnames == want.colnames
+    for name in want.colnames:
+        assert mine[name].dtype == want[name].dtype, name
+        assert mine[name].unit == want[name].unit, name
+    assert_same(mine, want)
+    assert mine.meta == want.meta
+    assert parquet_schema(mine).equals(parquet_schema(want), check_metadata=True)

@@ -161,3 +161,28 @@ def test_a_quick_file_that_cannot_be_assembled_costs_only_itself(shared_data, tm
     for k, f in ((0, files[1]), (2, files[2])):
         assert np.array_equal(got.flux[k], next(iter_read([f])).flux[0])
 
+
+
+def test_expanded_file_list_reads_as_the_expanding_path(shared_data, tmp_path):
+    """``iter_read(files=True)`` (a predict unit's already expanded paths, no glob or
+    directory test each) gives the batches of the ordinary call, a missing file included."""
+    files = _spec_files(shared_data)
+    order = [str(p) for p in (*files[:3], tmp_path / "gone.fits", *files[3:])]
+    want = SpectraBatch.concatenate(list(iter_read(order, batch_size=4)))
+    got = SpectraBatch.concatenate(list(iter_read(order, batch_size=4, files=True)))
+    _assert_same(got, want, skip=("ERROR",))
+    assert (got.meta["INPUT_FLAGS"][3] & InputFlag.READ_ERROR)
+
+
+def test_snapped_grid_is_the_exact_one_and_shared():
+    """snap_loglam's grid is k·step + step·arange(n) exactly (as when it was built per file),
+    read-only and the same array for files of the same first pixel and length."""
+    from specsift.io.sdss import snap_loglam
+    step = 1e-4
+    ll = (3.5800 + step * np.arange(3838)).astype(np.float32)
+    got = snap_loglam(ll)
+    want = round(float(ll[0]) / step) * step + step * np.arange(ll.size)
+    assert np.array_equal(got, want) and not got.flags.writeable
+    assert snap_loglam(ll.copy()) is got
+    odd = ll.astype(np.float64) * 1.001                  # not the 1e-4 grid: kept as given
+    assert np.array_equal(snap_loglam(odd), odd)

@@ -57,3 +57,36 @@ def test_normalise_ignores_whatever_bad_pixels_hold():
     assert np.array_equal(out[:2], clean[:2])
     assert np.all(out[2, :, 7] == 0) and np.all(np.isfinite(out))
     assert np.array_equal(out[3:], clean[3:])
+
+
+def test_running_median_is_scipys_nd_median_filter():
+    """The 1-D path over padded rows gives scipy's (N, P) median_filter bit for bit: rows of
+    noise, ties (a flat run), steps at the edges, widths 1 to 31, and rows shorter than the
+    window (every window then holds edge copies)."""
+    from scipy.ndimage import median_filter
+
+    from specsift.rowstats import running_median
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(7, 500)) * 5 + 10
+    a[1, 100:260] = 0.0
+    a[2, :20] = -50.0
+    a[3, -9:] = 80.0
+    a[4] = np.round(a[4])                         # many ties
+    for size in (1, 3, 15, 31):
+        want = median_filter(a, size=(1, size), mode="nearest")
+        np.testing.assert_array_equal(running_median(a, size), want)
+    short = a[:, :5]
+    np.testing.assert_array_equal(running_median(short, 15),
+                                  median_filter(short, size=(1, 15), mode="nearest"))
+    f32 = a.astype(np.float32)
+    got = running_median(f32, 15)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, median_filter(f32, size=(1, 15), mode="nearest"))
+
+
+def test_running_median_rejects_even_width_and_wrong_shape():
+    from specsift.rowstats import running_median
+    with pytest.raises(ValueError, match="odd"):
+        running_median(np.zeros((2, 10)), 4)
+    with pytest.raises(ValueError, match=r"\(N, P\)"):
+        running_median(np.zeros(10), 3)

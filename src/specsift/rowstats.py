@@ -4,14 +4,15 @@ Apart from :mod:`specsift.spectra` because it is array statistics, not the data 
 models' input normalisation (:mod:`specsift.models.inputs`) and the anomaly and S/N
 columns call these on every inference batch, where one sort of a 1000 × 4000 batch is
 already ~50 ms on a core — hence one sort and a vectorised selection, not
-``np.nanmedian``.  :mod:`specsift.spectra` re-exports both names.
+``np.nanmedian``.  :mod:`specsift.spectra` re-exports both names.  :func:`running_median`
+is the per-row running median (scipy's 1-D filter, not its n-D one: 6× faster).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["row_median_mad", "median_snr"]
+__all__ = ["row_median_mad", "median_snr", "running_median"]
 
 
 def row_median_mad(a: np.ndarray, n_good: np.ndarray,
@@ -98,3 +99,27 @@ def median_snr(flux, ivar, good=None, step: int = 1) -> np.ndarray:
                   np.nan)
     med, _ = row_median_mad(sn, g.sum(axis=1), overwrite_input=True)   # sn: a temporary
     return np.nan_to_num(med[:, 0], nan=0.0)
+
+
+def running_median(a: np.ndarray, size: int) -> np.ndarray:
+    """Running median of odd width ``size`` along each row of the finite (N, P) ``a``, edges
+    extended with the row's end values: exactly ``scipy.ndimage.median_filter(a, size=(1,
+    size), mode="nearest")`` (a median of an odd count is one of the values, so any
+    correct algorithm gives the same numbers).
+
+    Why not that call: for a 2-D input scipy runs its generic n-D rank filter, a selection
+    per pixel (≈ 1.2 ms a 4000-pixel row on one core); its 1-D path keeps a sorted window
+    (≈ 0.2 ms).  The rows go through it as one line, each padded with ``size // 2`` copies
+    of its end values on both sides, so no window reaches into a neighbouring row."""
+    a = np.asarray(a)
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"running_median: size must be odd and positive, not {size}")
+    if a.ndim != 2:
+        raise ValueError(f"running_median: expected an (N, P) array, got shape {a.shape}")
+    h = size // 2
+    if a.size == 0 or h == 0:
+        return a.copy()
+    from scipy.ndimage import median_filter
+    padded = np.pad(a, ((0, 0), (h, h)), mode="edge")
+    line = median_filter(padded.reshape(-1), size=size, mode="nearest")
+    return line.reshape(padded.shape)[:, h:h + a.shape[1]]

@@ -169,7 +169,7 @@ def _split(buffer: list[SpectraBatch], batch_size: int):
 
 
 def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRID,
-              on_error: str = "flag") -> Iterator[SpectraBatch]:
+              on_error: str = "flag", files: bool = False) -> Iterator[SpectraBatch]:
     """Stream spectra from files/directories/globs in batches of at most ``batch_size``.
 
     ``on_error='flag'``: a file that cannot be read becomes placeholder rows, one per
@@ -178,6 +178,9 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
     file (:func:`read_guarded`).  ``'raise'``: the first
     error stops the run, with the file named.  ``grid=None`` keeps the native grid (every
     file must then share one).  Redrock files met inside a directory/glob are skipped.
+    ``files=True``: ``inputs`` is a list of file paths already expanded (a predict unit's,
+    :func:`expand_paths`), each read as named — no glob or directory test per path (a
+    stat and a Path a file, ~20 µs of the ~0.6 ms an SDSS spec file costs).
     """
     if on_error not in ("flag", "raise"):
         raise ValueError(f"on_error must be 'flag' or 'raise', not {on_error!r}")
@@ -201,7 +204,8 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
                     buffer.extend(read_guarded(nat.path, grid, batch_size, on_error))
         natives.clear()
 
-    for path, explicit in expand_inputs(inputs):
+    pairs = [(Path(p), True) for p in inputs] if files else expand_inputs(inputs)
+    for path, explicit in pairs:
         native = quick_native(path) if grid is not None else None
         if native is not None:
             natives.append(native)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from astropy.table import Table
+from astropy.table import Column, Table
 
 from .catalog_parquet import numpy_of
 from .catalog_schema import canonical_order, unit_for
@@ -27,19 +27,25 @@ __all__ = ["MemorySource", "PartSource", "prepare", "fill_value", "arrow_to_tabl
 def prepare(table: Table, widths: dict[str, int] | None = None) -> Table:
     """Canonical column order, units from the schema, masked values filled, strings as
     fixed-width unicode (``widths`` when merging: the same width in every part)."""
-    out = Table(meta=dict(table.meta))
-    for name in canonical_order(table.colnames):
-        col = table[name]
+    return _prepared({name: table[name] for name in table.colnames}, widths, table.meta)
+
+
+def _prepared(columns: dict, widths: dict[str, int] | None, meta) -> Table:
+    """:func:`prepare` of columns given as {name: array or Column}: the table is built in
+    one call from finished Columns (a column assigned into a Table costs a copy and astropy's
+    per-column bookkeeping twice: a third of a merge of 400 rows was its one-row
+    prototype)."""
+    cols = []
+    for name in canonical_order(list(columns)):
+        col = columns[name]
         data = np.asarray(col.filled(fill_value(col.dtype)) if hasattr(col, "filled") else col)
         if data.dtype.kind in "SUO":
             data = np.char.decode(data, "utf-8") if data.dtype.kind == "S" else data.astype(str)
             width = max((widths or {}).get(name, 1), data.dtype.itemsize // 4, 1)
             data = data.astype(f"U{width}")
-        out[name] = data
-        unit = unit_for(name)
-        if unit is not None and data.dtype.kind in "fiu":
-            out[name].unit = unit
-    return out
+        unit = unit_for(name) if data.dtype.kind in "fiu" else None
+        cols.append(Column(data, name=name, unit=unit, copy=False))
+    return Table(cols, meta=dict(meta), copy=False)
 
 
 def fill_value(dtype):
@@ -54,21 +60,28 @@ def arrow_to_table(at) -> Table:
     False).  The one conversion for every reader of parts (the merge's prototype here,
     :mod:`specsift.pipeline.parts` and its benchmark), so that they cannot drift apart;
     numbers go through :func:`.catalog_parquet.numpy_of`, which does not import pandas."""
+    cols = _arrow_columns(at)
+    return Table([Column(v, name=k, copy=False) for k, v in cols.items()], copy=False) \
+        if cols else Table()
+
+
+def _arrow_columns(at) -> dict[str, np.ndarray]:
+    """The numpy columns of :func:`arrow_to_table`."""
     import pyarrow as pa
-    t = Table()
+    out = {}
     for name in at.column_names:
         col = at.column(name).combine_chunks()
         if pa.types.is_fixed_size_list(col.type):
             values = numpy_of(col.flatten())
-            t[name] = values.reshape(len(col), col.type.list_size)
+            out[name] = values.reshape(len(col), col.type.list_size)
         elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            t[name] = np.array([s or "" for s in col.to_pylist()], dtype=str) \
+            out[name] = np.array([s or "" for s in col.to_pylist()], dtype=str) \
                 if len(col) else np.zeros(0, "U1")
         else:
             filled = col.fill_null(fill_value(col.type.to_pandas_dtype())) \
                 if col.null_count else col
-            t[name] = numpy_of(filled)
-    return t
+            out[name] = numpy_of(filled)
+    return out
 
 
 class MemorySource:
@@ -123,20 +136,24 @@ class PartSource:
                 self.widths[c] = max(self.widths[c], m or 1)
 
     def _conform(self, at, cols):
+        """``at``'s columns ``cols`` in the merged schema's types (a column already of its
+        type is not cast: a cast per column was most of a one-row prototype's set-up)."""
         import pyarrow as pa
         out = []
+        have = set(at.column_names)
         for name in cols:
             field = self.schema.field(name)
-            out.append(at.column(name).cast(field.type) if name in at.column_names
-                       else pa.nulls(at.num_rows, field.type))
+            if name not in have:
+                out.append(pa.nulls(at.num_rows, field.type))
+                continue
+            col = at.column(name)
+            out.append(col if col.type == field.type else col.cast(field.type))
         return pa.Table.from_arrays(out, names=list(cols))
 
     def prototype(self) -> Table:
         import pyarrow.parquet as pq
         first = self._conform(pq.ParquetFile(self.parts[0]).read().slice(0, 1), self.schema.names)
-        t = prepare(arrow_to_table(first), self.widths)
-        t.meta.update(self.meta)
-        return t
+        return _prepared(_arrow_columns(first), self.widths, self.meta)
 
     def arrow_tables(self, schema):
         """Each part as an Arrow table of ``schema``: columns in its order and types, a column

@@ -20,6 +20,7 @@ else (gzip, scaled columns, broken files) and for callers of the reader list.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -69,11 +70,22 @@ def snap_loglam(loglam: np.ndarray, step: float = 1e-4) -> np.ndarray:
     """Float32 loglam on the SDSS 1e-4 dex grid → exact float64 grid (float32 round-off
     makes the pixel steps jitter by ~0.5 %, which would look like an irregular grid)."""
     ll = np.asarray(loglam, np.float64)
-    start = round(ll[0] / step) * step
-    exact = start + step * np.arange(ll.size)
+    if not ll.size:
+        return ll
+    k = round(ll[0] / step)
+    exact = _exact_grid(k, ll.size, step)
     if ll.size > 1 and np.max(np.abs(exact - ll)) < 0.05 * step:
         return exact
     return ll
+
+
+@lru_cache(maxsize=64)
+def _exact_grid(k: int, size: int, step: float) -> np.ndarray:
+    """``k·step + step·arange(size)`` (read-only): a survey's files share a few first pixels
+    and lengths, so each grid is built once, not once a file."""
+    out = k * step + step * np.arange(size)
+    out.flags.writeable = False
+    return out
 
 
 def _label_row(path: Path, hdul) -> dict:

@@ -20,9 +20,11 @@ import numpy as np
 
 from ..spectra import LogGrid, SpectraBatch
 
-__all__ = ["Unit", "plan_units", "iter_unit", "is_store", "store_rows"]
+__all__ = ["Unit", "plan_units", "files_per_unit", "iter_unit", "is_store", "store_rows"]
 
-#: Files grouped into one unit at most (small files such as SDSS spec-*.fits hold 1 spectrum).
+#: Files grouped into one unit at most when the batch is smaller (small files such as SDSS
+#: spec-*.fits hold 1 spectrum); with a larger batch a unit holds ``batch_size`` files
+#: (:func:`files_per_unit`).
 FILES_PER_UNIT = 256
 #: A store unit spans this many batches.
 BATCHES_PER_STORE_UNIT = 4
@@ -66,11 +68,26 @@ def store_rows(path: Path) -> int:
         return int(h5["flux"].shape[0])
 
 
+def files_per_unit(batch_size: int) -> int:
+    """Files in one unit: ``max(FILES_PER_UNIT, batch_size)``, so that a unit of
+    one-spectrum files fills a whole inference batch.
+
+    Why: every batch pays fixed costs besides its spectra — the catalog's astropy columns
+    (~240 of them made per batch across the model, verification and line stages), numpy and
+    torch calls on small arrays in every window group and line model: ≈ 50 CPU-ms a batch,
+    measured as ``predict_batch`` on 8 to 400 SDSS spec files.  Units of 256 files cut a
+    1024-spectrum batch into four; units as large as the batch pay that once.  Depends
+    only on the batch size, so a plan is still the same for every engine and worker count
+    (``--workers`` on a few thousand files: pass a smaller ``--batch-size`` for more,
+    smaller units)."""
+    return max(FILES_PER_UNIT, int(batch_size))
+
+
 def plan_units(inputs, batch_size: int) -> list[Unit]:
     """Units for ``inputs`` (files, directories, globs; see :func:`specsift.io.expand_paths`).
 
     Stores are cut into row ranges of ``BATCHES_PER_STORE_UNIT × batch_size``; runs of other
-    files into groups of at most ``FILES_PER_UNIT``.  A missing or unreadable file still
+    files into groups of at most :func:`files_per_unit` files.  A missing or unreadable file still
     gets a unit: its reader turns it into a flagged placeholder row.  Only files that begin
     with the HDF5 signature are opened as HDF5 (a million FITS files cost one 8-byte read each).
     """
@@ -89,6 +106,7 @@ def plan_units(inputs, batch_size: int) -> list[Unit]:
             group.clear()
 
     step = BATCHES_PER_STORE_UNIT * batch_size
+    per_unit = files_per_unit(batch_size)
     for p in paths:
         if is_store(p):
             flush()
@@ -96,7 +114,7 @@ def plan_units(inputs, batch_size: int) -> list[Unit]:
             units.extend(Unit((p,), lo, min(lo + step, n), True) for lo in range(0, n, step))
         else:
             group.append(p)
-            if len(group) >= FILES_PER_UNIT:
+            if len(group) >= per_unit:
                 flush()
     flush()
     return units
@@ -140,7 +158,7 @@ def iter_unit(unit: Unit, batch_size: int, grid: LogGrid,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")        # iter_read warns per bad file; we report it
             for k, batch in enumerate(iter_read(list(unit.paths), batch_size=batch_size,
-                                                grid=grid, on_error="flag")):
+                                                grid=grid, on_error="flag", files=True)):
                 seen.update(np.asarray(batch.meta["SOURCE"], dtype=str).tolist())
                 yield k, (None if k in skip else batch)
     except Exception as exc:  # noqa: BLE001 - one unit must not end a million-spectrum run
