@@ -81,6 +81,10 @@ class ScanBasis:
     basis: np.ndarray          # (K, R) rest-frame vectors, R = P + jmax - jmin
     jmin: int                  # smallest shift (log10(1+z_min)/δ)
     jmax: int                  # largest shift
+    #: "" = every spectrum; else only spectra of that SURVEY (upper case), for which it
+    #: replaces the survey-less basis of the same label (e.g. a STAR basis of LAMOST's own
+    #: star library, at LAMOST's resolution and flux calibration)
+    survey: str = ""
 
     @property
     def nshift(self) -> int:
@@ -233,20 +237,32 @@ class Chi2Scanner:
         self._prep = [_Prepared(sb, npix, dtype, method) for sb in self.bases]
         self._padded: dict = {}
 
-    def scan(self, flux, ivar) -> list[np.ndarray]:
+    def scan(self, flux, ivar, active: np.ndarray | None = None) -> list[np.ndarray]:
+        """χ² curves; ``active`` (C, N) bool: basis c is fitted to row n only where
+        active[c, n] (the others get +inf: that basis does not apply to that spectrum, e.g.
+        a survey's own STAR basis on another survey's spectra).  Bases with the same rows
+        share one pass (one polynomial orthonormalisation per chunk)."""
         flux = torch.as_tensor(np.asarray(flux, dtype=np.float64))
         ivar = torch.as_tensor(np.asarray(ivar, dtype=np.float64))
         if flux.shape != ivar.shape or flux.ndim != 2 or flux.shape[1] != self.npix:
             raise ValueError(f"flux/ivar must both be (N, {self.npix}); got "
                              f"{tuple(flux.shape)} and {tuple(ivar.shape)}")
-        outs = [np.empty((flux.shape[0], p.nu), dtype=np.float64) for p in self._prep]
-        for lo in range(0, flux.shape[0], self.chunk):
-            hi = min(lo + self.chunk, flux.shape[0])
-            for o, c in zip(outs, self._scan_chunk(flux[lo:hi], ivar[lo:hi])):
-                o[lo:hi] = c
+        n = flux.shape[0]
+        if active is None:
+            active = np.ones((len(self._prep), n), bool)
+        outs = [np.full((n, p.nu), np.inf, dtype=np.float64) for p in self._prep]
+        groups: dict = {}
+        for c, act in enumerate(np.asarray(active, bool)):
+            groups.setdefault(act.tobytes(), (np.flatnonzero(act), []))[1].append(c)
+        for rows, which in groups.values():
+            for lo in range(0, len(rows), self.chunk):
+                r = rows[lo:lo + self.chunk]
+                sl = slice(r[0], r[-1] + 1) if r[-1] - r[0] + 1 == len(r) else r
+                for c, cur in zip(which, self._scan_chunk(flux[sl], ivar[sl], which)):
+                    outs[c][r] = cur
         return outs
 
-    def _scan_chunk(self, f, w):
+    def _scan_chunk(self, f, w, which=None):
         w = torch.where(torch.isfinite(w) & (w > 0), w, torch.zeros_like(w))
         f = torch.where(w > 0, f, torch.zeros_like(f))
         # Unit-free: divide by the rms flux (χ² is unchanged: f/s, w·s²).
@@ -262,7 +278,7 @@ class Chi2Scanner:
         dt = self.dtype
         wr_, w_, wq_ = wr.to(dt), w.to(dt), wq.to(dt)
         res = []
-        for p in self._prep:
+        for p in (self._prep if which is None else [self._prep[i] for i in which]):
             bprime, a, c = p.correlate(wr_, w_, wq_)
             dscale = a[:, p.idiag].abs().amax(-1)
             # S = A_TT − C Cᵀ, in place over A's (N, U) slabs (cache-sized pieces)

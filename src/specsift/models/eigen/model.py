@@ -36,8 +36,9 @@ from .anomalies import (
     survey_from_state,
     survey_state,
 )
-from .chi2scan import Chi2Scanner, ScanBasis, z_to_shift
+from .chi2scan import C_KMS, Chi2Scanner, ScanBasis, shift_to_z, z_to_shift
 from .modelerror import effective_ivar, fit_var_boost
+from .stars import StarVelocity, star_subtypes_at
 from .train import labels_of, load_training_rows, train_basis
 from .zsolve import solve_redshifts, zerr_scales
 
@@ -100,7 +101,19 @@ class EigenModel(SpectralModel):
         #: per-class factor on the Δχ² = 1 ZERR (model mismatch is not in ivar), fitted by
         #: :meth:`calibrate_zerr` so that |Δz| < ZERR for 68.3 % of validation spectra
         self.zerr_scale_ = np.ones(len(self.config))
+        #: the spEigenStar vectors that measure a star's z (:mod:`.stars`; None: the class
+        #: basis's own minimum), as {"basis": (K, R), "npoly", "reach"}
+        self.star_velocity_: dict | None = None
+        #: per survey, a velocity error (km/s) added in quadrature to STAR ZERR (per-visit
+        #: systematics that the χ² curvature does not see)
+        self.star_zerr_floor_kms_: dict = {}
+        #: per survey, its own per-pixel variance boost replacing ``var_boost_`` (fitted like
+        #: it on that survey's real spectra: e.g. LAMOST's blue end, arm join, telluric bands)
+        self.survey_var_boost_: dict[str, np.ndarray] = {}
+        self.survey_var_boost_ = {str(k): np.asarray(v, np.float32) for k, v in
+                                  state.get("survey_var_boost", {}).items()}
         self._scanner = None
+        self._velocity = None
 
     # ------------------------------------------------------------------ geometry
     def shift_range(self, label: str) -> tuple[int, int]:
@@ -173,8 +186,16 @@ class EigenModel(SpectralModel):
         return self
 
     def _ivar(self, batch: SpectraBatch) -> tuple[np.ndarray, np.ndarray]:
-        """(flux, effective ivar): masked pixels zeroed, ivar deflated by ``var_boost``."""
-        return effective_ivar(batch, self.var_boost_)
+        """(flux, effective ivar): masked pixels zeroed, ivar deflated by ``var_boost`` — or,
+        for a survey with its own (:attr:`survey_var_boost_`), by that survey's."""
+        flux, ivar = effective_ivar(batch, self.var_boost_)
+        if self.survey_var_boost_:
+            survey = np.char.upper(survey_of(batch.meta, len(batch)).astype(str))
+            for name, vb in self.survey_var_boost_.items():
+                rows = np.flatnonzero(survey == name)
+                if len(rows):
+                    ivar[rows] *= (1.0 + self.var_boost_) / (1.0 + vb)
+        return flux, ivar
 
     def _train_class(self, name, cfg, tb, lab, z, vb, init, iterations, ridge, clip, seed,
                      progress):
@@ -264,12 +285,48 @@ class EigenModel(SpectralModel):
         return out
 
     # ------------------------------------------------------------------ inference
+    def _active(self, survey: np.ndarray) -> np.ndarray:
+        """(C, N) which basis applies to which spectrum: a basis with ``survey`` set only to
+        that survey's spectra, where it replaces the survey-less basis of its label."""
+        survey = np.char.upper(np.asarray(survey).astype(str))
+        act = np.ones((len(self.bases_), len(survey)), bool)
+        for c, b in enumerate(self.bases_):
+            if b.survey:
+                act[c] = survey == b.survey
+            else:
+                own = [o.survey for o in self.bases_ if o.survey and o.label == b.label]
+                act[c] = ~np.isin(survey, own)
+        return act
+
+    @property
+    def velocity(self) -> StarVelocity | None:
+        if self._velocity is None and self.star_velocity_ is not None:
+            sb = next(b for b in self.bases_ if b.label == "STAR")
+            v = self.star_velocity_
+            self._velocity = StarVelocity(v["basis"], sb.jmin, sb.jmax, self.grid.size,
+                                          int(v.get("npoly", self.npoly)), int(v.get("reach", 3)))
+        return self._velocity
+
+    def _star_z(self, sol, flux, ivar, ngood) -> None:
+        """z and raw ZERR of the rows solved as STAR from :attr:`velocity` (in place)."""
+        labels = np.array([b.label for b in self.bases_])
+        star = np.flatnonzero((labels[sol.best_class] == "STAR") & (ngood > 0))
+        if self.velocity is None or not len(star):
+            return
+        sh, sig, _, edge = self.velocity.refine(flux[star], ivar[star], sol.shift[star],
+                                                self.grid.step)
+        z = shift_to_z(sh, self.grid.step)
+        sol.z[star] = z
+        sol.zerr[star] = StarVelocity.zerr(z, sig, self.grid.step)
+        sol.zwarn[star[edge]] |= int(ZWARN.Z_FITLIMIT)
+
     def _run(self, batch: SpectraBatch, save_chi2: bool = False, curves=None) -> dict:
         """Scan (unless ``curves`` are given), solve, compute the anomaly features."""
         sc = self.scanner
         flux, ivar = self._ivar(batch)
+        survey = survey_of(batch.meta, len(batch))
         if curves is None:
-            curves = sc.scan(flux, ivar)
+            curves = sc.scan(flux, ivar, active=self._active(survey))
         ngood = (ivar > 0).sum(1)
         sol = solve_redshifts(sc, curves, flux, ivar, self.grid.step, ngood=ngood,
                               penalty=self.penalty_)
@@ -277,7 +334,7 @@ class EigenModel(SpectralModel):
         dof = np.maximum(ngood - self._npar, 1)
         good = (ivar > 0) & np.isfinite(flux)
         rchi2 = np.where(good, (flux - model) ** 2 * ivar, 0.0).sum(1) / dof
-        survey = survey_of(batch.meta, len(batch))
+        self._star_z(sol, flux, ivar, ngood)
         out = {"sol": sol, "chi2_class": sol.chi2_class, "model": model, "rchi2": rchi2,
                "features": self._features(flux, ivar, model, sol, survey), "flux": flux,
                "ivar": ivar, "ngood": ngood, "snr": median_snr(flux, ivar), "survey": survey}
@@ -294,20 +351,48 @@ class EigenModel(SpectralModel):
         return anomaly_features(self.bases_, self._npar, self.rest_model_error_,
                                 self.survey_anomaly_, flux, ivar, model, sol, survey)
 
+    def _probs(self, res: dict) -> np.ndarray:
+        """(N, labels) class probabilities p_c ∝ exp(−Δχ²_c / (2T·max(1, χ²/dof))).
+
+        Why the χ²/dof: the temperature was fitted on simulated spectra, whose best fits
+        reach χ²/dof ≈ 1; on a real spectrum every template misses by more than the noise
+        (χ²/dof 2–10 on LAMOST stars), which inflates every χ² difference by that factor, so
+        an unscaled Δχ² of a few hundred would look decisive where it is not."""
+        names = class_labels(self.class_set)
+        c2 = res["chi2_class"]
+        d = c2 - np.nanmin(np.where(np.isfinite(c2), c2, np.nan), axis=1, keepdims=True)
+        temp = self.temperature_ * np.maximum(np.nan_to_num(res["rchi2"], nan=1.0), 1.0)
+        pb = softmax(-np.nan_to_num(d, nan=np.inf) / (2 * temp[:, None]), dtype=np.float64)
+        probs = np.zeros((len(c2), len(names)))
+        for k, b in enumerate(self.bases_):           # a survey's own basis adds to its label
+            probs[:, names.index(b.label)] += pb[:, k]
+        return probs
+
+    def _star_zerr(self, batch, sol, zerr) -> np.ndarray:
+        """ZERR with each survey's STAR velocity floor added in quadrature."""
+        if not self.star_zerr_floor_kms_:
+            return zerr
+        labels = np.array([b.label for b in self.bases_])[sol.best_class]
+        survey = np.char.upper(survey_of(batch.meta, len(batch)).astype(str))
+        kms = np.array([self.star_zerr_floor_kms_.get(s, 0.0) for s in survey])
+        kms = np.where(labels == "STAR", kms, 0.0)
+        return np.hypot(zerr, kms / C_KMS * (1.0 + sol.z))
+
     def _catalog(self, batch: SpectraBatch, res: dict) -> Table:
         sol = res["sol"]
-        names = class_labels(self.class_set)
-        d = res["chi2_class"] - np.nanmin(res["chi2_class"], axis=1, keepdims=True)
-        pb = softmax(-np.nan_to_num(d, nan=np.inf) / (2 * self.temperature_), dtype=np.float64)
-        probs = np.zeros((len(batch), len(names)))
-        for k, b in enumerate(self.bases_):
-            probs[:, names.index(b.label)] = pb[:, k]
+        probs = self._probs(res)
         score, thr = anomaly_scores(self.anomaly_, self.survey_anomaly_, res)
         zwarn = sol.zwarn.copy()
         zwarn[score > thr] |= int(ZWARN.ANOMALY)
-        zerr = sol.zerr * np.asarray(self.zerr_scale_, float)[sol.best_class]
+        zerr = self._star_zerr(batch, sol,
+                               sol.zerr * np.asarray(self.zerr_scale_, float)[sol.best_class])
         cat = make_catalog(batch.meta, self.class_set, probs, sol.z, zerr, self.tag,
                            zwarn=zwarn, deltachi2=sol.deltachi2, anomaly_score=score)
+        if self.velocity is not None:      # stars named from real templates at their z
+            star = np.flatnonzero((np.asarray(cat["SPECTYPE"]) == "STAR") & (res["ngood"] > 0))
+            sub = np.asarray(cat["SUBTYPE"]).astype("U20")
+            sub[star] = star_subtypes_at(batch, star, np.asarray(cat["Z"], float)[star])
+            cat["SUBTYPE"] = sub
         nodata = res["ngood"] == 0
         cat["CHI2_MIN"] = np.where(nodata, np.nan, sol.chi2 - self.penalty_[sol.best_class])
         cat["RCHI2"] = np.where(nodata, np.nan, res["rchi2"])
@@ -393,7 +478,16 @@ class EigenModel(SpectralModel):
                 "rest_model_error": (None if self.rest_model_error_ is None else
                                      [torch.as_tensor(e) for e in self.rest_model_error_]),
                 "survey_anomaly": survey_state(self.survey_anomaly_),
+                "star_velocity": (None if self.star_velocity_ is None else
+                                  {**{k: v for k, v in self.star_velocity_.items()
+                                      if k != "basis"},
+                                   "basis": torch.as_tensor(np.asarray(
+                                       self.star_velocity_["basis"], np.float32))}),
+                "star_zerr_floor_kms": dict(self.star_zerr_floor_kms_),
+                "survey_var_boost": {k: torch.as_tensor(np.asarray(v, np.float32))
+                                     for k, v in self.survey_var_boost_.items()},
                 "bases": [{"label": b.label, "jmin": b.jmin, "jmax": b.jmax,
+                           "survey": b.survey,
                            "basis": torch.as_tensor(np.asarray(b.basis, np.float32))}
                           for b in self.bases_]}
 
@@ -411,5 +505,14 @@ class EigenModel(SpectralModel):
         self.rest_model_error_ = None if rme is None else [np.asarray(e, np.float32) for e in rme]
         self.survey_anomaly_ = survey_from_state(state.get("survey_anomaly", {}))
         self.bases_ = [ScanBasis(b["label"], np.asarray(b["basis"], np.float32),
-                                 int(b["jmin"]), int(b["jmax"])) for b in state["bases"]]
+                                 int(b["jmin"]), int(b["jmax"]), str(b.get("survey", "")))
+                       for b in state["bases"]]
+        sv = state.get("star_velocity")
+        self.star_velocity_ = (None if sv is None else
+                               {**sv, "basis": np.asarray(sv["basis"], np.float32)})
+        self.star_zerr_floor_kms_ = {str(k): float(v) for k, v in
+                                     state.get("star_zerr_floor_kms", {}).items()}
+        self.survey_var_boost_ = {str(k): np.asarray(v, np.float32) for k, v in
+                                  state.get("survey_var_boost", {}).items()}
         self._scanner = None
+        self._velocity = None
