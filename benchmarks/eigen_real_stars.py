@@ -13,8 +13,14 @@ temperature and the ZERR scales stay as they are.  Added (``specsift.models.eige
   split of ``lamost-real`` only), on the STAR rest grid with the same shifts; it inherits the
   STAR penalty, ZERR scale and rest-frame model errors;
 * the spEigenStar vectors as the velocity basis of every star;
-* per survey, a STAR velocity floor in km/s (``--floor-kms``; LAMOST's was chosen on the
-  training split's stars and repeat visits, docs/eigen.md).
+* LAMOST's own per-pixel variance boost (``EigenModel.survey_var_boost_``), fitted as the
+  sky-line boost is (:func:`specsift.models.eigen.modelerror.fit_var_boost`) on the real
+  LAMOST stars of the training split at their catalogue z with the LAMOST STAR basis: real
+  LAMOST residuals scatter most at the blue end, the arm join and the telluric bands, and
+  without it single artefacts there decided the class;
+* LAMOST's STAR velocity floor (km/s in quadrature with ZERR): the floor that makes the
+  robust width of the repeat-visit pulls 1 over the dr8-ccf pairs of the training split
+  (``--floor-kms LAMOST=KMS`` overrides it).
 
 Both template files are already shipped; only their (derived) vectors are copied into the
 model file, so that the model does not change when the verification templates are rebuilt.
@@ -26,11 +32,52 @@ LAMOST spectra only).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def lamost_training_stars():
+    """(batch, repeat pairs) of the lamost-real STAR spectra outside the held-out split."""
+    import _lamost_survey as LS
+    import real_surveys as RS
+    from _common import SHARED
+    b, _ = RS.lamost()
+    cls = np.char.upper(np.char.strip(np.asarray(b.meta["CLASS"]).astype(str)))
+    keep = ((cls == "STAR") & ~np.asarray(b.meta["HELDOUT"], bool)
+            & (np.asarray(b.meta["folder"]) != "lamost") & np.isfinite(np.asarray(b.meta["Z"], float)))
+    b = b[np.flatnonzero(keep)]
+    return b, LS.repeat_pairs(b.meta, SHARED / "lamost-real")
+
+
+def fit_survey_var_boost(model, batch, survey: str = "LAMOST") -> np.ndarray:
+    """The survey's variance boost from its stars at their catalogue z (module docstring)."""
+    from specsift.models.eigen.chi2scan import Chi2Scanner
+    from specsift.models.eigen.modelerror import fit_var_boost
+    basis = next(b for b in model.bases_ if b.survey == survey.upper())
+    sc = Chi2Scanner([basis], model.grid.size, model.npoly)
+    return fit_var_boost(sc, batch, np.full(len(batch), "STAR"),
+                         np.asarray(batch.meta["Z"], float), model.var_boost_, model.grid.step)
+
+
+def fit_floor(model, batch, pairs) -> tuple[float, float]:
+    """(floor km/s, robust pull width before) making the robust repeat-pull width 1."""
+    import _lamost_survey as LS
+    model.star_zerr_floor_kms_ = {}
+    cat = model.predict(batch)
+    st = np.asarray(cat["SPECTYPE"]).astype(str)
+    both = [(i, j) for i, j in pairs if st[i] == st[j] == "STAR"]
+    z, ze = np.asarray(cat["Z"], float), np.asarray(cat["ZERR"], float)
+    w0 = LS.pull_stats(z, ze, both)[1]
+    for kms in np.arange(0.0, 30.01, 0.1):
+        zf = np.hypot(ze, kms / 299792.458 * (1 + z))
+        if LS.pull_stats(z, zf, both)[1] <= 1.0:
+            return round(float(kms), 1), w0
+    return 30.0, w0
 
 
 def add_real_stars(model, ncomp: int = 10, survey: str = "LAMOST", floors=None) -> dict:
@@ -78,7 +125,17 @@ def main() -> None:
     a = ap.parse_args()
     m = specsift.load_model(a.model)
     floors = {k.upper(): float(v) for k, v in (x.split("=") for x in a.floor_kms)}
-    print(add_real_stars(m, a.ncomp, floors=floors))
+    prov = add_real_stars(m, a.ncomp, floors=floors)
+    b, pairs = lamost_training_stars()
+    m.survey_var_boost_ = {"LAMOST": fit_survey_var_boost(m, b)}
+    prov["survey_var_boost"] = {"LAMOST": f"{len(b)} lamost-real training-split stars"}
+    if "LAMOST" not in floors:
+        kms, w0 = fit_floor(m, b, pairs)
+        floors["LAMOST"] = kms
+        prov["star_zerr_floor_fit"] = {"pairs": len(pairs), "robust_width_before": w0}
+    m.star_zerr_floor_kms_ = floors
+    prov["star_zerr_floor_kms"] = floors
+    print(prov)
     print("saved", m.save(a.save))
 
 
