@@ -18,6 +18,9 @@ temperature and the ZERR scales stay as they are.  Added (``specsift.models.eige
   LAMOST stars of the training split at their catalogue z with the LAMOST STAR basis: real
   LAMOST residuals scatter most at the blue end, the arm join and the telluric bands, and
   without it single artefacts there decided the class;
+* the STAR ZERR scale again (the velocity now comes from the spEigenStar vectors): the
+  68.3 % quantile of |Δz|/ZERR_raw over the simulated spectra predicted STAR of a fresh
+  simulation (seed 24, as ``benchmarks/eigen_zerr.py``; 900 drawn, WD/CV removed);
 * LAMOST's STAR velocity floor (km/s in quadrature with ZERR): the floor that makes the
   robust width of the repeat-visit pulls 1 over the dr8-ccf pairs of the training split
   (``--floor-kms LAMOST=KMS`` overrides it).
@@ -62,6 +65,24 @@ def fit_survey_var_boost(model, batch, survey: str = "LAMOST") -> np.ndarray:
     sc = Chi2Scanner([basis], model.grid.size, model.npoly)
     return fit_var_boost(sc, batch, np.full(len(batch), "STAR"),
                          np.asarray(batch.meta["Z"], float), model.var_boost_, model.grid.step)
+
+
+def star_zerr_scale(model, n: int = 900, seed: int = 24) -> tuple[float, int]:
+    """(scale, n) of the STAR ZERR factor on simulated spectra (module docstring); set on
+    every STAR basis of ``model``."""
+    from specsift.simulate import simulate_batch
+    b = simulate_batch(n, class_set="three", seed=seed, bal_fraction=0.0)
+    sub = np.char.upper(np.asarray(b.meta["SUBTYPE"], str))
+    b = b[np.flatnonzero(~np.isin(np.char.partition(sub, " ")[:, 0], ["WD", "CV"]))]
+    star = [c for c, x in enumerate(model.bases_) if x.label == "STAR"]
+    res = model._run(b)
+    sol = res["sol"]
+    pick = np.isin(sol.best_class, star) & (res["ngood"] > 0) & (sol.zerr > 0)
+    r = np.abs(sol.z - np.asarray(b.meta["Z"], float))[pick] / sol.zerr[pick]
+    scale = float(np.quantile(r, 0.6827))
+    model.zerr_scale_ = np.asarray(model.zerr_scale_, float)
+    model.zerr_scale_[star] = scale
+    return scale, int(pick.sum())
 
 
 def fit_floor(model, batch, pairs) -> tuple[float, float]:
@@ -126,6 +147,8 @@ def main() -> None:
     m = specsift.load_model(a.model)
     floors = {k.upper(): float(v) for k, v in (x.split("=") for x in a.floor_kms)}
     prov = add_real_stars(m, a.ncomp, floors=floors)
+    scale, n = star_zerr_scale(m)
+    prov["star_zerr_scale"] = {"scale": scale, "n_sim_predicted_star": n, "seed": 24}
     b, pairs = lamost_training_stars()
     m.survey_var_boost_ = {"LAMOST": fit_survey_var_boost(m, b)}
     prov["survey_var_boost"] = {"LAMOST": f"{len(b)} lamost-real training-split stars"}
