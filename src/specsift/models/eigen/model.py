@@ -110,8 +110,6 @@ class EigenModel(SpectralModel):
         #: per survey, its own per-pixel variance boost replacing ``var_boost_`` (fitted like
         #: it on that survey's real spectra: e.g. LAMOST's blue end, arm join, telluric bands)
         self.survey_var_boost_: dict[str, np.ndarray] = {}
-        self.survey_var_boost_ = {str(k): np.asarray(v, np.float32) for k, v in
-                                  state.get("survey_var_boost", {}).items()}
         self._scanner = None
         self._velocity = None
 
