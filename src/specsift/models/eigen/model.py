@@ -412,7 +412,7 @@ class EigenModel(SpectralModel):
         cat = self._catalog(batch, res)
         if options.save_chi2:
             cat.meta.update(self.catalog_meta(options))
-            for b, cur in zip(self.bases_, res["curves"]):
+            for b, cur in self._label_curves(res["curves"]):
                 cat[f"CHI2_{b.label}"] = cur.astype(np.float32)
         sol = res["sol"]
         second = np.array([spectype_of(self.bases_[c].label) if c >= 0 else ""
@@ -420,6 +420,21 @@ class EigenModel(SpectralModel):
         z2 = np.where(sol.second_class >= 0, sol.z_second, np.nan)
         return cat, Candidates(np.stack([np.asarray(cat["Z"], float), z2], axis=1),
                                np.stack([np.asarray(cat["SPECTYPE"], "U6"), second], axis=1))
+
+    def _label_curves(self, curves) -> list:
+        """(basis, curve) per label: a survey's own basis and the survey-less one of the same
+        label (same shifts) merged — each row's curve is the one of the basis that applies
+        to it (the other is +inf there)."""
+        out: dict = {}
+        for b, cur in zip(self.bases_, curves):
+            if b.label in out:
+                b0, c0 = out[b.label]
+                if (b0.jmin, b0.jmax) != (b.jmin, b.jmax):
+                    raise ValueError(f"eigen: two {b.label} bases with different shifts")
+                out[b.label] = (b0, np.minimum(c0, cur))
+            else:
+                out[b.label] = (b, cur)
+        return list(out.values())
 
     def is_fitted(self) -> bool:
         return bool(self.bases_)
@@ -446,7 +461,7 @@ class EigenModel(SpectralModel):
                 "residual": (batch.flux - res["model"]) * np.sqrt(ivar),
                 # raw χ²(z) per class; the decision adds the class penalty (−2 ln prior)
                 "chi2": {b.label: (b.redshifts(self.grid.step), cur)
-                         for b, cur in zip(self.bases_, res["curves"])},
+                         for b, cur in self._label_curves(res["curves"])},
                 "penalty": dict(zip(labels, np.asarray(self.penalty_, float).tolist())),
                 "z_second": sol.z_second,
                 "class_second": np.array([labels[c] if c >= 0 else "" for c in sol.second_class]),
