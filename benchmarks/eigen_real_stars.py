@@ -105,16 +105,9 @@ def add_real_stars(model, ncomp: int = 10, survey: str = "LAMOST", floors=None) 
     """Add the survey STAR basis and the velocity basis to ``model`` in place (idempotent:
     an earlier survey basis is replaced); returns the provenance stored in its metrics."""
     from specsift.models.eigen.stars import survey_star_basis, velocity_basis
-    keep = [c for c, b in enumerate(model.bases_) if not b.survey]
-    star = next(c for c in keep if model.bases_[c].label == "STAR")
+    model.drop_survey_bases()
+    star = next(c for c, b in enumerate(model.bases_) if b.label == "STAR")
     sb = model.bases_[star]
-    model.bases_ = [model.bases_[c] for c in keep]
-    model.penalty_ = np.asarray(model.penalty_, float)[keep]
-    model.zerr_scale_ = np.asarray(model.zerr_scale_, float)[keep]
-    if model.rest_model_error_ is not None:
-        model.rest_model_error_ = [model.rest_model_error_[c] for c in keep]
-    for cal in model.survey_anomaly_.values():
-        cal["rest_model_error"] = [cal["rest_model_error"][c] for c in keep]
     model.bases_.append(survey_star_basis(model.grid.loglam, sb.jmin, sb.jmax, survey, ncomp))
     model.penalty_ = np.append(model.penalty_, model.penalty_[star])
     model.zerr_scale_ = np.append(model.zerr_scale_, model.zerr_scale_[star])

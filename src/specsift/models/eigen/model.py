@@ -421,6 +421,23 @@ class EigenModel(SpectralModel):
         return cat, Candidates(np.stack([np.asarray(cat["Z"], float), z2], axis=1),
                                np.stack([np.asarray(cat["SPECTYPE"], "U6"), second], axis=1))
 
+    def drop_survey_bases(self) -> "EigenModel":
+        """Remove every survey's own basis (with its penalty, ZERR scale and model errors)
+        and the survey variance boosts fitted with it, in place: the model as simulated
+        training left it, which a survey basis is then added to
+        (``benchmarks/eigen_real_stars.py``).  Returns self."""
+        self.survey_var_boost_ = {}
+        keep = [c for c, b in enumerate(self.bases_) if not b.survey]
+        self.bases_ = [self.bases_[c] for c in keep]
+        self.penalty_ = np.asarray(self.penalty_, float)[keep]
+        self.zerr_scale_ = np.asarray(self.zerr_scale_, float)[keep]
+        if self.rest_model_error_ is not None:
+            self.rest_model_error_ = [self.rest_model_error_[c] for c in keep]
+        for cal in self.survey_anomaly_.values():
+            cal["rest_model_error"] = [cal["rest_model_error"][c] for c in keep]
+        self._scanner, self._velocity = None, None
+        return self
+
     def _label_curves(self, curves) -> list:
         """(basis, curve) per label: a survey's own basis and the survey-less one of the same
         label (same shifts) merged — each row's curve is the one of the basis that applies
