@@ -90,6 +90,7 @@ class StarVelocity:
     def __init__(self, basis: np.ndarray, jmin: int, jmax: int, npix: int, npoly: int = 3,
                  reach: int = 3):
         from scipy.ndimage import shift as spline_shift
+
         from .chi2scan import legendre
         self.basis = np.asarray(basis, np.float32)
         self.jmin, self.jmax, self.npoly, self.reach = int(jmin), int(jmax), int(npoly), int(reach)
