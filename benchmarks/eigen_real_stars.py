@@ -3,6 +3,8 @@
     python benchmarks/eigen_real_stars.py [--model src/specsift/data/models/eigen.pt]
         [--ncomp 10] [--floor-kms LAMOST=KMS] --save PATH
     python benchmarks/lamost_anomaly.py --recalibrate PATH      # then: LAMOST's normals again
+    python benchmarks/eigen_real_stars.py --speed-against OLD.pt [--model NEW.pt]
+        # CPU ms per spectrum of OLD and NEW, timed alternately (300 LAMOST, 68 SDSS, 200 sim)
 
 No retraining: the simulated GALAXY, QSO and STAR eigenspectra, the class penalties, the
 temperature and the ZERR scales stay as they are.  Added (``specsift.models.eigen.stars``):
@@ -129,14 +131,51 @@ def add_real_stars(model, ncomp: int = 10, survey: str = "LAMOST", floors=None) 
     return prov
 
 
+def speed_against(old: str, new: str, reps: int = 3) -> None:
+    """Print CPU ms per spectrum of two eigen files, ``predict`` timed alternately in one
+    process (1 torch thread; the median of ``reps``): on a shared machine two separate runs
+    differ by more than the change."""
+    import time
+
+    import real_surveys as RS
+    import torch
+
+    import specsift
+    from specsift.simulate import simulate_batch
+    torch.set_num_threads(1)
+    sets = {"300 LAMOST spectra": RS.lamost()[0][:300], "68 SDSS spectra": RS.sdss()[0],
+            "200 simulated (seed 24)": simulate_batch(200, class_set="three", seed=24,
+                                                      bal_fraction=0.0)}
+    models = {"before": specsift.load_model(old), "after": specsift.load_model(new)}
+    for m in models.values():
+        for b in sets.values():
+            m.predict(b[:8])
+    ms = {(k, s): [] for k in models for s in sets}
+    for _ in range(reps):
+        for s, b in sets.items():
+            for k, m in models.items():
+                t = time.process_time()
+                m.predict(b)
+                ms[(k, s)].append(1e3 * (time.process_time() - t) / len(b))
+    print(f"| data | {old} | {new} | ratio |\n|---|---|---|---|")
+    for s in sets:
+        a, b = np.median(ms[("before", s)]), np.median(ms[("after", s)])
+        print(f"| {s} | {a:.2f} | {b:.2f} | {b / a:.2f} |")
+
+
 def main() -> None:
     import specsift
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT / "src/specsift/data/models/eigen.pt"))
     ap.add_argument("--ncomp", type=int, default=10)
     ap.add_argument("--floor-kms", nargs="*", default=[], help="SURVEY=KMS")
-    ap.add_argument("--save", required=True)
+    ap.add_argument("--save")
+    ap.add_argument("--speed-against", metavar="OLD.pt")
     a = ap.parse_args()
+    if a.speed_against:
+        return speed_against(a.speed_against, a.model)
+    if not a.save:
+        ap.error("--save PATH is required (or --speed-against OLD.pt)")
     m = specsift.load_model(a.model)
     floors = {k.upper(): float(v) for k, v in (x.split("=") for x in a.floor_kms)}
     prov = add_real_stars(m, a.ncomp, floors=floors)
