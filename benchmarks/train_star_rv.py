@@ -62,8 +62,6 @@ def _internal_val(desig: str) -> bool:
 def prepare(a):
     from astropy.table import Table
 
-    from specsift.simulate import iter_blocks
-    from specsift.spectra import SpectraBatch
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.process_time()
@@ -83,18 +81,9 @@ def prepare(a):
     parts = {"flux": [flux[star]], "ivar": [ivar[star]], "z": [z[star]], "zerr": [ze[star]],
              "group": [grp[star]], "snr": [np.asarray(lab["SNR_G"], float)[star]],
              "desig": [np.asarray(lab["DESIG"]).astype("U40")[star]]}
-    for inst, code, seed in (("sdss", SIM_SDSS, 71), ("desi", SIM_DESI, 72)):
-        b = SpectraBatch.concatenate(list(iter_blocks(a.n_sim, "thirteen", seed,
-                                                      instrument=inst)))
-        s = np.asarray(b.meta["SPECTYPE"]).astype(str) == "STAR"
-        parts["flux"].append(b.flux[s])
-        parts["ivar"].append(np.where(b.mask[s], 0, b.ivar[s]))
-        parts["z"].append(np.asarray(b.meta["Z"], float)[s])
-        parts["zerr"].append(np.zeros(s.sum()))
-        parts["group"].append(np.full(s.sum(), code))
-        parts["snr"].append(np.asarray(b.meta["SNR"], float)[s])
-        parts["desig"].append(np.full(s.sum(), inst, "U40"))
-        print(f"simulated {inst}: {s.sum()} stars of {len(b)}")
+    sims = sim_stars(71, 72, a.n_sim)
+    for k in parts:
+        parts[k].append(sims[k])
     data = {k: np.concatenate(v) for k, v in parts.items()}
     data["flux"] = data["flux"].astype(np.float32)
     data["ivar"] = data["ivar"].astype(np.float32)
@@ -268,12 +257,12 @@ def score(head, data, sel, shifts=(0.0,), seed=0, survey=None):
             "cov1": float(np.mean(np.abs(p) < 1)) if p.size else np.nan}, pull
 
 
-def fresh_sims(seed_sdss=73, seed_desi=74, n=1024):
-    """Simulated SDSS and DESI stars never trained on (seeds apart from ``prepare``'s 71/72),
-    in the layout of data.npz, for the default σ scale and the simulated rows of the table."""
+def sim_stars(seed_sdss: int, seed_desi: int, n: int) -> dict:
+    """The STAR rows of ``n`` simulated `thirteen` spectra per instrument (SDSS, DESI), in the
+    layout of data.npz (zerr 0: the simulator's z is exact)."""
     from specsift.simulate import iter_blocks
     from specsift.spectra import SpectraBatch
-    out = {k: [] for k in ("flux", "ivar", "z", "zerr", "group")}
+    out = {k: [] for k in ("flux", "ivar", "z", "zerr", "group", "snr", "desig")}
     for inst, code, seed in (("sdss", SIM_SDSS, seed_sdss), ("desi", SIM_DESI, seed_desi)):
         b = SpectraBatch.concatenate(list(iter_blocks(n, "thirteen", seed, instrument=inst)))
         st = np.asarray(b.meta["SPECTYPE"]).astype(str) == "STAR"
@@ -282,7 +271,16 @@ def fresh_sims(seed_sdss=73, seed_desi=74, n=1024):
         out["z"].append(np.asarray(b.meta["Z"], float)[st])
         out["zerr"].append(np.zeros(st.sum()))
         out["group"].append(np.full(st.sum(), code))
+        out["snr"].append(np.asarray(b.meta["SNR"], float)[st])
+        out["desig"].append(np.full(st.sum(), inst, "U40"))
+        print(f"simulated {inst}: {st.sum()} stars of {len(b)}")
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def fresh_sims(seed_sdss=73, seed_desi=74, n=1024):
+    """Simulated SDSS and DESI stars never trained on (seeds apart from ``prepare``'s 71/72),
+    for the default σ scale and the simulated rows of the table."""
+    return sim_stars(seed_sdss, seed_desi, n)
 
 
 def finish(a):
