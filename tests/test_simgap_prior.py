@@ -8,6 +8,7 @@ from astropy.table import Table
 
 from specsift.catalog import make_catalog
 from specsift.constants import C_KMS
+from specsift.flags import ZWARN
 from specsift.spectra import DEFAULT_GRID, SpectraBatch
 from specsift.verify import Candidates, verify_catalog
 from specsift.verify.stage import VerifyOptions
@@ -130,3 +131,25 @@ def test_candidate_supported_only_by_the_5577_sky_residual_does_not_win(monkeypa
     bare = verify_catalog(batch, table, cands, opt)
     assert bare["SPECTYPE"][0] == "QSO" and abs(bare["Z"][0] - z_sky) < 0.01
     assert bare["DELTACHI2"][0] > 100
+
+
+def test_net_disagree_compares_the_fit_not_the_posterior():
+    """A confident model 1500 km/s from the fit pulls the posterior z near itself, but the
+    fit and the model still disagree by more than 1000 km/s: NET_DISAGREE says so."""
+    z_true = 1.5
+    net_z = z_true + 1500 / C_KMS * (1 + z_true)
+    table = make_catalog(Table({"TARGETID": [0]}), "three", np.array([[0.05, 0.05, 0.9]]),
+                         np.array([net_z]), np.array([100 / C_KMS * (1 + z_true)]), "test")
+    out = verify_catalog(_qso_batch(z_true), table, Candidates([[net_z]], [["QSO"]]))
+    assert abs(_kms(out["Z"][0] - net_z, z_true)) < 1000          # the posterior moved
+    assert out["ZWARN"][0] & ZWARN.NET_DISAGREE
+
+
+def test_no_candidates_at_all_is_not_a_crash():
+    """A model that proposes nothing (K = 0 slots): the stage still tries its own windows."""
+    z_true = 1.5
+    table = make_catalog(Table({"TARGETID": [0]}), "three", np.array([[0.05, 0.05, 0.9]]),
+                         np.array([z_true]), np.array([1e-3]), "test")
+    out = verify_catalog(_qso_batch(z_true), table,
+                         Candidates(np.zeros((1, 0)), np.zeros((1, 0), "U6")))
+    assert len(out) == 1 and np.isfinite(out["Z"][0])

@@ -3,7 +3,10 @@ polynomial — what the lines stage takes as continuum and the labelling page ov
 
 Rebuilt from the catalog columns alone (Z, SPECTYPE, COEFF), so any verified catalog row can be
 drawn again without refitting.  The coefficients were fitted at the integer pixel shift nearest
-the refined Z; here the templates are interpolated to Z itself (at most half a pixel apart).
+the refined z of the fit; here the templates are interpolated to Z itself — at most half a pixel
+apart, except for a quasar whose Z is the posterior of fit and model (verify/zfind.py
+``quasar_posterior``), which may lie a few pixels from the fitted shift: its model is then drawn
+that far off (small against broad lines thousands of km/s wide, but not exact).
 """
 
 from __future__ import annotations

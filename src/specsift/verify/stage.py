@@ -234,12 +234,14 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
                           1.0)
         zerr[todo] = sol["err"] * bases["STAR"].step * np.log(10) * (1 + z[todo]) * scale
         zerr[todo] = np.hypot(zerr[todo], _star_floor(batch, todo, t_b, opt) * (1 + z[todo]))
+        z_fit = z[todo].copy()            # the fit's own z: NET_DISAGREE compares it
         if opt.quasar_posterior:          # line-shift systematic; the model's z as prior
             wave = 10.0 ** np.asarray(batch.loglam, np.float64)[[0, -1]]
+            reach = np.nanmax(np.nan_to_num(cands.reach_or_nan()[todo], nan=0.0), axis=1,
+                              initial=0.0)                     # K = 0 candidates: no reach
             z[todo], zerr[todo], _ = quasar_posterior(
                 z[todo], zerr[todo], t_b, net_t0[todo], net_z0[todo],
-                np.asarray(table["ZERR"], np.float64)[todo],
-                np.nan_to_num(cands.reach_or_nan()[todo], nan=0.0).max(axis=1), wave)
+                np.asarray(table["ZERR"], np.float64)[todo], reach, wave)
         chi2[todo] = sol["chi2"]
         dchi2[todo] = sol["dchi2"]
         coef[todo] = sol["coef"]
@@ -256,7 +258,7 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
         zw = zwarn[todo] & ~np.int64(ZWARN.SMALL_DELTA_CHI2 | ZWARN.Z_FITLIMIT)
         zw[dchi2[todo] < SMALL_DELTA_CHI2] |= ZWARN.SMALL_DELTA_CHI2
         zw[sol["edge"]] |= ZWARN.Z_FITLIMIT
-        dv = np.abs(z[todo] - net_z) / (1 + z[todo]) * C_KMS
+        dv = np.abs(z_fit - net_z) / (1 + z_fit) * C_KMS
         zw[~same | (dv > SAME_KMS)] |= ZWARN.NET_DISAGREE
         zwarn[todo] = zw
     out["Z"], out["ZERR"], out["ZWARN"] = z, zerr, zwarn

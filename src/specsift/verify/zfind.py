@@ -199,8 +199,8 @@ def qso_systemic_kms(z, wave_lo: float, wave_hi: float) -> np.ndarray:
 
 def quasar_posterior(z, zerr, spectype, net_t, net_z, net_zerr, reach, wave_range):
     """Verified quasar redshifts and errors with the line-shift systematic and the model's own
-    estimate: (z, zerr, combined) for the verified rows (all arrays (N,), ``reach``: the
-    model's stated reach in ln(1+z), NaN where none, :class:`.Candidates`).
+    estimate: (z, zerr, combined) for the verified rows (all arrays (N,), ``reach``: the model's
+    stated reach in ln(1+z), NaN where none, :class:`.Candidates`).
 
     Why: a quasar's broad lines sit away from its systemic redshift by a scatter no template
     carries (C IV blueshifted by 0–2000 km/s, Richards et al. 2002), so a template fit measures
@@ -208,12 +208,16 @@ def quasar_posterior(z, zerr, spectype, net_t, net_z, net_zerr, reach, wave_rang
     (:func:`qso_systemic_kms`, Shen et al. 2016): that is added in quadrature to every QSO's
     ZERR.  Where the model calls the same quasar (QSO, within ``NET_KMS``), its z is a second,
     independent estimate: its p(z) is the prior (GaSNet's p(z), Redrock's priors), the fit the
-    likelihood, and for two Gaussians the posterior is their inverse-variance mean with
-    σ⁻² = σ_fit⁻² + σ_model⁻².  The model's σ is its ZERR, never narrower than the reach it
-    declares (speccznet: ±4.5 bins of 1390 km/s, so its 110 km/s ZERR is not taken at face
-    value and its prior has no weight).  Only quasars: a galaxy's or star's template redshift
-    is its systemic one, the fit's error is the noise, and the model adds nothing the fit
-    lacks."""
+    likelihood, and for two Gaussians the posterior is their inverse-variance mean with σ⁻² =
+    σ_fit⁻² + σ_model⁻².  That treats the model's error as independent of this quasar's line
+    shift: its ZERR is calibrated about the systemic z (on simulated quasars whose lines are
+    shifted), so it is not the fit's systematic counted twice — an approximation, most for
+    ``eigen``, itself a template fit of the same pixels; the real SDSS quasars' coverage
+    (docs/verify.md) is the check that the combined error stays honest.  The model's σ is its
+    ZERR, never narrower than the reach it declares (speccznet: ±4.5 bins of 1390 km/s, so its
+    110 km/s ZERR is not taken at face value and its prior has no weight).  Only quasars: a
+    galaxy's or star's template redshift is its systemic one, the fit's error is the noise, and
+    the model adds nothing the fit lacks."""
     z = np.asarray(z, np.float64)
     zerr = np.asarray(zerr, np.float64)
     qso = np.asarray(spectype) == "QSO"
