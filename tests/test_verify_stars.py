@@ -244,3 +244,19 @@ def test_lamost_v26_star_is_named_by_the_best_template_v29_by_the_vote():
     batch.meta["VERSPIPE"] = ["v2.9.8"]
     assert named(batch, b, [0], shift, prep)[0][0] == "G"
     assert named(batch, b, [0], shift, prep, best_only_versions={})[0][0] == "G"
+
+
+def test_star_without_pixels_in_the_fit_range_gets_no_subtype():
+    """A LAMOST star whose pixels in the library's fit range (rest 3800–6500 Å) are all
+    masked: every template ties, so no name is given ('') instead of an arbitrary one; the
+    same spectrum unmasked is named.  Bad vote settings are a clear error."""
+    from specsift.verify.subtype import letter_vote
+    flux, ivar, b = _library_star("G5", 2.0, seed=3)
+    wave = 10 ** DEFAULT_GRID.loglam / 1.0000067
+    blind = np.where((wave > 3700) & (wave < 6600), 0.0, ivar).astype(np.float32)
+    batch = SpectraBatch(DEFAULT_GRID.loglam, np.stack([flux, flux]), np.stack([ivar, blind]))
+    batch.meta["SURVEY"] = ["LAMOST", "LAMOST"]
+    got = _subtypes(batch, b, [0, 1], [2.0] * 2)
+    assert got[0] != "" and got[1] == ""
+    with pytest.raises(ValueError, match="k must be"):
+        letter_vote(np.ones((1, 3)), ("F5", "G0", "K1"), [10], k=0, tau=100.0)

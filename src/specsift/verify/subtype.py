@@ -60,7 +60,9 @@ LIBRARY_VOTE = (5, 200.0)
 #: (12 of the 96 v2.6.4 stars of the cross-validation) is near-best matched by the v2.9 G0–G5
 #: templates, so the vote turns it G: on the v2.6.4 stars the vote scores 0.81 against the
 #: best template's 0.88, on the v2.9 stars it gains.  Following each version's convention is
-#: fitting LAMOST's labels as the SDSS rules fit SDSS's: whole CV 0.900 → 0.909.
+#: fitting LAMOST's labels as the SDSS rules fit SDSS's: whole CV 0.900 → 0.909.  The
+#: evidence is thin: every v2.6 star here is from one DR1 plate (`dr1-b6212`, B6212), so the
+#: rule rests on one plate's 96 training stars; another DR1 plate should confirm it.
 BEST_ONLY_VERSIONS = {"LAMOST": ("v2.6",)}
 
 
@@ -135,7 +137,11 @@ def _best(prep, basis, temps, names, spec, shift, inside, npoly: int,
             best = letter_vote(chi2, names, pk.ngood[inv], *vote)
         elif v.any():
             best[v] = letter_vote(chi2[v], names, pk.ngood[inv][v], *vote)
-    return np.asarray(names, "U20")[best]
+    out = np.asarray(names, "U20")[best]
+    # no pixel in the fit range (or no finite χ²): every template ties, and a name would be
+    # arbitrary — no SUBTYPE instead
+    out[(np.asarray(pk.ngood)[inv] == 0) | ~np.isfinite(chi2).any(axis=1)] = ""
+    return out
 
 
 def letter_vote(chi2: np.ndarray, names, ngood, k: int, tau: float) -> np.ndarray:
@@ -155,6 +161,8 @@ def letter_vote(chi2: np.ndarray, names, ngood, k: int, tau: float) -> np.ndarra
     for the best template alone; dr8-ccf 0.82 → 0.89, but dr1 0.88 → 0.81, hence
     :data:`BEST_ONLY_VERSIONS`: 0.909 with it; ``benchmarks/build_lamost_templates.py --cv
     --quick``)."""
+    if k < 1 or not tau > 0:
+        raise ValueError(f"letter_vote: k must be ≥ 1 and τ > 0, not k={k}, τ={tau}")
     chi2 = np.asarray(chi2, np.float64)
     onehot, mask = _letter_onehot(names if isinstance(names, tuple) else tuple(map(str, names)))
     best = chi2.min(axis=1, keepdims=True)
