@@ -172,6 +172,8 @@ def test_expanded_file_list_reads_as_the_expanding_path(shared_data, tmp_path):
     got = SpectraBatch.concatenate(list(iter_read(order, batch_size=4, files=True)))
     _assert_same(got, want, skip=("ERROR",))
     assert (got.meta["INPUT_FLAGS"][3] & InputFlag.READ_ERROR)
+    one = SpectraBatch.concatenate(list(iter_read(order[0], files=True)))   # a bare path
+    assert len(one) == 1 and np.array_equal(one.flux[0], got.flux[0])
 
 
 def test_snapped_grid_is_the_exact_one_and_shared():

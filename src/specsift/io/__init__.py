@@ -204,6 +204,8 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
                     buffer.extend(read_guarded(nat.path, grid, batch_size, on_error))
         natives.clear()
 
+    if files and isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]                 # one path, not its characters
     pairs = [(Path(p), True) for p in inputs] if files else expand_inputs(inputs)
     for path, explicit in pairs:
         native = quick_native(path) if grid is not None else None
