@@ -177,3 +177,30 @@ def test_stage_options_checked_once_and_picklable():
         StageOptions(lines="no")
     with pytest.raises(TypeError, match="PredictOptions"):
         StageOptions(predict={"save_chi2": True})
+
+
+def test_resume_keeps_the_interrupted_runs_grouping_of_the_same_files(tmp_path):
+    """A run planned by an older version (units of 256 files) resumes under today's grouping
+    (units of max(256, batch size) files): same files, so the old plan's units are kept; a
+    changed file still refuses, and names its reason."""
+    from specsift.pipeline.parts import ResumeError, RunDir
+    from specsift.pipeline.units import plan_units
+    files = []
+    for k in range(300):
+        p = tmp_path / f"f{k:03d}.fits"
+        p.write_bytes(b"x")
+        files.append(p)
+    stages = StageOptions()
+    new_units = plan_units(files, 1024)
+    old_units = plan_units(files, 256)
+    assert len(new_units) == 1 and len(old_units) == 2
+    old = RunDir.make_plan(old_units, 1024, "m", {}, stages)
+    run = RunDir(tmp_path / "cat.fits")
+    run.start(old, resume=False)
+    got = RunDir(tmp_path / "cat.fits").start(RunDir.make_plan(new_units, 1024, "m", {}, stages),
+                                              resume=True)
+    assert [len(u.paths) for u in got] == [256, 44]
+    files[5].write_bytes(b"changed")
+    with pytest.raises(ResumeError, match="inputs"):
+        RunDir(tmp_path / "cat.fits").start(
+            RunDir.make_plan(plan_units(files, 1024), 1024, "m", {}, stages), resume=True)

@@ -108,6 +108,21 @@ def _verify_options_json(stages: "StageOptions") -> dict | None:
     return json.loads(json.dumps(asdict(stages.verify_options or VerifyOptions())))
 
 
+def _same_inputs(a, b) -> bool:
+    """True where two plans' units read the same inputs, however they are grouped: the same
+    files in the same order with the same (size, mtime), no store ranges in either (a store's
+    rows are split by the batch size, which the plan compares anyway)."""
+    def flat(units):
+        out = []
+        for u in units or []:
+            if u["unit"].get("store"):
+                return None
+            out += list(zip(u["unit"]["paths"], map(str, u["files"])))
+        return out
+    fa, fb = flat(a), flat(b)
+    return fa is not None and fb is not None and len(fa) > 0 and fa == fb
+
+
 class RunDir:
     """Parts and progress of one predict run, in ``<catalog>.parts/``."""
 
@@ -128,6 +143,9 @@ class RunDir:
             keys = ["batch_size", "model", "grid", "save_chi2", "verify", "lines", "units"]
             if "verify_options" in old:        # plans of older versions did not record them
                 keys.append("verify_options")
+            if _same_inputs(old.get("units"), plan.get("units")):
+                plan = {**plan, "units": old["units"]}   # same files, grouped by an older
+                # version (units of 256 files before files_per_unit): keep the run's grouping
             for key in keys:
                 if old.get(key) != plan.get(key):
                     what = "inputs (or their sizes / dates)" if key == "units" else key
