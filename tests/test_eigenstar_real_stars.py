@@ -95,3 +95,16 @@ def test_model_file_keeps_real_star_state(eigen, tmp_path):
     assert m.star_velocity_ is not None and m.star_velocity_["basis"].shape[0] == 6
     assert set(m.survey_var_boost_) == {"LAMOST"} and m.star_zerr_floor_kms_["LAMOST"] > 0
     assert len(m.penalty_) == len(m.zerr_scale_) == len(m.bases_) == len(m.rest_model_error_)
+
+
+def test_calibrate_with_survey_bases_is_a_clear_error_not_a_silent_reset():
+    """With a survey's own STAR basis every row is +inf in one basis, so the temperature fit
+    would keep no row and silently reset T to 1: calibrate says so instead."""
+    from specsift.simulate import iter_blocks
+    from specsift.spectra import SpectraBatch
+    model = load_model("eigen")
+    val = SpectraBatch.concatenate(list(iter_blocks(24, "three", 5)))
+    t = model.temperature_
+    with pytest.raises(ValueError, match="drop_survey_bases"):
+        model.calibrate(val)
+    assert model.temperature_ == t

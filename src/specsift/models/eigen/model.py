@@ -160,6 +160,10 @@ class EigenModel(SurveyStarsMixin, SpectralModel):
                                         self.class_set, seed + 1, self.exclude_subtypes))
         self.bases_, self._scanner = [], None
         self.var_boost_ = np.zeros(self.grid.size, np.float32)
+        # what real stars added to a shipped model belongs to its old bases (--init eigen.pt):
+        # a new fit starts without it (benchmarks/eigen_real_stars.py adds it again)
+        self.survey_var_boost_, self.star_velocity_, self.star_zerr_floor_kms_ = {}, None, {}
+        self._velocity = None
         history: dict = {}
         for rnd in range(1 + int(sky_rounds)):
             # round 0: plain ivar; then ivar deflated where training residuals show extra
@@ -231,6 +235,10 @@ class EigenModel(SurveyStarsMixin, SpectralModel):
         names = [b.label for b in self.bases_]
         y = np.array([names.index(x) if x in names else -1 for x in lab])
         raw = res["chi2_class"] - self.penalty_[None, :]
+        if not np.isfinite(raw).all(axis=1).any():
+            raise ValueError("eigen calibrate: no row has a finite χ² in every basis (a survey "
+                             "basis leaves the other surveys' rows +inf): call "
+                             "drop_survey_bases() first and add the survey bases after")
         self.temperature_, self.penalty_, nll = fit_chi2_temperature(raw, y)
         best_t = self.temperature_
         if np.any(self.penalty_ != 0):    # class choice changed: solve again

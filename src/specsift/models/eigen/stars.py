@@ -17,8 +17,9 @@ split of ``lamost-real`` only, :mod:`specsift.verify.star_library`):
 * **velocity** — the library components can mimic a small shift (their lines sit where
   each star's catalogue z put them), so a star's z is then measured with the spEigenStar
   vectors alone (:class:`StarVelocity`): every pixel shift of the STAR range within
-  ``reach`` pixels of the class solution, a parabola through the integer minimum and its
-  neighbours, ZERR from its curvature;
+  ``reach`` pixels of the class solution, then χ² at −½, 0 and +½ pixel about the integer
+  minimum with the vectors moved by a cubic spline (precomputed phases), a parabola through
+  those three, ZERR from its curvature;
 * **SUBTYPE** — the name of the best-fitting named template at that z, from the
   verification stage's own function (:func:`specsift.verify.subtype.star_subtypes`:
   spEigenStar names for SDSS and other surveys, LAMOST's library for LAMOST), so that the
@@ -106,9 +107,19 @@ class StarVelocity:
             for k in range(1, self.PHASES)])                        # (PHASES, K, R)
         self._poly = legendre(self.npix, self.npoly)
 
+    #: rows a block in :meth:`_chi2_at`: its (rows, K + npoly, P) float64 design and weighted
+    #: copy are ≈ 300 MB each for a 1024-star batch, ≈ 19 MB at 64
+    CHUNK = 64
+
     def _chi2_at(self, flux, ivar, shift) -> np.ndarray:
-        """χ² of each row at fractional ``shift`` (rounded to 1/PHASES pixel)."""
-        u = self.jmax - np.asarray(shift, np.float64)               # rest offset
+        """χ² of each row at fractional ``shift`` (rounded to 1/PHASES pixel), in blocks of
+        :attr:`CHUNK` rows (memory flat in the batch size)."""
+        shift = np.asarray(shift, np.float64)
+        if len(flux) > self.CHUNK:
+            return np.concatenate([self._chi2_at(flux[a:a + self.CHUNK], ivar[a:a + self.CHUNK],
+                                                 shift[a:a + self.CHUNK])
+                                   for a in range(0, len(flux), self.CHUNK)])
+        u = self.jmax - shift                                       # rest offset
         q = np.round(u * self.PHASES).astype(np.int64)
         u0, ph = q // self.PHASES, q % self.PHASES
         n, k = len(flux), self.basis.shape[0]
@@ -145,7 +156,7 @@ class StarVelocity:
         x, _, _ = parabola(cur[rows, ii - 1], cur[rows, ii], cur[rows, ii + 1])
         s0 = np.clip(self.jmin + ii + np.where(edge, 0.0, x), self.jmin + 0.5, self.jmax - 0.5)
         off = np.asarray(self.OFFSETS)
-        c = np.stack([self._chi2_at(flux, ivar, s0 + o) for o in off], axis=1)    # (n, 5)
+        c = np.stack([self._chi2_at(flux, ivar, s0 + o) for o in off], axis=1)    # (n, len(off))
         # least-squares parabola c ≈ c0 + b·o + a·o² over the offsets
         A = np.stack([np.ones_like(off), off, off ** 2], axis=1)
         c0, b, a = np.linalg.lstsq(A, (c - c.min(1, keepdims=True)).T, rcond=None)[0]

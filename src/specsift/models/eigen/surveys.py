@@ -14,6 +14,7 @@ import numpy as np
 
 from ...calibration import softmax
 from ...classes import labels as class_labels
+from ...classes import spectype_of
 from ...flags import ZWARN
 from ...spectra import survey_of
 from .chi2scan import C_KMS, shift_to_z
@@ -41,7 +42,7 @@ class SurveyStarsMixin:
     @property
     def velocity(self) -> StarVelocity | None:
         if self._velocity is None and self.star_velocity_ is not None:
-            sb = next(b for b in self.bases_ if b.label == "STAR")
+            sb = next(b for b in self.bases_ if spectype_of(b.label) == "STAR")
             v = self.star_velocity_
             self._velocity = StarVelocity(v["basis"], sb.jmin, sb.jmax, self.grid.size,
                                           int(v.get("npoly", self.npoly)), int(v.get("reach", 3)))
@@ -49,7 +50,7 @@ class SurveyStarsMixin:
 
     def _star_z(self, sol, flux, ivar, ngood) -> None:
         """z and raw ZERR of the rows solved as STAR from :attr:`velocity` (in place)."""
-        labels = np.array([b.label for b in self.bases_])
+        labels = np.array([spectype_of(b.label) for b in self.bases_])   # any class set
         star = np.flatnonzero((labels[sol.best_class] == "STAR") & (ngood > 0))
         if self.velocity is None or not len(star):
             return
@@ -81,7 +82,7 @@ class SurveyStarsMixin:
         """ZERR with each survey's STAR velocity floor added in quadrature."""
         if not self.star_zerr_floor_kms_:
             return zerr
-        labels = np.array([b.label for b in self.bases_])[sol.best_class]
+        labels = np.array([spectype_of(b.label) for b in self.bases_])[sol.best_class]
         survey = np.char.upper(survey_of(batch.meta, len(batch)).astype(str))
         kms = np.array([self.star_zerr_floor_kms_.get(s, 0.0) for s in survey])
         kms = np.where(labels == "STAR", kms, 0.0)
