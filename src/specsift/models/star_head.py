@@ -64,28 +64,24 @@ def star_features(flux, ivar, mask=None, half: int = CONT_HALF) -> np.ndarray:
     """(N, 2, P) float32: flux divided by its running mean (±``half`` px over good pixels) − 1,
     clipped to ±2, and log1p(continuum · √ivar).  Why divided by a local continuum: line depths
     are what says where a star's lines are, independent of flux calibration and colour.  Bad or
-    non-finite pixels are 0 in both channels; a row with no good pixel is all zeros."""
+    non-finite pixels are 0 in both channels; a row with no good pixel is all zeros.
+
+    The window sums are differences of edge-padded cumulative sums read by slices (the window
+    clipped at the row's ends, as ``np.clip``'d indices would give, value for value) and the
+    row level is :func:`_nanmedian_rows`: the same numbers as the index-gather and
+    ``np.nanmedian`` form (tests/test_starrv_head.py), at ~half its cost."""
     flux = np.atleast_2d(np.asarray(flux, np.float64))
     ivar = np.atleast_2d(np.asarray(ivar, np.float64))
     with np.errstate(invalid="ignore"):
         good = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
     if mask is not None:
         good &= ~np.atleast_2d(np.asarray(mask, bool))
-    f = np.where(good, flux, 0.0)
-    n, p = f.shape
-    cf = np.zeros((n, p + 1))
-    cw = np.zeros((n, p + 1))
-    np.cumsum(f, axis=1, out=cf[:, 1:])
-    np.cumsum(good, axis=1, out=cw[:, 1:])
-    lo = np.clip(np.arange(p) - half, 0, p)
-    hi = np.clip(np.arange(p) + half + 1, 0, p)
-    cnt = cw[:, hi] - cw[:, lo]
+    n, p = flux.shape
+    sums, cnt = _window_sums(np.where(good, flux, 0.0), good, half)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cont = (cf[:, hi] - cf[:, lo]) / cnt
+        cont = sums / cnt
     good &= cnt >= 10
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(np.where(good, cont, np.nan)[:, ::8], axis=1)
+    med = _nanmedian_rows(np.where(good[:, ::8], cont[:, ::8], np.nan))
     ok_row = np.isfinite(med) & (med > 0)
     good &= ok_row[:, None]
     cont = np.maximum(cont, 0.05 * np.where(ok_row, med, 1.0)[:, None])
@@ -96,6 +92,33 @@ def star_features(flux, ivar, mask=None, half: int = CONT_HALF) -> np.ndarray:
     out[:, 0] = np.where(good, r, 0.0)
     out[:, 1] = np.where(good, s, 0.0)
     return out
+
+
+def _window_sums(f: np.ndarray, good: np.ndarray, half: int):
+    """(sum of ``f``, count of ``good``) over pixels i−half … i+half (clipped to the row) of
+    each pixel i, as float64: cumulative sums padded by ``half`` copies of their first (0) and
+    last values, so that window i is ``c[i + 2·half + 1] − c[i]`` — two slices, no gather."""
+    n, p = f.shape
+    w = 2 * half + 1
+    cf = np.zeros((n, p + 1 + 2 * half))
+    np.cumsum(f, axis=1, out=cf[:, half + 1:half + 1 + p])
+    cf[:, half + 1 + p:] = cf[:, half + p:half + p + 1]
+    cw = np.zeros((n, p + 1 + 2 * half), np.int64)
+    np.cumsum(good, axis=1, out=cw[:, half + 1:half + 1 + p])
+    cw[:, half + 1 + p:] = cw[:, half + p:half + p + 1]
+    return cf[:, w:w + p] - cf[:, :p], (cw[:, w:w + p] - cw[:, :p]).astype(np.float64)
+
+
+def _nanmedian_rows(a: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(a, axis=1)`` without its warnings or its masked-array path for short
+    rows: sort (NaNs go last) and average the two middle values of the finite ones (the same
+    arithmetic as np.median); NaN for a row with none."""
+    s = np.sort(a, axis=1)
+    k = np.count_nonzero(~np.isnan(a), axis=1)
+    rows = np.arange(len(a))
+    lo, hi = np.maximum((k - 1) // 2, 0), np.maximum(k // 2, 0)
+    med = (s[rows, lo] + s[rows, hi]) / 2.0 if a.shape[1] else np.full(len(a), np.nan)
+    return np.where(k > 0, med, np.nan)
 
 
 class StarRVNet(nn.Module):
