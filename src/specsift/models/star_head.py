@@ -148,6 +148,36 @@ class StarRVNet(nn.Module):
         logits = self.curve(corr * gate[:, :, None] / math.sqrt(self.npix))[:, 0]
         return logits, gate
 
+    def infer(self, x: torch.Tensor):
+        """:meth:`forward`'s outputs without autograd, for ``measure``: the correlation as K
+        batched matmuls against :meth:`shift_bank` instead of a grouped conv1d whose kernel
+        is the whole row (the same sums in another order: equal to float rounding,
+        tests/test_starrv_head.py)."""
+        good = (x[:, 1:2] > 0).to(x.dtype)
+        f = self.feat(x) * good
+        d = self.max_shift
+        fp = F.pad(f, (d, d)).transpose(0, 1)                   # (K, N, P + 2D)
+        corr = torch.bmm(fp, self.shift_bank()).transpose(0, 1)  # (N, K, 2D + 1)
+        gate = torch.sigmoid(self.gate(f.mean(dim=2)))
+        logits = self.curve(corr * gate[:, :, None] / math.sqrt(self.npix))[:, 0]
+        return logits, gate
+
+    def shift_bank(self) -> torch.Tensor:
+        """(K, P + 2D, 2D + 1): column s of template k is T_k placed at offset s, so that
+        ``padded f_k @ bank_k`` is the correlation at every shift.  Built once from the
+        (frozen, eval-mode) templates and kept; rebuilt if they change (their version)."""
+        t = self.templates
+        key = (t._version, t.data_ptr(), t.dtype)
+        if getattr(self, "_bank_key", None) != key:
+            k, p = t.shape
+            n = 2 * self.max_shift + 1
+            with torch.no_grad():
+                bank = torch.zeros(k, p + n - 1, n, dtype=t.dtype)
+                for s in range(n):
+                    bank[:, s:s + p, s] = t
+            self._bank, self._bank_key = bank, key
+        return self._bank
+
 
 def decode(net: StarRVNet, logits: torch.Tensor, gate: torch.Tensor, x: torch.Tensor):
     """(δ̂ px, log σ px, peak index) from the network outputs: δ̂ the p-weighted mean of the
@@ -232,12 +262,12 @@ class StarVelocityHead:
         z, zerr, ok = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, bool)
         d = self.net.max_shift
         scale = self.scale_of(surveys, n)
-        with torch.no_grad():
+        with torch.inference_mode():
             for lo in range(0, n, batch_size):
                 x = torch.from_numpy(star_features(flux[lo:lo + batch_size],
                                                    ivar[lo:lo + batch_size],
                                                    None if mask is None else mask[lo:lo + batch_size]))
-                mean, logs, peak = decode(self.net, *self.net(x), x)
+                mean, logs, peak = decode(self.net, *self.net.infer(x), x)
                 mean, logs, peak = mean.double().numpy(), logs.double().numpy(), peak.numpy()
                 has = (x[:, 1] > 0).sum(1).numpy() >= 100
                 sl = slice(lo, lo + len(mean))
