@@ -155,27 +155,27 @@ class StarRVNet(nn.Module):
         tests/test_starrv_head.py)."""
         good = (x[:, 1:2] > 0).to(x.dtype)
         f = self.feat(x) * good
-        d = self.max_shift
-        fp = F.pad(f, (d, d)).transpose(0, 1)                   # (K, N, P + 2D)
-        corr = torch.bmm(fp, self.shift_bank()).transpose(0, 1)  # (N, K, 2D + 1)
+        corr = torch.bmm(f.transpose(0, 1), self.shift_bank()).transpose(0, 1)  # (N, K, 2D+1)
         gate = torch.sigmoid(self.gate(f.mean(dim=2)))
         logits = self.curve(corr * gate[:, :, None] / math.sqrt(self.npix))[:, 0]
         return logits, gate
 
     def shift_bank(self) -> torch.Tensor:
-        """(K, P + 2D, 2D + 1): column s of template k is T_k placed at offset s, so that
-        ``padded f_k @ bank_k`` is the correlation at every shift.  Built once from the
-        (frozen, eval-mode) templates and kept; rebuilt if they change (their version)."""
+        """(K, P, 2D + 1): column s of template k is T_k moved by s − D pixels (cut at the
+        row's ends), so that ``f_k @ bank_k`` is :meth:`forward`'s correlation of the
+        zero-padded f_k at every shift (the pad's zeros add nothing, so no pad, no copy).
+        Built once from the (frozen, eval-mode) templates and kept; rebuilt if they change."""
         t = self.templates
         key = (t._version, t.data_ptr(), t.dtype)
         if getattr(self, "_bank_key", None) != key:
             k, p = t.shape
             n = 2 * self.max_shift + 1
+            d = self.max_shift
             with torch.no_grad():
                 bank = torch.zeros(k, p + n - 1, n, dtype=t.dtype)
                 for s in range(n):
                     bank[:, s:s + p, s] = t
-            self._bank, self._bank_key = bank, key
+            self._bank, self._bank_key = bank[:, d:d + p].contiguous(), key
         return self._bank
 
 
@@ -254,7 +254,7 @@ class StarVelocityHead:
             return np.full(n, default)
         return np.array([self.sigma_scale.get(str(s).upper(), default) for s in surveys])
 
-    def measure(self, flux, ivar, mask=None, surveys=None, batch_size: int = 128):
+    def measure(self, flux, ivar, mask=None, surveys=None, batch_size: int = 32):
         """(z, zerr, ok) per spectrum; ``ok`` False where the spectrum had no usable pixels,
         the output is not finite, or the peak is at the edge of the ±D-pixel range (a velocity
         the head cannot measure)."""
