@@ -257,7 +257,8 @@ class StarVelocityHead:
     def measure(self, flux, ivar, mask=None, surveys=None, batch_size: int = 32):
         """(z, zerr, ok) per spectrum; ``ok`` False where the spectrum had no usable pixels,
         the output is not finite, or the peak is at the edge of the ±D-pixel range (a velocity
-        the head cannot measure)."""
+        the head cannot measure).  Why 32 rows a step: on one thread the (rows, K, P) feature
+        maps of 32–64 rows stay in cache, ~1.4× faster per star than 128–256 rows."""
         n = len(flux)
         z, zerr, ok = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, bool)
         d = self.net.max_shift
