@@ -231,3 +231,16 @@ def test_inference_path_equals_forward():
     with torch.no_grad():
         other.templates.mul_(2.0)
     assert torch.equal(other.shift_bank(), 2.0 * net.shift_bank())
+
+
+def test_head_loaded_under_inference_mode_measures(tmp_path):
+    """predict runs under torch.inference_mode, so the bundled head may be first loaded there
+    (its tensors then have no version counter): the cached shift bank must still work."""
+    import torch
+    bundled_head().save(tmp_path / "h.pt")
+    flux, ivar, mask = _awkward_rows()
+    with torch.inference_mode():
+        head = StarVelocityHead.load(tmp_path / "h.pt")
+        z, zerr, ok = head.measure(flux, ivar, mask)
+    np.testing.assert_allclose(z, bundled_head().measure(flux, ivar, mask)[0], atol=1e-9,
+                               equal_nan=True)

@@ -166,7 +166,11 @@ class StarRVNet(nn.Module):
         zero-padded f_k at every shift (the pad's zeros add nothing, so no pad, no copy).
         Built once from the (frozen, eval-mode) templates and kept; rebuilt if they change."""
         t = self.templates
-        key = (t._version, t.data_ptr(), t.dtype)
+        try:
+            version = t._version
+        except RuntimeError:        # loaded under inference_mode (predict): no version counter
+            version = None
+        key = (version, t.data_ptr(), t.dtype)
         if getattr(self, "_bank_key", None) != key:
             k, p = t.shape
             n = 2 * self.max_shift + 1
