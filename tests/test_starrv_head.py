@@ -221,6 +221,8 @@ def test_inference_path_equals_forward():
         l0, g0 = net(x)
     with torch.inference_mode():
         l1, g1 = net.infer(x)
+    with torch.inference_mode():
+        torch.testing.assert_close(net._feat_2d(x), net.feat(x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(l1, l0, rtol=1e-4, atol=1e-4 * float(l0.abs().max()))
     assert torch.equal(l1.argmax(1), l0.argmax(1))
