@@ -27,7 +27,6 @@ Models that declare ``Capabilities.star_velocity`` call :func:`refine_star_rows`
 from __future__ import annotations
 
 import math
-import warnings
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
