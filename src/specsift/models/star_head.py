@@ -21,7 +21,10 @@ shifted by known amounts, plus simulated SDSS/DESI stars): ``benchmarks/train_st
 weights: ``data/models/star_rv.pt`` (tensors and plain data, read by :mod:`specsift.torchfile`).
 
 Models that declare ``Capabilities.star_velocity`` call :func:`refine_star_rows` in ``predict``
-(not in ``propose``: the verification stage sees the same candidates as before).
+(not in ``propose``: the verification stage sees the same candidates as before).  ``measure``
+runs :meth:`StarRVNet.infer`, ``forward``'s arithmetic laid out for one CPU thread (the
+correlation as batched matmuls against a cached shift bank, channels-last convolutions, 32
+rows a step): the same answers to float rounding, ≈ 1.8× cheaper per star.
 """
 
 from __future__ import annotations
