@@ -127,3 +127,128 @@ def test_head_file_is_plain_data(tmp_path):
     np.testing.assert_allclose(again.measure(x, iv)[0], head.measure(x, iv)[0], atol=1e-9)
     with pytest.raises(ValueError, match="not a star-velocity head"):
         StarVelocityHead.from_state({"format": "other"})
+
+
+def _features_reference(flux, ivar, mask=None, half=50):
+    """star_features as first written (index-gathered windows, np.nanmedian, channels in
+    float64 then cast): the fast form must give the same pixels, to float32 rounding."""
+    flux = np.atleast_2d(np.asarray(flux, np.float64))
+    ivar = np.atleast_2d(np.asarray(ivar, np.float64))
+    with np.errstate(invalid="ignore"):
+        good = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
+    if mask is not None:
+        good &= ~np.atleast_2d(np.asarray(mask, bool))
+    f = np.where(good, flux, 0.0)
+    n, p = f.shape
+    cf, cw = np.zeros((n, p + 1)), np.zeros((n, p + 1))
+    np.cumsum(f, axis=1, out=cf[:, 1:])
+    np.cumsum(good, axis=1, out=cw[:, 1:])
+    lo, hi = np.clip(np.arange(p) - half, 0, p), np.clip(np.arange(p) + half + 1, 0, p)
+    cnt = cw[:, hi] - cw[:, lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cont = (cf[:, hi] - cf[:, lo]) / cnt
+    good &= cnt >= 10
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(np.where(good, cont, np.nan)[:, ::8], axis=1)
+    ok_row = np.isfinite(med) & (med > 0)
+    good &= ok_row[:, None]
+    cont = np.maximum(cont, 0.05 * np.where(ok_row, med, 1.0)[:, None])
+    out = np.zeros((n, 2, p), np.float32)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        r = np.clip(flux / cont - 1.0, -2.0, 2.0)
+        s = np.log1p(np.clip(cont * np.sqrt(np.where(good, ivar, 0.0)), 0.0, 1e4))
+    out[:, 0] = np.where(good, r, 0.0)
+    out[:, 1] = np.where(good, s, 0.0)
+    return out
+
+
+def _awkward_rows(n=8, p=DEFAULT_GRID.size, seed=3):
+    """Star-like rows with the cases the edges of the fast paths meet: NaN pixels, a row with
+    nothing finite, zero ivar at one end, a masked stretch, a row with fewer than 10 good
+    pixels per window, an even and an odd count of finite sampled levels."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(p)
+    flux = (1 + 0.3 * np.sin(x / 300.0))[None] * (1 - 0.4 * np.exp(-0.5 * ((x[None] - rng.uniform(
+        200, p - 200, (n, 1))) / 3.0) ** 2)) + 0.02 * rng.normal(size=(n, p))
+    flux = flux.astype(np.float32)
+    ivar = np.full_like(flux, 900.0)
+    mask = np.zeros(flux.shape, bool)
+    flux[0, ::3] = np.nan
+    flux[1] = np.inf
+    ivar[2, :1500] = 0
+    mask[3, 1000:2600] = True
+    ivar[4, ::12] = 0
+    ivar[4, 1::12] = 0
+    ivar[5] = 0
+    ivar[5, ::15] = 900.0              # < 10 good pixels in most windows
+    ivar[6, : p - 8 * 7] = 0           # an odd/even count of sampled levels at the end
+    return flux, ivar, mask
+
+
+def _assert_same_features(got, want):
+    np.testing.assert_array_equal(got == 0, want == 0)      # the same good pixels
+    np.testing.assert_allclose(got, want, rtol=3e-7, atol=3e-7)
+
+
+def test_fast_features_equal_the_reference_formula():
+    flux, ivar, mask = _awkward_rows()
+    for m in (None, mask):
+        _assert_same_features(star_features(flux, ivar, m), _features_reference(flux, ivar, m))
+    for half in (0, 1, 5, 3000):       # windows narrower and wider than the row
+        _assert_same_features(star_features(flux[:4], ivar[:4], half=half),
+                              _features_reference(flux[:4], ivar[:4], half=half))
+    f64 = flux[:3].astype(np.float64)  # float64 input as well
+    _assert_same_features(star_features(f64, ivar[:3]), _features_reference(f64, ivar[:3]))
+
+
+def test_nanmedian_rows_matches_numpy():
+    from specsift.models.star_head import _nanmedian_rows
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(6, 9))
+    a[0, :4] = np.nan                  # 5 finite (odd)
+    a[1, :3] = np.nan                  # 6 finite (even)
+    a[2] = np.nan                      # none
+    a[3, 0] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = np.nanmedian(a, axis=1)
+    np.testing.assert_array_equal(_nanmedian_rows(a), want)
+
+
+def test_inference_path_equals_forward():
+    """measure's StarRVNet.infer (correlation as batched matmuls with the shift bank) gives
+    forward's logits and gates to float rounding, on real-looking and awkward rows."""
+    import torch
+    net = bundled_head().net
+    flux, ivar, mask = _awkward_rows(n=12)
+    x = torch.from_numpy(star_features(flux, ivar, mask))
+    with torch.no_grad():
+        l0, g0 = net(x)
+    with torch.inference_mode():
+        l1, g1 = net.infer(x)
+    with torch.inference_mode():
+        torch.testing.assert_close(net._feat_2d(x), net.feat(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(l1, l0, rtol=1e-4, atol=1e-4 * float(l0.abs().max()))
+    assert torch.equal(l1.argmax(1), l0.argmax(1))
+    # the bank is built once and reused, rebuilt when the templates change
+    assert net.shift_bank() is net.shift_bank()
+    import copy
+    other = copy.deepcopy(net)
+    with torch.no_grad():
+        other.templates.mul_(2.0)
+    assert torch.equal(other.shift_bank(), 2.0 * net.shift_bank())
+
+
+def test_head_loaded_under_inference_mode_measures(tmp_path):
+    """predict runs under torch.inference_mode, so the bundled head may be first loaded there
+    (its tensors then have no version counter): the cached shift bank must still work."""
+    import torch
+    bundled_head().save(tmp_path / "h.pt")
+    flux, ivar, mask = _awkward_rows()
+    with torch.inference_mode():
+        head = StarVelocityHead.load(tmp_path / "h.pt")
+        z, zerr, ok = head.measure(flux, ivar, mask)
+    np.testing.assert_allclose(z, bundled_head().measure(flux, ivar, mask)[0], atol=1e-9,
+                               equal_nan=True)

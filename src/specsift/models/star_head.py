@@ -21,13 +21,15 @@ shifted by known amounts, plus simulated SDSS/DESI stars): ``benchmarks/train_st
 weights: ``data/models/star_rv.pt`` (tensors and plain data, read by :mod:`specsift.torchfile`).
 
 Models that declare ``Capabilities.star_velocity`` call :func:`refine_star_rows` in ``predict``
-(not in ``propose``: the verification stage sees the same candidates as before).
+(not in ``propose``: the verification stage sees the same candidates as before).  ``measure``
+runs :meth:`StarRVNet.infer`, ``forward``'s arithmetic laid out for one CPU thread (the
+correlation as batched matmuls against a cached shift bank, channels-last convolutions, 32
+rows a step): the same answers to float rounding, ≈ 1.8× cheaper per star.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -64,38 +66,75 @@ def star_features(flux, ivar, mask=None, half: int = CONT_HALF) -> np.ndarray:
     """(N, 2, P) float32: flux divided by its running mean (±``half`` px over good pixels) − 1,
     clipped to ±2, and log1p(continuum · √ivar).  Why divided by a local continuum: line depths
     are what says where a star's lines are, independent of flux calibration and colour.  Bad or
-    non-finite pixels are 0 in both channels; a row with no good pixel is all zeros."""
-    flux = np.atleast_2d(np.asarray(flux, np.float64))
-    ivar = np.atleast_2d(np.asarray(ivar, np.float64))
+    non-finite pixels are 0 in both channels; a row with no good pixel is all zeros.
+
+    The window sums are differences of edge-padded cumulative sums read by slices (the window
+    clipped at the row's ends, as ``np.clip``'d indices would give, value for value) and the
+    row level is :func:`_nanmedian_rows` (the same continuum as the index-gather and
+    ``np.nanmedian`` form, bit for bit); the channels are then formed in float32
+    (tests/test_starrv_head.py: within 3e-7 of the float64 form), at ~half the cost."""
+    flux, ivar = _as_float(flux), _as_float(ivar)      # float32 stays float32: no copy
+    flux32, ivar32 = flux.astype(np.float32, copy=False), ivar.astype(np.float32, copy=False)
     with np.errstate(invalid="ignore"):
         good = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
     if mask is not None:
         good &= ~np.atleast_2d(np.asarray(mask, bool))
-    f = np.where(good, flux, 0.0)
-    n, p = f.shape
-    cf = np.zeros((n, p + 1))
-    cw = np.zeros((n, p + 1))
-    np.cumsum(f, axis=1, out=cf[:, 1:])
-    np.cumsum(good, axis=1, out=cw[:, 1:])
-    lo = np.clip(np.arange(p) - half, 0, p)
-    hi = np.clip(np.arange(p) + half + 1, 0, p)
-    cnt = cw[:, hi] - cw[:, lo]
+    n, p = flux.shape
+    sums, cnt = _window_sums(np.where(good, flux, 0.0), good, half)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cont = (cf[:, hi] - cf[:, lo]) / cnt
+        cont = sums / cnt
     good &= cnt >= 10
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(np.where(good, cont, np.nan)[:, ::8], axis=1)
+    med = _nanmedian_rows(np.where(good[:, ::8], cont[:, ::8], np.nan))
     ok_row = np.isfinite(med) & (med > 0)
     good &= ok_row[:, None]
     cont = np.maximum(cont, 0.05 * np.where(ok_row, med, 1.0)[:, None])
+    # the two channels in float32 (what the network reads): the window sums above need
+    # float64, these element-wise steps do not (equal to the float64 form to ~1e-7)
+    cont = cont.astype(np.float32)
     out = np.zeros((n, 2, p), np.float32)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        r = np.clip(flux / cont - 1.0, -2.0, 2.0)
-        s = np.log1p(np.clip(cont * np.sqrt(np.where(good, ivar, 0.0)), 0.0, 1e4))
-    out[:, 0] = np.where(good, r, 0.0)
-    out[:, 1] = np.where(good, s, 0.0)
+        r = np.divide(flux32, cont)
+        r -= 1.0
+        np.clip(r, -2.0, 2.0, out=r)
+        sn = np.sqrt(np.where(good, ivar32, np.float32(0.0)))
+        sn *= cont
+        np.clip(sn, 0.0, 1e4, out=sn)
+        np.log1p(sn, out=sn)
+    np.copyto(out[:, 0], r, where=good)
+    np.copyto(out[:, 1], sn, where=good)
     return out
+
+
+def _as_float(a) -> np.ndarray:
+    a = np.atleast_2d(np.asarray(a))
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
+
+
+def _window_sums(f: np.ndarray, good: np.ndarray, half: int):
+    """(sum of ``f``, count of ``good``) over pixels i−half … i+half (clipped to the row) of
+    each pixel i, as float64: cumulative sums padded by ``half`` copies of their first (0) and
+    last values, so that window i is ``c[i + 2·half + 1] − c[i]`` — two slices, no gather."""
+    n, p = f.shape
+    w = 2 * half + 1
+    cf = np.zeros((n, p + 1 + 2 * half))
+    np.cumsum(f, axis=1, dtype=np.float64, out=cf[:, half + 1:half + 1 + p])  # float64 sums
+    cf[:, half + 1 + p:] = cf[:, half + p:half + p + 1]
+    cw = np.zeros((n, p + 1 + 2 * half), np.int64)
+    np.cumsum(good, axis=1, dtype=np.int64, out=cw[:, half + 1:half + 1 + p])
+    cw[:, half + 1 + p:] = cw[:, half + p:half + p + 1]
+    return cf[:, w:w + p] - cf[:, :p], (cw[:, w:w + p] - cw[:, :p]).astype(np.float64)
+
+
+def _nanmedian_rows(a: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(a, axis=1)`` without its warnings or its masked-array path for short
+    rows: sort (NaNs go last) and average the two middle values of the finite ones (the same
+    arithmetic as np.median); NaN for a row with none."""
+    s = np.sort(a, axis=1)
+    k = np.count_nonzero(~np.isnan(a), axis=1)
+    rows = np.arange(len(a))
+    lo, hi = np.maximum((k - 1) // 2, 0), np.maximum(k // 2, 0)
+    med = (s[rows, lo] + s[rows, hi]) / 2.0 if a.shape[1] else np.full(len(a), np.nan)
+    return np.where(k > 0, med, np.nan)
 
 
 class StarRVNet(nn.Module):
@@ -124,6 +163,53 @@ class StarRVNet(nn.Module):
         gate = torch.sigmoid(self.gate(f.mean(dim=2)))
         logits = self.curve(corr * gate[:, :, None] / math.sqrt(self.npix))[:, 0]
         return logits, gate
+
+    def infer(self, x: torch.Tensor):
+        """:meth:`forward`'s outputs without autograd, for ``measure``: the correlation as K
+        batched matmuls against :meth:`shift_bank` instead of a grouped conv1d whose kernel
+        is the whole row (the same sums in another order: equal to float rounding,
+        tests/test_starrv_head.py)."""
+        good = (x[:, 1:2] > 0).to(x.dtype)
+        f = self._feat_2d(x).mul_(good)
+        corr = torch.bmm(f.transpose(0, 1), self.shift_bank()).transpose(0, 1)  # (N, K, 2D+1)
+        gate = torch.sigmoid(self.gate(f.mean(dim=2)))
+        logits = self.curve(corr * gate[:, :, None] / math.sqrt(self.npix))[:, 0]
+        return logits, gate
+
+    def _feat_2d(self, x: torch.Tensor) -> torch.Tensor:
+        """:attr:`feat` (conv, GELU, conv, GELU, conv) as 1-row conv2d on channels-last
+        tensors: the same weights and sums, ~17 % faster on one thread (oneDNN's channels-last
+        kernels; tests/test_starrv_head.py compares it with ``feat``)."""
+        y = x[:, :, None, :].contiguous(memory_format=torch.channels_last)
+        for i, m in enumerate(self.feat):
+            if isinstance(m, nn.Conv1d):
+                w = m.weight[:, :, None, :].contiguous(memory_format=torch.channels_last)
+                y = F.conv2d(y, w, m.bias, padding=(0, m.padding[0]))
+            else:
+                y = m(y)
+        return y[:, :, 0]
+
+    def shift_bank(self) -> torch.Tensor:
+        """(K, P, 2D + 1): column s of template k is T_k moved by s − D pixels (cut at the
+        row's ends), so that ``f_k @ bank_k`` is :meth:`forward`'s correlation of the
+        zero-padded f_k at every shift (the pad's zeros add nothing, so no pad, no copy).
+        Built once from the (frozen, eval-mode) templates and kept; rebuilt if they change."""
+        t = self.templates
+        try:
+            version = t._version
+        except RuntimeError:        # loaded under inference_mode (predict): no version counter
+            version = None
+        key = (version, t.data_ptr(), t.dtype)
+        if getattr(self, "_bank_key", None) != key:
+            k, p = t.shape
+            n = 2 * self.max_shift + 1
+            d = self.max_shift
+            with torch.no_grad():
+                bank = torch.zeros(k, p + n - 1, n, dtype=t.dtype)
+                for s in range(n):
+                    bank[:, s:s + p, s] = t
+            self._bank, self._bank_key = bank[:, d:d + p].contiguous(), key
+        return self._bank
 
 
 def decode(net: StarRVNet, logits: torch.Tensor, gate: torch.Tensor, x: torch.Tensor):
@@ -201,20 +287,21 @@ class StarVelocityHead:
             return np.full(n, default)
         return np.array([self.sigma_scale.get(str(s).upper(), default) for s in surveys])
 
-    def measure(self, flux, ivar, mask=None, surveys=None, batch_size: int = 128):
+    def measure(self, flux, ivar, mask=None, surveys=None, batch_size: int = 32):
         """(z, zerr, ok) per spectrum; ``ok`` False where the spectrum had no usable pixels,
         the output is not finite, or the peak is at the edge of the ±D-pixel range (a velocity
-        the head cannot measure)."""
+        the head cannot measure).  Why 32 rows a step: on one thread the (rows, K, P) feature
+        maps of 32–64 rows stay in cache, ~1.4× faster per star than 128–256 rows."""
         n = len(flux)
         z, zerr, ok = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, bool)
         d = self.net.max_shift
         scale = self.scale_of(surveys, n)
-        with torch.no_grad():
+        with torch.inference_mode():
             for lo in range(0, n, batch_size):
                 x = torch.from_numpy(star_features(flux[lo:lo + batch_size],
                                                    ivar[lo:lo + batch_size],
                                                    None if mask is None else mask[lo:lo + batch_size]))
-                mean, logs, peak = decode(self.net, *self.net(x), x)
+                mean, logs, peak = decode(self.net, *self.net.infer(x), x)
                 mean, logs, peak = mean.double().numpy(), logs.double().numpy(), peak.numpy()
                 has = (x[:, 1] > 0).sum(1).numpy() >= 100
                 sl = slice(lo, lo + len(mean))
