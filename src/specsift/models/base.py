@@ -200,7 +200,11 @@ class SpectralModel(ABC):
     def prepare(self, device="cpu", threads: int | None = None, precision: str = "fp32"):
         """Put the model in inference shape: torch thread count, device, precision variant.
 
-        Devices and precisions are checked against :attr:`capabilities`; returns ``self``.
+        ``threads`` holds torch *and numpy's BLAS* to that many threads for the rest of the
+        process (torch's setting is process-wide too; an idle BLAS pool spinning between
+        products costs CPU time for no work): a library caller who wants BLAS back wraps the
+        call in ``threadpoolctl.threadpool_limits``.  Devices and precisions are checked
+        against :attr:`capabilities`; returns ``self``.
         """
         if threads:
             torch.set_num_threads(int(threads))
