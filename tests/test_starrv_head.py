@@ -252,3 +252,18 @@ def test_head_loaded_under_inference_mode_measures(tmp_path):
         z, zerr, ok = head.measure(flux, ivar, mask)
     np.testing.assert_allclose(z, bundled_head().measure(flux, ivar, mask)[0], atol=1e-9,
                                equal_nan=True)
+
+
+def test_head_for_is_the_one_test_of_predict_and_calibration():
+    """The head applies only to a model that declares it, on the head's own grid."""
+    from types import SimpleNamespace
+
+    from specsift.models.base import Capabilities
+    from specsift.models.star_head import head_for
+    from specsift.spectra import DEFAULT_GRID, LogGrid
+    yes = SimpleNamespace(capabilities=Capabilities(star_velocity=True), grid=DEFAULT_GRID)
+    no = SimpleNamespace(capabilities=Capabilities(), grid=DEFAULT_GRID)
+    other = SimpleNamespace(capabilities=Capabilities(star_velocity=True),
+                            grid=LogGrid(DEFAULT_GRID.start, DEFAULT_GRID.step, 2000))
+    assert head_for(yes) is not None
+    assert head_for(no) is None and head_for(other) is None

@@ -43,7 +43,7 @@ from ..verify.candidates import Candidates
 from .base import PredictOptions, register_model
 from .layers import ConvSEBlock, GaborConv1d
 from .neural import NeuralSpectralModel, decode_window
-from .star_head import bundled_head, refine_star_rows
+from .star_head import head_for, refine_star_rows
 
 __all__ = ["SpecCZNet", "SpecCZNetModule"]
 
@@ -156,14 +156,15 @@ class SpecCZNet(NeuralSpectralModel):
         validation set) has |Δz| < ZERR.  Why: the branch distributions are trained against a
         1-bin Gaussian, so their width says little about the error of their mean; one global
         factor makes the 1σ coverage right on average (per-spectrum calibration is later work).
-        Rows it calls STAR are left out where the star head gives their ZERR in ``predict``."""
+        Rows it calls STAR are left out where the star head gives their ZERR in ``predict``
+        (:func:`.star_head.head_for`, the test predict itself uses)."""
         self.zerr_scale_ = 1.0
         ds = StoreDataset(data, self.make_inputs, self.make_targets, batch_size=batch_size,
                           shuffle=False)
         ratios = []
         # rows predict will call STAR take their ZERR from the star head, not from this factor
         star = np.array([spectype_of(c) == "STAR" for c in self.names]) \
-            if self.capabilities.star_velocity and bundled_head() is not None \
+            if head_for(self) is not None \
             else np.zeros(len(self.names), bool)
         self.net.eval()
         with torch.no_grad():

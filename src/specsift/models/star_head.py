@@ -44,7 +44,7 @@ from ..flags import ZWARN
 from ..spectra import survey_of
 
 __all__ = ["StarRVNet", "StarVelocityHead", "star_features", "refine_star_rows", "decode",
-           "bundled_head", "visit_floor", "HEAD_FILE", "PIX_KMS"]
+           "bundled_head", "head_for", "visit_floor", "HEAD_FILE", "PIX_KMS"]
 
 HEAD_FILE = "star_rv.pt"
 HEAD_FORMAT = "specsift-star-rv-1"
@@ -320,6 +320,17 @@ def bundled_head() -> StarVelocityHead | None:
     return StarVelocityHead.load(Path(str(p))) if p.is_file() else None
 
 
+def head_for(model) -> "StarVelocityHead | None":
+    """The head ``model``'s predict applies to its STAR rows: the bundled one, where the model
+    declares ``capabilities.star_velocity`` and its grid is the head's; else None.  One test,
+    used by :func:`refine_star_rows` and by a model's ZERR calibration (which leaves out the
+    rows whose ZERR the head gives), so the two cannot disagree."""
+    if not model.capabilities.star_velocity:
+        return None
+    head = bundled_head()
+    return head if head is not None and head.fits(model.grid) else None
+
+
 def refine_star_rows(model, batch, cat, reach_kms: float) -> np.ndarray:
     """Give the STAR rows of ``cat`` (the model's catalog of ``batch``, changed in place) the
     star-velocity head's Z and ZERR, where the model declares ``capabilities.star_velocity`` and
@@ -327,9 +338,9 @@ def refine_star_rows(model, batch, cat, reach_kms: float) -> np.ndarray:
     margin).  Other rows, and STAR rows the head cannot measure (no good pixels, NaN input, a
     velocity off its range), keep the network's answer; a non-finite input is flagged by
     make_catalog's BAD_INPUT as before.  Returns the rows that took the head's answer."""
-    head = bundled_head() if model.capabilities.star_velocity else None
+    head = head_for(model)
     used = np.zeros(len(cat), bool)
-    if head is None or not len(cat) or not head.fits(model.grid):
+    if head is None or not len(cat):
         return used
     rows = np.flatnonzero((np.asarray(cat["SPECTYPE"]).astype(str) == "STAR")
                           & ((np.asarray(cat["ZWARN"]) & int(ZWARN.NODATA)) == 0))
