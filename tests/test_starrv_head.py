@@ -267,3 +267,29 @@ def test_head_for_is_the_one_test_of_predict_and_calibration():
                             grid=LogGrid(DEFAULT_GRID.start, DEFAULT_GRID.step, 2000))
     assert head_for(yes) is not None
     assert head_for(no) is None and head_for(other) is None
+
+
+@needs_shared
+def test_star_rows_with_nonfinite_pixels_are_flagged_and_leave_the_others_alone():
+    """A real LAMOST star, a copy with a band of NaN pixels and a copy with every pixel NaN,
+    through gasnet's predict (the head runs on its STAR rows): the damaged copies are flagged
+    BAD_INPUT with the catalog's no-data Z = ZERR = -1 (make_catalog's convention for
+    non-finite input), nothing crashes, and the clean star's head velocity is the one it gets
+    alone."""
+    model = load_model("gasnet")
+    clean = _read(STAR)
+    bad = clean.flux.copy()
+    bad[0, 1500:1700] = np.nan
+    empty = np.full_like(clean.flux, np.nan)
+    b = SpectraBatch(clean.loglam, np.concatenate([clean.flux, bad, empty]),
+                     np.concatenate([clean.ivar] * 3))
+    b.meta["SURVEY"] = ["LAMOST"] * 3
+    alone = SpectraBatch(clean.loglam, clean.flux, clean.ivar)
+    alone.meta["SURVEY"] = ["LAMOST"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cat, one = model.predict(b), model.predict(alone)
+    assert cat["SPECTYPE"][0] == "STAR" and not cat["ZWARN"][0] & ZWARN.BAD_INPUT
+    assert all(cat["ZWARN"][k] & ZWARN.BAD_INPUT for k in (1, 2))
+    assert list(cat["Z"][1:]) == [-1.0, -1.0] and list(cat["ZERR"][1:]) == [-1.0, -1.0]
+    assert abs(cat["Z"][0] - one["Z"][0]) * C_KMS < 1e-3
