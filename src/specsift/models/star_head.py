@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +41,13 @@ from torch.nn import functional as F
 from ..constants import C_KMS
 from ..flags import ZWARN
 from ..spectra import survey_of
+from .base import bundled_path
 
 __all__ = ["StarRVNet", "StarVelocityHead", "star_features", "refine_star_rows", "decode",
            "bundled_head", "head_for", "visit_floor", "HEAD_FILE", "PIX_KMS"]
 
-HEAD_FILE = "star_rv.pt"
+HEAD_NAME = "star_rv"
+HEAD_FILE = f"{HEAD_NAME}.pt"
 HEAD_FORMAT = "specsift-star-rv-1"
 #: half-width of the running continuum (pixels): wide against a line (≈ 3 px FWHM at R 1800)
 CONT_HALF = 50
@@ -316,8 +317,8 @@ class StarVelocityHead:
 @lru_cache(maxsize=1)
 def bundled_head() -> StarVelocityHead | None:
     """The shipped head (``data/models/star_rv.pt``), or None where this install lacks it."""
-    p = resources.files("specsift") / "data" / "models" / HEAD_FILE
-    return StarVelocityHead.load(Path(str(p))) if p.is_file() else None
+    p = bundled_path(HEAD_NAME)
+    return None if p is None else StarVelocityHead.load(p)
 
 
 def head_for(model) -> "StarVelocityHead | None":
