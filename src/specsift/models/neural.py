@@ -108,6 +108,13 @@ class NeuralSpectralModel(SpectralModel):
         return (hi - lo) / self.config["n_bins"]
 
     @property
+    def z_reach(self) -> float:
+        """How far in u = ln(1+z) the network's z may lie from the truth: the ±``z_window``
+        bins its z is averaged over, half a bin beyond — the reach of its candidates and of
+        the star head's velocity check (:func:`.star_head.refine_star_rows`)."""
+        return (self.z_window + 0.5) * self.bin_width
+
+    @property
     def bin_centres(self) -> torch.Tensor:
         lo = self.config["u_range"][0]
         return lo + self.bin_width * (torch.arange(self.config["n_bins"], dtype=torch.float32) + 0.5)

@@ -207,7 +207,7 @@ class SpecCZNet(NeuralSpectralModel):
         """:meth:`_propose`'s catalog, its STAR rows with the star head's velocity (its p(z)
         bins are 1390 km/s wide; verification proposes without it, answers as before)."""
         cat = self._propose(batch, options)[0]
-        refine_star_rows(self, batch, cat, (self.z_window + 0.5) * self.bin_width * C_KMS)
+        refine_star_rows(self, batch, cat, self.z_reach * C_KMS)
         return cat
 
     def _propose(self, batch: SpectraBatch, options: PredictOptions):
@@ -227,5 +227,4 @@ class SpecCZNet(NeuralSpectralModel):
         types = np.array([spectype_of(c) for c in self.names], dtype="U6")
         # each candidate is a bin centre, and the model's z the mean of p(z) over ±z_window
         # bins around its peak: the verification window covers that span (bins 1390 km/s wide)
-        reach = (self.z_window + 0.5) * self.bin_width
-        return cat, Candidates(np.take_along_axis(zc, top, axis=1), types[top], reach)
+        return cat, Candidates(np.take_along_axis(zc, top, axis=1), types[top], self.z_reach)

@@ -262,14 +262,8 @@ class GaSNet(NeuralSpectralModel):
         """:meth:`_propose`'s catalog, its STAR rows with the star head's velocity (module
         :mod:`..star_head`; verification proposes without it, so verified answers are as before)."""
         cat = self._propose(batch, options)[0]
-        refine_star_rows(self, batch, cat, self.star_reach_kms)
+        refine_star_rows(self, batch, cat, self.z_reach * C_KMS)
         return cat
-
-    @property
-    def star_reach_kms(self) -> float:
-        """How far the star head's velocity may be from the network's z (km/s): the span of
-        the ±z_window bins the network's z is averaged over, half a bin beyond."""
-        return (self.z_window + 0.5) * self.bin_width * C_KMS
 
     def _propose(self, batch: SpectraBatch, options: PredictOptions):
         """Catalog and candidates: the two highest p(z) peaks, each as GALAXY and as QSO."""
