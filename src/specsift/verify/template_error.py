@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..rowstats import running_median
+from ..rowstats import median_snr, running_median
 from .fit import prepare
 from .zfind import FIT_KEYS
 
@@ -57,10 +57,7 @@ def template_error_dominates(flux: np.ndarray, ivar: np.ndarray, good: np.ndarra
     ``level``: F already computed for these rows."""
     iv = np.nan_to_num(np.asarray(ivar, np.float64)).clip(0, None)
     lev = _level(flux, smooth) if level is None else level
-    ratio = np.where(good, eps * lev * np.sqrt(iv), np.nan)
-    with np.errstate(all="ignore"):
-        med = np.array([np.nanmedian(r) if np.isfinite(r).any() else 0.0 for r in ratio])
-    return med > 1.0
+    return median_snr(eps * lev, iv, np.asarray(good, bool)) > 1.0   # 0 where none is good
 
 
 def _level(flux: np.ndarray, smooth: int) -> np.ndarray:

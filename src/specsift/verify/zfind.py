@@ -95,12 +95,13 @@ def solve(prep, bases, cands, todo, opt, n, net_t, net_z, poly_chi2, sigma=None)
     w.refine(w.worth_refining(spec, n) | is_net(spec, typ, zc, net_t, net_z) | (typ == "STAR"))
     res = w.res
     zfit = bases["STAR"].z_of(res["shift"])     # every basis shares the batch's step
-    best, other = best_rows(spec, typ, zfit, res["chi2"], n, net_t, net_z, opt.net_margin)
-    more = w.partners(spec, far_rows(zfit, best[spec]))
+    best, other, far = best_rows(spec, typ, zfit, res["chi2"], n, net_t, net_z, opt.net_margin)
+    more = w.partners(spec, far)
     if more.any():                # a DELTACHI2 partner left at the coarse stage: refine it
         w.refine(more)
         zfit = bases["STAR"].z_of(res["shift"])
-        best, other = best_rows(spec, typ, zfit, res["chi2"], n, net_t, net_z, opt.net_margin)
+        best, other, _ = best_rows(spec, typ, zfit, res["chi2"], n, net_t, net_z,
+                                   opt.net_margin)
     b = best[todo]
     other = np.minimum(other[todo], poly_chi2[todo])
     star_row = np.zeros(n, np.int64)        # every spectrum's STAR window near z = 0 (candidate_rows)
@@ -150,7 +151,8 @@ def _minima(chi2: np.ndarray, k: int, sep: int = 6) -> np.ndarray:
 
 def best_rows(spec, typ, z, chi2, n, net_t=None, net_z=None, margin: float = 0.0):
     """Per spectrum: the chosen row and the DELTACHI2 partner χ² (the lowest χ² more than
-    1000 km/s from the chosen row).  The lowest χ² is chosen, except that the model's own answer
+    1000 km/s from the chosen row); and per row whether it is that far (:func:`far_rows`).
+    The lowest χ² is chosen, except that the model's own answer
     (its SPECTYPE, within ``NET_KMS`` of its z) is kept when its χ² is within ``margin`` of the
     lowest: a fit that prefers another solution by less than that is not evidence enough to
     overrule a model that was right on its simulated test set."""
@@ -170,7 +172,7 @@ def best_rows(spec, typ, z, chi2, n, net_t=None, net_z=None, margin: float = 0.0
     other = np.full(n, np.inf)
     far = far_rows(z, best[spec])
     np.minimum.at(other, spec[far], chi2[far])
-    return best, other
+    return best, other, far
 
 
 def far_rows(z, best_row) -> np.ndarray:
@@ -226,10 +228,9 @@ def quasar_posterior(z, zerr, spectype, net_t, net_z, net_zerr, reach, wave_rang
     nz = np.asarray(net_z, np.float64)
     prior = np.fmax(np.asarray(net_zerr, np.float64),
                     np.nan_to_num(np.asarray(reach, np.float64)) * (1 + nz))
-    with np.errstate(invalid="ignore"):
-        both = (qso & (np.asarray(net_t) == "QSO") & np.isfinite(nz) & np.isfinite(prior)
-                & (prior > 0) & (fit_err > 0)
-                & (np.abs(z - nz) / (1 + nz) * C_KMS < NET_KMS))
+    with np.errstate(invalid="ignore"):          # the model's own answer, and a quasar
+        both = (qso & is_net(np.arange(len(z)), np.asarray(spectype), z, np.asarray(net_t), nz)
+                & np.isfinite(prior) & (prior > 0) & (fit_err > 0))
     w = np.zeros(z.shape)
     w[both] = fit_err[both] ** 2 / (fit_err[both] ** 2 + prior[both] ** 2)
     post_err = fit_err.copy()
