@@ -116,15 +116,16 @@ class PartSource:
         import pyarrow.parquet as pq
         self.parts, self.meta = list(parts), dict(meta or {})
         self.provenance = provenance_of(self.meta)
-        schemas = [pq.read_schema(p) for p in self.parts]
+        metas = [pq.read_metadata(p) for p in self.parts]          # one footer read a part
+        schemas = [m.schema.to_arrow_schema() for m in metas]
         self.schema = pa.unify_schemas(schemas, promote_options="permissive")
         strs = [f.name for f in self.schema if pa.types.is_string(f.type)
                 or pa.types.is_large_string(f.type)]
         self.widths = dict.fromkeys(strs, 1)
         self.n_rows = 0
-        for p, s in zip(self.parts, schemas):
-            f = pq.ParquetFile(p)                    # one footer read for the count and strings
-            self.n_rows += f.metadata.num_rows
+        for p, m, s in zip(self.parts, metas, schemas):
+            f = pq.ParquetFile(p, metadata=m)
+            self.n_rows += m.num_rows
             at = f.read(columns=[c for c in strs if c in s.names])
             for c in at.column_names:
                 col = at.column(c)
@@ -182,10 +183,8 @@ class PartSource:
             f = pq.ParquetFile(p)
             have = f.schema_arrow.names
             at = f.read(columns=[c for c in cols if c in have])
-            t = prepare(arrow_to_table(self._conform(at, cols)), self.widths)
-            if with_meta:
-                t.meta.update(self.meta)
-            yield t
+            yield _prepared(_arrow_columns(self._conform(at, cols)), self.widths,
+                            self.meta if with_meta else {})   # one Table, as prototype()
 
 
 def provenance_of(meta: dict) -> dict:
