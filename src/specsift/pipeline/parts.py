@@ -108,19 +108,13 @@ def _verify_options_json(stages: "StageOptions") -> dict | None:
     return json.loads(json.dumps(asdict(stages.verify_options or VerifyOptions())))
 
 
-def _same_inputs(a, b) -> bool:
-    """True where two plans' units read the same inputs, however they are grouped: the same
-    files in the same order with the same (size, mtime), no store ranges in either (a store's
-    rows are split by the batch size, which the plan compares anyway)."""
-    def flat(units):
-        out = []
-        for u in units or []:
-            if u["unit"].get("store"):
-                return None
-            out += list(zip(u["unit"]["paths"], map(str, u["files"])))
-        return out
-    fa, fb = flat(a), flat(b)
-    return fa is not None and fb is not None and len(fa) > 0 and fa == fb
+def _inputs(units) -> list:
+    """What a plan's units read, whatever their grouping into units: every path with its
+    (size, mtime) and row range (a store's rows are split by the batch size).  A resume
+    compares this, not the grouping, and keeps the interrupted run's units: its part files
+    are named by them, and an older version grouped files differently (256 a unit)."""
+    return [(p, str(fp), u["unit"].get("start", 0), u["unit"].get("stop"))
+            for u in units or [] for p, fp in zip(u["unit"]["paths"], u["files"])]
 
 
 class RunDir:
@@ -140,18 +134,19 @@ class RunDir:
                 raise ResumeError(f"{self.path}: an unfinished run of this catalog is here; "
                                   f"add --resume to continue it, or delete the folder to start again")
             old = json.loads(plan_file.read_text())
-            keys = ["batch_size", "model", "grid", "save_chi2", "verify", "lines", "units"]
+            keys = ["batch_size", "model", "grid", "save_chi2", "verify", "lines"]
             if "verify_options" in old:        # plans of older versions did not record them
                 keys.append("verify_options")
-            if _same_inputs(old.get("units"), plan.get("units")):
-                plan = {**plan, "units": old["units"]}   # same files, grouped by an older
-                # version (units of 256 files before files_per_unit): keep the run's grouping
             for key in keys:
                 if old.get(key) != plan.get(key):
-                    what = "inputs (or their sizes / dates)" if key == "units" else key
-                    raise ResumeError(f"{self.path}: cannot resume, the {what} differ from the "
+                    raise ResumeError(f"{self.path}: cannot resume, the {key} differ from the "
                                       f"interrupted run ({key}: {str(old.get(key))[:80]} …); "
                                       f"delete the folder to start again")
+            if _inputs(old.get("units")) != _inputs(plan.get("units")):
+                raise ResumeError(f"{self.path}: cannot resume, the inputs (or their sizes / "
+                                  f"dates) differ from the interrupted run; delete the folder "
+                                  f"to start again")
+            plan = {**plan, "units": old["units"]}      # the run's own grouping (_inputs)
         else:
             if self.path.exists():
                 shutil.rmtree(self.path)          # a folder without a plan: nothing to keep
