@@ -202,8 +202,8 @@ def test_fast_features_equal_the_reference_formula():
     _assert_same_features(star_features(f64, ivar[:3]), _features_reference(f64, ivar[:3]))
 
 
-def test_nanmedian_rows_matches_numpy():
-    from specsift.models.star_head import _nanmedian_rows
+def test_row_median_matches_numpy():
+    from specsift.rowstats import row_median
     rng = np.random.default_rng(0)
     a = rng.normal(size=(6, 9))
     a[0, :4] = np.nan                  # 5 finite (odd)
@@ -213,7 +213,7 @@ def test_nanmedian_rows_matches_numpy():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         want = np.nanmedian(a, axis=1)
-    np.testing.assert_array_equal(_nanmedian_rows(a), want)
+    np.testing.assert_array_equal(row_median(a), want)
 
 
 def test_inference_path_equals_forward():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["row_median_mad", "median_snr", "running_median"]
+__all__ = ["row_median_mad", "row_median", "median_snr", "running_median"]
 
 
 def row_median_mad(a: np.ndarray, n_good: np.ndarray,
@@ -39,7 +39,7 @@ def row_median_mad(a: np.ndarray, n_good: np.ndarray,
     def at(idx, base=base):
         return flat[base + np.minimum(np.maximum(idx, 0), p - 1)]
 
-    med = 0.5 * (at((n - 1) // 2) + at(n // 2))
+    med = _middle(s, n)
     below = _count_below(flat, base, p, med)               # run A: med − s[below-1-t]
     # the two middle order statistics of each row's deviations, as rows i and N + i
     base2, med2, below2 = (np.concatenate([x, x]) for x in (base, med, below))
@@ -69,6 +69,28 @@ def row_median_mad(a: np.ndarray, n_good: np.ndarray,
     med = np.where(none, np.nan, med)[:, None]
     mad = np.where(none, np.nan, mad)[:, None]
     return med, mad
+
+
+def row_median(a: np.ndarray, n_good: np.ndarray | None = None) -> np.ndarray:
+    """(N,) median of the non-NaN values of each row (``n_good``: their count, counted when
+    not given), NaN where a row has none: :func:`row_median_mad`'s median without its MAD,
+    for callers that need only the level (``np.nanmedian`` warns on empty rows and takes a
+    slow masked path on short ones)."""
+    a = np.asarray(a)
+    n = np.count_nonzero(~np.isnan(a), axis=1) if n_good is None else np.asarray(n_good)
+    if a.shape[1] == 0:
+        return np.full(len(a), np.nan)
+    return np.where(n > 0, _middle(np.sort(a, axis=1), n), np.nan)
+
+
+def _middle(s: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The mean of the two middle values of the first ``n`` of each sorted row of ``s``
+    (NaNs sort last), as np.median averages them."""
+    rows = np.arange(len(s))
+    p = s.shape[1]
+    lo = np.clip((n - 1) // 2, 0, p - 1)
+    hi = np.clip(n // 2, 0, p - 1)
+    return 0.5 * (s[rows, lo] + s[rows, hi])
 
 
 def _count_below(flat: np.ndarray, base: np.ndarray, p: int, v: np.ndarray) -> np.ndarray:

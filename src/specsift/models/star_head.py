@@ -40,6 +40,7 @@ from torch.nn import functional as F
 
 from ..constants import C_KMS
 from ..flags import ZWARN
+from ..rowstats import row_median
 from ..spectra import survey_of
 from .base import bundled_path
 
@@ -71,7 +72,7 @@ def star_features(flux, ivar, mask=None, half: int = CONT_HALF) -> np.ndarray:
 
     The window sums are differences of edge-padded cumulative sums read by slices (the window
     clipped at the row's ends, as ``np.clip``'d indices would give, value for value) and the
-    row level is :func:`_nanmedian_rows` (the same continuum as the index-gather and
+    row level is :func:`specsift.rowstats.row_median` (the same continuum as the index-gather and
     ``np.nanmedian`` form, bit for bit); the channels are then formed in float32
     (tests/test_starrv_head.py: within 3e-7 of the float64 form), at ~half the cost."""
     flux, ivar = _as_float(flux), _as_float(ivar)      # float32 stays float32: no copy
@@ -85,7 +86,7 @@ def star_features(flux, ivar, mask=None, half: int = CONT_HALF) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         cont = sums / cnt
     good &= cnt >= 10
-    med = _nanmedian_rows(np.where(good[:, ::8], cont[:, ::8], np.nan))
+    med = row_median(np.where(good[:, ::8], cont[:, ::8], np.nan))
     ok_row = np.isfinite(med) & (med > 0)
     good &= ok_row[:, None]
     cont = np.maximum(cont, 0.05 * np.where(ok_row, med, 1.0)[:, None])
@@ -124,18 +125,6 @@ def _window_sums(f: np.ndarray, good: np.ndarray, half: int):
     np.cumsum(good, axis=1, dtype=np.int64, out=cw[:, half + 1:half + 1 + p])
     cw[:, half + 1 + p:] = cw[:, half + p:half + p + 1]
     return cf[:, w:w + p] - cf[:, :p], (cw[:, w:w + p] - cw[:, :p]).astype(np.float64)
-
-
-def _nanmedian_rows(a: np.ndarray) -> np.ndarray:
-    """``np.nanmedian(a, axis=1)`` without its warnings or its masked-array path for short
-    rows: sort (NaNs go last) and average the two middle values of the finite ones (the same
-    arithmetic as np.median); NaN for a row with none."""
-    s = np.sort(a, axis=1)
-    k = np.count_nonzero(~np.isnan(a), axis=1)
-    rows = np.arange(len(a))
-    lo, hi = np.maximum((k - 1) // 2, 0), np.maximum(k // 2, 0)
-    med = (s[rows, lo] + s[rows, hi]) / 2.0 if a.shape[1] else np.full(len(a), np.nan)
-    return np.where(k > 0, med, np.nan)
 
 
 class StarRVNet(nn.Module):
