@@ -138,7 +138,7 @@ class StarVelocity:
                                atb[..., None])[..., 0]
         return (w * f * f).sum(1) - (coef * atb).sum(1)
 
-    def refine(self, flux, ivar, shift0, step: float):
+    def refine(self, flux, ivar, shift0):
         """(shift, σ in pixels, χ² at the minimum, edge) of every row: the scan's minimum
         within ``reach`` pixels of ``shift0`` (the class solution), refined at sub-pixel
         shifts (class docstring)."""

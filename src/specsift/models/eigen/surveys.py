@@ -54,8 +54,7 @@ class SurveyStarsMixin:
         star = np.flatnonzero((labels[sol.best_class] == "STAR") & (ngood > 0))
         if self.velocity is None or not len(star):
             return
-        sh, sig, _, edge = self.velocity.refine(flux[star], ivar[star], sol.shift[star],
-                                                self.grid.step)
+        sh, sig, _, edge = self.velocity.refine(flux[star], ivar[star], sol.shift[star])
         z = shift_to_z(sh, self.grid.step)
         sol.z[star] = z
         sol.zerr[star] = StarVelocity.zerr(z, sig, self.grid.step)
