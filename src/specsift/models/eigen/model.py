@@ -192,7 +192,7 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
         for a survey with its own (:attr:`survey_var_boost_`), by that survey's."""
         flux, ivar = effective_ivar(batch, self.var_boost_)
         if self.survey_var_boost_:
-            survey = np.char.upper(survey_of(batch.meta, len(batch)).astype(str))
+            survey = survey_of(batch.meta, len(batch))          # upper-case already
             for name, vb in self.survey_var_boost_.items():
                 rows = np.flatnonzero(survey == name)
                 if len(rows):

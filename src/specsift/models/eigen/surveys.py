@@ -82,7 +82,7 @@ class SurveyStarsMixin:
         if not self.star_zerr_floor_kms_:
             return zerr
         labels = np.array([spectype_of(b.label) for b in self.bases_])[sol.best_class]
-        survey = np.char.upper(survey_of(batch.meta, len(batch)).astype(str))
+        survey = survey_of(batch.meta, len(batch))          # upper-case already
         kms = np.array([self.star_zerr_floor_kms_.get(s, 0.0) for s in survey])
         kms = np.where(labels == "STAR", kms, 0.0)
         return np.hypot(zerr, kms / C_KMS * (1.0 + sol.z))
