@@ -240,7 +240,7 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
                               penalty=self.penalty_)
         decision, ivar_star = sol.chi2_class, ivar
         if self.robust_star_:
-            decision, ivar_star = robust_star_check(sc, sol, curves, flux, ivar, self.penalty_,
+            decision, ivar_star = robust_star_check(sc, sol, flux, ivar, self.penalty_,
                                                     self.grid.step, self.robust_star_,
                                                     survey)[2:]
         model = sol.model

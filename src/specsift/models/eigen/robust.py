@@ -17,11 +17,17 @@ the χ² difference g_p = χ²_star,p − χ²_best,p (positive where the extrag
   and the extragalactic fit's best block left out: its advantage must not sit in one place.
 
 If the STAR fit is then better by more than ``tau`` (class penalties included) than every
-class that beats it by plain χ² (each at its own minimum), the star is chosen and the extragalactic solution becomes the second one (DELTACHI2 = that robust margin).
+class that beats it by plain χ² (each at its own minimum), the star is chosen and the
+extragalactic solution becomes the second one (DELTACHI2 = that robust margin).  The star is
+then scanned again, and its velocity measured, without the pixels its fit misses by more
+than √(cap·χ²/pixel) σ: the artefact may have pulled the star's own minimum too (a red-end
+dip drags the LAMOST star basis to −1200 km/s).
 A faint true quasar whose one line carries its whole advantage loses only a few χ² outside
 that block, which ``tau`` (50) stays above; on the artefacts above the margin is 90 – 9000.
 ``cap``, ``nblock`` and ``tau`` were chosen on the LAMOST training split (stars and galaxies)
-and on simulated spectra of every class (seed 24), docs/eigen.md "Robust star check".
+and on simulated spectra of every class (seed 24), docs/eigen.md "Robust star check".  Only
+rows of ``surveys`` are checked (LAMOST): a lone emission line (a Lyα emitter on DESI) is
+indistinguishable from an artefact by this test.
 """
 
 from __future__ import annotations
@@ -54,111 +60,123 @@ def robust_star_gap(gap: np.ndarray, good: np.ndarray, cap: float, nblock: int) 
     return sums.sum(1) - sums.max(1)
 
 
-def robust_star_check(scanner, sol, curves, flux, ivar, penalty, step: float,
-                      settings=None, survey=None):
+def robust_star_check(scanner, sol, flux, ivar, penalty, step: float, settings=None,
+                      survey=None):
     """Switch to STAR the rows the check of the module docstring gives to a star, in place.
 
-    ``curves``: the scan's χ² curves (without penalties), ``penalty`` (C,) the class
-    penalties, ``step`` the log10-λ pixel, ``survey`` (N,) each row's SURVEY: only rows of
-    ``settings["surveys"]`` are checked (an empty list or None: every row).  Returns (rows switched, their robust margin,
-    the decision χ² (N, C), the ivar for the star velocity): the decision χ² is the class χ²
-    with each class a switched row's star beat raised to the STAR χ² plus its margin, which
-    the class probabilities use (so that SPECTYPE follows the decision); the ivar has the
-    pixels the star fit misses by > √(cap·χ²/pixel) σ zeroed on the switched rows."""
+    ``sol``: the :class:`~.zsolve.ZSolution` (its χ² include ``penalty`` (C,)), ``step``
+    the log10-λ pixel, ``survey`` (N,) each row's SURVEY: only rows of
+    ``settings["surveys"]`` are checked (empty or None: every row).  Returns (rows
+    switched, their robust margin, the decision χ² (N, C), the ivar for the star velocity):
+    the decision χ² is the class χ² with each class a switched row's star beat raised to the
+    STAR χ² plus its margin, which the class probabilities use (so that SPECTYPE follows the
+    decision); the ivar has the pixels the star fit misses zeroed on the switched rows."""
     s = {**ROBUST_DEFAULT, **(settings or {})}
-    pen = np.asarray(penalty, float)
     labels = np.array([spectype_of(b.label) for b in scanner.bases])
-    star = np.flatnonzero(labels == "STAR")
     decision = sol.chi2_class.copy()
     none = (np.zeros(0, int), np.zeros(0), decision, ivar)
-    if not len(star):
+    cand, sc = _candidates(sol, labels, s, survey)
+    if not len(cand):
         return none
+    jstar = np.rint(z_to_shift(sol.z_class[cand, sc], step)).astype(int)
+    model_s, chi_s = _fit(scanner, flux[cand], ivar[cand], sc, jstar)
+    margins = _margins(scanner, sol, flux[cand], ivar[cand], cand, sc, model_s, labels,
+                       np.asarray(penalty, float), step, s)
+    margin = margins.min(1)
+    flip = np.isfinite(margin) & (margin > s["tau"])
+    rows = cand[flip]
+    if not len(rows):
+        return none
+    sc, margin, beaten = sc[flip], margin[flip], margins[flip]
+    for c in np.flatnonzero(labels != "STAR"):
+        r = np.flatnonzero(np.isfinite(beaten[:, c]))
+        decision[rows[r], c] = sol.chi2_class[rows[r], sc[r]] + beaten[r, c]
+    # clipped in units of the star fit's own χ²/pixel: a real star misses every template by
+    # more than its noise, and its strongest lines must stay in the velocity fit
+    w = np.clip(ivar[rows], 0, None)
+    rchi = np.maximum(chi_s[flip] / np.maximum((w > 0).sum(1), 1), 1.0)
+    miss = np.abs(flux[rows] - model_s[flip]) * np.sqrt(w) > np.sqrt(s["cap"] * rchi)[:, None]
+    ivar_star = np.array(ivar, copy=True)
+    ivar_star[rows] = np.where(miss, 0.0, ivar[rows])
+    _switch(scanner, sol, rows, sc, margin, flux[rows], ivar[rows], ivar_star[rows],
+            np.asarray(penalty, float), step)
+    return rows, margin, decision, ivar_star
+
+
+def _candidates(sol, labels, s, survey):
+    """(rows whose best class is not a star while a STAR basis applies, that STAR basis)."""
+    star = np.flatnonzero(labels == "STAR")
+    if not len(star):
+        return np.zeros(0, int), np.zeros(0, int)
     c2s = sol.chi2_class[:, star]
     has = np.isfinite(c2s).any(1)
     if s.get("surveys") and survey is not None:
         has &= np.isin(np.asarray(survey).astype(str), list(s["surveys"]))
     cand = np.flatnonzero((labels[sol.best_class] != "STAR") & has)
-    if not len(cand):
-        return none
-    sc = star[np.argmin(np.where(np.isfinite(c2s[cand]), c2s[cand], np.inf), axis=1)]
-    jstar = np.rint(z_to_shift(sol.z_class[cand, sc], step)).astype(int)
-    model_s, chi_s = np.zeros((len(cand), flux.shape[1])), np.zeros(len(cand))
-    for c in np.unique(sc):
-        r = np.flatnonzero(sc == c)
-        m, _, x = scanner.fit_at(flux[cand[r]], ivar[cand[r]], int(c), jstar[r])
-        model_s[r], chi_s[r] = m, x
-    f, w = flux[cand], ivar[cand]
+    c2 = np.where(np.isfinite(c2s[cand]), c2s[cand], np.inf)
+    return cand, star[np.argmin(c2, axis=1)] if len(cand) else np.zeros(0, int)
+
+
+def _fit(scanner, flux, ivar, cls, shift):
+    """(models, χ²) of the rows, each with basis ``cls[i]`` at integer ``shift[i]``."""
+    model, chi = np.zeros(flux.shape), np.zeros(len(flux))
+    for c in np.unique(cls):
+        r = np.flatnonzero(cls == c)
+        m, _, x = scanner.fit_at(flux[r], ivar[r], int(c), shift[r])
+        model[r], chi[r] = m, x
+    return model, chi
+
+
+def _margins(scanner, sol, f, w, cand, sc, model_s, labels, pen, step, s):
+    """(len(cand), C) the star's robust margin over every non-star class that beats it by
+    plain χ² (each at its own minimum; +inf where a class does not beat it)."""
     good = (w > 0) & np.isfinite(f)
     chi_star = sol.chi2_class[cand, sc]
-    # the margin over every other class that beats the star by plain χ² (its own minimum)
     margins = np.full((len(cand), len(labels)), np.inf)
     for c in np.flatnonzero(labels != "STAR"):
-        r = np.flatnonzero((sol.best_class[cand] == c) | (np.isfinite(sol.chi2_class[cand, c])
-                                                          & (sol.chi2_class[cand, c] < chi_star)))
+        chi_c = sol.chi2_class[cand, c]
+        best = sol.best_class[cand] == c
+        r = np.flatnonzero(best | (np.isfinite(chi_c) & (chi_c < chi_star)))
         if not len(r):
             continue
-        best = sol.best_class[cand[r]] == c
         model_c = sol.model[cand[r]].copy()
-        other = np.flatnonzero(~best)
+        other = np.flatnonzero(~best[r])
         if len(other):
             jc = np.rint(z_to_shift(sol.z_class[cand[r[other]], c], step)).astype(int)
             model_c[other] = scanner.fit_at(f[r[other]], w[r[other]], int(c), jc)[0]
         gap = w[r] * ((f[r] - model_s[r]) ** 2 - (f[r] - model_c) ** 2)
         rob = robust_star_gap(gap, good[r], s["cap"], int(s["nblock"]))
         margins[r, c] = -(rob + pen[sc[r]] - pen[c])
-    margin = margins.min(1)
-    flip = np.isfinite(margin) & (margin > s["tau"])
-    rows = cand[flip]
-    if not len(rows):
-        return none
-    beaten = margins[flip]
-    sc, jstar, margin = sc[flip], jstar[flip], margin[flip]
-    for c in np.flatnonzero(labels != "STAR"):
-        r = np.flatnonzero(np.isfinite(beaten[:, c]))
-        decision[rows[r], c] = sol.chi2_class[rows[r], sc[r]] + beaten[r, c]
-    old_cls, old_z, old_chi = sol.best_class[rows].copy(), sol.z[rows].copy(), sol.chi2[rows].copy()
-    # the artefact may have pulled the star's own minimum too (a red-end dip drags the
-    # LAMOST star basis to −1200 km/s): the star is scanned again without the pixels its
-    # fit misses by more than √(cap·χ²/pixel) σ, and its velocity is measured without them
-    ivar_star = np.array(ivar, copy=True)
-    # (in units of the star fit's own χ²/pixel: a real star misses every template by more
-    # than its noise, and its strongest lines must stay in the velocity fit)
-    res_s = np.abs(flux[rows] - model_s[flip]) * np.sqrt(np.clip(ivar[rows], 0, None))
-    rchi = np.maximum(chi_s[flip] / np.maximum(good[flip].sum(1), 1), 1.0)
-    clip = res_s > np.sqrt(s["cap"] * rchi)[:, None]
-    ivar_star[rows] = np.where(clip, 0.0, ivar[rows])
-    act = np.zeros((len(labels), len(rows)), bool)
+    return margins
+
+
+def _switch(scanner, sol, rows, sc, margin, flux, ivar, ivar_star, pen, step):
+    """Make the STAR basis ``sc`` the solution of ``rows``: rescanned with ``ivar_star``,
+    its χ² with the full ``ivar``; the former answer becomes the second solution."""
+    act = np.zeros((len(scanner.bases), len(rows)), bool)
     act[sc, np.arange(len(rows))] = True
-    cur_s = scanner.scan(flux[rows], ivar_star[rows], active=act)
-    idx = np.array([np.argmin(cur_s[c][k]) for k, c in enumerate(sc)])
-    jmin = np.array([scanner.bases[c].jmin for c in sc])
+    cur = scanner.scan(flux, ivar_star, active=act)
+    cur = np.stack([cur[c][k] for k, c in enumerate(sc)])
+    idx = cur.argmin(1)
     nsh = np.array([scanner.bases[c].nshift for c in sc])
-    jstar = jmin + idx
-    model_new, chi_new = np.zeros((len(rows), flux.shape[1])), np.zeros(len(rows))
-    for c in np.unique(sc):
-        r = np.flatnonzero(sc == c)
-        m, _, _ = scanner.fit_at(flux[rows[r]], ivar_star[rows[r]], int(c), jstar[r])
-        model_new[r] = m
-    w0 = np.clip(ivar[rows], 0, None)
-    chi_new = np.where(w0 > 0, w0 * (np.nan_to_num(flux[rows]) - model_new) ** 2, 0.0).sum(1)
-    sol.best_class[rows] = sc
-    sol.shift[rows] = jstar
+    jstar = np.array([scanner.bases[c].jmin for c in sc]) + idx
+    model = _fit(scanner, flux, ivar_star, sc, jstar)[0]
+    w = np.clip(ivar, 0, None)
+    chi = np.where(w > 0, w * (np.nan_to_num(flux) - model) ** 2, 0.0).sum(1)
+    sol.second_class[rows], sol.z_second[rows] = sol.best_class[rows], sol.z[rows]
+    sol.chi2_second[rows] = sol.chi2[rows]
+    sol.best_class[rows], sol.shift[rows] = sc, jstar
     sol.z[rows] = 10.0 ** (jstar * step) - 1.0
-    sol.chi2[rows] = chi_new + pen[sc]
-    sol.model[rows] = model_new
-    sol.second_class[rows], sol.z_second[rows], sol.chi2_second[rows] = old_cls, old_z, old_chi
+    sol.chi2[rows] = chi + pen[sc]
+    sol.model[rows] = model
     sol.deltachi2[rows] = margin
     sol.degeneracy[rows] = margin / np.maximum(sol.chi2[rows], 1e-30)
-    edge = (idx == 0) | (idx == nsh - 1)
     zw = sol.zwarn[rows] & ~np.int64(int(ZWARN.SMALL_DELTA_CHI2) | int(ZWARN.Z_FITLIMIT))
-    zw[edge] |= int(ZWARN.Z_FITLIMIT)
+    zw[(idx == 0) | (idx == nsh - 1)] |= int(ZWARN.Z_FITLIMIT)
     sol.zwarn[rows] = zw
-    # ZERR from the clipped STAR curve's parabola (the star velocity, where there is one,
+    # ZERR from the rescanned curve's parabola (the star velocity, where there is one,
     # measures it again)
-    k = np.arange(len(rows))
-    cur = np.stack([cur_s[c][kk] for kk, c in enumerate(sc)]) if len(rows) else None
-    i = np.clip(idx, 1, nsh - 2)
+    k, i = np.arange(len(rows)), np.clip(idx, 1, nsh - 2)
     a = 0.5 * (cur[k, i - 1] + cur[k, i + 1] - 2 * cur[k, i])
     sig = np.where(a > 0, 1.0 / np.sqrt(np.where(a > 0, a, 1.0)), 1.0)
     sol.zerr[rows] = np.log(10.0) * step * (1.0 + sol.z[rows]) * sig
-    return rows, margin, decision, ivar_star
