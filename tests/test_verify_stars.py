@@ -120,14 +120,15 @@ def test_real_lamost_g_stars_get_a_g_subtype(fname):
 def test_star_check_turns_a_silent_wrong_galaxy_into_a_star():
     """The SDSS-only speccznet + the 3-term decision called this real K1 star GALAXY with
     ZWARN 0; the LAMOST fine-tuned speccznet calls it STAR, but eigen's candidates without
-    its LAMOST star templates (issue 18; with them eigen itself calls it STAR) + the 3-term
-    decision still call it QSO: the line-driven check makes it STAR near LAMOST's velocity,
+    its LAMOST star templates and its robust star check (issue 18; with either eigen itself
+    calls it STAR) + the 3-term decision still call it QSO: the line-driven check makes it STAR near LAMOST's velocity,
     with DELTACHI2 > the margin."""
     from specsift import load_model
     from specsift.io import read
     from specsift.verify import verify_batch
     from specsift.verify.stage import VerifyOptions
     model = load_model("eigen").drop_survey_bases()
+    model.robust_star_ = None      # eigen's own robust star check would already make it STAR
     batch = read(K1_STAR)
     off = verify_batch(model, batch, verify_options=VerifyOptions(star_check_margin=None))
     assert off["SPECTYPE"][0] != "STAR"

@@ -37,6 +37,7 @@ from .anomalies import (
 from .calibrate import CalibrationMixin
 from .chi2scan import Chi2Scanner, ScanBasis, z_to_shift
 from .modelerror import effective_ivar, fit_var_boost
+from .robust import ROBUST_DEFAULT, robust_star_check
 from .stars import star_subtypes_at
 from .surveys import SurveyStarsMixin
 from .train import labels_of, load_training_rows, train_basis
@@ -110,6 +111,8 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
         #: per survey, its own per-pixel variance boost replacing ``var_boost_`` (fitted like
         #: it on that survey's real spectra: e.g. LAMOST's blue end, arm join, telluric bands)
         self.survey_var_boost_: dict[str, np.ndarray] = {}
+        #: settings of the robust star check (:mod:`.robust`); None: off
+        self.robust_star_ = dict(ROBUST_DEFAULT)
         self._scanner = None
         self._velocity = None
 
@@ -235,12 +238,18 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
         ngood = (ivar > 0).sum(1)
         sol = solve_redshifts(sc, curves, flux, ivar, self.grid.step, ngood=ngood,
                               penalty=self.penalty_)
+        decision, ivar_star = sol.chi2_class, ivar
+        if self.robust_star_:
+            decision, ivar_star = robust_star_check(sc, sol, flux, ivar, self.penalty_,
+                                                    self.grid.step, self.robust_star_,
+                                                    survey)[2:]
         model = sol.model
         dof = np.maximum(ngood - self._npar, 1)
         good = (ivar > 0) & np.isfinite(flux)
         rchi2 = np.where(good, (flux - model) ** 2 * ivar, 0.0).sum(1) / dof
-        self._star_z(sol, flux, ivar, ngood)
-        out = {"sol": sol, "chi2_class": sol.chi2_class, "model": model, "rchi2": rchi2,
+        self._star_z(sol, flux, ivar_star, ngood)
+        out = {"sol": sol, "chi2_class": sol.chi2_class, "chi2_decision": decision,
+               "model": model, "rchi2": rchi2,
                "features": self._features(flux, ivar, model, sol, survey), "flux": flux,
                "ivar": ivar, "ngood": ngood, "snr": median_snr(flux, ivar), "survey": survey}
         if save_chi2:
@@ -362,6 +371,7 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
                                    "basis": torch.as_tensor(np.asarray(
                                        self.star_velocity_["basis"], np.float32))}),
                 "star_zerr_floor_kms": dict(self.star_zerr_floor_kms_),
+                "robust_star": None if self.robust_star_ is None else dict(self.robust_star_),
                 "survey_var_boost": {k: torch.as_tensor(np.asarray(v, np.float32))
                                      for k, v in self.survey_var_boost_.items()},
                 "bases": [{"label": b.label, "jmin": b.jmin, "jmax": b.jmax,
@@ -392,5 +402,8 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
                                      state.get("star_zerr_floor_kms", {}).items()}
         self.survey_var_boost_ = {str(k): np.asarray(v, np.float32) for k, v in
                                   state.get("survey_var_boost", {}).items()}
+        # files saved before the check existed get it too (it needs no fitted state)
+        rs = state.get("robust_star", ROBUST_DEFAULT)
+        self.robust_star_ = None if rs is None else {**ROBUST_DEFAULT, **rs}
         self._scanner = None
         self._velocity = None

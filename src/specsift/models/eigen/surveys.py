@@ -68,7 +68,7 @@ class SurveyStarsMixin:
         (χ²/dof 2–10 on LAMOST stars), which inflates every χ² difference by that factor, so
         an unscaled Δχ² of a few hundred would look decisive where it is not."""
         names = class_labels(self.class_set)
-        c2 = res["chi2_class"]
+        c2 = res.get("chi2_decision", res["chi2_class"])     # after the robust star check
         d = c2 - np.nanmin(np.where(np.isfinite(c2), c2, np.nan), axis=1, keepdims=True)
         temp = self.temperature_ * np.maximum(np.nan_to_num(res["rchi2"], nan=1.0), 1.0)
         pb = softmax(-np.nan_to_num(d, nan=np.inf) / (2 * temp[:, None]), dtype=np.float64)
