@@ -1,6 +1,6 @@
 """Speed of this checkout against another revision, both timed in one process, interleaved.
 
-    .venv/bin/python benchmarks/predict_ab.py --base a4ddc09 [--n 2000] [--reps 3]
+    .venv/bin/python benchmarks/predict_ab.py --base a4ddc09 [--n 2000] [--reps 3] [--verify-only]
 
 Why: on a machine shared with other jobs, two runs of the same code in separate processes
 differ by up to 30 % in CPU time (what the other jobs do to caches, memory bandwidth and the
@@ -17,7 +17,10 @@ for the whole process, so both revisions run with it here (compare such a change
 Prints the stage table of ``benchmarks/predict_speed.py`` (median over ``--reps`` passes over
 the simulated store, one torch thread, gasnet, batches of 1024) for both, then end-to-end
 ``specsift.pipeline.predict`` spectra per CPU-second with and without verification (median
-and best of ``--reps`` alternated runs).
+and best of ``--reps`` alternated runs).  ``--verify-only``: the verify stage alone, the two
+revisions alternating batch by batch on the same proposals, ``--reps`` paired passes and the
+median of their ratios (for changes of a few per cent, which the end-to-end rows cannot
+resolve on a shared machine).
 """
 
 from __future__ import annotations
@@ -70,11 +73,46 @@ class Version:
         return r.rows / (time.process_time() - c0)
 
 
+def verify_pairs(v: dict, store: Path, reps: int, base: str) -> None:
+    """The verify stage alone, both revisions on the same proposals (this checkout's model),
+    alternating batch by batch so that each pass of one has a pass of the other beside it:
+    the median of the per-pass ratios is what the machine's drifting load disturbs least."""
+    import numpy as np
+    import torch
+    m = v["this"].model
+    items = []
+    for unit in v["this"].fns["plan_units"]([store], 1024):
+        for _, batch in v["this"].fns["iter_unit"](unit, 1024, m.grid):
+            b = m.check_batch(batch)
+            with torch.inference_mode():
+                items.append((b, *m.propose(b)))
+    n = sum(len(b) for b, _, _ in items)
+    us = {k: [] for k in v}
+    for i in range(reps + 1):                        # the first pass builds the caches
+        tot = dict.fromkeys(v, 0.0)
+        for j, (b, cat, cands) in enumerate(items):
+            for k in (("base", "this") if (i + j) % 2 else ("this", "base")):
+                t0 = time.process_time()
+                v[k].fns["verify_catalog"](b, cat, cands)
+                tot[k] += time.process_time() - t0
+        if i:
+            for k in v:
+                us[k].append(1e6 * tot[k] / n)
+    r = np.array(us["this"]) / np.array(us["base"])
+    print(f"verify stage alone, {n} simulated spectra, {reps} paired passes, base = {base}: "
+          f"µs a spectrum median {np.median(us['base']):.0f} (base) / {np.median(us['this']):.0f} "
+          f"(this); ratio this/base median {np.median(r):.3f}, quartiles "
+          f"{np.percentile(r, 25):.3f}–{np.percentile(r, 75):.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="git revision to compare with")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--verify-only", action="store_true",
+                    help="time only the verify stage, alternating the two revisions batch by "
+                         "batch on the same proposals, and print the paired ratios")
     a = ap.parse_args()
     import numpy as np
     import torch
@@ -86,6 +124,9 @@ def main() -> None:
         sys.path.insert(0, str(tmp))
         v = {"base": Version("specsift_base"), "this": Version("specsift")}
         order = [("base", "this"), ("this", "base")]
+        if a.verify_only:
+            verify_pairs(v, store, a.reps, a.base)
+            return
         for x in v.values():                          # warm: per-process caches built
             x.stages(store, tmp)
         st = {k: [] for k in v}

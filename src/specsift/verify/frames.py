@@ -94,11 +94,16 @@ def common_frames(prep, spec, centres):
         s_max = int(c.max())
         J = P + s_max - int(c.min())
         D = buf[:n * K1 * J].reshape(n, K1, J)
-        for i, r, o in zip(range(n), spec[rows].tolist(), (s_max - c).tolist()):
-            D[i, :, o:o + P] = prep.d[r]          # a row copy beats np.take here
-            # zero only the margins: filling the whole buffer first wrote every byte twice
-            if o:
-                D[i, :, :o] = 0.0
-            if o + P < J:
-                D[i, :, o + P:] = 0.0
+        offs = s_max - c
+        # zero only the margins (filling the whole buffer first wrote every byte twice), all
+        # rows at once: columns left of the largest offset and right of the smallest
+        # offset's data; each row's copy then overwrites its own part of them
+        o_max, o_min = int(offs.max()), int(offs.min())
+        if o_max:
+            D[:, :, :o_max] = 0.0
+        if o_min + P < J:
+            D[:, :, o_min + P:] = 0.0
+        d = prep.d
+        for i, r, o in zip(range(n), spec[rows].tolist(), offs.tolist()):
+            D[i, :, o:o + P] = d[r]               # a row copy beats np.take here
         yield rows, D, s_max, J

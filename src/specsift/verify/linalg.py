@@ -5,11 +5,19 @@ Why by hand: the verification solves ~50 systems of size 7–9 per spectrum; LAP
 runs each of its ~k²/2 steps over the whole stack, batch axis last and contiguous.  A pivot
 that is not positive (a template that is zero on every good pixel, or a degenerate column)
 drops that column from the fit instead of failing.
+
+Two paths, the same numbers: nearly every batch has only positive pivots, so
+:func:`chol_quad_t` first runs the column loop without the per-column masking (about half
+of its numpy calls, and its cost is mostly per call: a verification batch makes ~180 of
+them, most on a few thousand systems) and checks every pivot once at the end; a batch
+with a pivot that is not positive enough is solved again by the masked loop
+(:func:`_chol_quad_masked`), whose values for positive pivots are the same bits.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numpy._core._multiarray_umath import c_einsum as _einsum
 
 __all__ = ["chol_quad", "chol_quad_t"]
 
@@ -26,6 +34,44 @@ def chol_quad_t(A: np.ndarray, bb: np.ndarray, coef: bool = False):
     ``coef`` the solutions come back as (k, n).  Only the lower triangle of ``A`` is read."""
     k, n = bb.shape
     A = np.asarray(A, np.float64)
+    L = np.empty((k, k, n))          # strict lower triangle only: the diagonal is never read
+    inv = np.empty((k, n))
+    s = np.empty((k, n))             # the pivots, checked once at the end
+    y = np.empty((k, n))
+    with np.errstate(invalid="ignore", divide="ignore"):   # a bad pivot: redone below
+        for j in range(k):
+            if j:
+                np.subtract(A[j, j], _einsum("mn,mn->n", L[j, :j], L[j, :j]), out=s[j])
+            else:
+                s[0] = A[0, 0]
+            np.sqrt(s[j], out=inv[j])
+            np.divide(1.0, inv[j], out=inv[j])
+            if j + 1 < k:
+                if j:
+                    np.multiply(A[j + 1:, j] - _einsum("imn,mn->in", L[j + 1:, :j], L[j, :j]),
+                                inv[j], out=L[j + 1:, j])
+                else:
+                    np.multiply(A[1:, 0], inv[0], out=L[1:, 0])
+            if j:
+                np.multiply(bb[j] - _einsum("mn,mn->n", L[j, :j], y[:j]), inv[j], out=y[j])
+            else:
+                np.multiply(bb[0], inv[0], out=y[0])
+    diag = np.diagonal(A).T                                  # (k, n) view
+    if not (s > 1e-9 * np.maximum(diag, 1e-300)).all():
+        return _chol_quad_masked(A, bb, coef)
+    quad = _einsum("mn,mn->n", y, y)
+    if not coef:
+        return quad
+    x = np.zeros((k, n))
+    for j in range(k - 1, -1, -1):
+        x[j] = (y[j] - _einsum("mn,mn->n", L[j + 1:, j], x[j + 1:])) * inv[j]
+    return quad, x
+
+
+def _chol_quad_masked(A: np.ndarray, bb: np.ndarray, coef: bool = False):
+    """:func:`chol_quad_t` where a pivot may not be positive: that column is dropped
+    (its inverse pivot 0), pivot by pivot."""
+    k, n = bb.shape
     L = np.empty((k, k, n))          # lower triangle only: each entry written before it is read
     inv = np.zeros((k, n))
     for j in range(k):
