@@ -53,7 +53,7 @@ class Native:
 def assemble(natives: list[Native], grid: LogGrid | None) -> SpectraBatch:
     """One batch of ``natives`` on ``grid`` (None: their shared native grid); row k is
     ``natives[k]``, as :func:`~._common.finalize` would make it."""
-    offsets = [None if grid is None else grid_offset(n.loglam, grid) for n in natives]
+    offsets = _offsets(natives, grid)
     if any(k is None for k in offsets):
         parts = [finalize(n.path, n.loglam, n.flux[None], n.ivar[None],
                           None if n.mask is None else n.mask[None],
@@ -85,6 +85,23 @@ def assemble(natives: list[Native], grid: LogGrid | None) -> SpectraBatch:
     meta = _meta(natives)
     meta["INPUT_FLAGS"] = flags
     return SpectraBatch._unchecked(grid.loglam, flux, ivar, mask, meta)
+
+
+def _offsets(natives: list[Native], grid: LogGrid | None) -> list[int | None]:
+    """:func:`~specsift.spectra.grid_offset` of each file, once per distinct ``loglam``
+    array (~10 µs a file): the SDSS reader gives the files of one first pixel and length
+    the same cached, read-only grid object (:func:`specsift.io.sdss.snap_loglam`), and the
+    natives keep those objects alive meanwhile, so an ``id`` names one array here."""
+    if grid is None:
+        return [None] * len(natives)
+    seen: dict[int, int | None] = {}
+    out = []
+    for nat in natives:
+        key = id(nat.loglam)
+        if key not in seen:
+            seen[key] = grid_offset(nat.loglam, grid)
+        out.append(seen[key])
+    return out
 
 
 def _sanitised(nat: Native, flags: np.ndarray):

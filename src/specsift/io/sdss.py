@@ -182,7 +182,7 @@ def quick(path: Path) -> Native | None:
                     break
             native = _native(path, columns, labels, raw.hdus[0].header,
                              found["SPALL"] is not None)
-            del columns                            # views of the map, which closes now
+            del columns                            # views of the rows read
             return native
     except Exception:  # noqa: BLE001 - anything unusual: the astropy path reads it
         return None

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-import h5py
 import numpy as np
 from astropy.table import Table
 
@@ -49,6 +48,9 @@ class SpectralStore:
         self.compression = compression
         if mode == "r" and not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no such store")
+        # h5py here, not with the module: reading spec files needs no HDF5 (its import was
+        # ~50 ms of every `specsift` process that never opens a store)
+        import h5py
         try:
             self._h5 = h5py.File(self.path, mode)
         except OSError as exc:
@@ -77,6 +79,7 @@ class SpectralStore:
     # -- writing --------------------------------------------------------------
     def append(self, batch: SpectraBatch) -> None:
         """Append a batch (same grid and meta columns as what is already stored)."""
+        import h5py
         h5 = self._h5
         n = len(batch)
         if "flux" not in h5:
@@ -107,6 +110,7 @@ class SpectralStore:
         h5.flush()
 
     def _create(self, batch: SpectraBatch) -> None:
+        import h5py
         h5, p, c = self._h5, batch.npix, self.chunk_rows
         h5.attrs["format"] = _FORMAT
         h5.create_dataset("loglam", data=batch.loglam)

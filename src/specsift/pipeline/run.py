@@ -109,7 +109,7 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
         return PredictResult(output, _count_rows(output), 0, 0.0, [], "")
     model_obj, ref = _model_ref(model)
     model_obj.check_options(stages.predict)                # before any work
-    units = plan_units(files, batch_size)
+    units = plan_units(files, batch_size, expanded=True)
     plan = RunDir.make_plan(units, batch_size, model_obj.tag, model_obj.grid.to_dict(),
                             stages)
     units = run_dir.start(plan, resume)

@@ -83,8 +83,10 @@ def files_per_unit(batch_size: int) -> int:
     return max(FILES_PER_UNIT, int(batch_size))
 
 
-def plan_units(inputs, batch_size: int) -> list[Unit]:
-    """Units for ``inputs`` (files, directories, globs; see :func:`specsift.io.expand_paths`).
+def plan_units(inputs, batch_size: int, expanded: bool = False) -> list[Unit]:
+    """Units for ``inputs`` (files, directories, globs; see :func:`specsift.io.expand_paths`;
+    ``expanded=True``: file paths already expanded, as :func:`~.preflight.check_run` gives
+    them — not expanded again, which cost a stat and two Paths a file).
 
     Stores are cut into row ranges of ``BATCHES_PER_STORE_UNIT × batch_size``; runs of other
     files into groups of at most :func:`files_per_unit` files.  A missing or unreadable file still
@@ -94,7 +96,7 @@ def plan_units(inputs, batch_size: int) -> list[Unit]:
     from ..io import expand_paths
 
     # absolute (links kept): workers of a cluster may start in another directory
-    paths = [os.path.abspath(p) for p in expand_paths(inputs)]
+    paths = [os.path.abspath(p) for p in (inputs if expanded else expand_paths(inputs))]
     if not paths:
         raise FileNotFoundError(f"{' '.join(map(str, inputs))}: no spectra files found")
     units: list[Unit] = []
