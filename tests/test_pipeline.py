@@ -74,6 +74,10 @@ def test_zwarn_bits_for_each_bad_input(reference):
     ids = c["TARGETID"]
     zw = dict(zip(ids.tolist(), c["ZWARN"].tolist()))
     assert zw[2000] & ZWARN.BAD_INPUT and not zw[2000] & ZWARN.NODATA   # NaN flux
+    k = np.flatnonzero(ids == 2000)[0]              # masked pixels: the good ones still answer
+    assert c["Z"][k] >= 0 and c["ZERR"][k] > 0 and c["CLASS_LABEL"][k] != ""
+    assert np.isfinite(c["CHI2"][k]) and c["NPIXELS"][k] > 0    # and are verified
+    assert not np.isfinite(c["CHI2"][ids == 2001][0])           # no good pixel: not verified
     assert zw[2001] & ZWARN.NODATA                                       # all ivar = 0
     assert c["Z"][ids == 2001][0] == -1
     assert not zw[2002] & (ZWARN.BAD_INPUT | ZWARN.NODATA)               # clean row, same file

@@ -37,7 +37,11 @@ def make_catalog(meta: Table, class_set: str, probs: np.ndarray, z: np.ndarray,
 
     ``probs`` is (N, K) over ``labels(class_set)``.  ZWARN combines the model's own bits
     with those implied by the input flags in ``meta`` and the class confidence; spectra
-    with no usable data get Z = ZERR = -1 and CLASS_LABEL '' but keep their row.
+    with no usable data (NODATA: no good pixel, or an unreadable file's placeholder row) get
+    Z = ZERR = -1 and CLASS_LABEL '' but keep their row.  A spectrum whose NaN/inf flux or
+    negative ivar pixels were masked (BAD_INPUT without NODATA) keeps the answer of its good
+    pixels, as Redrock answers for a spectrum with masked pixels: the ZWARN bit tells the
+    reader, and a catalog cut on ZWARN == 0 still drops it.
     """
     names = labels(class_set)
     n = len(meta)
@@ -48,11 +52,10 @@ def make_catalog(meta: Table, class_set: str, probs: np.ndarray, z: np.ndarray,
     if "INPUT_FLAGS" in meta.colnames:
         zw |= zwarn_from_input(meta["INPUT_FLAGS"])
     zw[probs.max(axis=1, initial=0) < LOW_CONFIDENCE] |= ZWARN.LOW_CLASS_CONFIDENCE
-    nodata = (zw & (ZWARN.NODATA | ZWARN.BAD_INPUT)) != 0
+    nodata = (zw & ZWARN.NODATA) != 0
     z = np.where(nodata, -1.0, np.asarray(z, np.float64))
     zerr = np.where(nodata, -1.0, np.asarray(zerr, np.float64))
-    nodata_only = (zw & ZWARN.NODATA) != 0
-    label[nodata_only] = ""
+    label[nodata] = ""
     out = Table()
     out["TARGETID"] = (np.asarray(meta["TARGETID"], np.int64) if "TARGETID" in meta.colnames
                        else np.arange(n, dtype=np.int64))

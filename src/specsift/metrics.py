@@ -184,7 +184,7 @@ def evaluate_catalog(pred: Table, truth: Table, class_set: str | None = None,
     """Compare a model catalog with the truth; a JSON-serialisable dict.
 
     ``class_set`` defaults to the one implied by the catalog's PROB_<label> columns.
-    Rows flagged as unusable (Z < 0 with ZWARN NODATA/BAD_INPUT) count as misclassified
+    Rows flagged as unusable (Z < 0 with ZWARN NODATA) count as misclassified
     and are left out of redshift metrics (``n_no_data`` says how many).  Redshift metrics
     are given overall and per true class.
     """
@@ -196,7 +196,7 @@ def evaluate_catalog(pred: Table, truth: Table, class_set: str | None = None,
     out: dict = {"class_set": class_set, "n_matched": int(len(ip)),
                  "n_pred": int(len(pred)), "n_truth": int(len(truth))}
     zw = np.asarray(p["ZWARN"], np.int64) if "ZWARN" in p.colnames else np.zeros(len(p), np.int64)
-    nodata = (zw & int(ZWARN.NODATA | ZWARN.BAD_INPUT)) != 0
+    nodata = (zw & int(ZWARN.NODATA)) != 0
     out["n_no_data"] = int(nodata.sum())
     tl = truth_labels(t, class_set)
     has = tl != ""

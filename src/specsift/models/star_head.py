@@ -325,9 +325,10 @@ def refine_star_rows(model, batch, cat, reach_kms: float) -> np.ndarray:
     """Give the STAR rows of ``cat`` (the model's catalog of ``batch``, changed in place) the
     star-velocity head's Z and ZERR, where the model declares ``capabilities.star_velocity`` and
     the head's velocity lies within ``reach_kms`` of the network's own (its coarse bin ± a
-    margin).  Other rows, and STAR rows the head cannot measure (no good pixels, NaN input, a
-    velocity off its range), keep the network's answer; a non-finite input is flagged by
-    make_catalog's BAD_INPUT as before.  Returns the rows that took the head's answer."""
+    margin).  Other rows, and STAR rows the head cannot measure (no good pixels, a velocity off
+    its range), keep the network's answer; masked NaN/inf pixels are flagged by make_catalog's
+    BAD_INPUT, and the head measures the good pixels.  Returns the rows that took the head's
+    answer."""
     head = head_for(model)
     used = np.zeros(len(cat), bool)
     if head is None or not len(cat):

@@ -167,7 +167,7 @@ def verify_catalog(batch, table: Table, cands: Candidates,
                    options: VerifyOptions | None = None) -> Table:
     """The model's catalog ``table`` for ``batch`` with the verified columns (module docstring).
 
-    Rows with fewer than ``min_good`` good pixels, or flagged NODATA/BAD_INPUT, keep the model's
+    Rows with fewer than ``min_good`` good pixels, or flagged NODATA, keep the model's
     answer (Z_NET = Z) with CHI2 NaN.  BLAS runs on one thread here: the GEMMs are small, and
     OpenBLAS's spinning extra threads would double the CPU time for no gain in wall time."""
     with _blas_controller().limit(limits=1, user_api="blas"):
@@ -203,7 +203,7 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
                    scratch=_SCRATCH)         # this batch's products: dead when the call returns
     npix[:] = prep.ngood
     todo = np.flatnonzero((prep.ngood >= opt.min_good)
-                          & ((zwarn & (ZWARN.NODATA | ZWARN.BAD_INPUT)) == 0))
+                          & ((zwarn & ZWARN.NODATA) == 0))
     if len(todo):
         bases = bases_for(batch.loglam)
         net_t0, net_z0 = spectype.copy(), z.copy()
