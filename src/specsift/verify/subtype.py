@@ -39,10 +39,11 @@ from functools import lru_cache
 import numpy as np
 
 from ..spectra import survey_of
-from .fit import Prepared, legendre, polynomial_products, single_template_chi2
+from .fit import Prepared, legendre, polynomial_products, prepare, single_template_chi2
+from .templates import bases_for
 
 __all__ = ["STAR_NPOLY", "LIBRARY_NPOLY", "LIBRARY_RANGE", "LIBRARY_VOTE", "star_subtypes",
-           "letter_vote"]
+           "star_subtypes_at", "letter_vote"]
 
 #: polynomial terms with one named spEigenStar template (the SDSS pipeline's)
 STAR_NPOLY = 4
@@ -103,6 +104,24 @@ def star_subtypes(batch, basis, spec, shift, prep: Prepared, library: bool = Tru
         out[sel] = _best(prep, basis, basis.star_named, names, spec[sel], shift[sel],
                          _inside(basis, basis.star_named, batch.flux.shape[1], 20), STAR_NPOLY)
     return out
+
+
+def star_subtypes_at(batch, rows, z) -> np.ndarray:
+    """SUBTYPE (R,) of ``rows`` of ``batch`` at redshifts ``z``, named as the verification stage
+    names its STAR rows (:func:`star_subtypes` on the stage's own cleaned products: its pixel
+    mask and sky lines, the survey's library and letter vote where it has one, spEigenStar
+    else).  Why: a model's unverified STAR rows (eigen's; gasnet's and speccznet's with the
+    star-velocity head, :mod:`specsift.models.star_head`) get the verified catalogue's
+    naming at their own z, so that ``--no-verify`` gives the verified letter, not one
+    learnt from a simulator."""
+    from .stage import sky_mask                 # the stage imports this module
+    rows = np.asarray(rows, np.int64)
+    if not len(rows):
+        return np.zeros(0, "U20")
+    sub = batch[rows]
+    basis = bases_for(sub.loglam)["STAR"]
+    prep = prepare(sub.flux, sub.ivar, sub.mask | sky_mask(sub.loglam))
+    return star_subtypes(sub, basis, np.arange(len(rows)), basis.shift_of(z), prep)
 
 
 def _inside(basis, temps, npix: int, margin: int) -> np.ndarray:
