@@ -261,3 +261,21 @@ def test_star_without_pixels_in_the_fit_range_gets_no_subtype():
     assert got[0] != "" and got[1] == ""
     with pytest.raises(ValueError, match="k must be"):
         letter_vote(np.ones((1, 3)), ("F5", "G0", "K1"), [10], k=0, tau=100.0)
+
+
+def test_star_subtypes_at_names_any_rows_of_a_batch_as_each_alone():
+    """star_subtypes_at (the unverified models' naming) prepares only the rows it is given: on
+    rows [2, 0] of a mixed LAMOST/SDSS batch it gives each row's name from its own survey's
+    source, the same as for that spectrum in a batch of its own."""
+    from specsift.verify.subtype import star_subtypes_at
+    fk, ik, _ = _library_star("K5", 1.0, seed=3)
+    fa, ia, _ = _library_star("A5", 1.0, seed=4)
+    batch = SpectraBatch(DEFAULT_GRID.loglam, np.stack([fk, fa, fa]), np.stack([ik, ia, ia]))
+    batch.meta["SURVEY"] = ["LAMOST", "SDSS", "SDSS"]
+    z = 10.0 ** (DEFAULT_GRID.step * np.array([1.0, 1.0])) - 1.0
+    got = star_subtypes_at(batch, [2, 0], z)
+    alone = [star_subtypes_at(batch[[i]], [0], z[:1])[0] for i in (2, 0)]
+    assert list(got) == alone
+    assert got[1][0] == "K" and got[0][0] == "A"
+    assert got[0] in {s.split()[0] for s in bases_for(DEFAULT_GRID.loglam)["STAR"].star_names}
+    assert len(star_subtypes_at(batch, [], [])) == 0
