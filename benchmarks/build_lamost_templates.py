@@ -2,7 +2,8 @@
 training split of ``../shared/data/lamost-real`` only; ``--cv`` first scores the fit settings
 by a 5-fold cross-validation inside that split.
 
-    nice -n 10 .venv/bin/python benchmarks/build_lamost_templates.py [--cv [--quick]] [--out PATH]
+    nice -n 10 .venv/bin/python benchmarks/build_lamost_templates.py [--cv [--quick]
+                                    [--folds star|plan]] [--out PATH]
 
 Which spectra: every lamost-real file whose CLASS is STAR (LAMOST's label) and that is *not*
 in the held-out split of ``_lamost_real.heldout_mask`` (computed on the full label tables, as
@@ -13,7 +14,8 @@ to the rest frame by LAMOST's own Z and averaged per subclass by
 ships is those means (float16) with their names, star counts and the list of files used: no
 individual spectrum.
 
-``--cv``: stars are split into 5 folds by a hash of their DESIG (repeat visits stay together);
+``--cv``: stars are split into 5 folds by a hash of their DESIG (repeat visits stay together;
+``--folds plan``: of the held-out split's unit, the observing plan, :func:`folds`);
 for each fold the library is built from the other four and the fold's stars with S/N_g ≥ 10
 are named by :func:`specsift.verify.subtype.star_subtypes` — the code the verification stage
 runs, each file's VERSPIPE included — at LAMOST's z, for a grid of polynomial terms, fit
@@ -94,6 +96,24 @@ def _fold(desig: str, k: int = 5) -> int:
     return int(hashlib.sha1(desig.encode()).hexdigest()[:8], 16) % k
 
 
+def folds(rows, by: str = "star", k: int = 5) -> np.ndarray:
+    """(N,) fold of each row: by a hash of its DESIG (``by="star"``) or of the unit the
+    held-out split holds out (``"plan"``: ``_lamost_real.split_keys``, the observing plan
+    where it is small, else the star), every visit of a star in the fold of its first one.
+    Why "plan": the held-out split keeps whole plans out, so a plan's calibration and
+    observing conditions are never in the library that names its stars; folds by star put
+    stars of one plan on both sides, which flatters the CV (0.909 by star, 0.902 by plan,
+    against 0.879 held-out for what ships)."""
+    if by == "star":
+        return np.array([_fold(str(r["DESIG"]), k) for r in rows])
+    if by != "plan":
+        raise ValueError(f"folds: by must be 'star' or 'plan', not {by!r}")
+    out, first = np.zeros(len(rows), int), {}
+    for i, r in enumerate(rows):
+        out[i] = first.setdefault(str(r["DESIG"]), _fold(str(r["SPLIT_KEY"]), k))
+    return out
+
+
 def _knn(rows, flux, ivar):
     """The kNN variant: every star its own template, named by its subclass."""
     z = np.array([float(r["Z"]) for r in rows])
@@ -112,16 +132,17 @@ VARIANTS = {
 }
 
 
-def cross_validate(rows, flux, ivar, runs, k: int = 5, versions=None):
+def cross_validate(rows, flux, ivar, runs, k: int = 5, versions=None, by: str = "star"):
     """Letter agreement of each run (variant, npoly, lo, hi, vote[, best-only versions]) and
     its predicted letters (vote: (k, τ) of :func:`specsift.verify.subtype.letter_vote`, or
     None: the best template; best-only versions: VERSPIPE prefixes named by the best template
-    anyway, default the stage's; ``versions``: each row's VERSPIPE)."""
+    anyway, default the stage's; ``versions``: each row's VERSPIPE; ``by``: the folds,
+    :func:`folds`)."""
     from specsift.spectra import SpectraBatch
     from specsift.verify import subtype as ST
     from specsift.verify.fit import prepare
     from specsift.verify.templates import bases_for
-    fold = np.array([_fold(str(r["DESIG"])) for r in rows])
+    fold = folds(rows, by, k)
     truth = np.array([LS.letter(r["SUBCLASS"]) for r in rows])
     test = (np.array([float(r["SN"]) for r in rows]) >= 10) & (truth != "-")
     batch = SpectraBatch(DEFAULT_GRID.loglam, flux, ivar)
@@ -173,6 +194,9 @@ def main() -> None:
     ap.add_argument("--cv", action="store_true", help="cross-validate fit settings first")
     ap.add_argument("--quick", action="store_true",
                     help="with --cv: only the letter-vote grid around what ships")
+    ap.add_argument("--folds", choices=("star", "plan"), default="star",
+                    help="with --cv: folds by star (DESIG) or by the held-out split's unit "
+                         "(observing plan)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     rows = train_rows()
@@ -183,8 +207,9 @@ def main() -> None:
         ship = ("median per subclass (ships)", ST.LIBRARY_NPOLY, *ST.LIBRARY_RANGE,
                 ST.LIBRARY_VOTE, ST.BEST_ONLY_VERSIONS["LAMOST"])
         acc, pred, truth, test = cross_validate(rows, flux, ivar, cv_runs(ship, args.quick),
-                                             versions=versions)
-        print(f"\n5-fold CV inside the training split: {int(test.sum())} stars with S/N_g ≥ 10\n")
+                                             versions=versions, by=args.folds)
+        print(f"\n5-fold CV (folds by {args.folds}) inside the training split: "
+              f"{int(test.sum())} stars with S/N_g ≥ 10\n")
         print("| library | polynomial terms | rest range (Å) | letter | letter = LAMOST |\n"
               "|---|---|---|---|---|")
         for s, a in acc.items():

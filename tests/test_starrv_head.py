@@ -101,6 +101,7 @@ def test_no_verify_star_z_comes_from_the_head(name):
 def test_star_rows_the_head_cannot_measure_keep_the_network_subtype():
     """name_star_rows names only the rows it is given (those with the head's z)."""
     from astropy.table import Table
+
     from specsift.models.star_head import name_star_rows
     b = _read(STAR)
     cat = Table({"Z": [0.0], "SUBTYPE": ["K1"]})

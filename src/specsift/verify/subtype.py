@@ -118,7 +118,7 @@ def star_subtypes_at(batch, rows, z) -> np.ndarray:
     star-velocity head, :mod:`specsift.models.star_head`) get the verified catalogue's
     naming at their own z, so that ``--no-verify`` gives the verified letter, not one
     learnt from a simulator."""
-    from .stage import sky_mask                 # the stage imports this module
+    from .stage import sky_mask  # the stage imports this module
     rows = np.asarray(rows, np.int64)
     if not len(rows):
         return np.zeros(0, "U20")
