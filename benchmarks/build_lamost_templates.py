@@ -46,6 +46,10 @@ from specsift.spectra import DEFAULT_GRID  # noqa: E402
 from specsift.verify import star_library as SL  # noqa: E402
 
 OUT = ROOT / "src" / "specsift" / "data" / "templates" / "lamost_stars.npz"
+LETTER_OUT = OUT.with_name("lamost_letter.npz")
+#: the letter model's trees (specsift.verify.star_letter), chosen by the --cv of letter3
+TREE_PARAMS = dict(max_iter=200, learning_rate=0.05, max_leaf_nodes=15, l2_regularization=1.0,
+                   random_state=0)
 
 
 def train_rows(root: Path = SHARED / "lamost-real"):
@@ -164,11 +168,76 @@ def cross_validate(rows, flux, ivar, runs, k: int = 5, versions=None, by: str = 
             basis = replace(star, survey_named={"LAMOST": (on.astype(np.float32), tuple(names))})
             for s in (s for s in runs if s[0] == v):
                 got = ST.star_subtypes(batch, basis, te, shift[te], prep, library_npoly=s[1],
+                                       letter_trees=False,
                                        library_range=(s[2], s[3]), library_vote=s[4],
                                        best_only_versions=({"LAMOST": s[5]} if len(s) > 5
                                                            else ST.BEST_ONLY_VERSIONS))
                 pred[s][te] = [g[:1] for g in got]
     return {s: float((pred[s][test] == truth[test]).mean()) for s in runs}, pred, truth, test
+
+
+def letter_training(rows, flux, ivar, versions, names_all, by: str = "plan", k: int = 5):
+    """(X, truth, used, fold): the letter model's features (:func:`specsift.verify.subtype.
+    letter_inputs`, the stage's own: its sky mask, the shipped fit) of every training star
+    with S/N_g ≥ 10 and a letter, each from the library built without its fold (folds by
+    ``by``, as --cv), the Δχ² columns in the order of the full library's ``names_all``
+    (a template a fold's library lacks: the clip value)."""
+    from specsift.spectra import SpectraBatch
+    from specsift.verify import star_letter as SLT
+    from specsift.verify import subtype as ST
+    from specsift.verify.fit import prepare
+    from specsift.verify.stage import sky_mask
+    from specsift.verify.templates import bases_for
+    fold = folds(rows, by, k)
+    truth = np.array([LS.letter(r["SUBCLASS"]) for r in rows])
+    used = (np.array([float(r["SN"]) for r in rows]) >= 10) & (truth != "-")
+    batch = SpectraBatch(DEFAULT_GRID.loglam, flux, ivar)
+    batch.meta["SURVEY"] = ["LAMOST"] * len(rows)
+    batch.meta["VERSPIPE"] = versions
+    prep = prepare(batch.flux, batch.ivar, batch.mask | sky_mask(batch.loglam))
+    star = bases_for(batch.loglam)["STAR"]
+    shift = star.shift_of(np.array([float(r["Z"]) for r in rows]))
+    q = np.arange(star.vectors.shape[1])
+    src = np.arange(DEFAULT_GRID.size) + star.offset
+    J = len(names_all)
+    X = None
+    for f in range(k):
+        tr = np.flatnonzero(fold != f)
+        te = np.flatnonzero(used & (fold == f))
+        names, temps = build([rows[i] for i in tr], flux[tr], ivar[tr])[:2]
+        on = np.stack([np.interp(q, src, t, left=0, right=0) for t in temps])
+        basis = replace(star, survey_named={"LAMOST": (on.astype(np.float32), tuple(names))})
+        Xf, nm = ST.letter_inputs(batch, basis, te, shift[te], prep)
+        if X is None:
+            X = np.zeros((len(rows), J + Xf.shape[1] - len(nm)))
+        X[te, :J] = SLT.DCHI2_CLIP
+        X[np.ix_(te, [list(names_all).index(n) for n in nm])] = Xf[:, :len(nm)]
+        X[te, J:] = Xf[:, len(nm):]
+    return X, truth, used, fold
+
+
+def train_letter_model(X, truth, used, fold, names_all, out: Path):
+    """Fit the trees on every used training star, save them as plain arrays (checked
+    against scikit-learn's own predictions), and print their CV inside the training split
+    (trees refitted without each fold, on the same out-of-fold features)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from specsift.verify.star_letter import from_sklearn
+    pred = np.full(len(truth), "-", "U1")
+    for f in np.unique(fold):
+        trn, te = used & (fold != f), used & (fold == f)
+        m = HistGradientBoostingClassifier(**TREE_PARAMS).fit(X[trn], truth[trn])
+        pred[te] = m.predict(X[te])
+    acc = float((pred[used] == truth[used]).mean())
+    m = HistGradientBoostingClassifier(**TREE_PARAMS).fit(X[used], truth[used])
+    trees = from_sklearn(m, names_all, {"cv_letter": acc, "nstars": int(used.sum()),
+                                        "params": str(TREE_PARAMS)})
+    if not (trees.predict(X[used]) == m.predict(X[used])).all():
+        raise RuntimeError("letter trees: the plain-array walk disagrees with scikit-learn")
+    trees.save(out)
+    print(f"letter trees: CV inside the training split {acc:.4f} ({int(used.sum())} stars); "
+          f"{out}: {out.stat().st_size / 1e3:.0f} kB")
+    return acc
 
 
 def cv_runs(ship, quick: bool = False):
@@ -198,6 +267,9 @@ def main() -> None:
                     help="with --cv: folds by star (DESIG) or by the held-out split's unit "
                          "(observing plan)")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--letter-model", action="store_true",
+                    help="also train the letter trees (features from plan-wise folds)")
+    ap.add_argument("--letter-out", type=Path, default=LETTER_OUT)
     args = ap.parse_args()
     rows = train_rows()
     flux, ivar, versions = read_rows(rows, with_versions=True)
@@ -226,6 +298,9 @@ def main() -> None:
     save(args.out, rows, names, temps, counts)
     print(f"{args.out}: {len(names)} templates ({', '.join(names)}), "
           f"{args.out.stat().st_size / 1e3:.0f} kB")
+    if args.letter_model:
+        train_letter_model(*letter_training(rows, flux, ivar, versions, names), names,
+                           args.letter_out)
 
 
 if __name__ == "__main__":

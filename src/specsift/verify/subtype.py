@@ -41,10 +41,11 @@ import numpy as np
 from ..spectra import survey_of
 from .cache import IdentityCache
 from .fit import Prepared, legendre, polynomial_products, prepare, single_template_chi2
+from .star_letter import letter_features, letter_trees_for
 from .templates import bases_for
 
 __all__ = ["STAR_NPOLY", "LIBRARY_NPOLY", "LIBRARY_RANGE", "LIBRARY_VOTE", "star_subtypes",
-           "star_subtypes_at", "letter_vote"]
+           "star_subtypes_at", "letter_vote", "letter_inputs"]
 
 #: polynomial terms with one named spEigenStar template (the SDSS pipeline's)
 STAR_NPOLY = 4
@@ -72,7 +73,8 @@ def star_subtypes(batch, basis, spec, shift, prep: Prepared, library: bool = Tru
                   library_npoly: int = LIBRARY_NPOLY,
                   library_range: tuple = LIBRARY_RANGE,
                   library_vote: tuple | None = LIBRARY_VOTE,
-                  best_only_versions: dict = BEST_ONLY_VERSIONS, at=None) -> np.ndarray:
+                  best_only_versions: dict = BEST_ONLY_VERSIONS, at=None,
+                  letter_trees: bool = True) -> np.ndarray:
     """SUBTYPE names (R,) of the spectra ``spec`` of ``batch`` at fractional pixel shifts
     ``shift`` (``basis``: the STAR basis with its named templates).  ``prep``: the stage's
     products of the whole batch (:func:`.fit.prepare`), whose cleaned and scaled weights are
@@ -81,9 +83,12 @@ def star_subtypes(batch, basis, spec, shift, prep: Prepared, library: bool = Tru
     with ``library_npoly`` terms on rest ``library_range`` (Å), their letter by
     :func:`letter_vote` with ``library_vote`` = (k, τ), except where the batch's VERSPIPE
     starts with one of ``best_only_versions[survey]`` (``library=False``: every row from
-    spEigenStar, the SDSS pipeline's way: the single best template).  ``at``: the row of
-    ``prep`` of each of ``spec`` where ``prep`` holds only those rows (default: ``spec``, a
-    ``prep`` of the whole batch)."""
+    spEigenStar, the SDSS pipeline's way: the single best template).  Where the survey has a
+    letter model (:mod:`.star_letter`, LAMOST) and ``letter_trees``, it picks every library
+    row's letter instead of the vote and the version rule (SUBTYPE: the best template of that
+    letter); the library's CV (build_lamost_templates.py) turns it off, as the model was
+    trained on those stars.  ``at``: the row of ``prep`` of each of ``spec`` where ``prep``
+    holds only those rows (default: ``spec``, a ``prep`` of the whole batch)."""
     spec = np.asarray(spec, np.int64)
     at = spec if at is None else np.asarray(at, np.int64)
     shift = np.rint(np.asarray(shift, np.float64))
@@ -98,9 +103,10 @@ def star_subtypes(batch, basis, spec, shift, prep: Prepared, library: bool = Tru
         sel = np.flatnonzero(survey == s)
         if len(sel) and len(names):
             voted = ~_versions(batch.meta, spec[sel], best_only_versions.get(s, ()))
+            trees = _trees(s, names) if letter_trees and library_vote is not None else None
             out[sel] = _best(prep, basis, temps, tuple(names), at[sel], shift[sel],
                              _inside(basis, temps, batch.flux.shape[1], 0) & fit_range,
-                             library_npoly, library_vote, voted)
+                             library_npoly, library_vote, voted, trees, wave)
             sdss[sel] = False
     sel = np.flatnonzero(sdss)
     if len(sel):
@@ -156,25 +162,71 @@ def _versions(meta, rows, prefixes) -> np.ndarray:
     return np.array([str(col[i]).strip().lower().startswith(pre) for i in rows], bool)
 
 
-def _best(prep, basis, temps, names, spec, shift, inside, npoly: int,
-          vote: tuple | None = None, voted=None) -> np.ndarray:
-    """Name of the template of ``temps`` that fits each row best, alone with ``npoly`` terms
-    (``vote`` = (k, τ): the best of the letter :func:`letter_vote` picks, on the rows
-    ``voted`` (default all))."""
+def _trees(survey: str, names):
+    """The survey's letter model where it was trained on this library (same templates)."""
+    trees = letter_trees_for(survey)
+    return trees if trees is not None and trees.names == tuple(map(str, names)) else None
+
+
+def letter_inputs(batch, basis, spec, shift, prep: Prepared, survey: str = "LAMOST",
+                  library_npoly: int = LIBRARY_NPOLY, library_range: tuple = LIBRARY_RANGE):
+    """(features (R, F) of :func:`.star_letter.letter_features`, template names) of rows
+    ``spec`` of ``batch`` at pixel shifts ``shift`` against ``basis``'s library of ``survey``
+    — exactly what :func:`star_subtypes` gives the letter model (the builder trains on it)."""
+    spec = np.asarray(spec, np.int64)
+    shift = np.rint(np.asarray(shift, np.float64))
+    temps, names = basis.survey_named[survey]
+    wave = 10.0 ** np.asarray(batch.loglam, np.float64)
+    inside = (_inside(basis, temps, batch.flux.shape[1], 0)
+              & (wave > library_range[0]) & (wave < library_range[1]))
+    chi2, ngood = _library_chi2(prep, basis, temps, spec, shift, inside, library_npoly)
+    best_only = _versions(batch.meta, spec, BEST_ONLY_VERSIONS.get(survey, ()))
+    return _features(prep, spec, shift, chi2, names, ngood, best_only, wave), tuple(names)
+
+
+def _library_chi2(prep, basis, temps, spec, shift, inside, npoly: int):
+    """χ² (R, J) of each template alone with ``npoly`` terms on pixels ``inside``, and each
+    row's fitted pixels (R,)."""
     uniq, inv = np.unique(spec, return_inverse=True)
     pk = _restricted(prep, uniq, inside, npoly)
-    chi2 = single_template_chi2(pk, basis, temps, inv, shift)
+    return single_template_chi2(pk, basis, temps, inv, shift), np.asarray(pk.ngood)[inv]
+
+
+def _features(prep, spec, shift, chi2, names, ngood, best_only, wave):
+    """The letter model's features of rows ``spec`` of ``prep`` (its cleaned weights and
+    scaled flux: the indices and colours are ratios, blind to the scale)."""
+    w = prep.w[spec]
+    good = w > 0
+    f = np.divide(prep.x3[spec, prep.npoly - 1], w, out=np.zeros(w.shape, np.float32),
+                  where=good)
+    return letter_features(wave, f, good, shift.astype(np.int64), chi2, names, ngood,
+                           best_only)
+
+
+def _best(prep, basis, temps, names, spec, shift, inside, npoly: int,
+          vote: tuple | None = None, voted=None, trees=None, wave=None) -> np.ndarray:
+    """Name of the template of ``temps`` that fits each row best, alone with ``npoly`` terms
+    (``vote`` = (k, τ): the best of the letter :func:`letter_vote` picks, on the rows
+    ``voted`` (default all); ``trees``: the best of the letter the letter model picks, on
+    every row, ``wave`` the grid's wavelengths)."""
+    chi2, ngood = _library_chi2(prep, basis, temps, spec, shift, inside, npoly)
     best = np.argmin(chi2, axis=1)
-    if vote is not None:
+    if trees is not None and len(spec):
+        v = np.ones(len(spec), bool) if voted is None else np.asarray(voted, bool)
+        letters = trees.predict(_features(prep, spec, shift, chi2, names, ngood, ~v, wave))
+        first = np.array([str(n)[:1] for n in names])
+        mine = np.where(first[None, :] == letters[:, None], chi2, np.inf)
+        best = np.where(np.isinf(mine).all(axis=1), best, np.argmin(mine, axis=1))
+    elif vote is not None:
         v = np.ones(len(spec), bool) if voted is None else np.asarray(voted, bool)
         if v.all():
-            best = letter_vote(chi2, names, pk.ngood[inv], *vote)
+            best = letter_vote(chi2, names, ngood, *vote)
         elif v.any():
-            best[v] = letter_vote(chi2[v], names, pk.ngood[inv][v], *vote)
+            best[v] = letter_vote(chi2[v], names, ngood[v], *vote)
     out = np.asarray(names, "U20")[best]
     # no pixel in the fit range (or no finite χ²): every template ties, and a name would be
     # arbitrary — no SUBTYPE instead
-    out[(np.asarray(pk.ngood)[inv] == 0) | ~np.isfinite(chi2).any(axis=1)] = ""
+    out[(ngood == 0) | ~np.isfinite(chi2).any(axis=1)] = ""
     return out
 
 
