@@ -74,38 +74,55 @@ def letter_features(wave, f, good, shift, chi2, names, ngood, best_only) -> np.n
     first = np.array([str(n)[:1] for n in names])
     vw = np.stack([w[:, first == a].max(axis=1) if (first == a).any() else np.zeros(len(d))
                    for a in LETTERS], axis=1)
-    band = _band_means(np.asarray(wave, np.float64), f, good, np.asarray(shift, np.int64))
-    li = []
-    for blue, mid, red in LINE_INDICES:
-        cont = (band(*blue) + band(*red)) / 2
-        with np.errstate(invalid="ignore", divide="ignore"):
-            li.append(1.0 - band(*mid) / np.where(cont > 0, cont, np.nan))
-    ref = np.maximum(band(*COLOUR_REF), 1e-6)
+    means = _band_means(np.asarray(wave, np.float64), f, good, np.asarray(shift, np.int64))
+    nl = len(LINE_INDICES)
+    blue, mid, red = means[:, 0:3 * nl:3], means[:, 1:3 * nl:3], means[:, 2:3 * nl:3]
+    cont = (blue + red) / 2
+    ref = np.maximum(means[:, -1:], 1e-6)
     with np.errstate(invalid="ignore", divide="ignore"):
-        co = [np.log(np.maximum(band(a, a + 500), 1e-6) / ref) for a in COLOURS]
-    extra = np.nan_to_num(np.stack(li + co, axis=1), nan=0.0, posinf=0.0, neginf=0.0)
+        li = 1.0 - mid / np.where(cont > 0, cont, np.nan)
+        co = np.log(np.maximum(means[:, 3 * nl:-1], 1e-6) / ref)
+    extra = np.nan_to_num(np.hstack([li, co]), nan=0.0, posinf=0.0, neginf=0.0)
     return np.hstack([np.minimum(d, DCHI2_CLIP), vw, extra,
                       np.asarray(best_only, float)[:, None]])
 
 
-def _band_means(wave, f, good, shift):
-    """band(a, b) → (R,) mean of ``f`` over the good pixels of rest a < λ < b (0 where none),
-    from per-row cumulative sums read at the band's observed pixel edges."""
+def _band_means(wave, f, good, shift) -> np.ndarray:
+    """(R, B) mean of ``f`` over the good pixels of each band of :func:`_bands` (0 where
+    none), from per-row cumulative sums read at the bands' observed pixel edges (rest edge
+    + shift)."""
     g = np.asarray(good, bool)
-    fs = np.zeros((len(f), f.shape[1] + 1))
+    npix = f.shape[1]
+    fs = np.zeros((len(f), npix + 1))
     np.cumsum(np.where(g, f, 0.0), axis=1, out=fs[:, 1:])
     gs = np.zeros_like(fs)
     np.cumsum(g, axis=1, out=gs[:, 1:])
-    r = np.arange(len(f))
-    npix = f.shape[1]
+    lo, hi = _bands(wave)
+    lo = np.clip(lo[None] + shift[:, None], 0, npix)
+    hi = np.clip(hi[None] + shift[:, None], 0, npix)
+    n = np.take_along_axis(gs, hi, 1) - np.take_along_axis(gs, lo, 1)
+    return (np.take_along_axis(fs, hi, 1) - np.take_along_axis(fs, lo, 1)) / np.maximum(n, 1)
 
-    def band(a, b):
-        idx = np.flatnonzero((wave > a) & (wave < b))
-        lo = np.clip(idx[0] + shift, 0, npix)
-        hi = np.clip(idx[-1] + 1 + shift, 0, npix)
-        n = gs[r, hi] - gs[r, lo]
-        return (fs[r, hi] - fs[r, lo]) / np.maximum(n, 1)
-    return band
+
+def _bands(wave):
+    """(lo, hi) rest pixel edges (B,) of the bands on the grid ``wave``, in the order the
+    features read them: per line index its blue side, band and red side; the colour windows;
+    the colour reference.  Cached per grid (its ends and size): the pixel search over the grid
+    for 43 bands was most of the features' time for a batch of one."""
+    key = (float(wave[0]), float(wave[-1]), len(wave))
+    if key not in _BANDS:
+        bands = [b for trio in LINE_INDICES for b in trio]
+        bands += [(a, a + 500) for a in COLOURS] + [COLOUR_REF]
+        lo, hi = [], []
+        for a, b in bands:
+            idx = np.flatnonzero((wave > a) & (wave < b))
+            lo.append(idx[0])
+            hi.append(idx[-1] + 1)
+        _BANDS[key] = (np.array(lo, np.int64), np.array(hi, np.int64))
+    return _BANDS[key]
+
+
+_BANDS: dict = {}
 
 
 class LetterTrees:
@@ -120,23 +137,27 @@ class LetterTrees:
         self.classes = np.asarray(self.a["classes"]).astype(str)
         self.names = tuple(np.asarray(self.a["names"]).astype(str))
         self.depth = int(self.a["max_depth"])
+        self.a["leaf"] = self.a["leaf"].astype(bool)
+        #: (T, C) 1 where tree t adds to class c
+        self._onehot = np.eye(len(self.classes))[self.a["klass"]]
 
     def predict_raw(self, X) -> np.ndarray:
-        """(R, C) raw scores: the baseline plus each tree's leaf value, every tree walked at
-        once (one step per level: ≈ 15 array steps whatever the number of trees)."""
+        """(R, C) raw scores: the baseline plus each tree's leaf value.  Every (row, tree)
+        pair walks at once, and each step moves only the pairs not yet at a leaf (most
+        reach one in 3–6 of the ≤ 13 levels), so the cost follows the paths' mean length."""
         a = self.a
         X = np.asarray(X, np.float64)
-        node = np.broadcast_to(a["roots"], (len(X), len(a["roots"]))).copy()
-        rows = np.arange(len(X))[:, None]
-        for _ in range(self.depth + 1):
-            leaf = a["leaf"][node]
-            if leaf.all():
-                break
-            go_left = X[rows, a["feature"][node]] <= a["threshold"][node]
-            node = np.where(leaf, node, np.where(go_left, a["left"][node], a["right"][node]))
-        raw = np.zeros((len(X), len(self.classes))) + a["baseline"][None]
-        np.add.at(raw.T, a["klass"], a["value"][node].T)
-        return raw
+        n, t = len(X), len(a["roots"])
+        node = np.tile(a["roots"], n)                      # pair i = (row i // t, tree i % t)
+        base = np.repeat(np.arange(n) * X.shape[1], t)     # row offsets into X.ravel()
+        flat = X.ravel()
+        live = np.flatnonzero(~a["leaf"][node])
+        while live.size:
+            nd = node[live]
+            left = flat[base[live] + a["feature"][nd]] <= a["threshold"][nd]
+            node[live] = np.where(left, a["left"][nd], a["right"][nd])
+            live = live[~a["leaf"][node[live]]]
+        return a["baseline"][None] + a["value"][node].reshape(n, t) @ self._onehot
 
     def predict(self, X) -> np.ndarray:
         return self.classes[np.argmax(self.predict_raw(X), axis=1)]
