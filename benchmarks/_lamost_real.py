@@ -101,14 +101,16 @@ def _hashed(s: str, frac: float) -> bool:
     return int(hashlib.sha1(s.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < frac
 
 
-def heldout_mask(labels: Table, frac: float = 0.3) -> np.ndarray:
-    """True for validation rows. The unit held out is the observing plan (PLANID, chosen by
-    a hash of its name) where a plan holds < 10 % of its folder's files, else the star
-    (DESIG: DR1's 179 files are one plan); then every visit of a held-out star is held out
-    too, so that repeat visits never straddle train and validation."""
+def split_keys(labels: Table) -> np.ndarray:
+    """The unit :func:`heldout_mask` holds out, per row: the observing plan (PLANID) where a
+    plan holds < 10 % of its folder's files, else the star ("star:" + DESIG: DR1's 179 files
+    are one plan).  Also the grouping of the library builder's plan-wise cross-validation
+    (``benchmarks/build_lamost_templates.py --cv --folds plan``), which mimics this split."""
     plan = np.asarray(labels["PLANID"]).astype(str)
     desig = np.asarray(labels["DESIG"]).astype(str)
     folder = np.asarray(labels["folder"]).astype(str)
+    # the keys keep plan's string width, so a "star:" key is cut to it — as the split has
+    # always been made: widening it would move stars between train and held-out
     key = plan.copy()
     for f in np.unique(folder):
         sel = folder == f
@@ -117,5 +119,13 @@ def heldout_mask(labels: Table, frac: float = 0.3) -> np.ndarray:
         for i in np.nonzero(sel)[0]:
             if plan[i] in big:
                 key[i] = "star:" + desig[i]
-    held = np.array([_hashed(k, frac) for k in key])
+    return key
+
+
+def heldout_mask(labels: Table, frac: float = 0.3) -> np.ndarray:
+    """True for validation rows. The unit held out is :func:`split_keys`' (the observing plan,
+    chosen by a hash of its name, or the star); then every visit of a held-out star is held
+    out too, so that repeat visits never straddle train and validation."""
+    desig = np.asarray(labels["DESIG"]).astype(str)
+    held = np.array([_hashed(k, frac) for k in split_keys(labels)])
     return held | np.isin(desig, list(set(desig[held])))

@@ -37,6 +37,7 @@ def labels(root: Path):
     for c in ("PLANID", "DESIG", "CLASS", "SUBCLASS", "file", "folder"):
         lab[c] = np.asarray(lab[c]).astype(str)
     lab["HELDOUT"] = LR.heldout_mask(lab)
+    lab["SPLIT_KEY"] = LR.split_keys(lab)
     return {r["PATH"]: r for r in lab}
 
 

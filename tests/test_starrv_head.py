@@ -85,9 +85,30 @@ def test_no_verify_star_z_comes_from_the_head(name):
     floor = visit_floor(bundled_head(), b.meta, 1)[0]
     assert 1 < floor * C_KMS < 10
     assert cat["ZERR"][0] == pytest.approx(np.hypot(zerr[0], floor * (1 + z[0])), rel=1e-5)
+    # SUBTYPE: the verification stage's naming (LAMOST library + letter vote) at the head's
+    # z — the letter LAMOST gives this G star, whatever the network's own class says
+    from specsift.verify.subtype import star_subtypes_at
+    assert cat["SUBTYPE"][0] == star_subtypes_at(b, [0], z[:1])[0]
+    assert str(cat["SUBTYPE"][0])[:1] == "G"
     # the verification stage proposes from the network alone (verified answers unchanged)
     table, _ = model.propose(b)
     assert abs(table["Z"][0] - z[0]) > 1e-9
+    verified = predict_batch(model, b, StageOptions(verify=True, lines=False))
+    assert str(verified["SUBTYPE"][0])[:1] == "G"
+
+
+@needs_shared
+def test_star_rows_the_head_cannot_measure_keep_the_network_subtype():
+    """name_star_rows names only the rows it is given (those with the head's z)."""
+    from astropy.table import Table
+
+    from specsift.models.star_head import name_star_rows
+    b = _read(STAR)
+    cat = Table({"Z": [0.0], "SUBTYPE": ["K1"]})
+    name_star_rows(b, cat, np.zeros(0, np.int64))
+    assert cat["SUBTYPE"][0] == "K1"
+    name_star_rows(b, cat, np.array([0]))
+    assert str(cat["SUBTYPE"][0])[:1] == "G"
 
 
 def test_nonfinite_input_is_flagged_not_a_crash():

@@ -232,9 +232,13 @@ def test_lamost_v26_star_is_named_by_the_best_template_v29_by_the_vote():
     """A real LAMOST DR1 star (VERSPIPE v2.6.4, LAMOST F9, S/N_g 71): the reader carries
     VERSPIPE, and a v2.6 star keeps the single best library template (F9, LAMOST's answer);
     the same spectrum labelled v2.9.8 gets the vote's letter (its near-best templates are G),
-    which is what the vote does for the pipeline versions it was chosen on."""
+    which is what the vote does for the pipeline versions it was chosen on (the letter model
+    off: it replaces both rules where it ships, and keeps this star's F)."""
+    from functools import partial
+
     from specsift.io import read
-    from specsift.verify.subtype import star_subtypes as named
+    from specsift.verify.subtype import star_subtypes
+    named = partial(star_subtypes, letter_trees=False)
     batch = read(DR1_F9)
     assert str(batch.meta["VERSPIPE"][0]).startswith("v2.6")
     b = bases_for(batch.loglam)["STAR"]
@@ -242,6 +246,7 @@ def test_lamost_v26_star_is_named_by_the_best_template_v29_by_the_vote():
     prep = prepare(batch.flux, batch.ivar, batch.mask)
     assert named(batch, b, [0], shift, prep)[0] == "F9"
     assert named(batch, b, [0], shift, prep, library_vote=None)[0] == "F9"
+    assert star_subtypes(batch, b, [0], shift, prep)[0][0] == "F"       # the letter model
     batch.meta["VERSPIPE"] = ["v2.9.8"]
     assert named(batch, b, [0], shift, prep)[0][0] == "G"
     assert named(batch, b, [0], shift, prep, best_only_versions={})[0][0] == "G"
@@ -261,3 +266,21 @@ def test_star_without_pixels_in_the_fit_range_gets_no_subtype():
     assert got[0] != "" and got[1] == ""
     with pytest.raises(ValueError, match="k must be"):
         letter_vote(np.ones((1, 3)), ("F5", "G0", "K1"), [10], k=0, tau=100.0)
+
+
+def test_star_subtypes_at_names_any_rows_of_a_batch_as_each_alone():
+    """star_subtypes_at (the unverified models' naming) prepares only the rows it is given: on
+    rows [2, 0] of a mixed LAMOST/SDSS batch it gives each row's name from its own survey's
+    source, the same as for that spectrum in a batch of its own."""
+    from specsift.verify.subtype import star_subtypes_at
+    fk, ik, _ = _library_star("K5", 1.0, seed=3)
+    fa, ia, _ = _library_star("A5", 1.0, seed=4)
+    batch = SpectraBatch(DEFAULT_GRID.loglam, np.stack([fk, fa, fa]), np.stack([ik, ia, ia]))
+    batch.meta["SURVEY"] = ["LAMOST", "SDSS", "SDSS"]
+    z = 10.0 ** (DEFAULT_GRID.step * np.array([1.0, 1.0])) - 1.0
+    got = star_subtypes_at(batch, [2, 0], z)
+    alone = [star_subtypes_at(batch[[i]], [0], z[:1])[0] for i in (2, 0)]
+    assert list(got) == alone
+    assert got[1][0] == "K" and got[0][0] == "A"
+    assert got[0] in {s.split()[0] for s in bases_for(DEFAULT_GRID.loglam)["STAR"].star_names}
+    assert len(star_subtypes_at(batch, [], [])) == 0

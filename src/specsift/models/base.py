@@ -88,7 +88,8 @@ class Capabilities:
     #: beyond the catalog's own (SPECTYPE, Z): documentation, every model proposes
     candidates: str = "the catalog's own (SPECTYPE, Z)"
     #: ``predict`` gives the rows it calls STAR the fine velocity of the star head
-    #: (:mod:`specsift.models.star_head`) as Z and ZERR — where the bundled head is installed
+    #: (:mod:`specsift.models.star_head`) as Z and ZERR, and the verification stage's SUBTYPE
+    #: naming at that Z (``star_head.name_star_rows``) — where the bundled head is installed
     #: and fits the model's grid (``star_head.head_for``), and row by row where the head can
     #: measure the star within the network's own reach; ``propose`` (verification) does not
     star_velocity: bool = False

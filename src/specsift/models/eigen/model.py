@@ -27,6 +27,7 @@ from ...classes import spectype_of
 from ...flags import ZWARN
 from ...spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr, survey_of
 from ...verify.candidates import Candidates
+from ...verify.subtype import star_subtypes_at
 from ..base import Capabilities, PredictOptions, SpectralModel, register_model
 from .anomalies import (
     anomaly_features,
@@ -38,7 +39,6 @@ from .calibrate import CalibrationMixin
 from .chi2scan import Chi2Scanner, ScanBasis, z_to_shift
 from .modelerror import effective_ivar, fit_var_boost
 from .robust import ROBUST_DEFAULT, robust_star_check
-from .stars import star_subtypes_at
 from .surveys import SurveyStarsMixin
 from .train import labels_of, load_training_rows, train_basis
 from .zsolve import solve_redshifts

@@ -21,7 +21,7 @@ split of ``lamost-real`` only, :mod:`specsift.verify.star_library`):
   minimum with the vectors moved by a cubic spline (precomputed phases), a parabola through
   those three, ZERR from its curvature;
 * **SUBTYPE** — the name of the best-fitting named template at that z, from the
-  verification stage's own function (:func:`specsift.verify.subtype.star_subtypes`:
+  verification stage's own function (:func:`specsift.verify.subtype.star_subtypes_at`:
   spEigenStar names for SDSS and other surveys, LAMOST's library for LAMOST), so that the
   letter eigen gives without verification is the one the verified catalogue gives.
 """
@@ -36,7 +36,7 @@ import torch
 from .chi2scan import Chi2Scanner, ScanBasis
 from .zsolve import parabola
 
-__all__ = ["StarVelocity", "survey_star_basis", "velocity_basis", "star_subtypes_at"]
+__all__ = ["StarVelocity", "survey_star_basis", "velocity_basis"]
 
 
 def _on_rest_grid(vectors, offset: int, rest_start_pix: int, npix_rest: int) -> np.ndarray:
@@ -170,18 +170,3 @@ class StarVelocity:
     def zerr(z, sig_px, step: float) -> np.ndarray:
         """Δχ² = 1 error of z from the curvature σ (pixels) on a log grid."""
         return math.log(10.0) * step * (1.0 + np.asarray(z)) * np.asarray(sig_px)
-
-def star_subtypes_at(batch, rows, z) -> np.ndarray:
-    """SUBTYPE of ``rows`` of ``batch`` at redshifts ``z``: the verification stage's
-    naming (best single named template; the survey's own library where it has one)."""
-    from ...verify.fit import prepare
-    from ...verify.stage import sky_mask
-    from ...verify.subtype import star_subtypes
-    from ...verify.templates import bases_for
-    rows = np.asarray(rows, np.int64)
-    if not len(rows):
-        return np.zeros(0, "U20")
-    sub = batch[rows]
-    basis = bases_for(sub.loglam)["STAR"]
-    prep = prepare(sub.flux, sub.ivar, sub.mask | sky_mask(sub.loglam))
-    return star_subtypes(sub, basis, np.arange(len(rows)), basis.shift_of(z), prep)

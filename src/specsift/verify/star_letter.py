@@ -1,0 +1,212 @@
+"""A survey's star letter (A/F/G/K/M) from its library fit and a few line indices: small trees.
+
+Why: LAMOST's letter is what its own template match says, and near the type borders that is
+not a temperature (its F9 stars have a median LASP Teff 5620 K and [Fe/H] −0.04, its G0 5820 K
+and −0.56, its G3 5620 K and −0.34: docs/verify.md, "Letter").  The vote of the library's
+near-best templates (:func:`.subtype.letter_vote`) reads the χ² alone; what separates
+LAMOST's F9 from its G, and its A9 from its F0, at a given χ² is partly in line strengths
+and in the continuum colour that the fit's additive polynomial takes out.  A gradient-boosted
+tree ensemble (scikit-learn's ``HistGradientBoostingClassifier``; 200 rounds, 15 leaves,
+learning rate 0.05, L2 1) on, per star:
+
+* Δχ²_j / (χ²_min / N) of every library template j (clipped at 50), the fit the vote reads;
+* the vote's per-letter weight max_j exp(−Δ_j / 400);
+* 12 line indices (Hδ, Hγ+G band, G band, Ca 4227, Hβ, Mg b, Fe 5270, Na D, Ca K, Fe 4531,
+  Hα, TiO 7100): 1 − ⟨band⟩ / mean(⟨blue side⟩, ⟨red side⟩), means over good pixels;
+* 6 colours ln(⟨f⟩ over 500 Å from 4000, 4500, 5500, 6000, 6500, 7500 Å / ⟨f⟩ 5000–5500 Å);
+* whether the spectrum's pipeline version is one whose labels the best template follows
+  (:data:`.subtype.BEST_ONLY_VERSIONS`: LAMOST v2.6),
+
+all in the star's rest frame at its integer pixel shift, from the stage's cleaned weights.
+Trained on the training split of ``lamost-real`` only (features of each star from the library
+built without its fold: ``benchmarks/build_lamost_templates.py --letter-model``); CV inside
+the training split (folds by observing plan) 0.899 → 0.917, held-out (scored once, at
+LAMOST's z) 0.882 → 0.909.  What ships (``data/templates/lamost_letter.npz``) is the trees
+as plain arrays (no pickle); :func:`predict_raw` walks them in numpy, all trees at once.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+
+__all__ = ["LetterTrees", "letter_features", "letter_trees_for", "SURVEY_LETTER_MODELS",
+           "LINE_INDICES", "COLOURS", "from_sklearn"]
+
+#: survey → its letter model in ``data/templates/`` (built by build_lamost_templates.py)
+SURVEY_LETTER_MODELS = {"LAMOST": "lamost_letter.npz"}
+#: (blue side, band, red side) rest Å of the line indices
+LINE_INDICES = (
+    ((4030, 4060), (4080, 4120), (4130, 4160)),     # Hδ
+    ((4283, 4319), (4319, 4363), (4367, 4419)),     # Hγ and the G band's red half
+    ((4268, 4283), (4281, 4316), (4318, 4336)),     # G band
+    ((4211, 4219), (4222, 4234), (4241, 4251)),     # Ca I 4227
+    ((4828, 4848), (4848, 4877), (4877, 4892)),     # Hβ
+    ((5142, 5161), (5161, 5194), (5192, 5206)),     # Mg b
+    ((5233, 5248), (5245, 5286), (5285, 5318)),     # Fe 5270
+    ((5860, 5875), (5876, 5909), (5922, 5948)),     # Na D
+    ((3900, 3920), (3920, 3945), (3990, 4010)),     # Ca II K
+    ((4450, 4474), (4500, 4530), (4560, 4579)),     # Fe 4531
+    ((6500, 6540), (6550, 6575), (6585, 6620)),     # Hα
+    ((7000, 7050), (7050, 7150), (7150, 7200)),     # TiO 7100
+)
+#: colour windows: 500 Å from each start, against 5000–5500 Å
+COLOURS = (4000, 4500, 5500, 6000, 6500, 7500)
+COLOUR_REF = (5000, 5500)
+#: Δχ² (in units of χ²_min per pixel) clip and the per-letter weight's scale
+DCHI2_CLIP = 50.0
+WEIGHT_SCALE = 400.0
+LETTERS = "AFGKM"
+
+
+def letter_features(wave, f, good, shift, chi2, names, ngood, best_only) -> np.ndarray:
+    """(R, J + 5 + 12 + 6 + 1) features (module docstring) of R spectra: ``f`` (R, P) flux
+    (any scale) and ``good`` (R, P) on a grid of rest wavelengths ``wave`` (P,), each seen at
+    integer pixel ``shift`` (R,) (rest pixel q is observed pixel q + shift); ``chi2`` (R, J)
+    of the library templates ``names`` with ``ngood`` (R,) fitted pixels; ``best_only`` (R,)
+    True for a pipeline version in BEST_ONLY_VERSIONS."""
+    chi2 = np.asarray(chi2, np.float64)
+    mn = chi2.min(axis=1, keepdims=True)
+    d = (chi2 - mn) / (np.maximum(mn, 1e-30) / np.maximum(np.asarray(ngood, float), 1)[:, None])
+    w = np.exp(-d / WEIGHT_SCALE)
+    first = np.array([str(n)[:1] for n in names])
+    vw = np.stack([w[:, first == a].max(axis=1) if (first == a).any() else np.zeros(len(d))
+                   for a in LETTERS], axis=1)
+    means = _band_means(np.asarray(wave, np.float64), f, good, np.asarray(shift, np.int64))
+    nl = len(LINE_INDICES)
+    blue, mid, red = means[:, 0:3 * nl:3], means[:, 1:3 * nl:3], means[:, 2:3 * nl:3]
+    cont = (blue + red) / 2
+    ref = np.maximum(means[:, -1:], 1e-6)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        li = 1.0 - mid / np.where(cont > 0, cont, np.nan)
+        co = np.log(np.maximum(means[:, 3 * nl:-1], 1e-6) / ref)
+    extra = np.nan_to_num(np.hstack([li, co]), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.hstack([np.minimum(d, DCHI2_CLIP), vw, extra,
+                      np.asarray(best_only, float)[:, None]])
+
+
+def _band_means(wave, f, good, shift) -> np.ndarray:
+    """(R, B) mean of ``f`` over the good pixels of each band of :func:`_bands` (0 where
+    none), from per-row cumulative sums read at the bands' observed pixel edges (rest edge
+    + shift)."""
+    g = np.asarray(good, bool)
+    npix = f.shape[1]
+    fs = np.zeros((len(f), npix + 1))
+    np.cumsum(np.where(g, f, 0.0), axis=1, out=fs[:, 1:])
+    gs = np.zeros_like(fs)
+    np.cumsum(g, axis=1, out=gs[:, 1:])
+    lo, hi = _bands(wave)
+    lo = np.clip(lo[None] + shift[:, None], 0, npix)
+    hi = np.clip(hi[None] + shift[:, None], 0, npix)
+    n = np.take_along_axis(gs, hi, 1) - np.take_along_axis(gs, lo, 1)
+    return (np.take_along_axis(fs, hi, 1) - np.take_along_axis(fs, lo, 1)) / np.maximum(n, 1)
+
+
+def _bands(wave):
+    """(lo, hi) rest pixel edges (B,) of the bands on the grid ``wave``, in the order the
+    features read them: per line index its blue side, band and red side; the colour windows;
+    the colour reference.  Cached per grid (its ends and size): the pixel search over the grid
+    for 43 bands was most of the features' time for a batch of one."""
+    key = (float(wave[0]), float(wave[-1]), len(wave))
+    if key not in _BANDS:
+        bands = [b for trio in LINE_INDICES for b in trio]
+        bands += [(a, a + 500) for a in COLOURS] + [COLOUR_REF]
+        lo, hi = [], []
+        for a, b in bands:
+            idx = np.flatnonzero((wave > a) & (wave < b))
+            lo.append(idx[0])
+            hi.append(idx[-1] + 1)
+        _BANDS[key] = (np.array(lo, np.int64), np.array(hi, np.int64))
+    return _BANDS[key]
+
+
+_BANDS: dict = {}
+
+
+class LetterTrees:
+    """A multi-class gradient-boosted tree ensemble as plain arrays: per node ``feature``,
+    ``threshold`` (go left where x ≤ it), ``left``/``right`` (global node indices), ``leaf``,
+    ``value``; ``roots`` (T,) with ``klass`` (T,) the class each tree adds to; ``baseline``
+    (C,); ``classes`` (C,) the letters; ``names`` the library template order of the Δχ²
+    features."""
+
+    def __init__(self, arrays: dict):
+        self.a = {k: np.asarray(v) for k, v in arrays.items()}
+        self.classes = np.asarray(self.a["classes"]).astype(str)
+        self.names = tuple(np.asarray(self.a["names"]).astype(str))
+        self.depth = int(self.a["max_depth"])
+        self.a["leaf"] = self.a["leaf"].astype(bool)
+        #: (T, C) 1 where tree t adds to class c
+        self._onehot = np.eye(len(self.classes))[self.a["klass"]]
+
+    def predict_raw(self, X) -> np.ndarray:
+        """(R, C) raw scores: the baseline plus each tree's leaf value.  Every (row, tree)
+        pair walks at once, and each step moves only the pairs not yet at a leaf (most
+        reach one in 3–6 of the ≤ 13 levels), so the cost follows the paths' mean length."""
+        a = self.a
+        X = np.asarray(X, np.float64)
+        n, t = len(X), len(a["roots"])
+        node = np.tile(a["roots"], n)                      # pair i = (row i // t, tree i % t)
+        base = np.repeat(np.arange(n) * X.shape[1], t)     # row offsets into X.ravel()
+        flat = X.ravel()
+        live = np.flatnonzero(~a["leaf"][node])
+        while live.size:
+            nd = node[live]
+            left = flat[base[live] + a["feature"][nd]] <= a["threshold"][nd]
+            node[live] = np.where(left, a["left"][nd], a["right"][nd])
+            live = live[~a["leaf"][node[live]]]
+        return a["baseline"][None] + a["value"][node].reshape(n, t) @ self._onehot
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes[np.argmax(self.predict_raw(X), axis=1)]
+
+    def save(self, path) -> None:
+        np.savez_compressed(path, **self.a)
+
+
+def from_sklearn(model, names, meta: dict | None = None) -> LetterTrees:
+    """:class:`LetterTrees` of a fitted ``HistGradientBoostingClassifier`` (numerical
+    features, no missing values: the features are made finite), its nodes' own thresholds."""
+    feat, thr, left, right, leaf, value, roots, klass = [], [], [], [], [], [], [], []
+    off, depth = 0, 0
+    for it in model._predictors:
+        for c, tree in enumerate(it):
+            nd = tree.nodes
+            roots.append(off)
+            klass.append(c)
+            feat.append(nd["feature_idx"])
+            thr.append(nd["num_threshold"])
+            left.append(nd["left"].astype(np.int64) + off)
+            right.append(nd["right"].astype(np.int64) + off)
+            leaf.append(nd["is_leaf"].astype(bool))
+            value.append(nd["value"])
+            depth = max(depth, int(nd["depth"].max()))
+            off += len(nd)
+    base = np.asarray(model._baseline_prediction, np.float64).reshape(-1)
+    arrays = dict(feature=np.concatenate(feat).astype(np.int64),
+                  threshold=np.concatenate(thr).astype(np.float64),
+                  left=np.concatenate(left), right=np.concatenate(right),
+                  leaf=np.concatenate(leaf), value=np.concatenate(value).astype(np.float64),
+                  roots=np.array(roots, np.int64), klass=np.array(klass, np.int64),
+                  baseline=np.broadcast_to(base, (len(model.classes_),)).copy(),
+                  classes=np.asarray(model.classes_).astype("U1"),
+                  names=np.asarray(names).astype("U8"), max_depth=depth)
+    for k, v in (meta or {}).items():
+        arrays[f"meta_{k}"] = np.asarray(v)
+    return LetterTrees(arrays)
+
+
+@lru_cache(maxsize=4)
+def letter_trees_for(survey: str) -> LetterTrees | None:
+    """The shipped letter model of ``survey`` (:data:`SURVEY_LETTER_MODELS`), or None where
+    it has none or this install lacks the file."""
+    name = SURVEY_LETTER_MODELS.get(str(survey).strip().upper())
+    if name is None:
+        return None
+    path = resources.files("specsift") / "data" / "templates" / name
+    if not path.is_file():
+        return None
+    with resources.as_file(path) as p, np.load(p, allow_pickle=False) as f:
+        return LetterTrees({k: f[k] for k in f.files})
