@@ -18,7 +18,8 @@ the χ² difference g_p = χ²_star,p − χ²_best,p (positive where the extrag
 
 If the STAR fit is then better by more than ``tau`` (class penalties included) than every
 class that beats it by plain χ² (each at its own minimum), the star is chosen and the
-extragalactic solution becomes the second one (DELTACHI2 = that robust margin).  The star is
+extragalactic solution becomes the second one (DELTACHI2: the second-lowest decision χ²
+minus the lowest, over every class: see :func:`robust_star_check`).  The star is
 then scanned again, and its velocity measured, without the pixels its fit misses by more
 than √(cap·χ²/pixel) σ: the artefact may have pulled the star's own minimum too (a red-end
 dip drags the LAMOST star basis to −1200 km/s).
@@ -100,7 +101,18 @@ def robust_star_check(scanner, sol, flux, ivar, penalty, step: float, settings=N
     ivar_star[rows] = np.where(miss, 0.0, ivar[rows])
     _switch(scanner, sol, rows, sc, margin, flux[rows], ivar[rows], ivar_star[rows],
             np.asarray(penalty, float), step)
+    # DELTACHI2 over every class, as PROB_* and LOW_CLASS_CONFIDENCE see them: a class the
+    # check never compared (worse than the star by plain χ²) can be nearer than the margin
+    sol.deltachi2[rows] = decision_gap(decision[rows])
+    sol.degeneracy[rows] = sol.deltachi2[rows] / np.maximum(sol.chi2[rows], 1e-30)
     return rows, margin, decision, ivar_star
+
+
+def decision_gap(chi2: np.ndarray) -> np.ndarray:
+    """(N,) second-lowest minus lowest finite χ² of each row (0 where fewer than two)."""
+    c = np.sort(np.where(np.isfinite(chi2), chi2, np.inf), axis=1)
+    return np.where(np.isfinite(c[:, 1]), c[:, 1] - c[:, 0], 0.0) if c.shape[1] > 1 \
+        else np.zeros(len(c))
 
 
 def _candidates(sol, labels, s, survey):
@@ -169,8 +181,6 @@ def _switch(scanner, sol, rows, sc, margin, flux, ivar, ivar_star, pen, step):
     sol.z[rows] = 10.0 ** (jstar * step) - 1.0
     sol.chi2[rows] = chi + pen[sc]
     sol.model[rows] = model
-    sol.deltachi2[rows] = margin
-    sol.degeneracy[rows] = margin / np.maximum(sol.chi2[rows], 1e-30)
     zw = sol.zwarn[rows] & ~np.int64(int(ZWARN.SMALL_DELTA_CHI2) | int(ZWARN.Z_FITLIMIT))
     zw[(idx == 0) | (idx == nsh - 1)] |= int(ZWARN.Z_FITLIMIT)
     sol.zwarn[rows] = zw
