@@ -105,6 +105,7 @@ def robust_star_check(scanner, sol, flux, ivar, penalty, step: float, settings=N
     # check never compared (worse than the star by plain χ²) can be nearer than the margin
     sol.deltachi2[rows] = decision_gap(decision[rows])
     sol.degeneracy[rows] = sol.deltachi2[rows] / np.maximum(sol.chi2[rows], 1e-30)
+    sol.chi2_second[rows] = sol.chi2[rows] + sol.deltachi2[rows]
     return rows, margin, decision, ivar_star
 
 
@@ -176,10 +177,10 @@ def _switch(scanner, sol, rows, sc, margin, flux, ivar, ivar_star, pen, step):
     w = np.clip(ivar, 0, None)
     chi = np.where(w > 0, w * (np.nan_to_num(flux) - model) ** 2, 0.0).sum(1)
     sol.second_class[rows], sol.z_second[rows] = sol.best_class[rows], sol.z[rows]
-    sol.chi2_second[rows] = sol.chi2[rows]
     sol.best_class[rows], sol.shift[rows] = sc, jstar
     sol.z[rows] = 10.0 ** (jstar * step) - 1.0
     sol.chi2[rows] = chi + pen[sc]
+    sol.chi2_class[rows, sc] = sol.chi2[rows]     # the reported star fit, not its first minimum
     sol.model[rows] = model
     zw = sol.zwarn[rows] & ~np.int64(int(ZWARN.SMALL_DELTA_CHI2) | int(ZWARN.Z_FITLIMIT))
     zw[(idx == 0) | (idx == nsh - 1)] |= int(ZWARN.Z_FITLIMIT)
