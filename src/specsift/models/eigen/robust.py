@@ -38,6 +38,7 @@ import numpy as np
 from ...classes import spectype_of
 from ...flags import ZWARN
 from .chi2scan import z_to_shift
+from .zsolve import MIN_DELTACHI2
 
 __all__ = ["ROBUST_DEFAULT", "robust_star_gap", "robust_star_check"]
 
@@ -67,46 +68,63 @@ def robust_star_check(scanner, sol, flux, ivar, penalty, step: float, settings=N
 
     ``sol``: the :class:`~.zsolve.ZSolution` (its χ² include ``penalty`` (C,)), ``step``
     the log10-λ pixel, ``survey`` (N,) each row's SURVEY: only rows of
-    ``settings["surveys"]`` are checked (empty or None: every row).  Returns (rows
+    ``settings["surveys"]`` are checked (empty or None: every row).  The margin is measured
+    twice: on the star at its first minimum (which rows to rescan), then on the rescanned star
+    that is reported (a row switches only if it still clears ``tau``).  Returns (rows
     switched, their robust margin, the decision χ² (N, C), the ivar for the star velocity):
     the decision χ² is the class χ² with each class a switched row's star beat raised to the
-    STAR χ² plus its margin, which the class probabilities use (so that SPECTYPE follows the
-    decision); the ivar has the pixels the star fit misses zeroed on the switched rows."""
+    reported STAR χ² plus its margin, which the class probabilities and DELTACHI2 use (so that
+    SPECTYPE follows the decision); the ivar has the pixels the star fit misses zeroed on the
+    switched rows."""
     s = {**ROBUST_DEFAULT, **(settings or {})}
     labels = np.array([spectype_of(b.label) for b in scanner.bases])
-    decision = sol.chi2_class.copy()
-    none = (np.zeros(0, int), np.zeros(0), decision, ivar)
+    pen = np.asarray(penalty, float)
+    none = (np.zeros(0, int), np.zeros(0), sol.chi2_class.copy(), ivar)
     cand, sc = _candidates(sol, labels, s, survey)
     if not len(cand):
         return none
     jstar = np.rint(z_to_shift(sol.z_class[cand, sc], step)).astype(int)
     model_s, chi_s = _fit(scanner, flux[cand], ivar[cand], sc, jstar)
-    margins = _margins(scanner, sol, flux[cand], ivar[cand], cand, sc, model_s, labels,
-                       np.asarray(penalty, float), step, s)
-    margin = margins.min(1)
-    flip = np.isfinite(margin) & (margin > s["tau"])
-    rows = cand[flip]
+    margins = _margins(scanner, sol, flux[cand], ivar[cand], cand, sc, model_s,
+                       sol.chi2_class[cand, sc], labels, pen, step, s)
+    flip = _clears(margins, s["tau"])
+    rows, sc = cand[flip], sc[flip]
     if not len(rows):
         return none
-    sc, margin, beaten = sc[flip], margin[flip], margins[flip]
-    for c in np.flatnonzero(labels != "STAR"):
-        r = np.flatnonzero(np.isfinite(beaten[:, c]))
-        decision[rows[r], c] = sol.chi2_class[rows[r], sc[r]] + beaten[r, c]
     # clipped in units of the star fit's own χ²/pixel: a real star misses every template by
     # more than its noise, and its strongest lines must stay in the velocity fit
     w = np.clip(ivar[rows], 0, None)
     rchi = np.maximum(chi_s[flip] / np.maximum((w > 0).sum(1), 1), 1.0)
     miss = np.abs(flux[rows] - model_s[flip]) * np.sqrt(w) > np.sqrt(s["cap"] * rchi)[:, None]
-    ivar_star = np.array(ivar, copy=True)
-    ivar_star[rows] = np.where(miss, 0.0, ivar[rows])
-    _switch(scanner, sol, rows, sc, margin, flux[rows], ivar[rows], ivar_star[rows],
-            np.asarray(penalty, float), step)
+    iv_rows = np.where(miss, 0.0, ivar[rows])
+    star = _rescan(scanner, flux[rows], ivar[rows], iv_rows, sc, pen)
+    # the reported star is the rescanned one: its margin must clear tau too
+    margins = _margins(scanner, sol, flux[rows], ivar[rows], rows, sc, star["model"],
+                       star["chi2"], labels, pen, step, s)
+    keep = _clears(margins, s["tau"])
+    if not keep.any():
+        return none
+    rows, sc, margins, iv_rows = rows[keep], sc[keep], margins[keep], iv_rows[keep]
+    _switch(sol, rows, sc, {k: v[keep] for k, v in star.items()}, step)
+    decision = sol.chi2_class.copy()
+    for c in np.flatnonzero(labels != "STAR"):
+        r = np.flatnonzero(np.isfinite(margins[:, c]))
+        decision[rows[r], c] = sol.chi2[rows[r]] + margins[r, c]
     # DELTACHI2 over every class, as PROB_* and LOW_CLASS_CONFIDENCE see them: a class the
     # check never compared (worse than the star by plain χ²) can be nearer than the margin
     sol.deltachi2[rows] = decision_gap(decision[rows])
     sol.degeneracy[rows] = sol.deltachi2[rows] / np.maximum(sol.chi2[rows], 1e-30)
     sol.chi2_second[rows] = sol.chi2[rows] + sol.deltachi2[rows]
-    return rows, margin, decision, ivar_star
+    sol.zwarn[rows[sol.deltachi2[rows] < MIN_DELTACHI2]] |= int(ZWARN.SMALL_DELTA_CHI2)
+    ivar_star = np.array(ivar, copy=True)
+    ivar_star[rows] = iv_rows
+    return rows, margins.min(1), decision, ivar_star
+
+
+def _clears(margins: np.ndarray, tau: float) -> np.ndarray:
+    """(N,) the rows whose smallest margin (over the classes that beat the star) is > tau."""
+    m = margins.min(1)
+    return np.isfinite(m) & (m > tau)
 
 
 def decision_gap(chi2: np.ndarray) -> np.ndarray:
@@ -140,11 +158,11 @@ def _fit(scanner, flux, ivar, cls, shift):
     return model, chi
 
 
-def _margins(scanner, sol, f, w, cand, sc, model_s, labels, pen, step, s):
-    """(len(cand), C) the star's robust margin over every non-star class that beats it by
-    plain χ² (each at its own minimum; +inf where a class does not beat it)."""
+def _margins(scanner, sol, f, w, cand, sc, model_s, chi_star, labels, pen, step, s):
+    """(len(cand), C) the robust margin of the star (``model_s``, χ² ``chi_star`` with its
+    penalty) over every non-star class that beats it by plain χ² (each at its own minimum;
+    +inf where a class does not beat it)."""
     good = (w > 0) & np.isfinite(f)
-    chi_star = sol.chi2_class[cand, sc]
     margins = np.full((len(cand), len(labels)), np.inf)
     for c in np.flatnonzero(labels != "STAR"):
         chi_c = sol.chi2_class[cand, c]
@@ -163,11 +181,12 @@ def _margins(scanner, sol, f, w, cand, sc, model_s, labels, pen, step, s):
     return margins
 
 
-def _switch(scanner, sol, rows, sc, margin, flux, ivar, ivar_star, pen, step):
-    """Make the STAR basis ``sc`` the solution of ``rows``: rescanned with ``ivar_star``,
-    its χ² with the full ``ivar``; the former answer becomes the second solution."""
-    act = np.zeros((len(scanner.bases), len(rows)), bool)
-    act[sc, np.arange(len(rows))] = True
+def _rescan(scanner, flux, ivar, ivar_star, sc, pen) -> dict:
+    """The STAR basis ``sc`` of each row scanned again with ``ivar_star`` (the pixels its
+    first fit misses left out): its shift, model, full-``ivar`` χ² (with its penalty),
+    whether the minimum is at an edge of the range, and the curvature's 1σ in pixels."""
+    act = np.zeros((len(scanner.bases), len(sc)), bool)
+    act[sc, np.arange(len(sc))] = True
     cur = scanner.scan(flux, ivar_star, active=act)
     cur = np.stack([cur[c][k] for k, c in enumerate(sc)])
     idx = cur.argmin(1)
@@ -176,18 +195,25 @@ def _switch(scanner, sol, rows, sc, margin, flux, ivar, ivar_star, pen, step):
     model = _fit(scanner, flux, ivar_star, sc, jstar)[0]
     w = np.clip(ivar, 0, None)
     chi = np.where(w > 0, w * (np.nan_to_num(flux) - model) ** 2, 0.0).sum(1)
+    k, i = np.arange(len(sc)), np.clip(idx, 1, nsh - 2)
+    a = 0.5 * (cur[k, i - 1] + cur[k, i + 1] - 2 * cur[k, i])
+    sig = np.where(a > 0, 1.0 / np.sqrt(np.where(a > 0, a, 1.0)), 1.0)
+    return {"shift": jstar, "model": model, "chi2": chi + pen[sc],
+            "edge": (idx == 0) | (idx == nsh - 1), "sigma_px": sig}
+
+
+def _switch(sol, rows, sc, star: dict, step: float) -> None:
+    """Bookkeeping: the rescanned ``star`` (:func:`_rescan`) becomes the solution of
+    ``rows``, the former answer their second candidate (DELTACHI2 is set by the caller)."""
     sol.second_class[rows], sol.z_second[rows] = sol.best_class[rows], sol.z[rows]
-    sol.best_class[rows], sol.shift[rows] = sc, jstar
-    sol.z[rows] = 10.0 ** (jstar * step) - 1.0
-    sol.chi2[rows] = chi + pen[sc]
-    sol.chi2_class[rows, sc] = sol.chi2[rows]     # the reported star fit, not its first minimum
-    sol.model[rows] = model
+    sol.best_class[rows], sol.shift[rows] = sc, star["shift"]
+    sol.z[rows] = 10.0 ** (star["shift"] * step) - 1.0
+    sol.chi2[rows] = star["chi2"]
+    sol.chi2_class[rows, sc] = star["chi2"]     # the reported star fit, not its first minimum
+    sol.model[rows] = star["model"]
     zw = sol.zwarn[rows] & ~np.int64(int(ZWARN.SMALL_DELTA_CHI2) | int(ZWARN.Z_FITLIMIT))
-    zw[(idx == 0) | (idx == nsh - 1)] |= int(ZWARN.Z_FITLIMIT)
+    zw[star["edge"]] |= int(ZWARN.Z_FITLIMIT)
     sol.zwarn[rows] = zw
     # ZERR from the rescanned curve's parabola (the star velocity, where there is one,
     # measures it again)
-    k, i = np.arange(len(rows)), np.clip(idx, 1, nsh - 2)
-    a = 0.5 * (cur[k, i - 1] + cur[k, i + 1] - 2 * cur[k, i])
-    sig = np.where(a > 0, 1.0 / np.sqrt(np.where(a > 0, a, 1.0)), 1.0)
-    sol.zerr[rows] = np.log(10.0) * step * (1.0 + sol.z[rows]) * sig
+    sol.zerr[rows] = np.log(10.0) * step * (1.0 + sol.z[rows]) * star["sigma_px"]
