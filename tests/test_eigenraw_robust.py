@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from specsift.models.base import load_model
-from specsift.models.eigen.robust import robust_star_gap
+from specsift.models.eigen.robust import ROBUST_DEFAULT, robust_star_gap
 
 #: two LAMOST stars of the training split of lamost-real whose plain χ² was lost to one place:
 #: a cosmic ray at 6714 Å fitted as a galaxy's Hα (z 0.023), and a dip at the red end
@@ -45,7 +45,10 @@ def test_real_star_with_artefact_stays_star(shared_data, path, plain):
 
 def test_settings_saved_and_off_survives_reload(tmp_path):
     m = load_model("eigen")
-    assert m.robust_star_ == {"cap": 25.0, "nblock": 12, "tau": 50.0, "surveys": ["LAMOST"]}
+    assert m.robust_star_ == {"cap": 25.0, "nblock": 12, "tau": 50.0, "surveys": ("LAMOST",)}
+    m.robust_star_["surveys"] += ("SDSS",)      # a model's settings are its own
+    assert ROBUST_DEFAULT["surveys"] == ("LAMOST",)
+    assert load_model("eigen").robust_star_["surveys"] == ("LAMOST",)
     m.robust_star_ = None
     m2 = load_model(m.save(tmp_path / "e.pt"))
     assert m2.robust_star_ is None

@@ -37,7 +37,7 @@ from .anomalies import (
 from .calibrate import CalibrationMixin
 from .chi2scan import Chi2Scanner, ScanBasis, z_to_shift
 from .modelerror import effective_ivar, fit_var_boost
-from .robust import ROBUST_DEFAULT, robust_star_check
+from .robust import ROBUST_DEFAULT, robust_settings, robust_star_check
 from .stars import star_subtypes_at
 from .surveys import SurveyStarsMixin
 from .train import labels_of, load_training_rows, train_basis
@@ -112,7 +112,7 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
         #: it on that survey's real spectra: e.g. LAMOST's blue end, arm join, telluric bands)
         self.survey_var_boost_: dict[str, np.ndarray] = {}
         #: settings of the robust star check (:mod:`.robust`); None: off
-        self.robust_star_ = dict(ROBUST_DEFAULT)
+        self.robust_star_ = robust_settings(None)
         self._scanner = None
         self._velocity = None
 
@@ -371,7 +371,9 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
                                    "basis": torch.as_tensor(np.asarray(
                                        self.star_velocity_["basis"], np.float32))}),
                 "star_zerr_floor_kms": dict(self.star_zerr_floor_kms_),
-                "robust_star": None if self.robust_star_ is None else dict(self.robust_star_),
+                "robust_star": (None if self.robust_star_ is None else
+                                {**self.robust_star_,
+                                 "surveys": list(self.robust_star_.get("surveys") or ())}),
                 "survey_var_boost": {k: torch.as_tensor(np.asarray(v, np.float32))
                                      for k, v in self.survey_var_boost_.items()},
                 "bases": [{"label": b.label, "jmin": b.jmin, "jmax": b.jmax,
@@ -404,6 +406,6 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
                                   state.get("survey_var_boost", {}).items()}
         # files saved before the check existed get it too (it needs no fitted state)
         rs = state.get("robust_star", ROBUST_DEFAULT)
-        self.robust_star_ = None if rs is None else {**ROBUST_DEFAULT, **rs}
+        self.robust_star_ = None if rs is None else robust_settings(rs)
         self._scanner = None
         self._velocity = None

@@ -40,10 +40,19 @@ from ...flags import ZWARN
 from .chi2scan import z_to_shift
 from .zsolve import MIN_DELTACHI2
 
-__all__ = ["ROBUST_DEFAULT", "robust_star_gap", "robust_star_check"]
+__all__ = ["ROBUST_DEFAULT", "robust_settings", "robust_star_gap", "robust_star_check"]
 
-#: the settings of the shipped model (module docstring)
-ROBUST_DEFAULT = {"cap": 25.0, "nblock": 12, "tau": 50.0, "surveys": ["LAMOST"]}
+#: the settings of the shipped model (module docstring); ``surveys`` a tuple, so that a copy
+#: of this dict (a model's ``robust_star_``) shares nothing mutable with it
+ROBUST_DEFAULT = {"cap": 25.0, "nblock": 12, "tau": 50.0, "surveys": ("LAMOST",)}
+
+
+def robust_settings(settings: dict | None) -> dict:
+    """The defaults updated by ``settings`` (None or {}: the defaults), ``surveys`` as an
+    upper-case tuple: a fresh dict that a model may own and change."""
+    s = {**ROBUST_DEFAULT, **(settings or {})}
+    s["surveys"] = tuple(str(x).upper() for x in (s["surveys"] or ()))
+    return s
 
 
 def robust_star_gap(gap: np.ndarray, good: np.ndarray, cap: float, nblock: int) -> np.ndarray:
@@ -76,7 +85,7 @@ def robust_star_check(scanner, sol, flux, ivar, penalty, step: float, settings=N
     reported STAR χ² plus its margin, which the class probabilities and DELTACHI2 use (so that
     SPECTYPE follows the decision); the ivar has the pixels the star fit misses zeroed on the
     switched rows."""
-    s = {**ROBUST_DEFAULT, **(settings or {})}
+    s = robust_settings(settings)
     labels = np.array([spectype_of(b.label) for b in scanner.bases])
     pen = np.asarray(penalty, float)
     none = (np.zeros(0, int), np.zeros(0), sol.chi2_class.copy(), ivar)
