@@ -41,6 +41,10 @@ def test_real_star_with_artefact_stays_star(shared_data, path, plain):
     assert m.predict(b)["SPECTYPE"][0] == plain
     m.robust_star_ = {"surveys": ["SDSS"]}       # checked on other surveys' rows only
     assert m.predict(b)["SPECTYPE"][0] == plain
+    m.robust_star_ = {}                          # empty: the default settings, on
+    assert m.predict(b)["SPECTYPE"][0] == "STAR"
+    m.robust_star_ = {"surveys": ["lamost"]}     # survey names in any case, as _active
+    assert m.predict(b)["SPECTYPE"][0] == "STAR"
 
 
 def test_settings_saved_and_off_survives_reload(tmp_path):

@@ -111,7 +111,8 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
         #: per survey, its own per-pixel variance boost replacing ``var_boost_`` (fitted like
         #: it on that survey's real spectra: e.g. LAMOST's blue end, arm join, telluric bands)
         self.survey_var_boost_: dict[str, np.ndarray] = {}
-        #: settings of the robust star check (:mod:`.robust`); None: off
+        #: settings of the robust star check (:mod:`.robust`; missing keys, or {}: the
+        #: defaults); None: off
         self.robust_star_ = robust_settings(None)
         self._scanner = None
         self._velocity = None
@@ -239,7 +240,7 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
         sol = solve_redshifts(sc, curves, flux, ivar, self.grid.step, ngood=ngood,
                               penalty=self.penalty_)
         decision, ivar_star = sol.chi2_class, ivar
-        if self.robust_star_:
+        if self.robust_star_ is not None:      # {}: the default settings
             decision, ivar_star = robust_star_check(sc, sol, flux, ivar, self.penalty_,
                                                     self.grid.step, self.robust_star_,
                                                     survey)[2:]

@@ -150,8 +150,8 @@ def _candidates(sol, labels, s, survey):
         return np.zeros(0, int), np.zeros(0, int)
     c2s = sol.chi2_class[:, star]
     has = np.isfinite(c2s).any(1)
-    if s.get("surveys") and survey is not None:
-        has &= np.isin(np.asarray(survey).astype(str), list(s["surveys"]))
+    if s["surveys"] and survey is not None:      # as :meth:`_active`: case does not matter
+        has &= np.isin(np.char.upper(np.asarray(survey).astype(str)), s["surveys"])
     cand = np.flatnonzero((labels[sol.best_class] != "STAR") & has)
     c2 = np.where(np.isfinite(c2s[cand]), c2s[cand], np.inf)
     return cand, star[np.argmin(c2, axis=1)] if len(cand) else np.zeros(0, int)
