@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from specsift.models.base import load_model
-from specsift.models.eigen.robust import robust_star_gap
+from specsift.models.eigen.robust import ROBUST_DEFAULT, robust_star_gap
 
 #: two LAMOST stars of the training split of lamost-real whose plain χ² was lost to one place:
 #: a cosmic ray at 6714 Å fitted as a galaxy's Hα (z 0.023), and a dip at the red end
@@ -41,11 +41,86 @@ def test_real_star_with_artefact_stays_star(shared_data, path, plain):
     assert m.predict(b)["SPECTYPE"][0] == plain
     m.robust_star_ = {"surveys": ["SDSS"]}       # checked on other surveys' rows only
     assert m.predict(b)["SPECTYPE"][0] == plain
+    m.robust_star_ = {}                          # empty: the default settings, on
+    assert m.predict(b)["SPECTYPE"][0] == "STAR"
+    m.robust_star_ = {"surveys": ["lamost"]}     # survey names in any case, as _active
+    assert m.predict(b)["SPECTYPE"][0] == "STAR"
 
 
 def test_settings_saved_and_off_survives_reload(tmp_path):
     m = load_model("eigen")
-    assert m.robust_star_ == {"cap": 25.0, "nblock": 12, "tau": 50.0, "surveys": ["LAMOST"]}
+    assert m.robust_star_ == {"cap": 25.0, "nblock": 12, "tau": 50.0, "surveys": ("LAMOST",)}
+    m.robust_star_["surveys"] += ("SDSS",)      # a model's settings are its own
+    assert ROBUST_DEFAULT["surveys"] == ("LAMOST",)
+    assert load_model("eigen").robust_star_["surveys"] == ("LAMOST",)
     m.robust_star_ = None
     m2 = load_model(m.save(tmp_path / "e.pt"))
     assert m2.robust_star_ is None
+
+
+#: a real LAMOST galaxy (dr7-sbc, LAMOST z 0.1308, S/N_g 8.6): the check tries it (its best
+#: class is not a star) and the star loses by a robust margin of ≈ −1600
+GALAXY = "lamost-real/dr7-sbc/spectra/spec-58575-HD103621N361936B01_sp03-066.fits"
+SDSS = ["sdss/spec-0266-51602-0013.fits", "sdss/spec-0280-51612-0117.fits"]
+
+
+def test_real_lamost_galaxy_stays_galaxy(shared_data):
+    """Negative control: a real galaxy's advantage is spread over the spectrum."""
+    from specsift.io import read
+    b = read(shared_data / GALAXY)
+    m = load_model("eigen")
+    on = m.predict(b)
+    m.robust_star_ = None
+    off = m.predict(b)
+    assert on["SPECTYPE"][0] == off["SPECTYPE"][0] == "GALAXY"
+    assert float(on["Z"][0]) == pytest.approx(0.1308, abs=0.003)
+    for col in ("Z", "DELTACHI2", "PROB_GALAXY", "ZWARN"):
+        assert on[col][0] == off[col][0]
+
+
+def test_mixed_batch_only_lamost_rows_change_and_order_is_kept(shared_data):
+    from specsift.io import read
+    paths = [SDSS[0], COSMIC_RAY, SDSS[1], RED_END, GALAXY]
+    b = read([shared_data / p for p in paths])
+    m = load_model("eigen")
+    on = m.predict(b)
+    m.robust_star_ = None
+    off = m.predict(b)
+    assert list(on["SPECTYPE"][[1, 3]]) == ["STAR", "STAR"]
+    assert list(off["SPECTYPE"][[1, 3]]) == ["GALAXY", "QSO"]
+    for i in (0, 2, 4):                              # SDSS rows and the LAMOST galaxy
+        for col in ("SPECTYPE", "Z", "ZERR", "DELTACHI2", "PROB_STAR", "ZWARN", "CHI2_MIN"):
+            assert on[col][i] == off[col][i], (paths[i], col)
+    m.robust_star_ = {}
+    for i, p in enumerate(paths):                    # row i is file i, as alone
+        one = m.predict(read(shared_data / p))
+        assert one["SPECTYPE"][0] == on["SPECTYPE"][i]
+        assert one["TARGETID"][0] == on["TARGETID"][i]
+        # a switched star's velocity alone and in a batch: float32 scan noise (≈ 0.6 km/s)
+        assert float(one["Z"][0]) == pytest.approx(float(on["Z"][i]), abs=1e-5)
+
+
+def test_non_default_setting_survives_save_load(tmp_path):
+    m = load_model("eigen")
+    m.robust_star_["tau"] = 80.0
+    m2 = load_model(m.save(tmp_path / "e.pt"))
+    assert m2.robust_star_ == {"cap": 25.0, "nblock": 12, "tau": 80.0, "surveys": ("LAMOST",)}
+
+
+@pytest.mark.parametrize("path", [COSMIC_RAY, RED_END])
+def test_switched_row_gaps_are_the_decision_gaps(shared_data, path):
+    """After a switch DELTACHI2 is the second-lowest decision χ² minus the lowest over every
+    class (not only the class the check beat), χ²₂ = χ²₁ + DELTACHI2, and the star basis's
+    class χ² is the reported fit's."""
+    from specsift.io import read
+    m = load_model("eigen")
+    b = m.check_batch(read(shared_data / path))
+    res = m._run(b)
+    sol, dec = res["sol"], res["chi2_decision"][0]
+    d = np.sort(dec[np.isfinite(dec)])
+    assert np.argmin(np.where(np.isfinite(dec), dec, np.inf)) == sol.best_class[0]
+    assert sol.deltachi2[0] == pytest.approx(d[1] - d[0])
+    assert sol.chi2_second[0] == pytest.approx(sol.chi2[0] + sol.deltachi2[0])
+    assert sol.chi2_class[0, sol.best_class[0]] == pytest.approx(sol.chi2[0])
+    assert dec[sol.best_class[0]] == pytest.approx(sol.chi2[0])
+    assert float(m._catalog(b, res)["DELTACHI2"][0]) == pytest.approx(d[1] - d[0])

@@ -32,7 +32,9 @@ class CalibrationMixin:
         res = self._run(val, save_chi2=True)
         names = [b.label for b in self.bases_]
         y = np.array([names.index(x) if x in names else -1 for x in lab])
-        raw = res["chi2_class"] - self.penalty_[None, :]
+        # the χ² the probabilities use (:meth:`_probs`): after the robust star check, which
+        # changes only checked surveys' rows (LAMOST; simulated spectra carry no SURVEY)
+        raw = res["chi2_decision"] - self.penalty_[None, :]
         if not np.isfinite(raw).all(axis=1).any():
             raise ValueError("eigen calibrate: no row has a finite χ² in every basis (a survey "
                              "basis leaves the other surveys' rows +inf): call "

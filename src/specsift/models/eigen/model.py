@@ -23,7 +23,6 @@ from astropy.table import Table
 from ...anomaly import AnomalyCalibration
 from ...catalog import make_catalog
 from ...classes import labels as class_labels
-from ...classes import spectype_of
 from ...flags import ZWARN
 from ...spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr, survey_of
 from ...verify.candidates import Candidates
@@ -38,10 +37,10 @@ from .anomalies import (
 from .calibrate import CalibrationMixin
 from .chi2scan import Chi2Scanner, ScanBasis, z_to_shift
 from .modelerror import effective_ivar, fit_var_boost
-from .robust import ROBUST_DEFAULT, robust_star_check
+from .robust import ROBUST_DEFAULT, RobustStarMixin, robust_settings
 from .surveys import SurveyStarsMixin
 from .train import labels_of, load_training_rows, train_basis
-from .zsolve import solve_redshifts
+from .zsolve import second_fit, solve_redshifts
 
 __all__ = ["EigenModel", "DEFAULT_CLASSES"]
 
@@ -56,7 +55,7 @@ DEFAULT_CLASSES = {
 
 
 @register_model("eigen")
-class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
+class EigenModel(CalibrationMixin, SurveyStarsMixin, RobustStarMixin, SpectralModel):
     """Eigenspectra per class + χ² scan; see the module docstring.
 
     Hyperparameters: ``config`` (per class: nvec, zmin, zmax), ``npoly``,
@@ -111,8 +110,9 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
         #: per survey, its own per-pixel variance boost replacing ``var_boost_`` (fitted like
         #: it on that survey's real spectra: e.g. LAMOST's blue end, arm join, telluric bands)
         self.survey_var_boost_: dict[str, np.ndarray] = {}
-        #: settings of the robust star check (:mod:`.robust`); None: off
-        self.robust_star_ = dict(ROBUST_DEFAULT)
+        #: settings of the robust star check (:mod:`.robust`; missing keys, or {}: the
+        #: defaults); None: off
+        self.robust_star_ = robust_settings(None)
         self._scanner = None
         self._velocity = None
 
@@ -238,16 +238,14 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
         ngood = (ivar > 0).sum(1)
         sol = solve_redshifts(sc, curves, flux, ivar, self.grid.step, ngood=ngood,
                               penalty=self.penalty_)
-        decision, ivar_star = sol.chi2_class, ivar
-        if self.robust_star_:
-            decision, ivar_star = robust_star_check(sc, sol, flux, ivar, self.penalty_,
-                                                    self.grid.step, self.robust_star_,
-                                                    survey)[2:]
+        decision, masked = sol.chi2_class, None
+        if self.robust_star_ is not None:      # {}: the default settings
+            decision, *masked = self._robust_star(sol, flux, ivar, survey)
         model = sol.model
         dof = np.maximum(ngood - self._npar, 1)
         good = (ivar > 0) & np.isfinite(flux)
         rchi2 = np.where(good, (flux - model) ** 2 * ivar, 0.0).sum(1) / dof
-        self._star_z(sol, flux, ivar_star, ngood)
+        self._star_z(sol, flux, ivar, ngood, masked)
         out = {"sol": sol, "chi2_class": sol.chi2_class, "chi2_decision": decision,
                "model": model, "rchi2": rchi2,
                "features": self._features(flux, ivar, model, sol, survey), "flux": flux,
@@ -304,8 +302,8 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
             for b, cur in self._label_curves(res["curves"]):
                 cat[f"CHI2_{b.label}"] = cur.astype(np.float32)
         sol = res["sol"]
-        second = np.array([spectype_of(self.bases_[c].label) if c >= 0 else ""
-                           for c in sol.second_class], dtype="U6")
+        second = np.where(sol.second_class >= 0,
+                          self._spectypes[np.maximum(sol.second_class, 0)], "")
         z2 = np.where(sol.second_class >= 0, sol.z_second, np.nan)
         return cat, Candidates(np.stack([np.asarray(cat["Z"], float), z2], axis=1),
                                np.stack([np.asarray(cat["SPECTYPE"], "U6"), second], axis=1))
@@ -339,20 +337,8 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
                 "penalty": dict(zip(labels, np.asarray(self.penalty_, float).tolist())),
                 "z_second": sol.z_second,
                 "class_second": np.array([labels[c] if c >= 0 else "" for c in sol.second_class]),
-                **self._second_fit(res)}
-
-    def _second_fit(self, res: dict) -> dict:
-        """The runner-up solution's model and each pixel's χ²(second) − χ²(best): the
-        pixels that decide between the two redshifts (they sum to the χ² gap)."""
-        sol, flux, ivar = res["sol"], res["flux"], res["ivar"]
-        second = np.full_like(res["model"], np.nan)
-        for c in np.unique(sol.second_class[sol.second_class >= 0]):
-            rows = np.flatnonzero(sol.second_class == c)
-            shift = z_to_shift(sol.z_second[rows], self.grid.step)
-            second[rows] = self.scanner.fit_at(flux[rows], ivar[rows], int(c), shift)[0]
-        good = (ivar > 0) & np.isfinite(flux)
-        dchi2 = np.where(good, ivar * ((flux - second) ** 2 - (flux - res["model"]) ** 2), 0.0)
-        return {"model_second": second, "chi2_pixel_gap": np.nan_to_num(dchi2)}
+                # the runner-up's model and the pixels that decide between the two
+                **second_fit(self.scanner, sol, res["flux"], res["ivar"], self.grid.step)}
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict:
@@ -371,7 +357,9 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
                                    "basis": torch.as_tensor(np.asarray(
                                        self.star_velocity_["basis"], np.float32))}),
                 "star_zerr_floor_kms": dict(self.star_zerr_floor_kms_),
-                "robust_star": None if self.robust_star_ is None else dict(self.robust_star_),
+                "robust_star": (None if self.robust_star_ is None else
+                                {**self.robust_star_,
+                                 "surveys": list(self.robust_star_.get("surveys") or ())}),
                 "survey_var_boost": {k: torch.as_tensor(np.asarray(v, np.float32))
                                      for k, v in self.survey_var_boost_.items()},
                 "bases": [{"label": b.label, "jmin": b.jmin, "jmax": b.jmax,
@@ -404,6 +392,6 @@ class EigenModel(CalibrationMixin, SurveyStarsMixin, SpectralModel):
                                   state.get("survey_var_boost", {}).items()}
         # files saved before the check existed get it too (it needs no fitted state)
         rs = state.get("robust_star", ROBUST_DEFAULT)
-        self.robust_star_ = None if rs is None else {**ROBUST_DEFAULT, **rs}
+        self.robust_star_ = None if rs is None else robust_settings(rs)
         self._scanner = None
         self._velocity = None

@@ -48,13 +48,30 @@ class SurveyStarsMixin:
                                           int(v.get("npoly", self.npoly)), int(v.get("reach", 3)))
         return self._velocity
 
-    def _star_z(self, sol, flux, ivar, ngood) -> None:
-        """z and raw ZERR of the rows solved as STAR from :attr:`velocity` (in place)."""
-        labels = np.array([spectype_of(b.label) for b in self.bases_])   # any class set
-        star = np.flatnonzero((labels[sol.best_class] == "STAR") & (ngood > 0))
+    @property
+    def _spectypes(self) -> np.ndarray:
+        """(C,) the SPECTYPE (STAR, GALAXY, QSO) of each basis, for any class set; cached
+        for the current bases."""
+        key = tuple(b.label for b in self.bases_)
+        if getattr(self, "_spectypes_key", None) != key:
+            self._spectypes_cache = np.array([spectype_of(x) for x in key], dtype="U6")
+            self._spectypes_key = key
+        return self._spectypes_cache
+
+    def _star_z(self, sol, flux, ivar, ngood, masked=None) -> None:
+        """z and raw ZERR of the rows solved as STAR from :attr:`velocity` (in place).
+
+        ``masked``: (rows, (rows, P) bool) pixels left out of those rows' velocity fit (the
+        robust star check's misses, :mod:`.robust`)."""
+        star = np.flatnonzero((self._spectypes[sol.best_class] == "STAR") & (ngood > 0))
         if self.velocity is None or not len(star):
             return
-        sh, sig, _, edge = self.velocity.refine(flux[star], ivar[star], sol.shift[star])
+        iv = ivar[star]                                  # a copy of the star rows only
+        if masked is not None and len(masked[0]):
+            pos = np.searchsorted(star, masked[0])
+            ok = (pos < len(star)) & (star[np.minimum(pos, len(star) - 1)] == masked[0])
+            iv[pos[ok]] = np.where(masked[1][ok], 0.0, iv[pos[ok]])
+        sh, sig, _, edge = self.velocity.refine(flux[star], iv, sol.shift[star])
         z = shift_to_z(sh, self.grid.step)
         sol.z[star] = z
         sol.zerr[star] = StarVelocity.zerr(z, sig, self.grid.step)
@@ -81,7 +98,7 @@ class SurveyStarsMixin:
         """ZERR with each survey's STAR velocity floor added in quadrature."""
         if not self.star_zerr_floor_kms_:
             return zerr
-        labels = np.array([spectype_of(b.label) for b in self.bases_])[sol.best_class]
+        labels = self._spectypes[sol.best_class]
         survey = survey_of(batch.meta, len(batch))          # upper-case already
         kms = np.array([self.star_zerr_floor_kms_.get(s, 0.0) for s in survey])
         kms = np.where(labels == "STAR", kms, 0.0)

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...flags import ZWARN
-from .chi2scan import Chi2Scanner, velocity_pixels
+from .chi2scan import Chi2Scanner, velocity_pixels, z_to_shift
 
 __all__ = ["ZSolution", "solve_redshifts", "zerr_scales", "parabola", "local_minima",
+           "exact_fits", "curve_vertex", "curvature_zerr", "pixel_chi2_gap", "second_fit",
            "MIN_DELTACHI2", "MAX_VELO_DIFF"]
 
 MIN_DELTACHI2 = 9.0
@@ -73,7 +74,7 @@ def local_minima(curve: np.ndarray) -> np.ndarray:
     return lm & np.isfinite(curve)
 
 
-def _exact(scanner, flux, ivar, cls, shift, want_model=False):
+def exact_fits(scanner, flux, ivar, cls, shift, want_model=False):
     """Exact χ² (and model) for rows with class ``cls`` at integer ``shift`` (NaN: cls<0)."""
     out = np.full(len(cls), np.nan)
     model = np.zeros(flux.shape) if want_model else None
@@ -87,7 +88,7 @@ def _exact(scanner, flux, ivar, cls, shift, want_model=False):
     return out, model
 
 
-def _vertex(curves, cls, idx, nsh):
+def curve_vertex(curves, cls, idx, nsh):
     """Parabola through the curve at idx-1, idx, idx+1 of each row's class."""
     n = len(cls)
     y0, ym, yp = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
@@ -101,6 +102,34 @@ def _vertex(curves, cls, idx, nsh):
     edge = (idx <= 0) | (idx >= nsh - 1)
     x, val, a = parabola(np.where(edge, y0, ym), y0, np.where(edge, y0, yp))
     return np.where(edge, 0.0, x), np.where(edge, y0, val), np.where(edge, np.nan, a), edge, y0
+
+
+def curvature_zerr(a, z, step: float):
+    """ZERR of χ² ≈ χ²_min + a·x²: Δχ² = 1 at x = 1/√a pixels (1 pixel where a is not a
+    positive number), dz/dx = ln10·δ·(1+z) on a log grid."""
+    a = np.asarray(a, float)
+    ok = np.isfinite(a) & (a > 0)
+    sig_px = np.where(ok, 1.0 / np.sqrt(np.where(ok, a, 1.0)), 1.0)
+    return math.log(10.0) * step * (1.0 + z) * sig_px
+
+
+def pixel_chi2_gap(flux, ivar, model_a, model_b):
+    """(N, P) each good pixel's χ²(``model_a``) − χ²(``model_b``) (0 elsewhere): the pixels
+    that decide between two fits (they sum to the χ² gap)."""
+    good = (ivar > 0) & np.isfinite(flux)
+    return np.where(good, ivar * ((flux - model_a) ** 2 - (flux - model_b) ** 2), 0.0)
+
+
+def second_fit(scanner, sol: "ZSolution", flux, ivar, step: float) -> dict:
+    """The runner-up solution's model (NaN where there is none) and each pixel's
+    χ²(second) − χ²(best) (:func:`pixel_chi2_gap`), for ``explain``."""
+    second = np.full_like(sol.model, np.nan)
+    for c in np.unique(sol.second_class[sol.second_class >= 0]):
+        rows = np.flatnonzero(sol.second_class == c)
+        shift = z_to_shift(sol.z_second[rows], step)
+        second[rows] = scanner.fit_at(flux[rows], ivar[rows], int(c), shift)[0]
+    gap = pixel_chi2_gap(flux, ivar, second, sol.model)
+    return {"model_second": second, "chi2_pixel_gap": np.nan_to_num(gap)}
 
 
 def solve_redshifts(scanner: Chi2Scanner, curves: list[np.ndarray], flux, ivar,
@@ -127,7 +156,7 @@ def solve_redshifts(scanner: Chi2Scanner, curves: list[np.ndarray], flux, ivar,
     z_class = 10.0 ** ((jmins[None, :] + argm) * step) - 1.0
     best = np.argmin(np.where(np.isfinite(chi2_class), chi2_class, np.inf), axis=1)
     bidx = argm[rows, best]
-    x1, v1, a1, edge1, y01 = _vertex(curves, best, bidx, nshs[best])
+    x1, v1, a1, edge1, y01 = curve_vertex(curves, best, bidx, nshs[best])
     j1 = jmins[best] + bidx
     # next-best local minimum > 1000 km/s from the best, over every class
     win = velocity_pixels(MAX_VELO_DIFF, step)
@@ -145,11 +174,11 @@ def solve_redshifts(scanner: Chi2Scanner, curves: list[np.ndarray], flux, ivar,
         sec_val[better], sec_cls[better], sec_idx[better] = v[better], c, k[better]
     has2 = np.isfinite(sec_val)
     sc2 = np.where(has2, sec_cls, 0)
-    x2, v2, a2, edge2, y02 = _vertex(curves, np.where(has2, sec_cls, -1), sec_idx, nshs[sc2])
+    x2, v2, a2, edge2, y02 = curve_vertex(curves, np.where(has2, sec_cls, -1), sec_idx, nshs[sc2])
     j2 = jmins[sc2] + sec_idx
     # exact χ² at the two integer minima; the parabola keeps its (scan) depth below them
-    e1, model = _exact(scanner, flux, ivar, best, j1, want_model=True)
-    e2, _ = _exact(scanner, flux, ivar, np.where(has2, sec_cls, -1), j2)
+    e1, model = exact_fits(scanner, flux, ivar, best, j1, want_model=True)
+    e2, _ = exact_fits(scanner, flux, ivar, np.where(has2, sec_cls, -1), j2)
     chi1 = e1 + pen[best] - (y01 - v1)
     chi2v = np.where(has2, e2 + pen[sc2] - (y02 - v2), np.nan)
     # exact values may reorder the two solutions (float32 scan): keep the lower first
@@ -162,11 +191,10 @@ def solve_redshifts(scanner: Chi2Scanner, curves: list[np.ndarray], flux, ivar,
         a1 = np.where(swap, a2, a1)
         edge1 = np.where(swap, edge2, edge1)
         sw = np.nonzero(swap)[0]
-        model[sw] = _exact(scanner, flux[sw], ivar[sw], best[sw], j1[sw], want_model=True)[1]
+        model[sw] = exact_fits(scanner, flux[sw], ivar[sw], best[sw], j1[sw], want_model=True)[1]
     shift1 = j1 + x1
     z = 10.0 ** (shift1 * step) - 1.0
-    sig_px = np.where(np.isfinite(a1) & (a1 > 0), 1.0 / np.sqrt(np.where(a1 > 0, a1, 1.0)), 1.0)
-    zerr = math.log(10.0) * step * (1.0 + z) * sig_px
+    zerr = curvature_zerr(a1, z, step)
     deltachi2 = np.where(has2, chi2v - chi1, 0.0)
     degeneracy = np.where(has2 & (chi1 > 0), deltachi2 / np.where(chi1 > 0, chi1, 1.0), 0.0)
     zwarn = np.zeros(n, np.int64)
