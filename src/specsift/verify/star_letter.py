@@ -22,18 +22,27 @@ Trained on the training split of ``lamost-real`` only (features of each star fro
 built without its fold: ``benchmarks/build_lamost_templates.py --letter-model``); CV inside
 the training split (folds by observing plan) 0.899 → 0.917, held-out (scored once, at
 LAMOST's z) 0.882 → 0.909.  What ships (``data/templates/lamost_letter.npz``) is the trees
-as plain arrays (no pickle); :func:`predict_raw` walks them in numpy, all trees at once.
+as plain arrays (no pickle); :meth:`LetterTrees.predict_raw` walks them in numpy, all trees
+at once.  The file also holds the digest of the library its Δχ² features were made with
+(:func:`library_digest` of ``lamost_stars.npz``), its feature count and the scikit-learn
+version that fitted it: :func:`usable_trees` checks the first two against the library that
+ships, as trees on another library read other features.
 """
 
 from __future__ import annotations
 
+import hashlib
+import warnings
 from functools import lru_cache
 from importlib import resources
 
 import numpy as np
 
-__all__ = ["LetterTrees", "letter_features", "letter_trees_for", "SURVEY_LETTER_MODELS",
-           "LINE_INDICES", "COLOURS", "from_sklearn"]
+from .templates import SURVEY_LIBRARIES
+
+__all__ = ["LetterTrees", "letter_features", "letter_trees_for", "usable_trees",
+           "SURVEY_LETTER_MODELS", "LINE_INDICES", "COLOURS", "from_sklearn", "library_digest",
+           "n_features"]
 
 #: survey → its letter model in ``data/templates/`` (built by build_lamost_templates.py)
 SURVEY_LETTER_MODELS = {"LAMOST": "lamost_letter.npz"}
@@ -104,6 +113,11 @@ def _band_means(wave, f, good, shift) -> np.ndarray:
     return (np.take_along_axis(fs, hi, 1) - np.take_along_axis(fs, lo, 1)) / np.maximum(n, 1)
 
 
+def n_features(n_templates: int) -> int:
+    """The feature count of :func:`letter_features` with a library of ``n_templates``."""
+    return n_templates + len(LETTERS) + len(LINE_INDICES) + len(COLOURS) + 1
+
+
 def _bands(wave):
     """(lo, hi) rest pixel edges (B,) of the bands on the grid ``wave``, in the order the
     features read them: per line index its blue side, band and red side; the colour windows;
@@ -127,34 +141,53 @@ _BANDS: dict = {}
 
 class LetterTrees:
     """A multi-class gradient-boosted tree ensemble as plain arrays: per node ``feature``,
-    ``threshold`` (go left where x ≤ it), ``left``/``right`` (global node indices), ``leaf``,
-    ``value``; ``roots`` (T,) with ``klass`` (T,) the class each tree adds to; ``baseline``
-    (C,); ``classes`` (C,) the letters; ``names`` the library template order of the Δχ²
-    features."""
+    ``threshold`` (go left where x ≤ it), ``missing_left`` (where x is NaN: go left),
+    ``left``/``right`` (global node indices), ``leaf``, ``value``; ``roots`` (T,) with
+    ``klass`` (T,) the class each tree adds to; ``baseline`` (C,); ``classes`` (C,) the
+    letters; ``names`` the library template order of the Δχ² features; ``n_features`` the
+    width of the rows it reads; ``library_digest`` (:func:`library_digest` of the library it
+    was trained on, '' unknown); ``sklearn_version`` that fitted it."""
 
     def __init__(self, arrays: dict):
         self.a = {k: np.asarray(v) for k, v in arrays.items()}
+        missing = {"n_features", "missing_left"} - set(self.a)
+        if missing:
+            raise ValueError(f"letter trees without {sorted(missing)}: a model from before "
+                             "they were stored; rebuild it (build_lamost_templates.py "
+                             "--letter-model)")
         self.classes = np.asarray(self.a["classes"]).astype(str)
         self.names = tuple(np.asarray(self.a["names"]).astype(str))
         self.depth = int(self.a["max_depth"])
+        self.n_features = int(self.a["n_features"])
+        self.library_digest = str(self.a.get("library_digest", ""))
         self.a["leaf"] = self.a["leaf"].astype(bool)
+        self.a["missing_left"] = self.a["missing_left"].astype(bool)
         #: (T, C) 1 where tree t adds to class c
         self._onehot = np.eye(len(self.classes))[self.a["klass"]]
 
     def predict_raw(self, X) -> np.ndarray:
         """(R, C) raw scores: the baseline plus each tree's leaf value.  Every (row, tree)
         pair walks at once, and each step moves only the pairs not yet at a leaf (most
-        reach one in 3–6 of the ≤ 13 levels), so the cost follows the paths' mean length."""
+        reach one in 3–6 of the ≤ 13 levels), so the cost follows the paths' mean length.
+        A NaN feature goes where scikit-learn sends it (``missing_left``).  Rows of another
+        width than the trees were fitted on are an error, not another row's features."""
         a = self.a
         X = np.asarray(X, np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"letter trees: rows of {self.n_features} features expected, "
+                             f"not an array of shape {X.shape}")
         n, t = len(X), len(a["roots"])
         node = np.tile(a["roots"], n)                      # pair i = (row i // t, tree i % t)
         base = np.repeat(np.arange(n) * X.shape[1], t)     # row offsets into X.ravel()
         flat = X.ravel()
+        nan = bool(np.isnan(flat).any())
         live = np.flatnonzero(~a["leaf"][node])
         while live.size:
             nd = node[live]
-            left = flat[base[live] + a["feature"][nd]] <= a["threshold"][nd]
+            x = flat[base[live] + a["feature"][nd]]
+            left = x <= a["threshold"][nd]
+            if nan:
+                left |= np.isnan(x) & a["missing_left"][nd]
             node[live] = np.where(left, a["left"][nd], a["right"][nd])
             live = live[~a["leaf"][node[live]]]
         return a["baseline"][None] + a["value"][node].reshape(n, t) @ self._onehot
@@ -166,10 +199,19 @@ class LetterTrees:
         np.savez_compressed(path, **self.a)
 
 
-def from_sklearn(model, names, meta: dict | None = None) -> LetterTrees:
-    """:class:`LetterTrees` of a fitted ``HistGradientBoostingClassifier`` (numerical
-    features, no missing values: the features are made finite), its nodes' own thresholds."""
-    feat, thr, left, right, leaf, value, roots, klass = [], [], [], [], [], [], [], []
+def from_sklearn(model, names, library: str = "", meta: dict | None = None) -> LetterTrees:
+    """:class:`LetterTrees` of a fitted ``HistGradientBoostingClassifier`` of three or more
+    classes on numerical features (no categorical ones: their bitset splits are not walked
+    here), its nodes' own thresholds and missing-value directions; ``library``: the
+    :func:`library_digest` of the library whose Δχ² the Δχ² features are."""
+    import sklearn
+    if getattr(model, "is_categorical_", None) is not None:
+        raise ValueError("from_sklearn: categorical features are not supported")
+    k = len(model.classes_)
+    if not k > 2 or model.n_trees_per_iteration_ != k:
+        raise ValueError(f"from_sklearn: one tree per class and round of ≥ 3 classes expected, "
+                         f"not {model.n_trees_per_iteration_} trees for {k} classes")
+    feat, thr, mleft, left, right, leaf, value, roots, klass = ([] for _ in range(9))
     off, depth = 0, 0
     for it in model._predictors:
         for c, tree in enumerate(it):
@@ -178,6 +220,7 @@ def from_sklearn(model, names, meta: dict | None = None) -> LetterTrees:
             klass.append(c)
             feat.append(nd["feature_idx"])
             thr.append(nd["num_threshold"])
+            mleft.append(nd["missing_go_to_left"].astype(bool))
             left.append(nd["left"].astype(np.int64) + off)
             right.append(nd["right"].astype(np.int64) + off)
             leaf.append(nd["is_leaf"].astype(bool))
@@ -187,15 +230,38 @@ def from_sklearn(model, names, meta: dict | None = None) -> LetterTrees:
     base = np.asarray(model._baseline_prediction, np.float64).reshape(-1)
     arrays = dict(feature=np.concatenate(feat).astype(np.int64),
                   threshold=np.concatenate(thr).astype(np.float64),
+                  missing_left=np.concatenate(mleft),
                   left=np.concatenate(left), right=np.concatenate(right),
                   leaf=np.concatenate(leaf), value=np.concatenate(value).astype(np.float64),
                   roots=np.array(roots, np.int64), klass=np.array(klass, np.int64),
-                  baseline=np.broadcast_to(base, (len(model.classes_),)).copy(),
-                  classes=np.asarray(model.classes_).astype("U1"),
-                  names=np.asarray(names).astype("U8"), max_depth=depth)
-    for k, v in (meta or {}).items():
-        arrays[f"meta_{k}"] = np.asarray(v)
+                  baseline=np.broadcast_to(base, (k,)).copy(),
+                  classes=np.asarray(model.classes_).astype(str),
+                  names=np.asarray(names).astype(str), max_depth=depth,
+                  n_features=int(model.n_features_in_), library_digest=str(library),
+                  sklearn_version=str(sklearn.__version__))
+    for key, v in (meta or {}).items():
+        arrays[f"meta_{key}"] = np.asarray(v)
     return LetterTrees(arrays)
+
+
+def library_digest(names, flux) -> str:
+    """SHA-256 of a library's template names and its stored (float16) flux: what a letter
+    model's Δχ² features were made with."""
+    h = hashlib.sha256("\n".join(map(str, names)).encode())
+    h.update(np.ascontiguousarray(np.asarray(flux, np.float16)).tobytes())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def shipped_library_digest(survey: str) -> str:
+    """:func:`library_digest` of the library ``survey`` ships (``.templates.SURVEY_LIBRARIES``),
+    '' where it has none."""
+    name = SURVEY_LIBRARIES.get(str(survey).strip().upper())
+    path = resources.files("specsift") / "data" / "templates" / str(name)
+    if name is None or not path.is_file():
+        return ""
+    with resources.as_file(path) as p, np.load(p, allow_pickle=False) as f:
+        return library_digest(f["names"], f["flux"])
 
 
 @lru_cache(maxsize=4)
@@ -210,3 +276,31 @@ def letter_trees_for(survey: str) -> LetterTrees | None:
         return None
     with resources.as_file(path) as p, np.load(p, allow_pickle=False) as f:
         return LetterTrees({k: f[k] for k in f.files})
+
+
+@lru_cache(maxsize=16)
+def usable_trees(survey: str, names: tuple) -> LetterTrees | None:
+    """The survey's letter model where it was trained on the library that ships with these
+    template ``names`` (same names, same flux digest, as many features), else None — the
+    stage then picks the letter by the vote — with a warning, once (cached), where a model
+    ships but does not fit: ``lamost_stars.npz`` rebuilt without ``--letter-model`` leaves
+    trees whose Δχ² features are of another library.  A basis carrying a library of its own
+    (the builder's cross-validation) passes ``letter_trees=False`` instead."""
+    trees = letter_trees_for(survey)
+    if trees is None:
+        return None
+    why = []
+    if trees.names != tuple(map(str, names)):
+        why.append("its templates are not the library's")
+    digest = shipped_library_digest(survey)
+    if not trees.library_digest or trees.library_digest != digest:
+        why.append("it was trained on another library (flux digest "
+                   f"{trees.library_digest[:12] or 'none'} ≠ {digest[:12] or 'none'})")
+    if trees.n_features != n_features(len(names)):
+        why.append(f"it reads {trees.n_features} features, not {n_features(len(names))}")
+    if why:
+        warnings.warn(f"{survey} letter model {SURVEY_LETTER_MODELS.get(survey)} not used: "
+                      f"{'; '.join(why)} — rebuild it with build_lamost_templates.py "
+                      "--letter-model; letters by the vote", RuntimeWarning, stacklevel=3)
+        return None
+    return trees

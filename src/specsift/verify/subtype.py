@@ -45,7 +45,7 @@ import numpy as np
 from ..spectra import survey_of
 from .cache import IdentityCache
 from .fit import Prepared, legendre, polynomial_products, prepare, single_template_chi2
-from .star_letter import letter_features, letter_trees_for
+from .star_letter import letter_features, usable_trees
 from .templates import bases_for
 
 __all__ = ["STAR_NPOLY", "LIBRARY_NPOLY", "LIBRARY_RANGE", "LIBRARY_VOTE", "star_subtypes",
@@ -167,9 +167,9 @@ def _versions(meta, rows, prefixes) -> np.ndarray:
 
 
 def _trees(survey: str, names):
-    """The survey's letter model where it was trained on this library (same templates)."""
-    trees = letter_trees_for(survey)
-    return trees if trees is not None and trees.names == tuple(map(str, names)) else None
+    """The survey's letter model where it was trained on this library
+    (:func:`.star_letter.usable_trees`: same templates, flux digest and feature count)."""
+    return usable_trees(survey, tuple(map(str, names)))
 
 
 def letter_inputs(batch, basis, spec, shift, prep: Prepared, survey: str = "LAMOST",
