@@ -13,7 +13,7 @@ import pytest
 from specsift.spectra import DEFAULT_GRID, SpectraBatch
 from specsift.verify import star_letter as SLT
 from specsift.verify.fit import prepare
-from specsift.verify.subtype import star_subtypes
+from specsift.verify.subtype import letter_inputs, star_subtypes, star_subtypes_at
 from specsift.verify.templates import bases_for
 
 
@@ -83,6 +83,31 @@ def test_rows_of_the_wrong_width_are_an_error_not_another_rows_features():
                 np.zeros(trees.n_features)):
         with pytest.raises(ValueError, match=f"{trees.n_features} features"):
             trees.predict_raw(bad)
+
+
+def test_a_star_on_a_grid_without_ca_k_is_named_with_that_band_as_if_masked():
+    """On a 4000–9000 Å grid Ca II K's bands (3900–3945 Å) have no pixel: the star is named
+    (a library template; the trees never saw a star without Ca K, so not necessarily by its
+    own letter) instead of an IndexError, and its line indices and colours are those of the
+    same star on the full grid with the pixels below 4000 Å masked."""
+    batch, b = _star("G5")
+    wave = 10.0 ** DEFAULT_GRID.loglam
+    cut = slice(int(np.searchsorted(wave, 4000.0)), int(np.searchsorted(wave, 9000.0)))
+    short = SpectraBatch(DEFAULT_GRID.loglam[cut], batch.flux[:, cut], batch.ivar[:, cut])
+    short.meta["SURVEY"] = ["LAMOST"]
+    bs = bases_for(short.loglam)["STAR"]
+    got = star_subtypes_at(short, [0], bs.z_of([2.0]))
+    assert got[0] in bs.survey_named["LAMOST"][1]
+    masked = SpectraBatch(DEFAULT_GRID.loglam, batch.flux,
+                          np.where(wave < wave[cut][0], 0.0, batch.ivar).astype(np.float32))
+    masked.meta["SURVEY"] = ["LAMOST"]
+    x_short, names = letter_inputs(short, bs, [0], [2.0],
+                                   prepare(short.flux, short.ivar, short.mask))
+    x_mask, _ = letter_inputs(masked, b, [0], [2.0],
+                              prepare(masked.flux, masked.ivar, masked.mask))
+    lines = slice(len(names) + 5, -1)                      # line indices and colours
+    assert np.allclose(x_short[0, lines], x_mask[0, lines], rtol=1e-5, atol=1e-6)
+    assert np.isfinite(x_short).all()
 
 
 def test_from_sklearn_keeps_names_nan_directions_and_refuses_what_it_cannot_walk():

@@ -18,6 +18,9 @@ learning rate 0.05, L2 1) on, per star:
   (:data:`.subtype.BEST_ONLY_VERSIONS`: LAMOST v2.6),
 
 all in the star's rest frame at its integer pixel shift, from the stage's cleaned weights.
+A band that the grid does not reach (Ca II K on a grid from 4000 Å) has no pixel, as a band
+whose pixels are all masked: its mean 0 (an index 1 − 0/continuum, or 0 without continuum; a
+colour at the floor).
 Trained on the training split of ``lamost-real`` only (features of each star from the library
 built without its fold: ``benchmarks/build_lamost_templates.py --letter-model``); CV inside
 the training split (folds by observing plan) 0.899 → 0.917, held-out (scored once, at
@@ -130,8 +133,9 @@ def _bands(wave):
         lo, hi = [], []
         for a, b in bands:
             idx = np.flatnonzero((wave > a) & (wave < b))
-            lo.append(idx[0])
-            hi.append(idx[-1] + 1)
+            # a band off the grid (Ca K on a grid from 4000 Å): no pixel, as if masked
+            lo.append(idx[0] if idx.size else 0)
+            hi.append(idx[-1] + 1 if idx.size else 0)
         _BANDS[key] = (np.array(lo, np.int64), np.array(hi, np.int64))
     return _BANDS[key]
 
