@@ -110,6 +110,22 @@ def test_a_star_on_a_grid_without_ca_k_is_named_with_that_band_as_if_masked():
     assert np.isfinite(x_short).all()
 
 
+def test_band_means_are_the_plain_means_of_good_pixels():
+    rng = np.random.default_rng(2)
+    wave = 10.0 ** DEFAULT_GRID.loglam
+    good = rng.random((3, wave.size)) > 0.2
+    f = np.where(good, rng.random((3, wave.size)), 0.0).astype(np.float32)
+    shift = np.array([0, 5, -3])
+    got = SLT._band_means(wave, f, good, shift)
+    lo, hi = SLT._bands(wave)
+    for r in range(3):
+        for j in range(len(lo)):
+            a, z = np.clip([lo[j] + shift[r], hi[j] + shift[r]], 0, wave.size)
+            g = good[r, a:z]
+            want = f[r, a:z][g].astype(np.float64).mean() if g.any() else 0.0
+            assert got[r, j] == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
 def test_from_sklearn_keeps_names_nan_directions_and_refuses_what_it_cannot_walk():
     from sklearn.ensemble import HistGradientBoostingClassifier
     rng = np.random.default_rng(0)

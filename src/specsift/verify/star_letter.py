@@ -18,7 +18,9 @@ learning rate 0.05, L2 1) on, per star:
   (:data:`.subtype.BEST_ONLY_VERSIONS`: LAMOST v2.6),
 
 all in the star's rest frame at its integer pixel shift, from the stage's cleaned weights.
-A band that the grid does not reach (Ca II K on a grid from 4000 Å) has no pixel, as a band
+The line bands are Lick-style air wavelengths read on the (vacuum) log-λ grid, ≈ 1.5 Å off:
+harmless, as the trees were trained on the same bands, and so they stay (moving them would
+move every threshold).  A band that the grid does not reach (Ca II K on a grid from 4000 Å) has no pixel, as a band
 whose pixels are all masked: its mean 0 (an index 1 − 0/continuum, or 0 without continuum; a
 colour at the floor).
 Trained on the training split of ``lamost-real`` only (features of each star from the library
@@ -45,7 +47,7 @@ from .templates import SURVEY_LIBRARIES
 
 __all__ = ["LetterTrees", "letter_features", "letter_trees_for", "usable_trees",
            "SURVEY_LETTER_MODELS", "LINE_INDICES", "COLOURS", "from_sklearn", "library_digest",
-           "n_features"]
+           "n_features", "relative_dchi2"]
 
 #: survey → its letter model in ``data/templates/`` (built by build_lamost_templates.py)
 SURVEY_LETTER_MODELS = {"LAMOST": "lamost_letter.npz"}
@@ -67,25 +69,26 @@ LINE_INDICES = (
 #: colour windows: 500 Å from each start, against 5000–5500 Å
 COLOURS = (4000, 4500, 5500, 6000, 6500, 7500)
 COLOUR_REF = (5000, 5500)
-#: Δχ² (in units of χ²_min per pixel) clip and the per-letter weight's scale
+#: Δχ² (in units of χ²_min per pixel, :func:`relative_dchi2`) clip and the per-letter
+#: weight's scale: 400 = 2·τ of the vote (``subtype.LIBRARY_VOTE``, τ = 200) when the trees
+#: were trained, frozen by that training (their thresholds are on these weights), so it does
+#: not follow a later change of τ
 DCHI2_CLIP = 50.0
 WEIGHT_SCALE = 400.0
 LETTERS = "AFGKM"
 
 
 def letter_features(wave, f, good, shift, chi2, names, ngood, best_only) -> np.ndarray:
-    """(R, J + 5 + 12 + 6 + 1) features (module docstring) of R spectra: ``f`` (R, P) flux
-    (any scale) and ``good`` (R, P) on a grid of rest wavelengths ``wave`` (P,), each seen at
-    integer pixel ``shift`` (R,) (rest pixel q is observed pixel q + shift); ``chi2`` (R, J)
-    of the library templates ``names`` with ``ngood`` (R,) fitted pixels; ``best_only`` (R,)
-    True for a pipeline version in BEST_ONLY_VERSIONS."""
-    chi2 = np.asarray(chi2, np.float64)
-    mn = chi2.min(axis=1, keepdims=True)
-    d = (chi2 - mn) / (np.maximum(mn, 1e-30) / np.maximum(np.asarray(ngood, float), 1)[:, None])
+    """(R, :func:`n_features`) features (module docstring) of R spectra: ``f`` (R, P) flux
+    (any scale, 0 where not ``good``: the stage's f = x/w is) and ``good`` (R, P) on a grid of
+    rest wavelengths ``wave`` (P,), each seen at integer pixel ``shift`` (R,) (rest pixel q is
+    observed pixel q + shift); ``chi2`` (R, J) of the library templates ``names`` with
+    ``ngood`` (R,) fitted pixels; ``best_only`` (R,) True for a pipeline version in
+    BEST_ONLY_VERSIONS."""
+    d = relative_dchi2(chi2, ngood)
     w = np.exp(-d / WEIGHT_SCALE)
-    first = np.array([str(n)[:1] for n in names])
-    vw = np.stack([w[:, first == a].max(axis=1) if (first == a).any() else np.zeros(len(d))
-                   for a in LETTERS], axis=1)
+    onehot = letter_columns(names if isinstance(names, tuple) else tuple(map(str, names)))
+    vw = (w[:, :, None] * onehot).max(axis=1)          # per letter max_j w_j (0: no template)
     means = _band_means(np.asarray(wave, np.float64), f, good, np.asarray(shift, np.int64))
     nl = len(LINE_INDICES)
     blue, mid, red = means[:, 0:3 * nl:3], means[:, 1:3 * nl:3], means[:, 2:3 * nl:3]
@@ -99,26 +102,49 @@ def letter_features(wave, f, good, shift, chi2, names, ngood, best_only) -> np.n
                       np.asarray(best_only, float)[:, None]])
 
 
-def _band_means(wave, f, good, shift) -> np.ndarray:
-    """(R, B) mean of ``f`` over the good pixels of each band of :func:`_bands` (0 where
-    none), from per-row cumulative sums read at the bands' observed pixel edges (rest edge
-    + shift)."""
-    g = np.asarray(good, bool)
-    npix = f.shape[1]
-    fs = np.zeros((len(f), npix + 1))
-    np.cumsum(np.where(g, f, 0.0), axis=1, out=fs[:, 1:])
-    gs = np.zeros_like(fs)
-    np.cumsum(g, axis=1, out=gs[:, 1:])
-    lo, hi = _bands(wave)
-    lo = np.clip(lo[None] + shift[:, None], 0, npix)
-    hi = np.clip(hi[None] + shift[:, None], 0, npix)
-    n = np.take_along_axis(gs, hi, 1) - np.take_along_axis(gs, lo, 1)
-    return (np.take_along_axis(fs, hi, 1) - np.take_along_axis(fs, lo, 1)) / np.maximum(n, 1)
-
-
 def n_features(n_templates: int) -> int:
     """The feature count of :func:`letter_features` with a library of ``n_templates``."""
     return n_templates + len(LETTERS) + len(LINE_INDICES) + len(COLOURS) + 1
+
+
+def relative_dchi2(chi2, ngood) -> np.ndarray:
+    """(R, J) Δχ²_j / (χ²_min / N): each template's χ² above the row's best, in units of the
+    best fit's χ² per fitted pixel (``ngood``: N), so that it follows the residuals' own level,
+    template mismatch included, not the noise alone (the letter vote's and the trees' scale)."""
+    chi2 = np.asarray(chi2, np.float64)
+    best = chi2.min(axis=1, keepdims=True)
+    per_pixel = np.maximum(best, 1e-30) / np.maximum(np.asarray(ngood, np.float64), 1.0)[:, None]
+    return (chi2 - best) / per_pixel
+
+
+@lru_cache(maxsize=16)
+def letter_columns(names: tuple) -> np.ndarray:
+    """(J, 5) 1.0 where template j's name starts with letter l of :data:`LETTERS`, cached
+    (read-only): a run meets the same library in every batch."""
+    out = np.array([[float(n[:1] == a) for a in LETTERS] for n in names]).reshape(-1, 5)
+    out.flags.writeable = False
+    return out
+
+
+def _band_means(wave, f, good, shift) -> np.ndarray:
+    """(R, B) mean of ``f`` (0 where not ``good``) over the good pixels of each band of
+    :func:`_bands` (0 where none), from per-row cumulative sums (float64, as far as the last
+    band's edge) read at the bands' observed pixel edges (rest edge + shift), flux and pixel
+    count sums side by side so that one gather reads all four edges."""
+    npix = f.shape[1]
+    lo, hi = _bands(wave)
+    lo = np.clip(lo[None] + shift[:, None], 0, npix)
+    hi = np.clip(hi[None] + shift[:, None], 0, npix)
+    m = int(hi.max()) if hi.size else 0
+    rows = len(f)
+    cs = np.zeros((rows, 2, m + 1))
+    np.cumsum(f[:, :m], axis=1, dtype=np.float64, out=cs[:, 0, 1:])
+    np.cumsum(good[:, :m], axis=1, dtype=np.float64, out=cs[:, 1, 1:])
+    nb = lo.shape[1]
+    at = np.concatenate([hi, lo, hi + (m + 1), lo + (m + 1)], axis=1)
+    e = np.take_along_axis(cs.reshape(rows, -1), at, 1)
+    n = e[:, 2 * nb:3 * nb] - e[:, 3 * nb:]
+    return (e[:, :nb] - e[:, nb:2 * nb]) / np.maximum(n, 1)
 
 
 def _bands(wave):

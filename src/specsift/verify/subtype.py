@@ -45,7 +45,7 @@ import numpy as np
 from ..spectra import survey_of
 from .cache import IdentityCache
 from .fit import Prepared, legendre, polynomial_products, prepare, single_template_chi2
-from .star_letter import letter_features, usable_trees
+from .star_letter import letter_features, relative_dchi2, usable_trees
 from .templates import bases_for
 
 __all__ = ["STAR_NPOLY", "LIBRARY_NPOLY", "LIBRARY_RANGE", "LIBRARY_VOTE", "star_subtypes",
@@ -255,9 +255,7 @@ def letter_vote(chi2: np.ndarray, names, ngood, k: int, tau: float) -> np.ndarra
         raise ValueError(f"letter_vote: k must be ≥ 1 and τ > 0, not k={k}, τ={tau}")
     chi2 = np.asarray(chi2, np.float64)
     onehot, mask = _letter_onehot(names if isinstance(names, tuple) else tuple(map(str, names)))
-    best = chi2.min(axis=1, keepdims=True)
-    per_pixel = np.maximum(best, 1e-30) / np.maximum(np.asarray(ngood, np.float64), 1.0)[:, None]
-    d = (chi2 - best) / per_pixel
+    d = relative_dchi2(chi2, ngood)
     if k < d.shape[1]:                         # the k best (ties at the k-th: all of them)
         kth = np.partition(d, k - 1, axis=1)[:, k - 1:k]
         weight = np.where(d <= kth, np.exp(-d / (2.0 * tau)), 0.0)
