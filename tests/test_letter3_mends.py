@@ -147,3 +147,22 @@ def test_from_sklearn_keeps_names_nan_directions_and_refuses_what_it_cannot_walk
         SLT.from_sklearn(cat, ["T0"])
 
 
+def test_the_letter_models_version_input_does_not_follow_the_vote_settings(monkeypatch):
+    """The trees' version input is always the stage's BEST_ONLY_VERSIONS: passing another
+    best-only rule (the builder's CV does) leaves what the trees read, and so their answer,
+    as it is; the builder's features are the stage's."""
+    from specsift.verify.subtype import LIBRARY_NPOLY, LIBRARY_RANGE, _library_fit
+    batch, b = _star("F9", version="v2.6.4")
+    prep = prepare(batch.flux, batch.ivar, batch.mask)
+    seen = []
+    walk = SLT.LetterTrees.predict_raw
+    monkeypatch.setattr(SLT.LetterTrees, "predict_raw",
+                        lambda self, X: seen.append(np.array(X)) or walk(self, X))
+    ref = star_subtypes(batch, b, [0], [2.0], prep)
+    assert (star_subtypes(batch, b, [0], [2.0], prep, best_only_versions={}) == ref).all()
+    assert len(seen) == 2 and np.array_equal(seen[0], seen[1]) and seen[0][0, -1] == 1.0
+    X, _ = letter_inputs(batch, b, [0], [2.0], prep)
+    assert X[0, -1] == 1.0                                  # a v2.6 star
+    fit = _library_fit(batch, b, "LAMOST", np.array([0]), np.array([0]), np.array([2.0]),
+                       prep, LIBRARY_NPOLY, LIBRARY_RANGE)
+    assert np.array_equal(fit.features(), X)
