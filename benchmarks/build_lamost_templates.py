@@ -216,10 +216,12 @@ def letter_training(rows, flux, ivar, versions, names_all, by: str = "plan", k: 
     return X, truth, used, fold
 
 
-def train_letter_model(X, truth, used, fold, names_all, out: Path):
+def train_letter_model(X, truth, used, fold, names_all, out: Path, library: str = ""):
     """Fit the trees on every used training star, save them as plain arrays (checked
-    against scikit-learn's own predictions), and print their CV inside the training split
-    (trees refitted without each fold, on the same out-of-fold features)."""
+    against scikit-learn's own predictions) with ``library``, the digest of the library they
+    were trained on (:func:`specsift.verify.star_letter.library_digest`: the stage uses them
+    only with that library), and print their CV inside the training split (trees refitted
+    without each fold, on the same out-of-fold features)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from specsift.verify.star_letter import from_sklearn
@@ -230,8 +232,8 @@ def train_letter_model(X, truth, used, fold, names_all, out: Path):
         pred[te] = m.predict(X[te])
     acc = float((pred[used] == truth[used]).mean())
     m = HistGradientBoostingClassifier(**TREE_PARAMS).fit(X[used], truth[used])
-    trees = from_sklearn(m, names_all, {"cv_letter": acc, "nstars": int(used.sum()),
-                                        "params": str(TREE_PARAMS)})
+    trees = from_sklearn(m, names_all, library, {"cv_letter": acc, "nstars": int(used.sum()),
+                                                 "params": str(TREE_PARAMS)})
     if not (trees.predict(X[used]) == m.predict(X[used])).all():
         raise RuntimeError("letter trees: the plain-array walk disagrees with scikit-learn")
     trees.save(out)
@@ -268,7 +270,8 @@ def main() -> None:
                          "(observing plan)")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--letter-model", action="store_true",
-                    help="also train the letter trees (features from plan-wise folds)")
+                    help="also train the letter trees (features from plan-wise folds); "
+                         "without it, trees of another library are reported stale")
     ap.add_argument("--letter-out", type=Path, default=LETTER_OUT)
     args = ap.parse_args()
     rows = train_rows()
@@ -298,9 +301,32 @@ def main() -> None:
     save(args.out, rows, names, temps, counts)
     print(f"{args.out}: {len(names)} templates ({', '.join(names)}), "
           f"{args.out.stat().st_size / 1e3:.0f} kB")
+    digest = saved_digest(args.out)
     if args.letter_model:
         train_letter_model(*letter_training(rows, flux, ivar, versions, names), names,
-                           args.letter_out)
+                           args.letter_out, digest)
+    else:
+        warn_stale_letter_model(args.letter_out, digest)
+
+
+def saved_digest(path: Path) -> str:
+    """The letter model's digest of the library saved at ``path`` (as the stage reads it)."""
+    from specsift.verify.star_letter import library_digest
+    with np.load(path, allow_pickle=False) as f:
+        return library_digest(f["names"], f["flux"])
+
+
+def warn_stale_letter_model(path: Path, digest: str) -> None:
+    """Say so where the letter model at ``path`` was trained on another library than the one
+    just built (the stage then warns and names letters by the vote until it is retrained)."""
+    if not path.is_file():
+        return
+    with np.load(path, allow_pickle=False) as f:
+        old = str(f["library_digest"]) if "library_digest" in f.files else ""
+    if old != digest:
+        print(f"WARNING: {path} was trained on another library ({old[:12] or 'no digest'} ≠ "
+              f"{digest[:12]}): the stage will use the letter vote until it is rebuilt with "
+              "--letter-model", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ def test_features_are_the_rest_frame_ones_at_any_shift():
     f1[k:] = f0[:-k]
     good0, good1 = f0 > 0, f1 > 0
     good0[-k:] = False                          # the same pixels in both frames
+    f0, f1 = f0 * good0, f1 * good1             # flux 0 where not good, as the stage's f/w
     chi2 = np.array([[5.0, 3.0, 9.0]])
     nm = ("F5", "G2", "K1")
     x0 = SLT.letter_features(wave, f0[None], good0[None], [0], chi2, nm, [100], [False])

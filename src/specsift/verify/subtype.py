@@ -38,6 +38,7 @@ training split by observing plan 0.899 → 0.916, held-out 0.909 at LAMOST's z (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -45,7 +46,7 @@ import numpy as np
 from ..spectra import survey_of
 from .cache import IdentityCache
 from .fit import Prepared, legendre, polynomial_products, prepare, single_template_chi2
-from .star_letter import letter_features, letter_trees_for
+from .star_letter import LETTERS, letter_columns, letter_features, relative_dchi2, usable_trees
 from .templates import bases_for
 
 __all__ = ["STAR_NPOLY", "LIBRARY_NPOLY", "LIBRARY_RANGE", "LIBRARY_VOTE", "star_subtypes",
@@ -88,11 +89,13 @@ def star_subtypes(batch, basis, spec, shift, prep: Prepared, library: bool = Tru
     :func:`letter_vote` with ``library_vote`` = (k, τ), except where the batch's VERSPIPE
     starts with one of ``best_only_versions[survey]`` (``library=False``: every row from
     spEigenStar, the SDSS pipeline's way: the single best template).  Where the survey has a
-    letter model (:mod:`.star_letter`, LAMOST) and ``letter_trees``, it picks every library
-    row's letter instead of the vote and the version rule (SUBTYPE: the best template of that
-    letter); the library's CV (build_lamost_templates.py) turns it off, as the model was
-    trained on those stars.  ``at``: the row of ``prep`` of each of ``spec`` where ``prep``
-    holds only those rows (default: ``spec``, a ``prep`` of the whole batch)."""
+    letter model (:mod:`.star_letter`, LAMOST) fitted to this library and ``letter_trees``,
+    it picks every library row's letter instead of the vote and the version rule (SUBTYPE:
+    the best template of that letter; its version input always from
+    :data:`BEST_ONLY_VERSIONS`, what it was trained on); the library's CV
+    (build_lamost_templates.py) turns it off, as the model was trained on those stars.
+    ``at``: the row of ``prep`` of each of ``spec`` where ``prep`` holds only those rows
+    (default: ``spec``, a ``prep`` of the whole batch)."""
     spec = np.asarray(spec, np.int64)
     at = spec if at is None else np.asarray(at, np.int64)
     shift = np.rint(np.asarray(shift, np.float64))
@@ -101,22 +104,31 @@ def star_subtypes(batch, basis, spec, shift, prep: Prepared, library: bool = Tru
         return out
     survey = survey_of(batch.meta, len(batch))[spec]
     sdss = np.ones(len(spec), bool)
-    wave = 10.0 ** np.asarray(batch.loglam, np.float64)
-    fit_range = (wave > library_range[0]) & (wave < library_range[1])
-    for s, (temps, names) in (basis.survey_named.items() if library else ()):
+    for s, (_, names) in (basis.survey_named.items() if library else ()):
         sel = np.flatnonzero(survey == s)
-        if len(sel) and len(names):
-            voted = ~_versions(batch.meta, spec[sel], best_only_versions.get(s, ()))
-            trees = _trees(s, names) if letter_trees and library_vote is not None else None
-            out[sel] = _best(prep, basis, temps, tuple(names), at[sel], shift[sel],
-                             _inside(basis, temps, batch.flux.shape[1], 0) & fit_range,
-                             library_npoly, library_vote, voted, trees, wave)
-            sdss[sel] = False
+        if not (len(sel) and len(names)):
+            continue
+        fit = _library_fit(batch, basis, s, spec[sel], at[sel], shift[sel], prep,
+                           library_npoly, library_range)
+        trees = _trees(s, names) if letter_trees and library_vote is not None else None
+        if trees is not None:
+            best = _tree_letter(trees, fit)
+        elif library_vote is not None:
+            rule = best_only_versions.get(s, ())
+            voted = ~(fit.best_only if tuple(rule) == BEST_ONLY_VERSIONS.get(s, ())
+                      else _versions(batch.meta, spec[sel], rule))
+            best = _vote_letter(fit.chi2, fit.names, fit.ngood, library_vote, voted)
+        else:
+            best = np.argmin(fit.chi2, axis=1)
+        out[sel] = _named(fit.names, fit.chi2, fit.ngood, best)
+        sdss[sel] = False
     sel = np.flatnonzero(sdss)
     if len(sel):
         names = np.array([s.split()[0] for s in basis.star_names], dtype="U20")
-        out[sel] = _best(prep, basis, basis.star_named, names, at[sel], shift[sel],
-                         _inside(basis, basis.star_named, batch.flux.shape[1], 20), STAR_NPOLY)
+        inside = _inside(basis, basis.star_named, batch.flux.shape[1], 20)
+        chi2, ngood = _library_chi2(prep, basis, basis.star_named, at[sel], shift[sel], inside,
+                                    STAR_NPOLY)
+        out[sel] = _named(names, chi2, ngood, np.argmin(chi2, axis=1))
     return out
 
 
@@ -167,9 +179,52 @@ def _versions(meta, rows, prefixes) -> np.ndarray:
 
 
 def _trees(survey: str, names):
-    """The survey's letter model where it was trained on this library (same templates)."""
-    trees = letter_trees_for(survey)
-    return trees if trees is not None and trees.names == tuple(map(str, names)) else None
+    """The survey's letter model where it was trained on this library
+    (:func:`.star_letter.usable_trees`: same templates, flux digest and feature count)."""
+    return usable_trees(survey, tuple(map(str, names)))
+
+
+@dataclass(frozen=True)
+class LibraryFit:
+    """One survey's library fit of some rows: what the letter pickers read.  ``chi2`` (R, J)
+    and ``ngood`` (R,) of each template alone (:func:`_library_chi2`); ``names`` the templates;
+    ``rows`` their rows of ``prep``, ``shift`` their integer pixel shifts; ``best_only`` (R,)
+    the letter model's version input (:data:`BEST_ONLY_VERSIONS`, whatever rule the caller
+    names its letters by); ``wave`` the grid's wavelengths."""
+    prep: Prepared
+    rows: np.ndarray
+    shift: np.ndarray
+    chi2: np.ndarray
+    ngood: np.ndarray
+    names: tuple
+    best_only: np.ndarray
+    wave: np.ndarray
+
+    def features(self) -> np.ndarray:
+        """The letter model's features (:func:`.star_letter.letter_features`) of the rows,
+        from the stage's cleaned weights and scaled flux (the indices and colours are
+        ratios, blind to the scale)."""
+        w = self.prep.w[self.rows]
+        good = w > 0
+        f = np.divide(self.prep.x3[self.rows, self.prep.npoly - 1], w,
+                      out=np.zeros(w.shape, np.float32), where=good)
+        return letter_features(self.wave, f, good, self.shift.astype(np.int64), self.chi2,
+                               self.names, self.ngood, self.best_only)
+
+
+def _library_fit(batch, basis, survey: str, spec, rows, shift, prep: Prepared, npoly: int,
+                 fit_range: tuple) -> LibraryFit:
+    """The fit of rows ``spec`` of ``batch`` (rows ``rows`` of ``prep``) at integer pixel
+    shifts ``shift`` to ``basis``'s library of ``survey``, ``npoly`` terms on the pixels its
+    templates cover inside rest ``fit_range`` (Å): the one place both the stage
+    (:func:`star_subtypes`) and the letter model's builder (:func:`letter_inputs`) make it."""
+    temps, names = basis.survey_named[survey]
+    wave = 10.0 ** np.asarray(batch.loglam, np.float64)
+    inside = (_inside(basis, temps, batch.flux.shape[1], 0)
+              & (wave > fit_range[0]) & (wave < fit_range[1]))
+    chi2, ngood = _library_chi2(prep, basis, temps, rows, shift, inside, npoly)
+    best_only = _versions(batch.meta, spec, BEST_ONLY_VERSIONS.get(survey, ()))
+    return LibraryFit(prep, rows, shift, chi2, ngood, tuple(names), best_only, wave)
 
 
 def letter_inputs(batch, basis, spec, shift, prep: Prepared, survey: str = "LAMOST",
@@ -179,13 +234,9 @@ def letter_inputs(batch, basis, spec, shift, prep: Prepared, survey: str = "LAMO
     — exactly what :func:`star_subtypes` gives the letter model (the builder trains on it)."""
     spec = np.asarray(spec, np.int64)
     shift = np.rint(np.asarray(shift, np.float64))
-    temps, names = basis.survey_named[survey]
-    wave = 10.0 ** np.asarray(batch.loglam, np.float64)
-    inside = (_inside(basis, temps, batch.flux.shape[1], 0)
-              & (wave > library_range[0]) & (wave < library_range[1]))
-    chi2, ngood = _library_chi2(prep, basis, temps, spec, shift, inside, library_npoly)
-    best_only = _versions(batch.meta, spec, BEST_ONLY_VERSIONS.get(survey, ()))
-    return _features(prep, spec, shift, chi2, names, ngood, best_only, wave), tuple(names)
+    fit = _library_fit(batch, basis, survey, spec, spec, shift, prep, library_npoly,
+                       library_range)
+    return fit.features(), fit.names
 
 
 def _library_chi2(prep, basis, temps, spec, shift, inside, npoly: int):
@@ -196,40 +247,34 @@ def _library_chi2(prep, basis, temps, spec, shift, inside, npoly: int):
     return single_template_chi2(pk, basis, temps, inv, shift), np.asarray(pk.ngood)[inv]
 
 
-def _features(prep, spec, shift, chi2, names, ngood, best_only, wave):
-    """The letter model's features of rows ``spec`` of ``prep`` (its cleaned weights and
-    scaled flux: the indices and colours are ratios, blind to the scale)."""
-    w = prep.w[spec]
-    good = w > 0
-    f = np.divide(prep.x3[spec, prep.npoly - 1], w, out=np.zeros(w.shape, np.float32),
-                  where=good)
-    return letter_features(wave, f, good, shift.astype(np.int64), chi2, names, ngood,
-                           best_only)
+def _tree_letter(trees, fit: LibraryFit) -> np.ndarray:
+    """Index (R,) of each row's template: the best one of the letter the letter model picks
+    (a letter with no template in the library: the best of all)."""
+    k = np.argmax(trees.predict_raw(fit.features()), axis=1)
+    col = np.array([LETTERS.find(c) for c in trees.classes])[k]      # -1: not a letter
+    # (L + 1, J): per letter of LETTERS its templates, and a last row of none for -1
+    mask = np.vstack([letter_columns(fit.names).T > 0, np.zeros(len(fit.names), bool)])
+    mine = np.where(mask[col], fit.chi2, np.inf)
+    best = np.argmin(fit.chi2, axis=1)
+    return np.where(np.isinf(mine).all(axis=1), best, np.argmin(mine, axis=1))
 
 
-def _best(prep, basis, temps, names, spec, shift, inside, npoly: int,
-          vote: tuple | None = None, voted=None, trees=None, wave=None) -> np.ndarray:
-    """Name of the template of ``temps`` that fits each row best, alone with ``npoly`` terms
-    (``vote`` = (k, τ): the best of the letter :func:`letter_vote` picks, on the rows
-    ``voted`` (default all); ``trees``: the best of the letter the letter model picks, on
-    every row, ``wave`` the grid's wavelengths)."""
-    chi2, ngood = _library_chi2(prep, basis, temps, spec, shift, inside, npoly)
+def _vote_letter(chi2, names, ngood, vote: tuple, voted) -> np.ndarray:
+    """Index (R,) of each row's template: :func:`letter_vote`'s with ``vote`` = (k, τ) on the
+    rows ``voted``, the single best template on the others."""
+    v = np.asarray(voted, bool)
+    if v.all():
+        return letter_vote(chi2, names, ngood, *vote)
     best = np.argmin(chi2, axis=1)
-    if trees is not None and len(spec):
-        v = np.ones(len(spec), bool) if voted is None else np.asarray(voted, bool)
-        letters = trees.predict(_features(prep, spec, shift, chi2, names, ngood, ~v, wave))
-        first = np.array([str(n)[:1] for n in names])
-        mine = np.where(first[None, :] == letters[:, None], chi2, np.inf)
-        best = np.where(np.isinf(mine).all(axis=1), best, np.argmin(mine, axis=1))
-    elif vote is not None:
-        v = np.ones(len(spec), bool) if voted is None else np.asarray(voted, bool)
-        if v.all():
-            best = letter_vote(chi2, names, ngood, *vote)
-        elif v.any():
-            best[v] = letter_vote(chi2[v], names, ngood[v], *vote)
+    if v.any():
+        best[v] = letter_vote(chi2[v], names, ngood[v], *vote)
+    return best
+
+
+def _named(names, chi2, ngood, best) -> np.ndarray:
+    """The names (R,) of templates ``best``; '' where no pixel was in the fit range (or no
+    χ² is finite): every template ties, and a name would be arbitrary."""
     out = np.asarray(names, "U20")[best]
-    # no pixel in the fit range (or no finite χ²): every template ties, and a name would be
-    # arbitrary — no SUBTYPE instead
     out[(ngood == 0) | ~np.isfinite(chi2).any(axis=1)] = ""
     return out
 
@@ -255,9 +300,7 @@ def letter_vote(chi2: np.ndarray, names, ngood, k: int, tau: float) -> np.ndarra
         raise ValueError(f"letter_vote: k must be ≥ 1 and τ > 0, not k={k}, τ={tau}")
     chi2 = np.asarray(chi2, np.float64)
     onehot, mask = _letter_onehot(names if isinstance(names, tuple) else tuple(map(str, names)))
-    best = chi2.min(axis=1, keepdims=True)
-    per_pixel = np.maximum(best, 1e-30) / np.maximum(np.asarray(ngood, np.float64), 1.0)[:, None]
-    d = (chi2 - best) / per_pixel
+    d = relative_dchi2(chi2, ngood)
     if k < d.shape[1]:                         # the k best (ties at the k-th: all of them)
         kth = np.partition(d, k - 1, axis=1)[:, k - 1:k]
         weight = np.where(d <= kth, np.exp(-d / (2.0 * tau)), 0.0)
