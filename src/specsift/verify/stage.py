@@ -121,15 +121,23 @@ def _fit_rows(prep, bases, spec, typ, z, hw, opt, sigma=None):
 
 
 
-def _star_check(prep, bases, todo, sol, opt) -> None:
+def _star_check(prep, bases, todo, sol, opt, noise_chi2=None) -> None:
     """Where the line-driven comparison (:mod:`.starcheck`) prefers STAR to a GALAXY/QSO
     winner, the row becomes its standard STAR fit near z = 0 — the STAR window :func:`.zfind.solve`
     fitted already, with the spectrum's resolution (its z, σ, χ², coefficients) —, with
-    DELTACHI2 the line-driven Δχ² by which STAR won."""
+    DELTACHI2 the line-driven Δχ² by which STAR won.  ``noise_chi2`` (per row of ``todo``):
+    the winner's χ² on the noise alone, as the decision compared it (default ``sol["chi2"]``)."""
     # a winner that fits to within the noise (χ² < N + 3·√(2N)) leaves no bent continuum to
-    # hide a star's lines: STAR could only win by fitting below the noise, so skip it there
+    # hide a star's lines: STAR could only win by fitting below the noise, so skip it there.
+    # "Within the noise" is judged on the decision's χ² (inverse-variance weights), not on the
+    # template-error refit's, whose weights add the templates' error to the variance and so
+    # bring a badly fitted quasar under N by construction: that skipped the check for every
+    # refitted QSO winner, and whether a star met one depended on the model proposing a QSO
+    # at that z (a LAMOST F9 star, eigen's second χ² minimum QSO z 0.385: χ² 10 806 against
+    # the STAR window's 17 105 at N 3885, refit χ² 3368, line-driven Δχ² 236 for STAR)
     n = prep.ngood[todo].astype(np.float64)
-    ext = np.flatnonzero((sol["type"] != "STAR") & (sol["chi2"] > n + 3 * np.sqrt(2 * n)))
+    c = sol["chi2"] if noise_chi2 is None else noise_chi2
+    ext = np.flatnonzero((sol["type"] != "STAR") & (c > n + 3 * np.sqrt(2 * n)))
     if not len(ext):
         return
     won, delta = star_beats_winner(prep, bases, todo[ext], sol["type"][ext], sol["shift"][ext],
@@ -223,11 +231,12 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             pos = np.searchsorted(todo, rescue)
             for k in sol:
                 sol[k][pos] = again[k]
+        noise_chi2 = sol["chi2"].copy()   # on the noise alone, before the refit below
         if opt.qso_template_error:
             refit_template_limited(batch, bad, bases, todo, sol, opt, sigma, prep.ngood,
                                    _fit_rows)
         if opt.star_check_margin is not None:
-            _star_check(prep, bases, todo, sol, opt)
+            _star_check(prep, bases, todo, sol, opt, noise_chi2)
         t_b = sol["type"]
         z[todo] = sol["z"]
         scale = np.select([t_b == t for t in opt.zerr_scale], list(opt.zerr_scale.values()),
