@@ -472,10 +472,11 @@ class Problem:
         rel = (self.c0[:, c] + theta[:, self.ku + self.group[c]] - self.x[:, start + off]
                + DT(0.5)) / DT(self.bin)
         r = _REACH * s / DT(self.bin)
-        if not (np.all(np.isfinite(rel)) and np.all(np.isfinite(r))):
+        first, last = float((rel - r).min()), float((rel + r).max())
+        if not (np.isfinite(first) and np.isfinite(last)):     # NaN anywhere: all of it
             return off, ws
-        lo = max(int(np.floor(float((rel - r).min()))) - 1, 0)
-        hi = min(int(np.ceil(float((rel + r).max()))) + 2, ws)
+        lo = max(int(np.floor(first)) - 1, 0)
+        hi = min(int(np.ceil(last)) + 2, ws)
         if hi <= lo:                                 # off the set (cannot be: clamped)
             return off, ws
         return off + lo, hi - lo
