@@ -189,3 +189,30 @@ def test_profiles_and_jacobian_hold_no_subnormals():
         assert not np.any((a > 0) & (a < tiny))
     H, _ = prob.gram(blocks, prob.y - out)
     assert np.all(np.isfinite(H))
+
+
+@pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_merged_sets_and_narrow_reach_give_the_same_model_and_blocks(name, model, z, extra):
+    """The sets evaluated together (``Problem.merged``) and the narrow lines' bins cut to
+    where they are non-zero (``Problem._reach``) give the model and Jacobian blocks of
+    one call per set over its whole span, bit for bit — at widths from the start to the
+    largest allowed, so that a cut range can also reach a set's ends."""
+    prob, theta = _problem(model, z=z, extra=extra, seed=5)
+
+
+    if sum(len(sets) for sets in prob.sets) > 1:
+        assert any(len(g) > 1 for g in prob.merged)       # something is merged
+    solo = Problem.__new__(Problem)
+    solo.__dict__.update(prob.__dict__)
+    solo._consts = {}
+    solo.merged = [[(k, e)] for k in range(len(prob.blocks)) for e in range(len(prob.sets[k]))]
+    solo._reach = lambda theta, cs, start, off, ws: (off, ws)
+
+    for scale in (1.0, 3.0, 100.0):
+        th = theta.copy()
+        th[:, prob.ks:prob.ku] = np.minimum(th[:, prob.ks:prob.ku] * scale, prob.s_max)
+        out, blocks = prob.evaluate(th)
+        out_s, blocks_s = solo.evaluate(th)
+        np.testing.assert_array_equal(out, out_s)
+        for b, bs in zip(blocks, blocks_s):
+            np.testing.assert_array_equal(b, bs)

@@ -261,8 +261,12 @@ def add_line_columns(table: Table, cols: dict[str, np.ndarray]) -> None:
     """Append the line columns of :func:`line_columns` to ``table`` with their units, in
     place and without copies: the same columns as ``table.add_columns(line_table(cols)
     .columns.values())`` with one astropy Column made per line column, not three (the
-    Columns, the Table of them and add_columns each made one: a twentieth of the stage)."""
-    table.add_columns(list(cols.values()), names=list(cols), copy=False)
+    Columns, the Table of them and add_columns each made one: a twentieth of the stage).
+    One ``add_column`` each at the end: ``add_columns`` inserts every column at the
+    table's original length and re-orders all the columns added before it each time
+    (~7000 ``move_to_end`` a batch; 10.6 → 8.0 ms for the 119 columns)."""
+    for k, v in cols.items():
+        table.add_column(v, name=k, copy=False)
     units = _units()
     for k in cols:
         table.columns[k].unit = units[k]

@@ -1,0 +1,104 @@
+"""Two catalogs of the same spectra compared column by column, line columns in units of
+their own errors: how far a change of the line stage moved its answers.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/lines_compare.py A.fits B.fits
+    PYTHONPATH=src .venv/bin/python benchmarks/lines_compare.py --n-iter 30 -o B.fits ../shared/data/sdss
+
+The first form prints: non-line columns that differ (should be none), the largest
+|Δ| / σ of every line value column (σ from A's ``_IVAR``; VSHIFT in km/s), the largest
+IVAR ratio, columns whose measured/not-measured pattern differs, and per SPECTYPE how many
+rows' largest flux pull exceeds 0.01, 0.1 and 1 σ.  The second runs ``specsift predict
+--threads 1`` with the line fit's Levenberg–Marquardt iteration count set to ``--n-iter``
+(default of ``fit_lines``: 5), to see how far the answers are from converged
+(docs/lines.md "Third short round").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+
+def compare(path_a: str, path_b: str) -> None:
+    from astropy.table import Table
+
+    from specsift.lines.stage import STAGE_COLUMNS
+    a, b = Table.read(path_a, hdu="REDSHIFTS"), Table.read(path_b, hdu="REDSHIFTS")
+    if a.colnames != b.colnames or len(a) != len(b):
+        raise SystemExit(f"{path_a} and {path_b}: different columns or rows")
+    line = set(STAGE_COLUMNS)
+    pulls, other, measured, ivar, vshift = {}, [], [], 1.0, 0.0
+    row_pull = np.zeros(len(a))
+    for c in a.colnames:
+        x, y = np.asarray(a[c]), np.asarray(b[c])
+        if c not in line:
+            if not np.array_equal(x, y, equal_nan=x.dtype.kind == "f"):
+                other.append(c)
+        elif c.endswith(("_FLUX", "_EW", "_SIGMA")):
+            iv = np.asarray(a[c + "_IVAR"], float)
+            if not np.array_equal(np.isfinite(x), np.isfinite(y)):
+                measured.append(c)
+            m = (iv > 0) & np.isfinite(x) & np.isfinite(y)
+            p = np.where(m, np.abs(x - y) * np.sqrt(np.where(m, iv, 0.0)), 0.0)
+            pulls[c] = float(p.max()) if p.size else 0.0
+            if c.endswith("_FLUX"):
+                row_pull = np.maximum(row_pull, p)
+        elif c.endswith("_IVAR"):
+            m = (x > 0) & (y > 0)
+            if m.any():
+                ivar = max(ivar, float(np.exp(np.abs(np.log(x[m] / y[m])).max())))
+        elif c.endswith("_VSHIFT"):
+            m = np.isfinite(x) & np.isfinite(y)
+            if m.any():
+                vshift = max(vshift, float(np.abs(x[m] - y[m]).max()))
+        elif not np.array_equal(x, y):
+            other.append(c)
+    print(f"{len(a)} rows; columns that differ outside the line values: {other or 'none'}")
+    print(f"measured / not measured differs: {measured or 'none'}")
+    print(f"largest |Δ|/σ of any line value: {max(pulls.values(), default=0):.3g}; "
+          f"largest IVAR ratio {ivar:.6f}; largest VSHIFT |Δ| {vshift:.3g} km/s")
+    print("\n| column | max abs(Δ)/σ |\n|---|---|")
+    for c, v in sorted(pulls.items(), key=lambda kv: -kv[1])[:15]:
+        print(f"| {c} | {v:.3g} |")
+    st = np.char.strip(np.asarray(a["SPECTYPE"]).astype(str))
+    print("\n| SPECTYPE | rows | largest flux pull > 0.01σ | > 0.1σ | > 1σ | median |\n"
+          "|---|---|---|---|---|---|")
+    for t in ("GALAXY", "QSO"):
+        p = row_pull[st == t]
+        if p.size:
+            print(f"| {t} | {p.size} | {(p > 0.01).sum()} | {(p > 0.1).sum()} | "
+                  f"{(p > 1).sum()} | {np.median(p):.3g} |")
+
+
+def predict_with(n_iter: int, out: str, inputs: list[str]) -> None:
+    import specsift.lines.fit as F
+    code = F.fit_lines.__code__
+    names = code.co_varnames[:code.co_argcount]
+    defaults = list(F.fit_lines.__defaults__)
+    defaults[names.index("n_iter") - (len(names) - len(defaults))] = n_iter
+    F.fit_lines.__defaults__ = tuple(defaults)
+    from specsift.cli import main as cli
+    sys.argv = ["specsift", "predict", *inputs, "-o", out, "--threads", "1", "--overwrite"]
+    cli()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("paths", nargs="+", help="two catalogs, or (with --n-iter) the inputs")
+    ap.add_argument("--n-iter", type=int, default=None)
+    ap.add_argument("-o", "--out", default=None)
+    a = ap.parse_args()
+    if a.n_iter is not None:
+        if not a.out:
+            raise SystemExit("--n-iter needs -o OUT")
+        predict_with(a.n_iter, a.out, a.paths)
+    elif len(a.paths) == 2:
+        compare(*a.paths)
+    else:
+        raise SystemExit("give two catalogs, or --n-iter N -o OUT INPUTS")
+
+
+if __name__ == "__main__":
+    main()
