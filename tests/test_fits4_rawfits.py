@@ -43,3 +43,22 @@ def test_a_header_without_end_is_refused(shared_data, tmp_path, monkeypatch):
     monkeypatch.setattr(RawFits, "_FIRST_READ", 160)
     with pytest.raises(RawFitsError, match="HDU 1: NAXIS"):     # what the mmap walk said
         RawFits(p)
+
+
+def test_a_file_shorter_than_its_size_is_refused_not_a_hang(tmp_path, monkeypatch):
+    """A file that shrinks after its size was read (still being written or synced), or a
+    filesystem reporting a wrong size: the header reads come back short; the walk must raise
+    (the reader then falls back to astropy, which names the file), not loop for ever."""
+    import os
+    p = tmp_path / "short.fits"
+    p.write_bytes(b"SIMPLE  =                    T" + b" " * (BLOCK - 30))   # no END card
+    real_fstat = os.fstat
+
+    class _Big:
+        def __init__(self, st):
+            self.st_size = 10 * BLOCK
+            self._st = st
+
+    monkeypatch.setattr(os, "fstat", lambda fd: _Big(real_fstat(fd)))
+    with pytest.raises(RawFitsError, match="truncated"):
+        RawFits(p)

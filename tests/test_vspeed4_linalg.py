@@ -43,3 +43,17 @@ def test_degenerate_column_dropped_not_failed():
         assert np.isclose(q[i], ref, rtol=1e-10)
     q5, _ = chol_quad_t(A[..., 5:], b[:, 5:], coef=True)
     assert np.allclose(q[5:], q5, rtol=1e-12)
+
+
+def test_the_einsum_fallback_gives_the_same_bits(monkeypatch):
+    """numpy < 2 has no numpy._core.c_einsum: linalg then uses np.einsum, same results."""
+    import specsift.verify.linalg as la
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(40, 6, 9)).astype(np.float32)
+    M = np.einsum("nij,nkj->nik", a, a) + 6 * np.eye(6, dtype=np.float32)
+    b = rng.normal(size=(40, 6)).astype(np.float32)
+    want = la.chol_quad(M, b, coef=True)
+    monkeypatch.setattr(la, "_einsum", np.einsum)
+    got = la.chol_quad(M, b, coef=True)
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(w, g)

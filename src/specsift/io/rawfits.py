@@ -262,6 +262,8 @@ class RawFits:
         n, start = min(self._FIRST_READ, limit), 0
         while True:
             buf = self._read(pos, n)
+            if len(buf) < n:           # shorter than its size said (shrunk, still written)
+                raise RawFitsError(f"HDU {k}: file truncated: {len(buf)} of {n} header bytes")
             end = buf.find(_END, start)
             while end >= 0 and end % 80:
                 end = buf.find(_END, end + 1)

@@ -17,7 +17,11 @@ with a pivot that is not positive enough is solved again by the masked loop
 from __future__ import annotations
 
 import numpy as np
-from numpy._core._multiarray_umath import c_einsum as _einsum
+
+try:        # numpy's C einsum without np.einsum's Python dispatch (same bits); numpy >= 2
+    from numpy._core._multiarray_umath import c_einsum as _einsum
+except ImportError:         # numpy 1.26 (allowed by pyproject), or a future move of the name
+    _einsum = np.einsum
 
 __all__ = ["chol_quad", "chol_quad_t"]
 

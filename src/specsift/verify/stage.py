@@ -121,12 +121,12 @@ def _fit_rows(prep, bases, spec, typ, z, hw, opt, sigma=None):
 
 
 
-def _star_check(prep, bases, todo, sol, opt, noise_chi2=None) -> None:
+def _star_check(prep, bases, todo, sol, opt, noise_chi2) -> None:
     """Where the line-driven comparison (:mod:`.starcheck`) prefers STAR to a GALAXY/QSO
     winner, the row becomes its standard STAR fit near z = 0 — the STAR window :func:`.zfind.solve`
     fitted already, with the spectrum's resolution (its z, σ, χ², coefficients) —, with
     DELTACHI2 the line-driven Δχ² by which STAR won.  ``noise_chi2`` (per row of ``todo``):
-    the winner's χ² on the noise alone, as the decision compared it (default ``sol["chi2"]``)."""
+    the winner's χ² on the noise alone, as the decision compared it (before any refit)."""
     # a winner that fits to within the noise (χ² < N + 3·√(2N)) leaves no bent continuum to
     # hide a star's lines: STAR could only win by fitting below the noise, so skip it there.
     # "Within the noise" is judged on the decision's χ² (inverse-variance weights), not on the
@@ -136,8 +136,7 @@ def _star_check(prep, bases, todo, sol, opt, noise_chi2=None) -> None:
     # at that z (a LAMOST F9 star, eigen's second χ² minimum QSO z 0.385: χ² 10 806 against
     # the STAR window's 17 105 at N 3885, refit χ² 3368, line-driven Δχ² 236 for STAR)
     n = prep.ngood[todo].astype(np.float64)
-    c = sol["chi2"] if noise_chi2 is None else noise_chi2
-    ext = np.flatnonzero((sol["type"] != "STAR") & (c > n + 3 * np.sqrt(2 * n)))
+    ext = np.flatnonzero((sol["type"] != "STAR") & (noise_chi2 > n + 3 * np.sqrt(2 * n)))
     if not len(ext):
         return
     won, delta = star_beats_winner(prep, bases, todo[ext], sol["type"][ext], sol["shift"][ext],
