@@ -92,7 +92,9 @@ def load(folders=FOLDERS, shared: Path = SHARED, grid=DEFAULT_GRID, fallback=Fal
             fl.append(b.flux[0]); iv.append(np.where(b.mask[0], 0, b.ivar[0]))
             rows.append(dict(folder=folder, file=str(r["file"]), CLASS=str(r["CLASS"]),
                              SUBCLASS=str(r["SUBCLASS"]), Z=float(r["Z"]), SNR_G=snr_g(r),
-                             PLANID=str(r["PLANID"]), DESIG=str(r["DESIG"])))
+                             PLANID=str(r["PLANID"]), DESIG=str(r["DESIG"]),
+                             VERSPIPE=(str(b.meta["VERSPIPE"][0])
+                                       if "VERSPIPE" in b.meta.colnames else "")))
     t = Table(rows=rows) if rows else Table()
     return np.array(fl, np.float32), np.array(iv, np.float32), t, counts
 

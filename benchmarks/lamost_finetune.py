@@ -92,6 +92,10 @@ def _real_batch(flux, ivar, lab, idx, tid0):
     t["SNR"] = median_snr(b.flux, b.ivar, b.ivar > 0)
     t["SOURCE"] = np.full(len(idx), "lamost-real", "U16")
     t["INSTRUMENT"] = np.full(len(idx), "lamost", "U8")
+    # what the LAMOST reader puts in meta and the stages read: the survey (LAMOST star
+    # library and letter trees, not SDSS's naming) and the pipeline version (the v2.6 rule)
+    t["SURVEY"] = np.full(len(idx), "LAMOST", "U8")
+    t["VERSPIPE"] = np.asarray(lab["VERSPIPE"])[idx].astype("U16")
     t["INPUT_FLAGS"] = np.zeros(len(idx), np.int32)
     b.meta = t
     return b
