@@ -146,6 +146,7 @@ def _levenberg_marquardt(prob, theta, out, J, prec, mean, max_iter, ftol, xtol):
     act, alive = np.arange(n), np.ones(n, bool)
     sub, th, o, Jb, c2 = prob, theta, out, J, chi2     # replaced, not written, below
     lam, pr, mu = np.full(n, 1e-3), prec, mean
+    last = np.zeros(n)                            # each row's last accepted step size
 
     def put(sel):                                 # write rows ``sel`` of the active set back
         r = act[sel]
@@ -167,8 +168,15 @@ def _levenberg_marquardt(prob, theta, out, J, prec, mean, max_iter, ftol, xtol):
         chi2_t = _chi2_of(sub, out_t, trial, pr, mu)
         better = chi2_t < c2
         scale = np.maximum(c2, 1e-30)
-        small_f = (np.abs(c2 - chi2_t) <= ftol * scale) & (pred <= ftol * scale)
-        small_x = (np.abs(d) * np.sqrt(hd)).max(1) <= xtol
+        size = (np.abs(d) * np.sqrt(hd)).max(1)
+        # a row creeping along a flat direction (a weak line's width) shrinks its steps
+        # by a steady factor r: what is left is ~ size / (1 − r), not the step itself
+        rate = np.where(better & (last > 0), np.minimum(size / np.where(last > 0, last, 1),
+                                                        0.99), 0.0)
+        small_f = ((np.abs(c2 - chi2_t) <= ftol * scale)
+                   & (pred <= ftol * scale * (1 - rate * rate)))
+        small_x = size <= xtol * (1 - rate)
+        last = np.where(better, size, last)
         th = np.where(better[:, None], trial, th)
         worse = ~better
         out_t[worse] = o[worse]
@@ -190,6 +198,7 @@ def _levenberg_marquardt(prob, theta, out, J, prec, mean, max_iter, ftol, xtol):
             keep = np.nonzero(alive)[0]
             sub = sub.take(keep)
             th, o, c2, lam, pr, mu = th[keep], o[keep], c2[keep], lam[keep], pr[keep], mu[keep]
+            last = last[keep]
             Jb = [b[keep] for b in Jb]
             act, alive = act[keep], np.ones(k, bool)
     if alive.any():
