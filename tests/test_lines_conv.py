@@ -4,6 +4,7 @@ that hit the iteration cap (``LINES_NOCONV``)."""
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 
@@ -92,3 +93,17 @@ def test_a_fit_stopped_at_the_cap_is_flagged(monkeypatch):
     flag = not_converged(fits, 2)
     assert (flag & NOCONV_BITS["HBETA_BROAD"]).all()
     assert not (flag & NOCONV_BITS["GALAXY"]).any()      # no galaxy fit ran
+
+
+def test_many_rejected_steps_keep_the_damping_finite():
+    """Run far past convergence (every step then rejected): the damping's growth is
+    bounded, so nothing overflows (it did: λ → inf, then NaN steps) and the answer stays
+    the converged one."""
+    model, loglam, flux, ivar, z = _spectrum(2)
+    res = fit_lines(model, loglam, flux, ivar, z, 69.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)         # no overflow on the way
+        long = fit_lines(model, loglam, flux, ivar, z, 69.0, max_iter=200, ftol=-1, xtol=-1)
+    assert np.isfinite(long.amp).all() and np.isfinite(long.amp_err).all()
+    assert not long.converged.any() and (long.n_iter == 200).all()
+    np.testing.assert_allclose(long.amp, res.amp, rtol=1e-3)

@@ -197,7 +197,11 @@ def _levenberg_marquardt(prob, theta, out, J, prec, mean, max_iter, ftol, xtol):
         # it, 32 of 256 spec-file rows and 28 of 1024 simulated hit the cap, with this 0 and 10)
         rho = np.clip((c2_old - chi2_t) / np.where(pred > 0, pred, 1e-300), -1.0, 2.0)
         lam = np.where(better, lam * np.maximum(1 / 3, 1 - (2 * rho - 1) ** 3), lam * nu)
-        nu = np.where(better, 2.0, nu * 2.0)
+        nu = np.where(better, 2.0, np.minimum(nu * 2.0, 1e3))
+        # bounded: a row rejected again and again (at its minimum, or fed NaN) would
+        # overflow; at 1e10 × H_ii its steps are ~0 and the step test ends it (a NaN row
+        # never passes a test: it runs to the cap and is flagged)
+        np.clip(lam, 1e-15, 1e10, out=lam)
         n_done[act[alive]] += 1
         fin = alive & (small_f | small_x)
         if fin.any():
