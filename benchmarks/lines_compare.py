@@ -9,8 +9,9 @@ The first form prints: non-line columns that differ (should be none), the larges
 IVAR ratio, columns whose measured/not-measured pattern differs, and per SPECTYPE how many
 rows' largest flux pull exceeds 0.01, 0.1 and 1 σ.  The second runs ``specsift predict
 --threads 1`` with the line fit's Levenberg–Marquardt iteration count set to ``--n-iter``
-(default of ``fit_lines``: 5), to see how far the answers are from converged
-(docs/lines.md "Third short round").
+(a tree with the fixed count, ≤ bc4aeb6: 5) or its cap (``max_iter``, default 50, with
+``--tol`` its tolerances), to see how far the answers are from converged (docs/lines.md
+"Convergence").  Columns only one catalog has (``LINES_NOCONV``) are listed, not compared.
 """
 
 from __future__ import annotations
@@ -26,8 +27,14 @@ def compare(path_a: str, path_b: str) -> None:
 
     from specsift.lines.stage import STAGE_COLUMNS
     a, b = Table.read(path_a, hdu="REDSHIFTS"), Table.read(path_b, hdu="REDSHIFTS")
-    if a.colnames != b.colnames or len(a) != len(b):
-        raise SystemExit(f"{path_a} and {path_b}: different columns or rows")
+    if len(a) != len(b):
+        raise SystemExit(f"{path_a} and {path_b}: different rows")
+    only = sorted(set(a.colnames) ^ set(b.colnames))
+    flag = next((np.asarray(t["LINES_NOCONV"]) for t in (b, a) if "LINES_NOCONV" in t.colnames),
+                None)
+    if only:                       # e.g. LINES_NOCONV against a tree without it
+        print(f"columns in one catalog only (not compared): {only}")
+    a, b = a[[c for c in a.colnames if c in b.colnames]], b[[c for c in a.colnames if c in b.colnames]]
     line = set(STAGE_COLUMNS)
     pulls, other, measured, ivar, vshift = {}, [], [], 1.0, 0.0
     row_pull = np.zeros(len(a))
@@ -63,6 +70,10 @@ def compare(path_a: str, path_b: str) -> None:
     for c, v in sorted(pulls.items(), key=lambda kv: -kv[1])[:15]:
         print(f"| {c} | {v:.3g} |")
     st = np.char.strip(np.asarray(a["SPECTYPE"]).astype(str))
+    if flag is not None:
+        print(f"\nrows with LINES_NOCONV set (a fit at its iteration cap): {int((flag != 0).sum())}"
+              f" (bits {sorted(set(int(v) for v in flag[flag != 0]))}); largest flux pull of"
+              f" the other rows: {row_pull[flag == 0].max(initial=0):.3g}σ")
     print("\n| SPECTYPE | rows | largest flux pull > 0.01σ | > 0.1σ | > 1σ | median |\n"
           "|---|---|---|---|---|---|")
     for t in ("GALAXY", "QSO"):
@@ -72,12 +83,17 @@ def compare(path_a: str, path_b: str) -> None:
                   f"{(p > 1).sum()} | {np.median(p):.3g} |")
 
 
-def predict_with(n_iter: int, out: str, inputs: list[str]) -> None:
+def predict_with(n_iter: int, out: str, inputs: list[str], tol: float | None = None) -> None:
     import specsift.lines.fit as F
     code = F.fit_lines.__code__
     names = code.co_varnames[:code.co_argcount]
     defaults = list(F.fit_lines.__defaults__)
-    defaults[names.index("n_iter") - (len(names) - len(defaults))] = n_iter
+    fixed = "n_iter" in names              # a tree with the fixed iteration count
+    name = "n_iter" if fixed else "max_iter"
+    defaults[names.index(name) - (len(names) - len(defaults))] = n_iter
+    if not fixed and tol is not None:       # this tree: its tolerances (negative: fixed count)
+        for t in ("ftol", "xtol"):
+            defaults[names.index(t) - (len(names) - len(defaults))] = tol
     F.fit_lines.__defaults__ = tuple(defaults)
     from specsift.cli import main as cli
     sys.argv = ["specsift", "predict", *inputs, "-o", out, "--threads", "1", "--overwrite"]
@@ -89,11 +105,14 @@ def main() -> None:
     ap.add_argument("paths", nargs="+", help="two catalogs, or (with --n-iter) the inputs")
     ap.add_argument("--n-iter", type=int, default=None)
     ap.add_argument("-o", "--out", default=None)
+    ap.add_argument("--tol", type=float, default=None,
+                    help="with --n-iter on a converging tree: ftol = xtol = TOL (negative: "
+                         "every row runs --n-iter iterations)")
     a = ap.parse_args()
     if a.n_iter is not None:
         if not a.out:
             raise SystemExit("--n-iter needs -o OUT")
-        predict_with(a.n_iter, a.out, a.paths)
+        predict_with(a.n_iter, a.out, a.paths, a.tol)
     elif len(a.paths) == 2:
         compare(*a.paths)
     else:

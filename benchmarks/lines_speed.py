@@ -10,7 +10,9 @@ shared: the fastest is the least disturbed).  The batches are those of
 spec files of ``../shared/data/sdss``), after the model and the verification stage.  The
 table: per batch its mix, ``add_lines`` µs per spectrum, and each fit (galaxy continuum,
 galaxy lines, each quasar window) in ms per batch and µs per object it fits — which says
-whether a batch costs more because its objects do or because it has more of the costly ones.
+whether a batch costs more because its objects do or because it has more of the costly ones,
+and each fit's Levenberg–Marquardt iterations per row (median / max / rows that stopped at
+the cap unconverged).
 
 ``--against CHECKOUT``: also time another checkout's line stage (its ``src/specsift/lines``,
 loaded as a second package beside this one) on the same batches in the same process,
@@ -63,7 +65,7 @@ def breakdown(batch, cat, reps):
     import specsift.lines.measure as M
     from specsift.lines import add_lines
     acc = defaultdict(float)
-    objs = {}
+    objs, iters = {}, {}
     orig_fit, orig_cont = M.fit_lines, M.stellar_continuum
 
     def fit(model, loglam, resid, *a, **k):
@@ -74,6 +76,9 @@ def breakdown(batch, cat, reps):
         acc[key] += time.process_time() - t0
         # a quasar window's subset is given as ``rows`` of the whole batch
         objs[key] = resid.shape[0] if k.get("rows") is None else len(k["rows"])
+        it = getattr(r, "n_iter", None)             # a tree with a fixed count has none
+        iters[key] = ("5 (fixed)" if it is None or not it.size else
+                      f"{np.median(it):.0f} / {it.max()} / {(~r.converged).sum()}")
         return r
 
     def cont(loglam, flux, *a, **k):
@@ -90,7 +95,7 @@ def breakdown(batch, cat, reps):
         add_lines(batch, cat)
     finally:
         M.fit_lines, M.stellar_continuum = orig_fit, orig_cont
-    return total, {k: (acc[k], objs[k]) for k in acc}
+    return total, {k: (acc[k], objs[k], iters.get(k, "")) for k in acc}
 
 
 def other_add_lines(checkout: Path):
@@ -178,10 +183,12 @@ def main() -> None:
         total, fits = breakdown(batch, cat, a.reps)
         mix = ", ".join(f"{k} {np.mean(st == k):.0%}" for k in ("GALAXY", "QSO", "STAR"))
         print(f"\n{name}: {n} spectra ({mix}); add_lines {1e6 * total / n:.0f} µs per spectrum")
-        print("\n| fit | objects | ms per batch | µs per spectrum of the batch | µs per object |")
-        print("|---|---|---|---|---|")
-        for k, (sec, m) in sorted(fits.items(), key=lambda kv: -kv[1][0]):
-            print(f"| {k} | {m} | {1e3 * sec:.1f} | {1e6 * sec / n:.0f} | {1e6 * sec / m:.0f} |")
+        print("\n| fit | objects | ms per batch | µs per spectrum of the batch | µs per object "
+              "| LM iterations: median / max / rows at the cap |")
+        print("|---|---|---|---|---|---|")
+        for k, (sec, m, it) in sorted(fits.items(), key=lambda kv: -kv[1][0]):
+            print(f"| {k} | {m} | {1e3 * sec:.1f} | {1e6 * sec / n:.0f} | {1e6 * sec / m:.0f} "
+                  f"| {it} |")
     if a.against:
         against(batches, other_add_lines(a.against), a.rounds, a.against)
 

@@ -31,7 +31,7 @@ from .table import C_KMS
 SDSS_NOISE_CORR = 0.28
 
 __all__ = ["measure_lines", "line_columns", "line_table", "add_line_columns", "LINE_COLUMNS",
-           "line_names", "QSO_BROAD_NAMES"]
+           "line_names", "QSO_BROAD_NAMES", "NOCONV_BITS", "not_converged"]
 
 #: catalog names of the broad lines (fastspecfit's, Mg II as one unresolved doublet)
 QSO_BROAD_NAMES = {"LYALPHA_BROAD": "LYALPHA", "CIV_BROAD": "CIV_1549", "CIII_BROAD": "CIII_1908",
@@ -43,6 +43,27 @@ _NARROW_NAMES = ("OII_3726", "OII_3729", "HBETA", "OIII_4959", "OIII_5007", "OI_
 LINE_COLUMNS = {"FLUX": "1e-17 erg / (s cm2)", "FLUX_IVAR": "1e+34 s2 cm4 / erg2",
                 "EW": "Angstrom", "EW_IVAR": "1 / Angstrom2", "SIGMA": "km / s",
                 "SIGMA_IVAR": "s2 / km2", "VSHIFT": "km / s"}
+
+
+#: bit of ``LINES_NOCONV`` per fit: set where that fit stopped at its iteration cap
+#: without converging (:data:`.fit.MAX_ITER`); the galaxy fit holds every narrow line,
+#: a quasar window its broad line and the narrow lines inside it (:mod:`.models`)
+NOCONV_BITS = {"GALAXY": 1, "LYALPHA_BROAD": 2, "CIV_BROAD": 4, "CIII_BROAD": 8,
+               "MGII_BROAD": 16, "HBETA_BROAD": 32, "HALPHA_BROAD": 64}
+
+
+def not_converged(fits, n: int) -> np.ndarray:
+    """(n,) int16 ``LINES_NOCONV`` bitmask from :func:`line_columns`' ``fits``: 0 where
+    every fit of the row converged (or none ran)."""
+    flag = np.zeros(n, np.int16)
+    if "GALAXY" in fits:
+        rows, res = fits["GALAXY"][:2]
+        flag[rows[~res.converged]] |= NOCONV_BITS["GALAXY"]
+    if "QSO" in fits:
+        rows, per = fits["QSO"]
+        for col, (s, res) in per.items():
+            flag[rows[s][~res.converged]] |= NOCONV_BITS[col]
+    return flag
 
 
 def line_names() -> tuple[str, ...]:

@@ -8,6 +8,8 @@ error propagation of :mod:`.fit` are another.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from scipy.special import erf
 
@@ -186,6 +188,23 @@ class Problem:
         self.u_max = np.array([gr.v_max for gr in model.groups]) / self.kms_pix
         self.s_start = np.broadcast_to(np.array([gr.sigma0 for gr in model.groups])
                                        / self.kms_pix, (n, g)).copy()
+
+    #: the attributes holding one row per spectrum (everything else is the windows'
+    #: geometry, the same for every row); :meth:`take` slices these
+    _ROW_ATTRS = ("idx", "x", "y", "w", "inv_dlam", "c0", "s_inst_l", "extra", "s_min",
+                  "s_max", "s_start")
+
+    def take(self, rows: np.ndarray) -> "Problem":
+        """The same problem for the spectra ``rows`` only (a shallow copy with every
+        per-row array sliced and the per-set constants made afresh): the fit's active
+        set, so that rows which have converged stop costing."""
+        sub = copy.copy(self)
+        for name in self._ROW_ATTRS:
+            arr = getattr(self, name)
+            setattr(sub, name, arr[rows] if arr.shape[0] == self.n else arr)
+        sub.n = len(rows)
+        sub._consts = {}
+        return sub
 
     def _blocks(self):
         """(slice, parameter columns) of each region: the only parameters whose Jacobian

@@ -16,14 +16,14 @@ from astropy.table import Table
 
 from ..catalog import keep_net_answer
 from ..classes import CLASS_SETS, map_sdss, subtype_of
-from .measure import LINE_COLUMNS, add_line_columns, line_columns, line_names
+from .measure import LINE_COLUMNS, add_line_columns, line_columns, line_names, not_converged
 from .rules import sdss_subclass
 
 __all__ = ["add_lines", "class_set_of", "STAGE_COLUMNS"]
 
 #: the columns :func:`add_lines` appends to a catalog, in order
 STAGE_COLUMNS = tuple(f"{name}_{col}" for name in line_names() for col in LINE_COLUMNS) + (
-    "SUBCLASS_LINES", "CLASS_LABEL_NET", "SUBTYPE_NET", "SUBTYPE_FROM_LINES")
+    "SUBCLASS_LINES", "CLASS_LABEL_NET", "SUBTYPE_NET", "SUBTYPE_FROM_LINES", "LINES_NOCONV")
 
 
 def class_set_of(catalog: Table) -> str | None:
@@ -38,7 +38,8 @@ def class_set_of(catalog: Table) -> str | None:
 def add_lines(batch, catalog: Table, continuum=None, sigma_inst=None) -> Table:
     """``catalog`` (one row per spectrum of ``batch``, with Z and SPECTYPE) plus line
     columns, SUBCLASS_LINES (the SDSS-style subclass the rules give), CLASS_LABEL /
-    SUBTYPE from the rules where they decide, the network's in *_NET, SUBTYPE_FROM_LINES.
+    SUBTYPE from the rules where they decide, the network's in *_NET, SUBTYPE_FROM_LINES,
+    LINES_NOCONV (which fits stopped unconverged at the iteration cap).
 
     ``continuum`` (N, P), optional: an emission-line-free continuum model of each spectrum
     (e.g. the verification fit); galaxies without one get the BC03 fit of
@@ -47,7 +48,7 @@ def add_lines(batch, catalog: Table, continuum=None, sigma_inst=None) -> Table:
         raise ValueError(f"catalog has {len(catalog)} rows for {len(batch)} spectra")
     z = np.asarray(catalog["Z"], float)
     spectype = np.char.strip(np.asarray(catalog["SPECTYPE"]).astype(str))
-    cols, white, _ = line_columns(batch.loglam, batch.flux, batch.ivar, z, spectype,
+    cols, white, fits = line_columns(batch.loglam, batch.flux, batch.ivar, z, spectype,
                                   continuum=continuum, sigma_inst=sigma_inst)
     # SDSS's detection thresholds were set on its ivar-only (white-noise) errors
     sub, bpt_ok, broad_ok = sdss_subclass({**cols, **white}, spectype, z)
@@ -75,6 +76,8 @@ def add_lines(batch, catalog: Table, continuum=None, sigma_inst=None) -> Table:
                                   np.asarray(catalog["SUBTYPE"]).astype("U24"))
     # 1 = the rules set SUBTYPE/CLASS_LABEL (an integer: CSV writers disagree on booleans)
     out["SUBTYPE_FROM_LINES"] = decided.astype(np.int16)
+    # bits of the fits that hit the iteration cap unconverged (measure.NOCONV_BITS)
+    out["LINES_NOCONV"] = not_converged(fits, len(out))
     return out
 
 
