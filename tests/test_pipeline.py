@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from _pipeline_data import as_plain, assert_same_catalog, make_inputs, make_model
@@ -10,6 +12,7 @@ from specsift.catalog import CATALOG_COLUMNS
 from specsift.classes import labels
 from specsift.flags import ZWARN
 from specsift.io import read_catalog, write_catalog
+from specsift.lines.fit import FIT_VERSION
 from specsift.lines.stage import STAGE_COLUMNS
 from specsift.pipeline import StageOptions, predict
 from specsift.pipeline.parts import ResumeError, RunDir
@@ -123,6 +126,14 @@ def test_resume_after_crash_gives_the_uninterrupted_catalog(data, reference, tmp
     with pytest.raises(ResumeError, match="verify_options"):  # other verification: refused
         predict([data["files"], data["store"]], out, model=data["model"], batch_size=64,
                 stages=other, resume=True, progress=False)
+    plan_file = RunDir(out).path / "plan.json"              # a run of the 5-iteration line fit
+    plan = json.loads(plan_file.read_text())
+    assert plan["lines_fit"] == FIT_VERSION
+    plan_file.write_text(json.dumps({**plan, "lines_fit": None}))
+    with pytest.raises(ResumeError, match="lines_fit"):      # other line fit: refused
+        predict([data["files"], data["store"]], out, model=data["model"], batch_size=64,
+                resume=True, progress=False)
+    plan_file.write_text(json.dumps(plan))
     res = predict([data["files"], data["store"]], out, model=data["model"], batch_size=64,
                   resume=True, progress=False)
     assert res.rows_this_run < res.rows                      # earlier parts were kept

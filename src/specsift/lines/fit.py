@@ -26,6 +26,10 @@ import numpy as np
 from .noise import bin_noise
 from .problem import DT, Problem, integrated, regions
 
+#: the line fit's answers change with this: a run's plan records it, so a resume cannot mix
+#: two fits in one catalog (1: five fixed iterations; 2: each row iterated to convergence)
+FIT_VERSION = 2
+
 __all__ = ["Component", "Group", "LineModel", "FitResult", "fit_lines", "fit_pixels", "inverse",
            "MAX_ITER", "FTOL", "XTOL"]
 
@@ -195,7 +199,8 @@ def _levenberg_marquardt(prob, theta, out, J, prec, mean, max_iter, ftol, xtol):
         # damping, a rejected step doubles its growth factor (the fixed ×0.3 / ×10 of the
         # old 5 iterations overshot and was rejected ~40 % of the time on slow rows: with
         # it, 32 of 256 spec-file rows and 28 of 1024 simulated hit the cap, with this 0 and 10)
-        rho = np.clip((c2_old - chi2_t) / np.where(pred > 0, pred, 1e-300), -1.0, 2.0)
+        with np.errstate(over="ignore"):    # pred ≤ 0: ±huge, clipped to the ends below
+            rho = np.clip((c2_old - chi2_t) / np.where(pred > 0, pred, 1e-300), -1.0, 2.0)
         lam = np.where(better, lam * np.maximum(1 / 3, 1 - (2 * rho - 1) ** 3), lam * nu)
         nu = np.where(better, 2.0, np.minimum(nu * 2.0, 1e3))
         # bounded: a row rejected again and again (at its minimum, or fed NaN) would

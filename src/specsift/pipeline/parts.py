@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from astropy.table import Table
 
 from ..io.catalog_sources import arrow_to_table
+from ..lines.fit import FIT_VERSION
 from .units import Unit, fingerprint
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class RunDir:
                 raise ResumeError(f"{self.path}: an unfinished run of this catalog is here; "
                                   f"add --resume to continue it, or delete the folder to start again")
             old = json.loads(plan_file.read_text())
-            keys = ["batch_size", "model", "grid", "save_chi2", "verify", "lines"]
+            keys = ["batch_size", "model", "grid", "save_chi2", "verify", "lines", "lines_fit"]
             if "verify_options" in old:        # plans of older versions did not record them
                 keys.append("verify_options")
             for key in keys:
@@ -164,10 +165,12 @@ class RunDir:
         """What a resumed run must share with the interrupted one, the stages included.  The
         verification options are recorded too (the :class:`~specsift.verify.VerifyOptions`
         fields as plain JSON, None without verification), so a resume with other search
-        windows or ZERR scales cannot mix two answers in one catalog."""
+        windows or ZERR scales cannot mix two answers in one catalog; so is the line fit's
+        version with the lines stage (a plan without it, of an older version, is refused)."""
         return {"format": "specsift-predict-run-1", "batch_size": batch_size, "model": model,
                 "grid": grid, "save_chi2": stages.predict.save_chi2, "verify": stages.verify,
                 "lines": stages.lines, "verify_options": _verify_options_json(stages),
+                "lines_fit": FIT_VERSION if stages.lines else None,
                 "units": [{"unit": u.to_dict(), "files": fingerprint(u)} for u in units]}
 
     # -- state -------------------------------------------------------------------
