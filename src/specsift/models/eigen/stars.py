@@ -28,13 +28,11 @@ split of ``lamost-real`` only, :mod:`specsift.verify.star_library`):
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from .chi2scan import Chi2Scanner, ScanBasis
-from .zsolve import parabola
+from .zsolve import parabola, pixel_zerr
 
 __all__ = ["StarVelocity", "survey_star_basis", "velocity_basis"]
 
@@ -169,4 +167,4 @@ class StarVelocity:
     @staticmethod
     def zerr(z, sig_px, step: float) -> np.ndarray:
         """Δχ² = 1 error of z from the curvature σ (pixels) on a log grid."""
-        return math.log(10.0) * step * (1.0 + np.asarray(z)) * np.asarray(sig_px)
+        return pixel_zerr(sig_px, z, step)

@@ -29,7 +29,7 @@ from ...flags import ZWARN
 from .chi2scan import Chi2Scanner, velocity_pixels, z_to_shift
 
 __all__ = ["ZSolution", "solve_redshifts", "zerr_scales", "parabola", "local_minima",
-           "exact_fits", "curve_vertex", "curvature_zerr", "pixel_chi2_gap", "second_fit",
+           "exact_fits", "curve_vertex", "curvature_zerr", "pixel_zerr", "pixel_chi2_gap", "second_fit",
            "MIN_DELTACHI2", "MAX_VELO_DIFF"]
 
 MIN_DELTACHI2 = 9.0
@@ -109,8 +109,13 @@ def curvature_zerr(a, z, step: float):
     positive number), dz/dx = ln10·δ·(1+z) on a log grid."""
     a = np.asarray(a, float)
     ok = np.isfinite(a) & (a > 0)
-    sig_px = np.where(ok, 1.0 / np.sqrt(np.where(ok, a, 1.0)), 1.0)
-    return math.log(10.0) * step * (1.0 + z) * sig_px
+    return pixel_zerr(np.where(ok, 1.0 / np.sqrt(np.where(ok, a, 1.0)), 1.0), z, step)
+
+
+def pixel_zerr(sig_px, z, step: float):
+    """ZERR of a σ of ``sig_px`` pixels at redshift ``z`` on a log grid of ``step``:
+    dz/dx = ln10·δ·(1+z)."""
+    return math.log(10.0) * step * (1.0 + np.asarray(z)) * np.asarray(sig_px)
 
 
 def pixel_chi2_gap(flux, ivar, model_a, model_b):
