@@ -130,6 +130,9 @@ MAX_ITER = 50
 FTOL = 1e-6
 #: step below which a row has converged, in units of each parameter's error (1/√H_ii)
 XTOL = 0.01
+#: iterations that step every parameter together before the amplitudes are projected
+#: (:func:`_levenberg_marquardt`)
+FULL_STEPS = 3
 #: largest steady shrink factor of the steps counted (what is left ≤ 1 / (1 − r) steps)
 RATE_MAX = 0.9
 
@@ -229,7 +232,8 @@ def _secant(cor, S, s, y, rows):
     return np.where(ok[:, None, None], c + upd, cor)
 
 
-def _levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, xtol):
+def _levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, xtol,
+                         full_steps=None):
     """Iterate every row until it has converged, as MINPACK's lmder stops: a step whose
     actual and predicted relative χ² decreases are both ≤ ``ftol``, or which moves no
     parameter by more than ``xtol`` of its error (conditional, 1/√H_ii), ends the row.
@@ -252,6 +256,7 @@ def _levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, 
     flat direction (a weak line's width) shrinks its steps by a steady factor r, so the
     tests are on what is left, ≈ step / (1 − r) (r ≤ :data:`RATE_MAX`)."""
     n, lin = prob.n, prob.ks
+    full_steps = FULL_STEPS if full_steps is None else full_steps
     dg, dn = np.arange(prob.np), np.arange(prob.np - lin)
     chi2 = _chi2_of(prob, out, theta, prec, mean)
     n_done = np.zeros(n, np.int16)
@@ -272,28 +277,43 @@ def _levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, 
     cor = np.zeros((n, nn, nn))                   # secant estimate of χ²'s neglected curvature
     s_prev, g_prev = np.zeros((n, nn)), np.zeros((n, nn))
     fresh, aug = np.zeros(n, bool), np.zeros(n, bool)
-    for _ in range(max_iter):
+    for it in range(max_iter):
+        if it == full_steps and it > 0:           # the amplitudes projected from here on
+            th, o, Jb, hi = _linear(sub, th)
+            c2 = _chi2_of(sub, o, th, pr, mu)
         H, g = _normal(sub, Jb, sub.y - o, pr, mu, th)
         hd = H[:, dg, dg].copy()
-        S, gr = _reduced(H, g, hi, lin)
-        if fresh.any():
-            cor = _secant(cor, S, s_prev, g_prev - gr, fresh)
-        M = np.where(aug[:, None, None], S + cor, S)
-        sd = S[:, dn, dn]
-        Md = M.copy()
-        Md[:, dn, dn] += lam[:, None] * sd
-        step = np.linalg.solve(Md, gr[..., None])[..., 0]
-        step = _held_at_bounds(sub, th, step, Md, gr)
-        trial = th.copy()
-        trial[:, lin:] += step * sub.step_bound(th, step)[:, None]
-        trial = sub.clamp(trial)
-        dnl = trial[:, lin:] - th[:, lin:]
-        # linearised χ² decrease of the (clamped) step, the linear parameters following
-        lin_t = 2.0 * (gr * dnl).sum(1)
-        pred_gn = lin_t - (dnl * np.matmul(S, dnl[..., None])[..., 0]).sum(1)
-        pred_aug = lin_t - (dnl * np.matmul(S + cor, dnl[..., None])[..., 0]).sum(1)
-        pred = np.where(aug, pred_aug, pred_gn)
-        trial, out_t, J_t, hi_t = _linear(sub, trial)
+        if it < full_steps:
+            # every parameter stepped together (the path of the fit before variable
+            # projection: it decides which minimum a row with several goes to)
+            Hd = H.copy()
+            Hd[:, dg, dg] *= 1.0 + lam[:, None]
+            trial = sub.clamp(th + np.linalg.solve(Hd, g[..., None])[..., 0])
+            d = trial - th
+            pred_gn = pred_aug = pred = (2.0 * (g * d).sum(1)
+                                         - (d * np.matmul(H, d[..., None])[..., 0]).sum(1))
+            dnl = d[:, lin:]
+            out_t, J_t = sub.evaluate(trial)
+            hi_t = hi.copy()
+        else:
+            S, gr = _reduced(H, g, hi, lin)
+            if fresh.any():
+                cor = _secant(cor, S, s_prev, g_prev - gr, fresh)
+            M = np.where(aug[:, None, None], S + cor, S)
+            Md = M.copy()
+            Md[:, dn, dn] += lam[:, None] * hd[:, lin:]
+            step = np.linalg.solve(Md, gr[..., None])[..., 0]
+            step = _held_at_bounds(sub, th, step, Md, gr)
+            trial = th.copy()
+            trial[:, lin:] += step * sub.step_bound(th, step)[:, None]
+            trial = sub.clamp(trial)
+            dnl = trial[:, lin:] - th[:, lin:]
+            # linearised χ² decrease of the (clamped) step, the linear parameters following
+            lin_t = 2.0 * (gr * dnl).sum(1)
+            pred_gn = lin_t - (dnl * np.matmul(S, dnl[..., None])[..., 0]).sum(1)
+            pred_aug = lin_t - (dnl * np.matmul(S + cor, dnl[..., None])[..., 0]).sum(1)
+            pred = np.where(aug, pred_aug, pred_gn)
+            trial, out_t, J_t, hi_t = _linear(sub, trial)
         chi2_t = _chi2_of(sub, out_t, trial, pr, mu)
         better = chi2_t < c2
         c2_old = c2
@@ -309,19 +329,21 @@ def _levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, 
         last = np.where(better, size, last)
         th = np.where(better[:, None], trial, th)
         worse = ~better
-        out_t[worse] = o[worse]
-        hi_t[worse] = hi[worse]
-        for blk, blk_t in zip(Jb, J_t):
-            blk_t[worse] = blk[worse]
+        if worse.any():                           # rejected rows keep their point
+            out_t[worse] = o[worse]
+            hi_t[worse] = hi[worse]
+            for blk, blk_t in zip(Jb, J_t):
+                blk_t[worse] = blk[worse]
         o, Jb, hi = out_t, J_t, hi_t
         c2 = np.where(better, chi2_t, c2)
         # NL2SOL's switch (Dennis, Gay & Welsch 1981): the next step uses the model (plain
         # Gauss–Newton or with the secant term) that predicted this step's decrease better
         gain = c2_old - chi2_t
         aug = np.abs(pred_aug - gain) < np.abs(pred_gn - gain)
-        s_prev = np.where(better[:, None], dnl, s_prev)
-        g_prev = np.where(better[:, None], gr, g_prev)
-        fresh = better
+        if it >= full_steps:
+            s_prev = np.where(better[:, None], dnl, s_prev)
+            g_prev = np.where(better[:, None], gr, g_prev)
+            fresh = better
         # Nielsen's damping update (Madsen, Nielsen & Tingleff 2004, as in levmar): the
         # gain ratio ρ of actual to predicted decrease sets an accepted step's next
         # damping, a rejected step doubles its growth factor (the fixed ×0.3 / ×10 of the
