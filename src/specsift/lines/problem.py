@@ -322,7 +322,6 @@ class Problem(ModelEvaluation):
         return self.lo, self.hi
 
     def clamp(self, theta):
-        theta[:, self.ks:self.ku] = np.clip(theta[:, self.ks:self.ku], self.s_min, self.s_max)
-        theta[:, self.ku:] = np.clip(theta[:, self.ku:], -self.u_max, self.u_max)
+        theta[:, self.ks:] = np.minimum(np.maximum(theta[:, self.ks:], self.lo), self.hi)
         return theta
 

@@ -228,7 +228,8 @@ class ModelEvaluation:
         inv_s = 1.0 / s
         v = edges - cen[..., None]
         v *= (inv_s / _SQRT2)[..., None]
-        np.clip(v, -_V_MAX, _V_MAX, out=v)                     # no subnormal tails
+        np.maximum(v, -_V_MAX, out=v)                          # no subnormal tails
+        np.minimum(v, _V_MAX, out=v)                           # (np.clip's wrapper: 5 µs)
         E = _erf(v)
         g = np.multiply(v, v)
         np.negative(g, out=g)

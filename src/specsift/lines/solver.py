@@ -254,13 +254,14 @@ def _levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, 
         # damping, a rejected step doubles its growth factor (the fixed ×0.3 / ×10 of the
         # old 5 iterations overshot and was rejected ~40 % of the time on slow rows)
         with np.errstate(over="ignore"):    # pred ≤ 0: ±huge, clipped to the ends below
-            rho = np.clip((c2_old - chi2_t) / np.where(pred > 0, pred, 1e-300), -1.0, 2.0)
+            rho = np.minimum(np.maximum((c2_old - chi2_t) / np.where(pred > 0, pred, 1e-300),
+                                        -1.0), 2.0)
         lam = np.where(better, lam * np.maximum(1 / 3, 1 - (2 * rho - 1) ** 3), lam * nu)
         nu = np.where(better, 2.0, np.minimum(nu * 2.0, 1e3))
         # bounded: a row rejected again and again (at its minimum, or fed NaN) would
         # overflow; at 1e10 × S_ii its steps are ~0 and the step test ends it (a NaN row
         # never passes a test: it runs to the cap and is flagged)
-        np.clip(lam, 1e-15, 1e10, out=lam)
+        lam = np.minimum(np.maximum(lam, 1e-15), 1e10)
         n_done[act[alive]] += 1
         fin = alive & (small_f | small_x)
         if fin.any():
