@@ -64,16 +64,29 @@ def _linear(prob, theta, jac=True):
 
 
 def _block_inverse(H, groups):
-    """Inverse of a block-diagonal ``H`` whose blocks are the index sets ``groups``
-    (one set: the plain batched inverse)."""
+    """Inverse of a block-diagonal ``H`` whose blocks are the index sets ``groups`` (one
+    set: the plain batched inverse).  The blocks are padded with the identity to the
+    largest and inverted in one batched call (one call per block, six for a galaxy, cost
+    more than the one 15 × 15 inverse they replace)."""
     if len(groups) == 1 and groups[0].size == H.shape[1]:
         return inverse(H)
+    n, k = H.shape[0], H.shape[1]
+    q = max(idx.size for idx in groups)
+    pad = np.zeros((len(groups), q), np.int64)
+    valid = np.zeros((len(groups), q), bool)
+    for b, idx in enumerate(groups):
+        pad[b, :idx.size], valid[b, :idx.size] = idx, True
+    both = valid[:, :, None] & valid[:, None, :]                          # (B, q, q)
+    blk = np.where(both, H[:, pad[:, :, None], pad[:, None, :]], 0.0)     # (N, B, q, q)
+    d = np.arange(q)
+    diag = blk[:, :, d, d]
+    blk[:, :, d, d] = np.where(valid, diag, 1.0)
+    inv = inverse(blk.reshape(-1, q, q)).reshape(blk.shape)
     out = np.zeros_like(H)
-    d = np.arange(H.shape[1])
-    out[:, d, d] = 1.0 / H[:, d, d]            # parameters of no window: their own
-    for idx in groups:
-        sub = np.ix_(np.arange(H.shape[0]), idx, idx)
-        out[sub] = inverse(H[sub])
+    dk = np.arange(k)
+    out[:, dk, dk] = 1.0 / H[:, dk, dk]        # parameters of no window: their own
+    b, i, j = np.nonzero(both)
+    out[:, pad[b, i], pad[b, j]] = inv[:, b, i, j]
     return out
 
 
