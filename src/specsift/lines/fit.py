@@ -11,8 +11,10 @@ Model, per region r (rest-frame wavelength window):
 with pixel-integrated Gaussians G (erf), F the integrated line flux (flux × Å), s_g the total
 width (intrinsic ⊕ instrumental) and v_g the velocity of the line's kinematic group g,
 shared by every line of the group (SDSS ties widths and redshifts the same way).  Fluxes of
-doublet members with a fixed atomic ratio share one amplitude.  The flux is linear, so the
-start is a linear least-squares solve at the guessed widths; errors come from the inverse
+doublet members with a fixed atomic ratio share one amplitude.  The fluxes and backgrounds
+are linear, so the start is a linear least-squares solve at the guessed widths, and after
+the first few joint steps they are solved exactly at every trial width and velocity
+(variable projection, :mod:`.solver`); errors come from the inverse
 Hessian (ivar-weighted) at the solution, with widths and velocities free, so a flux error
 includes its width uncertainty.
 """
@@ -25,10 +27,13 @@ import numpy as np
 
 from .noise import bin_noise
 from .problem import DT, Problem, integrated, regions
+from .solver import FTOL, MAX_ITER, XTOL, _levenberg_marquardt, _linear, _normal, inverse
 
 #: the line fit's answers change with this: a run's plan records it, so a resume cannot mix
-#: two fits in one catalog (1: five fixed iterations; 2: each row iterated to convergence)
-FIT_VERSION = 2
+#: two fits in one catalog (1: five fixed iterations; 2: each row iterated to convergence;
+#: 3: variable projection after three joint steps — the same minima to a fraction of an
+#: error, a few rows another, lower one)
+FIT_VERSION = 3
 
 __all__ = ["Component", "Group", "LineModel", "FitResult", "fit_lines", "fit_pixels", "inverse",
            "MAX_ITER", "FTOL", "XTOL"]
@@ -72,6 +77,9 @@ class LineModel:
     #: backgrounds fixed: SDSS fits a galaxy's lines on its stellar model with no local
     #: background term (see :func:`specsift.lines.models.galaxy_model`)
     white_fixed_background: bool = False
+    #: iterations that step every parameter together before variable projection takes
+    #: over (:func:`_levenberg_marquardt`); None: :data:`FULL_STEPS`
+    full_steps: int | None = None
 
     @property
     def n_back(self) -> int:
@@ -108,126 +116,6 @@ def fit_pixels(model: LineModel, loglam, z) -> np.ndarray:
     return regions(model, np.asarray(loglam, float), np.atleast_1d(np.asarray(z, float)))[0]
 
 
-def _normal(prob, J, r, prec, mean, theta):
-    H, g = prob.gram(J, r)
-    diag = np.arange(H.shape[1])
-    H[:, diag, diag] += prec
-    g += prec * (mean - theta)
-    # amplitudes without any weighted pixel: pin them at their current value
-    empty = H[:, diag, diag] <= 1e-30
-    H[:, diag, diag] = np.where(empty, 1.0, H[:, diag, diag])
-    return H, g
-
-
-def _chi2_of(prob, out, theta, prec, mean):
-    data = (prob.w * (prob.y - out) ** 2).sum(1, dtype=np.float64)
-    return data + (prec * (theta - mean) ** 2).sum(1)
-
-
-#: Levenberg–Marquardt iteration cap of a row (see :func:`_levenberg_marquardt`)
-MAX_ITER = 50
-#: relative χ² decrease (actual and predicted) below which a row has converged (MINPACK's ftol)
-FTOL = 1e-6
-#: step below which a row has converged, in units of each parameter's error (1/√H_ii)
-XTOL = 0.01
-#: largest steady shrink factor of the steps counted (what is left ≤ 1 / (1 − r) steps)
-RATE_MAX = 0.9
-
-
-def _levenberg_marquardt(prob, theta, out, J, prec, mean, max_iter, ftol, xtol):
-    """Iterate every row until it has converged, as MINPACK's lmder stops: a step whose
-    actual and predicted relative χ² decreases are both ≤ ``ftol``, or which moves no
-    parameter by more than ``xtol`` of its error (conditional, 1/√H_ii), ends the row.
-
-    Why per row: a fixed 5 iterations left real SDSS quasars' broad-line windows far from
-    their minimum (30 iterations moved HBETA_BROAD_FLUX by up to 113σ), while galaxies
-    converge in a few.  Rows that have converged leave the active set (the problem is
-    re-sliced when a tenth of its rows have left), so they stop costing.  Returns
-    (θ, model, Jacobian blocks, iterations per row, converged per row); a row still
-    moving at ``max_iter`` comes back with ``converged`` False.  A row creeping along a
-    flat direction (a weak line's width) shrinks its steps by a steady factor r, so the
-    tests are on what is left, ≈ step / (1 − r) (r ≤ :data:`RATE_MAX`)."""
-    n, dg = prob.n, np.arange(prob.np)
-    chi2 = _chi2_of(prob, out, theta, prec, mean)
-    n_done = np.zeros(n, np.int16)
-    conv = np.zeros(n, bool)
-    act, alive = np.arange(n), np.ones(n, bool)
-    sub, th, o, Jb, c2 = prob, theta, out, J, chi2     # replaced, not written, below
-    lam, pr, mu = np.full(n, 1e-3), prec, mean
-    last = np.zeros(n)                            # each row's last accepted step size
-    nu = np.full(n, 2.0)
-
-    def put(sel):                                 # write rows ``sel`` of the active set back
-        r = act[sel]
-        theta[r], out[r], chi2[r] = th[sel], o[sel], c2[sel]
-        for blk, b in zip(J, Jb):
-            blk[r] = b[sel]
-
-    for _ in range(max_iter):
-        H, g = _normal(sub, Jb, sub.y - o, pr, mu, th)
-        hd = H[:, dg, dg].copy()
-        H[:, dg, dg] *= 1.0 + lam[:, None]
-        step = np.linalg.solve(H, g[..., None])[..., 0]
-        trial = sub.clamp(th + step)
-        d = trial - th
-        # linearised χ² decrease of the (clamped) step: 2 gᵀd − dᵀ H d, H undamped
-        Hd = np.matmul(H, d[..., None])[..., 0] - lam[:, None] * hd * d
-        pred = 2.0 * (g * d).sum(1) - (d * Hd).sum(1)
-        out_t, J_t = sub.evaluate(trial)
-        chi2_t = _chi2_of(sub, out_t, trial, pr, mu)
-        better = chi2_t < c2
-        c2_old = c2
-        scale = np.maximum(c2, 1e-30)
-        size = (np.abs(d) * np.sqrt(hd)).max(1)
-        # a row creeping along a flat direction (a weak line's width) shrinks its steps
-        # by a steady factor r: what is left is ~ size / (1 − r), not the step itself
-        rate = np.where(better & (last > size), size / np.where(last > 0, last, 1), 0.0)
-        rate = np.minimum(rate, RATE_MAX)
-        small_f = ((np.abs(c2 - chi2_t) <= ftol * scale)
-                   & (pred <= ftol * scale * (1 - rate * rate)))
-        small_x = size <= xtol * (1 - rate)
-        last = np.where(better, size, last)
-        th = np.where(better[:, None], trial, th)
-        worse = ~better
-        out_t[worse] = o[worse]
-        for blk, blk_t in zip(Jb, J_t):
-            blk_t[worse] = blk[worse]
-        o, Jb = out_t, J_t
-        c2 = np.where(better, chi2_t, c2)
-        # Nielsen's damping update (Madsen, Nielsen & Tingleff 2004, as in levmar): the
-        # gain ratio ρ of actual to predicted decrease sets an accepted step's next
-        # damping, a rejected step doubles its growth factor (the fixed ×0.3 / ×10 of the
-        # old 5 iterations overshot and was rejected ~40 % of the time on slow rows: with
-        # it, 32 of 256 spec-file rows and 28 of 1024 simulated hit the cap, with this 0 and 10)
-        with np.errstate(over="ignore"):    # pred ≤ 0: ±huge, clipped to the ends below
-            rho = np.clip((c2_old - chi2_t) / np.where(pred > 0, pred, 1e-300), -1.0, 2.0)
-        lam = np.where(better, lam * np.maximum(1 / 3, 1 - (2 * rho - 1) ** 3), lam * nu)
-        nu = np.where(better, 2.0, np.minimum(nu * 2.0, 1e3))
-        # bounded: a row rejected again and again (at its minimum, or fed NaN) would
-        # overflow; at 1e10 × H_ii its steps are ~0 and the step test ends it (a NaN row
-        # never passes a test: it runs to the cap and is flagged)
-        np.clip(lam, 1e-15, 1e10, out=lam)
-        n_done[act[alive]] += 1
-        fin = alive & (small_f | small_x)
-        if fin.any():
-            put(fin)
-            conv[act[fin]] = True
-            alive &= ~fin
-        k = int(alive.sum())
-        if k == 0:
-            break
-        if k <= 0.9 * sub.n:                      # re-slice: converged rows stop costing
-            keep = np.nonzero(alive)[0]
-            sub = sub.take(keep)
-            th, o, c2, lam, pr, mu = th[keep], o[keep], c2[keep], lam[keep], pr[keep], mu[keep]
-            last, nu = last[keep], nu[keep]
-            Jb = [b[keep] for b in Jb]
-            act, alive = act[keep], np.ones(k, bool)
-    if alive.any():
-        put(alive)
-    return theta, out, J, n_done, conv
-
-
 def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
               max_iter: int = MAX_ITER, noise_corr: float = 0.0, continuum=None,
               extra=None, rows=None, ftol: float = FTOL, xtol: float = XTOL) -> FitResult:
@@ -256,16 +144,9 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
     theta = np.zeros((prob.n, prob.np))
     theta[:, prob.ks:prob.ku] = prob.s_start
     prec, mean, _ = prob.prior()
-    # linear start: amplitudes and backgrounds at the starting widths
-    _, J, parts = prob.evaluate(np.where(np.arange(prob.np) < prob.ka, 1.0, theta), keep=True)
-    lin = prob.ks
-    H, rhs = prob.gram(J, prob.y, limit=lin)
-    d = np.arange(lin)
-    H[:, d, d] += np.where(H[:, d, d] <= 1e-30, 1.0, 1e-12 * H[:, d, d].max(1, keepdims=True))
-    theta[:, :lin] = np.linalg.solve(H, rhs[..., None])[..., 0]
-    out, J = prob.evaluate(theta, parts=parts)         # same widths: the profiles reused
-    del parts
-    theta, out, J, n_done, conv = _levenberg_marquardt(prob, theta, out, J, prec, mean,
+    # start: the starting widths, v = 0, amplitudes and backgrounds solved there
+    theta, out, J, hinv = _linear(prob, theta)
+    theta, out, J, n_done, conv = _levenberg_marquardt(prob, theta, out, J, hinv, prec, mean,
                                                        max_iter, ftol, xtol)
     H, _ = _normal(prob, J, prob.y - out, prec, mean, theta)
     cov = hinv = inverse(H)
@@ -362,26 +243,6 @@ def _white(prob: Problem, H, hinv):
     Hc[:, :, t] = 0.0
     Hc[:, t, t] = 1.0
     return inverse(Hc)
-
-
-def inverse(H):
-    """Batched inverse; the rare singular matrix (a degenerate fit) gets a pseudo-inverse.
-    Through torch where it is installed: 1.6× numpy's batched inverse on these shapes."""
-    try:
-        import torch
-    except ImportError:                                   # pragma: no cover
-        torch = None
-    if torch is not None:
-        inv, info = torch.linalg.inv_ex(torch.from_numpy(np.ascontiguousarray(H, float)))
-        out, bad = inv.numpy(), np.nonzero(info.numpy())[0]
-    else:
-        try:
-            return np.linalg.inv(H)
-        except np.linalg.LinAlgError:
-            out, bad = np.empty_like(H), np.arange(H.shape[0])
-    for k in bad:
-        out[k] = np.linalg.pinv(H[k])
-    return out
 
 
 #: least share of a line's light on good pixels for it to count as measured

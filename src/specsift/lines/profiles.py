@@ -1,0 +1,333 @@
+"""The line model on a :class:`~.problem.Problem`'s bins: profiles, model and Jacobian.
+
+Why a module of its own (split from :mod:`.problem`, which was past 600 lines doing two
+jobs): the erf/exp profiles of every evaluation set, the linear design they make, the model
+and its block-sparse Jacobian, and the normal matrices built from its blocks are the
+evaluation; :mod:`.problem` gathers the data and geometry it runs on.  :class:`Problem`
+inherits :class:`ModelEvaluation`; the attributes used here (``blocks``, ``sets``,
+``merged``, ``comp_of``, ``n_lin`` …) are made there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import erf
+
+__all__ = ["DT", "ModelEvaluation", "integrated"]
+
+#: |(edge − centre) / (σ√2)| beyond which a profile's wing is held at its value there
+#: (erf(5.5) = 1 in float32, exp(−5.5²) = 7e-14): keeps subnormals out of the fit
+_V_MAX = np.float32(5.5)
+_SQRT2 = np.float32(np.sqrt(2.0))
+#: σ from a narrow line's centre beyond which its bins are exact zeros (> _V_MAX √2 = 7.78)
+_REACH = np.float32(8.0)
+#: working precision of the model and Jacobian (the normal equations are solved in float64)
+DT = np.float32
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf of a float32 array through torch (vectorised: 1.4 ns an element against scipy's
+    20, which was half the line stage; equal to float32 rounding)."""
+    try:
+        import torch
+    except ImportError:                                   # pragma: no cover
+        return erf(x)
+    return torch.erf(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+
+def _edges(first, width: int, b: int = 1):
+    """Bin edges (pixels) of ``width`` consecutive bins of ``b`` pixels from pixel ``first``
+    (N, 1, 1): (N, 1, width + 1)."""
+    return (first - DT(0.5)) + DT(b) * np.arange(width + 1, dtype=DT)
+
+
+def integrated(first, width, c, s, b: int = 1):
+    """Unit Gaussian of centre c and width s (pixels) integrated over each of ``width``
+    consecutive bins of ``b`` pixels from pixel ``first`` (N, 1): erf at the W+1 shared
+    edges only."""
+    E = _erf((_edges(first, width, b) - c) / s / _SQRT2)
+    return 0.5 * (E[..., 1:] - E[..., :-1])
+
+
+class ModelEvaluation:
+    """The model's evaluation on a :class:`~.problem.Problem` (a mixin: no state of its
+    own but the per-set constants cache ``_consts``)."""
+
+    def gram(self, J, r=None, limit=None):
+        """JᵀWJ (N, P, P) and, if ``r``, JᵀW r (N, P) in float64 from the Jacobian's
+        blocks (:meth:`evaluate`); ``limit``: only parameters < limit (the linear start)."""
+        n, P = self.n, self.np if limit is None else limit
+        H = np.zeros((n, P, P))
+        g = np.zeros((n, P)) if r is not None else None
+        for (sl, cols), Jr in zip(self.blocks, J):
+            if limit is not None:                 # ``cols`` is sorted: a prefix
+                nk = int(np.searchsorted(cols, limit))
+                cols, Jr = cols[:nk], Jr[:, :nk]
+            Jw = Jr * self.w[:, None, sl]
+            Hr = np.matmul(Jw, Jr.transpose(0, 2, 1))
+            # batched matmuls, not einsum: numpy's einsum on these shapes was 15× slower
+            gr = (np.matmul(Jw, r[:, sl, None].astype(DT))[..., 0] if r is not None
+                  else None)
+            if len(self.blocks) == 1 and cols.size == P:                 # one window: dense
+                H += Hr
+                if r is not None:
+                    g += gr
+            else:
+                H[:, cols[:, None], cols[None, :]] += Hr
+                if r is not None:
+                    g[:, cols] += gr
+        return H, g
+
+    def evaluate(self, theta, jac=True, parts=None, keep=False):
+        """Model (N, M) and, if ``jac``, the Jacobian as a list of per-window blocks
+        (N, Q_k, W_k): row q is the derivative in parameter ``cols[q]`` of :attr:`blocks`
+        over the window's bins.
+
+        Why blocks, one call per window and rows along the bins: every component of a
+        window is evaluated in one (N, L, W) erf/exp call, and its profile and its width
+        and centre derivatives are summed straight into the contiguous rows of the block
+        they belong to (:func:`_scatter`) — only the rows a line touches are written, where
+        a (N, W, Q) block filled by a matmul with a 0/1 matrix wrote every column of every
+        bin (a quasar's narrow line, 3 non-zero columns of 10, paid for all 10), and a
+        component-by-component loop writing strided columns of a dense (N, M, P) Jacobian
+        was most of the fit's time before that.
+
+        ``keep``: also return each window's unit-amplitude profiles and derivatives;
+        ``parts``: those of an earlier call at the same widths and velocities, reused.
+        The fit itself goes through :meth:`profiles`, :meth:`linear_design` and
+        :meth:`complete` (the linear parameters solved between the last two)."""
+        profs = self.profiles(theta) if parts is None else parts
+        out, blocks = self.complete(theta, profs, self.linear_design(profs), jac)
+        return (out, blocks if jac else None, profs) if keep else (out, blocks if jac else None)
+
+    def profiles(self, theta):
+        """Every evaluation set's unit-amplitude profiles and their width and centre
+        derivatives at ``theta``'s widths and velocities (:meth:`_all_profiles`): the
+        erf/exp work of an evaluation, which the linear parameters do not enter."""
+        return self._all_profiles(np.asarray(theta).astype(DT))
+
+    def linear_design(self, profs):
+        """Per window the Jacobian block (N, Q, W) with the rows of the linear parameters
+        filled — each amplitude's summed profiles, the background and template terms —
+        and the width and velocity rows zero: the model is linear in those parameters
+        with these rows as its design (:attr:`n_lin` leading rows of each block)."""
+        blocks = []
+        for k, (sl, cols) in enumerate(self.blocks):
+            blk = self._new_block(k, sl, cols)
+            for e, (_, _, _, rows) in enumerate(self.sets[k]):
+                off, ws, (prof, _, _) = profs[k, e]
+                seg = blk[:, :, off:off + ws]
+                for q, sel in rows[0]:
+                    seg[:, q] += _summed(prof, sel, None)
+            blocks.append(blk)
+        return blocks
+
+    def complete(self, theta, profs, blocks, jac=True):
+        """Model (N, M) at ``theta`` from the linear rows of ``blocks``
+        (:meth:`linear_design` at the same profiles: one matmul per window), and, if
+        ``jac``, the width and velocity rows added in place (they scale with the
+        amplitudes): ``blocks`` becomes the full Jacobian."""
+        theta = np.asarray(theta).astype(DT)
+        out = np.empty((self.n, self.m), DT)
+        for k, (sl, cols) in enumerate(self.blocks):
+            blk, nl = blocks[k], self.n_lin[k]
+            out[:, sl] = np.matmul(theta[:, None, cols[:nl]], blk[:, :nl])[:, 0]
+            if not jac:
+                continue
+            for e, (cs, _, _, rows) in enumerate(self.sets[k]):
+                off, ws, (_, xs, xc) = profs[k, e]
+                a = theta[:, self.amp[cs]]                                     # (N, L)
+                seg = blk[:, :, off:off + ws]
+                for arr, spec in ((xs, rows[1]), (xc, rows[2])):
+                    for q, sel in spec:
+                        seg[:, q] += _summed(arr, sel, a)
+        return out, blocks
+
+    def _all_profiles(self, theta):
+        """{(window, set): (first bin, bins, (profile, width and centre derivatives))} of
+        every evaluation set at ``theta``, the sets of one :attr:`merged` group in one
+        (N, L, W) call (:meth:`_profiles_at`).
+
+        Why merged: a galaxy's six windows hold 1–3 lines over 30–80 bins each, and a
+        quasar's narrow lines ~35 bins each, so most of the time of their ~25 numpy
+        calls per set was the calls' own cost, not the arrays' (a galaxy fit of 2
+        spectra cost 16 ms, of 300: 77).  A group's lines are stacked along L, each with
+        its own bin edges, the shorter sets padded to the longest (their padding is
+        never read)."""
+        out = {}
+        for grp in self.merged:
+            spans = []
+            for k, e in grp:
+                cs, off, ws, _ = self.sets[k][e]
+                sl = self.blocks[k][0]
+                if ws < sl.stop - sl.start:             # a narrow line: where it is now
+                    off, ws = self._reach(theta, cs, sl.start, off, ws)
+                spans.append((off, ws))
+            if len(grp) == 1:
+                (k, e), (off, ws) = grp[0], spans[0]
+                out[k, e] = (off, ws, self._profiles(theta, self.sets[k][e][0],
+                                                     self.blocks[k][0].start + off, ws))
+                continue
+            cs, edges, cst, pos = self._merged_constants(grp, tuple(spans))
+            prof, xs, xc = self._profiles_at(theta, cs, edges, cst)
+            for (k, e), (off, ws), (l0, l1) in zip(grp, spans, pos):
+                out[k, e] = (off, ws, (prof[:, l0:l1, :ws], xs[:, l0:l1, :ws],
+                                       xc[:, l0:l1, :ws]))
+        return out
+
+    def _merged_constants(self, grp, spans):
+        """(components, bin edges (N, L, W + 1), ½ ratio / bin width (N, L, W) with 0 in
+        the padding, each set's (first, last) component row) of one merged group at the
+        sets' sub-ranges ``spans``, made on first use; each set's values are those
+        :meth:`_set_constants` gives it."""
+        key = (tuple(grp), spans)
+        hit = self._consts.get(key)
+        if hit is not None:
+            return hit
+        width = max(ws for _, ws in spans)
+        cs = np.concatenate([self.sets[k][e][0] for k, e in grp])
+        edges = np.empty((self.n, cs.size, width + 1), DT)
+        cst = np.zeros((self.n, cs.size, width), DT)
+        pos, l0 = [], 0
+        for (k, e), (off, ws) in zip(grp, spans):
+            c = self.sets[k][e][0]
+            first = self.blocks[k][0].start + off
+            edges[:, l0:l0 + c.size] = _edges(self.x[:, first, None, None], width, self.bin)
+            cst[:, l0:l0 + c.size, :ws] = self._set_constants(c, first, ws)[1]
+            pos.append((l0, l0 + c.size))
+            l0 += c.size
+        hit = self._consts[key] = (cs, edges, cst, tuple(pos))
+        return hit
+
+    def _profiles(self, theta, cs, first, ws):
+        """Unit-amplitude profiles of components ``cs`` over ``ws`` bins from bin column
+        ``first`` and their width and centre derivatives, each (N, L, ws).
+
+        With v = (edge − centre) / (s√2) at the W+1 bin edges and g = exp(−v²), a bin's
+        integral is ½ ΔE (E = erf v), its centre derivative Δg / (√(2π) s) and its width
+        derivative Δ(v g) / (√π s): every per-(N, L) factor (the ½, 1/s, the line's ratio
+        and the chain rule to the intrinsic width) is folded into one multiplication, and
+        the bins' ratio / Å width (the same at every step) is made once per set
+        (:meth:`_set_constants`) — a third fewer passes over the (N, L, W) arrays than
+        computing φ, e·φ and each derivative on its own.
+
+        v is clipped at ±:data:`_V_MAX`: beyond it erf is ±1 in float32 and exp(−v²) below
+        1e-13 of the peak, but exp(−v²) of a line's far wings (up to ~1e-44) and their
+        products in JᵀWJ were float32 subnormals, which the CPU handles in microcode: the
+        line stage ran 1.2× faster with them flushed to zero, with identical results."""
+        edges, cst = self._set_constants(cs, first, ws)       # cst = ½ ratio / bin width
+        return self._profiles_at(theta, cs, edges, cst)
+
+    def _profiles_at(self, theta, cs, edges, cst):
+        """:meth:`_profiles` at bin ``edges`` (N, 1 or L, W + 1) with the bins' ½ ratio /
+        width ``cst`` (N, L, W)."""
+        sc = self.scale[cs]
+        sg = theta[:, self.ks + self.group[cs]] * sc                           # (N, L)
+        s = np.sqrt(sg * sg + self.s_inst_l[:, cs] ** 2)
+        cen = self.c0[:, cs] + theta[:, self.ku + self.group[cs]]
+        inv_s = 1.0 / s
+        v = edges - cen[..., None]
+        v *= (inv_s / _SQRT2)[..., None]
+        np.maximum(v, -_V_MAX, out=v)                          # no subnormal tails
+        np.minimum(v, _V_MAX, out=v)                           # (np.clip's wrapper: 5 µs)
+        E = _erf(v)
+        g = np.multiply(v, v)
+        np.negative(g, out=g)
+        np.exp(g, out=g)
+        np.multiply(v, g, out=v)                                # v g
+        prof = np.subtract(E[..., 1:], E[..., :-1])
+        prof *= cst
+        xc = np.subtract(g[..., :-1], g[..., 1:])              # ∂/∂centre
+        xc *= cst
+        xc *= (inv_s * DT(2.0 / np.sqrt(2.0 * np.pi)))[..., None]
+        xs = np.subtract(v[..., :-1], v[..., 1:])              # ∂/∂width (intrinsic)
+        xs *= cst
+        xs *= (sc * sg * inv_s * inv_s * DT(2.0 / np.sqrt(np.pi)))[..., None]
+        return prof, xs, xc
+
+    def _reach(self, theta, cs, start, off, ws):
+        """(first bin, bins) of a narrow line's set that can be non-zero at ``theta``: the
+        bins within :data:`_REACH` σ of the line's centre in any row, inside the set's own
+        span ``off``, ``ws`` (relative to the window's first bin ``start``).
+
+        Why: a narrow line's set spans the bins its centre may reach at the *largest*
+        width allowed (8 σ_max + v_max; :meth:`_sets`), ~120 bins of a quasar's Hβ or Hα
+        window, while the fitted narrow lines (σ 150–250 km/s) are ~40 bins wide.  Beyond
+        :data:`_V_MAX` √2 σ both edges of a bin have v clipped to the same ±5.5, so its
+        profile and both derivatives are exactly 0: leaving those bins out gives the
+        same block, bit for bit, at a third of the narrow lines' profile work."""
+        c = cs[0]
+        sg = theta[:, self.ks + self.group[c]] * self.scale[c]
+        s = np.sqrt(sg * sg + self.s_inst_l[:, c] ** 2)
+        rel = (self.c0[:, c] + theta[:, self.ku + self.group[c]] - self.x[:, start + off]
+               + DT(0.5)) / DT(self.bin)
+        r = _REACH * s / DT(self.bin)
+        first, last = float((rel - r).min()), float((rel + r).max())
+        if not (np.isfinite(first) and np.isfinite(last)):     # NaN anywhere: all of it
+            return off, ws
+        lo = max(int(np.floor(first)) - 1, 0)
+        hi = min(int(np.ceil(last)) + 2, ws)
+        if hi <= lo:                                 # off the set (cannot be: clamped)
+            return off, ws
+        return off + lo, hi - lo
+
+    def _set_constants(self, cs, first, ws):
+        """(bin edges (N, 1, ws + 1), ½ × ratio / bin width in Å (N, L, ws)) of one
+        evaluation set, made on first use."""
+        key = (first, ws, tuple(cs.tolist()))
+        hit = self._consts.get(key)
+        if hit is None:
+            # one bin-column offset for every row: ``x`` steps by ``bin`` along a window,
+            # so a narrow line's sub-range (:meth:`_reach`) keeps the edges of the row's
+            # own bins
+            edges = _edges(self.x[:, first, None, None], ws, self.bin)
+            cst = ((0.5 * self.ratio[cs])[None, :, None]
+                   * self.inv_dlam[:, None, first:first + ws]).astype(DT)
+            hit = self._consts[key] = (edges, cst)
+        return hit
+
+    def _new_block(self, k, sl, cols):
+        """Window k's Jacobian block (N, Q, W) with its background and template rows set
+        (the same at every step) and its line rows zero, for :meth:`evaluate` to add to."""
+        mdl = self.model
+        n, w = self.n, sl.stop - sl.start
+        blk = np.zeros((n, cols.size, w), DT)
+        rows = self.back_rows[k]
+        blk[:, rows[0]] = 1.0
+        if mdl.slope:
+            blk[:, rows[1]] = self.t[None, sl]
+        n_t = self.extra.shape[2]
+        for e in range(n_t):
+            blk[:, rows[-n_t + e]] = self.extra[:, sl, e]
+        return blk
+
+
+def _scatter(mix, L: int):
+    """Which block rows a set of L components writes, from its (3L, Q) 0/1 matrix (rows:
+    the L profiles, the L width derivatives, the L centre derivatives): for each of the
+    three, a list of (block row, components summed into it), the components an int when
+    one, else a slice or an index array."""
+    out = []
+    for t in range(3):
+        part = mix[t * L:(t + 1) * L]
+        spec = []
+        for q in np.flatnonzero(part.any(0)):
+            sel = np.flatnonzero(part[:, q])
+            if sel.size == 1:
+                spec.append((int(q), int(sel[0])))
+            elif np.all(np.diff(sel) == 1):
+                spec.append((int(q), slice(int(sel[0]), int(sel[-1]) + 1)))
+            else:
+                spec.append((int(q), sel))
+        out.append(tuple(spec))
+    return tuple(out)
+
+
+def _summed(arr, sel, amp):
+    """Σ over components ``sel`` of ``arr`` (N, L, W), each times its amplitude ``amp``
+    (N, L) when given: the block row those components add to."""
+    if isinstance(sel, int):
+        return arr[:, sel] if amp is None else arr[:, sel] * amp[:, sel, None]
+    if amp is None:
+        return arr[:, sel].sum(1)
+    return np.matmul(amp[:, None, sel], arr[:, sel])[:, 0]
