@@ -70,7 +70,7 @@ def _block_inverse(H, groups):
     more than the one 15 × 15 inverse they replace)."""
     if len(groups) == 1 and groups[0].size == H.shape[1]:
         return inverse(H)
-    n, k = H.shape[0], H.shape[1]
+    k = H.shape[1]
     q = max(idx.size for idx in groups)
     pad = np.zeros((len(groups), q), np.int64)
     valid = np.zeros((len(groups), q), bool)
