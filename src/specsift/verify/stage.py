@@ -29,7 +29,8 @@ from .candidates import Candidates
 from .fit import Scratch, prepare
 from .linalg import chol_quad
 from .resolution import extra_sigma_pix
-from .starcheck import star_beats_winner
+from .robust import robust_settings
+from .starcheck import robust_star_beats_winner, star_beats_winner
 from .subtype import star_subtypes
 from .template_error import QSO_TEMPLATE_ERROR, refit_template_limited
 from .templates import bases_for
@@ -95,6 +96,12 @@ class VerifyOptions:
     #: a galaxy/quasar winner is compared once more with STAR near z = 0 on the lines alone
     #: (:mod:`.starcheck`); STAR wins by more than this Δχ² (None: no check)
     star_check_margin: float | None = 25.0
+    #: then, on rows of its ``surveys`` (LAMOST) that the line-driven check leaves to a
+    #: GALAXY/QSO winner, the robust comparison (:func:`.starcheck.robust_star_beats_winner`:
+    #: per-pixel χ² gap capped at ``cap``, ``nblock`` blocks, the winner's best one left out,
+    #: STAR by more than ``tau``), with eigen's settings (:data:`.robust.ROBUST_DEFAULT`);
+    #: None: no such check.  Why: docs/verify.md "Robust STAR check"
+    robust_star: dict | None = field(default_factory=lambda: robust_settings(None))
     #: a QSO winner whose χ² exceeds ``template_error_chi2`` × N and whose template error
     #: exceeds the noise on its median pixel (the template, not the noise, limits the fit)
     #: has its z refined again, within ±``template_error_halfwidth`` pixels
@@ -121,12 +128,15 @@ def _fit_rows(prep, bases, spec, typ, z, hw, opt, sigma=None):
 
 
 
-def _star_check(prep, bases, todo, sol, opt, noise_chi2) -> None:
+def _star_check(prep, bases, todo, sol, opt, noise_chi2, batch, bad, sigma) -> None:
     """Where the line-driven comparison (:mod:`.starcheck`) prefers STAR to a GALAXY/QSO
     winner, the row becomes its standard STAR fit near z = 0 — the STAR window :func:`.zfind.solve`
     fitted already, with the spectrum's resolution (its z, σ, χ², coefficients) —, with
     DELTACHI2 the line-driven Δχ² by which STAR won.  ``noise_chi2`` (per row of ``todo``):
-    the winner's χ² on the noise alone, as the decision compared it (before any refit)."""
+    the winner's χ² on the noise alone, as the decision compared it (before any refit).
+    Rows of ``opt.robust_star``'s surveys the line-driven comparison leaves to the winner get
+    the robust comparison too (``batch``, its ``bad`` pixels and LSF ``sigma``: the models it
+    draws), DELTACHI2 then its robust margin."""
     # a winner that fits to within the noise (χ² < N + 3·√(2N)) leaves no bent continuum to
     # hide a star's lines: STAR could only win by fitting below the noise, so skip it there.
     # "Within the noise" is judged on the decision's χ² (inverse-variance weights), not on the
@@ -141,6 +151,9 @@ def _star_check(prep, bases, todo, sol, opt, noise_chi2) -> None:
         return
     won, delta = star_beats_winner(prep, bases, todo[ext], sol["type"][ext], sol["shift"][ext],
                                    opt.star_halfwidth, opt.star_check_margin)
+    if opt.robust_star is not None:
+        _robust_check(batch, bad, sigma, bases, todo[ext], sol, ext, won, delta,
+                      robust_settings(opt.robust_star))
     pos = ext[won]
     if not len(pos):
         return
@@ -149,6 +162,26 @@ def _star_check(prep, bases, todo, sol, opt, noise_chi2) -> None:
     for k in FIT_KEYS:
         sol[k][pos] = sol[f"star_{k}"][pos]
     sol["dchi2"][pos] = delta[won]
+
+
+def _robust_check(batch, bad, sigma, bases, spec, sol, ext, won, delta, rs) -> None:
+    """Mark in ``won`` (and ``delta``: the robust margin) the rows ``ext`` of ``sol`` (spectra
+    ``spec``) of ``rs``'s surveys (every survey where it names none) that the robust
+    comparison gives to STAR; the rest are left as the line-driven check left them."""
+    look = ~won
+    if rs["surveys"]:
+        look &= np.isin(survey_of(batch.meta, len(batch))[spec], rs["surveys"])
+    look = np.flatnonzero(look)
+    if not len(look):
+        return
+    sig = np.zeros(len(batch)) if sigma is None else sigma
+    r = ext[look]
+    r_won, margin = robust_star_beats_winner(
+        batch, ~bad, sig, spec[look], sol["type"][r],
+        sol["shift"][r], sol["coef"][r], sol["star_shift"][r], sol["star_coef"][r], rs,
+        bases["STAR"].step)
+    won[look[r_won]] = True
+    delta[look[r_won]] = margin[r_won]
 
 
 def _star_floor(batch, todo: np.ndarray, spectype: np.ndarray, opt: VerifyOptions) -> np.ndarray:
@@ -235,7 +268,7 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             refit_template_limited(batch, bad, bases, todo, sol, opt, sigma, prep.ngood,
                                    _fit_rows)
         if opt.star_check_margin is not None:
-            _star_check(prep, bases, todo, sol, opt, noise_chi2)
+            _star_check(prep, bases, todo, sol, opt, noise_chi2, batch, bad, sigma)
         t_b = sol["type"]
         z[todo] = sol["z"]
         scale = np.select([t_b == t for t in opt.zerr_scale], list(opt.zerr_scale.values()),

@@ -26,9 +26,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fit import bin_basis, bin_sums, prepare, scan
+from astropy.table import Table
 
-__all__ = ["STARCHECK_NPOLY", "STARCHECK_FACTOR", "star_beats_winner"]
+from .fit import bin_basis, bin_sums, prepare, scan
+from .model_flux import model_flux
+from .robust import robust_star_gap
+
+__all__ = ["STARCHECK_NPOLY", "STARCHECK_FACTOR", "star_beats_winner",
+           "robust_star_beats_winner"]
 
 #: Legendre terms of the line-driven comparison
 STARCHECK_NPOLY = 16
@@ -58,6 +63,38 @@ def star_beats_winner(prep, bases, rows, win_type, win_shift, star_halfwidth: in
                   factor, 1)
         delta[sl] = win - star
     return np.isfinite(delta) & (delta > margin), delta
+
+
+def robust_star_beats_winner(batch, good, sigma, rows, win_type, win_shift, win_coef,
+                             star_shift, star_coef, settings: dict, step: float):
+    """For the spectra ``rows`` of ``batch`` (``good`` (N, P): the pixels the fit used,
+    ``sigma`` (N,): their LSF beyond the templates', :mod:`.resolution`): (mask where STAR
+    wins, its robust margin) — the per-pixel χ² gap between the STAR fit near z = 0 and the
+    winner (``win_type``), each at the integer shift its coefficients were fitted at
+    (``*_shift`` fractional, ``*_coef`` the stage's COEFF), capped at ±``settings["cap"]``,
+    summed in ``settings["nblock"]`` blocks without the winner's best one
+    (:func:`.robust.robust_star_gap`); STAR wins where it is still better by more than
+    ``settings["tau"]``.  The models are drawn by :func:`.model_flux.model_flux` from the
+    fit's own coefficients (no refit)."""
+    rows = np.asarray(rows, np.int64)
+    if not len(rows):
+        return np.zeros(0, bool), np.zeros(0)
+    n = len(rows)
+
+    def model(types, shift, coef):
+        z = 10.0 ** (np.rint(np.asarray(shift, np.float64)) * step) - 1.0
+        t = Table({"Z": z, "SPECTYPE": np.asarray(types, "U6"), "COEFF": np.asarray(coef),
+                   "CHI2": np.zeros(n)})
+        return model_flux(batch.loglam, t, np.asarray(sigma)[rows]).astype(np.float64)
+    m_star = model(np.full(n, "STAR"), star_shift, star_coef)
+    m_win = model(win_type, win_shift, win_coef)
+    f = np.nan_to_num(np.asarray(batch.flux[rows], np.float64))
+    w = np.where(good[rows], np.asarray(batch.ivar[rows], np.float64), 0.0)
+    ok = (w > 0) & np.isfinite(m_star) & np.isfinite(m_win)
+    gap = np.where(ok, w * ((f - m_star) ** 2 - (f - m_win) ** 2), 0.0)
+    margin = -robust_star_gap(gap, ok, float(settings["cap"]), int(settings["nblock"]))
+    return margin > float(settings["tau"]), margin
+
 
 def _at(pb, bases, types, shifts, factor: int, reach: int) -> np.ndarray:
     """Lowest binned χ² of each row's basis ``types[r]`` at bin round(shift/factor) ± reach."""
