@@ -37,13 +37,46 @@ from __future__ import annotations
 import numpy as np
 
 from ...flags import ZWARN
-# the comparison itself and its settings are shared with the verification stage's STAR check
-from ...verify.robust import ROBUST_DEFAULT, robust_settings, robust_star_gap
 from .chi2scan import z_to_shift
 from .zsolve import MIN_DELTACHI2, curvature_zerr, curve_vertex, exact_fits, pixel_chi2_gap
 
-__all__ = ["ROBUST_DEFAULT", "robust_settings", "robust_star_gap", "decision_gap",
+__all__ = ["ROBUST_DEFAULT", "robust_settings", "block_sums", "robust_star_gap", "decision_gap",
            "RobustStarMixin"]
+
+#: the settings of the shipped model (module docstring); ``surveys`` a tuple, so that a copy
+#: of this dict (a model's ``robust_star_``) shares nothing mutable with it
+ROBUST_DEFAULT = {"cap": 25.0, "nblock": 12, "tau": 50.0, "surveys": ("LAMOST",)}
+
+
+def robust_settings(settings: dict | None) -> dict:
+    """The defaults updated by ``settings`` (None or {}: the defaults), ``surveys`` as an
+    upper-case tuple: a fresh dict that a model may own and change."""
+    s = {**ROBUST_DEFAULT, **(settings or {})}
+    s["surveys"] = tuple(str(x).upper() for x in (s["surveys"] or ()))
+    return s
+
+
+def block_sums(gap: np.ndarray, good: np.ndarray, cap: float, nblock: int) -> np.ndarray:
+    """(N, nblock) sums of the per-pixel gaps ``gap`` (N, P) capped at ±``cap``, over
+    ``nblock`` runs of equal numbers of ``good`` pixels of each row, so that a spectrum with
+    gaps (or a survey with a shorter range) still gets blocks of equal weight."""
+    n, _ = gap.shape
+    g = np.where(good, np.clip(gap, -cap, cap), 0.0)
+    ngood = np.maximum(good.sum(1), 1)
+    rank = np.cumsum(good, axis=1) - 1
+    block = np.minimum(rank * nblock // ngood[:, None], nblock - 1)
+    key = (np.arange(n)[:, None] * nblock + block)[good]
+    return np.bincount(key, weights=g[good], minlength=n * nblock).reshape(n, nblock)
+
+
+def robust_star_gap(gap: np.ndarray, good: np.ndarray, cap: float, nblock: int) -> np.ndarray:
+    """(N,) Σ of the capped per-pixel χ² gaps without the block where they sum highest.
+
+    ``gap`` (N, P): χ²_star,p − χ²_other,p; ``good`` (N, P): the pixels that count; blocks as
+    :func:`block_sums`."""
+    sums = block_sums(gap, good, cap, nblock)
+    return sums.sum(1) - sums.max(1)
+
 
 def decision_gap(chi2: np.ndarray) -> np.ndarray:
     """(N,) second-lowest minus lowest finite χ² of each row (0 where fewer than two)."""
