@@ -160,9 +160,9 @@ def report(name, batch, runs, star, keys):
             print(f"  {keys[r]} | {t[r]} z {float(runs[(k, False)]['Z'][r]):.4f} | "
                   + " | ".join(f"{x:.2f}" if isinstance(x, float) and abs(x) < 10 else
                                f"{x:.0f}" if isinstance(x, float) else str(x) for x in w))
-    other = np.flatnonzero(~star)
+    other = np.flatnonzero(~star & np.any([t != ref for t in st.values()], axis=0))
     if len(other):
-        print(f"\n{name} others (file | class, z | answer per candidate set, survey-noise check off and on (+noise)):")
+        print(f"\n{name} others whose SPECTYPE depends on the candidates (file | class, z | answer per candidate set, survey-noise check off and on (+noise)):")
         for r in other:
             ans = "; ".join(f"{k}{'+noise' if rob else ''} {t[r]} {float(runs[(k, rob)]['Z'][r]):.4f}"
                             for (k, rob), t in st.items())
@@ -177,6 +177,9 @@ def main(argv=None) -> None:
                     help="pickle of the models' proposals (recomputed when absent)")
     ap.add_argument("--sim", type=Path, default=None,
                     help="also a simulated LAMOST store (specsift simulate --instrument lamost)")
+    ap.add_argument("--alternatives", action="store_true",
+                    help="also the comparisons tried instead (eigen's capped blocks, …) and, on "
+                         "LAMOST, a 2-fold plan-wise cross-validation of α")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import real_surveys as RS
@@ -208,8 +211,86 @@ def main(argv=None) -> None:
             runs.update({(k, rob): c for k, c in variants(b, props, opt).items()})
         report(f"{s} ({args.split})" if s == "LAMOST" else s, b, runs, star, keys)
         margins(b, props, star)
+        if args.alternatives and s == "LAMOST":
+            alternatives(b, props, star, f"{s} ({args.split})", cv=True)
     if args.sim is not None:
-        sim(args.sim, args.cache)
+        sim(args.sim, args.cache, args.alternatives)
+
+
+def _checked(batch, props):
+    """The rows the STAR check looks at with union+scan candidates, their STAR-window and
+    winner models, flux and pipeline weights."""
+    from specsift.verify import VerifyOptions
+    from specsift.verify.model_flux import model_flux
+    from specsift.verify.resolution import extra_sigma_pix
+    from specsift.verify.stage import sky_mask
+    off = variants(batch, props, VerifyOptions(noise_check_margin=None))["union+scan"]
+    on = variants(batch, props, VerifyOptions(noise_check_margin=-np.inf))["union+scan"]
+    t0, t1 = (np.asarray(c["SPECTYPE"]).astype(str) for c in (off, on))
+    rows = np.flatnonzero((t0 != "STAR") & (t1 == "STAR"))
+    sub = batch[rows]
+    sig = extra_sigma_pix(sub)
+    ms = model_flux(sub.loglam, on[rows], sig).astype(float)
+    mw = model_flux(sub.loglam, off[rows], sig).astype(float)
+    w = np.where(sub.mask | sky_mask(sub.loglam), 0, sub.ivar).astype(float)
+    return rows, np.nan_to_num(sub.flux.astype(float)), w, ms, mw
+
+
+def _comparisons(f, w, ms, mw, alpha):
+    """{name: (R,) Δχ² for STAR} of the comparisons tried: plain or with α, summed, capped
+    at 25, capped in 12 blocks with the winner's best left out (eigen's), blocks alone."""
+    from specsift.models.eigen.robust import block_sums
+    out = {}
+    for name, a in (("pipeline ivar", 0.0), ("LAMOST α", alpha)):
+        ww = w / (1 + a)
+        gap = ww * ((f - ms) ** 2 - (f - mw) ** 2)
+        ok = ww > 0
+        capped, plain = block_sums(gap, ok, 25.0, 12), block_sums(gap, ok, np.inf, 12)
+        out[f"{name}: sum"] = -gap.sum(1)
+        out[f"{name}: capped 25"] = -capped.sum(1)
+        out[f"{name}: capped, 12 blocks, best left out"] = -(capped.sum(1) - capped.max(1))
+        out[f"{name}: 12 blocks, best left out"] = -(plain.sum(1) - plain.max(1))
+    return out
+
+
+def alternatives(batch, props, star, label, cv=False, margin=50.0):
+    """How each comparison of :func:`_comparisons` would decide the rows the check looks at
+    (union+scan candidates), and (``cv``) α from one half of the observing plans applied to
+    the other (2 folds by a hash of the split key of :func:`_lamost_real.split_keys`, the unit the
+    held-out split holds out)."""
+    import hashlib
+
+    import _lamost_survey as LS
+    from _common import SHARED
+    from build_lamost_var import residual_alpha
+
+    from specsift.verify.survey_noise import survey_var_boost
+    rows, f, w, ms, mw = _checked(batch, props)
+    st = star[rows]
+    print(f"\n{label}: comparisons on the {len(rows)} rows the check looks at ({int(st.sum())} "
+          f"stars), union+scan candidates; STAR when Δχ² > {margin:g}\n")
+    print("| comparison | stars to STAR | smallest Δχ² of those | non-stars to STAR "
+          "| largest non-star Δχ² |\n|---|---|---|---|---|")
+    for k, v in _comparisons(f, w, ms, mw, survey_var_boost("LAMOST", batch.loglam)).items():
+        sv, ov = v[st], v[~st]
+        print(f"| {k} | {int((sv > margin).sum())}/{len(sv)} | "
+              f"{sv[sv > margin].min() if (sv > margin).any() else np.nan:.0f} | "
+              f"{int((ov > margin).sum())}/{len(ov)} | {ov.max() if len(ov) else np.nan:.0f} |")
+    if not cv:
+        return
+    lab = LS.labels(SHARED / "lamost-real")          # the split key over the full tables
+    keys = [str(lab[str(p)]["SPLIT_KEY"]) for p in batch.meta["PATH"]]
+    fold = np.array([int(hashlib.sha1(k.encode()).hexdigest()[:8], 16) % 2 for k in keys])
+    print("\n| fold | stars in it | rescued (Δχ² > margin) | smallest rescued Δχ² "
+          "| largest non-star Δχ² |\n|---|---|---|---|---|")
+    for k in (0, 1):
+        a, _ = residual_alpha(batch[np.flatnonzero(star & (fold != k))])
+        v = _comparisons(f, w, ms, mw, a)["LAMOST α: sum"]
+        here = fold[rows] == k
+        sv, ov = v[here & st], v[here & ~st]
+        print(f"| {k} | {len(sv)} | {int((sv > margin).sum())} | "
+              f"{sv[sv > margin].min() if (sv > margin).any() else np.nan:.0f} | "
+              f"{ov.max() if len(ov) else np.nan:.0f} |")
 
 
 def margins(batch, props, star):
@@ -233,7 +314,7 @@ def margins(batch, props, star):
         print(f"| {k} | {len(s)} | {fmt(s, np.min)} | {len(o)} | {fmt(o, np.max)} |")
 
 
-def sim(path: Path, cache):
+def sim(path: Path, cache, alt: bool = False):
     """Simulated LAMOST spectra (``specsift simulate --instrument lamost``) given SURVEY =
     LAMOST, so that the survey-noise check runs on them: does it turn galaxies/quasars into stars?"""
     import warnings
@@ -262,6 +343,8 @@ def sim(path: Path, cache):
             f"{int(((t == 'STAR') & (true == c_)).sum())}" for c_ in ("STAR", "GALAXY", "QSO"))
             + f" | {ch} |")
     margins(b, props, true == "STAR")
+    if alt:
+        alternatives(b, props, true == "STAR", "simulated LAMOST")
 
 
 if __name__ == "__main__":
