@@ -230,8 +230,16 @@ def _checked(batch, props):
     rows = np.flatnonzero((t0 != "STAR") & (t1 == "STAR"))
     sub = batch[rows]
     sig = extra_sigma_pix(sub)
-    ms = model_flux(sub.loglam, on[rows], sig).astype(float)
-    mw = model_flux(sub.loglam, off[rows], sig).astype(float)
+    step = float(batch.loglam[1] - batch.loglam[0])
+
+    def at_pixel(cat):
+        """``cat`` with Z at the whole pixel its coefficients were fitted at, as the stage
+        draws them (a quasar's posterior Z may be a few pixels off its fit)."""
+        c = cat[rows].copy()
+        c["Z"] = 10.0 ** (np.rint(np.log10(1 + np.asarray(c["Z"], float)) / step) * step) - 1
+        return c
+    ms = model_flux(sub.loglam, at_pixel(on), sig).astype(float)
+    mw = model_flux(sub.loglam, at_pixel(off), sig).astype(float)
     w = np.where(sub.mask | sky_mask(sub.loglam), 0, sub.ivar).astype(float)
     return rows, np.nan_to_num(sub.flux.astype(float)), w, ms, mw
 
