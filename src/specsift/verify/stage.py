@@ -99,7 +99,8 @@ class VerifyOptions:
     #: then, on rows of a survey with a measured residual variance (LAMOST,
     #: :mod:`.survey_noise`) that the line-driven check leaves to a GALAXY/QSO winner, STAR
     #: and the winner compared with that variance (:func:`.starcheck.noise_star_beats_winner`);
-    #: STAR wins by more than this Δχ² (None: no such check).  docs/verify.md "Survey-noise
+    #: STAR wins by more than this Δχ² (None: no such check; it runs within the line-driven
+    #: check, so ``star_check_margin=None`` turns it off too).  docs/verify.md "Survey-noise
     #: STAR check"
     noise_check_margin: float | None = 50.0
     #: a QSO winner whose χ² exceeds ``template_error_chi2`` × N and whose template error
