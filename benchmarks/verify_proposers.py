@@ -2,6 +2,7 @@
 
     nice -n 10 .venv/bin/python benchmarks/verify_proposers.py [--surveys LAMOST SDSS DESI]
                                                                [--split train] [--cache F]
+                                                               [--sim SIM.h5] [--alternatives]
 
 For every spectrum the verification stage (:func:`specsift.verify.verify_catalog`) is run with
 gasnet's catalog and four candidate sets: gasnet's own; the union of gasnet's, speccznet's and
@@ -86,13 +87,13 @@ def variants(batch, props, options=None):
 def why(batch, base, other, rows):
     """Per row: (3-term Δχ² STAR − winner, line-driven Δχ², survey-noise Δχ², eigen's robust margin, share of the capped
     gap in the winner's best block, wavelength of that block)."""
+    from specsift.models.eigen.robust import block_sums
     from specsift.verify.fit import prepare
     from specsift.verify.model_flux import model_flux
     from specsift.verify.resolution import extra_sigma_pix
-    from specsift.models.eigen.robust import block_sums
-    from specsift.verify.survey_noise import survey_var_boost
     from specsift.verify.stage import VerifyOptions, sky_mask
     from specsift.verify.starcheck import star_beats_winner
+    from specsift.verify.survey_noise import survey_var_boost
     from specsift.verify.templates import bases_for
     opt = VerifyOptions()
     sub = batch[rows] if hasattr(batch, "__getitem__") else batch
@@ -162,7 +163,8 @@ def report(name, batch, runs, star, keys):
                                f"{x:.0f}" if isinstance(x, float) else str(x) for x in w))
     other = np.flatnonzero(~star & np.any([t != ref for t in st.values()], axis=0))
     if len(other):
-        print(f"\n{name} others whose SPECTYPE depends on the candidates (file | class, z | answer per candidate set, survey-noise check off and on (+noise)):")
+        print(f"\n{name} others whose SPECTYPE depends on the candidates (file | class, z | "
+              f"answer per candidate set, survey-noise check off and on (+noise)):")
         for r in other:
             ans = "; ".join(f"{k}{'+noise' if rob else ''} {t[r]} {float(runs[(k, rob)]['Z'][r]):.4f}"
                             for (k, rob), t in st.items())
@@ -301,6 +303,10 @@ def alternatives(batch, props, star, label, cv=False, margin=50.0):
               f"{ov.max() if len(ov) else np.nan:.0f} |")
 
 
+def _fmt(a, f) -> str:
+    return f"{f(a):.0f}, {np.median(a):.0f}" if len(a) else "–"
+
+
 def margins(batch, props, star):
     """The survey-noise Δχ² of every checked row (margin −∞: each row the check looks at
     turns STAR, its DELTACHI2 the Δχ²): how far from the margin the stars it rescues and the
@@ -318,8 +324,7 @@ def margins(batch, props, star):
         m = np.asarray(on[k]["DELTACHI2"], float)
         chk = (t0 != "STAR") & (t1 == "STAR")
         s, o = m[chk & star], m[chk & ~star]
-        fmt = (lambda a, f: f"{f(a):.0f}, {np.median(a):.0f}" if len(a) else "–")
-        print(f"| {k} | {len(s)} | {fmt(s, np.min)} | {len(o)} | {fmt(o, np.max)} |")
+        print(f"| {k} | {len(s)} | {_fmt(s, np.min)} | {len(o)} | {_fmt(o, np.max)} |")
 
 
 def sim(path: Path, cache, alt: bool = False):

@@ -30,8 +30,8 @@ from .fit import Scratch, prepare
 from .linalg import chol_quad
 from .resolution import extra_sigma_pix
 from .starcheck import noise_star_beats_winner, star_beats_winner
-from .survey_noise import survey_var_boost
 from .subtype import star_subtypes
+from .survey_noise import survey_var_boost
 from .template_error import QSO_TEMPLATE_ERROR, refit_template_limited
 from .templates import bases_for
 from .windows import NCOEFF_MAX, Windows
