@@ -29,8 +29,9 @@ from .candidates import Candidates
 from .fit import Scratch, prepare
 from .linalg import chol_quad
 from .resolution import extra_sigma_pix
-from .starcheck import star_beats_winner
+from .starcheck import noise_star_beats_winner, star_beats_winner
 from .subtype import star_subtypes
+from .survey_noise import survey_var_boost
 from .template_error import QSO_TEMPLATE_ERROR, refit_template_limited
 from .templates import bases_for
 from .windows import NCOEFF_MAX, Windows
@@ -95,6 +96,13 @@ class VerifyOptions:
     #: a galaxy/quasar winner is compared once more with STAR near z = 0 on the lines alone
     #: (:mod:`.starcheck`); STAR wins by more than this Δχ² (None: no check)
     star_check_margin: float | None = 25.0
+    #: then, on rows of a survey with a measured residual variance (LAMOST,
+    #: :mod:`.survey_noise`) that the line-driven check leaves to a GALAXY/QSO winner, STAR
+    #: and the winner compared with that variance (:func:`.starcheck.noise_star_beats_winner`);
+    #: STAR wins by more than this Δχ² (None: no such check; it runs within the line-driven
+    #: check, so ``star_check_margin=None`` turns it off too).  docs/verify.md "Survey-noise
+    #: STAR check"
+    noise_check_margin: float | None = 50.0
     #: a QSO winner whose χ² exceeds ``template_error_chi2`` × N and whose template error
     #: exceeds the noise on its median pixel (the template, not the noise, limits the fit)
     #: has its z refined again, within ±``template_error_halfwidth`` pixels
@@ -121,12 +129,15 @@ def _fit_rows(prep, bases, spec, typ, z, hw, opt, sigma=None):
 
 
 
-def _star_check(prep, bases, todo, sol, opt, noise_chi2) -> None:
+def _star_check(prep, bases, todo, sol, opt, noise_chi2, batch, bad, sigma) -> None:
     """Where the line-driven comparison (:mod:`.starcheck`) prefers STAR to a GALAXY/QSO
     winner, the row becomes its standard STAR fit near z = 0 — the STAR window :func:`.zfind.solve`
     fitted already, with the spectrum's resolution (its z, σ, χ², coefficients) —, with
     DELTACHI2 the line-driven Δχ² by which STAR won.  ``noise_chi2`` (per row of ``todo``):
-    the winner's χ² on the noise alone, as the decision compared it (before any refit)."""
+    the winner's χ² on the noise alone, as the decision compared it (before any refit).
+    Rows of a survey with a residual variance that the line-driven comparison leaves to the
+    winner get the survey-noise comparison too (``batch``, its ``bad`` pixels and LSF
+    ``sigma``: the models it draws), DELTACHI2 then its Δχ²."""
     # a winner that fits to within the noise (χ² < N + 3·√(2N)) leaves no bent continuum to
     # hide a star's lines: STAR could only win by fitting below the noise, so skip it there.
     # "Within the noise" is judged on the decision's χ² (inverse-variance weights), not on the
@@ -141,6 +152,9 @@ def _star_check(prep, bases, todo, sol, opt, noise_chi2) -> None:
         return
     won, delta = star_beats_winner(prep, bases, todo[ext], sol["type"][ext], sol["shift"][ext],
                                    opt.star_halfwidth, opt.star_check_margin)
+    if opt.noise_check_margin is not None:
+        _noise_check(batch, bad, sigma, bases, todo[ext], sol, ext, won, delta,
+                     opt.noise_check_margin)
     pos = ext[won]
     if not len(pos):
         return
@@ -149,6 +163,25 @@ def _star_check(prep, bases, todo, sol, opt, noise_chi2) -> None:
     for k in FIT_KEYS:
         sol[k][pos] = sol[f"star_{k}"][pos]
     sol["dchi2"][pos] = delta[won]
+
+
+def _noise_check(batch, bad, sigma, bases, spec, sol, ext, won, delta, margin) -> None:
+    """Mark in ``won`` (and ``delta``: its Δχ²) the rows ``ext`` of ``sol`` (spectra ``spec``)
+    of a survey with a residual variance that the survey-noise comparison gives to STAR; the
+    rest stay as the line-driven check left them."""
+    survey = survey_of(batch.meta, len(batch))[spec]
+    sig = np.zeros(len(batch)) if sigma is None else sigma
+    for name in np.unique(survey[~won]):
+        boost = survey_var_boost(name, batch.loglam)
+        look = np.flatnonzero(~won & (survey == name))
+        if boost is None or not len(look):
+            continue
+        r = ext[look]
+        r_won, d = noise_star_beats_winner(
+            batch, ~bad, sig, spec[look], sol["type"][r], sol["shift"][r], sol["coef"][r],
+            sol["star_shift"][r], sol["star_coef"][r], boost, margin, bases["STAR"].step)
+        won[look[r_won]] = True
+        delta[look[r_won]] = d[r_won]
 
 
 def _star_floor(batch, todo: np.ndarray, spectype: np.ndarray, opt: VerifyOptions) -> np.ndarray:
@@ -235,7 +268,7 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             refit_template_limited(batch, bad, bases, todo, sol, opt, sigma, prep.ngood,
                                    _fit_rows)
         if opt.star_check_margin is not None:
-            _star_check(prep, bases, todo, sol, opt, noise_chi2)
+            _star_check(prep, bases, todo, sol, opt, noise_chi2, batch, bad, sigma)
         t_b = sol["type"]
         z[todo] = sol["z"]
         scale = np.select([t_b == t for t in opt.zerr_scale], list(opt.zerr_scale.values()),

@@ -22,11 +22,10 @@ fit divides ivar by 1 + α (:func:`effective_ivar`).
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
+from ...verify.survey_noise import var_boost_from_r2
 from .chi2scan import z_to_shift
 
 __all__ = ["fit_rest_model_error", "deflate_ivar", "effective_ivar", "fit_var_boost"]
@@ -102,7 +101,4 @@ def fit_var_boost(scanner, tb, lab, z, var_boost, step: float, chunk: int = 256)
             model, _, _ = scanner.fit_at(flux, ivar, k, z_to_shift(z[rr], step))
             raw = np.where(tb.mask[rr], 0.0, tb.ivar[rr])
             r2[rr] = np.where(raw > 0, (flux - model) ** 2 * raw, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)     # pixels no spectrum covers
-        med = np.nanmedian(r2, axis=0)
-    return np.clip(np.nan_to_num(med / 0.455 - 1.0, nan=0.0), 0.0, 1e4).astype(np.float32)
+    return var_boost_from_r2(r2)

@@ -40,7 +40,7 @@ from ...flags import ZWARN
 from .chi2scan import z_to_shift
 from .zsolve import MIN_DELTACHI2, curvature_zerr, curve_vertex, exact_fits, pixel_chi2_gap
 
-__all__ = ["ROBUST_DEFAULT", "robust_settings", "robust_star_gap", "decision_gap",
+__all__ = ["ROBUST_DEFAULT", "robust_settings", "block_sums", "robust_star_gap", "decision_gap",
            "RobustStarMixin"]
 
 #: the settings of the shipped model (module docstring); ``surveys`` a tuple, so that a copy
@@ -56,19 +56,25 @@ def robust_settings(settings: dict | None) -> dict:
     return s
 
 
-def robust_star_gap(gap: np.ndarray, good: np.ndarray, cap: float, nblock: int) -> np.ndarray:
-    """(N,) Σ of the capped per-pixel χ² gaps without the block where they sum highest.
-
-    ``gap`` (N, P): χ²_star,p − χ²_other,p; ``good`` (N, P): the pixels that count.  Blocks
-    are ``nblock`` runs of equal numbers of good pixels of each row, so that a spectrum with
+def block_sums(gap: np.ndarray, good: np.ndarray, cap: float, nblock: int) -> np.ndarray:
+    """(N, nblock) sums of the per-pixel gaps ``gap`` (N, P) capped at ±``cap``, over
+    ``nblock`` runs of equal numbers of ``good`` pixels of each row, so that a spectrum with
     gaps (or a survey with a shorter range) still gets blocks of equal weight."""
-    n, p = gap.shape
+    n, _ = gap.shape
     g = np.where(good, np.clip(gap, -cap, cap), 0.0)
     ngood = np.maximum(good.sum(1), 1)
     rank = np.cumsum(good, axis=1) - 1
     block = np.minimum(rank * nblock // ngood[:, None], nblock - 1)
     key = (np.arange(n)[:, None] * nblock + block)[good]
-    sums = np.bincount(key, weights=g[good], minlength=n * nblock).reshape(n, nblock)
+    return np.bincount(key, weights=g[good], minlength=n * nblock).reshape(n, nblock)
+
+
+def robust_star_gap(gap: np.ndarray, good: np.ndarray, cap: float, nblock: int) -> np.ndarray:
+    """(N,) Σ of the capped per-pixel χ² gaps without the block where they sum highest.
+
+    ``gap`` (N, P): χ²_star,p − χ²_other,p; ``good`` (N, P): the pixels that count; blocks as
+    :func:`block_sums`."""
+    sums = block_sums(gap, good, cap, nblock)
     return sums.sum(1) - sums.max(1)
 
 
