@@ -262,9 +262,6 @@ def _single_side(templates: np.ndarray):
     return _SINGLE.get(templates, None, build)
 
 
-_EQUATIONS = Scratch(np.float64)
-
-
 def scan(prep: Prepared, basis: Basis, spec: np.ndarray, centres: np.ndarray,
          offsets: np.ndarray, coef: bool = False):
     """χ² (R, S) of spectra ``spec`` (R,) at integer shifts ``centres[r] + offsets[j]``;
@@ -283,11 +280,8 @@ def scan(prep: Prepared, basis: Basis, spec: np.ndarray, centres: np.ndarray,
     # contiguous slice of M (a fancy-indexed copy of every chunk cost more than its GEMMs)
     order = np.argsort(centres, kind="stable")
     spec, centres = spec[order], centres[order]
-    # the normal equations live only for this call: one buffer per thread, not 2–10 MB of
-    # fresh pages every scan
-    buf = _EQUATIONS.take((k * (k + 1) * R * S,))
-    M = buf[:k * k * R * S].reshape(k, k, R, S)   # lower triangle filled (all the Cholesky reads)
-    b = buf[k * k * R * S:].reshape(k, R, S)
+    M = np.empty((k, k, R, S))           # lower triangle filled (all the Cholesky reads)
+    b = np.empty((k, R, S))
     _normal_t(prep, basis, spec, centres, offsets, M, b)
     out = chol_quad_t(M.reshape(k, k, R * S), b.reshape(k, R * S), coef)
     quad = out[0] if coef else out

@@ -19,23 +19,18 @@ _MULTI = IdentityCache(maxsize=256)   # ≈ 1 MB an entry; 56 for SDSS + LAMOST 
 
 
 class Scratch(threading.local):
-    """One growing buffer per thread (float32 unless ``dtype`` says otherwise), handed out
-    as an array of a given shape: the caller owns its contents until it asks again (per
-    thread, so two threads verifying at once never share it)."""
+    """One growing float32 buffer per thread, handed out as an array of a given shape: the
+    caller owns its contents until it asks again (per thread, so two threads verifying at
+    once never share it)."""
 
-    def __init__(self, dtype=np.float32):
-        self.buf = np.empty(0, dtype)
+    def __init__(self):
+        self.buf = np.empty(0, np.float32)
 
     def take(self, shape) -> np.ndarray:
         size = int(np.prod(shape))
         if self.buf.size < size:
-            self.buf = np.empty(size, self.buf.dtype)
+            self.buf = np.empty(size, np.float32)
         return self.buf[:size].reshape(shape)
-
-
-#: the frames' buffer (:func:`common_frames`): a frame lives only until the caller asks for
-#: the next chunk, and no caller holds one across another's call
-_FRAMES = Scratch()
 
 
 def _multi_shift(y: np.ndarray, S: int, pad: int):
@@ -86,13 +81,12 @@ def common_frames(prep, spec, centres):
     frame column j at shift centre + d for every row at once."""
     P, K1 = prep.npix, prep.npoly + 1
     order = np.argsort(centres, kind="stable")
-    # one buffer, reused by every chunk and every call of this thread: fresh large arrays
-    # cost a page fault per 4 kB page, which on a busy machine was most of this function's
-    # time (one per call was still ≈ 250 fresh 2–9 MB buffers per 1000 spectra)
+    # one buffer per call, reused by every chunk: fresh large arrays cost a page fault per
+    # 4 kB page, which on a busy machine was most of this function's time
     rows_max = min(_CHUNK_ROWS, len(spec))
     spread = int(np.ptp(centres)) if len(centres) else 0
     width = P + min(spread, _CHUNK_SPREAD)
-    buf = _FRAMES.take((rows_max * K1 * width,))
+    buf = np.empty(rows_max * K1 * width, np.float32)
     for lo, hi in _chunks(centres[order]):
         rows = order[lo:hi]
         n = len(rows)

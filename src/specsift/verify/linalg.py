@@ -18,16 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .frames import Scratch
-
 try:        # numpy's C einsum without np.einsum's Python dispatch (same bits); numpy >= 2
     from numpy._core._multiarray_umath import c_einsum as _einsum
 except ImportError:         # numpy 1.26 (allowed by pyproject), or a future move of the name
     _einsum = np.einsum
 
 __all__ = ["chol_quad", "chol_quad_t"]
-
-_WORK = Scratch(np.float64)
 
 
 def chol_quad(M: np.ndarray, b: np.ndarray, coef: bool = False):
@@ -42,12 +38,10 @@ def chol_quad_t(A: np.ndarray, bb: np.ndarray, coef: bool = False):
     ``coef`` the solutions come back as (k, n).  Only the lower triangle of ``A`` is read."""
     k, n = bb.shape
     A = np.asarray(A, np.float64)
-    # the factor's work arrays, one buffer per thread (they die with the call; fresh ones were
-    # 1–5 MB of new pages a call): L's strict lower triangle only (the diagonal is never
-    # read), the inverse pivots, the pivots (checked once at the end) and y
-    work = _WORK.take(((k + 3) * k * n,))
-    L = work[:k * k * n].reshape(k, k, n)
-    inv, s, y = work[k * k * n:].reshape(3, k, n)
+    L = np.empty((k, k, n))          # strict lower triangle only: the diagonal is never read
+    inv = np.empty((k, n))
+    s = np.empty((k, n))             # the pivots, checked once at the end
+    y = np.empty((k, n))
     with np.errstate(invalid="ignore", divide="ignore"):   # a bad pivot: redone below
         for j in range(k):
             if j:

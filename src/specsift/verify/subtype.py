@@ -46,7 +46,6 @@ import numpy as np
 from ..spectra import survey_of
 from .cache import IdentityCache
 from .fit import Prepared, legendre, polynomial_products, prepare, single_template_chi2
-from .frames import Scratch
 from .star_letter import LETTERS, letter_columns, letter_features, relative_dchi2, usable_trees
 from .templates import bases_for
 
@@ -328,9 +327,7 @@ def _restricted(prep: Prepared, rows, inside, npoly: int) -> Prepared:
     """The fit products of ``rows`` on the pixels ``inside`` with ``npoly`` polynomial terms,
     from the stage's products (weights already 0 where masked, flux already scaled)."""
     keep = inside.astype(np.float32)
-    # every element is written below; one buffer per thread (the products die with the
-    # caller's fit) instead of ≈ 40 MB of fresh pages a batch
-    d = _RESTRICTED.take((len(rows), npoly + 1, prep.npix))
+    d = np.empty((len(rows), npoly + 1, prep.npix), np.float32)
     np.multiply(prep.w[rows], keep, out=d[:, 0])
     np.multiply(prep.x3[rows, prep.npoly - 1], keep, out=d[:, npoly])
     w, wf = d[:, 0], d[:, npoly]
@@ -339,9 +336,6 @@ def _restricted(prep: Prepared, rows, inside, npoly: int) -> Prepared:
     idx = np.flatnonzero(inside)
     P = _fit_legendre(prep.npix, int(idx[0]), int(idx[-1]), npoly)
     return polynomial_products(d, F, np.count_nonzero(w, axis=1), prep.scale[rows], P)
-
-
-_RESTRICTED = Scratch()
 
 
 @lru_cache(maxsize=16)
