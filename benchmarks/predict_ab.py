@@ -1,6 +1,7 @@
 """Speed of this checkout against another revision, both timed in one process, interleaved.
 
-    .venv/bin/python benchmarks/predict_ab.py --base a4ddc09 [--n 2000] [--reps 3] [--verify-only]
+    .venv/bin/python benchmarks/predict_ab.py --base a4ddc09 [--n 2000] [--reps 3]
+                                              [--verify-only | --propose-only]
 
 Why: on a machine shared with other jobs, two runs of the same code in separate processes
 differ by up to 30 % in CPU time (what the other jobs do to caches, memory bandwidth and the
@@ -20,7 +21,9 @@ the simulated store, one torch thread, gasnet, batches of 1024) for both, then e
 and best of ``--reps`` alternated runs).  ``--verify-only``: the verify stage alone, the two
 revisions alternating batch by batch on the same proposals, ``--reps`` paired passes and the
 median of their ratios (for changes of a few per cent, which the end-to-end rows cannot
-resolve on a shared machine).
+resolve on a shared machine); it also says whether both revisions' verified catalogs are the
+same, bit for bit.  ``--propose-only``: ``model.propose`` alone the same way (predict_rest's
+changes; the forward pass is the same code in both).
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ def verify_pairs(v: dict, store: Path, reps: int, base: str) -> None:
             with torch.inference_mode():
                 items.append((b, *m.propose(b)))
     n = sum(len(b) for b, _, _ in items)
+    print(_same_answers([v["base"].fns["verify_catalog"](*it) for it in items],
+                        [v["this"].fns["verify_catalog"](*it) for it in items]))
     us = {k: [] for k in v}
     for i in range(reps + 1):                        # the first pass builds the caches
         tot = dict.fromkeys(v, 0.0)
@@ -105,6 +110,70 @@ def verify_pairs(v: dict, store: Path, reps: int, base: str) -> None:
           f"{np.percentile(r, 25):.3f}–{np.percentile(r, 75):.3f}")
 
 
+def propose_pairs(v: dict, store: Path, reps: int, base: str) -> None:
+    """``model.propose`` alone (the forward pass and predict_rest), both revisions' models on
+    the same batches, alternating batch by batch as :func:`verify_pairs` does; the forward
+    pass is the same code in both, so the difference is predict_rest's."""
+    import numpy as np
+    import torch
+    m = v["this"].model
+    batches = [b for unit in v["this"].fns["plan_units"]([store], 1024)
+               for _, b in v["this"].fns["iter_unit"](unit, 1024, m.grid)]
+    n = sum(len(b) for b in batches)
+    out = {}
+    for k in v:
+        with torch.inference_mode():
+            out[k] = [v[k].model.propose(v[k].model.check_batch(b)) for b in batches]
+    same = all(np.array_equal(x[1].z, y[1].z, equal_nan=True)
+               and np.array_equal(x[1].spectype, y[1].spectype)
+               for x, y in zip(out["base"], out["this"]))
+    print(_same_answers([x[0] for x in out["base"]], [y[0] for y in out["this"]])
+          .replace("verified catalogs", "proposed catalogs")
+          + f"; candidates {'identical' if same else 'differ'}")
+    us = {k: [] for k in v}
+    for i in range(reps + 1):
+        tot = dict.fromkeys(v, 0.0)
+        for j, b in enumerate(batches):
+            for k in (("base", "this") if (i + j) % 2 else ("this", "base")):
+                t0 = time.process_time()
+                with torch.inference_mode():
+                    v[k].model.propose(v[k].model.check_batch(b))
+                tot[k] += time.process_time() - t0
+        if i:
+            for k in v:
+                us[k].append(1e6 * tot[k] / n)
+    d = np.array(us["this"]) - np.array(us["base"])
+    print(f"propose alone, {n} simulated spectra, {reps} paired passes, base = {base}: "
+          f"µs a spectrum median {np.median(us['base']):.1f} (base) / "
+          f"{np.median(us['this']):.1f} (this); difference this − base median {np.median(d):.1f}, "
+          f"quartiles {np.percentile(d, 25):.1f} to {np.percentile(d, 75):.1f}")
+
+
+def _same_answers(base: list, this: list) -> str:
+    """Whether the two revisions' verified catalogs (batch by batch) are the same in every
+    column, bit for bit, and where not, by how much: a speed change that regroups the χ²
+    fits moves them by float32 rounding (docs/verify.md "Speed"), which has to be seen."""
+    import numpy as np
+    diff = []
+    for c in base[0].colnames:
+        x = np.concatenate([np.asarray(t[c]) for t in base])
+        y = np.concatenate([np.asarray(t[c]) for t in this])
+        if x.dtype.kind in "fc" and np.array_equal(x, y, equal_nan=True):
+            continue
+        if x.dtype.kind not in "fc" and np.array_equal(x, y):
+            continue
+        rows = np.flatnonzero((x != y).reshape(len(x), -1).any(1)) if x.dtype.kind not in "fc" \
+            else np.flatnonzero(~((x == y) | (np.isnan(x) & np.isnan(y))).reshape(len(x), -1).all(1))
+        if x.dtype.kind in "fc":
+            with np.errstate(all="ignore"):
+                rel = np.nanmax(np.abs(x - y) / np.maximum(np.abs(x), 1e-300))
+            diff.append(f"{c} ({len(rows)} rows, max relative {rel:.1e})")
+        else:
+            diff.append(f"{c} ({len(rows)} rows)")
+    return ("verified catalogs of both revisions: identical in every column" if not diff else
+            "verified catalogs differ: " + ", ".join(diff))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="git revision to compare with")
@@ -113,6 +182,9 @@ def main() -> None:
     ap.add_argument("--verify-only", action="store_true",
                     help="time only the verify stage, alternating the two revisions batch by "
                          "batch on the same proposals, and print the paired ratios")
+    ap.add_argument("--propose-only", action="store_true",
+                    help="time only model.propose (forward + predict_rest), alternating the "
+                         "two revisions batch by batch")
     a = ap.parse_args()
     import numpy as np
     import torch
@@ -126,6 +198,9 @@ def main() -> None:
         order = [("base", "this"), ("this", "base")]
         if a.verify_only:
             verify_pairs(v, store, a.reps, a.base)
+            return
+        if a.propose_only:
+            propose_pairs(v, store, a.reps, a.base)
             return
         for x in v.values():                          # warm: per-process caches built
             x.stages(store, tmp)

@@ -85,9 +85,11 @@ def pz_peaks(logits: np.ndarray, u_centres: np.ndarray, k: int = 2,
     NaN where a spectrum has fewer peaks above ``min_ratio`` × its highest."""
     x = np.asarray(logits, np.float64)
     p = np.exp(x - x.max(1, keepdims=True))
-    left = np.concatenate([np.full((len(p), 1), -1.0), p[:, :-1]], axis=1)
-    right = np.concatenate([p[:, 1:], np.full((len(p), 1), -1.0)], axis=1)
-    peak = (p >= left) & (p > right) & (p >= min_ratio)
+    # a local maximum: ≥ its left neighbour, > its right one (none beyond the ends), compared
+    # in place on shifted views instead of on two padded copies of p
+    peak = p >= min_ratio
+    peak[:, 1:] &= p[:, 1:] >= p[:, :-1]
+    peak[:, :-1] &= p[:, :-1] > p[:, 1:]
     score = np.where(peak, p, -1.0)
     k = min(k, score.shape[1])
     # the k best without sorting every bin: partition, then order those k

@@ -249,7 +249,9 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
         net_t0, net_z0 = spectype.copy(), z.copy()
         sigma = extra_sigma_pix(batch)        # LSF beyond the templates': per spectrum
         poly_all = _poly_chi2(prep)           # χ² of the polynomial alone: once a batch
-        sol = solve(prep, bases, cands, todo, opt, n, net_t0, net_z0, poly_all, sigma)
+        first = []                            # its windows: the rescue reuses them
+        sol = solve(prep, bases, cands, todo, opt, n, net_t0, net_z0, poly_all, sigma,
+                    keep=first)
         poly = poly_all[todo]
         excess = poly - prep.ngood[todo]
         bad_fit = (excess > 0) & (poly - sol["chi2"] < opt.rescue_explained * excess)
@@ -259,7 +261,7 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             # again with them (rare, so its cost stays small on average)
             extra = full_range_candidates(prep, bases, rescue, n, opt)
             again = solve(prep, bases, Candidates.concat([cands, extra]), rescue, opt, n,
-                           net_t0, net_z0, poly_all, sigma)
+                          net_t0, net_z0, poly_all, sigma, reuse=first[0])
             pos = np.searchsorted(todo, rescue)
             for k in sol:
                 sol[k][pos] = again[k]

@@ -17,7 +17,7 @@ from ..constants import C_KMS
 from .candidates import Candidates
 from .fit import bin_basis, bin_prepared, scan, take_rows
 from .templates import SPECTYPES, Z_MAX
-from .windows import Windows, lowest_per_spectrum
+from .windows import Reusing, Windows, lowest_per_spectrum
 
 __all__ = ["NET_KMS", "SAME_KMS", "FIT_KEYS", "QSO_LINE_SCATTER", "candidate_rows", "solve",
            "best_rows", "far_rows", "is_net", "full_range_candidates", "qso_systemic_kms",
@@ -81,14 +81,20 @@ def candidate_rows(cands: Candidates, todo: np.ndarray, opt, step: float):
     return spec[first], typ[first], z[first], hw[first]
 
 
-def solve(prep, bases, cands, todo, opt, n, net_t, net_z, poly_chi2, sigma=None) -> dict:
+def solve(prep, bases, cands, todo, opt, n, net_t, net_z, poly_chi2, sigma=None,
+          reuse=None, keep: list | None = None) -> dict:
     """Fit every candidate window of the spectra ``todo`` and pick the lowest χ²: per spectrum
     (in ``todo`` order) type, z, shift, σ of the shift, χ², DELTACHI2, coefficients, edge.
     ``poly_chi2``: (N,) χ² of the polynomial alone (:func:`.stage._poly_chi2`), the floor of the
-    'next best' answer."""
+    'next best' answer.  ``keep``: a list this solve appends its windows to (rows and
+    :class:`.windows.Windows`); ``reuse``: such windows of an earlier solve of the same batch,
+    whose rows this one takes instead of fitting them again (:class:`.windows.Reusing`)."""
     step = bases["STAR"].step
     spec, typ, zc, hw = candidate_rows(cands, todo, opt, step)
-    w = Windows(prep, bases, spec, typ, zc, hw, opt, sigma)
+    w = (Windows(prep, bases, spec, typ, zc, hw, opt, sigma) if reuse is None else
+         _reusing(reuse, prep, bases, spec, typ, zc, hw, opt, sigma))
+    if keep is not None:
+        keep.append((spec, typ, zc, hw, w))
     # the fine stage where a window can still matter (.windows); always for the network's
     # answer (the margin rule of best_rows) and for the STAR window (what .stage._star_check hands a row
     # it turns into a star)
@@ -99,6 +105,7 @@ def solve(prep, bases, cands, todo, opt, n, net_t, net_z, poly_chi2, sigma=None)
     more = w.partners(spec, far)
     if more.any():                # a DELTACHI2 partner left at the coarse stage: refine it
         w.refine(more)
+        res = w.res
         zfit = bases["STAR"].z_of(res["shift"])
         best, other, _ = best_rows(spec, typ, zfit, res["chi2"], n, net_t, net_z,
                                    opt.net_margin)
@@ -109,6 +116,19 @@ def solve(prep, bases, cands, todo, opt, n, net_t, net_z, poly_chi2, sigma=None)
     s = star_row[todo]
     return {"type": typ[b], "z": zfit[b], "dchi2": other - res["chi2"][b],
             **{k: res[k][b] for k in FIT_KEYS}, **{f"star_{k}": res[k][s] for k in FIT_KEYS}}
+
+
+def _reusing(reuse, prep, bases, spec, typ, zc, hw, opt, sigma) -> Reusing:
+    """Windows of rows (``spec``, ``typ``, ``zc``, ``hw``): those equal to a row of
+    ``reuse`` (an earlier solve's ``keep`` entry) taken from it, the others fitted."""
+    o_spec, o_typ, o_zc, o_hw, old = reuse
+    mine = np.flatnonzero(np.isin(o_spec, spec))
+    where = {(int(o_spec[i]), str(o_typ[i]), float(o_zc[i]), int(o_hw[i])): int(i) for i in mine}
+    found = np.array([where.get((int(a), str(t), float(z), int(h)), -1)
+                      for a, t, z, h in zip(spec, typ, zc, hw)], np.int64)
+    at_old, at_new = np.flatnonzero(found >= 0), np.flatnonzero(found < 0)
+    new = Windows(prep, bases, spec[at_new], typ[at_new], zc[at_new], hw[at_new], opt, sigma)
+    return Reusing(old, found[at_old], at_old, new, at_new, opt)
 
 
 def full_range_candidates(prep, bases, spec, n, opt, k: int = 3) -> Candidates:
