@@ -308,10 +308,10 @@ class Problem(ModelEvaluation):
 
         Why: with the amplitudes solved at every trial (variable projection), a
         Gauss–Newton step of a broad line's width taken where its core and wing
-        amplitudes nearly cancel is far outside where the linearisation holds (a real
-        SDSS quasar's Hβ stepped from 4700 km/s to the 1.4 km/s floor, where the broad
-        line vanishes and the width has no gradient: the fit ended 1190 in χ² above its
-        minimum).  Bounded steps keep the direction and come back to it."""
+        amplitudes nearly cancel is far outside where the linearisation holds (it can
+        jump to the width floor, where the broad line vanishes and the width has no
+        gradient, and the fit ends far above its minimum).  Bounded steps keep the
+        direction and come back to it."""
         s = theta[:, self.ks:self.ku]
         w = np.sqrt(s * s + self.inst_min ** 2)                                 # (N, G)
         over = np.abs(step) / (np.concatenate([w, w], axis=1) * self._step_lim)

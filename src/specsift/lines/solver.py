@@ -105,8 +105,8 @@ def _held_at_bounds(prob, theta, step, M, g):
     held there, the others solved again without it (an active-set step).
 
     Why: clamping such a step afterwards leaves the other parameters' moves made for the
-    clamped one's: a simulated quasar whose broad Hβ sat at −3000 km/s (the bound) took
-    43 iterations, most of them rejected steps that were no longer descents."""
+    clamped one's: a quasar whose broad Hβ velocity sat at its bound took step after
+    rejected step, none of them a descent any more (``tests/test_lines_safeguards.py``)."""
     lo, hi = prob.bounds()
     x = theta[:, prob.ks:]
     tol = 1e-6 * (hi - lo)
@@ -132,8 +132,8 @@ def _secant(cor, S, s, y, rows):
 
     Why: the broad-line windows are large-residual problems (a core + wing profile does
     not fit a real quasar's line exactly): there the Gauss–Newton curvature overestimates
-    χ²'s by ~2× along the broad line's width and velocity, each step goes half the way
-    (gain ratio ~1.5 every step) and the fit crept 12–22 iterations."""
+    χ²'s along the broad line's width and velocity, each step goes only part of the way
+    (a gain ratio above 1 at every step) and the fit creeps."""
     ys = (y * s).sum(1)
     ok = rows & (ys > 1e-12 * np.maximum(np.abs(y).sum(1) * np.abs(s).sum(1), 1e-300))
     ysh = y - np.matmul(S, s[..., None])[..., 0]                          # y#
@@ -160,12 +160,11 @@ def _levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, 
     solved exactly (:func:`_linear`) and only the widths and velocities take damped steps,
     on the normal equations with the linear parameters eliminated (:func:`_reduced`).  Why:
     with every parameter stepped together, a broad line's nearly degenerate core and wing
-    amplitudes and widths crept along their valley — quasar windows took 12–22 iterations
-    (median) and rows ran to the cap; the tail iterations on few rows each pay the fixed
-    cost of ~100 numpy calls.
+    amplitudes and widths crept along their valley and rows ran to the cap; the tail
+    iterations on few rows each pay an iteration's whole fixed cost (its numpy calls).
 
     Why per row: a fixed 5 iterations left real SDSS quasars' broad-line windows far from
-    their minimum (30 iterations moved HBETA_BROAD_FLUX by up to 113σ), while galaxies
+    their minimum (docs/lines.md "Convergence", with its commands), while galaxies
     converge in a few.  Rows that have converged leave the active set (the problem is
     re-sliced when a tenth of its rows have left), so they stop costing.  Returns
     (θ, model, Jacobian blocks, iterations per row, converged per row); a row still
