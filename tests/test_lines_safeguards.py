@@ -107,3 +107,46 @@ def test_secant_term_is_chosen_on_a_large_residual_fit_and_saves_iterations(monk
     assert plain.converged.all()
     assert res.n_iter.sum() < plain.n_iter.sum() and res.n_iter.max() < plain.n_iter.min()
     np.testing.assert_allclose(res.chi2, plain.chi2, rtol=1e-4)       # the same minimum
+
+
+def test_an_augmented_model_predicting_no_decrease_falls_back_to_gauss_newton():
+    """Where S + cor is indefinite along its own step (it predicts no χ² decrease), the
+    projected step is the plain Gauss–Newton one on S, and its prediction is S's."""
+    prob, theta = _problem(_hbeta_model(), n=4, z=0.3)
+    prec, mean, _ = prob.prior()
+    th, out, J, hinv = solver.linear_solve(prob, theta)
+    H, g = solver.normal_equations(prob, J, prob.y - out, prec, mean, th)
+    hd = H[:, np.arange(prob.np), np.arange(prob.np)].copy()
+    S, _ = solver._reduced(H, g, hinv, prob.ks)
+    n, nn = prob.n, prob.np - prob.ks
+
+    def rows(cor, aug):
+        return solver._Rows(th=th, o=out, Jb=J, c2=np.zeros(n), hi=hinv, pr=prec, mu=mean,
+                            lam=np.full(n, 1e-3), nu=np.full(n, 2.0), last=np.zeros(n),
+                            cor=cor, s_prev=np.zeros((n, nn)), g_prev=np.zeros((n, nn)),
+                            fresh=np.zeros(n, bool), aug=aug)
+
+    cor = np.zeros((n, nn, nn))
+    cor[:2] = -3.0 * S[:2]                        # rows 0, 1: S + cor negative definite
+    cor[2] = 0.1 * S[2]                           # row 2: a harmless term, kept
+    aug = np.array([True, True, True, False])
+    t = solver.projected_trial(prob, rows(cor, aug), H, g, hd)
+    gn = solver.projected_trial(prob, rows(np.zeros_like(cor), np.zeros(n, bool)), H, g, hd)
+    assert np.all(t.pred > 0)
+    np.testing.assert_array_equal(t.theta[[0, 1, 3]], gn.theta[[0, 1, 3]])
+    np.testing.assert_array_equal(t.pred[[0, 1, 3]], gn.pred[[0, 1, 3]])
+    assert not np.array_equal(t.theta[2], gn.theta[2])
+
+
+def test_secant_update_is_skipped_where_the_step_and_its_gradient_change_are_near_orthogonal():
+    """yᵀs ≤ 1e-6 ‖y‖‖s‖ (here cos 1e-8): the update's 1/yᵀs terms would be huge, so the
+    row keeps its term; a well-posed pair (cos 0.5) is updated."""
+    rng = np.random.default_rng(4)
+    nn = 3
+    A = rng.normal(size=(2, nn, nn))
+    S = A @ A.transpose(0, 2, 1) + np.eye(nn)
+    s = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    y = np.array([[1e-8, 1.0, 0.0], [0.5, np.sqrt(0.75), 0.0]])
+    cor = solver._secant(np.zeros((2, nn, nn)), S, s, y, np.array([True, True]))
+    np.testing.assert_array_equal(cor[0], 0.0)
+    assert np.abs(cor[1]).max() > 0

@@ -136,7 +136,9 @@ def _secant(cor, S, s, y, rows):
     χ²'s along the broad line's width and velocity, each step goes only part of the way
     (a gain ratio above 1 at every step) and the fit creeps."""
     ys = (y * s).sum(1)
-    ok = rows & (ys > 1e-12 * np.maximum(np.abs(y).sum(1) * np.abs(s).sum(1), 1e-300))
+    # accepted where y and s are not near orthogonal (cos > 1e-6): a tiny yᵀs, relative
+    # to the vectors' own sizes, makes the update's 1/yᵀs terms huge and its sign noise
+    ok = rows & (ys > 1e-6 * np.linalg.norm(y, axis=1) * np.linalg.norm(s, axis=1))
     ysh = y - np.matmul(S, s[..., None])[..., 0]                          # y#
     cs = np.matmul(cor, s[..., None])[..., 0]
     scs = (s * cs).sum(1)
@@ -206,15 +208,35 @@ def joint_trial(prob, st: _Rows, H, g) -> _Trial:
 
 def projected_trial(prob, st: _Rows, H, g, hd) -> _Trial:
     """Kaufman's variable-projection step: the widths and velocities stepped on the Schur
-    complement (with the secant term where :attr:`_Rows.aug`), bounded
+    complement S (with the secant term where :attr:`_Rows.aug`), bounded
     (:meth:`Problem.step_bound`), held at their bounds (:func:`_held_at_bounds`), and the
-    linear parameters solved exactly at the trial point (:func:`linear_solve`)."""
+    linear parameters solved exactly at the trial point (:func:`linear_solve`).  A row
+    whose augmented model S + cor predicts no decrease for its own step (S + cor need not
+    be positive definite) steps on S alone."""
     lin = prob.ks
-    dn = np.arange(prob.np - lin)
     S, gr = _reduced(H, g, st.hi, lin)
     if st.fresh.any():
         st.cor = _secant(st.cor, S, st.s_prev, st.g_prev - gr, st.fresh)
-    M = np.where(st.aug[:, None, None], S + st.cor, S)
+    aug = st.aug
+    trial, dnl = _reduced_step(prob, st, np.where(aug[:, None, None], S + st.cor, S), hd, gr)
+    pred_gn, pred_aug = _predicted(gr, dnl, S, st.cor)
+    bad = aug & ~(pred_aug > 0)
+    if bad.any():                             # back to plain Gauss–Newton there
+        trial_s, dnl_s = _reduced_step(prob, st, S, hd, gr)
+        trial = np.where(bad[:, None], trial_s, trial)
+        dnl = np.where(bad[:, None], dnl_s, dnl)
+        pred_gn, pred_aug = _predicted(gr, dnl, S, st.cor)
+        aug = aug & ~bad
+    pred = np.where(aug, pred_aug, pred_gn)
+    trial, out_t, J_t, hi_t = linear_solve(prob, trial)
+    return _Trial(trial, out_t, J_t, hi_t, pred, pred_gn, pred_aug, dnl, gr)
+
+
+def _reduced_step(prob, st: _Rows, M, hd, gr):
+    """The trial point and its (clamped) width / velocity move of the damped step on the
+    reduced normal matrix ``M``."""
+    lin = prob.ks
+    dn = np.arange(prob.np - lin)
     Md = M.copy()
     Md[:, dn, dn] += st.lam[:, None] * hd[:, lin:]
     step = np.linalg.solve(Md, gr[..., None])[..., 0]
@@ -222,14 +244,16 @@ def projected_trial(prob, st: _Rows, H, g, hd) -> _Trial:
     trial = st.th.copy()
     trial[:, lin:] += step * prob.step_bound(st.th, step)[:, None]
     trial = prob.clamp(trial)
-    dnl = trial[:, lin:] - st.th[:, lin:]
-    # linearised χ² decrease of the (clamped) step, the linear parameters following
+    return trial, trial[:, lin:] - st.th[:, lin:]
+
+
+def _predicted(gr, dnl, S, cor):
+    """Linearised χ² decrease of the move ``dnl``, the linear parameters following:
+    Gauss–Newton's (curvature S) and the augmented model's (S + cor)."""
     lin_t = 2.0 * (gr * dnl).sum(1)
     pred_gn = lin_t - (dnl * np.matmul(S, dnl[..., None])[..., 0]).sum(1)
-    pred_aug = lin_t - (dnl * np.matmul(S + st.cor, dnl[..., None])[..., 0]).sum(1)
-    pred = np.where(st.aug, pred_aug, pred_gn)
-    trial, out_t, J_t, hi_t = linear_solve(prob, trial)
-    return _Trial(trial, out_t, J_t, hi_t, pred, pred_gn, pred_aug, dnl, gr)
+    pred_aug = lin_t - (dnl * np.matmul(S + cor, dnl[..., None])[..., 0]).sum(1)
+    return pred_gn, pred_aug
 
 
 def choose_augmented(pred_gn, pred_aug, gain):
