@@ -3,6 +3,7 @@ and one batch of real SDSS spec files, per fit, per object.
 
     PYTHONPATH=src .venv/bin/python benchmarks/lines_speed.py [--n 1024] [--fits 256] [--reps 3]
                                                              [--against ../main --rounds 7]
+                                                             [--full-steps K]
 
 One thread, CPU time (``time.process_time``), the fastest of ``--reps`` calls (the machine is
 shared: the fastest is the least disturbed).  The batches are those of
@@ -18,7 +19,12 @@ the cap unconverged).
 loaded as a second package beside this one) on the same batches in the same process,
 alternating the two ``--rounds`` times: on a shared machine the load drifts by ±30 % between
 runs, and alternating in one process puts both under the same load (the table gives the
-fastest and the median round and the ratio of the medians).
+fastest and the median round and the ratio of the medians) and both trees' total LM
+row-iterations per batch (deterministic: they do not depend on the load).
+
+``--full-steps K``: the quasar windows take K joint steps before variable projection
+(``lines.solver.FULL_STEPS``, default 3; galaxies take none whatever K): ``--full-steps 0``
+shows what the joint first steps cost in iterations.
 """
 
 from __future__ import annotations
@@ -60,12 +66,35 @@ def fastest(f, reps):
     return best
 
 
+def row_iterations(pkg: str, batch, cat) -> int:
+    """Total LM row-iterations of one ``add_lines`` call of package ``pkg``'s line stage
+    (``specsift.lines`` or :func:`other_add_lines`'s ``specsift._lines_other``): the sum
+    over every fit of its rows' ``n_iter`` (a tree with the fixed count: 5 a row)."""
+    import importlib
+    M = importlib.import_module(pkg + ".measure")
+    orig, total = M.fit_lines, [0]
+
+    def fit(model, loglam, resid, *a, **k):
+        r = orig(model, loglam, resid, *a, **k)
+        it = getattr(r, "n_iter", None)
+        total[0] += int(it.sum()) if it is not None and it.size else 5 * r.amp.shape[0]
+        return r
+
+    M.fit_lines = fit
+    try:
+        importlib.import_module(pkg + ".stage").add_lines(batch, cat)
+    finally:
+        M.fit_lines = orig
+    return total[0]
+
+
 def breakdown(batch, cat, reps):
-    """(add_lines seconds, {fit name: (seconds, objects)}) for one batch."""
+    """(add_lines seconds, {fit name: (seconds, objects, iterations)}, total row-iterations)
+    for one batch."""
     import specsift.lines.measure as M
     from specsift.lines import add_lines
     acc = defaultdict(float)
-    objs, iters = {}, {}
+    objs, iters, rows_it = {}, {}, [0]
     orig_fit, orig_cont = M.fit_lines, M.stellar_continuum
 
     def fit(model, loglam, resid, *a, **k):
@@ -77,6 +106,7 @@ def breakdown(batch, cat, reps):
         # a quasar window's subset is given as ``rows`` of the whole batch
         objs[key] = resid.shape[0] if k.get("rows") is None else len(k["rows"])
         it = getattr(r, "n_iter", None)             # a tree with a fixed count has none
+        rows_it[0] += int(it.sum()) if it is not None and it.size else 5 * r.amp.shape[0]
         iters[key] = ("5 (fixed)" if it is None or not it.size else
                       f"{np.median(it):.0f} / {it.max()} / {(~r.converged).sum()}")
         return r
@@ -95,7 +125,7 @@ def breakdown(batch, cat, reps):
         add_lines(batch, cat)
     finally:
         M.fit_lines, M.stellar_continuum = orig_fit, orig_cont
-    return total, {k: (acc[k], objs[k], iters.get(k, "")) for k in acc}
+    return total, {k: (acc[k], objs[k], iters.get(k, "")) for k in acc}, rows_it[0]
 
 
 def other_add_lines(checkout: Path):
@@ -110,14 +140,19 @@ def other_add_lines(checkout: Path):
     pkg = types.ModuleType("specsift._lines_other")
     pkg.__path__ = [str(path)]
     sys.modules["specsift._lines_other"] = pkg
-    return importlib.import_module("specsift._lines_other.stage").add_lines
+    importlib.import_module("specsift._lines_other.stage")
+    return "specsift._lines_other"
 
 
-def against(batches, other, rounds: int, name: str) -> None:
-    """This tree's add_lines and ``other`` alternated ``rounds`` times per batch."""
+def against(batches, pkg: str, rounds: int, name: str) -> None:
+    """This tree's add_lines and package ``pkg``'s alternated ``rounds`` times per batch."""
+    import importlib
+
     from specsift.lines import add_lines
+    other = importlib.import_module(pkg + ".stage").add_lines
     print(f"\n| batch | {name}: fastest / median µs per spectrum | this tree: fastest / median "
-          "| ratio of medians | answers |\n|---|---|---|---|---|")
+          "| ratio of medians | LM row-iterations: other → this | answers |"
+          "\n|---|---|---|---|---|---|")
     for label, (batch, cat) in batches.items():
         add_lines(batch, cat)
         other(batch, cat)
@@ -130,6 +165,7 @@ def against(batches, other, rounds: int, name: str) -> None:
         med = lambda v: float(np.median(v))  # noqa: E731
         print(f"| {label} | {min(theirs):.0f} / {med(theirs):.0f} | {min(mine):.0f} / "
               f"{med(mine):.0f} | {med(theirs) / med(mine):.2f} | "
+              f"{row_iterations(pkg, batch, cat)} → {row_iterations('specsift.lines', batch, cat)} | "
               f"{same_answers(other(batch, cat), add_lines(batch, cat))} |")
 
 
@@ -167,7 +203,13 @@ def main() -> None:
     ap.add_argument("--against", default=None, metavar="CHECKOUT",
                     help="also alternate with this checkout's line stage in one process")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--full-steps", type=int, default=None, metavar="K",
+                    help="joint steps of the quasar windows before variable projection "
+                         "(this tree only; default lines.solver.FULL_STEPS)")
     a = ap.parse_args()
+    if a.full_steps is not None:
+        import specsift.lines.solver as S
+        S.FULL_STEPS = a.full_steps
     import torch
 
     from specsift import load_model
@@ -180,7 +222,7 @@ def main() -> None:
     for name, (batch, cat) in batches.items():
         st = np.char.strip(np.asarray(cat["SPECTYPE"]).astype(str))
         n = len(batch)
-        total, fits = breakdown(batch, cat, a.reps)
+        total, fits, rows_it = breakdown(batch, cat, a.reps)
         mix = ", ".join(f"{k} {np.mean(st == k):.0%}" for k in ("GALAXY", "QSO", "STAR"))
         print(f"\n{name}: {n} spectra ({mix}); add_lines {1e6 * total / n:.0f} µs per spectrum")
         print("\n| fit | objects | ms per batch | µs per spectrum of the batch | µs per object "
@@ -189,6 +231,7 @@ def main() -> None:
         for k, (sec, m, it) in sorted(fits.items(), key=lambda kv: -kv[1][0]):
             print(f"| {k} | {m} | {1e3 * sec:.1f} | {1e6 * sec / n:.0f} | {1e6 * sec / m:.0f} "
                   f"| {it} |")
+        print(f"\ntotal LM row-iterations (every fit, every row): {rows_it}")
     if a.against:
         against(batches, other_add_lines(a.against), a.rounds, a.against)
 

@@ -9,7 +9,8 @@ import pytest
 
 from specsift.lines.fit import fit_pixels
 from specsift.lines.models import galaxy_model, quasar_models
-from specsift.lines.problem import Problem, _erf
+from specsift.lines.problem import Problem
+from specsift.lines.profiles import _erf
 from specsift.spectra import DEFAULT_GRID
 
 
@@ -93,13 +94,13 @@ def test_block_normal_equations_equal_the_dense_ones(name, model, z, extra):
 
 
 def test_reused_profiles_give_the_fresh_evaluation():
-    """The linear start's profiles reused at new amplitudes and backgrounds (same widths and
-    velocities) equal a fresh evaluation."""
+    """Profiles computed at θ and completed at new amplitudes and backgrounds (same widths
+    and velocities), as ``solver.linear_solve`` does, equal a fresh evaluation."""
     prob, theta = _problem(quasar_models()[4][1], z=0.3, seed=2)
-    _, _, parts = prob.evaluate(theta, keep=True)
+    parts = prob.profiles(theta)
     new = theta.copy()
     new[:, :prob.ks] *= 1.7
-    out_a, J_a = prob.evaluate(new, parts=parts)
+    out_a, J_a = prob.complete(new, parts, prob.linear_design(parts))
     out_b, J_b = prob.evaluate(new)
     np.testing.assert_allclose(out_a, out_b, rtol=1e-6, atol=1e-6)
     for a, b in zip(J_a, J_b):

@@ -26,8 +26,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from .noise import bin_noise
-from .problem import DT, Problem, integrated, regions
-from .solver import FTOL, MAX_ITER, XTOL, _levenberg_marquardt, _linear, _normal, inverse
+from .problem import DT, Problem, regions
+from .profiles import integrated
+from .solver import (
+    FTOL,
+    MAX_ITER,
+    XTOL,
+    inverse,
+    levenberg_marquardt,
+    linear_solve,
+    normal_equations,
+)
 
 #: the line fit's answers change with this: a run's plan records it, so a resume cannot mix
 #: two fits in one catalog (1: five fixed iterations; 2: each row iterated to convergence;
@@ -78,7 +87,7 @@ class LineModel:
     #: background term (see :func:`specsift.lines.models.galaxy_model`)
     white_fixed_background: bool = False
     #: iterations that step every parameter together before variable projection takes
-    #: over (:func:`_levenberg_marquardt`); None: :data:`FULL_STEPS`
+    #: over (:func:`.solver.levenberg_marquardt`); None: :data:`.solver.FULL_STEPS`
     full_steps: int | None = None
 
     @property
@@ -136,7 +145,7 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
     ``extra`` are then the rows' own), their window pixels gathered without copying the
     rows whole (a quasar window's subset was two (N, P) copies per window).
     ``max_iter``, ``ftol``, ``xtol``: each row iterates until it has converged (see
-    :func:`_levenberg_marquardt`) or for ``max_iter`` iterations, then comes back with
+    :func:`.solver.levenberg_marquardt`) or for ``max_iter`` iterations, then comes back with
     ``converged = False``; negative tolerances run every row ``max_iter`` iterations.
     """
     z = np.atleast_1d(np.asarray(z, float))
@@ -145,10 +154,10 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
     theta[:, prob.ks:prob.ku] = prob.s_start
     prec, mean, _ = prob.prior()
     # start: the starting widths, v = 0, amplitudes and backgrounds solved there
-    theta, out, J, hinv = _linear(prob, theta)
-    theta, out, J, n_done, conv = _levenberg_marquardt(prob, theta, out, J, hinv, prec, mean,
-                                                       max_iter, ftol, xtol)
-    H, _ = _normal(prob, J, prob.y - out, prec, mean, theta)
+    theta, out, J, hinv = linear_solve(prob, theta)
+    theta, out, J, n_done, conv = levenberg_marquardt(prob, theta, out, J, hinv, prec, mean,
+                                                      max_iter, ftol, xtol)
+    H, _ = normal_equations(prob, J, prob.y - out, prec, mean, theta)
     cov = hinv = inverse(H)
     if noise_corr > 0:
         cov = cov @ _correlated_meat(prob, J, H, noise_corr, prec) @ cov

@@ -81,7 +81,7 @@ def galaxy_model() -> tuple[LineModel, dict[str, tuple[int, float, int]]]:
     # window constants fixed.  Checked on the SPZLINE HDUs of two SDSS galaxies: Hα, Hβ,
     # [O III] errors within 1–4 % of SDSS's (7–10 % larger with the constants free).
     # narrow lines only: variable projection from the first iteration (the broad lines'
-    # windows keep the first steps of the joint fit, :data:`.fit.FULL_STEPS`, which decide
+    # windows keep the first steps of the joint fit, :data:`.solver.FULL_STEPS`, which decide
     # which of their minima a quasar goes to)
     return LineModel(comps, groups, regions, n_amp=9, slope=False,
                      white_fixed_background=True, full_steps=0), index

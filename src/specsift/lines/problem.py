@@ -4,7 +4,7 @@ Why a module of its own: the fit's geometry (each spectrum's windows gathered in
 (N, M) array of bins at its redshift, the parameter columns each window touches, its
 evaluation sets), its data and weights are one job; the model's profiles and Jacobian
 (:mod:`.profiles`, which :class:`Problem` inherits) another; the Levenberg–Marquardt loop
-and the error propagation of :mod:`.fit` a third.
+(:mod:`.solver`) and the error propagation (:mod:`.fit`) others.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import copy
 
 import numpy as np
 
-from .profiles import DT, ModelEvaluation, _erf, _scatter, integrated  # noqa: F401 (re-exported)
+from .profiles import DT, ModelEvaluation, _scatter
 from .table import C_KMS
 
-__all__ = ["DT", "Problem", "bin_sum", "integrated", "regions"]
+__all__ = ["DT", "Problem", "bin_sum", "regions"]
 
 _LN10 = np.log(10.0)
 
@@ -227,7 +227,9 @@ class Problem(ModelEvaluation):
     def _lin_groups(self):
         """The linear parameters split into the sets no pixel couples (the windows that
         share none of them: a galaxy's six windows each have their own lines and
-        background), each an index array; parameters in no window (none) are left out.
+        background), each an index array.  Every linear parameter is in some window (each
+        line and background term belongs to one), so the sets cover them all:
+        :func:`.solver._block_inverse` relies on it.
         Their normal matrix is block diagonal along these sets, so it is inverted block
         by block (a galaxy's 15 × 15 inverse was a tenth of its fit)."""
         sets = []
@@ -308,10 +310,10 @@ class Problem(ModelEvaluation):
 
         Why: with the amplitudes solved at every trial (variable projection), a
         Gauss–Newton step of a broad line's width taken where its core and wing
-        amplitudes nearly cancel is far outside where the linearisation holds (a real
-        SDSS quasar's Hβ stepped from 4700 km/s to the 1.4 km/s floor, where the broad
-        line vanishes and the width has no gradient: the fit ended 1190 in χ² above its
-        minimum).  Bounded steps keep the direction and come back to it."""
+        amplitudes nearly cancel is far outside where the linearisation holds (it can
+        jump to the width floor, where the broad line vanishes and the width has no
+        gradient, and the fit ends far above its minimum).  Bounded steps keep the
+        direction and come back to it."""
         s = theta[:, self.ks:self.ku]
         w = np.sqrt(s * s + self.inst_min ** 2)                                 # (N, G)
         over = np.abs(step) / (np.concatenate([w, w], axis=1) * self._step_lim)

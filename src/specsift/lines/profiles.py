@@ -78,7 +78,7 @@ class ModelEvaluation:
                     g[:, cols] += gr
         return H, g
 
-    def evaluate(self, theta, jac=True, parts=None, keep=False):
+    def evaluate(self, theta, jac=True):
         """Model (N, M) and, if ``jac``, the Jacobian as a list of per-window blocks
         (N, Q_k, W_k): row q is the derivative in parameter ``cols[q]`` of :attr:`blocks`
         over the window's bins.
@@ -92,13 +92,13 @@ class ModelEvaluation:
         component-by-component loop writing strided columns of a dense (N, M, P) Jacobian
         was most of the fit's time before that.
 
-        ``keep``: also return each window's unit-amplitude profiles and derivatives;
-        ``parts``: those of an earlier call at the same widths and velocities, reused.
-        The fit itself goes through :meth:`profiles`, :meth:`linear_design` and
-        :meth:`complete` (the linear parameters solved between the last two)."""
-        profs = self.profiles(theta) if parts is None else parts
+        The fit's joint steps call it; its projected steps go through :meth:`profiles`,
+        :meth:`linear_design` and :meth:`complete` (the linear parameters solved between the
+        last two).  ``jac=False`` (the model alone, ``None`` for the blocks) is for callers
+        that only draw the model: the tests' finite differences and noiseless spectra."""
+        profs = self.profiles(theta)
         out, blocks = self.complete(theta, profs, self.linear_design(profs), jac)
-        return (out, blocks if jac else None, profs) if keep else (out, blocks if jac else None)
+        return out, blocks if jac else None
 
     def profiles(self, theta):
         """Every evaluation set's unit-amplitude profiles and their width and centre

@@ -7,12 +7,16 @@ one job; :mod:`.fit` sets the fit up and turns its minimum into fluxes, widths a
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import numpy as np
 
-__all__ = ["MAX_ITER", "FTOL", "XTOL", "FULL_STEPS", "inverse"]
+__all__ = ["MAX_ITER", "FTOL", "XTOL", "FULL_STEPS", "inverse", "levenberg_marquardt",
+           "linear_solve", "normal_equations", "joint_trial", "projected_trial",
+           "choose_augmented"]
 
 
-def _normal(prob, J, r, prec, mean, theta):
+def normal_equations(prob, J, r, prec, mean, theta):
     H, g = prob.gram(J, r)
     diag = np.arange(H.shape[1])
     H[:, diag, diag] += prec
@@ -28,20 +32,20 @@ def _chi2_of(prob, out, theta, prec, mean):
     return data + (prec * (theta - mean) ** 2).sum(1)
 
 
-#: Levenberg–Marquardt iteration cap of a row (see :func:`_levenberg_marquardt`)
+#: Levenberg–Marquardt iteration cap of a row (see :func:`levenberg_marquardt`)
 MAX_ITER = 50
 #: relative χ² decrease (actual and predicted) below which a row has converged (MINPACK's ftol)
 FTOL = 1e-6
 #: step below which a row has converged, in units of each parameter's error (1/√H_ii)
 XTOL = 0.01
 #: iterations that step every parameter together before the amplitudes are projected
-#: (:func:`_levenberg_marquardt`)
+#: (:func:`levenberg_marquardt`)
 FULL_STEPS = 3
 #: largest steady shrink factor of the steps counted (what is left ≤ 1 / (1 − r) steps)
 RATE_MAX = 0.9
 
 
-def _linear(prob, theta, jac=True):
+def linear_solve(prob, theta):
     """θ with its linear parameters (amplitudes, backgrounds, templates) solved exactly at
     its widths and velocities, the model, the Jacobian blocks and the inverse of the linear
     parameters' normal matrix: one profile evaluation (erf/exp), the design's gram, a
@@ -59,7 +63,7 @@ def _linear(prob, theta, jac=True):
     hinv = _block_inverse(H, prob.lin_groups)
     theta = theta.copy()
     theta[:, :lin] = np.matmul(hinv, rhs[..., None])[..., 0]
-    out, J = prob.complete(theta, profs, A, jac)
+    out, J = prob.complete(theta, profs, A)
     return theta, out, J, hinv
 
 
@@ -70,7 +74,6 @@ def _block_inverse(H, groups):
     more than the one 15 × 15 inverse they replace)."""
     if len(groups) == 1 and groups[0].size == H.shape[1]:
         return inverse(H)
-    k = H.shape[1]
     q = max(idx.size for idx in groups)
     pad = np.zeros((len(groups), q), np.int64)
     valid = np.zeros((len(groups), q), bool)
@@ -83,8 +86,6 @@ def _block_inverse(H, groups):
     blk[:, :, d, d] = np.where(valid, diag, 1.0)
     inv = inverse(blk.reshape(-1, q, q)).reshape(blk.shape)
     out = np.zeros_like(H)
-    dk = np.arange(k)
-    out[:, dk, dk] = 1.0 / H[:, dk, dk]        # parameters of no window: their own
     b, i, j = np.nonzero(both)
     out[:, pad[b, i], pad[b, j]] = inv[:, b, i, j]
     return out
@@ -105,8 +106,8 @@ def _held_at_bounds(prob, theta, step, M, g):
     held there, the others solved again without it (an active-set step).
 
     Why: clamping such a step afterwards leaves the other parameters' moves made for the
-    clamped one's: a simulated quasar whose broad Hβ sat at −3000 km/s (the bound) took
-    43 iterations, most of them rejected steps that were no longer descents."""
+    clamped one's: a quasar whose broad Hβ velocity sat at its bound took step after
+    rejected step, none of them a descent any more (``tests/test_lines_safeguards.py``)."""
     lo, hi = prob.bounds()
     x = theta[:, prob.ks:]
     tol = 1e-6 * (hi - lo)
@@ -132,10 +133,12 @@ def _secant(cor, S, s, y, rows):
 
     Why: the broad-line windows are large-residual problems (a core + wing profile does
     not fit a real quasar's line exactly): there the Gauss–Newton curvature overestimates
-    χ²'s by ~2× along the broad line's width and velocity, each step goes half the way
-    (gain ratio ~1.5 every step) and the fit crept 12–22 iterations."""
+    χ²'s along the broad line's width and velocity, each step goes only part of the way
+    (a gain ratio above 1 at every step) and the fit creeps."""
     ys = (y * s).sum(1)
-    ok = rows & (ys > 1e-12 * np.maximum(np.abs(y).sum(1) * np.abs(s).sum(1), 1e-300))
+    # accepted where y and s are not near orthogonal (cos > 1e-6): a tiny yᵀs, relative
+    # to the vectors' own sizes, makes the update's 1/yᵀs terms huge and its sign noise
+    ok = rows & (ys > 1e-6 * np.linalg.norm(y, axis=1) * np.linalg.norm(s, axis=1))
     ysh = y - np.matmul(S, s[..., None])[..., 0]                          # y#
     cs = np.matmul(cor, s[..., None])[..., 0]
     scs = (s * cs).sum(1)
@@ -149,23 +152,180 @@ def _secant(cor, S, s, y, rows):
     return np.where(ok[:, None, None], c + upd, cor)
 
 
-def _levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, xtol,
-                         full_steps=None):
+@dataclass
+class _Rows:
+    """Per-row state of the active set: every array's first axis is the active rows, so
+    :meth:`take` slices all of it in one loop (state added here cannot be left unsliced
+    and misalign its rows)."""
+    th: np.ndarray          # (n, P) parameters
+    o: np.ndarray           # (n, M) model
+    Jb: list                # Jacobian blocks (n, Q, W)
+    c2: np.ndarray          # χ² (with the priors)
+    hi: np.ndarray          # inverse of the linear parameters' normal matrix
+    pr: np.ndarray          # prior precision and mean
+    mu: np.ndarray
+    lam: np.ndarray         # damping and its growth factor (Nielsen)
+    nu: np.ndarray
+    last: np.ndarray        # each row's last accepted step size
+    cor: np.ndarray         # secant estimate of χ²'s neglected curvature
+    s_prev: np.ndarray      # the last accepted step and the reduced gradient before it
+    g_prev: np.ndarray
+    fresh: np.ndarray       # the last step was accepted: update ``cor`` from it
+    aug: np.ndarray         # the next step uses S + cor (NL2SOL's switch)
+
+    def take(self, keep):
+        return _Rows(**{f.name: ([b[keep] for b in v] if isinstance(v, list) else v[keep])
+                        for f in fields(self) for v in (getattr(self, f.name),)})
+
+
+@dataclass
+class _Trial:
+    """One trial point of every active row and the decreases its models predict."""
+    theta: np.ndarray
+    out: np.ndarray
+    J: list
+    hinv: np.ndarray
+    pred: np.ndarray        # of the model the step was taken with
+    pred_gn: np.ndarray     # plain Gauss–Newton's and the augmented model's
+    pred_aug: np.ndarray
+    dnl: np.ndarray         # the (clamped) width / velocity step
+    gr: np.ndarray | None   # the reduced gradient (projected steps only)
+
+
+def joint_trial(prob, st: _Rows, H, g) -> _Trial:
+    """A damped Gauss–Newton step of every parameter together (the path of the fit before
+    variable projection: it decides which minimum a row with several goes to)."""
+    dg = np.arange(prob.np)
+    Hd = H.copy()
+    Hd[:, dg, dg] *= 1.0 + st.lam[:, None]
+    trial = prob.clamp(st.th + np.linalg.solve(Hd, g[..., None])[..., 0])
+    d = trial - st.th
+    pred = 2.0 * (g * d).sum(1) - (d * np.matmul(H, d[..., None])[..., 0]).sum(1)
+    out_t, J_t = prob.evaluate(trial)
+    # the linear parameters' inverse is not used in this phase: the row's own is kept
+    return _Trial(trial, out_t, J_t, st.hi, pred, pred, pred, d[:, prob.ks:], None)
+
+
+def projected_trial(prob, st: _Rows, H, g, hd) -> _Trial:
+    """Kaufman's variable-projection step: the widths and velocities stepped on the Schur
+    complement S (with the secant term where :attr:`_Rows.aug`), bounded
+    (:meth:`Problem.step_bound`), held at their bounds (:func:`_held_at_bounds`), and the
+    linear parameters solved exactly at the trial point (:func:`linear_solve`).  A row
+    whose augmented model S + cor predicts no decrease for its own step (S + cor need not
+    be positive definite) steps on S alone."""
+    lin = prob.ks
+    S, gr = _reduced(H, g, st.hi, lin)
+    if st.fresh.any():
+        st.cor = _secant(st.cor, S, st.s_prev, st.g_prev - gr, st.fresh)
+    aug = st.aug
+    trial, dnl = _reduced_step(prob, st, np.where(aug[:, None, None], S + st.cor, S), hd, gr)
+    pred_gn, pred_aug = _predicted(gr, dnl, S, st.cor)
+    bad = aug & ~(pred_aug > 0)
+    if bad.any():                             # back to plain Gauss–Newton there
+        trial_s, dnl_s = _reduced_step(prob, st, S, hd, gr)
+        trial = np.where(bad[:, None], trial_s, trial)
+        dnl = np.where(bad[:, None], dnl_s, dnl)
+        pred_gn, pred_aug = _predicted(gr, dnl, S, st.cor)
+        aug = aug & ~bad
+    pred = np.where(aug, pred_aug, pred_gn)
+    trial, out_t, J_t, hi_t = linear_solve(prob, trial)
+    return _Trial(trial, out_t, J_t, hi_t, pred, pred_gn, pred_aug, dnl, gr)
+
+
+def _reduced_step(prob, st: _Rows, M, hd, gr):
+    """The trial point and its (clamped) width / velocity move of the damped step on the
+    reduced normal matrix ``M``."""
+    lin = prob.ks
+    dn = np.arange(prob.np - lin)
+    Md = M.copy()
+    Md[:, dn, dn] += st.lam[:, None] * hd[:, lin:]
+    step = np.linalg.solve(Md, gr[..., None])[..., 0]
+    step = _held_at_bounds(prob, st.th, step, Md, gr)
+    trial = st.th.copy()
+    trial[:, lin:] += step * prob.step_bound(st.th, step)[:, None]
+    trial = prob.clamp(trial)
+    return trial, trial[:, lin:] - st.th[:, lin:]
+
+
+def _predicted(gr, dnl, S, cor):
+    """Linearised χ² decrease of the move ``dnl``, the linear parameters following:
+    Gauss–Newton's (curvature S) and the augmented model's (S + cor)."""
+    lin_t = 2.0 * (gr * dnl).sum(1)
+    pred_gn = lin_t - (dnl * np.matmul(S, dnl[..., None])[..., 0]).sum(1)
+    pred_aug = lin_t - (dnl * np.matmul(S + cor, dnl[..., None])[..., 0]).sum(1)
+    return pred_gn, pred_aug
+
+
+def choose_augmented(pred_gn, pred_aug, gain):
+    """NL2SOL's switch (Dennis, Gay & Welsch 1981): the next step uses the model (plain
+    Gauss–Newton or with the secant term) that predicted this step's decrease better."""
+    return np.abs(pred_aug - gain) < np.abs(pred_gn - gain)
+
+
+def _accept(prob, st: _Rows, t: _Trial, hd, ftol, xtol, projected):
+    """Take each row's trial point where it lowered χ², update the damping and the secant
+    state; returns the rows that have converged (the stopping tests, on what is left of a
+    row whose steps shrink by a steady factor)."""
+    chi2_t = _chi2_of(prob, t.out, t.theta, st.pr, st.mu)
+    better = chi2_t < st.c2
+    c2_old = st.c2
+    scale = np.maximum(st.c2, 1e-30)
+    size = (np.abs(t.theta - st.th) * np.sqrt(hd)).max(1)
+    # a row creeping along a flat direction (a weak line's width) shrinks its steps
+    # by a steady factor r: what is left is ~ size / (1 − r), not the step itself
+    rate = np.where(better & (st.last > size), size / np.where(st.last > 0, st.last, 1), 0.0)
+    rate = np.minimum(rate, RATE_MAX)
+    small_f = ((np.abs(st.c2 - chi2_t) <= ftol * scale)
+               & (t.pred <= ftol * scale * (1 - rate * rate)))
+    small_x = size <= xtol * (1 - rate)
+    st.last = np.where(better, size, st.last)
+    st.th = np.where(better[:, None], t.theta, st.th)
+    worse = ~better
+    if worse.any():                           # rejected rows keep their point
+        t.out[worse] = st.o[worse]
+        t.hinv[worse] = st.hi[worse]
+        for blk, blk_t in zip(st.Jb, t.J):
+            blk_t[worse] = blk[worse]
+    st.o, st.Jb, st.hi = t.out, t.J, t.hinv
+    st.c2 = np.where(better, chi2_t, st.c2)
+    st.aug = choose_augmented(t.pred_gn, t.pred_aug, c2_old - chi2_t)
+    if projected:
+        st.s_prev = np.where(better[:, None], t.dnl, st.s_prev)
+        st.g_prev = np.where(better[:, None], t.gr, st.g_prev)
+        st.fresh = better
+    # Nielsen's damping update (Madsen, Nielsen & Tingleff 2004, as in levmar): the
+    # gain ratio ρ of actual to predicted decrease sets an accepted step's next
+    # damping, a rejected step doubles its growth factor (the fixed ×0.3 / ×10 of the
+    # old 5 iterations overshot and was rejected ~40 % of the time on slow rows)
+    with np.errstate(over="ignore"):    # pred ≤ 0: ±huge, clipped to the ends below
+        rho = np.minimum(np.maximum((c2_old - chi2_t) / np.where(t.pred > 0, t.pred, 1e-300),
+                                    -1.0), 2.0)
+    lam = np.where(better, st.lam * np.maximum(1 / 3, 1 - (2 * rho - 1) ** 3), st.lam * st.nu)
+    st.nu = np.where(better, 2.0, np.minimum(st.nu * 2.0, 1e3))
+    # bounded: a row rejected again and again (at its minimum, or fed NaN) would
+    # overflow; at 1e10 × S_ii its steps are ~0 and the step test ends it (a NaN row
+    # never passes a test: it runs to the cap and is flagged)
+    st.lam = np.minimum(np.maximum(lam, 1e-15), 1e10)
+    return small_f | small_x
+
+
+def levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, xtol):
     """Iterate every row until it has converged, as MINPACK's lmder stops: a step whose
     actual and predicted relative χ² decreases are both ≤ ``ftol``, or which moves no
     parameter by more than ``xtol`` of its error (conditional, 1/√H_ii), ends the row.
 
     Variable projection (Golub & Pereyra 1973; Kaufman's step, Ruhe & Wedin 1980): the
     amplitudes and backgrounds enter the model linearly, so at every trial point they are
-    solved exactly (:func:`_linear`) and only the widths and velocities take damped steps,
-    on the normal equations with the linear parameters eliminated (:func:`_reduced`).  Why:
-    with every parameter stepped together, a broad line's nearly degenerate core and wing
-    amplitudes and widths crept along their valley — quasar windows took 12–22 iterations
-    (median) and rows ran to the cap; the tail iterations on few rows each pay the fixed
-    cost of ~100 numpy calls.
+    solved exactly (:func:`linear_solve`) and only the widths and velocities take damped
+    steps, on the normal equations with the linear parameters eliminated
+    (:func:`projected_trial`); the first ``prob.model.full_steps`` (None:
+    :data:`FULL_STEPS`) step every parameter together (:func:`joint_trial`).  Why: with
+    every parameter stepped together, a broad line's nearly degenerate core and wing
+    amplitudes and widths crept along their valley and rows ran to the cap; the tail
+    iterations on few rows each pay an iteration's whole fixed cost (its numpy calls).
 
     Why per row: a fixed 5 iterations left real SDSS quasars' broad-line windows far from
-    their minimum (30 iterations moved HBETA_BROAD_FLUX by up to 113σ), while galaxies
+    their minimum (docs/lines.md "Convergence", with its commands), while galaxies
     converge in a few.  Rows that have converged leave the active set (the problem is
     re-sliced when a tenth of its rows have left), so they stop costing.  Returns
     (θ, model, Jacobian blocks, iterations per row, converged per row); a row still
@@ -173,110 +333,38 @@ def _levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, 
     flat direction (a weak line's width) shrinks its steps by a steady factor r, so the
     tests are on what is left, ≈ step / (1 − r) (r ≤ :data:`RATE_MAX`)."""
     n, lin = prob.n, prob.ks
-    if full_steps is None:
-        full_steps = FULL_STEPS if prob.model.full_steps is None else prob.model.full_steps
-    dg, dn = np.arange(prob.np), np.arange(prob.np - lin)
+    full_steps = FULL_STEPS if prob.model.full_steps is None else prob.model.full_steps
+    dg = np.arange(prob.np)
     chi2 = _chi2_of(prob, out, theta, prec, mean)
     n_done = np.zeros(n, np.int16)
     conv = np.zeros(n, bool)
     act, alive = np.arange(n), np.ones(n, bool)
-    sub, th, o, Jb, c2, hi = prob, theta, out, J, chi2, hinv   # replaced, not written, below
-    lam, pr, mu = np.full(n, 1e-3), prec, mean
-    last = np.zeros(n)                            # each row's last accepted step size
-    nu = np.full(n, 2.0)
+    nn = prob.np - lin
+    # the state's arrays are replaced, not written, below: theta, out, chi2, J stay the
+    # caller's until :func:`put` writes finished rows back
+    st = _Rows(th=theta, o=out, Jb=J, c2=chi2, hi=hinv, pr=prec, mu=mean,
+               lam=np.full(n, 1e-3), nu=np.full(n, 2.0), last=np.zeros(n),
+               cor=np.zeros((n, nn, nn)), s_prev=np.zeros((n, nn)), g_prev=np.zeros((n, nn)),
+               fresh=np.zeros(n, bool), aug=np.zeros(n, bool))
+    sub = prob
 
     def put(sel):                                 # write rows ``sel`` of the active set back
         r = act[sel]
-        theta[r], out[r], chi2[r] = th[sel], o[sel], c2[sel]
-        for blk, b in zip(J, Jb):
+        theta[r], out[r], chi2[r] = st.th[sel], st.o[sel], st.c2[sel]
+        for blk, b in zip(J, st.Jb):
             blk[r] = b[sel]
 
-    nn = prob.np - lin
-    cor = np.zeros((n, nn, nn))                   # secant estimate of χ²'s neglected curvature
-    s_prev, g_prev = np.zeros((n, nn)), np.zeros((n, nn))
-    fresh, aug = np.zeros(n, bool), np.zeros(n, bool)
     for it in range(max_iter):
         if it == full_steps and it > 0:           # the amplitudes projected from here on
-            th, o, Jb, hi = _linear(sub, th)
-            c2 = _chi2_of(sub, o, th, pr, mu)
-        H, g = _normal(sub, Jb, sub.y - o, pr, mu, th)
+            st.th, st.o, st.Jb, st.hi = linear_solve(sub, st.th)
+            st.c2 = _chi2_of(sub, st.o, st.th, st.pr, st.mu)
+        H, g = normal_equations(sub, st.Jb, sub.y - st.o, st.pr, st.mu, st.th)
         hd = H[:, dg, dg].copy()
-        if it < full_steps:
-            # every parameter stepped together (the path of the fit before variable
-            # projection: it decides which minimum a row with several goes to)
-            Hd = H.copy()
-            Hd[:, dg, dg] *= 1.0 + lam[:, None]
-            trial = sub.clamp(th + np.linalg.solve(Hd, g[..., None])[..., 0])
-            d = trial - th
-            pred_gn = pred_aug = pred = (2.0 * (g * d).sum(1)
-                                         - (d * np.matmul(H, d[..., None])[..., 0]).sum(1))
-            dnl = d[:, lin:]
-            out_t, J_t = sub.evaluate(trial)
-            hi_t = hi.copy()
-        else:
-            S, gr = _reduced(H, g, hi, lin)
-            if fresh.any():
-                cor = _secant(cor, S, s_prev, g_prev - gr, fresh)
-            M = np.where(aug[:, None, None], S + cor, S)
-            Md = M.copy()
-            Md[:, dn, dn] += lam[:, None] * hd[:, lin:]
-            step = np.linalg.solve(Md, gr[..., None])[..., 0]
-            step = _held_at_bounds(sub, th, step, Md, gr)
-            trial = th.copy()
-            trial[:, lin:] += step * sub.step_bound(th, step)[:, None]
-            trial = sub.clamp(trial)
-            dnl = trial[:, lin:] - th[:, lin:]
-            # linearised χ² decrease of the (clamped) step, the linear parameters following
-            lin_t = 2.0 * (gr * dnl).sum(1)
-            pred_gn = lin_t - (dnl * np.matmul(S, dnl[..., None])[..., 0]).sum(1)
-            pred_aug = lin_t - (dnl * np.matmul(S + cor, dnl[..., None])[..., 0]).sum(1)
-            pred = np.where(aug, pred_aug, pred_gn)
-            trial, out_t, J_t, hi_t = _linear(sub, trial)
-        chi2_t = _chi2_of(sub, out_t, trial, pr, mu)
-        better = chi2_t < c2
-        c2_old = c2
-        scale = np.maximum(c2, 1e-30)
-        size = (np.abs(trial - th) * np.sqrt(hd)).max(1)
-        # a row creeping along a flat direction (a weak line's width) shrinks its steps
-        # by a steady factor r: what is left is ~ size / (1 − r), not the step itself
-        rate = np.where(better & (last > size), size / np.where(last > 0, last, 1), 0.0)
-        rate = np.minimum(rate, RATE_MAX)
-        small_f = ((np.abs(c2 - chi2_t) <= ftol * scale)
-                   & (pred <= ftol * scale * (1 - rate * rate)))
-        small_x = size <= xtol * (1 - rate)
-        last = np.where(better, size, last)
-        th = np.where(better[:, None], trial, th)
-        worse = ~better
-        if worse.any():                           # rejected rows keep their point
-            out_t[worse] = o[worse]
-            hi_t[worse] = hi[worse]
-            for blk, blk_t in zip(Jb, J_t):
-                blk_t[worse] = blk[worse]
-        o, Jb, hi = out_t, J_t, hi_t
-        c2 = np.where(better, chi2_t, c2)
-        # NL2SOL's switch (Dennis, Gay & Welsch 1981): the next step uses the model (plain
-        # Gauss–Newton or with the secant term) that predicted this step's decrease better
-        gain = c2_old - chi2_t
-        aug = np.abs(pred_aug - gain) < np.abs(pred_gn - gain)
-        if it >= full_steps:
-            s_prev = np.where(better[:, None], dnl, s_prev)
-            g_prev = np.where(better[:, None], gr, g_prev)
-            fresh = better
-        # Nielsen's damping update (Madsen, Nielsen & Tingleff 2004, as in levmar): the
-        # gain ratio ρ of actual to predicted decrease sets an accepted step's next
-        # damping, a rejected step doubles its growth factor (the fixed ×0.3 / ×10 of the
-        # old 5 iterations overshot and was rejected ~40 % of the time on slow rows)
-        with np.errstate(over="ignore"):    # pred ≤ 0: ±huge, clipped to the ends below
-            rho = np.minimum(np.maximum((c2_old - chi2_t) / np.where(pred > 0, pred, 1e-300),
-                                        -1.0), 2.0)
-        lam = np.where(better, lam * np.maximum(1 / 3, 1 - (2 * rho - 1) ** 3), lam * nu)
-        nu = np.where(better, 2.0, np.minimum(nu * 2.0, 1e3))
-        # bounded: a row rejected again and again (at its minimum, or fed NaN) would
-        # overflow; at 1e10 × S_ii its steps are ~0 and the step test ends it (a NaN row
-        # never passes a test: it runs to the cap and is flagged)
-        lam = np.minimum(np.maximum(lam, 1e-15), 1e10)
+        projected = it >= full_steps
+        t = projected_trial(sub, st, H, g, hd) if projected else joint_trial(sub, st, H, g)
+        done = _accept(sub, st, t, hd, ftol, xtol, projected)
         n_done[act[alive]] += 1
-        fin = alive & (small_f | small_x)
+        fin = alive & done
         if fin.any():
             put(fin)
             conv[act[fin]] = True
@@ -286,12 +374,7 @@ def _levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, 
             break
         if k <= 0.9 * sub.n:                      # re-slice: converged rows stop costing
             keep = np.nonzero(alive)[0]
-            sub = sub.take(keep)
-            th, o, c2, lam, pr, mu = th[keep], o[keep], c2[keep], lam[keep], pr[keep], mu[keep]
-            last, nu, hi = last[keep], nu[keep], hi[keep]
-            cor, s_prev, g_prev = cor[keep], s_prev[keep], g_prev[keep]
-            fresh, aug = fresh[keep], aug[keep]
-            Jb = [b[keep] for b in Jb]
+            sub, st = sub.take(keep), st.take(keep)
             act, alive = act[keep], np.ones(k, bool)
     if alive.any():
         put(alive)
