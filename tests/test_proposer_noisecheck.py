@@ -1,0 +1,86 @@
+"""The survey-noise STAR check's comparison itself (:func:`specsift.verify.starcheck.
+noise_star_beats_winner`): data-free on a synthetic spectrum, and through the stage's
+template-error path on a real LAMOST star (its winner scored with the decision's fit, not the
+template-error refit's coefficients)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from test_proposer_starcheck import STARS, _read, _verify, needs_shared
+
+from specsift.spectra import DEFAULT_GRID
+from specsift.verify.stage import VerifyOptions
+from specsift.verify.starcheck import noise_star_beats_winner, whole_pixel_models
+from specsift.verify.templates import bases_for
+from specsift.verify.windows import NCOEFF_MAX
+
+LOGLAM = DEFAULT_GRID.loglam
+
+
+def _synthetic():
+    """Two fits drawn by the check's own models (STAR at shift 0, GALAXY at z ≈ 0.5, random
+    coefficients), Δ = winner − STAR per pixel, and data between them: on the pixels W that
+    hold half of ΣΔ² (the winner's "lines") the data is the winner, elsewhere 45 % of the
+    way from STAR to it.  Per pixel the gap (> 0: STAR better) is −wΔ² on W, +0.1·wΔ²
+    elsewhere: the winner wins overall, STAR wherever W does not count."""
+    rng = np.random.default_rng(1)
+    step = bases_for(LOGLAM)["STAR"].step
+    coef = rng.normal(size=(2, NCOEFF_MAX))
+    ishift = np.array([0, int(round(np.log10(1.5) / step))])
+    m_s, m_w = whole_pixel_models(LOGLAM, ["STAR", "GALAXY"], ishift, coef)
+    d2 = (m_w - m_s) ** 2
+    order = np.argsort(-d2)
+    W = np.zeros(d2.size, bool)
+    W[order[:np.searchsorted(np.cumsum(d2[order]), 0.5 * d2.sum()) + 1]] = True
+    flux = m_s + np.where(W, 1.0, 0.45) * (m_w - m_s)
+    ivar = np.full(d2.size, 1e5 / d2.sum())        # |Δχ²| ≈ 10⁴ against the margin 50
+    batch = SimpleNamespace(loglam=LOGLAM, flux=flux[None], ivar=ivar[None])
+    args = (batch, np.ones((1, d2.size), bool), np.zeros(1), [0], ["GALAXY"], ishift[1:],
+            coef[1:], ishift[:1], coef[:1])
+    return args, W, (flux, ivar, m_s, m_w)
+
+
+def test_alpha_zero_is_the_plain_delta_chi2():
+    args, W, (f, ivar, m_s, m_w) = _synthetic()
+    won, d = noise_star_beats_winner(*args, np.zeros(W.size), 50.0)
+    plain = np.sum(ivar * ((f - m_w) ** 2 - (f - m_s) ** 2))
+    assert d[0] == pytest.approx(plain, rel=1e-9) and plain < -1e3 and not won[0]
+
+
+def test_masked_pixels_do_not_count():
+    args, W, _ = _synthetic()
+    args[1][0, W] = False                      # the winner's pixels masked: STAR
+    won, d = noise_star_beats_winner(*args, np.zeros(W.size), 50.0)
+    assert won[0] and d[0] > 1e3
+
+
+def test_a_large_alpha_on_the_winners_lines_flips_the_verdict():
+    args, W, _ = _synthetic()
+    won, d = noise_star_beats_winner(*args, np.where(W, 1e4, 0.0), 50.0)
+    assert won[0] and d[0] > 1e3
+    won, d = noise_star_beats_winner(*args, np.where(W, 0.0, 1e4), 50.0)   # α elsewhere
+    assert not won[0] and d[0] < -1e3
+
+
+@needs_shared
+def test_refitted_qso_winner_is_scored_with_the_decisions_fit():
+    """A LAMOST star whose spurious QSO winner (z 0.384) is template-error refitted: the
+    survey-noise Δχ² (seen through margin −∞, DELTACHI2) is the same with the refit on or
+    off — the check scores the decision's shift and coefficients; with the refit's it moved
+    from ≈ 1.6·10⁴ to ≈ 4.7·10⁵ toward STAR."""
+    path, wtype, wz = STARS[1]
+    batch = _read(path)
+    look = dict(noise_check_margin=-np.inf)
+    keep = _verify(batch, [(wtype, wz)], VerifyOptions(noise_check_margin=None))
+    plain = _verify(batch, [(wtype, wz)],
+                    VerifyOptions(noise_check_margin=None, qso_template_error=None))
+    assert keep["SPECTYPE"] == plain["SPECTYPE"] == "QSO"
+    assert keep["CHI2"] != plain["CHI2"]                 # the refit did run on this row
+    on = _verify(batch, [(wtype, wz)], VerifyOptions(**look))
+    off = _verify(batch, [(wtype, wz)], VerifyOptions(**look, qso_template_error=None))
+    assert on["SPECTYPE"] == off["SPECTYPE"] == "STAR"
+    assert on["DELTACHI2"] == pytest.approx(off["DELTACHI2"], rel=1e-6)
+    assert 5e3 < on["DELTACHI2"] < 1e5
