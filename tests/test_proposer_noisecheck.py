@@ -84,3 +84,37 @@ def test_refitted_qso_winner_is_scored_with_the_decisions_fit():
     assert on["SPECTYPE"] == off["SPECTYPE"] == "STAR"
     assert on["DELTACHI2"] == pytest.approx(off["DELTACHI2"], rel=1e-6)
     assert 5e3 < on["DELTACHI2"] < 1e5
+
+
+def test_alpha_holds_its_edge_values_where_no_star_has_data():
+    """Pixels no training star covers take the nearest covered α (0 there would trust the
+    ends of the arms, where LAMOST stars are missed most, more than anywhere)."""
+    from specsift.verify.survey_noise import var_boost_from_r2
+    r2 = np.full((5, 6), np.nan)
+    r2[:, 2:4] = [[0.455 * 3, 0.455 * 9]] * 5             # α 2 and 8 where covered
+    a = var_boost_from_r2(r2)
+    assert a == pytest.approx([2, 2, 2, 8, 8, 8], rel=1e-5)
+
+
+def test_alpha_file_records_its_provenance_and_a_different_fit_warns_once():
+    import warnings
+
+    from specsift.verify import survey_noise as SN
+    from specsift.verify.stage import SKY_HALFWIDTH, SKY_LINES
+    lo, step, alpha, digest = SN._load("lamost_resid_var.npz")
+    assert digest == SN.star_fit_digest(SKY_LINES, SKY_HALFWIDTH)     # as shipped: silent
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SN.survey_var_boost("LAMOST", LOGLAM, digest)
+    other = SN.star_fit_digest(SKY_LINES, SKY_HALFWIDTH + 1.0)
+    assert other != digest
+    SN._warn_digest.cache_clear()
+    with pytest.warns(RuntimeWarning, match="another STAR fit"):
+        SN.survey_var_boost("LAMOST", LOGLAM, other)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # once only
+        SN.survey_var_boost("LAMOST", LOGLAM, other)
+    from importlib import resources
+    with (resources.files("specsift") / "data" / "templates" / "lamost_resid_var.npz").open(
+            "rb") as fh, np.load(fh) as f:
+        assert int(f["nstars"]) == len(f["files"]) == 1050 and float(f["sn_min"]) == 10.0

@@ -31,7 +31,7 @@ from .linalg import chol_quad
 from .resolution import extra_sigma_pix
 from .starcheck import noise_star_beats_winner, star_beats_winner
 from .subtype import star_subtypes
-from .survey_noise import survey_var_boost
+from .survey_noise import star_fit_digest, survey_var_boost
 from .template_error import QSO_TEMPLATE_ERROR, refit_template_limited
 from .templates import bases_for
 from .windows import NCOEFF_MAX, Windows
@@ -173,7 +173,7 @@ def _noise_check(batch, bad, sigma, spec, sol, decision, ext, won, delta, margin
     survey = survey_of(batch.meta, len(batch))[spec]
     sig = np.zeros(len(batch)) if sigma is None else sigma
     for name in np.unique(survey[~won]):
-        boost = survey_var_boost(name, batch.loglam)
+        boost = survey_var_boost(name, batch.loglam, _fit_digest())
         look = np.flatnonzero(~won & (survey == name))
         if boost is None or not len(look):
             continue
@@ -183,6 +183,12 @@ def _noise_check(batch, bad, sigma, spec, sol, decision, ext, won, delta, margin
             decision["coef"][r], sol["star_ishift"][r], sol["star_coef"][r], boost, margin)
         won[look[r_won]] = True
         delta[look[r_won]] = d[r_won]
+
+
+@lru_cache(maxsize=1)
+def _fit_digest() -> str:
+    """This stage's STAR fit, as the survey-noise α files record theirs."""
+    return star_fit_digest(SKY_LINES, SKY_HALFWIDTH)
 
 
 def _star_floor(batch, todo: np.ndarray, spectype: np.ndarray, opt: VerifyOptions) -> np.ndarray:

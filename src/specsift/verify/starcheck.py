@@ -40,7 +40,7 @@ from .resolution import convolved
 from .templates import bases_for
 
 __all__ = ["STARCHECK_NPOLY", "STARCHECK_FACTOR", "star_beats_winner",
-           "noise_star_beats_winner", "whole_pixel_models", "pixel_gap"]
+           "noise_star_beats_winner", "whole_pixel_models", "catalog_models", "pixel_gap"]
 
 #: Legendre terms of the line-driven comparison
 STARCHECK_NPOLY = 16
@@ -133,6 +133,30 @@ def whole_pixel_models(loglam, types, ishift, coef, sigma=None) -> np.ndarray:
         for k, i in enumerate(sel):
             out[i] = c[k] @ pad[:, start[k]:start[k] + npix]
         out[sel] += coef[sel, T:T + NPOLY] @ P
+    return out
+
+
+def catalog_models(loglam, catalog, flux, w, sigma=None) -> np.ndarray:
+    """(n, P) :func:`whole_pixel_models` of the rows of a verified ``catalog`` (Z, SPECTYPE,
+    COEFF), for scripts that have the catalog, not the stage's integer shifts: the shift is
+    Z's nearest pixel, and where Z sits half-way between two (the fine stage's parabola
+    clipped at ±0.5) the one of the two whose model has the lower χ² on ``flux``, ``w`` —
+    the coefficients were fitted at one of them.  A quasar's Z after
+    :func:`.zfind.quasar_posterior` may lie pixels from its fit: its model is that far off."""
+    step = bases_for(np.asarray(loglam, np.float64))["STAR"].step
+    shift = np.log10(1.0 + np.asarray(catalog["Z"], np.float64)) / step
+    types = np.asarray(catalog["SPECTYPE"]).astype(str)
+    coef = np.asarray(catalog["COEFF"], np.float64)
+    lo = np.floor(shift).astype(np.int64)
+    half = np.abs(shift - lo - 0.5) < 1e-6
+    out = whole_pixel_models(loglam, types, np.where(half, lo, np.rint(shift)), coef, sigma)
+    if half.any():
+        h = np.flatnonzero(half)
+        sig = None if sigma is None else np.broadcast_to(np.asarray(sigma), (len(types),))[h]
+        up = whole_pixel_models(loglam, types[h], lo[h] + 1, coef[h], sig)
+        f, ww = np.nan_to_num(np.asarray(flux, np.float64)[h]), np.asarray(w, np.float64)[h]
+        better = (ww * (f - up) ** 2).sum(1) < (ww * (f - out[h]) ** 2).sum(1)
+        out[h[better]] = up[better]
     return out
 
 
