@@ -118,3 +118,28 @@ def test_alpha_file_records_its_provenance_and_a_different_fit_warns_once():
     with (resources.files("specsift") / "data" / "templates" / "lamost_resid_var.npz").open(
             "rb") as fh, np.load(fh) as f:
         assert int(f["nstars"]) == len(f["files"]) == 1050 and float(f["sn_min"]) == 10.0
+
+
+def test_whole_pixel_models_are_model_flux_at_the_whole_pixel():
+    """The template slices equal model_flux's interpolation where Z is a whole pixel (any
+    type, broadened or not), and catalog_models picks, of the two pixels a Z half-way
+    between sits at, the one the coefficients fit."""
+    from astropy.table import Table
+
+    from specsift.verify.model_flux import model_flux
+    from specsift.verify.starcheck import catalog_models
+    rng = np.random.default_rng(2)
+    step = bases_for(LOGLAM)["STAR"].step
+    types = np.array(["STAR", "GALAXY", "QSO"])
+    ishift = np.array([3, int(np.log10(1.3) / step), int(np.log10(2.5) / step)])
+    coef = rng.normal(size=(3, NCOEFF_MAX))
+    sig = np.array([0.0, 1.2, 2.0])
+    t = Table({"Z": 10.0 ** (ishift * step) - 1, "SPECTYPE": types, "COEFF": coef,
+               "CHI2": np.zeros(3)})
+    a = whole_pixel_models(LOGLAM, types, ishift, coef, sig)
+    b = model_flux(LOGLAM, t, sig)
+    assert np.allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+    t["Z"] = 10.0 ** ((ishift + 0.5) * step) - 1           # half-way: data fitted at +1
+    up = whole_pixel_models(LOGLAM, types, ishift + 1, coef, sig)
+    got = catalog_models(LOGLAM, t, up, np.ones_like(up), sig)
+    assert np.allclose(got, up)
