@@ -138,6 +138,7 @@ class Reusing:
                 out[k][at] = v[rows]
             hide = at[~self.asked[at]]                 # not asked for here: coarse only
             out["shift"][hide] = w.coarse_shift[rows[~self.asked[at]]]
+            out["ishift"][hide] = w.coarse_shift[rows[~self.asked[at]]]
         hide = ~self.asked
         out["chi2"][hide] = np.inf
         for k in ("err", "edge", "coef", "ncoef"):
