@@ -1,7 +1,7 @@
 """Does a star's verified answer depend on which model proposed the candidates?
 
     nice -n 10 .venv/bin/python benchmarks/verify_proposers.py [--surveys LAMOST SDSS DESI]
-                                                               [--split train] [--cache F]
+                                                               [--split train] [--cache DIR]
                                                                [--sim SIM.h5] [--alternatives]
 
 For every spectrum the verification stage (:func:`specsift.verify.verify_catalog`) is run with
@@ -9,8 +9,9 @@ gasnet's catalog and four candidate sets: gasnet's own; the union of gasnet's, s
 eigen's; the union plus the whole-z scan's minima (:func:`specsift.verify.zfind.full_range_candidates`
 for every row, not only the rescued ones); and eigen's own (with eigen's catalog).  Printed:
 how many stars (LAMOST: S/N_g ≥ 10, the ``--split`` of :func:`_lamost_real.heldout_mask`;
-SDSS/DESI: the reference's STAR) stop being STAR against gasnet's candidates alone, and per
-such star the winner, its 3-term Δχ² over the STAR window, the line-driven Δχ² of
+SDSS/DESI: the reference's STAR; ``SDSS-as-LAMOST``: the SDSS galaxies and quasars given
+SURVEY = LAMOST, so that the survey-noise check looks at them) stop being STAR against
+gasnet's candidates alone, and per such star the winner, its 3-term Δχ² over the STAR window, the line-driven Δχ² of
 :mod:`specsift.verify.starcheck`, the survey-noise Δχ² (:mod:`specsift.verify.survey_noise`)
 and where its advantage sits (the capped per-pixel χ² gap summed in 12 blocks as eigen's robust
 star check does, :func:`specsift.models.eigen.robust.block_sums`; the pixels of largest gap).
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import sys
 from pathlib import Path
 
@@ -37,12 +37,37 @@ import numpy as np  # noqa: E402
 MODELS = ("gasnet", "speccznet", "eigen")
 
 
+def _models_digest() -> str:
+    """SHA-256 of the model files (:func:`specsift.models.base.model_path`): a cache of
+    their proposals is stale once any is retrained."""
+    import hashlib
+
+    from specsift.models.base import model_path
+    h = hashlib.sha256()
+    for m in MODELS:
+        h.update(Path(model_path(m)).read_bytes())
+    return h.hexdigest()
+
+
 def _proposals(batch, cache: Path | None, key: str):
-    """{model: (table, candidates)} for ``batch`` (pickled to ``cache`` once computed)."""
-    if cache is not None and cache.is_file():
-        got = pickle.loads(cache.read_bytes())
-        if key in got:
-            return got[key]
+    """{model: (table, candidates)} for ``batch``, stored in the folder ``cache`` (an npz of
+    plain arrays per data set and model files' digest: no pickle) once computed."""
+    from astropy.table import Table
+
+    from specsift.verify import Candidates
+    path = None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        path = cache / f"{key.replace(':', '-')}-{len(batch)}-{_models_digest()[:16]}.npz"
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as f:
+                out = {}
+                for m in MODELS:
+                    cols = [k for k in f.files if k.startswith(f"t|{m}|")]
+                    tab = Table({k.split("|", 2)[2]: f[k] for k in cols})
+                    reach = f[f"c|{m}|reach"] if f"c|{m}|reach" in f.files else None
+                    out[m] = (tab, Candidates(f[f"c|{m}|z"], f[f"c|{m}|spectype"], reach))
+                return out
     import torch
 
     from specsift import load_model
@@ -53,10 +78,14 @@ def _proposals(batch, cache: Path | None, key: str):
         model = prepare_model(load_model(m), "cpu", 1)
         with torch.inference_mode():
             out[m] = model.propose(model.check_batch(batch))
-    if cache is not None:
-        got = pickle.loads(cache.read_bytes()) if cache.is_file() else {}
-        got[key] = out
-        cache.write_bytes(pickle.dumps(got))
+    if path is not None:
+        arrays = {}
+        for m, (tab, c) in out.items():
+            arrays.update({f"t|{m}|{k}": np.asarray(tab[k]) for k in tab.colnames})
+            arrays.update({f"c|{m}|z": c.z, f"c|{m}|spectype": c.spectype})
+            if c.reach is not None:
+                arrays[f"c|{m}|reach"] = c.reach
+        np.savez(path, **arrays)
     return out
 
 
@@ -89,24 +118,23 @@ def why(batch, base, other, rows):
     gap in the winner's best block, wavelength of that block)."""
     from specsift.models.eigen.robust import block_sums
     from specsift.verify.fit import prepare
-    from specsift.verify.model_flux import model_flux
     from specsift.verify.resolution import extra_sigma_pix
     from specsift.verify.stage import VerifyOptions, sky_mask
-    from specsift.verify.starcheck import star_beats_winner
+    from specsift.verify.starcheck import catalog_models, pixel_gap, star_beats_winner
     from specsift.verify.survey_noise import survey_var_boost
     from specsift.verify.templates import bases_for
     opt = VerifyOptions()
     sub = batch[rows] if hasattr(batch, "__getitem__") else batch
     sig = extra_sigma_pix(sub)
-    ms = model_flux(sub.loglam, base[rows], sig)
-    mw = model_flux(sub.loglam, other[rows], sig)
     bad = sub.mask | sky_mask(sub.loglam)
     w = np.where(bad, 0.0, sub.ivar).astype(np.float64)
     f = np.nan_to_num(sub.flux.astype(np.float64))
-    gap = w * ((f - ms) ** 2 - (f - mw) ** 2)
+    ms = catalog_models(sub.loglam, base[rows], f, w, sig)      # as the check draws them
+    mw = catalog_models(sub.loglam, other[rows], f, w, sig)
+    gap = -pixel_gap(f, w, ms, mw)                   # > 0: the winner fits the pixel better
     good = w > 0
     boost = survey_var_boost("LAMOST", sub.loglam)
-    noise = -(gap / (1 + boost)[None, :]).sum(1)
+    noise = pixel_gap(f, w / (1 + boost)[None, :], ms, mw).sum(1)
     sums = block_sums(gap, good, 25.0, 12)
     prep = prepare(sub.flux, sub.ivar, bad)
     bases = bases_for(sub.loglam)
@@ -176,7 +204,8 @@ def main(argv=None) -> None:
     ap.add_argument("--surveys", nargs="+", default=["LAMOST"])
     ap.add_argument("--split", choices=["train", "heldout", "all"], default="train")
     ap.add_argument("--cache", type=Path, default=None,
-                    help="pickle of the models' proposals (recomputed when absent)")
+                    help="folder for the models' proposals (npz per data set and model "
+                         "files' digest; recomputed when absent)")
     ap.add_argument("--sim", type=Path, default=None,
                     help="also a simulated LAMOST store (specsift simulate --instrument lamost)")
     ap.add_argument("--alternatives", action="store_true",
@@ -186,8 +215,13 @@ def main(argv=None) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import real_surveys as RS
     for s in args.surveys if args.surveys != ["none"] else []:
-        b, _ = {"LAMOST": RS.lamost, "SDSS": RS.sdss, "DESI": RS.desi}[s]()
+        b, _ = {"LAMOST": RS.lamost, "SDSS": RS.sdss, "DESI": RS.desi,
+                "SDSS-as-LAMOST": RS.sdss}[s]()
         m = b.meta
+        if s == "SDSS-as-LAMOST":        # SDSS galaxies and quasars the survey-noise check
+            b = b[np.flatnonzero(np.char.upper(np.asarray(m["CLASS"]).astype(str)) != "STAR")]
+            b.meta["SURVEY"] = ["LAMOST"] * len(b)      # looks at as if they were LAMOST's
+            m = b.meta
         if s == "LAMOST":
             keep = np.ones(len(b), bool) if args.split == "all" else \
                 np.asarray(m["HELDOUT"], bool) == (args.split == "heldout")
@@ -212,6 +246,11 @@ def main(argv=None) -> None:
             opt = VerifyOptions() if rob else VerifyOptions(noise_check_margin=None)
             runs.update({(k, rob): c for k, c in variants(b, props, opt).items()})
         report(f"{s} ({args.split})" if s == "LAMOST" else s, b, runs, star, keys)
+        if s == "SDSS-as-LAMOST":
+            for (k, rob), c in runs.items():
+                t = np.asarray(c["SPECTYPE"]).astype(str)
+                print(f"  {k}, check {'on' if rob else 'off'}: {int((t == 'STAR').sum())} of "
+                      f"{len(t)} SDSS galaxies/quasars called STAR")
         margins(b, props, star)
         if args.alternatives and s == "LAMOST":
             alternatives(b, props, star, f"{s} ({args.split})", cv=True)
@@ -221,39 +260,34 @@ def main(argv=None) -> None:
 
 def _checked(batch, props):
     """The rows the STAR check looks at with union+scan candidates, their STAR-window and
-    winner models, flux and pipeline weights."""
+    winner models (at the whole pixel, :func:`specsift.verify.starcheck.catalog_models`),
+    flux and pipeline weights."""
     from specsift.verify import VerifyOptions
-    from specsift.verify.model_flux import model_flux
     from specsift.verify.resolution import extra_sigma_pix
     from specsift.verify.stage import sky_mask
+    from specsift.verify.starcheck import catalog_models
     off = variants(batch, props, VerifyOptions(noise_check_margin=None))["union+scan"]
     on = variants(batch, props, VerifyOptions(noise_check_margin=-np.inf))["union+scan"]
     t0, t1 = (np.asarray(c["SPECTYPE"]).astype(str) for c in (off, on))
     rows = np.flatnonzero((t0 != "STAR") & (t1 == "STAR"))
     sub = batch[rows]
     sig = extra_sigma_pix(sub)
-    step = float(batch.loglam[1] - batch.loglam[0])
-
-    def at_pixel(cat):
-        """``cat`` with Z at the whole pixel its coefficients were fitted at, as the stage
-        draws them (a quasar's posterior Z may be a few pixels off its fit)."""
-        c = cat[rows].copy()
-        c["Z"] = 10.0 ** (np.rint(np.log10(1 + np.asarray(c["Z"], float)) / step) * step) - 1
-        return c
-    ms = model_flux(sub.loglam, at_pixel(on), sig).astype(float)
-    mw = model_flux(sub.loglam, at_pixel(off), sig).astype(float)
     w = np.where(sub.mask | sky_mask(sub.loglam), 0, sub.ivar).astype(float)
-    return rows, np.nan_to_num(sub.flux.astype(float)), w, ms, mw
+    f = np.nan_to_num(sub.flux.astype(float))
+    ms = catalog_models(sub.loglam, on[rows], f, w, sig)
+    mw = catalog_models(sub.loglam, off[rows], f, w, sig)
+    return rows, f, w, ms, mw
 
 
 def _comparisons(f, w, ms, mw, alpha):
     """{name: (R,) Δχ² for STAR} of the comparisons tried: plain or with α, summed, capped
     at 25, capped in 12 blocks with the winner's best left out (eigen's), blocks alone."""
     from specsift.models.eigen.robust import block_sums
+    from specsift.verify.starcheck import pixel_gap
     out = {}
     for name, a in (("pipeline ivar", 0.0), ("LAMOST α", alpha)):
         ww = w / (1 + a)
-        gap = ww * ((f - ms) ** 2 - (f - mw) ** 2)
+        gap = -pixel_gap(f, ww, ms, mw)
         ok = ww > 0
         capped, plain = block_sums(gap, ok, 25.0, 12), block_sums(gap, ok, np.inf, 12)
         out[f"{name}: sum"] = -gap.sum(1)

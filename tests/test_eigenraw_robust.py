@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from specsift.models.base import load_model
-from specsift.models.eigen.robust import ROBUST_DEFAULT, robust_star_gap
+from specsift.models.eigen.robust import ROBUST_DEFAULT, block_sums, robust_star_gap
 
 #: two LAMOST stars of the training split of lamost-real whose plain χ² was lost to one place:
 #: a cosmic ray at 6714 Å fitted as a galaxy's Hα (z 0.023), and a dip at the red end
@@ -124,3 +124,15 @@ def test_switched_row_gaps_are_the_decision_gaps(shared_data, path):
     assert sol.chi2_class[0, sol.best_class[0]] == pytest.approx(sol.chi2[0])
     assert dec[sol.best_class[0]] == pytest.approx(sol.chi2[0])
     assert float(m._catalog(b, res)["DELTACHI2"][0]) == pytest.approx(d[1] - d[0])
+
+
+def test_eigen_block_sums_cap_and_leave_the_best_block_out():
+    """eigen's robust comparison (its own decision; the verification's diagnostics)."""
+    gap = np.zeros((2, 120))
+    gap[0, 5] = 1e4
+    gap[0, 60:] = -1.0
+    gap[1, :] = 2.0
+    good = np.ones_like(gap, bool)
+    assert block_sums(gap, good, 25.0, 12)[0, 0] == pytest.approx(25.0)
+    out = robust_star_gap(gap, good, 25.0, 12)
+    assert out[0] == pytest.approx(-60.0) and out[1] == pytest.approx(11 * 20.0)

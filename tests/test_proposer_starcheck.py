@@ -16,7 +16,6 @@ import pytest
 from astropy.table import Table
 
 from specsift.catalog import make_catalog
-from specsift.models.eigen.robust import block_sums, robust_star_gap
 from specsift.spectra import DEFAULT_GRID
 from specsift.verify import Candidates, verify_catalog
 from specsift.verify.stage import VerifyOptions
@@ -71,18 +70,6 @@ def test_var_boost_formula_and_shipped_lamost_file():
     assert np.median(boost[(wave > 9075) & (wave < 9100)]) > 20 * np.median(
         boost[(wave > 6000) & (wave < 8000)])
     assert survey_var_boost("SDSS", DEFAULT_GRID.loglam) is None
-
-
-def test_eigen_block_sums_cap_and_leave_the_best_block_out():
-    """eigen's robust comparison (its own decision; the verification's diagnostics)."""
-    gap = np.zeros((2, 120))
-    gap[0, 5] = 1e4
-    gap[0, 60:] = -1.0
-    gap[1, :] = 2.0
-    good = np.ones_like(gap, bool)
-    assert block_sums(gap, good, 25.0, 12)[0, 0] == pytest.approx(25.0)
-    out = robust_star_gap(gap, good, 25.0, 12)
-    assert out[0] == pytest.approx(-60.0) and out[1] == pytest.approx(11 * 20.0)
 
 
 @needs_shared

@@ -88,6 +88,8 @@ class Refined:
     chi2: np.ndarray       # (R,) χ² at the integer minimum
     coef: np.ndarray       # (R, T+K) at the integer minimum (flux scale restored)
     at_edge: np.ndarray    # (R,) the minimum stayed at the edge of the allowed range
+    ishift: np.ndarray     # (R,) int: the integer minimum ``coef`` was fitted at (``shift``
+    #                        may sit exactly ±0.5 from it, where rounding cannot recover it)
 
 
 @dataclass
@@ -150,4 +152,4 @@ def fine_stage(prep: Prepared, basis: Basis, c: Coarse) -> Refined:
     chi_min = np.where(ok, c0 - 0.5 * curv * delta ** 2, c0)
     edge = (best <= lim_lo + 1) | (best >= lim_hi - 1)
     coef = coef * prep.scale[spec][:, None]
-    return Refined(best + delta, err, chi_min, coef, edge)
+    return Refined(best + delta, err, chi_min, coef, edge, np.asarray(best, np.int64))

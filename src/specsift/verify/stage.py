@@ -31,7 +31,7 @@ from .linalg import chol_quad
 from .resolution import extra_sigma_pix
 from .starcheck import noise_star_beats_winner, star_beats_winner
 from .subtype import star_subtypes
-from .survey_noise import survey_var_boost
+from .survey_noise import star_fit_digest, survey_var_boost
 from .template_error import QSO_TEMPLATE_ERROR, refit_template_limited
 from .templates import bases_for
 from .windows import NCOEFF_MAX, Windows
@@ -129,7 +129,7 @@ def _fit_rows(prep, bases, spec, typ, z, hw, opt, sigma=None):
 
 
 
-def _star_check(prep, bases, todo, sol, opt, noise_chi2, batch, bad, sigma) -> None:
+def _star_check(prep, bases, todo, sol, opt, noise_chi2, batch, bad, sigma, decision) -> None:
     """Where the line-driven comparison (:mod:`.starcheck`) prefers STAR to a GALAXY/QSO
     winner, the row becomes its standard STAR fit near z = 0 — the STAR window :func:`.zfind.solve`
     fitted already, with the spectrum's resolution (its z, σ, χ², coefficients) —, with
@@ -137,7 +137,8 @@ def _star_check(prep, bases, todo, sol, opt, noise_chi2, batch, bad, sigma) -> N
     the winner's χ² on the noise alone, as the decision compared it (before any refit).
     Rows of a survey with a residual variance that the line-driven comparison leaves to the
     winner get the survey-noise comparison too (``batch``, its ``bad`` pixels and LSF
-    ``sigma``: the models it draws), DELTACHI2 then its Δχ²."""
+    ``sigma``; ``decision``: the winner's integer shift and coefficients before the
+    template-error refit, the fit whose χ² decided), DELTACHI2 then its Δχ²."""
     # a winner that fits to within the noise (χ² < N + 3·√(2N)) leaves no bent continuum to
     # hide a star's lines: STAR could only win by fitting below the noise, so skip it there.
     # "Within the noise" is judged on the decision's χ² (inverse-variance weights), not on the
@@ -153,7 +154,7 @@ def _star_check(prep, bases, todo, sol, opt, noise_chi2, batch, bad, sigma) -> N
     won, delta = star_beats_winner(prep, bases, todo[ext], sol["type"][ext], sol["shift"][ext],
                                    opt.star_halfwidth, opt.star_check_margin)
     if opt.noise_check_margin is not None:
-        _noise_check(batch, bad, sigma, bases, todo[ext], sol, ext, won, delta,
+        _noise_check(batch, bad, sigma, todo[ext], sol, decision, ext, won, delta,
                      opt.noise_check_margin)
     pos = ext[won]
     if not len(pos):
@@ -165,23 +166,29 @@ def _star_check(prep, bases, todo, sol, opt, noise_chi2, batch, bad, sigma) -> N
     sol["dchi2"][pos] = delta[won]
 
 
-def _noise_check(batch, bad, sigma, bases, spec, sol, ext, won, delta, margin) -> None:
+def _noise_check(batch, bad, sigma, spec, sol, decision, ext, won, delta, margin) -> None:
     """Mark in ``won`` (and ``delta``: its Δχ²) the rows ``ext`` of ``sol`` (spectra ``spec``)
     of a survey with a residual variance that the survey-noise comparison gives to STAR; the
     rest stay as the line-driven check left them."""
     survey = survey_of(batch.meta, len(batch))[spec]
     sig = np.zeros(len(batch)) if sigma is None else sigma
     for name in np.unique(survey[~won]):
-        boost = survey_var_boost(name, batch.loglam)
+        boost = survey_var_boost(name, batch.loglam, _fit_digest())
         look = np.flatnonzero(~won & (survey == name))
         if boost is None or not len(look):
             continue
         r = ext[look]
         r_won, d = noise_star_beats_winner(
-            batch, ~bad, sig, spec[look], sol["type"][r], sol["shift"][r], sol["coef"][r],
-            sol["star_shift"][r], sol["star_coef"][r], boost, margin, bases["STAR"].step)
+            batch, ~bad, sig, spec[look], sol["type"][r], decision["ishift"][r],
+            decision["coef"][r], sol["star_ishift"][r], sol["star_coef"][r], boost, margin)
         won[look[r_won]] = True
         delta[look[r_won]] = d[r_won]
+
+
+@lru_cache(maxsize=1)
+def _fit_digest() -> str:
+    """This stage's STAR fit, as the survey-noise α files record theirs."""
+    return star_fit_digest(SKY_LINES, SKY_HALFWIDTH)
 
 
 def _star_floor(batch, todo: np.ndarray, spectype: np.ndarray, opt: VerifyOptions) -> np.ndarray:
@@ -266,11 +273,12 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
             for k in sol:
                 sol[k][pos] = again[k]
         noise_chi2 = sol["chi2"].copy()   # on the noise alone, before the refit below
+        decision = {k: sol[k].copy() for k in ("ishift", "coef")}   # ditto: the fit it scored
         if opt.qso_template_error:
             refit_template_limited(batch, bad, bases, todo, sol, opt, sigma, prep.ngood,
                                    _fit_rows)
         if opt.star_check_margin is not None:
-            _star_check(prep, bases, todo, sol, opt, noise_chi2, batch, bad, sigma)
+            _star_check(prep, bases, todo, sol, opt, noise_chi2, batch, bad, sigma, decision)
         t_b = sol["type"]
         z[todo] = sol["z"]
         scale = np.select([t_b == t for t in opt.zerr_scale], list(opt.zerr_scale.values()),

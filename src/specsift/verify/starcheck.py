@@ -34,13 +34,13 @@ quasar wins on pixels where LAMOST's ivar holds.  docs/verify.md "Survey-noise S
 from __future__ import annotations
 
 import numpy as np
-from astropy.table import Table
 
-from .fit import bin_basis, bin_sums, prepare, scan
-from .model_flux import model_flux
+from .fit import NPOLY, bin_basis, bin_sums, legendre, prepare, scan
+from .resolution import convolved
+from .templates import bases_for
 
 __all__ = ["STARCHECK_NPOLY", "STARCHECK_FACTOR", "star_beats_winner",
-           "noise_star_beats_winner"]
+           "noise_star_beats_winner", "whole_pixel_models", "catalog_models", "pixel_gap"]
 
 #: Legendre terms of the line-driven comparison
 STARCHECK_NPOLY = 16
@@ -72,35 +72,105 @@ def star_beats_winner(prep, bases, rows, win_type, win_shift, star_halfwidth: in
     return np.isfinite(delta) & (delta > margin), delta
 
 
-def noise_star_beats_winner(batch, good, sigma, rows, win_type, win_shift, win_coef,
-                            star_shift, star_coef, boost, margin: float, step: float):
+def noise_star_beats_winner(batch, good, sigma, rows, win_type, win_ishift, win_coef,
+                            star_ishift, star_coef, boost, margin: float):
     """For the spectra ``rows`` of ``batch`` (``good`` (N, P): the pixels the fit used,
     ``sigma`` (N,): their LSF beyond the templates', :mod:`.resolution`): (mask where STAR
     wins, Δχ² = χ²(winner) − χ²(STAR)) with the variance σ²·(1 + ``boost``) per pixel
     (``boost`` (P,), :func:`.survey_noise.survey_var_boost`) — the STAR fit near z = 0 and the
-    winner (``win_type``) each at the integer shift its coefficients were fitted at
-    (``*_shift`` fractional, ``*_coef`` the stage's COEFF), drawn by
-    :func:`.model_flux.model_flux` from those coefficients (no refit: the question is which of
-    the two fits the stage made explains the pixels a survey's ivar can be trusted on).  STAR
-    wins by more than ``margin``."""
-    rows = np.asarray(rows, np.int64)
-    n = len(rows)
-    if not n:
-        return np.zeros(0, bool), np.zeros(0)
+    winner (``win_type``) each drawn at the integer shift its coefficients were fitted at
+    (``*_ishift``, ``*_coef``: the decision's fit, before any template-error refit, whose
+    coefficients were fitted on other weights; :func:`whole_pixel_models`), no refit: the
+    question is which of the two fits the decision made explains the pixels a survey's ivar
+    can be trusted on.  STAR wins by more than ``margin``.
 
-    def model(types, shift, coef):
-        z = 10.0 ** (np.rint(np.asarray(shift, np.float64)) * step) - 1.0
-        t = Table({"Z": z, "SPECTYPE": np.asarray(types, "U6"), "COEFF": np.asarray(coef),
-                   "CHI2": np.zeros(n)})
-        return model_flux(batch.loglam, t, np.asarray(sigma)[rows]).astype(np.float64)
-    m_star = model(np.full(n, "STAR"), star_shift, star_coef)
-    m_win = model(win_type, win_shift, win_coef)
-    f = np.nan_to_num(np.asarray(batch.flux[rows], np.float64))
+    Cost of the two models (``benchmarks/starcheck_cost.py --n 400``: GALAXY and QSO winners
+    on the default grid, 4 LSF widths; loaded 2-core machine): 0.06–0.07 ms per checked row,
+    against 0.54–0.61 ms drawn row by row with ``np.interp`` (:func:`.model_flux.model_flux`);
+    the whole stage with the check on, 48 SDSS galaxies/quasars as LAMOST (26 checked):
+    +0.08–0.12 ms per spectrum, +0.35–0.43 before (``--only-stage``, docs/verify.md)."""
+    rows = np.asarray(rows, np.int64)
+    if not len(rows):
+        return np.zeros(0, bool), np.zeros(0)
+    sig = np.asarray(sigma, np.float64)[rows]
+    m_star = whole_pixel_models(batch.loglam, np.full(len(rows), "STAR"), star_ishift,
+                                star_coef, sig)
+    m_win = whole_pixel_models(batch.loglam, win_type, win_ishift, win_coef, sig)
     w = np.where(good[rows], np.asarray(batch.ivar[rows], np.float64), 0.0)
-    w = w / (1.0 + np.asarray(boost, np.float64))[None, :]
-    ok = (w > 0) & np.isfinite(m_star) & np.isfinite(m_win)
-    delta = np.where(ok, w * ((f - m_win) ** 2 - (f - m_star) ** 2), 0.0).sum(1)
+    delta = pixel_gap(batch.flux[rows], w / (1.0 + np.asarray(boost, np.float64))[None, :],
+                      m_star, m_win).sum(1)
     return delta > margin, delta
+
+
+def whole_pixel_models(loglam, types, ishift, coef, sigma=None) -> np.ndarray:
+    """(n, P) float64 model flux of ``n`` fits: basis ``types[i]`` (broadened by ``sigma[i]``
+    pixels, :func:`.resolution.convolved`) at the integer pixel shift ``ishift[i]`` times
+    ``coef[i]`` (templates, then :data:`.fit.NPOLY` Legendre terms) — the model the fit scored,
+    where :func:`.model_flux.model_flux` interpolates to a catalog's Z.  At a whole pixel the
+    templates a row meets are a slice of the basis: one matrix-vector product a row, no
+    interpolation; NaN rows where the type has no basis.  The one drawing the survey-noise check, its α
+    (``benchmarks/build_lamost_var.py``) and its diagnostics (``benchmarks/verify_proposers.py``)
+    share."""
+    loglam = np.asarray(loglam, np.float64)
+    bases = bases_for(loglam)
+    types = np.asarray(types).astype(str)
+    n, npix = len(types), loglam.size
+    ishift = np.asarray(ishift, np.int64)
+    coef = np.asarray(coef, np.float64)
+    sig = np.zeros(n) if sigma is None else np.broadcast_to(np.asarray(sigma, np.float64), (n,))
+    out = np.full((n, npix), np.nan)
+    P = legendre(npix)
+    for t, s in sorted(set(zip(types, sig))):
+        if t not in bases:
+            continue
+        b = convolved(bases[t], s)
+        T = b.ntemplate
+        sel = np.flatnonzero((types == t) & (sig == s))
+        # at integer shift s, data pixel p meets template pixel p + offset − s: a slice of
+        # the templates (zero-padded by the grid's length on each side, so every slice is in)
+        pad = np.zeros((T, b.vectors.shape[1] + 2 * npix), np.float64)
+        pad[:, npix:npix + b.vectors.shape[1]] = b.vectors
+        start = np.clip(b.offset - ishift[sel] + npix, 0, pad.shape[1] - npix)
+        c = coef[sel, :T]
+        for k, i in enumerate(sel):
+            out[i] = c[k] @ pad[:, start[k]:start[k] + npix]
+        out[sel] += coef[sel, T:T + NPOLY] @ P
+    return out
+
+
+def catalog_models(loglam, catalog, flux, w, sigma=None) -> np.ndarray:
+    """(n, P) :func:`whole_pixel_models` of the rows of a verified ``catalog`` (Z, SPECTYPE,
+    COEFF), for scripts that have the catalog, not the stage's integer shifts: the shift is
+    Z's nearest pixel, and where Z sits half-way between two (the fine stage's parabola
+    clipped at ±0.5) the one of the two whose model has the lower χ² on ``flux``, ``w`` —
+    the coefficients were fitted at one of them.  A quasar's Z after
+    :func:`.zfind.quasar_posterior` may lie pixels from its fit: its model is that far off."""
+    step = bases_for(np.asarray(loglam, np.float64))["STAR"].step
+    shift = np.log10(1.0 + np.asarray(catalog["Z"], np.float64)) / step
+    types = np.asarray(catalog["SPECTYPE"]).astype(str)
+    coef = np.asarray(catalog["COEFF"], np.float64)
+    lo = np.floor(shift).astype(np.int64)
+    half = np.abs(shift - lo - 0.5) < 1e-6
+    out = whole_pixel_models(loglam, types, np.where(half, lo, np.rint(shift)), coef, sigma)
+    if half.any():
+        h = np.flatnonzero(half)
+        sig = None if sigma is None else np.broadcast_to(np.asarray(sigma), (len(types),))[h]
+        up = whole_pixel_models(loglam, types[h], lo[h] + 1, coef[h], sig)
+        f, ww = np.nan_to_num(np.asarray(flux, np.float64)[h]), np.asarray(w, np.float64)[h]
+        better = (ww * (f - up) ** 2).sum(1) < (ww * (f - out[h]) ** 2).sum(1)
+        out[h[better]] = up[better]
+    return out
+
+
+def pixel_gap(flux, w, m_star, m_win) -> np.ndarray:
+    """(n, P) per-pixel χ² gap w·((f − m_win)² − (f − m_star)²) (> 0: STAR fits the pixel
+    better) on the weights ``w``, 0 where w ≤ 0 or a model or the flux is not finite — summed,
+    the survey-noise check's Δχ²."""
+    f = np.asarray(flux, np.float64)
+    w = np.asarray(w, np.float64)
+    ok = (w > 0) & np.isfinite(f) & np.isfinite(m_star) & np.isfinite(m_win)
+    with np.errstate(invalid="ignore"):
+        return np.where(ok, w * ((f - m_win) ** 2 - (f - m_star) ** 2), 0.0)
 
 
 def _at(pb, bases, types, shifts, factor: int, reach: int) -> np.ndarray:

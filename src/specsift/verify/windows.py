@@ -48,7 +48,7 @@ class Windows:
         self.res = {"chi2": np.full(n, np.inf), "shift": np.zeros(n), "err": np.zeros(n),
                     "edge": np.zeros(n, bool), "coef": np.zeros((n, NCOEFF_MAX)),
                     "ncoef": np.zeros(n, int), "coarse": np.full(n, np.inf),
-                    "fine": np.zeros(n, bool)}
+                    "fine": np.zeros(n, bool), "ishift": np.zeros(n, np.int64)}
         self.groups = []
         for st, s_pix in sorted(set(zip(typ, sig))):
             b = convolved(bases[st], s_pix)
@@ -61,7 +61,7 @@ class Windows:
                 c = coarse_stage(prep, b, spec[sel], b.shift_of(z[sel]), int(h), coarse,
                                  lo_limit=None if star else lo)
                 self.res["coarse"][sel] = c.chi2
-                self.res["shift"][sel] = c.best
+                self.res["shift"][sel] = self.res["ishift"][sel] = c.best
                 self.groups.append((b, star, sel, c))
         self.coarse_shift = self.res["shift"].copy()      # what a row shows until refined
 
@@ -89,6 +89,7 @@ class Windows:
             idx = sel[f]
             r["chi2"][idx], r["shift"][idx], r["err"][idx] = out.chi2, out.shift, out.shift_err
             r["edge"][idx] = out.at_edge & ~star
+            r["ishift"][idx] = out.ishift
             k = min(out.coef.shape[1], NCOEFF_MAX)
             r["coef"][idx, :k] = out.coef[:, :k]
             r["ncoef"][idx] = out.coef.shape[1]
@@ -137,6 +138,7 @@ class Reusing:
                 out[k][at] = v[rows]
             hide = at[~self.asked[at]]                 # not asked for here: coarse only
             out["shift"][hide] = w.coarse_shift[rows[~self.asked[at]]]
+            out["ishift"][hide] = w.coarse_shift[rows[~self.asked[at]]]
         hide = ~self.asked
         out["chi2"][hide] = np.inf
         for k in ("err", "edge", "coef", "ncoef"):

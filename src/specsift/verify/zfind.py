@@ -29,7 +29,7 @@ NET_KMS = 2000.0
 SAME_KMS = 1000.0
 
 #: the per-row fit results :func:`solve` returns for the winner and for the STAR window
-FIT_KEYS = ("shift", "err", "chi2", "coef", "ncoef", "edge")
+FIT_KEYS = ("shift", "err", "chi2", "coef", "ncoef", "edge", "ishift")   # ishift: COEFF's pixel
 
 #: (vacuum rest wavelength Å, km/s): the intrinsic scatter about the systemic redshift of a
 #: quasar redshift measured from each of the strong lines a template fit follows — Shen et
