@@ -227,6 +227,15 @@ class RawFits:
 
     #: bytes of a header read at first (SDSS/BOSS headers: 2–15 kB, a BOSS primary 39 kB); ×4 until END
     _FIRST_READ = 6 * BLOCK
+    #: HDU number → bytes of the largest header met there (:meth:`_learn`): the first read
+    #: of that HDU's header in the next file (a survey's files have their HDUs in one order,
+    #: with headers of a few sizes).  Reading about the header's blocks instead of
+    #: ``_FIRST_READ`` (or its ×4 growth: SPECOBJ's 8 blocks were read as 6 then 24, COADD's
+    #: one as 6) copies and searches a fraction of the bytes; a hint too small costs one more
+    #: read, and the walk is the same whatever the sizes read (tests/test_fits4_rawfits.py).
+    #: ``_LEARN = False``: always ``_FIRST_READ``.
+    _HINTS: dict[int, int] = {}
+    _LEARN = True
 
     def __init__(self, path):
         self.path = path
@@ -259,7 +268,8 @@ class RawFits:
         """(bytes from ``pos`` on, read so far; position of the END card in them): END is
         the first card of exactly ``_END`` at a card boundary within MAX_CARDS cards."""
         limit = min(self.size, pos + 80 * MAX_CARDS) - pos
-        n, start = min(self._FIRST_READ, limit), 0
+        first = self._HINTS.get(k, self._FIRST_READ) if self._LEARN else self._FIRST_READ
+        n, start = min(first, limit), 0
         while True:
             buf = self._read(pos, n)
             if len(buf) < n:           # shorter than its size said (shrunk, still written)
@@ -268,11 +278,21 @@ class RawFits:
             while end >= 0 and end % 80:
                 end = buf.find(_END, end + 1)
             if end >= 0:
+                if self._LEARN and k < 64:
+                    self._learn(k, end)
                 return buf, end
             if len(buf) >= limit:
                 raise RawFitsError(f"HDU {k}: no END card")
             start = max(len(buf) - 79, 0)        # an END may straddle the old read's end
             n = min(4 * n, limit)
+
+    def _learn(self, k: int, end: int) -> None:
+        """Keep the largest header met at HDU ``k`` (up to the old ×4 growth of
+        ``_FIRST_READ``): files of two kinds mixed (SDSS SPECOBJ 8 blocks, BOSS SPALL 14)
+        then read once, not twice."""
+        blocks = -(-(end + 80) // BLOCK) * BLOCK
+        if blocks > self._HINTS.get(k, 0):
+            self._HINTS[k] = min(blocks, 4 * self._FIRST_READ)
 
     def _walk(self) -> list[RawHDU]:
         """Header after header: END, the mandatory cards, the data size, the next header."""
