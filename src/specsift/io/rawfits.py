@@ -296,7 +296,7 @@ class RawFits:
 
     def _walk(self) -> list[RawHDU]:
         """Header after header: END, the mandatory cards, the data size, the next header."""
-        hdus, pos = [], 0
+        hdus, pos, starts = [], 0, [0]
         while pos < self.size:
             k = len(hdus)
             buf, end = self._header_at(pos, k)
@@ -307,14 +307,14 @@ class RawFits:
             if m is None:
                 raise RawFitsError(f"HDU {k}: mandatory keywords not in the standard's form")
             xtension, bitpix, _, *dims = m.groups()
-            bitpix, dims = int(bitpix), [int(d) for d in dims]
+            bitpix, dims = int(bitpix), list(map(int, dims))
             if k:
                 if dims[-2:] != [0, 1]:             # a heap or groups: astropy's job
                     raise RawFitsError(f"HDU {k}: PCOUNT / GCOUNT {dims[-2:]}")
-                dims = dims[:-2]
+                del dims[-2:]
             elif dims and dims[0] == 0:
                 raise RawFitsError("random groups")
-            if bitpix not in _BITPIX or any(d < 0 for d in dims):
+            if bitpix not in _BITPIX or (dims and min(dims) < 0):
                 raise RawFitsError(f"HDU {k}: BITPIX {bitpix} / NAXISn {dims}")
             size = abs(bitpix) // 8 * math.prod(dims) if dims else 0
             data = -(-(pos + end + 80) // BLOCK) * BLOCK
@@ -324,6 +324,8 @@ class RawFits:
                 raise RawFitsError(f"HDU {k}: truncated")
             hdus.append(RawHDU(buf[:end], span, k, dims, data, size,
                                xtension == b"BINTABLE"))
+            starts.append(starts[-1] + end // 80)
+        self._starts = starts                    # each header's first card in them all
         return hdus
 
     def _names_and_layouts(self) -> None:
@@ -332,7 +334,7 @@ class RawFits:
         then every binary table's layout is checked (:func:`layout`)."""
         hdus = self.hdus
         joined = b"".join(h._raw for h in hdus)
-        starts = np.cumsum([0] + [(h._span[1] - h._span[0]) // 80 for h in hdus])
+        starts = np.array(self._starts)
         hits = np.flatnonzero(np.frombuffer(joined, _KEY10)["k"] == b"EXTNAME = ")
         seen = set()
         owners = (np.searchsorted(starts, hits, side="right") - 1).tolist()
