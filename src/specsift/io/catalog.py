@@ -38,7 +38,7 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 from astropy.utils.exceptions import AstropyWarning
 
-from .catalog_parquet import parquet_schema
+from .catalog_parquet import dictionary_columns, parquet_schema
 from .catalog_schema import FIBERMAP_COLUMNS, canonical_order, unit_for
 from .catalog_sources import MemorySource, PartSource
 
@@ -218,7 +218,8 @@ def _write_parquet(src, tmp: Path) -> None:
     plain = {f"specsift.{k}": str(v) for k, v in src.meta.items()}   # for pyarrow / pandas
     schema = schema.with_metadata({**(schema.metadata or {}),
                                    **{k.encode(): v.encode() for k, v in plain.items()}})
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+    with pq.ParquetWriter(tmp, schema, compression="zstd",
+                          use_dictionary=dictionary_columns(schema)) as w:
         if hasattr(src, "arrow_tables"):
             for at in src.arrow_tables(schema):
                 w.write_table(at)
