@@ -13,8 +13,9 @@ from astropy.table import Table
 __all__ = ["parquet_schema", "numpy_of", "dictionary_columns"]
 
 
-def parquet_schema(proto: Table):
-    """The Arrow schema astropy's ``write_table_parquet`` gives ``proto`` (column types from
+def parquet_schema(proto):
+    """The Arrow schema astropy's ``write_table_parquet`` gives ``proto`` (a Table, or a
+    :class:`~.catalog_sources.Prototype` of one: column types from
     the numpy dtypes, string widths as ``table::len::NAME``, units and keywords as
     ``table_meta_yaml``), built directly: astropy's writer looks up ``Table.dtype`` once per
     column, O(columns²) — about half a CPU-second for a verified catalog's ~150 columns."""
@@ -77,7 +78,7 @@ def _table_yaml(table: Table) -> list[str]:
     try:
         return yaml.dump(header, default_flow_style=None, Dumper=Dumper, width=130).splitlines()
     except (yaml.YAMLError, TypeError, AttributeError):
-        return tm.get_yaml_from_table(table)
+        return tm.get_yaml_from_table(table.to_table() if hasattr(table, "to_table") else table)
 
 
 def numpy_of(col) -> np.ndarray:
