@@ -105,7 +105,6 @@ def main() -> None:
                     help="also time N SDSS spec files (copies of the 8 real ones); 0: not")
     a = ap.parse_args()
     import numpy as np
-
     from predict_ab import extract
     from predict_speed import fits_copies
     warm, big = sim_store(200), sim_store(2000)

@@ -14,8 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from specsift.io import _expand_dir, _has_suffix, iter_read
-from specsift.io import sdss
+from specsift.io import _expand_dir, _has_suffix, iter_read, sdss
 from specsift.io.catalog_sources import PartSource, _string_width_compute, string_width
 from specsift.io.rawfits import BLOCK, RawFits
 from specsift.spectra import DEFAULT_GRID
