@@ -197,3 +197,27 @@ def test_iter_read_on_a_mix_is_the_same_in_a_fresh_order(shared_data, monkeypatc
         assert np.array_equal(batch.mask[row], one.mask[0])
         assert [str(batch.meta[c][row]) for c in one.meta.colnames if c != "ROW"] == \
             [str(one.meta[c][0]) for c in one.meta.colnames if c != "ROW"]
+
+
+def test_run_dir_keeps_its_done_markers_as_the_folder_has_them(tmp_path):
+    """RunDir reads the .done markers once and then keeps them as it writes them: what it
+    returns after each finished unit is what a fresh reader of the folder finds."""
+    from specsift.pipeline.parts import RunDir
+    from specsift.pipeline.units import Unit
+    cat = tmp_path / "c.parquet"
+    run = RunDir(cat)
+    units = [Unit((str(tmp_path / f"f{k}.fits"),)) for k in range(3)]
+    run.start({"format": "x", "units": [{"unit": u.to_dict(), "files": [None]} for u in units]},
+              resume=False)
+    assert run.done_units() == {}
+    for k in range(3):
+        run.write_part(k, 0, pa.table({"TARGETID": pa.array([k, k + 10], pa.int64())}))
+        run.finish_unit(k, 1, {0: 2})
+        assert run.done_units() == RunDir(cat).done_units() == {
+            j: {"batches": 1, "rows": 2} for j in range(k + 1)}
+    mutated = run.done_units()
+    mutated.clear()                                  # a copy: the kept markers stay
+    assert len(run.done_units()) == 3
+    again = RunDir(cat)
+    again.start(run.plan, resume=True)
+    assert again.done_units() == run.done_units()
