@@ -17,7 +17,7 @@ twice, with the verification stage (the default of ``specsift predict``) and wit
 ``--no-verify``; ``--fits N`` adds the same from N SDSS spec files (copies of the 8 in
 ``../shared/data/sdss``), CPU time of the whole process (reader thread included) per spectrum.
 Each spec file is one spectrum behind 4–22 HDUs; they are read from their bytes and many
-files assembled into one batch (``specsift.io.rawfits``, ``specsift.io.assemble``: ~0.5–0.8
+files assembled into one batch (``specsift.io.rawfits``, ``specsift.io.assemble``: ~0.4–0.7
 CPU ms a file here, ``benchmarks/read_speed.py --many 400``), so that row is the stages plus
 that per-file cost — use ``--fits 400`` or more for a stable number; ``--fits-table K`` times K
 copies of ``sdss-labelled-50.fits`` (50 spectra in one table file, read through astropy).

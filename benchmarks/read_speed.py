@@ -2,13 +2,17 @@
 resample onto the default grid), CPU time, one thread; best of three rounds of ``--repeats``
 reads.
 
-    python benchmarks/read_speed.py [--repeats 10] [--many 400]
+    python benchmarks/read_speed.py [--repeats 10] [--many 400 [--against REV]]
 
 Per-file cost is what bounds a survey of one-spectrum files (SDSS DR17: ≈ 5 M spec files).
 ``--many N`` adds the case that matters for them: N copies of the 8 SDSS spec files (SDSS-I,
 with per-exposure HDUs, BOSS) streamed by ``iter_read`` in batches of 1024, as ``predict``
 reads them — CPU ms per file, best of three rounds.  One file read alone pays for a batch of
-its own; many files share one (``specsift.io.assemble``)."""
+its own; many files share one (``specsift.io.assemble``).  ``--against REV`` times the
+``--many`` case for this checkout and git revision REV in one process, 50 files at a time in
+alternation (separate runs on a shared machine differ by up to 30 %), and checks that both
+give the same batches (pixels, masks, meta), as ``benchmarks/predict_ab.py`` does for
+predict."""
 
 from __future__ import annotations
 
@@ -31,7 +35,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--many", type=int, default=0, metavar="N")
+    ap.add_argument("--against", default=None, metavar="REV",
+                    help="with --many: also time git revision REV, alternated, same batches")
     args = ap.parse_args()
+    if args.against:
+        _against(args.against, args.many or 400)
+        return
     from specsift import io
     warnings.simplefilter("ignore", UserWarning)     # the DESI file's flagged spectra
     print("| file | spectra | CPU ms per file | CPU ms per spectrum |\n|---|---|---|---|")
@@ -62,6 +71,56 @@ def _many(io, n: int) -> None:
             best = min(best, time.process_time() - t)
     print(f"| {n} SDSS spec files (copies of {len(src)}), iter_read | {rows} | "
           f"{best * 1e3 / n:.2f} | {best * 1e3 / rows:.2f} |")
+
+
+def _against(rev: str, n: int, rounds: int = 7) -> None:
+    """CPU ms a file of this checkout's ``iter_read`` and ``rev``'s over the same N copies,
+    alternated 50 files at a time (batches of 50: a little more per file than one batch of
+    1024, the same for both); the batches must be equal."""
+    import importlib
+    import shutil
+    import tempfile
+
+    import numpy as np
+    from predict_ab import extract
+    src = sdss_files("spec-*.fits")
+    with tempfile.TemporaryDirectory() as tmp:
+        extract(rev, Path(tmp))
+        sys.path.insert(0, tmp)
+        pkgs = {"base": importlib.import_module("specsift_base.io"),
+                "this": importlib.import_module("specsift.io")}
+        grid = importlib.import_module("specsift.models.base").load_model("gasnet").grid
+        files = []
+        for k in range(n):
+            files.append(Path(tmp) / f"{k:06d}-{src[k % len(src)].name}")
+            shutil.copy(src[k % len(src)], files[-1])
+        out, ms = {}, {k: [] for k in pkgs}
+        for r in range(rounds + 1):                   # the first round: imports, caches
+            cpu = dict.fromkeys(pkgs, 0.0)
+            got = {k: [] for k in pkgs}
+            for c in range(0, n, 50):                 # alternated 50 files at a time
+                for k in (("base", "this") if (r + c // 50) % 2 else ("this", "base")):
+                    t = time.process_time()
+                    got[k] += pkgs[k].iter_read(files[c:c + 50], batch_size=1024, grid=grid,
+                                                files=True)
+                    cpu[k] += time.process_time() - t
+            for k in pkgs:
+                out[k] = got[k]
+                if r:
+                    ms[k].append(cpu[k] * 1e3 / n)
+        same = len(out["base"]) == len(out["this"]) and all(
+            np.array_equal(a.flux, b.flux) and np.array_equal(a.ivar, b.ivar)
+            and np.array_equal(a.mask, b.mask) and np.array_equal(a.loglam, b.loglam)
+            and a.meta.colnames == b.meta.colnames
+            and all(np.array_equal(a.meta[c], b.meta[c]) and a.meta[c].dtype == b.meta[c].dtype
+                    for c in a.meta.colnames if c != "SOURCE")
+            for a, b in zip(out["base"], out["this"]))
+    print(f"| {n} SDSS spec files, iter_read on the model grid, CPU ms a file | {rev} | this |")
+    print("|---|---|---|")
+    print(f"| median of {rounds} alternated rounds | {np.median(ms['base']):.3f} | "
+          f"{np.median(ms['this']):.3f} |")
+    print(f"| best | {min(ms['base']):.3f} | {min(ms['this']):.3f} |")
+    print(f"\nsame batches (pixels, masks, meta): {same}")
 
 
 def _timed(read, path, repeats) -> float:

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-__all__ = ["BINTYPE", "table_fields", "check_table", "first_row", "decode_row"]
+__all__ = ["BINTYPE", "table_fields", "check_table", "first_row", "decode_row", "RowDecoder"]
 
 #: binary-table TFORMn (FITS 4.0 §7.3.1): repeat count, type code
 _TFORM = re.compile(r"\s*(\d*)([LXBIJKAEDCMPQ])")
@@ -78,30 +78,63 @@ def decode_row(hdr, raw: bytes, columns, fields: tuple[dict, int] | None = None)
     the FITS rules: TFORMn types, TDIMn, TSCALn/TZEROn, unsigned integers, padded text.
     ``hdr``: anything with astropy Header's ``get`` (an astropy or a raw header, or just
     its TZEROn/TSCALn/TDIMn); ``fields``: :func:`table_fields` of it when known."""
-    fields, offset = table_fields(hdr) if fields is None else fields
-    if len(raw) < offset:
-        raise ValueError("table data ends before its first row")
-    out = {}
-    for name in (c for c in columns if c in fields):
-        i, off, r, code = fields[name]
-        if code == "A":
-            out[name] = raw[off:off + r].split(b"\0", 1)[0].decode("ascii", "replace").rstrip()
-            continue
-        if code in "XPQ":
-            raise ValueError(f"column {name}: type {code} is not read as a label")
-        zero, scale = hdr.get(f"TZERO{i}"), hdr.get(f"TSCAL{i}")
-        if code in _UNSIGNED and zero == _UNSIGNED[code][0] and scale in (None, 1):
-            utype = np.dtype(_UNSIGNED[code][1])
-            v = np.frombuffer(raw, utype, r, off) ^ utype.type(zero)
-        else:
-            v = np.frombuffer(raw, BINTYPE[code], r, off)
-            if code == "L":
-                v = v == ord("T")
-            elif zero is not None or scale is not None:
-                v = v * (1.0 if scale is None else scale) + (0.0 if zero is None else zero)
-        v = v.astype(v.dtype.newbyteorder("="))
-        tdim = hdr.get(f"TDIM{i}")
-        if tdim:          # "(a,b)", Fortran order: a varies fastest
-            v = v.reshape(tuple(int(d) for d in str(tdim).strip("() ").split(","))[::-1])
-        out[name] = v[0] if r == 1 and not tdim else v
-    return out
+    return RowDecoder(hdr, columns, fields)(raw)
+
+
+class RowDecoder:
+    """:func:`decode_row` split in two: what depends on the table's column cards alone (each
+    wanted column's offset, type, scaling, shape), worked out once, and the decoding of one
+    row's bytes (:meth:`__call__`).  Why: a survey's files share a few table layouts, and the
+    per-file part is then a loop of ``frombuffer`` calls (the SDSS quick path keeps one
+    decoder per layout, :func:`specsift.io.sdss.quick`)."""
+
+    __slots__ = ("width", "steps")
+
+    def __init__(self, hdr, columns, fields: tuple[dict, int] | None = None):
+        fields, self.width = table_fields(hdr) if fields is None else fields
+        steps = []
+        for name in (c for c in columns if c in fields):
+            i, off, r, code = fields[name]
+            if code == "A":
+                steps.append((name, "A", off, r, None, None))
+                continue
+            if code in "XPQ":                      # raised when a row is decoded, as before
+                steps.append((name, "bad", code, None, None, None))
+                continue
+            zero, scale = hdr.get(f"TZERO{i}"), hdr.get(f"TSCAL{i}")
+            tdim = hdr.get(f"TDIM{i}")
+            shape = tuple(int(d) for d in str(tdim).strip("() ").split(","))[::-1] \
+                if tdim else None
+            if code in _UNSIGNED and zero == _UNSIGNED[code][0] and scale in (None, 1):
+                utype = np.dtype(_UNSIGNED[code][1])
+                steps.append((name, "U", off, r, utype, (utype.type(zero), shape)))
+            else:
+                ztuple = None if zero is None and scale is None else \
+                    (1.0 if scale is None else scale, 0.0 if zero is None else zero)
+                steps.append((name, code, off, r, np.dtype(BINTYPE[code]), (ztuple, shape)))
+        self.steps = steps
+
+    def __call__(self, raw: bytes) -> dict:
+        if len(raw) < self.width:
+            raise ValueError("table data ends before its first row")
+        out = {}
+        for name, code, off, r, dt, extra in self.steps:
+            if code == "A":
+                out[name] = raw[off:off + r].split(b"\0", 1)[0].decode("ascii", "replace").rstrip()
+                continue
+            if code == "bad":
+                raise ValueError(f"column {name}: type {off} is not read as a label")
+            if code == "U":
+                v = np.frombuffer(raw, dt, r, off) ^ extra[0]
+            else:
+                v = np.frombuffer(raw, dt, r, off)
+                if code == "L":
+                    v = v == ord("T")
+                elif extra[0] is not None:
+                    v = v * extra[0][0] + extra[0][1]
+            v = v.astype(v.dtype.newbyteorder("="))
+            shape = extra[1]
+            if shape is not None:          # TDIMn "(a,b)", Fortran order: a varies fastest
+                v = v.reshape(shape)
+            out[name] = v[0] if r == 1 and shape is None else v
+        return out

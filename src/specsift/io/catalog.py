@@ -38,7 +38,7 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 from astropy.utils.exceptions import AstropyWarning
 
-from .catalog_parquet import parquet_schema
+from .catalog_parquet import dictionary_columns, parquet_schema
 from .catalog_schema import FIBERMAP_COLUMNS, canonical_order, unit_for
 from .catalog_sources import MemorySource, PartSource
 
@@ -212,13 +212,14 @@ def _write_parquet(src, tmp: Path) -> None:
     a predict run go Arrow to Arrow (:meth:`.catalog_sources.PartSource.arrow_tables`), never through astropy."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    proto = src.prototype()
+    proto = src.schema_prototype() if hasattr(src, "schema_prototype") else src.prototype()
     proto.meta.update(src.provenance)
     schema = parquet_schema(proto)
     plain = {f"specsift.{k}": str(v) for k, v in src.meta.items()}   # for pyarrow / pandas
     schema = schema.with_metadata({**(schema.metadata or {}),
                                    **{k.encode(): v.encode() for k, v in plain.items()}})
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+    with pq.ParquetWriter(tmp, schema, compression="zstd",
+                          use_dictionary=dictionary_columns(schema)) as w:
         if hasattr(src, "arrow_tables"):
             for at in src.arrow_tables(schema):
                 w.write_table(at)

@@ -10,11 +10,12 @@ from collections import OrderedDict
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["parquet_schema", "numpy_of"]
+__all__ = ["parquet_schema", "numpy_of", "dictionary_columns"]
 
 
-def parquet_schema(proto: Table):
-    """The Arrow schema astropy's ``write_table_parquet`` gives ``proto`` (column types from
+def parquet_schema(proto):
+    """The Arrow schema astropy's ``write_table_parquet`` gives ``proto`` (a Table, or a
+    :class:`~.catalog_sources.Prototype` of one: column types from
     the numpy dtypes, string widths as ``table::len::NAME``, units and keywords as
     ``table_meta_yaml``), built directly: astropy's writer looks up ``Table.dtype`` once per
     column, O(columns²) — about half a CPU-second for a verified catalog's ~150 columns."""
@@ -32,6 +33,17 @@ def parquet_schema(proto: Table):
         elif dt.kind == "S":
             meta[f"table::len::{name}"] = str(dt.itemsize)
     return pa.schema(fields, metadata={k.encode(): v.encode() for k, v in meta.items()})
+
+
+def dictionary_columns(schema) -> list[str] | bool:
+    """The columns worth Parquet's dictionary encoding: the strings (SPECTYPE, SUBTYPE,
+    SOURCE …, a few distinct values each).  pyarrow tries it on every column by default, and
+    on the ~150 float columns of a catalog that try is a third of the write (2000 rows: 21
+    instead of 32 ms, and 600 instead of 750 kB); the values read back are the same."""
+    import pyarrow as pa
+    names = [f.name for f in schema
+             if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    return names or False
 
 
 def _table_yaml(table: Table) -> list[str]:
@@ -66,7 +78,7 @@ def _table_yaml(table: Table) -> list[str]:
     try:
         return yaml.dump(header, default_flow_style=None, Dumper=Dumper, width=130).splitlines()
     except (yaml.YAMLError, TypeError, AttributeError):
-        return tm.get_yaml_from_table(table)
+        return tm.get_yaml_from_table(table.to_table() if hasattr(table, "to_table") else table)
 
 
 def numpy_of(col) -> np.ndarray:

@@ -12,6 +12,7 @@ their rows: canonical order, units, filled masks, fixed-width strings.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from astropy.table import Column, Table
 from .catalog_parquet import numpy_of
 from .catalog_schema import canonical_order, unit_for
 
-__all__ = ["MemorySource", "PartSource", "prepare", "fill_value", "arrow_to_table",
+__all__ = ["MemorySource", "PartSource", "Prototype", "prepare", "fill_value", "arrow_to_table",
            "provenance_of"]
 
 
@@ -35,6 +36,15 @@ def _prepared(columns: dict, widths: dict[str, int] | None, meta) -> Table:
     one call from finished arrays, names and units (a column assigned into a Table costs a
     copy and astropy's per-column bookkeeping twice: a third of a merge of 400 rows was its
     one-row prototype)."""
+    names, cols, units = _prepared_arrays(columns, widths)
+    # plain arrays with names and units: astropy makes one Column each (finished Columns
+    # were copied once more by the Table: 13 against 21 ms for a 162-column prototype)
+    return Table(cols, names=names, units=units or None, meta=dict(meta), copy=False)
+
+
+def _prepared_arrays(columns: dict, widths: dict[str, int] | None
+                     ) -> tuple[list[str], list[np.ndarray], dict[str, str]]:
+    """The (names, arrays, units) :func:`_prepared` makes its table of."""
     cols, names, units = [], canonical_order(list(columns)), {}
     for name in names:
         col = columns[name]
@@ -47,9 +57,57 @@ def _prepared(columns: dict, widths: dict[str, int] | None, meta) -> Table:
         if unit is not None:
             units[name] = unit
         cols.append(data)
-    # plain arrays with names and units: astropy makes one Column each (finished Columns
-    # were copied once more by the Table: 13 against 21 ms for a 162-column prototype)
-    return Table(cols, names=names, units=units or None, meta=dict(meta), copy=False)
+    return names, cols, units
+
+
+class Prototype:
+    """A one-row prototype as :func:`.catalog_parquet.parquet_schema` reads it — column
+    names, dtypes, shapes, units (as astropy's ``Column.unit`` parses them) and the table's
+    meta — without the astropy Table: making its ~150 Columns was half the fixed cost of
+    merging a run's parts (~15 of ~35 CPU-ms), paid once per ``predict``.  ``to_table``
+    gives the Table for what needs astropy itself."""
+
+    def __init__(self, names: list[str], arrays: list[np.ndarray], units: dict[str, str],
+                 meta: dict):
+        self.colnames = list(names)
+        self._arrays, self._units = arrays, units
+        self.columns = {n: _ColumnSpec(n, a, units.get(n)) for n, a in zip(names, arrays)}
+        self.meta = dict(meta)
+
+    def __getitem__(self, name: str) -> "_ColumnSpec":
+        return self.columns[name]
+
+    def to_table(self) -> Table:
+        return Table(self._arrays, names=self.colnames, units=self._units or None,
+                     meta=dict(self.meta), copy=False)
+
+
+class _ColumnSpec:
+    """What astropy's ``_get_col_attributes`` (the YAML header) and ``parquet_schema`` read
+    of a Column: ``dtype``, ``shape`` and ``info`` (name, dtype, unit, format, description,
+    meta)."""
+
+    __slots__ = ("dtype", "shape", "info")
+
+    def __init__(self, name: str, data: np.ndarray, unit: str | None):
+        self.dtype, self.shape = data.dtype, data.shape
+        self.info = _ColumnInfo(name, data.dtype, None if unit is None else _unit(unit))
+
+
+class _ColumnInfo:
+    __slots__ = ("name", "dtype", "unit", "format", "description", "meta")
+
+    def __init__(self, name, dtype, unit):
+        self.name, self.dtype, self.unit = name, dtype, unit
+        self.format = self.description = None
+        self.meta = {}
+
+
+@lru_cache(maxsize=512)
+def _unit(text: str):
+    """``text`` as astropy's Column parses a unit given to it (``parse_strict='silent'``)."""
+    from astropy.units import Unit
+    return Unit(text, parse_strict="silent")
 
 
 def fill_value(dtype):
@@ -76,8 +134,12 @@ def _arrow_columns(at) -> dict[str, np.ndarray]:
     for name in at.column_names:
         col = at.column(name).combine_chunks()
         if pa.types.is_fixed_size_list(col.type):
-            values = numpy_of(col.flatten())
-            out[name] = values.reshape(len(col), col.type.list_size)
+            size = col.type.list_size
+            # without null lists the values are the child array's slice: ``flatten`` gets
+            # them through pyarrow.compute, whose import costs more than a merge
+            flat = col.flatten() if col.null_count else \
+                col.values.slice(col.offset * size, len(col) * size)
+            out[name] = numpy_of(flat).reshape(len(col), size)
         elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             out[name] = np.array([s or "" for s in col.to_pylist()], dtype=str) \
                 if len(col) else np.zeros(0, "U1")
@@ -116,7 +178,6 @@ class PartSource:
 
     def __init__(self, parts: list[Path], meta: dict | None):
         import pyarrow as pa
-        import pyarrow.compute as pc
         import pyarrow.parquet as pq
         self.parts, self.meta = list(parts), dict(meta or {})
         self.provenance = provenance_of(self.meta)
@@ -132,13 +193,7 @@ class PartSource:
             self.n_rows += m.num_rows
             at = f.read(columns=[c for c in strs if c in s.names])
             for c in at.column_names:
-                col = at.column(c)
-                if pc.all(pc.string_is_ascii(col)).as_py() is False:   # FITS escapes them
-                    m = max((len(x.encode("ascii", "backslashreplace"))
-                             for x in col.to_pylist() if x), default=1)
-                else:
-                    m = pc.max(pc.binary_length(pc.cast(col, pa.binary()))).as_py()
-                self.widths[c] = max(self.widths[c], m or 1)
+                self.widths[c] = max(self.widths[c], string_width(at.column(c)) or 1)
 
     def _conform(self, at, cols):
         """``at``'s columns ``cols`` in the merged schema's types (a column already of its
@@ -156,15 +211,21 @@ class PartSource:
         return pa.Table.from_arrays(out, names=list(cols))
 
     def prototype(self) -> Table:
+        return _prepared(self._first_row(), self.widths, self.meta)
+
+    def schema_prototype(self) -> Prototype:
+        """:meth:`prototype` for the Parquet schema alone (:class:`Prototype`)."""
+        return Prototype(*_prepared_arrays(self._first_row(), self.widths), self.meta)
+
+    def _first_row(self) -> dict:
         import pyarrow.parquet as pq
         first = self._conform(pq.ParquetFile(self.parts[0]).read().slice(0, 1), self.schema.names)
-        return _prepared(_arrow_columns(first), self.widths, self.meta)
+        return _arrow_columns(first)
 
     def arrow_tables(self, schema):
         """Each part as an Arrow table of ``schema``: columns in its order and types, a column
         a part lacks (or its nulls) filled as :func:`prepare` fills them."""
         import pyarrow as pa
-        import pyarrow.compute as pc
         import pyarrow.parquet as pq
         for p in self.parts:
             f = pq.ParquetFile(p)
@@ -174,8 +235,11 @@ class PartSource:
             for field in schema:
                 src = at.column(field.name) if field.name in have else \
                     pa.nulls(at.num_rows, self.schema.field(field.name).type)
-                col = src.cast(field.type)
+                # a column already of its type is not cast (a cast, like a fill, goes through
+                # pyarrow.compute, whose import is ~0.06–0.15 CPU-s a process)
+                col = src if src.type == field.type else src.cast(field.type)
                 if src.null_count and not pa.types.is_fixed_size_list(src.type):
+                    import pyarrow.compute as pc
                     col = pc.fill_null(col, fill_value(np.str_ if pa.types.is_string(field.type)
                                                   else field.type.to_pandas_dtype()))
                 cols.append(col)
@@ -189,6 +253,46 @@ class PartSource:
             at = f.read(columns=[c for c in cols if c in have])
             yield _prepared(_arrow_columns(self._conform(at, cols)), self.widths,
                             self.meta if with_meta else {})   # one Table, as prototype()
+
+
+def string_width(col) -> int | None:
+    """Width a string column needs in the catalog: its longest value in UTF-8 bytes, or, when
+    a value is not ASCII, in the backslash escapes FITS writes for it (None: no values).
+
+    Read from the Arrow buffers (offsets and bytes) rather than with ``pyarrow.compute``
+    (``string_is_ascii``, ``binary_length``, ``max``): importing that module costs ~0.06–0.15
+    CPU-s a process, and a merge needs nothing else of it.  Columns with nulls take the
+    compute path, which skips them."""
+    import pyarrow as pa
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    if any(ch.null_count for ch in chunks):
+        return _string_width_compute(col)
+    longest, ascii_ = None, True
+    for ch in chunks:
+        if not len(ch):
+            continue
+        wide = pa.types.is_large_string(ch.type)
+        off = np.frombuffer(ch.buffers()[1], np.int64 if wide else np.int32,
+                            count=len(ch) + 1, offset=ch.offset * (8 if wide else 4))
+        m = int(np.max(np.diff(off)))
+        longest = m if longest is None else max(longest, m)
+        data = ch.buffers()[2]
+        if data is not None and off[-1] > off[0] and \
+                np.frombuffer(data, np.uint8)[off[0]:off[-1]].max() >= 0x80:
+            ascii_ = False
+    if not ascii_:                                       # FITS escapes them
+        return max((len(x.encode("ascii", "backslashreplace"))
+                    for ch in chunks for x in ch.to_pylist() if x), default=1)
+    return longest
+
+
+def _string_width_compute(col) -> int | None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    if pc.all(pc.string_is_ascii(col)).as_py() is False:
+        return max((len(x.encode("ascii", "backslashreplace"))
+                    for x in col.to_pylist() if x), default=1)
+    return pc.max(pc.binary_length(pc.cast(col, pa.binary()))).as_py()
 
 
 def provenance_of(meta: dict) -> dict:

@@ -227,6 +227,15 @@ class RawFits:
 
     #: bytes of a header read at first (SDSS/BOSS headers: 2–15 kB, a BOSS primary 39 kB); ×4 until END
     _FIRST_READ = 6 * BLOCK
+    #: HDU number → bytes of the largest header met there (:meth:`_learn`): the first read
+    #: of that HDU's header in the next file (a survey's files have their HDUs in one order,
+    #: with headers of a few sizes).  Reading about the header's blocks instead of
+    #: ``_FIRST_READ`` (or its ×4 growth: SPECOBJ's 8 blocks were read as 6 then 24, COADD's
+    #: one as 6) copies and searches a fraction of the bytes; a hint too small costs one more
+    #: read, and the walk is the same whatever the sizes read (tests/test_fits4_rawfits.py).
+    #: ``_LEARN = False``: always ``_FIRST_READ``.
+    _HINTS: dict[int, int] = {}
+    _LEARN = True
 
     def __init__(self, path):
         self.path = path
@@ -259,7 +268,8 @@ class RawFits:
         """(bytes from ``pos`` on, read so far; position of the END card in them): END is
         the first card of exactly ``_END`` at a card boundary within MAX_CARDS cards."""
         limit = min(self.size, pos + 80 * MAX_CARDS) - pos
-        n, start = min(self._FIRST_READ, limit), 0
+        first = self._HINTS.get(k, self._FIRST_READ) if self._LEARN else self._FIRST_READ
+        n, start = min(first, limit), 0
         while True:
             buf = self._read(pos, n)
             if len(buf) < n:           # shorter than its size said (shrunk, still written)
@@ -268,15 +278,25 @@ class RawFits:
             while end >= 0 and end % 80:
                 end = buf.find(_END, end + 1)
             if end >= 0:
+                if self._LEARN and k < 64:
+                    self._learn(k, end)
                 return buf, end
             if len(buf) >= limit:
                 raise RawFitsError(f"HDU {k}: no END card")
             start = max(len(buf) - 79, 0)        # an END may straddle the old read's end
             n = min(4 * n, limit)
 
+    def _learn(self, k: int, end: int) -> None:
+        """Keep the largest header met at HDU ``k`` (up to the old ×4 growth of
+        ``_FIRST_READ``): files of two kinds mixed (SDSS SPECOBJ 8 blocks, BOSS SPALL 14)
+        then read once, not twice."""
+        blocks = -(-(end + 80) // BLOCK) * BLOCK
+        if blocks > self._HINTS.get(k, 0):
+            self._HINTS[k] = min(blocks, 4 * self._FIRST_READ)
+
     def _walk(self) -> list[RawHDU]:
         """Header after header: END, the mandatory cards, the data size, the next header."""
-        hdus, pos = [], 0
+        hdus, pos, starts = [], 0, [0]
         while pos < self.size:
             k = len(hdus)
             buf, end = self._header_at(pos, k)
@@ -287,14 +307,14 @@ class RawFits:
             if m is None:
                 raise RawFitsError(f"HDU {k}: mandatory keywords not in the standard's form")
             xtension, bitpix, _, *dims = m.groups()
-            bitpix, dims = int(bitpix), [int(d) for d in dims]
+            bitpix, dims = int(bitpix), list(map(int, dims))
             if k:
                 if dims[-2:] != [0, 1]:             # a heap or groups: astropy's job
                     raise RawFitsError(f"HDU {k}: PCOUNT / GCOUNT {dims[-2:]}")
-                dims = dims[:-2]
+                del dims[-2:]
             elif dims and dims[0] == 0:
                 raise RawFitsError("random groups")
-            if bitpix not in _BITPIX or any(d < 0 for d in dims):
+            if bitpix not in _BITPIX or (dims and min(dims) < 0):
                 raise RawFitsError(f"HDU {k}: BITPIX {bitpix} / NAXISn {dims}")
             size = abs(bitpix) // 8 * math.prod(dims) if dims else 0
             data = -(-(pos + end + 80) // BLOCK) * BLOCK
@@ -304,6 +324,8 @@ class RawFits:
                 raise RawFitsError(f"HDU {k}: truncated")
             hdus.append(RawHDU(buf[:end], span, k, dims, data, size,
                                xtension == b"BINTABLE"))
+            starts.append(starts[-1] + end // 80)
+        self._starts = starts                    # each header's first card in them all
         return hdus
 
     def _names_and_layouts(self) -> None:
@@ -312,7 +334,7 @@ class RawFits:
         then every binary table's layout is checked (:func:`layout`)."""
         hdus = self.hdus
         joined = b"".join(h._raw for h in hdus)
-        starts = np.cumsum([0] + [(h._span[1] - h._span[0]) // 80 for h in hdus])
+        starts = np.array(self._starts)
         hits = np.flatnonzero(np.frombuffer(joined, _KEY10)["k"] == b"EXTNAME = ")
         seen = set()
         owners = (np.searchsorted(starts, hits, side="right") - 1).tolist()

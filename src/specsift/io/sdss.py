@@ -29,14 +29,13 @@ import numpy as np
 from ..spectra import LogGrid, SpectraBatch
 from ._common import (
     column_of_kind,
-    decode_row,
     first_row,
     header_str,
     sdss_targetid,
     stable_id,
 )
 from .assemble import Native, assemble
-from .bintable import BINTYPE
+from .bintable import BINTYPE, RowDecoder
 from .rawfits import RawFits, layout
 
 __all__ = ["sniff", "read", "quick", "BAD_AND_MASK"]
@@ -69,14 +68,32 @@ def sniff(src) -> bool:
 def snap_loglam(loglam: np.ndarray, step: float = 1e-4) -> np.ndarray:
     """Float32 loglam on the SDSS 1e-4 dex grid → exact float64 grid (float32 round-off
     makes the pixel steps jitter by ~0.5 %, which would look like an irregular grid)."""
+    loglam = np.asarray(loglam)
+    key = None
+    if loglam.size > 1 and loglam.ndim == 1 and loglam.dtype.kind == "f":
+        key = (round(float(loglam[0]) / step), loglam.size, step, loglam.dtype)
+        seen = _SNAPPED.get(key)                 # pixels equal to a file's already snapped
+        if seen is not None and np.array_equal(seen[0], loglam):
+            return seen[1]
     ll = np.asarray(loglam, np.float64)
     if not ll.size:
         return ll
     k = round(ll[0] / step)
     exact = _exact_grid(k, ll.size, step)
     if ll.size > 1 and np.max(np.abs(exact - ll)) < 0.05 * step:
+        if key is not None:
+            if len(_SNAPPED) >= 256:
+                _SNAPPED.clear()
+            _SNAPPED[key] = (np.array(loglam), exact)
         return exact
     return ll
+
+
+#: (first pixel, pixels, step, dtype) → (the last file's loglam that snapped there, its exact
+#: grid): a survey's files share a few grids (as :func:`_exact_grid` has it), and comparing
+#: the pixels costs less than the float64 copy and the deviation test; equal values snap to
+#: the same grid, so the answer is the one the test gives
+_SNAPPED: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
 @lru_cache(maxsize=64)
@@ -176,9 +193,8 @@ def quick(path: Path) -> Native | None:
             found = {name: raw.find(name) for name in ("SPECOBJ", "SPALL")}
             for hdu in found.values():
                 if hdu is not None and (hdu.dims[1:] or [0])[0]:
-                    fields, width, extras = layout(hdu)
-                    labels = decode_row(extras, raw.first_bytes(hdu, width), _LABELS,
-                                        (fields, width))
+                    decoder = _label_decoder(hdu)
+                    labels = decoder(raw.first_bytes(hdu, decoder.width))
                     break
             native = _native(path, columns, labels, raw.hdus[0].header,
                              found["SPALL"] is not None)
@@ -192,16 +208,52 @@ def quick(path: Path) -> Native | None:
 _PLAIN = {c: BINTYPE[c] for c in "EDIJKB"}
 
 
+#: what the quick path makes of a table layout (:func:`.rawfits.layout`'s key: the exact
+#: column cards), worked out once per layout: the label decoder of SPECOBJ/SPALL, COADD's
+#: row dtype (or None: not for this path)
+_PLANS: dict[tuple[str, bytes], object] = {}
+
+
+def _planned(kind: str, hdu, make):
+    key = (kind, hdu._layout_key)
+    if key not in _PLANS:
+        if len(_PLANS) >= 256:
+            _PLANS.clear()
+        _PLANS[key] = make(hdu)
+    return _PLANS[key]
+
+
+def _label_decoder(hdu) -> RowDecoder:
+    """The decoder of the label columns of SPECOBJ/SPALL (:data:`_LABELS`), one a layout."""
+    def make(h):
+        fields, width, extras = layout(h)
+        return RowDecoder(extras, _LABELS, (fields, width))
+    layout(hdu)                                     # checks the row width of this HDU
+    return _planned("labels", hdu, make)
+
+
 def _raw_coadd(raw: RawFits, coadd) -> dict | None:
-    """COADD's loglam/flux/ivar/and_mask as views of the map, None when not for this path."""
+    """COADD's loglam/flux/ivar/and_mask as views of the rows read, None when not for this
+    path (what is read depends only on the layout: :func:`_coadd_dtype`, once a layout)."""
+    layout(coadd)                                   # checks the row width of this HDU
+    dtype = _planned("coadd", coadd, _coadd_dtype)
+    nrows = coadd.dims[1]
+    if dtype is None or nrows <= 0:
+        return None
+    rows = raw.rows(coadd, dtype, nrows)
+    return {low: rows[low] for low in dtype.names}
+
+
+def _coadd_dtype(coadd) -> np.dtype | None:
+    """The row dtype of COADD's loglam/flux/ivar/and_mask (plain numbers, one a row), or
+    None when the layout is not one for this path."""
     fields, width, extras = layout(coadd)
     lower = {}
     for name in fields:
         if name.lower() in lower or name != name.strip():
             return None                           # duplicate or odd names: astropy's rules
         lower[name.lower()] = name
-    nrows = coadd.dims[1]
-    if not {"loglam", "flux", "ivar"} <= lower.keys() or nrows <= 0:
+    if not {"loglam", "flux", "ivar"} <= lower.keys():
         return None
     names, formats, offsets = [], [], []
     for low in (c for c in _COADD if c in lower):
@@ -212,6 +264,5 @@ def _raw_coadd(raw: RawFits, coadd) -> dict | None:
         names.append(low)
         formats.append(_PLAIN[code])
         offsets.append(off)
-    rows = raw.rows(coadd, np.dtype({"names": names, "formats": formats, "offsets": offsets,
-                                     "itemsize": width}), nrows)
-    return {low: rows[low] for low in names}
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                     "itemsize": width})

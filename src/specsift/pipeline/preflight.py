@@ -76,6 +76,7 @@ def input_files(inputs, output: Path) -> list[str]:
 
     out = os.path.realpath(output)
     parts = out + ".parts" + os.sep
+    out_name = Path(out).name
     files: list[str] = []
     for item in inputs if isinstance(inputs, (list, tuple)) else [inputs]:
         s = os.fspath(item)
@@ -83,7 +84,7 @@ def input_files(inputs, output: Path) -> list[str]:
         for p in expand_paths([s]):
             # realpath only where it can match: same name, inside a .parts, or a link
             # (a million input files must not cost a million path resolutions)
-            maybe = (p.name == Path(out).name or ".parts" in str(p) or p.is_symlink())
+            maybe = (p.name == out_name or ".parts" in str(p) or p.is_symlink())
             real = os.path.realpath(p) if maybe else ""
             if maybe and (real == out or real.startswith(parts)):
                 if explicit:
