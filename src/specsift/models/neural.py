@@ -228,9 +228,9 @@ class NeuralSpectralModel(SpectralModel):
 
     def _inputs_of(self, batch: SpectraBatch, lo: int, hi: int) -> torch.Tensor:
         """:meth:`make_inputs` of the spectra ``lo:hi`` of ``batch``.  Why not
-        ``make_inputs(batch[lo:hi])``: slicing a batch slices its astropy meta table too,
-        ≈ 5–12 µs a spectrum of every prediction (eight mini-batches a batch of 1024), which
-        the default input (:func:`.inputs.normalise`: flux, ivar and mask only) never reads.
+        ``make_inputs(batch[lo:hi])``: slicing a batch slices its astropy meta table too, on
+        every mini-batch of every prediction (eight a batch of 1024), which the default input
+        (:func:`.inputs.normalise`: flux, ivar and mask only) never reads.
         A model with its own :meth:`make_inputs` still gets the sliced batch."""
         if type(self).make_inputs is NeuralSpectralModel.make_inputs:
             return torch.from_numpy(normalise(batch.flux[lo:hi], batch.ivar[lo:hi],

@@ -119,7 +119,8 @@ class Reusing:
     an extra row of the decision.
 
     Why: the rescue's second decision (:mod:`.stage`) is the first one's windows plus those of
-    the whole-z scan's minima; fitting the first ones again was ≈ 30 % of its cost."""
+    the whole-z scan's minima; fitting the first ones again was a large share of its cost
+    (``benchmarks/verify_profile.py`` prints the second decision's time)."""
 
     def __init__(self, old: Windows, old_rows, at_old, new: Windows, at_new, opt):
         self.opt = opt
