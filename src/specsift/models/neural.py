@@ -120,7 +120,13 @@ class NeuralSpectralModel(SpectralModel):
         return lo + self.bin_width * (torch.arange(self.config["n_bins"], dtype=torch.float32) + 0.5)
 
     def make_inputs(self, batch: SpectraBatch) -> torch.Tensor:
-        return torch.from_numpy(normalise(batch.flux, batch.ivar, batch.mask))
+        return self._array_inputs(batch.flux, batch.ivar, batch.mask)
+
+    @staticmethod
+    def _array_inputs(flux, ivar, mask) -> torch.Tensor:
+        """The default network input from the pixel arrays alone (no batch, no meta): what
+        :meth:`make_inputs` and :meth:`_inputs_of` both give."""
+        return torch.from_numpy(normalise(flux, ivar, mask))
 
     def train_inputs(self, batch: SpectraBatch) -> torch.Tensor:
         """Training inputs (a model with augmentations overrides this)."""
@@ -233,8 +239,7 @@ class NeuralSpectralModel(SpectralModel):
         (:func:`.inputs.normalise`: flux, ivar and mask only) never reads.
         A model with its own :meth:`make_inputs` still gets the sliced batch."""
         if type(self).make_inputs is NeuralSpectralModel.make_inputs:
-            return torch.from_numpy(normalise(batch.flux[lo:hi], batch.ivar[lo:hi],
-                                              batch.mask[lo:hi]))
+            return self._array_inputs(batch.flux[lo:hi], batch.ivar[lo:hi], batch.mask[lo:hi])
         return self.make_inputs(batch[lo:hi])
 
     # -- state ---------------------------------------------------------------------
