@@ -165,6 +165,11 @@ class MemorySource:
         t.meta.update(self.meta)
         return t
 
+    def schema_prototype(self) -> Table:
+        """What the Parquet schema is made from (:meth:`PartSource.schema_prototype`): here
+        the one-row Table itself, already in memory."""
+        return self.prototype()
+
     def tables(self, cols, with_meta: bool = False):
         t = self.table[list(cols)]
         if with_meta:
