@@ -134,6 +134,7 @@ class Windows(_Decisions):
             r["ncoef"][idx] = out.coef.shape[1]
         r["fine"] |= todo
 
+
 class Reusing(_Decisions):
     """The windows of one decision of which some are rows of an earlier :class:`Windows` of
     the same batch, taken instead of fitted again: row ``at_old[i]`` here is row
