@@ -91,7 +91,8 @@ def verify_pairs(v: dict, store: Path, reps: int, base: str) -> None:
                 items.append((b, *m.propose(b)))
     n = sum(len(b) for b, _, _ in items)
     print(_same_answers([v["base"].fns["verify_catalog"](*it) for it in items],
-                        [v["this"].fns["verify_catalog"](*it) for it in items]))
+                        [v["this"].fns["verify_catalog"](*it) for it in items],
+                        "verified catalogs"))
     us = {k: [] for k in v}
     for i in range(reps + 1):                        # the first pass builds the caches
         tot = dict.fromkeys(v, 0.0)
@@ -127,8 +128,8 @@ def propose_pairs(v: dict, store: Path, reps: int, base: str) -> None:
     same = all(np.array_equal(x[1].z, y[1].z, equal_nan=True)
                and np.array_equal(x[1].spectype, y[1].spectype)
                for x, y in zip(out["base"], out["this"]))
-    print(_same_answers([x[0] for x in out["base"]], [y[0] for y in out["this"]])
-          .replace("verified catalogs", "proposed catalogs")
+    print(_same_answers([x[0] for x in out["base"]], [y[0] for y in out["this"]],
+                        "proposed catalogs")
           + f"; candidates {'identical' if same else 'differ'}")
     us = {k: [] for k in v}
     for i in range(reps + 1):
@@ -149,10 +150,11 @@ def propose_pairs(v: dict, store: Path, reps: int, base: str) -> None:
           f"quartiles {np.percentile(d, 25):.1f} to {np.percentile(d, 75):.1f}")
 
 
-def _same_answers(base: list, this: list) -> str:
-    """Whether the two revisions' verified catalogs (batch by batch) are the same in every
-    column, bit for bit, and where not, by how much: a speed change that regroups the χ²
-    fits moves them by float32 rounding (docs/verify.md "Speed"), which has to be seen."""
+def _same_answers(base: list, this: list, label: str) -> str:
+    """Whether the two revisions' ``label`` (batch by batch) are the same in every column, bit
+    for bit, and where not, by how much (for Z also the largest move in km/s, c·|ΔZ|/(1+Z)):
+    a speed change that regroups the χ² fits moves them by float32 rounding (docs/verify.md
+    "Speed"), which has to be seen."""
     import numpy as np
     diff = []
     for c in base[0].colnames:
@@ -167,11 +169,16 @@ def _same_answers(base: list, this: list) -> str:
         if x.dtype.kind in "fc":
             with np.errstate(all="ignore"):
                 rel = np.nanmax(np.abs(x - y) / np.maximum(np.abs(x), 1e-300))
-            diff.append(f"{c} ({len(rows)} rows, max relative {rel:.1e})")
+            kms = ""
+            if c == "Z":
+                with np.errstate(all="ignore"):
+                    kms = (f", max {np.nanmax(2.99792458e5 * np.abs(x - y) / (1 + x)):.2f} "
+                           f"km/s")
+            diff.append(f"{c} ({len(rows)} rows, max relative {rel:.1e}{kms})")
         else:
             diff.append(f"{c} ({len(rows)} rows)")
-    return ("verified catalogs of both revisions: identical in every column" if not diff else
-            "verified catalogs differ: " + ", ".join(diff))
+    return (f"{label} of both revisions: identical in every column" if not diff else
+            f"{label} differ: " + ", ".join(diff))
 
 
 def main() -> None:
@@ -179,10 +186,11 @@ def main() -> None:
     ap.add_argument("--base", required=True, help="git revision to compare with")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--verify-only", action="store_true",
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--verify-only", action="store_true",
                     help="time only the verify stage, alternating the two revisions batch by "
                          "batch on the same proposals, and print the paired ratios")
-    ap.add_argument("--propose-only", action="store_true",
+    only.add_argument("--propose-only", action="store_true",
                     help="time only model.propose (forward + predict_rest), alternating the "
                          "two revisions batch by batch")
     a = ap.parse_args()

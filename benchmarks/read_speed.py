@@ -12,7 +12,7 @@ its own; many files share one (``specsift.io.assemble``).  ``--against REV`` tim
 ``--many`` case for this checkout and git revision REV in one process, 50 files at a time in
 alternation (separate runs on a shared machine differ by up to 30 %), and checks that both
 give the same batches (pixels, masks, meta), as ``benchmarks/predict_ab.py`` does for
-predict."""
+predict; it exits 1 where they differ."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def main() -> None:
                     help="with --many: also time git revision REV, alternated, same batches")
     args = ap.parse_args()
     if args.against:
-        _against(args.against, args.many or 400)
+        if not _against(args.against, args.many or 400):
+            sys.exit(1)                               # a speed change must not change batches
         return
     from specsift import io
     warnings.simplefilter("ignore", UserWarning)     # the DESI file's flagged spectra
@@ -73,10 +74,10 @@ def _many(io, n: int) -> None:
           f"{best * 1e3 / n:.2f} | {best * 1e3 / rows:.2f} |")
 
 
-def _against(rev: str, n: int, rounds: int = 7) -> None:
+def _against(rev: str, n: int, rounds: int = 7) -> bool:
     """CPU ms a file of this checkout's ``iter_read`` and ``rev``'s over the same N copies,
     alternated 50 files at a time (batches of 50: a little more per file than one batch of
-    1024, the same for both); the batches must be equal."""
+    1024, the same for both); the batches must be equal (returned: whether they are)."""
     import importlib
     import shutil
     import tempfile
@@ -121,6 +122,7 @@ def _against(rev: str, n: int, rounds: int = 7) -> None:
           f"{np.median(ms['this']):.3f} |")
     print(f"| best | {min(ms['base']):.3f} | {min(ms['this']):.3f} |")
     print(f"\nsame batches (pixels, masks, meta): {same}")
+    return same
 
 
 def _timed(read, path, repeats) -> float:

@@ -181,8 +181,11 @@ def test_parquet_schema_is_astropys_own(tmp_path):
 
     from specsift.io.catalog_parquet import _table_yaml, parquet_schema
     from specsift.io.catalog_sources import MemorySource
-    src = MemorySource(catalog(3), {**PROV, "VERIFIED": True, "NOTE": {"b": 1, "a": [2, 3]}})
+    t = catalog(3)
+    t["FLUX_G"] = np.ones(3)                     # a composite unit (1e-17 erg / (s cm2 Å))
+    src = MemorySource(t, {**PROV, "VERIFIED": True, "NOTE": {"b": 1, "a": [2, 3]}})
     proto = src.prototype()
+    assert proto["FLUX_G"].unit is not None and len(proto["FLUX_G"].unit.bases) > 2
     proto.meta.update(src.provenance)
     assert _table_yaml(proto) == get_yaml_from_table(proto)
     proto.write(tmp_path / "astropy.parquet", format="parquet")
@@ -201,6 +204,7 @@ def test_part_prototype_is_the_in_memory_one(tmp_path):
     from specsift.io.catalog_parquet import parquet_schema
     from specsift.io.catalog_sources import MemorySource, PartSource
     t = catalog(5)
+    t["FLUX_G"] = np.arange(5.0)                 # a composite unit, parsed as astropy does
     t["SOURCE"] = ["a"] * 2 + ["a/much/longer/path.fits"] * 3
     first, rest = t[:2].copy(), t[2:]
     first["PLATE"] = first["PLATE"].astype(np.int32)
@@ -216,4 +220,6 @@ def test_part_prototype_is_the_in_memory_one(tmp_path):
         assert mine[name].unit == want[name].unit, name
     assert_same(mine, want)
     assert mine.meta == want.meta
+    assert want["FLUX_G"].unit is not None and len(want["FLUX_G"].unit.bases) > 2
     assert parquet_schema(mine).equals(parquet_schema(want), check_metadata=True)
+

@@ -79,6 +79,8 @@ def test_hints_learn_the_largest_header_of_each_hdu(shared_data, monkeypatch):
         sizes = [h._span[1] - h._span[0] + 80 for h in raw.hdus]
     with RawFits(sdss_i) as raw:
         sizes_i = [h._span[1] - h._span[0] + 80 for h in raw.hdus]
+    # every HDU of the two files is hinted (else the loop below could check nothing)
+    assert len(sizes) > 1 and set(RawFits._HINTS) == set(range(max(len(sizes), len(sizes_i))))
     for k, hint in RawFits._HINTS.items():
         need = max(s[k] for s in (sizes, sizes_i) if k < len(s))
         assert hint == min(-(-need // BLOCK) * BLOCK, 4 * RawFits._FIRST_READ), k
@@ -137,9 +139,11 @@ def _parts(tmp_path, ragged: bool = True):
                   "COEFF": pa.FixedSizeListArray.from_arrays(pa.array(np.arange(6.0)), 3)})
     if not ragged:
         a = a.append_column("ZERR", pa.array([0.02, 0.03]))
+    a = a.append_column("FLUX_G", pa.array([1.0, 2.0]))     # a composite unit (FLUX_ prefix)
     b = pa.table({"TARGETID": pa.array([3], pa.int64()), "Z": pa.array([1.5]),
                   "SPECTYPE": ["STAR"], "SOURCE": ["x"], "ZERR": pa.array([0.01]),
-                  "COEFF": pa.FixedSizeListArray.from_arrays(pa.array(np.arange(3.0)), 3)})
+                  "COEFF": pa.FixedSizeListArray.from_arrays(pa.array(np.arange(3.0)), 3),
+                  "FLUX_G": pa.array([3.0])})
     out = []
     for k, t in enumerate((a, b)):
         out.append(tmp_path / f"u000000-b{k:04d}.parquet")
@@ -155,6 +159,12 @@ def test_light_prototype_gives_the_astropy_prototypes_schema(tmp_path):
     light.meta.update(src.provenance)
     assert parquet_schema(full).equals(parquet_schema(light), check_metadata=True)
     assert light.to_table().colnames == full.colnames
+    # a composite unit parsed as astropy's Column parses it, in both
+    assert light["FLUX_G"].info.unit == full["FLUX_G"].unit and len(full["FLUX_G"].unit.bases) > 2
+    from astropy.table.meta import get_yaml_from_table
+
+    from specsift.io.catalog_parquet import _table_yaml
+    assert _table_yaml(light) == get_yaml_from_table(full)
 
 
 def test_merge_reads_back_and_imports_no_pyarrow_compute(tmp_path):

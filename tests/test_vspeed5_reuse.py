@@ -71,7 +71,7 @@ def test_a_reused_fine_fit_shows_only_once_asked_for(first_pass):
     assert len(fine) and np.all(np.isfinite(old.res["chi2"][fine]))
     prep, bases, opt = args[0], args[1], args[4]
     empty = np.zeros(0, np.int64)
-    new = Windows(prep, bases, empty, np.zeros(0, "U6"), np.zeros(0), empty, opt)
+    new = Windows(prep, bases, empty, np.zeros(0, "U6"), np.zeros(0), empty, opt, args[9])
     w = Reusing(old, fine, np.arange(len(fine)), new, empty, opt)
     r = w.res
     assert np.all(np.isinf(r["chi2"])) and not r["fine"].any()
@@ -84,3 +84,18 @@ def test_a_reused_fine_fit_shows_only_once_asked_for(first_pass):
     np.testing.assert_array_equal(r["chi2"][:2], before[:2])      # the same bits: not refitted
     assert np.all(np.isinf(r["chi2"][2:])) and list(r["fine"]) == [True, True, False, False,
                                                                   False][:len(fine)]
+
+
+def test_reusing_refuses_windows_of_other_options_or_sigma(first_pass):
+    """A reused fit is the one a new fit would give only on the same fit products, options
+    and σ: windows made otherwise are refused, not silently mixed."""
+    import dataclasses
+    args, (spec, typ, zc, hw, old) = first_pass
+    prep, bases, opt, sigma = args[0], args[1], args[4], args[9]
+    empty = np.zeros(0, np.int64)
+    rows = np.flatnonzero(old.res["fine"])[:2]
+    other = dataclasses.replace(opt, fine_margin=0.5)
+    for o, sig in ((other, sigma), (opt, None)):
+        new = Windows(prep, bases, empty, np.zeros(0, "U6"), np.zeros(0), empty, o, sig)
+        with pytest.raises(AssertionError, match="Reusing"):
+            Reusing(old, rows, np.arange(len(rows)), new, empty, o)

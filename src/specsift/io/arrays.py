@@ -148,9 +148,10 @@ class _Npz:
         self._cache: dict[str, np.ndarray] = {}
 
     def __getitem__(self, key):
-        if key not in self._cache:
-            self._cache[key] = self._f[key]
-        return self._cache[key]
+        a = self._cache.get(key)             # a local: close() may clear the cache meanwhile
+        if a is None:
+            a = self._cache[key] = self._f[key]
+        return a
 
     def close(self):
         self._cache.clear()

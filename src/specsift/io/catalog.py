@@ -212,7 +212,7 @@ def _write_parquet(src, tmp: Path) -> None:
     a predict run go Arrow to Arrow (:meth:`.catalog_sources.PartSource.arrow_tables`), never through astropy."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    proto = src.schema_prototype() if hasattr(src, "schema_prototype") else src.prototype()
+    proto = src.schema_prototype()
     proto.meta.update(src.provenance)
     schema = parquet_schema(proto)
     plain = {f"specsift.{k}": str(v) for k, v in src.meta.items()}   # for pyarrow / pandas

@@ -38,8 +38,8 @@ def parquet_schema(proto):
 def dictionary_columns(schema) -> list[str] | bool:
     """The columns worth Parquet's dictionary encoding: the strings (SPECTYPE, SUBTYPE,
     SOURCE …, a few distinct values each).  pyarrow tries it on every column by default, and
-    on the ~150 float columns of a catalog that try is a third of the write (2000 rows: 21
-    instead of 32 ms, and 600 instead of 750 kB); the values read back are the same."""
+    on the ~150 float columns of a catalog that try slows the write and grows the file for
+    nothing (floats seldom repeat); the values read back are the same."""
     import pyarrow as pa
     names = [f.name for f in schema
              if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
@@ -59,25 +59,25 @@ def _table_yaml(table: Table) -> list[str]:
     import yaml
     from astropy.table import meta as tm
 
-    base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)   # libyaml's emitter: ~5× faster
+    base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)   # libyaml's C emitter
 
     class Dumper(base):
         def ignore_aliases(self, data):
             return True
 
-    Dumper.add_representer(OrderedDict, tm._repr_odict)
     def column_dict(dumper, data):      # a column's attributes in astropy's preferred order
         items = data.items()            # a ColumnOrderList: its sort() is that order
         items.sort()
         return dumper.represent_mapping("tag:yaml.org,2002:map", list(items))
 
-    Dumper.add_representer(tm.ColumnDict, column_dict)
-    header = {"datatype": [tm._get_col_attributes(c) for c in table.columns.values()]}
-    if table.meta:
-        header["meta"] = OrderedDict(table.meta)
-    try:
+    try:            # astropy's private helpers: any difference of theirs falls back to astropy
+        Dumper.add_representer(OrderedDict, tm._repr_odict)
+        Dumper.add_representer(tm.ColumnDict, column_dict)
+        header = {"datatype": [tm._get_col_attributes(c) for c in table.columns.values()]}
+        if table.meta:
+            header["meta"] = OrderedDict(table.meta)
         return yaml.dump(header, default_flow_style=None, Dumper=Dumper, width=130).splitlines()
-    except (yaml.YAMLError, TypeError, AttributeError):
+    except (yaml.YAMLError, TypeError, AttributeError, KeyError, ValueError):
         return tm.get_yaml_from_table(table.to_table() if hasattr(table, "to_table") else table)
 
 

@@ -63,8 +63,8 @@ def _prepared_arrays(columns: dict, widths: dict[str, int] | None
 class Prototype:
     """A one-row prototype as :func:`.catalog_parquet.parquet_schema` reads it — column
     names, dtypes, shapes, units (as astropy's ``Column.unit`` parses them) and the table's
-    meta — without the astropy Table: making its ~150 Columns was half the fixed cost of
-    merging a run's parts (~15 of ~35 CPU-ms), paid once per ``predict``.  ``to_table``
+    meta — without the astropy Table: making its ~150 Columns was a large part of the fixed
+    cost of merging a run's parts, paid once per ``predict``.  ``to_table``
     gives the Table for what needs astropy itself."""
 
     def __init__(self, names: list[str], arrays: list[np.ndarray], units: dict[str, str],
@@ -164,6 +164,11 @@ class MemorySource:
         t = self.table[:1].copy()
         t.meta.update(self.meta)
         return t
+
+    def schema_prototype(self) -> Table:
+        """What the Parquet schema is made from (:meth:`PartSource.schema_prototype`): here
+        the one-row Table itself, already in memory."""
+        return self.prototype()
 
     def tables(self, cols, with_meta: bool = False):
         t = self.table[list(cols)]

@@ -215,12 +215,16 @@ _PLANS: dict[tuple[str, bytes], object] = {}
 
 
 def _planned(kind: str, hdu, make):
+    """``make(hdu)``, remembered per (kind, layout).  The value is kept in a local: another
+    reader thread may clear ``_PLANS`` between the store and a second look-up."""
     key = (kind, hdu._layout_key)
-    if key not in _PLANS:
+    plan = _PLANS.get(key)
+    if plan is None and key not in _PLANS:
+        plan = make(hdu)
         if len(_PLANS) >= 256:
             _PLANS.clear()
-        _PLANS[key] = make(hdu)
-    return _PLANS[key]
+        _PLANS[key] = plan
+    return plan
 
 
 def _label_decoder(hdu) -> RowDecoder:

@@ -335,24 +335,17 @@ def load_model(name_or_path, class_set: str | None = None,
 
 
 def _sha256(path: Path) -> str:
-    """The file's sha256, remembered per (path, size, mtime) for the process: every
-    ``predict`` loads its model again, and hashing the 1.8 MB of gasnet's weights was
-    ~1.5 CPU-ms of it; a file rewritten since has another size, inode or change time."""
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    if key not in _SHA_OF:
-        import hashlib
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        if len(_SHA_OF) >= 64:
-            _SHA_OF.clear()
-        _SHA_OF[key] = h.hexdigest()
-    return _SHA_OF[key]
-
-
-_SHA_OF: dict[tuple, str] = {}
+    """The file's sha256, read anew on every load: a memo keyed by the file's stat could give
+    a stale hash for a same-size file rewritten within one timestamp tick (MODELSHA and the
+    model's label would then name weights that are not the ones loaded), and a CLI run loads
+    its model once.  The bundled file's hash is remembered (``_BUNDLED_SHA``): it is the
+    package's own file."""
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 _BUNDLED_SHA: dict[str, str | None] = {}

@@ -120,7 +120,13 @@ class NeuralSpectralModel(SpectralModel):
         return lo + self.bin_width * (torch.arange(self.config["n_bins"], dtype=torch.float32) + 0.5)
 
     def make_inputs(self, batch: SpectraBatch) -> torch.Tensor:
-        return torch.from_numpy(normalise(batch.flux, batch.ivar, batch.mask))
+        return self._array_inputs(batch.flux, batch.ivar, batch.mask)
+
+    @staticmethod
+    def _array_inputs(flux, ivar, mask) -> torch.Tensor:
+        """The default network input from the pixel arrays alone (no batch, no meta): what
+        :meth:`make_inputs` and :meth:`_inputs_of` both give."""
+        return torch.from_numpy(normalise(flux, ivar, mask))
 
     def train_inputs(self, batch: SpectraBatch) -> torch.Tensor:
         """Training inputs (a model with augmentations overrides this)."""
@@ -228,13 +234,12 @@ class NeuralSpectralModel(SpectralModel):
 
     def _inputs_of(self, batch: SpectraBatch, lo: int, hi: int) -> torch.Tensor:
         """:meth:`make_inputs` of the spectra ``lo:hi`` of ``batch``.  Why not
-        ``make_inputs(batch[lo:hi])``: slicing a batch slices its astropy meta table too,
-        ≈ 5–12 µs a spectrum of every prediction (eight mini-batches a batch of 1024), which
-        the default input (:func:`.inputs.normalise`: flux, ivar and mask only) never reads.
+        ``make_inputs(batch[lo:hi])``: slicing a batch slices its astropy meta table too, on
+        every mini-batch of every prediction (eight a batch of 1024), which the default input
+        (:func:`.inputs.normalise`: flux, ivar and mask only) never reads.
         A model with its own :meth:`make_inputs` still gets the sliced batch."""
         if type(self).make_inputs is NeuralSpectralModel.make_inputs:
-            return torch.from_numpy(normalise(batch.flux[lo:hi], batch.ivar[lo:hi],
-                                              batch.mask[lo:hi]))
+            return self._array_inputs(batch.flux[lo:hi], batch.ivar[lo:hi], batch.mask[lo:hi])
         return self.make_inputs(batch[lo:hi])
 
     # -- state ---------------------------------------------------------------------

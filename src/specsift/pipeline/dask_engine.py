@@ -32,7 +32,8 @@ _MODELS: dict = {}
 
 def _worker_model(key: str, blob, device: str, threads: int | None):
     """The model for this worker process, loaded on first use."""
-    if key not in _MODELS:
+    model = _MODELS.get(key)                # a local: another thread may clear _MODELS
+    if model is None:
         from .. import load_model
         if isinstance(blob, bytes):
             with tempfile.TemporaryDirectory(prefix="specsift-worker-") as d:
@@ -40,9 +41,10 @@ def _worker_model(key: str, blob, device: str, threads: int | None):
                 model = load_model(Path(d) / "model.pt")     # read fully: the file can go
         else:
             model = load_model(blob)                # a registered name with bundled weights
+        model = prepare_model(model, device, threads)
         _MODELS.clear()
-        _MODELS[key] = prepare_model(model, device, threads)
-    return _MODELS[key]
+        _MODELS[key] = model
+    return model
 
 
 def _task(key, blob, device, threads, unit, batch_size, grid, skip, stages: StageOptions):

@@ -35,20 +35,71 @@ __all__ = ["Windows", "Reusing", "lowest_per_spectrum"]
 NCOEFF_MAX = 10
 
 
-class Windows:
+def blank_rows(n: int) -> dict:
+    """The per-row results of ``n`` windows before any fit: the one source of what a row shows
+    where a field is not set (:class:`Windows` starts from it, :class:`Reusing` hides with it
+    the fine fits its decision has not asked for)."""
+    return {"chi2": np.full(n, np.inf), "shift": np.zeros(n), "err": np.zeros(n),
+            "edge": np.zeros(n, bool), "coef": np.zeros((n, NCOEFF_MAX)),
+            "ncoef": np.zeros(n, int), "coarse": np.full(n, np.inf),
+            "fine": np.zeros(n, bool), "ishift": np.zeros(n, np.int64)}
+
+
+#: the fields the coarse stage sets (the others exist only after the fine stage)
+COARSE_FIELDS = ("coarse", "shift", "ishift")
+
+
+def show_coarse(res: dict, rows: np.ndarray, coarse_shift: np.ndarray) -> None:
+    """Rows ``rows`` of ``res`` as at the coarse stage: every fine-only field blank (as
+    :func:`blank_rows`), the shifts the coarse ones."""
+    blank = blank_rows(len(rows))
+    for k, v in blank.items():
+        if k not in COARSE_FIELDS:
+            res[k][rows] = v
+    res["shift"][rows] = res["ishift"][rows] = coarse_shift
+
+
+class _Decisions:
+    """What :class:`Windows` and :class:`Reusing` decide from :attr:`res` and :attr:`opt`:
+    which rows go to the fine stage."""
+
+    def worth_refining(self, spec, n: int) -> np.ndarray:
+        """Rows whose coarse χ² is within the margin (module docstring) of their spectrum's
+        best; every row where ``fine_margin`` is None."""
+        c = self.res["coarse"]
+        if self.opt.fine_margin is None:
+            return np.ones(len(c), bool)
+        best = np.full(n, np.inf)
+        np.minimum.at(best, spec, c)
+        b = best[spec]
+        near = c <= b + np.maximum(self.opt.fine_margin_min, self.opt.fine_margin * np.abs(b))
+        return near | ~np.isfinite(b)        # no usable coarse χ² at all: refine every window
+
+    def partners(self, spec, far: np.ndarray) -> np.ndarray:
+        """Mask of the rows to refine so that DELTACHI2 has the right fine partner: per
+        spectrum, of its rows ``far`` from its winner, the one of lowest coarse χ², where it
+        is not refined yet (a refined far row need not be the lowest: the STAR window always
+        is refined)."""
+        res = self.res
+        cand = np.flatnonzero(far)
+        out = np.zeros(len(spec), bool)
+        if len(cand):
+            order, first = lowest_per_spectrum(spec[cand], res["coarse"][cand])
+            out[cand[order[first]]] = True
+        return out & ~res["fine"]
+
+
+class Windows(_Decisions):
     """Rows (``spec``, ``typ``, ``z``, ``hw``): the coarse stage is run on construction;
     :meth:`refine` runs the fine stage on a subset; :attr:`res` holds the results (χ², shift,
     σ of the shift, edge, coefficients; ``coarse`` χ²; ``fine``: refined)."""
 
     def __init__(self, prep, bases, spec, typ, z, hw, opt, sigma=None):
-        self.prep, self.opt = prep, opt
+        self.prep, self.opt, self.sigma = prep, opt, sigma
         n = len(spec)
         pb = bin_prepared(prep, opt.coarse_factor) if opt.coarse_factor > 1 else None
         sig = np.zeros(n) if sigma is None else np.asarray(sigma)[spec]
-        self.res = {"chi2": np.full(n, np.inf), "shift": np.zeros(n), "err": np.zeros(n),
-                    "edge": np.zeros(n, bool), "coef": np.zeros((n, NCOEFF_MAX)),
-                    "ncoef": np.zeros(n, int), "coarse": np.full(n, np.inf),
-                    "fine": np.zeros(n, bool), "ishift": np.zeros(n, np.int64)}
+        self.res = blank_rows(n)
         self.groups = []
         for st, s_pix in sorted(set(zip(typ, sig))):
             b = convolved(bases[st], s_pix)
@@ -64,18 +115,6 @@ class Windows:
                 self.res["shift"][sel] = self.res["ishift"][sel] = c.best
                 self.groups.append((b, star, sel, c))
         self.coarse_shift = self.res["shift"].copy()      # what a row shows until refined
-
-    def worth_refining(self, spec, n: int) -> np.ndarray:
-        """Rows whose coarse χ² is within the margin (module docstring) of their spectrum's
-        best; every row where ``fine_margin`` is None."""
-        c = self.res["coarse"]
-        if self.opt.fine_margin is None:
-            return np.ones(len(c), bool)
-        best = np.full(n, np.inf)
-        np.minimum.at(best, spec, c)
-        b = best[spec]
-        near = c <= b + np.maximum(self.opt.fine_margin_min, self.opt.fine_margin * np.abs(b))
-        return near | ~np.isfinite(b)        # no usable coarse χ² at all: refine every window
 
     def refine(self, rows: np.ndarray) -> None:
         """The fine stage for the rows of mask ``rows`` not refined yet."""
@@ -95,33 +134,27 @@ class Windows:
             r["ncoef"][idx] = out.coef.shape[1]
         r["fine"] |= todo
 
-    def partners(self, spec, far: np.ndarray) -> np.ndarray:
-        """Mask of the rows to refine so that DELTACHI2 has the right fine partner: per
-        spectrum, of its rows ``far`` from its winner, the one of lowest coarse χ², where it
-        is not refined yet (a refined far row need not be the lowest: the STAR window always
-        is refined)."""
-        cand = np.flatnonzero(far)
-        out = np.zeros(len(spec), bool)
-        if len(cand):
-            order, first = lowest_per_spectrum(spec[cand], self.res["coarse"][cand])
-            out[cand[order[first]]] = True
-        return out & ~self.res["fine"]
 
-
-class Reusing:
+class Reusing(_Decisions):
     """The windows of one decision of which some are rows of an earlier :class:`Windows` of
     the same batch, taken instead of fitted again: row ``at_old[i]`` here is row
     ``old_rows[i]`` of ``old``, the rows ``at_new`` are ``new``'s (in order).  The
     :class:`Windows` interface (:attr:`res`, :meth:`refine`, :meth:`worth_refining`,
-    :meth:`partners`), and the same decisions as windows all fitted anew: a row shows its
-    fine fit only once this decision asks for it (an earlier row's coarse stage until then,
-    however far the earlier decision took it), so that an earlier fine fit is reused, never
-    an extra row of the decision.
+    :meth:`partners`), and the same decisions as windows all fitted anew, up to float32
+    rounding (the reused rows were fitted in other chunks of rows; a flat LAMOST minimum moved
+    34 km/s, seen once, docs/verify.md "the rescue reuses"): a row shows its fine fit only
+    once this decision asks for it (an earlier row's coarse stage until then, however far the
+    earlier decision took it), so that an earlier fine fit is reused, never an extra row of
+    the decision.  Both :class:`Windows` must come from the same batch's fit products,
+    options and σ (asserted): a reused fit is only the one a new fit would give then.
 
     Why: the rescue's second decision (:mod:`.stage`) is the first one's windows plus those of
-    the whole-z scan's minima; fitting the first ones again was ≈ 30 % of its cost."""
+    the whole-z scan's minima; fitting the first ones again was a large share of its cost
+    (``benchmarks/verify_profile.py`` prints the second decision's time)."""
 
     def __init__(self, old: Windows, old_rows, at_old, new: Windows, at_new, opt):
+        assert old.prep is new.prep and old.opt is new.opt is opt and old.sigma is new.sigma, \
+            "Reusing: the earlier windows were fitted on other fit products, options or σ"
         self.opt = opt
         self.parts = ((old, np.asarray(old_rows, np.int64), np.asarray(at_old, np.int64)),
                       (new, np.arange(len(at_new)), np.asarray(at_new, np.int64)))
@@ -129,21 +162,12 @@ class Reusing:
 
     @property
     def res(self) -> dict:
-        n = len(self.asked)
-        out = {}
+        out = blank_rows(len(self.asked))
         for w, rows, at in self.parts:
             for k, v in w.res.items():
-                if k not in out:
-                    out[k] = np.zeros((n,) + v.shape[1:], v.dtype)
                 out[k][at] = v[rows]
-            hide = at[~self.asked[at]]                 # not asked for here: coarse only
-            out["shift"][hide] = w.coarse_shift[rows[~self.asked[at]]]
-            out["ishift"][hide] = w.coarse_shift[rows[~self.asked[at]]]
-        hide = ~self.asked
-        out["chi2"][hide] = np.inf
-        for k in ("err", "edge", "coef", "ncoef"):
-            out[k][hide] = 0
-        out["fine"] = self.asked.copy()
+            hidden = ~self.asked[at]                   # not asked for here: coarse only
+            show_coarse(out, at[hidden], w.coarse_shift[rows[hidden]])
         return out
 
     def refine(self, rows: np.ndarray) -> None:
@@ -152,9 +176,6 @@ class Reusing:
             m[own] = rows[at]
             w.refine(m)                                 # fits only rows not fine yet
         self.asked |= rows
-
-    worth_refining = Windows.worth_refining
-    partners = Windows.partners
 
 
 def lowest_per_spectrum(spec: np.ndarray, key: np.ndarray):

@@ -293,7 +293,7 @@ class GaSNet(NeuralSpectralModel):
         zwarn[changed] |= int(ZWARN.LOW_CLASS_CONFIDENCE)
         zwarn[edge] |= int(ZWARN.Z_FITLIMIT)
         zwarn[p_near < 1 - P_CATASTROPHIC_MAX] |= int(ZWARN.SMALL_DELTA_CHI2)
-        ngood = np.add.reduce(good.view(np.uint8), axis=1, dtype=np.int64)   # ≈ 3× a bool sum
+        ngood = np.add.reduce(good.view(np.uint8), axis=1, dtype=np.int64)   # faster than a bool sum
         zwarn[ngood == 0] |= int(ZWARN.NODATA)
         zwarn[(ngood > 0) & (snr < self.config["poor_snr"])] |= int(ZWARN.POORDATA)
         score = (MahalanobisOOD(self.ood_).score(emb) if self.ood_
