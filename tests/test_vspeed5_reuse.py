@@ -97,5 +97,5 @@ def test_reusing_refuses_windows_of_other_options_or_sigma(first_pass):
     other = dataclasses.replace(opt, fine_margin=0.5)
     for o, sig in ((other, sigma), (opt, None)):
         new = Windows(prep, bases, empty, np.zeros(0, "U6"), np.zeros(0), empty, o, sig)
-        with pytest.raises(AssertionError, match="Reusing"):
+        with pytest.raises(ValueError, match="Reusing"):
             Reusing(old, rows, np.arange(len(rows)), new, empty, o)

@@ -156,6 +156,12 @@ class RawHDU:
             self._header = RawHeader(self._raw)
         return self._header
 
+    @property
+    def layout_key(self) -> bytes:
+        """The exact bytes of the table's column cards, found by the walk: tables with equal
+        keys decode alike (what :func:`layout` and the readers' per-layout plans cache on)."""
+        return self._layout_key
+
 
 _LAYOUTS: dict[bytes, tuple] = {}
 

@@ -217,7 +217,7 @@ _PLANS: dict[tuple[str, bytes], object] = {}
 def _planned(kind: str, hdu, make):
     """``make(hdu)``, remembered per (kind, layout).  The value is kept in a local: another
     reader thread may clear ``_PLANS`` between the store and a second look-up."""
-    key = (kind, hdu._layout_key)
+    key = (kind, hdu.layout_key)
     plan = _PLANS.get(key)
     if plan is None and key not in _PLANS:
         plan = make(hdu)

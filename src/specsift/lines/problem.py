@@ -13,7 +13,7 @@ import copy
 
 import numpy as np
 
-from .profiles import DT, ModelEvaluation, _scatter
+from .profiles import DT, ModelEvaluation
 from .table import C_KMS
 
 __all__ = ["DT", "Problem", "bin_sum", "regions"]
@@ -327,3 +327,23 @@ class Problem(ModelEvaluation):
         theta[:, self.ks:] = np.minimum(np.maximum(theta[:, self.ks:], self.lo), self.hi)
         return theta
 
+
+def _scatter(mix, L: int):
+    """Which block rows a set of L components writes, from its (3L, Q) 0/1 matrix (rows:
+    the L profiles, the L width derivatives, the L centre derivatives): for each of the
+    three, a list of (block row, components summed into it), the components an int when
+    one, else a slice or an index array."""
+    out = []
+    for t in range(3):
+        part = mix[t * L:(t + 1) * L]
+        spec = []
+        for q in np.flatnonzero(part.any(0)):
+            sel = np.flatnonzero(part[:, q])
+            if sel.size == 1:
+                spec.append((int(q), int(sel[0])))
+            elif np.all(np.diff(sel) == 1):
+                spec.append((int(q), slice(int(sel[0]), int(sel[-1]) + 1)))
+            else:
+                spec.append((int(q), sel))
+        out.append(tuple(spec))
+    return tuple(out)

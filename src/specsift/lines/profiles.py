@@ -86,7 +86,7 @@ class ModelEvaluation:
         Why blocks, one call per window and rows along the bins: every component of a
         window is evaluated in one (N, L, W) erf/exp call, and its profile and its width
         and centre derivatives are summed straight into the contiguous rows of the block
-        they belong to (:func:`_scatter`) — only the rows a line touches are written, where
+        they belong to (:func:`.problem._scatter`) — only the rows a line touches are written, where
         a (N, W, Q) block filled by a matmul with a 0/1 matrix wrote every column of every
         bin (a quasar's narrow line, 3 non-zero columns of 10, paid for all 10), and a
         component-by-component loop writing strided columns of a dense (N, M, P) Jacobian
@@ -300,27 +300,6 @@ class ModelEvaluation:
         for e in range(n_t):
             blk[:, rows[-n_t + e]] = self.extra[:, sl, e]
         return blk
-
-
-def _scatter(mix, L: int):
-    """Which block rows a set of L components writes, from its (3L, Q) 0/1 matrix (rows:
-    the L profiles, the L width derivatives, the L centre derivatives): for each of the
-    three, a list of (block row, components summed into it), the components an int when
-    one, else a slice or an index array."""
-    out = []
-    for t in range(3):
-        part = mix[t * L:(t + 1) * L]
-        spec = []
-        for q in np.flatnonzero(part.any(0)):
-            sel = np.flatnonzero(part[:, q])
-            if sel.size == 1:
-                spec.append((int(q), int(sel[0])))
-            elif np.all(np.diff(sel) == 1):
-                spec.append((int(q), slice(int(sel[0]), int(sel[-1]) + 1)))
-            else:
-                spec.append((int(q), sel))
-        out.append(tuple(spec))
-    return tuple(out)
 
 
 def _summed(arr, sel, amp):

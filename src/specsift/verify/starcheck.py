@@ -40,7 +40,7 @@ from .resolution import convolved
 from .templates import bases_for
 
 __all__ = ["STARCHECK_NPOLY", "STARCHECK_FACTOR", "star_beats_winner",
-           "noise_star_beats_winner", "whole_pixel_models", "catalog_models", "pixel_gap"]
+           "noise_star_beats_winner", "whole_pixel_models", "catalog_models", "pixel_gap", "chi2_gap"]
 
 #: Legendre terms of the line-driven comparison
 STARCHECK_NPOLY = 16
@@ -162,15 +162,24 @@ def catalog_models(loglam, catalog, flux, w, sigma=None) -> np.ndarray:
     return out
 
 
+def chi2_gap(flux, w, model_a, model_b) -> np.ndarray:
+    """(N, P) each good pixel's χ²(``model_a``) − χ²(``model_b``) on the weights ``w`` (0 where
+    w ≤ 0 or the flux is not finite; NaN where a model is): the pixels that decide between two
+    fits (they sum to the χ² gap).  In the input's dtype; eigen's robust check and ``explain``
+    read it too (:func:`specsift.models.eigen.zsolve.pixel_chi2_gap`)."""
+    good = (w > 0) & np.isfinite(flux)
+    return np.where(good, w * ((flux - model_a) ** 2 - (flux - model_b) ** 2), 0.0)
+
+
 def pixel_gap(flux, w, m_star, m_win) -> np.ndarray:
     """(n, P) per-pixel χ² gap w·((f − m_win)² − (f − m_star)²) (> 0: STAR fits the pixel
-    better) on the weights ``w``, 0 where w ≤ 0 or a model or the flux is not finite — summed,
-    the survey-noise check's Δχ²."""
+    better) on the weights ``w``, in float64, 0 where w ≤ 0 or a model or the flux is not
+    finite — summed, the survey-noise check's Δχ²."""
     f = np.asarray(flux, np.float64)
     w = np.asarray(w, np.float64)
-    ok = (w > 0) & np.isfinite(f) & np.isfinite(m_star) & np.isfinite(m_win)
     with np.errstate(invalid="ignore"):
-        return np.where(ok, w * ((f - m_win) ** 2 - (f - m_star) ** 2), 0.0)
+        gap = chi2_gap(f, w, m_win, m_star)
+    return np.where(np.isfinite(m_star) & np.isfinite(m_win), gap, 0.0)
 
 
 def _at(pb, bases, types, shifts, factor: int, reach: int) -> np.ndarray:

@@ -37,7 +37,7 @@ def var_boost_from_r2(r2: np.ndarray) -> np.ndarray:
     """(P,) α_p = max(0, median_n r²_np / 0.455 − 1) from squared normalised residuals
     ``r2`` (N, P), NaN where a pixel does not count: for r ~ N(0, 1 + α) the median of r² is
     0.455·(1 + α).  A median, so a few stars with their own defects do not set it.  Pixels no
-    spectrum covers take the α of the nearest covered pixel (beyond the ends: the end's — the
+    spectrum covers take α interpolated between the covered ones (beyond the ends: the end's — the
     red end is where LAMOST stars are missed most, so 0 there would trust those pixels most;
     all 0 where none is covered); capped at 10⁴."""
     with warnings.catch_warnings():
@@ -58,11 +58,11 @@ def star_fit_digest(sky_lines, sky_halfwidth) -> str:
     this module).  Stored in the α file; :func:`survey_var_boost` warns where the running
     stage's differs."""
     from .fit import NPOLY
-    from .templates import _stored
-    raw = _stored()
+    from .templates import stored_star_basis
+    vectors, loglam0, step = stored_star_basis()
     h = hashlib.sha256()
-    h.update(np.ascontiguousarray(raw["STAR"], np.float32).tobytes())
-    h.update(np.float64([raw["STAR_loglam0"], raw["step"]]).tobytes())
+    h.update(np.ascontiguousarray(vectors, np.float32).tobytes())
+    h.update(np.float64([loglam0, step]).tobytes())
     h.update(repr((int(NPOLY), tuple(float(x) for x in sky_lines), float(sky_halfwidth)))
              .encode())
     return h.hexdigest()

@@ -67,6 +67,14 @@ def _stored() -> dict:
         return {k: f[k] for k in f.files}
 
 
+def stored_star_basis() -> tuple[np.ndarray, float, float]:
+    """(vectors, rest log λ of the first pixel, step) of the stored STAR basis (``verify.npz``)
+    as the stage fits it: what a measurement of the STAR fit's residuals depends on (the
+    survey-noise α, :func:`.survey_noise.star_fit_digest`)."""
+    raw = _stored()
+    return raw["STAR"], float(raw["STAR_loglam0"]), float(raw["step"])
+
+
 @lru_cache(maxsize=1)
 def _libraries() -> dict:
     """survey → (names, templates (J, L) float32 on the stored STAR grid) of every library

@@ -141,8 +141,8 @@ class Reusing(_Decisions):
     ``old_rows[i]`` of ``old``, the rows ``at_new`` are ``new``'s (in order).  The
     :class:`Windows` interface (:attr:`res`, :meth:`refine`, :meth:`worth_refining`,
     :meth:`partners`), and the same decisions as windows all fitted anew, up to float32
-    rounding (the reused rows were fitted in other chunks of rows; a flat LAMOST minimum moved
-    34 km/s, seen once, docs/verify.md "the rescue reuses"): a row shows its fine fit only
+    rounding (the reused rows were fitted in other chunks of rows, so a flat minimum can move;
+    docs/verify.md "the rescue reuses"): a row shows its fine fit only
     once this decision asks for it (an earlier row's coarse stage until then, however far the
     earlier decision took it), so that an earlier fine fit is reused, never an extra row of
     the decision.  Both :class:`Windows` must come from the same batch's fit products,
@@ -153,8 +153,9 @@ class Reusing(_Decisions):
     (``benchmarks/verify_profile.py`` prints the second decision's time)."""
 
     def __init__(self, old: Windows, old_rows, at_old, new: Windows, at_new, opt):
-        assert old.prep is new.prep and old.opt is new.opt is opt and old.sigma is new.sigma, \
-            "Reusing: the earlier windows were fitted on other fit products, options or σ"
+        if not (old.prep is new.prep and old.opt is new.opt is opt and old.sigma is new.sigma):
+            raise ValueError("Reusing: the earlier windows were fitted on other fit products, "
+                             "options or σ")
         self.opt = opt
         self.parts = ((old, np.asarray(old_rows, np.int64), np.asarray(at_old, np.int64)),
                       (new, np.arange(len(at_new)), np.asarray(at_new, np.int64)))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...flags import ZWARN
+from ...verify.starcheck import chi2_gap as pixel_chi2_gap
 from .chi2scan import Chi2Scanner, velocity_pixels, z_to_shift
 
 __all__ = ["ZSolution", "solve_redshifts", "zerr_scales", "parabola", "local_minima",
@@ -116,13 +117,6 @@ def pixel_zerr(sig_px, z, step: float):
     """ZERR of a σ of ``sig_px`` pixels at redshift ``z`` on a log grid of ``step``:
     dz/dx = ln10·δ·(1+z)."""
     return math.log(10.0) * step * (1.0 + np.asarray(z)) * np.asarray(sig_px)
-
-
-def pixel_chi2_gap(flux, ivar, model_a, model_b):
-    """(N, P) each good pixel's χ²(``model_a``) − χ²(``model_b``) (0 elsewhere): the pixels
-    that decide between two fits (they sum to the χ² gap)."""
-    good = (ivar > 0) & np.isfinite(flux)
-    return np.where(good, ivar * ((flux - model_a) ** 2 - (flux - model_b) ** 2), 0.0)
 
 
 def second_fit(scanner, sol: "ZSolution", flux, ivar, step: float) -> dict:
