@@ -69,11 +69,10 @@ def add_lines(batch, catalog: Table, continuum=None, sigma_inst=None) -> Table:
         decided = (gal | qso) & np.isin(rule, list(labs)) & (rule != "")
         label = np.where(decided, rule, label_net)
         out["CLASS_LABEL"] = label
-        ulab, inv = np.unique(label.astype(str), return_inverse=True)
-        out["SUBTYPE"] = np.where(decided, np.array([subtype_of(x) for x in ulab],
-                                                    dtype=str)[inv.ravel()]
-                                  if ulab.size else label,
-                                  np.asarray(catalog["SUBTYPE"]).astype("U24"))
+        label = label.astype(str)
+        sub_of = _per_distinct(label, lambda i: np.array([subtype_of(x) for x in label[i]],
+                                                         dtype=str))
+        out["SUBTYPE"] = np.where(decided, sub_of, np.asarray(catalog["SUBTYPE"]).astype("U24"))
     # 1 = the rules set SUBTYPE/CLASS_LABEL (an integer: CSV writers disagree on booleans)
     out["SUBTYPE_FROM_LINES"] = decided.astype(np.int16)
     # bits of the fits that hit the iteration cap unconverged (measure.NOCONV_BITS)
@@ -82,13 +81,19 @@ def add_lines(batch, catalog: Table, continuum=None, sigma_inst=None) -> Table:
 
 
 def _map_unique(spectype, sub, cset):
-    """``map_sdss(spectype, sub, cset)`` made once per distinct (SPECTYPE, subclass) pair:
-    a batch has a handful, and the per-row string normalisation was ~1 ms a batch."""
+    """``map_sdss(spectype, sub, cset)`` made once per distinct (SPECTYPE, subclass) pair."""
     spectype = np.asarray(spectype).astype(str)
     sub = np.asarray(sub).astype(str)
-    if spectype.size == 0:
-        return map_sdss(spectype, sub, cset)
     keys = np.char.add(np.char.add(spectype, "\x00"), sub)
-    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-    return np.asarray(map_sdss(spectype[first], sub[first], cset))[inv.ravel()]
+    return _per_distinct(keys, lambda i: map_sdss(spectype[i], sub[i], cset))
 
+
+def _per_distinct(keys: np.ndarray, fn) -> np.ndarray:
+    """``fn(first)`` — per-row Python work on the rows ``first``, one for each distinct value
+    of ``keys`` — spread back to every row: a batch has a handful of distinct labels, and
+    the per-row string work was ~1 ms a batch."""
+    keys = np.asarray(keys)
+    if keys.size == 0:
+        return np.asarray(fn(np.zeros(0, np.int64)))
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    return np.asarray(fn(first))[inv.ravel()]
