@@ -232,15 +232,13 @@ def _label_decoder(hdu) -> RowDecoder:
     def make(h):
         fields, width, extras = layout(h)
         return RowDecoder(extras, _LABELS, (fields, width))
-    layout(hdu)                                     # checks the row width of this HDU
-    return _planned("labels", hdu, make)
+    return _planned("labels", hdu, make)        # row widths: checked by RawFits on opening
 
 
 def _raw_coadd(raw: RawFits, coadd) -> dict | None:
     """COADD's loglam/flux/ivar/and_mask as views of the rows read, None when not for this
     path (what is read depends only on the layout: :func:`_coadd_dtype`, once a layout)."""
-    layout(coadd)                                   # checks the row width of this HDU
-    dtype = _planned("coadd", coadd, _coadd_dtype)
+    dtype = _planned("coadd", coadd, _coadd_dtype)  # row width: checked by RawFits on opening
     nrows = coadd.dims[1]
     if dtype is None or nrows <= 0:
         return None
