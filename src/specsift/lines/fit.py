@@ -21,7 +21,7 @@ includes its width uncertainty.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -117,6 +117,12 @@ class FitResult:
     model: np.ndarray          # (N, M) best-fit line + background model on the fit pixels
     n_iter: np.ndarray         # (N,) Levenberg–Marquardt iterations the row took
     converged: np.ndarray      # (N,) bool: False = stopped at ``max_iter`` unconverged
+
+    def rows(self, sel) -> "FitResult":
+        """The result of the rows ``sel`` (a slice or index array) alone: every field has
+        one row per spectrum, so a fit of several windows' (row, window) pairs stacked
+        into one problem splits back into each window's own result."""
+        return FitResult(**{f.name: getattr(self, f.name)[sel] for f in fields(self)})
 
 
 def fit_pixels(model: LineModel, loglam, z) -> np.ndarray:
