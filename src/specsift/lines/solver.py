@@ -43,6 +43,9 @@ XTOL = 0.01
 FULL_STEPS = 3
 #: largest steady shrink factor of the steps counted (what is left ≤ 1 / (1 − r) steps)
 RATE_MAX = 0.9
+#: fewest rows leaving the active set that re-slice it: in the tail a re-slice (and the
+#: evaluation constants made afresh) cost more than carrying a few finished rows along
+RESLICE_MIN = 4
 
 
 def linear_solve(prob, theta):
@@ -327,11 +330,11 @@ def levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, x
     Why per row: a fixed 5 iterations left real SDSS quasars' broad-line windows far from
     their minimum (docs/lines.md "Convergence", with its commands), while galaxies
     converge in a few.  Rows that have converged leave the active set (the problem is
-    re-sliced when a tenth of its rows have left), so they stop costing.  Returns
-    (θ, model, Jacobian blocks, iterations per row, converged per row); a row still
-    moving at ``max_iter`` comes back with ``converged`` False.  A row creeping along a
-    flat direction (a weak line's width) shrinks its steps by a steady factor r, so the
-    tests are on what is left, ≈ step / (1 − r) (r ≤ :data:`RATE_MAX`)."""
+    re-sliced when a tenth of its rows, at least :data:`RESLICE_MIN`, have left), so they
+    stop costing.  Returns (θ, model, Jacobian blocks, iterations per row, converged per
+    row); a row still moving at ``max_iter`` comes back with ``converged`` False.  A row
+    creeping along a flat direction (a weak line's width) shrinks its steps by a steady
+    factor r, so the tests are on what is left, ≈ step / (1 − r) (r ≤ :data:`RATE_MAX`)."""
     n, lin = prob.n, prob.ks
     full_steps = FULL_STEPS if prob.model.full_steps is None else prob.model.full_steps
     dg = np.arange(prob.np)
@@ -372,7 +375,7 @@ def levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, x
         k = int(alive.sum())
         if k == 0:
             break
-        if k <= 0.9 * sub.n:                      # re-slice: converged rows stop costing
+        if sub.n - k >= max(0.1 * sub.n, RESLICE_MIN):   # re-slice: converged rows stop costing
             keep = np.nonzero(alive)[0]
             sub, st = sub.take(keep), st.take(keep)
             act, alive = act[keep], np.ones(k, bool)

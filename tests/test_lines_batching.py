@@ -1,7 +1,10 @@
-"""Quasar windows that are the same fit up to the rest wavelength (C IV, C III], Mg II:
+"""How the line fits are batched must not change their answers: quasar windows that are
+the same fit up to the rest wavelength (C IV, C III], Mg II:
 :func:`specsift.lines.models.window_groups`) are fitted as one stacked problem of their
-(row, window) pairs (``lines/measure.py``); each pair must come back as its own window's
-separate fit would."""
+(row, window) pairs (``lines/measure.py``), each pair coming back as its own window's
+separate fit would; and the solver's active set, re-sliced only when
+:data:`~specsift.lines.solver.RESLICE_MIN` rows have left, gives every row the same
+answer whenever it is re-sliced."""
 
 from __future__ import annotations
 
@@ -33,17 +36,22 @@ def test_broad_only_windows_share_one_group_and_the_others_stay_alone():
     assert rest_scaled(m["CIV_BROAD"]) != rest_scaled(m["LYALPHA_BROAD"])
 
 
+def _quasars(z, seed=3):
+    flux, _ = make_quasars(np.random.default_rng(seed), z, GRID, weak=np.zeros(z.size, bool),
+                           bal_fraction=0.0)
+    flux = flux * (20.0 / np.median(flux, axis=1))[:, None]
+    obs, ivar, _, _ = apply_instrument(flux, GRID, np.full(z.size, 15.0),
+                                       np.random.default_rng(seed + 1), bad_pixel_rate=0.0)
+    return obs, ivar
+
+
 def test_stacked_windows_give_each_window_its_separate_fit():
     """Quasars at 1.2 ≤ z ≤ 2.6 reach C IV, C III] and Mg II in different combinations
     (one spectrum in two or three windows): the stacked fit's result per window equals
     fit_lines on that window alone (every field, to float32 rounding of the redshift the
     pair is fitted at), and its iterations too."""
-    rng = np.random.default_rng(3)
     z = np.linspace(1.2, 2.6, 12)
-    flux, _ = make_quasars(rng, z, GRID, weak=np.zeros(z.size, bool), bal_fraction=0.0)
-    flux = flux * (20.0 / np.median(flux, axis=1))[:, None]
-    obs, ivar, _, _ = apply_instrument(flux, GRID, np.full(z.size, 15.0),
-                                       np.random.default_rng(4), bad_pixel_rate=0.0)
+    obs, ivar = _quasars(z)
     _, fits = measure_lines(GRID.loglam, obs, ivar, z, np.full(z.size, "QSO"),
                             return_fits=True)
     rows, per = fits["QSO"]
@@ -65,3 +73,30 @@ def test_stacked_windows_give_each_window_its_separate_fit():
             else:
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.nanmax(np.abs(b)),
                                            err_msg=f"{col} {f.name}")
+
+
+def _same(got, want, what):
+    for f in dataclasses.fields(want):
+        np.testing.assert_array_equal(getattr(got, f.name), getattr(want, f.name),
+                                      err_msg=f"{what} {f.name}")
+
+
+def test_rows_carried_along_after_converging_do_not_change_any_answer(monkeypatch):
+    """Re-slicing the active set after every finished row, or never, gives every row the
+    same result bit for bit as the default (rows are independent; a finished row carried
+    along is written back when it finishes and never again), and the rows finish at
+    different iterations, so carrying them along is exercised."""
+    from specsift.lines import solver
+    z = np.linspace(0.15, 0.3, 10)                            # Hβ and Hα windows
+    obs, ivar = _quasars(z, seed=5)
+    _, model, _ = next(m for m in quasar_models() if m[0] == "HBETA_BROAD")
+    sig = np.broadcast_to(sdss_sigma_inst(GRID.loglam), obs.shape)
+
+    def fit():
+        return fit_lines(model, GRID.loglam, obs, ivar, z, sig, noise_corr=SDSS_NOISE_CORR)
+
+    default = fit()
+    assert len(set(default.n_iter.tolist())) > 2 and default.converged.all()
+    for every in (1, 10 ** 6):
+        monkeypatch.setattr(solver, "RESLICE_MIN", every)
+        _same(fit(), default, f"RESLICE_MIN={every}")
