@@ -11,9 +11,10 @@ shared: the fastest is the least disturbed).  The batches are those of
 spec files of ``../shared/data/sdss``), after the model and the verification stage.  The
 table: per batch its mix, ``add_lines`` µs per spectrum, and each fit (galaxy continuum,
 galaxy lines, each quasar window) in ms per batch and µs per object it fits — which says
-whether a batch costs more because its objects do or because it has more of the costly ones,
-and each fit's Levenberg–Marquardt iterations per row (median / max / rows that stopped at
-the cap unconverged).
+whether a batch costs more because its objects do or because it has more of the costly ones
+(windows fitted as one stacked problem, ``lines.models.window_groups``, are one fit whose
+objects are (row, window) pairs), and each fit's Levenberg–Marquardt iterations per row
+(median / max / rows that stopped at the cap unconverged).
 
 ``--against CHECKOUT``: also time another checkout's line stage (its ``src/specsift/lines``,
 loaded as a second package beside this one) on the same batches in the same process,
@@ -97,10 +98,12 @@ def breakdown(batch, cat, reps):
     objs, iters, rows_it = {}, {}, [0]
     orig_fit, orig_cont = M.fit_lines, M.stellar_continuum
 
+    stacked = _stacked_labels()
+
     def fit(model, loglam, resid, *a, **k):
         t0 = time.process_time()
         r = orig_fit(model, loglam, resid, *a, **k)
-        key = "galaxy lines" if len(model.regions) > 1 else \
+        key = "galaxy lines" if len(model.regions) > 1 else stacked.get(id(model)) or \
             f"quasar window {model.regions[0][0]:.0f}-{model.regions[0][1]:.0f} Å (bins of {model.bin})"
         acc[key] += time.process_time() - t0
         # a quasar window's subset is given as ``rows`` of the whole batch
@@ -126,6 +129,23 @@ def breakdown(batch, cat, reps):
     finally:
         M.fit_lines, M.stellar_continuum = orig_fit, orig_cont
     return total, {k: (acc[k], objs[k], iters.get(k, "")) for k in acc}, rows_it[0]
+
+
+def _stacked_labels() -> dict[int, str]:
+    """{id of the model a stacked fit runs with: its label}: quasar windows fitted as one
+    problem (``lines.models.window_groups``) are timed as one fit, named by their lines
+    (objects are then (row, window) pairs)."""
+    from specsift.lines import models
+    if not hasattr(models, "window_groups"):
+        return {}
+    qm = models.quasar_models()
+    out = {}
+    for g in models.window_groups():
+        if len(g) > 1:
+            m = qm[g[0]][1]
+            names = " + ".join(qm[i][0].replace("_BROAD", "") for i in g)
+            out[id(m)] = f"quasar windows {names}, stacked (bins of {m.bin})"
+    return out
 
 
 def other_add_lines(checkout: Path):
