@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
+from specsift.lines.continuum import template_columns
 from specsift.lines.fit import fit_lines
 from specsift.lines.measure import SDSS_NOISE_CORR, measure_lines, sdss_sigma_inst
 from specsift.lines.models import quasar_models, rest_scaled, window_groups
@@ -45,18 +47,20 @@ def _quasars(z, seed=3):
     return obs, ivar
 
 
-def test_stacked_windows_give_each_window_its_separate_fit():
+@pytest.mark.parametrize("feii", [False, True])
+def test_stacked_windows_give_each_window_its_separate_fit(feii):
     """Quasars at 1.2 ≤ z ≤ 2.6 reach C IV, C III] and Mg II in different combinations
     (one spectrum in two or three windows): the stacked fit's result per window equals
     fit_lines on that window alone (every field, to float32 rounding of the redshift the
-    pair is fitted at), and its iterations too."""
+    pair is fitted at), and its iterations too; with Fe II templates (C IV and Mg II
+    stacked, each pair with its own window's template values) as well."""
     z = np.linspace(1.2, 2.6, 12)
     obs, ivar = _quasars(z)
     _, fits = measure_lines(GRID.loglam, obs, ivar, z, np.full(z.size, "QSO"),
-                            return_fits=True)
+                            return_fits=True, feii=feii)
     rows, per = fits["QSO"]
     np.testing.assert_array_equal(rows, np.arange(z.size))
-    models = {c: m for c, m, _ in quasar_models()}
+    models = {c: m for c, m, _ in quasar_models(feii=feii)}
     sig = np.broadcast_to(sdss_sigma_inst(GRID.loglam), obs.shape)
     shared = [c for c in ("CIV_BROAD", "CIII_BROAD", "MGII_BROAD") if c in per]
     assert len(shared) == 3
@@ -64,8 +68,10 @@ def test_stacked_windows_give_each_window_its_separate_fit():
     assert (in_two >= 2).any()                    # a spectrum fitted in several windows
     for col in shared:
         s, got = per[col]
-        want = fit_lines(models[col], GRID.loglam, obs, ivar, z[s], sig[s],
-                         noise_corr=SDSS_NOISE_CORR, rows=s)
+        m = models[col]
+        extra = template_columns(m, GRID.loglam, z[s]) if m.templates else None
+        want = fit_lines(m, GRID.loglam, obs, ivar, z[s], sig[s],
+                         noise_corr=SDSS_NOISE_CORR, rows=s, extra=extra)
         for f in dataclasses.fields(want):
             a, b = getattr(got, f.name), getattr(want, f.name)
             if a.dtype.kind in "biu":
