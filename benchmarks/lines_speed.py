@@ -111,7 +111,7 @@ def breakdown(batch, cat, reps):
     def fit(model, loglam, resid, *a, **k):
         t0 = time.process_time()
         r = orig_fit(model, loglam, resid, *a, **k)
-        key = "galaxy lines" if len(model.regions) > 1 else stacked.get(id(model)) or \
+        key = "galaxy lines" if len(model.regions) > 1 else stacked.get(model) or \
             f"quasar window {model.regions[0][0]:.0f}-{model.regions[0][1]:.0f} Å (bins of {model.bin})"
         acc[key] += time.process_time() - t0
         # a quasar window's subset is given as ``rows`` of the whole batch
@@ -139,10 +139,12 @@ def breakdown(batch, cat, reps):
     return total, {k: (acc[k], objs[k], iters.get(k, "")) for k in acc}, rows_it[0]
 
 
-def _stacked_labels() -> dict[int, str]:
-    """{id of the model a stacked fit runs with: its label}: quasar windows fitted as one
-    problem (``lines.models.window_groups``) are timed as one fit, named by their lines
-    (objects are then (row, window) pairs)."""
+def _stacked_labels() -> dict:
+    """{model a stacked fit may run with (any window of its group: the first that has
+    rows): its label}: quasar windows fitted as one problem (``lines.models.window_groups``)
+    are timed as one fit, named by their lines (objects are then (row, window) pairs).
+    Keyed by value (a frozen dataclass), not identity: ``quasar_models()`` and
+    ``quasar_models(False, False)`` are two cache entries."""
     from specsift.lines import models
     if not hasattr(models, "window_groups"):
         return {}
@@ -150,9 +152,9 @@ def _stacked_labels() -> dict[int, str]:
     out = {}
     for g in models.window_groups():
         if len(g) > 1:
-            m = qm[g[0]][1]
             names = " + ".join(qm[i][0].replace("_BROAD", "") for i in g)
-            out[id(m)] = f"quasar windows {names}, stacked (bins of {m.bin})"
+            for i in g:
+                out[qm[i][1]] = f"quasar windows {names}, stacked (bins of {qm[i][1].bin})"
     return out
 
 
