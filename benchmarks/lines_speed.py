@@ -3,6 +3,7 @@ and one batch of real SDSS spec files, per fit, per object.
 
     PYTHONPATH=src .venv/bin/python benchmarks/lines_speed.py [--n 1024] [--fits 256] [--reps 3]
                                                              [--against ../main --rounds 7]
+                                                             [--converged]
                                                              [--full-steps K]
 
 One thread, CPU time (``time.process_time``), the fastest of ``--reps`` calls (the machine is
@@ -11,9 +12,10 @@ shared: the fastest is the least disturbed).  The batches are those of
 spec files of ``../shared/data/sdss``), after the model and the verification stage.  The
 table: per batch its mix, ``add_lines`` µs per spectrum, and each fit (galaxy continuum,
 galaxy lines, each quasar window) in ms per batch and µs per object it fits — which says
-whether a batch costs more because its objects do or because it has more of the costly ones,
-and each fit's Levenberg–Marquardt iterations per row (median / max / rows that stopped at
-the cap unconverged).
+whether a batch costs more because its objects do or because it has more of the costly ones
+(windows fitted as one stacked problem, ``lines.models.window_groups``, are one fit whose
+objects are (row, window) pairs), and each fit's Levenberg–Marquardt iterations per row
+(median / max / rows that stopped at the cap unconverged).
 
 ``--against CHECKOUT``: also time another checkout's line stage (its ``src/specsift/lines``,
 loaded as a second package beside this one) on the same batches in the same process,
@@ -21,6 +23,13 @@ alternating the two ``--rounds`` times: on a shared machine the load drifts by �
 runs, and alternating in one process puts both under the same load (the table gives the
 fastest and the median round and the ratio of the medians) and both trees' total LM
 row-iterations per batch (deterministic: they do not depend on the load).
+
+``--converged`` (with ``--against``): also fit both batches with the other checkout's line
+stage run 300 iterations for every row (its ``fit_lines`` defaults ``max_iter=300``,
+``ftol = xtol = -1``, as ``benchmarks/lines_compare.py --n-iter 300 --tol -1`` does for a
+catalog) and print how far each tree's answers are from that converged fit: line values
+(fluxes, EWs, σ) more than 0.01, 0.1 and 1 σ away (σ from the converged fit's ``_IVAR``),
+the largest, and the rows with a flux > 0.1 σ away.
 
 ``--full-steps K``: the quasar windows take K joint steps before variable projection
 (``lines.solver.FULL_STEPS``, default 3; galaxies take none whatever K): ``--full-steps 0``
@@ -97,10 +106,12 @@ def breakdown(batch, cat, reps):
     objs, iters, rows_it = {}, {}, [0]
     orig_fit, orig_cont = M.fit_lines, M.stellar_continuum
 
+    stacked = _stacked_labels()
+
     def fit(model, loglam, resid, *a, **k):
         t0 = time.process_time()
         r = orig_fit(model, loglam, resid, *a, **k)
-        key = "galaxy lines" if len(model.regions) > 1 else \
+        key = "galaxy lines" if len(model.regions) > 1 else stacked.get(model) or \
             f"quasar window {model.regions[0][0]:.0f}-{model.regions[0][1]:.0f} Å (bins of {model.bin})"
         acc[key] += time.process_time() - t0
         # a quasar window's subset is given as ``rows`` of the whole batch
@@ -128,6 +139,25 @@ def breakdown(batch, cat, reps):
     return total, {k: (acc[k], objs[k], iters.get(k, "")) for k in acc}, rows_it[0]
 
 
+def _stacked_labels() -> dict:
+    """{model a stacked fit may run with (any window of its group: the first that has
+    rows): its label}: quasar windows fitted as one problem (``lines.models.window_groups``)
+    are timed as one fit, named by their lines (objects are then (row, window) pairs).
+    Keyed by value (a frozen dataclass), not identity: ``quasar_models()`` and
+    ``quasar_models(False, False)`` are two cache entries."""
+    from specsift.lines import models
+    if not hasattr(models, "window_groups"):
+        return {}
+    qm = models.quasar_models()
+    out = {}
+    for g in models.window_groups():
+        if len(g) > 1:
+            names = " + ".join(qm[i][0].replace("_BROAD", "") for i in g)
+            for i in g:
+                out[qm[i][1]] = f"quasar windows {names}, stacked (bins of {qm[i][1].bin})"
+    return out
+
+
 def other_add_lines(checkout: Path):
     """``add_lines`` of another checkout's ``lines`` package, imported as
     ``specsift._lines_other`` (its relative imports resolve inside it; the rest of
@@ -144,8 +174,9 @@ def other_add_lines(checkout: Path):
     return "specsift._lines_other"
 
 
-def against(batches, pkg: str, rounds: int, name: str) -> None:
-    """This tree's add_lines and package ``pkg``'s alternated ``rounds`` times per batch."""
+def against(batches, pkg: str, rounds: int, name: str, reference: bool = False) -> None:
+    """This tree's add_lines and package ``pkg``'s alternated ``rounds`` times per batch;
+    ``reference``: then both against ``pkg``'s converged fit (:func:`converged`)."""
     import importlib
 
     from specsift.lines import add_lines
@@ -167,6 +198,54 @@ def against(batches, pkg: str, rounds: int, name: str) -> None:
               f"{med(mine):.0f} | {med(theirs) / med(mine):.2f} | "
               f"{row_iterations(pkg, batch, cat)} → {row_iterations('specsift.lines', batch, cat)} | "
               f"{same_answers(other(batch, cat), add_lines(batch, cat))} |")
+    if not reference:
+        return
+    print(f"\n| batch | against {name}'s converged fit (300 iterations every row): values "
+          "> 0.01 / 0.1 / 1 σ away — " + name + " | this tree |\n|---|---|---|")
+    for label, (batch, cat) in batches.items():
+        ref = converged(pkg, batch, cat)
+        print(f"| {label} | {distance(ref, other(batch, cat))} | "
+              f"{distance(ref, add_lines(batch, cat))} |")
+
+
+def converged(pkg: str, batch, cat):
+    """Package ``pkg``'s ``add_lines`` with every row run 300 iterations (its
+    ``fit_lines`` defaults patched for the call, as ``lines_compare.py --n-iter 300 --tol
+    -1`` does): the reference a faster fit is measured against."""
+    import importlib
+    F = importlib.import_module(pkg + ".fit")
+    code, saved = F.fit_lines.__code__, F.fit_lines.__defaults__
+    names = code.co_varnames[:code.co_argcount]
+    first = len(names) - len(saved)
+    new = list(saved)
+    for name, value in (("max_iter", 300), ("ftol", -1.0), ("xtol", -1.0)):
+        new[names.index(name) - first] = value
+    F.fit_lines.__defaults__ = tuple(new)
+    try:
+        return importlib.import_module(pkg + ".stage").add_lines(batch, cat)
+    finally:
+        F.fit_lines.__defaults__ = saved
+
+
+def distance(ref, b) -> str:
+    """How far catalog ``b``'s line values are from the converged ``ref``'s, in ``ref``'s
+    errors: counts of values > 0.01 / 0.1 / 1 σ away (of all measured), the largest, and
+    rows with a flux > 0.1 σ away."""
+    pulls, fluxes = [], []
+    for col in ref.colnames:
+        if col.endswith(("_FLUX", "_EW", "_SIGMA")) and col + "_IVAR" in ref.colnames:
+            iv = np.asarray(ref[col + "_IVAR"], float)
+            x, y = np.asarray(ref[col], float), np.asarray(b[col], float)
+            m = (iv > 0) & np.isfinite(x) & np.isfinite(y)
+            p = np.where(m, np.abs(x - y) * np.sqrt(np.where(m, iv, 0.0)), np.nan)
+            pulls.append(p)
+            if col.endswith("_FLUX"):
+                fluxes.append(p)
+    p = np.stack(pulls)
+    v = p[np.isfinite(p)]
+    rows = int((np.nanmax(np.stack(fluxes), axis=0, initial=0.0) > 0.1).sum())
+    return (f"{(v > 0.01).sum()} / {(v > 0.1).sum()} / {(v > 1).sum()} of {v.size}, "
+            f"largest {v.max(initial=0):.3g}σ, rows with a flux > 0.1σ: {rows}")
 
 
 def same_answers(a, b) -> str:
@@ -203,6 +282,8 @@ def main() -> None:
     ap.add_argument("--against", default=None, metavar="CHECKOUT",
                     help="also alternate with this checkout's line stage in one process")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--converged", action="store_true",
+                    help="with --against: both trees against the other's 300-iteration fit")
     ap.add_argument("--full-steps", type=int, default=None, metavar="K",
                     help="joint steps of the quasar windows before variable projection "
                          "(this tree only; default lines.solver.FULL_STEPS)")
@@ -233,7 +314,7 @@ def main() -> None:
                   f"| {it} |")
         print(f"\ntotal LM row-iterations (every fit, every row): {rows_it}")
     if a.against:
-        against(batches, other_add_lines(a.against), a.rounds, a.against)
+        against(batches, other_add_lines(a.against), a.rounds, a.against, a.converged)
 
 
 if __name__ == "__main__":

@@ -69,8 +69,11 @@ def test_a_velocity_at_its_bound_pushed_past_it_is_held_and_the_row_converges(mo
     """A broad Hβ blueshifted past the velocity bound (−3600 km/s, v_max 3000): the fit
     reaches −v_max with the gradient pushing further, the bound holds it there and the
     others are solved without it, so the row converges in a few iterations; with the step
-    merely clamped the rows take several times as many (one to the cap)."""
+    merely clamped the rows take several times as many (one to the cap).  (Both without
+    the rejected steps' shrinking, :data:`solver.SHRINK`, which rescues the clamped rows
+    too: 9–11 iterations against 7 with it.)"""
     spec = _hbeta((600.0, 300.0, 150.0, 40.0), (10.0, 1.0), (2500.0, 150.0), (-3600.0, 100.0))
+    monkeypatch.setattr(solver, "SHRINK", np.inf)
     res = fit_lines(*spec, 69.0)
     np.testing.assert_allclose(res.velocity[:, 0], -_hbeta_model().groups[0].v_max, rtol=1e-9)
     assert res.converged.all() and res.n_iter.max() <= 10
@@ -150,3 +153,36 @@ def test_secant_update_is_skipped_where_the_step_and_its_gradient_change_are_nea
     cor = solver._secant(np.zeros((2, nn, nn)), S, s, y, np.array([True, True]))
     np.testing.assert_array_equal(cor[0], 0.0)
     assert np.abs(cor[1]).max() > 0
+
+
+def test_a_rejected_step_is_followed_by_one_at_most_shrink_as_long():
+    """After a rejected step (χ² not lowered) the next trial moves the widths and
+    velocities at most :data:`solver.SHRINK` of the rejected move (in errors), whatever
+    the damping; an accepted step lifts the limit again."""
+    prob, theta = _problem(_hbeta_model(), n=4, z=0.3)
+    prec, mean, _ = prob.prior()
+    th, out, J, hinv = solver.linear_solve(prob, theta)
+    H, g = solver.normal_equations(prob, J, prob.y - out, prec, mean, th)
+    hd = H[:, np.arange(prob.np), np.arange(prob.np)].copy()
+    n, nn = prob.n, prob.np - prob.ks
+
+    def rows(c2):
+        return solver._Rows(th=th, o=out, Jb=J, c2=c2, hi=hinv, pr=prec, mu=mean,
+                            lam=np.full(n, 1e-8), nu=np.full(n, 2.0), last=np.zeros(n),
+                            cor=np.zeros((n, nn, nn)), s_prev=np.zeros((n, nn)),
+                            g_prev=np.zeros((n, nn)), fresh=np.zeros(n, bool),
+                            aug=np.zeros(n, bool), radius=np.full(n, np.inf))
+
+    st = rows(np.zeros(n))                        # χ² 0: every trial is worse
+    t = solver.projected_trial(prob, st, H, g, hd)
+    moved = solver._scaled(t.dnl, hd[:, prob.ks:])
+    assert np.all(moved > 0)
+    solver._accept(prob, st, t, hd, solver.FTOL, solver.XTOL, True)
+    np.testing.assert_allclose(st.radius, solver.SHRINK * moved)
+    again = solver.projected_trial(prob, st, H, g, hd)
+    np.testing.assert_allclose(solver._scaled(again.dnl, hd[:, prob.ks:]),
+                               solver.SHRINK * moved, rtol=1e-6)
+    st = rows(np.full(n, np.inf))                 # every trial is better
+    solver._accept(prob, st, solver.projected_trial(prob, st, H, g, hd), hd, solver.FTOL,
+                   solver.XTOL, True)
+    assert np.all(np.isinf(st.radius))

@@ -21,7 +21,7 @@ includes its width uncertainty.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -41,8 +41,10 @@ from .solver import (
 #: the line fit's answers change with this: a run's plan records it, so a resume cannot mix
 #: two fits in one catalog (1: five fixed iterations; 2: each row iterated to convergence;
 #: 3: variable projection after three joint steps — the same minima to a fraction of an
-#: error, a few rows another minimum, higher or lower)
-FIT_VERSION = 3
+#: error, a few rows another minimum, higher or lower; 4: a rejected projected step's
+#: successor at most half as long, :data:`.solver.SHRINK` — the same minima, values within
+#: a few hundredths of an error)
+FIT_VERSION = 4
 
 __all__ = ["Component", "Group", "LineModel", "FitResult", "fit_lines", "fit_pixels", "inverse",
            "MAX_ITER", "FTOL", "XTOL"]
@@ -117,6 +119,12 @@ class FitResult:
     model: np.ndarray          # (N, M) best-fit line + background model on the fit pixels
     n_iter: np.ndarray         # (N,) Levenberg–Marquardt iterations the row took
     converged: np.ndarray      # (N,) bool: False = stopped at ``max_iter`` unconverged
+
+    def rows(self, sel) -> "FitResult":
+        """The result of the rows ``sel`` (a slice or index array) alone: every field has
+        one row per spectrum, so a fit of several windows' (row, window) pairs stacked
+        into one problem splits back into each window's own result."""
+        return FitResult(**{f.name: getattr(self, f.name)[sel] for f in fields(self)})
 
 
 def fit_pixels(model: LineModel, loglam, z) -> np.ndarray:

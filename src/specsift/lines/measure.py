@@ -24,7 +24,7 @@ from astropy.table import Column, Table
 
 from .continuum import stellar_continuum, template_columns
 from .fit import fit_lines, fit_pixels
-from .models import WING_SCALE, galaxy_model, quasar_models
+from .models import WING_SCALE, galaxy_model, quasar_models, window_groups
 from .table import C_KMS
 
 #: lag-1 noise correlation of SDSS coadd pixels (resampling), measured on real spectra
@@ -166,52 +166,80 @@ def _galaxies(out, wt, loglam, flux, ivar, z, cont, rows, sig_inst, rho, cont_er
 def _quasars(out, wt, loglam, flux, ivar, z, rows, sig_inst, rho, single=False, feii=False,
              src=None):
     """Every quasar window's fit for the spectra ``rows`` of the output; their data are
-    ``flux`` / ``ivar`` rows ``src`` (default: ``flux`` holds just them, in order)."""
+    ``flux`` / ``ivar`` rows ``src`` (default: ``flux`` holds just them, in order).
+    Windows that are the same fit up to the rest wavelength (:func:`.models.window_groups`)
+    are fitted together, one stacked problem of their (row, window) pairs."""
     src = np.arange(len(z)) if src is None else src
     lrest_lo = loglam[0] - np.log10(1 + z)
     lrest_hi = loglam[-1] - np.log10(1 + z)
+    models = quasar_models(single, feii)
     fits = {}
-    for col, model, index in quasar_models(single, feii):
-        lo, hi = model.regions[0]
-        # the window must reach past the line centre on both sides
-        sel = (np.log10(lo * 1.02) > lrest_lo) & (np.log10(hi / 1.02) < lrest_hi)
-        if not sel.any():
+    for group in window_groups(single, feii):
+        sels = []
+        for i in group:
+            lo, hi = models[i][1].regions[0]
+            # the window must reach past the line centre on both sides
+            sel = (np.log10(lo * 1.02) > lrest_lo) & (np.log10(hi / 1.02) < lrest_hi)
+            if sel.any():
+                sels.append((i, np.nonzero(sel)[0]))
+        if not sels:
             continue
-        s = np.nonzero(sel)[0]
-        si = _sub_rows(sig_inst, s)
-        extra = template_columns(model, loglam, z[s]) if model.templates else None
-        res = fit_lines(model, loglam, flux, ivar, z[s], si, noise_corr=rho, extra=extra,
-                        rows=src[s])
-        fits[col] = (s, res)
-        a0, a1 = res.amp[:, 0], res.amp[:, 1]
-        tot = a0 + a1
-        var = res.cov_amp[:, 0, 0] + res.cov_amp[:, 1, 1] + 2 * res.cov_amp[:, 0, 1]
-        err = np.sqrt(np.clip(var, 0, None))
-        s_core = res.sigma[:, 0]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            frac = np.where(tot != 0, np.clip(a1 / tot, 0, 1), 0.0)
-        moment = s_core * np.sqrt((1 - frac) + frac * WING_SCALE ** 2)
-        m_err = res.sigma_err[:, 0] * moment / np.maximum(s_core, 1e-9)
-        ok = res.covered[:, 0] & res.covered[:, 1]
-        cont = res.back_at[:, 0]
-        local = np.arange(s.size)
-        white = (wt, _ratio(res.amp_err_white[:, 0], res.amp_err[:, 0]),
-                 _ratio(res.sigma_err_white[:, 0], res.sigma_err[:, 0]),
-                 _continuum_at(si, local, res.centre[:, 0]))
-        _put(out, QSO_BROAD_NAMES[col], rows[s], tot, err, cont, moment, m_err,
-             res.velocity[:, 0], z[s], ok, white)
-        comp = {c.key: j for j, c in enumerate(model.components)}
-        for name, (a, ratio, g) in index.items():
-            if name not in _NARROW_NAMES:
-                continue
-            j = comp[name]
-            _put(out, name, rows[s], ratio * res.amp[:, a], ratio * res.amp_err[:, a],
-                 res.back_at[:, j], res.sigma[:, g], res.sigma_err[:, g],
-                 res.velocity[:, g], z[s], res.covered[:, a],
-                 (wt, _ratio(res.amp_err_white[:, a], res.amp_err[:, a]),
-                  _ratio(res.sigma_err_white[:, g], res.sigma_err[:, g]),
-                  _continuum_at(si, local, res.centre[:, j])))
+        for (i, s), res in zip(sels, _fit_windows(models, sels, loglam, flux, ivar, z,
+                                                  sig_inst, rho, src)):
+            col, model, index = models[i]
+            fits[col] = (s, res)
+            _put_window(out, wt, col, model, index, res, rows[s], z[s], _sub_rows(sig_inst, s))
     return fits
+
+
+def _fit_windows(models, sels, loglam, flux, ivar, z, sig_inst, rho, src):
+    """The fits of windows ``sels`` ((model position, rows) pairs, one
+    :func:`.models.window_groups` group) as one stacked problem, split back per window.
+    Every pair is fitted with the first window's model at the redshift that puts that
+    model's window on the pair's own window: (1 + z) × λ_own / λ_first."""
+    ref = models[sels[0][0]][1]
+    w_ref = ref.components[0].wave
+    s_all = np.concatenate([s for _, s in sels])
+    z_fit = np.concatenate([(1 + z[s]) * (models[i][1].components[0].wave / w_ref) - 1
+                            for i, s in sels])
+    extra = (np.concatenate([template_columns(models[i][1], loglam, z[s]) for i, s in sels])
+             if ref.templates else None)
+    res = fit_lines(ref, loglam, flux, ivar, z_fit, _sub_rows(sig_inst, s_all),
+                    noise_corr=rho, extra=extra, rows=src[s_all])
+    ends = np.cumsum([s.size for _, s in sels])
+    return [res.rows(slice(e - s.size, e)) for (_, s), e in zip(sels, ends)]
+
+
+def _put_window(out, wt, col, model, index, res, rows, z, si):
+    """One quasar window's columns (its broad line, the narrow lines inside it) from its
+    fit ``res`` of the spectra ``rows`` (redshifts ``z``, instrumental σ rows ``si``)."""
+    a0, a1 = res.amp[:, 0], res.amp[:, 1]
+    tot = a0 + a1
+    var = res.cov_amp[:, 0, 0] + res.cov_amp[:, 1, 1] + 2 * res.cov_amp[:, 0, 1]
+    err = np.sqrt(np.clip(var, 0, None))
+    s_core = res.sigma[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(tot != 0, np.clip(a1 / tot, 0, 1), 0.0)
+    moment = s_core * np.sqrt((1 - frac) + frac * WING_SCALE ** 2)
+    m_err = res.sigma_err[:, 0] * moment / np.maximum(s_core, 1e-9)
+    ok = res.covered[:, 0] & res.covered[:, 1]
+    local = np.arange(rows.size)
+    white = (wt, _ratio(res.amp_err_white[:, 0], res.amp_err[:, 0]),
+             _ratio(res.sigma_err_white[:, 0], res.sigma_err[:, 0]),
+             _continuum_at(si, local, res.centre[:, 0]))
+    _put(out, QSO_BROAD_NAMES[col], rows, tot, err, res.back_at[:, 0], moment, m_err,
+         res.velocity[:, 0], z, ok, white)
+    comp = {c.key: j for j, c in enumerate(model.components)}
+    for name, (a, ratio, g) in index.items():
+        if name not in _NARROW_NAMES:
+            continue
+        j = comp[name]
+        _put(out, name, rows, ratio * res.amp[:, a], ratio * res.amp_err[:, a],
+             res.back_at[:, j], res.sigma[:, g], res.sigma_err[:, g],
+             res.velocity[:, g], z, res.covered[:, a],
+             (wt, _ratio(res.amp_err_white[:, a], res.amp_err[:, a]),
+              _ratio(res.sigma_err_white[:, g], res.sigma_err[:, g]),
+              _continuum_at(si, local, res.centre[:, j])))
 
 
 def _inst_rows(sig, n: int, p: int) -> np.ndarray:
@@ -230,7 +258,7 @@ def _sub_rows(sig: np.ndarray, rows: np.ndarray) -> np.ndarray:
     quasar window of a batch)."""
     k, p = len(rows), sig.shape[1]
     if sig.strides[0] == 0:                       # one curve for every spectrum
-        return sig[:k]
+        return np.broadcast_to(sig[0], (k, p))    # (``rows`` may repeat: stacked windows)
     if sig.strides[1] == 0:                       # one value per spectrum
         return np.broadcast_to(sig[rows, :1], (k, p))
     return sig[rows]

@@ -23,7 +23,7 @@ from .fit import Component, Group, LineModel
 from .table import WAVE
 
 __all__ = ["NARROW_LINES", "BROAD_LINES", "galaxy_model", "quasar_models", "WING_SCALE",
-           "FEII_SIGMA_KMS"]
+           "FEII_SIGMA_KMS", "rest_scaled", "window_groups"]
 
 #: (column name, table key) of the narrow lines measured in galaxies (and quasars where
 #: their windows allow); doublet partners tied by ratio are listed after their partner
@@ -136,3 +136,39 @@ def quasar_models(single: bool = False,
         out.append((col, LineModel(tuple(comps), tuple(groups), region, n_amp=amp, slope=True,
                                    bin=binning, templates=templates), index))
     return tuple(out)
+
+
+def rest_scaled(model: LineModel) -> tuple:
+    """``model`` with every wavelength in units of its first component's (its broad line's):
+    two windows with the same value are the same fit at redshifts whose (1 + z) differ by
+    the ratio of their lines' wavelengths — on a log-λ grid a window, its lines' centres and
+    its bins are then the same pixels (:func:`window_groups`).  Wavelength ratios are
+    rounded to 12 digits (w0 (1 ± h) / w0 is not exactly 1 ± h in floating point)."""
+    w0 = model.components[0].wave
+    comps = tuple((round(c.wave / w0, 12), c.group, c.amp, c.region, c.ratio, c.scale)
+                  for c in model.components)
+    regions = tuple((round(lo / w0, 12), round(hi / w0, 12)) for lo, hi in model.regions)
+    groups = tuple((g.sigma0, g.sigma_max, g.v_max) for g in model.groups)
+    return (comps, regions, groups, model.n_amp, model.slope, model.bin, model.templates,
+            model.white_fixed_background, model.full_steps)
+
+
+@lru_cache(maxsize=None)
+def window_groups(single: bool = False, feii: bool = False) -> tuple[tuple[int, ...], ...]:
+    """The quasar windows of :func:`quasar_models` (their positions) grouped by
+    :func:`rest_scaled`: C IV, C III] and Mg II are one broad line each in the same
+    ±15000 km/s window, so their (row, window) pairs are fitted as one problem.
+
+    Why: a window's fit on the few dozen quasars of a batch that reach it is numpy-call
+    bound (~1 ms an iteration whatever its rows), and every window pays its own 20-odd
+    iterations; stacked, three windows pay them once.  Each pair stays its own row, and
+    the solver's rows are independent, so the answers are those of separate fits (to
+    float rounding of the redshift the pair is fitted at)."""
+    keys, out = {}, []
+    for i, (_, model, _) in enumerate(quasar_models(single, feii)):
+        k = rest_scaled(model)
+        if k not in keys:
+            keys[k] = len(out)
+            out.append([])
+        out[keys[k]].append(i)
+    return tuple(tuple(g) for g in out)

@@ -11,25 +11,12 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+# the linear algebra lives in :mod:`.linear`; its names stay importable from here
+from .linear import _block_inverse, _chi2_of, _reduced, inverse, linear_solve, normal_equations  # noqa: F401,E501
+
 __all__ = ["MAX_ITER", "FTOL", "XTOL", "FULL_STEPS", "inverse", "levenberg_marquardt",
            "linear_solve", "normal_equations", "joint_trial", "projected_trial",
            "choose_augmented"]
-
-
-def normal_equations(prob, J, r, prec, mean, theta):
-    H, g = prob.gram(J, r)
-    diag = np.arange(H.shape[1])
-    H[:, diag, diag] += prec
-    g += prec * (mean - theta)
-    # amplitudes without any weighted pixel: pin them at their current value
-    empty = H[:, diag, diag] <= 1e-30
-    H[:, diag, diag] = np.where(empty, 1.0, H[:, diag, diag])
-    return H, g
-
-
-def _chi2_of(prob, out, theta, prec, mean):
-    data = (prob.w * (prob.y - out) ** 2).sum(1, dtype=np.float64)
-    return data + (prec * (theta - mean) ** 2).sum(1)
 
 
 #: Levenberg–Marquardt iteration cap of a row (see :func:`levenberg_marquardt`)
@@ -43,62 +30,16 @@ XTOL = 0.01
 FULL_STEPS = 3
 #: largest steady shrink factor of the steps counted (what is left ≤ 1 / (1 − r) steps)
 RATE_MAX = 0.9
-
-
-def linear_solve(prob, theta):
-    """θ with its linear parameters (amplitudes, backgrounds, templates) solved exactly at
-    its widths and velocities, the model, the Jacobian blocks and the inverse of the linear
-    parameters' normal matrix: one profile evaluation (erf/exp), the design's gram, a
-    batched inverse and the model assembled from the same profiles.  No prior acts on the
-    linear parameters (:meth:`Problem.prior`) and :meth:`Problem.clamp` bounds only the
-    widths and velocities, so the exact solve is the constrained optimum; an amplitude
-    without any weighted pixel gets 0 (its normal row is the identity), and a 1e-12 relative
-    ridge keeps a degenerate pair (a broad line's core and wings) solvable."""
-    lin = prob.ks
-    profs = prob.profiles(theta)
-    A = prob.linear_design(profs)
-    H, rhs = prob.gram(A, prob.y, limit=lin)
-    d = np.arange(lin)
-    H[:, d, d] += np.where(H[:, d, d] <= 1e-30, 1.0, 1e-12 * H[:, d, d].max(1, keepdims=True))
-    hinv = _block_inverse(H, prob.lin_groups)
-    theta = theta.copy()
-    theta[:, :lin] = np.matmul(hinv, rhs[..., None])[..., 0]
-    out, J = prob.complete(theta, profs, A)
-    return theta, out, J, hinv
-
-
-def _block_inverse(H, groups):
-    """Inverse of a block-diagonal ``H`` whose blocks are the index sets ``groups`` (one
-    set: the plain batched inverse).  The blocks are padded with the identity to the
-    largest and inverted in one batched call (one call per block, six for a galaxy, cost
-    more than the one 15 × 15 inverse they replace)."""
-    if len(groups) == 1 and groups[0].size == H.shape[1]:
-        return inverse(H)
-    q = max(idx.size for idx in groups)
-    pad = np.zeros((len(groups), q), np.int64)
-    valid = np.zeros((len(groups), q), bool)
-    for b, idx in enumerate(groups):
-        pad[b, :idx.size], valid[b, :idx.size] = idx, True
-    both = valid[:, :, None] & valid[:, None, :]                          # (B, q, q)
-    blk = np.where(both, H[:, pad[:, :, None], pad[:, None, :]], 0.0)     # (N, B, q, q)
-    d = np.arange(q)
-    diag = blk[:, :, d, d]
-    blk[:, :, d, d] = np.where(valid, diag, 1.0)
-    inv = inverse(blk.reshape(-1, q, q)).reshape(blk.shape)
-    out = np.zeros_like(H)
-    b, i, j = np.nonzero(both)
-    out[:, pad[b, i], pad[b, j]] = inv[:, b, i, j]
-    return out
-
-
-def _reduced(H, g, hinv, lin):
-    """The normal equations of the widths and velocities with the linear parameters
-    eliminated (the Schur complement S = H_nn − H_nc H_cc⁻¹ H_cn and its gradient):
-    solved with its own damping, their step is Kaufman's variable-projection step."""
-    Hcn = H[:, :lin, lin:]
-    X = np.matmul(hinv, np.concatenate([Hcn, g[:, :lin, None]], axis=2))
-    HnX = np.matmul(Hcn.transpose(0, 2, 1), X)
-    return H[:, lin:, lin:] - HnX[..., :-1], g[:, lin:] - HnX[..., -1]
+#: fewest rows leaving the active set that re-slice it: in the tail a re-slice (and the
+#: evaluation constants made afresh) cost more than carrying a few finished rows along
+RESLICE_MIN = 4
+#: after a rejected step, the next may move the widths and velocities at most this
+#: share of the rejected one's largest move (in errors, :func:`_scaled`), the damping
+#: growing as before.  Why: Nielsen's damping grows from where the accepted steps left it
+#: (often 1e-6 or less), and below ~1e-3 it hardly shortens a step whose length the step
+#: bound set: rows took the same rejected step 4–6 times over (a quarter of all steps
+#: were rejections, half of them repeats), and the slowest rows set every fit's tail
+SHRINK = 0.5
 
 
 def _held_at_bounds(prob, theta, step, M, g):
@@ -172,9 +113,12 @@ class _Rows:
     g_prev: np.ndarray
     fresh: np.ndarray       # the last step was accepted: update ``cor`` from it
     aug: np.ndarray         # the next step uses S + cor (NL2SOL's switch)
+    #: longest width / velocity step allowed (scaled, :func:`_within`); None: no limit
+    radius: np.ndarray | None = None
 
     def take(self, keep):
-        return _Rows(**{f.name: ([b[keep] for b in v] if isinstance(v, list) else v[keep])
+        return _Rows(**{f.name: ([b[keep] for b in v] if isinstance(v, list) else
+                                 None if v is None else v[keep])
                         for f in fields(self) for v in (getattr(self, f.name),)})
 
 
@@ -242,9 +186,25 @@ def _reduced_step(prob, st: _Rows, M, hd, gr):
     step = np.linalg.solve(Md, gr[..., None])[..., 0]
     step = _held_at_bounds(prob, st.th, step, Md, gr)
     trial = st.th.copy()
-    trial[:, lin:] += step * prob.step_bound(st.th, step)[:, None]
+    trial[:, lin:] += step * np.minimum(prob.step_bound(st.th, step),
+                                        _within(st, step, hd[:, lin:]))[:, None]
     trial = prob.clamp(trial)
     return trial, trial[:, lin:] - st.th[:, lin:]
+
+
+def _scaled(step, hd):
+    """Largest move of a width / velocity ``step`` in units of its error (1/√H_ii)."""
+    return (np.abs(step) * np.sqrt(hd)).max(1)
+
+
+def _within(st: _Rows, step, hd):
+    """(N,) factor ≤ 1 that shortens each row's width / velocity ``step`` to its
+    :attr:`_Rows.radius` (:func:`_scaled` units)."""
+    if st.radius is None:
+        return np.ones(step.shape[0])
+    size = _scaled(step, hd)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(size > st.radius, st.radius / size, 1.0)
 
 
 def _predicted(gr, dnl, S, cor):
@@ -306,6 +266,10 @@ def _accept(prob, st: _Rows, t: _Trial, hd, ftol, xtol, projected):
     # overflow; at 1e10 × S_ii its steps are ~0 and the step test ends it (a NaN row
     # never passes a test: it runs to the cap and is flagged)
     st.lam = np.minimum(np.maximum(lam, 1e-15), 1e10)
+    # a rejected step's successor is at most SHRINK as long (see :data:`SHRINK`)
+    if st.radius is not None and projected:
+        moved = _scaled(t.dnl, hd[:, prob.ks:])
+        st.radius = np.where(better | (moved == 0), np.inf, SHRINK * moved)
     return small_f | small_x
 
 
@@ -327,11 +291,11 @@ def levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, x
     Why per row: a fixed 5 iterations left real SDSS quasars' broad-line windows far from
     their minimum (docs/lines.md "Convergence", with its commands), while galaxies
     converge in a few.  Rows that have converged leave the active set (the problem is
-    re-sliced when a tenth of its rows have left), so they stop costing.  Returns
-    (θ, model, Jacobian blocks, iterations per row, converged per row); a row still
-    moving at ``max_iter`` comes back with ``converged`` False.  A row creeping along a
-    flat direction (a weak line's width) shrinks its steps by a steady factor r, so the
-    tests are on what is left, ≈ step / (1 − r) (r ≤ :data:`RATE_MAX`)."""
+    re-sliced when a tenth of its rows, at least :data:`RESLICE_MIN`, have left), so they
+    stop costing.  Returns (θ, model, Jacobian blocks, iterations per row, converged per
+    row); a row still moving at ``max_iter`` comes back with ``converged`` False.  A row
+    creeping along a flat direction (a weak line's width) shrinks its steps by a steady
+    factor r, so the tests are on what is left, ≈ step / (1 − r) (r ≤ :data:`RATE_MAX`)."""
     n, lin = prob.n, prob.ks
     full_steps = FULL_STEPS if prob.model.full_steps is None else prob.model.full_steps
     dg = np.arange(prob.np)
@@ -345,7 +309,7 @@ def levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, x
     st = _Rows(th=theta, o=out, Jb=J, c2=chi2, hi=hinv, pr=prec, mu=mean,
                lam=np.full(n, 1e-3), nu=np.full(n, 2.0), last=np.zeros(n),
                cor=np.zeros((n, nn, nn)), s_prev=np.zeros((n, nn)), g_prev=np.zeros((n, nn)),
-               fresh=np.zeros(n, bool), aug=np.zeros(n, bool))
+               fresh=np.zeros(n, bool), aug=np.zeros(n, bool), radius=np.full(n, np.inf))
     sub = prob
 
     def put(sel):                                 # write rows ``sel`` of the active set back
@@ -372,30 +336,10 @@ def levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, x
         k = int(alive.sum())
         if k == 0:
             break
-        if k <= 0.9 * sub.n:                      # re-slice: converged rows stop costing
+        if sub.n - k >= max(0.1 * sub.n, RESLICE_MIN):   # re-slice: converged rows stop costing
             keep = np.nonzero(alive)[0]
             sub, st = sub.take(keep), st.take(keep)
             act, alive = act[keep], np.ones(k, bool)
     if alive.any():
         put(alive)
     return theta, out, J, n_done, conv
-
-
-def inverse(H):
-    """Batched inverse; the rare singular matrix (a degenerate fit) gets a pseudo-inverse.
-    Through torch where it is installed: 1.6× numpy's batched inverse on these shapes."""
-    try:
-        import torch
-    except ImportError:                                   # pragma: no cover
-        torch = None
-    if torch is not None:
-        inv, info = torch.linalg.inv_ex(torch.from_numpy(np.ascontiguousarray(H, float)))
-        out, bad = inv.numpy(), np.nonzero(info.numpy())[0]
-    else:
-        try:
-            return np.linalg.inv(H)
-        except np.linalg.LinAlgError:
-            out, bad = np.empty_like(H), np.arange(H.shape[0])
-    for k in bad:
-        out[k] = np.linalg.pinv(H[k])
-    return out
