@@ -29,6 +29,7 @@ import numpy as np
 
 from ..rowstats import median_snr, running_median
 from .fit import prepare
+from .frames import Scratch
 from .zfind import FIT_KEYS
 
 __all__ = ["QSO_TEMPLATE_ERROR", "with_template_error", "needs_template_error",
@@ -101,6 +102,11 @@ def needs_template_error(spectype: np.ndarray, chi2: np.ndarray, ngood: np.ndarr
     return (np.asarray(spectype) == "QSO") & (np.asarray(chi2) > chi2_ratio * np.asarray(ngood))
 
 
+#: memory for the refit's fit products, reused batch after batch (dead once the refit
+#: returns; fresh pages each batch were system time of their own)
+_REFIT = Scratch()
+
+
 def refit_template_limited(batch, bad, bases, todo, sol, opt, sigma, ngood, fit_rows) -> None:
     """Rows (``todo``, solutions ``sol``, in place) whose QSO fit is limited by the template:
     the QSO z is refined again within ±``opt.template_error_halfwidth`` pixels on
@@ -119,7 +125,7 @@ def refit_template_limited(batch, bad, bases, todo, sol, opt, sigma, ngood, fit_
         return
     pos, rows = pos[keep], todo[pos[keep]]
     sub = prepare(flux[keep], with_template_error(flux[keep], ivar[keep], eps, level=lev[keep],
-                                                  iv=iv[keep]), bad[keep])
+                                                  iv=iv[keep]), bad[keep], scratch=_REFIT)
     k = len(rows)
     res = fit_rows(sub, bases, np.arange(k), np.full(k, "QSO", "U6"), sol["z"][pos],
                    np.full(k, opt.template_error_halfwidth), opt,
