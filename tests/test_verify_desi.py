@@ -194,3 +194,19 @@ def test_real_desi_galaxy_reached_through_speccznet_reach():
     off = verify_catalog(batch, table, Candidates(cands.z, cands.spectype))
     assert on["SPECTYPE"][0] == "GALAXY" and _dv(on["Z"][0], zref) < 1000
     assert not (off["SPECTYPE"][0] == "GALAXY" and _dv(off["Z"][0], zref) < 1000)
+
+
+def test_template_error_level_same_numbers_from_float32_flux():
+    """F from float32 flux (filtered as float32) is the float64 filter's, bit for bit, NaN
+    included; flux with an infinity takes the float64 path (inf → the float64 max)."""
+    from specsift.rowstats import running_median
+    from specsift.verify.template_error import _level
+    rng = np.random.default_rng(3)
+    flux = rng.normal(5.0, 3.0, (6, 301)).astype(np.float32)
+    flux[1, 40:47] = np.nan
+    want = np.abs(running_median(np.nan_to_num(flux.astype(np.float64)), 15))
+    got = _level(flux, 15)
+    assert got.dtype == np.float64 and np.array_equal(got, want)
+    flux[2, 100] = np.inf
+    big = _level(flux, 1)
+    assert big[2, 100] == np.finfo(np.float64).max

@@ -89,9 +89,17 @@ def _median_above_one(level: np.ndarray, iv: np.ndarray, good: np.ndarray) -> np
 
 
 def _level(flux: np.ndarray, smooth: int) -> np.ndarray:
-    """F: |running median| of the flux over ``smooth`` pixels (narrow absorbers do not set it)."""
-    f = np.nan_to_num(np.asarray(flux, np.float64))
-    return np.abs(running_median(f, smooth))   # scipy's 1-D path, ~1/6 of its (N, P) one
+    """F (float64): |running median| of the flux over ``smooth`` pixels (narrow absorbers do
+    not set it); scipy's 1-D path (:func:`specsift.rowstats.running_median`).
+
+    Float32 flux without infinities is filtered as float32: a median of an odd count is one
+    of its values and float32 → float64 keeps their order, so F is the same numbers, ≈ 20 %
+    faster (the filter is most of the refit's own cost on bright quasars).  NaN → 0 either
+    way; ±inf → ±(float64 max) as before, hence float64 where the flux has any."""
+    f = np.asarray(flux)
+    if f.dtype == np.float32 and not np.isinf(f).any():
+        return np.abs(running_median(np.nan_to_num(f), smooth)).astype(np.float64)
+    return np.abs(running_median(np.nan_to_num(np.asarray(f, np.float64)), smooth))
 
 
 def needs_template_error(spectype: np.ndarray, chi2: np.ndarray, ngood: np.ndarray,
