@@ -49,7 +49,12 @@ def with_template_error(flux: np.ndarray, ivar: np.ndarray, eps: float,
     :func:`_clean_ivar` of ``ivar`` already computed."""
     iv = _clean_ivar(ivar) if iv is None else iv
     lev = _level(flux, smooth) if level is None else level
-    return (iv / (1.0 + iv * (eps * lev) ** 2)).astype(np.float32)
+    t = eps * lev                      # in place from here: the same operations, in order,
+    np.square(t, out=t)                # as iv / (1 + iv·(ε·F)²), without four temporaries
+    t *= iv
+    t += 1.0
+    np.divide(iv, t, out=t)
+    return t.astype(np.float32)
 
 
 def template_error_dominates(flux: np.ndarray, ivar: np.ndarray, good: np.ndarray, eps: float,
@@ -64,7 +69,9 @@ def template_error_dominates(flux: np.ndarray, ivar: np.ndarray, good: np.ndarra
 
 def _clean_ivar(ivar: np.ndarray) -> np.ndarray:
     """ivar in float64, NaN → 0, inf → the float64 max, negative → 0: what both read."""
-    return np.nan_to_num(np.asarray(ivar, np.float64)).clip(0, None)
+    iv = np.array(ivar, np.float64)    # a copy: cleaned in place, as nan_to_num + clip would
+    np.nan_to_num(iv, copy=False)
+    return np.clip(iv, 0, None, out=iv)
 
 
 def _median_above_one(level: np.ndarray, iv: np.ndarray, good: np.ndarray) -> np.ndarray:
