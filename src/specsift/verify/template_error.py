@@ -82,7 +82,8 @@ def _median_above_one(level: np.ndarray, iv: np.ndarray, good: np.ndarray) -> np
     with n good values of which c exceed 1, both middle ones (sorted positions ⌊(n−1)/2⌋ and
     ⌊n/2⌋) exceed 1 when ⌊(n−1)/2⌋ ≥ n − c, and neither does when ⌊n/2⌋ < n − c (their
     mean is then > 1, resp. ≤ 1, in floating point too: rounding is monotone).  Only a row
-    with exactly half of an even count above 1 needs the middle values: ``median_snr``."""
+    with exactly half of an even count above 1 needs the middle values: ``median_snr``.
+    ``level`` and ``iv`` finite (as :func:`_level` and :func:`_clean_ivar` give them)."""
     good = np.asarray(good, bool)
     sn = np.abs(level) * np.sqrt(np.where(good, iv, 0.0))
     n = np.count_nonzero(good, axis=1)
