@@ -1,13 +1,16 @@
 """Where the verification stage's CPU time goes, on the simulated store of predict_speed.py.
 
-    .venv/bin/python benchmarks/verify_profile.py [--n 2000] [--reps 3]
+    .venv/bin/python benchmarks/verify_profile.py [--n 2000] [--reps 3] [--fits 400]
 
 Prints two tables (µs per spectrum, medians of ``--reps`` passes over the store after one
 warm pass, one thread): the stage's steps (:func:`specsift.verify.stage._verify`'s calls), and
 its χ² scans by kind (who called :func:`specsift.verify.fit.scan`, with how many shifts, on
 how many pixels, with how many templates), with rows scanned and µs per row, so that a
 change can be judged by what it costs per call and per row.  Timers wrap the functions
-where the stage looks them up; the answers are those of an untimed run.
+where the stage looks them up; the answers are those of an untimed run.  ``--fits N``: the
+same tables on N SDSS spec files instead (copies of the 8 real ones in ../shared/data/sdss,
+one batch, as ``predict_speed.py --fits`` reads them): bright galaxies and quasars, where the
+template-error refit and the STAR check weigh more than on the simulated store.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _predict_common import sim_store  # noqa: E402
+from predict_speed import fits_copies  # noqa: E402
 
 STEPS = ("prepare", "solve", "full_range_candidates", "solve again (rescued rows)",
          "refit_template_limited", "_star_check", "star_subtypes")
@@ -42,7 +46,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--fits", type=int, default=0, metavar="N",
+                    help="profile N SDSS spec files instead of the simulated store")
     a = ap.parse_args()
+    import tempfile
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -56,7 +63,11 @@ def main() -> None:
     threadpool_limits(1, "blas")
     model = load_model("gasnet").prepare("cpu", 1)
     items = []
-    for unit in plan_units([sim_store(a.n)], 1024):
+    tmp = tempfile.TemporaryDirectory()
+    source = (fits_copies(Path(tmp.name) / "fits", a.fits, "spec-*.fits") if a.fits
+              else sim_store(a.n))
+    label = f"{a.fits} SDSS spec files" if a.fits else "simulated spectra"
+    for unit in plan_units([source], 1024):
         for _, batch in iter_unit(unit, 1024, model.grid):
             b = model.check_batch(batch)
             with torch.inference_mode():
@@ -96,7 +107,8 @@ def main() -> None:
     def med(i, k):
         return 1e6 * float(np.median([run[i].get(k, 0.0) for run in runs])) / n
     tot = 1e6 * float(np.median([run[0] for run in runs])) / n
-    print(f"{n} simulated spectra, gasnet candidates, one thread; medians of {a.reps} passes\n")
+    tmp.cleanup()
+    print(f"{n} {label}, gasnet candidates, one thread; medians of {a.reps} passes\n")
     print("| verify step | µs / spectrum | share |\n|---|---|---|")
     for s in STEPS:
         print(f"| {s} | {med(1, s):.0f} | {100 * med(1, s) / tot:.0f}% |")

@@ -86,6 +86,29 @@ def test_template_error_dominates_only_above_s_n_one_over_eps():
     assert not template_error_dominates(flux, ivar, good, 0.068)[0]
 
 
+
+def test_median_test_without_sort_is_the_median_s_n_test():
+    """The refit's count-based test (``_median_above_one``) gives ``median_snr(...) > 1``
+    on every row: random rows, rows without good pixels, odd and even counts, and the
+    exact ties (half of an even count above 1) whose middle values decide."""
+    from specsift.rowstats import median_snr
+    from specsift.verify.template_error import _median_above_one
+    rng = np.random.default_rng(5)
+    level = rng.lognormal(0.0, 0.6, (400, 64))
+    iv = rng.uniform(0.3, 2.0, (400, 64))
+    good = rng.random((400, 64)) > 0.3
+    good[:5] = False                                   # no good pixel: median 0
+    good[5:10, 1:] = False                             # one good pixel
+    for i in range(10, 60):                            # ties: 4 good, 2 above 1
+        good[i] = False
+        good[i, :4] = True
+        iv[i, :4] = 1.0
+        level[i, :4] = [0.2, 0.9, 1.0 + 0.1 * (i % 3), 3.0] if i % 2 else [0.5, 0.99, 1.005, 7]
+    want = median_snr(level, iv, good) > 1.0
+    got = _median_above_one(level, iv, good)
+    assert got.tolist() == want.tolist()
+    assert 0 < want[10:60].sum() < 50 and want.any() and not want.all()
+
 def _qso_batch(shift: float, trough: bool, sigma: float = 0.1):
     flux, ivar = _template_spectrum("QSO", shift, [1.0, 0.3, -0.2, 0.1])
     flux = (flux + np.random.default_rng(3).normal(0, sigma, flux.size)).astype(np.float32)
@@ -171,3 +194,19 @@ def test_real_desi_galaxy_reached_through_speccznet_reach():
     off = verify_catalog(batch, table, Candidates(cands.z, cands.spectype))
     assert on["SPECTYPE"][0] == "GALAXY" and _dv(on["Z"][0], zref) < 1000
     assert not (off["SPECTYPE"][0] == "GALAXY" and _dv(off["Z"][0], zref) < 1000)
+
+
+def test_template_error_level_same_numbers_from_float32_flux():
+    """F from float32 flux (filtered as float32) is the float64 filter's, bit for bit, NaN
+    included; flux with an infinity takes the float64 path (inf → the float64 max)."""
+    from specsift.rowstats import running_median
+    from specsift.verify.template_error import _level
+    rng = np.random.default_rng(3)
+    flux = rng.normal(5.0, 3.0, (6, 301)).astype(np.float32)
+    flux[1, 40:47] = np.nan
+    want = np.abs(running_median(np.nan_to_num(flux.astype(np.float64)), 15))
+    got = _level(flux, 15)
+    assert got.dtype == np.float64 and np.array_equal(got, want)
+    flux[2, 100] = np.inf
+    big = _level(flux, 1)
+    assert big[2, 100] == np.finfo(np.float64).max

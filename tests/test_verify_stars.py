@@ -284,3 +284,32 @@ def test_star_subtypes_at_names_any_rows_of_a_batch_as_each_alone():
     assert got[1][0] == "K" and got[0][0] == "A"
     assert got[0] in {s.split()[0] for s in bases_for(DEFAULT_GRID.loglam)["STAR"].star_names}
     assert len(star_subtypes_at(batch, [], [])) == 0
+
+
+def test_reused_products_memory_leaves_no_trace_between_calls(monkeypatch):
+    """The SUBTYPE fit and the STAR check hold their products in reused memory
+    (``subtype._RESTRICTED``, ``starcheck._BINNED_SCRATCH``): a call after a larger one
+    with other stars (whose products are still in that memory) gives the same names and
+    Δχ² as in fresh memory."""
+    from specsift.verify import starcheck, subtype
+    from specsift.verify.frames import Scratch
+    names = ["A0", "F5", "G2", "K3", "M2"]
+    stars = [_named_star(n, 2.0 + k, seed=k) for k, n in enumerate(names)]
+    b = stars[0][2]
+    batch = SpectraBatch(DEFAULT_GRID.loglam, np.stack([s[0] for s in stars]),
+                         np.stack([s[1] for s in stars]))
+    batch.meta["SURVEY"] = ["SDSS"] * len(names)
+    prep = prepare(batch.flux, batch.ivar, batch.mask)
+    bases = bases_for(batch.loglam)
+
+    def both(rows):
+        rows = np.asarray(rows)
+        return (star_subtypes(batch, b, rows, 2.0 + rows, prep).tolist(),
+                star_beats_winner(prep, bases, rows, np.full(len(rows), "QSO"),
+                                  np.full(len(rows), 900.0), 15, 25.0)[1].tolist())
+    both([0, 1, 2, 3, 4])                       # fills the reused memory with all five
+    after = both([4, 2])
+    monkeypatch.setattr(subtype, "_RESTRICTED", Scratch())
+    monkeypatch.setattr(starcheck, "_BINNED_SCRATCH", Scratch())
+    assert after == both([4, 2])
+    assert after[0] == ["M2", "G2"]

@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from .fit import NPOLY, bin_basis, bin_sums, legendre, prepare, scan
+from .frames import Scratch
 from .resolution import convolved
 from .templates import bases_for
 
@@ -197,9 +198,16 @@ def _binned(prep, rows, npoly: int, factor: int):
     polynomial products instead of after them costs a quarter (the products were 3/4 of
     the check's time).  Taken from the stage's own products (weights 0 where masked, flux
     scaled; χ² comparisons do not depend on the scale).  Bins start at pixel 0, as
-    :func:`.fit.bin_basis` expects."""
+    :func:`.fit.bin_basis` expects.  Held in :data:`_BINNED_SCRATCH` (valid until the next
+    call)."""
     nb = prep.npix // factor
     wb = bin_sums(prep.w[rows], nb, factor)
     wfb = bin_sums(prep.x3[rows, prep.npoly - 1], nb, factor)
     fb = np.divide(wfb, wb, out=np.zeros_like(wfb), where=wb > 0)
-    return prepare(fb, wb, wb <= 0, npoly=npoly)
+    return prepare(fb, wb, wb <= 0, npoly=npoly, scratch=_BINNED_SCRATCH)
+
+
+#: memory for :func:`_binned`'s products (17 rows of ~500 bins a spectrum, 256 spectra a
+#: chunk: ~9 MB), reused chunk after chunk: each chunk's are dead once its two scans return,
+#: and fresh pages every chunk were system time of their own
+_BINNED_SCRATCH = Scratch()
