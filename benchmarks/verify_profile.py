@@ -50,6 +50,7 @@ def main() -> None:
                     help="profile N SDSS spec files instead of the simulated store")
     a = ap.parse_args()
     import tempfile
+
     import torch
     from threadpoolctl import threadpool_limits
 
