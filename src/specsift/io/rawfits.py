@@ -22,116 +22,25 @@ from __future__ import annotations
 
 import math
 import os
-import re
 
 import numpy as np
 
 from .bintable import table_fields
+from .fitscards import (
+    RawFitsError,
+    RawHeader,
+    mandatory_values,
+    names_and_layouts,
+    parse_value,
+)
 
 __all__ = ["RawFitsError", "RawHeader", "RawHDU", "RawFits", "parse_value", "layout"]
 
 BLOCK = 2880
 _END = b"END" + b" " * 77
-_INT = re.compile(rb"[+-]?\d+\Z")
-_FLOAT = re.compile(rb"[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?\Z")
 _BITPIX = (8, 16, 32, 64, -32, -64)
 #: most cards a header may have here (astropy has no limit; real SDSS headers: ≤ 500)
 MAX_CARDS = 20000
-#: a card seen as (keyword + '= ', rest) and as (first 4 bytes, rest)
-_KEY10 = np.dtype([("k", "S10"), ("r", "V70")])
-_HEAD4 = np.dtype([("p", "=u4"), ("r", "V76")])
-#: first 4 bytes of the cards that describe a table's columns (see :func:`layout`)
-_LAYOUT_HEADS = np.array(sorted(np.frombuffer(p, "=u4")[0] for p in
-                                (b"TFIE", b"TTYP", b"TFOR", b"TZER", b"TSCA", b"TDIM")), "=u4")
-
-
-class RawFitsError(ValueError):
-    """Not a file for the fast path (read it with astropy instead)."""
-
-
-def parse_value(field: bytes):
-    """The value of a card's value field (bytes 11–80) as astropy gives it: str (trailing
-    blanks dropped, '' → '), bool, int or float; anything else raises RawFitsError."""
-    s = field.lstrip()
-    if s[:1] == b"'":
-        parts, i = [], 1
-        while True:
-            j = s.find(b"'", i)
-            if j < 0:
-                raise RawFitsError("unterminated string value")
-            if s[j + 1:j + 2] == b"'":
-                parts.append(s[i:j + 1])
-                i = j + 2
-                continue
-            parts.append(s[i:j])
-            rest = s[j + 1:]
-            break
-        try:
-            value = b"".join(parts).decode("ascii").rstrip()
-        except UnicodeDecodeError:
-            raise RawFitsError("non-ASCII string value") from None
-    else:
-        k = s.find(b"/")
-        tok, rest = (s, b"") if k < 0 else (s[:k], s[k:])
-        tok = tok.strip()
-        if tok == b"T" or tok == b"F":
-            value = tok == b"T"
-        elif _INT.match(tok):
-            value = int(tok)
-        elif _FLOAT.match(tok):
-            value = float(tok.replace(b"D", b"E").replace(b"d", b"e"))
-        else:
-            raise RawFitsError(f"value {tok[:20]!r} is not a plain number or logical")
-    rest = rest.strip()
-    if rest and rest[:1] != b"/":
-        raise RawFitsError("text after a value that is not a comment")
-    return value
-
-
-class RawHeader:
-    """One header's cards (bytes up to END), with ``get``/``in``/``[]`` like astropy's Header
-    for value cards; the first card of a repeated keyword wins, as in astropy.  A lookup is
-    one comparison over the cards' keywords; :meth:`index` makes many lookups cheap."""
-
-    __slots__ = ("raw", "ncards", "_index")
-
-    def __init__(self, raw: bytes):
-        self.raw = raw
-        self.ncards = len(raw) // 80
-        self._index: dict[bytes, int] | None = None
-
-    def index(self) -> dict[bytes, int]:
-        """{keyword: first value card} (built once)."""
-        if self._index is None:
-            cards = np.frombuffer(self.raw, dtype=[("k", "S8"), ("e", "S2"), ("v", "V70")])
-            keys, eq = cards["k"].tolist(), (cards["e"] == b"= ").tolist()
-            index: dict[bytes, int] = {}
-            for i in range(len(keys) - 1, -1, -1):     # backwards: the first card wins
-                if eq[i]:
-                    index[keys[i].rstrip()] = i
-            self._index = index
-        return self._index
-
-    def _find(self, key: bytes) -> int | None:
-        if self._index is not None:
-            return self._index.get(key)
-        if len(key) > 8:
-            return None
-        hit = np.flatnonzero(np.frombuffer(self.raw, _KEY10)["k"] == key.ljust(8) + b"= ")
-        return int(hit[0]) if hit.size else None
-
-    def __contains__(self, key: str) -> bool:
-        return self._find(key.encode("ascii")) is not None
-
-    def get(self, key: str, default=None):
-        i = self._find(key.encode("ascii"))
-        return default if i is None else parse_value(self.raw[80 * i + 10:80 * i + 80])
-
-    def __getitem__(self, key: str):
-        i = self._find(key.encode("ascii"))
-        if i is None:
-            raise KeyError(key)
-        return parse_value(self.raw[80 * i + 10:80 * i + 80])
 
 
 class RawHDU:
@@ -193,30 +102,6 @@ def layout(hdu: RawHDU) -> tuple[dict, int, dict]:
     if hit[1] != hdu.dims[0]:
         raise RawFitsError(f"HDU {hdu.index}: TFORMn add up to {hit[1]}, NAXIS1 {hdu.dims[0]}")
     return hit
-
-
-def _rest(width: int) -> bytes:
-    """Regex for the ``width`` bytes after a value: blanks, or blanks, '/' and a comment."""
-    return b"(?: {%d}|" % width + b"|".join(b" {%d}/[ -~]{%d}" % (k, width - 1 - k)
-                                            for k in range(width)) + b")"
-
-
-_INT_CARD = b"= ([ +\\d-]{20})" + _rest(50)
-_MANDATORY: dict[tuple[bool, int], re.Pattern] = {}
-
-
-def _mandatory(ext: bool, naxis: int) -> re.Pattern:
-    """The header's first cards, which the standard fixes (§4.4.1): SIMPLE or XTENSION,
-    BITPIX, NAXIS, NAXISn (and PCOUNT, GCOUNT for an extension), each in fixed format."""
-    pat = _MANDATORY.get((ext, naxis))
-    if pat is None:
-        keys = [b"BITPIX", b"NAXIS"] + [b"NAXIS%d" % (i + 1) for i in range(naxis)]
-        keys += [b"PCOUNT", b"GCOUNT"] if ext else []
-        first = (b"XTENSION= '(BINTABLE|IMAGE   |TABLE   )'" + _rest(60) if ext
-                 else b"SIMPLE  = {20}T()" + _rest(50))
-        pat = re.compile(first + b"".join(k.ljust(8) + _INT_CARD for k in keys), re.DOTALL)
-        _MANDATORY[(ext, naxis)] = pat
-    return pat
 
 
 class RawFits:
@@ -302,17 +187,17 @@ class RawFits:
 
     def _walk(self) -> list[RawHDU]:
         """Header after header: END, the mandatory cards, the data size, the next header."""
-        hdus, pos, starts = [], 0, [0]
+        hdus, pos = [], 0
         while pos < self.size:
             k = len(hdus)
             buf, end = self._header_at(pos, k)
             naxis = buf[170:190].strip()
             if not naxis.isdigit() or int(naxis) > 999:
                 raise RawFitsError(f"HDU {k}: NAXIS {naxis[:20]!r}")
-            m = _mandatory(k > 0, int(naxis)).match(buf, 0, end)
-            if m is None:
+            groups = mandatory_values(buf, end, k > 0, int(naxis))
+            if groups is None:
                 raise RawFitsError(f"HDU {k}: mandatory keywords not in the standard's form")
-            xtension, bitpix, _, *dims = m.groups()
+            xtension, bitpix, _, *dims = groups
             bitpix, dims = int(bitpix), list(map(int, dims))
             if k:
                 if dims[-2:] != [0, 1]:             # a heap or groups: astropy's job
@@ -330,36 +215,17 @@ class RawFits:
                 raise RawFitsError(f"HDU {k}: truncated")
             hdus.append(RawHDU(buf[:end], span, k, dims, data, size,
                                xtension == b"BINTABLE"))
-            starts.append(starts[-1] + end // 80)
-        self._starts = starts                    # each header's first card in them all
         return hdus
 
     def _names_and_layouts(self) -> None:
-        """Every HDU's EXTNAME and table layout key from one pass over all headers' cards
-        (searching header by header costs more than the walk: headers are mostly blanks);
-        then every binary table's layout is checked (:func:`layout`)."""
-        hdus = self.hdus
-        joined = b"".join(h._raw for h in hdus)
-        starts = np.array(self._starts)
-        hits = np.flatnonzero(np.frombuffer(joined, _KEY10)["k"] == b"EXTNAME = ")
-        seen = set()
-        owners = (np.searchsorted(starts, hits, side="right") - 1).tolist()
-        for k, card in zip(owners, hits.tolist()):
-            if k in seen:                          # the first EXTNAME card counts
-                continue
-            seen.add(k)
-            value = parse_value(joined[80 * card + 10:80 * card + 80])
-            if value:
-                hdus[k].name = str(value).strip().upper()
-        heads = np.frombuffer(joined, _HEAD4)["p"]
-        at = np.searchsorted(_LAYOUT_HEADS, heads)
-        at[at == _LAYOUT_HEADS.size] = 0
-        cards = np.flatnonzero(_LAYOUT_HEADS[at] == heads)
-        picked = np.frombuffer(joined, "V80")[cards].tobytes()
-        bounds = np.searchsorted(cards, starts).tolist()
-        for k, hdu in enumerate(hdus):
+        """Every HDU's EXTNAME and table layout key (:func:`.fitscards.names_and_layouts`),
+        then every binary table's layout checked (:func:`layout`)."""
+        names, keys = names_and_layouts([h._raw for h in self.hdus])
+        for hdu, name, key in zip(self.hdus, names, keys):
+            if name:
+                hdu.name = name
             if hdu.is_table:
-                hdu._layout_key = picked[80 * bounds[k]:80 * bounds[k + 1]]
+                hdu._layout_key = key
                 layout(hdu)
 
     def find(self, name: str) -> RawHDU | None:
