@@ -67,10 +67,8 @@ def assemble(natives: list[Native], grid: LogGrid | None) -> SpectraBatch:
     flags = np.zeros(n, np.int32)
     lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
     for row, (nat, k) in enumerate(zip(natives, offsets)):
-        f, iv, m = _sanitised(nat, flags[row:row + 1])
-        if m.all():
-            first = last = None
-        else:
+        f, iv, m, empty = _sanitised(nat, flags[row:row + 1])
+        if not empty:
             first, last = int(m.argmin()), m.size - 1 - int(m[::-1].argmin())
             lo[row], hi[row] = 10.0 ** nat.loglam[[first, last]]
         a, b = max(k, 0), min(k + f.size, size)          # grid pixels the file covers
@@ -105,21 +103,24 @@ def _offsets(natives: list[Native], grid: LogGrid | None) -> list[int | None]:
 
 
 def _sanitised(nat: Native, flags: np.ndarray):
-    """(flux, ivar, mask) of one file after :func:`~specsift.spectra.sanitise` (its flags
+    """(flux, ivar, mask, all masked?) of one file after :func:`~specsift.spectra.sanitise` (its flags
     into ``flags`` (1,), its warning naming the file); a clean spectrum (finite, ivar ≥ 0:
     nearly all) takes a shorter way to the same arrays."""
     f, iv = nat.flux, nat.ivar
-    m = np.zeros(f.size, bool) if nat.mask is None else nat.mask
-    if np.isfinite(f).all() and np.isfinite(iv).all() and not (iv < 0).any():
-        m = m | (iv <= 0)
-        if m.all():
+    # sums: finite only when every value is (an overflow of finite values takes the long
+    # way, which gives the same arrays); three reductions where six calls checked
+    if np.isfinite(f.sum()) and np.isfinite(iv.sum()) and iv.min() >= 0:
+        m = iv <= 0 if nat.mask is None else nat.mask | (iv <= 0)
+        empty = bool(m.all())
+        if empty:
             flags |= InputFlag.NO_GOOD_PIXELS
             warnings.warn(sanitise_message(str(nat.path), 1), stacklevel=3)
-        return f, np.where(m, np.float32(0), iv), m
+        return f, np.where(m, np.float32(0), iv), m, empty
+    m = np.zeros(f.size, bool) if nat.mask is None else nat.mask
     f2, iv2, m2, bad = sanitise(f[None], iv[None], m[None], flags)
     if bad:
         warnings.warn(sanitise_message(str(nat.path), bad), stacklevel=3)
-    return f2[0], iv2[0], m2[0]
+    return f2[0], iv2[0], m2[0], bool(m2[0].all())
 
 
 def _meta(natives: list[Native]):

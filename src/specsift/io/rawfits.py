@@ -20,7 +20,6 @@ Used by :func:`specsift.io.sdss.quick`.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -29,7 +28,7 @@ from .bintable import table_fields
 from .fitscards import (
     RawFitsError,
     RawHeader,
-    mandatory_values,
+    header_shape,
     names_and_layouts,
     parse_value,
 )
@@ -38,7 +37,6 @@ __all__ = ["RawFitsError", "RawHeader", "RawHDU", "RawFits", "parse_value", "lay
 
 BLOCK = 2880
 _END = b"END" + b" " * 77
-_BITPIX = (8, 16, 32, 64, -32, -64)
 #: most cards a header may have here (astropy has no limit; real SDSS headers: ≤ 500)
 MAX_CARDS = 20000
 
@@ -191,30 +189,13 @@ class RawFits:
         while pos < self.size:
             k = len(hdus)
             buf, end = self._header_at(pos, k)
-            naxis = buf[170:190].strip()
-            if not naxis.isdigit() or int(naxis) > 999:
-                raise RawFitsError(f"HDU {k}: NAXIS {naxis[:20]!r}")
-            groups = mandatory_values(buf, end, k > 0, int(naxis))
-            if groups is None:
-                raise RawFitsError(f"HDU {k}: mandatory keywords not in the standard's form")
-            xtension, bitpix, _, *dims = groups
-            bitpix, dims = int(bitpix), list(map(int, dims))
-            if k:
-                if dims[-2:] != [0, 1]:             # a heap or groups: astropy's job
-                    raise RawFitsError(f"HDU {k}: PCOUNT / GCOUNT {dims[-2:]}")
-                del dims[-2:]
-            elif dims and dims[0] == 0:
-                raise RawFitsError("random groups")
-            if bitpix not in _BITPIX or (dims and min(dims) < 0):
-                raise RawFitsError(f"HDU {k}: BITPIX {bitpix} / NAXISn {dims}")
-            size = abs(bitpix) // 8 * math.prod(dims) if dims else 0
+            is_table, dims, size = header_shape(buf, end, k)
             data = -(-(pos + end + 80) // BLOCK) * BLOCK
             span = (pos, pos + end)
             pos = data + -(-size // BLOCK) * BLOCK
             if pos > self.size:
                 raise RawFitsError(f"HDU {k}: truncated")
-            hdus.append(RawHDU(buf[:end], span, k, dims, data, size,
-                               xtension == b"BINTABLE"))
+            hdus.append(RawHDU(buf[:end], span, k, list(dims), data, size, is_table))
         return hdus
 
     def _names_and_layouts(self) -> None:

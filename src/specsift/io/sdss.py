@@ -73,7 +73,7 @@ def snap_loglam(loglam: np.ndarray, step: float = 1e-4) -> np.ndarray:
     if loglam.size > 1 and loglam.ndim == 1 and loglam.dtype.kind == "f":
         key = (round(float(loglam[0]) / step), loglam.size, step, loglam.dtype)
         seen = _SNAPPED.get(key)                 # pixels equal to a file's already snapped
-        if seen is not None and np.array_equal(seen[0], loglam):
+        if seen is not None and bool((seen[0] == loglam).all()):   # same shape: the key
             return seen[1]
     ll = np.asarray(loglam, np.float64)
     if not ll.size:
@@ -146,7 +146,13 @@ def _native(path: Path, columns: dict, labels: dict, hdr, spall: bool) -> Native
     mask = None
     if "and_mask" in columns:
         bits = -1 if os.environ.get("SDSS_AND_MASK", "bad").lower() == "all" else BAD_AND_MASK
-        mask = (np.asarray(columns["and_mask"]).astype(np.int64) & bits) != 0
+        and_mask = np.asarray(columns["and_mask"])
+        if and_mask.dtype.kind == "i" and and_mask.dtype.itemsize == 4:
+            # SDSS's 32-bit column (TFORM J) as stored: the bits land where the int64 copy
+            # put them, one copy fewer a file
+            mask = (and_mask & np.int32(bits)) != 0
+        else:
+            mask = (and_mask.astype(np.int64) & bits) != 0
     meta: dict = {}
     for key, value in labels.items():
         dst = _LABELS[key]
