@@ -9,7 +9,7 @@ Per-file cost is what bounds a survey of one-spectrum files (SDSS DR17: ≈ 5 M 
 with per-exposure HDUs, BOSS) streamed by ``iter_read`` in batches of 1024, as ``predict``
 reads them — CPU ms per file, best of three rounds.  One file read alone pays for a batch of
 its own; many files share one (``specsift.io.assemble``).  ``--against REV`` times the
-``--many`` case for this checkout and git revision REV in one process, 50 files at a time in
+``--many`` case (or the first N files of ``--folder DIR``) for this checkout and git revision REV in one process, 50 files at a time in
 alternation (separate runs on a shared machine differ by up to 30 %), and checks that both
 give the same batches (pixels, masks, meta), as ``benchmarks/predict_ab.py`` does for
 predict; it exits 1 where they differ."""
@@ -37,9 +37,12 @@ def main() -> None:
     ap.add_argument("--many", type=int, default=0, metavar="N")
     ap.add_argument("--against", default=None, metavar="REV",
                     help="with --many: also time git revision REV, alternated, same batches")
+    ap.add_argument("--folder", default=None, metavar="DIR",
+                    help="with --against: the first N spectra files of DIR instead of copies "
+                         "(e.g. distinct files, where per-layout and per-grid memos hit less)")
     args = ap.parse_args()
     if args.against:
-        if not _against(args.against, args.many or 400):
+        if not _against(args.against, args.many or 400, folder=args.folder):
             sys.exit(1)                               # a speed change must not change batches
         return
     from specsift import io
@@ -74,7 +77,7 @@ def _many(io, n: int) -> None:
           f"{best * 1e3 / n:.2f} | {best * 1e3 / rows:.2f} |")
 
 
-def _against(rev: str, n: int, rounds: int = 7) -> bool:
+def _against(rev: str, n: int, rounds: int = 7, folder: str | None = None) -> bool:
     """CPU ms a file of this checkout's ``iter_read`` and ``rev``'s over the same N copies,
     alternated 50 files at a time (batches of 50: a little more per file than one batch of
     1024, the same for both); the batches must be equal (returned: whether they are)."""
@@ -91,10 +94,11 @@ def _against(rev: str, n: int, rounds: int = 7) -> bool:
         pkgs = {"base": importlib.import_module("specsift_base.io"),
                 "this": importlib.import_module("specsift.io")}
         grid = importlib.import_module("specsift.models.base").load_model("gasnet").grid
-        files = []
-        for k in range(n):
+        files = sorted(Path(folder).glob("*.fits"))[:n] if folder else []
+        for k in range(0 if folder else n):
             files.append(Path(tmp) / f"{k:06d}-{src[k % len(src)].name}")
             shutil.copy(src[k % len(src)], files[-1])
+        n = len(files)
         out, ms = {}, {k: [] for k in pkgs}
         for r in range(rounds + 1):                   # the first round: imports, caches
             cpu = dict.fromkeys(pkgs, 0.0)
@@ -116,7 +120,8 @@ def _against(rev: str, n: int, rounds: int = 7) -> bool:
             and all(np.array_equal(a.meta[c], b.meta[c]) and a.meta[c].dtype == b.meta[c].dtype
                     for c in a.meta.colnames if c != "SOURCE")
             for a, b in zip(out["base"], out["this"]))
-    print(f"| {n} SDSS spec files, iter_read on the model grid, CPU ms a file | {rev} | this |")
+    what = f"files of {folder}" if folder else "SDSS spec files"
+    print(f"| {n} {what}, iter_read on the model grid, CPU ms a file | {rev} | this |")
     print("|---|---|---|")
     print(f"| median of {rounds} alternated rounds | {np.median(ms['base']):.3f} | "
           f"{np.median(ms['this']):.3f} |")

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 from .constants import GRID_MATCH_PIXELS, RESAMPLE_IDENTITY_ATOL, SAME_GRID_ATOL
 
-__all__ = ["LogGrid", "DEFAULT_GRID", "same_grid", "pixel_edges", "rebin_matrix", "grid_offset"]
+__all__ = ["LogGrid", "DEFAULT_GRID", "same_grid", "pixel_edges", "rebin_matrix", "grid_offset",
+           "step_products"]
 
 
 def same_grid(a: np.ndarray, b: np.ndarray, atol: float = SAME_GRID_ATOL) -> bool:
@@ -123,6 +124,33 @@ def rebin_matrix(loglam_in: np.ndarray, loglam_out: np.ndarray) -> sp.csr_matrix
     return sp.csr_matrix((weights, (j, i)), shape=(e_out.size - 1, e_in.size - 1))
 
 
+#: step → (first integer i0, ``step * np.arange(i0, i0 + len)``), see :func:`step_products`
+_PRODUCTS: dict[float, tuple[int, np.ndarray]] = {}
+#: most products kept per step (8 MB): far more than any survey's pixel indices need
+_MAX_PRODUCTS = 1 << 20
+
+
+def step_products(step: float, k: int, n: int) -> np.ndarray:
+    """``step * np.arange(k, k + n, dtype=float64)``, read-only, as a slice of one cached
+    array per step: each element is the same product (an integer times ``step``, one
+    rounding), so the grids built from it are the ones ``arange`` gave, bit for bit.  Why:
+    every SDSS spec file has its own first pixel and length, and building its exact grid
+    (:func:`specsift.io.sdss.snap_loglam`) and testing it against the model's
+    (:func:`grid_offset`) paid an ``arange`` and a product each, per file."""
+    lo, arr = _PRODUCTS.get(step, (0, None))
+    if arr is None or k < lo or k + n > lo + arr.size:
+        lo2 = min(k, lo) if arr is not None else k
+        hi2 = max(k + n, lo + arr.size) if arr is not None else k + n
+        lo2, hi2 = lo2 - 256, hi2 + 4096                 # room for the next files' pixels
+        if hi2 - lo2 > _MAX_PRODUCTS:
+            return step * np.arange(k, k + n, dtype=np.float64)
+        arr = step * np.arange(lo2, hi2, dtype=np.float64)
+        arr.flags.writeable = False
+        lo = lo2
+        _PRODUCTS[step] = (lo, arr)
+    return arr[k - lo:k - lo + n]
+
+
 def grid_offset(loglam: np.ndarray, grid: "LogGrid") -> int | None:
     """``k`` when ``loglam`` is ``grid``'s own pixels from pixel ``k`` on (same step, a
     whole-pixel offset, each centre within RESAMPLE_IDENTITY_ATOL; ``k`` may be negative
@@ -132,5 +160,5 @@ def grid_offset(loglam: np.ndarray, grid: "LogGrid") -> int | None:
     if loglam.ndim != 1 or loglam.size < 2:
         return None
     k = int(round((loglam[0] - grid.start) / grid.step))
-    exact = grid.start + grid.step * np.arange(k, k + loglam.size, dtype=np.float64)
+    exact = grid.start + step_products(grid.step, k, loglam.size)
     return k if np.abs(loglam - exact).max() <= RESAMPLE_IDENTITY_ATOL else None

@@ -26,6 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..grid import step_products
 from ..spectra import LogGrid, SpectraBatch
 from ._common import (
     column_of_kind,
@@ -100,7 +101,7 @@ _SNAPPED: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 def _exact_grid(k: int, size: int, step: float) -> np.ndarray:
     """``k·step + step·arange(size)`` (read-only): a survey's files share a few first pixels
     and lengths, so each grid is built once, not once a file."""
-    out = k * step + step * np.arange(size)
+    out = k * step + step_products(step, 0, size)       # step * arange(size), bit for bit
     out.flags.writeable = False
     return out
 
