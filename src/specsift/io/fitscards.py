@@ -12,6 +12,7 @@ the standard fixes byte by byte, are parsed once per distinct byte string
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 
@@ -24,9 +25,22 @@ _INT = re.compile(rb"[+-]?\d+\Z")
 _FLOAT = re.compile(rb"[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?\Z")
 #: the first 8 bytes of a card as one native integer, for the keywords looked for by number
 _EXTNAME8 = np.frombuffer(b"EXTNAME ", "=u8")[0]
-#: first 4 bytes of the cards that describe a table's columns (see :func:`layout_cards`)
-_LAYOUT_HEADS = np.array(sorted(np.frombuffer(p, "=u4")[0] for p in
-                                (b"TFIE", b"TTYP", b"TFOR", b"TZER", b"TSCA", b"TDIM")), "=u4")
+#: first 4 bytes of the cards that describe a table's columns (see :func:`names_and_layouts`)
+_LAYOUT_HEADS = (b"TFIE", b"TTYP", b"TFOR", b"TZER", b"TSCA", b"TDIM")
+_LUT: list = []
+
+
+def _layout_lut() -> tuple[int, np.ndarray]:
+    """(smallest head as a big-endian integer, table of which integers from there on are
+    heads, False past them): a card is a column card when ``table[head − smallest]`` —
+    one look-up a card, where a sorted search and a compare cost ~3× as much.  1.4 MB,
+    built on first use."""
+    if not _LUT:
+        values = [int(np.frombuffer(h, ">u4")[0]) for h in _LAYOUT_HEADS]
+        table = np.zeros(max(values) - min(values) + 2, bool)    # the last: False, for clip
+        table[[v - min(values) for v in values]] = True
+        _LUT.append((min(values), table))
+    return _LUT[0]
 
 
 class RawFitsError(ValueError):
@@ -193,8 +207,8 @@ def _shape(buf: bytes, end: int, k: int, naxis: int) -> tuple[bool, tuple[int, .
             abs(bitpix) // 8 * math.prod(dims) if dims else 0)
 
 
-#: EXTNAME value fields → their values (exposure HDUs repeat across a plate's files)
-_NAMES_SEEN: dict[bytes, object] = {}
+#: EXTNAME value fields → the HDU names they give (exposure HDUs repeat across a plate's files)
+_NAMES_SEEN: dict[bytes, str] = {}
 
 
 def names_and_layouts(raws: list[bytes]) -> tuple[list[str], list[bytes]]:
@@ -208,28 +222,28 @@ def names_and_layouts(raws: list[bytes]) -> tuple[list[str], list[bytes]]:
     file has 22 headers, and numpy's cost per call, paid once per header, was the larger
     part (header by header ~15 µs each, joined ~4)."""
     joined = b"".join(raws)
-    ncards = [len(r) // 80 for r in raws]
-    starts = np.cumsum([0] + ncards)
+    starts = [0]
+    for r in raws:
+        starts.append(starts[-1] + len(r) // 80)
     keys8 = np.frombuffer(joined, "=u8")[::10]
-    names = [""] * len(raws)
-    hits = np.flatnonzero(keys8 == _EXTNAME8)
-    owners = (starts.searchsorted(hits, side="right") - 1).tolist()
-    done = set()
-    for k, i in zip(owners, hits.tolist()):
-        if k in done or joined[80 * i + 8:80 * i + 10] != b"= ":
-            continue
-        done.add(k)                                  # the first EXTNAME card counts
+    names: list = [None] * len(raws)                  # None: no EXTNAME card yet
+    for i in np.flatnonzero(keys8 == _EXTNAME8).tolist():
+        k = bisect.bisect_right(starts, i) - 1
+        if names[k] is not None or joined[80 * i + 8:80 * i + 10] != b"= ":
+            continue                                  # the first EXTNAME card counts
         field = joined[80 * i + 10:80 * i + 80]
-        value = _NAMES_SEEN.get(field)
-        if value is None:
+        name = _NAMES_SEEN.get(field)
+        if name is None:
             value = parse_value(field)
+            name = str(value).strip().upper() if value else ""
             if len(_NAMES_SEEN) >= 4096:
                 _NAMES_SEEN.clear()
-            _NAMES_SEEN[field] = value
-        names[k] = str(value).strip().upper() if value else ""
-    heads = np.frombuffer(joined, "=u4")[::20]
-    cards = np.flatnonzero(_LAYOUT_HEADS.take(_LAYOUT_HEADS.searchsorted(heads), mode="clip")
-                           == heads)
+            _NAMES_SEEN[field] = name
+        names[k] = name
+    names = [n or "" for n in names]
+    base, table = _layout_lut()
+    heads = np.frombuffer(joined, ">u4")[::20] - np.uint32(base)   # below base: wraps, past it
+    cards = np.flatnonzero(table.take(heads, mode="clip"))
     picked = np.frombuffer(joined, "V80")[cards].tobytes()
     bounds = cards.searchsorted(starts).tolist()
     return names, [picked[80 * bounds[k]:80 * bounds[k + 1]] for k in range(len(raws))]
