@@ -47,12 +47,13 @@ class RawHDU:
     ``data_size`` bytes before padding), where its header lies in the file (``_span``) and
     its :attr:`header` (the header's bytes, read by the walk)."""
 
-    __slots__ = ("_raw", "_span", "_header", "_layout_key", "index", "dims", "data_offset",
+    __slots__ = ("_raw", "_span", "_header", "_layout_key", "_tag", "index", "dims", "data_offset",
                  "data_size", "name", "is_table")
 
     def __init__(self, raw: bytes, span: tuple[int, int], index: int, dims: list[int],
                  data_offset: int, data_size: int, is_table: bool):
         self._raw, self._span, self._header, self._layout_key = raw, span, None, b""
+        self._tag = None
         self.index, self.dims, self.is_table = index, dims, is_table
         self.data_offset, self.data_size = data_offset, data_size
         self.name = "PRIMARY" if index == 0 else ""
@@ -69,8 +70,20 @@ class RawHDU:
         keys decode alike (what :func:`layout` and the readers' per-layout plans cache on)."""
         return self._layout_key
 
+    @property
+    def layout_tag(self) -> tuple:
+        """A short stand-in for :attr:`layout_key` to look caches up by — its length and
+        first and last 160 bytes — confirmed against the whole key on a hit (see
+        :func:`layout`).  Why: SPECOBJ's key is 20 kB and SPALL's 38 kB, and hashing a
+        new one each file cost ~8–12 µs; comparing it with the cached one costs < 1."""
+        if self._tag is None:
+            key = self._layout_key
+            self._tag = (len(key), key[:160], key[-160:])
+        return self._tag
 
-_LAYOUTS: dict[bytes, tuple] = {}
+
+#: :attr:`RawHDU.layout_tag` → (the whole layout key, :func:`layout`'s answer)
+_LAYOUTS: dict[tuple, tuple] = {}
 
 
 def layout(hdu: RawHDU) -> tuple[dict, int, dict]:
@@ -83,7 +96,8 @@ def layout(hdu: RawHDU) -> tuple[dict, int, dict]:
     alone, and a survey's files share a few table layouts."""
     if not hdu.is_table or len(hdu.dims) != 2:
         raise RawFitsError(f"HDU {hdu.index}: not a two-axis binary table")
-    hit = _LAYOUTS.get(hdu._layout_key)
+    entry = _LAYOUTS.get(hdu.layout_tag)
+    hit = entry[1] if entry is not None and entry[0] == hdu._layout_key else None
     if hit is None:
         header = hdu.header
         header.index()
@@ -96,7 +110,7 @@ def layout(hdu: RawHDU) -> tuple[dict, int, dict]:
         hit = (fields, width, extras)
         if len(_LAYOUTS) >= 256:
             _LAYOUTS.clear()
-        _LAYOUTS[hdu._layout_key] = hit
+        _LAYOUTS[hdu.layout_tag] = (hdu._layout_key, hit)
     if hit[1] != hdu.dims[0]:
         raise RawFitsError(f"HDU {hdu.index}: TFORMn add up to {hit[1]}, NAXIS1 {hdu.dims[0]}")
     return hit

@@ -217,20 +217,22 @@ _PLAIN = {c: BINTYPE[c] for c in "EDIJKB"}
 
 #: what the quick path makes of a table layout (:func:`.rawfits.layout`'s key: the exact
 #: column cards), worked out once per layout: the label decoder of SPECOBJ/SPALL, COADD's
-#: row dtype (or None: not for this path)
-_PLANS: dict[tuple[str, bytes], object] = {}
+#: row dtype (or None: not for this path); (kind, layout tag) → (layout key, plan)
+_PLANS: dict[tuple[str, tuple], tuple[bytes, object]] = {}
 
 
 def _planned(kind: str, hdu, make):
-    """``make(hdu)``, remembered per (kind, layout).  The value is kept in a local: another
-    reader thread may clear ``_PLANS`` between the store and a second look-up."""
-    key = (kind, hdu.layout_key)
-    plan = _PLANS.get(key)
-    if plan is None and key not in _PLANS:
-        plan = make(hdu)
-        if len(_PLANS) >= 256:
-            _PLANS.clear()
-        _PLANS[key] = plan
+    """``make(hdu)``, remembered per (kind, layout): looked up by the layout's short tag and
+    confirmed against its whole key (:attr:`.rawfits.RawHDU.layout_tag`).  The entry is
+    kept in a local: another reader thread may clear ``_PLANS`` meanwhile."""
+    tag = (kind, hdu.layout_tag)
+    entry = _PLANS.get(tag)
+    if entry is not None and entry[0] == hdu.layout_key:
+        return entry[1]
+    plan = make(hdu)
+    if len(_PLANS) >= 256:
+        _PLANS.clear()
+    _PLANS[tag] = (hdu.layout_key, plan)
     return plan
 
 
