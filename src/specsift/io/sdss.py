@@ -35,7 +35,7 @@ from ._common import (
     sdss_targetid,
     stable_id,
 )
-from .assemble import Native, assemble
+from .assemble import Native, assemble, prepared
 from .bintable import BINTYPE, RowDecoder
 from .rawfits import RawFits, layout
 
@@ -172,7 +172,7 @@ def _native(path: Path, columns: dict, labels: dict, hdr, spall: bool) -> Native
                       else "SDSS")
     if "SPECOBJID" in meta:
         meta["SPECOBJID"] = str(meta["SPECOBJID"]).strip()
-    return Native(path, loglam, flux, ivar, mask, meta)
+    return prepared(Native(path, loglam, flux, ivar, mask, meta))   # while its pixels are hot
 
 
 def quick(path: Path) -> Native | None:
