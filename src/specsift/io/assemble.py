@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..flags import InputFlag
+from ..grid import lattice_offset
 from ..spectra import (
     LogGrid,
     SpectraBatch,
@@ -54,6 +55,10 @@ class Native:
     mask: np.ndarray | None
     meta: dict = field(default_factory=dict)
     bounds: tuple[bool, int, int] | None = None
+    #: (k, step) when ``loglam`` is exactly ``k·step + step·arange(P)`` (an SDSS file's
+    #: snapped grid): its offset on a grid then follows from k alone
+    #: (:func:`specsift.grid.lattice_offset`)
+    lattice: tuple[int, float] | None = None
 
 
 def prepared(nat: Native) -> Native:
@@ -121,15 +126,18 @@ def assemble(natives: list[Native], grid: LogGrid | None) -> SpectraBatch:
 
 
 def _offsets(natives: list[Native], grid: LogGrid | None) -> list[int | None]:
-    """:func:`~specsift.spectra.grid_offset` of each file, once per distinct ``loglam``
-    array (~10 µs a file): the SDSS reader gives the files of one first pixel and length
-    the same cached, read-only grid object (:func:`specsift.io.sdss.snap_loglam`), and the
-    natives keep those objects alive meanwhile, so an ``id`` names one array here."""
+    """:func:`~specsift.spectra.grid_offset` of each file: from its first pixel for a snapped
+    SDSS grid (:attr:`Native.lattice`, :func:`specsift.grid.lattice_offset`: every file of
+    its own first pixel and length cost ~10 µs here), else once per distinct ``loglam``
+    array (the natives keep those objects alive meanwhile, so an ``id`` names one here)."""
     if grid is None:
         return [None] * len(natives)
     seen: dict[int, int | None] = {}
     out = []
     for nat in natives:
+        if nat.lattice is not None:
+            out.append(lattice_offset(*nat.lattice, nat.loglam.size, grid))
+            continue
         key = id(nat.loglam)
         if key not in seen:
             seen[key] = grid_offset(nat.loglam, grid)

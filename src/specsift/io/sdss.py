@@ -69,16 +69,22 @@ def sniff(src) -> bool:
 def snap_loglam(loglam: np.ndarray, step: float = 1e-4) -> np.ndarray:
     """Float32 loglam on the SDSS 1e-4 dex grid → exact float64 grid (float32 round-off
     makes the pixel steps jitter by ~0.5 %, which would look like an irregular grid)."""
+    return _snapped(loglam, step)[0]
+
+
+def _snapped(loglam: np.ndarray, step: float = 1e-4) -> tuple[np.ndarray, int | None]:
+    """(:func:`snap_loglam`'s grid, its first pixel ``k`` when it is the exact grid
+    ``k·step + step·arange(n)`` of :func:`_exact_grid`, else None)."""
     loglam = np.asarray(loglam)
     key = None
     if loglam.size > 1 and loglam.ndim == 1 and loglam.dtype.kind == "f":
         key = (round(float(loglam[0]) / step), loglam.size, step, loglam.dtype)
         seen = _SNAPPED.get(key)                 # pixels equal to a file's already snapped
         if seen is not None and bool((seen[0] == loglam).all()):   # same shape: the key
-            return seen[1]
+            return seen[1], key[0]
     ll = np.asarray(loglam, np.float64)
     if not ll.size:
-        return ll
+        return ll, None
     k = round(ll[0] / step)
     exact = _exact_grid(k, ll.size, step)
     if ll.size > 1 and np.max(np.abs(exact - ll)) < 0.05 * step:
@@ -86,8 +92,8 @@ def snap_loglam(loglam: np.ndarray, step: float = 1e-4) -> np.ndarray:
             if len(_SNAPPED) >= 256:
                 _SNAPPED.clear()
             _SNAPPED[key] = (np.array(loglam), exact)
-        return exact
-    return ll
+        return exact, k
+    return ll, None
 
 
 #: (first pixel, pixels, step, dtype) → (the last file's loglam that snapped there, its exact
@@ -141,7 +147,7 @@ def _native(path: Path, columns: dict, labels: dict, hdr, spall: bool) -> Native
     """The spectrum and its meta from COADD ``columns`` (lower-case name → array), the
     ``labels`` of SPECOBJ/SPALL, the primary header ``hdr`` (astropy's or a raw one) and
     whether the file has an SPALL HDU: the one construction behind both ways of reading."""
-    loglam = snap_loglam(columns["loglam"])
+    loglam, first = _snapped(columns["loglam"])
     flux = np.asarray(columns["flux"], np.float32)
     ivar = np.asarray(columns["ivar"], np.float32)
     mask = None
@@ -172,7 +178,8 @@ def _native(path: Path, columns: dict, labels: dict, hdr, spall: bool) -> Native
                       else "SDSS")
     if "SPECOBJID" in meta:
         meta["SPECOBJID"] = str(meta["SPECOBJID"]).strip()
-    return prepared(Native(path, loglam, flux, ivar, mask, meta))   # while its pixels are hot
+    lattice = None if first is None else (first, 1e-4)
+    return prepared(Native(path, loglam, flux, ivar, mask, meta, lattice=lattice))  # hot pixels
 
 
 def quick(path: Path) -> Native | None:
