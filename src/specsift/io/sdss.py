@@ -82,18 +82,24 @@ def _snapped(loglam: np.ndarray, step: float = 1e-4) -> tuple[np.ndarray, int | 
         seen = _SNAPPED.get(key)                 # pixels equal to a file's already snapped
         if seen is not None and bool((seen[0] == loglam).all()):   # same shape: the key
             return seen[1], key[0]
-    ll = np.asarray(loglam, np.float64)
-    if not ll.size:
+    if key is None:                              # not a plain float column: as it always was
+        ll = np.asarray(loglam, np.float64)
+        if not ll.size:
+            return ll, None
+        k = round(ll[0] / step)
+        exact = _exact_grid(k, ll.size, step)
+        if ll.size > 1 and np.max(np.abs(exact - ll)) < 0.05 * step:
+            return exact, k
         return ll, None
-    k = round(ll[0] / step)
-    exact = _exact_grid(k, ll.size, step)
-    if ll.size > 1 and np.max(np.abs(exact - ll)) < 0.05 * step:
-        if key is not None:
-            if len(_SNAPPED) >= 256:
-                _SNAPPED.clear()
-            _SNAPPED[key] = (np.array(loglam), exact)
+    k = key[0]
+    exact = _exact_grid(k, loglam.size, step)
+    dev = exact - loglam                # float32 pixels widened exactly, as a float64 copy
+    if np.abs(dev, out=dev).max() < 0.05 * step:
+        if len(_SNAPPED) >= 256:
+            _SNAPPED.clear()
+        _SNAPPED[key] = (np.array(loglam), exact)
         return exact, k
-    return ll, None
+    return np.asarray(loglam, np.float64), None
 
 
 #: (first pixel, pixels, step, dtype) → (the last file's loglam that snapped there, its exact
