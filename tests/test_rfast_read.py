@@ -47,6 +47,10 @@ def test_lattice_offset_is_grid_offset_of_the_snapped_grid():
         assert lattice_offset(k, 1e-4, n, g) == want, (k, n, g)
         answers.add(want is None)
     assert answers == {True, False}                    # both kinds of answer were tested
+    wide = LogGrid(start=3.4, step=1e-4, size=30000)    # longer than first worked out: extended
+    for n in (100, 9000, 20000, 25000):
+        assert lattice_offset(34123, 1e-4, n, wide) == grid_offset(
+            sdss._exact_grid(34123, n, 1e-4), wide), n
     assert lattice_offset(35797, 1e-4, 1, DEFAULT_GRID) is None
 
 

@@ -151,33 +151,34 @@ def step_products(step: float, k: int, n: int) -> np.ndarray:
     return arr[k - lo:k - lo + n]
 
 
-#: (k, step, grid start, grid step) → (offset, running maximum of the pixel deviations)
-_LATTICES: dict[tuple, tuple[int, np.ndarray]] = {}
+#: (k, step, grid start, grid step) → (offset, first pixel off the grid's, pixels tested)
+_LATTICES: dict[tuple, tuple[int, int, int]] = {}
 
 
 def lattice_offset(k: int, step: float, n: int, grid: "LogGrid") -> int | None:
     """:func:`grid_offset` of ``k * step + step_products(step, 0, n)`` (an SDSS file's
     snapped grid, :func:`specsift.io.sdss.snap_loglam`), from ``k`` alone.  Why: its
     pixels, the grid's pixels they are compared with and their deviations do not depend on
-    ``n`` (a longer grid only adds pixels at the end), so the largest deviation over the
-    first ``n`` pixels is a running maximum worked out once per first pixel: distinct spec
-    files (one first pixel among a few, a length of their own) then cost a look-up, not
-    the ~10 µs test of :func:`grid_offset`.  Same answer, same arithmetic."""
+    ``n`` (a longer grid only adds pixels at the end), so the answer for every ``n`` follows
+    from the first pixel whose deviation is too large, found once per first pixel: distinct
+    spec files (one first pixel among a few, a length of their own) then cost a look-up,
+    not the ~10 µs test of :func:`grid_offset`.  Same answer, same arithmetic."""
     if n < 2:
         return None
     key = (k, step, grid.start, grid.step)
     hit = _LATTICES.get(key)
-    if hit is None or hit[1].size < n:
+    if hit is None or (hit[1] >= hit[2] and n > hit[2]):   # none off yet, not tested so far
         m = max(n, 8192)
         ll = k * step + step_products(step, 0, m)
         off = int(round((ll[0] - grid.start) / grid.step))
-        dev = np.maximum.accumulate(np.abs(ll - (grid.start + step_products(grid.step, off, m))))
-        hit = (off, dev)
-        if len(_LATTICES) >= 1024:
+        off_grid = np.flatnonzero(np.abs(ll - (grid.start + step_products(grid.step, off, m)))
+                                  > RESAMPLE_IDENTITY_ATOL)
+        hit = (off, int(off_grid[0]) if off_grid.size else m, m)
+        if len(_LATTICES) >= 4096:
             _LATTICES.clear()
         _LATTICES[key] = hit
-    off, dev = hit
-    return off if dev[n - 1] <= RESAMPLE_IDENTITY_ATOL else None
+    off, first_off, _ = hit
+    return off if n <= first_off else None
 
 
 def grid_offset(loglam: np.ndarray, grid: "LogGrid") -> int | None:
