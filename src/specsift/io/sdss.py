@@ -12,7 +12,7 @@ FIBERID, read straight from the file (only those columns).  SDSS wavelengths are
 conversion is needed.
 
 Two ways in, one construction (:func:`_native`): :func:`quick` reads a plain file from its bytes
-(:mod:`.rawfits`, ~0.3–0.7 CPU ms instead of astropy's 15–60 ms) for :func:`specsift.io.iter_read`
+(:mod:`.rawfits`, ~0.2–0.6 CPU ms instead of astropy's 15–60 ms) for :func:`specsift.io.iter_read`
 to assemble many into one batch; :func:`sniff`/:func:`read` go through astropy for everything
 else (gzip, scaled columns, broken files) and for callers of the reader list.
 """
