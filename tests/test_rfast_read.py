@@ -215,3 +215,48 @@ def test_prepared_arrays_are_what_sanitise_makes():
     f2, iv2, m2, _ = sanitise(flux[None], ivar[None], mask[None], flags)
     assert nat.ivar.tobytes() == iv2[0].tobytes() and np.array_equal(nat.mask, m2[0])
     assert nat.bounds == (False, 0, 49)
+
+
+def _walk(path):
+    with RawFits(path) as raw:
+        return [(h.name, h._span, h.dims, h.data_offset, h.data_size, h.is_table,
+                 h._layout_key, bytes(h._raw)) for h in raw.hdus]
+
+
+def _walk_or_error(path):
+    try:
+        return _walk(path)
+    except (RawFitsError, ValueError) as exc:
+        return type(exc), str(exc)
+
+
+def test_end_search_from_the_shortest_header_gives_the_full_searchs_walk(
+        shared_data, tmp_path, monkeypatch):
+    """The END search starts where the shortest header met at that HDU ended; a file with a
+    shorter header (the search finds no END there), or with an END card inside a header
+    (before where the search starts), is walked as the full search walks it."""
+    files = _spec_files(shared_data)
+    f = files[0]
+    with fits.open(f) as h:
+        h = fits.HDUList([x.copy() for x in h])
+        for key in list(h[0].header)[-40:]:          # a primary header of fewer blocks
+            if key not in ("", "COMMENT", "HISTORY", "END"):
+                h[0].header.remove(key, ignore_missing=True)
+        short = tmp_path / "short-primary.fits"
+        h.writeto(short)
+    data = bytearray(f.read_bytes())
+    with RawFits(f) as raw:
+        spec = raw.find("SPECOBJ")._span[0]
+    data[spec + 80 * 20:spec + 80 * 21] = b"END".ljust(80)       # an END card inside a header
+    inner = tmp_path / "inner-end.fits"
+    inner.write_bytes(bytes(data))
+    monkeypatch.setattr(RawFits, "_END_FROM", {})
+    want = {p: _walk_or_error(p) for p in (short, inner)}       # full searches only
+    assert not isinstance(want[short], tuple) and len(want[short][0][-1]) < 80 * 120
+    for p in files:
+        _walk(p)                                                 # learn where headers end
+    assert RawFits._END_FROM[2] > 80 * 21
+    for p in (short, inner, *files):
+        got = _walk_or_error(p)
+        assert got == (want[p] if p in want else _walk_or_error(p)), p
+    assert sdss.quick(short) is not None

@@ -25,6 +25,8 @@ _INT = re.compile(rb"[+-]?\d+\Z")
 _FLOAT = re.compile(rb"[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?\Z")
 #: the first 8 bytes of a card as one native integer, for the keywords looked for by number
 _EXTNAME8 = np.frombuffer(b"EXTNAME ", "=u8")[0]
+_END8 = np.frombuffer(b"END     ", "=u8")[0]
+_END_CARD = b"END" + b" " * 77
 #: first 4 bytes of the cards that describe a table's columns (see :func:`names_and_layouts`)
 _LAYOUT_HEADS = (b"TFIE", b"TTYP", b"TFOR", b"TZER", b"TSCA", b"TDIM")
 _LUT: list = []
@@ -211,12 +213,13 @@ def _shape(buf: bytes, end: int, k: int, naxis: int) -> tuple[bool, tuple[int, .
 _NAMES_SEEN: dict[bytes, str] = {}
 
 
-def names_and_layouts(raws: list[bytes]) -> tuple[list[str], list[bytes]]:
+def names_and_layouts(raws: list[bytes]) -> tuple[list[str], list[bytes], bool]:
     """Of each header (its cards up to END): the EXTNAME as the walk names HDUs (the first
     ``EXTNAME = `` card, its value stripped and upper-cased; '' when none or empty) and the
     exact bytes of its column cards (TFIELDS, TTYPEn, TFORMn, TZEROn, TSCALn, TDIMn, known by
     their first 4 bytes) in order, which a table's layout depends on alone
-    (:func:`specsift.io.rawfits.layout` caches by them).
+    (:func:`specsift.io.rawfits.layout` caches by them); and whether any header holds an END
+    card (``END`` and 77 blanks), which a header read up to its first END cannot.
 
     One pass over all headers joined, the cards' first bytes compared as integers: a BOSS
     file has 22 headers, and numpy's cost per call, paid once per header, was the larger
@@ -226,6 +229,8 @@ def names_and_layouts(raws: list[bytes]) -> tuple[list[str], list[bytes]]:
     for r in raws:
         starts.append(starts[-1] + len(r) // 80)
     keys8 = np.frombuffer(joined, "=u8")[::10]
+    ends = any(joined[80 * i:80 * i + 80] == _END_CARD
+               for i in np.flatnonzero(keys8 == _END8).tolist())
     names: list = [None] * len(raws)                  # None: no EXTNAME card yet
     for i in np.flatnonzero(keys8 == _EXTNAME8).tolist():
         k = bisect.bisect_right(starts, i) - 1
@@ -246,4 +251,4 @@ def names_and_layouts(raws: list[bytes]) -> tuple[list[str], list[bytes]]:
     cards = np.flatnonzero(table.take(heads, mode="clip"))
     picked = np.frombuffer(joined, "V80")[cards].tobytes()
     bounds = cards.searchsorted(starts).tolist()
-    return names, [picked[80 * bounds[k]:80 * bounds[k + 1]] for k in range(len(raws))]
+    return names, [picked[80 * bounds[k]:80 * bounds[k + 1]] for k in range(len(raws))], ends

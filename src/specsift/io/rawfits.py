@@ -140,6 +140,9 @@ class RawFits:
     #: ``_LEARN = False``: always ``_FIRST_READ``.
     _HINTS: dict[int, int] = {}
     _LEARN = True
+    #: HDU number → the shortest header (bytes before END) met there in a file whose walk
+    #: was checked: where the next file's END search starts (:meth:`_open`)
+    _END_FROM: dict[int, int] = {}
 
     def __init__(self, path):
         self.path = path
@@ -148,11 +151,37 @@ class RawFits:
             self.size = os.fstat(self._fd).st_size
             if self.size < BLOCK:
                 raise RawFitsError("shorter than one FITS block")
-            self.hdus = self._walk()
-            self._names_and_layouts()
+            self._open()
         except BaseException:
             self.close()
             raise
+
+    def _open(self) -> None:
+        """Walk, name and check the HDUs.  The END search of each header starts at the
+        shortest header met at that HDU before (a BOSS file's 18 exposure headers are ~14 kB
+        of cards each, and searching them from their first card was a third of the walk);
+        the walk is then taken only when no header read so holds an END card before the one
+        found (:func:`.fitscards.names_and_layouts` looks at every card) — else, or on any
+        error, the file is walked again from every header's first card, whose answer
+        (HDUs or error) is the one given.  So the result is always that of the full search."""
+        if self._LEARN and self._END_FROM:
+            try:
+                self.hdus = self._walk(speculate=True)
+                if self._names_and_layouts():
+                    self._remember_ends()
+                    return
+            except Exception:  # noqa: BLE001 - the full walk below gives the answer
+                pass
+        self.hdus = self._walk(speculate=False)
+        self._names_and_layouts()
+        if self._LEARN:
+            self._remember_ends()
+
+    def _remember_ends(self) -> None:
+        for h in self.hdus[:64]:
+            e = len(h._raw)
+            if e < self._END_FROM.get(h.index, e + 1):
+                self._END_FROM[h.index] = e
 
     def __enter__(self) -> "RawFits":
         return self
@@ -168,12 +197,14 @@ class RawFits:
     def _read(self, offset: int, n: int) -> bytes:
         return os.pread(self._fd, n, offset)
 
-    def _header_at(self, pos: int, k: int) -> tuple[bytes, int]:
+    def _header_at(self, pos: int, k: int, speculate: bool = False) -> tuple[bytes, int]:
         """(bytes from ``pos`` on, read so far; position of the END card in them): END is
-        the first card of exactly ``_END`` at a card boundary within MAX_CARDS cards."""
+        the first card of exactly ``_END`` at a card boundary within MAX_CARDS cards.
+        ``speculate``: the search starts at :attr:`_END_FROM` (and ends with the first read:
+        RawFitsError), for :meth:`_open` to check."""
         limit = min(self.size, pos + 80 * MAX_CARDS) - pos
         first = self._HINTS.get(k, self._FIRST_READ) if self._LEARN else self._FIRST_READ
-        n, start = min(first, limit), 0
+        n, start = min(first, limit), self._END_FROM.get(k, 0) if speculate else 0
         while True:
             buf = self._read(pos, n)
             if len(buf) < n:           # shorter than its size said (shrunk, still written)
@@ -181,6 +212,8 @@ class RawFits:
             end = buf.find(_END, start)
             while end >= 0 and end % 80:
                 end = buf.find(_END, end + 1)
+            if speculate and end < 0:
+                raise RawFitsError(f"HDU {k}: no END card after the shortest header met")
             if end >= 0:
                 if self._LEARN and k < 64:
                     self._learn(k, end)
@@ -198,12 +231,12 @@ class RawFits:
         if blocks > self._HINTS.get(k, 0):
             self._HINTS[k] = min(blocks, 4 * self._FIRST_READ)
 
-    def _walk(self) -> list[RawHDU]:
+    def _walk(self, speculate: bool = False) -> list[RawHDU]:
         """Header after header: END, the mandatory cards, the data size, the next header."""
         hdus, pos = [], 0
         while pos < self.size:
             k = len(hdus)
-            buf, end = self._header_at(pos, k)
+            buf, end = self._header_at(pos, k, speculate)
             is_table, dims, size = header_shape(buf, end, k)
             data = -(-(pos + end + 80) // BLOCK) * BLOCK
             span = (pos, pos + end)
@@ -213,16 +246,21 @@ class RawFits:
             hdus.append(RawHDU(buf[:end], span, k, list(dims), data, size, is_table))
         return hdus
 
-    def _names_and_layouts(self) -> None:
+    def _names_and_layouts(self) -> bool:
         """Every HDU's EXTNAME and table layout key (:func:`.fitscards.names_and_layouts`),
-        then every binary table's layout checked (:func:`layout`)."""
-        names, keys = names_and_layouts([h._raw for h in self.hdus])
+        then every binary table's layout checked (:func:`layout`); False (nothing checked)
+        when a header holds an END card before its end, which only a speculative walk
+        (:meth:`_open`) can have taken for one."""
+        names, keys, ends = names_and_layouts([h._raw for h in self.hdus])
+        if ends:
+            return False
         for hdu, name, key in zip(self.hdus, names, keys):
             if name:
                 hdu.name = name
             if hdu.is_table:
                 hdu._layout_key = key
                 layout(hdu)
+        return True
 
     def find(self, name: str) -> RawHDU | None:
         """The first HDU called ``name`` (as ``hdul[name]`` picks it), or None."""
