@@ -17,12 +17,18 @@ twice, with the verification stage (the default of ``specsift predict``) and wit
 ``--no-verify``; ``--fits N`` adds the same from N SDSS spec files (copies of the 8 in
 ``../shared/data/sdss``), CPU time of the whole process (reader thread included) per spectrum.
 Each spec file is one spectrum behind 4–22 HDUs; they are read from their bytes and many
-files assembled into one batch (``specsift.io.rawfits``, ``specsift.io.assemble``: ~0.4–0.7
+files assembled into one batch (``specsift.io.rawfits``, ``specsift.io.assemble``: ~0.3–0.6
 CPU ms a file here, ``benchmarks/read_speed.py --many 400``), so that row is the stages plus
 that per-file cost — use ``--fits 400`` or more for a stable number; ``--fits-table K`` times K
 copies of ``sdss-labelled-50.fits`` (50 spectra in one table file, read through astropy).
 To compare two revisions on a machine shared with other jobs, ``benchmarks/predict_ab.py``
-times both in one process, interleaved (separate runs of the same code differ by up to 30 %).
+times both in one process, interleaved (separate runs of the same code differ by up to 30 %;
+``benchmarks/read_speed.py --many 400 --against REV`` for the read stage).  The "read" row
+of the spec-file stage table is one pass of ``iter_unit`` (the code ``read_speed.py``'s
+``iter_read`` row times, best of three rounds there): timed in one process, interleaved,
+the stage loop's read, ``iter_unit`` alone and ``iter_read`` agree within noise, so a gap
+between the two scripts' numbers is the machine's load and best-of-three, not a cost of the
+pipeline.
 """
 
 from __future__ import annotations

@@ -2,17 +2,21 @@
 resample onto the default grid), CPU time, one thread; best of three rounds of ``--repeats``
 reads.
 
-    python benchmarks/read_speed.py [--repeats 10] [--many 400 [--against REV]]
+    python benchmarks/read_speed.py [--repeats 10] [--many 400 [--against REV [--folder DIR]]
+                                    [--in-stages]]
 
 Per-file cost is what bounds a survey of one-spectrum files (SDSS DR17: ≈ 5 M spec files).
 ``--many N`` adds the case that matters for them: N copies of the 8 SDSS spec files (SDSS-I,
 with per-exposure HDUs, BOSS) streamed by ``iter_read`` in batches of 1024, as ``predict``
 reads them — CPU ms per file, best of three rounds.  One file read alone pays for a batch of
 its own; many files share one (``specsift.io.assemble``).  ``--against REV`` times the
-``--many`` case for this checkout and git revision REV in one process, 50 files at a time in
-alternation (separate runs on a shared machine differ by up to 30 %), and checks that both
-give the same batches (pixels, masks, meta), as ``benchmarks/predict_ab.py`` does for
-predict; it exits 1 where they differ."""
+``--many`` case (or the first N files of ``--folder DIR``) for this checkout and git
+revision REV in one process, 50 files at a time in alternation (separate runs on a shared
+machine differ by up to 30 %), and checks that both give the same batches (pixels, masks,
+meta), as ``benchmarks/predict_ab.py`` does for predict; it exits 1 where they differ.
+``--in-stages`` times the ``--many`` files as ``predict_speed.py``'s stage table reads them,
+as ``iter_unit`` alone and as ``iter_read``, interleaved in one process (their figures part
+by the machine's load, not by the code)."""
 
 from __future__ import annotations
 
@@ -37,9 +41,18 @@ def main() -> None:
     ap.add_argument("--many", type=int, default=0, metavar="N")
     ap.add_argument("--against", default=None, metavar="REV",
                     help="with --many: also time git revision REV, alternated, same batches")
+    ap.add_argument("--folder", default=None, metavar="DIR",
+                    help="with --against: the first N spectra files of DIR instead of copies "
+                         "(e.g. distinct files, where per-layout and per-grid memos hit less)")
+    ap.add_argument("--in-stages", action="store_true",
+                    help="with --many: the read of predict_speed's stage loop, iter_unit alone "
+                         "and iter_read, interleaved in one process (where their numbers part)")
     args = ap.parse_args()
+    if args.in_stages:
+        _in_stages(args.many or 400)
+        return
     if args.against:
-        if not _against(args.against, args.many or 400):
+        if not _against(args.against, args.many or 400, folder=args.folder):
             sys.exit(1)                               # a speed change must not change batches
         return
     from specsift import io
@@ -74,7 +87,7 @@ def _many(io, n: int) -> None:
           f"{best * 1e3 / n:.2f} | {best * 1e3 / rows:.2f} |")
 
 
-def _against(rev: str, n: int, rounds: int = 7) -> bool:
+def _against(rev: str, n: int, rounds: int = 7, folder: str | None = None) -> bool:
     """CPU ms a file of this checkout's ``iter_read`` and ``rev``'s over the same N copies,
     alternated 50 files at a time (batches of 50: a little more per file than one batch of
     1024, the same for both); the batches must be equal (returned: whether they are)."""
@@ -91,10 +104,11 @@ def _against(rev: str, n: int, rounds: int = 7) -> bool:
         pkgs = {"base": importlib.import_module("specsift_base.io"),
                 "this": importlib.import_module("specsift.io")}
         grid = importlib.import_module("specsift.models.base").load_model("gasnet").grid
-        files = []
-        for k in range(n):
+        files = sorted(Path(folder).glob("*.fits"))[:n] if folder else []
+        for k in range(0 if folder else n):
             files.append(Path(tmp) / f"{k:06d}-{src[k % len(src)].name}")
             shutil.copy(src[k % len(src)], files[-1])
+        n = len(files)
         out, ms = {}, {k: [] for k in pkgs}
         for r in range(rounds + 1):                   # the first round: imports, caches
             cpu = dict.fromkeys(pkgs, 0.0)
@@ -116,13 +130,72 @@ def _against(rev: str, n: int, rounds: int = 7) -> bool:
             and all(np.array_equal(a.meta[c], b.meta[c]) and a.meta[c].dtype == b.meta[c].dtype
                     for c in a.meta.colnames if c != "SOURCE")
             for a, b in zip(out["base"], out["this"]))
-    print(f"| {n} SDSS spec files, iter_read on the model grid, CPU ms a file | {rev} | this |")
+    what = f"files of {folder}" if folder else "SDSS spec files"
+    print(f"| {n} {what}, iter_read on the model grid, CPU ms a file | {rev} | this |")
     print("|---|---|---|")
     print(f"| median of {rounds} alternated rounds | {np.median(ms['base']):.3f} | "
           f"{np.median(ms['this']):.3f} |")
     print(f"| best | {min(ms['base']):.3f} | {min(ms['this']):.3f} |")
     print(f"\nsame batches (pixels, masks, meta): {same}")
     return same
+
+
+def _in_stages(n: int, rounds: int = 5) -> None:
+    """µs a file of the same N copies read three ways, alternated round by round in one
+    process with the model loaded: as predict_speed's stage table times "read" (its stage
+    loop over one unit, the other stages running between reads), ``iter_unit`` alone, and
+    ``iter_read`` as ``--many`` times it — so that a difference between the two scripts'
+    figures can be told from the machine's load."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+    import torch
+    from _predict_common import stage_seconds
+
+    from specsift import io, load_model
+    from specsift.lines import add_lines
+    from specsift.pipeline.parts import table_to_arrow
+    from specsift.pipeline.units import iter_unit, plan_units
+    from specsift.verify import verify_catalog
+    torch.set_num_threads(1)
+    model = load_model("gasnet").prepare("cpu", 1)
+    fns = {"plan_units": plan_units, "iter_unit": iter_unit, "verify_catalog": verify_catalog,
+           "add_lines": add_lines, "table_to_arrow": table_to_arrow}
+    src = sdss_files("spec-*.fits")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "files"
+        folder.mkdir()
+        for k in range(n):
+            shutil.copy(src[k % len(src)], folder / f"{k:06d}-{src[k % len(src)].name}")
+        files = sorted(folder.glob("*.fits"))
+        units = plan_units([folder], 1024)
+
+        def stage_loop():
+            s = stage_seconds(model, folder, 1024, fns, Path(tmp))
+            return s["read"] / s["n"]
+
+        def unit_alone():
+            t = time.process_time()
+            rows = sum(len(b) for u in units for _, b in iter_unit(u, 1024, model.grid))
+            return (time.process_time() - t) / rows
+
+        def read_alone():
+            t = time.process_time()
+            rows = sum(len(b) for b in io.iter_read(files, batch_size=1024))
+            return (time.process_time() - t) / rows
+
+        ways = {"stage loop's read": stage_loop, "iter_unit alone": unit_alone,
+                "iter_read (--many)": read_alone}
+        stage_loop()                                   # warm: caches, the model's first batch
+        got = {k: [] for k in ways}
+        for r in range(rounds):
+            for k in (list(ways) if r % 2 else list(ways)[::-1]):
+                got[k].append(1e6 * ways[k]())
+    print(f"| {n} SDSS spec files, µs a file, {rounds} alternated rounds | median | best |")
+    print("|---|---|---|")
+    for k, v in got.items():
+        print(f"| {k} | {np.median(v):.0f} | {min(v):.0f} |")
 
 
 def _timed(read, path, repeats) -> float:

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 from .constants import GRID_MATCH_PIXELS, RESAMPLE_IDENTITY_ATOL, SAME_GRID_ATOL
 
-__all__ = ["LogGrid", "DEFAULT_GRID", "same_grid", "pixel_edges", "rebin_matrix", "grid_offset"]
+__all__ = ["LogGrid", "DEFAULT_GRID", "same_grid", "pixel_edges", "rebin_matrix", "grid_offset",
+           "step_products", "lattice_offset"]
 
 
 def same_grid(a: np.ndarray, b: np.ndarray, atol: float = SAME_GRID_ATOL) -> bool:
@@ -123,6 +124,63 @@ def rebin_matrix(loglam_in: np.ndarray, loglam_out: np.ndarray) -> sp.csr_matrix
     return sp.csr_matrix((weights, (j, i)), shape=(e_out.size - 1, e_in.size - 1))
 
 
+#: step → (first integer i0, ``step * np.arange(i0, i0 + len)``), see :func:`step_products`
+_PRODUCTS: dict[float, tuple[int, np.ndarray]] = {}
+#: most products kept per step (8 MB): far more than any survey's pixel indices need
+_MAX_PRODUCTS = 1 << 20
+
+
+def step_products(step: float, k: int, n: int) -> np.ndarray:
+    """``step * np.arange(k, k + n, dtype=float64)``, read-only, as a slice of one cached
+    array per step: each element is the same product (an integer times ``step``, one
+    rounding), so the grids built from it are the ones ``arange`` gave, bit for bit.  Why:
+    every SDSS spec file has its own first pixel and length, and building its exact grid
+    (:func:`specsift.io.sdss.snap_loglam`) and testing it against the model's
+    (:func:`grid_offset`) paid an ``arange`` and a product each, per file."""
+    lo, arr = _PRODUCTS.get(step, (0, None))
+    if arr is None or k < lo or k + n > lo + arr.size:
+        lo2 = min(k, lo) if arr is not None else k
+        hi2 = max(k + n, lo + arr.size) if arr is not None else k + n
+        lo2, hi2 = lo2 - 256, hi2 + 4096                 # room for the next files' pixels
+        if hi2 - lo2 > _MAX_PRODUCTS:
+            return step * np.arange(k, k + n, dtype=np.float64)
+        arr = step * np.arange(lo2, hi2, dtype=np.float64)
+        arr.flags.writeable = False
+        lo = lo2
+        _PRODUCTS[step] = (lo, arr)
+    return arr[k - lo:k - lo + n]
+
+
+#: (k, step, grid start, grid step) → (offset, first pixel off the grid's, pixels tested)
+_LATTICES: dict[tuple, tuple[int, int, int]] = {}
+
+
+def lattice_offset(k: int, step: float, n: int, grid: "LogGrid") -> int | None:
+    """:func:`grid_offset` of ``k * step + step_products(step, 0, n)`` (an SDSS file's
+    snapped grid, :func:`specsift.io.sdss.snap_loglam`), from ``k`` alone.  Why: its
+    pixels, the grid's pixels they are compared with and their deviations do not depend on
+    ``n`` (a longer grid only adds pixels at the end), so the answer for every ``n`` follows
+    from the first pixel whose deviation is too large, found once per first pixel: distinct
+    spec files (one first pixel among a few, a length of their own) then cost a look-up,
+    not the ~10 µs test of :func:`grid_offset`.  Same answer, same arithmetic."""
+    if n < 2:
+        return None
+    key = (k, step, grid.start, grid.step)
+    hit = _LATTICES.get(key)
+    if hit is None or (hit[1] >= hit[2] and n > hit[2]):   # none off yet, not tested so far
+        m = max(n, 8192)
+        ll = k * step + step_products(step, 0, m)
+        off = int(round((ll[0] - grid.start) / grid.step))
+        off_grid = np.flatnonzero(np.abs(ll - (grid.start + step_products(grid.step, off, m)))
+                                  > RESAMPLE_IDENTITY_ATOL)
+        hit = (off, int(off_grid[0]) if off_grid.size else m, m)
+        if len(_LATTICES) >= 4096:
+            _LATTICES.clear()
+        _LATTICES[key] = hit
+    off, first_off, _ = hit
+    return off if n <= first_off else None
+
+
 def grid_offset(loglam: np.ndarray, grid: "LogGrid") -> int | None:
     """``k`` when ``loglam`` is ``grid``'s own pixels from pixel ``k`` on (same step, a
     whole-pixel offset, each centre within RESAMPLE_IDENTITY_ATOL; ``k`` may be negative
@@ -132,5 +190,5 @@ def grid_offset(loglam: np.ndarray, grid: "LogGrid") -> int | None:
     if loglam.ndim != 1 or loglam.size < 2:
         return None
     k = int(round((loglam[0] - grid.start) / grid.step))
-    exact = grid.start + grid.step * np.arange(k, k + loglam.size, dtype=np.float64)
+    exact = grid.start + step_products(grid.step, k, loglam.size)
     return k if np.abs(loglam - exact).max() <= RESAMPLE_IDENTITY_ATOL else None

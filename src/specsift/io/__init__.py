@@ -209,7 +209,7 @@ def iter_read(inputs, batch_size: int = 1024, grid: LogGrid | None = DEFAULT_GRI
     file must then share one).  Redrock files met inside a directory/glob are skipped.
     ``files=True``: ``inputs`` is a list of file paths already expanded (a predict unit's,
     :func:`expand_paths`), each read as named — no glob or directory test per path (a
-    stat and a Path a file, ~20 µs of the ~0.6 ms an SDSS spec file costs).
+    stat and a Path a file, ~20 µs of the ~0.4 ms an SDSS spec file costs).
     """
     if on_error not in ("flag", "raise"):
         raise ValueError(f"on_error must be 'flag' or 'raise', not {on_error!r}")

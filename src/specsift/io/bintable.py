@@ -88,11 +88,11 @@ class RowDecoder:
     per-file part is then a loop of ``frombuffer`` calls (the SDSS quick path keeps one
     decoder per layout, :func:`specsift.io.sdss.quick`)."""
 
-    __slots__ = ("width", "steps")
+    __slots__ = ("width", "steps", "plain")
 
     def __init__(self, hdr, columns, fields: tuple[dict, int] | None = None):
         fields, self.width = table_fields(hdr) if fields is None else fields
-        steps = []
+        steps, plain = [], []
         for name in (c for c in columns if c in fields):
             i, off, r, code = fields[name]
             if code == "A":
@@ -108,17 +108,32 @@ class RowDecoder:
             if code in _UNSIGNED and zero == _UNSIGNED[code][0] and scale in (None, 1):
                 utype = np.dtype(_UNSIGNED[code][1])
                 steps.append((name, "U", off, r, utype, (utype.type(zero), shape)))
+            elif (zero is None and scale is None and r == 1 and shape is None
+                  and code not in "LU"):
+                plain.append((name, off, np.dtype(BINTYPE[code])))
+                steps.append((name, "plain", None, None, None, None))
             else:
                 ztuple = None if zero is None and scale is None else \
                     (1.0 if scale is None else scale, 0.0 if zero is None else zero)
                 steps.append((name, code, off, r, np.dtype(BINTYPE[code]), (ztuple, shape)))
         self.steps = steps
+        # the plain one-value numbers (most labels) read as one record: two numpy calls a
+        # row, not two a column; each value is the numpy scalar the column path gives
+        self.plain = None if not plain else tuple(np.dtype({
+            "names": [p[0] for p in plain], "offsets": [p[1] for p in plain],
+            "formats": [p[2].newbyteorder(order) for p in plain], "itemsize": self.width})
+            for order in (">", "="))
 
     def __call__(self, raw: bytes) -> dict:
         if len(raw) < self.width:
             raise ValueError("table data ends before its first row")
         out = {}
+        rec = None if self.plain is None else \
+            np.frombuffer(raw, self.plain[0], 1).astype(self.plain[1])[0]
         for name, code, off, r, dt, extra in self.steps:
+            if code == "plain":
+                out[name] = rec[name]
+                continue
             if code == "A":
                 out[name] = raw[off:off + r].split(b"\0", 1)[0].decode("ascii", "replace").rstrip()
                 continue

@@ -5,9 +5,10 @@ the cost of opening one is the cost of the survey.  Measured per file on this ma
 (``benchmarks/read_speed.py``, 1 core): astropy's ``fits.open`` 14–41 ms (it parses every
 card of every HDU, the per-exposure ones included, and builds a Column object per column),
 the cfitsio-based ``fitsio`` 1.4.2 8–31 ms (its HDU list reads every header and column too);
-this walk 0.1–0.4 ms.  What is read is what the FITS standard (4.0, §4.4 and §7.3) fixes:
-2880-byte blocks of 80-byte cards, the mandatory keywords in their order and fixed format,
-the binary-table row layout from TFORMn.
+this walk 0.08–0.4 ms (4 to 22 HDUs: ≈ 10 µs an HDU, its header read, END found, its
+facts taken from :mod:`.fitscards`).  What is read is what the FITS standard (4.0, §4.4 and
+§7.3) fixes: 2880-byte blocks of 80-byte cards, the mandatory keywords in their order and
+fixed format, the binary-table row layout from TFORMn.
 
 It only says yes to what it fully understands — an uncompressed file, ``SIMPLE = T``, no heap
 (PCOUNT 0), GCOUNT 1, every HDU whole with its padding and nothing after the last one — and
@@ -20,118 +21,25 @@ Used by :func:`specsift.io.sdss.quick`.
 
 from __future__ import annotations
 
-import math
 import os
-import re
 
 import numpy as np
 
 from .bintable import table_fields
+from .fitscards import (
+    RawFitsError,
+    RawHeader,
+    header_shape,
+    names_and_layouts,
+    parse_value,
+)
 
 __all__ = ["RawFitsError", "RawHeader", "RawHDU", "RawFits", "parse_value", "layout"]
 
 BLOCK = 2880
 _END = b"END" + b" " * 77
-_INT = re.compile(rb"[+-]?\d+\Z")
-_FLOAT = re.compile(rb"[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?\Z")
-_BITPIX = (8, 16, 32, 64, -32, -64)
 #: most cards a header may have here (astropy has no limit; real SDSS headers: ≤ 500)
 MAX_CARDS = 20000
-#: a card seen as (keyword + '= ', rest) and as (first 4 bytes, rest)
-_KEY10 = np.dtype([("k", "S10"), ("r", "V70")])
-_HEAD4 = np.dtype([("p", "=u4"), ("r", "V76")])
-#: first 4 bytes of the cards that describe a table's columns (see :func:`layout`)
-_LAYOUT_HEADS = np.array(sorted(np.frombuffer(p, "=u4")[0] for p in
-                                (b"TFIE", b"TTYP", b"TFOR", b"TZER", b"TSCA", b"TDIM")), "=u4")
-
-
-class RawFitsError(ValueError):
-    """Not a file for the fast path (read it with astropy instead)."""
-
-
-def parse_value(field: bytes):
-    """The value of a card's value field (bytes 11–80) as astropy gives it: str (trailing
-    blanks dropped, '' → '), bool, int or float; anything else raises RawFitsError."""
-    s = field.lstrip()
-    if s[:1] == b"'":
-        parts, i = [], 1
-        while True:
-            j = s.find(b"'", i)
-            if j < 0:
-                raise RawFitsError("unterminated string value")
-            if s[j + 1:j + 2] == b"'":
-                parts.append(s[i:j + 1])
-                i = j + 2
-                continue
-            parts.append(s[i:j])
-            rest = s[j + 1:]
-            break
-        try:
-            value = b"".join(parts).decode("ascii").rstrip()
-        except UnicodeDecodeError:
-            raise RawFitsError("non-ASCII string value") from None
-    else:
-        k = s.find(b"/")
-        tok, rest = (s, b"") if k < 0 else (s[:k], s[k:])
-        tok = tok.strip()
-        if tok == b"T" or tok == b"F":
-            value = tok == b"T"
-        elif _INT.match(tok):
-            value = int(tok)
-        elif _FLOAT.match(tok):
-            value = float(tok.replace(b"D", b"E").replace(b"d", b"e"))
-        else:
-            raise RawFitsError(f"value {tok[:20]!r} is not a plain number or logical")
-    rest = rest.strip()
-    if rest and rest[:1] != b"/":
-        raise RawFitsError("text after a value that is not a comment")
-    return value
-
-
-class RawHeader:
-    """One header's cards (bytes up to END), with ``get``/``in``/``[]`` like astropy's Header
-    for value cards; the first card of a repeated keyword wins, as in astropy.  A lookup is
-    one comparison over the cards' keywords; :meth:`index` makes many lookups cheap."""
-
-    __slots__ = ("raw", "ncards", "_index")
-
-    def __init__(self, raw: bytes):
-        self.raw = raw
-        self.ncards = len(raw) // 80
-        self._index: dict[bytes, int] | None = None
-
-    def index(self) -> dict[bytes, int]:
-        """{keyword: first value card} (built once)."""
-        if self._index is None:
-            cards = np.frombuffer(self.raw, dtype=[("k", "S8"), ("e", "S2"), ("v", "V70")])
-            keys, eq = cards["k"].tolist(), (cards["e"] == b"= ").tolist()
-            index: dict[bytes, int] = {}
-            for i in range(len(keys) - 1, -1, -1):     # backwards: the first card wins
-                if eq[i]:
-                    index[keys[i].rstrip()] = i
-            self._index = index
-        return self._index
-
-    def _find(self, key: bytes) -> int | None:
-        if self._index is not None:
-            return self._index.get(key)
-        if len(key) > 8:
-            return None
-        hit = np.flatnonzero(np.frombuffer(self.raw, _KEY10)["k"] == key.ljust(8) + b"= ")
-        return int(hit[0]) if hit.size else None
-
-    def __contains__(self, key: str) -> bool:
-        return self._find(key.encode("ascii")) is not None
-
-    def get(self, key: str, default=None):
-        i = self._find(key.encode("ascii"))
-        return default if i is None else parse_value(self.raw[80 * i + 10:80 * i + 80])
-
-    def __getitem__(self, key: str):
-        i = self._find(key.encode("ascii"))
-        if i is None:
-            raise KeyError(key)
-        return parse_value(self.raw[80 * i + 10:80 * i + 80])
 
 
 class RawHDU:
@@ -140,12 +48,13 @@ class RawHDU:
     ``data_size`` bytes before padding), where its header lies in the file (``_span``) and
     its :attr:`header` (the header's bytes, read by the walk)."""
 
-    __slots__ = ("_raw", "_span", "_header", "_layout_key", "index", "dims", "data_offset",
+    __slots__ = ("_raw", "_span", "_header", "_layout_key", "_tag", "index", "dims", "data_offset",
                  "data_size", "name", "is_table")
 
     def __init__(self, raw: bytes, span: tuple[int, int], index: int, dims: list[int],
                  data_offset: int, data_size: int, is_table: bool):
         self._raw, self._span, self._header, self._layout_key = raw, span, None, b""
+        self._tag = None
         self.index, self.dims, self.is_table = index, dims, is_table
         self.data_offset, self.data_size = data_offset, data_size
         self.name = "PRIMARY" if index == 0 else ""
@@ -162,8 +71,20 @@ class RawHDU:
         keys decode alike (what :func:`layout` and the readers' per-layout plans cache on)."""
         return self._layout_key
 
+    @property
+    def layout_tag(self) -> tuple:
+        """A short stand-in for :attr:`layout_key` to look caches up by — its length and
+        first and last 160 bytes — confirmed against the whole key on a hit (see
+        :func:`layout`).  Why: SPECOBJ's key is 20 kB and SPALL's 38 kB, and hashing a
+        new one each file cost ~8–12 µs; comparing it with the cached one costs < 1."""
+        if self._tag is None:
+            key = self._layout_key
+            self._tag = (len(key), key[:160], key[-160:])
+        return self._tag
 
-_LAYOUTS: dict[bytes, tuple] = {}
+
+#: :attr:`RawHDU.layout_tag` → (the whole layout key, :func:`layout`'s answer)
+_LAYOUTS: dict[tuple, tuple] = {}
 
 
 def layout(hdu: RawHDU) -> tuple[dict, int, dict]:
@@ -176,7 +97,8 @@ def layout(hdu: RawHDU) -> tuple[dict, int, dict]:
     alone, and a survey's files share a few table layouts."""
     if not hdu.is_table or len(hdu.dims) != 2:
         raise RawFitsError(f"HDU {hdu.index}: not a two-axis binary table")
-    hit = _LAYOUTS.get(hdu._layout_key)
+    entry = _LAYOUTS.get(hdu.layout_tag)
+    hit = entry[1] if entry is not None and entry[0] == hdu._layout_key else None
     if hit is None:
         header = hdu.header
         header.index()
@@ -189,34 +111,10 @@ def layout(hdu: RawHDU) -> tuple[dict, int, dict]:
         hit = (fields, width, extras)
         if len(_LAYOUTS) >= 256:
             _LAYOUTS.clear()
-        _LAYOUTS[hdu._layout_key] = hit
+        _LAYOUTS[hdu.layout_tag] = (hdu._layout_key, hit)
     if hit[1] != hdu.dims[0]:
         raise RawFitsError(f"HDU {hdu.index}: TFORMn add up to {hit[1]}, NAXIS1 {hdu.dims[0]}")
     return hit
-
-
-def _rest(width: int) -> bytes:
-    """Regex for the ``width`` bytes after a value: blanks, or blanks, '/' and a comment."""
-    return b"(?: {%d}|" % width + b"|".join(b" {%d}/[ -~]{%d}" % (k, width - 1 - k)
-                                            for k in range(width)) + b")"
-
-
-_INT_CARD = b"= ([ +\\d-]{20})" + _rest(50)
-_MANDATORY: dict[tuple[bool, int], re.Pattern] = {}
-
-
-def _mandatory(ext: bool, naxis: int) -> re.Pattern:
-    """The header's first cards, which the standard fixes (§4.4.1): SIMPLE or XTENSION,
-    BITPIX, NAXIS, NAXISn (and PCOUNT, GCOUNT for an extension), each in fixed format."""
-    pat = _MANDATORY.get((ext, naxis))
-    if pat is None:
-        keys = [b"BITPIX", b"NAXIS"] + [b"NAXIS%d" % (i + 1) for i in range(naxis)]
-        keys += [b"PCOUNT", b"GCOUNT"] if ext else []
-        first = (b"XTENSION= '(BINTABLE|IMAGE   |TABLE   )'" + _rest(60) if ext
-                 else b"SIMPLE  = {20}T()" + _rest(50))
-        pat = re.compile(first + b"".join(k.ljust(8) + _INT_CARD for k in keys), re.DOTALL)
-        _MANDATORY[(ext, naxis)] = pat
-    return pat
 
 
 class RawFits:
@@ -242,6 +140,9 @@ class RawFits:
     #: ``_LEARN = False``: always ``_FIRST_READ``.
     _HINTS: dict[int, int] = {}
     _LEARN = True
+    #: HDU number → the shortest header (bytes before END) met there in a file whose walk
+    #: was checked: where the next file's END search starts (:meth:`_open`)
+    _END_FROM: dict[int, int] = {}
 
     def __init__(self, path):
         self.path = path
@@ -250,11 +151,37 @@ class RawFits:
             self.size = os.fstat(self._fd).st_size
             if self.size < BLOCK:
                 raise RawFitsError("shorter than one FITS block")
-            self.hdus = self._walk()
-            self._names_and_layouts()
+            self._open()
         except BaseException:
             self.close()
             raise
+
+    def _open(self) -> None:
+        """Walk, name and check the HDUs.  The END search of each header starts at the
+        shortest header met at that HDU before (a BOSS file's 18 exposure headers are ~14 kB
+        of cards each, and searching them from their first card was a third of the walk);
+        the walk is then taken only when no header read so holds an END card before the one
+        found (:func:`.fitscards.names_and_layouts` looks at every card) — else, or on any
+        error, the file is walked again from every header's first card, whose answer
+        (HDUs or error) is the one given.  So the result is always that of the full search."""
+        if self._LEARN and self._END_FROM:
+            try:
+                self.hdus = self._walk(speculate=True)
+                if self._names_and_layouts():
+                    self._remember_ends()
+                    return
+            except Exception:  # noqa: BLE001 - the full walk below gives the answer
+                pass
+        self.hdus = self._walk(speculate=False)
+        self._names_and_layouts()
+        if self._LEARN:
+            self._remember_ends()
+
+    def _remember_ends(self) -> None:
+        for h in self.hdus[:64]:
+            e = len(h._raw)
+            if e < self._END_FROM.get(h.index, e + 1):
+                self._END_FROM[h.index] = e
 
     def __enter__(self) -> "RawFits":
         return self
@@ -270,12 +197,14 @@ class RawFits:
     def _read(self, offset: int, n: int) -> bytes:
         return os.pread(self._fd, n, offset)
 
-    def _header_at(self, pos: int, k: int) -> tuple[bytes, int]:
+    def _header_at(self, pos: int, k: int, speculate: bool = False) -> tuple[bytes, int]:
         """(bytes from ``pos`` on, read so far; position of the END card in them): END is
-        the first card of exactly ``_END`` at a card boundary within MAX_CARDS cards."""
+        the first card of exactly ``_END`` at a card boundary within MAX_CARDS cards.
+        ``speculate``: the search starts at :attr:`_END_FROM` (and ends with the first read:
+        RawFitsError), for :meth:`_open` to check."""
         limit = min(self.size, pos + 80 * MAX_CARDS) - pos
         first = self._HINTS.get(k, self._FIRST_READ) if self._LEARN else self._FIRST_READ
-        n, start = min(first, limit), 0
+        n, start = min(first, limit), self._END_FROM.get(k, 0) if speculate else 0
         while True:
             buf = self._read(pos, n)
             if len(buf) < n:           # shorter than its size said (shrunk, still written)
@@ -283,6 +212,8 @@ class RawFits:
             end = buf.find(_END, start)
             while end >= 0 and end % 80:
                 end = buf.find(_END, end + 1)
+            if speculate and end < 0:
+                raise RawFitsError(f"HDU {k}: no END card after the shortest header met")
             if end >= 0:
                 if self._LEARN and k < 64:
                     self._learn(k, end)
@@ -300,67 +231,36 @@ class RawFits:
         if blocks > self._HINTS.get(k, 0):
             self._HINTS[k] = min(blocks, 4 * self._FIRST_READ)
 
-    def _walk(self) -> list[RawHDU]:
+    def _walk(self, speculate: bool = False) -> list[RawHDU]:
         """Header after header: END, the mandatory cards, the data size, the next header."""
-        hdus, pos, starts = [], 0, [0]
+        hdus, pos = [], 0
         while pos < self.size:
             k = len(hdus)
-            buf, end = self._header_at(pos, k)
-            naxis = buf[170:190].strip()
-            if not naxis.isdigit() or int(naxis) > 999:
-                raise RawFitsError(f"HDU {k}: NAXIS {naxis[:20]!r}")
-            m = _mandatory(k > 0, int(naxis)).match(buf, 0, end)
-            if m is None:
-                raise RawFitsError(f"HDU {k}: mandatory keywords not in the standard's form")
-            xtension, bitpix, _, *dims = m.groups()
-            bitpix, dims = int(bitpix), list(map(int, dims))
-            if k:
-                if dims[-2:] != [0, 1]:             # a heap or groups: astropy's job
-                    raise RawFitsError(f"HDU {k}: PCOUNT / GCOUNT {dims[-2:]}")
-                del dims[-2:]
-            elif dims and dims[0] == 0:
-                raise RawFitsError("random groups")
-            if bitpix not in _BITPIX or (dims and min(dims) < 0):
-                raise RawFitsError(f"HDU {k}: BITPIX {bitpix} / NAXISn {dims}")
-            size = abs(bitpix) // 8 * math.prod(dims) if dims else 0
+            buf, end = self._header_at(pos, k, speculate)
+            is_table, dims, size = header_shape(buf, end, k)
             data = -(-(pos + end + 80) // BLOCK) * BLOCK
             span = (pos, pos + end)
             pos = data + -(-size // BLOCK) * BLOCK
             if pos > self.size:
                 raise RawFitsError(f"HDU {k}: truncated")
-            hdus.append(RawHDU(buf[:end], span, k, dims, data, size,
-                               xtension == b"BINTABLE"))
-            starts.append(starts[-1] + end // 80)
-        self._starts = starts                    # each header's first card in them all
+            hdus.append(RawHDU(buf[:end], span, k, list(dims), data, size, is_table))
         return hdus
 
-    def _names_and_layouts(self) -> None:
-        """Every HDU's EXTNAME and table layout key from one pass over all headers' cards
-        (searching header by header costs more than the walk: headers are mostly blanks);
-        then every binary table's layout is checked (:func:`layout`)."""
-        hdus = self.hdus
-        joined = b"".join(h._raw for h in hdus)
-        starts = np.array(self._starts)
-        hits = np.flatnonzero(np.frombuffer(joined, _KEY10)["k"] == b"EXTNAME = ")
-        seen = set()
-        owners = (np.searchsorted(starts, hits, side="right") - 1).tolist()
-        for k, card in zip(owners, hits.tolist()):
-            if k in seen:                          # the first EXTNAME card counts
-                continue
-            seen.add(k)
-            value = parse_value(joined[80 * card + 10:80 * card + 80])
-            if value:
-                hdus[k].name = str(value).strip().upper()
-        heads = np.frombuffer(joined, _HEAD4)["p"]
-        at = np.searchsorted(_LAYOUT_HEADS, heads)
-        at[at == _LAYOUT_HEADS.size] = 0
-        cards = np.flatnonzero(_LAYOUT_HEADS[at] == heads)
-        picked = np.frombuffer(joined, "V80")[cards].tobytes()
-        bounds = np.searchsorted(cards, starts).tolist()
-        for k, hdu in enumerate(hdus):
+    def _names_and_layouts(self) -> bool:
+        """Every HDU's EXTNAME and table layout key (:func:`.fitscards.names_and_layouts`),
+        then every binary table's layout checked (:func:`layout`); False (nothing checked)
+        when a header holds an END card before its end, which only a speculative walk
+        (:meth:`_open`) can have taken for one."""
+        names, keys, ends = names_and_layouts([h._raw for h in self.hdus])
+        if ends:
+            return False
+        for hdu, name, key in zip(self.hdus, names, keys):
+            if name:
+                hdu.name = name
             if hdu.is_table:
-                hdu._layout_key = picked[80 * bounds[k]:80 * bounds[k + 1]]
+                hdu._layout_key = key
                 layout(hdu)
+        return True
 
     def find(self, name: str) -> RawHDU | None:
         """The first HDU called ``name`` (as ``hdul[name]`` picks it), or None."""

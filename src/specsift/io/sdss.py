@@ -12,7 +12,7 @@ FIBERID, read straight from the file (only those columns).  SDSS wavelengths are
 conversion is needed.
 
 Two ways in, one construction (:func:`_native`): :func:`quick` reads a plain file from its bytes
-(:mod:`.rawfits`, ~0.3–0.7 CPU ms instead of astropy's 15–60 ms) for :func:`specsift.io.iter_read`
+(:mod:`.rawfits`, ~0.2–0.6 CPU ms instead of astropy's 15–60 ms) for :func:`specsift.io.iter_read`
 to assemble many into one batch; :func:`sniff`/:func:`read` go through astropy for everything
 else (gzip, scaled columns, broken files) and for callers of the reader list.
 """
@@ -26,6 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..grid import step_products
 from ..spectra import LogGrid, SpectraBatch
 from ._common import (
     column_of_kind,
@@ -34,7 +35,7 @@ from ._common import (
     sdss_targetid,
     stable_id,
 )
-from .assemble import Native, assemble
+from .assemble import Native, assemble, prepared
 from .bintable import BINTYPE, RowDecoder
 from .rawfits import RawFits, layout
 
@@ -68,25 +69,37 @@ def sniff(src) -> bool:
 def snap_loglam(loglam: np.ndarray, step: float = 1e-4) -> np.ndarray:
     """Float32 loglam on the SDSS 1e-4 dex grid → exact float64 grid (float32 round-off
     makes the pixel steps jitter by ~0.5 %, which would look like an irregular grid)."""
+    return _snapped(loglam, step)[0]
+
+
+def _snapped(loglam: np.ndarray, step: float = 1e-4) -> tuple[np.ndarray, int | None]:
+    """(:func:`snap_loglam`'s grid, its first pixel ``k`` when it is the exact grid
+    ``k·step + step·arange(n)`` of :func:`_exact_grid`, else None)."""
     loglam = np.asarray(loglam)
     key = None
     if loglam.size > 1 and loglam.ndim == 1 and loglam.dtype.kind == "f":
         key = (round(float(loglam[0]) / step), loglam.size, step, loglam.dtype)
         seen = _SNAPPED.get(key)                 # pixels equal to a file's already snapped
-        if seen is not None and np.array_equal(seen[0], loglam):
-            return seen[1]
-    ll = np.asarray(loglam, np.float64)
-    if not ll.size:
-        return ll
-    k = round(ll[0] / step)
-    exact = _exact_grid(k, ll.size, step)
-    if ll.size > 1 and np.max(np.abs(exact - ll)) < 0.05 * step:
-        if key is not None:
-            if len(_SNAPPED) >= 256:
-                _SNAPPED.clear()
-            _SNAPPED[key] = (np.array(loglam), exact)
-        return exact
-    return ll
+        if seen is not None and bool((seen[0] == loglam).all()):   # same shape: the key
+            return seen[1], key[0]
+    if key is None:                              # not a plain float column: as it always was
+        ll = np.asarray(loglam, np.float64)
+        if not ll.size:
+            return ll, None
+        k = round(ll[0] / step)
+        exact = _exact_grid(k, ll.size, step)
+        if ll.size > 1 and np.max(np.abs(exact - ll)) < 0.05 * step:
+            return exact, k
+        return ll, None
+    k = key[0]
+    exact = _exact_grid(k, loglam.size, step)
+    dev = exact - loglam                # float32 pixels widened exactly, as a float64 copy
+    if np.abs(dev, out=dev).max() < 0.05 * step:
+        if len(_SNAPPED) >= 256:
+            _SNAPPED.clear()
+        _SNAPPED[key] = (np.array(loglam), exact)
+        return exact, k
+    return np.asarray(loglam, np.float64), None
 
 
 #: (first pixel, pixels, step, dtype) → (the last file's loglam that snapped there, its exact
@@ -100,7 +113,7 @@ _SNAPPED: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 def _exact_grid(k: int, size: int, step: float) -> np.ndarray:
     """``k·step + step·arange(size)`` (read-only): a survey's files share a few first pixels
     and lengths, so each grid is built once, not once a file."""
-    out = k * step + step * np.arange(size)
+    out = k * step + step_products(step, 0, size)       # step * arange(size), bit for bit
     out.flags.writeable = False
     return out
 
@@ -140,13 +153,19 @@ def _native(path: Path, columns: dict, labels: dict, hdr, spall: bool) -> Native
     """The spectrum and its meta from COADD ``columns`` (lower-case name → array), the
     ``labels`` of SPECOBJ/SPALL, the primary header ``hdr`` (astropy's or a raw one) and
     whether the file has an SPALL HDU: the one construction behind both ways of reading."""
-    loglam = snap_loglam(columns["loglam"])
+    loglam, first = _snapped(columns["loglam"])
     flux = np.asarray(columns["flux"], np.float32)
     ivar = np.asarray(columns["ivar"], np.float32)
     mask = None
     if "and_mask" in columns:
         bits = -1 if os.environ.get("SDSS_AND_MASK", "bad").lower() == "all" else BAD_AND_MASK
-        mask = (np.asarray(columns["and_mask"]).astype(np.int64) & bits) != 0
+        and_mask = np.asarray(columns["and_mask"])
+        if and_mask.dtype.kind == "i" and and_mask.dtype.itemsize == 4:
+            # SDSS's 32-bit column (TFORM J) as stored: the bits land where the int64 copy
+            # put them, one copy fewer a file
+            mask = (and_mask & np.int32(bits)) != 0
+        else:
+            mask = (and_mask.astype(np.int64) & bits) != 0
     meta: dict = {}
     for key, value in labels.items():
         dst = _LABELS[key]
@@ -165,7 +184,8 @@ def _native(path: Path, columns: dict, labels: dict, hdr, spall: bool) -> Native
                       else "SDSS")
     if "SPECOBJID" in meta:
         meta["SPECOBJID"] = str(meta["SPECOBJID"]).strip()
-    return Native(path, loglam, flux, ivar, mask, meta)
+    lattice = None if first is None else (first, 1e-4)
+    return prepared(Native(path, loglam, flux, ivar, mask, meta, lattice=lattice))  # hot pixels
 
 
 def quick(path: Path) -> Native | None:
@@ -210,20 +230,22 @@ _PLAIN = {c: BINTYPE[c] for c in "EDIJKB"}
 
 #: what the quick path makes of a table layout (:func:`.rawfits.layout`'s key: the exact
 #: column cards), worked out once per layout: the label decoder of SPECOBJ/SPALL, COADD's
-#: row dtype (or None: not for this path)
-_PLANS: dict[tuple[str, bytes], object] = {}
+#: row dtype (or None: not for this path); (kind, layout tag) → (layout key, plan)
+_PLANS: dict[tuple[str, tuple], tuple[bytes, object]] = {}
 
 
 def _planned(kind: str, hdu, make):
-    """``make(hdu)``, remembered per (kind, layout).  The value is kept in a local: another
-    reader thread may clear ``_PLANS`` between the store and a second look-up."""
-    key = (kind, hdu.layout_key)
-    plan = _PLANS.get(key)
-    if plan is None and key not in _PLANS:
-        plan = make(hdu)
-        if len(_PLANS) >= 256:
-            _PLANS.clear()
-        _PLANS[key] = plan
+    """``make(hdu)``, remembered per (kind, layout): looked up by the layout's short tag and
+    confirmed against its whole key (:attr:`.rawfits.RawHDU.layout_tag`).  The entry is
+    kept in a local: another reader thread may clear ``_PLANS`` meanwhile."""
+    tag = (kind, hdu.layout_tag)
+    entry = _PLANS.get(tag)
+    if entry is not None and entry[0] == hdu.layout_key:
+        return entry[1]
+    plan = make(hdu)
+    if len(_PLANS) >= 256:
+        _PLANS.clear()
+    _PLANS[tag] = (hdu.layout_key, plan)
     return plan
 
 
