@@ -219,7 +219,7 @@ class Problem(ModelEvaluation):
                 mix[2 * L + i, pos[self.ku + c.group]] += 1.0
             out.append((sl, cols))
             self.comp_of.append(np.array(comps, np.int64))
-            self.sets.append(self._sets(sl, comps, mix))
+            self.sets.append(_first_writers(self._sets(sl, comps, mix)))
             back = [pos[col]] + ([pos[col + 1]] if mdl.slope else [])
             self.back_rows.append(back + [pos[q] for q in range(self.ks - n_t, self.ks)])
         return out
@@ -326,6 +326,22 @@ class Problem(ModelEvaluation):
     def clamp(self, theta):
         theta[:, self.ks:] = np.minimum(np.maximum(theta[:, self.ks:], self.lo), self.hi)
         return theta
+
+
+def _first_writers(sets):
+    """A window's evaluation sets with each (block row, components) of their scatter
+    lists marked True where it is the first to write that row (in the order
+    :meth:`~.profiles.ModelEvaluation.linear_design` and ``complete`` go: set by set,
+    profiles, width then centre derivatives): the rows start as zeros, so the first
+    writer stores its sum instead of adding it (:func:`.profiles._summed_into`)."""
+    seen, out = set(), []
+    for cs, off, ws, rows in sets:
+        marked = []
+        for spec in rows:
+            marked.append(tuple((q, sel, q not in seen) for q, sel in spec))
+            seen.update(q for q, _ in spec)
+        out.append((cs, off, ws, tuple(marked)))
+    return out
 
 
 def _scatter(mix, L: int):

@@ -13,6 +13,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erf
 
+try:                                # the clip ufunc itself: np.clip's wrapper costs ~5 µs
+    from numpy._core.umath import clip as _clip
+except ImportError:                                   # pragma: no cover
+    _clip = np.clip
+
 __all__ = ["DT", "ModelEvaluation", "integrated"]
 
 #: |(edge − centre) / (σ√2)| beyond which a profile's wing is held at its value there
@@ -115,10 +120,10 @@ class ModelEvaluation:
         for k, (sl, cols) in enumerate(self.blocks):
             blk = self._new_block(k, sl, cols)
             for e, (_, _, _, rows) in enumerate(self.sets[k]):
-                off, ws, (prof, _, _) = profs[k, e]
+                off, ws, (prof, _, _, _, _) = profs[k, e]
                 seg = blk[:, :, off:off + ws]
-                for q, sel in rows[0]:
-                    seg[:, q] += _summed(prof, sel, None)
+                for q, sel, first in rows[0]:
+                    _summed_into(seg[:, q], prof, sel, None, first)
             blocks.append(blk)
         return blocks
 
@@ -135,12 +140,13 @@ class ModelEvaluation:
             if not jac:
                 continue
             for e, (cs, _, _, rows) in enumerate(self.sets[k]):
-                off, ws, (_, xs, xc) = profs[k, e]
+                off, ws, (_, xs, xc, fs, fc) = profs[k, e]
                 a = theta[:, self.amp[cs]]                                     # (N, L)
                 seg = blk[:, :, off:off + ws]
-                for arr, spec in ((xs, rows[1]), (xc, rows[2])):
-                    for q, sel in spec:
-                        seg[:, q] += _summed(arr, sel, a)
+                for arr, f, spec in ((xs, fs, rows[1]), (xc, fc, rows[2])):
+                    af = a * f                 # the derivatives' per-line factors, folded
+                    for q, sel, first in spec:
+                        _summed_into(seg[:, q], arr, sel, af, first)
         return out, blocks
 
     def _all_profiles(self, theta):
@@ -169,10 +175,10 @@ class ModelEvaluation:
                                                      self.blocks[k][0].start + off, ws))
                 continue
             cs, edges, cst, pos = self._merged_constants(grp, tuple(spans))
-            prof, xs, xc = self._profiles_at(theta, cs, edges, cst)
+            prof, xs, xc, fs, fc = self._profiles_at(theta, cs, edges, cst)
             for (k, e), (off, ws), (l0, l1) in zip(grp, spans, pos):
                 out[k, e] = (off, ws, (prof[:, l0:l1, :ws], xs[:, l0:l1, :ws],
-                                       xc[:, l0:l1, :ws]))
+                                       xc[:, l0:l1, :ws], fs[:, l0:l1], fc[:, l0:l1]))
         return out
 
     def _merged_constants(self, grp, spans):
@@ -201,15 +207,18 @@ class ModelEvaluation:
 
     def _profiles(self, theta, cs, first, ws):
         """Unit-amplitude profiles of components ``cs`` over ``ws`` bins from bin column
-        ``first`` and their width and centre derivatives, each (N, L, ws).
+        ``first`` and their width and centre derivatives, each (N, L, ws), the derivatives
+        without their per-(N, L) factors, which follow as two (N, L) arrays: the
+        derivative is ``xs * fs[..., None]`` (``xc * fc[..., None]``).
 
         With v = (edge − centre) / (s√2) at the W+1 bin edges and g = exp(−v²), a bin's
         integral is ½ ΔE (E = erf v), its centre derivative Δg / (√(2π) s) and its width
-        derivative Δ(v g) / (√π s): every per-(N, L) factor (the ½, 1/s, the line's ratio
-        and the chain rule to the intrinsic width) is folded into one multiplication, and
-        the bins' ratio / Å width (the same at every step) is made once per set
-        (:meth:`_set_constants`) — a third fewer passes over the (N, L, W) arrays than
-        computing φ, e·φ and each derivative on its own.
+        derivative Δ(v g) / (√π s): the bins' ½ ratio / Å width (the same at every step) is
+        made once per set (:meth:`_set_constants`), and every per-(N, L) factor of a
+        derivative (1/s, the chain rule to the intrinsic width) is left for
+        :meth:`complete` to fold into the line's amplitude, which it multiplies by anyway
+        — half the passes over the (N, L, W) arrays of computing φ, e·φ and each
+        derivative on its own.
 
         v is clipped at ±:data:`_V_MAX`: beyond it erf is ±1 in float32 and exp(−v²) below
         1e-13 of the peak, but exp(−v²) of a line's far wings (up to ~1e-44) and their
@@ -228,8 +237,7 @@ class ModelEvaluation:
         inv_s = 1.0 / s
         v = edges - cen[..., None]
         v *= (inv_s / _SQRT2)[..., None]
-        np.maximum(v, -_V_MAX, out=v)                          # no subnormal tails
-        np.minimum(v, _V_MAX, out=v)                           # (np.clip's wrapper: 5 µs)
+        _clip(v, -_V_MAX, _V_MAX, out=v)                       # no subnormal tails
         E = _erf(v)
         g = np.multiply(v, v)
         np.negative(g, out=g)
@@ -239,11 +247,10 @@ class ModelEvaluation:
         prof *= cst
         xc = np.subtract(g[..., :-1], g[..., 1:])              # ∂/∂centre
         xc *= cst
-        xc *= (inv_s * DT(2.0 / np.sqrt(2.0 * np.pi)))[..., None]
         xs = np.subtract(v[..., :-1], v[..., 1:])              # ∂/∂width (intrinsic)
         xs *= cst
-        xs *= (sc * sg * inv_s * inv_s * DT(2.0 / np.sqrt(np.pi)))[..., None]
-        return prof, xs, xc
+        return (prof, xs, xc, sc * sg * inv_s * inv_s * DT(2.0 / np.sqrt(np.pi)),
+                inv_s * DT(2.0 / np.sqrt(2.0 * np.pi)))
 
     def _reach(self, theta, cs, start, off, ws):
         """(first bin, bins) of a narrow line's set that can be non-zero at ``theta``: the
@@ -310,3 +317,20 @@ def _summed(arr, sel, amp):
     if amp is None:
         return arr[:, sel].sum(1)
     return np.matmul(amp[:, None, sel], arr[:, sel])[:, 0]
+
+
+def _summed_into(dst, arr, sel, amp, first: bool):
+    """:func:`_summed` added to the block row ``dst`` (N, W) — or, by the row's first
+    writer (``first``: the row is still the zeros :meth:`_new_block` made), written
+    straight into it: one pass over the row and no temporary instead of two and one."""
+    if not first:
+        dst += _summed(arr, sel, amp)
+    elif isinstance(sel, int):
+        if amp is None:
+            dst[...] = arr[:, sel]
+        else:
+            np.multiply(arr[:, sel], amp[:, sel, None], out=dst)
+    elif amp is None:
+        np.sum(arr[:, sel], axis=1, out=dst)
+    else:
+        np.matmul(amp[:, None, sel], arr[:, sel], out=dst[:, None])
