@@ -134,8 +134,7 @@ def test_folded_profiles_equal_the_reference_formulas(name, model, z, extra):
     th = theta.astype(np.float32)
     for k, (sl, _) in enumerate(prob.blocks):
         for cs, off, ws, _ in prob.sets[k]:
-            prof, xs, xc, fs, fc = prob._profiles(th, cs, sl.start + off, ws)
-            got = (prof, xs * fs[..., None], xc * fc[..., None])     # factors left to complete
+            got = prob._profiles(th, cs, sl.start + off, ws)
             ref = _reference_profiles(prob, th, cs, sl.start + off, ws)
             for g, r in zip(got, ref):
                 assert g.dtype == np.float32
@@ -218,3 +217,25 @@ def test_merged_sets_and_narrow_reach_give_the_same_model_and_blocks(name, model
         np.testing.assert_array_equal(out, out_s)
         for b, bs in zip(blocks, blocks_s):
             np.testing.assert_array_equal(b, bs)
+
+
+@pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_first_writers_store_what_adding_to_zeros_gives(name, model, z, extra):
+    """Block rows stored by their first writer (``problem._first_writers``) equal every
+    writer adding to the zeros, bit for bit; each row has exactly one first writer."""
+    prob, theta = _problem(model, z=z, extra=extra, seed=6)
+    adding = Problem.__new__(Problem)
+    adding.__dict__.update(prob.__dict__)
+    adding._consts = {}
+    adding.sets = [[(cs, off, ws, tuple(tuple((q, sel, False) for q, sel, _ in spec)
+                                        for spec in rows))
+                    for cs, off, ws, rows in sets] for sets in prob.sets]
+    for k, sets in enumerate(prob.sets):
+        firsts = [q for *_, rows in sets for spec in rows for q, _, first in spec if first]
+        written = {q for *_, rows in sets for spec in rows for q, _, _ in spec}
+        assert sorted(firsts) == sorted(written)
+    out, blocks = prob.evaluate(theta)
+    out_a, blocks_a = adding.evaluate(theta)
+    np.testing.assert_array_equal(out, out_a)
+    for b, ba in zip(blocks, blocks_a):
+        np.testing.assert_array_equal(b, ba)

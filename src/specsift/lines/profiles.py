@@ -120,7 +120,7 @@ class ModelEvaluation:
         for k, (sl, cols) in enumerate(self.blocks):
             blk = self._new_block(k, sl, cols)
             for e, (_, _, _, rows) in enumerate(self.sets[k]):
-                off, ws, (prof, _, _, _, _) = profs[k, e]
+                off, ws, (prof, _, _) = profs[k, e]
                 seg = blk[:, :, off:off + ws]
                 for q, sel, first in rows[0]:
                     _summed_into(seg[:, q], prof, sel, None, first)
@@ -140,13 +140,12 @@ class ModelEvaluation:
             if not jac:
                 continue
             for e, (cs, _, _, rows) in enumerate(self.sets[k]):
-                off, ws, (_, xs, xc, fs, fc) = profs[k, e]
+                off, ws, (_, xs, xc) = profs[k, e]
                 a = theta[:, self.amp[cs]]                                     # (N, L)
                 seg = blk[:, :, off:off + ws]
-                for arr, f, spec in ((xs, fs, rows[1]), (xc, fc, rows[2])):
-                    af = a * f                 # the derivatives' per-line factors, folded
+                for arr, spec in ((xs, rows[1]), (xc, rows[2])):
                     for q, sel, first in spec:
-                        _summed_into(seg[:, q], arr, sel, af, first)
+                        _summed_into(seg[:, q], arr, sel, a, first)
         return out, blocks
 
     def _all_profiles(self, theta):
@@ -175,10 +174,10 @@ class ModelEvaluation:
                                                      self.blocks[k][0].start + off, ws))
                 continue
             cs, edges, cst, pos = self._merged_constants(grp, tuple(spans))
-            prof, xs, xc, fs, fc = self._profiles_at(theta, cs, edges, cst)
+            prof, xs, xc = self._profiles_at(theta, cs, edges, cst)
             for (k, e), (off, ws), (l0, l1) in zip(grp, spans, pos):
                 out[k, e] = (off, ws, (prof[:, l0:l1, :ws], xs[:, l0:l1, :ws],
-                                       xc[:, l0:l1, :ws], fs[:, l0:l1], fc[:, l0:l1]))
+                                       xc[:, l0:l1, :ws]))
         return out
 
     def _merged_constants(self, grp, spans):
@@ -207,18 +206,17 @@ class ModelEvaluation:
 
     def _profiles(self, theta, cs, first, ws):
         """Unit-amplitude profiles of components ``cs`` over ``ws`` bins from bin column
-        ``first`` and their width and centre derivatives, each (N, L, ws), the derivatives
-        without their per-(N, L) factors, which follow as two (N, L) arrays: the
-        derivative is ``xs * fs[..., None]`` (``xc * fc[..., None]``).
+        ``first`` and their width and centre derivatives, each (N, L, ws).
 
         With v = (edge − centre) / (s√2) at the W+1 bin edges and g = exp(−v²), a bin's
         integral is ½ ΔE (E = erf v), its centre derivative Δg / (√(2π) s) and its width
-        derivative Δ(v g) / (√π s): the bins' ½ ratio / Å width (the same at every step) is
-        made once per set (:meth:`_set_constants`), and every per-(N, L) factor of a
-        derivative (1/s, the chain rule to the intrinsic width) is left for
-        :meth:`complete` to fold into the line's amplitude, which it multiplies by anyway
-        — half the passes over the (N, L, W) arrays of computing φ, e·φ and each
-        derivative on its own.
+        derivative Δ(v g) / (√π s): every per-(N, L) factor (the ½, 1/s, the line's ratio
+        and the chain rule to the intrinsic width) is folded into one multiplication, and
+        the bins' ratio / Å width (the same at every step) is made once per set
+        (:meth:`_set_constants`) — a third fewer passes over the (N, L, W) arrays than
+        computing φ, e·φ and each derivative on its own.  (Folding the derivatives'
+        factors into the amplitudes instead saved two passes more, but moved the
+        Jacobian by float rounding, and with it some quasar fits' LM paths: up to 0.3σ.)
 
         v is clipped at ±:data:`_V_MAX`: beyond it erf is ±1 in float32 and exp(−v²) below
         1e-13 of the peak, but exp(−v²) of a line's far wings (up to ~1e-44) and their
@@ -247,10 +245,11 @@ class ModelEvaluation:
         prof *= cst
         xc = np.subtract(g[..., :-1], g[..., 1:])              # ∂/∂centre
         xc *= cst
+        xc *= (inv_s * DT(2.0 / np.sqrt(2.0 * np.pi)))[..., None]
         xs = np.subtract(v[..., :-1], v[..., 1:])              # ∂/∂width (intrinsic)
         xs *= cst
-        return (prof, xs, xc, sc * sg * inv_s * inv_s * DT(2.0 / np.sqrt(np.pi)),
-                inv_s * DT(2.0 / np.sqrt(2.0 * np.pi)))
+        xs *= (sc * sg * inv_s * inv_s * DT(2.0 / np.sqrt(np.pi)))[..., None]
+        return prof, xs, xc
 
     def _reach(self, theta, cs, start, off, ws):
         """(first bin, bins) of a narrow line's set that can be non-zero at ``theta``: the
@@ -332,5 +331,5 @@ def _summed_into(dst, arr, sel, amp, first: bool):
             np.multiply(arr[:, sel], amp[:, sel, None], out=dst)
     elif amp is None:
         np.sum(arr[:, sel], axis=1, out=dst)
-    else:
-        np.matmul(amp[:, None, sel], arr[:, sel], out=dst[:, None])
+    else:              # (a matmul into a strided row may take another kernel: other rounding)
+        dst[...] = np.matmul(amp[:, None, sel], arr[:, sel])[:, 0]
