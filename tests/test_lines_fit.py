@@ -239,3 +239,35 @@ def test_first_writers_store_what_adding_to_zeros_gives(name, model, z, extra):
     np.testing.assert_array_equal(out, out_a)
     for b, ba in zip(blocks, blocks_a):
         np.testing.assert_array_equal(b, ba)
+
+
+def _reference_gram(prob, J, r, limit=None):
+    """JᵀWJ and JᵀW r summed window by window with fancy-indexed ``+=`` (the gram before
+    the one-bincount assembly)."""
+    n, P = prob.n, prob.np if limit is None else limit
+    H, g = np.zeros((n, P, P)), np.zeros((n, P))
+    for (sl, cols), Jr in zip(prob.blocks, J):
+        if limit is not None:
+            nk = int(np.searchsorted(cols, limit))
+            cols, Jr = cols[:nk], Jr[:, :nk]
+        Jw = Jr * prob.w[:, None, sl]
+        H[:, cols[:, None], cols[None, :]] += np.matmul(Jw, Jr.transpose(0, 2, 1))
+        g[:, cols] += np.matmul(Jw, r[:, sl, None].astype(np.float32))[..., 0]
+    return H, g
+
+
+@pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_gram_assembly_equals_the_window_by_window_sums(name, model, z, extra):
+    """The windows' products placed by one bincount (``ModelEvaluation.gram``) equal the
+    window-by-window sums bit for bit, full and linear-only, also after ``take``."""
+    prob, theta = _problem(model, z=z, extra=extra, seed=7)
+    for p in (prob, prob.take(np.array([4, 1, 2]))):
+        out, blocks = p.evaluate(theta[:p.n] if p is prob else theta[[4, 1, 2]])
+        r = p.y - out
+        for limit in (None, p.ks):
+            H, g = p.gram(blocks, r, limit=limit)
+            H_ref, g_ref = _reference_gram(p, blocks, r, limit)
+            assert H.dtype == g.dtype == np.float64
+            np.testing.assert_array_equal(H, H_ref)
+            np.testing.assert_array_equal(g, g_ref)
+        assert p.gram(blocks)[1] is None
