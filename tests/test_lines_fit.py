@@ -271,3 +271,25 @@ def test_gram_assembly_equals_the_window_by_window_sums(name, model, z, extra):
             np.testing.assert_array_equal(H, H_ref)
             np.testing.assert_array_equal(g, g_ref)
         assert p.gram(blocks)[1] is None
+
+
+@pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_take_keeps_the_constants_of_its_rows(name, model, z, extra):
+    """A re-sliced problem (``Problem.take``) starts from its rows' slices of the per-set
+    constants; it evaluates bit for bit as one that makes them afresh."""
+    prob, theta = _problem(model, z=z, extra=extra, seed=8)
+    prob.evaluate(theta)                                   # constants made
+    keep = np.array([5, 0, 3])
+    sub = prob.take(keep)
+    assert sub._consts and not any(k[0] == "gram" for k in sub._consts)
+    fresh = prob.take(keep)
+    fresh._consts = {}
+    out, blocks = sub.evaluate(theta[keep])
+    out_f, blocks_f = fresh.evaluate(theta[keep])
+    np.testing.assert_array_equal(out, out_f)
+    for b, bf in zip(blocks, blocks_f):
+        np.testing.assert_array_equal(b, bf)
+    H, g = sub.gram(blocks, sub.y - out)
+    H_f, g_f = fresh.gram(blocks_f, fresh.y - out_f)
+    np.testing.assert_array_equal(H, H_f)
+    np.testing.assert_array_equal(g, g_f)

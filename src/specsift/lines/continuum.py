@@ -85,11 +85,13 @@ def _masked_bins(loglam: np.ndarray, z: np.ndarray, nb: int) -> np.ndarray:
     some = hi > lo
     b0 = np.minimum(lo // _BIN, nb)
     b1 = np.minimum((hi - 1) // _BIN + 1, nb)
-    d = np.zeros((lz.size, nb + 1), np.int16)
-    rows = np.broadcast_to(np.arange(lz.size)[:, None], lo.shape)
-    np.add.at(d, (rows[some], b0[some]), 1)
-    np.add.at(d, (rows[some], b1[some]), -1)
-    return np.cumsum(d, axis=1, dtype=np.int16)[:, :nb] > 0
+    # +1 where a masked interval starts, −1 after it ends, counted per (row, bin) with
+    # bincount (np.add.at's unbuffered loop was most of this function)
+    rows = np.broadcast_to(np.arange(lz.size)[:, None] * (nb + 1), lo.shape)
+    size = lz.size * (nb + 1)
+    d = (np.bincount((rows + b0)[some], minlength=size)
+         - np.bincount((rows + b1)[some], minlength=size)).reshape(lz.size, nb + 1)
+    return np.cumsum(d, axis=1)[:, :nb] > 0
 
 
 def _design(ll, pc, lz, pairs) -> np.ndarray:

@@ -185,7 +185,7 @@ class Problem(ModelEvaluation):
             arr = getattr(self, name)
             setattr(sub, name, arr[rows] if arr.shape[0] == self.n else arr)
         sub.n = len(rows)
-        sub._consts = {}
+        sub._consts = _take_constants(self._consts, rows)
         return sub
 
     def _blocks(self):
@@ -326,6 +326,25 @@ class Problem(ModelEvaluation):
     def clamp(self, theta):
         theta[:, self.ks:] = np.minimum(np.maximum(theta[:, self.ks:], self.lo), self.hi)
         return theta
+
+
+def _take_constants(consts: dict, rows) -> dict:
+    """The per-set constants of :meth:`~.profiles.ModelEvaluation._set_constants` and
+    ``_merged_constants`` for the rows ``rows`` only (each per-row array sliced; the
+    gram's places, which depend on the number of rows, are left to be made again).
+
+    Why: the fit re-slices its problem each time a tenth of its rows have converged, and
+    making every set's constants afresh was most of the lookups' misses (a galaxy's six
+    windows, at every re-slice); slicing gives the same numbers."""
+    out = {}
+    for key, val in consts.items():
+        if key[0] == "gram":
+            continue
+        if len(val) == 2:                                  # (edges, ½ ratio / bin width)
+            out[key] = (val[0][rows], val[1][rows])
+        else:                                              # (components, edges, cst, rows)
+            out[key] = (val[0], val[1][rows], val[2][rows], val[3])
+    return out
 
 
 def _first_writers(sets):

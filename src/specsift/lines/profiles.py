@@ -192,8 +192,8 @@ class ModelEvaluation:
                 spans.append((off, ws))
             if len(grp) == 1:
                 (k, e), (off, ws) = grp[0], spans[0]
-                out[k, e] = (off, ws, self._profiles(theta, self.sets[k][e][0],
-                                                     self.blocks[k][0].start + off, ws))
+                edges, cst = self._sub_constants(k, e, off, ws)
+                out[k, e] = (off, ws, self._profiles_at(theta, self.sets[k][e][0], edges, cst))
                 continue
             cs, edges, cst, pos = self._merged_constants(grp, tuple(spans))
             prof, xs, xc = self._profiles_at(theta, cs, edges, cst)
@@ -220,7 +220,7 @@ class ModelEvaluation:
             c = self.sets[k][e][0]
             first = self.blocks[k][0].start + off
             edges[:, l0:l0 + c.size] = _edges(self.x[:, first, None, None], width, self.bin)
-            cst[:, l0:l0 + c.size, :ws] = self._set_constants(c, first, ws)[1]
+            cst[:, l0:l0 + c.size, :ws] = self._sub_constants(k, e, off, ws)[1]
             pos.append((l0, l0 + c.size))
             l0 += c.size
         hit = self._consts[key] = (cs, edges, cst, tuple(pos))
@@ -298,6 +298,21 @@ class ModelEvaluation:
         if hi <= lo:                                 # off the set (cannot be: clamped)
             return off, ws
         return off + lo, hi - lo
+
+    def _sub_constants(self, k, e, off, ws):
+        """:meth:`_set_constants` of set ``e`` of window ``k`` over its bins ``off`` …
+        ``off + ws`` (a narrow line's :meth:`_reach`), as views of the whole set's.
+
+        Why views: a narrow line's span moves at nearly every step, and every new span
+        was a new set of constants to make (most of the lookups of a quasar fit missed);
+        the whole set's, sliced, are the same numbers: bin edges are exact in float32
+        (integers and halves) and the ratios / bin widths are per bin."""
+        cs, off0, ws0, _ = self.sets[k][e]
+        edges, cst = self._set_constants(cs, self.blocks[k][0].start + off0, ws0)
+        lo = off - off0
+        if lo == 0 and ws == ws0:
+            return edges, cst
+        return edges[..., lo:lo + ws + 1], cst[..., lo:lo + ws]
 
     def _set_constants(self, cs, first, ws):
         """(bin edges (N, 1, ws + 1), ½ × ratio / bin width in Å (N, L, ws)) of one
