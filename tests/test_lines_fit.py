@@ -195,7 +195,7 @@ def test_profiles_and_jacobian_hold_no_subnormals():
 @pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
 def test_merged_sets_and_narrow_reach_give_the_same_model_and_blocks(name, model, z, extra):
     """The sets evaluated together (``Problem.merged``) and the narrow lines' bins cut to
-    where they are non-zero (``Problem._reach``) give the model and Jacobian blocks of
+    where they are non-zero (``Problem._reaches``) give the model and Jacobian blocks of
     one call per set over its whole span, bit for bit — at widths from the start to the
     largest allowed, so that a cut range can also reach a set's ends."""
     prob, theta = _problem(model, z=z, extra=extra, seed=5)
@@ -207,7 +207,7 @@ def test_merged_sets_and_narrow_reach_give_the_same_model_and_blocks(name, model
     solo.__dict__.update(prob.__dict__)
     solo._consts = {}
     solo.merged = [[(k, e)] for k in range(len(prob.blocks)) for e in range(len(prob.sets[k]))]
-    solo._reach = lambda theta, cs, start, off, ws: (off, ws)
+    solo._reaches = lambda theta, sets: [(off, ws) for _, _, off, ws in sets]
 
     for scale in (1.0, 3.0, 100.0):
         th = theta.copy()

@@ -271,7 +271,7 @@ class Problem(ModelEvaluation):
 
     def _merge_groups(self):
         """Which evaluation sets :meth:`_all_profiles` evaluates together: every narrow
-        line of a wide window (single lines, sub-ranges of ~35 bins, :meth:`_reach`) in
+        line of a wide window (single lines, sub-ranges of ~35 bins, :meth:`_reaches`) in
         one group, and the other sets greedily by width, a set joining a group while the
         group's padded size stays within 1.1 × its sets' own."""
         narrow, wide = [], []

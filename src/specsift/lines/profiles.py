@@ -183,13 +183,15 @@ class ModelEvaluation:
         never read)."""
         out = {}
         for grp in self.merged:
-            spans = []
-            for k, e in grp:
-                cs, off, ws, _ = self.sets[k][e]
-                sl = self.blocks[k][0]
-                if ws < sl.stop - sl.start:             # a narrow line: where it is now
-                    off, ws = self._reach(theta, cs, sl.start, off, ws)
-                spans.append((off, ws))
+            spans = [self.sets[k][e][1:3] for k, e in grp]
+            narrow = [i for i, (k, e) in enumerate(grp)    # narrow lines: where they are now
+                      if self.sets[k][e][2] < self.blocks[k][0].stop - self.blocks[k][0].start]
+            if narrow:
+                cut = self._reaches(theta, [(self.sets[grp[i][0]][grp[i][1]][0],
+                                             self.blocks[grp[i][0]][0].start) + spans[i]
+                                            for i in narrow])
+                for i, span in zip(narrow, cut):
+                    spans[i] = span
             if len(grp) == 1:
                 (k, e), (off, ws) = grp[0], spans[0]
                 edges, cst = self._sub_constants(k, e, off, ws)
@@ -273,10 +275,12 @@ class ModelEvaluation:
         xs *= (sc * sg * inv_s * inv_s * DT(2.0 / np.sqrt(np.pi)))[..., None]
         return prof, xs, xc
 
-    def _reach(self, theta, cs, start, off, ws):
-        """(first bin, bins) of a narrow line's set that can be non-zero at ``theta``: the
-        bins within :data:`_REACH` σ of the line's centre in any row, inside the set's own
-        span ``off``, ``ws`` (relative to the window's first bin ``start``).
+    def _reaches(self, theta, sets):
+        """[(first bin, bins)] of narrow lines' sets ``sets`` ([(components, window's
+        first bin ``start``, ``off``, ``ws``)]) that can be non-zero at ``theta``: the bins
+        within :data:`_REACH` σ of each line's centre in any row, inside the set's own span
+        ``off``, ``ws`` (relative to ``start``); all the sets' lines in one (N, S) pass
+        (one pass per line was a fifteenth of a quasar window's Hβ fit).
 
         Why: a narrow line's set spans the bins its centre may reach at the *largest*
         width allowed (8 σ_max + v_max; :meth:`_sets`), ~120 bins of a quasar's Hβ or Hα
@@ -284,24 +288,28 @@ class ModelEvaluation:
         :data:`_V_MAX` √2 σ both edges of a bin have v clipped to the same ±5.5, so its
         profile and both derivatives are exactly 0: leaving those bins out gives the
         same block, bit for bit, at a third of the narrow lines' profile work."""
-        c = cs[0]
+        c = np.array([cs[0] for cs, _, _, _ in sets])
+        col = np.array([start + off for _, start, off, _ in sets])
         sg = theta[:, self.ks + self.group[c]] * self.scale[c]
         s = np.sqrt(sg * sg + self.s_inst_l[:, c] ** 2)
-        rel = (self.c0[:, c] + theta[:, self.ku + self.group[c]] - self.x[:, start + off]
+        rel = (self.c0[:, c] + theta[:, self.ku + self.group[c]] - self.x[:, col]
                + DT(0.5)) / DT(self.bin)
         r = _REACH * s / DT(self.bin)
-        first, last = float((rel - r).min()), float((rel + r).max())
-        if not (np.isfinite(first) and np.isfinite(last)):     # NaN anywhere: all of it
-            return off, ws
-        lo = max(int(np.floor(first)) - 1, 0)
-        hi = min(int(np.ceil(last)) + 2, ws)
-        if hi <= lo:                                 # off the set (cannot be: clamped)
-            return off, ws
-        return off + lo, hi - lo
+        firsts, lasts = (rel - r).min(0).tolist(), (rel + r).max(0).tolist()
+        out = []
+        for (_, _, off, ws), first, last in zip(sets, firsts, lasts):
+            if not (np.isfinite(first) and np.isfinite(last)):     # NaN anywhere: all of it
+                out.append((off, ws))
+                continue
+            lo = max(int(np.floor(first)) - 1, 0)
+            hi = min(int(np.ceil(last)) + 2, ws)
+            # off the set (cannot be: clamped): all of it
+            out.append((off + lo, hi - lo) if hi > lo else (off, ws))
+        return out
 
     def _sub_constants(self, k, e, off, ws):
         """:meth:`_set_constants` of set ``e`` of window ``k`` over its bins ``off`` …
-        ``off + ws`` (a narrow line's :meth:`_reach`), as views of the whole set's.
+        ``off + ws`` (a narrow line's :meth:`_reaches`), as views of the whole set's.
 
         Why views: a narrow line's span moves at nearly every step, and every new span
         was a new set of constants to make (most of the lookups of a quasar fit missed);
@@ -321,7 +329,7 @@ class ModelEvaluation:
         hit = self._consts.get(key)
         if hit is None:
             # one bin-column offset for every row: ``x`` steps by ``bin`` along a window,
-            # so a narrow line's sub-range (:meth:`_reach`) keeps the edges of the row's
+            # so a narrow line's sub-range (:meth:`_reaches`) keeps the edges of the row's
             # own bins
             edges = _edges(self.x[:, first, None, None], ws, self.bin)
             cst = ((0.5 * self.ratio[cs])[None, :, None]
