@@ -110,3 +110,16 @@ def test_bin_widths_table_equals_the_per_bin_gather(b):
     ic = np.clip(idx[:, :, None] + np.arange(b), 0, p - 1)
     want = (10.0 ** loglam * (_LN10 * step))[ic].sum(2)
     np.testing.assert_array_equal(_bin_widths(loglam, step, b, idx), want)
+
+
+def test_masked_bins_equal_the_binned_pixel_mask():
+    """The continuum's masked bins (intervals set by counting on the bins) equal the
+    pixel mask of every narrow line, any-reduced over each bin — for lines inside the
+    grid, straddling its ends and off it."""
+    loglam = DEFAULT_GRID.loglam
+    nb = loglam.size // C._BIN
+    z = np.concatenate([[0.0, 1e-4, 0.5, 1.2, 3.0], np.random.default_rng(8).uniform(0, 1, 40)])
+    got = C._masked_bins(loglam, z, nb)
+    want = C.line_mask(loglam, z)[:, :nb * C._BIN].reshape(z.size, nb, C._BIN).any(2)
+    assert got.shape == (z.size, nb) and got.any() and not got.all()
+    np.testing.assert_array_equal(got, want)

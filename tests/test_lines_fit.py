@@ -195,7 +195,7 @@ def test_profiles_and_jacobian_hold_no_subnormals():
 @pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
 def test_merged_sets_and_narrow_reach_give_the_same_model_and_blocks(name, model, z, extra):
     """The sets evaluated together (``Problem.merged``) and the narrow lines' bins cut to
-    where they are non-zero (``Problem._reach``) give the model and Jacobian blocks of
+    where they are non-zero (``Problem._reaches``) give the model and Jacobian blocks of
     one call per set over its whole span, bit for bit — at widths from the start to the
     largest allowed, so that a cut range can also reach a set's ends."""
     prob, theta = _problem(model, z=z, extra=extra, seed=5)
@@ -207,7 +207,7 @@ def test_merged_sets_and_narrow_reach_give_the_same_model_and_blocks(name, model
     solo.__dict__.update(prob.__dict__)
     solo._consts = {}
     solo.merged = [[(k, e)] for k in range(len(prob.blocks)) for e in range(len(prob.sets[k]))]
-    solo._reach = lambda theta, cs, start, off, ws: (off, ws)
+    solo._reaches = lambda theta, sets: [(off, ws) for _, _, off, ws in sets]
 
     for scale in (1.0, 3.0, 100.0):
         th = theta.copy()
@@ -217,3 +217,79 @@ def test_merged_sets_and_narrow_reach_give_the_same_model_and_blocks(name, model
         np.testing.assert_array_equal(out, out_s)
         for b, bs in zip(blocks, blocks_s):
             np.testing.assert_array_equal(b, bs)
+
+
+@pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_first_writers_store_what_adding_to_zeros_gives(name, model, z, extra):
+    """Block rows stored by their first writer (``problem._first_writers``) equal every
+    writer adding to the zeros, bit for bit; each row has exactly one first writer."""
+    prob, theta = _problem(model, z=z, extra=extra, seed=6)
+    adding = Problem.__new__(Problem)
+    adding.__dict__.update(prob.__dict__)
+    adding._consts = {}
+    adding.sets = [[(cs, off, ws, tuple(tuple((q, sel, False) for q, sel, _ in spec)
+                                        for spec in rows))
+                    for cs, off, ws, rows in sets] for sets in prob.sets]
+    for k, sets in enumerate(prob.sets):
+        firsts = [q for *_, rows in sets for spec in rows for q, _, first in spec if first]
+        written = {q for *_, rows in sets for spec in rows for q, _, _ in spec}
+        assert sorted(firsts) == sorted(written)
+    out, blocks = prob.evaluate(theta)
+    out_a, blocks_a = adding.evaluate(theta)
+    np.testing.assert_array_equal(out, out_a)
+    for b, ba in zip(blocks, blocks_a):
+        np.testing.assert_array_equal(b, ba)
+
+
+def _reference_gram(prob, J, r, limit=None):
+    """JᵀWJ and JᵀW r summed window by window with fancy-indexed ``+=`` (the gram before
+    the one-bincount assembly)."""
+    n, P = prob.n, prob.np if limit is None else limit
+    H, g = np.zeros((n, P, P)), np.zeros((n, P))
+    for (sl, cols), Jr in zip(prob.blocks, J):
+        if limit is not None:
+            nk = int(np.searchsorted(cols, limit))
+            cols, Jr = cols[:nk], Jr[:, :nk]
+        Jw = Jr * prob.w[:, None, sl]
+        H[:, cols[:, None], cols[None, :]] += np.matmul(Jw, Jr.transpose(0, 2, 1))
+        g[:, cols] += np.matmul(Jw, r[:, sl, None].astype(np.float32))[..., 0]
+    return H, g
+
+
+@pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_gram_assembly_equals_the_window_by_window_sums(name, model, z, extra):
+    """The windows' products placed by one bincount (``ModelEvaluation.gram``) equal the
+    window-by-window sums bit for bit, full and linear-only, also after ``take``."""
+    prob, theta = _problem(model, z=z, extra=extra, seed=7)
+    for p in (prob, prob.take(np.array([4, 1, 2]))):
+        out, blocks = p.evaluate(theta[:p.n] if p is prob else theta[[4, 1, 2]])
+        r = p.y - out
+        for limit in (None, p.ks):
+            H, g = p.gram(blocks, r, limit=limit)
+            H_ref, g_ref = _reference_gram(p, blocks, r, limit)
+            assert H.dtype == g.dtype == np.float64
+            np.testing.assert_array_equal(H, H_ref)
+            np.testing.assert_array_equal(g, g_ref)
+        assert p.gram(blocks)[1] is None
+
+
+@pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_take_keeps_the_constants_of_its_rows(name, model, z, extra):
+    """A re-sliced problem (``Problem.take``) starts from its rows' slices of the per-set
+    constants; it evaluates bit for bit as one that makes them afresh."""
+    prob, theta = _problem(model, z=z, extra=extra, seed=8)
+    prob.evaluate(theta)                                   # constants made
+    keep = np.array([5, 0, 3])
+    sub = prob.take(keep)
+    assert sub._consts and not any(k[0] == "gram" for k in sub._consts)
+    fresh = prob.take(keep)
+    fresh._consts = {}
+    out, blocks = sub.evaluate(theta[keep])
+    out_f, blocks_f = fresh.evaluate(theta[keep])
+    np.testing.assert_array_equal(out, out_f)
+    for b, bf in zip(blocks, blocks_f):
+        np.testing.assert_array_equal(b, bf)
+    H, g = sub.gram(blocks, sub.y - out)
+    H_f, g_f = fresh.gram(blocks_f, fresh.y - out_f)
+    np.testing.assert_array_equal(H, H_f)
+    np.testing.assert_array_equal(g, g_f)

@@ -85,11 +85,13 @@ def _masked_bins(loglam: np.ndarray, z: np.ndarray, nb: int) -> np.ndarray:
     some = hi > lo
     b0 = np.minimum(lo // _BIN, nb)
     b1 = np.minimum((hi - 1) // _BIN + 1, nb)
-    d = np.zeros((lz.size, nb + 1), np.int16)
-    rows = np.broadcast_to(np.arange(lz.size)[:, None], lo.shape)
-    np.add.at(d, (rows[some], b0[some]), 1)
-    np.add.at(d, (rows[some], b1[some]), -1)
-    return np.cumsum(d, axis=1, dtype=np.int16)[:, :nb] > 0
+    # +1 where a masked interval starts, −1 after it ends, counted per (row, bin) with
+    # bincount (np.add.at's unbuffered loop was most of this function)
+    rows = np.broadcast_to(np.arange(lz.size)[:, None] * (nb + 1), lo.shape)
+    size = lz.size * (nb + 1)
+    d = (np.bincount((rows + b0)[some], minlength=size)
+         - np.bincount((rows + b1)[some], minlength=size)).reshape(lz.size, nb + 1)
+    return np.cumsum(d, axis=1)[:, :nb] > 0
 
 
 def _design(ll, pc, lz, pairs) -> np.ndarray:
@@ -154,6 +156,34 @@ def stellar_continuum(loglam, flux, ivar, z, at, with_cov: bool = False,
 
     # bins of _BIN pixels: data ivar-weighted, templates and polynomials bin-averaged
     nb = p // _BIN
+    llb = loglam[:nb * _BIN].reshape(nb, _BIN).mean(1)
+    pcb = poly[:, :nb * _BIN].reshape(_N_POLY, nb, _BIN).mean(2)
+    parts = [_binned_fit(loglam, flux[r], ivar[r], z[r], lz[r], llb, pcb)
+             for r in (slice(a, a + _ROWS) for a in range(0, max(n, 1), _ROWS))]
+    H = np.concatenate([h for h, _ in parts])
+    coef = np.concatenate([c for _, c in parts])
+    B = design(np.asarray(at))
+    out = np.matmul(coef[:, None, :], B)[:, 0]              # (einsum: 10× slower)
+    if not with_cov:
+        return out
+    design_at = lambda idx: B if np.array_equal(idx, at) else design(idx)  # noqa: E731
+    return out, design_at, inverse(H) * bin_noise(_BIN, noise_corr)[0]
+
+
+#: rows of the binned fit done together (:func:`_binned_fit`)
+_ROWS = 64
+
+
+def _binned_fit(loglam, flux, ivar, z, lz, llb, pcb):
+    """(normal matrix (n, K, K) float64, coefficients (n, K) float32) of the fit on bins of
+    :data:`_BIN` pixels, for a few rows of the batch (:data:`_ROWS`).
+
+    Why in groups of rows: the binned basis, its weighted copy and the gathered template
+    pairs of 300 galaxies are 10–18 MB each, each freshly mapped and paged in by the
+    kernel at every call; 64 rows at a time keep them near the caches and the continuum
+    fit of 306 galaxies went from 61 to 43 ms, bit for bit the same (every step is per
+    row)."""
+    n, nb = flux.shape[0], llb.size
     sl = slice(0, nb * _BIN)
     w_pix = np.asarray(ivar, np.float32)[:, sl].reshape(n, nb, _BIN)
     # a bin with any masked pixel (a line's edge, a bad pixel) is left out: its data mean
@@ -162,21 +192,13 @@ def stellar_continuum(loglam, flux, ivar, z, at, with_cov: bool = False,
     w = np.where(good, bin_sum(w_pix), 0.0)
     yb = bin_sum(w_pix * np.asarray(flux, np.float32)[:, sl].reshape(n, nb, _BIN))
     yb = np.where(w > 0, yb / np.where(w > 0, w, 1), 0.0).astype(np.float32)
-    llb = loglam[sl].reshape(nb, _BIN).mean(1)
-    pcb = poly[:, sl].reshape(_N_POLY, nb, _BIN).mean(2)
     A = _design(llb, pcb, lz, _pair_table(True))
     Aw = A * w[:, None, :]
     H = (Aw @ A.transpose(0, 2, 1)).astype(float)
     k = np.arange(H.shape[1])
     H[:, k, k] += 1e-9 * np.maximum(H[:, k, k].max(1, keepdims=True), 1e-30)
     rhs = (Aw @ yb[..., None]).astype(float)
-    coef = np.linalg.solve(H, rhs)[..., 0].astype(np.float32)
-    B = design(np.asarray(at))
-    out = np.matmul(coef[:, None, :], B)[:, 0]              # (einsum: 10× slower)
-    if not with_cov:
-        return out
-    design_at = lambda idx: B if np.array_equal(idx, at) else design(idx)  # noqa: E731
-    return out, design_at, inverse(H) * bin_noise(_BIN, noise_corr)[0]
+    return H, np.linalg.solve(H, rhs)[..., 0].astype(np.float32)
 
 
 def _bin_all_positive(x: np.ndarray) -> np.ndarray:

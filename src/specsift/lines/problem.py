@@ -185,7 +185,7 @@ class Problem(ModelEvaluation):
             arr = getattr(self, name)
             setattr(sub, name, arr[rows] if arr.shape[0] == self.n else arr)
         sub.n = len(rows)
-        sub._consts = {}
+        sub._consts = _take_constants(self._consts, rows)
         return sub
 
     def _blocks(self):
@@ -219,7 +219,7 @@ class Problem(ModelEvaluation):
                 mix[2 * L + i, pos[self.ku + c.group]] += 1.0
             out.append((sl, cols))
             self.comp_of.append(np.array(comps, np.int64))
-            self.sets.append(self._sets(sl, comps, mix))
+            self.sets.append(_first_writers(self._sets(sl, comps, mix)))
             back = [pos[col]] + ([pos[col + 1]] if mdl.slope else [])
             self.back_rows.append(back + [pos[q] for q in range(self.ks - n_t, self.ks)])
         return out
@@ -271,7 +271,7 @@ class Problem(ModelEvaluation):
 
     def _merge_groups(self):
         """Which evaluation sets :meth:`_all_profiles` evaluates together: every narrow
-        line of a wide window (single lines, sub-ranges of ~35 bins, :meth:`_reach`) in
+        line of a wide window (single lines, sub-ranges of ~35 bins, :meth:`_reaches`) in
         one group, and the other sets greedily by width, a set joining a group while the
         group's padded size stays within 1.1 × its sets' own."""
         narrow, wide = [], []
@@ -326,6 +326,41 @@ class Problem(ModelEvaluation):
     def clamp(self, theta):
         theta[:, self.ks:] = np.minimum(np.maximum(theta[:, self.ks:], self.lo), self.hi)
         return theta
+
+
+def _take_constants(consts: dict, rows) -> dict:
+    """The per-set constants of :meth:`~.profiles.ModelEvaluation._set_constants` and
+    ``_merged_constants`` for the rows ``rows`` only (each per-row array sliced; the
+    gram's places, which depend on the number of rows, are left to be made again).
+
+    Why: the fit re-slices its problem each time a tenth of its rows have converged, and
+    making every set's constants afresh was most of the lookups' misses (a galaxy's six
+    windows, at every re-slice); slicing gives the same numbers."""
+    out = {}
+    for key, val in consts.items():
+        if key[0] == "gram":
+            continue
+        if len(val) == 2:                                  # (edges, ½ ratio / bin width)
+            out[key] = (val[0][rows], val[1][rows])
+        else:                                              # (components, edges, cst, rows)
+            out[key] = (val[0], val[1][rows], val[2][rows], val[3])
+    return out
+
+
+def _first_writers(sets):
+    """A window's evaluation sets with each (block row, components) of their scatter
+    lists marked True where it is the first to write that row (in the order
+    :meth:`~.profiles.ModelEvaluation.linear_design` and ``complete`` go: set by set,
+    profiles, width then centre derivatives): the rows start as zeros, so the first
+    writer stores its sum instead of adding it (:func:`.profiles._summed_into`)."""
+    seen, out = set(), []
+    for cs, off, ws, rows in sets:
+        marked = []
+        for spec in rows:
+            marked.append(tuple((q, sel, q not in seen) for q, sel in spec))
+            seen.update(q for q, _ in spec)
+        out.append((cs, off, ws, tuple(marked)))
+    return out
 
 
 def _scatter(mix, L: int):

@@ -13,6 +13,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erf
 
+try:                                # the clip ufunc itself: np.clip's wrapper costs ~5 µs
+    from numpy._core.umath import clip as _clip
+except ImportError:                                   # pragma: no cover
+    _clip = np.clip
+
 __all__ = ["DT", "ModelEvaluation", "integrated"]
 
 #: |(edge − centre) / (σ√2)| beyond which a profile's wing is held at its value there
@@ -55,28 +60,50 @@ class ModelEvaluation:
 
     def gram(self, J, r=None, limit=None):
         """JᵀWJ (N, P, P) and, if ``r``, JᵀW r (N, P) in float64 from the Jacobian's
-        blocks (:meth:`evaluate`); ``limit``: only parameters < limit (the linear start)."""
+        blocks (:meth:`evaluate`); ``limit``: only parameters < limit (the linear start).
+
+        Several windows' products are summed into their parameters' places in one
+        ``np.bincount`` (:meth:`_gram_index`), not one fancy-indexed ``+=`` per window
+        (a third of a galaxy's gram): it adds each place's terms in the same order, window
+        by window from 0, so the sums are the same bit for bit."""
         n, P = self.n, self.np if limit is None else limit
-        H = np.zeros((n, P, P))
-        g = np.zeros((n, P)) if r is not None else None
+        one = len(self.blocks) == 1
+        parts_h, parts_g = [], []
         for (sl, cols), Jr in zip(self.blocks, J):
             if limit is not None:                 # ``cols`` is sorted: a prefix
                 nk = int(np.searchsorted(cols, limit))
                 cols, Jr = cols[:nk], Jr[:, :nk]
+            one = one and cols.size == P
             Jw = Jr * self.w[:, None, sl]
-            Hr = np.matmul(Jw, Jr.transpose(0, 2, 1))
             # batched matmuls, not einsum: numpy's einsum on these shapes was 15× slower
-            gr = (np.matmul(Jw, r[:, sl, None].astype(DT))[..., 0] if r is not None
-                  else None)
-            if len(self.blocks) == 1 and cols.size == P:                 # one window: dense
-                H += Hr
-                if r is not None:
-                    g += gr
-            else:
-                H[:, cols[:, None], cols[None, :]] += Hr
-                if r is not None:
-                    g[:, cols] += gr
+            parts_h.append(np.matmul(Jw, Jr.transpose(0, 2, 1)))
+            if r is not None:
+                parts_g.append(np.matmul(Jw, r[:, sl, None].astype(DT, copy=False))[..., 0])
+        if one:                                                          # one window: dense
+            return (parts_h[0].astype(float),
+                    parts_g[0].astype(float) if r is not None else None)
+        idx_h, idx_g = self._gram_index(limit)
+        H = np.bincount(idx_h, np.concatenate([h.reshape(n, -1) for h in parts_h], 1).ravel(),
+                        minlength=n * P * P).reshape(n, P, P)
+        g = (np.bincount(idx_g, np.concatenate(parts_g, 1).ravel(), minlength=n * P)
+             .reshape(n, P) if r is not None else None)
         return H, g
+
+    def _gram_index(self, limit):
+        """(flat (N·ΣQ²,) and (N·ΣQ,) places in the (N, P, P) normal matrix and the (N, P)
+        gradient of every window's products, rows in order) for :meth:`gram`, made on
+        first use."""
+        key = ("gram", limit)
+        hit = self._consts.get(key)
+        if hit is None:
+            P = self.np if limit is None else limit
+            cs = [cols if limit is None else cols[:int(np.searchsorted(cols, limit))]
+                  for _, cols in self.blocks]
+            fh = np.concatenate([(c[:, None] * P + c[None, :]).ravel() for c in cs])
+            fg = np.concatenate(cs)
+            rows = np.arange(self.n)[:, None]
+            hit = self._consts[key] = ((rows * (P * P) + fh).ravel(), (rows * P + fg).ravel())
+        return hit
 
     def evaluate(self, theta, jac=True):
         """Model (N, M) and, if ``jac``, the Jacobian as a list of per-window blocks
@@ -117,8 +144,8 @@ class ModelEvaluation:
             for e, (_, _, _, rows) in enumerate(self.sets[k]):
                 off, ws, (prof, _, _) = profs[k, e]
                 seg = blk[:, :, off:off + ws]
-                for q, sel in rows[0]:
-                    seg[:, q] += _summed(prof, sel, None)
+                for q, sel, first in rows[0]:
+                    _summed_into(seg[:, q], prof, sel, None, first)
             blocks.append(blk)
         return blocks
 
@@ -139,8 +166,8 @@ class ModelEvaluation:
                 a = theta[:, self.amp[cs]]                                     # (N, L)
                 seg = blk[:, :, off:off + ws]
                 for arr, spec in ((xs, rows[1]), (xc, rows[2])):
-                    for q, sel in spec:
-                        seg[:, q] += _summed(arr, sel, a)
+                    for q, sel, first in spec:
+                        _summed_into(seg[:, q], arr, sel, a, first)
         return out, blocks
 
     def _all_profiles(self, theta):
@@ -156,17 +183,19 @@ class ModelEvaluation:
         never read)."""
         out = {}
         for grp in self.merged:
-            spans = []
-            for k, e in grp:
-                cs, off, ws, _ = self.sets[k][e]
-                sl = self.blocks[k][0]
-                if ws < sl.stop - sl.start:             # a narrow line: where it is now
-                    off, ws = self._reach(theta, cs, sl.start, off, ws)
-                spans.append((off, ws))
+            spans = [self.sets[k][e][1:3] for k, e in grp]
+            narrow = [i for i, (k, e) in enumerate(grp)    # narrow lines: where they are now
+                      if self.sets[k][e][2] < self.blocks[k][0].stop - self.blocks[k][0].start]
+            if narrow:
+                cut = self._reaches(theta, [(self.sets[grp[i][0]][grp[i][1]][0],
+                                             self.blocks[grp[i][0]][0].start) + spans[i]
+                                            for i in narrow])
+                for i, span in zip(narrow, cut):
+                    spans[i] = span
             if len(grp) == 1:
                 (k, e), (off, ws) = grp[0], spans[0]
-                out[k, e] = (off, ws, self._profiles(theta, self.sets[k][e][0],
-                                                     self.blocks[k][0].start + off, ws))
+                edges, cst = self._sub_constants(k, e, off, ws)
+                out[k, e] = (off, ws, self._profiles_at(theta, self.sets[k][e][0], edges, cst))
                 continue
             cs, edges, cst, pos = self._merged_constants(grp, tuple(spans))
             prof, xs, xc = self._profiles_at(theta, cs, edges, cst)
@@ -193,7 +222,7 @@ class ModelEvaluation:
             c = self.sets[k][e][0]
             first = self.blocks[k][0].start + off
             edges[:, l0:l0 + c.size] = _edges(self.x[:, first, None, None], width, self.bin)
-            cst[:, l0:l0 + c.size, :ws] = self._set_constants(c, first, ws)[1]
+            cst[:, l0:l0 + c.size, :ws] = self._sub_constants(k, e, off, ws)[1]
             pos.append((l0, l0 + c.size))
             l0 += c.size
         hit = self._consts[key] = (cs, edges, cst, tuple(pos))
@@ -209,7 +238,9 @@ class ModelEvaluation:
         and the chain rule to the intrinsic width) is folded into one multiplication, and
         the bins' ratio / Å width (the same at every step) is made once per set
         (:meth:`_set_constants`) — a third fewer passes over the (N, L, W) arrays than
-        computing φ, e·φ and each derivative on its own.
+        computing φ, e·φ and each derivative on its own.  (Folding the derivatives'
+        factors into the amplitudes instead saved two passes more, but moved the
+        Jacobian by float rounding, and with it some quasar fits' LM paths: up to 0.3σ.)
 
         v is clipped at ±:data:`_V_MAX`: beyond it erf is ±1 in float32 and exp(−v²) below
         1e-13 of the peak, but exp(−v²) of a line's far wings (up to ~1e-44) and their
@@ -228,8 +259,7 @@ class ModelEvaluation:
         inv_s = 1.0 / s
         v = edges - cen[..., None]
         v *= (inv_s / _SQRT2)[..., None]
-        np.maximum(v, -_V_MAX, out=v)                          # no subnormal tails
-        np.minimum(v, _V_MAX, out=v)                           # (np.clip's wrapper: 5 µs)
+        _clip(v, -_V_MAX, _V_MAX, out=v)                       # no subnormal tails
         E = _erf(v)
         g = np.multiply(v, v)
         np.negative(g, out=g)
@@ -245,10 +275,12 @@ class ModelEvaluation:
         xs *= (sc * sg * inv_s * inv_s * DT(2.0 / np.sqrt(np.pi)))[..., None]
         return prof, xs, xc
 
-    def _reach(self, theta, cs, start, off, ws):
-        """(first bin, bins) of a narrow line's set that can be non-zero at ``theta``: the
-        bins within :data:`_REACH` σ of the line's centre in any row, inside the set's own
-        span ``off``, ``ws`` (relative to the window's first bin ``start``).
+    def _reaches(self, theta, sets):
+        """[(first bin, bins)] of narrow lines' sets ``sets`` ([(components, window's
+        first bin ``start``, ``off``, ``ws``)]) that can be non-zero at ``theta``: the bins
+        within :data:`_REACH` σ of each line's centre in any row, inside the set's own span
+        ``off``, ``ws`` (relative to ``start``); all the sets' lines in one (N, S) pass
+        (one pass per line was a fifteenth of a quasar window's Hβ fit).
 
         Why: a narrow line's set spans the bins its centre may reach at the *largest*
         width allowed (8 σ_max + v_max; :meth:`_sets`), ~120 bins of a quasar's Hβ or Hα
@@ -256,20 +288,39 @@ class ModelEvaluation:
         :data:`_V_MAX` √2 σ both edges of a bin have v clipped to the same ±5.5, so its
         profile and both derivatives are exactly 0: leaving those bins out gives the
         same block, bit for bit, at a third of the narrow lines' profile work."""
-        c = cs[0]
+        c = np.array([cs[0] for cs, _, _, _ in sets])
+        col = np.array([start + off for _, start, off, _ in sets])
         sg = theta[:, self.ks + self.group[c]] * self.scale[c]
         s = np.sqrt(sg * sg + self.s_inst_l[:, c] ** 2)
-        rel = (self.c0[:, c] + theta[:, self.ku + self.group[c]] - self.x[:, start + off]
+        rel = (self.c0[:, c] + theta[:, self.ku + self.group[c]] - self.x[:, col]
                + DT(0.5)) / DT(self.bin)
         r = _REACH * s / DT(self.bin)
-        first, last = float((rel - r).min()), float((rel + r).max())
-        if not (np.isfinite(first) and np.isfinite(last)):     # NaN anywhere: all of it
-            return off, ws
-        lo = max(int(np.floor(first)) - 1, 0)
-        hi = min(int(np.ceil(last)) + 2, ws)
-        if hi <= lo:                                 # off the set (cannot be: clamped)
-            return off, ws
-        return off + lo, hi - lo
+        firsts, lasts = (rel - r).min(0).tolist(), (rel + r).max(0).tolist()
+        out = []
+        for (_, _, off, ws), first, last in zip(sets, firsts, lasts):
+            if not (np.isfinite(first) and np.isfinite(last)):     # NaN anywhere: all of it
+                out.append((off, ws))
+                continue
+            lo = max(int(np.floor(first)) - 1, 0)
+            hi = min(int(np.ceil(last)) + 2, ws)
+            # off the set (cannot be: clamped): all of it
+            out.append((off + lo, hi - lo) if hi > lo else (off, ws))
+        return out
+
+    def _sub_constants(self, k, e, off, ws):
+        """:meth:`_set_constants` of set ``e`` of window ``k`` over its bins ``off`` …
+        ``off + ws`` (a narrow line's :meth:`_reaches`), as views of the whole set's.
+
+        Why views: a narrow line's span moves at nearly every step, and every new span
+        was a new set of constants to make (most of the lookups of a quasar fit missed);
+        the whole set's, sliced, are the same numbers: bin edges are exact in float32
+        (integers and halves) and the ratios / bin widths are per bin."""
+        cs, off0, ws0, _ = self.sets[k][e]
+        edges, cst = self._set_constants(cs, self.blocks[k][0].start + off0, ws0)
+        lo = off - off0
+        if lo == 0 and ws == ws0:
+            return edges, cst
+        return edges[..., lo:lo + ws + 1], cst[..., lo:lo + ws]
 
     def _set_constants(self, cs, first, ws):
         """(bin edges (N, 1, ws + 1), ½ × ratio / bin width in Å (N, L, ws)) of one
@@ -278,7 +329,7 @@ class ModelEvaluation:
         hit = self._consts.get(key)
         if hit is None:
             # one bin-column offset for every row: ``x`` steps by ``bin`` along a window,
-            # so a narrow line's sub-range (:meth:`_reach`) keeps the edges of the row's
+            # so a narrow line's sub-range (:meth:`_reaches`) keeps the edges of the row's
             # own bins
             edges = _edges(self.x[:, first, None, None], ws, self.bin)
             cst = ((0.5 * self.ratio[cs])[None, :, None]
@@ -310,3 +361,20 @@ def _summed(arr, sel, amp):
     if amp is None:
         return arr[:, sel].sum(1)
     return np.matmul(amp[:, None, sel], arr[:, sel])[:, 0]
+
+
+def _summed_into(dst, arr, sel, amp, first: bool):
+    """:func:`_summed` added to the block row ``dst`` (N, W) — or, by the row's first
+    writer (``first``: the row is still the zeros :meth:`_new_block` made), written
+    straight into it: one pass over the row and no temporary instead of two and one."""
+    if not first:
+        dst += _summed(arr, sel, amp)
+    elif isinstance(sel, int):
+        if amp is None:
+            dst[...] = arr[:, sel]
+        else:
+            np.multiply(arr[:, sel], amp[:, sel, None], out=dst)
+    elif amp is None:
+        np.sum(arr[:, sel], axis=1, out=dst)
+    else:              # (a matmul into a strided row may take another kernel: other rounding)
+        dst[...] = np.matmul(amp[:, None, sel], arr[:, sel])[:, 0]
