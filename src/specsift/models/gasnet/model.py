@@ -48,8 +48,8 @@ from ...verify.candidates import Candidates, pz_peaks
 from ..base import PredictOptions, register_model
 from ..inputs import normalise
 from ..neural import NeuralSpectralModel, meta_and_check
-from ..precision import channels_last_convs
 from ..star_head import refine_star_rows
+from .fast import ChannelsLastTrunk
 from .net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_loss
 
 __all__ = ["GaSNet"]
@@ -247,10 +247,12 @@ class GaSNet(NeuralSpectralModel):
                    "ECE_after": calibration(softmax(logits / t), y)["ECE"]}
 
     def _forward(self, x: torch.Tensor):
+        """The network with its inference trunk: on the CPU the channels-last one of
+        :mod:`.fast` (BatchNorm folded, no layout copies), elsewhere the BN-folded copy."""
         dev = x.device
         if self._fused is None or self._fused_device != dev:
-            fused = self.net.fused_trunk()
-            self._fused = channels_last_convs(fused) if dev.type == "cpu" else fused
+            self._fused = (ChannelsLastTrunk(self.net.trunk) if dev.type == "cpu"
+                           else self.net.fused_trunk())
             self._fused_device = dev
         return self.net(x, trunk=self._fused)
 
@@ -279,12 +281,17 @@ class GaSNet(NeuralSpectralModel):
             h = self.heads(out, only=self.z_head_)
             h["peaks"] = pz_peaks(out["zlog"].float().numpy(), centres)
             return h
-        parts = self._forward_batches(batch, options, decode)
+        good = (batch.ivar > 0) & ~batch.mask & np.isfinite(batch.flux)
+        cpu = next(self.net.parameters()).device.type == "cpu"
+
+        def inputs(lo, hi):             # the good mask once a batch, for input, S/N and flags
+            return torch.from_numpy(normalise(batch.flux[lo:hi], batch.ivar[lo:hi],
+                                              good=good[lo:hi], channels_last=cpu))
+        parts = self._forward_batches(batch, options, decode, inputs)
         logits = np.concatenate([p["logits"] for p in parts])
         emb = np.concatenate([p["emb"] for p in parts])
         h = self.z_head_
         u, s, sf, p_near, edge = (np.concatenate([p[h][i] for p in parts]) for i in range(5))
-        good = (batch.ivar > 0) & ~batch.mask & np.isfinite(batch.flux)
         snr = median_snr(batch.flux, batch.ivar, good, step=SNR_STEP)
         z = np.expm1(u)
         probs, changed = condition_on_redshift(softmax(logits / self.temperature_), self.names, z)

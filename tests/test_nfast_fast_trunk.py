@@ -1,0 +1,95 @@
+"""gasnet's channels-last CPU trunk (models/gasnet/fast.py) and the channels-last input layout
+(models/inputs.normalise): the same numbers as the eval-mode network, to float32 rounding."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from specsift.models.gasnet.fast import ChannelsLastTrunk
+from specsift.models.gasnet.net import GaSNetModule
+from specsift.models.inputs import normalise
+
+
+def _net(seed=0, npix=1000):
+    """A small gasnet with BatchNorm statistics and affine parameters far from the identity,
+    so that a wrong fold (or none) shows."""
+    torch.manual_seed(seed)
+    net = GaSNetModule(npix, 5, 40)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(0.2 + 2 * torch.rand(m.num_features, generator=g))
+                m.weight.copy_(1 + 0.5 * torch.randn(m.num_features, generator=g))
+                m.bias.copy_(0.3 * torch.randn(m.num_features, generator=g))
+    return net.eval()
+
+
+def _spectra(n=7, npix=1000, seed=3):
+    rng = np.random.default_rng(seed)
+    flux = (5 + rng.normal(0, 1, (n, npix))).astype(np.float32)
+    flux[:, 300:310] += 40.0                                 # a line
+    ivar = rng.uniform(0.5, 2.0, (n, npix)).astype(np.float32)
+    mask = np.zeros((n, npix), bool)
+    mask[1, 100:200] = True
+    ivar[2, :50] = 0.0
+    flux[3, 500] = np.nan
+    return flux, ivar, mask
+
+
+def test_trunk_equals_eval_trunk_both_layouts():
+    net = _net()
+    flux, ivar, mask = _spectra()
+    x = torch.from_numpy(normalise(flux, ivar, mask))
+    fast = ChannelsLastTrunk(net.trunk)
+    with torch.no_grad():
+        ref = net.trunk(x)
+        nlc = torch.from_numpy(normalise(flux, ivar, mask, channels_last=True))
+        for inp in (x, nlc):
+            out = fast(inp)
+            assert out.shape == ref.shape
+            assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+
+
+def test_folded_network_differs_without_bn():
+    """The check above is sensitive: dropping a BatchNorm's shift moves the output."""
+    net = _net()
+    flux, ivar, mask = _spectra()
+    x = torch.from_numpy(normalise(flux, ivar, mask))
+    fast = ChannelsLastTrunk(net.trunk)
+    with torch.no_grad():
+        ref = net.trunk(x)
+        fast.convs[1].bias.add_(0.5)
+        assert not torch.allclose(fast(x), ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+
+
+def test_whole_forward_with_fast_trunk():
+    net = _net(seed=5)
+    flux, ivar, mask = _spectra(seed=9)
+    x = torch.from_numpy(normalise(flux, ivar, mask, channels_last=True))
+    with torch.no_grad():
+        ref = net(torch.from_numpy(normalise(flux, ivar, mask)))
+        out = net(x, trunk=ChannelsLastTrunk(net.trunk))
+    for k in ref:
+        assert torch.allclose(out[k], ref[k], rtol=1e-5, atol=1e-5 * float(ref[k].abs().max())), k
+
+
+def test_channels_last_input_same_values_other_layout():
+    flux, ivar, mask = _spectra()
+    a = normalise(flux, ivar, mask)
+    b = normalise(flux, ivar, mask, channels_last=True)
+    assert a.flags.c_contiguous and not b.flags.c_contiguous
+    assert b.strides == (4 * 2 * flux.shape[1], 4, 8)
+    np.testing.assert_array_equal(a, b)
+    good = (ivar > 0) & ~mask & np.isfinite(flux)
+    np.testing.assert_array_equal(normalise(flux, ivar, good=good), a)
+    # bad pixels are 0 in both channels, the line is clipped to ±50
+    assert np.all(a[1, :, 100:200] == 0) and np.all(a[3, :, 500] == 0)
+    assert np.isfinite(a).all() and a[:, 0].max() <= 50.0
+
+
+def test_rejects_other_trunks():
+    with pytest.raises(ValueError, match="not a gasnet trunk"):
+        ChannelsLastTrunk(nn.Sequential(nn.Conv1d(2, 4, 3), nn.ReLU(), nn.Flatten()))
