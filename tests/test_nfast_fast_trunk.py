@@ -93,3 +93,51 @@ def test_channels_last_input_same_values_other_layout():
 def test_rejects_other_trunks():
     with pytest.raises(ValueError, match="not a gasnet trunk"):
         ChannelsLastTrunk(nn.Sequential(nn.Conv1d(2, 4, 3), nn.ReLU(), nn.Flatten()))
+
+
+def _speccz(seed=0, npix=1000):
+    from specsift.models.speccznet import SpecCZNetModule
+    torch.manual_seed(seed)
+    net = SpecCZNetModule(npix, 5, 30)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.running_mean.copy_(0.3 * torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(0.2 + 2 * torch.rand(m.num_features, generator=g))
+                m.weight.copy_(1 + 0.5 * torch.randn(m.num_features, generator=g))
+                m.bias.copy_(0.3 * torch.randn(m.num_features, generator=g))
+    return net.eval()
+
+
+@pytest.mark.parametrize("npix", [1000, 1003])          # 1003: partial pooling windows
+def test_speccznet_trunk_equals_eval_network(npix):
+    from specsift.models.speccznet_fast import SpecCZTrunk
+    net = _speccz(npix=npix)
+    flux, ivar, mask = _spectra(npix=npix)
+    x = torch.from_numpy(normalise(flux, ivar, mask))
+    nlc = torch.from_numpy(normalise(flux, ivar, mask, channels_last=True))
+    fast = SpecCZTrunk(net)
+    with torch.no_grad():
+        ref = net.reduce(net.blocks(net.front(x)))
+        for inp in (x, nlc):
+            out = fast(inp)
+            assert out.shape == ref.shape and out.is_contiguous()
+            assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+        logits, zlog = net(x)
+        logits2, zlog2 = net(nlc, trunk=fast)
+    assert torch.allclose(logits2, logits, rtol=1e-5, atol=1e-5 * float(logits.abs().max()))
+    assert torch.allclose(zlog2, zlog, rtol=1e-5, atol=1e-5 * float(zlog.abs().max()))
+
+
+def test_speccznet_pools_match_torch():
+    from torch.nn import functional as F
+
+    from specsift.models.speccznet_fast import _avg_pool, _max_pool2
+    g = torch.randn(3, 4, 1, 11)
+    out = torch.empty(3, 4, 1, 6)
+    _max_pool2(g, out)
+    assert torch.equal(out, F.max_pool2d(g, (1, 2), (1, 2), ceil_mode=True))
+    v = torch.randn(3, 10)
+    ref = F.avg_pool1d(v[:, None], 4, 4, ceil_mode=True)[:, 0]
+    assert torch.allclose(_avg_pool(v, 4), ref, rtol=1e-6, atol=1e-7)

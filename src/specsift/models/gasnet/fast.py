@@ -25,8 +25,8 @@ import copy
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..channels_last import as_channels_last, conv2d_of
 from ..layers import SqueezeExcite
 
 __all__ = ["ChannelsLastTrunk"]
@@ -44,7 +44,7 @@ class ChannelsLastTrunk(nn.Module):
         convs, i = [], 0
         while i + 2 < len(mods) and isinstance(mods[i], nn.Conv1d) \
                 and isinstance(mods[i + 1], nn.BatchNorm1d) and isinstance(mods[i + 2], nn.ReLU):
-            convs.append(_conv2d_of(fuse_conv_bn_eval(mods[i], mods[i + 1])))
+            convs.append(conv2d_of(mods[i], mods[i + 1]))
             i += 3
         rest = mods[i:]
         if not (convs and len(rest) == 4 and isinstance(rest[0], SqueezeExcite)
@@ -65,9 +65,7 @@ class ChannelsLastTrunk(nn.Module):
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.unsqueeze(2)                       # (N, C, 1, P): a view
-        if not h.is_contiguous(memory_format=torch.channels_last):
-            h = h.contiguous(memory_format=torch.channels_last)
+        h = as_channels_last(x)                  # (N, C, 1, P): a view of normalise's layout
         for conv in self.convs:
             h = F.relu_(conv(h))
         n, c, _, length = h.shape
@@ -76,17 +74,3 @@ class ChannelsLastTrunk(nn.Module):
         y = torch.baddbmm(self.head_b, h, w[:, :, None] * self.head_w)           # (N, L, C_out)
         return F.relu_(y).transpose(1, 2).reshape(n, -1)     # flattened as (N, C_out, L)
 
-
-def _conv2d_of(m: nn.Conv1d) -> nn.Conv2d:
-    """The 1×H Conv2d (channels-last weights) doing ``m``'s arithmetic on (N, C, 1, L)."""
-    if m.padding_mode != "zeros" or isinstance(m.padding, str):
-        raise ValueError("ChannelsLastTrunk: only zero-padded convolutions with numeric padding")
-    c = nn.Conv2d(m.in_channels, m.out_channels, (1, m.kernel_size[0]), stride=(1, m.stride[0]),
-                  padding=(0, m.padding[0]), dilation=(1, m.dilation[0]), groups=m.groups,
-                  bias=m.bias is not None)
-    with torch.no_grad():
-        c.weight.copy_(m.weight.unsqueeze(2))
-        if m.bias is not None:
-            c.bias.copy_(m.bias)
-    c.weight.data = c.weight.data.contiguous(memory_format=torch.channels_last)
-    return c.eval()

@@ -142,7 +142,9 @@ class GaSNet(NeuralSpectralModel):
         return out
 
     def _spectypes(self, probs: np.ndarray) -> np.ndarray:
-        return np.array([spectype_of(self.names[k]) for k in probs.argmax(1)])
+        """SPECTYPE of each row's top class: a lookup in the classes' types (one call per
+        class, not per row as a list comprehension over rows)."""
+        return np.array([spectype_of(n) for n in self.names])[probs.argmax(1)]
 
     # -- calibration -------------------------------------------------------------
     def calibrate(self, val, log=print) -> dict:
