@@ -48,14 +48,9 @@ def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None
     n, p = flux.shape
     if channels_last:
         out = np.empty((n, p, 2), np.float32).transpose(0, 2, 1)
-        x0, x1 = f, np.empty_like(f)            # f's values are spent: scratch for channel 0
     else:
         out = np.empty((n, 2, p), np.float32)
-        x0, x1 = out[:, 0], out[:, 1]
-    _channels(flux, ivar, ~good, scale, clip, x0, x1)
-    if channels_last:
-        out[:, 0] = x0
-        out[:, 1] = x1
+    _channels(flux, ivar, ~good, scale, clip, f, out)      # f: spent, the scratch
     return out
 
 
@@ -68,19 +63,21 @@ def _good(flux, ivar, mask) -> np.ndarray:
     return good
 
 
-def _channels(flux, ivar, bad, scale, clip, x0, x1) -> None:
-    """Both channels written into the contiguous (N, P) ``x0``, ``x1``, in place: this runs
-    on every spectrum at inference.  np.minimum/np.maximum rather than np.clip: the same
-    values (NaN propagates through both), without np.clip's Python wrapper and slower loop;
-    channel 1 needs no lower clip (√ of ivar ≥ 0 times s > 0, ivar 0 at bad pixels)."""
+def _channels(flux, ivar, bad, scale, clip, scratch, out) -> None:
+    """Both channels into ``out`` (N, 2, P), each chain of operations in the contiguous
+    ``scratch`` (N, P) and only its last one writing ``out``: where ``out`` is channels-last
+    (strided), one strided pass a channel instead of a scratch copy and an interleaving pass.
+    np.minimum/np.maximum rather than np.clip: the same values (NaN propagates through both),
+    without np.clip's Python wrapper and slower loop; channel 1 needs no lower clip (√ of
+    ivar ≥ 0 times s > 0, ivar 0 at bad pixels)."""
     with np.errstate(all="ignore"):
-        np.divide(flux, scale, out=x0)                      # any value at bad pixels,
-        np.maximum(x0, -clip, out=x0)
-        np.minimum(x0, clip, out=x0)
-        np.copyto(x0, 0.0, where=bad)                       # set to 0 here
-        np.copyto(x1, ivar)
-        np.copyto(x1, 0.0, where=bad)                       # also NaN/negative ivar
-        np.sqrt(x1, out=x1)
-        x1 *= scale
-        np.minimum(x1, 1e4, out=x1)
-        np.log1p(x1, out=x1)
+        np.divide(flux, scale, out=scratch)                 # any value at bad pixels,
+        np.maximum(scratch, -clip, out=scratch)
+        np.copyto(scratch, 0.0, where=bad)                  # set to 0 here
+        np.minimum(scratch, clip, out=out[:, 0])
+        np.copyto(scratch, ivar)
+        np.copyto(scratch, 0.0, where=bad)                  # also NaN/negative ivar
+        np.sqrt(scratch, out=scratch)
+        scratch *= scale
+        np.minimum(scratch, 1e4, out=scratch)
+        np.log1p(scratch, out=out[:, 1])
