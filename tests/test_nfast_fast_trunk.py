@@ -141,3 +141,27 @@ def test_speccznet_pools_match_torch():
     v = torch.randn(3, 10)
     ref = F.avg_pool1d(v[:, None], 4, 4, ceil_mode=True)[:, 0]
     assert torch.allclose(_avg_pool(v, 4), ref, rtol=1e-6, atol=1e-7)
+
+
+def test_normalise_against_its_formula_with_bad_values():
+    """Negative, NaN and infinite ivar, non-finite flux, masked pixels: both layouts give the
+    documented formula (scale from np.nanmedian over good pixels)."""
+    rng = np.random.default_rng(1)
+    flux = rng.normal(5, 2, (6, 300)).astype(np.float32)
+    ivar = rng.uniform(-1, 3, (6, 300)).astype(np.float32)
+    ivar[0, :5], ivar[1, :5], flux[2, :5], flux[3, :4] = np.nan, np.inf, np.inf, np.nan
+    mask = rng.random((6, 300)) < 0.1
+    mask[1, :5] = False
+    good = (ivar > 0) & ~mask & np.isfinite(flux)
+    f = np.where(good, flux, np.nan)
+    med = np.nanmedian(f, axis=1, keepdims=True)
+    mad = 1.4826 * np.nanmedian(np.abs(f - med), axis=1, keepdims=True)
+    s = np.fmax(np.abs(med), mad).astype(np.float32)
+    with np.errstate(all="ignore"):
+        x0 = np.where(good, np.clip(flux / s, -50, 50), 0)
+        x1 = np.where(good, np.log1p(np.clip(s * np.sqrt(ivar), 0, 1e4)), 0)
+    for cl in (False, True):
+        out = normalise(flux, ivar, mask, channels_last=cl)
+        np.testing.assert_allclose(out[:, 0], x0, rtol=1e-6)
+        np.testing.assert_allclose(out[:, 1], x1, rtol=1e-6)
+        assert out[1, 1, 0] == np.float32(np.log1p(1e4))         # infinite ivar: clipped

@@ -66,7 +66,8 @@ def _good(flux, ivar, mask) -> np.ndarray:
 def _channels(flux, ivar, bad, scale, clip, scratch, out) -> None:
     """Both channels into ``out`` (N, 2, P), each chain of operations in the contiguous
     ``scratch`` (N, P) and only its last one writing ``out``: where ``out`` is channels-last
-    (strided), one strided pass a channel instead of a scratch copy and an interleaving pass.
+    (strided), one strided pass a channel instead of a scratch copy and an interleaving pass;
+    √ivar straight from ``ivar`` (its NaN at negative or NaN ivar zeroed with the bad pixels).
     np.minimum/np.maximum rather than np.clip: the same values (NaN propagates through both),
     without np.clip's Python wrapper and slower loop; channel 1 needs no lower clip (√ of
     ivar ≥ 0 times s > 0, ivar 0 at bad pixels)."""
@@ -75,9 +76,8 @@ def _channels(flux, ivar, bad, scale, clip, scratch, out) -> None:
         np.maximum(scratch, -clip, out=scratch)
         np.copyto(scratch, 0.0, where=bad)                  # set to 0 here
         np.minimum(scratch, clip, out=out[:, 0])
-        np.copyto(scratch, ivar)
-        np.copyto(scratch, 0.0, where=bad)                  # also NaN/negative ivar
-        np.sqrt(scratch, out=scratch)
+        np.sqrt(ivar, out=scratch)                          # NaN at negative ivar,
+        np.copyto(scratch, 0.0, where=bad)                  # 0 at every bad pixel
         scratch *= scale
         np.minimum(scratch, 1e4, out=scratch)
         np.log1p(scratch, out=out[:, 1])
