@@ -22,8 +22,9 @@ and best of ``--reps`` alternated runs).  ``--verify-only``: the verify stage al
 revisions alternating batch by batch on the same proposals, ``--reps`` paired passes and the
 median of their ratios (for changes of a few per cent, which the end-to-end rows cannot
 resolve on a shared machine); it also says whether both revisions' verified catalogs are the
-same, bit for bit.  ``--propose-only``: ``model.propose`` alone the same way (predict_rest's
-changes; the forward pass is the same code in both).
+same, bit for bit.  ``--propose-only``: ``model.propose`` alone the same way, each revision's
+own model (its forward pass and predict_rest), split into the two as the stage table splits
+them (hooks on ``model.net``).
 """
 
 from __future__ import annotations
@@ -113,8 +114,9 @@ def verify_pairs(v: dict, store: Path, reps: int, base: str) -> None:
 
 def propose_pairs(v: dict, store: Path, reps: int, base: str) -> None:
     """``model.propose`` alone (the forward pass and predict_rest), both revisions' models on
-    the same batches, alternating batch by batch as :func:`verify_pairs` does; the forward
-    pass is the same code in both, so the difference is predict_rest's."""
+    the same batches, alternating batch by batch as :func:`verify_pairs` does, the CPU time
+    inside each network's forward timed apart (:func:`_forward_clock`): forward and
+    predict_rest of both, under the same conditions."""
     import numpy as np
     import torch
     m = v["this"].model
@@ -132,22 +134,49 @@ def propose_pairs(v: dict, store: Path, reps: int, base: str) -> None:
                         "proposed catalogs")
           + f"; candidates {'identical' if same else 'differ'}")
     us = {k: [] for k in v}
-    for i in range(reps + 1):
-        tot = dict.fromkeys(v, 0.0)
-        for j, b in enumerate(batches):
-            for k in (("base", "this") if (i + j) % 2 else ("this", "base")):
-                t0 = time.process_time()
-                with torch.inference_mode():
-                    v[k].model.propose(v[k].model.check_batch(b))
-                tot[k] += time.process_time() - t0
-        if i:
+    fwd_us = {k: [] for k in v}
+    clock = {k: _forward_clock(v[k].model) for k in v}
+    try:
+        for i in range(reps + 1):
+            tot = dict.fromkeys(v, 0.0)
             for k in v:
-                us[k].append(1e6 * tot[k] / n)
+                clock[k]["t"] = 0.0
+            for j, b in enumerate(batches):
+                for k in (("base", "this") if (i + j) % 2 else ("this", "base")):
+                    t0 = time.process_time()
+                    with torch.inference_mode():
+                        v[k].model.propose(v[k].model.check_batch(b))
+                    tot[k] += time.process_time() - t0
+            if i:
+                for k in v:
+                    us[k].append(1e6 * tot[k] / n)
+                    fwd_us[k].append(1e6 * clock[k]["t"] / n)
+    finally:
+        for k in v:
+            for h in clock[k]["hooks"]:
+                h.remove()
     d = np.array(us["this"]) - np.array(us["base"])
     print(f"propose alone, {n} simulated spectra, {reps} paired passes, base = {base}: "
           f"µs a spectrum median {np.median(us['base']):.1f} (base) / "
           f"{np.median(us['this']):.1f} (this); difference this − base median {np.median(d):.1f}, "
           f"quartiles {np.percentile(d, 25):.1f} to {np.percentile(d, 75):.1f}")
+    rest = {k: np.array(us[k]) - np.array(fwd_us[k]) for k in v}
+    print(f"of which forward (hooks on model.net, as the stage table) median "
+          f"{np.median(fwd_us['base']):.1f} (base) / {np.median(fwd_us['this']):.1f} (this), "
+          f"predict_rest {np.median(rest['base']):.1f} / {np.median(rest['this']):.1f}")
+
+
+def _forward_clock(model) -> dict:
+    """CPU seconds inside ``model.net``'s forward, summed in ``["t"]`` by hooks (removed by
+    the caller): the stage table's split of propose into forward and predict_rest."""
+    clock = {"t": 0.0, "hooks": []}
+    net = getattr(model, "net", None)
+    if net is not None:
+        clock["hooks"] = [
+            net.register_forward_pre_hook(lambda *a: clock.__setitem__("t0", time.process_time())),
+            net.register_forward_hook(lambda *a: clock.__setitem__(
+                "t", clock["t"] + time.process_time() - clock["t0"]))]
+    return clock
 
 
 def _same_answers(base: list, this: list, label: str) -> str:
