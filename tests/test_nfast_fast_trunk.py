@@ -165,3 +165,16 @@ def test_normalise_against_its_formula_with_bad_values():
         np.testing.assert_allclose(out[:, 0], x0, rtol=1e-6)
         np.testing.assert_allclose(out[:, 1], x1, rtol=1e-6)
         assert out[1, 1, 0] == np.float32(np.log1p(1e4))         # infinite ivar: clipped
+
+
+def test_conv_relu_fused_equals_conv_then_relu():
+    from specsift.models.channels_last import as_channels_last, conv2d_of, conv_relu
+    torch.manual_seed(2)
+    conv = conv2d_of(nn.Conv1d(4, 8, 5, stride=2, padding=1), nn.BatchNorm1d(8).eval())
+    h = as_channels_last(torch.randn(3, 4, 50))
+    with torch.no_grad():
+        ref = torch.relu(conv(h))
+        fused = conv_relu(conv, h)                 # inference: the fused path where present
+    assert torch.equal(fused, ref) and (ref == 0).any() and (ref > 0).any()
+    with torch.enable_grad():                      # gradients on: the two plain steps
+        assert torch.equal(conv_relu(conv, h).detach(), ref)

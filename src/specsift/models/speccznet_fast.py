@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .channels_last import as_channels_last, conv2d_of
+from .channels_last import as_channels_last, conv2d_of, conv_relu
 
 __all__ = ["SpecCZTrunk"]
 
@@ -51,7 +51,7 @@ class SpecCZTrunk(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = as_channels_last(x)                                   # (N, 2, 1, P)
-        g = F.relu_(self.gabor(h[:, :1]))
+        g = conv_relu(self.gabor, h[:, :1])
         n, c, _, length = g.shape
         # Gabor responses ⊕ noise written into one channels-last tensor (no cat + copy)
         h = torch.empty((n, c + 1, 1, (length + 1) // 2), dtype=g.dtype,
@@ -60,7 +60,7 @@ class SpecCZTrunk(nn.Module):
         h[:, c, 0] = _avg_pool(x[:, 1], 4)
         for block in self.blocks:
             h = block(h)
-        return F.relu_(self.reduce(h)).squeeze(2).contiguous()
+        return conv_relu(self.reduce, h).squeeze(2).contiguous()
 
 
 class _Block(nn.Module):
@@ -78,7 +78,7 @@ class _Block(nn.Module):
             self.short = conv2d_of(conv, bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv2(F.relu_(self.conv1(x)))
+        y = self.conv2(conv_relu(self.conv1, x))
         w = torch.sigmoid(self.se_fc2(F.relu(self.se_fc1(y.mean(dim=(2, 3))))))
         y = y * w[:, :, None, None]
         y += x if self.short is None else self.short(x)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..channels_last import as_channels_last, conv2d_of
+from ..channels_last import as_channels_last, conv2d_of, conv_relu
 from ..layers import SqueezeExcite
 
 __all__ = ["ChannelsLastTrunk"]
@@ -67,7 +67,7 @@ class ChannelsLastTrunk(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = as_channels_last(x)                  # (N, C, 1, P): a view of normalise's layout
         for conv in self.convs:
-            h = F.relu_(conv(h))
+            h = conv_relu(conv, h)
         n, c, _, length = h.shape
         h = h.permute(0, 2, 3, 1).reshape(n, length, c)      # (N, L, C): a view (channels-last)
         w = torch.sigmoid(self.se_fc2(F.relu(self.se_fc1(h.mean(dim=1)))))       # (N, C)
