@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/predict_ab.py --base a4ddc09 [--n 2000] [--reps 3]
                                               [--verify-only | --propose-only]
+    .venv/bin/python benchmarks/predict_ab.py --base a4ddc09 --propose-only [--model speccznet]
+                                              [--fits 400]
 
 Why: on a machine shared with other jobs, two runs of the same code in separate processes
 differ by up to 30 % in CPU time (what the other jobs do to caches, memory bandwidth and the
@@ -22,8 +24,10 @@ and best of ``--reps`` alternated runs).  ``--verify-only``: the verify stage al
 revisions alternating batch by batch on the same proposals, ``--reps`` paired passes and the
 median of their ratios (for changes of a few per cent, which the end-to-end rows cannot
 resolve on a shared machine); it also says whether both revisions' verified catalogs are the
-same, bit for bit.  ``--propose-only``: ``model.propose`` alone the same way (predict_rest's
-changes; the forward pass is the same code in both).
+same, bit for bit.  ``--propose-only``: ``model.propose`` alone the same way, each revision's
+own model (its forward pass and predict_rest), split into the two as the stage table splits
+them (hooks on ``model.net``); ``--model`` another bundled model, ``--fits N`` the same also on
+N SDSS spec files (copies of the 8 in ../shared/data/sdss, one batch as ``predict`` reads them).
 """
 
 from __future__ import annotations
@@ -53,10 +57,11 @@ def extract(rev: str, into: Path) -> None:
 class Version:
     """One package's pieces for the stage table and the end-to-end run."""
 
-    def __init__(self, pkg: str):
+    def __init__(self, pkg: str, model: str = "gasnet"):
         def m(x):
             return importlib.import_module(f"{pkg}.{x}")
-        self.model = m("models.base").load_model("gasnet").prepare("cpu", 1)
+        self.name = model
+        self.model = m("models.base").load_model(model).prepare("cpu", 1)
         self.fns = {"plan_units": m("pipeline.units").plan_units,
                     "iter_unit": m("pipeline.units").iter_unit,
                     "verify_catalog": m("verify").verify_catalog,
@@ -71,7 +76,7 @@ class Version:
 
     def end_to_end(self, store: Path, out: Path, verify: bool) -> float:
         c0 = time.process_time()
-        r = self.predict([store], out, model="gasnet", batch_size=1024, threads=1,
+        r = self.predict([store], out, model=self.name, batch_size=1024, threads=1,
                          progress=False, verify=verify)
         return r.rows / (time.process_time() - c0)
 
@@ -111,10 +116,11 @@ def verify_pairs(v: dict, store: Path, reps: int, base: str) -> None:
           f"{np.percentile(r, 25):.3f}–{np.percentile(r, 75):.3f}")
 
 
-def propose_pairs(v: dict, store: Path, reps: int, base: str) -> None:
+def propose_pairs(v: dict, store: Path, reps: int, base: str, label: str = "simulated") -> None:
     """``model.propose`` alone (the forward pass and predict_rest), both revisions' models on
-    the same batches, alternating batch by batch as :func:`verify_pairs` does; the forward
-    pass is the same code in both, so the difference is predict_rest's."""
+    the same batches, alternating batch by batch as :func:`verify_pairs` does, the CPU time
+    inside each network's forward timed apart (:func:`_forward_clock`): forward and
+    predict_rest of both, under the same conditions."""
     import numpy as np
     import torch
     m = v["this"].model
@@ -132,22 +138,49 @@ def propose_pairs(v: dict, store: Path, reps: int, base: str) -> None:
                         "proposed catalogs")
           + f"; candidates {'identical' if same else 'differ'}")
     us = {k: [] for k in v}
-    for i in range(reps + 1):
-        tot = dict.fromkeys(v, 0.0)
-        for j, b in enumerate(batches):
-            for k in (("base", "this") if (i + j) % 2 else ("this", "base")):
-                t0 = time.process_time()
-                with torch.inference_mode():
-                    v[k].model.propose(v[k].model.check_batch(b))
-                tot[k] += time.process_time() - t0
-        if i:
+    fwd_us = {k: [] for k in v}
+    clock = {k: _forward_clock(v[k].model) for k in v}
+    try:
+        for i in range(reps + 1):
+            tot = dict.fromkeys(v, 0.0)
             for k in v:
-                us[k].append(1e6 * tot[k] / n)
+                clock[k]["t"] = 0.0
+            for j, b in enumerate(batches):
+                for k in (("base", "this") if (i + j) % 2 else ("this", "base")):
+                    t0 = time.process_time()
+                    with torch.inference_mode():
+                        v[k].model.propose(v[k].model.check_batch(b))
+                    tot[k] += time.process_time() - t0
+            if i:
+                for k in v:
+                    us[k].append(1e6 * tot[k] / n)
+                    fwd_us[k].append(1e6 * clock[k]["t"] / n)
+    finally:
+        for k in v:
+            for h in clock[k]["hooks"]:
+                h.remove()
     d = np.array(us["this"]) - np.array(us["base"])
-    print(f"propose alone, {n} simulated spectra, {reps} paired passes, base = {base}: "
+    print(f"{v['this'].name} propose alone, {n} {label} spectra, {reps} paired passes, base = {base}: "
           f"µs a spectrum median {np.median(us['base']):.1f} (base) / "
           f"{np.median(us['this']):.1f} (this); difference this − base median {np.median(d):.1f}, "
           f"quartiles {np.percentile(d, 25):.1f} to {np.percentile(d, 75):.1f}")
+    rest = {k: np.array(us[k]) - np.array(fwd_us[k]) for k in v}
+    print(f"of which forward (hooks on model.net, as the stage table) median "
+          f"{np.median(fwd_us['base']):.1f} (base) / {np.median(fwd_us['this']):.1f} (this), "
+          f"predict_rest {np.median(rest['base']):.1f} / {np.median(rest['this']):.1f}")
+
+
+def _forward_clock(model) -> dict:
+    """CPU seconds inside ``model.net``'s forward, summed in ``["t"]`` by hooks (removed by
+    the caller): the stage table's split of propose into forward and predict_rest."""
+    clock = {"t": 0.0, "hooks": []}
+    net = getattr(model, "net", None)
+    if net is not None:
+        clock["hooks"] = [
+            net.register_forward_pre_hook(lambda *a: clock.__setitem__("t0", time.process_time())),
+            net.register_forward_hook(lambda *a: clock.__setitem__(
+                "t", clock["t"] + time.process_time() - clock["t0"]))]
+    return clock
 
 
 def _same_answers(base: list, this: list, label: str) -> str:
@@ -193,6 +226,11 @@ def main() -> None:
     only.add_argument("--propose-only", action="store_true",
                     help="time only model.propose (forward + predict_rest), alternating the "
                          "two revisions batch by batch")
+    ap.add_argument("--model", default="gasnet",
+                    help="with --propose-only: the bundled model to time (gasnet, speccznet, …)")
+    ap.add_argument("--fits", type=int, default=0, metavar="N",
+                    help="with --propose-only: also on N SDSS spec files (copies of the 8 real "
+                         "ones, one batch as predict reads them)")
     a = ap.parse_args()
     import numpy as np
     import torch
@@ -202,13 +240,18 @@ def main() -> None:
         tmp = Path(tmp)
         extract(a.base, tmp)
         sys.path.insert(0, str(tmp))
-        v = {"base": Version("specsift_base"), "this": Version("specsift")}
+        model = a.model if a.propose_only else "gasnet"
+        v = {"base": Version("specsift_base", model), "this": Version("specsift", model)}
         order = [("base", "this"), ("this", "base")]
         if a.verify_only:
             verify_pairs(v, store, a.reps, a.base)
             return
         if a.propose_only:
             propose_pairs(v, store, a.reps, a.base)
+            if a.fits:
+                from predict_speed import fits_copies
+                files = fits_copies(tmp / "fits", a.fits, "spec-*.fits")
+                propose_pairs(v, files, a.reps, a.base, "SDSS spec-file")
             return
         for x in v.values():                          # warm: per-process caches built
             x.stages(store, tmp)

@@ -47,7 +47,8 @@ def make_catalog(meta: Table, class_set: str, probs: np.ndarray, z: np.ndarray,
     n = len(meta)
     probs = np.asarray(probs, dtype=np.float32).reshape(n, len(names))
     best = probs.argmax(axis=1) if n else np.zeros(0, int)
-    label = np.array([names[k] for k in best], dtype="U24")
+    # label, SPECTYPE and SUBTYPE looked up per class, not computed per row: the same values
+    label = np.array(names, dtype="U24")[best]
     zw = np.zeros(n, np.int64) if zwarn is None else np.asarray(zwarn, np.int64).copy()
     if "INPUT_FLAGS" in meta.colnames:
         zw |= zwarn_from_input(meta["INPUT_FLAGS"])
@@ -64,8 +65,8 @@ def make_catalog(meta: Table, class_set: str, probs: np.ndarray, z: np.ndarray,
     out["Z"] = z
     out["ZERR"] = zerr
     out["ZWARN"] = zw
-    out["SPECTYPE"] = np.array([spectype_of(s) if s else "" for s in label], dtype="U6")
-    out["SUBTYPE"] = np.array([subtype_of(s) if s else "" for s in label], dtype="U20")
+    out["SPECTYPE"] = np.where(nodata, "", np.array([spectype_of(s) for s in names], "U6")[best])
+    out["SUBTYPE"] = np.where(nodata, "", np.array([subtype_of(s) for s in names], "U20")[best])
     out["DELTACHI2"] = (np.full(n, np.nan) if deltachi2 is None
                         else np.asarray(deltachi2, np.float64))
     out["CLASS_LABEL"] = label

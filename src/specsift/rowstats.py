@@ -119,8 +119,10 @@ def median_snr(flux, ivar, good=None, step: int = 1) -> np.ndarray:
     g = good[:, ::step]
     sn = np.where(g, np.abs(flux[:, ::step]) * np.sqrt(np.where(g, ivar[:, ::step], 0.0)),
                   np.nan)
-    med, _ = row_median_mad(sn, g.sum(axis=1), overwrite_input=True)   # sn: a temporary
-    return np.nan_to_num(med[:, 0], nan=0.0)
+    # the median alone (row_median_mad's MAD search is half its cost past the sort); a byte
+    # count summed as int64: the same counts, faster than summing bools
+    n = np.add.reduce(g.view(np.uint8), axis=1, dtype=np.int64)
+    return np.nan_to_num(row_median(sn, n), nan=0.0)
 
 
 def running_median(a: np.ndarray, size: int) -> np.ndarray:

@@ -15,7 +15,8 @@ __all__ = ["normalise"]
 
 
 def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None,
-              clip: float = 50.0) -> np.ndarray:
+              clip: float = 50.0, *, good: np.ndarray | None = None,
+              channels_last: bool = False) -> np.ndarray:
     """Spectra → (N, 2, P) float32 network input, independent of flux units and brightness.
 
     Channel 0: flux / s, with s = max(|median f|, 1.4826·MAD f) over good pixels, clipped to
@@ -24,13 +25,17 @@ def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None
     of scaled flux, 0 at bad pixels — it tells the network how much to trust each pixel.
     Bad pixels (mask or ivar ≤ 0) are 0 in both channels; a spectrum with no good pixel is
     all zeros.
+
+    ``good``: the good-pixel mask (ivar > 0, not masked, finite flux) when the caller has it
+    already (gasnet's predict needs it for its S/N and flags too: one pass less).
+    ``channels_last``: the same (N, 2, P) values laid out as (N, P, 2) in memory (strides
+    (2P, 1, 2) elements), the layout gasnet's CPU trunk convolves without a transposing copy
+    (:mod:`.gasnet.fast`); ``np.ascontiguousarray`` gives the usual layout back.
     """
     flux = np.atleast_2d(np.asarray(flux, np.float32))
     ivar = np.atleast_2d(np.asarray(ivar, np.float32))
-    good = ivar > 0
-    if mask is not None:
-        good &= ~np.atleast_2d(np.asarray(mask, bool))
-    good &= np.isfinite(flux)
+    if good is None:
+        good = _good(flux, ivar, mask)
     f = np.where(good, flux, np.nan)
     # a byte count summed as int32: the same counts, faster than summing bools
     n_good = np.add.reduce(good.view(np.uint8), axis=1, dtype=np.int32)
@@ -40,18 +45,39 @@ def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None
         mad *= 1.4826
     scale = np.fmax(np.abs(med), mad)
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0).astype(np.float32)
-    # in place on one output array: this runs on every spectrum at inference
-    out = np.empty((flux.shape[0], 2, flux.shape[1]), np.float32)
-    x0, x1 = out[:, 0], out[:, 1]
-    bad = ~good
-    with np.errstate(all="ignore"):
-        np.divide(flux, scale, out=x0)                      # any value at bad pixels,
-        np.clip(x0, -clip, clip, out=x0)
-        np.copyto(x0, 0.0, where=bad)                       # set to 0 here
-        np.copyto(x1, ivar)
-        np.copyto(x1, 0.0, where=bad)                       # also NaN/negative ivar
-        np.sqrt(x1, out=x1)
-        x1 *= scale
-        np.clip(x1, 0.0, 1e4, out=x1)
-        np.log1p(x1, out=x1)
+    n, p = flux.shape
+    if channels_last:
+        out = np.empty((n, p, 2), np.float32).transpose(0, 2, 1)
+    else:
+        out = np.empty((n, 2, p), np.float32)
+    _channels(flux, ivar, ~good, scale, clip, f, out)      # f: spent, the scratch
     return out
+
+
+def _good(flux, ivar, mask) -> np.ndarray:
+    """Pixels the input reads: ivar > 0, not masked, finite flux."""
+    good = ivar > 0
+    if mask is not None:
+        good &= ~np.atleast_2d(np.asarray(mask, bool))
+    good &= np.isfinite(flux)
+    return good
+
+
+def _channels(flux, ivar, bad, scale, clip, scratch, out) -> None:
+    """Both channels into ``out`` (N, 2, P), each chain of operations in the contiguous
+    ``scratch`` (N, P) and only its last one writing ``out``: where ``out`` is channels-last
+    (strided), one strided pass a channel instead of a scratch copy and an interleaving pass;
+    √ivar straight from ``ivar`` (its NaN at negative or NaN ivar zeroed with the bad pixels).
+    np.minimum/np.maximum rather than np.clip: the same values (NaN propagates through both),
+    without np.clip's Python wrapper and slower loop; channel 1 needs no lower clip (√ of
+    ivar ≥ 0 times s > 0, ivar 0 at bad pixels)."""
+    with np.errstate(all="ignore"):
+        np.divide(flux, scale, out=scratch)                 # any value at bad pixels,
+        np.maximum(scratch, -clip, out=scratch)
+        np.copyto(scratch, 0.0, where=bad)                  # set to 0 here
+        np.minimum(scratch, clip, out=out[:, 0])
+        np.sqrt(ivar, out=scratch)                          # NaN at negative ivar,
+        np.copyto(scratch, 0.0, where=bad)                  # 0 at every bad pixel
+        scratch *= scale
+        np.minimum(scratch, 1e4, out=scratch)
+        np.log1p(scratch, out=out[:, 1])

@@ -219,8 +219,10 @@ class NeuralSpectralModel(SpectralModel):
         return self.net(x)
 
     def _forward_batches(self, batch: SpectraBatch, options: PredictOptions,
-                         decode: Callable) -> list:
-        """``decode(outputs on the CPU)`` of every mini-batch of ``batch``, in order."""
+                         decode: Callable, inputs: Callable | None = None) -> list:
+        """``decode(outputs on the CPU)`` of every mini-batch of ``batch``, in order;
+        ``inputs(lo, hi)``: the network input of spectra ``lo:hi`` where the model makes it
+        otherwise than :meth:`_inputs_of` (from arrays it computed for the whole batch)."""
         self.net.eval()
         dev = next(self.net.parameters()).device      # where `predict --device` put the net
         size = options.batch_size or (self.cpu_batch_size if dev.type == "cpu"
@@ -228,7 +230,8 @@ class NeuralSpectralModel(SpectralModel):
         parts = []
         with torch.no_grad():
             for lo in range(0, len(batch), size):
-                x = self._inputs_of(batch, lo, lo + size).to(dev)
+                x = (inputs(lo, lo + size) if inputs is not None
+                     else self._inputs_of(batch, lo, lo + size)).to(dev)
                 parts.append(decode(_to_cpu(self._forward(x))))
         return parts
 

@@ -41,8 +41,10 @@ from ..spectra import DEFAULT_GRID, LogGrid, SpectraBatch
 from ..training_data import StoreDataset
 from ..verify.candidates import Candidates
 from .base import PredictOptions, register_model
+from .inputs import normalise
 from .layers import ConvSEBlock, GaborConv1d
 from .neural import NeuralSpectralModel, decode_window
+from .speccznet_fast import SpecCZTrunk
 from .star_head import head_for, refine_star_rows
 
 __all__ = ["SpecCZNet", "SpecCZNetModule"]
@@ -84,8 +86,10 @@ class SpecCZNetModule(nn.Module):
         noise = F.avg_pool1d(x[:, 1:2], 4, 4, ceil_mode=True)
         return torch.cat([g, noise], dim=1)
 
-    def forward(self, x: torch.Tensor):
-        h = self.reduce(self.blocks(self.front(x)))
+    def forward(self, x: torch.Tensor, trunk: nn.Module | None = None):
+        """``trunk``: a module standing in for ``reduce ∘ blocks ∘ front`` (the CPU inference
+        one of :mod:`.speccznet_fast`), the heads after it as ever."""
+        h = trunk(x) if trunk is not None else self.reduce(self.blocks(self.front(x)))
         e = self.embed(h)
         hz = F.relu(torch.einsum("nh,khz->nkz", e, self.zw1) + self.zb1)
         zlog = torch.einsum("nkz,kzb->nkb", hz, self.zw2) + self.zb2
@@ -200,8 +204,26 @@ class SpecCZNet(NeuralSpectralModel):
                 "GF_0.01": r["GF_0.01"], "NMAE": r["NMAE"], "sigma_NMAD": r["sigma_NMAD"]}
 
     def _calibrate(self, val, log) -> dict:
+        self._fast = None
         self.calibrate_zerr(val)
         return {}
+
+    def _forward(self, x: torch.Tensor):
+        """On the CPU, the network with the channels-last trunk of :mod:`.speccznet_fast`
+        (built once per prepared network), elsewhere as it is."""
+        if x.device.type != "cpu":
+            return self.net(x)
+        if getattr(self, "_fast", None) is None:
+            self._fast = SpecCZTrunk(self.net)
+        return self.net(x, trunk=self._fast)
+
+    def _prepare(self, device, precision: str) -> None:
+        super()._prepare(device, precision)
+        self._fast = None
+
+    def set_state(self, state: dict) -> None:
+        self._fast = None
+        super().set_state(state)
 
     def _predict(self, batch: SpectraBatch, options: PredictOptions) -> Table:
         """:meth:`_propose`'s catalog, its STAR rows with the star head's velocity (its p(z)
@@ -215,7 +237,12 @@ class SpecCZNet(NeuralSpectralModel):
         def decode(out):
             per_class = torch.expm1(self.bin_centres[out[1].argmax(dim=2)]).numpy()
             return self.decode(*out) + (per_class,)
-        parts = self._forward_batches(batch, options, decode)
+        cpu = next(self.net.parameters()).device.type == "cpu"
+
+        def inputs(lo, hi):             # channels-last in memory on the CPU: the trunk's layout
+            return torch.from_numpy(normalise(batch.flux[lo:hi], batch.ivar[lo:hi],
+                                              batch.mask[lo:hi], channels_last=cpu))
+        parts = self._forward_batches(batch, options, decode, inputs)
         k = len(self.names)
         if parts:
             probs, z, zerr, zwarn, zc = (np.concatenate(a) for a in zip(*parts))

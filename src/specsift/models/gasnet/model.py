@@ -48,8 +48,8 @@ from ...verify.candidates import Candidates, pz_peaks
 from ..base import PredictOptions, register_model
 from ..inputs import normalise
 from ..neural import NeuralSpectralModel, meta_and_check
-from ..precision import channels_last_convs
 from ..star_head import refine_star_rows
+from .fast import ChannelsLastTrunk
 from .net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_loss
 
 __all__ = ["GaSNet"]
@@ -71,6 +71,11 @@ class GaSNet(NeuralSpectralModel):
     module_class = GaSNetModule
     z_window = 3
     predict_batch_size = 1024
+    #: on the CPU: 256 (not the networks' 128): with the channels-last trunk (:mod:`.fast`)
+    #: the activations of 256 spectra still fit the caches and the per-pass overheads halve,
+    #: propose ≈ 4 % faster (alternated in one process, 281 → 269 and 239 → 228 µs a spectrum
+    #: on a loaded machine); the same outputs bit for bit (tests/test_forward_batches.py)
+    cpu_batch_size = 256
     weights_dtype = torch.float16      # halves the shipped file; inference runs in float32
     fit_defaults = {"epochs": 10, "batch_size": 256, "lr": 3e-3, "weight_decay": 1e-4}
     fitted_defaults = {"z_head": "bins", "temperature": 1.0, "sigma_cal": {}, "sigma_reg": {},
@@ -142,7 +147,9 @@ class GaSNet(NeuralSpectralModel):
         return out
 
     def _spectypes(self, probs: np.ndarray) -> np.ndarray:
-        return np.array([spectype_of(self.names[k]) for k in probs.argmax(1)])
+        """SPECTYPE of each row's top class: a lookup in the classes' types (one call per
+        class, not per row as a list comprehension over rows)."""
+        return np.array([spectype_of(n) for n in self.names])[probs.argmax(1)]
 
     # -- calibration -------------------------------------------------------------
     def calibrate(self, val, log=print) -> dict:
@@ -247,10 +254,12 @@ class GaSNet(NeuralSpectralModel):
                    "ECE_after": calibration(softmax(logits / t), y)["ECE"]}
 
     def _forward(self, x: torch.Tensor):
+        """The network with its inference trunk: on the CPU the channels-last one of
+        :mod:`.fast` (BatchNorm folded, no layout copies), elsewhere the BN-folded copy."""
         dev = x.device
         if self._fused is None or self._fused_device != dev:
-            fused = self.net.fused_trunk()
-            self._fused = channels_last_convs(fused) if dev.type == "cpu" else fused
+            self._fused = (ChannelsLastTrunk(self.net.trunk) if dev.type == "cpu"
+                           else self.net.fused_trunk())
             self._fused_device = dev
         return self.net(x, trunk=self._fused)
 
@@ -279,12 +288,17 @@ class GaSNet(NeuralSpectralModel):
             h = self.heads(out, only=self.z_head_)
             h["peaks"] = pz_peaks(out["zlog"].float().numpy(), centres)
             return h
-        parts = self._forward_batches(batch, options, decode)
+        good = (batch.ivar > 0) & ~batch.mask & np.isfinite(batch.flux)
+        cpu = next(self.net.parameters()).device.type == "cpu"
+
+        def inputs(lo, hi):             # the good mask once a batch, for input, S/N and flags
+            return torch.from_numpy(normalise(batch.flux[lo:hi], batch.ivar[lo:hi],
+                                              good=good[lo:hi], channels_last=cpu))
+        parts = self._forward_batches(batch, options, decode, inputs)
         logits = np.concatenate([p["logits"] for p in parts])
         emb = np.concatenate([p["emb"] for p in parts])
         h = self.z_head_
         u, s, sf, p_near, edge = (np.concatenate([p[h][i] for p in parts]) for i in range(5))
-        good = (batch.ivar > 0) & ~batch.mask & np.isfinite(batch.flux)
         snr = median_snr(batch.flux, batch.ivar, good, step=SNR_STEP)
         z = np.expm1(u)
         probs, changed = condition_on_redshift(softmax(logits / self.temperature_), self.names, z)
