@@ -109,7 +109,7 @@ def test_reused_profiles_give_the_fresh_evaluation():
 
 def _reference_profiles(prob, theta, cs, first, ws):
     """The profiles and derivatives as the fit computed them before the folded form of
-    ``Problem._profiles`` (the same float32 operations): φ, e·φ and each derivative on
+    ``Problem._profiles_at`` (the same float32 operations): φ, e·φ and each derivative on
     its own."""
     f32 = np.float32
     sc = prob.scale[cs]
@@ -134,7 +134,7 @@ def test_folded_profiles_equal_the_reference_formulas(name, model, z, extra):
     th = theta.astype(np.float32)
     for k, (sl, _) in enumerate(prob.blocks):
         for cs, off, ws, _ in prob.sets[k]:
-            got = prob._profiles(th, cs, sl.start + off, ws)
+            got = prob._profiles_at(th, cs, *prob._set_constants(cs, sl.start + off, ws))
             ref = _reference_profiles(prob, th, cs, sl.start + off, ws)
             for g, r in zip(got, ref):
                 assert g.dtype == np.float32

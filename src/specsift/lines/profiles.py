@@ -228,9 +228,11 @@ class ModelEvaluation:
         hit = self._consts[key] = (cs, edges, cst, tuple(pos))
         return hit
 
-    def _profiles(self, theta, cs, first, ws):
-        """Unit-amplitude profiles of components ``cs`` over ``ws`` bins from bin column
-        ``first`` and their width and centre derivatives, each (N, L, ws).
+    def _profiles_at(self, theta, cs, edges, cst):
+        """Unit-amplitude profiles of components ``cs`` at bin ``edges`` (N, 1 or L, W + 1),
+        with the bins' ½ ratio / Å width ``cst`` (N, L, W) (:meth:`_set_constants`,
+        :meth:`_sub_constants`, :meth:`_merged_constants`), and their width and centre
+        derivatives, each (N, L, W).
 
         With v = (edge − centre) / (s√2) at the W+1 bin edges and g = exp(−v²), a bin's
         integral is ½ ΔE (E = erf v), its centre derivative Δg / (√(2π) s) and its width
@@ -246,12 +248,6 @@ class ModelEvaluation:
         1e-13 of the peak, but exp(−v²) of a line's far wings (up to ~1e-44) and their
         products in JᵀWJ were float32 subnormals, which the CPU handles in microcode: the
         line stage ran 1.2× faster with them flushed to zero, with identical results."""
-        edges, cst = self._set_constants(cs, first, ws)       # cst = ½ ratio / bin width
-        return self._profiles_at(theta, cs, edges, cst)
-
-    def _profiles_at(self, theta, cs, edges, cst):
-        """:meth:`_profiles` at bin ``edges`` (N, 1 or L, W + 1) with the bins' ½ ratio /
-        width ``cst`` (N, L, W)."""
         sc = self.scale[cs]
         sg = theta[:, self.ks + self.group[cs]] * sc                           # (N, L)
         s = np.sqrt(sg * sg + self.s_inst_l[:, cs] ** 2)
