@@ -95,7 +95,7 @@ def test_block_normal_equations_equal_the_dense_ones(name, model, z, extra):
 
 def test_reused_profiles_give_the_fresh_evaluation():
     """Profiles computed at θ and completed at new amplitudes and backgrounds (same widths
-    and velocities), as ``solver.linear_solve`` does, equal a fresh evaluation."""
+    and velocities), as ``linear.linear_solve`` does, equal a fresh evaluation."""
     prob, theta = _problem(quasar_models()[4][1], z=0.3, seed=2)
     parts = prob.profiles(theta)
     new = theta.copy()

@@ -25,18 +25,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .linear import inverse, linear_solve, normal_equations
 from .noise import bin_noise
 from .problem import DT, Problem, regions
 from .profiles import integrated
-from .solver import (
-    FTOL,
-    MAX_ITER,
-    XTOL,
-    inverse,
-    levenberg_marquardt,
-    linear_solve,
-    normal_equations,
-)
+from .solver import FTOL, MAX_ITER, XTOL, levenberg_marquardt
 
 #: the line fit's answers change with this: a run's plan records it, so a resume cannot mix
 #: two fits in one catalog (1: five fixed iterations; 2: each row iterated to convergence;
@@ -46,7 +39,7 @@ from .solver import (
 #: a few hundredths of an error)
 FIT_VERSION = 4
 
-__all__ = ["Component", "Group", "LineModel", "FitResult", "fit_lines", "fit_pixels", "inverse",
+__all__ = ["Component", "Group", "LineModel", "FitResult", "fit_lines", "fit_pixels",
            "MAX_ITER", "FTOL", "XTOL"]
 
 
