@@ -9,8 +9,8 @@ import pytest
 
 from specsift.lines.fit import fit_pixels
 from specsift.lines.models import galaxy_model, quasar_models
-from specsift.lines.problem import Problem
-from specsift.lines.profiles import _erf
+from specsift.lines.problem import Problem, _take_constants
+from specsift.lines.profiles import GRAM, _erf
 from specsift.spectra import DEFAULT_GRID
 
 
@@ -281,7 +281,7 @@ def test_take_keeps_the_constants_of_its_rows(name, model, z, extra):
     prob.evaluate(theta)                                   # constants made
     keep = np.array([5, 0, 3])
     sub = prob.take(keep)
-    assert sub._consts and not any(k[0] == "gram" for k in sub._consts)
+    assert sub._consts and not any(k[0] == GRAM for k in sub._consts)
     fresh = prob.take(keep)
     fresh._consts = {}
     out, blocks = sub.evaluate(theta[keep])
@@ -293,3 +293,10 @@ def test_take_keeps_the_constants_of_its_rows(name, model, z, extra):
     H_f, g_f = fresh.gram(blocks_f, fresh.y - out_f)
     np.testing.assert_array_equal(H, H_f)
     np.testing.assert_array_equal(g, g_f)
+
+
+def test_take_refuses_a_cached_kind_it_has_no_rule_for():
+    """A new kind of cached constants is not sliced by guesswork (a wrong slice would
+    misalign rows silently): ``_take_constants`` raises until it is given a rule."""
+    with pytest.raises(KeyError, match="no rule"):
+        _take_constants({("new kind", 0): (np.zeros((4, 3)), np.zeros((4, 3)))}, [0, 2])
