@@ -4,10 +4,12 @@ equations against the dense ones, and the reused-profile path against a fresh ev
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from specsift.lines.fit import fit_pixels
+from specsift.lines.fit import fit_lines, fit_pixels
 from specsift.lines.models import galaxy_model, quasar_models
 from specsift.lines.problem import Problem, _take_constants
 from specsift.lines.profiles import GRAM, _erf
@@ -300,3 +302,31 @@ def test_take_refuses_a_cached_kind_it_has_no_rule_for():
     misalign rows silently): ``_take_constants`` raises until it is given a rule."""
     with pytest.raises(KeyError, match="no rule"):
         _take_constants({("new kind", 0): (np.zeros((4, 3)), np.zeros((4, 3)))}, [0, 2])
+
+
+@pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_fit_lines_of_no_spectra_is_an_empty_result_shaped_as_a_fit(name, model, z, extra):
+    """0 rows (a batch where no spectrum reaches a window): every field has 0 rows and
+    the trailing shape and dtype of a real fit's, instead of a reshape error inside."""
+    p = DEFAULT_GRID.size
+    from specsift.lines.continuum import template_columns
+    tpl = template_columns(model, DEFAULT_GRID.loglam, np.array([z])) if extra else None
+    one = fit_lines(model, DEFAULT_GRID.loglam, np.zeros((1, p), np.float32),
+                    np.ones((1, p), np.float32), [z], extra=tpl)
+    for kw in ({}, {"rows": np.zeros(0, np.int64)}):
+        n = 0 if not kw else 1
+        empty = fit_lines(model, DEFAULT_GRID.loglam, np.zeros((n, p), np.float32),
+                          np.ones((n, p), np.float32), np.zeros(0), **kw)
+        for f in dataclasses.fields(one):
+            a, b = getattr(empty, f.name), getattr(one, f.name)
+            assert a.shape == (0,) + b.shape[1:] and a.dtype == b.dtype, f.name
+
+
+def test_fit_lines_names_a_non_finite_redshift():
+    """A NaN redshift has no windows: a ValueError saying so and which rows, not a
+    cast error from inside the geometry (measure_lines leaves such spectra out)."""
+    p = DEFAULT_GRID.size
+    model = galaxy_model()[0]
+    with pytest.raises(ValueError, match=r"redshift not finite .* 1 of 3 spectra .*\[1\]"):
+        fit_lines(model, DEFAULT_GRID.loglam, np.zeros((3, p), np.float32),
+                  np.ones((3, p), np.float32), [0.1, np.nan, 0.2])
