@@ -36,7 +36,16 @@ RESLICE_MIN = 4
 #: growing as before.  Why: Nielsen's damping grows from where the accepted steps left it
 #: (often 1e-6 or less), and below ~1e-3 it hardly shortens a step whose length the step
 #: bound set: rows took the same rejected step 4–6 times over (a quarter of all steps
-#: were rejections, half of them repeats), and the slowest rows set every fit's tail
+#: were rejections, half of them repeats), and the slowest rows set every fit's tail.
+#: The trade-off: the step test (``xtol``, :func:`_accept`) is on the trial step whether
+#: or not it lowered χ², so a row whose steps keep being rejected is declared converged
+#: once SHRINK has halved them below ``xtol`` errors — after ~log2(step / xtol)
+#: rejections, at a point where no χ² decrease was found — where without SHRINK only the
+#: growing damping shortened them (more slowly).  MINPACK's lmder stops the same way (its
+#: trust region below xtol ‖x‖).  What it costs (docs/lines.md "How the fits are
+#: batched", ``benchmarks/lines_speed.py --reps 1 --rounds 1 --against CHECKOUT_OF_690f0c2
+#: --converged``): store-batch values > 0.01σ from the 300-iteration fit 74 → 179 of
+#: 11 719, > 0.1σ 6 → 8, > 1σ 3 → 3
 SHRINK = 0.5
 
 
@@ -242,6 +251,8 @@ def _accept(prob, st: _Rows, t: _Trial, hd, ftol, xtol, projected):
     rate = np.minimum(rate, RATE_MAX)
     small_f = ((np.abs(st.c2 - chi2_t) <= ftol * scale)
                & (t.pred <= ftol * scale * (1 - rate * rate)))
+    # on rejected steps too (as MINPACK): with SHRINK a rejected row's steps halve until
+    # this ends it (see :data:`SHRINK`)
     small_x = size <= xtol * (1 - rate)
     st.last = np.where(better, size, st.last)
     st.th = np.where(better[:, None], t.theta, st.th)
