@@ -175,10 +175,11 @@ def window_groups(single: bool = False, feii: bool = False) -> tuple[tuple[int, 
     ±15000 km/s window, so their (row, window) pairs are fitted as one problem.
 
     Why: a window's fit on the few dozen quasars of a batch that reach it is numpy-call
-    bound (~1 ms an iteration whatever its rows), and every window pays its own 20-odd
-    iterations; stacked, three windows pay them once.  Each pair stays its own row, and
-    the solver's rows are independent, so the answers are those of separate fits, bit for
-    bit (``tests/test_ljoint_batching.py`` says why)."""
+    bound (~1 ms an iteration whatever its rows, a one-off profile), and every window
+    pays its own 20-odd iterations (``benchmarks/lines_speed.py``'s iterations column);
+    stacked, three windows pay them once.  Each pair stays its own row, and the solver's
+    rows are independent, so the answers are those of separate fits, bit for bit
+    (``tests/test_ljoint_batching.py`` says why)."""
     keys, out = {}, []
     for i, (_, model, _) in enumerate(quasar_models(single, feii)):
         k = rest_scaled(model)

@@ -28,15 +28,17 @@ XTOL = 0.01
 FULL_STEPS = 3
 #: largest steady shrink factor of the steps counted (what is left ≤ 1 / (1 − r) steps)
 RATE_MAX = 0.9
-#: fewest rows leaving the active set that re-slice it: in the tail a re-slice (and the
-#: evaluation constants made afresh) cost more than carrying a few finished rows along
+#: fewest rows leaving the active set that re-slice it: in the tail a re-slice (every
+#: per-row array and cached constant sliced, :meth:`.problem.Problem.take`, the gram's
+#: index made again) cost more than carrying a few finished rows along
 RESLICE_MIN = 4
 #: after a rejected step, the next may move the widths and velocities at most this
 #: share of the rejected one's largest move (in errors, :func:`_scaled`), the damping
 #: growing as before.  Why: Nielsen's damping grows from where the accepted steps left it
 #: (often 1e-6 or less), and below ~1e-3 it hardly shortens a step whose length the step
 #: bound set: rows took the same rejected step 4–6 times over (a quarter of all steps
-#: were rejections, half of them repeats), and the slowest rows set every fit's tail.
+#: were rejections, half of them repeats: a one-off trace of the store batch), and the
+#: slowest rows set every fit's tail.
 #: The trade-off: the step test (``xtol``, :func:`_accept`) is on the trial step whether
 #: or not it lowered χ², so a row whose steps keep being rejected is declared converged
 #: once SHRINK has halved them below ``xtol`` errors — after ~log2(step / xtol)
