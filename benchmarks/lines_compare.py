@@ -21,6 +21,23 @@ import sys
 
 import numpy as np
 
+#: the line value columns compared in units of their errors (each has an ``_IVAR``)
+VALUE_ENDS = ("_FLUX", "_EW", "_SIGMA")
+
+
+def pulls(ref, other) -> dict:
+    """{column: (N,) |Δ| / σ} of every flux, EW and σ column of ``ref`` with an ``_IVAR``
+    (σ from ``ref``'s ivar; NaN where ``ref``'s ivar is 0 or either value unmeasured): the
+    one error-scaled difference this script and ``lines_speed.py`` report."""
+    out = {}
+    for col in ref.colnames:
+        if col.endswith(VALUE_ENDS) and col + "_IVAR" in ref.colnames:
+            iv = np.asarray(ref[col + "_IVAR"], float)
+            x, y = np.asarray(ref[col], float), np.asarray(other[col], float)
+            m = (iv > 0) & np.isfinite(x) & np.isfinite(y)
+            out[col] = np.where(m, np.abs(x - y) * np.sqrt(np.where(m, iv, 0.0)), np.nan)
+    return out
+
 
 def compare(path_a: str, path_b: str) -> None:
     from astropy.table import Table
@@ -36,20 +53,19 @@ def compare(path_a: str, path_b: str) -> None:
         print(f"columns in one catalog only (not compared): {only}")
     a, b = a[[c for c in a.colnames if c in b.colnames]], b[[c for c in a.colnames if c in b.colnames]]
     line = set(STAGE_COLUMNS)
-    pulls, other, measured, ivar, vshift = {}, [], [], 1.0, 0.0
+    scaled = pulls(a, b)
+    worst, other, measured, ivar, vshift = {}, [], [], 1.0, 0.0
     row_pull = np.zeros(len(a))
     for c in a.colnames:
         x, y = np.asarray(a[c]), np.asarray(b[c])
         if c not in line:
             if not np.array_equal(x, y, equal_nan=x.dtype.kind == "f"):
                 other.append(c)
-        elif c.endswith(("_FLUX", "_EW", "_SIGMA")):
-            iv = np.asarray(a[c + "_IVAR"], float)
+        elif c.endswith(VALUE_ENDS):
             if not np.array_equal(np.isfinite(x), np.isfinite(y)):
                 measured.append(c)
-            m = (iv > 0) & np.isfinite(x) & np.isfinite(y)
-            p = np.where(m, np.abs(x - y) * np.sqrt(np.where(m, iv, 0.0)), 0.0)
-            pulls[c] = float(p.max()) if p.size else 0.0
+            p = np.nan_to_num(scaled[c], nan=0.0)
+            worst[c] = float(p.max()) if p.size else 0.0
             if c.endswith("_FLUX"):
                 row_pull = np.maximum(row_pull, p)
         elif c.endswith("_IVAR"):
@@ -64,10 +80,10 @@ def compare(path_a: str, path_b: str) -> None:
             other.append(c)
     print(f"{len(a)} rows; columns that differ outside the line values: {other or 'none'}")
     print(f"measured / not measured differs: {measured or 'none'}")
-    print(f"largest |Δ|/σ of any line value: {max(pulls.values(), default=0):.3g}; "
+    print(f"largest |Δ|/σ of any line value: {max(worst.values(), default=0):.3g}; "
           f"largest IVAR ratio {ivar:.6f}; largest VSHIFT |Δ| {vshift:.3g} km/s")
     print("\n| column | max abs(Δ)/σ |\n|---|---|")
-    for c, v in sorted(pulls.items(), key=lambda kv: -kv[1])[:15]:
+    for c, v in sorted(worst.items(), key=lambda kv: -kv[1])[:15]:
         print(f"| {c} | {v:.3g} |")
     st = np.char.strip(np.asarray(a["SPECTYPE"]).astype(str))
     if flag is not None:

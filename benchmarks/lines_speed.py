@@ -49,6 +49,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _predict_common import model_for_bench, sim_store  # noqa: E402
+from lines_compare import pulls  # noqa: E402
 from predict_speed import fits_copies  # noqa: E402
 
 
@@ -231,17 +232,9 @@ def distance(ref, b) -> str:
     """How far catalog ``b``'s line values are from the converged ``ref``'s, in ``ref``'s
     errors: counts of values > 0.01 / 0.1 / 1 σ away (of all measured), the largest, and
     rows with a flux > 0.1 σ away."""
-    pulls, fluxes = [], []
-    for col in ref.colnames:
-        if col.endswith(("_FLUX", "_EW", "_SIGMA")) and col + "_IVAR" in ref.colnames:
-            iv = np.asarray(ref[col + "_IVAR"], float)
-            x, y = np.asarray(ref[col], float), np.asarray(b[col], float)
-            m = (iv > 0) & np.isfinite(x) & np.isfinite(y)
-            p = np.where(m, np.abs(x - y) * np.sqrt(np.where(m, iv, 0.0)), np.nan)
-            pulls.append(p)
-            if col.endswith("_FLUX"):
-                fluxes.append(p)
-    p = np.stack(pulls)
+    scaled = pulls(ref, b)
+    fluxes = [p for col, p in scaled.items() if col.endswith("_FLUX")]
+    p = np.stack(list(scaled.values()))
     v = p[np.isfinite(p)]
     rows = int((np.nanmax(np.stack(fluxes), axis=0, initial=0.0) > 0.1).sum())
     return (f"{(v > 0.01).sum()} / {(v > 0.1).sum()} / {(v > 1).sum()} of {v.size}, "
@@ -252,15 +245,11 @@ def same_answers(a, b) -> str:
     """How far two line catalogs of one batch are apart: the largest difference of a flux,
     EW or σ in units of its error, the largest ivar ratio, and whether the measured lines
     and the rule-decided labels are the same in every row."""
-    pull, ivar = 0.0, 0.0
+    pull = max((float(np.nanmax(p, initial=0.0)) for p in pulls(a, b).values()), default=0.0)
+    ivar = 0.0
     for col in a.colnames:
         x, y = np.asarray(a[col]), np.asarray(b[col])
-        if col.endswith(("_FLUX", "_EW", "_SIGMA")) and col + "_IVAR" in a.colnames:
-            iv = np.asarray(a[col + "_IVAR"], float)
-            m = (iv > 0) & np.isfinite(x) & np.isfinite(y)
-            if m.any():
-                pull = max(pull, float((np.abs(x[m] - y[m]) * np.sqrt(iv[m])).max()))
-        elif col.endswith("_IVAR"):
+        if col.endswith("_IVAR"):
             m = (x > 0) & (y > 0)
             if m.any():
                 ivar = max(ivar, float(np.abs(np.log(x[m] / y[m])).max()))

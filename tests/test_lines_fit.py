@@ -4,13 +4,15 @@ equations against the dense ones, and the reused-profile path against a fresh ev
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from specsift.lines.fit import fit_pixels
+from specsift.lines.fit import fit_lines, fit_pixels
 from specsift.lines.models import galaxy_model, quasar_models
-from specsift.lines.problem import Problem
-from specsift.lines.profiles import _erf
+from specsift.lines.problem import Problem, _take_constants
+from specsift.lines.profiles import GRAM, _erf
 from specsift.spectra import DEFAULT_GRID
 
 
@@ -95,7 +97,7 @@ def test_block_normal_equations_equal_the_dense_ones(name, model, z, extra):
 
 def test_reused_profiles_give_the_fresh_evaluation():
     """Profiles computed at θ and completed at new amplitudes and backgrounds (same widths
-    and velocities), as ``solver.linear_solve`` does, equal a fresh evaluation."""
+    and velocities), as ``linear.linear_solve`` does, equal a fresh evaluation."""
     prob, theta = _problem(quasar_models()[4][1], z=0.3, seed=2)
     parts = prob.profiles(theta)
     new = theta.copy()
@@ -109,7 +111,7 @@ def test_reused_profiles_give_the_fresh_evaluation():
 
 def _reference_profiles(prob, theta, cs, first, ws):
     """The profiles and derivatives as the fit computed them before the folded form of
-    ``Problem._profiles`` (the same float32 operations): φ, e·φ and each derivative on
+    ``Problem._profiles_at`` (the same float32 operations): φ, e·φ and each derivative on
     its own."""
     f32 = np.float32
     sc = prob.scale[cs]
@@ -134,7 +136,7 @@ def test_folded_profiles_equal_the_reference_formulas(name, model, z, extra):
     th = theta.astype(np.float32)
     for k, (sl, _) in enumerate(prob.blocks):
         for cs, off, ws, _ in prob.sets[k]:
-            got = prob._profiles(th, cs, sl.start + off, ws)
+            got = prob._profiles_at(th, cs, *prob._set_constants(cs, sl.start + off, ws))
             ref = _reference_profiles(prob, th, cs, sl.start + off, ws)
             for g, r in zip(got, ref):
                 assert g.dtype == np.float32
@@ -281,7 +283,7 @@ def test_take_keeps_the_constants_of_its_rows(name, model, z, extra):
     prob.evaluate(theta)                                   # constants made
     keep = np.array([5, 0, 3])
     sub = prob.take(keep)
-    assert sub._consts and not any(k[0] == "gram" for k in sub._consts)
+    assert sub._consts and not any(k[0] == GRAM for k in sub._consts)
     fresh = prob.take(keep)
     fresh._consts = {}
     out, blocks = sub.evaluate(theta[keep])
@@ -293,3 +295,38 @@ def test_take_keeps_the_constants_of_its_rows(name, model, z, extra):
     H_f, g_f = fresh.gram(blocks_f, fresh.y - out_f)
     np.testing.assert_array_equal(H, H_f)
     np.testing.assert_array_equal(g, g_f)
+
+
+def test_take_refuses_a_cached_kind_it_has_no_rule_for():
+    """A new kind of cached constants is not sliced by guesswork (a wrong slice would
+    misalign rows silently): ``_take_constants`` raises until it is given a rule."""
+    with pytest.raises(KeyError, match="no rule"):
+        _take_constants({("new kind", 0): (np.zeros((4, 3)), np.zeros((4, 3)))}, [0, 2])
+
+
+@pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_fit_lines_of_no_spectra_is_an_empty_result_shaped_as_a_fit(name, model, z, extra):
+    """0 rows (a batch where no spectrum reaches a window): every field has 0 rows and
+    the trailing shape and dtype of a real fit's, instead of a reshape error inside."""
+    p = DEFAULT_GRID.size
+    from specsift.lines.continuum import template_columns
+    tpl = template_columns(model, DEFAULT_GRID.loglam, np.array([z])) if extra else None
+    one = fit_lines(model, DEFAULT_GRID.loglam, np.zeros((1, p), np.float32),
+                    np.ones((1, p), np.float32), [z], extra=tpl)
+    for kw in ({}, {"rows": np.zeros(0, np.int64)}):
+        n = 0 if not kw else 1
+        empty = fit_lines(model, DEFAULT_GRID.loglam, np.zeros((n, p), np.float32),
+                          np.ones((n, p), np.float32), np.zeros(0), **kw)
+        for f in dataclasses.fields(one):
+            a, b = getattr(empty, f.name), getattr(one, f.name)
+            assert a.shape == (0,) + b.shape[1:] and a.dtype == b.dtype, f.name
+
+
+def test_fit_lines_names_a_non_finite_redshift():
+    """A NaN redshift has no windows: a ValueError saying so and which rows, not a
+    cast error from inside the geometry (measure_lines leaves such spectra out)."""
+    p = DEFAULT_GRID.size
+    model = galaxy_model()[0]
+    with pytest.raises(ValueError, match=r"redshift not finite .* 1 of 3 spectra .*\[1\]"):
+        fit_lines(model, DEFAULT_GRID.loglam, np.zeros((3, p), np.float32),
+                  np.ones((3, p), np.float32), [0.1, np.nan, 0.2])

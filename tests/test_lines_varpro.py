@@ -1,8 +1,8 @@
-"""The variable-projection pieces of the line fit (``lines/solver.py``) against reference
-computations: the exact linear solve against a dense least-squares solve, the reduced
-(Schur-complement) step against the nonlinear part of the full Gauss–Newton step, the
-active-set step at a bound, the secant update's secant condition, and the block-diagonal
-inverse of a galaxy's linear normal matrix."""
+"""The variable-projection pieces of the line fit (``lines/solver.py``, ``lines/linear.py``)
+against reference computations: the exact linear solve against a dense least-squares
+solve, the reduced (Schur-complement) step against the nonlinear part of the full
+Gauss–Newton step, the active-set step at a bound, the secant update's secant condition,
+and the block-diagonal inverse of a galaxy's linear normal matrix."""
 
 from __future__ import annotations
 
@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 from test_lines_fit import _dense, _models, _problem
 
-from specsift.lines import solver
+from specsift.lines import linear, solver
 from specsift.lines.models import galaxy_model, quasar_models
 
 
 @pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
 def test_linear_parameters_are_the_least_squares_solution(name, model, z, extra):
-    """At fixed widths and velocities, :func:`solver.linear_solve`'s amplitudes and backgrounds
+    """At fixed widths and velocities, :func:`linear.linear_solve`'s amplitudes and backgrounds
     minimise χ² (a dense weighted least-squares solve of the same design), and the model
     and Jacobian it returns are ``evaluate``'s at that point; parameters without any
     weighted pixel (row 0's first window has none) get 0."""
     prob, theta = _problem(model, z=z, extra=extra)
     prob.w[0, prob.blocks[0][0]] = 0                  # row 0: no data in its first window
-    th, out, J, hinv = solver.linear_solve(prob, theta)
+    th, out, J, hinv = linear.linear_solve(prob, theta)
     np.testing.assert_array_equal(th[:, prob.ks:], theta[:, prob.ks:])
     A = _dense(prob, prob.linear_design(prob.profiles(theta)))[:, :, :prob.ks]   # (N, M, K)
     sw = np.sqrt(prob.w.astype(float))
@@ -48,10 +48,10 @@ def test_reduced_step_is_the_nonlinear_part_of_the_full_step():
     model = next(m for col, m, _ in quasar_models() if col == "HBETA_BROAD")
     prob, theta = _problem(model, z=0.3)
     prec, mean, _ = prob.prior()
-    th, out, J, hinv = solver.linear_solve(prob, theta)
-    H, g = solver.normal_equations(prob, J, prob.y - out, prec, mean, th)
+    th, out, J, hinv = linear.linear_solve(prob, theta)
+    H, g = linear.normal_equations(prob, J, prob.y - out, prec, mean, th)
     full = np.linalg.solve(H, g[..., None])[..., 0]
-    S, gr = solver._reduced(H, g, hinv, prob.ks)
+    S, gr = linear._reduced(H, g, hinv, prob.ks)
     red = np.linalg.solve(S, gr[..., None])[..., 0]
     np.testing.assert_allclose(red, full[:, prob.ks:], rtol=1e-4,
                                atol=1e-6 * np.abs(full[:, prob.ks:]).max())
@@ -108,7 +108,7 @@ def test_galaxy_linear_normal_matrix_is_inverted_block_by_block():
     H, _ = prob.gram(prob.linear_design(prob.profiles(theta)), prob.y, limit=prob.ks)
     d = np.arange(prob.ks)
     H[:, d, d] += np.where(H[:, d, d] <= 1e-30, 1.0, 0.0)
-    np.testing.assert_allclose(solver._block_inverse(H, prob.lin_groups), np.linalg.inv(H),
+    np.testing.assert_allclose(linear._block_inverse(H, prob.lin_groups), np.linalg.inv(H),
                                rtol=1e-8, atol=1e-12)
     q = next(m for col, m, _ in quasar_models() if col == "HALPHA_BROAD")
     assert len(_problem(q, z=0.3)[0].lin_groups) == 1

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
-from .fit import fit_pixels, inverse
+from .fit import fit_pixels
+from .linear import inverse
 from .noise import bin_noise
 from .problem import bin_sum
 from .table import C_KMS, TABLE

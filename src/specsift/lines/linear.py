@@ -15,6 +15,12 @@ __all__ = ["normal_equations", "linear_solve", "inverse"]
 
 
 def normal_equations(prob, J, r, prec, mean, theta):
+    """Gauss–Newton normal matrix H = JᵀWJ + P (N, P, P) and gradient g = JᵀW r + P (μ − θ)
+    (N, P) of χ² with the priors (precision ``prec``, mean ``mean``: :meth:`Problem.prior`)
+    at ``theta``, from the Jacobian blocks ``J`` and the residual ``r``.  An amplitude
+    without any weighted pixel (its line off the spectrum or masked) has a zero row and
+    column: its diagonal is set to 1, so the solve leaves it where it is instead of
+    failing on a singular matrix."""
     H, g = prob.gram(J, r)
     diag = np.arange(H.shape[1])
     H[:, diag, diag] += prec
@@ -26,6 +32,9 @@ def normal_equations(prob, J, r, prec, mean, theta):
 
 
 def _chi2_of(prob, out, theta, prec, mean):
+    """(N,) χ² of the model ``out`` at ``theta``: the weighted data term (summed in float64:
+    the float32 model's M-bin sum would lose the small decreases the stopping tests
+    compare) plus the priors' (:func:`normal_equations`'s ``prec``, ``mean``)."""
     data = (prob.w * (prob.y - out) ** 2).sum(1, dtype=np.float64)
     return data + (prec * (theta - mean) ** 2).sum(1)
 

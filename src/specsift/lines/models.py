@@ -16,6 +16,7 @@ line per window (SDSS fits quasar lines on linear backgrounds too, ``speclinefit
 
 from __future__ import annotations
 
+from dataclasses import fields
 from functools import lru_cache
 
 from ..constants import C_KMS
@@ -138,19 +139,33 @@ def quasar_models(single: bool = False,
     return tuple(out)
 
 
+#: fields that only name a component or group (a window's C IV / Mg II): left out of
+#: :func:`rest_scaled`, so windows differing in names alone are the same fit
+_NAMES = ("key", "name")
+
+
 def rest_scaled(model: LineModel) -> tuple:
     """``model`` with every wavelength in units of its first component's (its broad line's):
     two windows with the same value are the same fit at redshifts whose (1 + z) differ by
     the ratio of their lines' wavelengths — on a log-λ grid a window, its lines' centres and
     its bins are then the same pixels (:func:`window_groups`).  Wavelength ratios are
-    rounded to 12 digits (w0 (1 ± h) / w0 is not exactly 1 ± h in floating point)."""
+    rounded to 12 digits (w0 (1 ± h) / w0 is not exactly 1 ± h in floating point).
+
+    Built from the dataclasses' fields, not a hand list: a field added to
+    :class:`LineModel`, :class:`Component` or :class:`Group` enters the key by value
+    (two windows differing in it are not stacked) without anyone remembering it here."""
     w0 = model.components[0].wave
-    comps = tuple((round(c.wave / w0, 12), c.group, c.amp, c.region, c.ratio, c.scale)
-                  for c in model.components)
-    regions = tuple((round(lo / w0, 12), round(hi / w0, 12)) for lo, hi in model.regions)
-    groups = tuple((g.sigma0, g.sigma_max, g.v_max) for g in model.groups)
-    return (comps, regions, groups, model.n_amp, model.slope, model.bin, model.templates,
-            model.white_fixed_background, model.full_steps)
+
+    def rest(obj):
+        return tuple(round(v / w0, 12) if f.name == "wave" else v
+                     for f in fields(obj) if f.name not in _NAMES
+                     for v in (getattr(obj, f.name),))
+
+    parts = {"components": tuple(rest(c) for c in model.components),
+             "groups": tuple(rest(g) for g in model.groups),
+             "regions": tuple((round(lo / w0, 12), round(hi / w0, 12))
+                              for lo, hi in model.regions)}
+    return tuple(parts.get(f.name, getattr(model, f.name)) for f in fields(model))
 
 
 @lru_cache(maxsize=None)
@@ -160,10 +175,11 @@ def window_groups(single: bool = False, feii: bool = False) -> tuple[tuple[int, 
     ±15000 km/s window, so their (row, window) pairs are fitted as one problem.
 
     Why: a window's fit on the few dozen quasars of a batch that reach it is numpy-call
-    bound (~1 ms an iteration whatever its rows), and every window pays its own 20-odd
-    iterations; stacked, three windows pay them once.  Each pair stays its own row, and
-    the solver's rows are independent, so the answers are those of separate fits (to
-    float rounding of the redshift the pair is fitted at)."""
+    bound (~1 ms an iteration whatever its rows, a one-off profile), and every window
+    pays its own 20-odd iterations (``benchmarks/lines_speed.py``'s iterations column);
+    stacked, three windows pay them once.  Each pair stays its own row, and the solver's
+    rows are independent, so the answers are those of separate fits, bit for bit
+    (``tests/test_ljoint_batching.py`` says why)."""
     keys, out = {}, []
     for i, (_, model, _) in enumerate(quasar_models(single, feii)):
         k = rest_scaled(model)

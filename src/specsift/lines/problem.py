@@ -13,7 +13,7 @@ import copy
 
 import numpy as np
 
-from .profiles import DT, ModelEvaluation
+from .profiles import DT, GRAM, MERGED, SET, ModelEvaluation, n_below
 from .table import C_KMS
 
 __all__ = ["DT", "Problem", "bin_sum", "regions"]
@@ -149,7 +149,7 @@ class Problem(ModelEvaluation):
         self.amp = np.array([c.amp for c in comps], np.int64)
         self.blocks = self._blocks()
         #: leading rows of each window's block that are linear parameters (cols sorted)
-        self.n_lin = [int(np.searchsorted(cols, self.ks)) for _, cols in self.blocks]
+        self.n_lin = [n_below(cols, self.ks) for _, cols in self.blocks]
         self.lin_groups = self._lin_groups()
         self.merged = self._merge_groups()
         self._consts = {}                                    # per evaluation set
@@ -178,8 +178,8 @@ class Problem(ModelEvaluation):
 
     def take(self, rows: np.ndarray) -> "Problem":
         """The same problem for the spectra ``rows`` only (a shallow copy with every
-        per-row array sliced and the per-set constants made afresh): the fit's active
-        set, so that rows which have converged stop costing."""
+        per-row array and the evaluation constants sliced, :func:`_take_constants`): the
+        fit's active set, so that rows which have converged stop costing."""
         sub = copy.copy(self)
         for name in self._ROW_ATTRS:
             arr = getattr(self, name)
@@ -229,7 +229,7 @@ class Problem(ModelEvaluation):
         share none of them: a galaxy's six windows each have their own lines and
         background), each an index array.  Every linear parameter is in some window (each
         line and background term belongs to one), so the sets cover them all:
-        :func:`.solver._block_inverse` relies on it.
+        :func:`.linear._block_inverse` relies on it.
         Their normal matrix is block diagonal along these sets, so it is inverted block
         by block (a galaxy's 15 × 15 inverse was a tenth of its fit)."""
         sets = []
@@ -329,21 +329,25 @@ class Problem(ModelEvaluation):
 
 
 def _take_constants(consts: dict, rows) -> dict:
-    """The per-set constants of :meth:`~.profiles.ModelEvaluation._set_constants` and
+    """The cached constants of :meth:`~.profiles.ModelEvaluation._set_constants` and
     ``_merged_constants`` for the rows ``rows`` only (each per-row array sliced; the
-    gram's places, which depend on the number of rows, are left to be made again).
+    gram's places, which depend on the number of rows, are left to be made again), by
+    the tag their key starts with; a kind without a rule here is an error, not a guess.
 
-    Why: the fit re-slices its problem each time a tenth of its rows have converged, and
-    making every set's constants afresh was most of the lookups' misses (a galaxy's six
-    windows, at every re-slice); slicing gives the same numbers."""
+    Why: the fit re-slices its problem each time a tenth of its rows, and at least
+    :data:`.solver.RESLICE_MIN`, have converged, and making every set's constants afresh
+    was most of the lookups' misses (a galaxy's six windows, at every re-slice); slicing
+    gives the same numbers."""
     out = {}
     for key, val in consts.items():
-        if key[0] == "gram":
+        if key[0] == GRAM:
             continue
-        if len(val) == 2:                                  # (edges, ½ ratio / bin width)
+        if key[0] == SET:                                  # (edges, ½ ratio / bin width)
             out[key] = (val[0][rows], val[1][rows])
-        else:                                              # (components, edges, cst, rows)
+        elif key[0] == MERGED:                             # (components, edges, cst, rows)
             out[key] = (val[0], val[1][rows], val[2][rows], val[3])
+        else:
+            raise KeyError(f"no rule to slice the cached constants {key[0]!r} to rows")
     return out
 
 

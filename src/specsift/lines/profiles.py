@@ -20,6 +20,11 @@ except ImportError:                                   # pragma: no cover
 
 __all__ = ["DT", "ModelEvaluation", "integrated"]
 
+#: tags of the ``_consts`` cache's keys (each key is (tag, …)):
+#: :meth:`ModelEvaluation._set_constants`, ``_merged_constants`` and ``_gram_index``;
+#: :func:`.problem._take_constants` slices each kind by its tag
+SET, MERGED, GRAM = "set", "merged", "gram"
+
 #: |(edge − centre) / (σ√2)| beyond which a profile's wing is held at its value there
 #: (erf(5.5) = 1 in float32, exp(−5.5²) = 7e-14): keeps subnormals out of the fit
 _V_MAX = np.float32(5.5)
@@ -56,7 +61,8 @@ def integrated(first, width, c, s, b: int = 1):
 
 class ModelEvaluation:
     """The model's evaluation on a :class:`~.problem.Problem` (a mixin: no state of its
-    own but the per-set constants cache ``_consts``)."""
+    own but the cache ``_consts``, keyed by :data:`SET`, :data:`MERGED` or :data:`GRAM`
+    first: the per-set and merged groups' constants and the gram's index)."""
 
     def gram(self, J, r=None, limit=None):
         """JᵀWJ (N, P, P) and, if ``r``, JᵀW r (N, P) in float64 from the Jacobian's
@@ -71,7 +77,7 @@ class ModelEvaluation:
         parts_h, parts_g = [], []
         for (sl, cols), Jr in zip(self.blocks, J):
             if limit is not None:                 # ``cols`` is sorted: a prefix
-                nk = int(np.searchsorted(cols, limit))
+                nk = n_below(cols, limit)
                 cols, Jr = cols[:nk], Jr[:, :nk]
             one = one and cols.size == P
             Jw = Jr * self.w[:, None, sl]
@@ -93,12 +99,11 @@ class ModelEvaluation:
         """(flat (N·ΣQ²,) and (N·ΣQ,) places in the (N, P, P) normal matrix and the (N, P)
         gradient of every window's products, rows in order) for :meth:`gram`, made on
         first use."""
-        key = ("gram", limit)
+        key = (GRAM, limit)
         hit = self._consts.get(key)
         if hit is None:
             P = self.np if limit is None else limit
-            cs = [cols if limit is None else cols[:int(np.searchsorted(cols, limit))]
-                  for _, cols in self.blocks]
+            cs = [cols[:n_below(cols, limit)] for _, cols in self.blocks]
             fh = np.concatenate([(c[:, None] * P + c[None, :]).ravel() for c in cs])
             fg = np.concatenate(cs)
             rows = np.arange(self.n)[:, None]
@@ -209,7 +214,7 @@ class ModelEvaluation:
         the padding, each set's (first, last) component row) of one merged group at the
         sets' sub-ranges ``spans``, made on first use; each set's values are those
         :meth:`_set_constants` gives it."""
-        key = (tuple(grp), spans)
+        key = (MERGED, tuple(grp), spans)
         hit = self._consts.get(key)
         if hit is not None:
             return hit
@@ -228,9 +233,11 @@ class ModelEvaluation:
         hit = self._consts[key] = (cs, edges, cst, tuple(pos))
         return hit
 
-    def _profiles(self, theta, cs, first, ws):
-        """Unit-amplitude profiles of components ``cs`` over ``ws`` bins from bin column
-        ``first`` and their width and centre derivatives, each (N, L, ws).
+    def _profiles_at(self, theta, cs, edges, cst):
+        """Unit-amplitude profiles of components ``cs`` at bin ``edges`` (N, 1 or L, W + 1),
+        with the bins' ½ ratio / Å width ``cst`` (N, L, W) (:meth:`_set_constants`,
+        :meth:`_sub_constants`, :meth:`_merged_constants`), and their width and centre
+        derivatives, each (N, L, W).
 
         With v = (edge − centre) / (s√2) at the W+1 bin edges and g = exp(−v²), a bin's
         integral is ½ ΔE (E = erf v), its centre derivative Δg / (√(2π) s) and its width
@@ -246,12 +253,6 @@ class ModelEvaluation:
         1e-13 of the peak, but exp(−v²) of a line's far wings (up to ~1e-44) and their
         products in JᵀWJ were float32 subnormals, which the CPU handles in microcode: the
         line stage ran 1.2× faster with them flushed to zero, with identical results."""
-        edges, cst = self._set_constants(cs, first, ws)       # cst = ½ ratio / bin width
-        return self._profiles_at(theta, cs, edges, cst)
-
-    def _profiles_at(self, theta, cs, edges, cst):
-        """:meth:`_profiles` at bin ``edges`` (N, 1 or L, W + 1) with the bins' ½ ratio /
-        width ``cst`` (N, L, W)."""
         sc = self.scale[cs]
         sg = theta[:, self.ks + self.group[cs]] * sc                           # (N, L)
         s = np.sqrt(sg * sg + self.s_inst_l[:, cs] ** 2)
@@ -325,7 +326,7 @@ class ModelEvaluation:
     def _set_constants(self, cs, first, ws):
         """(bin edges (N, 1, ws + 1), ½ × ratio / bin width in Å (N, L, ws)) of one
         evaluation set, made on first use."""
-        key = (first, ws, tuple(cs.tolist()))
+        key = (SET, first, ws, tuple(cs.tolist()))
         hit = self._consts.get(key)
         if hit is None:
             # one bin-column offset for every row: ``x`` steps by ``bin`` along a window,
@@ -351,6 +352,12 @@ class ModelEvaluation:
         for e in range(n_t):
             blk[:, rows[-n_t + e]] = self.extra[:, sl, e]
         return blk
+
+
+def n_below(cols: np.ndarray, limit) -> int:
+    """How many of a window's sorted parameter columns ``cols`` are < ``limit`` (None: all
+    of them): its linear parameters' rows are a prefix of its Jacobian block."""
+    return cols.size if limit is None else int(np.searchsorted(cols, limit))
 
 
 def _summed(arr, sel, amp):

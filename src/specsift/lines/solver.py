@@ -11,12 +11,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-# the linear algebra lives in :mod:`.linear`; its names stay importable from here
-from .linear import _block_inverse, _chi2_of, _reduced, inverse, linear_solve, normal_equations  # noqa: F401,E501
+from .linear import _chi2_of, _reduced, linear_solve, normal_equations
 
-__all__ = ["MAX_ITER", "FTOL", "XTOL", "FULL_STEPS", "inverse", "levenberg_marquardt",
-           "linear_solve", "normal_equations", "joint_trial", "projected_trial",
-           "choose_augmented"]
+__all__ = ["MAX_ITER", "FTOL", "XTOL", "FULL_STEPS", "levenberg_marquardt", "joint_trial",
+           "projected_trial", "choose_augmented"]
 
 
 #: Levenberg–Marquardt iteration cap of a row (see :func:`levenberg_marquardt`)
@@ -30,15 +28,26 @@ XTOL = 0.01
 FULL_STEPS = 3
 #: largest steady shrink factor of the steps counted (what is left ≤ 1 / (1 − r) steps)
 RATE_MAX = 0.9
-#: fewest rows leaving the active set that re-slice it: in the tail a re-slice (and the
-#: evaluation constants made afresh) cost more than carrying a few finished rows along
+#: fewest rows leaving the active set that re-slice it: in the tail a re-slice (every
+#: per-row array and cached constant sliced, :meth:`.problem.Problem.take`, the gram's
+#: index made again) cost more than carrying a few finished rows along
 RESLICE_MIN = 4
 #: after a rejected step, the next may move the widths and velocities at most this
 #: share of the rejected one's largest move (in errors, :func:`_scaled`), the damping
 #: growing as before.  Why: Nielsen's damping grows from where the accepted steps left it
 #: (often 1e-6 or less), and below ~1e-3 it hardly shortens a step whose length the step
 #: bound set: rows took the same rejected step 4–6 times over (a quarter of all steps
-#: were rejections, half of them repeats), and the slowest rows set every fit's tail
+#: were rejections, half of them repeats: a one-off trace of the store batch), and the
+#: slowest rows set every fit's tail.
+#: The trade-off: the step test (``xtol``, :func:`_accept`) is on the trial step whether
+#: or not it lowered χ², so a row whose steps keep being rejected is declared converged
+#: once SHRINK has halved them below ``xtol`` errors — after ~log2(step / xtol)
+#: rejections, at a point where no χ² decrease was found — where without SHRINK only the
+#: growing damping shortened them (more slowly).  MINPACK's lmder stops the same way (its
+#: trust region below xtol ‖x‖).  What it costs (docs/lines.md "How the fits are
+#: batched", ``benchmarks/lines_speed.py --reps 1 --rounds 1 --against CHECKOUT_OF_690f0c2
+#: --converged``): store-batch values > 0.01σ from the 300-iteration fit 74 → 179 of
+#: 11 719, > 0.1σ 6 → 8, > 1σ 3 → 3
 SHRINK = 0.5
 
 
@@ -113,12 +122,21 @@ class _Rows:
     g_prev: np.ndarray
     fresh: np.ndarray       # the last step was accepted: update ``cor`` from it
     aug: np.ndarray         # the next step uses S + cor (NL2SOL's switch)
-    #: longest width / velocity step allowed (scaled, :func:`_within`); None: no limit
-    radius: np.ndarray | None = None
+    radius: np.ndarray      # longest width / velocity step allowed (:func:`_within`; ∞: none)
+
+    @classmethod
+    def start(cls, th, o, Jb, c2, hi, pr, mu, **state):
+        """The state of ``n`` rows before their first step: damping 1e-3 (growth 2), no
+        step taken, no secant term, no step limit; ``state`` overrides any of these."""
+        n, nn = th.shape[0], th.shape[1] - hi.shape[1]
+        init = dict(lam=np.full(n, 1e-3), nu=np.full(n, 2.0), last=np.zeros(n),
+                    cor=np.zeros((n, nn, nn)), s_prev=np.zeros((n, nn)),
+                    g_prev=np.zeros((n, nn)), fresh=np.zeros(n, bool), aug=np.zeros(n, bool),
+                    radius=np.full(n, np.inf))
+        return cls(th=th, o=o, Jb=Jb, c2=c2, hi=hi, pr=pr, mu=mu, **{**init, **state})
 
     def take(self, keep):
-        return _Rows(**{f.name: ([b[keep] for b in v] if isinstance(v, list) else
-                                 None if v is None else v[keep])
+        return _Rows(**{f.name: ([b[keep] for b in v] if isinstance(v, list) else v[keep])
                         for f in fields(self) for v in (getattr(self, f.name),)})
 
 
@@ -200,8 +218,6 @@ def _scaled(step, hd):
 def _within(st: _Rows, step, hd):
     """(N,) factor ≤ 1 that shortens each row's width / velocity ``step`` to its
     :attr:`_Rows.radius` (:func:`_scaled` units)."""
-    if st.radius is None:
-        return np.ones(step.shape[0])
     size = _scaled(step, hd)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(size > st.radius, st.radius / size, 1.0)
@@ -237,6 +253,8 @@ def _accept(prob, st: _Rows, t: _Trial, hd, ftol, xtol, projected):
     rate = np.minimum(rate, RATE_MAX)
     small_f = ((np.abs(st.c2 - chi2_t) <= ftol * scale)
                & (t.pred <= ftol * scale * (1 - rate * rate)))
+    # on rejected steps too (as MINPACK): with SHRINK a rejected row's steps halve until
+    # this ends it (see :data:`SHRINK`)
     small_x = size <= xtol * (1 - rate)
     st.last = np.where(better, size, st.last)
     st.th = np.where(better[:, None], t.theta, st.th)
@@ -267,7 +285,7 @@ def _accept(prob, st: _Rows, t: _Trial, hd, ftol, xtol, projected):
     # never passes a test: it runs to the cap and is flagged)
     st.lam = np.minimum(np.maximum(lam, 1e-15), 1e10)
     # a rejected step's successor is at most SHRINK as long (see :data:`SHRINK`)
-    if st.radius is not None and projected:
+    if projected:
         moved = _scaled(t.dnl, hd[:, prob.ks:])
         st.radius = np.where(better | (moved == 0), np.inf, SHRINK * moved)
     return small_f | small_x
@@ -296,20 +314,16 @@ def levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, x
     row); a row still moving at ``max_iter`` comes back with ``converged`` False.  A row
     creeping along a flat direction (a weak line's width) shrinks its steps by a steady
     factor r, so the tests are on what is left, ≈ step / (1 − r) (r ≤ :data:`RATE_MAX`)."""
-    n, lin = prob.n, prob.ks
+    n = prob.n
     full_steps = FULL_STEPS if prob.model.full_steps is None else prob.model.full_steps
     dg = np.arange(prob.np)
     chi2 = _chi2_of(prob, out, theta, prec, mean)
     n_done = np.zeros(n, np.int16)
     conv = np.zeros(n, bool)
     act, alive = np.arange(n), np.ones(n, bool)
-    nn = prob.np - lin
     # the state's arrays are replaced, not written, below: theta, out, chi2, J stay the
     # caller's until :func:`put` writes finished rows back
-    st = _Rows(th=theta, o=out, Jb=J, c2=chi2, hi=hinv, pr=prec, mu=mean,
-               lam=np.full(n, 1e-3), nu=np.full(n, 2.0), last=np.zeros(n),
-               cor=np.zeros((n, nn, nn)), s_prev=np.zeros((n, nn)), g_prev=np.zeros((n, nn)),
-               fresh=np.zeros(n, bool), aug=np.zeros(n, bool), radius=np.full(n, np.inf))
+    st = _Rows.start(theta, out, J, chi2, hinv, prec, mean)
     sub = prob
 
     def put(sel):                                 # write rows ``sel`` of the active set back
