@@ -230,6 +230,19 @@ def _walk_or_error(path):
         return type(exc), str(exc)
 
 
+def _counting_walks(monkeypatch) -> list[bool]:
+    """The ``speculate`` flag of every :meth:`RawFits._walk` from now on."""
+    calls: list[bool] = []
+    walk = RawFits._walk
+
+    def counted(self, speculate=False):
+        calls.append(speculate)
+        return walk(self, speculate)
+
+    monkeypatch.setattr(RawFits, "_walk", counted)
+    return calls
+
+
 def test_end_search_from_the_shortest_header_gives_the_full_searchs_walk(
         shared_data, tmp_path, monkeypatch):
     """The END search starts where the shortest header met at that HDU ended; a file with a
@@ -260,3 +273,24 @@ def test_end_search_from_the_shortest_header_gives_the_full_searchs_walk(
         got = _walk_or_error(p)
         assert got == (want[p] if p in want else _walk_or_error(p)), p
     assert sdss.quick(short) is not None
+
+
+def test_a_header_longer_than_the_first_read_is_walked_once(shared_data, tmp_path,
+                                                            monkeypatch):
+    """A primary header past the longest first read (hints stop at 4 × _FIRST_READ):
+    the shortcut reads as far as the remembered header, so each file is walked once."""
+    with fits.open(_spec_files(shared_data)[0]) as h:
+        h = fits.HDUList([x.copy() for x in h])
+        for _ in range(1000):
+            h[0].header.add_comment("x" * 60)
+        big = tmp_path / "big-primary.fits"
+        h.writeto(big)
+    monkeypatch.setattr(RawFits, "_END_FROM", {})
+    monkeypatch.setattr(RawFits, "_HINTS", {})
+    calls = _counting_walks(monkeypatch)
+    want = _walk(big)
+    assert calls == [False] and len(want[0][-1]) > 4 * RawFits._FIRST_READ
+    for _ in range(3):
+        calls.clear()
+        assert _walk(big) == want
+        assert calls == [True]

@@ -204,7 +204,10 @@ class RawFits:
         RawFitsError), for :meth:`_open` to check."""
         limit = min(self.size, pos + 80 * MAX_CARDS) - pos
         first = self._HINTS.get(k, self._FIRST_READ) if self._LEARN else self._FIRST_READ
-        n, start = min(first, limit), self._END_FROM.get(k, 0) if speculate else 0
+        start = self._END_FROM.get(k, 0) if speculate else 0
+        if speculate:        # at least the remembered header and a block: read capped below
+            first = max(first, start + BLOCK)   # it (hints stop at 4 × _FIRST_READ), the
+        n = min(first, limit)                   # search would fail and the walk run twice
         while True:
             buf = self._read(pos, n)
             if len(buf) < n:           # shorter than its size said (shrunk, still written)
