@@ -247,7 +247,8 @@ def test_end_search_from_the_shortest_header_gives_the_full_searchs_walk(
         shared_data, tmp_path, monkeypatch):
     """The END search starts where the shortest header met at that HDU ended; a file with a
     shorter header (the search finds no END there), or with an END card inside a header
-    (before where the search starts), is walked as the full search walks it."""
+    (before where the search starts), falls back to the full search and is walked as it
+    walks it; the real files are walked by the shortcut alone, as a full search does."""
     files = _spec_files(shared_data)
     f = files[0]
     with fits.open(f) as h:
@@ -263,15 +264,21 @@ def test_end_search_from_the_shortest_header_gives_the_full_searchs_walk(
     data[spec + 80 * 20:spec + 80 * 21] = b"END".ljust(80)       # an END card inside a header
     inner = tmp_path / "inner-end.fits"
     inner.write_bytes(bytes(data))
+    want = {}
+    for p in (short, inner, *files):                 # full searches only: nothing remembered
+        monkeypatch.setattr(RawFits, "_END_FROM", {})
+        want[p] = _walk_or_error(p)
+    assert not isinstance(want[short][0], type) and len(want[short][0][-1]) < 80 * 120
     monkeypatch.setattr(RawFits, "_END_FROM", {})
-    want = {p: _walk_or_error(p) for p in (short, inner)}       # full searches only
-    assert not isinstance(want[short], tuple) and len(want[short][0][-1]) < 80 * 120
     for p in files:
         _walk(p)                                                 # learn where headers end
-    assert RawFits._END_FROM[2] > 80 * 21
+    assert RawFits._END_FROM[0] > len(want[short][0][-1])        # short's primary: shorter
+    assert RawFits._END_FROM[2] > 80 * 21                        # inner's END: before it
+    calls = _counting_walks(monkeypatch)
     for p in (short, inner, *files):
-        got = _walk_or_error(p)
-        assert got == (want[p] if p in want else _walk_or_error(p)), p
+        calls.clear()
+        assert _walk_or_error(p) == want[p], p
+        assert calls == ([True, False] if p in (short, inner) else [True]), p
     assert sdss.quick(short) is not None
 
 
