@@ -306,3 +306,12 @@ def test_a_header_longer_than_the_first_read_is_walked_once(shared_data, tmp_pat
         calls.clear()
         assert _walk(big) == want
         assert calls == [True]
+
+
+def test_prepared_leaves_a_spectrum_without_pixels_as_it_was():
+    """No pixels: nothing to prepare (the min/max of nothing would raise); assemble's long
+    way then decides."""
+    empty = np.zeros(0, np.float32)
+    for mask in (None, np.zeros(0, bool)):
+        nat = Native(None, np.zeros(0), empty, empty.copy(), mask)
+        assert prepared(nat) is nat and nat.bounds is None and nat.mask is mask

@@ -68,8 +68,9 @@ def prepared(nat: Native) -> Native:
     done at assembly, a batch later, the same steps read every spectrum back from memory
     (~65 of ~100 µs a file in ``assemble``, on 400 distinct files)."""
     f, iv = nat.flux, nat.ivar
-    # ivar: its least value ≥ 0 (NaN fails that too) and its largest finite
-    if not (np.isfinite(f).all() and iv.min() >= 0 and iv.max() < np.inf):
+    # ivar: its least value ≥ 0 (NaN fails that too) and its largest finite; no pixels:
+    # assemble's long way (min/max of nothing would raise)
+    if not (f.size and np.isfinite(f).all() and iv.min() >= 0 and iv.max() < np.inf):
         return nat
     m = iv <= 0 if nat.mask is None else nat.mask | (iv <= 0)
     empty = bool(m.all())
