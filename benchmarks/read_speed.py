@@ -69,15 +69,18 @@ def main() -> None:
         _many(io, args.many)
 
 
+def _copies(tmp: str, n: int) -> list[Path]:
+    """``n`` copies of the 8 SDSS spec files in ``tmp``/files, in order
+    (:func:`predict_speed.fits_copies`)."""
+    from predict_speed import fits_copies
+    return sorted(fits_copies(Path(tmp) / "files", n, "spec-*.fits").glob("*.fits"))
+
+
 def _many(io, n: int) -> None:
-    import shutil
     import tempfile
     src = sdss_files("spec-*.fits")
     with tempfile.TemporaryDirectory() as tmp:
-        files = []
-        for k in range(n):
-            files.append(Path(tmp) / f"{k:06d}-{src[k % len(src)].name}")
-            shutil.copy(src[k % len(src)], files[-1])
+        files = _copies(tmp, n)
         best = float("inf")
         for _ in range(3):
             t = time.process_time()
@@ -92,22 +95,17 @@ def _against(rev: str, n: int, rounds: int = 7, folder: str | None = None) -> bo
     alternated 50 files at a time (batches of 50: a little more per file than one batch of
     1024, the same for both); the batches must be equal (returned: whether they are)."""
     import importlib
-    import shutil
     import tempfile
 
     import numpy as np
     from predict_ab import extract
-    src = sdss_files("spec-*.fits")
     with tempfile.TemporaryDirectory() as tmp:
         extract(rev, Path(tmp))
         sys.path.insert(0, tmp)
         pkgs = {"base": importlib.import_module("specsift_base.io"),
                 "this": importlib.import_module("specsift.io")}
         grid = importlib.import_module("specsift.models.base").load_model("gasnet").grid
-        files = sorted(Path(folder).glob("*.fits"))[:n] if folder else []
-        for k in range(0 if folder else n):
-            files.append(Path(tmp) / f"{k:06d}-{src[k % len(src)].name}")
-            shutil.copy(src[k % len(src)], files[-1])
+        files = sorted(Path(folder).glob("*.fits"))[:n] if folder else _copies(tmp, n)
         n = len(files)
         out, ms = {}, {k: [] for k in pkgs}
         for r in range(rounds + 1):                   # the first round: imports, caches
@@ -146,7 +144,6 @@ def _in_stages(n: int, rounds: int = 5) -> None:
     loop over one unit, the other stages running between reads), ``iter_unit`` alone, and
     ``iter_read`` as ``--many`` times it — so that a difference between the two scripts'
     figures can be told from the machine's load."""
-    import shutil
     import tempfile
 
     import numpy as np
@@ -162,13 +159,9 @@ def _in_stages(n: int, rounds: int = 5) -> None:
     model = load_model("gasnet").prepare("cpu", 1)
     fns = {"plan_units": plan_units, "iter_unit": iter_unit, "verify_catalog": verify_catalog,
            "add_lines": add_lines, "table_to_arrow": table_to_arrow}
-    src = sdss_files("spec-*.fits")
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "files"
-        folder.mkdir()
-        for k in range(n):
-            shutil.copy(src[k % len(src)], folder / f"{k:06d}-{src[k % len(src)].name}")
-        files = sorted(folder.glob("*.fits"))
+        files = _copies(tmp, n)
+        folder = files[0].parent
         units = plan_units([folder], 1024)
 
         def stage_loop():

@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import pytest
 from astropy.io import fits
+from test_fits4_rawfits import _walk
 
 from specsift.grid import LogGrid, grid_offset, lattice_offset, step_products
 from specsift.io import fitscards, rawfits, sdss
@@ -220,12 +221,6 @@ def test_prepared_arrays_are_what_sanitise_makes():
     f2, iv2, m2, _ = sanitise(flux[None], ivar[None], mask[None], flags)
     assert nat.ivar.tobytes() == iv2[0].tobytes() and np.array_equal(nat.mask, m2[0])
     assert nat.bounds == (False, 0, 49)
-
-
-def _walk(path):
-    with RawFits(path) as raw:
-        return [(h.name, h._span, h.dims, h.data_offset, h.data_size, h.is_table,
-                 h._layout_key, bytes(h._raw)) for h in raw.hdus]
 
 
 def _walk_or_error(path):

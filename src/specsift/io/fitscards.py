@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-__all__ = ["RawFitsError", "RawHeader", "parse_value", "header_shape",
+__all__ = ["END_CARD", "RawFitsError", "RawHeader", "parse_value", "header_shape",
            "names_and_layouts"]
 
 _INT = re.compile(rb"[+-]?\d+\Z")
@@ -26,7 +26,8 @@ _FLOAT = re.compile(rb"[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?\Z")
 #: the first 8 bytes of a card as one native integer, for the keywords looked for by number
 _EXTNAME8 = np.frombuffer(b"EXTNAME ", "=u8")[0]
 _END8 = np.frombuffer(b"END     ", "=u8")[0]
-_END_CARD = b"END" + b" " * 77
+#: the END card (FITS 4.0 §4.4.1.2): END and 77 blanks
+END_CARD = b"END" + b" " * 77
 #: first 4 bytes of the cards that describe a table's columns (see :func:`names_and_layouts`)
 _LAYOUT_HEADS = (b"TFIE", b"TTYP", b"TFOR", b"TZER", b"TSCA", b"TDIM")
 _LUT: list = []
@@ -229,7 +230,7 @@ def names_and_layouts(raws: list[bytes]) -> tuple[list[str], list[bytes], bool]:
     for r in raws:
         starts.append(starts[-1] + len(r) // 80)
     keys8 = np.frombuffer(joined, "=u8")[::10]
-    ends = any(joined[80 * i:80 * i + 80] == _END_CARD
+    ends = any(joined[80 * i:80 * i + 80] == END_CARD
                for i in np.flatnonzero(keys8 == _END8).tolist())
     names: list = [None] * len(raws)                  # None: no EXTNAME card yet
     for i in np.flatnonzero(keys8 == _EXTNAME8).tolist():

@@ -27,6 +27,7 @@ import numpy as np
 
 from .bintable import table_fields
 from .fitscards import (
+    END_CARD,
     RawFitsError,
     RawHeader,
     header_shape,
@@ -37,7 +38,6 @@ from .fitscards import (
 __all__ = ["RawFitsError", "RawHeader", "RawHDU", "RawFits", "parse_value", "layout"]
 
 BLOCK = 2880
-_END = b"END" + b" " * 77
 #: most cards a header may have here (astropy has no limit; real SDSS headers: ≤ 500)
 MAX_CARDS = 20000
 
@@ -97,24 +97,36 @@ def layout(hdu: RawHDU) -> tuple[dict, int, dict]:
     alone, and a survey's files share a few table layouts."""
     if not hdu.is_table or len(hdu.dims) != 2:
         raise RawFitsError(f"HDU {hdu.index}: not a two-axis binary table")
-    entry = _LAYOUTS.get(hdu.layout_tag)
-    hit = entry[1] if entry is not None and entry[0] == hdu._layout_key else None
-    if hit is None:
-        header = hdu.header
-        header.index()
-        fields, width = table_fields(header)
-        extras = {}
-        for i in range(1, int(header.get("TFIELDS", 0)) + 1):
-            for k in ("TZERO", "TSCAL", "TDIM"):
-                if f"{k}{i}" in header:
-                    extras[f"{k}{i}"] = header[f"{k}{i}"]
-        hit = (fields, width, extras)
-        if len(_LAYOUTS) >= 256:
-            _LAYOUTS.clear()
-        _LAYOUTS[hdu.layout_tag] = (hdu._layout_key, hit)
+    hit = tagged(_LAYOUTS, hdu.layout_tag, hdu._layout_key, lambda: _layout(hdu.header))
     if hit[1] != hdu.dims[0]:
         raise RawFitsError(f"HDU {hdu.index}: TFORMn add up to {hit[1]}, NAXIS1 {hdu.dims[0]}")
     return hit
+
+
+def _layout(header: RawHeader) -> tuple[dict, int, dict]:
+    header.index()
+    fields, width = table_fields(header)
+    extras = {}
+    for i in range(1, int(header.get("TFIELDS", 0)) + 1):
+        for k in ("TZERO", "TSCAL", "TDIM"):
+            if f"{k}{i}" in header:
+                extras[f"{k}{i}"] = header[f"{k}{i}"]
+    return fields, width, extras
+
+
+def tagged(cache: dict, tag, key: bytes, make, limit: int = 256):
+    """``make()``, remembered in ``cache`` under ``tag`` (a short stand-in for ``key``:
+    :attr:`RawHDU.layout_tag`) and given again only when the entry's whole ``key`` is
+    ``key``; the cache is emptied at ``limit`` entries (a survey has a few layouts).  The
+    entry is kept in a local: another reader thread may clear ``cache`` meanwhile."""
+    entry = cache.get(tag)
+    if entry is not None and entry[0] == key:
+        return entry[1]
+    value = make()
+    if len(cache) >= limit:
+        cache.clear()
+    cache[tag] = (key, value)
+    return value
 
 
 class RawFits:
@@ -199,7 +211,7 @@ class RawFits:
 
     def _header_at(self, pos: int, k: int, speculate: bool = False) -> tuple[bytes, int]:
         """(bytes from ``pos`` on, read so far; position of the END card in them): END is
-        the first card of exactly ``_END`` at a card boundary within MAX_CARDS cards.
+        the first card of exactly ``END_CARD`` at a card boundary within MAX_CARDS cards.
         ``speculate``: the search starts at :attr:`_END_FROM` (and ends with the first read:
         RawFitsError), for :meth:`_open` to check."""
         limit = min(self.size, pos + 80 * MAX_CARDS) - pos
@@ -212,9 +224,9 @@ class RawFits:
             buf = self._read(pos, n)
             if len(buf) < n:           # shorter than its size said (shrunk, still written)
                 raise RawFitsError(f"HDU {k}: file truncated: {len(buf)} of {n} header bytes")
-            end = buf.find(_END, start)
+            end = buf.find(END_CARD, start)
             while end >= 0 and end % 80:
-                end = buf.find(_END, end + 1)
+                end = buf.find(END_CARD, end + 1)
             if speculate and end < 0:
                 raise RawFitsError(f"HDU {k}: no END card after the shortest header met")
             if end >= 0:
