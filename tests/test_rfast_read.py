@@ -17,6 +17,7 @@ import pytest
 from astropy.io import fits
 from test_fits4_rawfits import _walk
 
+from specsift import grid
 from specsift.grid import LogGrid, grid_offset, lattice_offset, step_products
 from specsift.io import fitscards, rawfits, sdss
 from specsift.io.assemble import Native, assemble, prepared
@@ -39,6 +40,11 @@ def test_step_products_are_arange_products():
         got = step_products(step, k, n)
         assert got.tobytes() == (step * np.arange(k, k + n, dtype=np.float64)).tobytes()
         assert not got.flags.writeable
+    wide = step_products(1e-4, 0, (1 << 20) + 1)      # too wide to cache: read-only still
+    assert not wide.flags.writeable and wide[-1] == 1e-4 * (1 << 20)
+    for i in range(3 * grid._MAX_STEPS):              # many steps: the cache stays small
+        assert step_products(1e-4 + i * 1e-9, 5, 3).size == 3
+    assert len(grid._PRODUCTS) <= grid._MAX_STEPS
 
 
 def test_lattice_offset_is_grid_offset_of_the_snapped_grid():
