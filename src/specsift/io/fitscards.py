@@ -4,10 +4,11 @@ cards, and the per-header facts :mod:`.rawfits` walks a file for.
 Why a module of its own: the walk over an SDSS/BOSS spec file meets 4–22 headers (a BOSS file
 has one per exposure), and what it needs of each — the mandatory cards that size the data,
 EXTNAME, the column cards that key a table's layout — is what one file costs.  Each is found
-here from a view of the header's cards as integers (their first 8 or 4 bytes: one numpy
-comparison a header, not a string search or a regex over it), and the mandatory cards, which
-the standard fixes byte by byte, are parsed once per distinct byte string
-(:func:`header_shape`): a survey's tables of one kind share them except NAXIS2.
+here from a view of the cards as integers (their first 8 or 4 bytes: one numpy comparison
+over all of a file's headers joined, :func:`names_and_layouts`, not a string search or a
+regex over each), and the mandatory cards, which the standard fixes byte by byte, are parsed
+once per distinct byte string (:func:`header_shape`): a survey's tables of one kind share
+them except NAXIS2, so that memo holds one entry per table kind and row count.
 """
 
 from __future__ import annotations
