@@ -231,7 +231,7 @@ _PLANS: dict[tuple[str, tuple], tuple[bytes, object]] = {}
 def _planned(kind: str, hdu, make):
     """``make(hdu)``, remembered per (kind, layout): looked up by the layout's short tag and
     confirmed against its whole key (:func:`.rawfits.tagged`)."""
-    return tagged(_PLANS, (kind, hdu.layout_tag), hdu.layout_key, lambda: make(hdu))
+    return tagged(_PLANS, (kind, hdu.layout_tag), hdu.layout_key, make, hdu)
 
 
 def _label_decoder(hdu) -> RowDecoder:
