@@ -2,15 +2,17 @@
 resample onto the default grid), CPU time, one thread; best of three rounds of ``--repeats``
 reads.
 
-    python benchmarks/read_speed.py [--repeats 10] [--many 400 [--against REV [--folder DIR]]
+    python benchmarks/read_speed.py [--repeats 10] [--many 400 [--folder DIR] [--against REV]
                                     [--in-stages]]
 
 Per-file cost is what bounds a survey of one-spectrum files (SDSS DR17: ≈ 5 M spec files).
 ``--many N`` adds the case that matters for them: N copies of the 8 SDSS spec files (SDSS-I,
 with per-exposure HDUs, BOSS) streamed by ``iter_read`` in batches of 1024, as ``predict``
 reads them — CPU ms per file, best of three rounds.  One file read alone pays for a batch of
-its own; many files share one (``specsift.io.assemble``).  ``--against REV`` times the
-``--many`` case (or the first N files of ``--folder DIR``) for this checkout and git
+its own; many files share one (``specsift.io.assemble``).  ``--folder DIR``: the first N
+files of DIR instead of the copies (e.g. distinct files from
+``benchmarks/make_distinct_sdss.py``).  ``--against REV`` times the ``--many`` files for
+this checkout and git
 revision REV in one process, 50 files at a time in alternation (separate runs on a shared
 machine differ by up to 30 %), and checks that both give the same batches (pixels, masks,
 meta), as ``benchmarks/predict_ab.py`` does for predict; it exits 1 where they differ.
@@ -42,12 +44,17 @@ def main() -> None:
     ap.add_argument("--against", default=None, metavar="REV",
                     help="with --many: also time git revision REV, alternated, same batches")
     ap.add_argument("--folder", default=None, metavar="DIR",
-                    help="with --against: the first N spectra files of DIR instead of copies "
-                         "(e.g. distinct files, where per-layout and per-grid memos hit less)")
+                    help="with --many or --against: the first N .fits files of DIR instead of "
+                         "copies (e.g. distinct files, where per-layout and per-grid memos "
+                         "hit less)")
     ap.add_argument("--in-stages", action="store_true",
                     help="with --many: the read of predict_speed's stage loop, iter_unit alone "
                          "and iter_read, interleaved in one process (where their numbers part)")
     args = ap.parse_args()
+    if args.folder and args.in_stages:
+        ap.error("--folder goes with --many or --against, not --in-stages (it reads copies)")
+    if args.folder and not (args.many or args.against):
+        ap.error("--folder needs --many N or --against REV")
     if args.in_stages:
         _in_stages(args.many or 400)
         return
@@ -66,48 +73,49 @@ def main() -> None:
         best = min(_timed(io.read, path, args.repeats) for _ in range(3))
         print(f"| {name} | {n} | {best * 1e3:.1f} | {best * 1e3 / n:.2f} |")
     if args.many:
-        _many(io, args.many)
+        _many(io, args.many, args.folder)
 
 
-def _many(io, n: int) -> None:
-    import shutil
+def _copies(tmp: str, n: int) -> list[Path]:
+    """``n`` copies of the 8 SDSS spec files in ``tmp``/files, in order
+    (:func:`predict_speed.fits_copies`)."""
+    from predict_speed import fits_copies
+    return sorted(fits_copies(Path(tmp) / "files", n, "spec-*.fits").glob("*.fits"))
+
+
+def _many(io, n: int, folder: str | None = None) -> None:
     import tempfile
     src = sdss_files("spec-*.fits")
     with tempfile.TemporaryDirectory() as tmp:
-        files = []
-        for k in range(n):
-            files.append(Path(tmp) / f"{k:06d}-{src[k % len(src)].name}")
-            shutil.copy(src[k % len(src)], files[-1])
+        files = sorted(Path(folder).glob("*.fits"))[:n] if folder else _copies(tmp, n)
+        n = len(files)
         best = float("inf")
         for _ in range(3):
             t = time.process_time()
             rows = sum(len(b) for b in io.iter_read(files, batch_size=1024))
             best = min(best, time.process_time() - t)
-    print(f"| {n} SDSS spec files (copies of {len(src)}), iter_read | {rows} | "
+    what = f"files of {folder}" if folder else f"SDSS spec files (copies of {len(src)})"
+    print(f"| {n} {what}, iter_read | {rows} | "
           f"{best * 1e3 / n:.2f} | {best * 1e3 / rows:.2f} |")
 
 
 def _against(rev: str, n: int, rounds: int = 7, folder: str | None = None) -> bool:
-    """CPU ms a file of this checkout's ``iter_read`` and ``rev``'s over the same N copies,
-    alternated 50 files at a time (batches of 50: a little more per file than one batch of
-    1024, the same for both); the batches must be equal (returned: whether they are)."""
+    """CPU ms a file of this checkout's ``iter_read`` and ``rev``'s over the same N files
+    (copies of the 8 SDSS spec files, or the first N of ``folder``), alternated 50 files at
+    a time (batches of 50: a little more per file than one batch of 1024, the same for
+    both); the batches must be equal (returned: whether they are)."""
     import importlib
-    import shutil
     import tempfile
 
     import numpy as np
     from predict_ab import extract
-    src = sdss_files("spec-*.fits")
     with tempfile.TemporaryDirectory() as tmp:
         extract(rev, Path(tmp))
         sys.path.insert(0, tmp)
         pkgs = {"base": importlib.import_module("specsift_base.io"),
                 "this": importlib.import_module("specsift.io")}
         grid = importlib.import_module("specsift.models.base").load_model("gasnet").grid
-        files = sorted(Path(folder).glob("*.fits"))[:n] if folder else []
-        for k in range(0 if folder else n):
-            files.append(Path(tmp) / f"{k:06d}-{src[k % len(src)].name}")
-            shutil.copy(src[k % len(src)], files[-1])
+        files = sorted(Path(folder).glob("*.fits"))[:n] if folder else _copies(tmp, n)
         n = len(files)
         out, ms = {}, {k: [] for k in pkgs}
         for r in range(rounds + 1):                   # the first round: imports, caches
@@ -146,7 +154,6 @@ def _in_stages(n: int, rounds: int = 5) -> None:
     loop over one unit, the other stages running between reads), ``iter_unit`` alone, and
     ``iter_read`` as ``--many`` times it — so that a difference between the two scripts'
     figures can be told from the machine's load."""
-    import shutil
     import tempfile
 
     import numpy as np
@@ -162,13 +169,9 @@ def _in_stages(n: int, rounds: int = 5) -> None:
     model = load_model("gasnet").prepare("cpu", 1)
     fns = {"plan_units": plan_units, "iter_unit": iter_unit, "verify_catalog": verify_catalog,
            "add_lines": add_lines, "table_to_arrow": table_to_arrow}
-    src = sdss_files("spec-*.fits")
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "files"
-        folder.mkdir()
-        for k in range(n):
-            shutil.copy(src[k % len(src)], folder / f"{k:06d}-{src[k % len(src)].name}")
-        files = sorted(folder.glob("*.fits"))
+        files = _copies(tmp, n)
+        folder = files[0].parent
         units = plan_units([folder], 1024)
 
         def stage_loop():

@@ -8,18 +8,24 @@ flags and warnings included."""
 
 from __future__ import annotations
 
+import importlib
 import random
 import warnings
 
 import numpy as np
 import pytest
 from astropy.io import fits
+from test_fits4_rawfits import _walk
 
+from specsift import grid
 from specsift.grid import LogGrid, grid_offset, lattice_offset, step_products
 from specsift.io import fitscards, rawfits, sdss
 from specsift.io.assemble import Native, assemble, prepared
 from specsift.io.rawfits import BLOCK, RawFits, RawFitsError, RawHDU, layout
 from specsift.spectra import DEFAULT_GRID, sanitise
+
+#: the module (``specsift.io.assemble`` is the function of that name on the package)
+ASSEMBLE = importlib.import_module("specsift.io.assemble")
 
 
 def _spec_files(shared_data):
@@ -34,6 +40,11 @@ def test_step_products_are_arange_products():
         got = step_products(step, k, n)
         assert got.tobytes() == (step * np.arange(k, k + n, dtype=np.float64)).tobytes()
         assert not got.flags.writeable
+    wide = step_products(1e-4, 0, (1 << 20) + 1)      # too wide to cache: read-only still
+    assert not wide.flags.writeable and wide[-1] == 1e-4 * (1 << 20)
+    for i in range(3 * grid._MAX_STEPS):              # many steps: the cache stays small
+        assert step_products(1e-4 + i * 1e-9, 5, 3).size == 3
+    assert len(grid._PRODUCTS) <= grid._MAX_STEPS
 
 
 def test_lattice_offset_is_grid_offset_of_the_snapped_grid():
@@ -80,11 +91,7 @@ def test_names_and_layout_keys_are_the_card_lookups(shared_data, tmp_path):
     odd2 = tmp_path / "two-names.fits"
     odd2.write_bytes(bytes(raw))
     for f in [*files, odd, odd2]:
-        try:
-            walk = RawFits(f)
-        except RawFitsError:
-            continue
-        with walk:
+        with RawFits(f) as walk:                 # every one walks (a raise fails the test)
             names, keys = _reference_names_and_keys(walk)
             assert [h.name for h in walk.hdus] == names, f
             assert [h.layout_key for h in walk.hdus] == keys, f
@@ -165,9 +172,10 @@ def _raw_native(nat: Native, flux, ivar, mask) -> Native:
 
 @pytest.mark.parametrize("damage", ["none", "nan-flux", "inf-ivar", "neg-ivar", "all-masked",
                                     "zero-ivar", "no-mask"])
-def test_prepared_spectrum_assembles_as_the_raw_one(shared_data, damage):
-    """The raw arrays (assemble prepares them itself, or sanitises them) and the ones
-    prepared at decoding give one batch, flags and warnings."""
+def test_prepared_spectrum_assembles_as_the_raw_one(shared_data, damage, monkeypatch):
+    """The raw arrays sanitised (the reference: assemble's own ``prepared`` made a no-op,
+    so every spectrum takes :func:`~specsift.spectra.sanitise`) and the ones prepared at
+    decoding give one batch, flags and warnings."""
     for f in _spec_files(shared_data)[::3]:
         with RawFits(f) as raw:
             cols = sdss._raw_coadd(raw, raw.find("COADD"))
@@ -187,11 +195,15 @@ def test_prepared_spectrum_assembles_as_the_raw_one(shared_data, damage):
         nat = sdss.quick(f)
         m = None if damage == "no-mask" else mask
         batches, caught = [], []
-        for make in (lambda: _raw_native(nat, flux, ivar, m),
-                     lambda: prepared(_raw_native(nat, flux, ivar, m))):
-            with warnings.catch_warnings(record=True) as w:
+        for reference in (True, False):
+            with monkeypatch.context() as mp, warnings.catch_warnings(record=True) as w:
                 warnings.simplefilter("always")
-                batches.append(assemble([make()], DEFAULT_GRID))
+                if reference:
+                    mp.setattr(ASSEMBLE, "prepared", lambda native: native)
+                    native = _raw_native(nat, flux, ivar, m)
+                else:
+                    native = prepared(_raw_native(nat, flux, ivar, m))
+                batches.append(assemble([native], DEFAULT_GRID))
             caught.append([str(x.message) for x in w])
         a, b = batches
         assert caught[0] == caught[1]
@@ -217,12 +229,6 @@ def test_prepared_arrays_are_what_sanitise_makes():
     assert nat.bounds == (False, 0, 49)
 
 
-def _walk(path):
-    with RawFits(path) as raw:
-        return [(h.name, h._span, h.dims, h.data_offset, h.data_size, h.is_table,
-                 h._layout_key, bytes(h._raw)) for h in raw.hdus]
-
-
 def _walk_or_error(path):
     try:
         return _walk(path)
@@ -230,11 +236,25 @@ def _walk_or_error(path):
         return type(exc), str(exc)
 
 
+def _counting_walks(monkeypatch) -> list[bool]:
+    """The ``speculate`` flag of every :meth:`RawFits._walk` from now on."""
+    calls: list[bool] = []
+    walk = RawFits._walk
+
+    def counted(self, speculate=False):
+        calls.append(speculate)
+        return walk(self, speculate)
+
+    monkeypatch.setattr(RawFits, "_walk", counted)
+    return calls
+
+
 def test_end_search_from_the_shortest_header_gives_the_full_searchs_walk(
         shared_data, tmp_path, monkeypatch):
     """The END search starts where the shortest header met at that HDU ended; a file with a
     shorter header (the search finds no END there), or with an END card inside a header
-    (before where the search starts), is walked as the full search walks it."""
+    (before where the search starts), falls back to the full search and is walked as it
+    walks it; the real files are walked by the shortcut alone, as a full search does."""
     files = _spec_files(shared_data)
     f = files[0]
     with fits.open(f) as h:
@@ -250,13 +270,49 @@ def test_end_search_from_the_shortest_header_gives_the_full_searchs_walk(
     data[spec + 80 * 20:spec + 80 * 21] = b"END".ljust(80)       # an END card inside a header
     inner = tmp_path / "inner-end.fits"
     inner.write_bytes(bytes(data))
+    want = {}
+    for p in (short, inner, *files):                 # full searches only: nothing remembered
+        monkeypatch.setattr(RawFits, "_END_FROM", {})
+        want[p] = _walk_or_error(p)
+    assert not isinstance(want[short][0], type) and len(want[short][0][-1]) < 80 * 120
     monkeypatch.setattr(RawFits, "_END_FROM", {})
-    want = {p: _walk_or_error(p) for p in (short, inner)}       # full searches only
-    assert not isinstance(want[short], tuple) and len(want[short][0][-1]) < 80 * 120
     for p in files:
         _walk(p)                                                 # learn where headers end
-    assert RawFits._END_FROM[2] > 80 * 21
+    assert RawFits._END_FROM[0] > len(want[short][0][-1])        # short's primary: shorter
+    assert RawFits._END_FROM[2] > 80 * 21                        # inner's END: before it
+    calls = _counting_walks(monkeypatch)
     for p in (short, inner, *files):
-        got = _walk_or_error(p)
-        assert got == (want[p] if p in want else _walk_or_error(p)), p
+        calls.clear()
+        assert _walk_or_error(p) == want[p], p
+        assert calls == ([True, False] if p in (short, inner) else [True]), p
     assert sdss.quick(short) is not None
+
+
+def test_a_header_longer_than_the_first_read_is_walked_once(shared_data, tmp_path,
+                                                            monkeypatch):
+    """A primary header past the longest first read (hints stop at 4 × _FIRST_READ):
+    the shortcut reads as far as the remembered header, so each file is walked once."""
+    with fits.open(_spec_files(shared_data)[0]) as h:
+        h = fits.HDUList([x.copy() for x in h])
+        for _ in range(1000):
+            h[0].header.add_comment("x" * 60)
+        big = tmp_path / "big-primary.fits"
+        h.writeto(big)
+    monkeypatch.setattr(RawFits, "_END_FROM", {})
+    monkeypatch.setattr(RawFits, "_HINTS", {})
+    calls = _counting_walks(monkeypatch)
+    want = _walk(big)
+    assert calls == [False] and len(want[0][-1]) > 4 * RawFits._FIRST_READ
+    for _ in range(3):
+        calls.clear()
+        assert _walk(big) == want
+        assert calls == [True]
+
+
+def test_prepared_leaves_a_spectrum_without_pixels_as_it_was():
+    """No pixels: nothing to prepare (the min/max of nothing would raise); assemble's long
+    way then decides."""
+    empty = np.zeros(0, np.float32)
+    for mask in (None, np.zeros(0, bool)):
+        nat = Native(None, np.zeros(0), empty, empty.copy(), mask)
+        assert prepared(nat) is nat and nat.bounds is None and nat.mask is mask

@@ -66,6 +66,11 @@ def test_template_error_weights():
     np.testing.assert_allclose(w[0, 102], w[0, 50], rtol=1e-6)
     assert w[0, 10] == 0.0
     assert np.all(w <= ivar)
+    rng = np.random.default_rng(4)            # a float32 F: the steps still run in float64
+    lev = rng.uniform(1, 50, flux.shape).astype(np.float32)
+    ivar = rng.uniform(1, 300, flux.shape)
+    assert np.array_equal(with_template_error(flux, ivar, 0.068, level=lev),
+                          with_template_error(flux, ivar, 0.068, level=lev.astype(np.float64)))
 
 
 def test_template_error_only_for_qso_beyond_the_noise():

@@ -128,6 +128,8 @@ def rebin_matrix(loglam_in: np.ndarray, loglam_out: np.ndarray) -> sp.csr_matrix
 _PRODUCTS: dict[float, tuple[int, np.ndarray]] = {}
 #: most products kept per step (8 MB): far more than any survey's pixel indices need
 _MAX_PRODUCTS = 1 << 20
+#: most steps kept (a few grids are in use: the SDSS lattice, the model grids): ≤ 64 MB
+_MAX_STEPS = 8
 
 
 def step_products(step: float, k: int, n: int) -> np.ndarray:
@@ -142,11 +144,15 @@ def step_products(step: float, k: int, n: int) -> np.ndarray:
         lo2 = min(k, lo) if arr is not None else k
         hi2 = max(k + n, lo + arr.size) if arr is not None else k + n
         lo2, hi2 = lo2 - 256, hi2 + 4096                 # room for the next files' pixels
-        if hi2 - lo2 > _MAX_PRODUCTS:
-            return step * np.arange(k, k + n, dtype=np.float64)
+        if hi2 - lo2 > _MAX_PRODUCTS:                  # too wide to keep: this call's only
+            out = step * np.arange(k, k + n, dtype=np.float64)
+            out.flags.writeable = False                # read-only, as the cached slices
+            return out
         arr = step * np.arange(lo2, hi2, dtype=np.float64)
         arr.flags.writeable = False
         lo = lo2
+        if len(_PRODUCTS) >= _MAX_STEPS:
+            _PRODUCTS.clear()
         _PRODUCTS[step] = (lo, arr)
     return arr[k - lo:k - lo + n]
 

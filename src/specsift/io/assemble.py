@@ -68,17 +68,24 @@ def prepared(nat: Native) -> Native:
     done at assembly, a batch later, the same steps read every spectrum back from memory
     (~65 of ~100 µs a file in ``assemble``, on 400 distinct files)."""
     f, iv = nat.flux, nat.ivar
-    # ivar: its least value ≥ 0 (NaN fails that too) and its largest finite
-    if not (np.isfinite(f).all() and iv.min() >= 0 and iv.max() < np.inf):
+    # ivar: its least value ≥ 0 (NaN fails that too) and its largest finite; no pixels:
+    # assemble's long way (min/max of nothing would raise)
+    if not (f.size and np.isfinite(f).all() and iv.min() >= 0 and iv.max() < np.inf):
         return nat
     m = iv <= 0 if nat.mask is None else nat.mask | (iv <= 0)
-    empty = bool(m.all())
-    first, last = (0, 0) if empty else (int(m.argmin()), m.size - 1 - int(m[::-1].argmin()))
+    empty, first, last = _good_bounds(m)
     ivar = iv.copy()
     np.copyto(ivar, 0, where=m)                   # np.where(m, 0, iv) without its temporary
     nat.mask, nat.ivar = m, ivar
     nat.bounds = (empty, first, last)
     return nat
+
+
+def _good_bounds(mask: np.ndarray) -> tuple[bool, int, int]:
+    """(every pixel masked?, first and last unmasked pixel; 0, 0 when none)."""
+    if mask.all():
+        return True, 0, 0
+    return False, int(mask.argmin()), mask.size - 1 - int(mask[::-1].argmin())
 
 
 def assemble(natives: list[Native], grid: LogGrid | None) -> SpectraBatch:
@@ -101,9 +108,9 @@ def assemble(natives: list[Native], grid: LogGrid | None) -> SpectraBatch:
         if nat.bounds is None:
             nat = prepared(Native(nat.path, nat.loglam, nat.flux, nat.ivar, nat.mask))
         if nat.bounds is None:
-            f, iv, m, empty = _sanitised(nat, flags[row:row + 1])
+            f, iv, m = _sanitised(nat, flags[row:row + 1])
+            empty, first, last = _good_bounds(m)
             if not empty:
-                first, last = int(m.argmin()), m.size - 1 - int(m[::-1].argmin())
                 lo[row], hi[row] = 10.0 ** nat.loglam[[first, last]]
         else:
             f, iv, m = nat.flux, nat.ivar, nat.mask
@@ -155,7 +162,7 @@ def _no_good_pixels(nat: Native, flags: np.ndarray) -> None:
 
 
 def _sanitised(nat: Native, flags: np.ndarray):
-    """(flux, ivar, mask, all masked?) of a spectrum that is not clean (NaN/inf flux,
+    """(flux, ivar, mask) of a spectrum that is not clean (NaN/inf flux,
     negative or non-finite ivar: :func:`prepared` left it) after
     :func:`~specsift.spectra.sanitise` (its flags into ``flags`` (1,), its warning naming
     the file)."""
@@ -164,7 +171,7 @@ def _sanitised(nat: Native, flags: np.ndarray):
     f2, iv2, m2, bad = sanitise(f[None], iv[None], m[None], flags)
     if bad:
         warnings.warn(sanitise_message(str(nat.path), bad), stacklevel=3)
-    return f2[0], iv2[0], m2[0], bool(m2[0].all())
+    return f2[0], iv2[0], m2[0]
 
 
 def _meta(natives: list[Native]):

@@ -4,10 +4,11 @@ cards, and the per-header facts :mod:`.rawfits` walks a file for.
 Why a module of its own: the walk over an SDSS/BOSS spec file meets 4–22 headers (a BOSS file
 has one per exposure), and what it needs of each — the mandatory cards that size the data,
 EXTNAME, the column cards that key a table's layout — is what one file costs.  Each is found
-here from a view of the header's cards as integers (their first 8 or 4 bytes: one numpy
-comparison a header, not a string search or a regex over it), and the mandatory cards, which
-the standard fixes byte by byte, are parsed once per distinct byte string
-(:func:`header_shape`): a survey's tables of one kind share them except NAXIS2.
+here from a view of the cards as integers (their first 8 or 4 bytes: one numpy comparison
+over all of a file's headers joined, :func:`names_and_layouts`, not a string search or a
+regex over each), and the mandatory cards, which the standard fixes byte by byte, are parsed
+once per distinct byte string (:func:`header_shape`): a survey's tables of one kind share
+them except NAXIS2, so that memo holds one entry per table kind and row count.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 
 import numpy as np
 
-__all__ = ["RawFitsError", "RawHeader", "parse_value", "header_shape",
+__all__ = ["END_CARD", "RawFitsError", "RawHeader", "parse_value", "header_shape",
            "names_and_layouts"]
 
 _INT = re.compile(rb"[+-]?\d+\Z")
@@ -26,7 +27,8 @@ _FLOAT = re.compile(rb"[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?\Z")
 #: the first 8 bytes of a card as one native integer, for the keywords looked for by number
 _EXTNAME8 = np.frombuffer(b"EXTNAME ", "=u8")[0]
 _END8 = np.frombuffer(b"END     ", "=u8")[0]
-_END_CARD = b"END" + b" " * 77
+#: the END card (FITS 4.0 §4.4.1.2): END and 77 blanks
+END_CARD = b"END" + b" " * 77
 #: first 4 bytes of the cards that describe a table's columns (see :func:`names_and_layouts`)
 _LAYOUT_HEADS = (b"TFIE", b"TTYP", b"TFOR", b"TZER", b"TSCA", b"TDIM")
 _LUT: list = []
@@ -229,7 +231,7 @@ def names_and_layouts(raws: list[bytes]) -> tuple[list[str], list[bytes], bool]:
     for r in raws:
         starts.append(starts[-1] + len(r) // 80)
     keys8 = np.frombuffer(joined, "=u8")[::10]
-    ends = any(joined[80 * i:80 * i + 80] == _END_CARD
+    ends = any(joined[80 * i:80 * i + 80] == END_CARD
                for i in np.flatnonzero(keys8 == _END8).tolist())
     names: list = [None] * len(raws)                  # None: no EXTNAME card yet
     for i in np.flatnonzero(keys8 == _EXTNAME8).tolist():

@@ -37,7 +37,7 @@ from ._common import (
 )
 from .assemble import Native, assemble, prepared
 from .bintable import BINTYPE, RowDecoder
-from .rawfits import RawFits, layout
+from .rawfits import RawFits, layout, tagged
 
 __all__ = ["sniff", "read", "quick", "BAD_AND_MASK"]
 
@@ -76,29 +76,23 @@ def _snapped(loglam: np.ndarray, step: float = 1e-4) -> tuple[np.ndarray, int | 
     """(:func:`snap_loglam`'s grid, its first pixel ``k`` when it is the exact grid
     ``k·step + step·arange(n)`` of :func:`_exact_grid`, else None)."""
     loglam = np.asarray(loglam)
-    key = None
-    if loglam.size > 1 and loglam.ndim == 1 and loglam.dtype.kind == "f":
-        key = (round(float(loglam[0]) / step), loglam.size, step, loglam.dtype)
-        seen = _SNAPPED.get(key)                 # pixels equal to a file's already snapped
-        if seen is not None and bool((seen[0] == loglam).all()):   # same shape: the key
-            return seen[1], key[0]
-    if key is None:                              # not a plain float column: as it always was
-        ll = np.asarray(loglam, np.float64)
-        if not ll.size:
-            return ll, None
-        k = round(ll[0] / step)
-        exact = _exact_grid(k, ll.size, step)
-        if ll.size > 1 and np.max(np.abs(exact - ll)) < 0.05 * step:
-            return exact, k
-        return ll, None
-    k = key[0]
-    exact = _exact_grid(k, loglam.size, step)
+    if loglam.ndim != 1:
+        raise ValueError(f"loglam has shape {loglam.shape}, not one axis")
+    if loglam.dtype.kind != "f":                 # integers and the like: as float64 values
+        loglam = np.asarray(loglam, np.float64)
+    if loglam.size < 2:
+        return np.asarray(loglam, np.float64), None
+    key = (round(float(loglam[0]) / step), loglam.size, step, loglam.dtype)
+    seen = _SNAPPED.get(key)                     # pixels equal to a file's already snapped
+    if seen is not None and bool((seen[0] == loglam).all()):       # same shape: the key
+        return seen[1], key[0]
+    exact = _exact_grid(key[0], loglam.size, step)
     dev = exact - loglam                # float32 pixels widened exactly, as a float64 copy
     if np.abs(dev, out=dev).max() < 0.05 * step:
         if len(_SNAPPED) >= 256:
             _SNAPPED.clear()
         _SNAPPED[key] = (np.array(loglam), exact)
-        return exact, k
+        return exact, key[0]
     return np.asarray(loglam, np.float64), None
 
 
@@ -236,17 +230,8 @@ _PLANS: dict[tuple[str, tuple], tuple[bytes, object]] = {}
 
 def _planned(kind: str, hdu, make):
     """``make(hdu)``, remembered per (kind, layout): looked up by the layout's short tag and
-    confirmed against its whole key (:attr:`.rawfits.RawHDU.layout_tag`).  The entry is
-    kept in a local: another reader thread may clear ``_PLANS`` meanwhile."""
-    tag = (kind, hdu.layout_tag)
-    entry = _PLANS.get(tag)
-    if entry is not None and entry[0] == hdu.layout_key:
-        return entry[1]
-    plan = make(hdu)
-    if len(_PLANS) >= 256:
-        _PLANS.clear()
-    _PLANS[tag] = (hdu.layout_key, plan)
-    return plan
+    confirmed against its whole key (:func:`.rawfits.tagged`)."""
+    return tagged(_PLANS, (kind, hdu.layout_tag), hdu.layout_key, make, hdu)
 
 
 def _label_decoder(hdu) -> RowDecoder:

@@ -49,9 +49,9 @@ def with_template_error(flux: np.ndarray, ivar: np.ndarray, eps: float,
     :func:`_clean_ivar` of ``ivar`` already computed."""
     iv = _clean_ivar(ivar) if iv is None else iv
     lev = _level(flux, smooth) if level is None else level
-    t = eps * lev                      # in place from here: the same operations, in order,
-    np.square(t, out=t)                # as iv / (1 + iv·(ε·F)²), without four temporaries
-    t *= iv
+    t = np.multiply(lev, eps, dtype=np.float64)  # float64 whatever level's type; in place
+    np.square(t, out=t)      # from here: the operations of iv / (1 + iv·(ε·F)²), in order,
+    t *= iv                  # without four temporaries
     t += 1.0
     np.divide(iv, t, out=t)
     return t.astype(np.float32)
@@ -61,7 +61,9 @@ def template_error_dominates(flux: np.ndarray, ivar: np.ndarray, good: np.ndarra
                              smooth: int = SMOOTH_PIX, level=None, iv=None) -> np.ndarray:
     """(N,) True where the template error exceeds the noise on the median good pixel,
     median(ε·F·√ivar) > 1 (a median S/N above 1/ε ≈ 15): only there can it set the χ²;
-    ``level``: F already computed for these rows, ``iv``: :func:`_clean_ivar` of ``ivar``."""
+    ``level``: F already computed for these rows (finite, as :func:`_level` gives it: the
+    counting test of :func:`_median_above_one` assumes it), ``iv``: :func:`_clean_ivar` of
+    ``ivar``."""
     iv = _clean_ivar(ivar) if iv is None else iv
     lev = _level(flux, smooth) if level is None else level
     return _median_above_one(eps * lev, iv, np.asarray(good, bool))
