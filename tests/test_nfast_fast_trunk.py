@@ -15,12 +15,17 @@ def _net(seed=0, npix=1000):
     """A small gasnet with BatchNorm statistics and affine parameters far from the identity,
     so that a wrong fold (or none) shows."""
     torch.manual_seed(seed)
-    net = GaSNetModule(npix, 5, 40)
+    return _scrambled_bn(GaSNetModule(npix, 5, 40), seed, mean_scale=1.0)
+
+
+def _scrambled_bn(net, seed, mean_scale):
+    """``net`` (eval mode) with every BatchNorm's statistics and affine parameters drawn far
+    from the identity."""
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, nn.BatchNorm1d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+                m.running_mean.copy_(mean_scale * torch.randn(m.num_features, generator=g))
                 m.running_var.copy_(0.2 + 2 * torch.rand(m.num_features, generator=g))
                 m.weight.copy_(1 + 0.5 * torch.randn(m.num_features, generator=g))
                 m.bias.copy_(0.3 * torch.randn(m.num_features, generator=g))
@@ -39,13 +44,19 @@ def _spectra(n=7, npix=1000, seed=3):
     return flux, ivar, mask
 
 
-def test_trunk_equals_eval_trunk_both_layouts():
+def _trunk_case():
+    """(spectra, their (N, C, P) input, the fast trunk, the eval trunk's output)."""
     net = _net()
     flux, ivar, mask = _spectra()
     x = torch.from_numpy(normalise(flux, ivar, mask))
-    fast = ChannelsLastTrunk(net.trunk)
     with torch.no_grad():
         ref = net.trunk(x)
+    return (flux, ivar, mask), x, ChannelsLastTrunk(net.trunk), ref
+
+
+def test_trunk_equals_eval_trunk_both_layouts():
+    (flux, ivar, mask), x, fast, ref = _trunk_case()
+    with torch.no_grad():
         nlc = torch.from_numpy(normalise(flux, ivar, mask, channels_last=True))
         for inp in (x, nlc):
             out = fast(inp)
@@ -55,12 +66,8 @@ def test_trunk_equals_eval_trunk_both_layouts():
 
 def test_folded_network_differs_without_bn():
     """The check above is sensitive: dropping a BatchNorm's shift moves the output."""
-    net = _net()
-    flux, ivar, mask = _spectra()
-    x = torch.from_numpy(normalise(flux, ivar, mask))
-    fast = ChannelsLastTrunk(net.trunk)
+    _, x, fast, ref = _trunk_case()
     with torch.no_grad():
-        ref = net.trunk(x)
         fast.convs[1].bias.add_(0.5)
         assert not torch.allclose(fast(x), ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
 
@@ -98,16 +105,7 @@ def test_rejects_other_trunks():
 def _speccz(seed=0, npix=1000):
     from specsift.models.speccznet import SpecCZNetModule
     torch.manual_seed(seed)
-    net = SpecCZNetModule(npix, 5, 30)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm1d):
-                m.running_mean.copy_(0.3 * torch.randn(m.num_features, generator=g))
-                m.running_var.copy_(0.2 + 2 * torch.rand(m.num_features, generator=g))
-                m.weight.copy_(1 + 0.5 * torch.randn(m.num_features, generator=g))
-                m.bias.copy_(0.3 * torch.randn(m.num_features, generator=g))
-    return net.eval()
+    return _scrambled_bn(SpecCZNetModule(npix, 5, 30), seed, mean_scale=0.3)
 
 
 @pytest.mark.parametrize("npix", [1000, 1003])          # 1003: partial pooling windows
