@@ -66,6 +66,9 @@ def main() -> None:
     args = ["--n", "2000", "--precision", "fp32", "--fits", str(a.fits),
             "--fits-table", str(a.fits_table)]
     runs: dict[str, list[dict]] = {"base": [], "this": []}
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _predict_common import sim_store
+    sim_store(2000)                      # made here first, so that both trees read this one
     base = base_tree(a.base)
     try:
         for i in range(a.runs):
