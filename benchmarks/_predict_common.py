@@ -50,15 +50,41 @@ def model_for_bench(name_or_path: str | None) -> tuple[str, str]:
 
 def sim_store(n: int, seed: int = 11, class_set: str = "thirteen") -> Path:
     """A simulated store of ``n`` spectra (cached under out/bench/; "-raw": written since
-    stores keep flux and ivar uncompressed, so that an older LZF copy is not timed)."""
+    stores keep flux and ivar uncompressed, so that an older LZF copy is not timed).
+
+    The cache file is named by a digest of the simulator's source (:func:`_simulator_digest`):
+    a store cached before a change to how the simulator draws or labels its spectra is not
+    reused (one cached before a label-rule change kept 3 of 2000 truth labels that a fresh
+    clone's store no longer has, and the benchmarks' class accuracy with them)."""
     from specsift.simulate import simulate_to_store
-    path = CACHE / f"sim-{class_set}-{n}-s{seed}-raw.h5"
+    path = CACHE / f"sim-{class_set}-{n}-s{seed}-raw-{_simulator_digest()}.h5"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.h5")
         simulate_to_store(tmp, n=n, class_set=class_set, seed=seed, progress=True)
         os.replace(tmp, path)
     return path
+
+
+def _simulator_digest() -> str:
+    """sha256 (12 hex digits) of the source of every specsift module that importing the
+    simulator loads (its spectra and labels can depend on no other: the labels come from
+    the line stage's fits and SDSS's rules), listed by a fresh interpreter so that what this
+    process imported before does not change the name."""
+    import hashlib
+    listing = ("import sys, specsift.simulate\n"
+               "for m in sorted(sys.modules):\n"
+               "    f = getattr(sys.modules[m], '__file__', None)\n"
+               "    if (m == 'specsift' or m.startswith('specsift.')) and f:\n"
+               "        print(m, f)\n")
+    out = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True,
+                         check=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "src"))).stdout
+    h = hashlib.sha256()
+    for line in out.splitlines():
+        name, f = line.split(" ", 1)
+        h.update(name.encode())
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _first_core() -> None:                               # pragma: no cover - in the child

@@ -10,8 +10,8 @@ and an "after" in another compare two machines.  Alternating the two trees run b
 both under the same drift; each run is a fresh ``predict_speed.py`` process (CPU time of the
 whole process, one torch thread, ``--n 2000 --precision fp32``), so the numbers are the same
 kind as its own table's.  The base tree is a detached ``git worktree`` of ``--base`` made beside this
-checkout (its ``../shared`` is the same; removed at the end) and reads this checkout's cached simulated store
-(``out/bench/``), so both time the same spectra.
+checkout (its ``../shared`` is the same; removed at the end) and reads this checkout's cached
+simulated store (:func:`base_tree`), so both time the same spectra.
 """
 
 from __future__ import annotations
@@ -42,17 +42,20 @@ def one_run(tree: Path, args: list[str]) -> dict[tuple[str, str], int]:
     return {(m[1], m[2]): int(m[3]) for m in map(_ROW.match, out.splitlines()) if m}
 
 
-def base_tree(rev: str) -> Path:
+def base_tree(rev: str, store: Path) -> Path:
     """A detached worktree of ``rev`` beside this checkout (so that its ``../shared`` is
-    this one's), sharing this checkout's cached benchmark store."""
+    this one's) whose benchmark cache holds this checkout's simulated ``store``, under its
+    own name and under the name of the revisions before the cache was named by the
+    simulator's source (``sim-thirteen-2000-s11-raw.h5``); a base whose simulator differs
+    names its store otherwise and builds its own."""
     tree = Path(tempfile.mkdtemp(prefix=f".speed-base-{rev}-", dir=ROOT.parent))
     tree.rmdir()
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree),
                     rev], check=True)
-    cache = ROOT / "out" / "bench"
-    if cache.is_dir():
-        (tree / "out").mkdir(exist_ok=True)
-        os.symlink(cache, tree / "out" / "bench")
+    cache = tree / "out" / "bench"
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in {store.name, "sim-thirteen-2000-s11-raw.h5"}:
+        os.symlink(store, cache / name)
     return tree
 
 
@@ -68,8 +71,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"base": [], "this": []}
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from _predict_common import sim_store
-    sim_store(2000)                      # made here first, so that both trees read this one
-    base = base_tree(a.base)
+    base = base_tree(a.base, sim_store(2000))     # made here first: both trees read it
     try:
         for i in range(a.runs):
             for name, tree in (("base", base), ("this", ROOT)):
