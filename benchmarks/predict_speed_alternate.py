@@ -46,8 +46,9 @@ def base_tree(rev: str, store: Path) -> Path:
     """A detached worktree of ``rev`` beside this checkout (so that its ``../shared`` is
     this one's) whose benchmark cache holds this checkout's simulated ``store``, under its
     own name and under the name of the revisions before the cache was named by the
-    simulator's source (``sim-thirteen-2000-s11-raw.h5``); a base whose simulator differs
-    names its store otherwise and builds its own."""
+    simulator's source (``sim-thirteen-2000-s11-raw.h5``, which such a base reads whatever
+    its simulator: the same spectra, the truth labels of this one's); a newer base whose
+    simulator differs names its store otherwise and builds its own."""
     tree = Path(tempfile.mkdtemp(prefix=f".speed-base-{rev}-", dir=ROOT.parent))
     tree.rmdir()
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree),
