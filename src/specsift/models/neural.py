@@ -85,6 +85,7 @@ class NeuralSpectralModel(SpectralModel):
         labels(class_set)
         self.config = config
         self.net: nn.Module | None = None
+        self._trunk: tuple | None = None          # (device, trunk) of :meth:`_forward`
         self._reset_fitted()
 
     def _reset_fitted(self, values: dict | None = None) -> None:
@@ -148,6 +149,7 @@ class NeuralSpectralModel(SpectralModel):
             self.net.to(device)
         self.net.eval()
         self.net = variant(self.net, precision)
+        self._trunk = None
 
     # -- fit ---------------------------------------------------------------------
     def fit(self, train_data, val=None, *, seed: int = 0, log: Callable | None = print,
@@ -190,6 +192,7 @@ class NeuralSpectralModel(SpectralModel):
                        val_metrics_fn=self._val_metrics if val is not None else None,
                        val_reduce_fn=self._val_reduce, log=log, **options)
         self.net.cpu().eval()
+        self._trunk = None                        # made from the weights before training
         extra = self._calibrate(val, log) if val is not None else {}
         best = next((h for h in result.history if h["epoch"] == result.best_epoch), result.last)
         self.training = {"data": describe_data(train_data),
@@ -216,7 +219,21 @@ class NeuralSpectralModel(SpectralModel):
 
     # -- predict -----------------------------------------------------------------
     def _forward(self, x: torch.Tensor):
-        return self.net(x)
+        """The network on ``x``, with :meth:`_inference_trunk`'s module for ``x``'s device
+        standing in for its trunk where the model has one: made on first use and kept
+        until the weights or the device change (:meth:`_prepare`, :meth:`set_state`,
+        :meth:`fit` drop it)."""
+        dev = x.device
+        if self._trunk is None or self._trunk[0] != dev:
+            self._trunk = (dev, self._inference_trunk(dev))
+        trunk = self._trunk[1]
+        return self.net(x) if trunk is None else self.net(x, trunk=trunk)
+
+    def _inference_trunk(self, device: torch.device) -> nn.Module | None:
+        """A module the network's ``forward(x, trunk=...)`` runs in place of its own trunk
+        at inference on ``device`` (its weights copied from the network's: BatchNorm
+        folded, another memory layout); None: the network as it is."""
+        return None
 
     def _forward_batches(self, batch: SpectraBatch, options: PredictOptions,
                          decode: Callable, inputs: Callable | None = None) -> list:
@@ -265,6 +282,7 @@ class NeuralSpectralModel(SpectralModel):
             config.pop(k, None)
         self.config = config
         self._reset_fitted(fitted)
+        self._trunk = None
         self._build()
         self.net.load_state_dict({k: v.float() if v.is_floating_point() else v
                                   for k, v in state["weights"].items()})

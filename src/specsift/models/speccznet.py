@@ -204,26 +204,12 @@ class SpecCZNet(NeuralSpectralModel):
                 "GF_0.01": r["GF_0.01"], "NMAE": r["NMAE"], "sigma_NMAD": r["sigma_NMAD"]}
 
     def _calibrate(self, val, log) -> dict:
-        self._fast = None
         self.calibrate_zerr(val)
         return {}
 
-    def _forward(self, x: torch.Tensor):
-        """On the CPU, the network with the channels-last trunk of :mod:`.speccznet_fast`
-        (built once per prepared network), elsewhere as it is."""
-        if x.device.type != "cpu":
-            return self.net(x)
-        if getattr(self, "_fast", None) is None:
-            self._fast = SpecCZTrunk(self.net)
-        return self.net(x, trunk=self._fast)
-
-    def _prepare(self, device, precision: str) -> None:
-        super()._prepare(device, precision)
-        self._fast = None
-
-    def set_state(self, state: dict) -> None:
-        self._fast = None
-        super().set_state(state)
+    def _inference_trunk(self, device: torch.device) -> nn.Module | None:
+        """On the CPU the channels-last trunk of :mod:`.speccznet_fast`; elsewhere none."""
+        return SpecCZTrunk(self.net) if device.type == "cpu" else None
 
     def _predict(self, batch: SpectraBatch, options: PredictOptions) -> Table:
         """:meth:`_propose`'s catalog, its STAR rows with the star head's velocity (its p(z)

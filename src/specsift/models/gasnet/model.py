@@ -88,7 +88,7 @@ class GaSNet(NeuralSpectralModel):
             "n_bins": int(n_bins), "u_range": [-0.006, math.log1p(z_max)],
             "augment": bool(augment), "poor_snr": float(poor_snr),
             "anomaly_threshold": float(anomaly_threshold), "net": dict(net_options)})
-        self._aug_calls, self._seed, self._fused = 0, 0, None
+        self._aug_calls, self._seed = 0, 0
 
     # -- pieces ----------------------------------------------------------------
     def train_inputs(self, batch: SpectraBatch) -> torch.Tensor:
@@ -228,7 +228,6 @@ class GaSNet(NeuralSpectralModel):
         """All of :meth:`calibrate`, or only the temperature when the class head alone was
         trained (``trainable=("cls",)``): the embedding and both z heads are unchanged, so
         their ZERR and OOD models stay as fitted and Z/ZERR stay identical."""
-        self._fused = None
         if getattr(self, "_trainable", None) == ("cls",):
             return {"calibration": self.calibrate_temperature(val, log=log)}
         return {"calibration": self.calibrate(val, log=log)}
@@ -253,19 +252,11 @@ class GaSNet(NeuralSpectralModel):
         return y, {"temperature": t, "ECE_before": calibration(softmax(logits), y)["ECE"],
                    "ECE_after": calibration(softmax(logits / t), y)["ECE"]}
 
-    def _forward(self, x: torch.Tensor):
-        """The network with its inference trunk: on the CPU the channels-last one of
-        :mod:`.fast` (BatchNorm folded, no layout copies), elsewhere the BN-folded copy."""
-        dev = x.device
-        if self._fused is None or self._fused_device != dev:
-            self._fused = (ChannelsLastTrunk(self.net.trunk) if dev.type == "cpu"
-                           else self.net.fused_trunk())
-            self._fused_device = dev
-        return self.net(x, trunk=self._fused)
-
-    def _prepare(self, device, precision: str) -> None:
-        super()._prepare(device, precision)
-        self._fused = None
+    def _inference_trunk(self, device: torch.device) -> torch.nn.Module:
+        """On the CPU the channels-last trunk of :mod:`.fast` (BatchNorm folded, no layout
+        copies), elsewhere the BN-folded copy."""
+        return (ChannelsLastTrunk(self.net.trunk) if device.type == "cpu"
+                else self.net.fused_trunk())
 
     def _predict(self, batch: SpectraBatch, options: PredictOptions):
         """:meth:`_propose`'s catalog, its STAR rows with the star head's velocity (module
@@ -327,7 +318,7 @@ class GaSNet(NeuralSpectralModel):
         return cal.apply(reg.apply(s, spectype, _excess(s, sf), snr, p_near), spectype) * np.exp(u)
 
     def set_state(self, state: dict) -> None:
-        self._aug_calls, self._seed, self._fused = 0, 0, None
+        self._aug_calls, self._seed = 0, 0
         super().set_state(state)
 
 
