@@ -7,6 +7,7 @@ saved (seed 0) so timing and memory can still be measured; accuracy columns then
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -66,11 +67,13 @@ def sim_store(n: int, seed: int = 11, class_set: str = "thirteen") -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=None)
 def _simulator_digest() -> str:
     """sha256 (12 hex digits) of the source of every specsift module that importing the
     simulator loads (its spectra and labels can depend on no other: the labels come from
     the line stage's fits and SDSS's rules), listed by a fresh interpreter so that what this
-    process imported before does not change the name."""
+    process imported before does not change the name; once a process (the interpreter's
+    start is ≈ 1 s, and a benchmark asks for several stores)."""
     import hashlib
     listing = ("import sys, specsift.simulate\n"
                "for m in sorted(sys.modules):\n"
