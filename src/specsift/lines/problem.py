@@ -13,7 +13,7 @@ import copy
 
 import numpy as np
 
-from .profiles import DT, GRAM, MERGED, SET, ModelEvaluation, n_below
+from .profiles import DT, GRAM, LINES, MERGED, REACH, SET, ModelEvaluation, n_below
 from .table import C_KMS
 
 __all__ = ["DT", "Problem", "bin_sum", "regions"]
@@ -346,6 +346,10 @@ def _take_constants(consts: dict, rows) -> dict:
             out[key] = (val[0][rows], val[1][rows])
         elif key[0] == MERGED:                             # (components, edges, cst, rows)
             out[key] = (val[0], val[1][rows], val[2][rows], val[3])
+        elif key[0] == LINES:                     # (scale, columns, columns, σ_inst², c0)
+            out[key] = val[:3] + (val[3][rows], val[4][rows])
+        elif key[0] == REACH:                              # (line constants, first bins)
+            out[key] = (val[0][:3] + (val[0][3][rows], val[0][4][rows]), val[1][rows])
         else:
             raise KeyError(f"no rule to slice the cached constants {key[0]!r} to rows")
     return out
