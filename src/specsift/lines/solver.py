@@ -58,10 +58,9 @@ def _held_at_bounds(prob, theta, step, M, g):
     Why: clamping such a step afterwards leaves the other parameters' moves made for the
     clamped one's: a quasar whose broad Hβ velocity sat at its bound took step after
     rejected step, none of them a descent any more (``tests/test_lines_safeguards.py``)."""
-    lo, hi = prob.bounds()
+    lo_in, hi_in = prob.inner_bounds()
     x = theta[:, prob.ks:]
-    tol = 1e-6 * (hi - lo)
-    held = ((x <= lo + tol) & (step < 0)) | ((x >= hi - tol) & (step > 0))
+    held = ((x <= lo_in) & (step < 0)) | ((x >= hi_in) & (step > 0))
     rows = held.any(1)
     if not rows.any():
         return step
