@@ -11,7 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["normal_equations", "linear_solve", "inverse"]
+__all__ = ["normal_equations", "linear_solve", "inverse", "diagonal"]
+
+
+def diagonal(H: np.ndarray) -> np.ndarray:
+    """Writable view (N, P) of the diagonals of a C-contiguous stack ``H`` (N, P, P).
+
+    Why: the fit updates the diagonals of its normal matrices several times an iteration
+    (priors, pinned amplitudes, ridge, damping); through ``H[:, d, d]`` each update was a
+    fancy-indexed gather and scatter, small numpy calls a fit's tail and a small window
+    pay for few rows (``benchmarks/lines_profile.py``).  The arithmetic is the same, so
+    are the numbers."""
+    n, p, _ = H.shape
+    if not H.flags.c_contiguous:
+        raise ValueError(f"diagonal: a C-contiguous (N, P, P) stack needed, got strides "
+                         f"{H.strides}")
+    return H.reshape(n, p * p)[:, ::p + 1]
 
 
 def normal_equations(prob, J, r, prec, mean, theta):
@@ -22,12 +37,11 @@ def normal_equations(prob, J, r, prec, mean, theta):
     column: its diagonal is set to 1, so the solve leaves it where it is instead of
     failing on a singular matrix."""
     H, g = prob.gram(J, r)
-    diag = np.arange(H.shape[1])
-    H[:, diag, diag] += prec
+    dv = diagonal(H)
+    dv += prec
     g += prec * (mean - theta)
     # amplitudes without any weighted pixel: pin them at their current value
-    empty = H[:, diag, diag] <= 1e-30
-    H[:, diag, diag] = np.where(empty, 1.0, H[:, diag, diag])
+    dv[...] = np.where(dv <= 1e-30, 1.0, dv)
     return H, g
 
 
@@ -52,8 +66,8 @@ def linear_solve(prob, theta):
     profs = prob.profiles(theta)
     A = prob.linear_design(profs)
     H, rhs = prob.gram(A, prob.y, limit=lin)
-    d = np.arange(lin)
-    H[:, d, d] += np.where(H[:, d, d] <= 1e-30, 1.0, 1e-12 * H[:, d, d].max(1, keepdims=True))
+    dv = diagonal(H)
+    dv += np.where(dv <= 1e-30, 1.0, 1e-12 * dv.max(1, keepdims=True))
     hinv = _block_inverse(H, prob.lin_groups)
     theta = theta.copy()
     theta[:, :lin] = np.matmul(hinv, rhs[..., None])[..., 0]

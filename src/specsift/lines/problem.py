@@ -13,7 +13,7 @@ import copy
 
 import numpy as np
 
-from .profiles import DT, GRAM, MERGED, SET, ModelEvaluation, n_below
+from .profiles import DT, GRAM, LINES, MERGED, REACH, SET, ModelEvaluation, n_below
 from .table import C_KMS
 
 __all__ = ["DT", "Problem", "bin_sum", "regions"]
@@ -169,12 +169,17 @@ class Problem(ModelEvaluation):
             self.inst_min[:, c.group] = np.minimum(self.inst_min[:, c.group],
                                                    self.s_inst_l[:, j])
         self.inst_min[~np.isfinite(self.inst_min)] = 0.0
+        self._inst_min2 = self.inst_min ** 2
+        # the bounds less / plus 1e-6 of their range: a parameter there sits at its bound
+        # (:meth:`inner_bounds`)
+        tol = 1e-6 * (self.hi - self.lo)
+        self._lo_in, self._hi_in = self.lo + tol, self.hi - tol
         self._step_lim = np.repeat([self.STEP_WIDTH, self.STEP_VELOCITY], g)
 
     #: the attributes holding one row per spectrum (everything else is the windows'
     #: geometry, the same for every row); :meth:`take` slices these
     _ROW_ATTRS = ("idx", "x", "y", "w", "inv_dlam", "c0", "s_inst_l", "extra", "s_min",
-                  "s_max", "s_start", "lo", "hi", "inst_min")
+                  "s_max", "s_start", "lo", "hi", "inst_min", "_inst_min2", "_lo_in", "_hi_in")
 
     def take(self, rows: np.ndarray) -> "Problem":
         """The same problem for the spectra ``rows`` only (a shallow copy with every
@@ -315,13 +320,19 @@ class Problem(ModelEvaluation):
         gradient, and the fit ends far above its minimum).  Bounded steps keep the
         direction and come back to it."""
         s = theta[:, self.ks:self.ku]
-        w = np.sqrt(s * s + self.inst_min ** 2)                                 # (N, G)
+        w = np.sqrt(s * s + self._inst_min2)                                   # (N, G)
         over = np.abs(step) / (np.concatenate([w, w], axis=1) * self._step_lim)
         return 1.0 / np.maximum(over.max(1), 1.0)
 
     def bounds(self):
         """(low, high) (N, 2G) of the widths and velocities (:meth:`clamp`'s)."""
         return self.lo, self.hi
+
+    def inner_bounds(self):
+        """:meth:`bounds` moved in by 1e-6 of their range: a width or velocity at or past
+        them sits at its bound (:func:`.solver._held_at_bounds`); made once, not at every
+        step."""
+        return self._lo_in, self._hi_in
 
     def clamp(self, theta):
         theta[:, self.ks:] = np.minimum(np.maximum(theta[:, self.ks:], self.lo), self.hi)
@@ -346,6 +357,10 @@ def _take_constants(consts: dict, rows) -> dict:
             out[key] = (val[0][rows], val[1][rows])
         elif key[0] == MERGED:                             # (components, edges, cst, rows)
             out[key] = (val[0], val[1][rows], val[2][rows], val[3])
+        elif key[0] == LINES:                     # (scale, columns, columns, σ_inst², c0)
+            out[key] = val[:3] + (val[3][rows], val[4][rows])
+        elif key[0] == REACH:                              # (line constants, first bins)
+            out[key] = (val[0][:3] + (val[0][3][rows], val[0][4][rows]), val[1][rows])
         else:
             raise KeyError(f"no rule to slice the cached constants {key[0]!r} to rows")
     return out

@@ -21,9 +21,10 @@ except ImportError:                                   # pragma: no cover
 __all__ = ["DT", "ModelEvaluation", "integrated"]
 
 #: tags of the ``_consts`` cache's keys (each key is (tag, …)):
-#: :meth:`ModelEvaluation._set_constants`, ``_merged_constants`` and ``_gram_index``;
-#: :func:`.problem._take_constants` slices each kind by its tag
-SET, MERGED, GRAM = "set", "merged", "gram"
+#: :meth:`ModelEvaluation._set_constants`, ``_merged_constants``, ``_gram_index``,
+#: ``_line_constants`` and ``_reach_constants``; :func:`.problem._take_constants` slices
+#: each kind by its tag
+SET, MERGED, GRAM, LINES, REACH = "set", "merged", "gram", "lines", "reach"
 
 #: |(edge − centre) / (σ√2)| beyond which a profile's wing is held at its value there
 #: (erf(5.5) = 1 in float32, exp(−5.5²) = 7e-14): keeps subnormals out of the fit
@@ -253,10 +254,10 @@ class ModelEvaluation:
         1e-13 of the peak, but exp(−v²) of a line's far wings (up to ~1e-44) and their
         products in JᵀWJ were float32 subnormals, which the CPU handles in microcode: the
         line stage ran 1.2× faster with them flushed to zero, with identical results."""
-        sc = self.scale[cs]
-        sg = theta[:, self.ks + self.group[cs]] * sc                           # (N, L)
-        s = np.sqrt(sg * sg + self.s_inst_l[:, cs] ** 2)
-        cen = self.c0[:, cs] + theta[:, self.ku + self.group[cs]]
+        sc, wcol, ucol, inst2, c0 = self._line_constants(cs)
+        sg = theta[:, wcol] * sc                                               # (N, L)
+        s = np.sqrt(sg * sg + inst2)
+        cen = c0 + theta[:, ucol]
         inv_s = 1.0 / s
         v = edges - cen[..., None]
         v *= (inv_s / _SQRT2)[..., None]
@@ -289,12 +290,10 @@ class ModelEvaluation:
         :data:`_V_MAX` √2 σ both edges of a bin have v clipped to the same ±5.5, so its
         profile and both derivatives are exactly 0: leaving those bins out gives the
         same block, bit for bit, at a third of the narrow lines' profile work."""
-        c = np.array([cs[0] for cs, _, _, _ in sets])
-        col = np.array([start + off for _, start, off, _ in sets])
-        sg = theta[:, self.ks + self.group[c]] * self.scale[c]
-        s = np.sqrt(sg * sg + self.s_inst_l[:, c] ** 2)
-        rel = (self.c0[:, c] + theta[:, self.ku + self.group[c]] - self.x[:, col]
-               + DT(0.5)) / DT(self.bin)
+        (sc, wcol, ucol, inst2, c0), x0 = self._reach_constants(sets)
+        sg = theta[:, wcol] * sc
+        s = np.sqrt(sg * sg + inst2)
+        rel = (c0 + theta[:, ucol] - x0 + DT(0.5)) / DT(self.bin)
         r = _REACH * s / DT(self.bin)
         firsts, lasts = (rel - r).min(0).tolist(), (rel + r).max(0).tolist()
         out = []
@@ -307,6 +306,33 @@ class ModelEvaluation:
             # off the set (cannot be: clamped): all of it
             out.append((off + lo, hi - lo) if hi > lo else (off, ws))
         return out
+
+    def _line_constants(self, cs):
+        """(scale (L,), width and velocity columns of θ (L,), instrumental σ² (N, L),
+        centre c0 (N, L)) of components ``cs``, made on first use.
+
+        Why kept: the same per-line gathers were made at every evaluation of every set
+        (eight small numpy calls of each :meth:`_profiles_at`), a share of an
+        iteration's fixed cost that a fit's tail and a small window pay for few rows
+        (``benchmarks/lines_profile.py``); the values are the same numbers."""
+        key = (LINES, cs.tobytes())
+        hit = self._consts.get(key)
+        if hit is None:
+            g = self.group[cs]
+            hit = self._consts[key] = (self.scale[cs], self.ks + g, self.ku + g,
+                                       self.s_inst_l[:, cs] ** 2, self.c0[:, cs])
+        return hit
+
+    def _reach_constants(self, sets):
+        """(:meth:`_line_constants` of the sets' first components, each set's first bin
+        (N, S)) for :meth:`_reaches`, made on first use."""
+        key = (REACH, tuple((int(cs[0]), start + off) for cs, start, off, _ in sets))
+        hit = self._consts.get(key)
+        if hit is None:
+            c = np.array([q for q, _ in key[1]])
+            hit = self._consts[key] = (self._line_constants(c),
+                                       self.x[:, [col for _, col in key[1]]])
+        return hit
 
     def _sub_constants(self, k, e, off, ws):
         """:meth:`_set_constants` of set ``e`` of window ``k`` over its bins ``off`` …

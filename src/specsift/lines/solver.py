@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .linear import _chi2_of, _reduced, linear_solve, normal_equations
+from .linear import _chi2_of, _reduced, diagonal, linear_solve, normal_equations
 
 __all__ = ["MAX_ITER", "FTOL", "XTOL", "FULL_STEPS", "levenberg_marquardt", "joint_trial",
            "projected_trial", "choose_augmented"]
@@ -58,10 +58,9 @@ def _held_at_bounds(prob, theta, step, M, g):
     Why: clamping such a step afterwards leaves the other parameters' moves made for the
     clamped one's: a quasar whose broad Hβ velocity sat at its bound took step after
     rejected step, none of them a descent any more (``tests/test_lines_safeguards.py``)."""
-    lo, hi = prob.bounds()
+    lo_in, hi_in = prob.inner_bounds()
     x = theta[:, prob.ks:]
-    tol = 1e-6 * (hi - lo)
-    held = ((x <= lo + tol) & (step < 0)) | ((x >= hi - tol) & (step > 0))
+    held = ((x <= lo_in) & (step < 0)) | ((x >= hi_in) & (step > 0))
     rows = held.any(1)
     if not rows.any():
         return step
@@ -157,9 +156,9 @@ class _Trial:
 def joint_trial(prob, st: _Rows, H, g) -> _Trial:
     """A damped Gauss–Newton step of every parameter together (the path of the fit before
     variable projection: it decides which minimum a row with several goes to)."""
-    dg = np.arange(prob.np)
     Hd = H.copy()
-    Hd[:, dg, dg] *= 1.0 + st.lam[:, None]
+    dv = diagonal(Hd)
+    dv *= 1.0 + st.lam[:, None]
     trial = prob.clamp(st.th + np.linalg.solve(Hd, g[..., None])[..., 0])
     d = trial - st.th
     pred = 2.0 * (g * d).sum(1) - (d * np.matmul(H, d[..., None])[..., 0]).sum(1)
@@ -198,9 +197,9 @@ def _reduced_step(prob, st: _Rows, M, hd, gr):
     """The trial point and its (clamped) width / velocity move of the damped step on the
     reduced normal matrix ``M``."""
     lin = prob.ks
-    dn = np.arange(prob.np - lin)
     Md = M.copy()
-    Md[:, dn, dn] += st.lam[:, None] * hd[:, lin:]
+    dv = diagonal(Md)
+    dv += st.lam[:, None] * hd[:, lin:]
     step = np.linalg.solve(Md, gr[..., None])[..., 0]
     step = _held_at_bounds(prob, st.th, step, Md, gr)
     trial = st.th.copy()
@@ -316,7 +315,6 @@ def levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, x
     factor r, so the tests are on what is left, ≈ step / (1 − r) (r ≤ :data:`RATE_MAX`)."""
     n = prob.n
     full_steps = FULL_STEPS if prob.model.full_steps is None else prob.model.full_steps
-    dg = np.arange(prob.np)
     chi2 = _chi2_of(prob, out, theta, prec, mean)
     n_done = np.zeros(n, np.int16)
     conv = np.zeros(n, bool)
@@ -337,7 +335,7 @@ def levenberg_marquardt(prob, theta, out, J, hinv, prec, mean, max_iter, ftol, x
             st.th, st.o, st.Jb, st.hi = linear_solve(sub, st.th)
             st.c2 = _chi2_of(sub, st.o, st.th, st.pr, st.mu)
         H, g = normal_equations(sub, st.Jb, sub.y - st.o, st.pr, st.mu, st.th)
-        hd = H[:, dg, dg].copy()
+        hd = diagonal(H).copy()
         projected = it >= full_steps
         t = projected_trial(sub, st, H, g, hd) if projected else joint_trial(sub, st, H, g)
         done = _accept(sub, st, t, hd, ftol, xtol, projected)
