@@ -219,8 +219,13 @@ class PartSource:
         return _prepared(self._first_row(), self.widths, self.meta)
 
     def schema_prototype(self) -> Prototype:
-        """:meth:`prototype` for the Parquet schema alone (:class:`Prototype`)."""
-        return Prototype(*_prepared_arrays(self._first_row(), self.widths), self.meta)
+        """:meth:`prototype` for the Parquet schema alone (:class:`Prototype`): made from the
+        merged schema and the string widths, which the first pass has (reading the first
+        part's rows for it was a quarter of a one-part merge); from the first row where a
+        column's type is not a plain number, boolean, string or fixed-size list of numbers."""
+        row = _schema_row(self.schema, self.widths)
+        return Prototype(*_prepared_arrays(row if row is not None else self._first_row(),
+                                           self.widths), self.meta)
 
     def _first_row(self) -> dict:
         import pyarrow.parquet as pq
@@ -258,6 +263,32 @@ class PartSource:
             at = f.read(columns=[c for c in cols if c in have])
             yield _prepared(_arrow_columns(self._conform(at, cols)), self.widths,
                             self.meta if with_meta else {})   # one Table, as prototype()
+
+
+def _schema_row(schema, widths: dict[str, int]) -> dict[str, np.ndarray] | None:
+    """A row of :func:`_arrow_columns`' dtypes and shapes for ``schema`` (zeros, empty strings
+    of the merged width: a prototype's values are never written), or None for a type it
+    does not cover."""
+    import pyarrow as pa
+    out = {}
+    for field in schema:
+        typ, shape = field.type, (1,)
+        if pa.types.is_fixed_size_list(typ):
+            typ, shape = typ.value_type, (1, typ.list_size)
+            if not (pa.types.is_integer(typ) or pa.types.is_floating(typ)
+                    or pa.types.is_boolean(typ)):
+                return None
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            if len(shape) > 1:
+                return None
+            out[field.name] = np.zeros(1, f"U{max(widths.get(field.name, 1), 1)}")
+        elif pa.types.is_boolean(typ):
+            out[field.name] = np.zeros(shape, bool)
+        elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
+            out[field.name] = np.zeros(shape, np.dtype(typ.to_pandas_dtype()))
+        else:
+            return None
+    return out
 
 
 def string_width(col) -> int | None:

@@ -1,0 +1,158 @@
+"""The fixed cost of a predict call cut without changing what it writes: the YAML header
+written directly, the merge's Parquet prototype made from the schema, line columns put into
+the table directly, a loaded network built without its random initialisation."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from astropy.table import Column, Table
+from astropy.table.meta import get_yaml_from_table
+
+from specsift.io.catalog import merge_parts
+from specsift.io.catalog_parquet import _datatype_lines, _table_yaml
+from specsift.io.catalog_sources import PartSource, Prototype, _prepared_arrays
+from specsift.lines.measure import _empty, _units, add_line_columns, line_table
+from specsift.pipeline.parts import RunDir
+
+#: names PyYAML writes plain, single-quoted for its resolver (numbers, booleans, null,
+#: dates) or single-quoted for its flow indicators
+_TRICKY = ["A", "true", "1.5", "yes", "No", "null", "~", "a:b", "a: b", "#x", "a#b", "a #b",
+           "-x", "- x", "-", "x-", "---a", "...", "a,b", "a[1]", "'q'", 'd"q', "%x", "@x",
+           "`x", "!x", "&x", "*x", "|x", ">x", "?x", "x?", "2026-12-02", "0x1F", "1e5",
+           "1_000", ".inf", "=", "<<", "a b", "a  b", "on", "OFF", "y", "n", "1:20",
+           "12:30:00", ".5", "+1", "0o17", "x'y", "NaN", ".NaN", "e", "E5", "x}"]
+
+
+def test_datatype_lines_are_pyyamls_text():
+    """Every name above, with and without units, vector and string columns, keywords with
+    quotes and non-ASCII text: the same header as astropy's own dumper, through the direct
+    writer (not its PyYAML fallback)."""
+    t = Table()
+    for i, name in enumerate(_TRICKY):
+        t[name] = Column(np.zeros(2), unit=("km / s", None, "1e-17 erg / (s cm2 Angstrom)")[i % 3])
+    t["V"] = np.zeros((2, 3), np.float32)
+    t["M"] = np.zeros((2, 2, 5), np.int16)
+    t["S"] = np.array(["a", "b"])
+    t["B"] = np.array([True, False])
+    t.meta.update({"A": 1, "DATE": "2026-12-02T00:41:17", "X": True, "C": "a: b 'q' é"})
+    assert _datatype_lines(t.columns.values()) is not None
+    assert _table_yaml(t) == get_yaml_from_table(t)
+
+
+@pytest.mark.parametrize("col", [Column(np.zeros(2), name="é"),
+                                 Column(np.zeros(2), name="D", description="why"),
+                                 Column(np.zeros(2), name="F", format="%.3f"),
+                                 Column(np.zeros(2), name="N" * 130)])
+def test_other_columns_fall_back_to_pyyaml(col):
+    """A column outside the direct writer's cases (non-ASCII name, description, format, a
+    line PyYAML would wrap) leaves the whole list to PyYAML: still astropy's text."""
+    t = Table([Column(np.zeros(2), name="Z", unit="km / s"), col])
+    assert _datatype_lines(t.columns.values()) is None
+    assert _table_yaml(t) == get_yaml_from_table(t)
+
+
+def _part(tmp_path, table, k=0):
+    rd = RunDir(tmp_path / "c.parquet")
+    rd.path.mkdir(parents=True, exist_ok=True)
+    rd.write_part(0, k, table)
+    return rd.part_path(0, k)
+
+
+def test_schema_prototype_is_the_first_rows(tmp_path):
+    """The Parquet prototype made from the merged schema has the dtypes, shapes, units and
+    string widths of the one made from the first part's first row."""
+    t = Table({"TARGETID": np.arange(3), "SOURCE": np.array(["a", "bbbbbbb", "c"]),
+               "Z": np.ones(3), "NPIXELS": np.ones(3, np.int32), "OK": np.ones(3, bool),
+               "COEFF": np.ones((3, 4), np.float32), "HBETA_FLUX": np.ones(3, np.float32)})
+    src = PartSource([_part(tmp_path, t, 0), _part(tmp_path, t[:1], 1)], {"A": 1})
+    new, old = src.schema_prototype(), Prototype(*_prepared_arrays(src._first_row(), src.widths),
+                                                 src.meta)
+    assert new.colnames == old.colnames
+    for name in new.colnames:
+        a, b = new[name], old[name]
+        assert (a.dtype, a.shape, a.info.unit) == (b.dtype, b.shape, b.info.unit), name
+    assert new["SOURCE"].dtype == np.dtype("U7")
+    assert _table_yaml(new) == _table_yaml(old)
+
+
+def test_merge_reads_back_every_column(tmp_path):
+    t = Table({"TARGETID": np.arange(2), "SOURCE": np.array(["x", "yy"]),
+               "COEFF": np.arange(8, dtype=np.float32).reshape(2, 4), "Z": [0.1, 0.2]})
+    merge_parts([_part(tmp_path, t)], tmp_path / "out.parquet", {"MODEL": "m"})
+    back = Table.read(tmp_path / "out.parquet")
+    assert back.colnames == ["TARGETID", "SOURCE", "COEFF", "Z"]
+    assert np.array_equal(back["COEFF"], t["COEFF"]) and list(back["SOURCE"]) == ["x", "yy"]
+    assert b"table_meta_yaml" in pq.read_schema(tmp_path / "out.parquet").metadata
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_line_columns_added_as_add_columns_would(n):
+    """Direct insertion gives the table ``add_columns(line_table(cols))`` gives: names,
+    order, units, values, no copies of the arrays; the table stays usable (a row slice,
+    a new column, a removal)."""
+    base = Table({"Z": np.linspace(0, 1, n), "SPECTYPE": np.full(n, "GALAXY")})
+    cols = _empty(n)
+    cols["HBETA_FLUX"][:] = np.arange(n)
+    mine = base.copy(copy_data=False)
+    add_line_columns(mine, cols)
+    ref = base.copy()
+    ref.add_columns(list(line_table(cols).columns.values()))
+    assert mine.colnames == ref.colnames
+    for name in ref.colnames:
+        assert mine[name].unit == ref[name].unit, name
+        a, b = np.asarray(mine[name]), np.asarray(ref[name])
+        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
+    assert np.shares_memory(np.asarray(mine["HBETA_FLUX"]), cols["HBETA_FLUX"])
+    assert mine["HBETA_FLUX"].unit == _units()["HBETA_FLUX"]
+    assert mine["HBETA_FLUX"].info.parent_table is mine
+    assert len(mine[:1]) == 1 and mine[:1]["HBETA_FLUX"].unit == ref["HBETA_FLUX"].unit
+    mine["X"] = np.ones(n)
+    mine.remove_column("HBETA_EW")
+    assert "HBETA_EW" not in mine.colnames and mine.colnames[-1] == "X"
+
+
+def test_add_line_columns_refuses_a_wrong_length():
+    base = Table({"Z": np.zeros(3)})
+    cols = _empty(2)
+    with pytest.raises(ValueError):
+        add_line_columns(base, cols)
+
+
+def test_loaded_network_is_its_file_and_init_stays_random_elsewhere():
+    """A loaded model's weights are the file's (all of them: none left uninitialised), and
+    building without initialisers touches only the loading thread: a layer made in another
+    thread meanwhile, and one made afterwards, are randomly initialised as before."""
+    from specsift import torchfile
+    from specsift.models.base import load_model, model_path
+    import specsift.models.neural as neural
+    m = load_model("gasnet")
+    weights = torchfile.load(model_path("gasnet"))["state"]["weights"]
+    sd = m.net.state_dict()
+    assert set(sd) == set(weights)
+    for k, v in weights.items():
+        assert torch.equal(sd[k], v.float() if v.is_floating_point() else v), k
+    seen = {}
+    started, release = threading.Event(), threading.Event()
+
+    def other():
+        started.wait(5)
+        seen["w"] = torch.nn.Linear(50, 40).weight.detach().clone()
+        release.set()
+
+    th = threading.Thread(target=other)
+    th.start()
+    with neural._init_skipped():
+        started.set()
+        release.wait(5)
+        skipped = torch.nn.Linear(50, 40)
+        torch.nn.init.constant_(skipped.bias, 3.0)
+        assert not bool((skipped.bias == 3.0).all())     # untouched in this thread
+    th.join()
+    assert seen["w"].abs().max() > 0 and seen["w"].std() > 0.01
+    after = torch.nn.Linear(50, 40).weight.detach()
+    assert after.std() > 0.01 and float(after.abs().max()) <= 1 / np.sqrt(50) + 1e-6
