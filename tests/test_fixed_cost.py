@@ -156,3 +156,61 @@ def test_loaded_network_is_its_file_and_init_stays_random_elsewhere():
     assert seen["w"].abs().max() > 0 and seen["w"].std() > 0.01
     after = torch.nn.Linear(50, 40).weight.detach()
     assert after.std() > 0.01 and float(after.abs().max()) <= 1 / np.sqrt(50) + 1e-6
+
+
+def _fits_kinds(n: int = 5) -> Table:
+    rng = np.random.default_rng(1)
+    t = Table()
+    t["TARGETID"] = np.arange(n, dtype=np.int64)
+    t["SOURCE"] = np.array([f"spec-{k}.fits" for k in range(n - 2)] + ["pä th ", "x  "])
+    t["Z"] = rng.random(n)
+    t["Z"][1] = np.nan
+    t["ZWARN"] = np.arange(n, dtype=np.int64) * 4
+    t["NPIXELS"] = np.arange(n, dtype=np.int32)
+    t["NCOEFF"] = np.arange(n, dtype=np.int16)
+    t["OK"] = np.arange(n) % 2 == 0
+    t["SPECTYPE"] = np.array(["GALAXY", "QSO", "STAR", "", "QSO"][:n])
+    t["COEFF"] = rng.random((n, 10)).astype(np.float32)
+    t["HBETA_FLUX"] = rng.random(n).astype(np.float32)
+    t["RA"] = rng.random(n) * 360
+    t["PLATE"] = np.arange(n, dtype=np.int64) + 1000
+    return t
+
+
+def test_fits_rows_are_astropys_bytes(tmp_path, monkeypatch):
+    """The FITS rows filled with numpy are the bytes astropy's BinTableHDU gives, for every
+    column kind of a catalog (booleans, strings with trailing blanks and non-ASCII
+    characters, vectors, NaN), in the in-memory writer and in the merge of parts."""
+    import specsift.io.catalog as catalog
+    t = _fits_kinds()
+    parts = [_part(tmp_path, t[:3], 0), _part(tmp_path, t[3:], 1)]
+    meta = {"MODEL": "m", "NINPUT": 5}
+    catalog.write_catalog(t, tmp_path / "mine.fits", meta=meta)
+    merge_parts(parts, tmp_path / "mine-parts.fits", meta)
+    used = []
+    real = catalog._fits_rows
+    monkeypatch.setattr(catalog, "_fits_rows", lambda *a: used.append(1) or real(*a))
+    catalog.write_catalog(t, tmp_path / "again.fits", meta=meta)
+    assert used                                   # the numpy rows, not astropy's
+    monkeypatch.setattr(catalog, "_fits_row_dtype", lambda data: None)
+    catalog.write_catalog(t, tmp_path / "astropy.fits", meta=meta)
+    merge_parts(parts, tmp_path / "astropy-parts.fits", meta)
+    assert (tmp_path / "mine.fits").read_bytes() == (tmp_path / "astropy.fits").read_bytes()
+    assert (tmp_path / "mine-parts.fits").read_bytes() == \
+        (tmp_path / "astropy-parts.fits").read_bytes()
+
+
+def test_fits_rows_refuse_what_they_do_not_know():
+    """A column kind outside the numpy path (unsigned integers, other shapes) gives None, so
+    astropy writes that part."""
+    from astropy.io import fits
+
+    from specsift.io.catalog import _fits_row_dtype, _fits_rows
+    t = Table({"A": np.arange(3, dtype=np.uint16)})
+    assert _fits_row_dtype(fits.table_to_hdu(t).data) is None
+    t = Table({"A": np.zeros(3), "V": np.zeros((3, 2), np.float32)})
+    row = _fits_row_dtype(fits.table_to_hdu(t).data)
+    assert row is not None
+    assert _fits_rows(Table({"A": np.zeros(3), "V": np.zeros((3, 4), np.float32)}), row) is None
+    assert _fits_rows(Table({"A": np.zeros(3, np.int64), "V": np.zeros((3, 2), np.float32)}),
+                      row) is None
