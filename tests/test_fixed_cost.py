@@ -13,6 +13,7 @@ import torch
 from astropy.table import Column, Table
 from astropy.table.meta import get_yaml_from_table
 
+from specsift.io import read_catalog
 from specsift.io.catalog import merge_parts
 from specsift.io.catalog_parquet import _datatype_lines, _table_yaml
 from specsift.io.catalog_sources import PartSource, Prototype, _prepared_arrays
@@ -214,3 +215,52 @@ def test_fits_rows_refuse_what_they_do_not_know():
     assert _fits_rows(Table({"A": np.zeros(3), "V": np.zeros((3, 4), np.float32)}), row) is None
     assert _fits_rows(Table({"A": np.zeros(3, np.int64), "V": np.zeros((3, 2), np.float32)}),
                       row) is None
+
+
+def test_merge_of_held_parts_is_the_merge_of_the_files(tmp_path):
+    """A merge given the parts' Arrow tables (the run that wrote them) writes the catalog the
+    merge of the files writes; with one part missing from ``tables`` it reads them all."""
+    import pyarrow as pa
+
+    from specsift.pipeline.parts import table_to_arrow
+    t = _fits_kinds()
+    rd = RunDir(tmp_path / "c.parquet")
+    rd.path.mkdir(parents=True, exist_ok=True)
+    rd.write_part(0, 0, table_to_arrow(t[:3]))
+    rd.write_part(0, 1, table_to_arrow(t[3:]))
+    held = rd.held_parts()
+    parts = [rd.part_path(0, 0), rd.part_path(0, 1)]
+    assert set(held) == set(parts) and all(isinstance(v, pa.Table) for v in held.values())
+    meta = {"MODEL": "m"}
+    for ext in ("parquet", "fits", "ecsv"):
+        merge_parts(parts, tmp_path / f"files.{ext}", meta)
+        merge_parts(parts, tmp_path / f"held.{ext}", meta, tables=held)
+        merge_parts(parts, tmp_path / f"some.{ext}", meta, tables={parts[0]: held[parts[0]]})
+        a = read_catalog(tmp_path / f"files.{ext}")
+        for other in ("held", "some"):
+            b = read_catalog(tmp_path / f"{other}.{ext}")
+            assert a.colnames == b.colnames and a.meta == b.meta
+            for name in a.colnames:
+                assert a[name].dtype == b[name].dtype and a[name].unit == b[name].unit
+                assert np.array_equal(np.asarray(a[name]), np.asarray(b[name]),
+                                      equal_nan=a[name].dtype.kind == "f"), (ext, name)
+    assert (tmp_path / "files.fits").read_bytes() == (tmp_path / "held.fits").read_bytes()
+    assert pq.read_schema(tmp_path / "files.parquet").equals(
+        pq.read_schema(tmp_path / "held.parquet"), check_metadata=True)
+
+
+def test_parts_held_only_up_to_the_limit(tmp_path, monkeypatch):
+    import specsift.pipeline.parts as parts_mod
+    from specsift.pipeline.parts import table_to_arrow
+    monkeypatch.setattr(parts_mod, "HELD_BYTES", 600)
+    rd = RunDir(tmp_path / "c.parquet")
+    rd.path.mkdir(parents=True, exist_ok=True)
+    at = table_to_arrow(_fits_kinds(3))
+    assert at.nbytes < 600 < 3 * at.nbytes
+    rd.write_part(0, 0, at)
+    assert len(rd.held_parts()) == 1
+    rd.write_part(0, 1, at)
+    rd.write_part(0, 2, at)
+    assert rd.held_parts() == {}                  # past the limit: the merge reads them all
+    rd.write_part(0, 3, at)
+    assert rd.held_parts() == {}

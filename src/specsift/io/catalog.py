@@ -120,12 +120,15 @@ def write_catalog(table: Table, path, meta: dict | None = None,
     return _write(MemorySource(table, meta), Path(path), overwrite)
 
 
-def merge_parts(parts: list[Path], catalog, meta: dict | None = None) -> int:
+def merge_parts(parts: list[Path], catalog, meta: dict | None = None,
+                tables: dict | None = None) -> int:
     """Write the rows of the Parquet ``parts`` (in order) to ``catalog``, one part in
-    memory at a time; returns the row count."""
+    memory at a time; returns the row count.  ``tables``: {part path: its Arrow table}
+    that the caller still holds (used only when it holds every part: the rows are the
+    same, and no part is read back)."""
     if not parts:
         raise ValueError(f"{catalog}: no spectra were predicted")
-    src = PartSource(parts, meta)
+    src = PartSource(parts, meta, tables)
     _write(src, Path(catalog), True)
     return src.n_rows
 
