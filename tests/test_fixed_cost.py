@@ -264,3 +264,29 @@ def test_parts_held_only_up_to_the_limit(tmp_path, monkeypatch):
     assert rd.held_parts() == {}                  # past the limit: the merge reads them all
     rd.write_part(0, 3, at)
     assert rd.held_parts() == {}
+
+
+def _arrow_strings_reference(a):
+    """The string columns as table_to_arrow made them before (np.char.encode, str_len)."""
+    import pyarrow as pa
+    n = len(a)
+    enc = np.char.encode(a, "utf-8") if a.dtype.kind == "U" else a
+    lens = np.char.str_len(enc).astype(np.int64) if n else np.zeros(0, np.int64)
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(lens, out=offsets[1:])
+    width = enc.dtype.itemsize
+    data = np.ascontiguousarray(enc).view(np.uint8).reshape(n, width)[
+        np.arange(width)[None, :] < lens[:, None]] if width and n else np.zeros(0, np.uint8)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets),
+                                                  pa.py_buffer(data)])
+
+
+@pytest.mark.parametrize("values", [
+    np.array(["GALAXY", "QSO", "", "STAR"]), np.array(["", ""]), np.array([], dtype="U3"),
+    np.array(["pä th", "x", "日本"]), np.array(["a\x00b", "c"]), np.array(["a b ", " x"]),
+    np.array([b"ab", b"", b"a\x00c"]), np.array(["x" * 40] * 5)[::2]])
+def test_arrow_strings_as_before(values):
+    from specsift.pipeline.parts import arrow_array
+    got = arrow_array(values)
+    got.validate(full=True)
+    assert got.equals(_arrow_strings_reference(values))

@@ -73,13 +73,16 @@ def arrow_array(a: np.ndarray) -> pa.Array:
     a = np.asarray(a)
     n = len(a)
     if a.dtype.kind in "US":
-        enc = np.char.encode(a, "utf-8") if a.dtype.kind == "U" else a
-        lens = np.char.str_len(enc).astype(np.int64) if n else np.zeros(0, np.int64)
-        offsets = np.zeros(n + 1, np.int32)
-        np.cumsum(lens, out=offsets[1:])
+        enc = _utf8(a) if a.dtype.kind == "U" else a
         width = enc.dtype.itemsize
+        offsets = np.zeros(n + 1, np.int32)
         if width and n:
             raw = np.ascontiguousarray(enc).view(np.uint8).reshape(n, width)
+            # a value's length: past its last non-NUL byte (numpy pads with NULs), from the
+            # bytes themselves — np.char.str_len called a method per value (~0.2 µs each)
+            used = raw != 0
+            lens = np.where(used.any(axis=1), width - np.argmax(used[:, ::-1], axis=1), 0)
+            np.cumsum(lens, out=offsets[1:])
             data = raw[np.arange(width)[None, :] < lens[:, None]]
         else:
             data = np.zeros(0, np.uint8)
@@ -92,6 +95,15 @@ def arrow_array(a: np.ndarray) -> pa.Array:
         return pa.array(a)
     a = np.ascontiguousarray(a, a.dtype.newbyteorder("="))
     return pa.Array.from_buffers(pa.from_numpy_dtype(a.dtype), n, [None, pa.py_buffer(a)])
+
+
+def _utf8(a: np.ndarray) -> np.ndarray:
+    """A str array's values as UTF-8 bytes (NUL-padded ``S``): numpy's own cast where they
+    are ASCII — the catalog's labels and paths nearly always — else ``np.char.encode``."""
+    try:
+        return a.astype(f"S{max(a.dtype.itemsize // 4, 1)}")
+    except UnicodeEncodeError:
+        return np.char.encode(a, "utf-8")
 
 
 def _write_json_atomic(path: Path, obj) -> None:
