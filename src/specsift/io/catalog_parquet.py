@@ -73,12 +73,95 @@ def _table_yaml(table: Table) -> list[str]:
     try:            # astropy's private helpers: any difference of theirs falls back to astropy
         Dumper.add_representer(OrderedDict, tm._repr_odict)
         Dumper.add_representer(tm.ColumnDict, column_dict)
-        header = {"datatype": [tm._get_col_attributes(c) for c in table.columns.values()]}
+        lines = _datatype_lines(table.columns.values())
+        if lines is None:                   # a column the direct writer does not know
+            header = {"datatype": [tm._get_col_attributes(c) for c in table.columns.values()]}
+        else:                               # the small rest (the keywords) through PyYAML
+            header = {}
         if table.meta:
             header["meta"] = OrderedDict(table.meta)
-        return yaml.dump(header, default_flow_style=None, Dumper=Dumper, width=130).splitlines()
+        rest = yaml.dump(header, default_flow_style=None, Dumper=Dumper,
+                         width=130).splitlines() if header else []
+        return rest if lines is None else ["datatype:", *lines, *rest]
     except (yaml.YAMLError, TypeError, AttributeError, KeyError, ValueError):
         return tm.get_yaml_from_table(table.to_table() if hasattr(table, "to_table") else table)
+
+
+#: characters PyYAML's emitter (``analyze_scalar``) refuses in a plain scalar of a flow
+#: mapping: anywhere, and as the first character
+_FLOW_ANYWHERE = frozenset(",?[]{}:")
+_FLOW_FIRST = frozenset("#,[]{}&*!|>'\"%@`?:")
+
+
+def _datatype_lines(columns) -> list[str] | None:
+    """The ``datatype:`` list of the YAML header, one ``- {name: …, unit: …, datatype: …}``
+    line a column, written directly: PyYAML's representer and resolver made a YAML node per
+    scalar, ~600 of them for a catalog's ~150 columns — ~6 CPU-ms of every predict call's
+    merge.  The text is what PyYAML writes (tests/test_catalog_io.py checks it on a catalog
+    and on names that need quotes); None — so that PyYAML writes the list — for anything
+    outside the plain cases: a format, description or meta on a column, object columns,
+    a value that is not printable ASCII, a line that PyYAML would wrap."""
+    from astropy.table.meta import _get_datatype_from_dtype
+    units: dict = {}
+    out = []
+    for col in columns:
+        info = col.info
+        if info.format is not None or info.description is not None or info.meta:
+            return None
+        dtype, shape = info.dtype, col.shape[1:]
+        if dtype.kind == "O" or not isinstance(info.name, str):
+            return None
+        items = [("name", info.name)]
+        unit = info.unit
+        if unit is not None:
+            if unit not in units:
+                units[unit] = str(unit)
+            items.append(("unit", units[unit]))
+        if shape:
+            items.append(("datatype", "string"))
+            items.append(("subtype", _get_datatype_from_dtype(dtype)
+                          + "[" + ",".join(str(int(k)) for k in shape) + "]"))
+        else:
+            items.append(("datatype", _get_datatype_from_dtype(dtype)))
+        parts = []
+        for key, value in items:
+            text = _scalar(value)
+            if text is None:
+                return None
+            parts.append(f"{key}: {text}")
+        line = "- {" + ", ".join(parts) + "}"
+        if len(line) > 120:                          # PyYAML wraps past its width (130)
+            return None
+        out.append(line)
+    return out or None
+
+
+def _scalar(s: str) -> str | None:
+    """``s`` as PyYAML writes a string value in a flow mapping (plain, or single-quoted
+    where a plain scalar would not read back as the same string); None outside printable
+    ASCII (PyYAML's double-quoted escapes are not reproduced here)."""
+    if not s:
+        return "''"
+    if not s.isascii() or not s.isprintable():
+        return None
+    plain = (s[0] != " " and s[-1] != " " and not s.startswith(("---", "..."))
+             and s[0] not in _FLOW_FIRST and not (s[0] == "-" and (len(s) == 1 or s[1] == " "))
+             and not _FLOW_ANYWHERE.intersection(s[1:]) and " #" not in s
+             and _implicit_tag(s) == "tag:yaml.org,2002:str")
+    return s if plain else "'" + s.replace("'", "''") + "'"
+
+
+def _implicit_tag(s: str) -> str:
+    """The tag PyYAML's resolver gives ``s`` written plain (a string that would read back
+    as a number, boolean, null or date has to be quoted, as the emitter does)."""
+    global _RESOLVER
+    import yaml
+    if _RESOLVER is None:
+        _RESOLVER = yaml.resolver.Resolver()
+    return _RESOLVER.resolve(yaml.ScalarNode, s, (True, False))
+
+
+_RESOLVER = None
 
 
 def numpy_of(col) -> np.ndarray:

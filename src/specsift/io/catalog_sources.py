@@ -181,24 +181,42 @@ class PartSource:
     """Parquet part files of a predict run: a first pass reads schema, row count and string
     widths without the data; ``tables`` reads one part (only the wanted columns) at a time."""
 
-    def __init__(self, parts: list[Path], meta: dict | None):
+    def __init__(self, parts: list[Path], meta: dict | None, tables: dict | None = None):
         import pyarrow as pa
         import pyarrow.parquet as pq
         self.parts, self.meta = list(parts), dict(meta or {})
         self.provenance = provenance_of(self.meta)
-        metas = [pq.read_metadata(p) for p in self.parts]          # one footer read a part
-        schemas = [m.schema.to_arrow_schema() for m in metas]
+        # the Arrow tables of the parts when the caller still holds every one of them (the
+        # run that just wrote them): the same rows, without reading each part twice
+        held = tables or {}
+        self._held = {p: held[p] for p in self.parts} \
+            if self.parts and all(p in held for p in self.parts) else {}
+        if self._held:
+            schemas = [self._held[p].schema for p in self.parts]
+            rows = [self._held[p].num_rows for p in self.parts]
+        else:
+            metas = [pq.read_metadata(p) for p in self.parts]      # one footer read a part
+            schemas = [m.schema.to_arrow_schema() for m in metas]
+            rows = [m.num_rows for m in metas]
         self.schema = pa.unify_schemas(schemas, promote_options="permissive")
         strs = [f.name for f in self.schema if pa.types.is_string(f.type)
                 or pa.types.is_large_string(f.type)]
         self.widths = dict.fromkeys(strs, 1)
-        self.n_rows = 0
-        for p, m, s in zip(self.parts, metas, schemas):
-            f = pq.ParquetFile(p, metadata=m)
-            self.n_rows += m.num_rows
-            at = f.read(columns=[c for c in strs if c in s.names])
+        self.n_rows = sum(rows)
+        for k, (p, s) in enumerate(zip(self.parts, schemas)):
+            at = self._read(p, [c for c in strs if c in s.names],
+                            None if self._held else metas[k])
             for c in at.column_names:
                 self.widths[c] = max(self.widths[c], string_width(at.column(c)) or 1)
+
+    def _read(self, part: Path, columns: list[str] | None = None, metadata=None):
+        """Part ``part``'s columns ``columns`` (None: all) as an Arrow table: the held one,
+        else read from its file."""
+        if self._held:
+            at = self._held[part]
+            return at if columns is None else at.select(columns)
+        import pyarrow.parquet as pq
+        return pq.ParquetFile(part, metadata=metadata).read(columns=columns)
 
     def _conform(self, at, cols):
         """``at``'s columns ``cols`` in the merged schema's types (a column already of its
@@ -219,23 +237,25 @@ class PartSource:
         return _prepared(self._first_row(), self.widths, self.meta)
 
     def schema_prototype(self) -> Prototype:
-        """:meth:`prototype` for the Parquet schema alone (:class:`Prototype`)."""
-        return Prototype(*_prepared_arrays(self._first_row(), self.widths), self.meta)
+        """:meth:`prototype` for the Parquet schema alone (:class:`Prototype`): made from the
+        merged schema and the string widths, which the first pass has (reading the first
+        part's rows for it was a quarter of a one-part merge); from the first row where a
+        column's type is not a plain number, boolean, string or fixed-size list of numbers."""
+        row = _schema_row(self.schema, self.widths)
+        return Prototype(*_prepared_arrays(row if row is not None else self._first_row(),
+                                           self.widths), self.meta)
 
     def _first_row(self) -> dict:
-        import pyarrow.parquet as pq
-        first = self._conform(pq.ParquetFile(self.parts[0]).read().slice(0, 1), self.schema.names)
+        first = self._conform(self._read(self.parts[0]).slice(0, 1), self.schema.names)
         return _arrow_columns(first)
 
     def arrow_tables(self, schema):
         """Each part as an Arrow table of ``schema``: columns in its order and types, a column
         a part lacks (or its nulls) filled as :func:`prepare` fills them."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
         for p in self.parts:
-            f = pq.ParquetFile(p)
-            have = set(f.schema_arrow.names)
-            at = f.read(columns=[c for c in schema.names if c in have])
+            at = self._part_columns(p, schema.names)
+            have = set(at.column_names)
             cols = []
             for field in schema:
                 src = at.column(field.name) if field.name in have else \
@@ -250,14 +270,47 @@ class PartSource:
                 cols.append(col)
             yield pa.Table.from_arrays(cols, schema=schema)
 
-    def tables(self, cols, with_meta: bool = False):
+    def _part_columns(self, part: Path, names):
+        """The columns ``names`` that part ``part`` has."""
+        if self._held:
+            have = set(self._held[part].column_names)
+            return self._read(part, [c for c in names if c in have])
         import pyarrow.parquet as pq
+        f = pq.ParquetFile(part)
+        have = set(f.schema_arrow.names)
+        return f.read(columns=[c for c in names if c in have])
+
+    def tables(self, cols, with_meta: bool = False):
         for p in self.parts:
-            f = pq.ParquetFile(p)
-            have = f.schema_arrow.names
-            at = f.read(columns=[c for c in cols if c in have])
+            at = self._part_columns(p, cols)
             yield _prepared(_arrow_columns(self._conform(at, cols)), self.widths,
                             self.meta if with_meta else {})   # one Table, as prototype()
+
+
+def _schema_row(schema, widths: dict[str, int]) -> dict[str, np.ndarray] | None:
+    """A row of :func:`_arrow_columns`' dtypes and shapes for ``schema`` (zeros, empty strings
+    of the merged width: a prototype's values are never written), or None for a type it
+    does not cover."""
+    import pyarrow as pa
+    out = {}
+    for field in schema:
+        typ, shape = field.type, (1,)
+        if pa.types.is_fixed_size_list(typ):
+            typ, shape = typ.value_type, (1, typ.list_size)
+            if not (pa.types.is_integer(typ) or pa.types.is_floating(typ)
+                    or pa.types.is_boolean(typ)):
+                return None
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            if len(shape) > 1:
+                return None
+            out[field.name] = np.zeros(1, f"U{max(widths.get(field.name, 1), 1)}")
+        elif pa.types.is_boolean(typ):
+            out[field.name] = np.zeros(shape, bool)
+        elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
+            out[field.name] = np.zeros(shape, np.dtype(typ.to_pandas_dtype()))
+        else:
+            return None
+    return out
 
 
 def string_width(col) -> int | None:

@@ -165,7 +165,7 @@ def predict(inputs, output, model=None, batch_size: int = 1024, device: str = "c
     n_input = sum(d["rows"] for d in run_dir.done_units().values())
     meta = {**provenance(model_obj, n_input), KEY: key, "VERIFIED": stages.verify}
     meta.update(model_obj.catalog_meta(stages.predict))   # e.g. the χ² curves' z grid
-    n = merge_parts(parts, output, meta)
+    n = merge_parts(parts, output, meta, tables=run_dir.held_parts())
     run_dir.remove()
     return PredictResult(output, n, rows, time.perf_counter() - t0, errors, model_obj.tag)
 
