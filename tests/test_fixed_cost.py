@@ -128,9 +128,9 @@ def test_loaded_network_is_its_file_and_init_stays_random_elsewhere():
     """A loaded model's weights are the file's (all of them: none left uninitialised), and
     building without initialisers touches only the loading thread: a layer made in another
     thread meanwhile, and one made afterwards, are randomly initialised as before."""
+    import specsift.models.neural as neural
     from specsift import torchfile
     from specsift.models.base import load_model, model_path
-    import specsift.models.neural as neural
     m = load_model("gasnet")
     weights = torchfile.load(model_path("gasnet"))["state"]["weights"]
     sd = m.net.state_dict()
