@@ -9,9 +9,7 @@ function, :func:`decode_window`, with each model's window declared on its class.
 
 from __future__ import annotations
 
-import threading
 import time
-from contextlib import contextmanager
 from typing import Callable, ClassVar
 
 import numpy as np
@@ -285,52 +283,10 @@ class NeuralSpectralModel(SpectralModel):
         self.config = config
         self._reset_fitted(fitted)
         self._trunk = None
-        with _init_skipped():               # every parameter is loaded just below
-            self._build()
+        self._build()
         self.net.load_state_dict({k: v.float() if v.is_floating_point() else v
                                   for k, v in state["weights"].items()})
         self.net.eval()
-
-
-#: ``torch.nn.init``'s initialisers (what ``reset_parameters`` of torch's layers call)
-_INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
-                 "eye_", "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
-                 "kaiming_normal_", "orthogonal_", "sparse_")
-_INIT_LOCK = threading.Lock()
-
-
-@contextmanager
-def _init_skipped():
-    """Build a network whose parameters are all loaded next (:meth:`NeuralSpectralModel.
-    set_state`, strict ``load_state_dict``) without drawing random initial values first:
-    ``torch.nn.init``'s initialisers return their tensor untouched, in this thread only
-    (another thread's layers are initialised as usual), until the block ends.
-
-    Why: the random initialisation of the layers (~440 k weights, ``uniform_`` /
-    ``kaiming_uniform_``) was ~8 of the ~11 CPU-ms of building the gasnet network, paid by
-    every ``load_model`` — the fixed cost of every ``specsift predict`` — and then
-    overwritten.  Building on torch's meta device instead was slower (its device mode sees
-    every torch call of the build).  Loading no longer draws from torch's random generator
-    (the draws were overwritten; a model trained afterwards seeds its own)."""
-    import torch.nn.init as init
-    with _INIT_LOCK:
-        me = threading.get_ident()
-        saved = {name: getattr(init, name) for name in _INITIALISERS if hasattr(init, name)}
-
-        def skipped(fn):
-            def initialiser(tensor, *args, **kwargs):
-                if threading.get_ident() == me:
-                    return tensor
-                return fn(tensor, *args, **kwargs)
-            return initialiser
-
-        for name, fn in saved.items():
-            setattr(init, name, skipped(fn))
-        try:
-            yield
-        finally:
-            for name, fn in saved.items():
-                setattr(init, name, fn)
 
 
 def _to_cpu(out):
