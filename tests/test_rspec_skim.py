@@ -143,3 +143,32 @@ def test_a_broken_exposure_header_no_longer_costs_the_spectrum(shared_data, tmp_
     with pytest.raises(RawFitsError):
         RawFits(p)
     _same_native(quick(p), quick(f))
+
+
+def test_shapes_remembered_but_rows_check_naxis2_as_the_standard_form(shared_data):
+    """:func:`header_shape` remembers a header's mandatory cards but NAXIS2, whose card it
+    then checks on its own: on every variant of that card it answers (or refuses) as the
+    regex over all the cards (:func:`_shape`) does, with the memos warm."""
+    from specsift.io import fitscards
+    with RawFits(shared_data / "sdss" / BOSS) as raw:
+        h = raw.hdus[1]                                   # COADD
+        head = raw._read(h._span[0], BLOCK)
+        end = len(h._raw)
+    assert head[320:330] == b"NAXIS2  = "
+    fitscards.header_shape(head, end, 1)                  # both memos warm
+    variants = [b"NAXIS2  = %20d" % v for v in (0, 1, 17, 4597, 10**9)]
+    variants += [b"NAXIS2  = %20d / rows" % 12, b"NAXIS2  = %20d/rows" % 12,
+                 b"NAXIS2  = %20d   x" % 12, b"NAXIS2  = %20d" % -3,
+                 b"NAXIS2  = " + b"12".rjust(19) + b"x", b"NAXIS2  = " + b"1-2".rjust(20),
+                 b"NAXIS2 = " + b"12".rjust(21), b"NAXIS2  = %20d / \x01" % 12,
+                 b"NAXIS3  = %20d" % 12]
+    for card in variants:
+        buf = head[:320] + card.ljust(80) + head[400:]
+        try:
+            want = fitscards._shape(buf, end, 1, 2)
+        except (RawFitsError, ValueError) as exc:
+            with pytest.raises(type(exc)):
+                fitscards.header_shape(buf, end, 1)
+            continue
+        assert fitscards.header_shape(buf, end, 1) == want, card
+        assert want[2] == 32 * want[1][1]
