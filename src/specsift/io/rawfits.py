@@ -21,9 +21,10 @@ It only says yes to what it fully understands — an uncompressed file, ``SIMPLE
 (PCOUNT 0), GCOUNT 1, every HDU whole with its padding and nothing after the last one — and
 raises :class:`RawFitsError` for everything else.  Callers then read the file through astropy
 exactly as before, so every error message about a broken file, and every odd but valid file,
-stays astropy's.  Every binary table is checked as :func:`~._common.check_table` checks it on
-astropy's path (TFORMn parse and add up to NAXIS1), so the two paths accept the same files.
-Used by :func:`specsift.io.sdss.quick`.
+stays astropy's.  Every binary table walked is checked as :func:`~._common.check_table` checks it
+on astropy's path (TFORMn parse and add up to NAXIS1), so the two paths accept the same
+files; with ``first`` (:class:`RawFits`) the HDUs after the first few are only skimmed for
+the file's extent.  Used by :func:`specsift.io.sdss.quick`.
 """
 
 from __future__ import annotations
@@ -147,15 +148,14 @@ class RawFits:
     copies ``benchmarks/read_speed.py --many 400`` reads cost 140–156 µs a file mapped,
     99–119 read (each file is seen once, so nothing is saved by mapping it).
 
-    ``first``: walk only the first ``first`` HDUs (:attr:`complete` False when more follow).
-    Why: an SDSS spec file's spectrum and labels lie in its first HDUs (PRIMARY, COADD,
-    SPECOBJ/SPALL, SPZLINE), and a BOSS file has one HDU per exposure after them (16–18
-    more, ~14 kB of cards each) that no reader uses; walking them was half of what a file
-    cost.  What is not walked cannot be checked, so a short walk checks what it can
-    cheaply: the HDUs walked lie whole in the file, and the file is a whole number of
-    2880-byte blocks (FITS 4.0 §3.1) — a file cut anywhere but at a block boundary is
-    refused as truncated.  A cut at a boundary inside the unwalked HDUs goes unseen; the
-    HDUs read are whole then.
+    ``first``: walk only the first ``first`` HDUs (:attr:`complete` False when more follow)
+    and skim the rest (:meth:`_skim`: their mandatory cards and END, for the file's extent
+    alone).  Why: an SDSS spec file's spectrum and labels lie in its first HDUs (PRIMARY,
+    COADD, SPECOBJ/SPALL, SPZLINE), and a BOSS file has one HDU per exposure after them
+    (16–18 more, ~14 kB of cards each) that no reader uses; walking them was about half of
+    what such a file cost.  A file cut short anywhere is still refused (RawFitsError);
+    what goes unchecked is the other cards of the skimmed headers (names, table layouts,
+    a second END).
 
     Raises :class:`RawFitsError` when the file is not one the fast path takes (see the module
     docstring); OSError when it cannot be opened at all."""

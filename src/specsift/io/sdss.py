@@ -189,12 +189,13 @@ def quick(path: Path) -> Native | None:
 
     Checked as the astropy path checks what it reads: COADD's and SPECOBJ/SPALL's TFORMn add
     up to their row widths, COADD has loglam/flux/ivar and pixels, the label kinds, the
-    TARGETID parts, and the whole file is there (every HDU, with its padding).  The COADD
-    columns read must be plain numbers (no TSCAL/TZERO/TDIM, one value a row).  Of the tables
-    no reader uses (SPZLINE, the per-exposure HDUs) only the layout (TFORMn against NAXIS1,
-    as astropy checks every table) is parsed: a bad TFORM sends the file to the astropy
-    path, another bad card there does not stop the spectrum being read here (astropy's path
-    refuses the whole file)."""
+    TARGETID parts, and the whole file is there (every HDU, with its padding: the
+    per-exposure HDUs after SPZLINE are skimmed for their extent, :func:`_walked`).  The
+    COADD columns read must be plain numbers (no TSCAL/TZERO/TDIM, one value a row).  Of
+    SPZLINE, which no reader uses, only the layout (TFORMn against NAXIS1, as astropy checks
+    every table) is parsed: a bad TFORM sends the file to the astropy path; another bad
+    card there, or any bad card in a per-exposure header but its mandatory ones, does not
+    stop the spectrum being read here (astropy's path refuses the whole file)."""
     try:
         with _walked(path) as raw:
             coadd = raw.find("COADD")
