@@ -300,22 +300,17 @@ class RawFits:
 
         Two short reads a header: its first block and the cards between the shortest and
         the longest header met at that HDU (:attr:`_SPANS`), where END is looked for; where
-        it is not there, the header is searched from its first card (:meth:`_header_at`).
-        Why not read each header whole: a BOSS file has 16–18 of them, ~14 kB each, and
-        reading and searching them cost ~13 µs each, as much as the full walk's."""
+        it is not there, the header is searched from its first card (:meth:`_header_at`),
+        which widens the span.  Why not read each header whole: a BOSS file has 16–18 of
+        them, ~14 kB each, and reading and searching them cost ~13 µs each, as much as the
+        full walk's."""
         spans = self._SPANS if self._LEARN else {}
         while pos < self.size:
             head = self._read(pos, BLOCK)
             if len(head) < BLOCK:
                 raise RawFitsError(f"HDU {k}: file truncated inside its header")
-            span, end = spans.get(k), -1
-            if span is not None:                 # END among the cards of the span
-                buf = self._read(pos + span[0], span[1] - span[0] + 80)
-                end = buf.find(END_CARD)
-                while end >= 0 and end % 80:
-                    end = buf.find(END_CARD, end + 1)
-                if end >= 0:
-                    end += span[0]
+            span = spans.get(k)
+            end = -1 if span is None else self._end_in_span(pos, span)
             if end < 0:
                 head, end = self._header_at(pos, k)
                 if self._LEARN and k < 64:
@@ -326,6 +321,15 @@ class RawFits:
             if pos > self.size:
                 raise RawFitsError(f"HDU {k}: truncated")
             k += 1
+
+    def _end_in_span(self, pos: int, span: tuple[int, int]) -> int:
+        """Where the END card of the header at ``pos`` lies between ``span``'s shortest and
+        longest header (card-aligned, one read), or -1."""
+        buf = self._read(pos + span[0], span[1] - span[0] + 80)
+        end = buf.find(END_CARD)
+        while end >= 0 and end % 80:
+            end = buf.find(END_CARD, end + 1)
+        return end + span[0] if end >= 0 else -1
 
     #: HDU number → (shortest, longest) header (bytes before END) that :meth:`_skim` met
     #: there by a search from the header's first card: where the next file's END is sought
