@@ -21,9 +21,10 @@ It only says yes to what it fully understands — an uncompressed file, ``SIMPLE
 (PCOUNT 0), GCOUNT 1, every HDU whole with its padding and nothing after the last one — and
 raises :class:`RawFitsError` for everything else.  Callers then read the file through astropy
 exactly as before, so every error message about a broken file, and every odd but valid file,
-stays astropy's.  Every binary table is checked as :func:`~._common.check_table` checks it on
-astropy's path (TFORMn parse and add up to NAXIS1), so the two paths accept the same files.
-Used by :func:`specsift.io.sdss.quick`.
+stays astropy's.  Every binary table walked is checked as :func:`~._common.check_table` checks it
+on astropy's path (TFORMn parse and add up to NAXIS1), so the two paths accept the same
+files; with ``first`` (:class:`RawFits`) the HDUs after the first few are only skimmed for
+the file's extent.  Used by :func:`specsift.io.sdss.quick`.
 """
 
 from __future__ import annotations
@@ -147,6 +148,15 @@ class RawFits:
     copies ``benchmarks/read_speed.py --many 400`` reads cost 140–156 µs a file mapped,
     99–119 read (each file is seen once, so nothing is saved by mapping it).
 
+    ``first``: walk only the first ``first`` HDUs (:attr:`complete` False when more follow)
+    and skim the rest (:meth:`_skim`: their mandatory cards and END, for the file's extent
+    alone).  Why: an SDSS spec file's spectrum and labels lie in its first HDUs (PRIMARY,
+    COADD, SPECOBJ/SPALL, SPZLINE), and a BOSS file has one HDU per exposure after them
+    (16–18 more, ~14 kB of cards each) that no reader uses; walking them was about half of
+    what such a file cost.  A file cut short anywhere is still refused (RawFitsError);
+    what goes unchecked is the other cards of the skimmed headers (names, table layouts,
+    a second END).
+
     Raises :class:`RawFitsError` when the file is not one the fast path takes (see the module
     docstring); OSError when it cannot be opened at all."""
 
@@ -165,8 +175,11 @@ class RawFits:
     #: was checked: where the next file's END search starts (:meth:`_open`)
     _END_FROM: dict[int, int] = {}
 
-    def __init__(self, path):
+    def __init__(self, path, first: int | None = None):
         self.path = path
+        self._first = first
+        #: whether every HDU of the file was walked (False: ``first`` stopped the walk)
+        self.complete = True
         self._fd = os.open(path, os.O_RDONLY)
         try:
             self.size = os.fstat(self._fd).st_size
@@ -260,8 +273,13 @@ class RawFits:
     def _walk(self, speculate: bool = False) -> list[RawHDU]:
         """Header after header: END, the mandatory cards, the data size, the next header."""
         hdus, pos = [], 0
+        self.complete = True
         while pos < self.size:
             k = len(hdus)
+            if k == self._first:
+                self.complete = False
+                self._skim(pos, k)
+                break
             buf, end = self._header_at(pos, k, speculate)
             is_table, dims, size = header_shape(buf, end, k)
             data = -(-(pos + end + 80) // BLOCK) * BLOCK
@@ -271,6 +289,51 @@ class RawFits:
                 raise RawFitsError(f"HDU {k}: truncated")
             hdus.append(RawHDU(buf[:end], span, k, list(dims), data, size, is_table))
         return hdus
+
+    def _skim(self, pos: int, k: int) -> None:
+        """The HDUs from ``k`` on (header at ``pos``) that ``first`` leaves unwalked: each
+        header's mandatory cards (the size of its data, :func:`.fitscards.header_shape`) and
+        its END, for one thing only — that the file holds all the data they promise and
+        nothing after (a file cut short while copied or downloaded, even at a block
+        boundary: RawFitsError, and astropy's path names it truncated).  Nothing else of
+        these headers is checked or kept.
+
+        Two short reads a header: its first block and the cards between the shortest and
+        the longest header met at that HDU (:attr:`_SPANS`), where END is looked for; where
+        it is not there, the header is searched from its first card (:meth:`_header_at`),
+        which widens the span.  Why not read each header whole: a BOSS file has 16–18 of
+        them, ~14 kB each, and reading and searching them cost ~13 µs each, as much as the
+        full walk's."""
+        spans = self._SPANS if self._LEARN else {}
+        while pos < self.size:
+            head = self._read(pos, BLOCK)
+            if len(head) < BLOCK:
+                raise RawFitsError(f"HDU {k}: file truncated inside its header")
+            span = spans.get(k)
+            end = -1 if span is None else self._end_in_span(pos, span)
+            if end < 0:
+                head, end = self._header_at(pos, k)
+                if self._LEARN and k < 64:
+                    lo, hi = self._SPANS.get(k, (end, end))
+                    self._SPANS[k] = (min(lo, end), max(hi, end))
+            _, _, size = header_shape(head, end, k)
+            pos = -(-(pos + end + 80) // BLOCK) * BLOCK + -(-size // BLOCK) * BLOCK
+            if pos > self.size:
+                raise RawFitsError(f"HDU {k}: truncated")
+            k += 1
+
+    def _end_in_span(self, pos: int, span: tuple[int, int]) -> int:
+        """Where the END card of the header at ``pos`` lies between ``span``'s shortest and
+        longest header (card-aligned, one read), or -1."""
+        buf = self._read(pos + span[0], span[1] - span[0] + 80)
+        end = buf.find(END_CARD)
+        while end >= 0 and end % 80:
+            end = buf.find(END_CARD, end + 1)
+        return end + span[0] if end >= 0 else -1
+
+    #: HDU number → (shortest, longest) header (bytes before END) that :meth:`_skim` met
+    #: there by a search from the header's first card: where the next file's END is sought
+    _SPANS: dict[int, tuple[int, int]] = {}
 
     def _names_and_layouts(self) -> bool:
         """Every HDU's EXTNAME and table layout key (:func:`.fitscards.names_and_layouts`),

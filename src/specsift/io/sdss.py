@@ -189,14 +189,15 @@ def quick(path: Path) -> Native | None:
 
     Checked as the astropy path checks what it reads: COADD's and SPECOBJ/SPALL's TFORMn add
     up to their row widths, COADD has loglam/flux/ivar and pixels, the label kinds, the
-    TARGETID parts, and the whole file is there (every HDU, with its padding).  The COADD
-    columns read must be plain numbers (no TSCAL/TZERO/TDIM, one value a row).  Of the tables
-    no reader uses (SPZLINE, the per-exposure HDUs) only the layout (TFORMn against NAXIS1,
-    as astropy checks every table) is parsed: a bad TFORM sends the file to the astropy
-    path, another bad card there does not stop the spectrum being read here (astropy's path
-    refuses the whole file)."""
+    TARGETID parts, and the whole file is there (every HDU, with its padding: the
+    per-exposure HDUs after SPZLINE are skimmed for their extent, :func:`_walked`).  The
+    COADD columns read must be plain numbers (no TSCAL/TZERO/TDIM, one value a row).  Of
+    SPZLINE, which no reader uses, only the layout (TFORMn against NAXIS1, as astropy checks
+    every table) is parsed: a bad TFORM sends the file to the astropy path; another bad
+    card there, or any bad card in a per-exposure header but its mandatory ones, does not
+    stop the spectrum being read here (astropy's path refuses the whole file)."""
     try:
-        with RawFits(path) as raw:
+        with _walked(path) as raw:
             coadd = raw.find("COADD")
             if coadd is None or not coadd.is_table:
                 return None
@@ -216,6 +217,28 @@ def quick(path: Path) -> Native | None:
             return native
     except Exception:  # noqa: BLE001 - anything unusual: the astropy path reads it
         return None
+
+
+#: HDUs 0–3 of an SDSS/BOSS spec file in the data model (PRIMARY, COADD, SPECOBJ or SPALL,
+#: SPZLINE); the per-exposure HDUs that follow are not read (:func:`_walked`)
+_MODEL_HDUS = 4
+
+
+def _walked(path: Path) -> RawFits:
+    """The file's first :data:`_MODEL_HDUS` HDUs walked (:class:`.rawfits.RawFits`'s
+    ``first``) when HDU 1 is COADD and HDU 2 SPECOBJ or SPALL, as the data model has them;
+    else (or when those are all it has) every HDU, as before.  Why: the per-exposure HDUs
+    after SPZLINE (a BOSS file has 16–18) hold nothing the spectrum or its labels come from,
+    and walking them was about half the cost of a file.  What that leaves unchecked:
+    their headers (astropy's path refuses a file with a broken one; this one reads its
+    spectrum) and a cut at a 2880-byte boundary among them (a cut elsewhere is refused as
+    truncated, :class:`~.rawfits.RawFits`)."""
+    raw = RawFits(path, first=_MODEL_HDUS)
+    names = [h.name for h in raw.hdus[1:3]]
+    if raw.complete or (names[:1] == ["COADD"] and names[1:] in (["SPECOBJ"], ["SPALL"])):
+        return raw
+    raw.close()
+    return RawFits(path)
 
 
 #: the plain numeric TFORM codes the quick path maps directly (the rest go to astropy)
