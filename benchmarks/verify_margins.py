@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _predict_common import sim_store  # noqa: E402
 
-PAIRS = ((0.3, None), (0.3, 0.01), (0.15, None), (0.15, 0.01), (0.1, 0.01))
+PAIRS = ((0.3, None), (0.3, 0.01), (0.2, 0.01), (0.15, None), (0.15, 0.01), (0.1, 0.01))
 COLS = ("Z", "SPECTYPE", "DELTACHI2", "ZWARN", "SUBTYPE")
 
 
