@@ -80,3 +80,18 @@ def test_fewer_fine_fits_than_windows(proposed, monkeypatch):
     monkeypatch.setattr(stage.Windows, "refine", spy)
     verify_catalog(batch, cat, cands)
     assert seen and seen[0] < 0.75
+
+
+def test_partner_candidates_within_the_partner_margin_are_refined():
+    """Every far window whose coarse χ² is within max(fine_margin_min, partner_margin·|lowest|)
+    of the lowest far one is refined (the fine partner need not be the lowest coarse one);
+    ``partner_margin=None``: the lowest alone."""
+    w = Windows.__new__(Windows)
+    w.res = {"coarse": np.array([1000.0, 4000.0, 4030.0, 4100.0, 4200.0]),
+             "fine": np.array([True, False, False, False, False])}
+    spec = np.zeros(5, np.int64)
+    far = np.array([False, True, True, True, True])
+    w.opt = VerifyOptions(partner_margin=0.02, fine_margin_min=50.0)   # 4000 + max(50, 80)
+    np.testing.assert_array_equal(w.partners(spec, far), [False, True, True, False, False])
+    w.opt = VerifyOptions(partner_margin=None)
+    np.testing.assert_array_equal(w.partners(spec, far), [False, True, False, False, False])

@@ -81,7 +81,8 @@ def common_frames(prep, spec, centres):
 
     Rows sorted by shift share one frame barely wider than a spectrum; row r's data sit at
     frame columns s_max − centre[r] … + P, so template index (offset − s_max + j − d) meets
-    frame column j at shift centre + d for every row at once."""
+    frame column j at shift centre + d for every row at once.  ``D`` is read-only: it may be
+    a view of ``prep.d``."""
     P, K1 = prep.npix, prep.npoly + 1
     order = np.argsort(centres, kind="stable")
     # one buffer per call, reused by every chunk: fresh large arrays cost a page fault per
@@ -96,6 +97,13 @@ def common_frames(prep, spec, centres):
         c = centres[rows]
         s_max = int(c.max())
         J = P + s_max - int(c.min())
+        d = prep.d
+        first = int(spec[rows[0]])
+        if J == P and np.array_equal(spec[rows], np.arange(first, first + n)):
+            # one centre for rows that are consecutive in ``prep``: their frame is ``prep``'s
+            # own block, no copy (the STAR and low-z GALAXY windows of every spectrum)
+            yield rows, d[first:first + n], s_max, J
+            continue
         D = buf[:n * K1 * J].reshape(n, K1, J)
         offs = s_max - c
         # zero only the margins (filling the whole buffer first wrote every byte twice), all
@@ -106,7 +114,6 @@ def common_frames(prep, spec, centres):
             D[:, :, :o_max] = 0.0
         if o_min + P < J:
             D[:, :, o_min + P:] = 0.0
-        d = prep.d
         for i, r, o in zip(range(n), spec[rows].tolist(), offs.tolist()):
             D[i, :, o:o + P] = d[r]               # a row copy beats np.take here
         yield rows, D, s_max, J

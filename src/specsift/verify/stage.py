@@ -84,8 +84,13 @@ class VerifyOptions:
     #: a window goes on from the coarse to the fine stage when its coarse χ² is within
     #: max(fine_margin_min, fine_margin · |best coarse χ²|) of its spectrum's best
     #: (:mod:`.windows`); None: every window
-    fine_margin: float | None = 0.3
+    fine_margin: float | None = 0.15
     fine_margin_min: float = 100.0
+    #: a far window (more than 1000 km/s from the winner) goes to the fine stage when its
+    #: coarse χ² is within max(fine_margin_min, partner_margin · |lowest|) of the lowest far
+    #: one of its spectrum: the DELTACHI2 partner's candidates (:meth:`.windows.Windows.partners`;
+    #: None: the lowest far window alone)
+    partner_margin: float | None = 0.01
     zerr_scale: dict = field(default_factory=lambda: {"STAR": 0.93, "GALAXY": 2.94, "QSO": 3.67})
     #: km/s added in quadrature to a STAR's ZERR per survey (the reader's SURVEY column): the
     #: per-visit systematic a template fit cannot see (wavelength calibration, fibre, plate).

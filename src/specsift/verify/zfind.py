@@ -23,6 +23,9 @@ __all__ = ["NET_KMS", "SAME_KMS", "FIT_KEYS", "QSO_LINE_SCATTER", "candidate_row
            "best_rows", "far_rows", "is_net", "full_range_candidates", "qso_systemic_kms",
            "quasar_posterior"]
 
+#: rounds of refining DELTACHI2 partners (:meth:`.windows.Windows.partners`) and deciding
+#: again; one nearly always suffices (a second only where a refined partner won)
+_PARTNER_ROUNDS = 3
 #: a fitted row this close to the model's z (same SPECTYPE) is the model's own answer
 NET_KMS = 2000.0
 #: candidates closer than this are one solution (Redrock's max_velo_diff)
@@ -102,13 +105,17 @@ def solve(prep, bases, cands, todo, opt, n, net_t, net_z, poly_chi2, sigma=None,
     res = w.res
     zfit = bases["STAR"].z_of(res["shift"])     # every basis shares the batch's step
     best, other, far = best_rows(spec, typ, zfit, res["chi2"], n, net_t, net_z, opt.net_margin)
-    more = w.partners(spec, far)
-    if more.any():                # a DELTACHI2 partner left at the coarse stage: refine it
+    for _ in range(_PARTNER_ROUNDS):
+        more = w.partners(spec, far)
+        if not more.any():
+            break
+        # a DELTACHI2 partner left at the coarse stage: refine it (and decide again: a
+        # refined far row may win, and the new winner have its own far rows)
         w.refine(more)
         res = w.res
         zfit = bases["STAR"].z_of(res["shift"])
-        best, other, _ = best_rows(spec, typ, zfit, res["chi2"], n, net_t, net_z,
-                                   opt.net_margin)
+        best, other, far = best_rows(spec, typ, zfit, res["chi2"], n, net_t, net_z,
+                                     opt.net_margin)
     b = best[todo]
     other = np.minimum(other[todo], poly_chi2[todo])
     star_row = np.zeros(n, np.int64)        # every spectrum's STAR window near z = 0 (candidate_rows)
