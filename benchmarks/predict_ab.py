@@ -26,8 +26,10 @@ median of their ratios (for changes of a few per cent, which the end-to-end rows
 resolve on a shared machine); it also says whether both revisions' verified catalogs are the
 same, bit for bit.  ``--propose-only``: ``model.propose`` alone the same way, each revision's
 own model (its forward pass and predict_rest), split into the two as the stage table splits
-them (hooks on ``model.net``); ``--model`` another bundled model, ``--fits N`` the same also on
-N SDSS spec files (copies of the 8 in ../shared/data/sdss, one batch as ``predict`` reads them).
+them (hooks on ``model.net``), after comparing both revisions' proposed, predicted and verified
+catalogs on the 68 real SDSS spectra of ../shared/data/sdss (:func:`real_answers`); ``--model``
+another bundled model, ``--fits N`` the same also on N SDSS spec files (copies of the 8 in
+../shared/data/sdss, one batch as ``predict`` reads them).
 """
 
 from __future__ import annotations
@@ -170,6 +172,41 @@ def propose_pairs(v: dict, store: Path, reps: int, base: str, label: str = "simu
           f"predict_rest {np.median(rest['base']):.1f} / {np.median(rest['this']):.1f}")
 
 
+def real_answers(v: dict) -> None:
+    """Both revisions' answers on the 68 real SDSS spectra of ../shared/data/sdss
+    (sdss-labelled-50.fits, sdss-qso-10.fits and the 8 spec files): the proposed catalogs and
+    candidates, ``predict``'s catalogs (star-head velocities) and the verified catalogs,
+    compared column by column (:func:`_same_answers`)."""
+    import numpy as np
+    import torch
+    sd = ROOT.parent / "shared" / "data" / "sdss"
+    files = [sd / "sdss-labelled-50.fits", sd / "sdss-qso-10.fits", *sorted(sd.glob("spec-*.fits"))]
+    m = v["this"].model
+    batches = [b for unit in v["this"].fns["plan_units"](files, 1024)
+               for _, b in v["this"].fns["iter_unit"](unit, 1024, m.grid)]
+    got = {}
+    for k in v:
+        mk = v[k].model
+        with torch.inference_mode():
+            props = [mk.propose(mk.check_batch(b)) for b in batches]
+            preds = [mk.predict(mk.check_batch(b)) for b in batches]
+        ver = [v[k].fns["verify_catalog"](mk.check_batch(b), c, cd)
+               for b, (c, cd) in zip(batches, props)]
+        got[k] = (props, preds, ver)
+    same = all(np.array_equal(x[1].z, y[1].z, equal_nan=True)
+               and np.array_equal(x[1].spectype, y[1].spectype)
+               for x, y in zip(got["base"][0], got["this"][0]))
+    n = sum(len(b) for b in batches)
+    print(f"{n} real SDSS spectra: "
+          + _same_answers([x[0] for x in got["base"][0]], [y[0] for y in got["this"][0]],
+                          "proposed catalogs")
+          + f"; candidates {'identical' if same else 'differ'}")
+    print(f"{n} real SDSS spectra: " + _same_answers(got["base"][1], got["this"][1],
+                                                     "predict() catalogs"))
+    print(f"{n} real SDSS spectra: " + _same_answers(got["base"][2], got["this"][2],
+                                                     "verified catalogs"))
+
+
 def _forward_clock(model) -> dict:
     """CPU seconds inside ``model.net``'s forward, summed in ``["t"]`` by hooks (removed by
     the caller): the stage table's split of propose into forward and predict_rest."""
@@ -247,6 +284,7 @@ def main() -> None:
             verify_pairs(v, store, a.reps, a.base)
             return
         if a.propose_only:
+            real_answers(v)
             propose_pairs(v, store, a.reps, a.base)
             if a.fits:
                 from predict_speed import fits_copies

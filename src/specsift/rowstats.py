@@ -117,8 +117,13 @@ def median_snr(flux, ivar, good=None, step: int = 1) -> np.ndarray:
     if good is None:
         good = (ivar > 0) & np.isfinite(flux)
     g = good[:, ::step]
-    sn = np.where(g, np.abs(flux[:, ::step]) * np.sqrt(np.where(g, ivar[:, ::step], 0.0)),
-                  np.nan)
+    # |f|·√ivar, then NaN at the pixels not read, in place: the same values at good pixels
+    # (ivar > 0 there) as masking ivar first, ≈ 5 µs a spectrum fewer passes and temporaries
+    a = np.abs(flux[:, ::step])
+    with np.errstate(invalid="ignore"):
+        b = np.sqrt(ivar[:, ::step])
+    sn = np.multiply(a, b, out=a if a.dtype == np.result_type(a, b) else None)
+    np.copyto(sn, np.nan, where=~g)
     # the median alone (row_median_mad's MAD search is half its cost past the sort); a byte
     # count summed as int64: the same counts, faster than summing bools
     n = np.add.reduce(g.view(np.uint8), axis=1, dtype=np.int64)

@@ -16,7 +16,7 @@ __all__ = ["normalise"]
 
 def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None,
               clip: float = 50.0, *, good: np.ndarray | None = None,
-              channels_last: bool = False) -> np.ndarray:
+              n_good: np.ndarray | None = None, channels_last: bool = False) -> np.ndarray:
     """Spectra → (N, 2, P) float32 network input, independent of flux units and brightness.
 
     Channel 0: flux / s, with s = max(|median f|, 1.4826·MAD f) over good pixels, clipped to
@@ -27,7 +27,8 @@ def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None
     all zeros.
 
     ``good``: the good-pixel mask (ivar > 0, not masked, finite flux) when the caller has it
-    already (gasnet's predict needs it for its S/N and flags too: one pass less).
+    already (gasnet's predict needs it for its S/N and flags too: one pass less);
+    ``n_good``: its count per row, where the caller has that too (≈ 2 µs a spectrum).
     ``channels_last``: the same (N, 2, P) values laid out as (N, P, 2) in memory (strides
     (2P, 1, 2) elements), the layout gasnet's CPU trunk convolves without a transposing copy
     (:mod:`.gasnet.fast`); ``np.ascontiguousarray`` gives the usual layout back.
@@ -36,9 +37,13 @@ def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None
     ivar = np.atleast_2d(np.asarray(ivar, np.float32))
     if good is None:
         good = _good(flux, ivar, mask)
-    f = np.where(good, flux, np.nan)
-    # a byte count summed as int32: the same counts, faster than summing bools
-    n_good = np.add.reduce(good.view(np.uint8), axis=1, dtype=np.int32)
+    bad = ~good
+    # NaN at bad pixels: a copy and a masked fill, ≈ 2 µs a spectrum less than np.where
+    f = flux.copy()
+    np.copyto(f, np.nan, where=bad)
+    if n_good is None:
+        # a byte count summed as int32: the same counts, faster than summing bools
+        n_good = np.add.reduce(good.view(np.uint8), axis=1, dtype=np.int32)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         med, mad = row_median_mad(f, n_good, overwrite_input=True)   # f: sorted after
@@ -50,7 +55,7 @@ def normalise(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None = None
         out = np.empty((n, p, 2), np.float32).transpose(0, 2, 1)
     else:
         out = np.empty((n, 2, p), np.float32)
-    _channels(flux, ivar, ~good, scale, clip, f, out)      # f: spent, the scratch
+    _channels(flux, ivar, bad, scale, clip, f, out)      # f: spent, the scratch
     return out
 
 

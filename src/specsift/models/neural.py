@@ -23,7 +23,7 @@ from .base import Capabilities, PredictOptions, SpectralModel
 from .inputs import normalise
 from .precision import PRECISIONS, variant
 
-__all__ = ["NeuralSpectralModel", "decode_window", "meta_and_check", "describe_data"]
+__all__ = ["NeuralSpectralModel", "decode_window", "row_argmax", "meta_and_check", "describe_data"]
 
 
 def decode_window(p: torch.Tensor, pos: torch.Tensor, window: int, var_floor: float):
@@ -36,7 +36,7 @@ def decode_window(p: torch.Tensor, pos: torch.Tensor, window: int, var_floor: fl
     of a multi-peaked p(u) falls between the peaks, at a redshift nothing supports.
     """
     n, b = p.shape
-    peak = p.argmax(dim=1)
+    peak = row_argmax(p)
     offs = torch.arange(-window, window + 1)
     raw = peak[:, None] + offs[None]
     idx = raw.clamp(0, b - 1)
@@ -47,6 +47,16 @@ def decode_window(p: torch.Tensor, pos: torch.Tensor, window: int, var_floor: fl
     u = (pw * uw).sum(1) / mass
     var = (pw * (uw - u[:, None]) ** 2).sum(1) / mass + var_floor
     return peak, u, var, pw
+
+
+def row_argmax(t: torch.Tensor) -> torch.Tensor:
+    """``t.argmax(dim=1)`` of a 2-D tensor, by numpy where it can (on the CPU, no gradient):
+    the same indices (the first of equal maxima, as torch), but torch's CPU argmax is a
+    scalar loop, ≈ 2.3 µs a spectrum of gasnet's 940 bins against numpy's ≈ 0.3."""
+    if t.device.type == "cpu" and not t.requires_grad and t.dtype in (torch.float32,
+                                                                      torch.float64):
+        return torch.from_numpy(t.numpy().argmax(1))
+    return t.argmax(dim=1)
 
 
 class NeuralSpectralModel(SpectralModel):

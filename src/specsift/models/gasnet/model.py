@@ -47,7 +47,7 @@ from ...training_data import StoreDataset
 from ...verify.candidates import Candidates, pz_peaks
 from ..base import PredictOptions, register_model
 from ..inputs import normalise
-from ..neural import NeuralSpectralModel, meta_and_check
+from ..neural import NeuralSpectralModel, meta_and_check, row_argmax
 from ..star_head import refine_star_rows
 from .fast import ChannelsLastTrunk
 from .net import GaSNetModule, augment, decode_bins, decode_mdn, gasnet_loss
@@ -113,8 +113,8 @@ class GaSNet(NeuralSpectralModel):
         (u, σ_loc, σ_full, p_near, at_edge) of :func:`~.net.decode_bins`.  ``only``: decode
         just that head ("bins" or "mdn") — prediction reads only :attr:`z_head_`, and the
         other head's decode was ~5–15 µs a spectrum of the inference path."""
-        peak = out["zlog"].argmax(1)
-        edge = ((peak == 0) | (peak == self.config["n_bins"] - 1)).numpy()
+        peak = row_argmax(out["zlog"]).numpy()
+        edge = (peak == 0) | (peak == self.config["n_bins"] - 1)
         h = {"logits": out["cls"].float().numpy(), "emb": out["emb"].float().numpy()}
         if only in (None, "bins"):
             bins = decode_bins(out["zlog"], out["zoff"], self.bin_centres, self.bin_width,
@@ -279,12 +279,14 @@ class GaSNet(NeuralSpectralModel):
             h = self.heads(out, only=self.z_head_)
             h["peaks"] = pz_peaks(out["zlog"].float().numpy(), centres)
             return h
-        good = (batch.ivar > 0) & ~batch.mask & np.isfinite(batch.flux)
+        good = good_pixels(batch)
+        ngood = np.add.reduce(good.view(np.uint8), axis=1, dtype=np.int64)   # faster than a bool sum
         cpu = next(self.net.parameters()).device.type == "cpu"
 
-        def inputs(lo, hi):             # the good mask once a batch, for input, S/N and flags
+        def inputs(lo, hi):     # the good mask and its counts once a batch, for input, S/N, flags
             return torch.from_numpy(normalise(batch.flux[lo:hi], batch.ivar[lo:hi],
-                                              good=good[lo:hi], channels_last=cpu))
+                                              good=good[lo:hi], n_good=ngood[lo:hi],
+                                              channels_last=cpu))
         parts = self._forward_batches(batch, options, decode, inputs)
         logits = np.concatenate([p["logits"] for p in parts])
         emb = np.concatenate([p["emb"] for p in parts])
@@ -298,7 +300,6 @@ class GaSNet(NeuralSpectralModel):
         zwarn[changed] |= int(ZWARN.LOW_CLASS_CONFIDENCE)
         zwarn[edge] |= int(ZWARN.Z_FITLIMIT)
         zwarn[p_near < 1 - P_CATASTROPHIC_MAX] |= int(ZWARN.SMALL_DELTA_CHI2)
-        ngood = np.add.reduce(good.view(np.uint8), axis=1, dtype=np.int64)   # faster than a bool sum
         zwarn[ngood == 0] |= int(ZWARN.NODATA)
         zwarn[(ngood > 0) & (snr < self.config["poor_snr"])] |= int(ZWARN.POORDATA)
         score = (MahalanobisOOD(self.ood_).score(emb) if self.ood_
@@ -320,6 +321,16 @@ class GaSNet(NeuralSpectralModel):
     def set_state(self, state: dict) -> None:
         self._aug_calls, self._seed = 0, 0
         super().set_state(state)
+
+
+def good_pixels(batch: SpectraBatch) -> np.ndarray:
+    """(N, P) pixels the model reads: ivar > 0, finite flux, not masked — the mask of
+    :func:`..inputs._good`, built in place in one array (``good > mask`` is ``good and not
+    mask`` for booleans): ≈ 2 µs a spectrum less than three temporaries."""
+    good = batch.ivar > 0
+    good &= np.isfinite(batch.flux)
+    np.greater(good, batch.mask, out=good)
+    return good
 
 
 def _fit_zerr(du, s, spectype, extra, snr, p_near):
