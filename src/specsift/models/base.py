@@ -207,12 +207,8 @@ class SpectralModel(ABC):
         process (torch's setting is process-wide too; an idle BLAS pool spinning between
         products costs CPU time for no work): a library caller who wants BLAS back wraps the
         call in ``threadpoolctl.threadpool_limits``.  Devices and precisions are checked
-        against :attr:`capabilities`; returns ``self``.  It also fixes glibc's malloc
-        thresholds for the process (:func:`.memory.keep_freed_memory`): batch after batch
-        reuses its freed blocks instead of faulting in fresh pages at random.
+        against :attr:`capabilities`; returns ``self``.
         """
-        from .memory import keep_freed_memory
-        keep_freed_memory()
         if threads:
             torch.set_num_threads(int(threads))
             _limit_blas(int(threads))
