@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fit import NPOLY, bin_basis, bin_sums, legendre, prepare, scan
+from .fit import NPOLY, bin_basis, bin_sums, legendre, prepare
 from .frames import Scratch
+from .polyfirst import poly_factor, scan_poly_first
 from .resolution import convolved
 from .templates import bases_for
 
@@ -65,10 +66,11 @@ def star_beats_winner(prep, bases, rows, win_type, win_shift, star_halfwidth: in
     for lo in range(0, len(rows), chunk):
         sl = slice(lo, lo + chunk)
         pb = _binned(prep, rows[sl], npoly, factor)
+        pf = poly_factor(pb)             # the 16-term block: once a row, for both scans
         n = len(pb.w)
-        star = _at(pb, bases, np.full(n, "STAR"), np.zeros(n), factor, hb)
-        win = _at(pb, bases, np.asarray(win_type)[sl], np.asarray(win_shift, np.float64)[sl],
-                  factor, 1)
+        star = _at(pb, pf, bases, np.full(n, "STAR"), np.zeros(n), factor, hb)
+        win = _at(pb, pf, bases, np.asarray(win_type)[sl],
+                  np.asarray(win_shift, np.float64)[sl], factor, 1)
         delta[sl] = win - star
     return np.isfinite(delta) & (delta > margin), delta
 
@@ -183,13 +185,15 @@ def pixel_gap(flux, w, m_star, m_win) -> np.ndarray:
     return np.where(np.isfinite(m_star) & np.isfinite(m_win), gap, 0.0)
 
 
-def _at(pb, bases, types, shifts, factor: int, reach: int) -> np.ndarray:
-    """Lowest binned χ² of each row's basis ``types[r]`` at bin round(shift/factor) ± reach."""
+def _at(pb, pf, bases, types, shifts, factor: int, reach: int) -> np.ndarray:
+    """Lowest binned χ² of each row's basis ``types[r]`` at bin round(shift/factor) ± reach
+    (``pf``: :func:`.polyfirst.poly_factor` of ``pb``)."""
     out = np.full(len(types), np.inf)
     for t in np.unique(types):
         sel = np.flatnonzero(types == t)
         kc = np.rint(shifts[sel] / factor).astype(np.int64)
-        out[sel] = scan(pb, bin_basis(bases[t], factor), sel, kc, np.arange(-reach, reach + 1)).min(1)
+        out[sel] = scan_poly_first(pb, pf, bin_basis(bases[t], factor), sel, kc,
+                                   np.arange(-reach, reach + 1)).min(1)
     return out
 
 def _binned(prep, rows, npoly: int, factor: int):
