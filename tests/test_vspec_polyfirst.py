@@ -87,3 +87,21 @@ def test_refit_pre_test_never_rejects_a_row_the_test_keeps():
         kept += test.sum()
         rejected += (~maybe).sum()
     assert kept > 100 and rejected > 300
+
+
+def test_star_check_bins_a_view_to_the_same_sums():
+    """:func:`.starcheck._bin_plane` (binning a view of the rows' range) gives the sums of
+    binning the fancy-indexed rows, for a full range, a range with gaps, sparse rows, and
+    none."""
+    from specsift.verify.fit import bin_sums
+    from specsift.verify.starcheck import _bin_plane
+    rng = np.random.default_rng(3)
+    flux = rng.normal(5, 1, (30, 4076)).astype(np.float32)
+    ivar = rng.uniform(1, 4, (30, 4076)).astype(np.float32)
+    prep = prepare(flux, ivar, rng.random((30, 4076)) < 0.02)
+    for rows in (np.arange(30), np.arange(4, 20), np.array([2, 3, 5, 6, 7, 9]),
+                 np.array([0, 29]), np.arange(0)):
+        for k in (0, prep.npoly):
+            want = bin_sums(prep.d[rows, k], 509, 8)
+            got = _bin_plane(prep, k, rows, 509, 8)
+            assert got.shape == want.shape and np.array_equal(got, want)

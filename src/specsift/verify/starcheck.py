@@ -205,10 +205,25 @@ def _binned(prep, rows, npoly: int, factor: int):
     :func:`.fit.bin_basis` expects.  Held in :data:`_BINNED_SCRATCH` (valid until the next
     call)."""
     nb = prep.npix // factor
-    wb = bin_sums(prep.w[rows], nb, factor)
-    wfb = bin_sums(prep.x3[rows, prep.npoly - 1], nb, factor)
+    wb = _bin_plane(prep, 0, rows, nb, factor)
+    wfb = _bin_plane(prep, prep.npoly, rows, nb, factor)
     fb = np.divide(wfb, wb, out=np.zeros_like(wfb), where=wb > 0)
     return prepare(fb, wb, wb <= 0, npoly=npoly, scratch=_BINNED_SCRATCH)
+
+
+def _bin_plane(prep, k: int, rows, nb: int, factor: int) -> np.ndarray:
+    """:func:`.fit.bin_sums` of plane ``k`` of ``prep.d`` for ``rows`` (sorted): binned
+    straight from a view of the rows' enclosing range where the rows fill at least half of
+    it (the stage checks most rows of a bright batch), then indexed — the same sums without
+    the (rows, P) copy that fancy indexing made first (≈ half of the binning's time)."""
+    rows = np.asarray(rows, np.int64)
+    if not len(rows):
+        return bin_sums(prep.d[rows, k], nb, factor)
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    if hi - lo > 2 * len(rows) or np.any(np.diff(rows) <= 0):
+        return bin_sums(prep.d[rows, k], nb, factor)
+    b = bin_sums(prep.d[lo:hi, k], nb, factor)
+    return b if hi - lo == len(rows) else b[rows - lo]
 
 
 #: memory for :func:`_binned`'s products (17 rows of ~500 bins a spectrum, 256 spectra a
