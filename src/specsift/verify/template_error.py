@@ -197,9 +197,11 @@ def refit_template_limited(batch, bad, bases, todo, sol, opt, sigma, ngood, fit_
     keep = template_error_dominates(flux, ivar, good, eps, level=lev, iv=iv)
     if not keep.any():
         return
-    pos, rows = pos[keep], todo[pos[keep]]
-    sub = prepare(flux[keep], with_template_error(flux[keep], ivar[keep], eps, level=lev[keep],
-                                                  iv=iv[keep]), bad[keep], scratch=_REFIT)
+    if not keep.all():                # (where all pass, no copies of five (N, P) arrays)
+        pos, flux, ivar, bad, lev, iv = (x[keep] for x in (pos, flux, ivar, bad, lev, iv))
+    rows = todo[pos]
+    sub = prepare(flux, with_template_error(flux, ivar, eps, level=lev, iv=iv), bad,
+                  scratch=_REFIT)
     k = len(rows)
     res = fit_rows(sub, bases, np.arange(k), np.full(k, "QSO", "U6"), sol["z"][pos],
                    np.full(k, opt.template_error_halfwidth), opt,
