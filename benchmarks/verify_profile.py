@@ -83,15 +83,21 @@ def main() -> None:
         if s != "solve again (rescued rows)":
             _timed(stage, s, steps, solve_key if s == "solve" else s)
 
-    def kind(who):
+    def kind(who, skip=0):       # skip: arguments before (prep, basis, spec, centres, offsets)
         def key(args, kw):
-            prep, basis, spec, _, offsets = args[:5]
+            prep, (basis, spec, _, offsets) = args[0], args[1 + skip:5 + skip]
             k = (who, len(offsets), prep.npix, basis.ntemplate)
             rows[k] += len(spec)
             return k
         return key
-    for who, mod in (("window", refine), ("whole-z rescue", zfind), ("STAR check", starcheck)):
+    for who, mod in (("window", refine), ("whole-z rescue", zfind)):
         _timed(mod, "scan", scans, kind(who))
+    # the STAR check's scan (.polyfirst.scan_poly_first: its polynomial factor after prep;
+    # fit.scan before it)
+    if hasattr(starcheck, "scan_poly_first"):
+        _timed(starcheck, "scan_poly_first", scans, kind("STAR check", 1))
+    else:
+        _timed(starcheck, "scan", scans, kind("STAR check"))
     runs = []
     for r in range(a.reps + 1):
         for d in (steps, scans, rows):
