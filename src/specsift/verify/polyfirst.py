@@ -71,7 +71,7 @@ def poly_factor(prep: Prepared) -> PolyFactor:
 def _lower_inverse(L: np.ndarray) -> np.ndarray:
     """(N, K, K) inverses of the lower-triangular ``L`` by forward substitution, row by row
     over the whole stack (np.linalg.inv's LU was ≈ 10× slower on 256 16 × 16 blocks)."""
-    n, K = L.shape[0], L.shape[1]
+    K = L.shape[1]
     X = np.zeros_like(L)
     inv_d = 1.0 / np.diagonal(L, axis1=1, axis2=2)
     for i in range(K):
