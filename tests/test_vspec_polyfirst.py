@@ -7,8 +7,8 @@ import pytest
 from specsift.grid import DEFAULT_GRID
 from specsift.verify.fit import bin_basis, prepare, scan
 from specsift.verify.polyfirst import poly_factor, scan_poly_first
-from specsift.verify.templates import bases_for
 from specsift.verify.template_error import _may_dominate, template_error_dominates
+from specsift.verify.templates import bases_for
 
 
 def _binned_rows(n: int, nb: int = 509, seed: int = 0):
