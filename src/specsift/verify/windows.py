@@ -91,7 +91,7 @@ class _Decisions:
         fine partner's coarse χ² was within 0.4 % of the lowest far one every time
         (``fine_margin=None`` fits), and where it was not the lowest one, DELTACHI2 came from
         a worse partner; ``partner_margin=None``: the lowest alone."""
-        res, opt = self.res, getattr(self, "opt", None)
+        res, opt = self.res, self.opt
         c = res["coarse"]
         cand = np.flatnonzero(far)
         out = np.zeros(len(spec), bool)
@@ -99,7 +99,7 @@ class _Decisions:
             return out
         order, first = lowest_per_spectrum(spec[cand], c[cand])
         out[cand[order[first]]] = True
-        margin = getattr(opt, "partner_margin", None)
+        margin = opt.partner_margin
         if margin is not None:
             low = np.full(int(spec.max()) + 1, np.inf)
             np.minimum.at(low, spec[cand], c[cand])
