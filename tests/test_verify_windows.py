@@ -61,6 +61,7 @@ def test_partner_left_at_the_coarse_stage_is_named():
              "fine": np.array([True, True, False, True, True, False, True, True])}
     spec = np.array([0, 0, 0, 1, 1, 1, 2, 2])
     far = np.array([False, True, True, False, True, True, False, True])
+    w.opt = VerifyOptions(partner_margin=None)       # the lowest far window alone
     # 0: lowest far coarse (40) unrefined → refine it although far row 1 (50) is refined;
     # 1: lowest far (20) refined already → nothing; 2: its only far row refined → nothing
     np.testing.assert_array_equal(w.partners(spec, far),
