@@ -157,19 +157,20 @@ def test_fits_rows_are_astropys_bytes(tmp_path, monkeypatch):
     """The FITS rows filled with numpy are the bytes astropy's BinTableHDU gives, for every
     column kind of a catalog (booleans, strings with trailing blanks and non-ASCII
     characters, vectors, NaN), in the in-memory writer and in the merge of parts."""
-    import specsift.io.catalog as catalog
+    import specsift.io.catalog_fits as catalog_fits
+    from specsift.io.catalog import write_catalog
     t = _fits_kinds()
     parts = [_part(tmp_path, t[:3], 0), _part(tmp_path, t[3:], 1)]
     meta = {"MODEL": "m", "NINPUT": 5}
-    catalog.write_catalog(t, tmp_path / "mine.fits", meta=meta)
+    write_catalog(t, tmp_path / "mine.fits", meta=meta)
     merge_parts(parts, tmp_path / "mine-parts.fits", meta)
     used = []
-    real = catalog._fits_rows
-    monkeypatch.setattr(catalog, "_fits_rows", lambda *a: used.append(1) or real(*a))
-    catalog.write_catalog(t, tmp_path / "again.fits", meta=meta)
+    real = catalog_fits._fits_rows
+    monkeypatch.setattr(catalog_fits, "_fits_rows", lambda *a: used.append(1) or real(*a))
+    write_catalog(t, tmp_path / "again.fits", meta=meta)
     assert used                                   # the numpy rows, not astropy's
-    monkeypatch.setattr(catalog, "_fits_row_dtype", lambda data: None)
-    catalog.write_catalog(t, tmp_path / "astropy.fits", meta=meta)
+    monkeypatch.setattr(catalog_fits, "_fits_row_dtype", lambda data: None)
+    write_catalog(t, tmp_path / "astropy.fits", meta=meta)
     merge_parts(parts, tmp_path / "astropy-parts.fits", meta)
     assert (tmp_path / "mine.fits").read_bytes() == (tmp_path / "astropy.fits").read_bytes()
     assert (tmp_path / "mine-parts.fits").read_bytes() == \
@@ -181,7 +182,7 @@ def test_fits_rows_refuse_what_they_do_not_know():
     astropy writes that part."""
     from astropy.io import fits
 
-    from specsift.io.catalog import _fits_row_dtype, _fits_rows
+    from specsift.io.catalog_fits import _fits_row_dtype, _fits_rows
     t = Table({"A": np.arange(3, dtype=np.uint16)})
     assert _fits_row_dtype(fits.table_to_hdu(t).data) is None
     t = Table({"A": np.zeros(3), "V": np.zeros((3, 2), np.float32)})
