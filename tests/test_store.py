@@ -89,3 +89,20 @@ def test_append_mode_resumes(tmp_path):
         assert len(st) == 10
     with SpectralStore(path) as st:
         assert list(st.read_meta(["TARGETID"])["TARGETID"]) == list(range(10))
+
+
+def test_reads_between_appends_see_new_rows(tmp_path):
+    """The store keeps its datasets open between reads (per-batch set-up cost): rows and
+    meta appended after a read, and the first batch of a new store, must still be seen."""
+    path = tmp_path / "s.h5"
+    a, b = _batch(40, 0, 1), _batch(30, 40, 2)
+    with SpectralStore(path, "w", chunk_rows=16) as st:
+        st.append(a)
+        first = st.read(slice(0, 40))
+        st.append(b)
+        both = st.read(np.arange(70)[::-1])
+    np.testing.assert_array_equal(first.flux, a.flux.astype(np.float32))
+    np.testing.assert_array_equal(both.flux[:30], b.flux.astype(np.float32)[::-1])
+    np.testing.assert_array_equal(both.ivar[30:], a.ivar.astype(np.float32)[::-1])
+    assert list(both.meta["TARGETID"]) == list(range(69, -1, -1))
+    assert both.meta.colnames == first.meta.colnames and both.loglam is not first.loglam

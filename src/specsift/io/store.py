@@ -58,6 +58,9 @@ class SpectralStore:
         if mode == "r" and "flux" not in self._h5:
             self._h5.close()
             raise ValueError(f"{self.path}: HDF5 file has no 'flux' dataset; not a specsift store")
+        self._meta_ds: list | None = None    # [(name, h5py.Dataset)], see _meta_datasets
+        self._arrays: tuple | None = None    # flux, ivar, mask h5py.Datasets
+        self._loglam: np.ndarray | None = None
 
     # -- context manager ------------------------------------------------------
     def __enter__(self):
@@ -121,6 +124,7 @@ class SpectralStore:
                                   ("ivar", "f4", self.compression), ("mask", "bool", "lzf")):
             h5.create_dataset(name, shape=(0, p), maxshape=(None, p), dtype=dtype,
                               chunks=(c, p), compression=comp)
+        self._meta_ds, self._arrays, self._loglam = None, None, None
         meta = h5.create_group("meta")
         for name in batch.meta.colnames:
             col = _h5_column(batch.meta[name])
@@ -144,7 +148,38 @@ class SpectralStore:
 
     @property
     def loglam(self) -> np.ndarray:
-        return self._h5["loglam"][:]
+        if self._loglam is None:
+            self._loglam = self._h5["loglam"][:]
+        return self._loglam.copy()          # a batch's own array, as a fresh read gave
+
+    def _meta_datasets(self) -> list:
+        """``(name, h5py.Dataset)`` of every meta column, looked up once per opened store:
+        ``group[name]`` costs ~0.15 ms in h5py, 31 columns × every batch ≈ 5 ms of a
+        predict batch's fixed cost.  Appending only resizes them (the objects stay valid);
+        ``_create`` resets the list."""
+        if self._meta_ds is None:
+            g = self._h5["meta"]
+            self._meta_ds = [(name, g[name]) for name in g]
+        return self._meta_ds
+
+    def _array_datasets(self) -> tuple:
+        """flux, ivar, mask datasets, opened once per store (a fresh ``h5["mask"]`` per
+        batch re-opened it and dropped its chunk cache).  flux and ivar go without a chunk
+        cache: their 256-row chunks (4 MB) outgrow HDF5's 1 MB default, yet HDF5 staged
+        each one whole through it, 1.7 ms CPU to read one row, 0.17 ms without (1024 rows:
+        7.3 → 3.8 ms); the data read is the same.  The LZF mask (1 MB chunks) keeps its
+        cache, so reading it row by row does not decompress a chunk per row."""
+        if self._arrays is None:
+            import h5py
+            dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+            dapl.set_chunk_cache(0, 0, 1.0)
+
+            def uncached(name):
+                if not isinstance(self._h5.get(name), h5py.Dataset):
+                    return self._h5[name]           # missing or not a dataset: fails as before
+                return h5py.Dataset(h5py.h5d.open(self._h5.id, name.encode(), dapl))
+            self._arrays = (uncached("flux"), uncached("ivar"), self._h5["mask"])
+        return self._arrays
 
     @property
     def grid(self) -> LogGrid:
@@ -162,7 +197,14 @@ class SpectralStore:
 
     def read(self, index) -> SpectraBatch:
         """Spectra at a slice or an index array (sorted internally for h5py)."""
-        h5 = self._h5
+        loglam, flux, ivar, mask, cols = self.read_arrays(index)
+        return SpectraBatch._unchecked(loglam, flux, ivar, mask, _table(cols))
+
+    def read_arrays(self, index):
+        """``(loglam, flux, ivar, mask, meta columns)`` of :meth:`read` with the meta as a
+        dict of decoded numpy columns in the store's order, no Table yet: a caller that
+        adds or coerces columns (:func:`specsift.io.arrays.store_batch`) builds the one
+        Table itself (astropy's Table and Column set-up was ~5 ms a batch, paid twice)."""
         if isinstance(index, slice):
             sel, order = index, None
         else:
@@ -174,11 +216,12 @@ class SpectralStore:
             order = inverse
             if sel.size == 0:
                 sel, order = slice(0, 0), None
-        flux, ivar, mask = h5["flux"][sel], h5["ivar"][sel], h5["mask"][sel]
-        meta = Table({c: _decode(h5["meta"][c][sel]) for c in h5["meta"]})
+        flux, ivar, mask = (ds[sel] for ds in self._array_datasets())
+        cols = {name: _decode(ds[sel]) for name, ds in self._meta_datasets()}
         if order is not None:
-            flux, ivar, mask, meta = flux[order], ivar[order], mask[order], meta[order]
-        return SpectraBatch._unchecked(h5["loglam"][:], flux, ivar, mask, meta)
+            flux, ivar, mask = flux[order], ivar[order], mask[order]
+            cols = {name: a[order] for name, a in cols.items()}
+        return self.loglam, flux, ivar, mask, cols
 
     def iter_batches(self, batch_size: int = 1024, start: int = 0,
                      stop: int | None = None) -> Iterator[SpectraBatch]:
@@ -186,6 +229,11 @@ class SpectralStore:
         stop = len(self) if stop is None else min(stop, len(self))
         for lo in range(start, stop, batch_size):
             yield self.read(slice(lo, min(lo + batch_size, stop)))
+
+
+def _table(cols: dict) -> Table:
+    """One Table over freshly read columns, sharing their memory (nothing else holds them)."""
+    return Table(list(cols.values()), names=list(cols), copy=False)
 
 
 def _decode(a: np.ndarray) -> np.ndarray:
