@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 from astropy.table import Table
 
-from ..catalog import keep_net_answer
+from ..catalog import keep_net_answer, put_columns
 from ..classes import spectype_of
 from ..constants import C_KMS
 from ..flags import ZWARN
@@ -317,11 +317,10 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
         dv = np.abs(z_fit - net_z) / (1 + z_fit) * C_KMS
         zw[~same | (dv > SAME_KMS)] |= ZWARN.NET_DISAGREE
         zwarn[todo] = zw
-    out["Z"], out["ZERR"], out["ZWARN"] = z, zerr, zwarn
-    out["SPECTYPE"], out["SUBTYPE"] = spectype, subtype
-    out["CLASS_LABEL"] = _class_labels(table, spectype, subtype)
-    out["DELTACHI2"] = dchi2
-    out["CHI2"], out["NPIXELS"], out["NCOEFF"], out["COEFF"] = chi2, npix, ncoef, coef
+    put_columns(out, {"Z": z, "ZERR": zerr, "ZWARN": zwarn, "SPECTYPE": spectype,
+                      "SUBTYPE": subtype, "CLASS_LABEL": _class_labels(table, spectype, subtype),
+                      "DELTACHI2": dchi2, "CHI2": chi2, "NPIXELS": npix, "NCOEFF": ncoef,
+                      "COEFF": coef})
     return out
 
 
