@@ -49,3 +49,24 @@ def test_put_columns_falls_back():
     short = _table(3)
     with pytest.raises(ValueError):
         put_columns(short, {"B": np.zeros(2)})     # as __setitem__ says: wrong length
+
+
+def test_add_lines_in_place_equals_the_copy_and_copy_keeps_the_input():
+    from specsift.grid import DEFAULT_GRID as grid
+    from specsift.lines import add_lines
+    from specsift.spectra import SpectraBatch
+    rng = np.random.default_rng(0)
+    flux = (10 + rng.normal(0, 0.5, (2, grid.size))).astype(np.float32)
+    ivar = np.full(flux.shape, 4.0, np.float32)
+    batch = SpectraBatch(grid.loglam, flux, ivar)
+    cat = Table({"Z": np.array([0.1, 1.2]), "SPECTYPE": np.array(["GALAXY", "QSO"]),
+                 "SUBTYPE": np.array(["", ""]), "CLASS_LABEL": np.array(["GALAXY", "QSO"])})
+    before = cat.colnames
+    ref = add_lines(batch, cat)
+    assert cat.colnames == before                  # the default leaves the input as it was
+    same = add_lines(batch, cat, copy=False)
+    assert same is cat and same.colnames == ref.colnames
+    for k in ref.colnames:
+        assert ref[k].dtype == same[k].dtype and ref[k].unit == same[k].unit
+        assert np.array_equal(np.asarray(ref[k]), np.asarray(same[k]),
+                              equal_nan=ref[k].dtype.kind == "f")
