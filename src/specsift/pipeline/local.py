@@ -120,7 +120,7 @@ def predict_batch(model, batch: SpectraBatch, stages: StageOptions = StageOption
             table = model.predict(batch, options=stages.predict)
     if stages.lines and len(table) == len(batch) and "SPECTYPE" in table.colnames:
         from ..lines import add_lines
-        table = add_lines(batch, table)
+        table = add_lines(batch, table, copy=False)     # the table is ours
     return table
 
 

@@ -21,4 +21,4 @@ def verify_batch(model, batch, verify_options: VerifyOptions | None = None, *, o
     catalog of ``batch`` (``options``: the model's PredictOptions)."""
     batch = model.check_batch(batch)
     table, cands = model.propose(batch, options=options)
-    return verify_catalog(batch, table, cands, verify_options)
+    return verify_catalog(batch, table, cands, verify_options, copy=False)  # table: ours

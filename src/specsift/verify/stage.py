@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 from astropy.table import Table
 
-from ..catalog import keep_net_answer
+from ..catalog import keep_net_answer, put_columns
 from ..classes import spectype_of
 from ..constants import C_KMS
 from ..flags import ZWARN
@@ -216,14 +216,18 @@ def _poly_chi2(prep) -> np.ndarray:
 
 
 def verify_catalog(batch, table: Table, cands: Candidates,
-                   options: VerifyOptions | None = None) -> Table:
+                   options: VerifyOptions | None = None, *, copy: bool = True) -> Table:
     """The model's catalog ``table`` for ``batch`` with the verified columns (module docstring).
 
     Rows with fewer than ``min_good`` good pixels, or flagged NODATA, keep the model's
     answer (Z_NET = Z) with CHI2 NaN.  BLAS runs on one thread here: the GEMMs are small, and
-    OpenBLAS's spinning extra threads would double the CPU time for no gain in wall time."""
+    OpenBLAS's spinning extra threads would double the CPU time for no gain in wall time.
+
+    ``copy=False``: the columns are set in ``table`` itself, which is returned — for a caller
+    that drops its table (:func:`~specsift.verify.verify_batch`): the shallow copy of a
+    catalog's columns was ~1 ms of a one-spectrum batch."""
     with _blas_controller().limit(limits=1, user_api="blas"):
-        return _verify(batch, table, cands, options)
+        return _verify(batch, table, cands, options, copy)
 
 
 @lru_cache(maxsize=1)
@@ -234,10 +238,13 @@ def _blas_controller():
     return ThreadpoolController()
 
 
-def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | None) -> Table:
+def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | None,
+            copy: bool = True) -> Table:
     opt = options or VerifyOptions()
     n = len(table)
-    out = table.copy(copy_data=False)
+    # every read of ``table`` below is of a column the stage never replaces before its
+    # last read, so ``out`` may be ``table`` itself (copy=False)
+    out = table.copy(copy_data=False) if copy else table
     keep_net_answer(out, table)                 # Z_NET … CLASS_LABEL_NET
     chi2 = np.full(n, np.nan)
     dchi2 = np.asarray(table["DELTACHI2"], np.float64).copy() if "DELTACHI2" in table.colnames \
@@ -317,11 +324,10 @@ def _verify(batch, table: Table, cands: Candidates, options: VerifyOptions | Non
         dv = np.abs(z_fit - net_z) / (1 + z_fit) * C_KMS
         zw[~same | (dv > SAME_KMS)] |= ZWARN.NET_DISAGREE
         zwarn[todo] = zw
-    out["Z"], out["ZERR"], out["ZWARN"] = z, zerr, zwarn
-    out["SPECTYPE"], out["SUBTYPE"] = spectype, subtype
-    out["CLASS_LABEL"] = _class_labels(table, spectype, subtype)
-    out["DELTACHI2"] = dchi2
-    out["CHI2"], out["NPIXELS"], out["NCOEFF"], out["COEFF"] = chi2, npix, ncoef, coef
+    put_columns(out, {"Z": z, "ZERR": zerr, "ZWARN": zwarn, "SPECTYPE": spectype,
+                      "SUBTYPE": subtype, "CLASS_LABEL": _class_labels(table, spectype, subtype),
+                      "DELTACHI2": dchi2, "CHI2": chi2, "NPIXELS": npix, "NCOEFF": ncoef,
+                      "COEFF": coef})
     return out
 
 
