@@ -225,6 +225,23 @@ def test_merge_of_held_parts_is_the_merge_of_the_files(tmp_path):
         pq.read_schema(tmp_path / "held.parquet"), check_metadata=True)
 
 
+def test_held_part_is_what_was_written_even_if_the_batch_changes_later(tmp_path):
+    """A held part is a copy: writing into the batch's arrays after ``write_part`` (a reused
+    buffer) changes neither the part file nor what the merge takes from memory."""
+    from specsift.pipeline.parts import table_to_arrow
+    t = _fits_kinds()
+    z = np.asarray(t["Z"]).copy()
+    rd = RunDir(tmp_path / "c.parquet")
+    rd.path.mkdir(parents=True, exist_ok=True)
+    at = table_to_arrow(t)
+    rd.write_part(0, 0, at)
+    np.asarray(t["Z"])[:] = -5.0          # the batch's memory reused after the part was written
+    held = rd.held_parts()[rd.part_path(0, 0)]
+    assert np.array_equal(held.column("Z").to_numpy(), z, equal_nan=True)
+    assert np.array_equal(pq.read_table(rd.part_path(0, 0)).column("Z").to_numpy(), z,
+                          equal_nan=True)
+
+
 def test_parts_held_only_up_to_the_limit(tmp_path, monkeypatch):
     import specsift.pipeline.parts as parts_mod
     from specsift.pipeline.parts import table_to_arrow
