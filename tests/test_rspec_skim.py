@@ -172,3 +172,28 @@ def test_shapes_remembered_but_rows_check_naxis2_as_the_standard_form(shared_dat
             continue
         assert fitscards.header_shape(buf, end, 1) == want, card
         assert want[2] == 32 * want[1][1]
+
+
+def test_span_end_search_takes_only_an_end_padded_as_a_header_is(tmp_path):
+    """The skim's END search in a learned span (``RawFits._end_in_span``) takes a card for END
+    only where the rest of its block is blank: a header shorter than the span ends before it,
+    and a card-aligned ``END`` in its data is not taken for its end (-1: the search from the
+    header's first card decides); a real END in the span is found."""
+    from specsift.io.fitscards import END_CARD
+    card = lambda s: s.encode().ljust(80)                       # noqa: E731
+    head = card("XTENSION= 'IMAGE   '") + END_CARD              # a 2-card header
+    head += b" " * (BLOCK - len(head))
+    data = b"x" * 80 * 10 + END_CARD + b"y" * (BLOCK - 80 * 11)  # a false END at card 10
+    short = tmp_path / "short.bin"
+    short.write_bytes(head + data)
+    r = RawFits.__new__(RawFits)
+    import os
+    r._fd = os.open(short, os.O_RDONLY)
+    try:
+        # a span learned from longer headers (8 to 12 blocks' cards from the header's start)
+        # lies in this header's data: the false END there is refused
+        assert r._end_in_span(0, (BLOCK + 80 * 8, BLOCK + 80 * 12)) == -1
+        # the real END inside the span, blank to its block's end: found
+        assert r._end_in_span(0, (0, 160)) == 80
+    finally:
+        os.close(r._fd)

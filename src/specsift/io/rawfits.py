@@ -324,12 +324,24 @@ class RawFits:
 
     def _end_in_span(self, pos: int, span: tuple[int, int]) -> int:
         """Where the END card of the header at ``pos`` lies between ``span``'s shortest and
-        longest header (card-aligned, one read), or -1."""
-        buf = self._read(pos + span[0], span[1] - span[0] + 80)
+        longest header (card-aligned, one read to the end of the longest one's block), or -1.
+
+        A card found there is taken for END only where the rest of its block is blank, as
+        FITS pads a header.  Why: a header shorter than any met before at this HDU ends before
+        the span, which then lies in its padding (no END there: -1, and the search from the
+        header's first card decides) or in its data, where a card-aligned ``END`` would be
+        taken for the header's end; the blank padding after it is what data would not have."""
+        stop = -(-(span[1] + 80) // BLOCK) * BLOCK
+        buf = self._read(pos + span[0], stop - span[0])
         end = buf.find(END_CARD)
         while end >= 0 and end % 80:
             end = buf.find(END_CARD, end + 1)
-        return end + span[0] if end >= 0 else -1
+        if end < 0 or end + 80 > span[1] - span[0] + 80:
+            return -1
+        pad = (-(span[0] + end + 80)) % BLOCK
+        if buf[end + 80:end + 80 + pad].strip(b" "):
+            return -1
+        return end + span[0]
 
     #: HDU number → (shortest, longest) header (bytes before END) that :meth:`_skim` met
     #: there by a search from the header's first card: where the next file's END is sought
