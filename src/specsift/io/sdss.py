@@ -230,9 +230,10 @@ def _walked(path: Path) -> RawFits:
     else (or when those are all it has) every HDU, as before.  Why: the per-exposure HDUs
     after SPZLINE (a BOSS file has 16–18) hold nothing the spectrum or its labels come from,
     and walking them was about half the cost of a file.  What that leaves unchecked:
-    their headers (astropy's path refuses a file with a broken one; this one reads its
-    spectrum) and a cut at a 2880-byte boundary among them (a cut elsewhere is refused as
-    truncated, :class:`~.rawfits.RawFits`)."""
+    their headers' other cards (astropy's path refuses a file with a broken one; this one
+    reads its spectrum).  A file cut short among them, at a block boundary too, is still
+    refused as truncated (:meth:`~.rawfits.RawFits._skim` follows their sizes to the end);
+    what neither walk can see is a file cut exactly between two HDUs."""
     raw = RawFits(path, first=_MODEL_HDUS)
     names = [h.name for h in raw.hdus[1:3]]
     if raw.complete or (names[:1] == ["COADD"] and names[1:] in (["SPECOBJ"], ["SPALL"])):
