@@ -46,7 +46,7 @@ from ...spectra import DEFAULT_GRID, LogGrid, SpectraBatch, median_snr
 from ...training_data import StoreDataset
 from ...verify.candidates import Candidates, pz_peaks
 from ..base import PredictOptions, register_model
-from ..inputs import normalise
+from ..inputs import good_pixels, normalise
 from ..neural import NeuralSpectralModel, meta_and_check, row_argmax
 from ..star_head import refine_star_rows
 from .fast import ChannelsLastTrunk
@@ -279,7 +279,7 @@ class GaSNet(NeuralSpectralModel):
             h = self.heads(out, only=self.z_head_)
             h["peaks"] = pz_peaks(out["zlog"].float().numpy(), centres)
             return h
-        good = good_pixels(batch)
+        good = good_pixels(batch.flux, batch.ivar, batch.mask)
         ngood = np.add.reduce(good.view(np.uint8), axis=1, dtype=np.int64)   # faster than a bool sum
         cpu = next(self.net.parameters()).device.type == "cpu"
 
@@ -321,16 +321,6 @@ class GaSNet(NeuralSpectralModel):
     def set_state(self, state: dict) -> None:
         self._aug_calls, self._seed = 0, 0
         super().set_state(state)
-
-
-def good_pixels(batch: SpectraBatch) -> np.ndarray:
-    """(N, P) pixels the model reads: ivar > 0, finite flux, not masked — the mask of
-    :func:`..inputs._good`, built in place in one array (``good > mask`` is ``good and not
-    mask`` for booleans): ≈ 2 µs a spectrum less than three temporaries."""
-    good = batch.ivar > 0
-    good &= np.isfinite(batch.flux)
-    np.greater(good, batch.mask, out=good)
-    return good
 
 
 def _fit_zerr(du, s, spectype, extra, snr, p_near):
