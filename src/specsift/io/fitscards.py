@@ -19,7 +19,7 @@ import re
 
 import numpy as np
 
-__all__ = ["END_CARD", "RawFitsError", "RawHeader", "parse_value", "header_shape",
+__all__ = ["END_CARD", "RawFitsError", "RawHeader", "find_end", "parse_value", "header_shape",
            "names_and_layouts"]
 
 _INT = re.compile(rb"[+-]?\d+\Z")
@@ -29,6 +29,16 @@ _EXTNAME8 = np.frombuffer(b"EXTNAME ", "=u8")[0]
 _END8 = np.frombuffer(b"END     ", "=u8")[0]
 #: the END card (FITS 4.0 §4.4.1.2): END and 77 blanks
 END_CARD = b"END" + b" " * 77
+
+
+def find_end(buf: bytes, start: int = 0) -> int:
+    """Where the first END card of ``buf`` at a card boundary lies (searched from ``start``;
+    positions count from ``buf``'s first byte, a card's), or -1: an ``END`` and 77 blanks
+    inside a card's value is not the header's end."""
+    end = buf.find(END_CARD, start)
+    while end >= 0 and end % 80:
+        end = buf.find(END_CARD, end + 1)
+    return end
 #: first 4 bytes of the cards that describe a table's columns (see :func:`names_and_layouts`)
 _LAYOUT_HEADS = (b"TFIE", b"TTYP", b"TFOR", b"TZER", b"TSCA", b"TDIM")
 _LUT: list = []

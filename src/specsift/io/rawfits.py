@@ -35,9 +35,9 @@ import numpy as np
 
 from .bintable import table_fields
 from .fitscards import (
-    END_CARD,
     RawFitsError,
     RawHeader,
+    find_end,
     header_shape,
     names_and_layouts,
     parse_value,
@@ -248,9 +248,7 @@ class RawFits:
             buf = self._read(pos, n)
             if len(buf) < n:           # shorter than its size said (shrunk, still written)
                 raise RawFitsError(f"HDU {k}: file truncated: {len(buf)} of {n} header bytes")
-            end = buf.find(END_CARD, start)
-            while end >= 0 and end % 80:
-                end = buf.find(END_CARD, end + 1)
+            end = find_end(buf, start)
             if speculate and end < 0:
                 raise RawFitsError(f"HDU {k}: no END card after the shortest header met")
             if end >= 0:
@@ -333,9 +331,7 @@ class RawFits:
         taken for the header's end; the blank padding after it is what data would not have."""
         stop = -(-(span[1] + 80) // BLOCK) * BLOCK
         buf = self._read(pos + span[0], stop - span[0])
-        end = buf.find(END_CARD)
-        while end >= 0 and end % 80:
-            end = buf.find(END_CARD, end + 1)
+        end = find_end(buf)
         if end < 0 or end + 80 > span[1] - span[0] + 80:
             return -1
         pad = (-(span[0] + end + 80)) % BLOCK
