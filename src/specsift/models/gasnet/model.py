@@ -131,7 +131,7 @@ class GaSNet(NeuralSpectralModel):
         snr = []
 
         def inputs(b):
-            snr.append(median_snr(b.flux, b.ivar, (b.ivar > 0) & ~b.mask & np.isfinite(b.flux),
+            snr.append(median_snr(b.flux, b.ivar, good_pixels(b.flux, b.ivar, b.mask),
                                   step=SNR_STEP))
             return self.make_inputs(b)
         self.net.eval()
