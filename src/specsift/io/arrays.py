@@ -103,7 +103,8 @@ def store_batch(store: SpectralStore, lo: int, hi: int, grid: LogGrid | None) ->
     :func:`specsift.io.read` or a ``predict`` work unit, so both give the same flags."""
     path = store.path
     loglam, flux, ivar, mask, cols = store.read_arrays(slice(lo, hi))
-    cols.setdefault("ROW", np.arange(lo, hi, dtype=np.int64))  # the spectrum's row in the store
+    if "ROW" not in cols:                          # the spectrum's row in the store
+        cols["ROW"] = np.arange(lo, hi, dtype=np.int64)
     # the meta Table built once, by standard_meta, from the plain columns (not a store
     # Table rebuilt: two Tables of ~32 columns were ~5 ms of a batch's fixed cost)
     b = SpectraBatch._unchecked(loglam, flux, ivar, mask, standard_meta(cols, path, len(flux)))
