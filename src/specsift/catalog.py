@@ -93,8 +93,9 @@ def keep_net_answer(out: Table, catalog: Table, names=NET_COLUMNS, dtype=None) -
                       for name in names if f"{name}_NET" not in out.colnames})
 
 
-def put_columns(out: Table, cols: dict) -> None:
-    """``out[name] = value`` for each item of ``cols``, without astropy's per-item overhead.
+def put_columns(out: Table, cols: dict, units: dict | None = None) -> None:
+    """``out[name] = value`` for each item of ``cols``, without astropy's per-item overhead;
+    ``units``: {name: unit} of the columns that have one (the line stage's 119 columns).
 
     A stage sets a dozen columns of fresh arrays that nothing else holds; ``Table.__setitem__``
     copies each, broadcasts a one-row table's, and replaces an existing column through
@@ -111,8 +112,10 @@ def put_columns(out: Table, cols: dict) -> None:
         old = out.columns.get(name)
         if (direct and type(value) is np.ndarray and value.ndim >= 1 and len(value) == n
                 and value.dtype.kind in "biufcU" and (old is None or not old.info.indices)):
-            col = Column(value, name=name, copy=False)
+            col = Column(value, name=name, unit=(units or {}).get(name), copy=False)
             col.parent_table = out
             out.columns.__setitem__(name, col, validated=True)
         else:
             out[name] = value
+            if units and units.get(name) is not None:
+                out[name].unit = units[name]

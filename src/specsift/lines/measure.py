@@ -22,6 +22,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Column, Table
 
+from ..catalog import put_columns
 from .continuum import stellar_continuum, template_columns
 from .fit import fit_lines, fit_pixels
 from .models import WING_SCALE, galaxy_model, quasar_models, window_groups
@@ -310,29 +311,11 @@ def line_table(cols: dict[str, np.ndarray]) -> Table:
 def add_line_columns(table: Table, cols: dict[str, np.ndarray]) -> None:
     """Append the line columns of :func:`line_columns` to ``table`` with their units, in
     place and without copies: the same columns as ``table.add_columns(line_table(cols)
-    .columns.values())``.
-
-    One astropy Column made per line column, with its unit, and put into ``table.columns``
-    as ``Table.add_column`` puts a finished one (parent table set): ``add_column`` made a
-    second Column of each (and ~8 attribute copies through ``Column.__setattr__``), set
-    the unit afterwards, and on a one-row table broadcast and copied every column — 16 ms
-    of a one-spectrum batch for the 119 columns, 4 ms now; 5 → 4 ms for 400 rows.  A
-    masked or empty table, or a subclass with another column class, goes through
-    ``add_column`` as before."""
-    units = _units()
-    n = len(table)
-    direct = (type(table) is Table and not table.masked and len(table.columns) > 0
-              and table.ColumnClass is Column
-              and all(np.ndim(v) >= 1 and len(v) == n and k not in table.columns
-                      for k, v in cols.items()))
-    for k, v in cols.items():
-        if direct:
-            col = Column(v, name=k, unit=units[k], copy=False)
-            col.parent_table = table
-            table.columns[k] = col
-        else:
-            table.add_column(v, name=k, copy=False)
-            table.columns[k].unit = units[k]
+    .columns.values())``, put by :func:`specsift.catalog.put_columns` — ``add_column`` made a
+    second Column of each (and ~8 attribute copies through ``Column.__setattr__``), set the
+    unit afterwards, and on a one-row table broadcast and copied every column: 16 ms of a
+    one-spectrum batch for the 119 columns, 4 ms now; 5 → 4 ms for 400 rows."""
+    put_columns(table, cols, units=_units())
 
 
 def line_columns(loglam, flux, ivar, z, spectype, continuum=None, sigma_inst=None,
