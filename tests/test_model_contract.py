@@ -40,9 +40,9 @@ def test_bundled_models_predict_the_demo_set_as_stored(fresh, name):
     to 2e-3 absolute instead: both come from χ² sums of thousands of pixels in float32, whose
     rounding differs between CPUs' BLAS kernels — on an AMD EPYC (Zen 4, AVX-512) eigen's
     PROB_GALAXY moved by up to 2e-4 and its ANOMALY_SCORE by 1.0e-3 (the ZWARN bits cut from
-    them stay asserted exactly), and its stars' Z near 0
-    by up to 3.4e-7 (0.1 km/s, 4e-3 relative): hence Z and ZERR to 1e-6 absolute
-    (0.3 km/s) or 1e-4 relative — but eigen's ZERR to 15 % relative: it comes from the
+    them stay asserted exactly), and its stars' Z near 0 by up to 3.4e-7 (0.1 km/s, 4e-3
+    relative): hence Z and ZERR to 1e-6 absolute (0.3 km/s) or 1e-4 relative — but eigen's
+    ZERR to 15 % relative: it comes from the
     curvature of a float32 χ² curve (differences of numbers of thousands), which moved by
     ≤ 1.4 % on 12 of the 58 rows on that machine and by 11 % on one (row 18, the row whose
     ANOMALY_SCORE moved most) — a numerical weakness of eigen's ZERR, reported in issue 17's
