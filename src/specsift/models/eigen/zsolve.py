@@ -5,9 +5,11 @@ The χ² of the best and of the second solution are recomputed exactly (float64 
 fits, ``Chi2Scanner.fit_at``) at their integer shifts, and each is refined by a parabola
 through the minimum and its two neighbours:
 
-* z from the vertex (of the scan curve, whose float32 values are accurate to ≪ 1 near a
-  minimum), ZERR from the curvature: χ² ≈ χ²_min + a·x², so Δχ² = 1 at
-  x = 1/√a pixels, and dz/dx = ln10·δ·(1+z) on a log grid.
+* the best solution: z from the vertex of the parabola through the exact χ² at its
+  integer minimum and both neighbours (:func:`exact_vertex`), ZERR from its curvature:
+  χ² ≈ χ²_min + a·x², so Δχ² = 1 at x = 1/√a pixels, and dz/dx = ln10·δ·(1+z) on a log
+  grid.  The second solution's vertex comes from the scan curve (float32 values accurate
+  to ≪ 1 near a minimum, enough for DELTACHI2, not for a curvature).
 * DELTACHI2 (Redrock's definition): χ² of the best local minimum of any class whose
   velocity differs from the best solution by more than 1000 km/s, minus the best χ²
   (0 when there is none, as in Redrock).  On a log-λ grid a velocity difference is a
@@ -30,7 +32,7 @@ from ...verify.starcheck import chi2_gap as pixel_chi2_gap
 from .chi2scan import Chi2Scanner, velocity_pixels, z_to_shift
 
 __all__ = ["ZSolution", "solve_redshifts", "zerr_scales", "parabola", "local_minima",
-           "exact_fits", "curve_vertex", "curvature_zerr", "pixel_zerr", "pixel_chi2_gap", "second_fit",
+           "exact_fits", "exact_vertex", "curve_vertex", "curvature_zerr", "pixel_zerr", "pixel_chi2_gap", "second_fit",
            "MIN_DELTACHI2", "MAX_VELO_DIFF"]
 
 MIN_DELTACHI2 = 9.0
@@ -103,6 +105,19 @@ def curve_vertex(curves, cls, idx, nsh):
     edge = (idx <= 0) | (idx >= nsh - 1)
     x, val, a = parabola(np.where(edge, y0, ym), y0, np.where(edge, y0, yp))
     return np.where(edge, 0.0, x), np.where(edge, y0, val), np.where(edge, np.nan, a), edge, y0
+
+
+def exact_vertex(scanner, flux, ivar, cls, j, e0, edge):
+    """Vertex offset, value and curvature of the parabola through the *exact* (float64) χ²
+    at integer shifts ``j`` − 1, ``j``, ``j`` + 1 of class ``cls`` (``e0``: the exact χ² at
+    ``j``, already computed).  Why not the scan curve's parabola: its curvature is a
+    difference of float32 χ² sums of thousands, which moved ZERR by up to 11 % between two
+    CPUs' BLAS kernels.  Edge rows (and ``cls`` < 0) keep x = 0, ``e0`` and NaN curvature."""
+    inner = ~np.asarray(edge, bool) & (np.asarray(cls) >= 0)
+    c_in = np.where(inner, cls, -1)
+    em = np.where(inner, exact_fits(scanner, flux, ivar, c_in, j - 1)[0], e0)
+    ep = np.where(inner, exact_fits(scanner, flux, ivar, c_in, j + 1)[0], e0)
+    return parabola(em, e0, ep)
 
 
 def curvature_zerr(a, z, step: float):
@@ -182,15 +197,18 @@ def solve_redshifts(scanner: Chi2Scanner, curves: list[np.ndarray], flux, ivar,
     chi2v = np.where(has2, e2 + pen[sc2] - (y02 - v2), np.nan)
     # exact values may reorder the two solutions (float32 scan): keep the lower first
     swap = has2 & (chi2v < chi1)
+    e_best = np.where(swap, e2, e1)
     if swap.any():
         best, sec_cls = np.where(swap, sec_cls, best), np.where(swap, best, sec_cls)
         x1, x2 = np.where(swap, x2, x1), np.where(swap, x1, x2)
         j1, j2 = np.where(swap, j2, j1), np.where(swap, j1, j2)
         chi1, chi2v = np.where(swap, chi2v, chi1), np.where(swap, chi1, chi2v)
-        a1 = np.where(swap, a2, a1)
         edge1 = np.where(swap, edge2, edge1)
         sw = np.nonzero(swap)[0]
         model[sw] = exact_fits(scanner, flux[sw], ivar[sw], best[sw], j1[sw], want_model=True)[1]
+    # the best solution's vertex and curvature from exact χ² (exact_vertex: why)
+    x1, v1, a1 = exact_vertex(scanner, flux, ivar, best, j1, e_best, edge1)
+    chi1 = v1 + pen[best]
     shift1 = j1 + x1
     z = 10.0 ** (shift1 * step) - 1.0
     zerr = curvature_zerr(a1, z, step)
