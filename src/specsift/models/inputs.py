@@ -72,19 +72,32 @@ def good_pixels(flux, ivar, mask) -> np.ndarray:
 
 def _channels(flux, ivar, bad, scale, clip, scratch, out) -> None:
     """Both channels into ``out`` (N, 2, P), each chain of operations in the contiguous
-    ``scratch`` (N, P) and only its last one writing ``out``: where ``out`` is channels-last
-    (strided), one strided pass a channel instead of a scratch copy and an interleaving pass;
-    √ivar straight from ``ivar`` (its NaN at negative or NaN ivar zeroed with the bad pixels).
-    np.minimum/np.maximum rather than np.clip: the same values (NaN propagates through both),
-    without np.clip's Python wrapper and slower loop; channel 1 needs no lower clip (√ of
-    ivar ≥ 0 times s > 0, ivar 0 at bad pixels)."""
+    ``scratch`` (N, P); √ivar straight from ``ivar`` (its NaN at negative or NaN ivar zeroed
+    with the bad pixels).  Where ``out`` is channels-last (strided pixels), each channel is
+    finished in ``scratch`` and copied once: a strided copy costs ≈ 2 µs a spectrum, a
+    strided ``np.minimum``/``np.log1p`` output ≈ 7 (the same values; 29 → 23 µs a spectrum
+    for both channels).  np.minimum/np.maximum rather than np.clip: the same values (NaN
+    propagates through both), without np.clip's Python wrapper and slower loop; channel 1
+    needs no lower clip (√ of ivar ≥ 0 times s > 0, ivar 0 at bad pixels)."""
+    direct = out.strides[-1] == out.itemsize            # pixels contiguous: write out itself
     with np.errstate(all="ignore"):
         np.divide(flux, scale, out=scratch)                 # any value at bad pixels,
         np.maximum(scratch, -clip, out=scratch)
         np.copyto(scratch, 0.0, where=bad)                  # set to 0 here
-        np.minimum(scratch, clip, out=out[:, 0])
+        _finish(np.minimum, scratch, clip, out[:, 0], direct)
         np.sqrt(ivar, out=scratch)                          # NaN at negative ivar,
         np.copyto(scratch, 0.0, where=bad)                  # 0 at every bad pixel
         scratch *= scale
         np.minimum(scratch, 1e4, out=scratch)
-        np.log1p(scratch, out=out[:, 1])
+        _finish(np.log1p, scratch, None, out[:, 1], direct)
+
+
+def _finish(ufunc, scratch, arg, dest, direct: bool) -> None:
+    """``dest = ufunc(scratch[, arg])``: straight into ``dest`` when its pixels are
+    contiguous, else in ``scratch`` and then one strided copy (:func:`_channels`)."""
+    args = (scratch,) if arg is None else (scratch, arg)
+    if direct:
+        ufunc(*args, out=dest)
+    else:
+        ufunc(*args, out=scratch)
+        np.copyto(dest, scratch)
