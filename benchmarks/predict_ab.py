@@ -223,8 +223,8 @@ def _forward_clock(model) -> dict:
 def _same_answers(base: list, this: list, label: str) -> str:
     """Whether the two revisions' ``label`` (batch by batch) are the same in every column, bit
     for bit, and where not, by how much (for Z also the largest move in km/s, c·|ΔZ|/(1+Z)):
-    a speed change that regroups the χ² fits moves them by float32 rounding (docs/verify.md
-    "Speed"), which has to be seen."""
+    a speed change that regroups the χ² fits moves them by float32 rounding (docs/speed.md),
+    which has to be seen."""
     import numpy as np
     diff = []
     for c in base[0].colnames:

@@ -4,7 +4,7 @@ CPU time, the cumulative milliseconds of the pieces of its fixed cost printed as
 
     .venv/bin/python benchmarks/predict_breakdown.py [--n 1] [--fits 0] [--reps 3]
 
-Why: docs/verify.md's runfix breakdown (merge, prototype, YAML, model load, checks, …) was
+Why: docs/speed.md's runfix breakdown (merge, prototype, YAML, model load, checks, …) was
 first measured with ad-hoc wrappers; this prints such a breakdown from a command.  cProfile
 profiles the calling thread only (not the reader thread) and adds its own overhead to every
 Python call, so the figures are larger than without it and are for the pieces' shares, not

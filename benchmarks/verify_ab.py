@@ -7,7 +7,7 @@ process, alternating batch by batch on the same proposals, but only on the simul
 Why this script: the spec-file path (one spectrum a file, ``--fits`` copies of the 8 real SDSS
 spec files in ``../shared/data/sdss``, one 400-spectrum batch) meets other parts of the stage
 (bright quasars: the template-error refit, the STAR check) than the simulated store, and its
-target is the one furthest off (docs/verify.md, "Speed").  Prints, per input, whether the two
+target is the one furthest off (docs/speed.md).  Prints, per input, whether the two
 revisions' verified catalogs are the same bit for bit (and by how much they differ where not)
 and the median µs a spectrum of each over ``--reps`` paired passes with the median ratio.
 """
