@@ -18,7 +18,13 @@ try:                                # the clip ufunc itself: np.clip's wrapper c
 except ImportError:                                   # pragma: no cover
     _clip = np.clip
 
-__all__ = ["DT", "ModelEvaluation", "integrated"]
+__all__ = ["DT", "ModelEvaluation", "PerKind", "integrated"]
+
+
+class PerKind(tuple):
+    """One evaluation set's block-row writes that differ between the kinds of a stacked
+    problem (:mod:`.stack`): per kind, its own (block row, components, first writer) list,
+    applied to that kind's rows only (:func:`_blend_into`)."""
 
 #: tags of the ``_consts`` cache's keys (each key is (tag, …)):
 #: :meth:`ModelEvaluation._set_constants`, ``_merged_constants``, ``_gram_index``,
@@ -64,6 +70,10 @@ class ModelEvaluation:
     """The model's evaluation on a :class:`~.problem.Problem` (a mixin: no state of its
     own but the cache ``_consts``, keyed by :data:`SET`, :data:`MERGED` or :data:`GRAM`
     first: the per-set and merged groups' constants and the gram's index)."""
+
+    #: a stacked problem's (:mod:`.stack`) per-row amplitude of each component (N, L)
+    #: and each row's kind (N, K); None in a problem of one model
+    amp_rows = kinds = None
 
     def gram(self, J, r=None, limit=None):
         """JᵀWJ (N, P, P) and, if ``r``, JᵀW r (N, P) in float64 from the Jacobian's
@@ -150,6 +160,9 @@ class ModelEvaluation:
             for e, (_, _, _, rows) in enumerate(self.sets[k]):
                 off, ws, (prof, _, _) = profs[k, e]
                 seg = blk[:, :, off:off + ws]
+                if type(rows[0]) is PerKind:
+                    _blend_into(seg, prof, rows[0], None, self.kinds)
+                    continue
                 for q, sel, first in rows[0]:
                     _summed_into(seg[:, q], prof, sel, None, first)
             blocks.append(blk)
@@ -169,9 +182,13 @@ class ModelEvaluation:
                 continue
             for e, (cs, _, _, rows) in enumerate(self.sets[k]):
                 off, ws, (_, xs, xc) = profs[k, e]
-                a = theta[:, self.amp[cs]]                                     # (N, L)
+                a = (theta[:, self.amp[cs]] if self.amp_rows is None else   # (N, L)
+                     np.take_along_axis(theta, self.amp_rows[:, cs], 1))
                 seg = blk[:, :, off:off + ws]
                 for arr, spec in ((xs, rows[1]), (xc, rows[2])):
+                    if type(spec) is PerKind:
+                        _blend_into(seg, arr, spec, a, self.kinds)
+                        continue
                     for q, sel, first in spec:
                         _summed_into(seg[:, q], arr, sel, a, first)
         return out, blocks
@@ -359,7 +376,9 @@ class ModelEvaluation:
             # so a narrow line's sub-range (:meth:`_reaches`) keeps the edges of the row's
             # own bins
             edges = _edges(self.x[:, first, None, None], ws, self.bin)
-            cst = ((0.5 * self.ratio[cs])[None, :, None]
+            # the ratios: (L,), or (N, L) in a stacked problem (:mod:`.stack`)
+            ratio = self.ratio[cs] if self.ratio.ndim == 1 else self.ratio[:, cs]
+            cst = ((0.5 * ratio)[..., None]
                    * self.inv_dlam[:, None, first:first + ws]).astype(DT)
             hit = self._consts[key] = (edges, cst)
         return hit
@@ -411,3 +430,14 @@ def _summed_into(dst, arr, sel, amp, first: bool):
         np.sum(arr[:, sel], axis=1, out=dst)
     else:              # (a matmul into a strided row may take another kernel: other rounding)
         dst[...] = np.matmul(amp[:, None, sel], arr[:, sel])[:, 0]
+
+
+def _blend_into(seg, arr, per_kind, amp, kinds):
+    """A stacked problem's block-row writes that differ between its kinds
+    (:class:`PerKind`): each kind's own writes (as :func:`_summed_into` makes
+    them) on its rows only, the other rows left as they are."""
+    for k, spec in enumerate(per_kind):
+        mine = kinds[:, k, None]
+        for q, sel, first in spec:
+            new = _summed(arr, sel, amp)
+            seg[:, q] = np.where(mine, new if first else seg[:, q] + new, seg[:, q])
