@@ -61,7 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--against", required=True, metavar="CHECKOUT")
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
-    ap.add_argument("--fits", type=int, default=400)
+    ap.add_argument("--fits", type=int, default=400, help="0: no spec-file batch")
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
     import importlib
@@ -75,9 +75,10 @@ def main() -> None:
     model = load_model(model_for_bench(None)[0])
     store = sim_store(2000)
     sets = {f"store, batches of {s}": batches(model, store, s) for s in a.sizes}
-    with tempfile.TemporaryDirectory() as tmp:
-        sets[f"{a.fits} SDSS spec files"] = batches(
-            model, fits_copies(Path(tmp) / "fits", a.fits, "spec-*.fits"), 1024)
+    if a.fits:
+        with tempfile.TemporaryDirectory() as tmp:
+            sets[f"{a.fits} SDSS spec files"] = batches(
+                model, fits_copies(Path(tmp) / "fits", a.fits, "spec-*.fits"), 1024)
     print("| batches | spectra | columns differing | other ms / batch (median) | "
           "this tree | ratio |\n|---|---|---|---|---|---|")
     for label, bs in sets.items():

@@ -13,18 +13,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erf
 
+from .scatter import PerKind, blend_into, summed_into
+
 try:                                # the clip ufunc itself: np.clip's wrapper costs ~5 µs
     from numpy._core.umath import clip as _clip
 except ImportError:                                   # pragma: no cover
     _clip = np.clip
 
-__all__ = ["DT", "ModelEvaluation", "PerKind", "integrated"]
+__all__ = ["DT", "ModelEvaluation", "integrated"]
 
-
-class PerKind(tuple):
-    """One evaluation set's block-row writes that differ between the kinds of a stacked
-    problem (:mod:`.stack`): per kind, its own (block row, components, first writer) list,
-    applied to that kind's rows only (:func:`_blend_into`)."""
 
 #: tags of the ``_consts`` cache's keys (each key is (tag, …)):
 #: :meth:`ModelEvaluation._set_constants`, ``_merged_constants``, ``_gram_index``,
@@ -129,11 +126,11 @@ class ModelEvaluation:
         Why blocks, one call per window and rows along the bins: every component of a
         window is evaluated in one (N, L, W) erf/exp call, and its profile and its width
         and centre derivatives are summed straight into the contiguous rows of the block
-        they belong to (:func:`.problem._scatter`) — only the rows a line touches are written, where
-        a (N, W, Q) block filled by a matmul with a 0/1 matrix wrote every column of every
-        bin (a quasar's narrow line, 3 non-zero columns of 10, paid for all 10), and a
-        component-by-component loop writing strided columns of a dense (N, M, P) Jacobian
-        was most of the fit's time before that.
+        they belong to (:func:`.scatter.scatter_spec`) — only the rows a line touches are
+        written, where a (N, W, Q) block filled by a matmul with a 0/1 matrix wrote every
+        column of every bin (a quasar's narrow line, 3 non-zero columns of 10, paid for all
+        10), and a component-by-component loop writing strided columns of a dense (N, M, P)
+        Jacobian was most of the fit's time before that.
 
         The fit's joint steps call it; its projected steps go through :meth:`profiles`,
         :meth:`linear_design` and :meth:`complete` (the linear parameters solved between the
@@ -161,10 +158,10 @@ class ModelEvaluation:
                 off, ws, (prof, _, _) = profs[k, e]
                 seg = blk[:, :, off:off + ws]
                 if type(rows[0]) is PerKind:
-                    _blend_into(seg, prof, rows[0], None, self.kinds)
+                    blend_into(seg, prof, rows[0], None, self.kinds)
                     continue
                 for q, sel, first in rows[0]:
-                    _summed_into(seg[:, q], prof, sel, None, first)
+                    summed_into(seg[:, q], prof, sel, None, first)
             blocks.append(blk)
         return blocks
 
@@ -187,10 +184,10 @@ class ModelEvaluation:
                 seg = blk[:, :, off:off + ws]
                 for arr, spec in ((xs, rows[1]), (xc, rows[2])):
                     if type(spec) is PerKind:
-                        _blend_into(seg, arr, spec, a, self.kinds)
+                        blend_into(seg, arr, spec, a, self.kinds)
                         continue
                     for q, sel, first in spec:
-                        _summed_into(seg[:, q], arr, sel, a, first)
+                        summed_into(seg[:, q], arr, sel, a, first)
         return out, blocks
 
     def _all_profiles(self, theta):
@@ -404,40 +401,3 @@ def n_below(cols: np.ndarray, limit) -> int:
     of them): its linear parameters' rows are a prefix of its Jacobian block."""
     return cols.size if limit is None else int(np.searchsorted(cols, limit))
 
-
-def _summed(arr, sel, amp):
-    """Σ over components ``sel`` of ``arr`` (N, L, W), each times its amplitude ``amp``
-    (N, L) when given: the block row those components add to."""
-    if isinstance(sel, int):
-        return arr[:, sel] if amp is None else arr[:, sel] * amp[:, sel, None]
-    if amp is None:
-        return arr[:, sel].sum(1)
-    return np.matmul(amp[:, None, sel], arr[:, sel])[:, 0]
-
-
-def _summed_into(dst, arr, sel, amp, first: bool):
-    """:func:`_summed` added to the block row ``dst`` (N, W) — or, by the row's first
-    writer (``first``: the row is still the zeros :meth:`_new_block` made), written
-    straight into it: one pass over the row and no temporary instead of two and one."""
-    if not first:
-        dst += _summed(arr, sel, amp)
-    elif isinstance(sel, int):
-        if amp is None:
-            dst[...] = arr[:, sel]
-        else:
-            np.multiply(arr[:, sel], amp[:, sel, None], out=dst)
-    elif amp is None:
-        np.sum(arr[:, sel], axis=1, out=dst)
-    else:              # (a matmul into a strided row may take another kernel: other rounding)
-        dst[...] = np.matmul(amp[:, None, sel], arr[:, sel])[:, 0]
-
-
-def _blend_into(seg, arr, per_kind, amp, kinds):
-    """A stacked problem's block-row writes that differ between its kinds
-    (:class:`PerKind`): each kind's own writes (as :func:`_summed_into` makes
-    them) on its rows only, the other rows left as they are."""
-    for k, spec in enumerate(per_kind):
-        mine = kinds[:, k, None]
-        for q, sel, first in spec:
-            new = _summed(arr, sel, amp)
-            seg[:, q] = np.where(mine, new if first else seg[:, q] + new, seg[:, q])

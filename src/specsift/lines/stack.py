@@ -27,7 +27,7 @@ import copy
 import numpy as np
 
 from .problem import Problem
-from .profiles import PerKind
+from .scatter import PerKind
 
 __all__ = ["NotStackable", "stack_problems"]
 
