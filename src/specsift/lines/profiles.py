@@ -83,9 +83,9 @@ class ModelEvaluation:
         n, P = self.n, self.np if limit is None else limit
         one = len(self.blocks) == 1
         parts_h, parts_g = [], []
-        for (sl, cols), Jr in zip(self.blocks, J):
+        for k, ((sl, cols), Jr) in enumerate(zip(self.blocks, J)):
             if limit is not None:                 # ``cols`` is sorted: a prefix
-                nk = n_below(cols, limit)
+                nk = self.n_lin[k] if limit == self.ks else n_below(cols, limit)
                 cols, Jr = cols[:nk], Jr[:, :nk]
             one = one and cols.size == P
             Jw = Jr * self.w[:, None, sl]
