@@ -83,9 +83,11 @@ def test_stacked_hbeta_halpha_give_each_window_its_separate_fit(monkeypatch):
     assert both.size and len(set(per["HALPHA_BROAD"][1].n_iter.tolist())) > 1
 
 
-def test_when_the_models_do_not_stack_the_windows_are_fitted_apart(monkeypatch):
+@pytest.mark.parametrize("why", ["not stackable", "too many rows"])
+def test_when_the_models_do_not_stack_the_windows_are_fitted_apart(monkeypatch, why):
     """A stack the models' evaluation does not allow (:class:`NotStackable`, forced here)
-    falls back to one fit per window group, with the same answers."""
+    or of more pairs than :data:`~specsift.lines.measure.STACK_ROWS_MAX` falls back to one
+    fit per window group, with the same answers."""
     from specsift.lines import fit as fit_mod
 
     def refuse(probs):
@@ -93,7 +95,11 @@ def test_when_the_models_do_not_stack_the_windows_are_fitted_apart(monkeypatch):
             raise NotStackable("forced")
         return probs[0]
 
-    monkeypatch.setattr(fit_mod, "stack_problems", refuse)
+    if why == "too many rows":
+        monkeypatch.setattr(measure_mod, "STACK_ROWS_MAX", 2)
+        monkeypatch.setattr(fit_mod, "stack_problems", lambda probs: pytest.fail("stacked"))
+    else:
+        monkeypatch.setattr(fit_mod, "stack_problems", refuse)
     _check_separate(np.linspace(0.1, 0.75, 6), seed=9)
 
 

@@ -202,6 +202,15 @@ def _quasars(out, wt, loglam, flux, ivar, z, rows, sig_inst, rho, single=False, 
     return fits
 
 
+#: most (row, window) pairs fitted as one stack of several models (:func:`_fit_stack`):
+#: a stack saves one fit's per-iteration fixed cost but costs more per row (its narrow
+#: lines' evaluation spans both models' positions; per-kind writes): Hβ + Hα of a batch
+#: of 256 (10–14 pairs) 7–10 ms faster stacked, of 1024 (45–48) 10–13 ms; ~150 pairs
+#: even, 400 (the 400 SDSS spec files' batch) 16–39 ms slower
+#: (``benchmarks/linesfix_stack.py``)
+STACK_ROWS_MAX = 128
+
+
 def _fit_stack(models, kinds, loglam, flux, ivar, z, sig_inst, rho, src):
     """The fits of the windows of ``kinds`` (per :func:`.models.window_groups` group of one
     :func:`.models.line_stacks` stack, its (model position, rows) pairs) as one problem,
@@ -216,6 +225,8 @@ def _fit_stack(models, kinds, loglam, flux, ivar, z, sig_inst, rho, src):
     extra = cat[2] if refs[0].templates else None
     kind = np.repeat(np.arange(len(kinds)), [p[0].size for p in parts])
     try:
+        if len(kinds) > 1 and kind.size > STACK_ROWS_MAX:
+            raise NotStackable(f"{kind.size} rows: cheaper apart")
         fits = [(fit_lines(refs[0], loglam, flux, ivar, z_fit, _sub_rows(sig_inst, s_all),
                            noise_corr=rho, extra=extra, rows=src[s_all], others=refs[1:],
                            kind=kind), [pair for sels in kinds for pair in sels])]

@@ -172,6 +172,10 @@ class ModelEvaluation:
         amplitudes): ``blocks`` becomes the full Jacobian."""
         theta = np.asarray(theta).astype(DT)
         out = np.empty((self.n, self.m), DT)
+        # each component's amplitude: θ's columns, or in a stacked problem each row's own
+        amps = theta if self.amp_rows is None else \
+            theta[np.arange(self.n)[:, None], self.amp_rows]                   # (N, L)
+        index = self.amp if self.amp_rows is None else np.arange(self.amp.size)
         for k, (sl, cols) in enumerate(self.blocks):
             blk, nl = blocks[k], self.n_lin[k]
             out[:, sl] = np.matmul(theta[:, None, cols[:nl]], blk[:, :nl])[:, 0]
@@ -179,8 +183,7 @@ class ModelEvaluation:
                 continue
             for e, (cs, _, _, rows) in enumerate(self.sets[k]):
                 off, ws, (_, xs, xc) = profs[k, e]
-                a = (theta[:, self.amp[cs]] if self.amp_rows is None else   # (N, L)
-                     np.take_along_axis(theta, self.amp_rows[:, cs], 1))
+                a = amps[:, index[cs]]                                          # (N, L)
                 seg = blk[:, :, off:off + ws]
                 for arr, spec in ((xs, rows[1]), (xc, rows[2])):
                     if type(spec) is PerKind:

@@ -10,6 +10,8 @@ evaluation (:mod:`.profiles`) follows them; both were past 400 lines.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 __all__ = ["PerKind", "scatter_spec", "first_writers", "summed_into", "blend_into"]
@@ -41,7 +43,17 @@ def scatter_spec(mix, L: int):
     """Which block rows a set of L components writes, from its (3L, Q) 0/1 matrix (rows:
     the L profiles, the L width derivatives, the L centre derivatives): for each of the
     three, a list of (block row, components summed into it), the components an int when
-    one, else a slice or an index array."""
+    one, else a slice or an index array.  Made once per matrix (:func:`_spec_of`: a
+    model's sets are the same in every batch, and making them was a sixth of a fit's
+    set-up); the lists are only read."""
+    mix = np.ascontiguousarray(mix)
+    return _spec_of(mix.tobytes(), mix.shape, mix.dtype.str, L)
+
+
+@lru_cache(maxsize=256)
+def _spec_of(data: bytes, shape: tuple, dtype: str, L: int):
+    """:func:`scatter_spec` of the matrix with these bytes, shape and dtype."""
+    mix = np.frombuffer(data, dtype).reshape(shape)
     out = []
     for t in range(3):
         part = mix[t * L:(t + 1) * L]
@@ -53,6 +65,7 @@ def scatter_spec(mix, L: int):
             elif np.all(np.diff(sel) == 1):
                 spec.append((int(q), slice(int(sel[0]), int(sel[-1]) + 1)))
             else:
+                sel.flags.writeable = False               # shared by every cached use
                 spec.append((int(q), sel))
         out.append(tuple(spec))
     return tuple(out)
