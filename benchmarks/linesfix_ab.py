@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--fits", type=int, default=400, help="0: no spec-file batch")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--files", nargs="*", default=[], help="more spectra files, each compared "
+                    "as batches of 1024 (e.g. ../shared/data/sdss/sdss-qso-10.fits)")
     a = ap.parse_args()
     import importlib
 
@@ -75,6 +77,8 @@ def main() -> None:
     model = load_model(model_for_bench(None)[0])
     store = sim_store(2000)
     sets = {f"store, batches of {s}": batches(model, store, s) for s in a.sizes}
+    for f in a.files:
+        sets[Path(f).name] = batches(model, Path(f), 1024)
     if a.fits:
         with tempfile.TemporaryDirectory() as tmp:
             sets[f"{a.fits} SDSS spec files"] = batches(
