@@ -223,7 +223,7 @@ def test_merged_sets_and_narrow_reach_give_the_same_model_and_blocks(name, model
 
 @pytest.mark.parametrize("name,model,z,extra", _models(), ids=lambda v: v if isinstance(v, str) else "")
 def test_first_writers_store_what_adding_to_zeros_gives(name, model, z, extra):
-    """Block rows stored by their first writer (``problem._first_writers``) equal every
+    """Block rows stored by their first writer (``scatter.first_writers``) equal every
     writer adding to the zeros, bit for bit; each row has exactly one first writer."""
     prob, theta = _problem(model, z=z, extra=extra, seed=6)
     adding = Problem.__new__(Problem)

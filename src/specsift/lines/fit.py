@@ -30,6 +30,7 @@ from .noise import bin_noise
 from .problem import DT, Problem, regions
 from .profiles import integrated
 from .solver import FTOL, MAX_ITER, XTOL, levenberg_marquardt
+from .stack import stack_problems
 
 #: the line fit's answers change with this: a run's plan records it, so a resume cannot mix
 #: two fits in one catalog (1: five fixed iterations; 2: each row iterated to convergence;
@@ -130,7 +131,8 @@ def fit_pixels(model: LineModel, loglam, z) -> np.ndarray:
 
 def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
               max_iter: int = MAX_ITER, noise_corr: float = 0.0, continuum=None,
-              extra=None, rows=None, ftol: float = FTOL, xtol: float = XTOL) -> FitResult:
+              extra=None, rows=None, ftol: float = FTOL, xtol: float = XTOL,
+              others: tuple = (), kind=None) -> FitResult:
     """Fit ``model`` to continuum-subtracted spectra ``resid`` (N, P) at redshifts ``z``.
 
     ``sigma_inst`` is the instrumental Gaussian σ in km/s: a scalar, per spectrum (N,), per
@@ -150,6 +152,10 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
     ``max_iter``, ``ftol``, ``xtol``: each row iterates until it has converged (see
     :func:`.solver.levenberg_marquardt`) or for ``max_iter`` iterations, then comes back with
     ``converged = False``; negative tolerances run every row ``max_iter`` iterations.
+    ``others``, ``kind``: more models of the same layout (:mod:`.stack`) and, per row, which
+    one fits it (0: ``model``, k: ``others[k - 1]``; non-decreasing): one fit, each row's
+    result that of its own model's fit, bit for bit; :class:`.stack.NotStackable` where the
+    models' evaluation differs.
     No spectra: a result of 0 rows; a non-finite redshift: ValueError (no window to fit).
     """
     z = np.atleast_1d(np.asarray(z, float))
@@ -161,7 +167,8 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
                          f"{z.size} spectra (first rows {bad[:5].tolist()}): the fit windows "
                          "sit at (1 + z) × the rest wavelengths; leave such spectra out "
                          "(measure_lines does)")
-    prob = Problem(model, np.asarray(loglam, float), resid, ivar, z, sigma_inst, extra, rows)
+    prob = _problem((model,) + tuple(others), np.asarray(loglam, float), resid, ivar, z,
+                    sigma_inst, extra, rows, kind)
     theta = np.zeros((prob.n, prob.np))
     theta[:, prob.ks:prob.ku] = prob.s_start
     prec, mean, _ = prob.prior()
@@ -191,6 +198,29 @@ def fit_lines(model: LineModel, loglam, resid, ivar, z, sigma_inst=69.0,
         covered=covered, chi2=(prob.w * (prob.y - out) ** 2).sum(1),
         npix=(prob.w > 0).sum(1), idx=prob.idx, centre=centre, back_at=back_at, model=out,
         n_iter=n_done, converged=conv)
+
+
+def _problem(models, loglam, resid, ivar, z, sigma_inst, extra, rows, kind) -> Problem:
+    """:func:`fit_lines`' problem; with several ``models``, each kind's rows' own problem
+    (built as that model's separate fit builds it) stacked into one
+    (:func:`.stack.stack_problems`)."""
+    if len(models) == 1:
+        return Problem(models[0], loglam, resid, ivar, z, sigma_inst, extra, rows)
+    kind = np.asarray(kind)
+    if kind.shape != z.shape or (np.diff(kind) < 0).any():
+        raise ValueError(f"kind: one non-decreasing model index per row needed, got shape "
+                         f"{kind.shape} for {z.size} rows")
+    n, p = z.size, np.shape(resid)[1]
+    si = np.asarray(sigma_inst)
+    per_row = si.ndim == 2 or (si.ndim == 1 and not (si.size == p and p != n))
+    rows = np.arange(n) if rows is None else np.asarray(rows)
+    probs = []
+    for k, mdl in enumerate(models):
+        a, b = np.searchsorted(kind, [k, k + 1])
+        if b > a:
+            probs.append(Problem(mdl, loglam, resid, ivar, z[a:b], si[a:b] if per_row else si,
+                                 None if extra is None else extra[a:b], rows[a:b]))
+    return stack_problems(probs)
 
 
 def _empty_result(model: LineModel, loglam) -> FitResult:
@@ -307,6 +337,11 @@ def _covered(prob: Problem, theta, J) -> np.ndarray:
                             prob.bin)
         share = (integ * good).sum(2) / np.maximum(integ.sum(2), 1e-12)
         ok = (near.sum(2) >= 3) & (share >= MIN_GOOD_FRACTION)                   # (N, L)
-        for i, a in enumerate(prob.amp[comps]):
-            cov[:, a] |= ok[:, i]
+        if prob.amp_rows is None:
+            for i, a in enumerate(prob.amp[comps]):
+                cov[:, a] |= ok[:, i]
+            continue
+        rows = np.arange(prob.n)                 # a stacked problem: each row's own amplitudes
+        for i, j in enumerate(comps):
+            cov[rows, prob.amp_rows[:, j]] |= ok[:, i]
     return cov

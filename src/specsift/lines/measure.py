@@ -25,7 +25,8 @@ from astropy.table import Column, Table
 from ..catalog import put_columns
 from .continuum import stellar_continuum, template_columns
 from .fit import fit_lines, fit_pixels
-from .models import WING_SCALE, galaxy_model, quasar_models, window_groups
+from .models import WING_SCALE, galaxy_model, line_stacks, quasar_models, window_groups
+from .stack import NotStackable
 from .table import C_KMS
 
 #: lag-1 noise correlation of SDSS coadd pixels (resampling), measured on real spectra
@@ -169,46 +170,89 @@ def _quasars(out, wt, loglam, flux, ivar, z, rows, sig_inst, rho, single=False, 
     """Every quasar window's fit for the spectra ``rows`` of the output; their data are
     ``flux`` / ``ivar`` rows ``src`` (default: ``flux`` holds just them, in order).
     Windows that are the same fit up to the rest wavelength (:func:`.models.window_groups`)
-    are fitted together, one stacked problem of their (row, window) pairs."""
+    are fitted together, one stacked problem of their (row, window) pairs, and so are
+    groups whose models differ only in their lines (:func:`.models.line_stacks`: Hβ and
+    Hα), each row with its own group's model."""
     src = np.arange(len(z)) if src is None else src
     lrest_lo = loglam[0] - np.log10(1 + z)
     lrest_hi = loglam[-1] - np.log10(1 + z)
     models = quasar_models(single, feii)
+    groups = window_groups(single, feii)
     fits = {}
-    for group in window_groups(single, feii):
-        sels = []
-        for i in group:
-            lo, hi = models[i][1].regions[0]
-            # the window must reach past the line centre on both sides
-            sel = (np.log10(lo * 1.02) > lrest_lo) & (np.log10(hi / 1.02) < lrest_hi)
-            if sel.any():
-                sels.append((i, np.nonzero(sel)[0]))
-        if not sels:
+    for stack in line_stacks(single, feii):
+        kinds = []
+        for g in stack:
+            sels = []
+            for i in groups[g]:
+                lo, hi = models[i][1].regions[0]
+                # the window must reach past the line centre on both sides
+                sel = (np.log10(lo * 1.02) > lrest_lo) & (np.log10(hi / 1.02) < lrest_hi)
+                if sel.any():
+                    sels.append((i, np.nonzero(sel)[0]))
+            if sels:
+                kinds.append(sels)
+        if not kinds:
             continue
-        for (i, s), res in zip(sels, _fit_windows(models, sels, loglam, flux, ivar, z,
-                                                  sig_inst, rho, src)):
+        pairs = [pair for sels in kinds for pair in sels]
+        for (i, s), res in zip(pairs, _fit_stack(models, kinds, loglam, flux, ivar, z,
+                                                 sig_inst, rho, src)):
             col, model, index = models[i]
             fits[col] = (s, res)
             _put_window(out, wt, col, model, index, res, rows[s], z[s], _sub_rows(sig_inst, s))
     return fits
 
 
-def _fit_windows(models, sels, loglam, flux, ivar, z, sig_inst, rho, src):
-    """The fits of windows ``sels`` ((model position, rows) pairs, one
-    :func:`.models.window_groups` group) as one stacked problem, split back per window.
-    Every pair is fitted with the first window's model at the redshift that puts that
-    model's window on the pair's own window: (1 + z) × λ_own / λ_first."""
+#: most (row, window) pairs fitted as one stack of several models (:func:`_fit_stack`):
+#: a stack saves one fit's per-iteration fixed cost but costs more per row (its narrow
+#: lines' evaluation spans both models' positions; per-kind writes): Hβ + Hα of a batch
+#: of 256 (10–14 pairs) 7–10 ms faster stacked, of 1024 (45–48) 10–13 ms; ~150 pairs
+#: even, 400 (the 400 SDSS spec files' batch) 16–39 ms slower
+#: (``benchmarks/linesfix_stack.py``)
+STACK_ROWS_MAX = 128
+
+
+def _fit_stack(models, kinds, loglam, flux, ivar, z, sig_inst, rho, src):
+    """The fits of the windows of ``kinds`` (per :func:`.models.window_groups` group of one
+    :func:`.models.line_stacks` stack, its (model position, rows) pairs) as one problem,
+    split back per window, in order.  Every pair is fitted with its group's first window's
+    model at the redshift that puts that model's window on the pair's own window:
+    (1 + z) × λ_own / λ_first; the groups' models are stacked (:mod:`.stack`), or, where
+    their evaluation differs (:class:`.stack.NotStackable`), fitted one by one."""
+    parts = [_window_rows(models, sels, loglam, z) for sels in kinds]
+    refs = [models[sels[0][0]][1] for sels in kinds]
+    cat = [np.concatenate(x) for x in zip(*parts)]
+    s_all, z_fit = cat[0], cat[1]
+    extra = cat[2] if refs[0].templates else None
+    kind = np.repeat(np.arange(len(kinds)), [p[0].size for p in parts])
+    try:
+        if len(kinds) > 1 and kind.size > STACK_ROWS_MAX:
+            raise NotStackable(f"{kind.size} rows: cheaper apart")
+        fits = [(fit_lines(refs[0], loglam, flux, ivar, z_fit, _sub_rows(sig_inst, s_all),
+                           noise_corr=rho, extra=extra, rows=src[s_all], others=refs[1:],
+                           kind=kind), [pair for sels in kinds for pair in sels])]
+    except NotStackable:
+        fits = [(fit_lines(ref, loglam, flux, ivar, zf, _sub_rows(sig_inst, s),
+                           noise_corr=rho, extra=ex if ref.templates else None, rows=src[s]),
+                 sels) for ref, (s, zf, ex), sels in zip(refs, parts, kinds)]
+    out = []
+    for res, sels in fits:
+        ends = np.cumsum([s.size for _, s in sels])
+        out += [res.rows(slice(e - s.size, e)) for (_, s), e in zip(sels, ends)]
+    return out
+
+
+def _window_rows(models, sels, loglam, z):
+    """(rows, redshift each pair is fitted at, template values or None per pair) of one
+    :func:`.models.window_groups` group's windows ``sels``, pairs in order."""
     ref = models[sels[0][0]][1]
     w_ref = ref.components[0].wave
     s_all = np.concatenate([s for _, s in sels])
     z_fit = np.concatenate([(1 + z[s]) * (models[i][1].components[0].wave / w_ref) - 1
                             for i, s in sels])
     extra = (np.concatenate([template_columns(models[i][1], loglam, z[s]) for i, s in sels])
-             if ref.templates else None)
-    res = fit_lines(ref, loglam, flux, ivar, z_fit, _sub_rows(sig_inst, s_all),
-                    noise_corr=rho, extra=extra, rows=src[s_all])
-    ends = np.cumsum([s.size for _, s in sels])
-    return [res.rows(slice(e - s.size, e)) for (_, s), e in zip(sels, ends)]
+             if ref.templates else np.zeros((s_all.size, 0, 0)))
+    return s_all, z_fit, extra
+
 
 
 def _put_window(out, wt, col, model, index, res, rows, z, si):

@@ -24,7 +24,7 @@ from .fit import Component, Group, LineModel
 from .table import WAVE
 
 __all__ = ["NARROW_LINES", "BROAD_LINES", "galaxy_model", "quasar_models", "WING_SCALE",
-           "FEII_SIGMA_KMS", "rest_scaled", "window_groups"]
+           "FEII_SIGMA_KMS", "rest_scaled", "window_groups", "line_stacks"]
 
 #: (column name, table key) of the narrow lines measured in galaxies (and quasars where
 #: their windows allow); doublet partners tied by ratio are listed after their partner
@@ -144,7 +144,7 @@ def quasar_models(single: bool = False,
 _NAMES = ("key", "name")
 
 
-def rest_scaled(model: LineModel) -> tuple:
+def rest_scaled(model: LineModel, drop: tuple[str, ...] = ()) -> tuple:
     """``model`` with every wavelength in units of its first component's (its broad line's):
     two windows with the same value are the same fit at redshifts whose (1 + z) differ by
     the ratio of their lines' wavelengths — on a log-λ grid a window, its lines' centres and
@@ -153,12 +153,13 @@ def rest_scaled(model: LineModel) -> tuple:
 
     Built from the dataclasses' fields, not a hand list: a field added to
     :class:`LineModel`, :class:`Component` or :class:`Group` enters the key by value
-    (two windows differing in it are not stacked) without anyone remembering it here."""
+    (two windows differing in it are not stacked) without anyone remembering it here.
+    ``drop``: component and group fields left out as well (:func:`line_stacks`)."""
     w0 = model.components[0].wave
 
     def rest(obj):
         return tuple(round(v / w0, 12) if f.name == "wave" else v
-                     for f in fields(obj) if f.name not in _NAMES
+                     for f in fields(obj) if f.name not in _NAMES + drop
                      for v in (getattr(obj, f.name),))
 
     parts = {"components": tuple(rest(c) for c in model.components),
@@ -187,4 +188,32 @@ def window_groups(single: bool = False, feii: bool = False) -> tuple[tuple[int, 
             keys[k] = len(out)
             out.append([])
         out[keys[k]].append(i)
+    return tuple(tuple(g) for g in out)
+
+
+#: component fields a stacked problem's rows carry for themselves (:mod:`.stack`): windows
+#: differing only in these are fitted as one problem, each row with its own model
+PER_ROW = ("wave", "ratio", "amp")
+
+
+@lru_cache(maxsize=None)
+def line_stacks(single: bool = False, feii: bool = False) -> tuple[tuple[int, ...], ...]:
+    """The groups of :func:`window_groups` (their positions) whose models have the same
+    layout — :func:`rest_scaled` but for their lines' wavelengths, tie ratios and
+    amplitudes (:data:`PER_ROW`) — fitted as one problem whose rows keep their own models
+    (:func:`.stack.stack_problems`): the Hβ and Hα windows (a broad core and wings, one
+    narrow group of three lines, four amplitudes, bins of 2).
+
+    Why: each of those windows is reached by a few dozen quasars of a batch, a fit that is
+    numpy-call bound (~1 ms an iteration whatever its rows), and stacked they pay their
+    ~20 iterations once; every row's answer is its separate fit's, bit for bit
+    (``tests/test_linesfix_stack.py``)."""
+    models = quasar_models(single, feii)
+    keys, out = {}, []
+    for g, members in enumerate(window_groups(single, feii)):
+        k = rest_scaled(models[members[0]][1], PER_ROW)
+        if k not in keys:
+            keys[k] = len(out)
+            out.append([])
+        out[keys[k]].append(g)
     return tuple(tuple(g) for g in out)

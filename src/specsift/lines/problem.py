@@ -14,6 +14,7 @@ import copy
 import numpy as np
 
 from .profiles import DT, GRAM, LINES, MERGED, REACH, SET, ModelEvaluation, n_below
+from .scatter import first_writers, scatter_spec
 from .table import C_KMS
 
 __all__ = ["DT", "Problem", "bin_sum", "regions"]
@@ -224,7 +225,7 @@ class Problem(ModelEvaluation):
                 mix[2 * L + i, pos[self.ku + c.group]] += 1.0
             out.append((sl, cols))
             self.comp_of.append(np.array(comps, np.int64))
-            self.sets.append(_first_writers(self._sets(sl, comps, mix)))
+            self.sets.append(first_writers(self._sets(sl, comps, mix)))
             back = [pos[col]] + ([pos[col + 1]] if mdl.slope else [])
             self.back_rows.append(back + [pos[q] for q in range(self.ks - n_t, self.ks)])
         return out
@@ -265,13 +266,14 @@ class Problem(ModelEvaluation):
             lo = int(max(np.floor(rel.min() - reach), 0))
             hi = int(min(np.ceil(rel.max() + reach) + 1, w))
             if hi - lo < 0.7 * w:
-                out.append((np.array([j]), lo, hi - lo, _scatter(mix[[i, L + i, 2 * L + i]], 1)))
+                out.append((np.array([j]), lo, hi - lo,
+                            scatter_spec(mix[[i, L + i, 2 * L + i]], 1)))
             else:
                 full.append(i)
         if full:
             f = np.array(full)
             out.insert(0, (np.asarray(comps)[f], 0, w,
-                           _scatter(mix[np.concatenate([f, L + f, 2 * L + f])], f.size)))
+                           scatter_spec(mix[np.concatenate([f, L + f, 2 * L + f])], f.size)))
         return out
 
     def _merge_groups(self):
@@ -365,39 +367,3 @@ def _take_constants(consts: dict, rows) -> dict:
             raise KeyError(f"no rule to slice the cached constants {key[0]!r} to rows")
     return out
 
-
-def _first_writers(sets):
-    """A window's evaluation sets with each (block row, components) of their scatter
-    lists marked True where it is the first to write that row (in the order
-    :meth:`~.profiles.ModelEvaluation.linear_design` and ``complete`` go: set by set,
-    profiles, width then centre derivatives): the rows start as zeros, so the first
-    writer stores its sum instead of adding it (:func:`.profiles._summed_into`)."""
-    seen, out = set(), []
-    for cs, off, ws, rows in sets:
-        marked = []
-        for spec in rows:
-            marked.append(tuple((q, sel, q not in seen) for q, sel in spec))
-            seen.update(q for q, _ in spec)
-        out.append((cs, off, ws, tuple(marked)))
-    return out
-
-
-def _scatter(mix, L: int):
-    """Which block rows a set of L components writes, from its (3L, Q) 0/1 matrix (rows:
-    the L profiles, the L width derivatives, the L centre derivatives): for each of the
-    three, a list of (block row, components summed into it), the components an int when
-    one, else a slice or an index array."""
-    out = []
-    for t in range(3):
-        part = mix[t * L:(t + 1) * L]
-        spec = []
-        for q in np.flatnonzero(part.any(0)):
-            sel = np.flatnonzero(part[:, q])
-            if sel.size == 1:
-                spec.append((int(q), int(sel[0])))
-            elif np.all(np.diff(sel) == 1):
-                spec.append((int(q), slice(int(sel[0]), int(sel[-1]) + 1)))
-            else:
-                spec.append((int(q), sel))
-        out.append(tuple(spec))
-    return tuple(out)

@@ -13,12 +13,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erf
 
+from .scatter import PerKind, blend_into, summed_into
+
 try:                                # the clip ufunc itself: np.clip's wrapper costs ~5 µs
     from numpy._core.umath import clip as _clip
 except ImportError:                                   # pragma: no cover
     _clip = np.clip
 
 __all__ = ["DT", "ModelEvaluation", "integrated"]
+
 
 #: tags of the ``_consts`` cache's keys (each key is (tag, …)):
 #: :meth:`ModelEvaluation._set_constants`, ``_merged_constants``, ``_gram_index``,
@@ -65,6 +68,10 @@ class ModelEvaluation:
     own but the cache ``_consts``, keyed by :data:`SET`, :data:`MERGED` or :data:`GRAM`
     first: the per-set and merged groups' constants and the gram's index)."""
 
+    #: a stacked problem's (:mod:`.stack`) per-row amplitude of each component (N, L)
+    #: and each row's kind (N, K); None in a problem of one model
+    amp_rows = kinds = None
+
     def gram(self, J, r=None, limit=None):
         """JᵀWJ (N, P, P) and, if ``r``, JᵀW r (N, P) in float64 from the Jacobian's
         blocks (:meth:`evaluate`); ``limit``: only parameters < limit (the linear start).
@@ -76,9 +83,9 @@ class ModelEvaluation:
         n, P = self.n, self.np if limit is None else limit
         one = len(self.blocks) == 1
         parts_h, parts_g = [], []
-        for (sl, cols), Jr in zip(self.blocks, J):
+        for k, ((sl, cols), Jr) in enumerate(zip(self.blocks, J)):
             if limit is not None:                 # ``cols`` is sorted: a prefix
-                nk = n_below(cols, limit)
+                nk = self.n_lin[k] if limit == self.ks else n_below(cols, limit)
                 cols, Jr = cols[:nk], Jr[:, :nk]
             one = one and cols.size == P
             Jw = Jr * self.w[:, None, sl]
@@ -119,11 +126,11 @@ class ModelEvaluation:
         Why blocks, one call per window and rows along the bins: every component of a
         window is evaluated in one (N, L, W) erf/exp call, and its profile and its width
         and centre derivatives are summed straight into the contiguous rows of the block
-        they belong to (:func:`.problem._scatter`) — only the rows a line touches are written, where
-        a (N, W, Q) block filled by a matmul with a 0/1 matrix wrote every column of every
-        bin (a quasar's narrow line, 3 non-zero columns of 10, paid for all 10), and a
-        component-by-component loop writing strided columns of a dense (N, M, P) Jacobian
-        was most of the fit's time before that.
+        they belong to (:func:`.scatter.scatter_spec`) — only the rows a line touches are
+        written, where a (N, W, Q) block filled by a matmul with a 0/1 matrix wrote every
+        column of every bin (a quasar's narrow line, 3 non-zero columns of 10, paid for all
+        10), and a component-by-component loop writing strided columns of a dense (N, M, P)
+        Jacobian was most of the fit's time before that.
 
         The fit's joint steps call it; its projected steps go through :meth:`profiles`,
         :meth:`linear_design` and :meth:`complete` (the linear parameters solved between the
@@ -150,8 +157,11 @@ class ModelEvaluation:
             for e, (_, _, _, rows) in enumerate(self.sets[k]):
                 off, ws, (prof, _, _) = profs[k, e]
                 seg = blk[:, :, off:off + ws]
+                if type(rows[0]) is PerKind:
+                    blend_into(seg, prof, rows[0], None, self.kinds)
+                    continue
                 for q, sel, first in rows[0]:
-                    _summed_into(seg[:, q], prof, sel, None, first)
+                    summed_into(seg[:, q], prof, sel, None, first)
             blocks.append(blk)
         return blocks
 
@@ -162,6 +172,10 @@ class ModelEvaluation:
         amplitudes): ``blocks`` becomes the full Jacobian."""
         theta = np.asarray(theta).astype(DT)
         out = np.empty((self.n, self.m), DT)
+        # each component's amplitude: θ's columns, or in a stacked problem each row's own
+        amps = theta if self.amp_rows is None else \
+            theta[np.arange(self.n)[:, None], self.amp_rows]                   # (N, L)
+        index = self.amp if self.amp_rows is None else np.arange(self.amp.size)
         for k, (sl, cols) in enumerate(self.blocks):
             blk, nl = blocks[k], self.n_lin[k]
             out[:, sl] = np.matmul(theta[:, None, cols[:nl]], blk[:, :nl])[:, 0]
@@ -169,11 +183,14 @@ class ModelEvaluation:
                 continue
             for e, (cs, _, _, rows) in enumerate(self.sets[k]):
                 off, ws, (_, xs, xc) = profs[k, e]
-                a = theta[:, self.amp[cs]]                                     # (N, L)
+                a = amps[:, index[cs]]                                          # (N, L)
                 seg = blk[:, :, off:off + ws]
                 for arr, spec in ((xs, rows[1]), (xc, rows[2])):
+                    if type(spec) is PerKind:
+                        blend_into(seg, arr, spec, a, self.kinds)
+                        continue
                     for q, sel, first in spec:
-                        _summed_into(seg[:, q], arr, sel, a, first)
+                        summed_into(seg[:, q], arr, sel, a, first)
         return out, blocks
 
     def _all_profiles(self, theta):
@@ -359,7 +376,9 @@ class ModelEvaluation:
             # so a narrow line's sub-range (:meth:`_reaches`) keeps the edges of the row's
             # own bins
             edges = _edges(self.x[:, first, None, None], ws, self.bin)
-            cst = ((0.5 * self.ratio[cs])[None, :, None]
+            # the ratios: (L,), or (N, L) in a stacked problem (:mod:`.stack`)
+            ratio = self.ratio[cs] if self.ratio.ndim == 1 else self.ratio[:, cs]
+            cst = ((0.5 * ratio)[..., None]
                    * self.inv_dlam[:, None, first:first + ws]).astype(DT)
             hit = self._consts[key] = (edges, cst)
         return hit
@@ -385,29 +404,3 @@ def n_below(cols: np.ndarray, limit) -> int:
     of them): its linear parameters' rows are a prefix of its Jacobian block."""
     return cols.size if limit is None else int(np.searchsorted(cols, limit))
 
-
-def _summed(arr, sel, amp):
-    """Σ over components ``sel`` of ``arr`` (N, L, W), each times its amplitude ``amp``
-    (N, L) when given: the block row those components add to."""
-    if isinstance(sel, int):
-        return arr[:, sel] if amp is None else arr[:, sel] * amp[:, sel, None]
-    if amp is None:
-        return arr[:, sel].sum(1)
-    return np.matmul(amp[:, None, sel], arr[:, sel])[:, 0]
-
-
-def _summed_into(dst, arr, sel, amp, first: bool):
-    """:func:`_summed` added to the block row ``dst`` (N, W) — or, by the row's first
-    writer (``first``: the row is still the zeros :meth:`_new_block` made), written
-    straight into it: one pass over the row and no temporary instead of two and one."""
-    if not first:
-        dst += _summed(arr, sel, amp)
-    elif isinstance(sel, int):
-        if amp is None:
-            dst[...] = arr[:, sel]
-        else:
-            np.multiply(arr[:, sel], amp[:, sel, None], out=dst)
-    elif amp is None:
-        np.sum(arr[:, sel], axis=1, out=dst)
-    else:              # (a matmul into a strided row may take another kernel: other rounding)
-        dst[...] = np.matmul(amp[:, None, sel], arr[:, sel])[:, 0]

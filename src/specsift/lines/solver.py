@@ -87,7 +87,8 @@ def _secant(cor, S, s, y, rows):
     ys = (y * s).sum(1)
     # accepted where y and s are not near orthogonal (cos > 1e-6): a tiny yᵀs, relative
     # to the vectors' own sizes, makes the update's 1/yᵀs terms huge and its sign noise
-    ok = rows & (ys > 1e-6 * np.linalg.norm(y, axis=1) * np.linalg.norm(s, axis=1))
+    # (the norms as np.linalg.norm makes them, without its wrapper's calls)
+    ok = rows & (ys > 1e-6 * np.sqrt(np.add.reduce(y * y, 1)) * np.sqrt(np.add.reduce(s * s, 1)))
     ysh = y - np.matmul(S, s[..., None])[..., 0]                          # y#
     cs = np.matmul(cor, s[..., None])[..., 0]
     scs = (s * cs).sum(1)
