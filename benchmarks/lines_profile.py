@@ -125,10 +125,13 @@ def first_rows(args, kw, m):
     def cut(x):
         return x[:m] if isinstance(x, np.ndarray) and x.ndim and x.shape[0] == n else x
 
-    loglam, resid, *rest = args
+    loglam, resid, ivar, *rest = args
     # the continuum's error propagation (a galaxy's) is built for all rows: left out here
     kw = {k: (None if k == "continuum" else cut(v)) for k, v in kw.items()}
-    return (loglam, resid if rows is not None else resid[:m], *[cut(x) for x in rest]), kw
+    # with ``rows`` the data are the whole batch's, indexed by ``rows``: never cut (a batch
+    # whose row count equals the fit's — a stacked fit's pairs — lost its ivar rows)
+    data = (resid, ivar) if rows is not None else (resid[:m], ivar[:m])
+    return (loglam, *data, *[cut(x) for x in rest]), kw
 
 
 def profile(t: Timers, model, args, kw, reps):
