@@ -294,7 +294,7 @@ def scan(prep: Prepared, basis: Basis, spec: np.ndarray, centres: np.ndarray,
     return chi2
 
 
-def scan_all(prep: Prepared, jobs, max_systems: int = 1 << 16) -> list:
+def scan_all(prep: Prepared, jobs, max_systems: int = 8192) -> list:
     """χ² (R, S) of each of ``jobs`` — (basis, spec, centres, offsets) tuples, each as
     :func:`scan` gives it (the same frames and GEMMs, so the same bits) — with one batched
     Cholesky for the jobs of one size T + K, up to ``max_systems`` systems a call (its
