@@ -15,6 +15,7 @@ not depend on the shift and is computed once per spectrum.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -118,9 +119,8 @@ def polynomial_products(d: np.ndarray, F, ngood, scale, P: np.ndarray | None = N
     weights instead of cleaning the spectra again."""
     n, npoly, npix = d.shape[0], d.shape[1] - 1, d.shape[2]
     w, wf = d[:, 0], d[:, npoly]
-    P = (legendre(npix, npoly) if P is None else P).astype(np.float32)
-    iu = np.triu_indices(npoly)
-    g = (w @ (P[iu[0]] * P[iu[1]]).T).astype(np.float64)
+    P, PP, iu = _poly_tables(npix, npoly) if P is None else _given_tables(P)
+    g = (w @ PP).astype(np.float64)
     G = np.zeros((n, npoly, npoly))
     G[:, iu[0], iu[1]] = g
     G[:, iu[1], iu[0]] = g
@@ -128,6 +128,36 @@ def polynomial_products(d: np.ndarray, F, ngood, scale, P: np.ndarray | None = N
     for k in range(1, npoly):
         np.multiply(w, P[k], out=d[:, k])
     return Prepared(d, G, bp, F, ngood, scale, P)
+
+
+@lru_cache(maxsize=32)
+def _poly_tables(npix: int, npoly: int):
+    """:func:`_tables` of :func:`legendre` (``npix``, ``npoly``), cached: ``legvander`` and
+    the products were ≈ 0.05–0.15 ms of every :func:`prepare` (a fixed cost of each batch,
+    and of each of the STAR check's and the template-error refit's own products)."""
+    return _tables(legendre(npix, npoly))
+
+
+_GIVEN = IdentityCache()
+
+
+def _given_tables(P: np.ndarray):
+    """:func:`_tables` of a caller's polynomials ``P``: cached by identity where ``P`` is
+    read-only (:func:`.subtype._fit_legendre`'s are), built each call where not."""
+    if P.flags.writeable:
+        return _tables(P)
+    return _GIVEN.get(P, None, lambda _: _tables(P))
+
+
+def _tables(P: np.ndarray):
+    """(P as float32 (K, P), products PₖPₗ (k ≤ l) as float32 (P, K(K+1)/2), their indices),
+    read-only: the tables :func:`polynomial_products` multiplies the weights by."""
+    P = P.astype(np.float32)
+    iu = np.triu_indices(P.shape[0])
+    PP = (P[iu[0]] * P[iu[1]]).T
+    for a in (P, PP, *iu):
+        a.flags.writeable = False
+    return P, PP, iu
 
 
 def take_rows(prep: Prepared, rows) -> Prepared:
