@@ -227,29 +227,36 @@ def _template_side(vectors: np.ndarray):
 def _normal_t(prep: Prepared, basis: Basis, spec, centres, offsets, M, b) -> None:
     """Fill ``M`` (k, k, R, S) and ``b`` (k, R, S), k = T + K, float64, with the normal
     equations of rows ``spec`` (sorted by ``centres``) in the layout
-    :func:`.linalg.chol_quad_t` reads (batch axes last), chunk by chunk straight into their
-    slices (each chunk's rows are one contiguous run).  Only the lower triangle of ``M`` is
-    written: the Cholesky reads nothing else (the upper one was a third of this function's
-    copies)."""
+    :func:`.linalg.chol_quad_t` reads (batch axes last).  Only the lower triangle of ``M``
+    is written: the Cholesky reads nothing else (the upper one was a third of this
+    function's copies).
+
+    The two GEMMs of each chunk (each chunk's rows are one contiguous run) write into one
+    float32 table of all rows, and ``M`` and ``b`` are filled from it once: the same
+    products in the same places as a fill per chunk, without its half-dozen numpy calls a
+    chunk (a scan of rows at scattered shifts — the walk's steps, a small batch's windows —
+    is mostly chunks of a few rows)."""
     S = len(offsets)
     T, K = basis.ntemplate, prep.npoly
     ytt, yt, iu = _template_side(basis.vectors)
     ntt = len(iu[0])
+    R = len(spec)
+    A = np.empty((R, S * ntt), np.float32)
+    B = np.empty((R, K + 1, S * T), np.float32)
     for rows, D, s_max, J in common_frames(prep, spec, centres):
-        n = len(rows)
-        sl = slice(int(rows[0]), int(rows[-1]) + 1)
+        n, r0 = len(rows), int(rows[0])
         q0 = basis.offset - s_max
         # Σ w TᵢTⱼ, and Σ (w, w·Pₖ, w·f) Tᵢ: two GEMMs per chunk, every shift at once
-        A = D[:, 0] @ shift_block(ytt, q0, offsets, J)                 # (n, S·ntt)
-        B = D.reshape(n * (K + 1), J) @ shift_block(yt, q0, offsets, J)  # (n·(K+1), S·T)
-        A = A.reshape(n, S, ntt).transpose(2, 0, 1)
-        B = B.reshape(n, K + 1, S, T).transpose(1, 3, 0, 2)             # (K+1, T, n, S)
-        m = M[:, :, sl]
-        m[iu[1], iu[0]] = A
-        m[T:, :T] = B[:K]
-        m[T:, T:] = prep.G[spec[rows]].transpose(1, 2, 0)[..., None]
-        b[:T, sl] = B[K]
-        b[T:, sl] = prep.bp[spec[rows]].T[..., None]
+        np.matmul(D[:, 0], shift_block(ytt, q0, offsets, J), out=A[r0:r0 + n])
+        np.matmul(D.reshape(n * (K + 1), J), shift_block(yt, q0, offsets, J),
+                  out=B[r0:r0 + n].reshape(n * (K + 1), S * T))
+    A = A.reshape(R, S, ntt).transpose(2, 0, 1)                      # (ntt, R, S)
+    B = B.reshape(R, K + 1, S, T).transpose(1, 3, 0, 2)              # (K+1, T, R, S)
+    M[iu[1], iu[0]] = A
+    M[T:, :T] = B[:K]
+    M[T:, T:] = prep.G[spec].transpose(1, 2, 0)[..., None]
+    b[:T] = B[K]
+    b[T:] = prep.bp[spec].T[..., None]
 
 
 def single_template_chi2(prep: Prepared, basis: Basis, templates: np.ndarray, spec, shifts):
