@@ -334,8 +334,9 @@ def scan(prep: Prepared, basis: Basis, spec: np.ndarray, centres: np.ndarray,
 def scan_all(prep: Prepared, jobs, max_systems: int = 8192) -> list:
     """χ² (R, S) of each of ``jobs`` — (basis, spec, centres, offsets) tuples, each as
     :func:`scan` gives it (the same frames and GEMMs, so the same bits) — with one batched
-    Cholesky for the jobs of one size T + K, up to ``max_systems`` systems a call (its
-    normal equations: 25 MB at T + K = 7), instead of one per job.
+    Cholesky for the jobs of one size T + K, up to ``max_systems`` systems a call (their
+    normal equations: 3 MB at T + K = 7; a stack of 60 000, every coarse group of a batch of
+    1024, fell out of cache and cost more than it saved), instead of one per job.
 
     Why: a Cholesky's cost is mostly per numpy call (:mod:`.linalg`), and a batch makes many
     small scans that do not depend on each other — the coarse scan of every window group
