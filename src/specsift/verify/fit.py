@@ -15,6 +15,7 @@ not depend on the shift and is computed once per spectrum.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from .linalg import chol_quad_t
 from .templates import Basis
 
 __all__ = ["Prepared", "prepare", "polynomial_products", "take_rows", "bin_prepared", "bin_sums",
-           "bin_basis", "scan", "single_template_chi2", "NPOLY"]
+           "bin_basis", "scan", "scan_all", "single_template_chi2", "NPOLY"]
 
 #: polynomial terms (1, x, P₂(x)) in observed λ — Redrock's archetypes and idlspec2d use 3
 NPOLY = 3
@@ -118,9 +119,8 @@ def polynomial_products(d: np.ndarray, F, ngood, scale, P: np.ndarray | None = N
     weights instead of cleaning the spectra again."""
     n, npoly, npix = d.shape[0], d.shape[1] - 1, d.shape[2]
     w, wf = d[:, 0], d[:, npoly]
-    P = (legendre(npix, npoly) if P is None else P).astype(np.float32)
-    iu = np.triu_indices(npoly)
-    g = (w @ (P[iu[0]] * P[iu[1]]).T).astype(np.float64)
+    P, PP, iu = _poly_tables(npix, npoly) if P is None else _given_tables(P)
+    g = (w @ PP).astype(np.float64)
     G = np.zeros((n, npoly, npoly))
     G[:, iu[0], iu[1]] = g
     G[:, iu[1], iu[0]] = g
@@ -128,6 +128,36 @@ def polynomial_products(d: np.ndarray, F, ngood, scale, P: np.ndarray | None = N
     for k in range(1, npoly):
         np.multiply(w, P[k], out=d[:, k])
     return Prepared(d, G, bp, F, ngood, scale, P)
+
+
+@lru_cache(maxsize=32)
+def _poly_tables(npix: int, npoly: int):
+    """:func:`_tables` of :func:`legendre` (``npix``, ``npoly``), cached: ``legvander`` and
+    the products were ≈ 0.05–0.15 ms of every :func:`prepare` (a fixed cost of each batch,
+    and of each of the STAR check's and the template-error refit's own products)."""
+    return _tables(legendre(npix, npoly))
+
+
+_GIVEN = IdentityCache()
+
+
+def _given_tables(P: np.ndarray):
+    """:func:`_tables` of a caller's polynomials ``P``: cached by identity where ``P`` is
+    read-only (:func:`.subtype._fit_legendre`'s are), built each call where not."""
+    if P.flags.writeable:
+        return _tables(P)
+    return _GIVEN.get(P, None, lambda _: _tables(P))
+
+
+def _tables(P: np.ndarray):
+    """(P as float32 (K, P), products PₖPₗ (k ≤ l) as float32 (P, K(K+1)/2), their indices),
+    read-only: the tables :func:`polynomial_products` multiplies the weights by."""
+    P = P.astype(np.float32)
+    iu = np.triu_indices(P.shape[0])
+    PP = (P[iu[0]] * P[iu[1]]).T
+    for a in (P, PP, *iu):
+        a.flags.writeable = False
+    return P, PP, iu
 
 
 def take_rows(prep: Prepared, rows) -> Prepared:
@@ -197,29 +227,36 @@ def _template_side(vectors: np.ndarray):
 def _normal_t(prep: Prepared, basis: Basis, spec, centres, offsets, M, b) -> None:
     """Fill ``M`` (k, k, R, S) and ``b`` (k, R, S), k = T + K, float64, with the normal
     equations of rows ``spec`` (sorted by ``centres``) in the layout
-    :func:`.linalg.chol_quad_t` reads (batch axes last), chunk by chunk straight into their
-    slices (each chunk's rows are one contiguous run).  Only the lower triangle of ``M`` is
-    written: the Cholesky reads nothing else (the upper one was a third of this function's
-    copies)."""
+    :func:`.linalg.chol_quad_t` reads (batch axes last).  Only the lower triangle of ``M``
+    is written: the Cholesky reads nothing else (the upper one was a third of this
+    function's copies).
+
+    The two GEMMs of each chunk (each chunk's rows are one contiguous run) write into one
+    float32 table of all rows, and ``M`` and ``b`` are filled from it once: the same
+    products in the same places as a fill per chunk, without its half-dozen numpy calls a
+    chunk (a scan of rows at scattered shifts — the walk's steps, a small batch's windows —
+    is mostly chunks of a few rows)."""
     S = len(offsets)
     T, K = basis.ntemplate, prep.npoly
     ytt, yt, iu = _template_side(basis.vectors)
     ntt = len(iu[0])
+    R = len(spec)
+    A = np.empty((R, S * ntt), np.float32)
+    B = np.empty((R, K + 1, S * T), np.float32)
     for rows, D, s_max, J in common_frames(prep, spec, centres):
-        n = len(rows)
-        sl = slice(int(rows[0]), int(rows[-1]) + 1)
+        n, r0 = len(rows), int(rows[0])
         q0 = basis.offset - s_max
         # Σ w TᵢTⱼ, and Σ (w, w·Pₖ, w·f) Tᵢ: two GEMMs per chunk, every shift at once
-        A = D[:, 0] @ shift_block(ytt, q0, offsets, J)                 # (n, S·ntt)
-        B = D.reshape(n * (K + 1), J) @ shift_block(yt, q0, offsets, J)  # (n·(K+1), S·T)
-        A = A.reshape(n, S, ntt).transpose(2, 0, 1)
-        B = B.reshape(n, K + 1, S, T).transpose(1, 3, 0, 2)             # (K+1, T, n, S)
-        m = M[:, :, sl]
-        m[iu[1], iu[0]] = A
-        m[T:, :T] = B[:K]
-        m[T:, T:] = prep.G[spec[rows]].transpose(1, 2, 0)[..., None]
-        b[:T, sl] = B[K]
-        b[T:, sl] = prep.bp[spec[rows]].T[..., None]
+        np.matmul(D[:, 0], shift_block(ytt, q0, offsets, J), out=A[r0:r0 + n])
+        np.matmul(D.reshape(n * (K + 1), J), shift_block(yt, q0, offsets, J),
+                  out=B[r0:r0 + n].reshape(n * (K + 1), S * T))
+    A = A.reshape(R, S, ntt).transpose(2, 0, 1)                      # (ntt, R, S)
+    B = B.reshape(R, K + 1, S, T).transpose(1, 3, 0, 2)              # (K+1, T, R, S)
+    M[iu[1], iu[0]] = A
+    M[T:, :T] = B[:K]
+    M[T:, T:] = prep.G[spec].transpose(1, 2, 0)[..., None]
+    b[:T] = B[K]
+    b[T:] = prep.bp[spec].T[..., None]
 
 
 def single_template_chi2(prep: Prepared, basis: Basis, templates: np.ndarray, spec, shifts):
@@ -292,3 +329,62 @@ def scan(prep: Prepared, basis: Basis, spec: np.ndarray, centres: np.ndarray,
         cf[order] = out[1].reshape(k, R, S).transpose(1, 2, 0)
         return chi2, cf
     return chi2
+
+
+def scan_all(prep: Prepared, jobs, max_systems: int = 8192) -> list:
+    """χ² (R, S) of each of ``jobs`` — (basis, spec, centres, offsets) tuples, each as
+    :func:`scan` gives it (the same frames and GEMMs, so the same bits) — with one batched
+    Cholesky for the jobs of one size T + K, up to ``max_systems`` systems a call (their
+    normal equations: 3 MB at T + K = 7; a stack of 60 000, every coarse group of a batch of
+    1024, fell out of cache and cost more than it saved), instead of one per job.
+
+    Why: a Cholesky's cost is mostly per numpy call (:mod:`.linalg`), and a batch makes many
+    small scans that do not depend on each other — the coarse scan of every window group
+    (type, LSF, half-width), the 64-shift slices of the whole-z rescue scan of a few rows;
+    each system is solved on its own along the batch axis, so stacking them changes no
+    value."""
+    out = [None] * len(jobs)
+    groups: dict = {}                        # k → list of job groups, each ≤ max_systems
+    for i, (basis, spec, _, offsets) in enumerate(jobs):
+        size = len(spec) * len(offsets)
+        g = groups.setdefault(basis.ntemplate + prep.npoly, [[0, []]])
+        if g[-1][1] and g[-1][0] + size > max_systems:
+            g.append([0, []])
+        g[-1][0] += size
+        g[-1][1].append(i)
+    for k, gs in groups.items():
+        for tot, idx in gs:
+            _solve_jobs(prep, [jobs[i] for i in idx], k, tot, idx, out)
+    return out
+
+
+def _solve_jobs(prep: Prepared, jobs, k: int, tot: int, idx, out: list) -> None:
+    """:func:`scan_all` of ``jobs`` (all of size ``k``, ``tot`` systems) into ``out[idx]``."""
+    parts, o = [], 0
+    for basis, spec, centres, offsets in jobs:
+        spec, centres, offsets = (np.asarray(a, np.int64) for a in (spec, centres, offsets))
+        order = np.argsort(centres, kind="stable")          # as :func:`scan` orders its rows
+        parts.append((basis, spec[order], centres[order], offsets, order, o))
+        o += len(spec) * len(offsets)
+    M = np.empty((k, k, tot))                # lower triangles (all the Cholesky reads)
+    b = np.empty((k, tot))
+    for basis, spec, centres, offsets, order, o in parts:
+        R, S = len(spec), len(offsets)
+        if R and S:
+            _normal_t(prep, basis, spec, centres, offsets,
+                      _view(M[:, :, o:o + R * S], (k, k, R, S)),
+                      _view(b[:, o:o + R * S], (k, R, S)))
+    quad = chol_quad_t(M, b) if tot else np.zeros(0)
+    for i, (basis, spec, centres, offsets, order, o) in zip(idx, parts):
+        R, S = len(spec), len(offsets)
+        chi2 = np.empty((R, S))
+        chi2[order] = prep.F[spec][:, None] - quad[o:o + R * S].reshape(R, S)
+        out[i] = chi2
+
+
+def _view(a: np.ndarray, shape) -> np.ndarray:
+    """``a`` reshaped to ``shape`` as a view (its last axis split): writes must reach ``a``."""
+    v = a.reshape(shape)
+    if v.size and not np.may_share_memory(v, a):       # cannot happen: a split last axis
+        raise AssertionError("scan_all: a reshape copied")
+    return v

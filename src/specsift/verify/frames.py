@@ -65,13 +65,14 @@ def shift_block(y: np.ndarray, q0: int, offsets: np.ndarray, J: int) -> np.ndarr
 
 
 def _chunks(centres_sorted: np.ndarray):
-    lo = 0
+    """(lo, hi) runs of at most ``_CHUNK_ROWS`` rows whose centres lie within
+    ``_CHUNK_SPREAD`` of the run's first: each run as long as it can be, in order — found
+    by one search for every row instead of a Python step a row."""
     n = len(centres_sorted)
+    ends = np.searchsorted(centres_sorted, centres_sorted + _CHUNK_SPREAD, side="right")
+    lo = 0
     while lo < n:
-        hi = lo + 1
-        while (hi < n and hi - lo < _CHUNK_ROWS
-               and centres_sorted[hi] - centres_sorted[lo] <= _CHUNK_SPREAD):
-            hi += 1
+        hi = min(lo + _CHUNK_ROWS, int(ends[lo]))
         yield lo, hi
         lo = hi
 

@@ -12,7 +12,7 @@ import numpy as np
 from .fit import Prepared, scan
 from .templates import Basis
 
-__all__ = ["Refined", "Coarse", "coarse_stage", "fine_stage"]
+__all__ = ["Refined", "Coarse", "CoarsePlan", "coarse_stage", "coarse_plan", "fine_stage"]
 
 
 def _walk(prep: Prepared, basis: Basis, spec, best, lim_lo, lim_hi, steps: int = 5,
@@ -118,6 +118,39 @@ def coarse_stage(prep: Prepared, basis: Basis, spec, centres, halfwidth: int,
     parabola through the integer minimum and its neighbours.
 
     ``lo_limit``: smallest shift allowed (e.g. z ≥ −0.005); centres are moved above it."""
+    plan = coarse_plan(prep, basis, spec, centres, halfwidth, coarse, lo_limit)
+    return plan.finish(scan(*plan.job))
+
+
+@dataclass
+class CoarsePlan:
+    """The scan of :func:`coarse_stage` (``job``: :func:`.fit.scan`'s arguments) and what
+    turns its χ² into a :class:`Coarse` — split so that :mod:`.windows` can make the scans of
+    all its groups with one Cholesky (:func:`.fit.scan_all`)."""
+    job: tuple
+    centres: np.ndarray
+    halfwidth: int
+    factor: int | None
+
+    def finish(self, chi2: np.ndarray) -> Coarse:
+        _, _, spec, kc, offs = self.job
+        centres, halfwidth, fac = self.centres, self.halfwidth, self.factor
+        j = np.argmin(chi2, axis=1)
+        if fac is not None:
+            best = fac * (kc + offs[j])
+            lean = _lean(chi2, j)
+        else:
+            best = centres + offs[j]
+            lean = None
+        return Coarse(spec, best, lean, centres - halfwidth - 3, centres + halfwidth + 3,
+                      chi2.min(axis=1) if chi2.shape[1] else np.full(len(spec), np.inf),
+                      halfwidth)
+
+
+def coarse_plan(prep: Prepared, basis: Basis, spec, centres, halfwidth: int,
+                coarse: tuple[Prepared, Basis, int] | None = None,
+                lo_limit: int | None = None) -> CoarsePlan:
+    """:func:`coarse_stage`'s scan, not made yet (same arguments)."""
     spec = np.asarray(spec, np.int64)
     centres = np.asarray(np.rint(centres), np.int64)
     if lo_limit is not None:
@@ -126,18 +159,9 @@ def coarse_stage(prep: Prepared, basis: Basis, spec, centres, halfwidth: int,
         pb, bb, fac = coarse
         kc = np.rint(centres / fac).astype(np.int64)
         hb = -(-halfwidth // fac)
-        offs = np.arange(-hb, hb + 1)
-        chi2 = scan(pb, bb, spec, kc, offs)
-        j = np.argmin(chi2, axis=1)
-        best = fac * (kc + offs[j])
-        lean = _lean(chi2, j)
-    else:
-        offs = np.arange(-halfwidth, halfwidth + 1, 2)
-        chi2 = scan(prep, basis, spec, centres, offs)
-        best = centres + offs[np.argmin(chi2, axis=1)]
-        lean = None
-    return Coarse(spec, best, lean, centres - halfwidth - 3, centres + halfwidth + 3,
-                  chi2.min(axis=1) if chi2.shape[1] else np.full(len(spec), np.inf), halfwidth)
+        return CoarsePlan((pb, bb, spec, kc, np.arange(-hb, hb + 1)), centres, halfwidth, fac)
+    offs = np.arange(-halfwidth, halfwidth + 1, 2)
+    return CoarsePlan((prep, basis, spec, centres, offs), centres, halfwidth, None)
 
 
 def fine_stage(prep: Prepared, basis: Basis, c: Coarse) -> Refined:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..constants import C_KMS
 from .candidates import Candidates
-from .fit import bin_basis, bin_prepared, scan, take_rows
+from .fit import bin_basis, bin_prepared, scan_all, take_rows
 from .templates import SPECTYPES, Z_MAX
 from .windows import Reusing, Windows, lowest_per_spectrum
 
@@ -147,15 +147,21 @@ def full_range_candidates(prep, bases, spec, n, opt, k: int = 3) -> Candidates:
     # than their scan
     pb = bin_prepared(take_rows(prep, spec), fac)
     local = np.arange(len(spec))
-    zs, ts = [], []
+    zs, ts, jobs, slices = [], [], [], []
+    zero = np.zeros(len(spec), np.int64)
     for st in ("GALAXY", "QSO"):
         bb = bin_basis(bases[st], fac)
         lo = int(np.ceil(bb.shift_of(opt.lowz_galaxy_zmax)))
         hi = int(np.floor(bb.shift_of(Z_MAX[st])))
         shifts = np.arange(lo, hi + 1)
-        # 64 shifts a scan: one GEMM each, on a template table (fit._multi_shift) of a few MB
-        chi2 = np.concatenate([scan(pb, bb, local, np.full(len(spec), 0), shifts[j:j + 64])
-                               for j in range(0, len(shifts), 64)], axis=1)
+        # 64 shifts a scan: one GEMM each, on a template table (fit._multi_shift) of a few
+        # MB; one Cholesky for all of them (scan_all: the same values as a scan each)
+        first = len(jobs)
+        jobs += [(bb, local, zero, shifts[j:j + 64]) for j in range(0, len(shifts), 64)]
+        slices.append((st, bb, shifts, first, len(jobs)))
+    chi2s = scan_all(pb, jobs)
+    for st, bb, shifts, first, last in slices:
+        chi2 = np.concatenate(chi2s[first:last], axis=1)
         zs.append(bb.z_of(shifts[_minima(chi2, k)]))
         ts.append(np.full(zs[-1].shape, st, "U6"))
     z = np.full((n, 2 * k), np.nan)
