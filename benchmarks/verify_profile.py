@@ -57,6 +57,7 @@ def main() -> None:
     import specsift.verify.refine as refine
     import specsift.verify.stage as stage
     import specsift.verify.starcheck as starcheck
+    import specsift.verify.windows as windows
     import specsift.verify.zfind as zfind
     from specsift import load_model
     from specsift.pipeline.units import iter_unit, plan_units
@@ -90,8 +91,19 @@ def main() -> None:
             rows[k] += len(spec)
             return k
         return key
-    for who, mod in (("window", refine), ("whole-z rescue", zfind)):
-        _timed(mod, "scan", scans, kind(who))
+    def kind_all(who):           # fit.scan_all(prep, jobs): one Cholesky for all its jobs
+        def key(args, kw):
+            prep, jobs = args[0], args[1]
+            k = (f"{who} (scan_all)", "/".join(sorted({str(len(j[3])) for j in jobs})),
+                 prep.npix, "/".join(sorted({str(j[0].ntemplate) for j in jobs})))
+            rows[k] += sum(len(j[1]) for j in jobs)
+            return k
+        return key
+    for who, mod in (("window", refine), ("coarse windows", windows),
+                     ("whole-z rescue", zfind)):
+        for name, k in (("scan", kind), ("scan_all", kind_all)):
+            if hasattr(mod, name):
+                _timed(mod, name, scans, k(who))
     # the STAR check's scan (.polyfirst.scan_poly_first: its polynomial factor after prep;
     # fit.scan before it)
     if hasattr(starcheck, "scan_poly_first"):
