@@ -106,10 +106,20 @@ def _owned(at: pa.Table) -> pa.Table:
 
 
 def _utf8(a: np.ndarray) -> np.ndarray:
-    """A str array's values as UTF-8 bytes (NUL-padded ``S``): numpy's own cast where they
-    are ASCII — the catalog's labels and paths nearly always — else ``np.char.encode``."""
+    """A str array's values as UTF-8 bytes (NUL-padded ``S``).
+
+    Where every code point is ASCII — the catalog's labels and paths nearly always — each
+    UCS-4 code unit is that byte: the bytes are the code units narrowed to uint8, the same
+    bytes as ``a.astype("S<width>")``, whose per-value encoding cost ~0.3 CPU-ms for each
+    string column of a 1024-row batch (~2.5 of a batch's ~4.5 ms ``table_to_arrow``; this is
+    ~0.01).  Else ``np.char.encode``."""
+    width = a.dtype.itemsize // 4
+    if width and a.ndim == 1 and a.dtype.isnative:
+        units = np.ascontiguousarray(a).view(np.uint32).reshape(len(a), width)
+        if not units.size or int(units.max()) < 0x80:
+            return units.astype(np.uint8).view(f"S{width}").reshape(len(a))
     try:
-        return a.astype(f"S{max(a.dtype.itemsize // 4, 1)}")
+        return a.astype(f"S{max(width, 1)}")
     except UnicodeEncodeError:
         return np.char.encode(a, "utf-8")
 
