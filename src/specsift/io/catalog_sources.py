@@ -209,6 +209,11 @@ class PartSource:
             for c in at.column_names:
                 self.widths[c] = max(self.widths[c], string_width(at.column(c)) or 1)
 
+    @property
+    def in_memory(self) -> bool:
+        """Every part's rows are held in memory (nothing is read back from the files)."""
+        return bool(self._held)
+
     def _read(self, part: Path, columns: list[str] | None = None, metadata=None):
         """Part ``part``'s columns ``columns`` (None: all) as an Arrow table: the held one,
         else read from its file."""
