@@ -129,3 +129,21 @@ def test_merge_of_ipc_parts_reads_them_back_without_held_tables(tmp_path):
             assert np.array_equal(np.asarray(a[name]), np.asarray(b[name]),
                                   equal_nan=a[name].dtype.kind == "f"), (ext, name)
     assert pa.ipc.open_file(str(parts[0])).schema.equals(table_to_arrow(tables[0]).schema)
+
+
+def test_small_parts_uncompressed_large_ones_lz4_both_held_as_copies(tmp_path):
+    """Both kinds of part read back as written, and what is held owns its memory (writing
+    into the batch's arrays afterwards changes nothing held)."""
+    import specsift.pipeline.parts as parts_mod
+    big = _table(parts_mod._LZ4_BYTES // 8, 0)
+    small = _table(2, 0)
+    for t in (small, big):
+        rd = _run(tmp_path / str(len(t)), [])
+        at = table_to_arrow(t)
+        z = np.asarray(t["Z"]).copy()
+        rd.write_part(0, 0, at)
+        np.asarray(t["Z"])[:] = -1.0                      # the batch's memory reused
+        for got in (read_part(rd.part_path(0, 0)), rd.held_parts()[rd.part_path(0, 0)]):
+            assert np.array_equal(got.column("Z").to_numpy(), z)
+        compressed = rd.part_path(0, 0).stat().st_size < at.nbytes / 2   # ones, NaNs, a ramp
+        assert compressed == (at.nbytes >= parts_mod._LZ4_BYTES)

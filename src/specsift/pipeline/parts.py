@@ -97,14 +97,17 @@ def arrow_array(a: np.ndarray) -> pa.Array:
 
 
 #: a part's IPC options: LZ4 frames (a 1024-row verified part ~0.41 MB, as its LZ4 Parquet
-#: file was ~0.37; uncompressed it would be ~0.78)
-_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+#: file was ~0.37; uncompressed it would be ~0.78) — from :data:`_LZ4_BYTES` of Arrow data
+#: on; a smaller part is written uncompressed (a one-row part: ~27 kB either way, and LZ4's
+#: frame a buffer, ~156 columns' worth, cost ~0.6 CPU-ms to write and as much to decode)
+_IPC_OPTIONS = {True: pa.ipc.IpcWriteOptions(compression="lz4"), False: pa.ipc.IpcWriteOptions()}
+_LZ4_BYTES = 1 << 16
 
 
 def _ipc_file(at: pa.Table) -> pa.Buffer:
     """``at`` as the bytes of an Arrow IPC file (a part file's content)."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, at.schema, options=_IPC_OPTIONS) as w:
+    with pa.ipc.new_file(sink, at.schema, options=_IPC_OPTIONS[at.nbytes >= _LZ4_BYTES]) as w:
         w.write_table(at)
     return sink.getvalue()
 
@@ -257,7 +260,7 @@ class RunDir:
         An Arrow IPC file (LZ4), not Parquet: a part lives only until the merge, which reads
         rows back and writes the catalog (Parquet, zstd, statistics) itself, and Parquet's
         column writers cost per column chunk — ~156 of them in a verified part, ~8 CPU-ms
-        for a 1024-row part and ~5 for one row, against ~1.8 and ~1.3 here; the file's
+        for a 1024-row part and ~5 for one row, against ~1.8 and ~0.2 here; the file's
         bytes are also what the merge holds (:meth:`_hold`), decoded once."""
         at = table if isinstance(table, pa.Table) else table_to_arrow(table)
         final = self.part_path(unit, batch)
@@ -276,7 +279,7 @@ class RunDir:
         under :data:`HELD_BYTES` in all; past that none are (the merge then reads them all).
 
         What is held is read from ``data``, the part file's bytes: a copy in Arrow's own
-        memory (LZ4 decoded), not ``at``, whose number columns are zero-copy views of the
+        memory (LZ4 decoded, or slices of ``data``), not ``at``, whose number columns are zero-copy views of the
         batch's numpy arrays (:func:`arrow_array`) — a view held until the merge would let
         anything that later writes into such an array change the catalog but not the part
         file, and keep the whole base array alive beyond what :data:`HELD_BYTES` counts."""
