@@ -86,7 +86,8 @@ def write_catalog(table: Table, path, meta: dict | None = None,
 
 def merge_parts(parts: list[Path], catalog, meta: dict | None = None,
                 tables: dict | None = None) -> int:
-    """Write the rows of the Parquet ``parts`` (in order) to ``catalog``, one part in
+    """Write the rows of the part files ``parts`` (in order; Arrow IPC ``.arrow`` files as
+    ``predict`` writes them, any other name read as Parquet) to ``catalog``, one part in
     memory at a time; returns the row count.  ``tables``: {part path: its Arrow table}
     that the caller still holds (used only when it holds every part: the rows are the
     same, and no part is read back)."""

@@ -1,10 +1,10 @@
-"""What a catalog writer writes: one table in memory, or the Parquet part files of a
-``predict`` run streamed one part at a time.
+"""What a catalog writer writes: one table in memory, or the part files of a ``predict``
+run (Arrow IPC, or Parquet from older versions and other callers) streamed one part at a time.
 
 Apart from :mod:`.catalog` (the formats: FITS, Parquet, ECSV/CSV writers and the reader)
 because it is the other half of every write: each format asks a source for a one-row
 ``prototype`` (schema, widths, keywords), ``n_rows``, ``meta``/``provenance`` and the rows
-as astropy tables (``tables``) or, for Parquet parts, Arrow tables (``arrow_tables``); the
+as astropy tables (``tables``) or, for part files, Arrow tables (``arrow_tables``); the
 part source does its own first pass over the parts' schemas and string widths so that no
 format holds the whole catalog in memory.  :func:`prepare` is what both sources apply to
 their rows: canonical order, units, filled masks, fixed-width strings.
@@ -217,8 +217,9 @@ class MemorySource:
 
 
 class PartSource:
-    """Parquet part files of a predict run: a first pass reads schema, row count and string
-    widths without the data; ``tables`` reads one part (only the wanted columns) at a time."""
+    """Part files of a predict run (:func:`read_part`: Arrow IPC or Parquet): a first pass reads
+    schema, row count and string widths (of a Parquet part without the other columns);
+    ``tables`` reads one part at a time."""
 
     def __init__(self, parts: list[Path], meta: dict | None, tables: dict | None = None):
         import pyarrow as pa
