@@ -14,7 +14,7 @@ from astropy.table.meta import get_yaml_from_table
 from specsift.io import read_catalog
 from specsift.io.catalog import merge_parts
 from specsift.io.catalog_parquet import _datatype_lines, _table_yaml
-from specsift.io.catalog_sources import PartSource, Prototype, _prepared_arrays
+from specsift.io.catalog_sources import PartSource, Prototype, _prepared_arrays, read_part
 from specsift.lines.measure import _empty, _units, add_line_columns, line_table
 from specsift.pipeline.parts import RunDir
 
@@ -238,7 +238,7 @@ def test_held_part_is_what_was_written_even_if_the_batch_changes_later(tmp_path)
     np.asarray(t["Z"])[:] = -5.0          # the batch's memory reused after the part was written
     held = rd.held_parts()[rd.part_path(0, 0)]
     assert np.array_equal(held.column("Z").to_numpy(), z, equal_nan=True)
-    assert np.array_equal(pq.read_table(rd.part_path(0, 0)).column("Z").to_numpy(), z,
+    assert np.array_equal(read_part(rd.part_path(0, 0)).column("Z").to_numpy(), z,
                           equal_nan=True)
 
 

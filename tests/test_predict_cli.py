@@ -39,7 +39,7 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, capsys):
     proc = _cli(*args)
     deadline = time.time() + 90
     while time.time() < deadline and proc.poll() is None:
-        if parts.is_dir() and len(list(parts.glob("u*-b*.parquet"))) >= 6:
+        if parts.is_dir() and len(list(parts.glob("u*-b*.arrow"))) >= 6:
             break
         time.sleep(0.01)
     assert proc.poll() is None, f"run ended before it could be killed: {proc.communicate()}"
@@ -47,7 +47,7 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, capsys):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
-    n_parts = len(list(parts.glob("u*-b*.parquet")))
+    n_parts = len(list(parts.glob("u*-b*.arrow")))
     assert 6 <= n_parts < 1000 // 10                        # killed mid-run
 
     rc, _, err = _main(capsys, *args)               # without --resume the run is protected

@@ -103,6 +103,10 @@ def _datatype_lines(columns) -> list[str] | None:
     a value that is not printable ASCII, a line that PyYAML would wrap."""
     from astropy.table.meta import _get_datatype_from_dtype
     units: dict = {}
+    # the few distinct units and datatypes of a catalog, each written once a call (most of
+    # a ~150-column header's values repeat: ~1 of its ~2 CPU-ms)
+    names: dict = {}
+    texts: dict = {}
     out = []
     for col in columns:
         info = col.info
@@ -117,15 +121,21 @@ def _datatype_lines(columns) -> list[str] | None:
             if unit not in units:
                 units[unit] = str(unit)
             items.append(("unit", units[unit]))
+        if dtype not in names:
+            names[dtype] = _get_datatype_from_dtype(dtype)
         if shape:
             items.append(("datatype", "string"))
-            items.append(("subtype", _get_datatype_from_dtype(dtype)
+            items.append(("subtype", names[dtype]
                           + "[" + ",".join(str(int(k)) for k in shape) + "]"))
         else:
-            items.append(("datatype", _get_datatype_from_dtype(dtype)))
+            items.append(("datatype", names[dtype]))
         parts = []
         for key, value in items:
-            text = _scalar(value)
+            text = texts.get(value, False) if key != "name" else False
+            if text is False:
+                text = _scalar(value)
+                if key != "name":
+                    texts[value] = text
             if text is None:
                 return None
             parts.append(f"{key}: {text}")

@@ -1,10 +1,10 @@
-"""What a catalog writer writes: one table in memory, or the Parquet part files of a
-``predict`` run streamed one part at a time.
+"""What a catalog writer writes: one table in memory, or the part files of a ``predict``
+run (Arrow IPC, or Parquet from older versions and other callers) streamed one part at a time.
 
 Apart from :mod:`.catalog` (the formats: FITS, Parquet, ECSV/CSV writers and the reader)
 because it is the other half of every write: each format asks a source for a one-row
 ``prototype`` (schema, widths, keywords), ``n_rows``, ``meta``/``provenance`` and the rows
-as astropy tables (``tables``) or, for Parquet parts, Arrow tables (``arrow_tables``); the
+as astropy tables (``tables``) or, for part files, Arrow tables (``arrow_tables``); the
 part source does its own first pass over the parts' schemas and string widths so that no
 format holds the whole catalog in memory.  :func:`prepare` is what both sources apply to
 their rows: canonical order, units, filled masks, fixed-width strings.
@@ -22,7 +22,46 @@ from .catalog_parquet import numpy_of
 from .catalog_schema import canonical_order, unit_for
 
 __all__ = ["MemorySource", "PartSource", "Prototype", "prepare", "fill_value", "arrow_to_table",
-           "provenance_of"]
+           "provenance_of", "IPC_SUFFIX", "read_part", "part_rows"]
+
+#: the ending of part files in Arrow's IPC file format (what ``predict`` writes: see
+#: :meth:`specsift.pipeline.parts.RunDir.write_part`); a part under any other name is Parquet
+#: (the parts of older versions, and of callers of :func:`~.catalog.merge_parts`)
+IPC_SUFFIX = ".arrow"
+
+
+def _is_ipc(path) -> bool:
+    return Path(path).suffix == IPC_SUFFIX
+
+
+def read_part(path, columns: list[str] | None = None, metadata=None):
+    """Part file ``path``'s columns ``columns`` (None: all) as an Arrow table, Arrow IPC or
+    Parquet (``metadata``: its Parquet footer, when already read).  An IPC part is read whole
+    (one read, LZ4 decompressed into Arrow's memory) and the columns picked from it."""
+    if _is_ipc(path):
+        import pyarrow as pa
+        with pa.OSFile(str(path)) as fh:
+            at = pa.ipc.open_file(fh).read_all()
+        return at if columns is None else at.select(columns)
+    import pyarrow.parquet as pq
+    return pq.ParquetFile(path, metadata=metadata).read(columns=columns)
+
+
+def _part_footer(path):
+    """(Arrow schema, rows, Parquet metadata or None) of part file ``path``, without its rows."""
+    if _is_ipc(path):
+        import pyarrow as pa
+        with pa.OSFile(str(path)) as fh:
+            r = pa.ipc.open_file(fh)
+            return r.schema, r.count_rows(), None
+    import pyarrow.parquet as pq
+    m = pq.read_metadata(path)                                  # one footer read a part
+    return m.schema.to_arrow_schema(), m.num_rows, m
+
+
+def part_rows(path) -> int:
+    """Rows in part file ``path`` (from its footer)."""
+    return _part_footer(path)[1]
 
 
 def prepare(table: Table, widths: dict[str, int] | None = None) -> Table:
@@ -178,12 +217,12 @@ class MemorySource:
 
 
 class PartSource:
-    """Parquet part files of a predict run: a first pass reads schema, row count and string
-    widths without the data; ``tables`` reads one part (only the wanted columns) at a time."""
+    """Part files of a predict run (:func:`read_part`: Arrow IPC or Parquet): a first pass reads
+    schema, row count and string widths (of a Parquet part without the other columns);
+    ``tables`` reads one part at a time."""
 
     def __init__(self, parts: list[Path], meta: dict | None, tables: dict | None = None):
         import pyarrow as pa
-        import pyarrow.parquet as pq
         self.parts, self.meta = list(parts), dict(meta or {})
         self.provenance = provenance_of(self.meta)
         # the Arrow tables of the parts when the caller still holds every one of them (the
@@ -195,9 +234,10 @@ class PartSource:
             schemas = [self._held[p].schema for p in self.parts]
             rows = [self._held[p].num_rows for p in self.parts]
         else:
-            metas = [pq.read_metadata(p) for p in self.parts]      # one footer read a part
-            schemas = [m.schema.to_arrow_schema() for m in metas]
-            rows = [m.num_rows for m in metas]
+            footers = [_part_footer(p) for p in self.parts]
+            schemas = [f[0] for f in footers]
+            rows = [f[1] for f in footers]
+            metas = [f[2] for f in footers]
         self.schema = pa.unify_schemas(schemas, promote_options="permissive")
         strs = [f.name for f in self.schema if pa.types.is_string(f.type)
                 or pa.types.is_large_string(f.type)]
@@ -209,14 +249,18 @@ class PartSource:
             for c in at.column_names:
                 self.widths[c] = max(self.widths[c], string_width(at.column(c)) or 1)
 
+    @property
+    def in_memory(self) -> bool:
+        """Every part's rows are held in memory (nothing is read back from the files)."""
+        return bool(self._held)
+
     def _read(self, part: Path, columns: list[str] | None = None, metadata=None):
         """Part ``part``'s columns ``columns`` (None: all) as an Arrow table: the held one,
         else read from its file."""
         if self._held:
             at = self._held[part]
             return at if columns is None else at.select(columns)
-        import pyarrow.parquet as pq
-        return pq.ParquetFile(part, metadata=metadata).read(columns=columns)
+        return read_part(part, columns, metadata)
 
     def _conform(self, at, cols):
         """``at``'s columns ``cols`` in the merged schema's types (a column already of its
@@ -275,10 +319,11 @@ class PartSource:
         if self._held:
             have = set(self._held[part].column_names)
             return self._read(part, [c for c in names if c in have])
-        import pyarrow.parquet as pq
-        f = pq.ParquetFile(part)
-        have = set(f.schema_arrow.names)
-        return f.read(columns=[c for c in names if c in have])
+        if _is_ipc(part):                           # read whole anyway
+            at = read_part(part)
+            return at.select([c for c in names if c in set(at.column_names)])
+        have = set(_part_footer(part)[0].names)
+        return read_part(part, [c for c in names if c in have])
 
     def tables(self, cols, with_meta: bool = False):
         for p in self.parts:

@@ -3,7 +3,8 @@
 Layout of ``CATALOG.parts/``::
 
     plan.json              inputs cut into units, batch size, model, grid (fixed at start)
-    u000012-b0003.parquet  catalog rows of batch 3 of unit 12 (written to a temp name, renamed)
+    u000012-b0003.arrow    catalog rows of batch 3 of unit 12 (written to a temp name, renamed;
+                           Arrow IPC, LZ4; ``.parquet`` from versions before: read alike)
     u000012.done           unit 12 finished: its number of batches and rows
     progress.json          summary for people and monitors, rewritten atomically
 
@@ -25,11 +26,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from astropy.table import Table
 
-from ..io.catalog_parquet import dictionary_columns
-from ..io.catalog_sources import arrow_to_table
+from ..io.catalog_sources import IPC_SUFFIX, arrow_to_table, part_rows
 from ..lines.fit import FIT_VERSION
 from .units import Unit, fingerprint
 
@@ -42,7 +41,7 @@ __all__ = ["RunDir", "table_to_arrow", "arrow_array", "arrow_to_table", "ResumeE
 #: rows are ~1 kB a spectrum: a run of up to ~60 000 spectra merges without reading back)
 HELD_BYTES = 64 << 20
 
-_PART = re.compile(r"^u(\d{6})-b(\d{4,})\.parquet$")
+_PART = re.compile(r"^u(\d{6})-b(\d{4,})\.(?:arrow|parquet)$")
 _DONE = re.compile(r"^u(\d{6})\.done$")
 
 
@@ -97,19 +96,37 @@ def arrow_array(a: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.from_numpy_dtype(a.dtype), n, [None, pa.py_buffer(a)])
 
 
-def _owned(at: pa.Table) -> pa.Table:
-    """``at`` copied into buffers Arrow owns (an IPC stream written and read back)."""
+#: a part's IPC options: LZ4 frames (a 1024-row verified part ~0.41 MB, as its LZ4 Parquet
+#: file was ~0.37; uncompressed it would be ~0.78) — from :data:`_LZ4_BYTES` of Arrow data
+#: on; a smaller part is written uncompressed (a one-row part: ~27 kB either way, and LZ4's
+#: frame a buffer, ~156 columns' worth, cost ~0.6 CPU-ms to write and as much to decode)
+_IPC_OPTIONS = {True: pa.ipc.IpcWriteOptions(compression="lz4"), False: pa.ipc.IpcWriteOptions()}
+_LZ4_BYTES = 1 << 16
+
+
+def _ipc_file(at: pa.Table) -> pa.Buffer:
+    """``at`` as the bytes of an Arrow IPC file (a part file's content)."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, at.schema) as w:
+    with pa.ipc.new_file(sink, at.schema, options=_IPC_OPTIONS[at.nbytes >= _LZ4_BYTES]) as w:
         w.write_table(at)
-    return pa.ipc.open_stream(sink.getvalue()).read_all()
+    return sink.getvalue()
 
 
 def _utf8(a: np.ndarray) -> np.ndarray:
-    """A str array's values as UTF-8 bytes (NUL-padded ``S``): numpy's own cast where they
-    are ASCII — the catalog's labels and paths nearly always — else ``np.char.encode``."""
+    """A str array's values as UTF-8 bytes (NUL-padded ``S``).
+
+    Where every code point is ASCII — the catalog's labels and paths nearly always — each
+    UCS-4 code unit is that byte: the bytes are the code units narrowed to uint8, the same
+    bytes as ``a.astype("S<width>")``, whose per-value encoding cost ~0.3 CPU-ms for each
+    string column of a 1024-row batch (~2.5 of a batch's ~4.5 ms ``table_to_arrow``; this is
+    ~0.01).  Else ``np.char.encode``."""
+    width = a.dtype.itemsize // 4
+    if width and a.ndim == 1 and a.dtype.isnative:
+        units = np.ascontiguousarray(a).view(np.uint32).reshape(len(a), width)
+        if not units.size or int(units.max()) < 0x80:
+            return units.astype(np.uint8).view(f"S{width}").reshape(len(a))
     try:
-        return a.astype(f"S{max(a.dtype.itemsize // 4, 1)}")
+        return a.astype(f"S{max(width, 1)}")
     except UnicodeEncodeError:
         return np.char.encode(a, "utf-8")
 
@@ -227,43 +244,52 @@ class RunDir:
 
     # -- writing -----------------------------------------------------------------
     def part_path(self, unit: int, batch: int) -> Path:
-        return self.path / f"u{unit:06d}-b{batch:04d}.parquet"
+        """Where batch ``batch`` of unit ``unit`` is written (see :meth:`existing_part`)."""
+        return self.path / f"u{unit:06d}-b{batch:04d}{IPC_SUFFIX}"
+
+    def existing_part(self, unit: int, batch: int) -> Path:
+        """The part file of (``unit``, ``batch``) on disk: :meth:`part_path`, or the Parquet
+        part an older version wrote there (a resumed run of it keeps its parts)."""
+        path = self.part_path(unit, batch)
+        old = path.with_suffix(".parquet")
+        return old if not path.exists() and old.exists() else path
 
     def write_part(self, unit: int, batch: int, table: Table | pa.Table) -> int:
-        """Write one batch's catalog rows atomically; returns the number of rows."""
+        """Write one batch's catalog rows atomically; returns the number of rows.
+
+        An Arrow IPC file (LZ4), not Parquet: a part lives only until the merge, which reads
+        rows back and writes the catalog (Parquet, zstd, statistics) itself, and Parquet's
+        column writers cost per column chunk — ~156 of them in a verified part, ~8 CPU-ms
+        for a 1024-row part and ~5 for one row, against ~1.8 and ~0.2 here; the file's
+        bytes are also what the merge holds (:meth:`_hold`), decoded once."""
         at = table if isinstance(table, pa.Table) else table_to_arrow(table)
         final = self.part_path(unit, batch)
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        # LZ4, not zstd: a part lives only until the merge (which writes the catalog with
-        # zstd); per 1024-row part it costs 9.8 instead of 13.9 µs a row to write and 6.8
-        # instead of 9.3 to read back; dictionaries for the string columns only, as the
-        # catalog (:func:`~specsift.io.catalog_parquet.dictionary_columns`); no column
-        # statistics (min/max a column chunk: ~1 of a part's ~5-9 CPU-ms), which nothing
-        # reads from a part (the merge reads rows; the catalog's own have them)
-        pq.write_table(at, tmp, compression="lz4", use_dictionary=dictionary_columns(at.schema),
-                       write_statistics=False)
-        with open(tmp, "rb") as fh:
+        data = _ipc_file(at)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-        self._hold(final, at)
+        self._hold(final, at, data)
         return at.num_rows
 
-    def _hold(self, part: Path, at: pa.Table) -> None:
+    def _hold(self, part: Path, at: pa.Table, data: pa.Buffer) -> None:
         """Keep part ``part``'s rows in memory for the merge while the run's parts held stay
         under :data:`HELD_BYTES` in all; past that none are (the merge then reads them all).
 
-        What is held is a copy in Arrow's own memory (one IPC round trip, ~1 ms for a
-        1024-row part): ``at``'s number columns are zero-copy views of the batch's numpy
-        arrays (:func:`arrow_array`), and a view held until the merge would let anything that
-        later writes into such an array change the catalog but not the part file — and keep
-        the whole base array alive beyond what :data:`HELD_BYTES` counts."""
+        What is held is read from ``data``, the part file's bytes: a copy in Arrow's own
+        memory (LZ4 decoded, or slices of ``data``), not ``at``, whose number columns are zero-copy views of the
+        batch's numpy arrays (:func:`arrow_array`) — a view held until the merge would let
+        anything that later writes into such an array change the catalog but not the part
+        file, and keep the whole base array alive beyond what :data:`HELD_BYTES` counts."""
         if self._held is None:
             return
         self._held_bytes += at.nbytes
         if self._held_bytes > HELD_BYTES:
             self._held = None
         else:
-            self._held[part] = _owned(at)
+            self._held[part] = pa.ipc.open_file(data).read_all()
 
     def held_parts(self) -> dict[Path, pa.Table]:
         """{part file: its Arrow table} for the parts this object wrote, while a run's parts
@@ -276,7 +302,7 @@ class RunDir:
     def finish_unit(self, unit: int, n_batches: int, known: dict[int, int] | None = None) -> None:
         """Mark ``unit`` done; ``known`` rows per batch spare re-reading fresh parts."""
         known = known or {}
-        rows = sum(known[b] if b in known else pq.read_metadata(self.part_path(unit, b)).num_rows
+        rows = sum(known[b] if b in known else part_rows(self.existing_part(unit, b))
                    for b in range(n_batches))
         marker = {"batches": n_batches, "rows": rows}
         _write_json_atomic(self.path / f"u{unit:06d}.done", marker)
@@ -299,7 +325,8 @@ class RunDir:
         missing = [u for u in range(n_units) if u not in done]
         if missing:
             raise RuntimeError(f"{self.path}: units {missing[:5]} not finished")
-        return [self.part_path(u, b) for u in range(n_units) for b in range(done[u]["batches"])]
+        return [self.existing_part(u, b) for u in range(n_units)
+                for b in range(done[u]["batches"])]
 
     def remove(self) -> None:
         self._done = None
