@@ -139,8 +139,17 @@ def stage_seconds(model, store: Path, batch_size: int, fns: dict, tmp: Path) -> 
     return t
 
 
+def _write_part(fns: dict, at, tmp: Path) -> None:
+    """A part as the revision's pipeline writes it: its Arrow IPC bytes (``fns["part_bytes"]``,
+    since callfix) or, for a revision before, a Parquet file."""
+    if fns.get("part_bytes") is not None:
+        (tmp / "p.arrow").write_bytes(fns["part_bytes"](at))
+    else:
+        import pyarrow.parquet as pq
+        pq.write_table(at, tmp / "p.parquet")
+
+
 def _stage_loop(model, store: Path, batch_size: int, fns: dict, tmp: Path) -> dict:
-    import pyarrow.parquet as pq
     import torch
     t = dict.fromkeys(("read", "predict", "verify", "lines", "write"), 0.0)
     n = 0
@@ -164,7 +173,7 @@ def _stage_loop(model, store: Path, batch_size: int, fns: dict, tmp: Path) -> di
             cat = fns["add_lines"](batch, cat)
             t["lines"] += time.process_time() - t0
             t0 = time.process_time()
-            pq.write_table(fns["table_to_arrow"](cat), Path(tmp) / "p.parquet")
+            _write_part(fns, fns["table_to_arrow"](cat), Path(tmp))
             t["write"] += time.process_time() - t0
             n += len(batch)
     t["n"] = n

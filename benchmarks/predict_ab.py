@@ -68,7 +68,8 @@ class Version:
                     "iter_unit": m("pipeline.units").iter_unit,
                     "verify_catalog": m("verify").verify_catalog,
                     "add_lines": m("lines").add_lines,
-                    "table_to_arrow": m("pipeline.parts").table_to_arrow}
+                    "table_to_arrow": m("pipeline.parts").table_to_arrow,
+                    "part_bytes": getattr(m("pipeline.parts"), "part_bytes", None)}
         self.predict = m("pipeline").predict
 
     def stages(self, store: Path, tmp: Path) -> dict:

@@ -9,8 +9,8 @@ One torch thread (one core).  Stages (after one untimed warm-up batch, as the en
 are timed after the stages): reading (store → batches on the model grid), the
 network forward pass, the rest of ``model.propose`` (normalisation, heads, catalog), the
 verification stage (``specsift.verify``), the emission-line stage (``specsift.lines``), and
-writing (Arrow + Parquet part).  End to end = ``specsift.pipeline.predict`` on a
-simulated store (``thirteen`` class mix) to a Parquet catalog; accuracy = GF(0.003),
+writing (the Arrow table and the part file the pipeline writes, Arrow IPC).  End to end =
+``specsift.pipeline.predict`` on a simulated store (``thirteen`` class mix) to a Parquet catalog; accuracy = GF(0.003),
 GF(0.01) and class accuracy against the simulation's truth, per precision, so a variant
 is acceptable only where GF(0.003) stays within 0.002 of fp32.  Every end-to-end row is run
 twice, with the verification stage (the default of ``specsift predict``) and with
@@ -51,12 +51,12 @@ def stages(model, store: Path, batch_size: int) -> dict:
     import torch
 
     from specsift.lines import add_lines
-    from specsift.pipeline.parts import table_to_arrow
+    from specsift.pipeline.parts import part_bytes, table_to_arrow
     from specsift.pipeline.units import iter_unit, plan_units
     from specsift.verify import verify_catalog
 
     fns = {"plan_units": plan_units, "iter_unit": iter_unit, "verify_catalog": verify_catalog,
-           "add_lines": add_lines, "table_to_arrow": table_to_arrow}
+           "add_lines": add_lines, "table_to_arrow": table_to_arrow, "part_bytes": part_bytes}
     with tempfile.TemporaryDirectory() as tmp:
         # one untimed batch first: the per-process caches (template tables, binned and
         # multi-shift template sides, the fused network trunk) are built once per run, and

@@ -104,7 +104,7 @@ _IPC_OPTIONS = {True: pa.ipc.IpcWriteOptions(compression="lz4"), False: pa.ipc.I
 _LZ4_BYTES = 1 << 16
 
 
-def _ipc_file(at: pa.Table) -> pa.Buffer:
+def part_bytes(at: pa.Table) -> pa.Buffer:
     """``at`` as the bytes of an Arrow IPC file (a part file's content)."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, at.schema, options=_IPC_OPTIONS[at.nbytes >= _LZ4_BYTES]) as w:
@@ -265,7 +265,7 @@ class RunDir:
         at = table if isinstance(table, pa.Table) else table_to_arrow(table)
         final = self.part_path(unit, batch)
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        data = _ipc_file(at)
+        data = part_bytes(at)
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
