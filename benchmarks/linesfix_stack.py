@@ -7,7 +7,7 @@ the two separate fits, at several numbers of (row, window) pairs: where stacking
 The pairs are those of the batch of 400 copies of the SDSS spec files
 (``benchmarks/predict_speed.py``'s; after the model and the verification stage) and of
 the simulated store's first batch of 1024, the first n of each window; CPU seconds
-(``time.thread_time``), the fastest of ``--reps`` alternated calls; both fits' results are
+(``time.process_time``, one thread), the fastest of ``--reps`` alternated calls; both fits' results are
 checked equal, field by field.
 """
 
@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _predict_common import model_for_bench, sim_store  # noqa: E402
+from lines_speed import fastest  # noqa: E402
 from linesfix_ab import batches  # noqa: E402
 from predict_speed import fits_copies  # noqa: E402
 
@@ -46,15 +46,6 @@ def stacked_call(batch, cat):
     return next(((a, k) for a, k in calls if k.get("others")), None)
 
 
-def timed(f, reps):
-    best = np.inf
-    for _ in range(reps):
-        t0 = time.thread_time()
-        f()
-        best = min(best, time.thread_time() - t0)
-    return best
-
-
 def scan(a, k, counts, reps):
     from dataclasses import fields
 
@@ -76,8 +67,8 @@ def scan(a, k, counts, reps):
         same = all(np.array_equal(getattr(one, f.name), np.concatenate(
             [getattr(r, f.name) for r in apart]), equal_nan=getattr(one, f.name).dtype.kind == "f")
             for f in fields(one))
-        t_st = timed(lambda: fit_lines(*st[0], **st[1]), reps)
-        t_sep = timed(lambda: [fit_lines(*x, **y) for x, y in sep], reps)
+        t_st = fastest(lambda: fit_lines(*st[0], **st[1]), reps)
+        t_sep = fastest(lambda: [fit_lines(*x, **y) for x, y in sep], reps)
         print(f"| {sel.size} ({int((kind[sel] == 0).sum())} Hβ) | "
               f"{1e3 * t_st:.1f} | {1e3 * t_sep:.1f} | {1e3 * (t_sep - t_st):+.1f} | "
               f"{'yes' if same else 'NO'} |", flush=True)

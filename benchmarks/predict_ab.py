@@ -84,11 +84,9 @@ class Version:
         return r.rows / (time.process_time() - c0)
 
 
-def verify_pairs(v: dict, store: Path, reps: int, base: str) -> None:
-    """The verify stage alone, both revisions on the same proposals (this checkout's model),
-    alternating batch by batch so that each pass of one has a pass of the other beside it:
-    the median of the per-pass ratios is what the machine's drifting load disturbs least."""
-    import numpy as np
+def proposals(v: dict, store: Path) -> list:
+    """(batch, catalog, candidates) of every batch of 1024 of ``store``, proposed by this
+    checkout's model: what both revisions' verify stages are timed on."""
     import torch
     m = v["this"].model
     items = []
@@ -97,12 +95,16 @@ def verify_pairs(v: dict, store: Path, reps: int, base: str) -> None:
             b = m.check_batch(batch)
             with torch.inference_mode():
                 items.append((b, *m.propose(b)))
+    return items
+
+
+def paired_verify(v: dict, items: list, reps: int) -> dict:
+    """{revision: µs a spectrum of each of ``reps`` passes} of the verify stage on ``items``,
+    the two revisions alternating item by item (the order flipped every other item), after
+    one untimed pass that builds the caches."""
     n = sum(len(b) for b, _, _ in items)
-    print(_same_answers([v["base"].fns["verify_catalog"](*it) for it in items],
-                        [v["this"].fns["verify_catalog"](*it) for it in items],
-                        "verified catalogs"))
     us = {k: [] for k in v}
-    for i in range(reps + 1):                        # the first pass builds the caches
+    for i in range(reps + 1):
         tot = dict.fromkeys(v, 0.0)
         for j, (b, cat, cands) in enumerate(items):
             for k in (("base", "this") if (i + j) % 2 else ("this", "base")):
@@ -112,6 +114,20 @@ def verify_pairs(v: dict, store: Path, reps: int, base: str) -> None:
         if i:
             for k in v:
                 us[k].append(1e6 * tot[k] / n)
+    return us
+
+
+def verify_pairs(v: dict, store: Path, reps: int, base: str) -> None:
+    """The verify stage alone, both revisions on the same proposals (this checkout's model),
+    alternating batch by batch so that each pass of one has a pass of the other beside it:
+    the median of the per-pass ratios is what the machine's drifting load disturbs least."""
+    import numpy as np
+    items = proposals(v, store)
+    n = sum(len(b) for b, _, _ in items)
+    print(_same_answers([v["base"].fns["verify_catalog"](*it) for it in items],
+                        [v["this"].fns["verify_catalog"](*it) for it in items],
+                        "verified catalogs"))
+    us = paired_verify(v, items, reps)
     r = np.array(us["this"]) / np.array(us["base"])
     print(f"verify stage alone, {n} simulated spectra, {reps} paired passes, base = {base}: "
           f"µs a spectrum median {np.median(us['base']):.0f} (base) / {np.median(us['this']):.0f} "

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _predict_common import sim_store  # noqa: E402
-from predict_ab import Version, _same_answers, extract  # noqa: E402
+from predict_ab import Version, _same_answers, extract, paired_verify, proposals  # noqa: E402
 
 
 def main() -> None:
@@ -37,14 +36,7 @@ def main() -> None:
         extract(a.base, Path(tmp))
         sys.path.insert(0, tmp)
         v = {"base": Version("specsift_base"), "this": Version("specsift")}
-        m = v["this"].model
-        items = []
-        for unit in v["this"].fns["plan_units"]([sim_store(a.n)], 1024):
-            for _, batch in v["this"].fns["iter_unit"](unit, 1024, m.grid):
-                b = m.check_batch(batch)
-                with torch.inference_mode():
-                    items.append((b, *m.propose(b)))
-        n = sum(len(b) for b, _, _ in items)
+        items = proposals(v, sim_store(a.n))
         for size in a.sizes:
             # a batch no larger than the size is timed as read (no slice: a sliced batch's
             # arrays are copies, laid out otherwise than the reader's)
@@ -54,17 +46,7 @@ def main() -> None:
             print(f"B={size}:", _same_answers([v["base"].fns["verify_catalog"](*s) for s in sl],
                                               [v["this"].fns["verify_catalog"](*s) for s in sl],
                                               "verified catalogs"))
-            us = {k: [] for k in v}
-            for i in range(a.reps + 1):              # the first pass builds the caches
-                tot = dict.fromkeys(v, 0.0)
-                for j, s in enumerate(sl):
-                    for k in (("base", "this") if (i + j) % 2 else ("this", "base")):
-                        t0 = time.process_time()
-                        v[k].fns["verify_catalog"](*s)
-                        tot[k] += time.process_time() - t0
-                if i:
-                    for k in v:
-                        us[k].append(1e6 * tot[k] / n)
+            us = paired_verify(v, sl, a.reps)
             r = np.array(us["this"]) / np.array(us["base"])
             print(f"B={size}: µs a spectrum median {np.median(us['base']):.0f} (base) / "
                   f"{np.median(us['this']):.0f} (this); ratio median {np.median(r):.3f}, "

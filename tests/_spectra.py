@@ -22,6 +22,21 @@ def one_line(lam0: float, seed: int = 0) -> SpectraBatch:
                         np.full((1, w.size), 1 / 0.09, np.float32))
 
 
+def noisy_quasars(z, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(flux, ivar) of simulated quasars at redshifts ``z`` on the default grid: no weak-line
+    or BAL objects, scaled to a median of 20, through the SDSS-like instrument at S/N 15 with
+    no bad pixels — the line fits' stacking tests compare their windows' fits on these."""
+    from specsift.simulate import apply_instrument
+    from specsift.simulate.quasars import make_quasars
+    z = np.asarray(z)
+    flux, _ = make_quasars(np.random.default_rng(seed), z, DEFAULT_GRID,
+                           weak=np.zeros(z.size, bool), bal_fraction=0.0)
+    flux = flux * (20.0 / np.median(flux, axis=1))[:, None]
+    obs, ivar, _, _ = apply_instrument(flux, DEFAULT_GRID, np.full(z.size, 15.0),
+                                       np.random.default_rng(seed + 1), bad_pixel_rate=0.0)
+    return obs, ivar
+
+
 def emission_pool(path: Path, n: int, rare_fraction: float, seed: int) -> Path:
     """A SpectralStore at ``path`` of ``n`` simulated LAMOST-like stars, ``rare_fraction`` of
     them with Balmer emission: the pool of the active loop and the labelling page.  Torch is

@@ -10,24 +10,18 @@ import dataclasses
 
 import numpy as np
 import pytest
+from _spectra import noisy_quasars
 
 from specsift.lines import measure as measure_mod
 from specsift.lines.fit import fit_lines
 from specsift.lines.measure import SDSS_NOISE_CORR, measure_lines, sdss_sigma_inst
 from specsift.lines.models import line_stacks, quasar_models, window_groups
 from specsift.lines.stack import NotStackable
-from specsift.simulate import apply_instrument
-from specsift.simulate.quasars import make_quasars
 from specsift.spectra import DEFAULT_GRID as GRID
 
 
 def _quasars(z, seed=7):
-    flux, _ = make_quasars(np.random.default_rng(seed), z, GRID, weak=np.zeros(z.size, bool),
-                           bal_fraction=0.0)
-    flux = flux * (20.0 / np.median(flux, axis=1))[:, None]
-    obs, ivar, _, _ = apply_instrument(flux, GRID, np.full(z.size, 15.0),
-                                       np.random.default_rng(seed + 1), bad_pixel_rate=0.0)
-    return obs, ivar
+    return noisy_quasars(z, seed)
 
 
 def test_hbeta_and_halpha_are_one_stack_and_nothing_else_is():
