@@ -168,7 +168,7 @@ class Reusing(_Decisions):
     :class:`Windows` interface (:attr:`res`, :meth:`refine`, :meth:`worth_refining`,
     :meth:`partners`), and the same decisions as windows all fitted anew, up to float32
     rounding (the reused rows were fitted in other chunks of rows, so a flat minimum can move;
-    docs/verify.md "the rescue reuses"): a row shows its fine fit only
+    docs/speed.md "the rescue reuses"): a row shows its fine fit only
     once this decision asks for it (an earlier row's coarse stage until then, however far the
     earlier decision took it), so that an earlier fine fit is reused, never an extra row of
     the decision.  Both :class:`Windows` must come from the same batch's fit products,
