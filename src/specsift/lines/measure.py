@@ -242,8 +242,10 @@ def _fit_stack(models, kinds, loglam, flux, ivar, z, sig_inst, rho, src):
 
 
 def _window_rows(models, sels, loglam, z):
-    """(rows, redshift each pair is fitted at, template values or None per pair) of one
-    :func:`.models.window_groups` group's windows ``sels``, pairs in order."""
+    """(rows, redshift each pair is fitted at, template values per pair — an empty
+    (pairs, 0, 0) array for a model without templates, so that the kinds of a stack
+    concatenate alike) of one :func:`.models.window_groups` group's windows ``sels``, pairs
+    in order."""
     ref = models[sels[0][0]][1]
     w_ref = ref.components[0].wave
     s_all = np.concatenate([s for _, s in sels])
@@ -252,7 +254,6 @@ def _window_rows(models, sels, loglam, z):
     extra = (np.concatenate([template_columns(models[i][1], loglam, z[s]) for i, s in sels])
              if ref.templates else np.zeros((s_all.size, 0, 0)))
     return s_all, z_fit, extra
-
 
 
 def _put_window(out, wt, col, model, index, res, rows, z, si):

@@ -181,14 +181,7 @@ def window_groups(single: bool = False, feii: bool = False) -> tuple[tuple[int, 
     stacked, three windows pay them once.  Each pair stays its own row, and the solver's
     rows are independent, so the answers are those of separate fits, bit for bit
     (``tests/test_ljoint_batching.py`` says why)."""
-    keys, out = {}, []
-    for i, (_, model, _) in enumerate(quasar_models(single, feii)):
-        k = rest_scaled(model)
-        if k not in keys:
-            keys[k] = len(out)
-            out.append([])
-        out[keys[k]].append(i)
-    return tuple(tuple(g) for g in out)
+    return _grouped([rest_scaled(model) for _, model, _ in quasar_models(single, feii)])
 
 
 #: component fields a stacked problem's rows carry for themselves (:mod:`.stack`): windows
@@ -209,11 +202,13 @@ def line_stacks(single: bool = False, feii: bool = False) -> tuple[tuple[int, ..
     ~20 iterations once; every row's answer is its separate fit's, bit for bit
     (``tests/test_linesfix_stack.py``)."""
     models = quasar_models(single, feii)
-    keys, out = {}, []
-    for g, members in enumerate(window_groups(single, feii)):
-        k = rest_scaled(models[members[0]][1], PER_ROW)
-        if k not in keys:
-            keys[k] = len(out)
-            out.append([])
-        out[keys[k]].append(g)
-    return tuple(tuple(g) for g in out)
+    return _grouped([rest_scaled(models[members[0]][1], PER_ROW)
+                     for members in window_groups(single, feii)])
+
+
+def _grouped(keys: list) -> tuple[tuple[int, ...], ...]:
+    """The positions of ``keys`` grouped by equal key, groups in order of first appearance."""
+    out: dict = {}
+    for i, k in enumerate(keys):
+        out.setdefault(k, []).append(i)
+    return tuple(tuple(g) for g in out.values())
