@@ -6,6 +6,7 @@ pandas, more CPU than merging a few thousand catalog rows."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import lru_cache
 
 import numpy as np
 from astropy.table import Table
@@ -103,10 +104,9 @@ def _datatype_lines(columns) -> list[str] | None:
     a value that is not printable ASCII, a line that PyYAML would wrap."""
     from astropy.table.meta import _get_datatype_from_dtype
     units: dict = {}
-    # the few distinct units and datatypes of a catalog, each written once a call (most of
-    # a ~150-column header's values repeat: ~1 of its ~2 CPU-ms)
+    # the few distinct datatypes of a catalog, each named once a call (most of a
+    # ~150-column header's values repeat; their text is cached by :func:`_scalar`)
     names: dict = {}
-    texts: dict = {}
     out = []
     for col in columns:
         info = col.info
@@ -131,11 +131,7 @@ def _datatype_lines(columns) -> list[str] | None:
             items.append(("datatype", names[dtype]))
         parts = []
         for key, value in items:
-            text = texts.get(value, False) if key != "name" else False
-            if text is False:
-                text = _scalar(value)
-                if key != "name":
-                    texts[value] = text
+            text = _scalar(value)
             if text is None:
                 return None
             parts.append(f"{key}: {text}")
@@ -146,10 +142,12 @@ def _datatype_lines(columns) -> list[str] | None:
     return out or None
 
 
+@lru_cache(maxsize=4096)
 def _scalar(s: str) -> str | None:
     """``s`` as PyYAML writes a string value in a flow mapping (plain, or single-quoted
     where a plain scalar would not read back as the same string); None outside printable
-    ASCII (PyYAML's double-quoted escapes are not reproduced here)."""
+    ASCII (PyYAML's double-quoted escapes are not reproduced here).  Cached: a catalog's
+    ~150 columns repeat a few units and datatypes (~1 of the header's ~2 CPU-ms)."""
     if not s:
         return "''"
     if not s.isascii() or not s.isprintable():
