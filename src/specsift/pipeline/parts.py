@@ -279,10 +279,11 @@ class RunDir:
         under :data:`HELD_BYTES` in all; past that none are (the merge then reads them all).
 
         What is held is read from ``data``, the part file's bytes: a copy in Arrow's own
-        memory (LZ4 decoded, or slices of ``data``), not ``at``, whose number columns are zero-copy views of the
-        batch's numpy arrays (:func:`arrow_array`) — a view held until the merge would let
-        anything that later writes into such an array change the catalog but not the part
-        file, and keep the whole base array alive beyond what :data:`HELD_BYTES` counts."""
+        memory (LZ4 decoded, or slices of ``data``), not ``at``, whose number columns are
+        zero-copy views of the batch's numpy arrays (:func:`arrow_array`) — a view held
+        until the merge would let anything that later writes into such an array change the
+        catalog but not the part file, and keep the whole base array alive beyond what
+        :data:`HELD_BYTES` counts."""
         if self._held is None:
             return
         self._held_bytes += at.nbytes

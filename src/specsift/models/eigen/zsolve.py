@@ -32,8 +32,8 @@ from ...verify.starcheck import chi2_gap as pixel_chi2_gap
 from .chi2scan import Chi2Scanner, velocity_pixels, z_to_shift
 
 __all__ = ["ZSolution", "solve_redshifts", "zerr_scales", "parabola", "local_minima",
-           "exact_fits", "exact_vertex", "curve_vertex", "curvature_zerr", "pixel_zerr", "pixel_chi2_gap", "second_fit",
-           "MIN_DELTACHI2", "MAX_VELO_DIFF"]
+           "exact_fits", "exact_vertex", "curve_vertex", "curvature_zerr", "pixel_zerr",
+           "pixel_chi2_gap", "second_fit", "MIN_DELTACHI2", "MAX_VELO_DIFF"]
 
 MIN_DELTACHI2 = 9.0
 MAX_VELO_DIFF = 1000.0     # km/s
@@ -188,7 +188,7 @@ def solve_redshifts(scanner: Chi2Scanner, curves: list[np.ndarray], flux, ivar,
         sec_val[better], sec_cls[better], sec_idx[better] = v[better], c, k[better]
     has2 = np.isfinite(sec_val)
     sc2 = np.where(has2, sec_cls, 0)
-    x2, v2, a2, edge2, y02 = curve_vertex(curves, np.where(has2, sec_cls, -1), sec_idx, nshs[sc2])
+    x2, v2, _, edge2, y02 = curve_vertex(curves, np.where(has2, sec_cls, -1), sec_idx, nshs[sc2])
     j2 = jmins[sc2] + sec_idx
     # exact χ² at the two integer minima; the parabola keeps its (scan) depth below them
     e1, model = exact_fits(scanner, flux, ivar, best, j1, want_model=True)
