@@ -56,7 +56,8 @@ def _star(shift: float, seed: int = 3):
 def test_verified_star_z_is_the_same_whatever_star_z_the_model_proposes():
     """One constructed star (true v ≈ +207 km/s) proposed as STAR at −900 … +900 km/s (and
     once as a GALAXY at z 0.3): the verified SUBTYPE is the same in every row and Z, CHI2,
-    COEFF agree to float32 rounding (≈ 1e-4 km/s here) — the STAR window near z = 0 is the
+    COEFF agree to float32 rounding (≈ 1e-4 km/s on an AVX-512 machine, 0.010 km/s on an
+    AVX2 AMD EPYC, whose GEMM kernels block the sums differently) — the STAR window near z = 0 is the
     stage's own, never the proposer's — and the Z is the star's own within a fraction of a
     pixel."""
     flux, ivar = _star(3.0)
@@ -71,8 +72,11 @@ def test_verified_star_z_is_the_same_whatever_star_z_the_model_proposes():
     assert (np.asarray(out["SPECTYPE"]) == "STAR").all()
     assert (np.asarray(out["SUBTYPE"]) == out["SUBTYPE"][0]).all()
     # the same window fit in every row, up to float32 GEMM rounding (which rows share a chunk)
-    assert np.ptp(np.asarray(out["Z"])) * C_KMS < 1e-3
-    assert np.ptp(np.asarray(out["CHI2"])) < 1e-5 * out["CHI2"][0]
+    # (another window, or another template, moves Z by km/s: a pixel is 69 km/s)
+    assert np.ptp(np.asarray(out["Z"])) * C_KMS < 0.05
+    # CHI2: Σw·f² (≈ 3.5e6 here) less the fit's part, both from float32 GEMM sums: their
+    # rounding is ≈ 1e-7 of 3.5e6 a row (7e-5 of CHI2 between rows on an AVX2 machine)
+    assert np.ptp(np.asarray(out["CHI2"])) < 3e-4 * out["CHI2"][0]
     assert np.allclose(out["COEFF"], out["COEFF"][0], rtol=1e-3, atol=1e-4 * np.abs(
         out["COEFF"][0]).max())
     step = bases_for(DEFAULT_GRID.loglam)["STAR"].step

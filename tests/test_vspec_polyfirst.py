@@ -28,8 +28,8 @@ def _binned_rows(n: int, nb: int = 509, seed: int = 0):
 
 @pytest.mark.parametrize("star", [True, False])
 def test_poly_first_scan_is_the_full_scan(star):
-    """χ² of every row and shift as :func:`.fit.scan` gives it, to float64 rounding of
-    the other order of elimination (the GEMM inputs are the same float32 products): at one
+    """χ² of every row and shift as :func:`.fit.scan` gives it, to the rounding of the
+    other order of elimination (the GEMM inputs are the same float32 products): at one
     common shift (the STAR window, no frame copy) and at scattered shifts of another basis;
     the degenerate row (too few bins for 16 terms) takes ``scan`` itself."""
     prep, bstar = _binned_rows(40)
@@ -48,8 +48,11 @@ def test_poly_first_scan_is_the_full_scan(star):
     got = scan_poly_first(prep, pf, basis, spec, kc, offs)
     assert got.shape == want.shape and np.isfinite(got).all()
     fine = spec != 0
+    # to 1e-9 where both orders see the same float32 GEMM sums (an AVX-512 machine); on an
+    # AVX2 one OpenBLAS's kernels round the two paths' products differently, ≤ 6e-5 of the
+    # largest χ² (4.1 of 7.7e4): a wrong elimination is off by the χ² itself
     np.testing.assert_allclose(got[fine], want[fine], rtol=1e-9,
-                               atol=1e-9 * np.abs(want[fine]).max())
+                               atol=3e-4 * np.abs(want[fine]).max())
     row0 = np.flatnonzero(~fine)              # the fallback: scan of that row alone
     assert np.array_equal(got[row0], scan(prep, basis, spec[row0], kc[row0], offs))
 
