@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import torch
 
 from ..spectra import row_median_mad
 
@@ -89,7 +90,18 @@ def _channels(flux, ivar, bad, scale, clip, scratch, out) -> None:
         np.copyto(scratch, 0.0, where=bad)                  # 0 at every bad pixel
         scratch *= scale
         np.minimum(scratch, 1e4, out=scratch)
-        _finish(np.log1p, scratch, None, out[:, 1], direct)
+        _finish(log1p, scratch, None, out[:, 1], direct)
+
+
+def log1p(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``np.log1p(x, out=out)`` for float32, by torch's vectorised kernel: numpy's float32
+    log1p is vectorised only with AVX-512 (SVML) and falls back to the scalar libm loop
+    elsewhere — 75 µs a 4076-pixel spectrum on an AVX2 AMD EPYC against torch's 9, the
+    largest single cost of the network input there.  Within 1 ulp of numpy's (4.6 % of
+    values differ by one ulp on that machine).  ``out`` may be strided (torch writes
+    through any strides); ``x`` and ``out`` may be the same array."""
+    torch.log1p(torch.from_numpy(x), out=torch.from_numpy(out))
+    return out
 
 
 def _finish(ufunc, scratch, arg, dest, direct: bool) -> None:

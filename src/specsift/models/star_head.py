@@ -44,6 +44,7 @@ from ..rowstats import row_median
 from ..spectra import survey_of
 from ..verify.subtype import star_subtypes_at
 from .base import bundled_path
+from .inputs import log1p
 
 __all__ = ["StarRVNet", "StarVelocityHead", "star_features", "refine_star_rows", "decode",
            "bundled_head", "head_for", "name_star_rows", "visit_floor", "HEAD_FILE", "PIX_KMS"]
@@ -102,7 +103,7 @@ def star_features(flux, ivar, mask=None, half: int = CONT_HALF) -> np.ndarray:
         sn = np.sqrt(np.where(good, ivar32, np.float32(0.0)))
         sn *= cont
         np.clip(sn, 0.0, 1e4, out=sn)
-        np.log1p(sn, out=sn)
+        log1p(sn, out=sn)                 # torch's kernel: numpy's is scalar on AVX2
     np.copyto(out[:, 0], r, where=good)
     np.copyto(out[:, 1], sn, where=good)
     return out
