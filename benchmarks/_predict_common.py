@@ -28,6 +28,24 @@ print(f"RESULT {rc} {dt:.3f} {ru.ru_utime + ru.ru_stime:.3f} {ru.ru_maxrss}")
 """
 
 
+def machine() -> str:
+    """The CPU the numbers were taken on, and whether it has AVX-512: the same code runs
+    ≈ 1.5× slower end to end on an AVX2 AMD EPYC (Zen 3) than on an AVX-512 one (Zen 4) —
+    numpy's transcendental loops and OpenBLAS's kernels differ between the two — so a
+    number against issue 17's targets means little without it (docs/speed.md)."""
+    name, flags = "unknown CPU", ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and name == "unknown CPU":
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
+    return f"{name} ({isa}, {os.cpu_count()} cores)"
+
+
 def model_for_bench(name_or_path: str | None) -> tuple[str, str]:
     """(model reference, description)."""
     from specsift.pipeline import default_model_name

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _predict_common import STAGES, model_for_bench, sim_store, stage_seconds  # noqa: E402
+from _predict_common import STAGES, machine, model_for_bench, sim_store, stage_seconds  # noqa: E402
 
 
 def stages(model, store: Path, batch_size: int) -> dict:
@@ -113,6 +113,7 @@ def main() -> None:
     # thread too), so that the stage table is timed under the end-to-end rows' conditions
     model = load_model(ref).prepare("cpu", 1)
     print(f"model: {desc}; {a.n} simulated spectra; 1 torch thread; batch {a.batch_size}")
+    print(f"machine: {machine()}")
     print_stages(stages(model, store, a.batch_size))
 
     print("\n| input | precision | verify | end-to-end spectra per CPU-second (1 thread) | "

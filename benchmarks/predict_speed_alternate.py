@@ -71,7 +71,7 @@ def main() -> None:
             "--fits-table", str(a.fits_table)]
     runs: dict[str, list[dict]] = {"base": [], "this": []}
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from _predict_common import sim_store
+    from _predict_common import machine, sim_store
     base = base_tree(a.base, sim_store(2000))     # made here first: both trees read it
     try:
         for i in range(a.runs):
@@ -85,7 +85,7 @@ def main() -> None:
                        check=False)
         shutil.rmtree(base, ignore_errors=True)
     print(f"\n{a.runs} alternating runs of `predict_speed.py {' '.join(args)}`, spectra per "
-          f"CPU-second of the whole process; base = {a.base}\n")
+          f"CPU-second of the whole process; base = {a.base}; machine: {machine()}\n")
     print("| input | verify | base runs | base median | this runs | this median | ratio |")
     print("|---|---|---|---|---|---|---|")
     for key in runs["this"][0]:
