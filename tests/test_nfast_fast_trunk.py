@@ -165,6 +165,23 @@ def test_normalise_against_its_formula_with_bad_values():
         assert out[1, 1, 0] == np.float32(np.log1p(1e4))         # infinite ivar: clipped
 
 
+def test_log1p_within_one_ulp_of_numpy_into_strided_output():
+    """:func:`.inputs.log1p` (torch's kernel) against np.log1p over the S/N channel's range
+    (0 … 1e4, subnormals and exact zeros included): every float32 value within one ulp, and
+    written through a strided (channels-last) output as into a contiguous one."""
+    from specsift.models.inputs import log1p
+    rng = np.random.default_rng(4)
+    x = np.concatenate([np.exp(rng.uniform(-40, np.log(1e4), 20000)), [0.0, 1e-45, 1e4]])
+    x = x.astype(np.float32).reshape(1, -1)
+    want = np.log1p(x)
+    got = log1p(x.copy(), np.empty_like(x))
+    ulps = np.abs(got.view(np.int32).astype(np.int64) - want.view(np.int32))
+    assert ulps.max() <= 1
+    strided = np.empty((1, x.shape[1], 2), np.float32).transpose(0, 2, 1)[:, 1]
+    log1p(x, strided)
+    assert np.array_equal(strided, got)
+
+
 def test_conv_relu_fused_equals_conv_then_relu():
     from specsift.models.channels_last import as_channels_last, conv2d_of, conv_relu
     torch.manual_seed(2)

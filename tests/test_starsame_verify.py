@@ -57,9 +57,9 @@ def test_verified_star_z_is_the_same_whatever_star_z_the_model_proposes():
     """One constructed star (true v ≈ +207 km/s) proposed as STAR at −900 … +900 km/s (and
     once as a GALAXY at z 0.3): the verified SUBTYPE is the same in every row and Z, CHI2,
     COEFF agree to float32 rounding (≈ 1e-4 km/s on an AVX-512 machine, 0.010 km/s on an
-    AVX2 AMD EPYC, whose GEMM kernels block the sums differently) — the STAR window near z = 0 is the
-    stage's own, never the proposer's — and the Z is the star's own within a fraction of a
-    pixel."""
+    AVX2 AMD EPYC, whose GEMM kernels block the sums differently) — the STAR window near
+    z = 0 is the stage's own, never the proposer's — and the Z is the star's own within a
+    fraction of a pixel."""
     flux, ivar = _star(3.0)
     kms = np.array([-900.0, -450.0, 0.0, 207.0, 600.0, 900.0])
     n = len(kms) + 1
