@@ -6,7 +6,8 @@ torch's kernels, on this machine.
 Why: numpy vectorises some float32/float64 loops (``log1p``, float64 ``exp`` …) only with
 AVX-512 (SVML) and runs scalar libm loops on AVX2 machines; the same code then costs several
 times more per element there (docs/speed.md, "Eleventh round").  Part 1 times each function
-on a 1024 × 4076 float32 (and float64) batch, numpy against torch, in µs a spectrum.  Part 2
+on a 1024 × 4076 float32 (and float64) batch, numpy against torch, in CPU µs a spectrum
+(the fastest of 5, ``lines_speed.fastest``).  Part 2
 wraps ``np.exp``, ``np.log`` … (module attributes, so every ``np.<name>(...)`` call of the
 package goes through the wrapper; operators such as ``**`` do not) and prints the calls of
 one warm ``predict`` call on the simulated store (one thread, verification and lines) by
@@ -27,19 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _predict_common import machine, model_for_bench, sim_store  # noqa: E402
+from lines_speed import fastest  # noqa: E402
 
 NAMES = ("exp", "log", "log10", "log1p", "expm1", "power", "sin", "cos", "tanh", "arctan",
          "exp2", "log2", "cbrt", "sqrt")
-
-
-def best_us(fn, rows: int, reps: int = 5) -> float:
-    """Fastest of ``reps`` wall times of ``fn()``, µs a row."""
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return 1e6 * best / rows
 
 
 def micro() -> None:
@@ -50,21 +42,17 @@ def micro() -> None:
     for dt in (np.float32, np.float64):
         x = rng.uniform(0.01, 50, (1024, 4076)).astype(dt)
         o = np.empty_like(x)
-        tx, to = torch.from_numpy(x), torch.from_numpy(o)
+        to = torch.from_numpy(o)
         for name in ("log1p", "log", "exp", "sqrt"):
             arg = -x if name == "exp" else x
             targ = torch.from_numpy(arg)
-            a = best_us(lambda: getattr(np, name)(arg, out=o), len(x))
-            b = best_us(lambda: getattr(torch, name)(targ, out=to), len(x))
+            a = 1e6 * fastest(lambda: getattr(np, name)(arg, out=o), 5) / len(x)
+            b = 1e6 * fastest(lambda: getattr(torch, name)(targ, out=to), 5) / len(x)
             print(f"| {name} | {np.dtype(dt).name} | {a:.1f} | {b:.1f} |")
-        del tx
 
 
 def wrapped_call(n: int, top: int) -> None:
-    import torch
-
     from specsift.pipeline import predict
-    torch.set_num_threads(1)
     ref, _ = model_for_bench(None)
     store = sim_store(n)
     stats: dict = defaultdict(lambda: [0, 0.0, 0])
@@ -110,6 +98,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--top", type=int, default=15)
     a = ap.parse_args()
+    import torch
+    torch.set_num_threads(1)                     # both parts: one thread, as predict runs
     print(f"machine: {machine()}\n")
     micro()
     wrapped_call(a.n, a.top)

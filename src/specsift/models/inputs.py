@@ -96,8 +96,8 @@ def _channels(flux, ivar, bad, scale, clip, scratch, out) -> None:
 def log1p(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``np.log1p(x, out=out)`` for float32, by torch's vectorised kernel: numpy's float32
     log1p is vectorised only with AVX-512 (SVML) and falls back to the scalar libm loop
-    elsewhere — 51–75 µs a 4076-pixel spectrum on an AVX2 AMD EPYC against torch's 6–9
-    (``benchmarks/ufunc_costs.py``), the largest single cost of the network input there.
+    elsewhere — 51–78 µs a 4076-pixel spectrum on an AVX2 AMD EPYC against torch's 7–10
+    on one thread (``benchmarks/ufunc_costs.py``), the largest single cost of the network input there.
     Within 1 ulp of numpy's (4.6 % of values differ by one ulp on that machine).  ``out`` may be strided (torch writes
     through any strides); ``x`` and ``out`` may be the same array."""
     torch.log1p(torch.from_numpy(x), out=torch.from_numpy(out))
