@@ -29,10 +29,9 @@ print(f"RESULT {rc} {dt:.3f} {ru.ru_utime + ru.ru_stime:.3f} {ru.ru_maxrss}")
 
 
 def machine() -> str:
-    """The CPU the numbers were taken on, and whether it has AVX-512: the same code runs
-    ≈ 1.5× slower end to end on an AVX2 AMD EPYC (Zen 3) than on an AVX-512 one (Zen 4) —
-    numpy's transcendental loops and OpenBLAS's kernels differ between the two — so a
-    number against issue 17's targets means little without it (docs/speed.md)."""
+    """The CPU the numbers were taken on, whether it has AVX-512 (numpy's transcendental
+    loops and OpenBLAS's kernels differ between the two), and :func:`reference`: a number
+    against issue 17's targets means little without them (docs/speed.md)."""
     name, flags = "unknown CPU", ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
