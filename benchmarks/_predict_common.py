@@ -46,8 +46,9 @@ def machine() -> str:
 
 
 def reference() -> str:
-    """CPU ms of three fixed workloads, best of three: a pure-Python loop, 20 000 numpy calls
-    on 64-element arrays, and float32 GEMMs of the verify stage's shape.
+    """CPU ms of three fixed workloads, best of three: a pure-Python loop of 10⁶ steps,
+    30 000 numpy calls on 64-element arrays, and ten float32 GEMMs (1024 × 4000 by
+    4000 × 40, on the BLAS threads the process has: CPU time, so about the same on one).
 
     Why: two virtual machines that report the same CPU model have run the same code at
     speeds 1.9× apart (docs/speed.md, twelfth round) — the host's other guests share the
