@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _predict_common import model_for_bench, sim_store  # noqa: E402
+from _predict_common import fastest, model_for_bench, sim_store  # noqa: E402
 from lines_compare import pulls  # noqa: E402
 from predict_speed import fits_copies  # noqa: E402
 
@@ -65,15 +65,6 @@ def first_batch(model, store, batch_size):
                 cat, cands = model.propose(model.check_batch(batch))
             return batch, verify_catalog(model.check_batch(batch), cat, cands)
     raise ValueError(f"{store}: no spectra")
-
-
-def fastest(f, reps):
-    best = np.inf
-    for _ in range(reps):
-        t0 = time.process_time()
-        f()
-        best = min(best, time.process_time() - t0)
-    return best
 
 
 def row_iterations(pkg: str, batch, cat) -> int:

@@ -7,7 +7,7 @@ Why: numpy vectorises some float32/float64 loops (``log1p``, float64 ``exp`` …
 AVX-512 (SVML) and runs scalar libm loops on AVX2 machines; the same code then costs several
 times more per element there (docs/speed.md, "Eleventh round").  Part 1 times each function
 on a 1024 × 4076 float32 (and float64) batch, numpy against torch, in CPU µs a spectrum
-(the fastest of 5, ``lines_speed.fastest``).  Part 2
+(the fastest of 5, ``_predict_common.fastest``).  Part 2
 wraps ``np.exp``, ``np.log`` … (module attributes, so every ``np.<name>(...)`` call of the
 package goes through the wrapper; operators such as ``**`` do not) and prints the calls of
 one warm ``predict`` call on the simulated store (one thread, verification and lines) by
@@ -27,8 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _predict_common import machine, model_for_bench, sim_store  # noqa: E402
-from lines_speed import fastest  # noqa: E402
+from _predict_common import fastest, machine, model_for_bench, sim_store  # noqa: E402
 
 NAMES = ("exp", "log", "log10", "log1p", "expm1", "power", "sin", "cos", "tanh", "arctan",
          "exp2", "log2", "cbrt", "sqrt")
